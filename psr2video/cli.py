@@ -1,0 +1,78 @@
+"""``psr2video`` command line: ``psr2video IN OUT`` upscales a video; subcommands do the rest.
+
+Subcommands live next to the code they drive and are imported only when used, so ``--help`` stays fast
+and a missing optional dependency only affects its own command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+# name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, str] = {
+    "upscale": "psr2video.video.command:upscale",
+    "eval": "psr2video.eval_command:eval_cmd",
+    "train": "psr2video.train.command:train",
+    "export": "psr2video.runtime.commands:export",
+    "engine": "psr2video.runtime.commands:engine",
+    "bench": "psr2video.bench:bench",
+    "info": "psr2video.info:info",
+}
+DEFAULT = "upscale"
+
+
+class UserError(click.ClickException):
+    """A user mistake: printed as one line, exit code 1, no traceback."""
+
+
+class PsrGroup(click.Group):
+    """Lazy subcommands, with ``upscale`` as the default when the first word isn't a subcommand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [n for n in COMMANDS if self._load(n) is not None]
+
+    def _load(self, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        mod, attr = target.split(":")
+        try:
+            return getattr(importlib.import_module(mod), attr)
+        except ModuleNotFoundError as e:
+            if e.name and (e.name == mod or mod.startswith(e.name + ".")):
+                return None  # that part of psr2video is not there
+            raise
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self._load(name)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in COMMANDS and args[0] not in ("--help", "-h", "--version"):
+            args = [DEFAULT, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=PsrGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="psr2video")
+def cli() -> None:
+    """Real-time video super-resolution with ParagonSR2.
+
+    \b
+    psr2video IN OUT [options]      upscale a video (same as 'psr2video upscale IN OUT')
+    psr2video COMMAND --help        help for one command
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="psr2video", standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("psr2video: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

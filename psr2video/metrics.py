@@ -1,0 +1,64 @@
+"""PSNR and SSIM on the Y channel, with the protocol used by the SR literature.
+
+Y is BT.601 studio range (16-235) as in MATLAB's ``rgb2ycbcr``; ``shave`` border pixels are dropped;
+SSIM is Wang et al.'s with an 11x11 Gaussian window (sigma 1.5) on the 0-255 scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def rgb_to_y(rgb: np.ndarray | torch.Tensor) -> np.ndarray:
+    """HWC or CHW uint8/float RGB (0-255 scale) -> Y in [16, 235], float64."""
+    a = rgb.detach().cpu().numpy() if isinstance(rgb, torch.Tensor) else np.asarray(rgb)
+    a = a.astype(np.float64)
+    if a.ndim == 3 and a.shape[0] == 3 and a.shape[-1] != 3:
+        a = a.transpose(1, 2, 0)
+    return 16.0 + (65.481 * a[..., 0] + 128.553 * a[..., 1] + 24.966 * a[..., 2]) / 255.0
+
+
+def _shave(a: np.ndarray, shave: int) -> np.ndarray:
+    return a[shave:-shave, shave:-shave] if shave > 0 else a
+
+
+def psnr_y(sr: np.ndarray, hr: np.ndarray, shave: int = 0) -> float:
+    """PSNR (dB) between two uint8 RGB images (HWC) on Y, border ``shave`` pixels dropped."""
+    a, b = _shave(rgb_to_y(sr), shave), _shave(rgb_to_y(hr), shave)
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+
+
+def _gaussian(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    g = torch.exp(-((torch.arange(size, dtype=torch.float64) - size // 2) ** 2) / (2 * sigma * sigma))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).view(1, 1, size, size)
+
+
+def ssim_y(sr: np.ndarray, hr: np.ndarray, shave: int = 0) -> float:
+    """SSIM on Y (0-255 scale), 11x11 Gaussian window, valid region only."""
+    a = torch.from_numpy(_shave(rgb_to_y(sr), shave))[None, None]
+    b = torch.from_numpy(_shave(rgb_to_y(hr), shave))[None, None]
+    return float(ssim(a, b, data_range=255.0).mean())
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, window: int = 11,
+         sigma: float = 1.5) -> torch.Tensor:
+    """Per-image SSIM of NCHW tensors (channels averaged); differentiable, used by losses too."""
+    c = a.shape[1]
+    k = _gaussian(window, sigma).to(a).expand(c, 1, window, window)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_a, mu_b = F.conv2d(a, k, groups=c), F.conv2d(b, k, groups=c)
+    saa = F.conv2d(a * a, k, groups=c) - mu_a**2
+    sbb = F.conv2d(b * b, k, groups=c) - mu_b**2
+    sab = F.conv2d(a * b, k, groups=c) - mu_a * mu_b
+    m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
+    return m.flatten(1).mean(1)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Per-image PSNR (dB) of two NCHW tensors over all channels."""
+    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(1e-20)
+    return 10.0 * torch.log10(data_range**2 / mse)

@@ -1,0 +1,198 @@
+"""Variant table, model descriptors, and safetensors weights I/O.
+
+Every consumer (Upscaler, tiling, exporters, the VapourSynth plugin) reads the ``ModelDescriptor`` that
+travels with a model instead of guessing its scale, alignment or tile overlap. Weights files carry the
+full architecture in their metadata, so inference can never disagree with training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .magic import MagicKernelSharp2021
+from .paragonsr2 import ArchSpec, ParagonSR2, count_params
+
+VARIANTS: tuple[str, ...] = ("realtime", "stream", "photo", "pro")
+BASELINES: tuple[str, ...] = ("mks", "bicubic")
+SCALES: tuple[int, ...] = (2, 3, 4)
+FORMAT_VERSION = 1
+META_KEY = "psr2video"
+
+SPECS: dict[str, ArchSpec] = {
+    "realtime": ArchSpec("realtime", width=16, groups=1, blocks=3, block="nano", ls_init=0.1),
+    "stream": ArchSpec("stream", width=32, groups=2, blocks=3, block="stream", ls_init=0.1),
+    "photo": ArchSpec("photo", width=64, groups=4, blocks=4, block="photo", window=16, heads=4),
+    "pro": ArchSpec("pro", width=64, groups=6, blocks=6, block="pro", window=16, heads=4, tokens=32),
+}
+# Overlap (in input pixels) that makes tiled inference match untiled: >= the detail path's receptive
+# field radius (conv variants) or one attention window (attention variants), rounded up.
+TILE_OVERLAP = {"realtime": 16, "stream": 32, "photo": 32, "pro": 48, "mks": 8, "bicubic": 8}
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, unreadable, or does not match what was asked for."""
+
+
+@dataclass(frozen=True)
+class ModelDescriptor:
+    """What a consumer needs to know about a model, without looking inside it."""
+
+    variant: str
+    scale: int
+    in_channels: int = 3
+    out_channels: int = 3
+    alpha: float = 1.0
+    width: int = 0
+    window: int = 0  # attention window (0 = convolution only); the graph pads itself
+    size_multiple: int = 1  # required input H/W multiple (1: any size works)
+    min_size: int = 1
+    tile_overlap: int = 8  # input pixels of context a tile needs to match untiled output
+    tile_align: int = 1  # tile origins should be multiples of this (attention window grid)
+    fused: bool = False
+    params: int = 0
+    dynamic_shapes: bool = True
+
+    def with_(self, **kw) -> ModelDescriptor:
+        return replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Bicubic(nn.Module):
+    """Plain bicubic upscale (a baseline and a free model for pipeline benchmarks)."""
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+
+
+def _check(variant: str, scale: int) -> None:
+    if variant not in VARIANTS + BASELINES:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS + BASELINES)}")
+    if scale not in SCALES:
+        raise ValueError(f"unsupported scale {scale}; choose one of {', '.join(map(str, SCALES))}")
+
+
+def describe(net: nn.Module, variant: str, scale: int, fused: bool = False) -> ModelDescriptor:
+    spec = SPECS.get(variant)
+    return ModelDescriptor(
+        variant=variant, scale=scale,
+        alpha=spec.alpha if spec else getattr(net, "alpha", 1.0),
+        width=spec.width if spec else 0,
+        window=spec.window if spec else 0,
+        tile_overlap=TILE_OVERLAP[variant],
+        tile_align=spec.window if spec and spec.window else 1,
+        fused=fused, params=count_params(net),
+    )
+
+
+def build_model(variant: str, scale: int = 2, alpha: float | None = None, **overrides) -> nn.Module:
+    """An untrained model of ``variant`` (or a weight-free baseline: ``mks``, ``bicubic``)."""
+    _check(variant, scale)
+    if variant == "mks":
+        net: nn.Module = MagicKernelSharp2021(scale, 1.0 if alpha is None else alpha)
+    elif variant == "bicubic":
+        net = Bicubic(scale)
+    else:
+        spec = SPECS[variant]
+        if alpha is not None:
+            overrides["alpha"] = alpha
+        if overrides:
+            spec = replace(spec, **overrides)
+        net = ParagonSR2(spec, scale)
+        net.descriptor = describe(net, variant, scale).with_(alpha=spec.alpha)
+        return net
+    net.descriptor = describe(net, variant, scale)
+    return net
+
+
+def shipped_weights_path(variant: str, scale: int) -> Path | None:
+    p = resources.files("psr2video.models") / "weights" / f"{variant}_x{scale}.safetensors"
+    return Path(str(p)) if p.is_file() else None
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The ``psr2video`` metadata of a weights file (raises WeightsError if absent or unreadable)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises several types for a damaged header
+        raise WeightsError(f"{path} is not a readable .safetensors file ({e})") from None
+    if META_KEY not in meta:
+        raise WeightsError(f"{path} has no psr2video metadata (variant, scale, architecture)")
+    return json.loads(meta[META_KEY])
+
+
+def save_weights(net: ParagonSR2, path: str | Path, **info) -> Path:
+    """Save ``net`` with its full architecture and ``info`` (training data, steps...) in the header."""
+    path = Path(path)
+    meta = {"format": FORMAT_VERSION, "variant": net.spec.variant, "scale": net.scale, "fused": net.fused,
+            "arch": net.spec.to_dict(), **info}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+    tmp.replace(path)
+    return path
+
+
+def load_model(variant: str | None = None, scale: int | None = None, weights: str | Path | None = None,
+               fuse: bool = True) -> nn.Module:
+    """A trained model: shipped weights for ``variant``/``scale``, or any psr2video weights file.
+
+    The architecture comes from the file's metadata; a ``variant``/``scale`` that disagrees with the
+    file is an error rather than a silent mismatch. Fused and unfused files both load.
+    """
+    if variant in BASELINES:
+        return build_model(variant, scale or 2)
+    if weights is None:
+        if variant is None:
+            raise WeightsError("give a variant or a weights file")
+        _check(variant, scale or 2)
+        weights = shipped_weights_path(variant, scale or 2)
+        if weights is None:
+            shipped = ", ".join(list_shipped()) or "none"
+            raise WeightsError(f"no shipped weights for {variant} x{scale or 2} (shipped: {shipped}); "
+                               "pass --weights FILE or train one with 'psr2video train'")
+    meta = read_metadata(weights)
+    if variant is not None and meta["variant"] != variant:
+        raise WeightsError(f"{weights} holds variant {meta['variant']!r}, not {variant!r}")
+    if scale is not None and meta["scale"] != scale:
+        raise WeightsError(f"{weights} is a x{meta['scale']} model, not x{scale}")
+    arch = dict(meta["arch"])
+    spec = ArchSpec(**arch)
+    net = ParagonSR2(spec, int(meta["scale"]))
+    net.descriptor = describe(net, spec.variant, net.scale).with_(alpha=spec.alpha)
+    if meta.get("fused"):
+        net = net.fuse_for_release()
+    state = load_file(str(weights))
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"{weights} does not match its own metadata: {str(e).splitlines()[0]}") from None
+    net.eval()
+    if fuse and not net.fused:
+        net = net.fuse_for_release()
+    net.descriptor = net.descriptor.with_(params=count_params(net))
+    net.weights_info = meta
+    return net
+
+
+def list_shipped() -> list[str]:
+    d = resources.files("psr2video.models") / "weights"
+    return sorted(p.name.removesuffix(".safetensors") for p in d.iterdir() if p.name.endswith(".safetensors"))

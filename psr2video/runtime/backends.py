@@ -1,0 +1,113 @@
+"""Backend configurations as small frozen dataclasses (vs-mlrt style) and the runner protocol.
+
+A backend config says *how* to run; ``make_runner`` turns it, a fused model and a precision into a
+callable that maps an NCHW float tensor on the runner's device to the upscaled tensor. Heavy or
+GPU-only libraries are imported only inside the runner that needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from ..models.registry import ModelDescriptor
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+class Runner(Protocol):
+    """One compiled/loaded model on one device. ``__call__`` takes and returns NCHW tensors."""
+
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class TorchBackend:
+    """PyTorch eager, optionally ``torch.compile``d and/or replayed through CUDA graphs."""
+
+    compile: bool = False
+    cuda_graphs: bool = False
+    channels_last: bool = True
+    name: str = "torch"
+
+
+@dataclass(frozen=True)
+class ORTBackend:
+    """ONNX Runtime; ``provider`` is auto | cpu | cuda | tensorrt (chosen by what is installed)."""
+
+    provider: str = "auto"
+    threads: int = 0
+    name: str = "onnxruntime"
+
+
+@dataclass(frozen=True)
+class TRTBackend:
+    """Native TensorRT (10.x or 11.x) with the engine cache; ``shape`` pins a static profile."""
+
+    workspace_gib: float = 4.0
+    opt_level: int = 3
+    static_shape: bool = False
+    num_streams: int = 1
+    name: str = "tensorrt"
+
+
+class Backend:
+    """Namespace for the configs: ``Backend.Torch()``, ``Backend.ORT(provider="cuda")``, ``Backend.TRT()``."""
+
+    Torch = TorchBackend
+    ORT = ORTBackend
+    TRT = TRTBackend
+
+
+BackendConfig = TorchBackend | ORTBackend | TRTBackend
+BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
+
+
+def parse_backend(backend: str | BackendConfig) -> BackendConfig | str:
+    """Map a CLI/API name to a config; ``auto`` is resolved later, once the device is known."""
+    if not isinstance(backend, str):
+        return backend
+    name = backend.lower()
+    if name == "auto":
+        return "auto"
+    if name in ("torch", "pytorch"):
+        return TorchBackend()
+    if name in ("onnxruntime", "ort"):
+        return ORTBackend()
+    if name in ("tensorrt", "trt"):
+        return TRTBackend()
+    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_NAMES)}")
+
+
+def resolve_auto(device: torch.device) -> BackendConfig:
+    """Pick the fastest backend available for ``device`` (see runtime/auto.py when present)."""
+    try:
+        from .auto import pick_backend
+    except ImportError:
+        return TorchBackend()
+    return pick_backend(device)
+
+
+def make_runner(config: BackendConfig, model: nn.Module, descriptor: ModelDescriptor, precision: str,
+                device: torch.device) -> Runner:
+    """Instantiate the runner for ``config``; the only place that imports a backend module."""
+    if isinstance(config, TorchBackend):
+        from .torch_backend import TorchRunner
+
+        return TorchRunner(config, model, descriptor, precision, device)
+    if isinstance(config, ORTBackend):
+        from .ort_backend import ORTRunner
+
+        return ORTRunner(config, model, descriptor, precision, device)
+    if isinstance(config, TRTBackend):
+        from .trt_backend import TRTRunner
+
+        return TRTRunner(config, model, descriptor, precision, device)
+    raise TypeError(f"not a backend config: {config!r}")

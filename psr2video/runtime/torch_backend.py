@@ -1,0 +1,62 @@
+"""PyTorch runner: eager on CPU or CUDA, fp32/fp16/bf16, channels_last, torch.compile, CUDA graphs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models.registry import ModelDescriptor
+from .backends import TorchBackend
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class TorchRunner:
+    name = "torch"
+
+    def __init__(self, config: TorchBackend, model: nn.Module, descriptor: ModelDescriptor, precision: str,
+                 device: torch.device) -> None:
+        if precision not in DTYPES:
+            raise ValueError(f"the torch backend runs fp32, fp16 or bf16, not {precision} "
+                             "(int8 needs --backend onnxruntime or tensorrt)")
+        if precision == "fp16" and device.type == "cpu":
+            raise ValueError("fp16 needs a CUDA device; on the CPU use fp32 or bf16")
+        self.config, self.device, self.dtype = config, device, DTYPES[precision]
+        self.descriptor = descriptor
+        self.memory_format = (torch.channels_last if config.channels_last and device.type == "cuda"
+                              else torch.contiguous_format)
+        model = model.eval().to(device=device, dtype=self.dtype, memory_format=self.memory_format)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model = model
+        self.fn = torch.compile(model, dynamic=True) if config.compile else model
+        self._graphs: dict[tuple, tuple] = {}
+        if config.cuda_graphs and device.type != "cuda":
+            raise ValueError("CUDA graphs need a CUDA device")
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(device=self.device, dtype=self.dtype, memory_format=self.memory_format, non_blocking=True)
+        if self.config.cuda_graphs:
+            return self._replay(x)
+        return self.fn(x)
+
+    def _replay(self, x: torch.Tensor) -> torch.Tensor:
+        """Capture one graph per input shape on first sight, then copy in, replay, hand out a clone."""
+        key = tuple(x.shape)
+        if key not in self._graphs:
+            static_in = x.clone()
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):
+                for _ in range(2):  # warm up allocations outside the capture
+                    self.fn(static_in)
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self.fn(static_in)
+            self._graphs[key] = (graph, static_in, static_out)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out.clone()

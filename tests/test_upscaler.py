@@ -1,0 +1,86 @@
+"""The shared Upscaler on the torch backend: shapes, precision, tiling, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from psr2video import Upscaler
+from psr2video.models import WeightsError, build_model
+from psr2video.runtime.backends import Backend, parse_backend
+from psr2video.runtime.tiling import tiled_apply
+
+
+def test_baseline_upscaler_cpu() -> None:
+    up = Upscaler(variant="mks", scale=2, device="cpu")
+    y = up(torch.rand(1, 3, 9, 11))
+    assert y.shape == (1, 3, 18, 22) and y.min() >= 0 and y.max() <= 1
+    assert up.device.type == "cpu" and up.dtype == torch.float32 and "mks x2" in repr(up)
+
+
+@pytest.mark.parametrize("variant", ["realtime", "stream"])
+def test_untrained_model_through_upscaler_matches_module(variant: str) -> None:
+    net = build_model(variant, 2).eval()
+    up = Upscaler(model=net, device="cpu", clamp=False)
+    x = torch.rand(2, 3, 12, 10)
+    with torch.no_grad():
+        ref = net(x)
+    assert (up(x) - ref).abs().max().item() < 1e-5
+
+
+def test_bf16_on_cpu_runs_close_to_fp32() -> None:
+    net = build_model("realtime", 2).eval()
+    x = torch.rand(1, 3, 16, 16)
+    a = Upscaler(model=net, device="cpu", precision="fp32")(x)
+    b = Upscaler(model=net, device="cpu", precision="bf16")(x)
+    assert b.dtype == torch.bfloat16 and (a - b.float()).abs().max().item() < 0.05
+
+
+@pytest.mark.parametrize("variant", ["realtime", "stream", "mks"])
+def test_tiled_equals_untiled(variant: str) -> None:
+    net = build_model(variant, 2).eval()
+    x = torch.rand(1, 3, 70, 53)
+    full = Upscaler(model=net, device="cpu", clamp=False)(x)
+    tiled = Upscaler(model=net, device="cpu", clamp=False, tile=24)(x)
+    assert (full - tiled).abs().max().item() < 1e-4
+
+
+def test_tiling_covers_every_pixel_once() -> None:
+    x = torch.arange(35 * 29, dtype=torch.float32).view(1, 1, 35, 29)
+    y = tiled_apply(lambda t: t.repeat_interleave(3, 2).repeat_interleave(3, 3), x, 3, tile=8, overlap=2)
+    assert torch.equal(y, x.repeat_interleave(3, 2).repeat_interleave(3, 3))
+
+
+def test_errors_are_clear() -> None:
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        Upscaler(variant="mks", scale=2, device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="unknown precision"):
+        Upscaler(variant="mks", scale=2, device="cpu", precision="fp8")
+    with pytest.raises(ValueError, match="unknown backend"):
+        parse_backend("cudnn")
+    with pytest.raises(ValueError, match="NCHW"):
+        Upscaler(variant="mks", scale=2, device="cpu")(torch.rand(3, 8, 8))
+    with pytest.raises(WeightsError):
+        Upscaler(variant="pro", scale=3, device="cpu")  # nothing shipped for pro x3
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            Upscaler(variant="mks", scale=2, device="cuda")
+
+
+def test_backend_configs_are_frozen_dataclasses() -> None:
+    cfg = Backend.Torch(channels_last=False)
+    with pytest.raises(AttributeError):
+        cfg.compile = True  # type: ignore[misc]
+    assert parse_backend("torch") == Backend.Torch()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (none on this machine)")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_cuda_half_precision(precision: str) -> None:
+    net = build_model("stream", 2).eval()
+    x = torch.rand(1, 3, 64, 64, device="cuda")
+    a = Upscaler(model=net, device="cuda", precision="fp32")(x)
+    b = Upscaler(model=net, device="cuda", precision=precision)(x)
+    assert (a - b.float()).abs().max().item() < 0.02
+    g = Upscaler(model=net, device="cuda", precision="fp32", backend=Backend.Torch(cuda_graphs=True))
+    assert (g(x) - a).abs().max().item() < 1e-5

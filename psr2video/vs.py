@@ -1,0 +1,167 @@
+"""Python side of the VapourSynth plugin ``core.psr2.Upscale``.
+
+The native shim (plugins/vapoursynth/psr2_shim.c, installed by ``python -m psr2video.vs_install``)
+registers ``psr2.Upscale``; when a script calls it, the shim calls :func:`create` here with the
+arguments the script gave and a description of the input clip. ``create`` validates everything and
+builds the shared :class:`psr2video.Upscaler` (``num_streams`` of them); any exception becomes a
+``vapoursynth.Error`` whose message is the exception text. For every frame the shim calls
+``instance.process`` with the source and destination planes as memoryviews.
+
+``upscale(clip, ...)`` is a convenience for Python code: ``clip.core.psr2.Upscale(clip, ...)`` with a
+hint when the plugin is not installed.
+"""
+
+from __future__ import annotations
+
+import queue
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .models.registry import BASELINES, SCALES, VARIANTS
+from .runtime.backends import BACKEND_NAMES, PRECISIONS
+from .runtime.upscaler import Upscaler
+
+# VapourSynth enum values (VapourSynth4.h), so this module never needs to import vapoursynth.
+CF_UNDEFINED, CF_GRAY, CF_RGB, CF_YUV = 0, 1, 2, 3
+ST_INTEGER, ST_FLOAT = 0, 1
+SIGNATURE = ('psr2.Upscale(clip, variant="stream", scale=2, weights=None, backend="auto", precision=None, '
+             'tile=0, overlap=None, num_streams=1, device="auto")')
+
+
+class PluginError(ValueError):
+    """A user mistake in a psr2.Upscale call (its text becomes the vapoursynth.Error message)."""
+
+
+def check_format(info: dict) -> np.dtype:
+    """The numpy dtype of the clip's planes, or PluginError saying which conversion to add."""
+    fmt, cf, st, bits = info.get("format", "?"), info["color_family"], info["sample_type"], info["bits"]
+    back = " (and convert back afterwards)"
+    if cf == CF_UNDEFINED:
+        raise PluginError("clips with a variable format are not supported; make the format constant first, "
+                          "e.g. clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s=\"709\")")
+    if cf == CF_YUV:
+        raise PluginError(f"input is {fmt} (YUV) but psr2 works on RGBS or RGBH; add "
+                          "clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s=\"709\") before it "
+                          f"(with the clip's own matrix, e.g. \"170m\" for SD){back}")
+    if cf == CF_GRAY:
+        raise PluginError(f"input is {fmt} (Gray) but psr2 works on RGBS or RGBH; add "
+                          "clip = core.resize.Point(core.std.ShufflePlanes(clip, [0, 0, 0], vs.RGB), format=vs.RGBS)")
+    if cf != CF_RGB:
+        raise PluginError(f"input format {fmt} is not supported; convert to vs.RGBS")
+    if st == ST_INTEGER:
+        raise PluginError(f"input is {fmt} (integer RGB) but psr2 works on float RGB; add "
+                          f"clip = core.resize.Point(clip, format=vs.RGBS) before it{back}")
+    if bits == 32:
+        return np.dtype(np.float32)
+    if bits == 16:
+        return np.dtype(np.float16)
+    raise PluginError(f"input format {fmt} is not supported; convert to vs.RGBS")
+
+
+def _choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise PluginError(f"{name}={value!r} is not valid; choose one of {', '.join(map(str, choices))}")
+
+
+class Instance:
+    """One ``psr2.Upscale`` filter: a pool of ``num_streams`` Upscalers shared by the frame threads."""
+
+    def __init__(self, upscalers: list[Upscaler], dtype: np.dtype) -> None:
+        self.upscalers = upscalers
+        self.scale = upscalers[0].scale
+        self.dtype = dtype
+        self.out_torch_dtype = torch.float32 if dtype == np.float32 else torch.float16
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()
+        for up in upscalers:
+            stream = torch.cuda.Stream(up.device) if up.device.type == "cuda" and len(upscalers) > 1 else None
+            self._pool.put((up, stream))
+
+    def __repr__(self) -> str:
+        return f"psr2.Upscale[{self.upscalers[0]!r} x{len(self.upscalers)}]"
+
+    def read(self, planes, w: int, h: int, stride: int) -> torch.Tensor:
+        """(1, 3, h, w) tensor copied from three VapourSynth planes."""
+        x = np.empty((1, 3, h, w), dtype=self.dtype)
+        row = stride // self.dtype.itemsize
+        for i, mv in enumerate(planes):
+            x[0, i] = np.frombuffer(mv, dtype=self.dtype, count=h * row).reshape(h, row)[:, :w]
+        return torch.from_numpy(x)
+
+    def write(self, y: torch.Tensor, planes, stride: int) -> None:
+        """Copy a (3, H, W) CPU tensor into three writable VapourSynth planes."""
+        _, oh, ow = y.shape
+        row = stride // self.dtype.itemsize
+        yn = y.numpy()
+        for i, mv in enumerate(planes):
+            np.frombuffer(mv, dtype=self.dtype, count=oh * row).reshape(oh, row)[:, :ow] = yn[i]
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """Upscale (1, 3, h, w) -> (3, h*s, w*s) on the CPU in the clip's dtype, using a free Upscaler."""
+        up, stream = self._pool.get()  # blocks (without the GIL) while all num_streams are busy
+        try:
+            with torch.inference_mode(), (torch.cuda.stream(stream) if stream is not None else nullcontext()):
+                y = up(x)[0].to("cpu", self.out_torch_dtype)
+        finally:
+            self._pool.put((up, stream))
+        return y
+
+    def process(self, src, dst, w: int, h: int, src_stride: int, dst_stride: int) -> None:
+        """Called by the shim for each frame: src/dst are 3 plane memoryviews each."""
+        self.write(self.run(self.read(src, w, h, src_stride)), dst, dst_stride)
+
+
+def create(info: dict, variant: str | None = None, scale: int | None = None, weights: str | None = None,
+           backend: str = "auto", precision: str | None = None, tile: int = 0, overlap: int | None = None,
+           num_streams: int = 1, device: str = "auto") -> Instance:
+    """Validate a psr2.Upscale call and build its Upscalers (called by the native shim)."""
+    dtype = check_format(info)
+    if variant is not None:
+        _choice("variant", variant, VARIANTS + BASELINES)
+    if scale is not None:
+        _choice("scale", scale, SCALES)
+    _choice("backend", backend.lower(), BACKEND_NAMES)
+    if precision is not None:
+        _choice("precision", precision, PRECISIONS)
+    if tile < 0:
+        raise PluginError(f"tile={tile} must be >= 0 (0 = whole frame)")
+    if overlap is not None and overlap < 0:
+        raise PluginError(f"overlap={overlap} must be >= 0")
+    if not 1 <= num_streams <= 16:
+        raise PluginError(f"num_streams={num_streams} must be between 1 and 16")
+    if weights is not None:
+        if variant in BASELINES:
+            raise PluginError(f"variant {variant!r} is a fixed resampler and takes no weights")
+        if not Path(weights).is_file():
+            raise PluginError(f"weights file not found: {weights}")
+        # the file says which variant and scale it is; only check what the script asked for explicitly
+    else:
+        variant = variant or "stream"
+        scale = scale or 2
+    try:
+        first = Upscaler(variant=variant, scale=scale, weights=weights, backend=backend, precision=precision,
+                         device=device, tile=tile, tile_overlap=overlap)
+        ups = [first]
+        for _ in range(num_streams - 1):  # share the (read-only) fused model, one runner each
+            ups.append(Upscaler(variant=first.descriptor.variant, scale=first.scale, model=first.model,
+                                backend=first.backend, precision=first.precision, device=first.device,
+                                tile=tile, tile_overlap=overlap))
+    except (ValueError, RuntimeError, ImportError, OSError) as e:  # WeightsError is a ValueError
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = msg.replace("pass --weights FILE", "pass weights=\"FILE.safetensors\"")
+        raise PluginError(msg if isinstance(e, ValueError) else f"{type(e).__name__}: {msg}") from None
+    return Instance(ups, dtype)
+
+
+def upscale(clip, variant: str | None = None, scale: int | None = None, **kwargs):
+    """``clip.core.psr2.Upscale(clip, ...)`` from Python, with a hint when the plugin is missing."""
+    core = clip.core if hasattr(clip, "core") else __import__("vapoursynth").core
+    if not hasattr(core, "psr2"):
+        raise RuntimeError("the psr2 VapourSynth plugin is not installed; run: python -m psr2video.vs_install")
+    if variant is not None:
+        kwargs["variant"] = variant
+    if scale is not None:
+        kwargs["scale"] = scale
+    return core.psr2.Upscale(clip, **kwargs)

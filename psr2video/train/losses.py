@@ -1,0 +1,163 @@
+"""Training losses: L1 / Charbonnier, MS-SSIM, FFT (frequency) loss, perceptual (local weights only), R3GAN.
+
+Every loss takes NCHW tensors in [0, 1] and returns a scalar tensor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..metrics import _gaussian
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+class L1Loss(nn.Module):
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return (sr.float() - hr.float()).abs().mean()
+
+
+class CharbonnierLoss(nn.Module):
+    """sqrt((x - y)^2 + eps^2), a smooth L1."""
+
+    def __init__(self, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        d = sr.float() - hr.float()
+        return torch.sqrt(d * d + self.eps * self.eps).mean()
+
+
+def _ssim_parts(a: torch.Tensor, b: torch.Tensor, k: torch.Tensor, c1: float, c2: float):
+    c = a.shape[1]
+    mu_a, mu_b = F.conv2d(a, k, groups=c), F.conv2d(b, k, groups=c)
+    saa = F.conv2d(a * a, k, groups=c) - mu_a**2
+    sbb = F.conv2d(b * b, k, groups=c) - mu_b**2
+    sab = F.conv2d(a * b, k, groups=c) - mu_a * mu_b
+    cs = (2 * sab + c2) / (saa + sbb + c2)
+    lum = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
+    return (lum * cs).flatten(1).mean(1), cs.flatten(1).mean(1)
+
+
+def ms_ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, window: int = 11, sigma: float = 1.5,
+            weights: tuple[float, ...] = MS_SSIM_WEIGHTS) -> torch.Tensor:
+    """Per-image multi-scale SSIM (Wang et al. 2003). Scales whose side drops below the window are dropped,
+    and the remaining weights renormalised, so small training patches work."""
+    a, b = a.float(), b.float()
+    levels = 1
+    while levels < len(weights) and min(a.shape[-2:]) // (2**levels) >= window:
+        levels += 1
+    w = torch.tensor(weights[:levels], device=a.device)
+    w = w / w.sum()
+    win = min(window, *a.shape[-2:])
+    k = _gaussian(win, sigma).to(a).expand(a.shape[1], 1, win, win)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    vals = []
+    for i in range(levels):
+        ssim, cs = _ssim_parts(a, b, k, c1, c2)
+        vals.append((ssim if i == levels - 1 else cs).clamp_min(1e-6))
+        if i < levels - 1:
+            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+    return torch.prod(torch.stack(vals, 0) ** w.view(-1, 1), dim=0)
+
+
+class MSSSIMLoss(nn.Module):
+    """1 - MS-SSIM."""
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return 1.0 - ms_ssim(sr, hr).mean()
+
+
+class FFTLoss(nn.Module):
+    """L1 between the 2-D real FFTs (orthonormal) of SR and HR: penalises missing high frequencies."""
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        fs = torch.fft.rfft2(sr.float(), norm="ortho")
+        fh = torch.fft.rfft2(hr.float(), norm="ortho")
+        return (torch.view_as_real(fs) - torch.view_as_real(fh)).abs().mean()
+
+
+class PerceptualLoss(nn.Module):
+    """VGG19 feature L1 (conv1_2 ... conv5_4 before ReLU). Needs a local torchvision ``vgg19`` state dict:
+    nothing is downloaded."""
+
+    LAYERS = {"conv1_2": 2, "conv2_2": 7, "conv3_4": 16, "conv4_4": 25, "conv5_4": 34}
+
+    def __init__(self, weights: str | Path | None, layers: dict[str, float] | None = None) -> None:
+        super().__init__()
+        if not weights:
+            raise ValueError("the perceptual loss needs a local VGG19 weights file: set loss.perceptual_weights "
+                             "to a torchvision vgg19 state dict (.pth or .safetensors)")
+        path = Path(weights)
+        if not path.is_file():
+            raise ValueError(f"perceptual loss weights not found: {path}")
+        try:
+            from torchvision.models import vgg19
+        except ImportError:
+            raise ValueError("the perceptual loss needs torchvision (pip install torchvision)") from None
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        net = vgg19()
+        net.load_state_dict(state)
+        self.layers = layers or {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+        last = max(self.LAYERS[k] for k in self.layers)
+        self.features = net.features[: last + 1].eval()
+        for p in self.features.parameters():
+            p.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def _feats(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        want = {self.LAYERS[k] for k in self.layers}
+        out, h = {}, (x - self.mean) / self.std
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i in want:
+                out[i] = h
+        return out
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        fs, fh = self._feats(sr.float()), self._feats(hr.float())
+        return sum(w * F.l1_loss(fs[self.LAYERS[k]], fh[self.LAYERS[k]].detach()) for k, w in self.layers.items())
+
+
+PIXEL_LOSSES = {"l1": L1Loss, "charbonnier": CharbonnierLoss, "ms_ssim": MSSSIMLoss, "fft": FFTLoss}
+
+
+class CombinedLoss(nn.Module):
+    """Weighted sum of pixel losses, from a config table such as ``{l1 = 1.0, ms_ssim = 0.08}``."""
+
+    def __init__(self, cfg: dict) -> None:
+        super().__init__()
+        self.terms = nn.ModuleDict()
+        self.weights: dict[str, float] = {}
+        for name, w in cfg.items():
+            if name in ("perceptual_weights", "perceptual_layers") or not w:
+                continue
+            if name == "perceptual":
+                mod: nn.Module = PerceptualLoss(cfg.get("perceptual_weights"), cfg.get("perceptual_layers"))
+            elif name in PIXEL_LOSSES:
+                mod = PIXEL_LOSSES[name]()
+            else:
+                raise ValueError(f"unknown loss {name!r}; choose from {', '.join([*PIXEL_LOSSES, 'perceptual'])}")
+            self.terms[name] = mod
+            self.weights[name] = float(w)
+        if not self.terms:
+            raise ValueError("the [loss] table enables no loss")
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        total, parts = 0.0, {}
+        for name, mod in self.terms.items():
+            v = mod(sr, hr)
+            parts[name] = float(v.detach())
+            total = total + self.weights[name] * v
+        return total, parts

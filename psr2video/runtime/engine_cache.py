@@ -1,0 +1,247 @@
+"""On-disk cache of built artifacts: exported ONNX, ONNX Runtime optimised models, TensorRT engines.
+
+Location: ``$PSR2VIDEO_CACHE`` or the user cache dir (``$XDG_CACHE_HOME/psr2video``, default
+``~/.cache/psr2video``); artifacts live in its ``engines/`` folder. Each artifact ``NAME`` has a sidecar
+``NAME.json`` holding the key fields, its size and SHA-256, written last: an artifact without a valid
+sidecar, or whose size or hash disagrees, is stale or truncated and is rebuilt with a message.
+
+Builds are atomic (temp file in the same folder, fsync, ``os.replace``) and serialised per artifact with
+an ``fcntl`` lock, so two processes asking for the same artifact build it once: the second one waits for
+the lock and then finds the finished file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger("psr2video.engine_cache")
+
+CACHE_FORMAT = 1
+META_SUFFIX = ".json"
+LOCK_SUFFIX = ".lock"
+
+
+def cache_root() -> Path:
+    """``$PSR2VIDEO_CACHE``, else ``$XDG_CACHE_HOME/psr2video``, else ``~/.cache/psr2video``."""
+    env = os.environ.get("PSR2VIDEO_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "psr2video"
+
+
+def engines_dir() -> Path:
+    return cache_root() / "engines"
+
+
+def weights_hash(model: nn.Module) -> str:
+    """SHA-256 (first 16 hex digits) of the model's state dict: names, shapes, dtypes and values."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def cpu_name() -> str:
+    """The CPU model (ORT CPU optimised models are specific to the instruction set they were made on)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_key(fields: dict) -> str:
+    """Stable 20-hex-digit key of the key fields (every field matters; order does not)."""
+    blob = json.dumps({"cache_format": CACHE_FORMAT, **fields}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@dataclass
+class Entry:
+    path: Path
+    meta: dict | None
+    problem: str | None  # None = valid
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Exclusive inter-process lock on ``path`` (fcntl; a no-op where fcntl does not exist)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no inter-process locking
+            yield
+            return
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _fsync_replace(tmp: Path, dst: Path) -> None:
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dst)
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
+    _fsync_replace(tmp, path)
+
+
+class EngineCache:
+    """A folder of artifacts keyed by everything that could change their bytes."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.dir = Path(root) if root is not None else engines_dir()
+
+    def __repr__(self) -> str:
+        return f"EngineCache({self.dir})"
+
+    # naming -----------------------------------------------------------------------------------------
+    def path_for(self, fields: dict, kind: str, suffix: str) -> Path:
+        """Artifact path: ``{variant}_x{scale}_{precision}_{kind}-{key}{suffix}`` (readable and unique)."""
+        key = make_key({**fields, "kind": kind})
+        label = "_".join(str(fields[k]) if k != "scale" else f"x{fields[k]}"
+                         for k in ("variant", "scale", "precision") if k in fields)
+        return self.dir / f"{label}_{kind}-{key}{suffix}"
+
+    @staticmethod
+    def lock_path(path: Path) -> Path:
+        return path.with_name(f".{path.name}{LOCK_SUFFIX}")
+
+    @staticmethod
+    def meta_path(path: Path) -> Path:
+        return path.with_name(path.name + META_SUFFIX)
+
+    # validation -------------------------------------------------------------------------------------
+    def check(self, path: Path, full_hash: bool = True) -> Entry:
+        """Valid when the sidecar exists, parses, and its size (and SHA-256) match the artifact."""
+        mp = self.meta_path(path)
+        if not path.exists():
+            return Entry(path, None, "missing")
+        if not mp.exists():
+            return Entry(path, None, "no metadata (an interrupted build?)")
+        try:
+            meta = json.loads(mp.read_text())
+        except (OSError, ValueError):
+            return Entry(path, None, "unreadable metadata")
+        size = path.stat().st_size
+        if meta.get("cache_format") != CACHE_FORMAT:
+            return Entry(path, meta, f"cache format {meta.get('cache_format')} != {CACHE_FORMAT}")
+        if size != meta.get("size"):
+            return Entry(path, meta, f"truncated or changed ({size} bytes, expected {meta.get('size')})")
+        if full_hash and file_sha256(path) != meta.get("sha256"):
+            return Entry(path, meta, "content hash mismatch")
+        return Entry(path, meta, None)
+
+    def invalidate(self, path: Path, reason: str) -> None:
+        """Drop an artifact a consumer could not load (e.g. TensorRT deserialisation failed)."""
+        log.warning("cache: %s is unusable (%s); it will be rebuilt", path.name, reason)
+        for p in (self.meta_path(path), path):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+    # the one entry point ------------------------------------------------------------------------------
+    def get_or_build(self, fields: dict, kind: str, suffix: str, build: Callable[[Path], None],
+                     describe: str | None = None, echo: Callable[[str], None] | None = None) -> Path:
+        """Return the artifact for ``fields``; build it (once, across processes) when absent or stale.
+
+        ``build(tmp_path)`` must write the artifact to ``tmp_path``; it is renamed into place only when
+        the build returns normally.
+        """
+        say = echo or (lambda m: log.info(m))
+        path = self.path_for(fields, kind, suffix)
+        if self.check(path).problem is None:
+            return path
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.lock_path(path)):
+            entry = self.check(path)
+            if entry.problem is None:  # another process finished it while we waited
+                return path
+            if entry.problem != "missing":
+                say(f"cache: {path.name} is stale ({entry.problem}); rebuilding")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            say(f"building {describe or kind} -> {path}")
+            t0 = time.perf_counter()
+            try:
+                build(tmp)
+                if not tmp.exists() or tmp.stat().st_size == 0:
+                    raise RuntimeError(f"the {kind} build wrote nothing")
+                with contextlib.suppress(FileNotFoundError):
+                    self.meta_path(path).unlink()
+                _fsync_replace(tmp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            seconds = time.perf_counter() - t0
+            meta = {"cache_format": CACHE_FORMAT, "kind": kind, "fields": fields, "size": path.stat().st_size,
+                    "sha256": file_sha256(path), "build_seconds": round(seconds, 3), "created": time.time(),
+                    "python": sys.version.split()[0], "pid": os.getpid()}
+            _write_json_atomic(self.meta_path(path), meta)
+            say(f"built {path.name} in {seconds:.1f} s ({meta['size'] / 2**20:.2f} MiB)")
+        return path
+
+    # listing / clearing --------------------------------------------------------------------------------
+    def entries(self, full_hash: bool = False) -> list[Entry]:
+        if not self.dir.is_dir():
+            return []
+        out = []
+        for p in sorted(self.dir.iterdir()):
+            if p.name.startswith(".") or p.name.endswith((META_SUFFIX, LOCK_SUFFIX)) or p.name == "timing":
+                continue
+            if p.is_file():
+                out.append(self.check(p, full_hash=full_hash))
+        return out
+
+    def clear(self, stale_only: bool = False) -> int:
+        """Remove artifacts (all, or only stale ones), their sidecars, locks and leftover temp files."""
+        n = 0
+        if not self.dir.is_dir():
+            return 0
+        for e in self.entries(full_hash=stale_only):
+            if stale_only and e.problem is None:
+                continue
+            for p in (e.path, self.meta_path(e.path), self.lock_path(e.path)):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+            n += 1
+        for p in self.dir.iterdir():
+            if p.name.endswith(".tmp") or (not stale_only and p.name.endswith((META_SUFFIX, LOCK_SUFFIX))):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+        return n

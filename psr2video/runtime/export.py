@@ -1,0 +1,379 @@
+"""Export a fused model to ONNX (fp32, fp16, INT8 QDQ) and verify the file against PyTorch.
+
+Graph contract: one input ``input`` and one output ``output``, both NCHW RGB in [0, 1] (the output is
+not clamped), dynamic batch, height and width (``batch``/``height``/``width`` and
+``height_out``/``width_out``). The attention variants pad to their 16-px window with shape arithmetic
+inside the graph, so one file runs at any size, odd sizes included. Weights are stored inside the
+``.onnx`` (no ``.onnx.data``).
+
+Precisions: ``fp32``; ``fp16`` (weights and compute in half; I/O half by default, ``fp16_io=False``
+keeps float I/O with casts inside the graph), which is what strongly typed TensorRT 11 needs;
+``int8``: ONNX Runtime static quantisation in QDQ format (symmetric int8 activations and per-channel
+int8 weights, TensorRT's explicit-quantisation layout) of the convolutions and matmuls of the detail
+path except its final 3-channel projection, calibrated on real frames (a video through PyAV or an image
+folder). The fixed Magic Kernel Sharp base path stays in float: it carries most of the picture and costs
+little.
+
+Uses the TorchScript-based exporter (``dynamo=False``): it handles the in-graph window padding and
+exports every variant in one pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import os
+import random
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger("psr2video.export")
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+DEFAULT_OPSET = 17
+EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
+EXPORTER_VERSION = f"torch-{torch.__version__.split('+')[0]}-torchscript"
+# verification floors (PSNR in dB between the ONNX Runtime output and PyTorch fp32, both clamped)
+PSNR_FLOOR = {"fp32": 60.0, "fp16": 45.0, "int8": 0.0}
+INT8_TARGET = 35.0
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".ts", ".m2ts")
+
+
+class ExportError(RuntimeError):
+    """An export or its verification failed."""
+
+
+class _HalfModel(nn.Module):
+    """fp16 compute with float32 I/O: casts at the graph edges."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.half()).float()
+
+
+def prepare(model: nn.Module) -> nn.Module:
+    """A fused float32 CPU copy in eval mode (the caller's model is left alone)."""
+    if hasattr(model, "fuse_for_release"):
+        model = model.fuse_for_release()
+    net = copy.deepcopy(model).eval().float().cpu()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def _torch_export(net: nn.Module, path: Path, example: torch.Tensor, opset: int) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                          OUTPUT_NAME: {0: "batch", 2: "height_out", 3: "width_out"}},
+            opset_version=opset, do_constant_folding=True, dynamo=False)
+
+
+def export_onnx(model: nn.Module, path: str | Path, precision: str = "fp32", opset: int = DEFAULT_OPSET,
+                fp16_io: bool = True, calibration: Sequence[torch.Tensor] | None = None,
+                example_hw: tuple[int, int] = (48, 48)) -> Path:
+    """Write ``model`` (fused first) as ONNX to ``path``; returns the path. Does not verify.
+
+    ``calibration``: NCHW float tensors in [0, 1] for ``int8`` (see ``calibration_tensors``).
+    """
+    if precision not in EXPORT_PRECISIONS:
+        raise ExportError(f"cannot export precision {precision!r}; choose one of {', '.join(EXPORT_PRECISIONS)}")
+    if opset < 17:
+        raise ExportError(f"opset {opset} is too old; use 17 or newer")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = prepare(model)
+    example = torch.rand(1, 3, *example_hw)
+    if precision == "fp16":
+        net = net.half()
+        if fp16_io:
+            _torch_export(net, path, example.half(), opset)
+        else:
+            _torch_export(_HalfModel(net), path, example, opset)
+    elif precision == "fp32":
+        _torch_export(net, path, example, opset)
+    else:
+        if not calibration:
+            raise ExportError("int8 export needs calibration frames (a video or an image folder)")
+        fp32 = path.with_name(f".{path.stem}.{os.getpid()}.fp32.onnx")
+        try:
+            _torch_export(net, fp32, example, opset)
+            quantize_int8(fp32, path, calibration)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                fp32.unlink()
+    _check_single_file(path)
+    return path
+
+
+def _check_single_file(path: Path) -> None:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    for init in m.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            raise ExportError(f"{path} stores weights outside the file; expected a single .onnx")
+    onnx.checker.check_model(m)
+
+
+class _Reader:
+    """onnxruntime.quantization CalibrationDataReader over a list of tensors."""
+
+    def __init__(self, tensors: Sequence[torch.Tensor]) -> None:
+        self._it = iter([{INPUT_NAME: t.float().cpu().numpy()} for t in tensors])
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: Sequence[torch.Tensor]) -> Path:
+    """Static INT8 QDQ quantisation of ``fp32_path`` calibrated on ``calibration`` (NCHW tensors)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    m = onnx.load(str(fp32_path))
+    # keep the fixed MKS base path and the final 3-channel projection (whose output is the picture) in float
+    exclude = [n.name for n in m.graph.node if "/base/" in n.name or n.name.startswith(("/tail/", "/net/tail/"))]
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_static nags about pre-processing on the root logger
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_static(
+                str(fp32_path), str(out_path), _Reader(calibration), quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+                op_types_to_quantize=["Conv", "MatMul"], nodes_to_exclude=exclude,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    finally:
+        root.setLevel(level)
+    return Path(out_path)
+
+
+# --------------------------------------------------------------------------------------------- frames
+def _to_tensor(img) -> torch.Tensor:
+    a = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def load_images(folder: str | Path, limit: int | None = None) -> list[tuple[str, torch.Tensor]]:
+    """(name, 1x3xHxW float tensor) for the images in ``folder``, sorted by name."""
+    from PIL import Image
+
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    out = []
+    for p in files[:limit]:
+        with Image.open(p) as im:
+            out.append((p.name, _to_tensor(im)))
+    return out
+
+
+def frames_from_video(path: str | Path, count: int = 16, stride: int = 10) -> list[tuple[str, torch.Tensor]]:
+    """Up to ``count`` RGB frames of a video, every ``stride``-th frame (PyAV)."""
+    import av
+
+    out = []
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        for i, frame in enumerate(c.decode(stream)):
+            if i % stride:
+                continue
+            out.append((f"{Path(path).name}#{i}", _to_tensor(frame.to_image())))
+            if len(out) >= count:
+                break
+    if not out:
+        raise ExportError(f"no video frames could be decoded from {path}")
+    return out
+
+
+def synthetic_image(h: int = 96, w: int = 128, seed: int = 0) -> torch.Tensor:
+    """A deterministic test card: gradients, hard edges, a zone plate and mild noise (1x3xHxW)."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    zone = 0.5 + 0.5 * torch.cos(60 * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2))
+    bars = ((xx * 12).floor() % 2) * 0.8 + 0.1
+    img = torch.stack([xx * 0.8 + 0.1, torch.where(yy < 0.5, zone, bars), 1 - yy * 0.7])
+    img = img + 0.02 * torch.randn(img.shape, generator=g)
+    return img.clamp(0, 1).unsqueeze(0)
+
+
+def frames_from(source: str | Path, count: int = 16) -> list[tuple[str, torch.Tensor]]:
+    """Frames from a video file or an image folder (or a single image)."""
+    p = Path(source)
+    if p.is_dir():
+        frames = load_images(p, count)
+        if not frames:
+            raise ExportError(f"no images ({', '.join(IMAGE_EXTS)}) in {p}")
+        return frames
+    if not p.exists():
+        raise ExportError(f"calibration source not found: {p}")
+    if p.suffix.lower() in IMAGE_EXTS:
+        from PIL import Image
+
+        with Image.open(p) as im:
+            return [(p.name, _to_tensor(im))]
+    return frames_from_video(p, count)
+
+
+def random_crops(frames: Iterable[torch.Tensor], count: int, size: int, seed: int = 0) -> list[torch.Tensor]:
+    """``count`` ``size`` x ``size`` crops spread over ``frames`` (frames smaller than ``size`` are used whole)."""
+    frames = list(frames)
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        f = frames[i % len(frames)]
+        h, w = f.shape[-2:]
+        ch, cw = min(size, h), min(size, w)
+        y, x = rng.randint(0, h - ch), rng.randint(0, w - cw)
+        out.append(f[..., y:y + ch, x:x + cw].contiguous())
+    return out
+
+
+def calibration_tensors(source: str | Path | None, count: int = 16, size: int = 96) -> list[torch.Tensor]:
+    """Calibration crops from ``source`` (video or image folder), or from the validation set if None."""
+    if source is None:
+        folder = default_verify_dir()
+        frames = [t for _, t in load_images(folder)] if folder else [synthetic_image(160, 160, s) for s in range(4)]
+    else:
+        frames = [t for _, t in frames_from(source, count)]
+    return random_crops(frames, count, size)
+
+
+def default_verify_dir() -> Path | None:
+    """``$PSR2VIDEO_DATA/val/Set5`` or ``<checkout>/../shared/data/val/Set5``, if it exists."""
+    candidates = []
+    if os.environ.get("PSR2VIDEO_DATA"):
+        candidates.append(Path(os.environ["PSR2VIDEO_DATA"]) / "val" / "Set5")
+    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "data" / "val" / "Set5")
+    return next((c for c in candidates if c.is_dir() and any(c.iterdir())), None)
+
+
+# ------------------------------------------------------------------------------------------ verification
+@dataclass
+class Check:
+    name: str
+    shape: tuple[int, int]
+    psnr: float
+    max_abs: float
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = torch.mean((a.double() - b.double()) ** 2).item()
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def verify_images(folder: str | Path | None = None, limit: int = 3, sizes: Sequence[tuple[int, int]] = ((75, 93),),
+                  ) -> tuple[list[tuple[str, torch.Tensor]], str]:
+    """Verification inputs: centre crops (odd, not multiples of 16) of real images, plus a note."""
+    folder = Path(folder) if folder else default_verify_dir()
+    if folder is not None and folder.is_dir():
+        base = load_images(folder, limit)
+        note = f"real images from {folder}"
+    else:
+        base = [("synthetic", synthetic_image(128, 160))]
+        note = "no validation images found: a synthetic test card (set PSR2VIDEO_DATA for real images)"
+    out = []
+    for name, t in base:
+        h, w = t.shape[-2:]
+        for sh, sw in sizes:
+            ch, cw = min(sh, h), min(sw, w)
+            y, x = (h - ch) // 2, (w - cw) // 2
+            out.append((f"{name}@{cw}x{ch}", t[..., y:y + ch, x:x + cw].contiguous()))
+    return out, note
+
+
+def ort_session(path: str | Path, threads: int = 0):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def verify_onnx(path: str | Path, model: nn.Module, images: Sequence[tuple[str, torch.Tensor]]) -> list[Check]:
+    """Run the ONNX file in ONNX Runtime (CPU) and PyTorch fp32 on ``images``; PSNR of the clamped outputs."""
+    net = prepare(model)
+    sess = ort_session(path)
+    inp = sess.get_inputs()[0]
+    np_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+    out = []
+    for name, x in images:
+        with torch.no_grad():
+            ref = net(x).clamp(0, 1)
+        y = sess.run(None, {inp.name: x.numpy().astype(np_dtype)})[0]
+        y = torch.from_numpy(np.asarray(y, dtype=np.float32))
+        if y.shape != ref.shape:
+            raise ExportError(f"{path}: output shape {tuple(y.shape)} != PyTorch {tuple(ref.shape)} on {name}")
+        y = y.clamp(0, 1)
+        out.append(Check(name, tuple(x.shape[-2:]), psnr(y, ref), (y - ref).abs().max().item()))
+    return out
+
+
+def check_floor(precision: str, checks: Sequence[Check]) -> tuple[float, str | None]:
+    """Worst PSNR and a failure message if it is below the precision's floor."""
+    worst = min(c.psnr for c in checks)
+    floor = PSNR_FLOOR[precision]
+    if worst < floor:
+        return worst, f"{precision} export verification failed: PSNR {worst:.1f} dB < {floor:.0f} dB"
+    return worst, None
+
+
+# ------------------------------------------------------------------------------------------------ cached
+def calibration_label(source: str | Path | None) -> str:
+    if source is not None:
+        p = Path(source)
+        return f"{p.name}:{p.stat().st_size if p.is_file() else len(list(p.iterdir()))}"
+    d = default_verify_dir()
+    return f"default:{d.name}" if d else "default:synthetic"
+
+
+def onnx_fields(model: nn.Module, descriptor, precision: str, opset: int = DEFAULT_OPSET, fp16_io: bool = True,
+                calibration: str | Path | None = None) -> dict:
+    """Everything that determines the bytes of an exported ONNX file (the engine cache key)."""
+    from .engine_cache import weights_hash
+
+    fields = {"variant": descriptor.variant, "scale": descriptor.scale, "precision": precision,
+              "weights": weights_hash(prepare(model)), "opset": opset, "exporter": EXPORTER_VERSION,
+              "alpha": descriptor.alpha}
+    if precision == "fp16":
+        fields["fp16_io"] = bool(fp16_io)
+    if precision == "int8":
+        import onnxruntime
+
+        fields["calibration"] = calibration_label(calibration)
+        fields["quantizer"] = f"onnxruntime-{onnxruntime.__version__}"
+    return fields
+
+
+def cached_onnx(model: nn.Module, descriptor, precision: str, cache=None, opset: int = DEFAULT_OPSET,
+                fp16_io: bool = True, calibration: str | Path | None = None, echo=None) -> Path:
+    """The exported ONNX for ``model`` from the engine cache, exported (once) when absent or stale."""
+    from .engine_cache import EngineCache
+
+    cache = cache or EngineCache()
+    fields = onnx_fields(model, descriptor, precision, opset, fp16_io, calibration)
+
+    def build(tmp: Path) -> None:
+        calib = calibration_tensors(calibration) if precision == "int8" else None
+        export_onnx(model, tmp, precision, opset=opset, fp16_io=fp16_io, calibration=calib)
+
+    return cache.get_or_build(fields, "onnx", ".onnx", build, describe=f"ONNX {descriptor.variant} "
+                              f"x{descriptor.scale} {precision}", echo=echo)

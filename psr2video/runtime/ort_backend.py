@@ -1,0 +1,148 @@
+"""ONNX Runtime runner: CPU, CUDA or TensorRT execution provider, torch tensors in and out.
+
+The model is exported once into the engine cache (``export.cached_onnx``). On the CPU the session's
+fully optimised graph is cached too (keyed by the ONNX Runtime version and the CPU model, since the
+saved layout-optimised graph is specific to both) and later sessions load it without re-optimising.
+On CUDA, inputs and outputs stay on the GPU through IO binding on the torch tensors' memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.registry import ModelDescriptor
+from .backends import ORTBackend
+from .engine_cache import EngineCache, cpu_name
+from .export import cached_onnx
+
+log = logging.getLogger("psr2video.ort")
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "tensorrt": "TensorrtExecutionProvider"}
+NP_DTYPES = {torch.float32: np.float32, torch.float16: np.float16}
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def choose_providers(provider: str, device: torch.device) -> list[str]:
+    """Provider list for ``device``: ``auto`` = the best installed (TensorRT > CUDA > CPU on a GPU)."""
+    have = available_providers()
+    provider = provider.lower()
+    if device.type == "cpu":
+        if provider not in ("auto", "cpu"):
+            raise ValueError(f"ONNX Runtime provider {provider!r} needs --device cuda")
+        return ["CPUExecutionProvider"]
+    if provider == "auto":
+        chosen = [p for p in (PROVIDERS["tensorrt"], PROVIDERS["cuda"]) if p in have]
+        if not chosen:
+            raise ValueError("onnxruntime has no GPU provider here (install onnxruntime-gpu) ; "
+                             "use --backend torch or --device cpu")
+        return chosen + ["CPUExecutionProvider"]
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown ONNX Runtime provider {provider!r}; choose auto, cpu, cuda or tensorrt")
+    if PROVIDERS[provider] not in have:
+        raise ValueError(f"ONNX Runtime provider {PROVIDERS[provider]} is not installed "
+                         f"(available: {', '.join(have)})")
+    return [PROVIDERS[provider]] + (["CUDAExecutionProvider"] if provider == "tensorrt" else []) + [
+        "CPUExecutionProvider"]
+
+
+class ORTRunner:
+    name = "onnxruntime"
+
+    def __init__(self, config: ORTBackend, model: nn.Module, descriptor: ModelDescriptor, precision: str,
+                 device: torch.device, cache: EngineCache | None = None, calibration: str | Path | None = None,
+                 echo=None) -> None:
+        import onnxruntime as ort
+
+        if precision not in ("fp32", "fp16", "int8"):
+            raise ValueError(f"the onnxruntime backend runs fp32, fp16 or int8, not {precision}")
+        self.config, self.device, self.descriptor, self.precision = config, device, descriptor, precision
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.cache = cache or EngineCache()
+        self.providers = choose_providers(config.provider, device)
+        self.provider = self.providers[0]
+        self.onnx_path = cached_onnx(model, descriptor, precision, self.cache, fp16_io=True,
+                                     calibration=calibration, echo=echo)
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if config.threads:
+            so.intra_op_num_threads = config.threads
+        if self.provider == "CPUExecutionProvider":
+            self.model_path = self._cpu_optimised(ort, echo)
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            self.session = ort.InferenceSession(str(self.model_path), so, providers=self.providers)
+        else:
+            self.model_path = self.onnx_path
+            self.session = ort.InferenceSession(str(self.onnx_path), so,
+                                                providers=self._provider_options(self.providers))
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self.scale = descriptor.scale
+
+    def __repr__(self) -> str:
+        return f"ORTRunner({self.descriptor.variant} x{self.scale} {self.precision}, {self.provider})"
+
+    # artifacts ---------------------------------------------------------------------------------------
+    def _cpu_optimised(self, ort, echo) -> Path:
+        """The fully optimised CPU graph, saved once per ONNX file, ORT version and CPU model."""
+        meta = self.cache.check(self.onnx_path, full_hash=False).meta or {}
+        fields = {**meta.get("fields", {}), "ort": ort.__version__, "provider": "cpu", "cpu": cpu_name()}
+
+        def build(tmp: Path) -> None:
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            so.optimized_model_filepath = str(tmp)
+            ort.InferenceSession(str(self.onnx_path), so, providers=["CPUExecutionProvider"])
+
+        return self.cache.get_or_build(fields, "ort-cpu", ".onnx", build, describe="ONNX Runtime CPU graph",
+                                       echo=echo)
+
+    def _provider_options(self, providers: list[str]) -> list:
+        idx = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        out: list = []
+        for p in providers:
+            if p == "TensorrtExecutionProvider":
+                trt_dir = self.cache.dir / "ort-tensorrt"
+                trt_dir.mkdir(parents=True, exist_ok=True)
+                out.append((p, {"device_id": idx, "trt_engine_cache_enable": True,
+                                "trt_engine_cache_path": str(trt_dir), "trt_timing_cache_enable": True,
+                                "trt_timing_cache_path": str(trt_dir),
+                                "trt_fp16_enable": self.precision == "fp16",
+                                "trt_int8_enable": self.precision == "int8"}))
+            elif p == "CUDAExecutionProvider":
+                out.append((p, {"device_id": idx}))
+            else:
+                out.append(p)
+        return out
+
+    # running -----------------------------------------------------------------------------------------
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(device=self.device, dtype=self.dtype).contiguous()
+        if self.device.type == "cuda":
+            return self._run_bound(x)
+        y = self.session.run([self.output_name], {self.input_name: x.numpy()})[0]
+        return torch.from_numpy(y)
+
+    def _run_bound(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        y = torch.empty((n, self.descriptor.out_channels, h * self.scale, w * self.scale), dtype=self.dtype,
+                        device=self.device)
+        idx = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        et = NP_DTYPES[self.dtype]
+        b = self.session.io_binding()
+        b.bind_input(self.input_name, "cuda", idx, et, tuple(x.shape), x.data_ptr())
+        b.bind_output(self.output_name, "cuda", idx, et, tuple(y.shape), y.data_ptr())
+        torch.cuda.current_stream(self.device).synchronize()  # x is ready before ORT's stream reads it
+        self.session.run_with_iobinding(b)  # returns once the output is written
+        return y

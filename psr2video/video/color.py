@@ -1,0 +1,208 @@
+"""YUV <-> RGB on the device (torch), with the right matrix, range, chroma siting and bit depth.
+
+Rules (see docs/README-video.md):
+- the matrix comes from the stream's tag; untagged content is BT.709 when its height is >= 720, else BT.601;
+- the range comes from the tag (``yuvj*`` formats are full range); untagged is limited ("TV") range;
+- 4:2:0 chroma is taken as left-sited horizontally and centred vertically (MPEG-2/H.264 default) unless the
+  stream says centre or top-left; the encoder side uses the matching filters so a round trip is neutral;
+- RGB is clamped to [0, 1] and the codes to the legal code range before rounding; >8-bit planes are uint16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+# FFmpeg enum values (AVColorSpace, AVColorPrimaries, AVColorTransferCharacteristic, AVColorRange,
+# AVChromaLocation); PyAV exposes these as plain ints on frames and codec contexts.
+SPACE_RGB, SPACE_BT709, SPACE_UNSPECIFIED, SPACE_FCC, SPACE_BT470BG, SPACE_SMPTE170M = 0, 1, 2, 4, 5, 6
+SPACE_SMPTE240M, SPACE_BT2020_NCL, SPACE_BT2020_CL = 7, 9, 10
+RANGE_UNSPECIFIED, RANGE_LIMITED, RANGE_FULL = 0, 1, 2
+PRIM_BT709, PRIM_UNSPECIFIED, PRIM_BT470BG, PRIM_SMPTE170M, PRIM_BT2020 = 1, 2, 5, 6, 9
+TRC_BT709, TRC_UNSPECIFIED, TRC_SMPTE170M = 1, 2, 6
+LOC_UNSPECIFIED, LOC_LEFT, LOC_CENTER, LOC_TOPLEFT = 0, 1, 2, 3
+
+# (Kr, Kb) per AVColorSpace
+KRKB = {
+    SPACE_BT709: (0.2126, 0.0722),
+    SPACE_FCC: (0.30, 0.11),
+    SPACE_BT470BG: (0.299, 0.114),
+    SPACE_SMPTE170M: (0.299, 0.114),
+    SPACE_SMPTE240M: (0.212, 0.087),
+    SPACE_BT2020_NCL: (0.2627, 0.0593),
+    SPACE_BT2020_CL: (0.2627, 0.0593),  # constant luminance approximated by the NCL matrix
+}
+SPACE_NAMES = {SPACE_BT709: "bt709", SPACE_FCC: "fcc", SPACE_BT470BG: "bt470bg", SPACE_SMPTE170M: "bt601",
+               SPACE_SMPTE240M: "smpte240m", SPACE_BT2020_NCL: "bt2020nc", SPACE_BT2020_CL: "bt2020c"}
+
+# planar layouts the device stage reads and writes: name -> (chroma shift w, chroma shift h, bits)
+PLANAR: dict[str, tuple[int, int, int]] = {}
+for _sub, (_sw, _sh) in {"420": (1, 1), "422": (1, 0), "444": (0, 0)}.items():
+    PLANAR[f"yuv{_sub}p"] = (_sw, _sh, 8)
+    PLANAR[f"yuvj{_sub}p"] = (_sw, _sh, 8)
+    for _b in (9, 10, 12, 14, 16):
+        PLANAR[f"yuv{_sub}p{_b}le"] = (_sw, _sh, _b)
+PLANAR["gray"] = (0, 0, 8)
+for _b in (9, 10, 12, 14, 16):
+    PLANAR[f"gray{_b}le"] = (0, 0, _b)
+# semi-planar (interleaved chroma) layouts, e.g. from NVDEC: name -> (bits, shift of the value in 16 bits)
+SEMIPLANAR = {"nv12": (8, 0), "p010le": (10, 6), "p016le": (16, 0), "p012le": (12, 4)}
+
+
+@dataclass(frozen=True)
+class ColorInfo:
+    """How to read a stream's YUV codes as RGB (and how to tag the output)."""
+
+    space: int = SPACE_BT709
+    full_range: bool = False
+    primaries: int = PRIM_UNSPECIFIED
+    transfer: int = TRC_UNSPECIFIED
+    chroma_location: int = LOC_LEFT
+    guessed_space: bool = False
+    guessed_range: bool = False
+
+    @property
+    def krkb(self) -> tuple[float, float]:
+        return KRKB.get(self.space, KRKB[SPACE_BT709])
+
+    @property
+    def name(self) -> str:
+        return SPACE_NAMES.get(self.space, str(self.space))
+
+    def describe(self) -> str:
+        g = " (untagged, guessed)" if self.guessed_space else ""
+        return f"{self.name}{g}, {'full' if self.full_range else 'limited'} range"
+
+    def output_tags(self) -> dict[str, int]:
+        """Explicit tags for the output (never 'unspecified': an upscaled SD clip would be read as BT.709)."""
+        prim, trc = self.primaries, self.transfer
+        if prim == PRIM_UNSPECIFIED:
+            prim = {SPACE_BT709: PRIM_BT709, SPACE_BT470BG: PRIM_BT470BG, SPACE_SMPTE170M: PRIM_SMPTE170M,
+                    SPACE_BT2020_NCL: PRIM_BT2020, SPACE_BT2020_CL: PRIM_BT2020}.get(self.space, PRIM_UNSPECIFIED)
+        if trc == TRC_UNSPECIFIED:
+            trc = {SPACE_BT709: TRC_BT709, SPACE_BT470BG: TRC_SMPTE170M, SPACE_SMPTE170M: TRC_SMPTE170M,
+                   SPACE_BT2020_NCL: TRC_BT709}.get(self.space, TRC_UNSPECIFIED)
+        space = self.space if self.space in KRKB else SPACE_BT709
+        return {"colorspace": space, "color_primaries": prim, "color_trc": trc,
+                "color_range": RANGE_FULL if self.full_range else RANGE_LIMITED}
+
+
+def guess_color(space: int | None, color_range: int | None, primaries: int | None, transfer: int | None,
+                height: int, pix_fmt: str = "", chroma_location: int | None = None) -> ColorInfo:
+    """The ColorInfo for a stream's tags; untagged HD (height >= 720) is BT.709, SD is BT.601."""
+    guessed = space not in KRKB
+    if guessed:
+        space = SPACE_BT709 if height >= 720 else SPACE_SMPTE170M
+    full = color_range == RANGE_FULL or pix_fmt.startswith("yuvj")
+    loc = chroma_location if chroma_location in (LOC_LEFT, LOC_CENTER, LOC_TOPLEFT) else LOC_LEFT
+    return ColorInfo(space=int(space), full_range=full, primaries=int(primaries or PRIM_UNSPECIFIED),
+                     transfer=int(transfer or TRC_UNSPECIFIED), chroma_location=loc, guessed_space=guessed,
+                     guessed_range=color_range not in (RANGE_LIMITED, RANGE_FULL))
+
+
+def with_location(info: ColorInfo, loc: int) -> ColorInfo:
+    return replace(info, chroma_location=loc)
+
+
+def _levels(bits: int, full: bool) -> tuple[float, float, float, float]:
+    """(y offset, y scale, c offset, c scale) mapping codes to y in [0, 1] and c in [-0.5, 0.5]."""
+    m = float(1 << (bits - 8))
+    if full:
+        top = float((1 << bits) - 1)
+        return 0.0, top, float(1 << (bits - 1)), top
+    return 16.0 * m, 219.0 * m, 128.0 * m, 224.0 * m
+
+
+def _up2(c: torch.Tensor, dim: int, cosited: bool) -> torch.Tensor:
+    """Double ``c`` along ``dim`` (-1 or -2) by linear interpolation at the given siting (replicate edges)."""
+    n = c.shape[dim]
+    prev = torch.cat([c.narrow(dim, 0, 1), c.narrow(dim, 0, n - 1)], dim) if n > 1 else c
+    nxt = torch.cat([c.narrow(dim, 1, n - 1), c.narrow(dim, n - 1, 1)], dim) if n > 1 else c
+    if cosited:  # chroma sample j sits on luma 2j
+        even, odd = c, (c + nxt) * 0.5
+    else:  # chroma sample j sits between luma 2j and 2j+1
+        even, odd = 0.75 * c + 0.25 * prev, 0.75 * c + 0.25 * nxt
+    out = torch.stack([even, odd], dim=dim if dim < 0 else dim + 1)
+    shape = list(c.shape)
+    shape[dim] = 2 * n
+    return out.reshape(shape)
+
+
+def _down2(c: torch.Tensor, dim: int, cosited: bool) -> torch.Tensor:
+    """Halve ``c`` along ``dim`` (size must be even): [1 2 1]/4 at even samples when co-sited, else pair means."""
+    c.shape[dim]
+    even = c.unfold(dim % c.ndim, 2, 2).select(-1, 0)
+    odd = c.unfold(dim % c.ndim, 2, 2).select(-1, 1)
+    if not cosited:
+        return (even + odd) * 0.5
+    m = odd.shape[dim]
+    prev_odd = torch.cat([odd.narrow(dim, 0, 1), odd.narrow(dim, 0, m - 1)], dim) if m > 1 else odd
+    # the sample left of luma 0 is replicated from luma 0 itself (edge replicate)
+    first = even.narrow(dim, 0, 1)
+    prev_odd = torch.cat([first, prev_odd.narrow(dim, 1, m - 1)], dim) if m > 1 else first
+    return 0.25 * prev_odd + 0.5 * even + 0.25 * odd
+
+
+def _pad_even(x: torch.Tensor, dim: int) -> torch.Tensor:
+    if x.shape[dim] % 2 == 0:
+        return x
+    return torch.cat([x, x.narrow(dim, x.shape[dim] - 1, 1)], dim)
+
+
+def yuv_to_rgb(y: torch.Tensor, u: torch.Tensor | None, v: torch.Tensor | None, bits: int, info: ColorInfo,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Planes (N, H, W) / (N, Hc, Wc) of integer codes -> NCHW RGB in [0, 1] (``dtype``).
+
+    ``u``/``v`` None means grey. Chroma is upsampled to the luma size (odd sizes: the last chroma sample
+    covers the lone luma row/column).
+    """
+    h, w = y.shape[-2:]
+    yo, ys, co, cs = _levels(bits, info.full_range)
+    yf = (y.to(torch.float32) - yo) / ys
+    if u is None or v is None:
+        rgb = yf.unsqueeze(1).expand(-1, 3, -1, -1)
+        return rgb.clamp(0, 1).to(dtype)
+    c = torch.stack([u, v], 1).to(torch.float32)
+    c = (c - co) / cs
+    if c.shape[-1] != w:
+        c = _up2(c, -1, cosited=info.chroma_location in (LOC_LEFT, LOC_TOPLEFT))[..., :w]
+    if c.shape[-2] != h:
+        c = _up2(c, -2, cosited=info.chroma_location == LOC_TOPLEFT)[..., :h, :]
+    cb, cr = c[:, 0], c[:, 1]
+    kr, kb = info.krkb
+    kg = 1.0 - kr - kb
+    r = yf + (2.0 * (1.0 - kr)) * cr
+    b = yf + (2.0 * (1.0 - kb)) * cb
+    g = (yf - kr * r - kb * b) / kg
+    return torch.stack([r, g, b], 1).clamp_(0, 1).to(dtype)
+
+
+def rgb_to_yuv(rgb: torch.Tensor, bits: int, info: ColorInfo, shift_w: int = 1, shift_h: int = 1,
+               gray: bool = False) -> tuple[torch.Tensor, ...]:
+    """NCHW RGB -> integer code planes (uint8 for 8-bit, uint16 above), clamped before rounding.
+
+    Returns (Y,) for grey or (Y, U, V) with the chroma subsampled by 2**shift (sizes rounded up).
+    """
+    rgb = rgb.to(torch.float32).clamp(0, 1)
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    kr, kb = info.krkb
+    kg = 1.0 - kr - kb
+    yf = kr * r + kg * g + kb * b
+    yo, ys, co, cs = _levels(bits, info.full_range)
+    top = float((1 << bits) - 1)
+    out_dtype = torch.uint8 if bits <= 8 else torch.uint16
+
+    def q(x: torch.Tensor, off: float, sc: float) -> torch.Tensor:
+        return (x * sc + off).clamp_(0.0, top).round_().to(torch.int32).to(out_dtype)
+
+    yq = q(yf, yo, ys)
+    if gray:
+        return (yq,)
+    c = torch.stack([(b - yf) / (2.0 * (1.0 - kb)), (r - yf) / (2.0 * (1.0 - kr))], 1)
+    if shift_w:
+        c = _down2(_pad_even(c, -1), -1, cosited=info.chroma_location in (LOC_LEFT, LOC_TOPLEFT))
+    if shift_h:
+        c = _down2(_pad_even(c, -2), -2, cosited=info.chroma_location == LOC_TOPLEFT)
+    cq = q(c, co, cs)
+    return yq, cq[:, 0], cq[:, 1]

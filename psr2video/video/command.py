@@ -1,0 +1,178 @@
+"""``psr2video IN OUT``: the video upscaling command (click)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from ..cli import UserError
+from .writer import CODECS
+
+VARIANT_CHOICES = ("realtime", "stream", "photo", "pro", "mks", "bicubic")
+
+
+def _warn(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _fmt_span(a: float, b: float, k: int) -> str:
+    return f"{a:.2f}-{b:.2f} s ({k} packet{'s' if k != 1 else ''})"
+
+
+def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, precision: str | None, device: str,
+                  tile: int):
+    from ..models.registry import WeightsError
+    from ..runtime.upscaler import Upscaler
+
+    try:
+        return Upscaler(variant=variant, scale=scale, weights=weights, backend=backend, precision=precision,
+                        device=device, tile=tile)
+    except WeightsError as e:
+        raise UserError(str(e).splitlines()[0]) from None
+    except (ValueError, ImportError, RuntimeError, OSError) as e:
+        raise UserError(f"can't set up the {variant} x{scale} model: {str(e).splitlines()[0]}") from None
+
+
+@click.command("upscale", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("input", metavar="IN")
+@click.argument("output", metavar="OUT")
+@click.option("--variant", type=click.Choice(VARIANT_CHOICES), default="stream", show_default=True,
+              help="Model: realtime/stream (video), photo/pro (slow, stills), mks/bicubic (no network).")
+@click.option("--scale", type=int, default=2, show_default=True, help="Upscale factor (2, 3 or 4).")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="A psr2video .safetensors file instead of the shipped weights.")
+@click.option("--backend", type=click.Choice(("auto", "torch", "onnxruntime", "tensorrt")), default="auto",
+              show_default=True, help="Inference backend.")
+@click.option("--precision", type=click.Choice(("fp32", "fp16", "bf16", "int8")), default=None,
+              help="Compute precision [default: fp16 on CUDA, fp32 on CPU].")
+@click.option("--tile", type=int, default=0, show_default=True, help="Tile size in input pixels (0 = whole frame).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Frames per model call.")
+@click.option("--codec", default="libx264", show_default=True,
+              help=f"Video encoder ({', '.join(CODECS)}; *_nvenc if the GPU has NVENC).")
+@click.option("--crf", type=float, default=None,
+              help="Quality (lower = better) [default: 18 x264, 20 x265, 28 svtav1/nvenc av1; ffv1 is lossless].")
+@click.option("--preset", default=None, help="Encoder preset (x264/x265: ultrafast..veryslow; svtav1: 0-13; "
+                                             "nvenc: p1-p7).")
+@click.option("--pix-fmt", "pix_fmt", default=None,
+              help="Output pixel format [default: the input's subsampling; 10-bit in -> 10-bit out if the codec "
+                   "can].")
+@click.option("--format", "fmt", default=None,
+              help="Output container format (e.g. matroska, mp4, webm, nut); needed to pick one for '-' (stdout, "
+                   "default matroska).")
+@click.option("--input-format", "in_fmt", default=None, help="Input container format (for '-' = stdin).")
+@click.option("-y", "--overwrite", is_flag=True, help="Overwrite OUT if it exists.")
+@click.option("--overlay-fps", is_flag=True, help="Burn the live fps into the output frames.")
+@click.option("--ignore-errors", is_flag=True,
+              help="Exit 0 even when the input is damaged (the frames that decode are still written).")
+@click.option("--max-frames", type=click.IntRange(0), default=0, help="Stop after this many frames (0 = all).")
+@click.option("--hwaccel", default=None, help="Decode on the GPU, e.g. 'cuda' (NVDEC); falls back to software.")
+@click.option("--quiet", "-q", is_flag=True, help="No live progress, only the summary.")
+def upscale(input: str, output: str, variant: str, scale: int, weights: str | None, backend: str,
+            precision: str | None, tile: int, device: str, batch: int, codec: str, crf: float | None,
+            preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, overwrite: bool,
+            overlay_fps: bool, ignore_errors: bool, max_frames: int, hwaccel: str | None, quiet: bool) -> None:
+    """Upscale a video: decode IN, run the model on every frame, encode OUT.
+
+    \b
+    IN and OUT can be '-' for stdin/stdout (give --format for stdout; default matroska):
+      psr2video in.mp4 out.mkv --variant stream --scale 2
+      psr2video in.mp4 - --variant mks -q | ffplay -
+    Audio, subtitles, fonts, data streams, chapters and metadata are copied unchanged; every frame keeps
+    its timestamp (VFR stays VFR). The output is written under a temporary name and renamed at the end;
+    Ctrl-C stops cleanly and leaves a playable file.
+    """
+    from ..models.registry import SCALES
+    from . import pipeline
+    from .hud import Hud, Stats
+    from .reader import InputError
+    from .writer import OutputError
+
+    if scale not in SCALES:
+        raise UserError(f"unsupported --scale {scale}; choose one of {', '.join(map(str, SCALES))}")
+    if output != "-":
+        out = Path(output)
+        if input != "-" and out.exists() and Path(input).exists() and out.resolve() == Path(input).resolve():
+            raise UserError("OUT is the same file as IN")
+        if out.exists() and not overwrite:
+            raise UserError(f"{output} exists; use -y to overwrite")
+        if out.is_dir():
+            raise UserError(f"{output} is a directory")
+        if not out.parent.exists():
+            raise UserError(f"can't write {output}: folder {out.parent} does not exist")
+    if input != "-" and not Path(input).exists():
+        raise UserError(f"input not found: {input}")
+    if tile < 0:
+        raise UserError("--tile must be >= 0")
+    up = make_upscaler(variant, scale, weights, backend, precision, device, tile)
+    opts = pipeline.Options(input=input, output=output, scale=scale, codec=codec, crf=crf, preset=preset,
+                            pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, batch=batch, overlay_fps=overlay_fps,
+                            max_frames=max_frames, hwaccel=hwaccel)
+    stop = threading.Event()
+    hits = [0]
+
+    def on_sigint(signum, frame):  # first Ctrl-C: finish cleanly; second: give up
+        hits[0] += 1
+        if hits[0] > 1:
+            raise KeyboardInterrupt
+        stop.set()
+        _warn("\nstopping (Ctrl-C again to abort)...")
+
+    old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    stats = Stats()
+    hud = Hud(stats, f"psr2video {variant} x{scale}", quiet=quiet)
+
+    def started(st, res):
+        _warn(f"{input} -> {output}: {up!r}, {res.out_size[0]}x{res.out_size[1]} {res.pix_fmt} {codec}, "
+              f"colour {res.color.describe() if res.color else '?'}")
+        hud.start()
+
+    try:
+        res = pipeline.run(opts, up, stop=stop, stats=stats, warn=_warn, on_start=started)
+    except (InputError, OutputError) as e:
+        raise UserError(str(e)) from None
+    except OSError as e:
+        raise UserError(f"{getattr(e, 'strerror', None) or e}: {getattr(e, 'filename', None) or output}") from None
+    except KeyboardInterrupt:
+        _warn("psr2video: aborted; partial output removed")
+        sys.exit(130)
+    except Exception as e:  # FFmpeg/torch failures: one line, no traceback
+        import av
+
+        if isinstance(e, av.error.FFmpegError):
+            raise UserError(f"FFmpeg: {e}") from None
+        if isinstance(e, (ValueError, RuntimeError)):
+            raise UserError(str(e).splitlines()[0]) from None
+        raise
+    finally:
+        hud.stop()
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+    fps = res.frames / res.seconds if res.seconds else 0.0
+    where = "stdout" if output == "-" else output
+    _warn(f"done: {res.frames} frames in {res.seconds:.1f} s ({fps:.1f} fps"
+          + (f", {fps / stats.src_fps:.2f}x realtime" if stats.src_fps else "") + f") -> {where}"
+          + (f" ({stats.out_size() / 2**20:.1f} MiB)" if output != "-" else ""))
+    if stats.stage_total:
+        _warn("stage time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stats.stage_total.items()))
+    if res.fixed_pts:
+        _warn(f"note: {res.fixed_pts} frame(s) had missing or non-increasing timestamps and were nudged")
+    if res.stopped:
+        _warn(f"stopped by Ctrl-C after frame {res.frames} (at {res.stop_time:.2f} s of the input); "
+              f"the output is finalised and playable")
+        sys.exit(130)
+    problems = [f"damaged input at {', '.join(_fmt_span(*s) for s in res.damaged)}"] if res.damaged else []
+    if res.truncated:
+        problems.append(res.truncated)
+    if problems:
+        msg = "; ".join(problems)
+        if ignore_errors:
+            _warn(f"warning: {msg} (ignored: --ignore-errors)")
+        else:
+            raise UserError(f"{msg}; the frames that decoded were written to {where} "
+                            "(use --ignore-errors to accept)")

@@ -1,0 +1,222 @@
+"""Progress: a rich Live panel on a TTY, plain periodic lines otherwise, a final summary; fps burn-in.
+
+``Stats`` is written by the three threads (decode / device / encode) and read by the HUD; per-stage figures
+are exponential moving averages of milliseconds per frame.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Stats:
+    total: int = 0  # expected frames (0 = unknown)
+    src_fps: float = 0.0
+    start: float = field(default_factory=time.perf_counter)
+    done: int = 0  # frames through the device stage
+    encoded: int = 0
+    out_bytes: int = 0
+    out_path: str = ""
+    last_time: float = 0.0  # media time (s) of the last frame through the device stage
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    stage_total: dict[str, float] = field(default_factory=dict)
+    queues: dict[str, Any] = field(default_factory=dict)
+    device: torch.device | None = None
+    _recent: list[tuple[float, int]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, stage: str, seconds: float, frames: int = 1) -> None:
+        ms = 1000.0 * seconds / max(frames, 1)
+        with self._lock:
+            prev = self.stage_ms.get(stage)
+            self.stage_ms[stage] = ms if prev is None else 0.9 * prev + 0.1 * ms
+            self.stage_total[stage] = self.stage_total.get(stage, 0.0) + seconds
+
+    def frame_done(self, n: int, media_time: float) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            self.done += n
+            if media_time == media_time:  # not NaN
+                self.last_time = media_time
+            self._recent.append((now, self.done))
+            while len(self._recent) > 2 and now - self._recent[0][0] > 2.0:
+                self._recent.pop(0)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    @property
+    def fps_avg(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def fps_now(self) -> float:
+        with self._lock:
+            if len(self._recent) < 2:
+                return self.fps_avg
+            (t0, n0), (t1, n1) = self._recent[0], self._recent[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else self.fps_avg
+
+    @property
+    def eta(self) -> float | None:
+        fps = self.fps_now
+        if not self.total or fps <= 0:
+            return None
+        return max(self.total - self.done, 0) / fps
+
+    def memory(self) -> str:
+        if self.device is not None and self.device.type == "cuda":
+            return f"{torch.cuda.memory_allocated(self.device) / 2**20:.0f} MiB GPU " \
+                   f"(peak {torch.cuda.max_memory_allocated(self.device) / 2**20:.0f})"
+        try:
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            return f"{rss / 2**20:.0f} MiB RSS"
+        except OSError:
+            return "?"
+
+    def out_size(self) -> int:
+        try:
+            return max(Path(self.out_path).stat().st_size, self.out_bytes) if self.out_path else self.out_bytes
+        except OSError:
+            return self.out_bytes
+
+    def depths(self) -> str:
+        return " ".join(f"{k} {q.qsize()}/{q.maxsize}" for k, q in self.queues.items())
+
+    def line(self) -> str:
+        rt = f" ({self.fps_now / self.src_fps:.2f}x realtime)" if self.src_fps else ""
+        tot = f"/{self.total}" if self.total else ""
+        eta = self.eta
+        stages = " ".join(f"{k} {v:.1f}" for k, v in self.stage_ms.items())
+        return (f"frame {self.done}{tot} | {self.fps_now:.1f} fps now, {self.fps_avg:.1f} avg{rt} | "
+                f"ms/frame {stages} | queues {self.depths()} | {self.memory()} | out {_size(self.out_size())}"
+                + (f" | ETA {_dur(eta)}" if eta is not None else ""))
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _dur(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class Hud:
+    """Live panel (TTY) or plain lines every ``every`` seconds (not a TTY); ``quiet`` shows nothing live."""
+
+    def __init__(self, stats: Stats, title: str, stream: Any = None, every: float = 5.0, quiet: bool = False,
+                 tty: bool | None = None) -> None:
+        self.stats, self.title = stats, title
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.every, self.quiet = every, quiet
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._live: Any = None
+
+    def _panel(self) -> Any:
+        from rich.panel import Panel
+        from rich.table import Table
+
+        s = self.stats
+        t = Table.grid(padding=(0, 2))
+        t.add_column(style="bold cyan")
+        t.add_column()
+        tot = f" / {s.total}" if s.total else ""
+        pct = f"  ({100 * s.done / s.total:.0f} %)" if s.total else ""
+        t.add_row("frames", f"{s.done}{tot}{pct}   encoded {s.encoded}")
+        rt = f"   {s.fps_now / s.src_fps:.2f}x realtime (source {s.src_fps:.3g} fps)" if s.src_fps else ""
+        t.add_row("speed", f"{s.fps_now:.1f} fps now, {s.fps_avg:.1f} avg{rt}")
+        t.add_row("ms/frame", "  ".join(f"{k} {v:.1f}" for k, v in s.stage_ms.items()) or "-")
+        t.add_row("queues", s.depths() or "-")
+        t.add_row("memory", s.memory())
+        eta = s.eta
+        t.add_row("output", f"{_size(s.out_size())}   elapsed {_dur(s.elapsed)}"
+                  + (f"   ETA {_dur(eta)}" if eta is not None else ""))
+        return Panel(t, title=self.title, border_style="blue")
+
+    def start(self) -> None:
+        if self.quiet:
+            return
+        if self.tty:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(self._panel(), console=Console(file=self.stream), refresh_per_second=4,
+                              transient=False)
+            self._live.start()
+        self._thread = threading.Thread(target=self._loop, name="psr2-hud", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        period = 0.25 if self.tty else self.every
+        while not self._stop.wait(period):
+            if self._live is not None:
+                self._live.update(self._panel())
+            else:
+                print(self.stats.line(), file=self.stream, flush=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self._live is not None:
+            self._live.update(self._panel())
+            self._live.stop()
+
+
+# --- fps burn-in: a 3x5 bitmap font drawn into the Y plane on the device ---------------------------------
+_FONT = {
+    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
+    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001010010010",
+    "8": "111101111101111", "9": "111101111001111", ".": "000000000000010", " ": "000000000000000",
+    "f": "011100110100100", "p": "000111101111100", "s": "000011010001110",
+}
+_GLYPHS: dict[tuple, torch.Tensor] = {}
+
+
+def _glyph_row(text: str, device: torch.device) -> torch.Tensor:
+    key = (text, str(device))
+    if key not in _GLYPHS:
+        cols = []
+        for ch in text:
+            g = torch.tensor([int(b) for b in _FONT.get(ch, _FONT[" "])], dtype=torch.bool).reshape(5, 3)
+            cols += [g, torch.zeros(5, 1, dtype=torch.bool)]
+        _GLYPHS.clear() if len(_GLYPHS) > 256 else None
+        _GLYPHS[key] = torch.cat(cols, 1).to(device)
+    return _GLYPHS[key]
+
+
+def burn_text(planes: tuple[torch.Tensor, ...], text: str, bits: int, shift_w: int, shift_h: int) -> None:
+    """Draw ``text`` (digits, '.', 'fps') white on a black box in the top-left corner of (N, H, W) planes."""
+    y = planes[0]
+    h, w = y.shape[-2:]
+    k = max(1, h // 120)
+    mask = _glyph_row(text, y.device)
+    mask = mask.repeat_interleave(k, 0).repeat_interleave(k, 1)
+    mh, mw = mask.shape
+    pad = k
+    bh, bw = min(mh + 2 * pad, h), min(mw + 2 * pad, w)
+    m = 1 << (bits - 8)
+    y[..., :bh, :bw] = 16 * m
+    sub = mask[: bh - pad, : bw - pad]
+    region = y[..., pad:pad + sub.shape[0], pad:pad + sub.shape[1]]
+    region[..., sub] = 235 * m
+    for c in planes[1:]:
+        c[..., : -(-bh >> shift_h), : -(-bw >> shift_w)] = 128 * m

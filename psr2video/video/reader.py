@@ -270,6 +270,8 @@ class Reader(threading.Thread):
                             break
                         n += 1
                         last_good = fr.time if fr.pts is not None else last_good
+                except av.error.EOFError:
+                    pass  # the demuxer's flush packet already drained the decoder
                 except av.error.FFmpegError:
                     self._damage(last_good)
                 dur = self._expected_duration()

@@ -149,7 +149,7 @@ class Writer(threading.Thread):
         # stream copy
         self.copy_map: dict[int, Any] = {}
         for s in copy_streams:
-            name = s.codec_context.name if s.codec_context is not None else ""
+            name = _codec_name(s)
             kind = s.type
             if kind == "attachment" and self.out.format.name != "matroska":
                 warn(f"warning: attachment stream #{s.index} ({_stream_label(s)}) can't be carried in "
@@ -158,6 +158,12 @@ class Writer(threading.Thread):
             if supported and kind != "attachment" and name and name not in supported:
                 warn(f"warning: {kind} stream #{s.index} ({name}) can't be carried in {self.out.format.name}; "
                      "dropped (use .mkv to keep it)")
+                continue
+            if kind == "attachment":
+                try:
+                    self.out.add_attachment(s.name, s.mimetype, s.data)
+                except Exception as e:  # noqa: BLE001
+                    warn(f"warning: attachment {_stream_label(s)} can't be copied: {e}; dropped")
                 continue
             try:
                 o = self.out.add_stream_from_template(s)
@@ -270,6 +276,16 @@ class Writer(threading.Thread):
         except BaseException as e:  # noqa: BLE001
             if self.error is None:
                 self.error = e
+
+
+def _codec_name(s: Any) -> str:
+    cc = s.codec_context
+    if cc is None:
+        return ""
+    try:
+        return cc.codec.canonical_name or cc.name
+    except Exception:  # noqa: BLE001
+        return cc.name or ""
 
 
 def _stream_label(s: Any) -> str:

@@ -1,0 +1,244 @@
+"""Video pipeline: real files made with PyAV in the test, run through `psr2video IN OUT --variant mks`."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from psr2video.cli import cli
+from psr2video.video import color as C
+
+TB = Fraction(1, 1000)
+VFR_PTS = [0, 40, 80, 150, 160, 240, 300, 420, 440, 520]
+
+
+def pattern(h: int, w: int, i: int) -> np.ndarray:
+    """Smooth, saturated RGB test picture (moves with i)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = 0.5 + 0.45 * np.sin(xx / w * 2 * math.pi + i * 0.3)
+    g = 0.5 + 0.45 * np.cos(yy / h * 2 * math.pi - i * 0.2)
+    b = 0.5 + 0.45 * np.sin((xx + yy) / (w + h) * 3 * math.pi)
+    return (np.stack([r, g, b], -1) * 255).round().astype(np.uint8)
+
+
+def make_clip(path: Path, w: int = 48, h: int = 32, pts: list[int] | None = None, codec: str = "libx264",
+              pix_fmt: str = "yuv420p", space: int | None = C.SPACE_BT709, full_range: bool = False,
+              audio: tuple[str, ...] = ("aac",), subtitle: bool = True, font: bool = False) -> Path:
+    """A real clip: video (VFR pts in 1/1000), optional AAC/Opus audio, an SRT subtitle, a font attachment."""
+    pts = VFR_PTS if pts is None else pts
+    out = av.open(str(path), "w")
+    v = out.add_stream(codec, rate=25)
+    v.width, v.height, v.pix_fmt = w, h, pix_fmt
+    v.time_base = TB
+    v.codec_context.time_base = TB
+    if codec == "libx264":
+        v.options = {"crf": "12", "preset": "ultrafast", "bf": "0"}
+    cc = v.codec_context
+    if space is not None:
+        cc.colorspace = space
+        cc.color_primaries = C.PRIM_BT709 if space == C.SPACE_BT709 else C.PRIM_SMPTE170M
+        cc.color_trc = C.TRC_BT709 if space == C.SPACE_BT709 else C.TRC_SMPTE170M
+    cc.color_range = C.RANGE_FULL if full_range else C.RANGE_LIMITED
+    astreams = []
+    for name in audio:
+        a = out.add_stream(name, rate=48000)
+        a.layout = "stereo"
+        astreams.append(a)
+    srt = None
+    if subtitle:
+        sp = path.with_suffix(".srt")
+        sp.write_text("1\n00:00:00,000 --> 00:00:00,200\nhello\n\n2\n00:00:00,300 --> 00:00:00,500\nworld\n")
+        srt = av.open(str(sp))
+        s = out.add_stream_from_template(srt.streams[0])
+        s.metadata["language"] = "eng"
+    if font:
+        out.add_attachment("font.ttf", "font/ttf", b"\x00\x01\x00\x00not-a-real-font")
+    out.metadata["title"] = "psr2video test clip"
+    src_space = {C.SPACE_BT709: "ITU709", C.SPACE_SMPTE170M: "ITU601"}.get(space or 0, "ITU601")
+    for i, p in enumerate(pts):
+        rgb = av.VideoFrame.from_ndarray(pattern(h, w, i), format="rgb24")
+        f = rgb.reformat(format=pix_fmt, dst_colorspace=src_space if space is not None else "ITU601",
+                         dst_color_range="JPEG" if full_range else "MPEG")
+        f.pts, f.time_base = p, TB
+        out.mux(v.encode(f))
+    out.mux(v.encode(None))
+    rng = np.random.default_rng(0)
+    for a in astreams:
+        n = a.codec_context.frame_size or 960
+        for k in range(int(0.5 * 48000 / n)):
+            af = av.AudioFrame.from_ndarray((rng.standard_normal((2, n)) * 0.05).astype(np.float32), format="fltp",
+                                            layout="stereo")
+            af.sample_rate, af.pts = 48000, k * n
+            out.mux(a.encode(af))
+        out.mux(a.encode(None))
+    if srt is not None:
+        for pkt in srt.demux():
+            if pkt.dts is None:
+                continue
+            pkt.stream = s
+            out.mux(pkt)
+        srt.close()
+    out.close()
+    return path
+
+
+def upscale(*args: str) -> tuple[int, str]:
+    r = CliRunner().invoke(cli, ["upscale", *args, "--variant", "mks", "-q"], catch_exceptions=False)
+    return r.exit_code, r.stderr if hasattr(r, "stderr") else r.output
+
+
+def frame_times(path: Path) -> list[float]:
+    with av.open(str(path)) as c:
+        return [float(f.pts * f.time_base) for f in c.decode(video=0)]
+
+
+def packets(path: Path, kind: str) -> list[bytes]:
+    with av.open(str(path)) as c:
+        s = [x for x in c.streams if x.type == kind]
+        if not s:
+            return []
+        return [bytes(p) for p in c.demux(s[0]) if p.dts is not None and p.size]
+
+
+def test_color_rules() -> None:
+    assert C.guess_color(None, None, None, None, 720).space == C.SPACE_BT709
+    assert C.guess_color(C.SPACE_UNSPECIFIED, None, None, None, 576).space == C.SPACE_SMPTE170M
+    assert C.guess_color(C.SPACE_BT470BG, None, None, None, 1080).space == C.SPACE_BT470BG
+    assert C.guess_color(None, None, None, None, 480, "yuvj420p").full_range
+    tags = C.guess_color(None, None, None, None, 480).output_tags()
+    assert tags["colorspace"] == C.SPACE_SMPTE170M and tags["color_range"] == C.RANGE_LIMITED
+
+
+@pytest.mark.parametrize("bits,full,space", [(8, False, C.SPACE_BT709), (10, False, C.SPACE_BT2020_NCL),
+                                             (8, True, C.SPACE_SMPTE170M)])
+def test_yuv_rgb_inverse(bits: int, full: bool, space: int) -> None:
+    """Codes -> RGB -> codes is the identity for 4:4:4 (within rounding) and odd 4:2:0 sizes work."""
+    info = C.ColorInfo(space=space, full_range=full)
+    rgb = torch.from_numpy(pattern(33, 47, 1)).permute(2, 0, 1)[None].float() / 255
+    p444 = C.rgb_to_yuv(rgb, bits, info, 0, 0)
+    back = C.rgb_to_yuv(C.yuv_to_rgb(*p444, bits, info), bits, info, 0, 0)
+    for a, b in zip(p444, back, strict=True):
+        assert (a.int() - b.int()).abs().max() <= 1
+    p420 = C.rgb_to_yuv(rgb, bits, info)
+    assert p420[1].shape[-2:] == (17, 24)
+    rt = C.yuv_to_rgb(*p420, bits, info)
+    psnr = -10 * torch.log10(((rt - rgb) ** 2).mean())
+    assert psnr > 35, psnr
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
+
+
+def _planes(f: av.VideoFrame) -> list[np.ndarray]:
+    dt = np.uint16 if "10le" in f.format.name else np.uint8
+    return [np.frombuffer(p, dt).reshape(p.height, -1)[:, : p.width].astype(np.float64) for p in f.planes[:3]]
+
+
+@pytest.mark.parametrize("pix_fmt,space", [("yuv444p", C.SPACE_BT709), ("yuv444p10le", C.SPACE_BT709),
+                                           ("yuv444p", None), ("yuv420p", C.SPACE_BT709), ("yuv420p10le", None)])
+def test_colour_round_trip_psnr(tmp_path: Path, pix_fmt: str, space: int | None) -> None:
+    """Upscale x2 with mks, downscale back (2x2 mean), compare with the input: >= 35 dB.
+
+    4:4:4 clips are compared in RGB through swscale (an independent YUV->RGB) against the picture the clip
+    was made from, so a wrong matrix (601 vs 709) or range fails; 4:2:0 clips are compared plane by plane.
+    """
+    src = make_clip(tmp_path / "in.mkv", 64, 32, pts=[0, 40, 80], codec="ffv1", pix_fmt=pix_fmt, space=space,
+                    audio=(), subtitle=False)
+    out = tmp_path / "out.mkv"
+    code, err = upscale(str(src), str(out), "--codec", "ffv1")
+    assert code == 0, err
+    sws = "ITU709" if space == C.SPACE_BT709 else "ITU601"  # untagged SD must have been read as BT.601
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        vs = b.streams.video[0].codec_context
+        assert vs.colorspace == (space or C.SPACE_SMPTE170M)
+        assert vs.color_range == C.RANGE_LIMITED
+        assert vs.pix_fmt == pix_fmt  # 10-bit in -> 10-bit out, 4:4:4 stays 4:4:4
+        fa, fb = list(a.decode(video=0)), list(b.decode(video=0))
+    assert len(fa) == len(fb) == 3
+    for i, (x, y) in enumerate(zip(fa, fb, strict=True)):
+        assert (y.width, y.height) == (2 * x.width, 2 * x.height)
+        if pix_fmt.startswith("yuv444"):
+            rgb = y.to_ndarray(format="rgb24", src_colorspace=sws, src_color_range="MPEG").astype(np.float64)
+            down = rgb.reshape(x.height, 2, x.width, 2, 3).mean((1, 3))
+            assert _psnr(pattern(32, 64, i), down) >= 35.0
+            wrong = y.to_ndarray(format="rgb24", src_colorspace="ITU601" if sws == "ITU709" else "ITU709",
+                                 src_color_range="MPEG").astype(np.float64)
+            assert _psnr(pattern(32, 64, i), wrong.reshape(x.height, 2, x.width, 2, 3).mean((1, 3))) < 35.0
+        else:
+            peak = 1023.0 if "10le" in pix_fmt else 255.0
+            for pa, pb in zip(_planes(x), _planes(y), strict=True):
+                down = pb.reshape(pa.shape[0], 2, pa.shape[1], 2).mean((1, 3))
+                assert 10 * math.log10(peak**2 / np.mean((pa - down) ** 2)) >= 35.0
+
+
+def test_streams_timestamps_and_tags(tmp_path: Path) -> None:
+    """VFR 8-bit clip with AAC + Opus + SRT + a font: same frames and times, audio byte-identical, subs kept."""
+    src = make_clip(tmp_path / "in.mkv", audio=("aac", "libopus"), font=True)
+    out = tmp_path / "out.mkv"
+    code, err = upscale(str(src), str(out))
+    assert code == 0, err
+    assert frame_times(out) == pytest.approx(frame_times(src), abs=1e-3)
+    assert [t * 1000 for t in frame_times(out)] == pytest.approx(VFR_PTS, abs=1)
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        assert [s.type for s in b.streams] == [s.type for s in a.streams]
+        ka = [s.codec_context.name for s in a.streams if s.type == "audio"]
+        kb = [s.codec_context.name for s in b.streams if s.type == "audio"]
+        assert ka == kb
+        assert b.streams.video[0].codec_context.width == 96
+        assert b.streams.video[0].codec_context.colorspace == C.SPACE_BT709
+        assert b.streams.video[0].codec_context.color_primaries == C.PRIM_BT709
+        att = [s for s in b.streams if s.type == "attachment"]
+        assert att and att[0].name == "font.ttf"
+        assert b.metadata.get("title") == "psr2video test clip"
+        sub = [s for s in b.streams if s.type == "subtitle"]
+        assert sub and sub[0].metadata.get("language") == "eng"
+    assert packets(out, "audio") == packets(src, "audio")
+    assert len(packets(out, "subtitle")) == 2
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_ten_bit_odd_size_and_stdout(tmp_path: Path) -> None:
+    """Odd-sized 10-bit 4:2:0 input, x3 (odd output is cropped to even), written to stdout as Matroska."""
+    src = make_clip(tmp_path / "in.mkv", 35, 27, pts=[0, 33, 67, 100], codec="ffv1", pix_fmt="yuv420p10le",
+                    audio=(), subtitle=False)
+    r = CliRunner().invoke(cli, ["upscale", str(src), "-", "--variant", "mks", "--scale", "3", "-q", "--format",
+                                 "matroska", "--batch", "2"], catch_exceptions=False)
+    assert r.exit_code == 0, r.stderr
+    out = tmp_path / "out.mkv"
+    out.write_bytes(r.stdout_bytes)
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.width, cc.height, cc.pix_fmt) == (104, 80, "yuv420p10le")
+    assert frame_times(out) == pytest.approx(frame_times(src), abs=1e-3)
+
+
+def test_mp4_drops_what_it_cannot_hold(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mkv", audio=("aac",), subtitle=True)
+    out = tmp_path / "out.mp4"
+    code, err = upscale(str(src), str(out), "--max-frames", "4")
+    assert code == 0, err
+    assert "subtitle stream #2 (subrip) can't be carried in mp4" in err
+    with av.open(str(out)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
+        assert c.streams.video[0].codec_context.colorspace == C.SPACE_BT709
+    assert len(frame_times(out)) == 4
+
+
+def test_overlay_fps(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mkv", 64, 64, pts=[0, 40], codec="ffv1", audio=(), subtitle=False)
+    out = tmp_path / "out.mkv"
+    code, err = upscale(str(src), str(out), "--overlay-fps", "--codec", "ffv1")
+    assert code == 0, err
+    with av.open(str(out)) as c:
+        f = next(c.decode(video=0))
+        y = np.frombuffer(f.planes[0], np.uint8).reshape(f.planes[0].height, -1)
+    assert (y[0, :20] == 16).all() and (y[:8, :30] == 235).any()

@@ -1,0 +1,157 @@
+"""`psr2video IN OUT`: bad input gives one clear line and a non-zero exit; Ctrl-C leaves a playable file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+from click.testing import CliRunner
+
+from psr2video.cli import cli
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_video import frame_times, make_clip  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    r = CliRunner().invoke(cli, list(args))
+    return r.exit_code, r.stderr if hasattr(r, "stderr") else r.output
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "in.mkv")
+
+
+def one_line_error(code: int, err: str, *words: str) -> None:
+    assert code != 0
+    assert "Traceback" not in err
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("Error")]
+    assert len(lines) == 1, err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_help_lists_options() -> None:
+    code, _ = run_cli("upscale", "--help")
+    r = CliRunner().invoke(cli, ["upscale", "--help"])
+    assert code == 0
+    for opt in ("--variant", "--scale", "--weights", "--backend", "--precision", "--tile", "--device", "--batch",
+                "--codec", "--crf", "--preset", "--pix-fmt", "--format", "-y", "--overlay-fps", "--ignore-errors",
+                "--max-frames"):
+        assert opt in r.output
+
+
+def test_missing_input(tmp_path: Path) -> None:
+    one_line_error(*run_cli(str(tmp_path / "nope.mp4"), str(tmp_path / "o.mkv"), "--variant", "mks"), "not found")
+
+
+def test_not_a_video(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video\n" * 50)
+    out = tmp_path / "o.mkv"
+    one_line_error(*run_cli(str(bad), str(out), "--variant", "mks"), "not a readable video")
+    assert not out.exists()
+
+
+def test_no_video_stream(tmp_path: Path) -> None:
+    src = tmp_path / "audio.mka"
+    with av.open(str(src), "w") as c:
+        a = c.add_stream("aac", rate=48000)
+        a.layout = "stereo"
+        import numpy as np
+
+        f = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+        f.sample_rate, f.pts = 48000, 0
+        c.mux(a.encode(f))
+        c.mux(a.encode(None))
+    one_line_error(*run_cli(str(src), str(tmp_path / "o.mkv"), "--variant", "mks"), "no video stream")
+
+
+def test_refuses_to_overwrite(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.mkv"
+    out.write_bytes(b"keep me")
+    one_line_error(*run_cli(str(clip), str(out), "--variant", "mks"), "exists", "-y")
+    assert out.read_bytes() == b"keep me"
+
+
+def test_unwritable_output(clip: Path, tmp_path: Path) -> None:
+    one_line_error(*run_cli(str(clip), str(tmp_path / "no" / "such" / "o.mkv"), "--variant", "mks"),
+                   "does not exist")
+
+
+def test_unsupported_scale_and_variant(clip: Path, tmp_path: Path) -> None:
+    one_line_error(*run_cli(str(clip), str(tmp_path / "o.mkv"), "--variant", "mks", "--scale", "5"), "scale")
+    code, err = run_cli(str(clip), str(tmp_path / "o.mkv"), "--variant", "ultra")
+    assert code != 0 and "Traceback" not in err and "ultra" in err
+
+
+def test_missing_weights_is_one_line(clip: Path, tmp_path: Path) -> None:
+    from psr2video.models.registry import shipped_weights_path
+
+    if shipped_weights_path("stream", 2) is not None:
+        pytest.skip("stream x2 weights are shipped now")
+    one_line_error(*run_cli(str(clip), str(tmp_path / "o.mkv"), "--variant", "stream"), "weights")
+    one_line_error(*run_cli(str(clip), str(tmp_path / "o.mkv"), "--variant", "realtime",
+                            "--weights", str(tmp_path / "none.safetensors")))
+
+
+def test_unknown_codec(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.mkv"
+    one_line_error(*run_cli(str(clip), str(out), "--variant", "mks", "--codec", "libnothing"), "libnothing")
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_truncated_input(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mkv", pts=list(range(0, 1200, 40)), audio=(), subtitle=False)
+    data = src.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    out = tmp_path / "o.mkv"
+    code, err = run_cli(str(cut), str(out), "--variant", "mks", "-q")
+    one_line_error(code, err, "truncated", "--ignore-errors")
+    assert out.exists()  # what decoded was written, and the error says so
+    n = len(frame_times(out))
+    assert 0 < n < 30
+    code, err = run_cli(str(cut), str(out), "--variant", "mks", "-q", "-y", "--ignore-errors")
+    assert code == 0 and "truncated" in err
+
+
+def test_disk_full(clip: Path) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run([sys.executable, "-m", "psr2video", str(clip), "-", "--variant", "mks", "-q"],
+                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, cwd=ROOT)
+    one_line_error(p.returncode, p.stderr, "disk full")
+
+
+def test_ctrl_c_leaves_playable_file(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "long.mkv", 96, 64, pts=list(range(0, 40 * 400, 40)), audio=("aac",),
+                    subtitle=False)
+    out = tmp_path / "o.mkv"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "psr2video", str(src), str(out), "--variant", "mks",
+                          "--codec", "libx264", "--preset", "ultrafast"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    part = tmp_path / ".o.partial.mkv"
+    head = p.stderr.readline()  # printed once the pipeline is set up and about to start
+    assert " -> " in head, head + p.stderr.read()
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, head + err
+    assert "Traceback" not in err
+    assert "stopped by Ctrl-C after frame" in err
+    times = frame_times(out)
+    assert 0 < len(times) < 400
+    assert times == pytest.approx([i * 0.04 for i in range(len(times))], abs=1e-3)
+    assert not part.exists()

@@ -117,6 +117,12 @@ def _fsync_replace(tmp: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def _write_bytes_atomic(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    _fsync_replace(tmp, path)
+
+
 def _write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))

@@ -161,3 +161,40 @@ class CombinedLoss(nn.Module):
             parts[name] = float(v.detach())
             total = total + self.weights[name] * v
         return total, parts
+
+
+class R3GANLoss:
+    """R3GAN (Huang et al., 2024): relativistic pairing loss with R1 (real) and R2 (fake) gradient penalties.
+
+    With a per-pixel discriminator the pairing is per pixel: D loss = softplus(D(fake) - D(real)), G loss =
+    softplus(D(real) - D(fake)), averaged. The penalties are gamma/2 * E ||grad_x mean_pixels D(x)||^2.
+    """
+
+    def __init__(self, r1: float = 1.0, r2: float = 1.0) -> None:
+        self.r1, self.r2 = r1, r2
+
+    @staticmethod
+    def pairing(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return F.softplus(fake_logits - real_logits).mean()
+
+    def generator_loss(self, disc: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return self.pairing(disc(fake), disc(real.detach()))
+
+    @staticmethod
+    def penalty(disc: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.detach().requires_grad_(True)
+        logits = disc(x)
+        (grad,) = torch.autograd.grad(logits.flatten(1).mean(1).sum(), x, create_graph=True)
+        return logits, grad.pow(2).flatten(1).sum(1).mean()
+
+    def discriminator_loss(self, disc: nn.Module, fake: torch.Tensor, real: torch.Tensor, penalty: bool = True,
+                           penalty_scale: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+        if penalty and (self.r1 > 0 or self.r2 > 0):
+            real_logits, r1 = self.penalty(disc, real)
+            fake_logits, r2 = self.penalty(disc, fake)
+        else:
+            real_logits, fake_logits = disc(real.detach()), disc(fake.detach())
+            r1 = r2 = torch.zeros((), device=real.device)
+        adv = self.pairing(real_logits, fake_logits)
+        loss = adv + penalty_scale * (0.5 * self.r1 * r1 + 0.5 * self.r2 * r2)
+        return loss, {"d_adv": float(adv.detach()), "r1": float(r1.detach()), "r2": float(r2.detach())}

@@ -1,0 +1,202 @@
+"""Trainer end to end on tiny synthetic data, checkpoint resume, the train CLI, degradations, and eval."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import ROOT, data_dir
+from PIL import Image
+
+from psr2video.models import list_shipped, read_metadata
+from psr2video.train.data import PatchSampler, downscale, load_images
+from psr2video.train.degrade import Degrader, h264, jpeg
+from psr2video.train.trainer import ConfigError, Trainer, load_config, lr_at
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Four 48x48 images with edges and textures a detail path can learn."""
+    d = tmp_path_factory.mktemp("imgs")
+    yy, xx = np.mgrid[0:48, 0:48].astype(np.float32)
+    for i in range(4):
+        f = 0.25 + 0.1 * i
+        r = 0.5 + 0.5 * np.sin(f * xx + 0.3 * yy)
+        g = ((xx + 2 * i) // 6 % 2).astype(np.float32)
+        b = 0.5 + 0.5 * np.cos(f * np.hypot(xx - 24, yy - 24))
+        a = (np.stack([r, g, b], -1) * 255).round().astype(np.uint8)
+        Image.fromarray(a).save(d / f"im{i}.png")
+    return d
+
+
+def _cfg(images, **train):
+    cfg = load_config(None)
+    cfg["data"].update(train=[str(images)], val=[str(images)], patch=16, batch=4, prefetch=2)
+    cfg["optim"].update(lr=5e-3, warmup=2)
+    cfg["train"].update(steps=30, threads=2, val_every=1000, ckpt_every=1000, log_every=5, **train)
+    return cfg
+
+
+def test_tiny_training_reduces_loss(images, tmp_path):
+    tr = Trainer(_cfg(images), out=tmp_path / "run", quiet=True)
+    val = tr.fit(30)
+    rows = [json.loads(r) for r in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert val and math.isfinite(val[images.name]["psnr"])
+    for f in ("last.pt", "best.safetensors", "final.safetensors", "curves.png"):
+        assert (tmp_path / "run" / f).is_file(), f
+    meta = read_metadata(tmp_path / "run" / "final.safetensors")
+    assert meta["steps"] == 30 and meta["fused"] and meta["variant"] == "realtime"
+    assert images.name in meta["validation"]
+
+
+def test_resume_gives_same_next_step_loss(images, tmp_path):
+    cfg = _cfg(images)
+    a = Trainer(cfg, out=tmp_path / "a", quiet=True)
+    a.fit(4)  # writes last.pt at step 4
+    sampler = a.sampler()
+    row_a = a.train_step(*sampler(4), total=8)
+    b = Trainer(cfg, out=tmp_path / "a", quiet=True, resume=True)
+    assert b.step == 4
+    row_b = b.train_step(*b.sampler()(4), total=8)
+    assert row_a["loss"] == pytest.approx(row_b["loss"], rel=1e-6, abs=1e-9)
+    for pa, pb in zip(a.net.parameters(), b.net.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb)
+    # the log is trimmed to the checkpoint, so a resumed curve continues without duplicates
+    steps = [json.loads(r)["step"] for r in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and max(steps) <= 4
+
+
+def test_batches_depend_only_on_step(images):
+    s = PatchSampler(load_images([images]), 2, 16, 3, seed=7)
+    lr1, hr1 = s(5)
+    s(6)
+    lr2, hr2 = s(5)
+    assert torch.equal(hr1, hr2) and torch.equal(lr1, lr2)
+    assert lr1.shape == (3, 3, 8, 8) and hr1.shape == (3, 3, 16, 16)
+
+
+def test_downscale_matches_pil():
+    a = np.asarray(Image.fromarray((np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)))
+    pil = np.asarray(Image.fromarray(a).resize((20, 20), Image.Resampling.BICUBIC)).astype(np.float32)
+    t = downscale(torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255, 2)[0]
+    ours = t.permute(1, 2, 0).numpy() * 255
+    assert np.abs(ours - pil).mean() < 0.6
+
+
+def test_degradations(images):
+    hr = load_images([images])[0][None].float() / 255
+    g = torch.Generator().manual_seed(0)
+    d = Degrader(2, {"blur": {"prob": 1.0}, "noise": {"prob": 1.0}, "jpeg": {"prob": 1.0},
+                     "h264": {"prob": 1.0, "crf": [28, 28]}})
+    lr = d(hr[:, :, :32, :32], g)
+    assert lr.shape == (1, 3, 16, 16) and 0 <= lr.min() and lr.max() <= 1
+    x = hr[0, :, :31, :30]
+    assert h264(x, 18).shape == x.shape and jpeg(x, 90).shape == x.shape
+    assert (h264(x, 18) - x).abs().mean() < (h264(x, 45) - x).abs().mean()
+    with pytest.raises(ValueError, match="unknown degradation"):
+        Degrader(2, {"vhs": {}})
+
+
+def test_schedules():
+    cfg = load_config(None)
+    cfg["optim"].update(lr=1.0, warmup=10, min_lr=0.0)
+    assert lr_at(0, cfg, 110) == pytest.approx(0.1)
+    assert lr_at(60, cfg, 110) == pytest.approx(0.5)
+    assert lr_at(110, cfg, 110) == pytest.approx(0.0, abs=1e-9)
+    cfg["optim"].update(schedule="multistep", milestones=[20, 40], gamma=0.5)
+    assert lr_at(30, cfg, 110) == 0.5 and lr_at(50, cfg, 110) == 0.25
+
+
+def test_config_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nstepz = 3\n")
+    with pytest.raises(ConfigError, match="train.stepz"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "none.toml")
+
+
+def test_shipped_configs_parse():
+    for name in ("realtime_x2", "stream_x2"):
+        cfg = load_config(ROOT / "psr2video" / "train" / "configs" / f"{name}.toml")
+        assert cfg["model"]["scale"] == 2
+
+
+def test_gan_stage_runs(images, tmp_path):
+    cfg = _cfg(images)
+    cfg["loss"] = {"l1": 1.0, "fft": 0.05}
+    cfg["gan"].update(enabled=True, channels=[8, 16, 32], weight=0.01)
+    tr = Trainer(cfg, out=tmp_path / "gan", quiet=True)
+    row = tr.train_step(*tr.sampler()(0), total=3)
+    assert {"g_adv", "d_adv", "r1", "r2", "fft"} <= set(row)
+    tr.save_checkpoint()
+    again = Trainer(cfg, out=tmp_path / "gan", quiet=True, resume=True)
+    assert again.step == 1
+
+
+def test_train_cli(images, tmp_path):
+    from psr2video.cli import cli
+
+    conf = tmp_path / "tiny.toml"
+    conf.write_text(f"""
+[model]
+variant = "realtime"
+scale = 2
+[data]
+train = ["{images}"]
+val = ["{images}"]
+patch = 16
+batch = 2
+[train]
+steps = 4
+log_every = 2
+val_every = 4
+""")
+    out = tmp_path / "cli"
+    r = CliRunner().invoke(cli, ["train", "--config", str(conf), "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert (out / "final.safetensors").is_file()
+    r = CliRunner().invoke(cli, ["train", "--config", str(conf), "--out", str(out), "--resume", "--steps", "6",
+                                 "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert read_metadata(out / "final.safetensors")["steps"] == 6
+    r = CliRunner().invoke(cli, ["train", "--config", str(tmp_path / "missing.toml")])
+    assert r.exit_code != 0 and "not found" in r.output
+
+
+def test_python_m_train_help():
+    r = subprocess.run([sys.executable, "-m", "psr2video.train", "--help"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "--config" in r.stdout
+
+
+def test_bicubic_eval_matches_published_anchor():
+    from psr2video.evaluate import evaluate, pil_resize
+
+    r = evaluate(pil_resize("bicubic"), data_dir("val", "Set5"), 2, "bicubic", ssim=False)
+    assert r.psnr == pytest.approx(33.66, abs=0.1)
+
+
+@pytest.mark.parametrize("variant", ["realtime", "stream"])
+def test_eval_cli_on_shipped_weight(variant, tmp_path):
+    from psr2video.cli import cli
+
+    if f"{variant}_x2" not in list_shipped():
+        pytest.skip(f"no shipped {variant}_x2 weights")
+    data_dir("val", "Set5")
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(cli, ["eval", "--variant", variant, "--dataset", "Set5", "--no-ssim", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    meta = read_metadata(ROOT / "psr2video" / "models" / "weights" / f"{variant}_x2.safetensors")
+    assert res[0]["psnr"] > 34.0  # beats every plain resampler
+    if "Set5" in meta.get("validation", {}):
+        assert res[0]["psnr"] == pytest.approx(meta["validation"]["Set5"]["psnr"], abs=0.02)

@@ -125,7 +125,7 @@ def test_config_errors(tmp_path):
 
 
 def test_shipped_configs_parse():
-    for name in ("realtime_x2", "stream_x2"):
+    for name in ("realtime_x2", "stream_x2", "stream_x2_gan", "realtime_x2_robust"):
         cfg = load_config(ROOT / "psr2video" / "train" / "configs" / f"{name}.toml")
         assert cfg["model"]["scale"] == 2
 

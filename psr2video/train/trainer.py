@@ -183,7 +183,14 @@ class Trainer:
     def _load_init(self, path: Path) -> None:
         from safetensors.torch import load_file
 
+        if not path.is_file():
+            raise ConfigError(f"train.init file not found: {path}")
         if path.suffix == ".safetensors":
+            from ..models import read_metadata
+
+            if read_metadata(path).get("fused"):
+                raise ConfigError(f"{path} holds fused release weights, which can't be trained further; "
+                                  "set train.init to the run's last.pt (its EMA weights are used)")
             state = load_file(str(path))
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)["ema"]

@@ -1,0 +1,228 @@
+"""``psr2video bench model``: model-only speed next to Real-ESRGAN Compact peers and plain resamplers.
+
+Every entry runs through the same ``Upscaler`` path, backend and precision after a warm-up; speed does
+not depend on the weights, so ParagonSR2 variants and peers run untrained (random) weights. Peak memory
+is sampled while the model runs: process RSS on the CPU, device memory in use on CUDA, both above the
+level measured before the model was loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+import torch
+
+from ..models.registry import BASELINES, SCALES, VARIANTS
+from .peers import PEER_LABELS, PEERS
+
+TARGETS = {"realtime": ("superultracompact", 1.5), "stream": ("ultracompact", 1.5)}
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _mem_now(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        return total - free
+    return _rss_bytes()
+
+
+class _PeakSampler:
+    """Samples memory in use every few milliseconds on a thread; ``peak`` is the maximum seen."""
+
+    def __init__(self, device: torch.device, period: float = 0.005) -> None:
+        self.device, self.period, self.peak = device, period, _mem_now(device)
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _mem_now(self.device))
+            time.sleep(self.period)
+
+    def __enter__(self) -> _PeakSampler:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, _mem_now(self.device))
+
+
+def machine_info(device: torch.device) -> dict:
+    from .engine_cache import cpu_name
+
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_name(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        info["gpu"] = f"{p.name} (cc {p.major}.{p.minor}, {p.total_memory / 2**30:.0f} GiB)"
+    return info
+
+
+def build_entry(name: str, scale: int, seed: int = 0):
+    """(model, label, kind) for a variant, a peer or a baseline."""
+    from ..models.registry import build_model
+    from .peers import build_peer
+
+    if name in PEERS:
+        return build_peer(name, scale, seed), PEER_LABELS[name], "peer"
+    torch.manual_seed(seed)
+    net = build_model(name, scale)
+    kind = "baseline" if name in BASELINES else "psr2video"
+    return net, (name if kind == "psr2video" else {"mks": "Magic Kernel Sharp 2021", "bicubic": "bicubic"}[name]), kind
+
+
+def time_entry(name: str, scale: int, backend: str, precision: str | None, device: torch.device, size: tuple[int, int],
+               batch: int, warmup: int, iters: int, min_seconds: float = 0.0) -> dict:
+    """Time one entry; returns a result row (ms/frame is the median over ``iters`` timed runs / batch)."""
+    from .upscaler import Upscaler
+
+    net, label, kind = build_entry(name, scale)
+    base = _mem_now(device)
+    up = Upscaler(name, scale, model=net, backend=backend, precision=precision, device=device, clamp=False)
+    w, h = size
+    x = torch.rand(batch, 3, h, w, device=device).to(up.dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    with _PeakSampler(device) as mem:
+        for _ in range(warmup):
+            up(x)
+        sync()
+        t_start = time.perf_counter()
+        while len(times) < iters or (time.perf_counter() - t_start) < min_seconds:
+            t0 = time.perf_counter()
+            up(x)
+            sync()
+            times.append(time.perf_counter() - t0)
+    ms = statistics.median(times) * 1000 / batch
+    params = sum(p.numel() for p in up.model.parameters())
+    return {"name": name, "label": label, "kind": kind, "params": params, "backend": up.runner.name,
+            "provider": getattr(up.runner, "provider", None), "precision": up.precision,
+            "input": f"{w}x{h}", "output": f"{w * scale}x{h * scale}", "batch": batch, "iters": len(times),
+            "ms_per_frame": round(ms, 3), "fps": round(1000 / ms, 2),
+            "ms_min": round(min(times) * 1000 / batch, 3),
+            "peak_mem_mib": round(max(0, mem.peak - base) / 2**20, 1)}
+
+
+def _split(values) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def format_table(rows: list[dict]) -> str:
+    ref = {r["name"]: r["fps"] for r in rows}
+    sup = ref.get("superultracompact")
+    head = (f"{'model':<30} {'params':>9} {'backend':<12} {'prec':<5} {'input':>9} {'ms/frame':>9} {'fps':>8} "
+            f"{'peak MiB':>9} {'vs SUC':>7}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        rel = f"{r['fps'] / sup:6.2f}x" if sup else "      -"
+        lines.append(f"{r['label']:<30} {r['params']:>9,} {r['backend']:<12} {r['precision']:<5} {r['input']:>9} "
+                     f"{r['ms_per_frame']:>9.2f} {r['fps']:>8.2f} {r['peak_mem_mib']:>9.1f} {rel:>7}")
+    return "\n".join(lines)
+
+
+def target_lines(rows: list[dict]) -> list[str]:
+    fps = {r["name"]: r["fps"] for r in rows}
+    out = []
+    for ours, (peer, ratio) in TARGETS.items():
+        if ours in fps and peer in fps:
+            got = fps[ours] / fps[peer]
+            out.append(f"{ours} / {PEER_LABELS[peer]}: {got:.2f}x (target >= {ratio}x: "
+                       f"{'met' if got >= ratio else 'NOT met'})")
+    return out
+
+
+@click.command("model")
+@click.option("--variant", "-v", "variants", multiple=True, default=("realtime,stream",), show_default=True,
+              help=f"ParagonSR2 variants ({', '.join(VARIANTS)}); repeat or comma-separate")
+@click.option("--scale", "-s", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
+@click.option("--size", default="320x180", show_default=True, help="input frame size WxH")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--backend", "-b", type=click.Choice(["auto", "torch", "onnxruntime", "tensorrt"]), default="auto",
+              show_default=True)
+@click.option("--precision", "-p", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default=None,
+              help="default: fp16 on CUDA, fp32 on the CPU")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--warmup", type=int, default=2, show_default=True)
+@click.option("--iters", type=int, default=5, show_default=True)
+@click.option("--min-seconds", type=float, default=0.0, help="keep timing until this long has passed")
+@click.option("--peers/--no-peers", default=True, show_default=True, help="Real-ESRGAN Compact family")
+@click.option("--baselines/--no-baselines", default=True, show_default=True, help="bicubic and MKS2021")
+@click.option("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="runs/bench_model.json",
+              show_default=True)
+def bench_model(variants, scale, size, batch, backend, precision, device, warmup, iters, min_seconds, peers,
+                baselines, threads, json_path):
+    """Model speed: fps, ms/frame and peak memory next to Real-ESRGAN Compact peers (same backend)."""
+    from ..cli import UserError
+    from .upscaler import resolve_device
+
+    try:
+        dev = resolve_device(device)
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError as e:
+        raise UserError(f"bad --device or --size: {e}") from None
+    if threads:
+        torch.set_num_threads(threads)
+    names = _split(variants)
+    for n in names:
+        if n not in VARIANTS + BASELINES:
+            raise UserError(f"unknown variant {n!r}; choose from {', '.join(VARIANTS + BASELINES)}")
+    if peers:
+        names += list(PEERS)[::-1]
+    if baselines:
+        names += [b for b in ("bicubic", "mks") if b not in names]
+    if backend == "auto":
+        from . import auto
+
+        cfg = auto.pick_backend(dev)
+        backend = cfg.name
+        click.echo(f"backend auto -> {backend}: {auto.LAST_CHOICE[1]}")
+    info = machine_info(dev)
+    command = "psr2video bench model " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "model"] else [])
+    click.echo(f"machine: {info['cpu']} ({info['cpu_count']} cores, torch threads {info['torch_threads']})"
+               + (f", {info['gpu']}" if "gpu" in info else "") + f"; torch {info['torch']}"
+               + (f", onnxruntime {info['onnxruntime']}" if "onnxruntime" in info else ""))
+    click.echo(f"command: {command.strip()}")
+    rows = []
+    for n in names:
+        try:
+            r = time_entry(n, int(scale), backend, precision, dev, (w, h), batch, warmup, iters, min_seconds)
+        except ValueError as e:
+            raise UserError(f"{n}: {e}") from None
+        click.echo(f"  {r['label']:<30} {r['ms_per_frame']:9.2f} ms/frame {r['fps']:8.2f} fps", err=True)
+        rows.append(r)
+    click.echo(format_table(rows))
+    for line in target_lines(rows):
+        click.echo(line)
+    out = {"machine": info, "command": command.strip(), "device": str(dev), "scale": int(scale),
+           "warmup": warmup, "iters": iters, "results": rows, "targets": target_lines(rows),
+           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    p = Path(json_path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(out, indent=1))
+    click.echo(f"wrote {p}")

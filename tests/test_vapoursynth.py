@@ -1,0 +1,246 @@
+"""The psr2 VapourSynth plugin on a real VapourSynth core: autoload, every variant, errors, vspipe."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+vs = pytest.importorskip("vapoursynth", reason="vapoursynth is not installed (pip install 'psr2video[vapoursynth]')")
+
+from psr2video import Upscaler, vs_install  # noqa: E402
+from psr2video.models import BASELINES, VARIANTS, build_model, list_shipped, save_weights  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VSPIPE = Path(sys.executable).parent / "vspipe"
+
+
+def _sample() -> Path:
+    for p in sorted((ROOT / "samples").glob("*.mkv")) + sorted((ROOT / "samples").glob("*.mp4")):
+        return p
+    pytest.skip("no sample clip under samples/")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """VapourSynth brings its own frame threads; one intra-op thread each avoids oversubscribing 2 shared cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def core():
+    """The in-process core, after making sure the installed shim is built from the current source."""
+    try:
+        vs_install.build(vs_install.installed_path(), quiet=True)
+    except vs_install.InstallError as e:
+        pytest.skip(f"cannot build the psr2 shim: {e}")
+    c = vs.core
+    c.num_threads = 2
+    if not hasattr(c, "psr2"):
+        pytest.fail("psr2 plugin not autoloaded (was the core created before the shim was built?)")
+    return c
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> dict[str, str]:
+    """Untrained but real weights files for every ParagonSR2 variant at x2."""
+    d = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    return {v: str(save_weights(build_model(v, 2).fuse_for_release(), d / f"{v}_x2.safetensors"))
+            for v in VARIANTS}
+
+
+@pytest.fixture(scope="module")
+def real_rgb(core):
+    """Two real frames (a 24x16 crop of the sample clip) as RGBS."""
+    from psr2video.vs_source import open_clip
+
+    src = open_clip(_sample(), core)[10:12]
+    src = core.std.CropAbs(src, 24, 16, 200, 100)
+    return core.resize.Bicubic(src, format=vs.RGBS, matrix_in_s="709")
+
+
+def frame_tensor(frame) -> torch.Tensor:
+    return torch.from_numpy(np.stack([np.asarray(frame[p]) for p in range(3)]).astype(np.float32))[None]
+
+
+def kwargs_for(variant: str, weights: dict[str, str]) -> dict:
+    kw = {"variant": variant, "scale": 2, "device": "cpu"}
+    if variant in VARIANTS:
+        kw["weights"] = weights[variant]
+    return kw
+
+
+def test_autoload_in_clean_process(core, tmp_path):
+    """A plain `from vapoursynth import core` sees psr2 without any import of psr2video or LoadPlugin."""
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    code = ("import sys; from vapoursynth import core; "
+            "print(core.psr2.Upscale.name, 'psr2video' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["Upscale", "False"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS + BASELINES)
+def test_every_variant_matches_upscaler(core, weights, real_rgb, variant):
+    """Blank and real frames through the plugin equal the Upscaler called directly (attention variants are
+    slow on the CPU, so they get one real frame)."""
+    kw = kwargs_for(variant, weights)
+    blank = core.std.BlankClip(width=24, height=16, format=vs.RGBS, length=1, color=[0.1, 0.5, 0.9])
+    real = real_rgb[:1] if variant in ("photo", "pro") else real_rgb
+    clip = blank + real
+    out = core.psr2.Upscale(clip, **kw)
+    assert (out.width, out.height, out.format.id, out.num_frames) == (48, 32, vs.RGBS, clip.num_frames)
+    up = Upscaler(**kw, backend="auto")
+    b = frame_tensor(out.get_frame(0))
+    assert b.shape == (1, 3, 32, 48) and torch.isfinite(b).all()
+    for n in range(1, out.num_frames):
+        want = up(frame_tensor(clip.get_frame(n)))
+        torch.testing.assert_close(frame_tensor(out.get_frame(n)), want, atol=1e-6, rtol=0)
+
+
+def test_rgbh_and_props(core):
+    clip = core.std.BlankClip(width=32, height=12, format=vs.RGBS, length=3, fpsnum=30000, fpsden=1001)
+    clip = core.std.ModifyFrame(clip, clip, _fill)
+    clip = core.std.SetFrameProps(clip, _SARNum=4, _SARDen=3, custom=42)
+    s = core.psr2.Upscale(clip, variant="mks", scale=3)
+    h = core.psr2.Upscale(core.resize.Point(clip, format=vs.RGBH), variant="mks", scale=3)
+    assert (h.format.id, h.width, h.height, h.fps) == (vs.RGBH, 96, 36, clip.fps)
+    p = h.get_frame(2).props
+    assert (p["_SARNum"], p["_SARDen"], p["custom"]) == (4, 3, 42)  # square scaling keeps the pixel aspect
+    a, b = frame_tensor(s.get_frame(2)), frame_tensor(h.get_frame(2))
+    torch.testing.assert_close(b, a, atol=2e-3, rtol=0)
+
+
+def test_parallel_out_of_order_requests_and_streams(core):
+    clip = core.std.BlankClip(width=32, height=16, format=vs.RGBS, length=8)
+    clip = core.std.ModifyFrame(clip, clip, _fill)
+    ref = core.psr2.Upscale(clip, variant="bicubic", device="cpu")
+    want = [frame_tensor(ref.get_frame(n)) for n in range(8)]
+    for streams in (1, 2):
+        two = core.psr2.Upscale(clip, variant="bicubic", device="cpu", num_streams=streams)
+        futures = {n: two.get_frame_async(n) for n in (7, 0, 5, 2, 6, 1, 4, 3)}
+        for n, fut in futures.items():
+            torch.testing.assert_close(frame_tensor(fut.result()), want[n])
+
+
+def _fill(n, f):
+    out = f.copy()
+    for p in range(3):
+        np.asarray(out[p])[:] = np.linspace(0, 1, 32, dtype=np.float32)[None] * (n + 1) / 8 * (p + 1) / 3
+    return out
+
+
+def test_variable_size_clip(core):
+    a = core.std.BlankClip(width=16, height=8, format=vs.RGBS, length=2)
+    b = core.std.BlankClip(width=10, height=6, format=vs.RGBS, length=2)
+    var = core.std.Splice([a, b], mismatch=True)
+    out = core.psr2.Upscale(var, variant="mks")
+    assert (out.width, out.height) == (0, 0)
+    assert [(f.width, f.height) for f in (out.get_frame(0), out.get_frame(3))] == [(32, 16), (20, 12)]
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda c: c.std.BlankClip(format=vs.YUV420P8), 'core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="709")'),
+    (lambda c: c.std.BlankClip(format=vs.RGB24), "core.resize.Point(clip, format=vs.RGBS)"),
+    (lambda c: c.std.BlankClip(format=vs.GRAYS), "ShufflePlanes"),
+    (lambda c: c.std.Splice([c.std.BlankClip(format=vs.RGBS), c.std.BlankClip(format=vs.RGBH)], mismatch=True),
+     "variable format"),
+])
+def test_format_errors(core, make, expected):
+    with pytest.raises(vs.Error) as e:
+        core.psr2.Upscale(make(core), variant="mks")
+    assert str(e.value).startswith("psr2.Upscale: ")
+    assert expected in str(e.value)
+
+
+@pytest.mark.parametrize("kw, expected", [
+    ({"variant": "huge"}, "variant='huge' is not valid"),
+    ({"variant": "mks", "scale": 5}, "scale=5 is not valid"),
+    ({"variant": "mks", "tile": -1}, "tile=-1"),
+    ({"variant": "mks", "backend": "cuda-magic"}, "backend='cuda-magic' is not valid"),
+    ({"variant": "mks", "num_streams": 0}, "num_streams=0"),
+    ({"weights": "/nonexistent/w.safetensors"}, "weights file not found"),
+])
+def test_argument_errors(core, kw, expected):
+    clip = core.std.BlankClip(format=vs.RGBS, width=16, height=16)
+    with pytest.raises(vs.Error, match="^psr2.Upscale: ") as e:
+        core.psr2.Upscale(clip, **kw)
+    assert expected in str(e.value)
+
+
+def test_missing_shipped_weights_is_a_clean_error(core):
+    if "stream_x2" in list_shipped():
+        pytest.skip("stream x2 weights are shipped now")
+    with pytest.raises(vs.Error, match=r"^psr2.Upscale: no shipped weights for stream x2.*weights=") as e:
+        core.psr2.Upscale(core.std.BlankClip(format=vs.RGBS, width=16, height=16))  # default variant
+    assert "Traceback" not in str(e.value)
+
+
+def test_weights_file_of_another_variant(core, weights):
+    clip = core.std.BlankClip(format=vs.RGBS, width=16, height=16)
+    assert core.psr2.Upscale(clip, weights=weights["realtime"]).width == 32  # variant comes from the file
+    with pytest.raises(vs.Error, match="holds variant 'realtime', not 'stream'"):
+        core.psr2.Upscale(clip, variant="stream", weights=weights["realtime"])
+
+
+@pytest.fixture(scope="module")
+def vspipe_env(core, tmp_path_factory):
+    """Environment for vspipe with its own `vapoursynth config` (the user's config is left alone)."""
+    if not VSPIPE.is_file():
+        pytest.skip(f"vspipe not found at {VSPIPE}")
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path_factory.mktemp("xdg")))
+    r = subprocess.run([sys.executable, "-m", "vapoursynth", "config"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "Failed" not in r.stdout, r.stdout + r.stderr
+    return env
+
+
+def test_vspipe_renders_sample(vspipe_env, tmp_path):
+    sample = _sample()
+    out = tmp_path / "out.y4m"
+    r = subprocess.run([str(VSPIPE), str(ROOT / "samples" / "upscale.vpy"), "-c", "y4m", str(out),
+                        "-a", f"clip={sample}", "-a", "frames=3", "-a", "variant=mks"],
+                       env=vspipe_env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    data = out.read_bytes()
+    header = data.split(b"\n", 1)[0].decode()
+    import av
+
+    with av.open(str(sample)) as c:
+        w, h = c.streams.video[0].width, c.streams.video[0].height
+    assert f"W{w * 2} H{h * 2}" in header and header.startswith("YUV4MPEG2 C420")
+    assert data.count(b"FRAME\n") == 3
+    assert len(data) == len(header) + 1 + 3 * (len(b"FRAME\n") + w * 2 * h * 2 * 3 // 2)
+
+
+def test_vspipe_reports_errors_cleanly(vspipe_env, tmp_path):
+    script = tmp_path / "bad.vpy"
+    script.write_text("from vapoursynth import core\ncore.psr2.Upscale(core.std.BlankClip()).set_output()\n")
+    r = subprocess.run([str(VSPIPE), str(script), "-c", "y4m", os.devnull], env=vspipe_env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode != 0
+    assert "psr2.Upscale: input is RGB24 (integer RGB)" in r.stderr + r.stdout
+
+
+def test_pyav_source_random_access(core):
+    import av
+
+    from psr2video.vs_source import open_clip
+
+    sample = _sample()
+    clip = open_clip(sample, core)
+    with av.open(str(sample)) as c:
+        ref = [f.to_ndarray(format="yuv420p")[: clip.height] for f in islice(c.decode(video=0), 12)]
+    assert clip.num_frames >= 12
+    for n in (11, 3, 7, 0, 10):
+        np.testing.assert_array_equal(np.asarray(clip.get_frame(n)[0]), ref[n])

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 
 # FFmpeg enum values (AVColorSpace, AVColorPrimaries, AVColorTransferCharacteristic, AVColorRange,
 # AVChromaLocation); PyAV exposes these as plain ints on frames and codec contexts.
@@ -129,25 +130,55 @@ def _up2(c: torch.Tensor, dim: int, cosited: bool) -> torch.Tensor:
     return out.reshape(shape)
 
 
-def _down2(c: torch.Tensor, dim: int, cosited: bool) -> torch.Tensor:
-    """Halve ``c`` along ``dim`` (size must be even): [1 2 1]/4 at even samples when co-sited, else pair means."""
-    c.shape[dim]
-    even = c.unfold(dim % c.ndim, 2, 2).select(-1, 0)
-    odd = c.unfold(dim % c.ndim, 2, 2).select(-1, 1)
-    if not cosited:
-        return (even + odd) * 0.5
-    m = odd.shape[dim]
-    prev_odd = torch.cat([odd.narrow(dim, 0, 1), odd.narrow(dim, 0, m - 1)], dim) if m > 1 else odd
-    # the sample left of luma 0 is replicated from luma 0 itself (edge replicate)
-    first = even.narrow(dim, 0, 1)
-    prev_odd = torch.cat([first, prev_odd.narrow(dim, 1, m - 1)], dim) if m > 1 else first
-    return 0.25 * prev_odd + 0.5 * even + 0.25 * odd
+def _matrix(info: ColorInfo) -> torch.Tensor:
+    """3x3 M with rgb = M @ (y, cb, cr), y in [0, 1], cb/cr in [-0.5, 0.5]."""
+    kr, kb = info.krkb
+    kg = 1.0 - kr - kb
+    return torch.tensor([[1.0, 0.0, 2 * (1 - kr)],
+                         [1.0, -2 * kb * (1 - kb) / kg, -2 * kr * (1 - kr) / kg],
+                         [1.0, 2 * (1 - kb), 0.0]], dtype=torch.float64)
 
 
-def _pad_even(x: torch.Tensor, dim: int) -> torch.Tensor:
-    if x.shape[dim] % 2 == 0:
-        return x
-    return torch.cat([x, x.narrow(dim, x.shape[dim] - 1, 1)], dim)
+_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _codes_to_rgb(info: ColorInfo, bits: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    key = ("c2r", info.space, info.full_range, bits, str(device))
+    if key not in _CACHE:
+        yo, ys, co, cs = _levels(bits, info.full_range)
+        scale = torch.tensor([ys, cs, cs], dtype=torch.float64)
+        off = torch.tensor([yo, co, co], dtype=torch.float64)
+        m = _matrix(info) / scale  # rgb = m @ codes - m @ off
+        bias = -(m @ off)
+        _CACHE[key] = (m.float().reshape(3, 3, 1, 1).to(device), bias.float().to(device))
+    return _CACHE[key]
+
+
+def _rgb_to_codes(info: ColorInfo, bits: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    key = ("r2c", info.space, info.full_range, bits, str(device))
+    if key not in _CACHE:
+        yo, ys, co, cs = _levels(bits, info.full_range)
+        scale = torch.tensor([ys, cs, cs], dtype=torch.float64)
+        off = torch.tensor([yo, co, co], dtype=torch.float64)
+        a = torch.linalg.inv(_matrix(info)) * scale[:, None]  # codes = a @ rgb + off
+        _CACHE[key] = (a.float().reshape(3, 3, 1, 1).to(device), off.float().to(device))
+    return _CACHE[key]
+
+
+def _down_kernel(shift_w: int, shift_h: int, loc: int, w: int, h: int, device: torch.device):
+    """Depthwise kernel, stride and replicate padding for chroma subsampling at the given siting."""
+    def taps(sub: int, cosited: bool, n: int) -> tuple[list[float], tuple[int, int]]:
+        if not sub:
+            return [1.0], (0, 0)
+        if cosited:
+            return [0.25, 0.5, 0.25], (1, n % 2)
+        return [0.5, 0.5], (0, n % 2)
+
+    kx, px = taps(shift_w, loc in (LOC_LEFT, LOC_TOPLEFT), w)
+    ky, py = taps(shift_h, loc == LOC_TOPLEFT, h)
+    k = torch.tensor(ky)[:, None] * torch.tensor(kx)[None, :]
+    k = k.expand(2, 1, *k.shape).contiguous().to(device)
+    return k, (1 + shift_h, 1 + shift_w), (px[0], px[1], py[0], py[1])
 
 
 def yuv_to_rgb(y: torch.Tensor, u: torch.Tensor | None, v: torch.Tensor | None, bits: int, info: ColorInfo,
@@ -155,54 +186,44 @@ def yuv_to_rgb(y: torch.Tensor, u: torch.Tensor | None, v: torch.Tensor | None, 
     """Planes (N, H, W) / (N, Hc, Wc) of integer codes -> NCHW RGB in [0, 1] (``dtype``).
 
     ``u``/``v`` None means grey. Chroma is upsampled to the luma size (odd sizes: the last chroma sample
-    covers the lone luma row/column).
+    covers the lone luma row/column). One 1x1 convolution does range, offsets and matrix in one pass.
     """
     h, w = y.shape[-2:]
-    yo, ys, co, cs = _levels(bits, info.full_range)
-    yf = (y.to(torch.float32) - yo) / ys
     if u is None or v is None:
-        rgb = yf.unsqueeze(1).expand(-1, 3, -1, -1)
-        return rgb.clamp(0, 1).to(dtype)
+        yo, ys, _, _ = _levels(bits, info.full_range)
+        yf = (y.to(torch.float32) - yo) / ys
+        return yf.unsqueeze(1).expand(-1, 3, -1, -1).clamp(0, 1).to(dtype)
     c = torch.stack([u, v], 1).to(torch.float32)
-    c = (c - co) / cs
     if c.shape[-1] != w:
         c = _up2(c, -1, cosited=info.chroma_location in (LOC_LEFT, LOC_TOPLEFT))[..., :w]
     if c.shape[-2] != h:
         c = _up2(c, -2, cosited=info.chroma_location == LOC_TOPLEFT)[..., :h, :]
-    cb, cr = c[:, 0], c[:, 1]
-    kr, kb = info.krkb
-    kg = 1.0 - kr - kb
-    r = yf + (2.0 * (1.0 - kr)) * cr
-    b = yf + (2.0 * (1.0 - kb)) * cb
-    g = (yf - kr * r - kb * b) / kg
-    return torch.stack([r, g, b], 1).clamp_(0, 1).to(dtype)
+    x = torch.cat([y.unsqueeze(1).to(torch.float32), c], 1)
+    weight, bias = _codes_to_rgb(info, bits, x.device)
+    return F.conv2d(x, weight, bias).clamp_(0, 1).to(dtype)
 
 
 def rgb_to_yuv(rgb: torch.Tensor, bits: int, info: ColorInfo, shift_w: int = 1, shift_h: int = 1,
                gray: bool = False) -> tuple[torch.Tensor, ...]:
     """NCHW RGB -> integer code planes (uint8 for 8-bit, uint16 above), clamped before rounding.
 
-    Returns (Y,) for grey or (Y, U, V) with the chroma subsampled by 2**shift (sizes rounded up).
+    Returns (Y,) for grey or (Y, U, V) with the chroma subsampled by 2**shift (sizes rounded up), filtered
+    to match the chroma siting.
     """
     rgb = rgb.to(torch.float32).clamp(0, 1)
-    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    kr, kb = info.krkb
-    kg = 1.0 - kr - kb
-    yf = kr * r + kg * g + kb * b
-    yo, ys, co, cs = _levels(bits, info.full_range)
+    h, w = rgb.shape[-2:]
+    weight, off = _rgb_to_codes(info, bits, rgb.device)
     top = float((1 << bits) - 1)
     out_dtype = torch.uint8 if bits <= 8 else torch.uint16
-
-    def q(x: torch.Tensor, off: float, sc: float) -> torch.Tensor:
-        return (x * sc + off).clamp_(0.0, top).round_().to(torch.int32).to(out_dtype)
-
-    yq = q(yf, yo, ys)
+    codes = F.conv2d(rgb, weight, off)
+    yq = codes[:, 0].clamp_(0.0, top).round_().to(out_dtype)
     if gray:
         return (yq,)
-    c = torch.stack([(b - yf) / (2.0 * (1.0 - kb)), (r - yf) / (2.0 * (1.0 - kr))], 1)
-    if shift_w:
-        c = _down2(_pad_even(c, -1), -1, cosited=info.chroma_location in (LOC_LEFT, LOC_TOPLEFT))
-    if shift_h:
-        c = _down2(_pad_even(c, -2), -2, cosited=info.chroma_location == LOC_TOPLEFT)
-    cq = q(c, co, cs)
+    c = codes[:, 1:]
+    if shift_w or shift_h:
+        k, stride, pad = _down_kernel(shift_w, shift_h, info.chroma_location, w, h, rgb.device)
+        if any(pad):
+            c = F.pad(c, pad, mode="replicate")
+        c = F.conv2d(c, k, stride=stride, groups=2)
+    cq = c.clamp_(0.0, top).round_().to(out_dtype)
     return yq, cq[:, 0], cq[:, 1]

@@ -1,0 +1,155 @@
+"""Benchmark: ``vspipe`` through ``core.psr2.Upscale`` vs the ``Upscaler`` alone, on the same frames.
+
+    python -m psr2video.vs_bench [--clip FILE] [--variant realtime] [--scale 2] [--frames N]
+                                 [--backend auto] [--device auto] [--precision P] [--weights FILE]
+
+1. Decodes the first N frames of the clip (default: the sample clip under samples/) with the PyAV
+   source and converts them to RGBS in VapourSynth, exactly as the vspipe script does.
+2. Times the ``Upscaler`` alone on those frames (already tensors; output synchronised on its device).
+3. Times ``vspipe`` on a script doing source -> RGBS -> psr2.Upscale -> raw RGBS to /dev/null (vspipe's own
+   "Output N frames in S seconds" figure: script evaluation and model loading are not counted, one
+   warm-up frame is rendered while the script is evaluated).
+
+Without shipped weights for the variant, an untrained model of the same architecture is saved to a
+temporary file (speed does not depend on the weights' values). Prints the machine and the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = """\
+import vapoursynth as vs
+from psr2video.vs_source import open_clip
+core = vs.core
+src = open_clip({clip!r})[:{n} + 1]
+rgb = core.resize.Bicubic(src, format=vs.RGBS, matrix_in_s="709")
+up = core.psr2.Upscale(rgb, **{kwargs!r})
+up.get_frame({n})  # warm-up (not part of the output)
+up[:{n}].set_output()
+"""
+
+
+def find_clip() -> Path:
+    for ext in ("mkv", "mp4", "webm", "mov"):
+        found = sorted((ROOT / "samples").glob(f"*.{ext}"))
+        if found:
+            return found[0]
+    raise SystemExit("vs_bench: no sample clip under samples/; pass --clip FILE")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import vapoursynth as vs
+
+    parts = [f"{platform.node()}: {cpu}, {os.cpu_count()} cores", f"torch {torch.__version__}",
+             f"VapourSynth R{vs.__version__[0] if isinstance(vs.__version__, tuple) else vs.__version__}"]
+    if torch.cuda.is_available():
+        parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+    try:
+        parts.append(f"load {os.getloadavg()[0]:.1f}")
+    except OSError:
+        pass
+    return ", ".join(parts)
+
+
+def rgb_frames(clip: Path, n: int) -> tuple[list[torch.Tensor], tuple[int, int]]:
+    import vapoursynth as vs
+
+    from .vs_source import open_clip
+
+    core = vs.core
+    rgb = core.resize.Bicubic(open_clip(clip, core)[:n], format=vs.RGBS, matrix_in_s="709")
+    frames = []
+    for f in rgb.frames():
+        frames.append(torch.from_numpy(np.stack([np.asarray(f[p]) for p in range(3)]))[None])
+    return frames, (rgb.width, rgb.height)
+
+
+def time_upscaler(frames: list[torch.Tensor], kwargs: dict) -> tuple[float, str]:
+    from .runtime.upscaler import Upscaler
+
+    up = Upscaler(**kwargs)
+    sync = torch.cuda.synchronize if up.device.type == "cuda" else (lambda: None)
+    up(frames[0])
+    sync()
+    t = time.perf_counter()
+    for x in frames:
+        up(x)
+    sync()
+    return len(frames) / (time.perf_counter() - t), repr(up)
+
+
+def time_vspipe(clip: Path, n: int, kwargs: dict, workdir: Path) -> tuple[float, str]:
+    script = workdir / "bench.vpy"
+    script.write_text(SCRIPT.format(clip=str(clip), n=n, kwargs=kwargs))
+    vspipe = Path(sys.executable).parent / "vspipe"
+    cmd = [str(vspipe if vspipe.is_file() else "vspipe"), str(script), os.devnull]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    m = re.search(r"Output (\d+) frames in ([\d.]+) seconds \(([\d.]+) fps\)", r.stderr + r.stdout)
+    if r.returncode != 0 or not m:
+        raise SystemExit(f"vs_bench: vspipe failed:\n{(r.stderr + r.stdout).strip()}")
+    return int(m.group(1)) / float(m.group(2)), " ".join(cmd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m psr2video.vs_bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--clip", type=Path, help="input video (default: samples/*.mkv|mp4)")
+    ap.add_argument("--variant", default="realtime")
+    ap.add_argument("--scale", type=int, default=2)
+    ap.add_argument("--weights", help="weights file (default: shipped, else untrained weights of the variant)")
+    ap.add_argument("--frames", type=int, help="frames to time (default 16 on CPU, 200 on CUDA)")
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision")
+    a = ap.parse_args(argv)
+
+    from .models import BASELINES, build_model, list_shipped, save_weights
+
+    clip = (a.clip or find_clip()).resolve()
+    n = a.frames or (200 if torch.cuda.is_available() and a.device != "cpu" else 16)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, note = a.weights, ""
+        if weights is None and a.variant not in BASELINES and f"{a.variant}_x{a.scale}" not in list_shipped():
+            weights = str(save_weights(build_model(a.variant, a.scale).fuse_for_release(),
+                                       Path(tmp) / f"{a.variant}_x{a.scale}.safetensors"))
+            note = " (untrained weights: no shipped ones yet; speed is the same)"
+        kw = {"variant": a.variant, "scale": a.scale, "backend": a.backend, "device": a.device}
+        if weights:
+            kw["weights"] = weights
+        if a.precision:
+            kw["precision"] = a.precision
+        frames, (w, h) = rgb_frames(clip, n)
+        print(f"machine: {machine()}")
+        print(f"clip: {clip} ({w}x{h} -> {w * a.scale}x{h * a.scale}, {len(frames)} frames), "
+              f"{a.variant} x{a.scale}{note}")
+        up_fps, desc = time_upscaler(frames, dict(kw, tile=0))
+        print(f"Upscaler alone : {up_fps:8.2f} fps  {desc}")
+        vs_fps, cmd = time_vspipe(clip, len(frames), kw, Path(tmp))
+        print(f"vspipe (psr2)  : {vs_fps:8.2f} fps  {cmd}")
+        print(f"ratio vspipe / Upscaler: {vs_fps / up_fps:.2f}x (target >= 0.90x)")
+        print("command: python -m psr2video.vs_bench " + " ".join(argv if argv is not None else sys.argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

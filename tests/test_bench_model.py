@@ -1,0 +1,71 @@
+"""``bench model`` and its Real-ESRGAN Compact peers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from psr2video.runtime.bench_model import format_table, target_lines
+from psr2video.runtime.peers import PEERS, SRVGGNetCompact, build_peer
+
+
+def test_peer_architecture_matches_real_esrgan():
+    # realesr-animevideov3 (64 feats, 16 convs, x4) has 621,424 parameters
+    assert sum(p.numel() for p in SRVGGNetCompact(64, 16, 4).parameters()) == 621_424
+    for name, (feat, conv) in PEERS.items():
+        net = build_peer(name, 2)
+        convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert len(convs) == conv + 2 and convs[0].out_channels == feat and convs[-1].out_channels == 12
+        assert net.descriptor.variant == name and net.descriptor.scale == 2
+
+
+def test_peer_adds_nearest_upsampled_input():
+    net = build_peer("superultracompact", 2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        x = torch.rand(1, 3, 8, 10)
+        assert torch.equal(net(x), F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+def test_table_and_targets():
+    rows = [{"name": n, "label": n, "params": 1, "backend": "onnxruntime", "precision": "fp32", "input": "8x8",
+             "ms_per_frame": 1000 / fps, "fps": fps, "peak_mem_mib": 1.0}
+            for n, fps in [("realtime", 30.0), ("stream", 10.0), ("superultracompact", 10.0), ("ultracompact", 8.0)]]
+    table = format_table(rows)
+    assert "3.00x" in table and "vs SUC" in table
+    lines = target_lines(rows)
+    assert "3.00x (target >= 1.5x: met)" in lines[0] and "1.25x (target >= 1.5x: NOT met)" in lines[1]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_bench_model_cli(tmp_path, monkeypatch, backend):
+    from psr2video.cli import cli
+
+    monkeypatch.setenv("PSR2VIDEO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench.json"
+    r = CliRunner().invoke(cli, ["bench", "model", "-v", "realtime", "--size", "40x24", "--warmup", "1",
+                                 "--iters", "2", "--backend", backend, "--device", "cpu", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "machine:" in r.output and "command: psr2video bench model" in r.output
+    assert "Real-ESRGAN SuperUltraCompact" in r.output and "bicubic" in r.output
+    data = json.loads(out.read_text())
+    names = [row["name"] for row in data["results"]]
+    assert names == ["realtime", "superultracompact", "ultracompact", "compact", "bicubic", "mks"]
+    assert all(row["backend"] == backend and row["fps"] > 0 for row in data["results"])
+    assert data["targets"] and data["machine"]["cpu"]
+
+
+def test_bench_model_auto_reports_choice(tmp_path, monkeypatch):
+    from psr2video.cli import cli
+
+    monkeypatch.setenv("PSR2VIDEO_CACHE", str(tmp_path / "cache"))
+    r = CliRunner().invoke(cli, ["bench", "model", "-v", "realtime", "--size", "24x16", "--iters", "1",
+                                 "--warmup", "0", "--no-peers", "--no-baselines", "--device", "cpu",
+                                 "--json", str(tmp_path / "b.json")])
+    assert r.exit_code == 0, r.output
+    assert "backend auto -> onnxruntime" in r.output

@@ -1,0 +1,158 @@
+"""Engine cache: keys, atomic builds, one build across processes, stale/truncated rebuilds, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from psr2video.models import build_model
+from psr2video.runtime.engine_cache import EngineCache, make_key, weights_hash
+from psr2video.runtime.export import onnx_fields
+
+FIELDS = {"variant": "realtime", "scale": 2, "precision": "fp16", "weights": "abc", "profile": "1x3x720x1280",
+          "opset": 17, "exporter": "torch-2.13", "tensorrt": "10.9.0", "gpu": "NVIDIA H100", "cc": "9.0"}
+
+
+def _writer(payload: bytes = b"artifact-bytes"):
+    calls = []
+
+    def build(tmp):
+        calls.append(tmp)
+        tmp.write_bytes(payload)
+
+    return build, calls
+
+
+def test_key_changes_with_every_field():
+    base = make_key(FIELDS)
+    assert make_key(dict(reversed(list(FIELDS.items())))) == base  # order does not matter
+    for k, v in FIELDS.items():
+        changed = {**FIELDS, k: (v + 1) if isinstance(v, int) else f"{v}-other"}
+        assert make_key(changed) != base, k
+    assert make_key({**FIELDS, "ort": "1.32"}) != base
+
+
+def test_weights_hash_and_onnx_fields_follow_the_inputs():
+    torch.manual_seed(0)
+    a = build_model("realtime", 2)
+    b = build_model("realtime", 2)
+    assert weights_hash(a) != weights_hash(b)
+    with torch.no_grad():
+        b.load_state_dict(a.state_dict())
+    assert weights_hash(a) == weights_hash(b)
+    d = a.descriptor
+    f = onnx_fields(a, d, "fp32")
+    assert f["weights"] == weights_hash(a.fuse_for_release()) and f["opset"] == 17 and "exporter" in f
+    assert make_key(f) != make_key(onnx_fields(a, d, "fp16"))
+    assert make_key(f) != make_key(onnx_fields(a, d, "fp32", opset=18))
+    assert make_key(onnx_fields(a, d, "fp16")) != make_key(onnx_fields(a, d, "fp16", fp16_io=False))
+    assert make_key(f) != make_key(onnx_fields(build_model("realtime", 3), build_model("realtime", 3).descriptor,
+                                               "fp32"))
+
+
+def test_build_once_then_hit(tmp_path):
+    cache = EngineCache(tmp_path)
+    build, calls = _writer()
+    p1 = cache.get_or_build(FIELDS, "trt", ".engine", build)
+    p2 = cache.get_or_build(FIELDS, "trt", ".engine", build)
+    assert p1 == p2 and len(calls) == 1 and p1.read_bytes() == b"artifact-bytes"
+    assert p1.name.startswith("realtime_x2_fp16_trt-") and p1.suffix == ".engine"
+    meta = json.loads(cache.meta_path(p1).read_text())
+    assert meta["fields"] == FIELDS and meta["size"] == len(b"artifact-bytes") and "build_seconds" in meta
+    other = cache.get_or_build({**FIELDS, "gpu": "NVIDIA L4"}, "trt", ".engine", build)
+    assert other != p1 and len(calls) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "no_meta"])
+def test_damaged_artifact_is_rebuilt_with_a_message(tmp_path, damage):
+    cache = EngineCache(tmp_path)
+    build, calls = _writer(b"x" * 1000)
+    p = cache.get_or_build(FIELDS, "onnx", ".onnx", build)
+    if damage == "truncate":
+        p.write_bytes(p.read_bytes()[:300])
+    elif damage == "flip":
+        p.write_bytes(b"y" + p.read_bytes()[1:])
+    else:
+        cache.meta_path(p).unlink()
+    assert cache.check(p).problem is not None
+    messages = []
+    p2 = cache.get_or_build(FIELDS, "onnx", ".onnx", build, echo=messages.append)
+    assert p2 == p and len(calls) == 2 and p.read_bytes() == b"x" * 1000
+    assert any("stale" in m and "rebuilding" in m for m in messages)
+    assert cache.check(p).problem is None
+
+
+def test_failed_build_leaves_nothing(tmp_path):
+    cache = EngineCache(tmp_path)
+
+    def boom(tmp):
+        tmp.write_bytes(b"half")
+        raise RuntimeError("builder crashed")
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        cache.get_or_build(FIELDS, "trt", ".engine", boom)
+    assert cache.entries() == []
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_invalidate_then_rebuild(tmp_path):
+    cache = EngineCache(tmp_path)
+    build, calls = _writer()
+    p = cache.get_or_build(FIELDS, "trt", ".engine", build)
+    cache.invalidate(p, "deserialisation failed")
+    assert not p.exists()
+    cache.get_or_build(FIELDS, "trt", ".engine", build)
+    assert len(calls) == 2
+
+
+def test_two_processes_build_once(tmp_path):
+    """Both processes ask for the same artifact at once; the lock makes the second wait and reuse it."""
+    counter = tmp_path / "builds.txt"
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        from pathlib import Path
+        from psr2video.runtime.engine_cache import EngineCache
+        fields = {FIELDS!r}
+        def build(tmp):
+            with open({str(counter)!r}, "a") as f:
+                f.write(str(os.getpid()) + "\\n")
+            time.sleep(1.5)
+            tmp.write_bytes(b"engine" * 1000)
+        print(EngineCache({str(tmp_path / "cache")!r}).get_or_build(fields, "trt", ".engine", build))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs[0] == outs[1]
+    assert len(counter.read_text().split()) == 1
+
+
+def test_engine_cli_list_build_clear(tmp_path, monkeypatch):
+    from psr2video.cli import cli
+
+    monkeypatch.setenv("PSR2VIDEO_CACHE", str(tmp_path))
+    run = CliRunner().invoke
+    r = run(cli, ["engine", "build", "--variant", "realtime", "--untrained", "--profile", "480p,720p",
+                  "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "[1/1]" in r.output and "shape-independent" in r.output and "done in" in r.output
+    r = run(cli, ["engine", "list", "--verify"])
+    assert r.exit_code == 0 and r.output.count("[ok]") == 2 and "ort-cpu" in r.output
+    arts = sorted((tmp_path / "engines").glob("*.onnx"))
+    arts[0].write_bytes(arts[0].read_bytes()[:100])
+    r = run(cli, ["engine", "list"])
+    assert "STALE" in r.output
+    r = run(cli, ["engine", "clear", "--stale"])
+    assert "removed 1 stale" in r.output
+    r = run(cli, ["engine", "clear"])
+    assert r.exit_code == 0 and "removed 1 artifact" in r.output
+    r = run(cli, ["engine", "build", "--untrained", "--backend", "tensorrt", "--device", "cpu"])
+    assert r.exit_code == 1 and "cannot build TensorRT engines here" in r.output
+    r = run(cli, ["engine", "build", "--untrained", "--shape", "12xfoo"])
+    assert r.exit_code == 1 and "WIDTHxHEIGHT" in r.output

@@ -51,9 +51,14 @@ class Stats:
             while len(self._recent) > 2 and now - self._recent[0][0] > 2.0:
                 self._recent.pop(0)
 
+    end: float = 0.0
+
+    def finish(self) -> None:
+        self.end = time.perf_counter()
+
     @property
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        return (self.end or time.perf_counter()) - self.start
 
     @property
     def fps_avg(self) -> float:
@@ -61,6 +66,8 @@ class Stats:
 
     @property
     def fps_now(self) -> float:
+        if self.end:
+            return self.fps_avg
         with self._lock:
             if len(self._recent) < 2:
                 return self.fps_avg

@@ -165,14 +165,17 @@ class DeviceStage:
             rgb = yuv_to_rgb(y.to(self.device), None if u is None else u.to(self.device),
                              None if v is None else v.to(self.device), batch[0].bits, self.color,
                              dtype=self.up.dtype)
+        t_col = time.perf_counter() - t0
+        t0 = time.perf_counter()
         out = self.up(rgb)[..., : self.out_h, : self.out_w]
+        t0 = self._time("infer", t0, n)  # on CUDA: launch time (the copy/compute overlap hides the rest)
         with self._colour_threads():
             yuv = rgb_to_yuv(out, self.bits, self.color, self.sw, self.sh, gray=self.gray)
         if self.overlay and self.stats is not None:
             burn_text(yuv, f"{self.stats.fps_now:.1f} fps", self.bits, self.sw, self.sh)
-        if self.cuda and self.stats is not None:
-            torch.cuda.current_stream(self.device).synchronize() if self.stats.stage_ms.get("infer") is None else None
-        t0 = self._time("infer", t0, n)
+        if self.stats is not None:
+            self.stats.add("colour", t_col + time.perf_counter() - t0, n)
+        t0 = time.perf_counter()
         host, ready = self._download(yuv)
         self._time("download", t0, n)
         return [EncodeItem(it.index, it.pts, it.time_base, tuple(h[i] for h in host), ready)
@@ -278,6 +281,7 @@ def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats
         if writer.error is not None:
             raise writer.error
         writer.close()
+        stats.finish()
         if writer.error is not None:
             raise writer.error
         res.frames = writer.frames

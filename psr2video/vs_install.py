@@ -24,7 +24,11 @@ from pathlib import Path
 
 LIB_NAME = "libpsr2video.so"
 STAMP_NAME = ".psr2video-build"
-SOURCE = Path(__file__).resolve().parent.parent / "plugins" / "vapoursynth" / "psr2_shim.c"
+SOURCE_CANDIDATES = (
+    Path(__file__).resolve().parent.parent / "plugins" / "vapoursynth" / "psr2_shim.c",  # source checkout
+    Path(sys.prefix) / "share" / "psr2video" / "plugins" / "vapoursynth" / "psr2_shim.c",  # wheel data-files
+)
+SOURCE = next((p for p in SOURCE_CANDIDATES if p.is_file()), SOURCE_CANDIDATES[0])
 
 
 class InstallError(RuntimeError):
@@ -64,7 +68,8 @@ def installed_path(plugin_dir: Path | None = None) -> Path:
 def build(out: Path, quiet: bool = False, force: bool = False) -> bool:
     """Compile the shim to ``out`` (atomically). Returns False when it was already up to date."""
     if not SOURCE.is_file():
-        raise InstallError(f"shim source not found at {SOURCE} (install psr2video from a source checkout)")
+        raise InstallError(f"shim source psr2_shim.c not found (looked in {', '.join(map(str, SOURCE_CANDIDATES))}); "
+                           "install psr2video from a source checkout")
     include, _ = vs_paths()
     cc = find_compiler()
     cmd = compile_command(cc, include, out)

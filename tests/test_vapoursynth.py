@@ -205,6 +205,25 @@ def vspipe_env(core, tmp_path_factory):
     return env
 
 
+def test_host_without_python_gets_a_clean_error(core, tmp_path):
+    """A C host with no interpreter: the plugin autoloads and Upscale fails with a message, no crash."""
+    import shutil
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    vsdir = Path(vs.__file__).parent
+    lib = vsdir / "libvapoursynth.so.4"
+    if not lib.is_file():
+        pytest.skip(f"{lib} not found")
+    exe = tmp_path / "host"
+    subprocess.run([cc, f"-I{vsdir / 'include'}", str(ROOT / "plugins/vapoursynth/tests/nopython_host.c"), "-o",
+                    str(exe), str(lib), f"-Wl,-rpath,{vsdir}"], check=True, capture_output=True)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "error: psr2.Upscale: no Python interpreter in this process" in r.stdout
+
+
 def test_vspipe_renders_sample(vspipe_env, tmp_path):
     sample = _sample()
     out = tmp_path / "out.y4m"

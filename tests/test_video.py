@@ -242,3 +242,32 @@ def test_overlay_fps(tmp_path: Path) -> None:
         f = next(c.decode(video=0))
         y = np.frombuffer(f.planes[0], np.uint8).reshape(f.planes[0].height, -1)
     assert (y[0, :20] == 16).all() and (y[:8, :30] == 235).any()
+
+
+def test_stdin_to_file(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mkv", pts=[0, 40, 80, 120], audio=("aac",), subtitle=False)
+    out = tmp_path / "out.mkv"
+    r = CliRunner().invoke(cli, ["upscale", "-", str(out), "--variant", "mks", "-q"], input=src.read_bytes(),
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.stderr
+    assert frame_times(out) == pytest.approx(frame_times(src), abs=1e-3)
+    assert packets(out, "audio") == packets(src, "audio")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (pinned buffers, copy streams, NVDEC)")
+@pytest.mark.parametrize("hwaccel", [None, "cuda"])
+def test_cuda_pipeline(tmp_path: Path, hwaccel: str | None) -> None:
+    """CUDA path: upload N+1 / compute N / download N-1 overlap; NVDEC frames handed over by DLPack."""
+    src = make_clip(tmp_path / "in.mkv", 64, 48, pts=list(range(0, 400, 40)), audio=("aac",), subtitle=False)
+    out = tmp_path / "out.mkv"
+    args = ["--device", "cuda", "--batch", "3", "--backend", "torch"] + (["--hwaccel", hwaccel] if hwaccel else [])
+    code, err = upscale(str(src), str(out), *args)
+    assert code == 0, err
+    assert frame_times(out) == pytest.approx(frame_times(src), abs=1e-3)
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        xa = [f.to_ndarray(format="rgb24", src_colorspace="ITU709") for f in a.decode(video=0)]
+        xb = [f.to_ndarray(format="rgb24", src_colorspace="ITU709") for f in b.decode(video=0)]
+    for x, y in zip(xa, xb, strict=True):
+        down = y.reshape(x.shape[0], 2, x.shape[1], 2, 3).astype(np.float64).mean((1, 3))
+        assert _psnr(x, down) >= 28.0

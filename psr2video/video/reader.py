@@ -277,7 +277,7 @@ class Reader(threading.Thread):
                 dur = self._expected_duration()
                 rate = self.vstream.average_rate or self.vstream.guessed_rate
                 slack = 2.0 / float(rate) if rate else 0.2
-                if dur is not None and not self.max_frames and last_good + max(slack, 0.25) < dur:
+                if dur is not None and not self.max_frames and last_good + max(slack, 0.5) < dur:
                     end.truncated = f"input ends at {last_good:.2f} s of {dur:.2f} s (truncated?)"
         except av.error.FFmpegError as e:  # demuxer gave up (truncated/corrupt container)
             end.truncated = f"input unreadable after {last_good:.2f} s ({_short(e)})"
@@ -297,12 +297,21 @@ class Reader(threading.Thread):
                         pass
 
     def _expected_duration(self) -> float | None:
+        """End time the video stream announces: its duration, MKV's DURATION tag, or (video-only files) the
+        container's; None when unknown (then truncation can't be told from a normal end)."""
         s = self.vstream
         start = float(s.start_time * s.time_base) if s.start_time is not None and s.time_base else 0.0
+        tag = (s.metadata or {}).get("DURATION")  # Matroska's per-track figure (its stream.duration is the file's)
+        if tag:
+            try:
+                h, m, sec = tag.split(":")
+                return int(h) * 3600 + int(m) * 60 + float(sec)
+            except ValueError:
+                pass
         if s.duration is not None and s.time_base:
             return start + float(s.duration * s.time_base)
-        if self.container.duration:
-            return self.container.duration / 1e6 + (self.container.start_time or 0) / 1e6
+        if self.container.duration and len(self.container.streams) == 1:
+            return (self.container.duration + (self.container.start_time or 0)) / 1e6
         return None
 
     def _damage(self, t: float) -> None:

@@ -72,6 +72,7 @@ class Instance:
     def __init__(self, upscalers: list[Upscaler], dtype: np.dtype) -> None:
         self.upscalers = upscalers
         self.scale = upscalers[0].scale
+        self.num_streams = len(upscalers)  # the shim runs frames concurrently only when > 1
         self.dtype = dtype
         self.out_torch_dtype = torch.float32 if dtype == np.float32 else torch.float16
         self._pool: queue.SimpleQueue = queue.SimpleQueue()

@@ -141,6 +141,19 @@ def _fill(n, f):
     return out
 
 
+def test_frame_errors_become_vs_errors(core, monkeypatch):
+    """An exception while upscaling a frame (e.g. out of GPU memory) fails that frame with its message."""
+    import psr2video.vs as psr2vs
+
+    def boom(self, *args):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(psr2vs.Instance, "process", boom)
+    out = core.psr2.Upscale(core.std.BlankClip(format=vs.RGBS, width=8, height=8), variant="mks")
+    with pytest.raises(vs.Error, match=r"psr2.Upscale: CUDA out of memory \(simulated\)"):
+        out.get_frame(0)
+
+
 def test_variable_size_clip(core):
     a = core.std.BlankClip(width=16, height=8, format=vs.RGBS, length=2)
     b = core.std.BlankClip(width=10, height=6, format=vs.RGBS, length=2)

@@ -234,8 +234,8 @@ static void VS_CC upscaleCreate(const VSMap *in, VSMap *out, void *userData, VSC
 
     PyGILState_STATE g = py.PyGILState_Ensure();
     PyObject *mod = NULL, *fn = NULL, *kw = NULL, *info = NULL, *args = NULL, *inst = NULL, *proc = NULL,
-             *sc = NULL;
-    long long scale = 0;
+             *sc = NULL, *ns = NULL;
+    long long scale = 0, streams = 1;
     if (!(mod = py.PyImport_ImportModule("psr2video.vs")) || !(fn = py.PyObject_GetAttrString(mod, "create")) ||
         !(kw = build_kwargs(in, vsapi)) || !(info = py.PyDict_New()))
         goto pyfail;
@@ -255,16 +255,17 @@ static void VS_CC upscaleCreate(const VSMap *in, VSMap *out, void *userData, VSC
     py.Py_IncRef(info);
     py.PyTuple_SetItem(args, 0, info);
     if (!(inst = py.PyObject_Call(fn, args, kw)) || !(proc = py.PyObject_GetAttrString(inst, "process")) ||
-        !(sc = py.PyObject_GetAttrString(inst, "scale")))
+        !(sc = py.PyObject_GetAttrString(inst, "scale")) || !(ns = py.PyObject_GetAttrString(inst, "num_streams")))
         goto pyfail;
     scale = py.PyLong_AsLongLong(sc);
+    streams = py.PyLong_AsLongLong(ns);
     if (py.PyErr_Occurred())
         goto pyfail;
     goto done;
 pyfail:
     take_error(err, sizeof err);
 done:
-    decref(sc); decref(inst); decref(args); decref(info); decref(kw); decref(fn); decref(mod);
+    decref(ns); decref(sc); decref(inst); decref(args); decref(info); decref(kw); decref(fn); decref(mod);
     if (!err[0] && (scale < 1 || scale > 16))
         snprintf(err, sizeof err, "psr2.Upscale: bad scale %lld from psr2video.vs.create", scale);
     if (err[0]) {
@@ -283,8 +284,10 @@ done:
     vi.width *= d->scale; /* 0 (variable size) stays 0: each frame is scaled by its own size */
     vi.height *= d->scale;
     VSFilterDependency deps[] = {{node, rpStrictSpatial}};
-    /* fmParallel: Python's side serialises access to each model instance (num_streams of them). */
-    vsapi->createVideoFilter(out, "Upscale", &vi, upscaleGetFrame, upscaleFree, fmParallel, deps, 1, d, core);
+    /* One model instance: fmParallelRequests (the core runs one frame at a time here and keeps its other
+     * threads free for decoding/conversion). Several: fmParallel, Python hands each frame a free instance. */
+    int mode = streams > 1 ? fmParallel : fmParallelRequests;
+    vsapi->createVideoFilter(out, "Upscale", &vi, upscaleGetFrame, upscaleFree, mode, deps, 1, d, core);
 }
 
 VS_EXTERNAL_API(void) VapourSynthPluginInit2(VSPlugin *plugin, const VSPLUGINAPI *vspapi) {

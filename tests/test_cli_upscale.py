@@ -117,7 +117,7 @@ def test_truncated_input(tmp_path: Path) -> None:
     cut.write_bytes(data[: len(data) * 6 // 10])
     out = tmp_path / "o.mkv"
     code, err = run_cli(str(cut), str(out), "--variant", "mks", "-q")
-    one_line_error(code, err, "truncated", "--ignore-errors")
+    one_line_error(code, err, "truncated or damaged", "--ignore-errors")
     assert out.exists()  # what decoded was written, and the error says so
     n = len(frame_times(out))
     assert 0 < n < 30
@@ -155,3 +155,21 @@ def test_ctrl_c_leaves_playable_file(tmp_path: Path) -> None:
     assert 0 < len(times) < 400
     assert times == pytest.approx([i * 0.04 for i in range(len(times))], abs=1e-3)
     assert not part.exists()
+
+
+def test_damaged_packets_reported(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mkv", 96, 64, pts=list(range(0, 2400, 40)), audio=(), subtitle=False)
+    data = bytearray(src.read_bytes())
+    with av.open(str(src)) as c:
+        pk = [p for p in c.demux(video=0) if p.size > 200]
+    for p in pk[10:12]:  # scramble two frames' payload, keep the container intact
+        for i in range(p.pos + 20, p.pos + p.size - 5):
+            data[i] ^= 0x5A
+    bad = tmp_path / "bad.mkv"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "o.mkv"
+    code, err = run_cli(str(bad), str(out), "--variant", "mks", "-q")
+    one_line_error(code, err, "damaged input at", "--ignore-errors")
+    assert len(frame_times(out)) == 60
+    code, err = run_cli(str(bad), str(out), "--variant", "mks", "-q", "-y", "--ignore-errors")
+    assert code == 0 and "damaged input at" in err

@@ -278,7 +278,7 @@ class Reader(threading.Thread):
                 rate = self.vstream.average_rate or self.vstream.guessed_rate
                 slack = 2.0 / float(rate) if rate else 0.2
                 if dur is not None and not self.max_frames and last_good + max(slack, 0.5) < dur:
-                    end.truncated = f"input ends at {last_good:.2f} s of {dur:.2f} s (truncated?)"
+                    end.truncated = f"input stops at {last_good:.2f} s of {dur:.2f} s (truncated or damaged)"
         except av.error.FFmpegError as e:  # demuxer gave up (truncated/corrupt container)
             end.truncated = f"input unreadable after {last_good:.2f} s ({_short(e)})"
         except BaseException as e:  # noqa: BLE001 - handed to the main thread

@@ -7,7 +7,7 @@ builds the shared :class:`psr2video.Upscaler` (``num_streams`` of them); any exc
 ``vapoursynth.Error`` whose message is the exception text. For every frame the shim calls
 ``instance.process`` with the source and destination planes as memoryviews.
 
-``upscale(clip, ...)`` is a convenience for Python code: ``clip.core.psr2.Upscale(clip, ...)`` with a
+``upscale(clip, ...)`` is a convenience for Python code: ``core.psr2.Upscale(clip, ...)`` with a
 hint when the plugin is not installed.
 """
 
@@ -157,8 +157,10 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
 
 
 def upscale(clip, variant: str | None = None, scale: int | None = None, **kwargs):
-    """``clip.core.psr2.Upscale(clip, ...)`` from Python, with a hint when the plugin is missing."""
-    core = clip.core if hasattr(clip, "core") else __import__("vapoursynth").core
+    """``core.psr2.Upscale(clip, ...)`` from Python, with a hint when the plugin is missing."""
+    import vapoursynth
+
+    core = vapoursynth.core
     if not hasattr(core, "psr2"):
         raise RuntimeError("the psr2 VapourSynth plugin is not installed; run: python -m psr2video.vs_install")
     if variant is not None:

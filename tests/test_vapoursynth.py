@@ -264,6 +264,15 @@ def test_vspipe_reports_errors_cleanly(vspipe_env, tmp_path):
     assert "psr2.Upscale: input is RGB24 (integer RGB)" in r.stderr + r.stdout
 
 
+def test_bench_smoke(vspipe_env, capsys, monkeypatch):
+    from psr2video import vs_bench
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", vspipe_env["XDG_CONFIG_HOME"])
+    assert vs_bench.main(["--variant", "mks", "--frames", "2", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "machine:" in out and "Upscaler alone" in out and "vspipe (psr2)" in out and "ratio" in out
+
+
 def test_pyav_source_random_access(core):
     import av
 

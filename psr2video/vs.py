@@ -66,6 +66,23 @@ def _choice(name: str, value, choices) -> None:
         raise PluginError(f"{name}={value!r} is not valid; choose one of {', '.join(map(str, choices))}")
 
 
+class _Slot:
+    """One Upscaler with its CUDA stream and reusable (pinned, on CUDA) staging buffers."""
+
+    def __init__(self, up: Upscaler, stream) -> None:
+        self.up, self.stream = up, stream
+        self.cuda = up.device.type == "cuda"
+        self.buffers: dict[tuple, torch.Tensor] = {}
+
+    def buffer(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        key = (shape, dtype)
+        if key not in self.buffers:
+            if len(self.buffers) > 8:  # variable-size clips: do not hoard
+                self.buffers.clear()
+            self.buffers[key] = torch.empty(shape, dtype=dtype, pin_memory=self.cuda)
+        return self.buffers[key]
+
+
 class Instance:
     """One ``psr2.Upscale`` filter: a pool of ``num_streams`` Upscalers shared by the frame threads."""
 
@@ -74,44 +91,49 @@ class Instance:
         self.scale = upscalers[0].scale
         self.num_streams = len(upscalers)  # the shim runs frames concurrently only when > 1
         self.dtype = dtype
-        self.out_torch_dtype = torch.float32 if dtype == np.float32 else torch.float16
+        self.torch_dtype = torch.float32 if dtype == np.float32 else torch.float16
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
         for up in upscalers:
             stream = torch.cuda.Stream(up.device) if up.device.type == "cuda" and len(upscalers) > 1 else None
-            self._pool.put((up, stream))
+            self._pool.put(_Slot(up, stream))
 
     def __repr__(self) -> str:
         return f"psr2.Upscale[{self.upscalers[0]!r} x{len(self.upscalers)}]"
 
-    def read(self, planes, w: int, h: int, stride: int) -> torch.Tensor:
-        """(1, 3, h, w) tensor copied from three VapourSynth planes."""
-        x = np.empty((1, 3, h, w), dtype=self.dtype)
+    def read(self, planes, w: int, h: int, stride: int, out: torch.Tensor) -> torch.Tensor:
+        """Copy three VapourSynth planes into ``out`` (1, 3, h, w)."""
+        x = out.numpy()
         row = stride // self.dtype.itemsize
         for i, mv in enumerate(planes):
             x[0, i] = np.frombuffer(mv, dtype=self.dtype, count=h * row).reshape(h, row)[:, :w]
-        return torch.from_numpy(x)
+        return out
 
     def write(self, y: torch.Tensor, planes, stride: int) -> None:
-        """Copy a (3, H, W) CPU tensor into three writable VapourSynth planes."""
+        """Copy a (3, H, W) CPU tensor of the clip's dtype into three writable VapourSynth planes."""
         _, oh, ow = y.shape
         row = stride // self.dtype.itemsize
         yn = y.numpy()
         for i, mv in enumerate(planes):
             np.frombuffer(mv, dtype=self.dtype, count=oh * row).reshape(oh, row)[:, :ow] = yn[i]
 
-    def run(self, x: torch.Tensor) -> torch.Tensor:
-        """Upscale (1, 3, h, w) -> (3, h*s, w*s) on the CPU in the clip's dtype, using a free Upscaler."""
-        up, stream = self._pool.get()  # blocks (without the GIL) while all num_streams are busy
-        try:
-            with torch.inference_mode(), (torch.cuda.stream(stream) if stream is not None else nullcontext()):
-                y = up(x)[0].to("cpu", self.out_torch_dtype)
-        finally:
-            self._pool.put((up, stream))
-        return y
-
     def process(self, src, dst, w: int, h: int, src_stride: int, dst_stride: int) -> None:
         """Called by the shim for each frame: src/dst are 3 plane memoryviews each."""
-        self.write(self.run(self.read(src, w, h, src_stride)), dst, dst_stride)
+        slot: _Slot = self._pool.get()  # blocks (without the GIL) while all num_streams are busy
+        try:
+            x = self.read(src, w, h, src_stride, slot.buffer((1, 3, h, w), self.torch_dtype))
+            with torch.inference_mode(), (torch.cuda.stream(slot.stream) if slot.stream is not None
+                                          else nullcontext()):
+                y = slot.up(x)[0]
+                if slot.cuda:  # one pinned download on this thread's stream, then wait for it
+                    out = slot.buffer(tuple(y.shape), self.torch_dtype)
+                    out.copy_(y, non_blocking=True)
+                    torch.cuda.current_stream(y.device).synchronize()
+                    y = out
+                else:
+                    y = y.to(self.torch_dtype)
+            self.write(y, dst, dst_stride)
+        finally:
+            self._pool.put(slot)
 
 
 def create(info: dict, variant: str | None = None, scale: int | None = None, weights: str | None = None,

@@ -200,3 +200,20 @@ def test_eval_cli_on_shipped_weight(variant, tmp_path):
     assert res[0]["psnr"] > 34.0  # beats every plain resampler
     if "Set5" in meta.get("validation", {}):
         assert res[0]["psnr"] == pytest.approx(meta["validation"]["Set5"]["psnr"], abs=0.02)
+
+
+def test_sigterm_checkpoints_then_stops(images, tmp_path):
+    import signal
+
+    class Stopping(Trainer):
+        def train_step(self, *a, **k):
+            row = super().train_step(*a, **k)
+            if self.step == 3:
+                signal.raise_signal(signal.SIGTERM)
+            return row
+
+    tr = Stopping(_cfg(images), out=tmp_path / "s", quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit(10)
+    assert Trainer(_cfg(images), out=tmp_path / "s", quiet=True, resume=True).step == 3
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -31,13 +31,13 @@ def train(config: Path, resume: bool, steps: int | None, out: Path | None, devic
         over["train__device"] = device
     if threads:
         over["train__threads"] = threads
+    argv = sys.argv[sys.argv.index("train") + 1:] if "train" in sys.argv else sys.argv[1:]
     try:
         cfg = load_config(config, **over)
-        trainer = Trainer(cfg, out=out, resume=resume, quiet=quiet,
-                          command=shlex.join(["psr2video", "train", *sys.argv[2:]]) if "train" in sys.argv else None)
+        trainer = Trainer(cfg, out=out, resume=resume, quiet=quiet, command=shlex.join(["psr2video", "train", *argv]))
         trainer.fit(steps)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
     except KeyboardInterrupt:
-        click.echo(f"interrupted at step {trainer.step}; continue with --resume", err=True)
+        click.echo("interrupted; continue with --resume", err=True)
         sys.exit(130)

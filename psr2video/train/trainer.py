@@ -13,7 +13,9 @@ import json
 import math
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -370,9 +372,18 @@ class Trainer:
         acc: dict[str, list[float]] = {}
         t0, s0 = time.time(), self.step
         last_val: dict = {}
+        stop: list[int] = []
+        old_handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):  # finish the step, checkpoint, then stop
+                old_handlers[sig] = signal.signal(sig, lambda num, frame: stop.append(num))
         try:
             for step, lr_img, hr in pre:
                 assert step == self.step, (step, self.step)
+                if stop:
+                    self.save_checkpoint()
+                    self._print(f"stopped at step {self.step}; checkpoint {self.checkpoint_path()} (use --resume)")
+                    raise KeyboardInterrupt
                 row = self.train_step(lr_img, hr, total)
                 for k, v in row.items():
                     if k != "step":
@@ -405,6 +416,8 @@ class Trainer:
                 if self.step >= total:
                     break
         finally:
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)
             pre.close()
             if bar is not None:
                 bar.stop()

@@ -46,7 +46,6 @@ static struct {
     int (*PyDict_SetItemString)(PyObject *, const char *, PyObject *);
     PyObject *(*PyLong_FromLongLong)(long long);
     long long (*PyLong_AsLongLong)(PyObject *);
-    PyObject *(*PyFloat_FromDouble)(double);
     PyObject *(*PyUnicode_FromStringAndSize)(const char *, Py_ssize_t);
     PyObject *(*PyUnicode_AsUTF8String)(PyObject *);
     char *(*PyBytes_AsString)(PyObject *);
@@ -66,7 +65,7 @@ static int load_python(void) {
     SYM(Py_IsInitialized) SYM(PyGILState_Ensure) SYM(PyGILState_Release) SYM(PyImport_ImportModule)
     SYM(PyObject_GetAttrString) SYM(PyObject_Call) SYM(PyObject_Str) SYM(PyTuple_New) SYM(PyTuple_SetItem)
     SYM(PyDict_New) SYM(PyDict_SetItemString) SYM(PyLong_FromLongLong) SYM(PyLong_AsLongLong)
-    SYM(PyFloat_FromDouble) SYM(PyUnicode_FromStringAndSize) SYM(PyUnicode_AsUTF8String) SYM(PyBytes_AsString)
+    SYM(PyUnicode_FromStringAndSize) SYM(PyUnicode_AsUTF8String) SYM(PyBytes_AsString)
     SYM(PyMemoryView_FromMemory) SYM(PyErr_Occurred) SYM(PyErr_Fetch) SYM(PyErr_NormalizeException)
     SYM(PyErr_Clear) SYM(Py_IncRef) SYM(Py_DecRef)
 #undef SYM

@@ -202,7 +202,7 @@ def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats
     removed. A set ``stop`` event ends the run early with a finalised, playable output.
     """
     stop = stop or threading.Event()
-    inp = open_input(opts.input, opts.in_fmt, opts.hwaccel)
+    inp = open_input(opts.input, opts.in_fmt, opts.hwaccel, warn=warn)
     tmp = None
     writer = reader = None
     res = Result()

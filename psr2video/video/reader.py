@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
@@ -71,17 +73,38 @@ class StreamInfo:
     codec: str
 
 
-def open_input(path: str, fmt: str | None = None, hwaccel: str | None = None) -> av.container.InputContainer:
-    """Open ``path`` ('-' = stdin) or raise InputError with one clear line."""
-    import sys
-    from pathlib import Path
+def open_input(path: str, fmt: str | None = None, hwaccel: str | None = None,
+               warn: Any = None) -> av.container.InputContainer:
+    """Open ``path`` ('-' = stdin) or raise InputError with one clear line.
 
-    options = {}
+    With ``hwaccel`` a failure to set up the hardware decoder falls back to software decoding (with a
+    warning) when the input is a file.
+    """
+    if hwaccel and path != "-":
+        try:
+            return _open(path, fmt, hwaccel)
+        except InputError as e:
+            if not Path(path).exists():
+                raise
+            if warn is not None:
+                warn(f"warning: --hwaccel {hwaccel} unavailable ({e}); decoding in software")
+            return _open(path, fmt, None)
+    return _open(path, fmt, hwaccel)
+
+
+def _open(path: str, fmt: str | None, hwaccel: str | None) -> av.container.InputContainer:
+    options: dict[str, str] = {}
     kwargs: dict[str, Any] = {}
     if hwaccel:
         from av.codec.hwaccel import HWAccel
 
-        kwargs["hwaccel"] = HWAccel(device_type=hwaccel, allow_software_fallback=True)
+        try:  # keep decoded surfaces on the GPU when torch can take them over DLPack
+            import torch
+
+            owned = hwaccel == "cuda" and torch.cuda.is_available()
+        except ImportError:
+            owned = False
+        kwargs["hwaccel"] = HWAccel(device_type=hwaccel, allow_software_fallback=True, is_hw_owned=owned)
     try:
         if path == "-":
             c = av.open(sys.stdin.buffer, "r", format=fmt, options=options, **kwargs)
@@ -152,12 +175,14 @@ def frame_planes(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> t
         import torch
 
         sw = frame.sw_format.name if frame.sw_format is not None else "nv12"
-        y = torch.from_dlpack(frame.planes[0])
-        uv = torch.from_dlpack(frame.planes[1])
+        # copy out of the decoder's surface pool at once (device to device): frames wait in a queue and
+        # NVDEC has only a few surfaces
+        y = torch.from_dlpack(frame.planes[0]).clone()
+        uv = torch.from_dlpack(frame.planes[1]).clone()
         bits, shift = SEMIPLANAR.get(sw, (8, 0))
         if shift:
-            y, uv = y >> shift, uv >> shift
-        return (y, uv[:, 0::2], uv[:, 1::2]), bits, 1, 1, frame
+            y, uv = y.to(torch.int32) >> shift, uv.to(torch.int32) >> shift
+        return (y, uv[:, 0::2], uv[:, 1::2]), bits, 1, 1, None
     if name in SEMIPLANAR:
         bits, shift = SEMIPLANAR[name]
         dt = np.uint8 if bits == 8 else np.uint16

@@ -61,6 +61,11 @@ def check_format(info: dict) -> np.dtype:
     raise PluginError(f"input format {fmt} is not supported; convert to vs.RGBS")
 
 
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _choice(name: str, value, choices) -> None:
     if value not in choices:
         raise PluginError(f"{name}={value!r} is not valid; choose one of {', '.join(map(str, choices))}")
@@ -118,6 +123,14 @@ class Instance:
 
     def process(self, src, dst, w: int, h: int, src_stride: int, dst_stride: int) -> None:
         """Called by the shim for each frame: src/dst are 3 plane memoryviews each."""
+        try:
+            self._process(src, dst, w, h, src_stride, dst_stride)
+        except PluginError:
+            raise
+        except Exception as e:  # noqa: BLE001 - e.g. out of GPU memory: fail this frame with one line
+            raise PluginError(f"frame {w}x{h}: {type(e).__name__}: {_one_line(e)}") from None
+
+    def _process(self, src, dst, w: int, h: int, src_stride: int, dst_stride: int) -> None:
         slot: _Slot = self._pool.get()  # blocks (without the GIL) while all num_streams are busy
         try:
             x = self.read(src, w, h, src_stride, slot.buffer((1, 3, h, w), self.torch_dtype))
@@ -171,9 +184,8 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
             ups.append(Upscaler(variant=first.descriptor.variant, scale=first.scale, model=first.model,
                                 backend=first.backend, precision=first.precision, device=first.device,
                                 tile=tile, tile_overlap=overlap))
-    except (ValueError, RuntimeError, ImportError, OSError) as e:  # WeightsError is a ValueError
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        msg = msg.replace("pass --weights FILE", "pass weights=\"FILE.safetensors\"")
+    except Exception as e:  # noqa: BLE001 - every failure becomes one vs.Error line
+        msg = _one_line(e).replace("pass --weights FILE", "pass weights=\"FILE.safetensors\"")
         raise PluginError(msg if isinstance(e, ValueError) else f"{type(e).__name__}: {msg}") from None
     return Instance(ups, dtype)
 

@@ -146,11 +146,11 @@ def test_frame_errors_become_vs_errors(core, monkeypatch):
     import psr2video.vs as psr2vs
 
     def boom(self, *args):
-        raise RuntimeError("CUDA out of memory (simulated)")
+        raise RuntimeError("CUDA out of memory (simulated)\nlong details")
 
-    monkeypatch.setattr(psr2vs.Instance, "process", boom)
+    monkeypatch.setattr(psr2vs.Instance, "_process", boom)
     out = core.psr2.Upscale(core.std.BlankClip(format=vs.RGBS, width=8, height=8), variant="mks")
-    with pytest.raises(vs.Error, match=r"psr2.Upscale: CUDA out of memory \(simulated\)"):
+    with pytest.raises(vs.Error, match=r"psr2.Upscale: frame 8x8: RuntimeError: CUDA out of memory \(simulated\)$"):
         out.get_frame(0)
 
 

@@ -111,7 +111,10 @@ def time_vspipe(clip: Path, n: int, kwargs: dict, workdir: Path) -> tuple[float,
     r = subprocess.run(cmd, capture_output=True, text=True)
     m = re.search(r"Output (\d+) frames in ([\d.]+) seconds \(([\d.]+) fps\)", r.stderr + r.stdout)
     if r.returncode != 0 or not m:
-        raise SystemExit(f"vs_bench: vspipe failed:\n{(r.stderr + r.stdout).strip()}")
+        text = (r.stderr + r.stdout).strip()
+        hint = ("\nhint: run 'python -m psr2video.vs_install' (builds the plugin and runs 'vapoursynth config')"
+                if "vapoursynth config" in text or "psr2" in text else "")
+        raise SystemExit(f"vs_bench: vspipe failed:\n{text}{hint}")
     return int(m.group(1)) / float(m.group(2)), " ".join(cmd)
 
 

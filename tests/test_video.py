@@ -30,7 +30,8 @@ def pattern(h: int, w: int, i: int) -> np.ndarray:
 
 def make_clip(path: Path, w: int = 48, h: int = 32, pts: list[int] | None = None, codec: str = "libx264",
               pix_fmt: str = "yuv420p", space: int | None = C.SPACE_BT709, full_range: bool = False,
-              audio: tuple[str, ...] = ("aac",), subtitle: bool = True, font: bool = False) -> Path:
+              audio: tuple[str, ...] = ("aac",), subtitle: bool = True, font: bool = False,
+              chapters: bool = False) -> Path:
     """A real clip: video (VFR pts in 1/1000), optional AAC/Opus audio, an SRT subtitle, a font attachment."""
     pts = VFR_PTS if pts is None else pts
     out = av.open(str(path), "w")
@@ -61,6 +62,9 @@ def make_clip(path: Path, w: int = 48, h: int = 32, pts: list[int] | None = None
     if font:
         out.add_attachment("font.ttf", "font/ttf", b"\x00\x01\x00\x00not-a-real-font")
     out.metadata["title"] = "psr2video test clip"
+    if chapters:
+        out.set_chapters([{"id": 1, "start": 0, "end": 200, "time_base": TB, "metadata": {"title": "one"}},
+                          {"id": 2, "start": 200, "end": 500, "time_base": TB, "metadata": {"title": "two"}}])
     src_space = {C.SPACE_BT709: "ITU709", C.SPACE_SMPTE170M: "ITU601"}.get(space or 0, "ITU601")
     for i, p in enumerate(pts):
         rgb = av.VideoFrame.from_ndarray(pattern(h, w, i), format="rgb24")
@@ -182,7 +186,7 @@ def test_colour_round_trip_psnr(tmp_path: Path, pix_fmt: str, space: int | None)
 
 def test_streams_timestamps_and_tags(tmp_path: Path) -> None:
     """VFR 8-bit clip with AAC + Opus + SRT + a font: same frames and times, audio byte-identical, subs kept."""
-    src = make_clip(tmp_path / "in.mkv", audio=("aac", "libopus"), font=True)
+    src = make_clip(tmp_path / "in.mkv", audio=("aac", "libopus"), font=True, chapters=True)
     out = tmp_path / "out.mkv"
     code, err = upscale(str(src), str(out))
     assert code == 0, err
@@ -199,6 +203,7 @@ def test_streams_timestamps_and_tags(tmp_path: Path) -> None:
         att = [s for s in b.streams if s.type == "attachment"]
         assert att and att[0].name == "font.ttf"
         assert b.metadata.get("title") == "psr2video test clip"
+        assert [c["metadata"].get("title") for c in b.chapters()] == ["one", "two"]
         sub = [s for s in b.streams if s.type == "subtitle"]
         assert sub and sub[0].metadata.get("language") == "eng"
     assert packets(out, "audio") == packets(src, "audio")

@@ -170,7 +170,8 @@ class DeviceStage:
         out = self.up(rgb)[..., : self.out_h, : self.out_w]
         t0 = self._time("infer", t0, n)  # on CUDA: launch time (the copy/compute overlap hides the rest)
         with self._colour_threads():
-            yuv = rgb_to_yuv(out, self.bits, self.color, self.sw, self.sh, gray=self.gray)
+            yuv = rgb_to_yuv(out, self.bits, self.color, self.sw, self.sh, gray=self.gray,
+                             assume_clamped=bool(getattr(self.up, "clamp", False)))
         if self.overlay and self.stats is not None:
             burn_text(yuv, f"{self.stats.fps_now:.1f} fps", self.bits, self.sw, self.sh)
         if self.stats is not None:
@@ -251,7 +252,7 @@ def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats
         if info.pix_fmt in PLANAR:
             cw, ch, _ = PLANAR[info.pix_fmt]
         elif info.pix_fmt not in ("nv12", "p010le", "p016le", "cuda"):
-            cw, ch = 0, 0  # RGB/packed inputs arrive as yuv444p
+            cw, ch = 1, 1  # RGB/packed inputs: read as yuv444p, written 4:2:0 (what players expect)
         pix_fmt = pick_pix_fmt(opts.codec, info.bits, cw, ch, info.pix_fmt.startswith("gray"), opts.pix_fmt)
         w, h = output_size(info.width, info.height, upscaler.scale, pix_fmt)
         if (w, h) != (info.width * upscaler.scale, info.height * upscaler.scale):

@@ -132,7 +132,7 @@ class Writer(threading.Thread):
             raise OutputError(f"encoder {codec} is not in this FFmpeg build") from None
         if supported and vcodec.canonical_name not in supported and codec not in supported:
             raise OutputError(f"{self.out.format.name} can't hold {vcodec.canonical_name} video; "
-                              "use .mkv or another --codec")
+                              "pick a --codec it can hold (webm: libvpx-vp9 or libsvtav1) or use .mkv")
         try:
             vs = self.out.add_stream(codec, rate=rate if rate else None)
         except Exception as e:  # noqa: BLE001

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from itertools import islice
@@ -89,6 +90,17 @@ def test_autoload_in_clean_process(core, tmp_path):
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["Upscale", "False"]
+
+
+def test_installer_builds_once(tmp_path):
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler")
+    assert vs_install.main(["--plugin-dir", str(tmp_path), "--quiet", "--no-check", "--no-config"]) == 0
+    lib = tmp_path / vs_install.LIB_NAME
+    assert lib.is_file() and lib.stat().st_size > 0
+    assert vs_install.build(lib, quiet=True) is False  # up to date: not rebuilt
+    assert vs_install.main(["--plugin-dir", str(tmp_path), "--uninstall", "--quiet"]) == 0
+    assert not lib.exists()
 
 
 @pytest.mark.parametrize("variant", VARIANTS + BASELINES)
@@ -220,8 +232,6 @@ def vspipe_env(core, tmp_path_factory):
 
 def test_host_without_python_gets_a_clean_error(core, tmp_path):
     """A C host with no interpreter: the plugin autoloads and Upscale fails with a message, no crash."""
-    import shutil
-
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler")

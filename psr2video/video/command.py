@@ -19,6 +19,16 @@ def _warn(msg: str) -> None:
     click.echo(msg, err=True)
 
 
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def _fmt_span(a: float, b: float, k: int) -> str:
     return f"{a:.2f}-{b:.2f} s ({k} packet{'s' if k != 1 else ''})"
 
@@ -134,6 +144,8 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
     try:
         res = pipeline.run(opts, up, stop=stop, stats=stats, warn=_warn, on_start=started)
     except (InputError, OutputError) as e:
+        if output == "-":  # nothing more may go to a closed or full stdout (not even Python's final flush)
+            _silence_stdout()
         raise UserError(str(e)) from None
     except OSError as e:
         raise UserError(f"{getattr(e, 'strerror', None) or e}: {getattr(e, 'filename', None) or output}") from None

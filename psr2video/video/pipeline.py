@@ -9,6 +9,7 @@ host memory, two copy streams and CUDA events; on the CPU the same code runs wit
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import queue
 import threading
@@ -338,7 +339,11 @@ def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats
             with contextlib.suppress(OSError):
                 Path(tmp).unlink()
         if is_disk_full(e):
+            if opts.output == "-":
+                raise OutputError("disk full while writing to stdout") from None
             raise OutputError(f"disk full while writing {opts.output}; partial output removed") from None
+        if getattr(e, "errno", None) == errno.EPIPE or isinstance(e, BrokenPipeError):
+            raise OutputError("stdout was closed by the reading program (broken pipe)") from None
         raise
     finally:
         if reader is not None:

@@ -148,7 +148,8 @@ def _planes(f: av.VideoFrame) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("pix_fmt,space", [("yuv444p", C.SPACE_BT709), ("yuv444p10le", C.SPACE_BT709),
-                                           ("yuv444p", None), ("yuv420p", C.SPACE_BT709), ("yuv420p10le", None)])
+                                           ("yuv444p", None), ("yuv420p", C.SPACE_BT709), ("yuv420p10le", None),
+                                           ("yuv422p", C.SPACE_BT709), ("gray", None)])
 def test_colour_round_trip_psnr(tmp_path: Path, pix_fmt: str, space: int | None) -> None:
     """Upscale x2 with mks, downscale back (2x2 mean), compare with the input: >= 35 dB.
 

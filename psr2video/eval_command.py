@@ -40,8 +40,10 @@ def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
 @click.option("--no-ssim", is_flag=True, help="Skip SSIM (faster).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write results here.")
+@click.option("--record", is_flag=True,
+              help="Store the results in each --weights file's metadata (validation), e.g. before shipping it.")
 def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded, alpha, no_ssim, device,
-             json_out) -> None:
+             json_out, record) -> None:
     """Measure PSNR-Y / SSIM-Y with the standard SR protocol (bicubic LR, Y channel, shaved border)."""
     from rich.console import Console
     from rich.table import Table
@@ -89,3 +91,25 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
     if json_out:
         json_out.write_text(json.dumps([r.__dict__ for r in results], indent=2))
         click.echo(f"wrote {json_out}")
+    if record:
+        if degraded:
+            raise UserError("--record stores clean-protocol results only; drop --degraded")
+        for w in weights:
+            rows = {r.dataset: {"psnr": round(r.psnr, 4), **({} if no_ssim else {"ssim": round(r.ssim, 5)})}
+                    for r in results if r.method == Path(w).stem}
+            record_validation(Path(w), rows)
+            click.echo(f"recorded {', '.join(rows)} in {w}")
+
+
+def record_validation(path: Path, rows: dict) -> None:
+    """Merge ``rows`` ({dataset: {psnr, ssim}}) into the ``validation`` entry of a weights file's metadata."""
+    from safetensors.torch import load_file, save_file
+
+    from .models.registry import META_KEY, read_metadata
+
+    meta = read_metadata(path)
+    meta["validation"] = {**meta.get("validation", {}), **rows}
+    tensors = load_file(str(path))
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+    tmp.replace(path)

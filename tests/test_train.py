@@ -217,3 +217,19 @@ def test_sigterm_checkpoints_then_stops(images, tmp_path):
         tr.fit(10)
     assert Trainer(_cfg(images), out=tmp_path / "s", quiet=True, resume=True).step == 3
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_eval_record_writes_metadata(tmp_path):
+    import shutil
+
+    from psr2video.cli import cli
+
+    if "realtime_x2" not in list_shipped():
+        pytest.skip("no shipped realtime_x2 weights")
+    data_dir("val", "Set5")
+    w = tmp_path / "rt.safetensors"
+    shutil.copy(ROOT / "psr2video" / "models" / "weights" / "realtime_x2.safetensors", w)
+    r = CliRunner().invoke(cli, ["eval", "--weights", str(w), "--dataset", "Set5", "--no-ssim", "--record"])
+    assert r.exit_code == 0, r.output
+    v = read_metadata(w)["validation"]["Set5"]
+    assert v["psnr"] > 34.0 and "ssim" not in v or v["ssim"] > 0.9

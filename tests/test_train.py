@@ -232,4 +232,4 @@ def test_eval_record_writes_metadata(tmp_path):
     r = CliRunner().invoke(cli, ["eval", "--weights", str(w), "--dataset", "Set5", "--no-ssim", "--record"])
     assert r.exit_code == 0, r.output
     v = read_metadata(w)["validation"]["Set5"]
-    assert v["psnr"] > 34.0 and "ssim" not in v or v["ssim"] > 0.9
+    assert v["psnr"] > 34.0 and "ssim" not in v  # --no-ssim: the Set5 entry is replaced, not merged

@@ -1,8 +1,9 @@
 """``psr2video bench model``: model-only speed next to Real-ESRGAN Compact peers and plain resamplers.
 
 Every entry runs through the same ``Upscaler`` path, backend and precision after a warm-up; speed does
-not depend on the weights, so ParagonSR2 variants and peers run untrained (random) weights. Peak memory
-is sampled while the model runs: process RSS on the CPU, device memory in use on CUDA, both above the
+not depend on the weights, so ParagonSR2 variants and peers run untrained (random) weights. The timed
+runs go round-robin over the models (fair under varying background load). Peak memory is sampled while
+a model loads and runs its warm-up: process RSS on the CPU, device memory in use on CUDA, both above the
 level measured before the model was loaded.
 """
 
@@ -96,36 +97,51 @@ def build_entry(name: str, scale: int, seed: int = 0):
     return net, (name if kind == "psr2video" else {"mks": "Magic Kernel Sharp 2021", "bicubic": "bicubic"}[name]), kind
 
 
-def time_entry(name: str, scale: int, backend: str, precision: str | None, device: torch.device, size: tuple[int, int],
-               batch: int, warmup: int, iters: int, min_seconds: float = 0.0) -> dict:
-    """Time one entry; returns a result row (ms/frame is the median over ``iters`` timed runs / batch)."""
+def time_entries(names: list[str], scale: int, backend: str, precision: str | None, device: torch.device,
+                 size: tuple[int, int], batch: int, warmup: int, iters: int, min_seconds: float = 0.0,
+                 echo=None) -> list[dict]:
+    """Time every entry; returns result rows (ms/frame = median over ``iters`` timed runs / batch).
+
+    Each model is loaded and run once on its own to measure its peak memory; the timed runs then go
+    round-robin over all models, so a change in background load on a shared machine hits every model
+    alike and the ratios between them stay meaningful.
+    """
     from .upscaler import Upscaler
 
-    net, label, kind = build_entry(name, scale)
-    base = _mem_now(device)
-    up = Upscaler(name, scale, model=net, backend=backend, precision=precision, device=device, clamp=False)
     w, h = size
-    x = torch.rand(batch, 3, h, w, device=device).to(up.dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
-    with _PeakSampler(device) as mem:
-        for _ in range(warmup):
-            up(x)
-        sync()
-        t_start = time.perf_counter()
-        while len(times) < iters or (time.perf_counter() - t_start) < min_seconds:
-            t0 = time.perf_counter()
-            up(x)
+    entries = []
+    for name in names:
+        net, label, kind = build_entry(name, scale)
+        base = _mem_now(device)
+        with _PeakSampler(device) as mem:
+            up = Upscaler(name, scale, model=net, backend=backend, precision=precision, device=device, clamp=False)
+            x = torch.rand(batch, 3, h, w, device=device).to(up.dtype)
+            for _ in range(max(1, warmup)):
+                up(x)
             sync()
-            times.append(time.perf_counter() - t0)
-    ms = statistics.median(times) * 1000 / batch
-    params = sum(p.numel() for p in up.model.parameters())
-    return {"name": name, "label": label, "kind": kind, "params": params, "backend": up.runner.name,
-            "provider": getattr(up.runner, "provider", None), "precision": up.precision,
-            "input": f"{w}x{h}", "output": f"{w * scale}x{h * scale}", "batch": batch, "iters": len(times),
-            "ms_per_frame": round(ms, 3), "fps": round(1000 / ms, 2),
-            "ms_min": round(min(times) * 1000 / batch, 3),
-            "peak_mem_mib": round(max(0, mem.peak - base) / 2**20, 1)}
+        entries.append({"name": name, "label": label, "kind": kind, "up": up, "x": x, "times": [],
+                        "peak": max(0, mem.peak - base)})
+        if echo:
+            echo(f"  loaded {label}")
+    t_start = time.perf_counter()
+    while min(len(e["times"]) for e in entries) < iters or (time.perf_counter() - t_start) < min_seconds:
+        for e in entries:
+            t0 = time.perf_counter()
+            e["up"](e["x"])
+            sync()
+            e["times"].append(time.perf_counter() - t0)
+    rows = []
+    for e in entries:
+        up, times = e["up"], e["times"]
+        ms = statistics.median(times) * 1000 / batch
+        rows.append({"name": e["name"], "label": e["label"], "kind": e["kind"],
+                     "params": sum(p.numel() for p in up.model.parameters()), "backend": up.runner.name,
+                     "provider": getattr(up.runner, "provider", None), "precision": up.precision,
+                     "input": f"{w}x{h}", "output": f"{w * scale}x{h * scale}", "batch": batch, "iters": len(times),
+                     "ms_per_frame": round(ms, 3), "fps": round(1000 / ms, 2),
+                     "ms_min": round(min(times) * 1000 / batch, 3), "peak_mem_mib": round(e["peak"] / 2**20, 1)})
+    return rows
 
 
 def _split(values) -> list[str]:
@@ -208,14 +224,11 @@ def bench_model(variants, scale, size, batch, backend, precision, device, warmup
                + (f", {info['gpu']}" if "gpu" in info else "") + f"; torch {info['torch']}"
                + (f", onnxruntime {info['onnxruntime']}" if "onnxruntime" in info else ""))
     click.echo(f"command: {command.strip()}")
-    rows = []
-    for n in names:
-        try:
-            r = time_entry(n, int(scale), backend, precision, dev, (w, h), batch, warmup, iters, min_seconds)
-        except ValueError as e:
-            raise UserError(f"{n}: {e}") from None
-        click.echo(f"  {r['label']:<30} {r['ms_per_frame']:9.2f} ms/frame {r['fps']:8.2f} fps", err=True)
-        rows.append(r)
+    try:
+        rows = time_entries(names, int(scale), backend, precision, dev, (w, h), batch, warmup, iters, min_seconds,
+                            echo=lambda m: click.echo(m, err=True))
+    except ValueError as e:
+        raise UserError(str(e)) from None
     click.echo(format_table(rows))
     for line in target_lines(rows):
         click.echo(line)

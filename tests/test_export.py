@@ -122,3 +122,13 @@ def test_export_cli_errors(tmp_path):
     assert r.exit_code == 1 and "--untrained" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(cli, ["export", "--variant", "realtime", "--untrained", "-p", "fp8"])
     assert r.exit_code == 1 and "unknown precision" in r.output
+
+
+@pytest.mark.parametrize("variant,scale", [("realtime", 2), ("stream", 2), ("stream", 3), ("photo", 2)])
+def test_export_rewrites_are_exact(variant, scale):
+    net = E.prepare(_net(variant, scale))
+    g = E.graph_module(net)
+    assert g is not net and (scale != 2 or isinstance(g, E.LRTailParagonSR2))
+    x = torch.rand(1, 3, 21, 30)
+    with torch.no_grad():
+        assert (g(x) - net(x)).abs().max().item() < 1e-5

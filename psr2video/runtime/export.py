@@ -42,7 +42,7 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 DEFAULT_OPSET = 17
 EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
-GRAPH_REWRITES = "lrtail1"  # bump when the export-time rewrites change (it is part of the cache key)
+GRAPH_REWRITES = "lrtail1-streamsplit1"  # bump when the export-time rewrites change (it is part of the cache key)
 EXPORTER_VERSION = f"torch-{torch.__version__.split('+')[0]}-torchscript-{GRAPH_REWRITES}"
 # verification floors (PSNR in dB between the ONNX Runtime output and PyTorch fp32, both clamped)
 PSNR_FLOOR = {"fp32": 60.0, "fp16": 45.0, "int8": 0.0}
@@ -128,13 +128,67 @@ class LRTailParagonSR2(nn.Module):
         return F.pixel_shuffle(self.base(x) + self.tail_lr(self.upconv(f)), self.scale)
 
 
+def _split_out(conv: nn.Conv2d, parts: int = 2) -> list[nn.Conv2d]:
+    """``conv`` cut into ``parts`` convs over consecutive output-channel ranges (dense or depthwise)."""
+    n = conv.out_channels // parts
+    depthwise = conv.groups == conv.in_channels == conv.out_channels and conv.groups > 1
+    out = []
+    for k in range(parts):
+        c = nn.Conv2d(n if depthwise else conv.in_channels, n, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, n if depthwise else 1).to(conv.weight)
+        with torch.no_grad():
+            c.weight.copy_(conv.weight[k * n:(k + 1) * n])
+            c.bias.copy_(conv.bias[k * n:(k + 1) * n])
+        out.append(c)
+    return out
+
+
+class _StreamBlockExport(nn.Module):
+    """A fused StreamBlock without Concat and Slice: exact, ~10% faster on ONNX Runtime CPU.
+
+    ``context(cat(a, b))`` becomes ``ctx_a(a) + ctx_b(b)`` and ``gate_dw(gate_in(y)).chunk(2)`` becomes two
+    branches of half width, so the graph keeps the blocked (NCHWc) layout with no reorders or copies.
+    """
+
+    def __init__(self, blk: nn.Module) -> None:
+        super().__init__()
+        from ..models.blocks import _gated_product
+
+        self.gated = _gated_product
+        self.local, self.wide, self.project = blk.local, blk.wide, blk.project
+        c = blk.context.out_channels
+        self.ctx_a = nn.Conv2d(c, c, 1).to(blk.context.weight)
+        self.ctx_b = nn.Conv2d(c, c, 1, bias=False).to(blk.context.weight)
+        with torch.no_grad():
+            self.ctx_a.weight.copy_(blk.context.weight[:, :c])
+            self.ctx_a.bias.copy_(blk.context.bias)
+            self.ctx_b.weight.copy_(blk.context.weight[:, c:])
+        self.gin_u, self.gin_v = _split_out(blk.gate_in)
+        self.dw_u, self.dw_v = _split_out(blk.gate_dw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x + self.ctx_a(self.local(x)) + self.ctx_b(self.wide(x))
+        return x + self.project(self.gated(self.dw_u(self.gin_u(y)), self.dw_v(self.gin_v(y))))
+
+
 def graph_module(net: nn.Module) -> nn.Module:
-    """The module actually traced: ``net`` or an exact, faster rewrite of it (see LRTailParagonSR2)."""
+    """The module actually traced: ``net`` or an exact, faster rewrite of a copy of it.
+
+    Rewrites (fused ParagonSR2 only, each exact up to float summation order and checked by the export's
+    verification against the original): StreamBlocks without Concat/Slice; at x2 the tail conv moved to
+    low resolution (LRTailParagonSR2).
+    """
+    from ..models.blocks import StreamBlock
     from ..models.paragonsr2 import ParagonSR2
 
-    if isinstance(net, ParagonSR2) and net.fused and net.scale == 2:
-        return LRTailParagonSR2(net).eval()
-    return net
+    if not (isinstance(net, ParagonSR2) and net.fused):
+        return net
+    net = copy.deepcopy(net)
+    for group in net.body:
+        for i, blk in enumerate(group.blocks):
+            if isinstance(blk, StreamBlock) and isinstance(blk.gate_dw, nn.Conv2d):
+                group.blocks[i] = _StreamBlockExport(blk)
+    return LRTailParagonSR2(net).eval() if net.scale == 2 else net.eval()
 
 
 def _torch_export(net: nn.Module, path: Path, example: torch.Tensor, opset: int) -> None:

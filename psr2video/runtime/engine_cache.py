@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -247,7 +248,10 @@ class EngineCache:
                     p.unlink()
             n += 1
         for p in self.dir.iterdir():
-            if p.name.endswith(".tmp") or (not stale_only and p.name.endswith((META_SUFFIX, LOCK_SUFFIX))):
+            if p.is_dir() and not stale_only and p.name in ("timing", "ort-tensorrt"):
+                shutil.rmtree(p, ignore_errors=True)  # TensorRT timing caches, ORT's TensorRT-EP engines
+                n += 1
+            elif p.name.endswith(".tmp") or (not stale_only and p.name.endswith((META_SUFFIX, LOCK_SUFFIX))):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
         return n

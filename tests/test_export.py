@@ -118,8 +118,9 @@ def test_export_cli(tmp_path):
 def test_export_cli_errors(tmp_path):
     from psr2video.cli import cli
 
-    r = CliRunner().invoke(cli, ["export", "--variant", "stream", "-o", str(tmp_path / "x.onnx")])
-    assert r.exit_code == 1 and "--untrained" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(cli, ["export", "--variant", "stream", "--weights", str(tmp_path / "none.safetensors"),
+                                 "-o", str(tmp_path / "x.onnx")])
+    assert r.exit_code == 1 and "not found" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(cli, ["export", "--variant", "realtime", "--untrained", "-p", "fp8"])
     assert r.exit_code == 1 and "unknown precision" in r.output
 

@@ -7,9 +7,9 @@ against the model alone and FFmpeg's own decode + scale + encode.
 
 from __future__ import annotations
 
-import importlib
-
 import click
+
+from .cli import LazyGroup
 
 SUBCOMMANDS = {
     "model": "psr2video.runtime.bench_model:bench_model",
@@ -17,21 +17,8 @@ SUBCOMMANDS = {
 }
 
 
-class _LazyBench(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return [n for n in SUBCOMMANDS if self.get_command(ctx, n) is not None]
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = SUBCOMMANDS.get(name)
-        if target is None:
-            return None
-        mod, attr = target.split(":")
-        try:
-            return getattr(importlib.import_module(mod), attr)
-        except ModuleNotFoundError as e:
-            if e.name and (e.name == mod or mod.startswith(e.name + ".")):
-                return None
-            raise
+class _LazyBench(LazyGroup):
+    table = SUBCOMMANDS
 
 
 @click.group(cls=_LazyBench)

@@ -28,26 +28,35 @@ class UserError(click.ClickException):
     """A user mistake: printed as one line, exit code 1, no traceback."""
 
 
-class PsrGroup(click.Group):
-    """Lazy subcommands, with ``upscale`` as the default when the first word isn't a subcommand."""
+def load_command(target: str | None) -> click.Command | None:
+    """Import ``module:attribute``; None when that module is absent (a missing dependency elsewhere raises)."""
+    if target is None:
+        return None
+    mod, attr = target.split(":")
+    try:
+        return getattr(importlib.import_module(mod), attr)
+    except ModuleNotFoundError as e:
+        if e.name and (e.name == mod or mod.startswith(e.name + ".")):
+            return None  # that part of psr2video is not there
+        raise
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands (``table``: name -> "module:attribute") are imported on first use."""
+
+    table: dict[str, str] = {}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [n for n in COMMANDS if self._load(n) is not None]
-
-    def _load(self, name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
-        if target is None:
-            return None
-        mod, attr = target.split(":")
-        try:
-            return getattr(importlib.import_module(mod), attr)
-        except ModuleNotFoundError as e:
-            if e.name and (e.name == mod or mod.startswith(e.name + ".")):
-                return None  # that part of psr2video is not there
-            raise
+        return [n for n in self.table if self.get_command(ctx, n) is not None]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        return self._load(name)
+        return load_command(self.table.get(name))
+
+
+class PsrGroup(LazyGroup):
+    """The top level, with ``upscale`` as the default when the first word isn't a subcommand."""
+
+    table = COMMANDS
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in COMMANDS and args[0] not in ("--help", "-h", "--version"):

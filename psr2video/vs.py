@@ -61,15 +61,6 @@ def check_format(info: dict) -> np.dtype:
     raise PluginError(f"input format {fmt} is not supported; convert to vs.RGBS")
 
 
-def _quiet_ort(up: Upscaler) -> None:
-    """ONNX Runtime on the CPU: no spin-waiting, which would starve VapourSynth's decode/convert threads."""
-    try:
-        from .video.pipeline import quiet_ort_threads
-    except ImportError:
-        return
-    quiet_ort_threads(up)
-
-
 def _one_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
@@ -193,8 +184,6 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
             ups.append(Upscaler(variant=first.descriptor.variant, scale=first.scale, model=first.model,
                                 backend=first.backend, precision=first.precision, device=first.device,
                                 tile=tile, tile_overlap=overlap))
-        for up in ups:
-            _quiet_ort(up)
     except Exception as e:  # noqa: BLE001 - every failure becomes one vs.Error line
         msg = _one_line(e).replace("pass --weights FILE", "pass weights=\"FILE.safetensors\"")
         raise PluginError(msg if isinstance(e, ValueError) else f"{type(e).__name__}: {msg}") from None

@@ -5,8 +5,7 @@
 
 1. Decodes the first N frames of the clip (default: the sample clip under samples/) with the PyAV
    source and converts them to RGBS in VapourSynth, exactly as the vspipe script does.
-2. Times the ``Upscaler`` alone on those frames (already tensors; output synchronised on its device); with
-   ONNX Runtime on the CPU also with spin-waiting off, as the plugin runs it, and compares with the faster.
+2. Times the ``Upscaler`` alone on those frames (already tensors; output synchronised on its device).
 3. Times ``vspipe`` on a script doing source -> RGBS -> psr2.Upscale -> raw RGBS to /dev/null (vspipe's own
    "Output N frames in S seconds" figure: script evaluation and model loading are not counted, one
    warm-up frame is rendered while the script is evaluated).
@@ -53,14 +52,9 @@ def find_clip() -> Path:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from .runtime.engine_cache import cpu_name
+
+    cpu = cpu_name()
     import vapoursynth as vs
 
     parts = [f"{platform.node()}: {cpu}, {os.cpu_count()} cores", f"torch {torch.__version__}",
@@ -87,15 +81,10 @@ def rgb_frames(clip: Path, n: int) -> tuple[list[torch.Tensor], tuple[int, int]]
     return frames, (rgb.width, rgb.height)
 
 
-def time_upscaler(frames: list[torch.Tensor], kwargs: dict, repeat: int = 1, quiet_ort: bool = False
-                  ) -> tuple[float, str]:
+def time_upscaler(frames: list[torch.Tensor], kwargs: dict, repeat: int = 1) -> tuple[float, str]:
     from .runtime.upscaler import Upscaler
 
     up = Upscaler(**kwargs)
-    if quiet_ort:
-        from .vs import _quiet_ort
-
-        _quiet_ort(up)
     sync = torch.cuda.synchronize if up.device.type == "cuda" else (lambda: None)
     up(frames[0])
     sync()
@@ -158,13 +147,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{a.variant} x{a.scale}{note}")
         up_fps, desc = time_upscaler(frames, dict(kw, tile=0), a.repeat)
         print(f"Upscaler alone : {up_fps:8.2f} fps  {desc}")
-        if "onnxruntime" in desc and "cpu" in desc:  # the plugin turns ORT spin-waiting off: time that too
-            q_fps, _ = time_upscaler(frames, dict(kw, tile=0), a.repeat, quiet_ort=True)
-            print(f"  same, ORT spin-waiting off (as in the plugin): {q_fps:8.2f} fps")
-            up_fps = max(up_fps, q_fps)
         vs_fps, cmd = max(time_vspipe(clip, len(frames), kw, Path(tmp)) for _ in range(max(1, a.repeat)))
         print(f"vspipe (psr2)  : {vs_fps:8.2f} fps  {cmd}")
-        print(f"ratio vspipe / best Upscaler alone: {vs_fps / up_fps:.2f}x (target >= 0.90x)")
+        print(f"ratio vspipe / Upscaler alone: {vs_fps / up_fps:.2f}x (target >= 0.90x)")
         print("command: python -m psr2video.vs_bench " + " ".join(argv if argv is not None else sys.argv[1:]))
     return 0
 

@@ -44,6 +44,9 @@ class ORTBackend:
 
     provider: str = "auto"
     threads: int = 0
+    # Worker threads spin after every run by default; beside decode/encode threads on a small CPU that
+    # starves them (2 cores: pipeline 8-11 fps spinning vs 17-18 fps not). Off unless asked for.
+    spin: bool = False
     name: str = "onnxruntime"
 
 

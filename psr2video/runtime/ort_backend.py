@@ -77,6 +77,9 @@ class ORTRunner:
         so.log_severity_level = 3
         if config.threads:
             so.intra_op_num_threads = config.threads
+        if not config.spin:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if self.provider == "CPUExecutionProvider":
             self.model_path = self._cpu_optimised(ort, echo)
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

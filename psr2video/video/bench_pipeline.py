@@ -29,14 +29,9 @@ SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "bbb_480x270.mkv"
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from ..runtime.engine_cache import cpu_name
+
+    cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA"
     try:
         load = " load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())

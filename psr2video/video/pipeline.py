@@ -184,39 +184,6 @@ class DeviceStage:
                 for i, it in enumerate(batch)]
 
 
-def quiet_ort_threads(upscaler: Any) -> bool:
-    """ONNX Runtime on the CPU: turn off intra-op spin-waiting for the pipeline.
-
-    ORT's worker threads spin after every run by default; beside the decode, colour and encode threads on
-    a small CPU that burns the cores they need (measured on 2 cores, mks x2 480x270 -> 960x540, 60 frames:
-    8-11 fps with spinning, 17-18 fps without, the model alone 17-20 fps). The session is rebuilt once with
-    the same options plus ``session.intra_op.allow_spinning = 0``. Returns True when it changed something.
-    """
-    r = getattr(upscaler, "runner", None)
-    if r is None or getattr(r, "name", "") != "onnxruntime" or getattr(r, "_psr2_nospin", False):
-        return False
-    if getattr(r, "provider", "") != "CPUExecutionProvider" or not hasattr(r, "session"):
-        return False
-    try:
-        import onnxruntime as ort
-
-        so = r.session.get_session_options()
-        if so.get_session_config_entry("session.intra_op.allow_spinning") == "0":
-            r._psr2_nospin = True
-            return False
-    except Exception:  # noqa: BLE001 - older ORT: entry missing raises
-        so = None
-    try:
-        if so is None:
-            so = r.session.get_session_options()
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        r.session = ort.InferenceSession(str(r.model_path), so, providers=r.session.get_providers())
-        r._psr2_nospin = True
-        return True
-    except Exception:  # noqa: BLE001 - an optimisation only
-        return False
-
-
 def output_size(width: int, height: int, scale: int, pix_fmt: str) -> tuple[int, int]:
     """``scale`` times the input, cropped to even sizes when the output format subsamples chroma."""
     sw, sh, _ = PLANAR.get(pix_fmt, (1, 1, 8))
@@ -237,7 +204,6 @@ def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats
     removed. A set ``stop`` event ends the run early with a finalised, playable output.
     """
     stop = stop or threading.Event()
-    quiet_ort_threads(upscaler)
     inp = open_input(opts.input, opts.in_fmt, opts.hwaccel, warn=warn)
     tmp = None
     writer = reader = None

@@ -12,7 +12,9 @@ find_python() {
         fi
     done
     if command -v pyenv >/dev/null 2>&1; then
-        for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[23]\.' | sort -V -r); do
+        # prefer 3.12 (the oldest VapourSynth supports, the one its wheels are tested with), then 3.13
+        for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.12\.' | sort -V -r) \
+                 $(pyenv versions --bare 2>/dev/null | grep -E '^3\.13\.' | sort -V -r); do
             p="$(pyenv root)/versions/$v/bin/python3"
             if [ -x "$p" ]; then echo "$p"; return 0; fi
         done

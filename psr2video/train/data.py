@@ -52,11 +52,42 @@ def downscale(hr: torch.Tensor, scale: int, quantize: bool = True) -> torch.Tens
     return (lr * 255).round() / 255 if quantize else lr
 
 
+def synthetic_patch(size: int, g: torch.Generator) -> torch.Tensor:
+    """A hard synthetic HR crop (3 x size x size): periodic 1-4 px lines or a checkerboard in two colours
+    (often pure black and white). Natural photos rarely contain these, and without them gated blocks can
+    learn to blow up on text, subtitles and screen content."""
+
+    def r(n: int) -> int:
+        return int(torch.randint(0, n, (), generator=g))
+
+    if r(2):
+        a, b = torch.zeros(3), torch.ones(3)
+    else:
+        a, b = torch.rand(3, generator=g), torch.rand(3, generator=g)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    period, width, kind = 2 + r(9), 1 + r(4), r(4)
+    if kind == 0:
+        m = (xx % period) < width
+    elif kind == 1:
+        m = (yy % period) < width
+    elif kind == 2:
+        m = ((xx // width) + (yy // width)) % 2 == 0
+    else:
+        m = ((xx + yy) % period) < width
+    if r(2):  # a patch of pattern on a flat field, like text on a background
+        y0, x0 = r(size // 2), r(size // 2)
+        box = torch.zeros_like(m)
+        box[y0: y0 + size // 2, x0: x0 + size // 2] = True
+        m = m & box
+    return torch.where(m[None], b.view(3, 1, 1), a.view(3, 1, 1))
+
+
 class PatchSampler:
     """Random HR crops (with the 8 dihedral transforms) and their LR, batch by batch."""
 
     def __init__(self, images: list[torch.Tensor], scale: int, patch: int, batch: int, seed: int = 0,
-                 augment: bool = True, degrade: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None):
+                 augment: bool = True, degrade: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+                 synthetic: float = 0.0):
         if patch % scale:
             raise ValueError(f"HR patch {patch} must be a multiple of the scale {scale}")
         self.images = [im for im in images if min(im.shape[-2:]) >= patch]
@@ -64,6 +95,7 @@ class PatchSampler:
             raise ValueError(f"no training image is at least {patch} px on its short side")
         self.scale, self.patch, self.batch, self.seed, self.augment = scale, patch, batch, seed, augment
         self.degrade = degrade
+        self.synthetic = float(synthetic)
         sizes = torch.tensor([im.shape[-1] * im.shape[-2] for im in self.images], dtype=torch.float64)
         self.weights = sizes / sizes.sum()  # sample images by area: every pixel equally likely
 
@@ -95,6 +127,10 @@ class PatchSampler:
     def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = self.generator(step)
         hr = self.hr_batch(step, g)
+        if self.synthetic > 0:
+            for i in range(hr.shape[0]):
+                if float(torch.rand((), generator=g)) < self.synthetic:
+                    hr[i] = synthetic_patch(self.patch, g)
         lr = self.degrade(hr, g) if self.degrade is not None else downscale(hr, self.scale)
         return lr.contiguous(), hr.contiguous()
 

@@ -41,7 +41,7 @@ DEFAULTS: dict = {
             "channels": [64, 128, 256, 512], "penalty_every": 1, "start": 0},
     "train": {"steps": 20000, "seed": 0, "ema": 0.999, "threads": 2, "device": "auto", "amp": "bf16",
               "val_every": 2000, "ckpt_every": 1000, "log_every": 100, "out": None, "init": None,
-              "channels_last": True, "stress_max": 1.0},
+              "channels_last": True, "stress_max": 2.0},
 }
 
 
@@ -338,7 +338,7 @@ class Trainer:
     def stress(self) -> float:
         """Largest |detail| of the EMA net on hard synthetic content (black/white lines, saturated colour
         blocks, text-like strokes) that natural training photos rarely contain. Gated (quadratic) blocks
-        can blow up there while benchmark PSNR still rises; a healthy net stays well below 1."""
+        can blow up there (hundreds) while benchmark PSNR still rises; a healthy net stays near 1 or below."""
         net = self.ema.net.eval()
         return float(net.detail(stress_image().to(self.device)).abs().max())
 
@@ -433,7 +433,7 @@ class Trainer:
                     score = sum(v["psnr"] for v in last_val.values())
                     txt = " ".join(f"{k} {v['psnr']:.3f}/{v['ssim']:.4f}" for k, v in last_val.items())
                     txt += f" stress {stress:.2f}"
-                    limit = float(t.get("stress_max", 1.0))
+                    limit = float(t.get("stress_max", 2.0))
                     if stress > limit:
                         txt += f" (unstable: detail > {limit:g} on hard edges, not kept as best)"
                     elif score > self.best:

@@ -97,9 +97,8 @@ def test_unsupported_scale_and_variant(clip: Path, tmp_path: Path) -> None:
 def test_missing_weights_is_one_line(clip: Path, tmp_path: Path) -> None:
     from psr2video.models.registry import shipped_weights_path
 
-    if shipped_weights_path("stream", 2) is not None:
-        pytest.skip("stream x2 weights are shipped now")
-    one_line_error(*run_cli(str(clip), str(tmp_path / "o.mkv"), "--variant", "stream"), "weights")
+    assert shipped_weights_path("pro", 3) is None  # nothing is shipped for pro x3
+    one_line_error(*run_cli(str(clip), str(tmp_path / "o.mkv"), "--variant", "pro", "--scale", "3"), "weights")
     one_line_error(*run_cli(str(clip), str(tmp_path / "o.mkv"), "--variant", "realtime",
                             "--weights", str(tmp_path / "none.safetensors")))
 

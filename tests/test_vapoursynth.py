@@ -205,10 +205,9 @@ def test_argument_errors(core, kw, expected):
 
 
 def test_missing_shipped_weights_is_a_clean_error(core):
-    if "stream_x2" in list_shipped():
-        pytest.skip("stream x2 weights are shipped now")
-    with pytest.raises(vs.Error, match=r"^psr2.Upscale: no shipped weights for stream x2.*weights=") as e:
-        core.psr2.Upscale(core.std.BlankClip(format=vs.RGBS, width=16, height=16))  # default variant
+    assert "pro_x3" not in list_shipped()
+    with pytest.raises(vs.Error, match=r"^psr2.Upscale: no shipped weights for pro x3.*weights=") as e:
+        core.psr2.Upscale(core.std.BlankClip(format=vs.RGBS, width=16, height=16), variant="pro", scale=3)
     assert "Traceback" not in str(e.value)
 
 

@@ -115,6 +115,12 @@ def _levels(bits: int, full: bool) -> tuple[float, float, float, float]:
     return 16.0 * m, 219.0 * m, 128.0 * m, 224.0 * m
 
 
+def _plane_levels(bits: int, full: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-plane (scale, offset) for (Y, Cb, Cr) as float64 vectors: codes = value * scale + offset."""
+    yo, ys, co, cs = _levels(bits, full)
+    return (torch.tensor([ys, cs, cs], dtype=torch.float64), torch.tensor([yo, co, co], dtype=torch.float64))
+
+
 def _up2(c: torch.Tensor, dim: int, cosited: bool) -> torch.Tensor:
     """Double ``c`` along ``dim`` (-1 or -2) by linear interpolation at the given siting (replicate edges)."""
     n = c.shape[dim]
@@ -145,9 +151,7 @@ _CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 def _codes_to_rgb(info: ColorInfo, bits: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     key = ("c2r", info.space, info.full_range, bits, str(device))
     if key not in _CACHE:
-        yo, ys, co, cs = _levels(bits, info.full_range)
-        scale = torch.tensor([ys, cs, cs], dtype=torch.float64)
-        off = torch.tensor([yo, co, co], dtype=torch.float64)
+        scale, off = _plane_levels(bits, info.full_range)
         m = _matrix(info) / scale  # rgb = m @ codes - m @ off
         bias = -(m @ off)
         _CACHE[key] = (m.float().reshape(3, 3, 1, 1).to(device), bias.float().to(device))
@@ -157,9 +161,7 @@ def _codes_to_rgb(info: ColorInfo, bits: int, device: torch.device) -> tuple[tor
 def _rgb_to_codes(info: ColorInfo, bits: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     key = ("r2c", info.space, info.full_range, bits, str(device))
     if key not in _CACHE:
-        yo, ys, co, cs = _levels(bits, info.full_range)
-        scale = torch.tensor([ys, cs, cs], dtype=torch.float64)
-        off = torch.tensor([yo, co, co], dtype=torch.float64)
+        scale, off = _plane_levels(bits, info.full_range)
         a = torch.linalg.inv(_matrix(info)) * scale[:, None]  # codes = a @ rgb + off
         _CACHE[key] = (a.float().reshape(3, 3, 1, 1).to(device), off.float().to(device))
     return _CACHE[key]

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..evaluate import IMAGE_EXTS, list_images
+
 log = logging.getLogger("psr2video.export")
 
 INPUT_NAME = "input"
@@ -47,7 +49,6 @@ EXPORTER_VERSION = f"torch-{torch.__version__.split('+')[0]}-torchscript-{GRAPH_
 # verification floors (PSNR in dB between the ONNX Runtime output and PyTorch fp32, both clamped)
 PSNR_FLOOR = {"fp32": 60.0, "fp16": 45.0, "int8": 0.0}
 INT8_TARGET = 35.0
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".ts", ".m2ts")
 
 
@@ -293,7 +294,12 @@ def load_images(folder: str | Path, limit: int | None = None) -> list[tuple[str,
     """(name, 1x3xHxW float tensor) for the images in ``folder``, sorted by name."""
     from PIL import Image
 
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    try:
+        files = list_images(folder)
+    except FileNotFoundError:
+        if not Path(folder).is_dir():
+            raise
+        return []  # a folder without images
     out = []
     for p in files[:limit]:
         with Image.open(p) as im:
@@ -336,7 +342,7 @@ def frames_from(source: str | Path, count: int = 16) -> list[tuple[str, torch.Te
     if p.is_dir():
         frames = load_images(p, count)
         if not frames:
-            raise ExportError(f"no images ({', '.join(IMAGE_EXTS)}) in {p}")
+            raise ExportError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) in {p}")
         return frames
     if not p.exists():
         raise ExportError(f"calibration source not found: {p}")

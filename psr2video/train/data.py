@@ -16,25 +16,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-IMAGE_EXTS = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
-
-
-def list_images(folders: Sequence[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"training folder not found: {folder}")
-        files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise FileNotFoundError(f"no images in {', '.join(map(str, folders))}")
-    return files
+from ..evaluate import list_images
 
 
 def load_images(folders: Sequence[str | Path], min_size: int = 0) -> list[torch.Tensor]:
     """Every image as a uint8 CHW tensor (kept in memory: 291 images are ~60 MB)."""
     out = []
-    for p in list_images(folders):
+    for p in list_images(folders, what="training"):
         with Image.open(p) as im:
             a = np.asarray(im.convert("RGB"), dtype=np.uint8)
         if min(a.shape[:2]) >= min_size:

@@ -195,6 +195,17 @@ def _window_mask(hp: torch.Tensor, wp: torch.Tensor, h: torch.Tensor, w: torch.T
     return torch.where(same, 0.0, -100.0)
 
 
+def window_attention_bias(bias: torch.Tensor, x: torch.Tensor, window: int, shift: int) -> torch.Tensor:
+    """(B*nW, heads, n, n) additive attention bias for input ``x``: relative position bias + window mask.
+
+    It depends only on the shape and the shift, so a group builds it once per forward for all its blocks.
+    """
+    b, _, h, w = x.shape
+    hp, wp = h + (window - h % window) % window, w + (window - w % window) % window
+    mask = _window_mask(hp, wp, h, w, window, shift, x.device)  # (nW, n, n)
+    return (bias.unsqueeze(0) + mask.unsqueeze(1)).repeat(b, 1, 1, 1).to(x.dtype)
+
+
 class WindowAttention(nn.Module):
     """Multi-head self-attention in ``window`` x ``window`` windows, optionally shifted.
 
@@ -209,7 +220,8 @@ class WindowAttention(nn.Module):
         self.qkv = nn.Conv2d(c, 3 * c, 1)
         self.proj = nn.Conv2d(c, c, 1)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        """``attn_bias``: from ``window_attention_bias`` for this input's shape and this layer's shift."""
         b, c, h, w = x.shape
         ws, sh, nh_ = self.window, self.shift, self.heads
         pad_h = (ws - h % ws) % ws  # traced as shape arithmetic on export: no frozen Python branch
@@ -222,9 +234,6 @@ class WindowAttention(nn.Module):
         t = qkv.view(b, 3, nh_, c // nh_, nwh, ws, nww, ws)
         t = t.permute(1, 0, 4, 6, 2, 5, 7, 3).reshape(3, b * nwh * nww, nh_, ws * ws, c // nh_)
         q, k, v = t[0], t[1], t[2]
-        mask = _window_mask(hp, wp, h, w, ws, sh, x.device)  # (nW, n, n)
-        attn_bias = bias.unsqueeze(0) + mask.unsqueeze(1)  # (nW, heads, n, n)
-        attn_bias = attn_bias.repeat(b, 1, 1, 1).to(q.dtype)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)  # (B*nW, heads, n, d)
         o = o.view(b, nwh, nww, nh_, ws, ws, c // nh_).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, c, hp, wp)
         if sh:

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import NanoBlock, PhotoBlock, ProBlock, RelativePositionBias, RepConv, StreamBlock, fuse_children
+from .blocks import (
+    NanoBlock,
+    PhotoBlock,
+    ProBlock,
+    RelativePositionBias,
+    RepConv,
+    StreamBlock,
+    fuse_children,
+    window_attention_bias,
+)
 from .magic import MagicKernelSharp2021
 
 
@@ -62,9 +71,13 @@ class Group(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x
         if self.bias is not None:
-            bias = self.bias()
+            table = self.bias()
+            biases: dict[int, torch.Tensor] = {}
             for blk in self.blocks:
-                y = blk(y, bias)
+                shift = blk.attn.shift
+                if shift not in biases:
+                    biases[shift] = window_attention_bias(table, x, blk.attn.window, shift)
+                y = blk(y, biases[shift])
         else:
             for blk in self.blocks:
                 y = blk(y)

@@ -1,7 +1,7 @@
 """``psr2video`` command line: ``psr2video IN OUT`` upscales a video; subcommands do the rest.
 
-Subcommands live next to the code they drive and are imported only when used, so ``--help`` stays fast
-and a missing optional dependency only affects its own command.
+Every command lives in the ``psr2video.commands`` package (one module each) and is imported only when
+used, so ``--help`` stays fast and a missing optional dependency only affects its own command.
 """
 
 from __future__ import annotations
@@ -13,19 +13,16 @@ import click
 
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
-    "upscale": "psr2video.video.command:upscale",
-    "eval": "psr2video.eval_command:eval_cmd",
-    "train": "psr2video.train.command:train",
-    "export": "psr2video.runtime.commands:export",
-    "engine": "psr2video.runtime.commands:engine",
-    "bench": "psr2video.bench:bench",
-    "info": "psr2video.info:info",
+    "upscale": "psr2video.commands.upscale:upscale",
+    "eval": "psr2video.commands.eval:eval_cmd",
+    "train": "psr2video.commands.train:train",
+    "export": "psr2video.commands.export:export",
+    "engine": "psr2video.commands.engine:engine",
+    "bench": "psr2video.commands.bench:bench",
+    "info": "psr2video.commands.info:info",
+    "vs": "psr2video.commands.vs:vs",
 }
 DEFAULT = "upscale"
-
-
-class UserError(click.ClickException):
-    """A user mistake: printed as one line, exit code 1, no traceback."""
 
 
 def load_command(target: str | None) -> click.Command | None:

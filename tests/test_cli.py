@@ -10,7 +10,7 @@ from psr2video.cli import cli
 def test_help_lists_every_command() -> None:
     r = CliRunner().invoke(cli, ["--help"])
     assert r.exit_code == 0
-    for name in ("upscale", "eval", "train", "export", "engine", "bench", "info"):
+    for name in ("upscale", "eval", "train", "export", "engine", "bench", "info", "vs"):
         assert name in r.output
 
 

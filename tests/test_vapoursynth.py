@@ -12,11 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 vs = pytest.importorskip("vapoursynth", reason="vapoursynth is not installed (pip install 'psr2video[vapoursynth]')")
 
-from psr2video import Upscaler, vs_install  # noqa: E402
+from psr2video import Upscaler  # noqa: E402
+from psr2video.cli import cli  # noqa: E402
 from psr2video.models import BASELINES, VARIANTS, build_model, list_shipped, save_weights  # noqa: E402
+from psr2video.vs import install as vs_install  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VSPIPE = Path(sys.executable).parent / "vspipe"
@@ -63,7 +66,7 @@ def weights(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def real_rgb(core):
     """Two real frames (a 24x16 crop of the sample clip) as RGBS."""
-    from psr2video.vs_source import open_clip
+    from psr2video.vs.source import open_clip
 
     src = open_clip(_sample(), core)[10:12]
     src = core.std.CropAbs(src, 24, 16, 200, 100)
@@ -95,11 +98,14 @@ def test_autoload_in_clean_process(core, tmp_path):
 def test_installer_builds_once(tmp_path):
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("no C compiler")
-    assert vs_install.main(["--plugin-dir", str(tmp_path), "--quiet", "--no-check", "--no-config"]) == 0
+    r = CliRunner().invoke(cli, ["vs", "install", "--plugin-dir", str(tmp_path), "--quiet", "--no-check",
+                                 "--no-config"])
+    assert r.exit_code == 0, r.output
     lib = tmp_path / vs_install.LIB_NAME
     assert lib.is_file() and lib.stat().st_size > 0
     assert vs_install.build(lib, quiet=True) is False  # up to date: not rebuilt
-    assert vs_install.main(["--plugin-dir", str(tmp_path), "--uninstall", "--quiet"]) == 0
+    r = CliRunner().invoke(cli, ["vs", "install", "--plugin-dir", str(tmp_path), "--uninstall", "--quiet"])
+    assert r.exit_code == 0, r.output
     assert not lib.exists()
 
 
@@ -155,7 +161,7 @@ def _fill(n, f):
 
 def test_frame_errors_become_vs_errors(core, monkeypatch):
     """An exception while upscaling a frame (e.g. out of GPU memory) fails that frame with its message."""
-    import psr2video.vs as psr2vs
+    import psr2video.vs.filter as psr2vs
 
     def boom(self, *args):
         raise RuntimeError("CUDA out of memory (simulated)\nlong details")
@@ -273,19 +279,19 @@ def test_vspipe_reports_errors_cleanly(vspipe_env, tmp_path):
     assert "psr2.Upscale: input is RGB24 (integer RGB)" in r.stderr + r.stdout
 
 
-def test_bench_smoke(vspipe_env, capsys, monkeypatch):
-    from psr2video import vs_bench
-
+def test_bench_smoke(vspipe_env, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", vspipe_env["XDG_CONFIG_HOME"])
-    assert vs_bench.main(["--variant", "mks", "--frames", "2", "--device", "cpu", "--repeat", "1"]) == 0
-    out = capsys.readouterr().out
+    r = CliRunner().invoke(cli, ["vs", "bench", "--variant", "mks", "--frames", "2", "--device", "cpu",
+                                 "--repeat", "1"])
+    assert r.exit_code == 0, r.output
+    out = r.output
     assert "machine:" in out and "Upscaler alone" in out and "vspipe (psr2)" in out and "ratio" in out
 
 
 def test_pyav_source_random_access(core):
     import av
 
-    from psr2video.vs_source import open_clip
+    from psr2video.vs.source import open_clip
 
     sample = _sample()
     clip = open_clip(sample, core)

@@ -34,5 +34,5 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[vapoursynth,train,dev]"
 # The VapourSynth plugin shim is a tiny C library compiled against the wheel's headers.
-"$VENV/bin/python" -m psr2video.vs_install --quiet || echo "bootstrap: VapourSynth plugin not installed (see above)" >&2
+"$VENV/bin/python" -m psr2video vs install --quiet || echo "bootstrap: VapourSynth plugin not installed (see above)" >&2
 echo "bootstrap: ready ($("$VENV/bin/python" --version))"

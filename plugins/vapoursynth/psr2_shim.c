@@ -2,7 +2,7 @@
  * psr2video VapourSynth shim: registers the `psr2` namespace with `Upscale`.
  *
  * The model runs in Python (psr2video.Upscaler). This library only does the VapourSynth plumbing:
- * it validates nothing about the model itself, asks Python (`psr2video.vs.create`) for an instance
+ * it validates nothing about the model itself, asks Python (`psr2video.vs.filter.create`) for an instance
  * object, then creates a native filter whose getframe hands plane buffers (memoryviews) to
  * `instance.process(src_planes, dst_planes, width, height, src_stride, dst_stride)`.
  *
@@ -94,7 +94,7 @@ static void take_error(char *buf, size_t size) {
     if (value && (s = py.PyObject_Str(value)) && (b = py.PyUnicode_AsUTF8String(s)))
         msg = py.PyBytes_AsString(b);
     if (!msg || !*msg)
-        msg = "unknown error in the Python side (psr2video.vs)";
+        msg = "unknown error in the Python side (psr2video.vs.filter)";
     snprintf(buf, size, "psr2.Upscale: %s", msg);
     if (py.PyErr_Occurred())
         py.PyErr_Clear();
@@ -235,7 +235,7 @@ static void VS_CC upscaleCreate(const VSMap *in, VSMap *out, void *userData, VSC
     PyObject *mod = NULL, *fn = NULL, *kw = NULL, *info = NULL, *args = NULL, *inst = NULL, *proc = NULL,
              *sc = NULL, *ns = NULL;
     long long scale = 0, streams = 1;
-    if (!(mod = py.PyImport_ImportModule("psr2video.vs")) || !(fn = py.PyObject_GetAttrString(mod, "create")) ||
+    if (!(mod = py.PyImport_ImportModule("psr2video.vs.filter")) || !(fn = py.PyObject_GetAttrString(mod, "create")) ||
         !(kw = build_kwargs(in, vsapi)) || !(info = py.PyDict_New()))
         goto pyfail;
     {
@@ -266,7 +266,7 @@ pyfail:
 done:
     decref(ns); decref(sc); decref(inst); decref(args); decref(info); decref(kw); decref(fn); decref(mod);
     if (!err[0] && (scale < 1 || scale > 16))
-        snprintf(err, sizeof err, "psr2.Upscale: bad scale %lld from psr2video.vs.create", scale);
+        snprintf(err, sizeof err, "psr2.Upscale: bad scale %lld from psr2video.vs.filter.create", scale);
     if (err[0]) {
         decref(proc);
         py.PyGILState_Release(g);

@@ -9,19 +9,15 @@ level measured before the model was loaded.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
-import sys
 import threading
 import time
-from pathlib import Path
 
-import click
 import torch
 
-from ..models.registry import BASELINES, SCALES, VARIANTS
+from ..names import BASELINES
 from .peers import PEER_LABELS, PEERS
 
 TARGETS = {"realtime": ("superultracompact", 1.5), "stream": ("ultracompact", 1.5)}
@@ -144,10 +140,6 @@ def time_entries(names: list[str], scale: int, backend: str, precision: str | No
     return rows
 
 
-def _split(values) -> list[str]:
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
 def format_table(rows: list[dict]) -> str:
     ref = {r["name"]: r["fps"] for r in rows}
     sup = ref.get("superultracompact")
@@ -170,72 +162,3 @@ def target_lines(rows: list[dict]) -> list[str]:
             out.append(f"{ours} / {PEER_LABELS[peer]}: {got:.2f}x (target >= {ratio}x: "
                        f"{'met' if got >= ratio else 'NOT met'})")
     return out
-
-
-@click.command("model")
-@click.option("--variant", "-v", "variants", multiple=True, default=("realtime,stream",), show_default=True,
-              help=f"ParagonSR2 variants ({', '.join(VARIANTS)}); repeat or comma-separate")
-@click.option("--scale", "-s", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
-@click.option("--size", default="320x180", show_default=True, help="input frame size WxH")
-@click.option("--batch", type=int, default=1, show_default=True)
-@click.option("--backend", "-b", type=click.Choice(["auto", "torch", "onnxruntime", "tensorrt"]), default="auto",
-              show_default=True)
-@click.option("--precision", "-p", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default=None,
-              help="default: fp16 on CUDA, fp32 on the CPU")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--warmup", type=int, default=2, show_default=True)
-@click.option("--iters", type=int, default=5, show_default=True)
-@click.option("--min-seconds", type=float, default=0.0, help="keep timing until this long has passed")
-@click.option("--peers/--no-peers", default=True, show_default=True, help="Real-ESRGAN Compact family")
-@click.option("--baselines/--no-baselines", default=True, show_default=True, help="bicubic and MKS2021")
-@click.option("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="runs/bench_model.json",
-              show_default=True)
-def bench_model(variants, scale, size, batch, backend, precision, device, warmup, iters, min_seconds, peers,
-                baselines, threads, json_path):
-    """Model speed: fps, ms/frame and peak memory next to Real-ESRGAN Compact peers (same backend)."""
-    from ..cli import UserError
-    from .upscaler import resolve_device
-
-    try:
-        dev = resolve_device(device)
-        w, h = (int(v) for v in size.lower().split("x"))
-    except ValueError as e:
-        raise UserError(f"bad --device or --size: {e}") from None
-    if threads:
-        torch.set_num_threads(threads)
-    names = _split(variants)
-    for n in names:
-        if n not in VARIANTS + BASELINES:
-            raise UserError(f"unknown variant {n!r}; choose from {', '.join(VARIANTS + BASELINES)}")
-    if peers:
-        names += list(PEERS)[::-1]
-    if baselines:
-        names += [b for b in ("bicubic", "mks") if b not in names]
-    if backend == "auto":
-        from . import auto
-
-        cfg = auto.pick_backend(dev)
-        backend = cfg.name
-        click.echo(f"backend auto -> {backend}: {auto.LAST_CHOICE[1]}")
-    info = machine_info(dev)
-    command = "psr2video bench model " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "model"] else [])
-    click.echo(f"machine: {info['cpu']} ({info['cpu_count']} cores, torch threads {info['torch_threads']})"
-               + (f", {info['gpu']}" if "gpu" in info else "") + f"; torch {info['torch']}"
-               + (f", onnxruntime {info['onnxruntime']}" if "onnxruntime" in info else ""))
-    click.echo(f"command: {command.strip()}")
-    try:
-        rows = time_entries(names, int(scale), backend, precision, dev, (w, h), batch, warmup, iters, min_seconds,
-                            echo=lambda m: click.echo(m, err=True))
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    click.echo(format_table(rows))
-    for line in target_lines(rows):
-        click.echo(line)
-    out = {"machine": info, "command": command.strip(), "device": str(dev), "scale": int(scale),
-           "warmup": warmup, "iters": iters, "results": rows, "targets": target_lines(rows),
-           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    p = Path(json_path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(out, indent=1))
-    click.echo(f"wrote {p}")

@@ -24,7 +24,6 @@ import av
 
 from .reader import PacketItem
 
-CODECS = ("libx264", "libx265", "libsvtav1", "ffv1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc", "av1_nvenc")
 DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "h264_nvenc": "p4",
                   "hevc_nvenc": "p4", "av1_nvenc": "p4"}
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "libvpx-vp9": 30, "h264_nvenc": 20,

@@ -1,6 +1,6 @@
 """A frame-accurate VapourSynth source backed by PyAV, for when no source plugin (bs, lsmas, ffms2) is installed.
 
-    from psr2video.vs_source import open_clip, best_source
+    from psr2video.vs.source import open_clip, best_source
     clip = open_clip("samples/clip.mp4")       # always PyAV
     clip = best_source("samples/clip.mp4")     # bs / lsmas / ffms2 when installed, else PyAV
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import UserError
+from ..errors import UserError
 
 
 @click.command("train")
@@ -24,7 +24,7 @@ from ..cli import UserError
 def train(config: Path, resume: bool, steps: int | None, out: Path | None, device: str | None,
           threads: int | None, quiet: bool) -> None:
     """Train a model; writes OUT/log.jsonl, OUT/curves.png, OUT/last.pt, OUT/best.safetensors, OUT/final.safetensors."""
-    from .trainer import ConfigError, Trainer, load_config
+    from ..train.trainer import ConfigError, Trainer, load_config
 
     over = {}
     if device:

@@ -1,7 +1,7 @@
 """Build and install the psr2 VapourSynth plugin shim; configure vspipe.
 
-    python -m psr2video.vs_install [--quiet] [--force] [--plugin-dir DIR] [--no-check]
-    python -m psr2video.vs_install --uninstall
+    psr2video vs install [--quiet] [--force] [--plugin-dir DIR] [--no-check] [--no-config]
+    psr2video vs install --uninstall
 
 1. Compiles plugins/vapoursynth/psr2_shim.c with the C compiler ($CC, else cc/gcc) against the headers
    shipped in the vapoursynth wheel (no libpython link) into
@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
@@ -25,7 +24,7 @@ from pathlib import Path
 LIB_NAME = "libpsr2video.so"
 STAMP_NAME = ".psr2video-build"
 SOURCE_CANDIDATES = (
-    Path(__file__).resolve().parent.parent / "plugins" / "vapoursynth" / "psr2_shim.c",  # source checkout
+    Path(__file__).resolve().parents[2] / "plugins" / "vapoursynth" / "psr2_shim.c",  # source checkout
     Path(sys.prefix) / "share" / "psr2video" / "plugins" / "vapoursynth" / "psr2_shim.c",  # wheel data-files
 )
 SOURCE = next((p for p in SOURCE_CANDIDATES if p.is_file()), SOURCE_CANDIDATES[0])
@@ -139,28 +138,3 @@ def uninstall(plugin_dir: Path | None = None, quiet: bool = False) -> None:
         out.parent.rmdir()
     if not quiet:
         print(f"removed {out}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m psr2video.vs_install", description=__doc__.splitlines()[0])
-    ap.add_argument("--quiet", action="store_true", help="print only errors")
-    ap.add_argument("--force", action="store_true", help="rebuild even when up to date")
-    ap.add_argument("--plugin-dir", type=Path, help="install here instead (then set VAPOURSYNTH_EXTRA_PLUGIN_PATH)")
-    ap.add_argument("--no-check", action="store_true", help="skip the autoload check")
-    ap.add_argument("--no-config", action="store_true", help="skip 'vapoursynth config'")
-    ap.add_argument("--uninstall", action="store_true", help="remove the installed plugin")
-    a = ap.parse_args(argv)
-    try:
-        if a.uninstall:
-            uninstall(a.plugin_dir, a.quiet)
-        else:
-            install(quiet=a.quiet, force=a.force, plugin_dir=a.plugin_dir, check=not a.no_check,
-                    configure=not a.no_config)
-    except InstallError as e:
-        print(f"psr2video.vs_install: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from .cli import UserError
+from ..errors import UserError
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val"
+DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "val"
 BASELINE_METHODS = ("bicubic", "lanczos", "mks")
 
 
@@ -48,10 +48,10 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
     from rich.console import Console
     from rich.table import Table
 
-    from .evaluate import evaluate, pil_resize, tensor_fn
-    from .models import WeightsError
-    from .models.magic import MagicKernelSharp2021
-    from .runtime.upscaler import Upscaler
+    from ..evaluate import evaluate, pil_resize, tensor_fn
+    from ..models import WeightsError
+    from ..models.magic import MagicKernelSharp2021
+    from ..runtime.upscaler import Upscaler
 
     methods: list[tuple[str, object]] = []
     names = list(variants) + (list(BASELINE_METHODS) if baselines else [])
@@ -105,7 +105,7 @@ def record_validation(path: Path, rows: dict) -> None:
     """Merge ``rows`` ({dataset: {psnr, ssim}}) into the ``validation`` entry of a weights file's metadata."""
     from safetensors.torch import load_file, save_file
 
-    from .models.registry import META_KEY, read_metadata
+    from ..models.registry import META_KEY, read_metadata
 
     meta = read_metadata(path)
     meta["validation"] = {**meta.get("validation", {}), **rows}

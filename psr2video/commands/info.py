@@ -22,7 +22,7 @@ def info() -> None:
     """Show versions, devices, backends and the shipped weights."""
     import torch
 
-    from .models import SPECS, VARIANTS, list_shipped
+    from ..models import SPECS, VARIANTS, list_shipped
 
     click.echo(f"psr2video {_version('psr2video')} on Python {platform.python_version()} ({platform.machine()})")
     for mod in ("torch", "av", "onnxruntime", "tensorrt", "vapoursynth"):

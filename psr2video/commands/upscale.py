@@ -1,4 +1,4 @@
-"""``psr2video IN OUT``: the video upscaling command (click)."""
+"""``psr2video IN OUT`` (= ``psr2video upscale IN OUT``): decode, upscale every frame, encode."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ from pathlib import Path
 
 import click
 
-from ..cli import UserError
-from .writer import CODECS
-
-VARIANT_CHOICES = ("realtime", "stream", "photo", "pro", "mks", "bicubic")
+from ..errors import UserError
+from ..names import BACKENDS, CODECS, MODELS, PRECISIONS, SCALES
 
 
 def _warn(msg: str) -> None:
@@ -50,14 +48,14 @@ def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, p
 @click.command("upscale", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("input", metavar="IN")
 @click.argument("output", metavar="OUT")
-@click.option("--variant", type=click.Choice(VARIANT_CHOICES), default="stream", show_default=True,
+@click.option("--variant", type=click.Choice(MODELS), default="stream", show_default=True,
               help="Model: realtime/stream (video), photo/pro (slow, stills), mks/bicubic (no network).")
 @click.option("--scale", type=int, default=2, show_default=True, help="Upscale factor (2, 3 or 4).")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="A psr2video .safetensors file instead of the shipped weights.")
-@click.option("--backend", type=click.Choice(("auto", "torch", "onnxruntime", "tensorrt")), default="auto",
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto",
               show_default=True, help="Inference backend.")
-@click.option("--precision", type=click.Choice(("fp32", "fp16", "bf16", "int8")), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Compute precision [default: fp16 on CUDA, fp32 on CPU].")
 @click.option("--tile", type=int, default=0, show_default=True, help="Tile size in input pixels (0 = whole frame).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -96,11 +94,10 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
     its timestamp (VFR stays VFR). The output is written under a temporary name and renamed at the end;
     Ctrl-C stops cleanly and leaves a playable file.
     """
-    from ..models.registry import SCALES
-    from . import pipeline
-    from .hud import Hud, Stats
-    from .reader import InputError
-    from .writer import OutputError
+    from ..video import pipeline
+    from ..video.hud import Hud, Stats
+    from ..video.reader import InputError
+    from ..video.writer import OutputError
 
     if scale not in SCALES:
         raise UserError(f"unsupported --scale {scale}; choose one of {', '.join(map(str, SCALES))}")

@@ -1,7 +1,7 @@
 """Benchmark: ``vspipe`` through ``core.psr2.Upscale`` vs the ``Upscaler`` alone, on the same frames.
 
-    python -m psr2video.vs_bench [--clip FILE] [--variant realtime] [--scale 2] [--frames N]
-                                 [--backend auto] [--device auto] [--precision P] [--weights FILE] [--repeat 2]
+    psr2video vs bench [--clip FILE] [--variant realtime] [--scale 2] [--frames N]
+                       [--backend auto] [--device auto] [--precision P] [--weights FILE] [--repeat 2]
 
 1. Decodes the first N frames of the clip (default: the sample clip under samples/) with the PyAV
    source and converts them to RGBS in VapourSynth, exactly as the vspipe script does.
@@ -17,7 +17,6 @@ and the best run counts (the machine may be shared). Prints the machine and the 
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import re
@@ -30,10 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+from ..errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """\
 import vapoursynth as vs
-from psr2video.vs_source import open_clip
+from psr2video.vs.source import open_clip
 core = vs.core
 src = open_clip({clip!r})[:{n} + 1]
 rgb = core.resize.Bicubic(src, format=vs.RGBS, matrix_in_s="709")
@@ -48,11 +49,11 @@ def find_clip() -> Path:
         found = sorted((ROOT / "samples").glob(f"*.{ext}"))
         if found:
             return found[0]
-    raise SystemExit("vs_bench: no sample clip under samples/; pass --clip FILE")
+    raise UserError("no sample clip under samples/; pass --clip FILE")
 
 
 def machine() -> str:
-    from .runtime.engine_cache import cpu_name
+    from ..runtime.engine_cache import cpu_name
 
     cpu = cpu_name()
     import vapoursynth as vs
@@ -71,7 +72,7 @@ def machine() -> str:
 def rgb_frames(clip: Path, n: int) -> tuple[list[torch.Tensor], tuple[int, int]]:
     import vapoursynth as vs
 
-    from .vs_source import open_clip
+    from .source import open_clip
 
     core = vs.core
     rgb = core.resize.Bicubic(open_clip(clip, core)[:n], format=vs.RGBS, matrix_in_s="709")
@@ -82,7 +83,7 @@ def rgb_frames(clip: Path, n: int) -> tuple[list[torch.Tensor], tuple[int, int]]
 
 
 def time_upscaler(frames: list[torch.Tensor], kwargs: dict, repeat: int = 1) -> tuple[float, str]:
-    from .runtime.upscaler import Upscaler
+    from ..runtime.upscaler import Upscaler
 
     up = Upscaler(**kwargs)
     sync = torch.cuda.synchronize if up.device.type == "cuda" else (lambda: None)
@@ -107,52 +108,36 @@ def time_vspipe(clip: Path, n: int, kwargs: dict, workdir: Path) -> tuple[float,
     m = re.search(r"Output (\d+) frames in ([\d.]+) seconds \(([\d.]+) fps\)", r.stderr + r.stdout)
     if r.returncode != 0 or not m:
         text = (r.stderr + r.stdout).strip()
-        hint = ("\nhint: run 'python -m psr2video.vs_install' (builds the plugin and runs 'vapoursynth config')"
+        hint = ("\nhint: run 'psr2video vs install' (builds the plugin and runs 'vapoursynth config')"
                 if "vapoursynth config" in text or "psr2" in text else "")
-        raise SystemExit(f"vs_bench: vspipe failed:\n{text}{hint}")
+        raise UserError(f"vspipe failed:\n{text}{hint}")
     return int(m.group(1)) / float(m.group(2)), " ".join(cmd)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m psr2video.vs_bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--clip", type=Path, help="input video (default: samples/*.mkv|mp4)")
-    ap.add_argument("--variant", default="realtime")
-    ap.add_argument("--scale", type=int, default=2)
-    ap.add_argument("--weights", help="weights file (default: shipped, else untrained weights of the variant)")
-    ap.add_argument("--frames", type=int, help="frames to time (default 16 on CPU, 200 on CUDA)")
-    ap.add_argument("--backend", default="auto")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--precision")
-    ap.add_argument("--repeat", type=int, default=2, help="best of N runs for each side (default 2)")
-    a = ap.parse_args(argv)
+def run(clip: Path | None, variant: str, scale: int, weights: str | None, frames: int | None, backend: str,
+        device: str, precision: str | None, repeat: int, command: str, echo=print) -> None:
+    """Time the Upscaler alone and vspipe through psr2.Upscale on the same frames; ``echo`` the figures."""
+    from ..models import BASELINES, build_model, list_shipped, save_weights
 
-    from .models import BASELINES, build_model, list_shipped, save_weights
-
-    clip = (a.clip or find_clip()).resolve()
-    n = a.frames or (200 if torch.cuda.is_available() and a.device != "cpu" else 16)
+    clip = (clip or find_clip()).resolve()
+    n = frames or (200 if torch.cuda.is_available() and device != "cpu" else 16)
     with tempfile.TemporaryDirectory() as tmp:
-        weights, note = a.weights, ""
-        if weights is None and a.variant not in BASELINES and f"{a.variant}_x{a.scale}" not in list_shipped():
-            weights = str(save_weights(build_model(a.variant, a.scale).fuse_for_release(),
-                                       Path(tmp) / f"{a.variant}_x{a.scale}.safetensors"))
+        note = ""
+        if weights is None and variant not in BASELINES and f"{variant}_x{scale}" not in list_shipped():
+            weights = str(save_weights(build_model(variant, scale).fuse_for_release(),
+                                       Path(tmp) / f"{variant}_x{scale}.safetensors"))
             note = " (untrained weights: no shipped ones yet; speed is the same)"
-        kw = {"variant": a.variant, "scale": a.scale, "backend": a.backend, "device": a.device}
+        kw = {"variant": variant, "scale": scale, "backend": backend, "device": device}
         if weights:
             kw["weights"] = weights
-        if a.precision:
-            kw["precision"] = a.precision
-        frames, (w, h) = rgb_frames(clip, n)
-        print(f"machine: {machine()}")
-        print(f"clip: {clip} ({w}x{h} -> {w * a.scale}x{h * a.scale}, {len(frames)} frames), "
-              f"{a.variant} x{a.scale}{note}")
-        up_fps, desc = time_upscaler(frames, dict(kw, tile=0), a.repeat)
-        print(f"Upscaler alone : {up_fps:8.2f} fps  {desc}")
-        vs_fps, cmd = max(time_vspipe(clip, len(frames), kw, Path(tmp)) for _ in range(max(1, a.repeat)))
-        print(f"vspipe (psr2)  : {vs_fps:8.2f} fps  {cmd}")
-        print(f"ratio vspipe / Upscaler alone: {vs_fps / up_fps:.2f}x (target >= 0.90x)")
-        print("command: python -m psr2video.vs_bench " + " ".join(argv if argv is not None else sys.argv[1:]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        if precision:
+            kw["precision"] = precision
+        rgb, (w, h) = rgb_frames(clip, n)
+        echo(f"machine: {machine()}")
+        echo(f"clip: {clip} ({w}x{h} -> {w * scale}x{h * scale}, {len(rgb)} frames), {variant} x{scale}{note}")
+        up_fps, desc = time_upscaler(rgb, dict(kw, tile=0), repeat)
+        echo(f"Upscaler alone : {up_fps:8.2f} fps  {desc}")
+        vs_fps, cmd = max(time_vspipe(clip, len(rgb), kw, Path(tmp)) for _ in range(max(1, repeat)))
+        echo(f"vspipe (psr2)  : {vs_fps:8.2f} fps  {cmd}")
+        echo(f"ratio vspipe / Upscaler alone: {vs_fps / up_fps:.2f}x (target >= 0.90x)")
+        echo(f"command: {command}")

@@ -1,6 +1,6 @@
 """Python side of the VapourSynth plugin ``core.psr2.Upscale``.
 
-The native shim (plugins/vapoursynth/psr2_shim.c, installed by ``python -m psr2video.vs_install``)
+The native shim (plugins/vapoursynth/psr2_shim.c, installed by ``psr2video vs install``)
 registers ``psr2.Upscale``; when a script calls it, the shim calls :func:`create` here with the
 arguments the script gave and a description of the input clip. ``create`` validates everything and
 builds the shared :class:`psr2video.Upscaler` (``num_streams`` of them); any exception becomes a
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .models.registry import BASELINES, SCALES, VARIANTS
-from .runtime.backends import BACKEND_NAMES, PRECISIONS
-from .runtime.upscaler import Upscaler
+from ..models.registry import BASELINES, SCALES, VARIANTS
+from ..runtime.backends import BACKEND_NAMES, PRECISIONS
+from ..runtime.upscaler import Upscaler
 
 # VapourSynth enum values (VapourSynth4.h), so this module never needs to import vapoursynth.
 CF_UNDEFINED, CF_GRAY, CF_RGB, CF_YUV = 0, 1, 2, 3
@@ -196,7 +196,7 @@ def upscale(clip, variant: str | None = None, scale: int | None = None, **kwargs
 
     core = vapoursynth.core
     if not hasattr(core, "psr2"):
-        raise RuntimeError("the psr2 VapourSynth plugin is not installed; run: python -m psr2video.vs_install")
+        raise RuntimeError("the psr2 VapourSynth plugin is not installed; run: psr2video vs install")
     if variant is not None:
         kwargs["variant"] = variant
     if scale is not None:

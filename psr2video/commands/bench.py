@@ -1,0 +1,165 @@
+"""``psr2video bench``: speed figures printed with the machine and the command, next to peers.
+
+``bench model`` times a model alone against Real-ESRGAN Compact peers (timing in runtime/bench_model.py);
+``bench pipeline`` times the whole decode -> upscale -> encode pipeline against the model alone and
+FFmpeg's own decode + scale + encode (timing in video/bench_pipeline.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import UserError
+from ..names import BACKENDS, BASELINES, PRECISIONS, SCALES, VARIANTS
+from .common import split_list
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks (figures, not pass/fail): model speed and end-to-end pipeline speed."""
+
+
+@bench.command("model")
+@click.option("--variant", "-v", "variants", multiple=True, default=("realtime,stream",), show_default=True,
+              help=f"ParagonSR2 variants ({', '.join(VARIANTS)}); repeat or comma-separate")
+@click.option("--scale", "-s", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
+@click.option("--size", default="320x180", show_default=True, help="input frame size WxH")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--backend", "-b", type=click.Choice(BACKENDS), default="auto",
+              show_default=True)
+@click.option("--precision", "-p", type=click.Choice(PRECISIONS), default=None,
+              help="default: fp16 on CUDA, fp32 on the CPU")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--warmup", type=int, default=2, show_default=True)
+@click.option("--iters", type=int, default=5, show_default=True)
+@click.option("--min-seconds", type=float, default=0.0, help="keep timing until this long has passed")
+@click.option("--peers/--no-peers", default=True, show_default=True, help="Real-ESRGAN Compact family")
+@click.option("--baselines/--no-baselines", default=True, show_default=True, help="bicubic and MKS2021")
+@click.option("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="runs/bench_model.json",
+              show_default=True)
+def bench_model(variants, scale, size, batch, backend, precision, device, warmup, iters, min_seconds, peers,
+                baselines, threads, json_path):
+    """Model speed: fps, ms/frame and peak memory next to Real-ESRGAN Compact peers (same backend)."""
+    import torch
+
+    from ..runtime.bench_model import format_table, machine_info, target_lines, time_entries
+    from ..runtime.peers import PEERS
+    from ..runtime.upscaler import resolve_device
+
+    try:
+        dev = resolve_device(device)
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError as e:
+        raise UserError(f"bad --device or --size: {e}") from None
+    if threads:
+        torch.set_num_threads(threads)
+    names = split_list(variants)
+    for n in names:
+        if n not in VARIANTS + BASELINES:
+            raise UserError(f"unknown variant {n!r}; choose from {', '.join(VARIANTS + BASELINES)}")
+    if peers:
+        names += list(PEERS)[::-1]
+    if baselines:
+        names += [b for b in ("bicubic", "mks") if b not in names]
+    if backend == "auto":
+        from ..runtime import auto
+
+        cfg = auto.pick_backend(dev)
+        backend = cfg.name
+        click.echo(f"backend auto -> {backend}: {auto.LAST_CHOICE[1]}")
+    info = machine_info(dev)
+    command = "psr2video bench model " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "model"] else [])
+    click.echo(f"machine: {info['cpu']} ({info['cpu_count']} cores, torch threads {info['torch_threads']})"
+               + (f", {info['gpu']}" if "gpu" in info else "") + f"; torch {info['torch']}"
+               + (f", onnxruntime {info['onnxruntime']}" if "onnxruntime" in info else ""))
+    click.echo(f"command: {command.strip()}")
+    try:
+        rows = time_entries(names, int(scale), backend, precision, dev, (w, h), batch, warmup, iters, min_seconds,
+                            echo=lambda m: click.echo(m, err=True))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    click.echo(format_table(rows))
+    for line in target_lines(rows):
+        click.echo(line)
+    out = {"machine": info, "command": command.strip(), "device": str(dev), "scale": int(scale),
+           "warmup": warmup, "iters": iters, "results": rows, "targets": target_lines(rows),
+           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    p = Path(json_path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(out, indent=1))
+    click.echo(f"wrote {p}")
+
+
+@bench.command("pipeline")
+@click.argument("clip", required=False)
+@click.option("--variant", default="mks", show_default=True, help="Model (mks needs no weights).")
+@click.option("--scale", type=int, default=2, show_default=True)
+@click.option("--weights", default=None, help="Weights file for a real variant.")
+@click.option("--backend", default="auto", show_default=True)
+@click.option("--precision", default=None)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--codec", default="libx264", show_default=True)
+@click.option("--preset", default="ultrafast", show_default=True, help="Encoder preset (same for both encodes).")
+@click.option("--crf", type=float, default=20, show_default=True)
+@click.option("--frames", "n", type=int, default=0, help="Frames to run (0 = the whole clip).")
+@click.option("--ffmpeg-binary", is_flag=True, help="Time the ffmpeg binary instead of a PyAV filter graph.")
+def bench_pipeline(clip: str | None, variant: str, scale: int, weights: str | None, backend: str,
+                   precision: str | None, device: str, batch: int, codec: str, preset: str, crf: float, n: int,
+                   ffmpeg_binary: bool) -> None:
+    """Pipeline fps vs the model alone vs FFmpeg's own decode + scale + encode (CLIP: default the sample)."""
+    import shutil
+    import tempfile
+    import threading
+
+    from ..video import pipeline
+    from ..video.bench_pipeline import SAMPLE, load_frames, machine, time_ffmpeg_binary, time_ffmpeg_pyav, time_model
+    from ..video.reader import open_input, stream_info
+    from ..video.writer import Writer, pick_pix_fmt
+    from .upscale import make_upscaler
+
+    clip = clip or str(SAMPLE)
+    if not Path(clip).exists():
+        raise UserError(f"clip not found: {clip}")
+    up = make_upscaler(variant, scale, weights, backend, precision, device, 0)
+    with open_input(clip) as c:
+        info = stream_info(c)
+    pix_fmt = pick_pix_fmt(codec, info.bits, 1, 1, False, None)
+    size = pipeline.output_size(info.width, info.height, up.scale, pix_fmt)
+    options = Writer._codec_options(codec, crf, preset)
+    click.echo(f"machine: {machine()}")
+    click.echo(f"command: psr2video bench pipeline {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}".rstrip())
+    click.echo(f"clip: {clip} ({info.width}x{info.height} {info.pix_fmt} {info.codec}, {info.frames} frames) -> "
+               f"{size[0]}x{size[1]} {pix_fmt} {codec} {options}; {up!r}, batch {batch}")
+    with tempfile.TemporaryDirectory(prefix="psr2bench") as d:
+        # 1. the pipeline (twice: the first run warms caches, builds engines)
+        opts = pipeline.Options(input=clip, output=str(Path(d) / "p.mkv"), scale=up.scale, codec=codec, crf=crf,
+                                preset=preset, batch=batch, max_frames=n)
+        pipeline.run(opts, up, stop=threading.Event(), warn=lambda m: None)
+        res = pipeline.run(opts, up, stop=threading.Event(), warn=lambda m: None)
+        fps_pipe = res.frames / res.seconds
+        # 2. the model alone on the same frames, decoded and converted beforehand
+        frames = load_frames(clip, n or res.frames, up, info)
+        fps_model = time_model(up, frames, batch)
+        del frames
+        # 3. FFmpeg decode + scale + encode of the same clip
+        ff = shutil.which("ffmpeg") if ffmpeg_binary else None
+        out = str(Path(d) / "f.mkv")
+        if ff:
+            fps_ff, how = time_ffmpeg_binary(ff, clip, out, size, codec, options, n, pix_fmt), ff
+        else:
+            time_ffmpeg_pyav(clip, out, size, codec, options, n, pix_fmt)  # warm-up
+            fps_ff, how = time_ffmpeg_pyav(clip, out, size, codec, options, n, pix_fmt), "PyAV graph"
+    click.echo(f"{'run':<44}{'fps':>9}")
+    click.echo(f"{'pipeline (decode -> upscale -> encode)':<44}{fps_pipe:>9.1f}")
+    click.echo(f"{'model alone (same frames, on device)':<44}{fps_model:>9.1f}")
+    click.echo(f"{'FFmpeg decode + bicubic scale + encode (' + how + ')':<44}{fps_ff:>9.1f}")
+    click.echo(f"pipeline / model alone:  {fps_pipe / fps_model:.2f}  (target >= 0.9 when the model is the "
+               "bottleneck)")
+    click.echo(f"pipeline / FFmpeg:       {fps_pipe / fps_ff:.2f}  (target >= 0.8 with --variant mks)")

@@ -1,0 +1,38 @@
+"""Helpers shared by the model commands (export, engine build): load the model asked for, parse lists."""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from ..names import BASELINES
+
+
+def load_for_command(variant: str, scale: int, weights: str | None, untrained: bool, seed: int = 0):
+    """The model to export/build: shipped or given weights, or an untrained net when asked for."""
+    import torch
+
+    from ..models.registry import WeightsError, build_model, load_model
+
+    try:
+        if untrained or variant in BASELINES:
+            torch.manual_seed(seed)
+            return build_model(variant, scale)
+        return load_model(variant, scale, weights=weights)
+    except (WeightsError, ValueError) as e:
+        raise UserError(f"{e} (or pass --untrained for random weights)" if isinstance(e, WeightsError)
+                        else str(e)) from None
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` -> (w, h), or a one-line UserError."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--shape expects WIDTHxHEIGHT (e.g. 1280x720), got {text!r}") from None
+    if w < 1 or h < 1:
+        raise UserError(f"--shape must be positive, got {text!r}")
+    return w, h
+
+
+def split_list(values: tuple[str, ...]) -> list[str]:
+    """Repeated and comma-separated option values as one list."""
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]

@@ -1,0 +1,134 @@
+"""``psr2video engine list|clear|build``: the engine cache of ONNX Runtime / TensorRT artifacts."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from ..errors import UserError
+from ..names import ENGINE_BACKENDS, EXPORT_PRECISIONS, MODELS, SCALES
+from .common import load_for_command, parse_shape, split_list
+
+
+@click.group("engine")
+def engine():
+    """Engine cache: list, clear, or prebuild ONNX Runtime / TensorRT artifacts."""
+
+
+@engine.command("list")
+@click.option("--verify", is_flag=True, help="hash every artifact (slower) to find corrupted ones")
+def engine_list(verify):
+    """List cached artifacts with their key fields, size and state."""
+    from ..runtime.engine_cache import EngineCache
+
+    cache = EngineCache()
+    entries = cache.entries(full_hash=verify)
+    click.echo(f"engine cache: {cache.dir} ({len(entries)} artifacts)")
+    total = 0
+    for e in entries:
+        f = (e.meta or {}).get("fields", {})
+        kind = (e.meta or {}).get("kind", "?")
+        extra = f.get("tensorrt") and f"trt {f['tensorrt']} {f.get('gpu', '')} {f.get('profile', '')}" or (
+            f.get("ort") and f"ort {f['ort']} {f.get('provider', '')}") or f"opset {f.get('opset', '?')}"
+        state = "ok" if e.problem is None else f"STALE: {e.problem}"
+        total += e.size
+        click.echo(f"  {e.path.name:<58} {kind:<8} {e.size / 2**20:8.2f} MiB  "
+                   f"{(e.meta or {}).get('build_seconds', 0):6.1f} s  {extra}  [{state}]")
+    click.echo(f"total {total / 2**20:.2f} MiB")
+
+
+@engine.command("clear")
+@click.option("--stale", is_flag=True, help="only remove stale or truncated artifacts")
+def engine_clear(stale):
+    """Remove cached artifacts."""
+    from ..runtime.engine_cache import EngineCache
+
+    cache = EngineCache()
+    n = cache.clear(stale_only=stale)
+    click.echo(f"removed {n} {'stale ' if stale else ''}artifact(s) from {cache.dir}")
+
+
+@engine.command("build")
+@click.option("--variant", "-v", type=click.Choice(MODELS), default="realtime", show_default=True)
+@click.option("--scale", "-s", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
+@click.option("--weights", "-w", type=click.Path(dir_okay=False))
+@click.option("--untrained", is_flag=True, help="build for an untrained net (random weights, for testing)")
+@click.option("--precision", "-p", type=click.Choice(EXPORT_PRECISIONS), default=None,
+              help="default: fp16 on CUDA, fp32 on the CPU")
+@click.option("--profile", "profiles", multiple=True, help="named profile(s) from engines/profiles.toml, "
+              "e.g. 480p,720p,1080p,1440p (default: dynamic)")
+@click.option("--shape", help="a custom input size WxH instead of --profile")
+@click.option("--dynamic", is_flag=True, help="dynamic shapes over the profile's min..max (default: static opt)")
+@click.option("--backend", type=click.Choice(ENGINE_BACKENDS), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--workspace", type=float, default=4.0, show_default=True, help="TensorRT workspace GiB")
+@click.option("--opt-level", type=int, default=3, show_default=True, help="TensorRT builder optimisation level")
+@click.option("--calibration", type=click.Path(exists=True), help="int8: video or image folder to calibrate on")
+def engine_build(variant, scale, weights, untrained, precision, profiles, shape, dynamic, backend, device, workspace,
+                 opt_level, calibration):
+    """Prebuild artifacts into the engine cache so the first run starts at once.
+
+    With CUDA and TensorRT: one TensorRT engine per profile. Otherwise the exported ONNX and the ONNX
+    Runtime optimised graph (shape-independent, so profiles do not apply).
+    """
+    import torch
+
+    from ..runtime.backends import ORTBackend, TRTBackend
+    from ..runtime.engine_cache import EngineCache
+    from ..runtime.trt_backend import EngineBuildError, ShapeProfile, cached_engine, trt_available
+    from ..runtime.upscaler import resolve_device
+
+    try:
+        dev = resolve_device(device)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    scale = int(scale)
+    precision = precision or ("fp16" if dev.type == "cuda" else "fp32")
+    if shape and profiles:
+        raise UserError("give --profile or --shape, not both")
+    try:
+        if shape:
+            plist = [ShapeProfile.from_shape(*parse_shape(shape), dynamic=dynamic)]
+        else:
+            plist = [ShapeProfile.named(n, dynamic=dynamic) for n in (split_list(profiles) or ["dynamic"])]
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    has_trt, why = trt_available()
+    if backend == "auto":
+        backend = "tensorrt" if has_trt and dev.type == "cuda" else "onnxruntime"
+    if backend == "tensorrt" and not (has_trt and dev.type == "cuda"):
+        raise UserError(f"cannot build TensorRT engines here: {why}")
+    model = load_for_command(variant, scale, weights, untrained)
+    if hasattr(model, "fuse_for_release"):
+        model = model.fuse_for_release()
+    cache = EngineCache()
+    click.echo(f"engine cache: {cache.dir}")
+    t_all = time.perf_counter()
+    if backend == "tensorrt":
+        cfg = TRTBackend(workspace_gib=workspace, opt_level=opt_level)
+        for i, prof in enumerate(plist, 1):
+            click.echo(f"[{i}/{len(plist)}] {variant} x{scale} {precision} profile {prof.name} ({prof.label()})")
+            t0 = time.perf_counter()
+            try:
+                path = cached_engine(model, model.descriptor, precision, prof, dev, cfg, cache, calibration,
+                                     echo=click.echo)
+            except EngineBuildError as e:
+                raise UserError(str(e)) from None
+            click.echo(f"[{i}/{len(plist)}] ready: {path.name} ({time.perf_counter() - t0:.1f} s)")
+    else:
+        from ..runtime.ort_backend import ORTRunner
+
+        if len(plist) > 1 or plist[0].name != "dynamic":
+            click.echo("note: ONNX Runtime artifacts are shape-independent; profiles apply to TensorRT only")
+        click.echo(f"[1/1] {variant} x{scale} {precision} ONNX Runtime ({'CUDA' if dev.type == 'cuda' else 'CPU'})")
+        try:
+            runner = ORTRunner(ORTBackend(), model, model.descriptor, precision, dev, cache=cache,
+                               calibration=calibration, echo=click.echo)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        if dev.type == "cuda":  # ORT's TensorRT provider builds lazily per shape: warm each profile once
+            for prof in plist:
+                runner(torch.rand(prof.opt, device=dev))
+        click.echo(f"[1/1] ready: {runner.model_path.name}")
+    click.echo(f"done in {time.perf_counter() - t_all:.1f} s")

@@ -1,0 +1,17 @@
+"""The names a user can type, in one torch-free place: click choices, the model registry and the runtimes use these.
+
+Importing this module costs nothing (no torch, no av), so ``--help`` and argument checking stay fast.
+"""
+
+from __future__ import annotations
+
+VARIANTS: tuple[str, ...] = ("realtime", "stream", "photo", "pro")  # ParagonSR2 networks
+BASELINES: tuple[str, ...] = ("mks", "bicubic")  # plain resamplers (no weights)
+MODELS: tuple[str, ...] = VARIANTS + BASELINES
+SCALES: tuple[int, ...] = (2, 3, 4)
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
+EXPORT_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")  # what ONNX / TensorRT artifacts can hold
+BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt")
+ENGINE_BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "tensorrt")  # the ones with prebuilt artifacts
+CODECS: tuple[str, ...] = ("libx264", "libx265", "libsvtav1", "ffv1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc",
+                           "av1_nvenc")

@@ -13,6 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from psr2video.models import build_model
+from psr2video.models.paragonsr2 import LRTailParagonSR2
 from psr2video.runtime import export as E
 
 SMALL = {"realtime": {}, "stream": {}, "photo": {"groups": 1, "blocks": 2}, "pro": {"groups": 1, "blocks": 2}}
@@ -129,7 +130,7 @@ def test_export_cli_errors(tmp_path):
 def test_export_rewrites_are_exact(variant, scale):
     net = E.prepare(_net(variant, scale))
     g = E.graph_module(net)
-    assert g is not net and (scale != 2 or isinstance(g, E.LRTailParagonSR2))
+    assert g is not net and (scale != 2 or isinstance(g, LRTailParagonSR2))
     x = torch.rand(1, 3, 21, 30)
     with torch.no_grad():
         assert (g(x) - net(x)).abs().max().item() < 1e-5

@@ -10,8 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FP16_MAX = 65504.0
-
 
 def _fold_scale(conv: nn.Conv2d, gamma: torch.Tensor) -> nn.Conv2d:
     """Return ``conv`` with its output channels multiplied by ``gamma`` (LayerScale folding)."""
@@ -47,23 +45,35 @@ class RepConv(nn.Module):
         self.identity = identity and cin == cout
         self.k, self.groups = k, groups
 
+    def kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The one KxK kernel and bias equal to the sum of the branches (differentiable)."""
+        c = self.k // 2
+        w = self.main.weight + F.pad(self.point.weight, (c, c, c, c))
+        if self.identity:
+            w = w + self.eye.to(w)
+        return w, self.main.bias + self.point.bias
+
+    @property
+    def eye(self) -> torch.Tensor:
+        c, per_group = self.k // 2, self.main.in_channels // self.groups
+        e = torch.zeros_like(self.main.weight)
+        idx = torch.arange(self.main.out_channels)
+        e[idx, idx % per_group, c, c] = 1.0
+        return e
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.main(x) + self.point(x)
-        return y + x if self.identity else y
+        # Online re-parameterisation: one conv with the summed kernel is exactly the branch sum (conv is
+        # linear in its weights, so gradients reach each branch unchanged) and trains ~1.5x faster.
+        w, b = self.kernel()
+        return F.conv2d(x, w.to(x.dtype), b.to(x.dtype), padding=self.k // 2, groups=self.groups)
 
     def fuse(self) -> nn.Conv2d:
         conv = nn.Conv2d(self.main.in_channels, self.main.out_channels, self.k, padding=self.k // 2,
                          groups=self.groups).to(self.main.weight)
-        c = self.k // 2
         with torch.no_grad():
-            w = self.main.weight.clone()
-            w[:, :, c, c] += self.point.weight[:, :, 0, 0]
-            if self.identity:
-                per_group = self.main.in_channels // self.groups
-                idx = torch.arange(self.main.out_channels)
-                w[idx, idx % per_group, c, c] += 1.0
+            w, b = self.kernel()
             conv.weight.copy_(w)
-            conv.bias.copy_(self.main.bias + self.point.bias)
+            conv.bias.copy_(b)
         return conv
 
 
@@ -120,27 +130,100 @@ class NanoBlock(nn.Module):
         return x + self.project(F.gelu(self.dw(self.expand(x))))
 
 
-def _gated_product(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """u * v in fp32, clamped to the fp16 range so half-precision engines never overflow."""
-    return (u.float() * v.float()).clamp(-FP16_MAX, FP16_MAX).to(u.dtype)
+class RMSNormalize(nn.Module):
+    """Parameter-free RMS normalisation over channels at every pixel (variance in fp32 for fp16 safety).
+
+    What is left of an ``RMSNorm2d`` once its weight is folded into the following 1x1 convolution.
+    """
+
+    def __init__(self, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        return (xf * torch.rsqrt(xf.pow(2).mean(dim=1, keepdim=True) + self.eps)).to(x.dtype)
 
 
 class StreamBlock(nn.Module):
-    """Stream block: local + dilated context, then a gated depthwise unit, scaled residual."""
+    """Stream block (revision 2): local + dilated context, then a normalised gated depthwise unit.
+
+    ``out = x + LS * proj(u * v)`` with ``u, v = dw(pw(RMSNorm(x + ctx)))``. Revision 1 fed ``x + ctx``
+    to the gate unnormalised, so the product was quadratic in the features: out-of-distribution input
+    (black-on-white text, 1-px lines) drove the detail path into the thousands and fp16 past 65504.
+    With the per-pixel RMS norm (NAFNet), ``u`` and ``v`` are linear in a vector of RMS 1, so each
+    block's update is bounded by its weights whatever the input, and the net's detail is bounded.
+    The norm's weight folds into ``gate_in`` at fusion; the product stays in the input's dtype.
+    """
 
     def __init__(self, c: int, ls_init: float = 1e-5) -> None:
         super().__init__()
         self.local = RepConv(c, c, 3, groups=c)
         self.wide = nn.Conv2d(c, c, 3, padding=3, dilation=3, groups=c)
         self.context = nn.Conv2d(2 * c, c, 1)
+        self.norm: nn.Module = RMSNorm2d(c)
         self.gate_in = nn.Conv2d(c, 4 * c, 1)
         self.gate_dw = RepConv(4 * c, 4 * c, 3, groups=4 * c)
         self.project = ScaledConv(2 * c, c, ls_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ctx = self.context(torch.cat([self.local(x), self.wide(x)], dim=1))
-        u, v = self.gate_dw(self.gate_in(x + ctx)).chunk(2, dim=1)
-        return x + self.project(_gated_product(u, v))
+        u, v = self.gate_dw(self.gate_in(self.norm(x + ctx))).chunk(2, dim=1)
+        return x + self.project(u * v)
+
+    def fuse(self) -> StreamBlock:
+        fuse_children(self)
+        if isinstance(self.norm, RMSNorm2d):
+            with torch.no_grad():
+                self.gate_in.weight.mul_(self.norm.weight.view(1, -1, 1, 1))
+            self.norm = RMSNormalize(self.norm.eps)
+        return self
+
+    def for_export(self) -> StreamBlockExport:
+        """The exact export form of a fused block (no Concat, no Slice)."""
+        return StreamBlockExport(self)
+
+
+def _split_out(conv: nn.Conv2d, parts: int = 2) -> list[nn.Conv2d]:
+    """``conv`` cut into ``parts`` convs over consecutive output-channel ranges (dense or depthwise)."""
+    n = conv.out_channels // parts
+    depthwise = conv.groups == conv.in_channels == conv.out_channels and conv.groups > 1
+    out = []
+    for k in range(parts):
+        c = nn.Conv2d(n if depthwise else conv.in_channels, n, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, n if depthwise else 1).to(conv.weight)
+        with torch.no_grad():
+            c.weight.copy_(conv.weight[k * n:(k + 1) * n])
+            c.bias.copy_(conv.bias[k * n:(k + 1) * n])
+        out.append(c)
+    return out
+
+
+class StreamBlockExport(nn.Module):
+    """A fused StreamBlock without Concat and Slice: exact, ~10% faster on ONNX Runtime CPU.
+
+    ``context(cat(a, b))`` becomes ``ctx_a(a) + ctx_b(b)`` and ``gate_dw(gate_in(y)).chunk(2)`` becomes two
+    branches of half width, so the graph keeps the blocked (NCHWc) layout with no reorders or copies.
+    """
+
+    def __init__(self, blk: StreamBlock) -> None:
+        super().__init__()
+        if not isinstance(blk.gate_dw, nn.Conv2d) or not isinstance(blk.norm, RMSNormalize):
+            raise ValueError("StreamBlock.for_export() needs a fused block (call fuse_for_release() first)")
+        self.local, self.wide, self.norm, self.project = blk.local, blk.wide, blk.norm, blk.project
+        c = blk.context.out_channels
+        self.ctx_a = nn.Conv2d(c, c, 1).to(blk.context.weight)
+        self.ctx_b = nn.Conv2d(c, c, 1, bias=False).to(blk.context.weight)
+        with torch.no_grad():
+            self.ctx_a.weight.copy_(blk.context.weight[:, :c])
+            self.ctx_a.bias.copy_(blk.context.bias)
+            self.ctx_b.weight.copy_(blk.context.weight[:, c:])
+        self.gin_u, self.gin_v = _split_out(blk.gate_in)
+        self.dw_u, self.dw_v = _split_out(blk.gate_dw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(x + self.ctx_a(self.local(x)) + self.ctx_b(self.wide(x)))
+        return x + self.project(self.dw_u(self.gin_u(y)) * self.dw_v(self.gin_v(y)))
 
 
 class ConvFFN(nn.Module):

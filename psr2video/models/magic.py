@@ -73,11 +73,14 @@ class MagicKernelSharp2021(nn.Module):
     def extra_repr(self) -> str:
         return f"scale={self.scale}, alpha={self.alpha}, channels={self.channels}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.scale == 1:
-            return x
+    def pre_shuffle(self, x: torch.Tensor) -> torch.Tensor:
+        """The upscale before its pixel shuffle: (N, C*s*s, H, W), phases ordered (c, ry, rx)."""
         c, s, p = self.channels, self.scale, self.pad
         y = F.pad(x, (p, p, p, p), mode="replicate")
         y = F.conv2d(y, self.kv.to(y.dtype), groups=c)
-        y = F.conv2d(y, self.kh.to(y.dtype), groups=c * s)
-        return F.pixel_shuffle(y, s)
+        return F.conv2d(y, self.kh.to(y.dtype), groups=c * s)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale == 1:
+            return x
+        return F.pixel_shuffle(self.pre_shuffle(x), self.scale)

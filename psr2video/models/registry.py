@@ -24,6 +24,7 @@ VARIANTS: tuple[str, ...] = ("realtime", "stream", "photo", "pro")
 BASELINES: tuple[str, ...] = ("mks", "bicubic")
 SCALES: tuple[int, ...] = (2, 3, 4)
 FORMAT_VERSION = 1
+STREAM_REVISION = 2  # first Stream block revision whose weights this release loads (see StreamBlock)
 META_KEY = "psr2video"
 
 SPECS: dict[str, ArchSpec] = {
@@ -118,9 +119,25 @@ def build_model(variant: str, scale: int = 2, alpha: float | None = None, **over
     return net
 
 
-def shipped_weights_path(variant: str, scale: int) -> Path | None:
-    p = resources.files("psr2video.models") / "weights" / f"{variant}_x{scale}.safetensors"
+def shipped_weights_path(variant: str, scale: int, preset: str | None = None) -> Path | None:
+    """A shipped file: ``{variant}_x{scale}.safetensors`` (the default, trained for video) or a named preset
+    such as ``clean`` (``realtime_x2_clean.safetensors``: trained on clean bicubic LR only)."""
+    name = f"{variant}_x{scale}" + (f"_{preset}" if preset else "")
+    p = resources.files("psr2video.models") / "weights" / f"{name}.safetensors"
     return Path(str(p)) if p.is_file() else None
+
+
+def resolve_weights(variant: str | None, scale: int | None, weights: str | Path) -> Path:
+    """``weights`` as given: a file path, or a shipped preset name (``--weights clean``)."""
+    w = Path(weights)
+    if variant and not w.suffix and len(w.parts) == 1 and not w.exists():
+        p = shipped_weights_path(variant, scale or 2, str(weights))
+        if p is None:
+            presets = [n.split("_", 2)[2] for n in list_shipped() if n.startswith(f"{variant}_x{scale or 2}_")]
+            raise WeightsError(f"no weights file or shipped preset {str(weights)!r} for {variant} x{scale or 2} "
+                               f"(presets: {', '.join(presets) or 'none'})")
+        return p
+    return w
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -169,12 +186,23 @@ def load_model(variant: str | None = None, scale: int | None = None, weights: st
             shipped = ", ".join(list_shipped()) or "none"
             raise WeightsError(f"no shipped weights for {variant} x{scale or 2} (shipped: {shipped}); "
                                "pass --weights FILE or train one with 'psr2video train'")
+    else:
+        weights = resolve_weights(variant, scale, weights)
     meta = read_metadata(weights)
     if variant is not None and meta["variant"] != variant:
         raise WeightsError(f"{weights} holds variant {meta['variant']!r}, not {variant!r}")
     if scale is not None and meta["scale"] != scale:
         raise WeightsError(f"{weights} is a x{meta['scale']} model, not x{scale}")
     arch = dict(meta["arch"])
+    arch.setdefault("revision", 1)  # files written before the field existed
+    if arch.get("block") == "stream" and int(arch["revision"]) < STREAM_REVISION:
+        raise WeightsError(f"{weights} is a stream model of architecture revision {arch['revision']} (unbounded "
+                           "gate: it turns text, 1-px lines and UI into noise), which this release refuses; use "
+                           "the shipped stream weights or retrain with 'psr2video train'")
+    unknown = set(arch) - set(ArchSpec.__dataclass_fields__)
+    if unknown:
+        raise WeightsError(f"{weights} needs a newer psr2video (unknown architecture fields: "
+                           f"{', '.join(sorted(unknown))})")
     spec = ArchSpec(**arch)
     net = ParagonSR2(spec, int(meta["scale"]))
     net.descriptor = describe(net, spec.variant, net.scale).with_(alpha=spec.alpha)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..cards import random_patch
 from ..evaluate import list_images
 
 
@@ -75,7 +76,7 @@ class PatchSampler:
 
     def __init__(self, images: list[torch.Tensor], scale: int, patch: int, batch: int, seed: int = 0,
                  augment: bool = True, degrade: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-                 synthetic: float = 0.0):
+                 synthetic: float = 0.0, degrade_share: float = 1.0):
         if patch % scale:
             raise ValueError(f"HR patch {patch} must be a multiple of the scale {scale}")
         self.images = [im for im in images if min(im.shape[-2:]) >= patch]
@@ -83,7 +84,7 @@ class PatchSampler:
             raise ValueError(f"no training image is at least {patch} px on its short side")
         self.scale, self.patch, self.batch, self.seed, self.augment = scale, patch, batch, seed, augment
         self.degrade = degrade
-        self.synthetic = float(synthetic)
+        self.synthetic, self.degrade_share = float(synthetic), float(degrade_share)
         sizes = torch.tensor([im.shape[-1] * im.shape[-2] for im in self.images], dtype=torch.float64)
         self.weights = sizes / sizes.sum()  # sample images by area: every pixel equally likely
 
@@ -118,8 +119,11 @@ class PatchSampler:
         if self.synthetic > 0:
             for i in range(hr.shape[0]):
                 if float(torch.rand((), generator=g)) < self.synthetic:
-                    hr[i] = synthetic_patch(self.patch, g)
-        lr = self.degrade(hr, g) if self.degrade is not None else downscale(hr, self.scale)
+                    # rendered cards (text, UI, line art) mostly; raw periodic patterns sometimes
+                    use_card = float(torch.rand((), generator=g)) < 0.75
+                    hr[i] = random_patch(self.patch, g) if use_card else synthetic_patch(self.patch, g)
+        degraded = self.degrade is not None and float(torch.rand((), generator=g)) < self.degrade_share
+        lr = self.degrade(hr, g) if degraded else downscale(hr, self.scale)
         return lr.contiguous(), hr.contiguous()
 
 

@@ -6,9 +6,14 @@ Configured by ``[data.degrade]`` (every stage optional, each with a probability)
     blur = {prob = 0.5, sigma = [0.2, 1.5]}        # isotropic Gaussian on HR before downscaling
     noise = {prob = 0.5, sigma = [1.0, 8.0], gray_prob = 0.3}   # Gaussian, sigma on the 0-255 scale
     jpeg = {prob = 0.5, quality = [40, 95]}
-    h264 = {prob = 0.3, crf = [18, 35], preset = "ultrafast"}   # PyAV libx264, 2-frame clip (I + P)
+    h264 = {prob = 0.3, crf = [18, 35], preset = "ultrafast"}   # PyAV libx264, 2-frame clip (I + P), per image
+    video = {prob = 0.6, codecs = ["libx264", "libx265"], crf = [18, 32], presets = ["ultrafast", "veryfast"]}
 
-Randomness comes from the batch generator, so degraded batches are reproducible per step too.
+``video`` compresses the whole batch at once: the LR patches are tiled into one mosaic frame and encoded
+as a 2-frame clip (the mosaic shifted by a pixel, then the mosaic) with a random codec, CRF and preset, so
+the decoded P-frame carries intra and motion-compensated artefacts and 4:2:0 chroma, at the cost of one
+encode per batch (per-patch encoding cost ~27 ms each and stalled the trainer). Randomness comes from the
+batch generator, so degraded batches are reproducible per step too.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from PIL import Image
 
 from .data import downscale
 
-STAGES = ("blur", "noise", "jpeg", "h264")
+STAGES = ("blur", "noise", "jpeg", "h264", "video")
 
 
 def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
@@ -60,19 +65,29 @@ def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 def h264(x: torch.Tensor, crf: int, preset: str = "ultrafast", shift: int = 1) -> torch.Tensor:
-    """H.264 (libx264, yuv420p) round trip of one CHW image: encodes a 2-frame clip (the image shifted by
-    ``shift`` px, then the image) and returns the decoded P-frame, so both intra and motion-compensated
-    artefacts appear. Odd sizes are padded by replication and cropped back."""
+    """H.264 (libx264, yuv420p) round trip of one CHW image (see ``codec_roundtrip``)."""
+    return codec_roundtrip(x, "libx264", crf, preset, shift)
+
+
+def codec_roundtrip(x: torch.Tensor, codec: str, crf: int, preset: str = "ultrafast", shift: int = 1) -> torch.Tensor:
+    """Round trip of one CHW image through ``codec`` (libx264 / libx265, yuv420p): encodes a 2-frame clip
+    (the image shifted by ``shift`` px, then the image) and returns the decoded P-frame, so both intra and
+    motion-compensated artefacts appear. Odd sizes are padded by replication and cropped back."""
     import av
 
     c, h, w = x.shape
     ph, pw = h % 2, w % 2
     img = F.pad(x[None], (0, pw, 0, ph), mode="replicate")[0] if ph or pw else x
     frames = [torch.roll(img, shifts=(shift, shift), dims=(1, 2)), img]
-    enc = av.CodecContext.create("libx264", "w")
+    enc = av.CodecContext.create(codec, "w")
     enc.width, enc.height, enc.pix_fmt = img.shape[2], img.shape[1], "yuv420p"
-    enc.options = {"crf": str(int(crf)), "preset": preset, "tune": "zerolatency", "bf": "0"}
-    dec = av.CodecContext.create("h264", "r")
+    if codec == "libx265":
+        enc.options = {"crf": str(int(crf)), "preset": preset, "tune": "zerolatency",
+                       "x265-params": "log-level=error:bframes=0"}
+        dec = av.CodecContext.create("hevc", "r")
+    else:
+        enc.options = {"crf": str(int(crf)), "preset": preset, "tune": "zerolatency", "bf": "0"}
+        dec = av.CodecContext.create("h264", "r")
     out = None
     packets = []
     for i, f in enumerate(frames):
@@ -86,7 +101,7 @@ def h264(x: torch.Tensor, crf: int, preset: str = "ultrafast", shift: int = 1) -
     for fr in dec.decode(None):
         out = fr
     if out is None:
-        raise RuntimeError("libx264 round trip produced no frame")
+        raise RuntimeError(f"{codec} round trip produced no frame")
     y = _from_uint8(out.to_ndarray(format="rgb24"))
     return y[:, :h, :w]
 
@@ -126,4 +141,25 @@ class Degrader:
                 lo, hi = c.get("crf", (18, 35))
                 x = h264(x, int(torch.randint(int(lo), int(hi) + 1, (), generator=g)), c.get("preset", "ultrafast"))
             out.append((x * 255).round() / 255)
-        return torch.stack(out)
+        lr = torch.stack(out)
+        if c := self._on("video", g):
+            lr = self._video(lr, c, g)
+        return lr
+
+    @staticmethod
+    def _video(lr: torch.Tensor, c: dict, g: torch.Generator) -> torch.Tensor:
+        """The whole batch through one codec round trip, as a mosaic of its patches."""
+        n, ch, h, w = lr.shape
+        codecs, presets = list(c.get("codecs", ["libx264"])), list(c.get("presets", ["ultrafast"]))
+        lo, hi = c.get("crf", (18, 32))
+        codec = codecs[int(torch.randint(0, len(codecs), (), generator=g))]
+        preset = presets[int(torch.randint(0, len(presets), (), generator=g))]
+        crf = int(torch.randint(int(lo), int(hi) + 1, (), generator=g))
+        cols = math.ceil(math.sqrt(n))
+        rows = math.ceil(n / cols)
+        mosaic = torch.zeros(ch, rows * h, cols * w)
+        for i in range(n):
+            mosaic[:, (i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w] = lr[i]
+        y = codec_roundtrip(mosaic, codec, crf, preset)
+        return torch.stack([y[:, (i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w]
+                            for i in range(n)])

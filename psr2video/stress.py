@@ -1,0 +1,166 @@
+"""The stress suite: a shipped model must never damage a picture.
+
+Every card (``cards.CARDS``: 1-px lines, small aliased and anti-aliased text in black/white and colour,
+checkerboards, UI with flat fills and 1-px borders, gradients, noise, flat black/white, colour bars) and a
+few real frames are downscaled like the benchmark protocol (antialiased bicubic, uint8), upscaled, and
+judged against the HR card:
+
+- ``detail``: max |raw output - MKS2021(LR)| before any clamping (how far the learned path departs from
+  the fixed resampler); the bar is ``DETAIL_LIMIT`` everywhere;
+- ``out_of_range``: the share of output values outside [0, 1] by more than 0.1;
+- ``psnr`` / ``psnr_mks``: PSNR-Y of the clamped output and of MKS2021 against the HR card; on text and UI
+  cards the model must not be worse than MKS2021;
+- any NaN or infinity fails the card.
+
+fp16 runs the whole network in half precision (the worst case an fp16 engine can meet).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .cards import CARDS, card
+from .metrics import psnr_y
+from .models.magic import MagicKernelSharp2021
+
+DETAIL_LIMIT = 1.0
+RANGE_SLACK = 0.1
+STRICT_KINDS = ("text", "ui")  # cards on which the model may not lose to MKS2021
+SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "samples" / "bbb_480x270.mkv"
+RawFn = Callable[[torch.Tensor], torch.Tensor]  # LR NCHW float32 [0, 1] (CPU) -> raw SR, unclamped
+
+
+@dataclass
+class CardResult:
+    card: str
+    kind: str
+    precision: str
+    detail: float
+    out_of_range: float
+    psnr: float
+    psnr_mks: float
+    finite: bool
+    passed: bool
+    why: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def _lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, torch.Tensor]:
+    h, w = hr.shape[:2]
+    hr = hr[: h - h % scale, : w - w % scale]
+    im = Image.fromarray(hr).resize((hr.shape[1] // scale, hr.shape[0] // scale), Image.Resampling.BICUBIC)
+    return hr, torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+
+
+def real_frames(count: int = 2, extra: Sequence[str | Path] = ()) -> list[tuple[str, torch.Tensor]]:
+    """Real pictures for the suite: frames of the shipped sample clip, plus any image files in ``extra``."""
+    out: list[tuple[str, torch.Tensor]] = []
+    if SAMPLE_CLIP.is_file():
+        import av
+
+        with av.open(str(SAMPLE_CLIP)) as c:
+            stream = c.streams.video[0]
+            for i, frame in enumerate(c.decode(stream)):
+                if i % 50 == 10:
+                    a = frame.to_ndarray(format="rgb24")
+                    out.append((f"sample_frame{i}", torch.from_numpy(a).permute(2, 0, 1).float() / 255))
+                if len(out) >= count:
+                    break
+    for p in extra:
+        with Image.open(p) as im:
+            a = np.asarray(im.convert("RGB"))
+        out.append((Path(p).stem, torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255))
+    return out
+
+
+def judge(name: str, kind: str, precision: str, hr_img: torch.Tensor, fn: RawFn, scale: int,
+          base: torch.nn.Module) -> CardResult:
+    """Run ``fn`` on the LR of ``hr_img`` and measure it against HR and against the MKS2021 base."""
+    hr, lr = _lr(_u8(hr_img), scale)
+    with torch.inference_mode():
+        raw = fn(lr).float().cpu()
+        mks = base(lr).float()
+    finite = bool(torch.isfinite(raw).all())
+    if raw.shape != mks.shape:
+        raise ValueError(f"model output {tuple(raw.shape)} != expected {tuple(mks.shape)} on card {name}")
+    safe = torch.nan_to_num(raw, nan=0.0, posinf=1e4, neginf=-1e4)
+    detail = float((safe - mks).abs().max()) if finite else math.inf
+    oor = float(((safe < -RANGE_SLACK) | (safe > 1 + RANGE_SLACK)).float().mean())
+    p = psnr_y(_u8(safe[0]), hr, scale)
+    pm = psnr_y(_u8(mks[0]), hr, scale)
+    why = []
+    if not finite:
+        why.append("NaN/inf in the output")
+    if detail > DETAIL_LIMIT:
+        why.append(f"|detail| {detail:.3g} > {DETAIL_LIMIT:g}")
+    if kind in STRICT_KINDS and p < pm:
+        why.append(f"PSNR {p:.2f} < MKS2021 {pm:.2f}")
+    return CardResult(name, kind, precision, round(detail, 4), round(oor, 6), round(p, 3), round(pm, 3),
+                      finite, not why, "; ".join(why))
+
+
+def run_suite(fn: RawFn, scale: int, precision: str = "fp32", size: tuple[int, int] = (256, 192),
+              real: Sequence[tuple[str, torch.Tensor]] | None = None, alpha: float = 1.0) -> list[CardResult]:
+    """Every card (and the real frames) through ``fn``; ``fn`` returns the raw (unclamped) SR output."""
+    base = MagicKernelSharp2021(scale, alpha)
+    w, h = size
+    rows = [judge(n, kind, precision, card(n, w, h), fn, scale, base) for n, kind in CARDS.items()]
+    for n, img in (real_frames() if real is None else real):
+        rows.append(judge(n, "real", precision, img, fn, scale, base))
+    return rows
+
+
+def model_fn(net: torch.nn.Module, precision: str) -> RawFn:
+    """Raw output of a PyTorch model on the CPU in fp32 or fully in fp16 (weights and activations)."""
+    if precision == "fp32":
+        m = net.float().eval()
+        return lambda x: m(x)
+    if precision == "fp16":
+        import copy
+
+        m = copy.deepcopy(net).half().eval()
+        return lambda x: m(x.half()).float()
+    raise ValueError(f"stress precision must be fp32 or fp16, not {precision!r}")
+
+
+def stress_model(net: torch.nn.Module, precisions: Sequence[str] = ("fp32", "fp16"),
+                 real: Sequence[tuple[str, torch.Tensor]] | None = None) -> list[CardResult]:
+    """The suite for a PyTorch model in each precision (its base path's alpha when it has one)."""
+    d = getattr(net, "descriptor", None)
+    scale = int(d.scale if d is not None else net.scale)
+    alpha = float(getattr(d, "alpha", 1.0) if d is not None else 1.0)
+    real = real_frames() if real is None else real
+    rows: list[CardResult] = []
+    for prec in precisions:
+        rows += run_suite(model_fn(net, prec), scale, prec, real=real, alpha=alpha)
+    return rows
+
+
+def failures(rows: Sequence[CardResult]) -> list[str]:
+    return [f"{r.card} ({r.precision}): {r.why}" for r in rows if not r.passed]
+
+
+def table(rows: Sequence[CardResult], title: str = "stress"):
+    """A rich table of the results (one row per card and precision)."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("card", "prec", "max|detail|", "out of [0,1]", "PSNR-Y", "MKS2021", "ok"):
+        t.add_column(col, justify="left" if col in ("card", "prec") else "right")
+    for r in rows:
+        t.add_row(r.card, r.precision, f"{r.detail:.3f}", f"{100 * r.out_of_range:.2f}%", f"{r.psnr:.2f}",
+                  f"{r.psnr_mks:.2f}", "yes" if r.passed else f"[red]NO: {r.why}[/red]")
+    return t

@@ -1,0 +1,52 @@
+"""The stress suite: shipped models must never damage text, lines, UI or flat colour (fp32 and fp16)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from psr2video import cards
+from psr2video.models import build_model, list_shipped, load_model
+from psr2video.models.registry import shipped_weights_path
+from psr2video.stress import DETAIL_LIMIT, failures, run_suite, stress_model
+
+
+def test_cards_are_deterministic_and_valid():
+    for name in cards.CARDS:
+        a, b = cards.card(name, 96, 64), cards.card(name, 96, 64)
+        assert a.shape == (3, 64, 96) and torch.equal(a, b)
+        assert 0.0 <= float(a.min()) and float(a.max()) <= 1.0
+    assert float(cards.card("text_bw_aa", 96, 64).std()) > 0.1  # text was drawn
+    g = torch.Generator().manual_seed(3)
+    p = cards.random_patch(48, g)
+    assert p.shape == (3, 48, 48)
+
+
+def test_suite_fails_an_exploding_model():
+    base = build_model("mks", 2)
+
+    def bad(x: torch.Tensor) -> torch.Tensor:  # MKS plus a quadratic "detail" that blows up on edges
+        y = base(x)
+        return y + 50 * (y - 0.5) ** 2
+
+    rows = run_suite(bad, 2, real=[])
+    assert failures(rows) and all(r.detail > DETAIL_LIMIT for r in rows if r.card == "lines")
+
+
+def test_suite_passes_mks_itself():
+    base = build_model("mks", 2)
+    rows = run_suite(lambda x: base(x), 2, real=[])
+    assert not failures(rows) and max(r.detail for r in rows) == 0.0
+
+
+@pytest.mark.parametrize("name", [n for n in list_shipped()])
+def test_shipped_weights_pass_the_stress_suite(name):
+    net = load_model(weights=shipped_weights_path(*_variant_scale(name), name))
+    rows = stress_model(net)
+    assert not failures(rows), failures(rows)
+    assert {r.precision for r in rows} == {"fp32", "fp16"} and any(r.kind == "real" for r in rows)
+
+
+def _variant_scale(name: str) -> tuple[str, int]:
+    variant, _, rest = name.partition("_x")
+    return variant, int(rest.split("_")[0])

@@ -50,3 +50,29 @@ def test_shipped_weights_pass_the_stress_suite(name):
 def _variant_scale(name: str) -> tuple[str, int]:
     variant, _, rest = name.partition("_x")
     return variant, int(rest.split("_")[0])
+
+
+def test_eval_cli_prints_video_and_stress_tables(tmp_path):
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from psr2video.cli import cli
+
+    folder = tmp_path / "pans"
+    folder.mkdir()
+    yy, xx = np.mgrid[0:200, 0:300].astype(np.float32)
+    a = np.stack([0.5 + 0.5 * np.sin(xx / 7), 0.5 + 0.5 * np.cos(yy / 5), ((xx // 9 + yy // 9) % 2)], -1)
+    Image.fromarray((a * 255).astype(np.uint8)).save(folder / "a.png")
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(cli, ["eval", "--variant", "realtime", "--variant", "lanczos", "--dataset", str(folder),
+                                 "--no-ssim", "--video", "--video-dataset", str(folder), "--stress",
+                                 "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    assert {x["method"] for x in rep["video"]} == {"realtime", "lanczos"}
+    assert all(x["frames"] == 8 and x["temporal"] > 0 for x in rep["video"])
+    assert {x["precision"] for x in rep["stress"]} == {"fp32", "fp16"} and all(x["passed"] for x in rep["stress"])
+    assert "compressed video" in r.output and "stress: realtime" in r.output

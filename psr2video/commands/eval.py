@@ -42,9 +42,21 @@ def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write results here.")
 @click.option("--record", is_flag=True,
               help="Store the results in each --weights file's metadata (validation), e.g. before shipping it.")
+@click.option("--video", "video", is_flag=True,
+              help="Also the compressed-video table: panning clips from --video-dataset, x2 down, libx264 --crf.")
+@click.option("--video-dataset", default="B100", show_default=True, help="Dataset (or folder) the pans are cut from.")
+@click.option("--crf", type=click.IntRange(0, 51), default=23, show_default=True, help="CRF of the --video clips.")
+@click.option("--clips", type=click.IntRange(1), default=None, help="At most this many --video clips (default: all).")
+@click.option("--stress", "stress", is_flag=True,
+              help="Also the stress table (text, 1-px lines, UI, flat colour; fp32 and fp16) for every model.")
+@click.option("--shipped", is_flag=True,
+              help="Every shipped weights file and the baselines, with the clean, --video and --stress tables.")
 def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded, alpha, no_ssim, device,
-             json_out, record) -> None:
-    """Measure PSNR-Y / SSIM-Y with the standard SR protocol (bicubic LR, Y channel, shaved border)."""
+             json_out, record, video, video_dataset, crf, clips, stress, shipped) -> None:
+    """Measure PSNR-Y / SSIM-Y with the standard SR protocol (bicubic LR, Y channel, shaved border).
+
+    With --video, also on H.264-compressed panning clips (PSNR/SSIM and temporal error); with --stress,
+    the stress suite every shipped model must pass (exit 1 if one fails)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -54,6 +66,15 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
     from ..runtime.upscaler import Upscaler
 
     methods: list[tuple[str, object]] = []
+    models: list[tuple[str, object]] = []  # (name, Upscaler) for the stress suite
+    if shipped:
+        from ..models import list_shipped
+        from ..models.registry import shipped_weights_path
+
+        baselines = video = stress = True
+        weights = tuple(weights) + tuple(
+            str(shipped_weights_path(n.split("_x")[0], scale, n.split("_x")[1].partition("_")[2] or None))
+            for n in list_shipped() if n.split("_x")[1].split("_")[0] == str(scale))
     names = list(variants) + (list(BASELINE_METHODS) if baselines else [])
     if not names and not weights:
         names = list(BASELINE_METHODS)
@@ -66,11 +87,13 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
             else:
                 up = Upscaler(variant=n, scale=scale, device=device, backend="torch", precision="fp32")
                 methods.append((n, tensor_fn(up)))
+                models.append((n, up))
         for w in weights:
             up = Upscaler(variant=None, scale=None, weights=w, device=device, backend="torch", precision="fp32")
             if up.scale != scale:
                 raise UserError(f"{w} is a x{up.scale} model; run eval with --scale {up.scale}")
             methods.append((Path(w).stem, tensor_fn(up)))
+            models.append((Path(w).stem, up))
     except (WeightsError, ValueError) as e:
         raise UserError(str(e)) from None
     folders = _datasets(data_root, datasets)
@@ -87,9 +110,17 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
         cells = [f"{r.psnr:.2f}" + ("" if no_ssim else f" / {r.ssim:.4f}")
                  for r in results if r.method == name]
         table.add_row(name, *cells)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    report: dict = {"clean": [r.__dict__ for r in results]}
+    if video:
+        report["video"] = _video_table(console, methods, _datasets(data_root, (video_dataset,))[0], scale, crf,
+                                       clips, no_ssim)
+    failed: list[str] = []
+    if stress:
+        report["stress"], failed = _stress_tables(console, models)
     if json_out:
-        json_out.write_text(json.dumps([r.__dict__ for r in results], indent=2))
+        json_out.write_text(json.dumps(report if (video or stress) else report["clean"], indent=2))
         click.echo(f"wrote {json_out}")
     if record:
         if degraded:
@@ -99,6 +130,52 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
                     for r in results if r.method == Path(w).stem}
             record_validation(Path(w), rows)
             click.echo(f"recorded {', '.join(rows)} in {w}")
+
+
+    if failed:
+        raise UserError(f"stress suite failed: {'; '.join(failed[:3])}{' ...' if len(failed) > 3 else ''}")
+
+
+def _video_table(console, methods, folder: Path, scale: int, crf: int, clips: int | None, no_ssim: bool) -> list:
+    from rich.table import Table
+
+    from ..video_eval import build_clips, evaluate_clips
+
+    try:
+        made = build_clips(folder, scale, crf, limit=clips)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(str(e)) from None
+    rows = [evaluate_clips(fn, made, scale, name, ssim=not no_ssim) for name, fn in methods]
+    ref = next((r for r in rows if r.method == "lanczos"), None)
+    t = Table(title=f"x{scale} compressed video: {len(made)} pans of {folder.name}, libx264 CRF {crf} "
+                    f"({rows[0].frames} frames)")
+    for col in ("method", "PSNR-Y", "SSIM-Y", "temporal err", "vs lanczos"):
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for r in rows:
+        rel = f"{r.psnr - ref.psnr:+.2f} dB, {r.temporal / ref.temporal:.2f}x" if ref else ""
+        t.add_row(r.method, f"{r.psnr:.2f}", "-" if no_ssim else f"{r.ssim:.4f}", f"{r.temporal:.3f}", rel)
+    console.print(t)
+    return [{k: v for k, v in r.__dict__.items() if k != "per_clip"} for r in rows]
+
+
+def _stress_tables(console, models) -> tuple[list, list[str]]:
+    """The stress suite per model: PyTorch models in fp32 and fp16 on the raw (unclamped) output; any
+    other runner (e.g. an ONNX file) through its Upscaler as configured."""
+    import torch
+
+    from ..stress import failures, real_frames, run_suite, stress_model, table
+
+    real, out, failed = real_frames(), [], []
+    for name, up in models:
+        net = getattr(up, "model", None)
+        if isinstance(net, torch.nn.Module):
+            rows = stress_model(net, real=real)
+        else:
+            rows = run_suite(up, up.scale, up.precision, real=real)
+        console.print(table(rows, f"stress: {name} (bar: |detail| <= 1 everywhere; text/UI >= MKS2021)"))
+        out += [{"model": name, **r.to_dict()} for r in rows]
+        failed += [f"{name}: {f}" for f in failures(rows)]
+    return out, failed
 
 
 def record_validation(path: Path, rows: dict) -> None:

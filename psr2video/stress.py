@@ -164,3 +164,28 @@ def table(rows: Sequence[CardResult], title: str = "stress"):
         t.add_row(r.card, r.precision, f"{r.detail:.3f}", f"{100 * r.out_of_range:.2f}%", f"{r.psnr:.2f}",
                   f"{r.psnr_mks:.2f}", "yes" if r.passed else f"[red]NO: {r.why}[/red]")
     return t
+
+
+def side_by_side(fns: Sequence[tuple[str, RawFn]], path: str | Path, name: str = "text_bw_aa", scale: int = 2,
+                 crop: tuple[int, int, int, int] = (0, 0, 200, 120), zoom: int = 2) -> Path:
+    """A PNG of one card's crop: HR, then each method's output (clamped), enlarged ``zoom`` x with nearest
+    neighbour so single pixels stay visible, each panel labelled."""
+    from PIL import ImageDraw
+
+    hr, lr = _lr(_u8(card(name)), scale)
+    x0, y0, w, h = crop
+    panels = [("HR", hr)]
+    with torch.inference_mode():
+        for label, fn in fns:
+            panels.append((label, _u8(fn(lr).float().cpu()[0])))
+    label_h = 16
+    sheet = Image.new("RGB", (len(panels) * (w * zoom + 4), h * zoom + label_h), (40, 40, 40))
+    d = ImageDraw.Draw(sheet)
+    for i, (label, img) in enumerate(panels):
+        tile = Image.fromarray(img[y0:y0 + h, x0:x0 + w]).resize((w * zoom, h * zoom), Image.Resampling.NEAREST)
+        sheet.paste(tile, (i * (w * zoom + 4), label_h))
+        d.text((i * (w * zoom + 4) + 4, 2), label, fill=(255, 255, 255))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path

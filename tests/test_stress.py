@@ -76,3 +76,39 @@ def test_eval_cli_prints_video_and_stress_tables(tmp_path):
     assert all(x["frames"] == 8 and x["temporal"] > 0 for x in rep["video"])
     assert {x["precision"] for x in rep["stress"]} == {"fp32", "fp16"} and all(x["passed"] for x in rep["stress"])
     assert "compressed video" in r.output and "stress: realtime" in r.output
+
+
+def test_revision_1_stream_files_are_refused_and_old_realtime_files_load(tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from psr2video.models import WeightsError, save_weights
+    from psr2video.models.registry import META_KEY, read_metadata
+
+    def as_revision_1(path):
+        meta = read_metadata(path)
+        meta["arch"].pop("revision")  # what files written before the field existed look like
+        save_file(load_file(str(path)), str(path), metadata={META_KEY: json.dumps(meta)})
+
+    s = save_weights(build_model("stream", 2), tmp_path / "old_stream.safetensors")
+    as_revision_1(s)
+    with pytest.raises(WeightsError, match="revision 1 .*refuses"):
+        load_model(weights=s)
+    r = save_weights(build_model("realtime", 2), tmp_path / "old_realtime.safetensors")
+    as_revision_1(r)
+    assert load_model(weights=r).spec.revision == 1  # the Nano block did not change
+
+
+def test_stream_block_is_bounded_whatever_the_input():
+    """Revision 2's gate sees a normalised vector: scaling the block's input 1000x cannot blow the update up
+    quadratically (revision 1's u*v grew 1e6x)."""
+    from psr2video.models.blocks import StreamBlock
+
+    torch.manual_seed(0)
+    blk = StreamBlock(8, ls_init=1.0).eval()
+    x = torch.randn(1, 8, 16, 16)
+    with torch.no_grad():
+        small = (blk(x) - x).abs().max()
+        big = (blk(1000 * x) - 1000 * x).abs().max()
+    assert float(big) < 2 * float(small) + 1e-3

@@ -49,10 +49,12 @@ def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
 @click.option("--clips", type=click.IntRange(1), default=None, help="At most this many --video clips (default: all).")
 @click.option("--stress", "stress", is_flag=True,
               help="Also the stress table (text, 1-px lines, UI, flat colour; fp32 and fp16) for every model.")
+@click.option("--picture", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --stress: write a side-by-side PNG of the text card (HR, MKS2021, each model).")
 @click.option("--shipped", is_flag=True,
               help="Every shipped weights file and the baselines, with the clean, --video and --stress tables.")
 def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded, alpha, no_ssim, device,
-             json_out, record, video, video_dataset, crf, clips, stress, shipped) -> None:
+             json_out, record, video, video_dataset, crf, clips, stress, picture, shipped) -> None:
     """Measure PSNR-Y / SSIM-Y with the standard SR protocol (bicubic LR, Y channel, shaved border).
 
     With --video, also on H.264-compressed panning clips (PSNR/SSIM and temporal error); with --stress,
@@ -110,6 +112,8 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
         cells = [f"{r.psnr:.2f}" + ("" if no_ssim else f" / {r.ssim:.4f}")
                  for r in results if r.method == name]
         table.add_row(name, *cells)
+    import torch
+
     console = Console()
     console.print(table)
     report: dict = {"clean": [r.__dict__ for r in results]}
@@ -119,6 +123,12 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
     failed: list[str] = []
     if stress:
         report["stress"], failed = _stress_tables(console, models)
+        if picture:
+            from ..stress import side_by_side
+
+            mks = MagicKernelSharp2021(scale, 1.0)
+            fns = [("MKS2021", mks)] + [(n, u.model if isinstance(u.model, torch.nn.Module) else u) for n, u in models]
+            click.echo(f"wrote {side_by_side(fns, picture, scale=scale)}")
     if json_out:
         json_out.write_text(json.dumps(report if (video or stress) else report["clean"], indent=2))
         click.echo(f"wrote {json_out}")

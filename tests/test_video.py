@@ -112,11 +112,11 @@ def packets(path: Path, kind: str) -> list[bytes]:
 
 
 def test_color_rules() -> None:
-    assert C.guess_color(None, None, None, None, 720).space == C.SPACE_BT709
-    assert C.guess_color(C.SPACE_UNSPECIFIED, None, None, None, 576).space == C.SPACE_SMPTE170M
-    assert C.guess_color(C.SPACE_BT470BG, None, None, None, 1080).space == C.SPACE_BT470BG
-    assert C.guess_color(None, None, None, None, 480, "yuvj420p").full_range
-    tags = C.guess_color(None, None, None, None, 480).output_tags()
+    assert C.decide_color(None, None, None, None, 720).space == C.SPACE_BT709
+    assert C.decide_color(C.SPACE_UNSPECIFIED, None, None, None, 576).space == C.SPACE_SMPTE170M
+    assert C.decide_color(C.SPACE_BT470BG, None, None, None, 1080).space == C.SPACE_BT470BG
+    assert C.decide_color(None, None, None, None, 480, "yuvj420p").full_range
+    tags = C.decide_color(None, None, None, None, 480).output_tags()
     assert tags["colorspace"] == C.SPACE_SMPTE170M and tags["color_range"] == C.RANGE_LIMITED
 
 

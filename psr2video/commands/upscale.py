@@ -27,10 +27,6 @@ def _silence_stdout() -> None:
         pass
 
 
-def _fmt_span(a: float, b: float, k: int) -> str:
-    return f"{a:.2f}-{b:.2f} s ({k} packet{'s' if k != 1 else ''})"
-
-
 def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, precision: str | None, device: str,
                   tile: int):
     from ..models.registry import WeightsError
@@ -79,11 +75,14 @@ def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, p
               help="Exit 0 even when the input is damaged (the frames that decode are still written).")
 @click.option("--max-frames", type=click.IntRange(0), default=0, help="Stop after this many frames (0 = all).")
 @click.option("--hwaccel", default=None, help="Decode on the GPU, e.g. 'cuda' (NVDEC); falls back to software.")
+@click.option("--deinterlace", is_flag=True,
+              help="Deinterlace (FFmpeg's bwdif) before upscaling; without it interlaced input keeps its field order.")
 @click.option("--quiet", "-q", is_flag=True, help="No live progress, only the summary.")
 def upscale(input: str, output: str, variant: str, scale: int, weights: str | None, backend: str,
             precision: str | None, tile: int, device: str, batch: int, codec: str, crf: float | None,
             preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, overwrite: bool,
-            overlay_fps: bool, ignore_errors: bool, max_frames: int, hwaccel: str | None, quiet: bool) -> None:
+            overlay_fps: bool, ignore_errors: bool, max_frames: int, hwaccel: str | None, deinterlace: bool,
+            quiet: bool) -> None:
     """Upscale a video: decode IN, run the model on every frame, encode OUT.
 
     \b
@@ -118,7 +117,7 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
     up = make_upscaler(variant, scale, weights, backend, precision, device, tile)
     opts = pipeline.Options(input=input, output=output, scale=scale, codec=codec, crf=crf, preset=preset,
                             pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, batch=batch, overlay_fps=overlay_fps,
-                            max_frames=max_frames, hwaccel=hwaccel)
+                            max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace)
     stop = threading.Event()
     hits = [0]
 
@@ -171,11 +170,13 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
         _warn("stage time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stats.stage_total.items()))
     if res.fixed_pts:
         _warn(f"note: {res.fixed_pts} frame(s) had missing or non-increasing timestamps and were nudged")
+    for note in res.notes:
+        _warn(f"note: {note}")
     if res.stopped:
         _warn(f"stopped by Ctrl-C after frame {res.frames} (at {res.stop_time:.2f} s of the input); "
               f"the output is finalised and playable")
         sys.exit(130)
-    problems = [f"damaged input at {', '.join(_fmt_span(*s) for s in res.damaged)}"] if res.damaged else []
+    problems = [f"damaged input at {', '.join(map(str, res.damaged))}"] if res.damaged else []
     if res.truncated:
         problems.append(res.truncated)
     if problems:

@@ -3,6 +3,8 @@
 Rules (see docs/README-video.md):
 - the matrix comes from the stream's tag; untagged content is BT.709 when its height is >= 720, else BT.601;
 - the range comes from the tag (``yuvj*`` formats are full range); untagged is limited ("TV") range;
+- RGB/palette sources are converted once (in the reader) to limited-range YUV with that same matrix and tagged
+  so; packed YUV is unpacked to the matching planar format with its own matrix and range (``decide_color``);
 - 4:2:0 chroma is taken as left-sited horizontally and centred vertically (MPEG-2/H.264 default) unless the
   stream says centre or top-left; the encoder side uses the matching filters so a round trip is neutral;
 - RGB is clamped to [0, 1] and the codes to the legal code range before rounding; >8-bit planes are uint16.
@@ -10,8 +12,9 @@ Rules (see docs/README-video.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+import av
 import torch
 import torch.nn.functional as F
 
@@ -51,9 +54,15 @@ for _b in (9, 10, 12, 14, 16):
 SEMIPLANAR = {"nv12": (8, 0), "p010le": (10, 6), "p016le": (16, 0), "p012le": (12, 4)}
 
 
+# swscale's names for the matrices (RGB/packed input is converted to planar YUV once, in the reader)
+SWS_SPACE = {SPACE_BT709: "ITU709", SPACE_FCC: "FCC", SPACE_BT470BG: "ITU601", SPACE_SMPTE170M: "SMPTE170M",
+             SPACE_SMPTE240M: "SMPTE240M", SPACE_BT2020_NCL: "BT2020", SPACE_BT2020_CL: "BT2020"}
+
+
 @dataclass(frozen=True)
 class ColorInfo:
-    """How to read a stream's YUV codes as RGB (and how to tag the output)."""
+    """The one colour decision for a stream: how the reader turns decoded frames into planar YUV codes, how
+    the device stage reads those codes as RGB and writes them back, and how the output is tagged."""
 
     space: int = SPACE_BT709
     full_range: bool = False
@@ -61,7 +70,11 @@ class ColorInfo:
     transfer: int = TRC_UNSPECIFIED
     chroma_location: int = LOC_LEFT
     guessed_space: bool = False
-    guessed_range: bool = False
+    bits: int = 8  # depth of the planes the device stage reads
+    source_fmt: str = ""  # the decoder's pixel format
+    work_fmt: str = ""  # the planar format the reader hands on ("" = the source's own planes)
+    from_rgb: bool = False  # RGB/palette source: converted to limited-range YUV with ``space``
+    alpha: bool = False  # the source has an alpha channel (not carried)
 
     @property
     def krkb(self) -> tuple[float, float]:
@@ -71,9 +84,25 @@ class ColorInfo:
     def name(self) -> str:
         return SPACE_NAMES.get(self.space, str(self.space))
 
+    @property
+    def converted(self) -> bool:
+        """Whether the reader converts frames (swscale, once) before the device stage."""
+        return bool(self.work_fmt) and self.work_fmt != self.source_fmt
+
     def describe(self) -> str:
         g = " (untagged, guessed)" if self.guessed_space else ""
-        return f"{self.name}{g}, {'full' if self.full_range else 'limited'} range"
+        src = f" (from {self.source_fmt})" if self.from_rgb else ""
+        return f"{self.name}{g}, {'full' if self.full_range else 'limited'} range{src}"
+
+    def sws_args(self) -> dict[str, object]:
+        """``VideoFrame.reformat`` arguments that turn a decoded frame into ``work_fmt`` codes with exactly
+        this matrix and range (YUV sources keep their codes: same matrix and range on both sides)."""
+        cs = SWS_SPACE.get(self.space, "ITU709")
+        rng = "JPEG" if self.full_range else "MPEG"
+        args: dict[str, object] = {"format": self.work_fmt, "dst_colorspace": cs, "dst_color_range": rng}
+        if not self.from_rgb:
+            args.update(src_colorspace=cs, src_color_range=rng)
+        return args
 
     def output_tags(self) -> dict[str, int]:
         """Explicit tags for the output (never 'unspecified': an upscaled SD clip would be read as BT.709)."""
@@ -89,21 +118,52 @@ class ColorInfo:
                 "color_range": RANGE_FULL if self.full_range else RANGE_LIMITED}
 
 
-def guess_color(space: int | None, color_range: int | None, primaries: int | None, transfer: int | None,
-                height: int, pix_fmt: str = "", chroma_location: int | None = None) -> ColorInfo:
-    """The ColorInfo for a stream's tags; untagged HD (height >= 720) is BT.709, SD is BT.601."""
-    guessed = space not in KRKB
+def _work_format(pix_fmt: str) -> tuple[str, int, bool, bool]:
+    """(planar format the device stage reads, its bits, RGB/palette source?, alpha?) for a decoder format."""
+    if pix_fmt in PLANAR:
+        return pix_fmt, PLANAR[pix_fmt][2], False, False
+    if pix_fmt in SEMIPLANAR or pix_fmt in ("cuda", ""):
+        return pix_fmt, SEMIPLANAR.get(pix_fmt, (8, 0))[0], False, False
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+    except (ValueError, TypeError):
+        return "yuv444p", 8, True, False
+    depth = max((c.bits for c in fmt.components), default=8)
+    bits = 8 if depth <= 8 else 10 if depth <= 10 else 12 if depth <= 12 else 16
+    suffix = "" if bits == 8 else f"{bits}le"
+    alpha = any(c.is_alpha for c in fmt.components)
+    if fmt.is_rgb or fmt.has_palette:
+        return f"yuv444p{suffix}", bits, True, alpha
+    chroma = [c for c in fmt.components if not c.is_luma and not c.is_alpha]
+    if not chroma:
+        return f"gray{suffix}", bits, False, alpha
+    sub = {(8, 8): "420", (8, 16): "422"}.get((fmt.chroma_width(16), fmt.chroma_height(16)), "444")
+    return f"yuv{sub}p{suffix}", bits, False, alpha
+
+
+def decide_color(space: int | None, color_range: int | None, primaries: int | None, transfer: int | None,
+                 height: int, pix_fmt: str = "", chroma_location: int | None = None) -> ColorInfo:
+    """The ColorInfo for a stream's pixel format and tags.
+
+    YUV: the tagged matrix (untagged HD, height >= 720, is BT.709; SD is BT.601) and range (``yuvj*`` is
+    full; untagged is limited). RGB and palette sources have no YUV matrix of their own: they are converted
+    once to limited-range YUV with the matrix an untagged stream of that height would get, and tagged as
+    exactly that, so the reader's conversion, the device stage and the output tags agree.
+    """
+    work, bits, rgb, alpha = _work_format(pix_fmt)
+    guessed = rgb or space not in KRKB
     if guessed:
         space = SPACE_BT709 if height >= 720 else SPACE_SMPTE170M
-    full = color_range == RANGE_FULL or pix_fmt.startswith("yuvj")
+    full = not rgb and (color_range == RANGE_FULL or pix_fmt.startswith("yuvj"))
     loc = chroma_location if chroma_location in (LOC_LEFT, LOC_CENTER, LOC_TOPLEFT) else LOC_LEFT
-    return ColorInfo(space=int(space), full_range=full, primaries=int(primaries or PRIM_UNSPECIFIED),
-                     transfer=int(transfer or TRC_UNSPECIFIED), chroma_location=loc, guessed_space=guessed,
-                     guessed_range=color_range not in (RANGE_LIMITED, RANGE_FULL))
-
-
-def with_location(info: ColorInfo, loc: int) -> ColorInfo:
-    return replace(info, chroma_location=loc)
+    if rgb:
+        loc = LOC_LEFT  # we subsample the chroma ourselves: MPEG-2 siting, the default players assume
+    prim = int(primaries or PRIM_UNSPECIFIED)
+    if rgb and prim == PRIM_UNSPECIFIED:
+        prim = PRIM_BT709  # sRGB primaries
+    return ColorInfo(space=int(space), full_range=full, primaries=prim, transfer=int(transfer or TRC_UNSPECIFIED),
+                     chroma_location=loc, guessed_space=guessed and not rgb, bits=bits, source_fmt=pix_fmt,
+                     work_fmt=work, from_rgb=rgb, alpha=alpha)
 
 
 def _levels(bits: int, full: bool) -> tuple[float, float, float, float]:

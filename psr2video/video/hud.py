@@ -35,10 +35,13 @@ class Stats:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, stage: str, seconds: float, frames: int = 1) -> None:
-        ms = 1000.0 * seconds / max(frames, 1)
+        """``seconds`` spent in ``stage`` on ``frames`` frames (0: time that belongs to no one frame, such as
+        the encoder's final flush: counted in the total, not in the per-frame figure)."""
         with self._lock:
-            prev = self.stage_ms.get(stage)
-            self.stage_ms[stage] = ms if prev is None else 0.9 * prev + 0.1 * ms
+            if frames:
+                ms = 1000.0 * seconds / frames
+                prev = self.stage_ms.get(stage)
+                self.stage_ms[stage] = ms if prev is None else 0.9 * prev + 0.1 * ms
             self.stage_total[stage] = self.stage_total.get(stage, 0.0) + seconds
 
     def frame_done(self, n: int, media_time: float) -> None:

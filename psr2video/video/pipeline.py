@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import math
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import torch
 
 from .color import PLANAR, ColorInfo, rgb_to_yuv, yuv_to_rgb
 from .hud import Stats, burn_text
-from .reader import EndItem, PacketItem, Reader, VideoItem, open_input, stream_info
+from .reader import Damage, EndItem, FirstFrame, PacketItem, Reader, StreamInfo, VideoItem, open_input, stream_info
 from .writer import EncodeItem, EndOfVideo, OutputError, Writer, codec_available, is_disk_full, pick_pix_fmt
 
 
@@ -44,6 +43,7 @@ class Options:
     overlay_fps: bool = False
     max_frames: int = 0
     hwaccel: str | None = None
+    deinterlace: bool = False
     depth: int = 8  # queue depth (items) between the stages
     decode_threads: int = 0
 
@@ -54,9 +54,11 @@ class Result:
     seconds: float = 0.0
     stopped: bool = False
     stop_time: float = 0.0
-    damaged: list[tuple[float, float, int]] = field(default_factory=list)
+    damaged: list[Damage] = field(default_factory=list)
     truncated: str = ""
+    resized: str = ""
     fixed_pts: int = 0
+    notes: list[str] = field(default_factory=list)  # copied streams whose timestamps were fixed
     out_size: tuple[int, int] = (0, 0)
     pix_fmt: str = ""
     color: ColorInfo | None = None
@@ -196,71 +198,96 @@ def partial_path(out: str) -> str:
     return str(p.with_name(f".{p.stem}.partial{p.suffix}"))
 
 
-def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats: Stats | None = None,
-        warn: Callable[[str], None] = print, on_start: Callable[[Stats, Result], None] | None = None) -> Result:
-    """Upscale ``opts.input`` into ``opts.output`` (written under a temporary name, renamed at the end).
+class _Run:
+    """One upscale run, split by job: set up (probe, writer, reader, device stage), pump frames, finish."""
 
-    Raises InputError/OutputError/ValueError for user mistakes; on any failure the partial output is
-    removed. A set ``stop`` event ends the run early with a finalised, playable output.
-    """
-    stop = stop or threading.Event()
-    inp = open_input(opts.input, opts.in_fmt, opts.hwaccel, warn=warn)
-    tmp = None
-    writer = reader = None
-    res = Result()
-    try:
+    def __init__(self, opts: Options, upscaler: Any, inp: av.container.InputContainer, stop: threading.Event,
+                 stats: Stats, warn: Callable[[str], None]) -> None:
+        self.opts, self.up, self.inp, self.stop, self.stats, self.warn = opts, upscaler, inp, stop, stats, warn
+        self.res = Result()
+        self.tmp: str | None = None
+        self.reader: Reader | None = None
+        self.writer: Writer | None = None
+        self.stage: DeviceStage | None = None
+
+    def set_up(self, on_start: Callable[[Stats, Result], None] | None) -> None:
+        opts, inp, res, stats = self.opts, self.inp, self.res, self.stats
         info = stream_info(inp)
-        vin = inp.streams.video[0]
         if not info.width or not info.height:
             raise OutputError(f"{opts.input}: video stream has no size")
         if not codec_available(opts.codec):
             raise OutputError(f"encoder {opts.codec} is not in this FFmpeg build")
-        cw, ch = (1, 1)
-        if info.pix_fmt in PLANAR:
-            cw, ch, _ = PLANAR[info.pix_fmt]
-        elif info.pix_fmt not in ("nv12", "p010le", "p016le", "cuda"):
-            cw, ch = 1, 1  # RGB/packed inputs: read as yuv444p, written 4:2:0 (what players expect)
-        pix_fmt = pick_pix_fmt(opts.codec, info.bits, cw, ch, info.pix_fmt.startswith("gray"), opts.pix_fmt)
-        w, h = output_size(info.width, info.height, upscaler.scale, pix_fmt)
-        if (w, h) != (info.width * upscaler.scale, info.height * upscaler.scale):
-            warn(f"note: {pix_fmt} needs even sizes; output cropped to {w}x{h}")
+        depth = max(opts.depth, 2 * opts.batch)
+        reader = self.reader = Reader(inp, info.color, depth=depth, max_frames=opts.max_frames, stop=self.stop,
+                                      stats=stats, threads=opts.decode_threads, deinterlace=opts.deinterlace,
+                                      warn=self.warn)
+        first = reader.prime()
+        self._notes(info, first)
+        pix_fmt, (w, h) = self._output_format(info)
         res.out_size, res.pix_fmt, res.color = (w, h), pix_fmt, info.color
         res.expected = min(info.frames, opts.max_frames) if opts.max_frames and info.frames else (
             opts.max_frames or info.frames)
+        vin = inp.streams.video[0]
         copy = [s for s in inp.streams if s is not vin and s.type in ("audio", "subtitle", "data", "attachment",
                                                                       "video")]
-        stats = stats or Stats()
         stats.total = res.expected
         stats.src_fps = float(info.rate) if info.rate else 0.0
-        stats.device = upscaler.device
-        tmp = opts.output if opts.output == "-" else partial_path(opts.output)
-        stats.out_path = "" if tmp == "-" else tmp
-        writer = Writer(tmp, inp, copy, width=w, height=h, codec=opts.codec, pix_fmt=pix_fmt, crf=opts.crf,
-                        preset=opts.preset, time_base=info.time_base, rate=info.rate,
-                        color_tags=info.color.output_tags(), fmt=opts.fmt, depth=max(opts.depth, 2 * opts.batch),
-                        stats=stats, warn=warn)
-        copied = [s for s in copy if s.index in writer.copy_map]
-        reader = Reader(inp, copied, depth=max(opts.depth, 2 * opts.batch), max_frames=opts.max_frames, stop=stop,
-                        stats=stats, threads=opts.decode_threads)
-        stage = DeviceStage(upscaler, info.color, (w, h), pix_fmt, stats, opts.overlay_fps)
-        stats.queues = {"decode": reader.queue, "encode": writer.queue}
+        stats.device = self.up.device
+        self.tmp = opts.output if opts.output == "-" else partial_path(opts.output)
+        stats.out_path = "" if self.tmp == "-" else self.tmp
+        self.writer = Writer(self.tmp, inp, copy, width=w, height=h, codec=opts.codec, pix_fmt=pix_fmt, crf=opts.crf,
+                             preset=opts.preset, time_base=info.time_base, rate=info.rate,
+                             color_tags=info.color.output_tags(), fmt=opts.fmt, depth=depth, stats=stats,
+                             warn=self.warn, first=first, deinterlaced=opts.deinterlace)
+        reader.copy_ids = set(self.writer.copy_map)
+        self.stage = DeviceStage(self.up, info.color, (w, h), pix_fmt, stats, opts.overlay_fps)
+        stats.queues = {"decode": reader.queue, "encode": self.writer.queue}
         if on_start is not None:
             on_start(stats, res)
+
+    def _output_format(self, info: StreamInfo) -> tuple[str, tuple[int, int]]:
+        """The output pixel format (the input's subsampling and depth where the codec has them; RGB input is
+        written 4:2:0, what players expect) and size (even where the format subsamples)."""
+        opts, color = self.opts, info.color
+        cw, ch = (1, 1) if color.from_rgb else PLANAR.get(color.work_fmt, (1, 1, 8))[:2]
+        pix_fmt = pick_pix_fmt(opts.codec, color.bits, cw, ch, color.work_fmt.startswith("gray"), opts.pix_fmt)
+        scale = self.up.scale
+        w, h = output_size(info.width, info.height, scale, pix_fmt)
+        if (w, h) != (info.width * scale, info.height * scale):
+            self.warn(f"note: {pix_fmt} needs even sizes; output cropped to {w}x{h}")
+        return pix_fmt, (w, h)
+
+    def _notes(self, info: StreamInfo, first: FirstFrame) -> None:
+        """Say what the run does with input properties it can't keep as they are."""
+        opts, warn = self.opts, self.warn
+        cc = self.inp.streams.video[0].codec_context
+        if opts.hwaccel and not first.on_gpu and not getattr(cc, "is_hwaccel", False):
+            warn(f"note: --hwaccel {opts.hwaccel}: the hardware decoder did not take this {info.codec} stream; "
+                 "decoding in software")
+        if info.color.alpha:
+            warn(f"note: the input's alpha channel ({info.pix_fmt}) is not carried (the output has none)")
+        if opts.deinterlace and not first.interlaced:
+            warn("note: --deinterlace: the input is not flagged interlaced; every frame is deinterlaced anyway")
+        elif opts.deinterlace:
+            warn("note: --deinterlace: frames are deinterlaced (bwdif, one frame per frame) before upscaling")
+
+    def pump(self) -> EndItem:
+        """Move items from the reader through the device stage to the writer until the reader's end marker."""
+        reader, writer, stage, stats = self.reader, self.writer, self.stage, self.stats
+        assert reader is not None and writer is not None and stage is not None
         stats.start = time.perf_counter()
         reader.start()
         writer.start()
         batch: list[VideoItem] = []
-        end: EndItem | None = None
 
         def flush() -> None:
-            if not batch:
-                return
-            for item in stage.process(batch):
-                writer.put(item)
-            stats.frame_done(len(batch), batch[-1].time)
-            batch.clear()
+            if batch:
+                for item in stage.process(batch):
+                    writer.put(item)
+                stats.frame_done(len(batch), batch[-1].time)
+                batch.clear()
 
-        while end is None:
+        while True:
             try:
                 item = reader.queue.get(timeout=0.2)
             except queue.Empty:
@@ -271,11 +298,16 @@ def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats
                 writer.put(item)
             elif isinstance(item, VideoItem):
                 batch.append(item)
-                if len(batch) >= opts.batch:
+                if len(batch) >= self.opts.batch:
                     flush()
             else:
-                end = item
-        flush()
+                flush()
+                return item
+
+    def finish(self, end: EndItem) -> Result:
+        """Flush and close the output, then rename it into place."""
+        writer, res, stats = self.writer, self.res, self.stats
+        assert writer is not None
         writer.put(EndOfVideo())
         writer.join()
         if end.error is not None:
@@ -287,40 +319,63 @@ def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats
         if writer.error is not None:
             raise writer.error
         res.frames = writer.frames
-        res.stopped = end.stopped or stop.is_set()
+        res.stopped = end.stopped or self.stop.is_set()
         res.stop_time = stats.last_time
-        res.damaged, res.truncated = end.damaged, end.truncated
+        res.damaged, res.truncated, res.resized = end.damaged, end.truncated, end.resized
         res.fixed_pts = writer._fixed_pts
+        res.notes = writer.fixup_notes()
         res.seconds = stats.elapsed
-        if tmp != "-":
-            Path(tmp).replace(opts.output)
-        tmp = None
+        if self.tmp != "-":
+            Path(self.tmp).replace(self.opts.output)
+        self.tmp = None
         return res
-    except BaseException as e:
-        stop.set()
-        if writer is not None:
+
+    def abort(self, e: BaseException) -> BaseException:
+        """Stop everything, remove the partial output; the exception to raise (user-facing where it is one)."""
+        self.stop.set()
+        if self.writer is not None:
             with contextlib.suppress(BaseException):
-                writer.close()
-        if tmp not in (None, "-"):
+                self.writer.close()
+        if self.tmp not in (None, "-"):
             with contextlib.suppress(OSError):
-                Path(tmp).unlink()
+                Path(self.tmp).unlink()
         if is_disk_full(e):
-            if opts.output == "-":
-                raise OutputError("disk full while writing to stdout") from None
-            raise OutputError(f"disk full while writing {opts.output}; partial output removed") from None
+            if self.opts.output == "-":
+                return OutputError("disk full while writing to stdout")
+            return OutputError(f"disk full while writing {self.opts.output}; partial output removed")
         if getattr(e, "errno", None) == errno.EPIPE or isinstance(e, BrokenPipeError):
-            raise OutputError("stdout was closed by the reading program (broken pipe)") from None
-        raise
-    finally:
-        if reader is not None:
-            stop.set()
-            reader.join(timeout=5)
+            return OutputError("stdout was closed by the reading program (broken pipe)")
+        return e
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.stop.set()
+            if self.reader.is_alive():
+                self.reader.join(timeout=5)
         with contextlib.suppress(Exception):
-            inp.close()
+            self.inp.close()
 
 
-def fps_of(res: Result) -> float:
-    return res.frames / res.seconds if res.seconds > 0 else math.nan
+def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats: Stats | None = None,
+        warn: Callable[[str], None] = print, on_start: Callable[[Stats, Result], None] | None = None) -> Result:
+    """Upscale ``opts.input`` into ``opts.output`` (written under a temporary name, renamed at the end).
+
+    Raises InputError/OutputError/ValueError for user mistakes; on any failure the partial output is
+    removed. A set ``stop`` event ends the run early with a finalised, playable output.
+    """
+    stop = stop or threading.Event()
+    inp = open_input(opts.input, opts.in_fmt, opts.hwaccel, warn=warn)
+    job = _Run(opts, upscaler, inp, stop, stats or Stats(), warn)
+    try:
+        job.set_up(on_start)
+        return job.finish(job.pump())
+    except BaseException as e:
+        err = job.abort(e)
+        if err is e:
+            raise
+        raise err from None
+    finally:
+        job.close()
 
 
-__all__ = ["DeviceStage", "Options", "Result", "run", "output_size", "partial_path", "Fraction"]
+__all__ = ["DeviceStage", "Options", "Result", "run", "output_size", "partial_path"]

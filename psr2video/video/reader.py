@@ -22,7 +22,7 @@ from typing import Any
 import av
 import numpy as np
 
-from .color import PLANAR, SEMIPLANAR, ColorInfo, guess_color
+from .color import PLANAR, SEMIPLANAR, ColorInfo, decide_color
 
 
 class InputError(Exception):
@@ -51,12 +51,46 @@ class PacketItem:
 
 
 @dataclass
+class Damage:
+    """A stretch of input that did not decode: damaged packets, or a hole the demuxer skipped."""
+
+    start: float
+    end: float
+    packets: int = 0  # packets the decoder rejected
+    missing: int = 0  # frames lost in a skipped stretch (from the frame rate)
+    skipped: int = 0  # bytes the demuxer skipped
+
+    def __str__(self) -> str:
+        what = []
+        if self.skipped:
+            what.append(f"{self.skipped} bytes skipped")
+        if self.packets:
+            what.append(f"{self.packets} damaged packet{'s' if self.packets != 1 else ''}")
+        if self.missing:
+            what.append(f"~{self.missing} frame{'s' if self.missing != 1 else ''} missing")
+        return f"{self.start:.2f}-{self.end:.2f} s" + (f" ({', '.join(what)})" if what else "")
+
+
+@dataclass
 class EndItem:
     frames: int = 0
-    damaged: list[tuple[float, float, int]] = field(default_factory=list)  # (start s, end s, packets)
+    damaged: list[Damage] = field(default_factory=list)
     truncated: str = ""
     error: BaseException | None = None
     stopped: bool = False
+    resized: str = ""  # the first mid-stream size change, if any
+
+
+@dataclass
+class FirstFrame:
+    """What only a decoded frame tells: display rotation, interlacing, HDR10 side data, where it was decoded."""
+
+    rotation: int = 0  # degrees counter-clockwise (display matrix)
+    interlaced: bool = False
+    field_order: int = 0  # FFmpeg AVFieldOrder (0 unknown, 1 progressive, 2 tt, 3 bb, 4 tb, 5 bt)
+    mastering: bytes = b""  # AVMasteringDisplayMetadata
+    light_level: bytes = b""  # AVContentLightMetadata
+    on_gpu: bool = False
 
 
 @dataclass
@@ -136,41 +170,59 @@ def stream_info(c: av.container.InputContainer) -> StreamInfo:
     s = c.streams.video[0]
     cc = s.codec_context
     pix = cc.pix_fmt or "yuv420p"
-    bits = _bits_of(pix)
-    dur = None
-    if s.duration is not None and s.time_base:
-        dur = float(s.duration * s.time_base)
-    elif c.duration:
-        dur = c.duration / 1e6
+    end = video_end(c)
+    dur = None if end is None else max(end - video_start(c), 0.0)
     rate = s.average_rate or s.guessed_rate or None
     frames = s.frames or (int(round(dur * rate)) if dur and rate else 0)
-    color = guess_color(cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc, cc.height or 0, pix,
-                        getattr(cc, "chroma_location", None))
-    return StreamInfo(cc.width, cc.height, pix, bits, s.time_base or Fraction(1, 1000), rate, frames, dur, color,
-                      cc.name)
+    color = decide_color(cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc, cc.height or 0, pix,
+                         getattr(cc, "chroma_location", None))
+    return StreamInfo(cc.width, cc.height, pix, color.bits, s.time_base or Fraction(1, 1000), rate, frames, dur,
+                      color, cc.name)
 
 
-def _bits_of(pix: str) -> int:
-    if pix in PLANAR:
-        return PLANAR[pix][2]
-    if pix in SEMIPLANAR:
-        return SEMIPLANAR[pix][0]
-    try:
-        fmt = av.VideoFormat(pix)
-        return max(8, max((c.bits for c in fmt.components), default=8))
-    except Exception:
-        return 8
+def video_end(c: av.container.InputContainer) -> float | None:
+    """When the video stream ends (s): Matroska's per-track DURATION tag (its ``stream.duration`` is unset and
+    the container's is the longest track's), else its start + duration, else (a file with no other stream) the
+    container's end; None when unknown (then truncation can't be told from a normal end)."""
+    s = c.streams.video[0]
+    tag = (s.metadata or {}).get("DURATION")
+    if tag:
+        try:
+            h, m, sec = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            pass
+    if s.duration is not None and s.time_base:
+        return video_start(c) + float(s.duration * s.time_base)
+    if c.duration and len(c.streams) == 1:
+        return (c.duration + (c.start_time or 0)) / 1e6
+    return None
 
 
-def frame_planes(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> tuple[tuple, int, int, int, Any]:
+def video_start(c: av.container.InputContainer) -> float:
+    s = c.streams.video[0]
+    return float(s.start_time * s.time_base) if s.start_time is not None and s.time_base else 0.0
+
+
+def frame_planes(frame: av.VideoFrame, size: tuple[int, int] | None = None,
+                 color: ColorInfo | None = None) -> tuple[tuple, int, int, int, Any]:
     """(planes, bits, shift_w, shift_h, keep-alive) for a decoded frame, without converting to RGB.
 
     Planar YUV/grey frames are returned as numpy views of their buffers (no copy). CUDA (NVDEC) frames are
-    handed over with DLPack. Anything else (RGB, palette, packed YUV) goes through swscale to yuv444p once.
+    handed over with DLPack. Anything else (RGB, palette, packed YUV) goes through swscale once, to the
+    planar format, matrix and range of ``color`` (the stream's one colour decision, see ``decide_color``);
+    a frame of another size is scaled to ``size``.
     """
-    if size is not None and (frame.width, frame.height) != size:
-        frame = frame.reformat(width=size[0], height=size[1])
+    if color is None:
+        color = decide_color(frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc,
+                             frame.height, frame.format.name)
     name = frame.format.name
+    planar_work = color.work_fmt in PLANAR
+    if name != "cuda" and name not in SEMIPLANAR and (name not in PLANAR or planar_work and name != color.work_fmt):
+        frame = frame.reformat(**color.sws_args(), **_size_args(frame, size))
+        name = frame.format.name
+    elif size is not None and (frame.width, frame.height) != size:
+        frame = frame.reformat(width=size[0], height=size[1])
     if name == "cuda":  # NVDEC: hand the device planes over without a copy
         import torch
 
@@ -191,9 +243,6 @@ def frame_planes(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> t
         if shift:
             y, uv = y >> shift, uv >> shift
         return (y, uv[:, 0::2], uv[:, 1::2]), bits, 1, 1, frame
-    if name not in PLANAR:
-        frame = frame.reformat(format="yuv444p", dst_colorspace="ITU601", dst_color_range="MPEG")
-        name = "yuv444p"
     sw, sh, bits = PLANAR[name]
     dt = np.uint8 if bits == 8 else np.uint16
     planes = []
@@ -203,32 +252,145 @@ def frame_planes(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> t
     return tuple(planes), bits, sw, sh, frame
 
 
+def _size_args(frame: av.VideoFrame, size: tuple[int, int] | None) -> dict[str, int]:
+    if size is None or (frame.width, frame.height) == size:
+        return {}
+    return {"width": size[0], "height": size[1]}
+
+
 def _view(plane: Any, dt: Any, width: int) -> np.ndarray:
     itemsize = np.dtype(dt).itemsize
     a = np.frombuffer(plane, dt)
     return a.reshape(plane.height, plane.line_size // itemsize)[:, :width]
 
 
-class Reader(threading.Thread):
-    """Demux every stream, decode the first video stream with frame threading, queue items (bounded)."""
+# a Matroska demuxer that meets garbage skips to the next cluster: packet positions jump by more than the
+# few bytes of block and cluster headers between two packets
+HOLE_BYTES = 1024
+# a stream whose frames have come exactly every 1/rate so far and then skip this many frame times lost some
+GAP_FRAMES = 2.5
 
-    def __init__(self, container: av.container.InputContainer, copy_streams: list[Any], depth: int = 8,
-                 max_frames: int = 0, stop: threading.Event | None = None, stats: Any = None,
-                 threads: int = 0) -> None:
+
+class DamageLog:
+    """Finds damage three ways: packets the decoder rejects, stretches the demuxer skipped (packet positions,
+    Matroska), and frames missing from a so-far regular frame sequence (timestamps, any container)."""
+
+    def __init__(self, container: av.container.InputContainer, rate: Fraction | None) -> None:
+        self.spans: list[Damage] = []
+        self.by_position = "matroska" in container.format.name or "webm" in container.format.name
+        self.period = float(1 / rate) if rate else 0.0
+        self._end_pos = -1
+        self._hole = 0  # bytes skipped since the last video frame
+        self._hole_from = math.nan  # media time where the skipped stretch began
+        self._hole_to = math.nan  # and where reading resumed
+        self._last_time = math.nan  # the latest packet's end time (any stream)
+        self._last_frame = math.nan
+        self._regular = 0  # consecutive frame steps of exactly one period
+
+    def packet(self, pkt: av.Packet) -> None:
+        """Every demuxed packet (all streams, in file order)."""
+        t = float(pkt.pts * pkt.time_base) if pkt.pts is not None and pkt.time_base else math.nan
+        if self.by_position and pkt.pos is not None and pkt.pos >= 0:
+            if self._end_pos >= 0 and pkt.pos > self._end_pos + HOLE_BYTES:
+                if not self._hole:
+                    self._hole_from = self._last_time
+                self._hole += pkt.pos - self._end_pos
+                self._hole_to = t
+            self._end_pos = max(self._end_pos, pkt.pos + pkt.size)
+        if t == t:
+            dur = float(pkt.duration * pkt.time_base) if pkt.duration and pkt.time_base else 0.0
+            self._last_time = t + dur if self._last_time != self._last_time else max(self._last_time, t + dur)
+
+    def frame(self, t: float) -> None:
+        """Every decoded video frame's time, in output order."""
+        prev, self._last_frame = self._last_frame, t
+        if t != t or prev != prev:
+            return
+        step = t - prev
+        missing = int(round(step / self.period)) - 1 if self.period else 0
+        if self._hole and missing >= 1:  # the skipped stretch held these frames
+            self._add(Damage(prev + self.period, t, missing=missing, skipped=self._hole))
+            self._hole = 0
+        elif self._regular >= 4 and step > GAP_FRAMES * self.period > 0:
+            self._add(Damage(prev + self.period, t, missing=missing))
+        self.flush()
+        self._regular = self._regular + 1 if abs(step - self.period) < 0.02 * self.period else 0
+
+    def flush(self) -> None:
+        """A skipped stretch that lost no video frame (or ended the file) is reported by packet times."""
+        if self._hole:
+            self._add(Damage(self._hole_from, self._hole_to, skipped=self._hole))
+        self._hole = 0
+
+    def bad_packet(self, t: float) -> None:
+        self._add(Damage(t, t, packets=1))
+
+    def _add(self, d: Damage) -> None:
+        if d.start != d.start:
+            d.start = d.end
+        if d.end != d.end:
+            d.end = d.start
+        if self.spans and d.start - self.spans[-1].end < 1.0:
+            last = self.spans[-1]
+            last.start, last.end = min(last.start, d.start), max(last.end, d.end)
+            last.packets += d.packets
+            last.missing += d.missing
+            last.skipped += d.skipped
+        else:
+            self.spans.append(d)
+
+
+class Reader(threading.Thread):
+    """Demux every stream, decode the first video stream with frame threading, queue items (bounded).
+
+    ``prime()``, called before ``start()``, decodes up to the first frame so that the writer can be set up with
+    what only a frame tells (``FirstFrame``); what it read is queued first when the thread runs. Only packets of
+    the streams in ``copy_ids`` (set before ``start()``) are queued.
+    """
+
+    def __init__(self, container: av.container.InputContainer, color: ColorInfo, depth: int = 8,
+                 max_frames: int = 0, stop: threading.Event | None = None, stats: Any = None, threads: int = 0,
+                 deinterlace: bool = False, warn: Any = None) -> None:
         super().__init__(name="psr2-reader", daemon=True)
         self.container = container
         self.vstream = container.streams.video[0]
-        self.copy_streams = copy_streams
+        self.color = color
+        self.copy_ids: set[int] = set()
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.max_frames = max_frames
         self.stop = stop or threading.Event()
         self.stats = stats
+        self.warn = warn or (lambda msg: None)
         cc = self.vstream.codec_context
         cc.thread_type = "AUTO"  # frame + slice threading
         cc.thread_count = threads
         self.size = (cc.width, cc.height) if cc.width and cc.height else None
+        self.tb = self.vstream.time_base or Fraction(1, 1000)
         self.end = EndItem()
+        self.damage = DamageLog(container, self.vstream.average_rate or self.vstream.guessed_rate)
+        self.first: FirstFrame | None = None
+        self._demux = container.demux()  # every stream: packet positions show skipped stretches
+        self._held: list[Any] = []  # packets and frames read by prime()
+        self._deinterlace = Deinterlacer() if deinterlace else None
+        self._n = 0
+        self._last_good = 0.0
 
+    # --- before the thread starts ---------------------------------------------------------------------
+    def prime(self) -> FirstFrame:
+        """Read up to the first decoded frame (held for ``run``) and describe it."""
+        for pkt in self._demux:
+            if pkt.stream is not self.vstream:
+                self._packet(pkt, hold=True)
+                continue
+            frames = self._decode(pkt)
+            self._held.extend(frames)
+            if frames:
+                self.first = first_frame(frames[0], self.vstream.codec_context)
+                return self.first
+        self.first = FirstFrame()
+        return self.first
+
+    # --- the thread ---------------------------------------------------------------------------------------
     def _put(self, item: Any) -> bool:
         while not self.stop.is_set():
             try:
@@ -240,80 +402,126 @@ class Reader(threading.Thread):
 
     def run(self) -> None:
         end = self.end
-        tb = self.vstream.time_base or Fraction(1, 1000)
-        n = 0
-        last_good = 0.0
         try:
-            streams = [self.vstream, *self.copy_streams]
-            for pkt in self.container.demux(*streams):
-                if self.stop.is_set():
-                    end.stopped = True
-                    break
-                if pkt.stream is not self.vstream:
-                    if pkt.dts is None:  # demuxer flush packet
-                        continue
-                    if not self._put(PacketItem(pkt)):
-                        break
-                    continue
-                t0 = time.perf_counter()
-                try:
-                    frames = pkt.decode()
-                    bad = pkt.is_corrupt
-                except av.error.FFmpegError:
-                    frames, bad = [], True
-                if bad:
-                    t = float(pkt.pts * tb) if pkt.pts is not None else last_good
-                    self._damage(t)
-                for fr in frames:
-                    if fr.is_corrupt:
-                        self._damage(fr.time if fr.pts is not None else last_good)
-                    if self.size is None:
-                        self.size = (fr.width, fr.height)
-                    planes, bits, sw, sh, keep = frame_planes(fr, self.size)
-                    item = VideoItem(n, fr.pts, fr.time_base or tb, planes, bits, sw, sh, keep)
-                    if fr.pts is not None:
-                        last_good = float(fr.pts * item.time_base)
-                    if self.stats is not None:
-                        self.stats.add("decode", time.perf_counter() - t0)
-                        t0 = time.perf_counter()
-                    if not self._put(item):
-                        break
-                    n += 1
-                    if self.max_frames and n >= self.max_frames:
-                        break
-                if self.max_frames and n >= self.max_frames:
-                    break
-                if self.stop.is_set():
-                    end.stopped = True
-                    break
-            else:
-                # drain the decoder (frame threading holds frames back)
-                try:
-                    for fr in self.vstream.codec_context.decode(None):
-                        planes, bits, sw, sh, keep = frame_planes(fr, self.size)
-                        if not self._put(VideoItem(n, fr.pts, fr.time_base or tb, planes, bits, sw, sh, keep)):
-                            break
-                        n += 1
-                        last_good = fr.time if fr.pts is not None else last_good
-                except av.error.EOFError:
-                    pass  # the demuxer's flush packet already drained the decoder
-                except av.error.FFmpegError:
-                    self._damage(last_good)
-                dur = self._expected_duration()
-                rate = self.vstream.average_rate or self.vstream.guessed_rate
-                slack = 2.0 / float(rate) if rate else 0.2
-                if dur is not None and not self.max_frames and last_good + max(slack, 0.5) < dur:
-                    end.truncated = f"input stops at {last_good:.2f} s of {dur:.2f} s (truncated or damaged)"
+            if self._read():
+                self._drain()
+                self._check_end()
         except av.error.FFmpegError as e:  # demuxer gave up (truncated/corrupt container)
-            end.truncated = f"input unreadable after {last_good:.2f} s ({_short(e)})"
+            end.truncated = f"input unreadable after {self._last_good:.2f} s ({_short(e)})"
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             end.error = e
-        end.frames = n
-        # the end marker must arrive even when the consumer is slow
+        self.damage.flush()
+        end.frames = self._n
+        end.damaged = self.damage.spans
+        self._finish()
+
+    def _read(self) -> bool:
+        """Queue what prime() held, then demux and decode to the end; False when stopped or at --max-frames."""
+        held, self._held = self._held, []
+        for item in held:
+            if isinstance(item, PacketItem):
+                if item.packet.stream.index in self.copy_ids and not self._put(item):
+                    return False
+            elif not self._frame(item):
+                return False
+        for pkt in self._demux:
+            if self.stop.is_set():
+                self.end.stopped = True
+                return False
+            if pkt.stream is not self.vstream:
+                if not self._packet(pkt):
+                    return False
+                continue
+            t0 = time.perf_counter()
+            for fr in self._decode(pkt):
+                if self.stats is not None:
+                    self.stats.add("decode", time.perf_counter() - t0)
+                if not self._frame(fr):
+                    return False
+                t0 = time.perf_counter()
+        return not self.stop.is_set()
+
+    def _packet(self, pkt: av.Packet, hold: bool = False) -> bool:
+        """A packet of another stream: noted for damage, queued (or held by prime) when its stream is copied."""
+        if pkt.dts is None:  # demuxer flush packet
+            return True
+        self.damage.packet(pkt)
+        if hold:
+            self._held.append(PacketItem(pkt))
+            return True
+        return pkt.stream.index not in self.copy_ids or self._put(PacketItem(pkt))
+
+    def _decode(self, pkt: av.Packet) -> list[av.VideoFrame]:
+        if pkt.dts is not None or pkt.size:
+            self.damage.packet(pkt)
+        try:
+            frames = pkt.decode()
+            bad = pkt.is_corrupt
+        except av.error.FFmpegError:
+            frames, bad = [], True
+        if bad:
+            self.damage.bad_packet(float(pkt.pts * self.tb) if pkt.pts is not None else self._last_good)
+        return frames
+
+    def _frame(self, fr: av.VideoFrame) -> bool:
+        """One decoded frame: deinterlaced if asked, checked, converted to planes and queued."""
+        frames = self._deinterlace(fr) if self._deinterlace is not None else [fr]
+        for f in frames:
+            if not self._emit(f):
+                return False
+        return True
+
+    def _emit(self, fr: av.VideoFrame) -> bool:
+        if self.max_frames and self._n >= self.max_frames:
+            return False
+        if fr.is_corrupt:
+            self.damage.bad_packet(fr.time if fr.pts is not None else self._last_good)
+        if self.size is None:
+            self.size = (fr.width, fr.height)
+        elif (fr.width, fr.height) != self.size and not self.end.resized:
+            self.end.resized = (f"input changes size at {fr.time or 0:.2f} s ({self.size[0]}x{self.size[1]} -> "
+                                f"{fr.width}x{fr.height}); those frames are scaled to {self.size[0]}x{self.size[1]} "
+                                "before upscaling (one output size per file)")
+            self.warn(f"warning: {self.end.resized}")
+        planes, bits, sw, sh, keep = frame_planes(fr, self.size, self.color)
+        item = VideoItem(self._n, fr.pts, fr.time_base or self.tb, planes, bits, sw, sh, keep)
+        if fr.pts is not None:
+            self._last_good = item.time
+            self.damage.frame(item.time)
+        if not self._put(item):
+            return False
+        self._n += 1
+        return not (self.max_frames and self._n >= self.max_frames)
+
+    def _drain(self) -> None:
+        """Flush the decoder (frame threading holds frames back) and the deinterlacer."""
+        try:
+            for fr in self.vstream.codec_context.decode(None):
+                if not self._frame(fr):
+                    return
+        except av.error.EOFError:
+            pass  # the demuxer's flush packet already drained the decoder
+        except av.error.FFmpegError:
+            self.damage.bad_packet(self._last_good)
+        if self._deinterlace is not None:
+            for fr in self._deinterlace(None):
+                if not self._emit(fr):
+                    return
+
+    def _check_end(self) -> None:
+        """A stream that stops well before the end it announced was truncated (or lost its tail)."""
+        end = video_end(self.container)
+        rate = self.vstream.average_rate or self.vstream.guessed_rate
+        slack = max(2.0 / float(rate) if rate else 0.2, 0.5)
+        if end is not None and not self.max_frames and self._last_good + slack < end:
+            self.end.truncated = f"input stops at {self._last_good:.2f} s of {end:.2f} s (truncated or damaged)"
+
+    def _finish(self) -> None:
+        """Queue the end marker; it must arrive even when the consumer is slow or gone."""
         while True:
             try:
-                self.queue.put(end, timeout=0.1)
-                break
+                self.queue.put(self.end, timeout=0.1)
+                return
             except queue.Full:
                 if self.stop.is_set():
                     try:
@@ -321,28 +529,44 @@ class Reader(threading.Thread):
                     except queue.Empty:
                         pass
 
-    def _expected_duration(self) -> float | None:
-        """End time the video stream announces: its duration, MKV's DURATION tag, or (video-only files) the
-        container's; None when unknown (then truncation can't be told from a normal end)."""
-        s = self.vstream
-        start = float(s.start_time * s.time_base) if s.start_time is not None and s.time_base else 0.0
-        tag = (s.metadata or {}).get("DURATION")  # Matroska's per-track figure (its stream.duration is the file's)
-        if tag:
-            try:
-                h, m, sec = tag.split(":")
-                return int(h) * 3600 + int(m) * 60 + float(sec)
-            except ValueError:
-                pass
-        if s.duration is not None and s.time_base:
-            return start + float(s.duration * s.time_base)
-        if self.container.duration and len(self.container.streams) == 1:
-            return (self.container.duration + (self.container.start_time or 0)) / 1e6
-        return None
 
-    def _damage(self, t: float) -> None:
-        spans = self.end.damaged
-        if spans and t - spans[-1][1] < 1.0:
-            a, _, k = spans[-1]
-            spans[-1] = (a, max(t, spans[-1][1]), k + 1)
-        else:
-            spans.append((t, t, 1))
+class Deinterlacer:
+    """FFmpeg's bwdif (one output frame per input frame, timestamps kept), on request (``--deinterlace``)."""
+
+    def __init__(self) -> None:
+        self.graph: av.filter.Graph | None = None
+
+    def __call__(self, frame: av.VideoFrame | None) -> list[av.VideoFrame]:
+        if self.graph is None:
+            if frame is None:
+                return []
+            self.graph = av.filter.Graph()
+            src = self.graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                        time_base=frame.time_base or Fraction(1, 1000))
+            f = self.graph.add("bwdif", "mode=send_frame:parity=auto:deint=all")
+            sink = self.graph.add("buffersink")
+            src.link_to(f)
+            f.link_to(sink)
+            self.graph.configure()
+        self.graph.push(frame)
+        out = []
+        while True:
+            try:
+                out.append(self.graph.pull())
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return out
+
+
+def first_frame(frame: av.VideoFrame, cc: Any) -> FirstFrame:
+    """The facts only a decoded frame (and the decoder after it) carries."""
+    from av.sidedata.sidedata import Type
+
+    side: dict[Any, bytes] = dict(getattr(cc, "decoded_side_data", None) or {})
+    for kind, sd in frame.side_data.items():
+        side.setdefault(kind, bytes(sd))
+    order = int(getattr(cc, "field_order", 0) or 0)
+    interlaced = frame.interlaced_frame or order > 1
+    return FirstFrame(rotation=int(frame.rotation or 0), interlaced=interlaced,
+                      field_order=order if order > 1 else (2 if interlaced else 1),
+                      mastering=side.get(Type.MASTERING_DISPLAY_METADATA, b""),
+                      light_level=side.get(Type.CONTENT_LIGHT_LEVEL, b""), on_gpu=frame.format.name == "cuda")

@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import errno
+import io
 import queue
+import struct
 import sys
 import threading
 import time
@@ -22,7 +24,7 @@ from typing import Any
 
 import av
 
-from .reader import PacketItem
+from .reader import FirstFrame, PacketItem
 
 DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "h264_nvenc": "p4",
                   "hevc_nvenc": "p4", "av1_nvenc": "p4"}
@@ -97,7 +99,8 @@ class Writer(threading.Thread):
     def __init__(self, path: str, inp: av.container.InputContainer, copy_streams: list[Any], *, width: int,
                  height: int, codec: str, pix_fmt: str, crf: float | None, preset: str | None,
                  time_base: Fraction, rate: Fraction | None, color_tags: dict[str, int], fmt: str | None = None,
-                 depth: int = 8, stats: Any = None, warn: Callable[[str], None] = print) -> None:
+                 depth: int = 8, stats: Any = None, warn: Callable[[str], None] = print,
+                 first: FirstFrame | None = None, deinterlaced: bool = False) -> None:
         super().__init__(name="psr2-writer", daemon=True)
         self.path = path
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -111,19 +114,34 @@ class Writer(threading.Thread):
         self.time_base = time_base
         self._last_pts: int | None = None
         self._fixed_pts = 0
+        self.fixups: dict[int, TimestampFixup] = {}  # output stream index -> what was fixed
+        self._fields: Any = None  # a setfield graph that marks frames interlaced (libx264)
+        self.out = self._open(path, fmt)
+        self.vstream = self._add_video(codec, width, height, pix_fmt, crf, preset, time_base, rate)
+        self._carry_frame_facts(codec, first or FirstFrame(), deinterlaced)
+        self.copy_map: dict[int, Any] = {}
+        self.convert: dict[int, Callable[[bytes], bytes | None]] = {}  # input index -> payload rewrite
+        for s in copy_streams:
+            self._add_copy(s)
+        self._copy_metadata(inp)
+
+    # --- set-up, one job each ---------------------------------------------------------------------------
+    def _open(self, path: str, fmt: str | None) -> av.container.OutputContainer:
         options = {}
         fmt = guess_format(path, fmt)
         if path == "-" and fmt in ("mp4", "mov", "ipod"):
             options["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
         try:
             if path == "-":
-                self.out = av.open(sys.stdout.buffer, "w", format=fmt or "matroska", options=options)
-            else:
-                self.out = av.open(path, "w", format=fmt or None, options=options)
+                return av.open(sys.stdout.buffer, "w", format=fmt or "matroska", options=options)
+            return av.open(path, "w", format=fmt or None, options=options)
         except av.error.FFmpegError as e:
             raise OutputError(_describe_output_error(path, e)) from None
         except ValueError as e:
             raise OutputError(f"can't write {path}: {e}") from None
+
+    def _add_video(self, codec: str, width: int, height: int, pix_fmt: str, crf: float | None, preset: str | None,
+                   time_base: Fraction, rate: Fraction | None) -> Any:
         supported = self.out.supported_codecs
         try:
             vcodec = av.codec.Codec(codec, "w")
@@ -140,50 +158,90 @@ class Writer(threading.Thread):
         vs.time_base = time_base
         cc = vs.codec_context
         cc.time_base = time_base
-        for k, v in color_tags.items():
+        for k, v in self.color_tags.items():
             setattr(cc, k, v)
         cc.thread_count = 0
         vs.options = self._codec_options(codec, crf, preset)
-        self.vstream = vs
-        # stream copy
-        self.copy_map: dict[int, Any] = {}
-        for s in copy_streams:
-            name = _codec_name(s)
-            kind = s.type
-            if kind == "attachment" and self.out.format.name != "matroska":
-                warn(f"warning: attachment stream #{s.index} ({_stream_label(s)}) can't be carried in "
-                     f"{self.out.format.name}; dropped (use .mkv)")
-                continue
-            if supported and kind != "attachment" and name and name not in supported:
-                warn(f"warning: {kind} stream #{s.index} ({name}) can't be carried in {self.out.format.name}; "
-                     "dropped (use .mkv to keep it)")
-                continue
-            if kind == "attachment":
-                try:
-                    self.out.add_attachment(s.name, s.mimetype, s.data)
-                except Exception as e:  # noqa: BLE001
-                    warn(f"warning: attachment {_stream_label(s)} can't be copied: {e}; dropped")
-                continue
+        return vs
+
+    def _carry_frame_facts(self, codec: str, first: FirstFrame, deinterlaced: bool) -> None:
+        """Display rotation, field order and HDR10 side data of the input, carried or named."""
+        vs = self.vstream
+        if first.rotation:
+            vs.set_display_rotation(first.rotation)
+            self.warn(f"note: the input is shown rotated by {first.rotation} degrees (display matrix); the output "
+                      "carries the same display matrix (the pixels are not rotated)")
+        if first.interlaced and not deinterlaced:
+            order = {2: "top field first", 3: "bottom field first", 4: "top field first", 5: "bottom field first"}
+            vs.codec_context.field_order = first.field_order
+            if codec == "libx264":
+                vs.codec_context.flags |= av.codec.context.Flags.interlaced_dct
+                self._fields = _field_graph(first.field_order, self.time_base, vs)
+            self.warn(f"note: interlaced input ({order.get(first.field_order, 'field order unknown')}): the model "
+                      "ran on whole frames and the output keeps the field order; --deinterlace gives progressive "
+                      "output")
+        if first.mastering or first.light_level:
+            key, params = hdr10_params(codec, first.mastering, first.light_level)
+            if key:
+                opts = dict(vs.options)
+                opts[key] = ":".join(p for p in (opts.get(key, ""), params) if p)
+                vs.options = opts
+            else:
+                self.warn(f"warning: the input's HDR10 mastering display / content light level metadata can't be "
+                          f"given to {codec}; not carried (use --codec libx265, libsvtav1 or libx264 to keep it)")
+
+    def _add_copy(self, s: Any) -> None:
+        """One stream copied packet for packet (or converted, or dropped with a warning)."""
+        name = _codec_name(s)
+        kind = s.type
+        fmt = self.out.format.name
+        supported = self.out.supported_codecs
+        if kind == "attachment":
+            if fmt != "matroska":
+                self.warn(f"warning: attachment stream #{s.index} ({_stream_label(s)}) can't be carried in {fmt}; "
+                          "dropped (use .mkv)")
+                return
             try:
-                o = self.out.add_stream_from_template(s)
+                self.out.add_attachment(s.name, s.mimetype, s.data)
             except Exception as e:  # noqa: BLE001
-                warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be copied: {e}; dropped")
-                continue
-            try:
-                o.metadata.update(s.metadata)
-                o.disposition = s.disposition
-            except Exception:  # noqa: BLE001 - cosmetic
-                pass
-            self.copy_map[s.index] = o
+                self.warn(f"warning: attachment {_stream_label(s)} can't be copied: {e}; dropped")
+            return
+        template = s
+        if supported and name and name not in supported:
+            if name == "mov_text" and "subrip" in supported:  # MP4 text subtitles into Matroska: as SRT
+                template = _srt_template()
+                self.convert[s.index] = mov_text_to_srt
+                self.warn(f"note: subtitle stream #{s.index} (mov_text) is written as SRT (text kept, styling "
+                          "dropped)")
+            else:
+                keep = "use .mkv to keep it" if fmt != "matroska" else f"{name} can only go into {_home(name)}"
+                self.warn(f"warning: {kind} stream #{s.index} ({name}) can't be carried in {fmt}; dropped ({keep})")
+                return
+        try:
+            o = self.out.add_stream_from_template(template)
+        except Exception as e:  # noqa: BLE001
+            self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be copied: {e}; dropped")
+            return
+        try:
+            o.metadata.update({k: v for k, v in s.metadata.items() if k.upper() != "DURATION"})
+            o.disposition = s.disposition
+            if template is not s:
+                o.time_base = s.time_base
+        except Exception:  # noqa: BLE001 - cosmetic
+            pass
+        self.copy_map[s.index] = o
+
+    def _copy_metadata(self, inp: av.container.InputContainer) -> None:
         try:
             vin = inp.streams.video[0]
-            vs.metadata.update({k: v for k, v in vin.metadata.items() if k.lower() not in ("encoder", "duration")})
+            self.vstream.metadata.update({k: v for k, v in vin.metadata.items()
+                                          if k.lower() not in ("encoder", "duration")})
             self.out.metadata.update({k: v for k, v in inp.metadata.items() if k.lower() != "encoder"})
             chapters = inp.chapters()
             if chapters:
                 self.out.set_chapters(chapters)
         except Exception as e:  # noqa: BLE001
-            warn(f"warning: metadata/chapters not copied: {e}")
+            self.warn(f"warning: metadata/chapters not copied: {e}")
 
     @staticmethod
     def _codec_options(codec: str, crf: float | None, preset: str | None) -> dict[str, str]:
@@ -204,7 +262,8 @@ class Writer(threading.Thread):
             opts["preset"] = str(preset)
         return opts
 
-    def put(self, item: Any, stop: threading.Event | None = None) -> None:
+    # --- the thread ---------------------------------------------------------------------------------------
+    def put(self, item: Any) -> None:
         while True:
             if self.error is not None:
                 raise self.error
@@ -230,7 +289,42 @@ class Writer(threading.Thread):
         self._last_pts = pts
         fr.pts = pts
         fr.time_base = self.time_base
+        if self._fields is not None:  # mark the frame interlaced with its field order
+            self._fields[0].push(fr)
+            fr = self._fields[1].pull()
         return fr
+
+    def _copy(self, item: PacketItem) -> None:
+        """Mux a copied packet; timestamps that don't increase are fixed like FFmpeg's muxer front end does."""
+        pkt = item.packet
+        idx = pkt.stream.index
+        o = self.copy_map.get(idx)
+        if o is None:
+            return
+        conv = self.convert.get(idx)
+        if conv is not None:
+            data = conv(bytes(pkt))
+            if data is None:
+                return
+            new = av.Packet(data)
+            new.pts, new.dts, new.duration, new.time_base = pkt.pts, pkt.dts, pkt.duration, pkt.time_base
+            pkt = new
+        pkt.stream = o
+        fix = self.fixups.get(o.index)
+        if fix is None:
+            fix = self.fixups[o.index] = TimestampFixup(f"{o.type} stream #{idx}", self.out.format.flags)
+        fix(pkt)
+        self.out.mux(pkt)
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
+        t0 = time.perf_counter()
+        for pkt in self.vstream.encode(frame):
+            self.out.mux(pkt)
+            self.bytes_hint += pkt.size
+        if self.stats is not None:
+            self.stats.add("encode", time.perf_counter() - t0, 1 if frame is not None else 0)
+            self.stats.encoded = self.frames
+            self.stats.out_bytes = self.bytes_hint
 
     def run(self) -> None:
         try:
@@ -239,27 +333,11 @@ class Writer(threading.Thread):
                 if isinstance(item, EndOfVideo):
                     break
                 if isinstance(item, PacketItem):
-                    o = self.copy_map.get(item.packet.stream.index)
-                    if o is None:
-                        continue
-                    pkt = item.packet
-                    pkt.stream = o
-                    self.out.mux(pkt)
+                    self._copy(item)
                     continue
-                t0 = time.perf_counter()
-                for pkt in self.vstream.encode(self._frame(item)):
-                    self.out.mux(pkt)
-                    self.bytes_hint += pkt.size
                 self.frames += 1
-                if self.stats is not None:
-                    self.stats.add("encode", time.perf_counter() - t0)
-                    self.stats.encoded = self.frames
-                    self.stats.out_bytes = self.bytes_hint
-            for pkt in self.vstream.encode(None):
-                self.out.mux(pkt)
-                self.bytes_hint += pkt.size
-            if self.stats is not None:
-                self.stats.out_bytes = self.bytes_hint
+                self._encode(self._frame(item))
+            self._encode(None)  # the encoder's lookahead: most of the time with slow presets
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             self.error = e
             # keep draining so the producer never blocks on a dead writer
@@ -270,11 +348,120 @@ class Writer(threading.Thread):
                 pass
 
     def close(self) -> None:
+        t0 = time.perf_counter()
         try:
             self.out.close()
         except BaseException as e:  # noqa: BLE001
             if self.error is None:
                 self.error = e
+        if self.stats is not None:
+            self.stats.add("encode", time.perf_counter() - t0, 0)
+
+    def fixup_notes(self) -> list[str]:
+        return [str(f) for f in self.fixups.values() if f.count]
+
+
+class TimestampFixup:
+    """What FFmpeg's muxing front end does with a copied stream whose dts doesn't increase: move it to just
+    after the previous one (pts no earlier than dts), and count it so the summary can name the stream and time."""
+
+    def __init__(self, label: str, fmt_flags: int) -> None:
+        self.label = label
+        self.strict = not (fmt_flags & 0x20000)  # AVFMT_TS_NONSTRICT: equal dts allowed
+        self.last: int | None = None
+        self.count = 0
+        self.first_time = 0.0
+        self.worst = 0.0
+
+    def __call__(self, pkt: av.Packet) -> None:
+        if pkt.dts is None:
+            return
+        if self.last is not None:
+            floor = self.last + 1 if self.strict else self.last
+            if pkt.dts < floor:
+                tb = float(pkt.time_base) if pkt.time_base else 0.0
+                if not self.count:
+                    self.first_time = pkt.dts * tb
+                self.count += 1
+                self.worst = max(self.worst, (floor - pkt.dts) * tb)
+                if pkt.pts is not None and pkt.pts < floor:
+                    pkt.pts = floor
+                pkt.dts = floor
+        self.last = pkt.dts
+
+    def __str__(self) -> str:
+        return (f"{self.label}: {self.count} packet{'s' if self.count != 1 else ''} with non-increasing timestamps "
+                f"from {self.first_time:.2f} s moved later by up to {self.worst * 1000:.0f} ms (as ffmpeg does)")
+
+
+def hdr10_params(codec: str, mastering: bytes, light: bytes) -> tuple[str, str]:
+    """(option name, value) that hands HDR10 mastering display + content light level to the encoder, or
+    ("", "") when it can't take them through PyAV (NVENC reads them only from frame side data)."""
+    md = struct.unpack("<22i", mastering) if len(mastering) == 88 else None
+    cll = struct.unpack("<2I", light) if len(light) == 8 else None
+
+    def q(i: int) -> float:
+        return md[i] / md[i + 1] if md and md[i + 1] else 0.0
+
+    # FFmpeg stores the primaries as R, G, B; the encoders take G, B, R
+    order = [(2, "G"), (4, "B"), (0, "R")]
+    if codec in ("libx265", "libx264"):
+        parts = []
+        if md and md[20]:
+            xy = "".join(f"{n}({round(q(4 * i) * 50000)},{round(q(4 * i + 2) * 50000)})" for i, n in order)
+            wp = f"WP({round(q(12) * 50000)},{round(q(14) * 50000)})"
+            lum = f"L({round(q(18) * 10000)},{round(q(16) * 10000)})" if md[21] else "L(0,0)"
+            parts.append(f"{'master-display' if codec == 'libx265' else 'mastering-display'}={xy}{wp}{lum}")
+        if cll:
+            parts.append(f"{'max-cll' if codec == 'libx265' else 'cll'}={cll[0]},{cll[1]}")
+        return ("x265-params" if codec == "libx265" else "x264-params"), ":".join(parts)
+    if codec == "libsvtav1":
+        parts = []
+        if md and md[20]:
+            xy = "".join(f"{n}({q(4 * i):.4f},{q(4 * i + 2):.4f})" for i, n in order)
+            lum = f"L({q(18):.4f},{q(16):.4f})" if md[21] else "L(0,0)"
+            parts.append(f"mastering-display={xy}WP({q(12):.4f},{q(14):.4f}){lum}")
+        if cll:
+            parts.append(f"content-light={cll[0]},{cll[1]}")
+        return "svtav1-params", ":".join(parts)
+    return "", ""
+
+
+def mov_text_to_srt(data: bytes) -> bytes | None:
+    """An MP4 text sample (16-bit length, UTF-8 text, style boxes) as a Matroska SRT block; None if empty."""
+    if len(data) < 2:
+        return None
+    n = struct.unpack(">H", data[:2])[0]
+    text = data[2:2 + n]
+    return text or None
+
+
+_SRT_TEMPLATE: list[Any] = []
+
+
+def _srt_template() -> Any:
+    """A subrip stream to copy parameters from (an SRT 'file' in memory: no encoder needed)."""
+    if not _SRT_TEMPLATE:
+        buf = io.BytesIO(b"1\n00:00:00,000 --> 00:00:01,000\n.\n\n")
+        _SRT_TEMPLATE.append(av.open(buf, format="srt"))
+    return _SRT_TEMPLATE[0].streams[0]
+
+
+def _home(codec: str) -> str:
+    return {"mov_text": ".mp4/.mov"}.get(codec, "another container")
+
+
+def _field_graph(order: int, tb: Fraction, vs: Any) -> tuple[Any, Any]:
+    """(buffer, sink) of a graph that marks frames interlaced with the input's field order (x264 codes
+    interlaced pictures from frame flags that PyAV can't set)."""
+    g = av.filter.Graph()
+    src = g.add_buffer(width=vs.width, height=vs.height, format=vs.pix_fmt, time_base=tb)
+    f = g.add("setfield", "bff" if order in (3, 5) else "tff")
+    sink = g.add("buffersink")
+    src.link_to(f)
+    f.link_to(sink)
+    g.configure()
+    return src, sink
 
 
 def _codec_name(s: Any) -> str:

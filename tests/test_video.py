@@ -228,13 +228,15 @@ def test_ten_bit_odd_size_and_stdout(tmp_path: Path) -> None:
 
 
 def test_mp4_drops_what_it_cannot_hold(tmp_path: Path) -> None:
-    src = make_clip(tmp_path / "in.mkv", audio=("aac",), subtitle=True)
+    """MP4 can't hold a font attachment (dropped with a warning); SRT goes in as mov_text."""
+    src = make_clip(tmp_path / "in.mkv", audio=("aac",), subtitle=True, font=True)
     out = tmp_path / "out.mp4"
     code, err = upscale(str(src), str(out), "--max-frames", "4")
     assert code == 0, err
-    assert "subtitle stream #2 (subrip) can't be carried in mp4" in err
+    assert "attachment stream #3 (font.ttf) can't be carried in mp4; dropped (use .mkv)" in err
+    assert "subtitle stream #2 (subrip) is written as mov_text" in err
     with av.open(str(out)) as c:
-        assert [s.type for s in c.streams] == ["video", "audio"]
+        assert [s.type for s in c.streams] == ["video", "audio", "subtitle"]
         assert c.streams.video[0].codec_context.colorspace == C.SPACE_BT709
     assert len(frame_times(out)) == 4
 

@@ -272,12 +272,16 @@ GAP_FRAMES = 2.5
 
 
 class DamageLog:
-    """Finds damage three ways: packets the decoder rejects, stretches the demuxer skipped (packet positions,
-    Matroska), and frames missing from a so-far regular frame sequence (timestamps, any container)."""
+    """Finds damage three ways: packets the demuxer or decoder flags, stretches the demuxer skipped (packet
+    positions and frame timestamps, Matroska), and frames missing from a so-far regular sequence (MPEG-TS)."""
 
     def __init__(self, container: av.container.InputContainer, rate: Fraction | None) -> None:
         self.spans: list[Damage] = []
-        self.by_position = "matroska" in container.format.name or "webm" in container.format.name
+        names = container.format.name
+        self.by_position = "matroska" in names or "webm" in names
+        # broadcast captures are constant rate: a stretch of missing frames there is damage, where in other
+        # containers it may be a VFR pause
+        self.by_time = "mpegts" in names
         self.period = float(1 / rate) if rate else 0.0
         self._end_pos = -1
         self._hole = 0  # bytes skipped since the last video frame
@@ -285,11 +289,13 @@ class DamageLog:
         self._hole_to = math.nan  # and where reading resumed
         self._last_time = math.nan  # the latest packet's end time (any stream)
         self._last_frame = math.nan
+        self._last_video = math.nan  # the latest video packet's pts
         self._regular = 0  # consecutive frame steps of exactly one period
 
     def packet(self, pkt: av.Packet) -> None:
         """Every demuxed packet (all streams, in file order)."""
         t = float(pkt.pts * pkt.time_base) if pkt.pts is not None and pkt.time_base else math.nan
+        video = pkt.stream.type == "video"
         if self.by_position and pkt.pos is not None and pkt.pos >= 0:
             if self._end_pos >= 0 and pkt.pos > self._end_pos + HOLE_BYTES:
                 if not self._hole:
@@ -297,23 +303,28 @@ class DamageLog:
                 self._hole += pkt.pos - self._end_pos
                 self._hole_to = t
             self._end_pos = max(self._end_pos, pkt.pos + pkt.size)
+        if self._hole and video and t == t and self._last_video == self._last_video:
+            # the first video packet after a skipped stretch: the frames between were in it
+            missing = int(round((t - self._last_video) / self.period)) - 1 if self.period else 0
+            if missing >= 1:
+                self._add(Damage(self._last_video + self.period, t, missing=missing, skipped=self._hole))
+                self._hole = 0
+            else:
+                self.flush()
         if t == t:
             dur = float(pkt.duration * pkt.time_base) if pkt.duration and pkt.time_base else 0.0
             self._last_time = t + dur if self._last_time != self._last_time else max(self._last_time, t + dur)
+            if video:
+                self._last_video = t if self._last_video != self._last_video else max(self._last_video, t)
 
     def frame(self, t: float) -> None:
-        """Every decoded video frame's time, in output order."""
+        """Every decoded video frame's time, in output order (MPEG-TS: missing stretches of a regular stream)."""
         prev, self._last_frame = self._last_frame, t
-        if t != t or prev != prev:
+        if t != t or prev != prev or not self.by_time:
             return
         step = t - prev
-        missing = int(round(step / self.period)) - 1 if self.period else 0
-        if self._hole and missing >= 1:  # the skipped stretch held these frames
-            self._add(Damage(prev + self.period, t, missing=missing, skipped=self._hole))
-            self._hole = 0
-        elif self._regular >= 4 and step > GAP_FRAMES * self.period > 0:
-            self._add(Damage(prev + self.period, t, missing=missing))
-        self.flush()
+        if self._regular >= 4 and step > GAP_FRAMES * self.period > 0:
+            self._add(Damage(prev + self.period, t, missing=int(round(step / self.period)) - 1))
         self._regular = self._regular + 1 if abs(step - self.period) < 0.02 * self.period else 0
 
     def flush(self) -> None:
@@ -443,8 +454,10 @@ class Reader(threading.Thread):
 
     def _packet(self, pkt: av.Packet, hold: bool = False) -> bool:
         """A packet of another stream: noted for damage, queued (or held by prime) when its stream is copied."""
-        if pkt.dts is None:  # demuxer flush packet
-            return True
+        if pkt.dts is None:
+            if not pkt.size:  # demuxer flush packet
+                return True
+            pkt.pts = pkt.dts = 0  # an attached picture (cover art) has no time of its own
         self.damage.packet(pkt)
         if hold:
             self._held.append(PacketItem(pkt))

@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 import errno
-import io
 import queue
+import re
 import struct
 import sys
 import threading
@@ -206,27 +206,29 @@ class Writer(threading.Thread):
             except Exception as e:  # noqa: BLE001
                 self.warn(f"warning: attachment {_stream_label(s)} can't be copied: {e}; dropped")
             return
-        template = s
+        target = ""
         if supported and name and name not in supported:
-            if name == "mov_text" and "subrip" in supported:  # MP4 text subtitles into Matroska: as SRT
-                template = _srt_template()
-                self.convert[s.index] = mov_text_to_srt
-                self.warn(f"note: subtitle stream #{s.index} (mov_text) is written as SRT (text kept, styling "
-                          "dropped)")
-            else:
-                keep = "use .mkv to keep it" if fmt != "matroska" else f"{name} can only go into {_home(name)}"
+            target = next((t for t in ("mov_text", "subrip") if t in supported), "") if name in TEXT_SUBS else ""
+            if not target:
+                keep = "use .mkv to keep it" if fmt != "matroska" else "it has no Matroska form"
                 self.warn(f"warning: {kind} stream #{s.index} ({name}) can't be carried in {fmt}; dropped ({keep})")
                 return
         try:
-            o = self.out.add_stream_from_template(template)
+            if target:  # text subtitles the container can't hold as they are: the text in its own format
+                o = self.out.add_stream(target)
+                o.codec_context.subtitle_header = _ASS_HEADER
+                o.time_base = s.time_base
+                self.convert[s.index] = lambda data, a=name, b=target: convert_text_sub(data, a, b)
+                self.warn(f"note: subtitle stream #{s.index} ({name}) is written as {target} for {fmt} (text kept, "
+                          "styling dropped)")
+            else:
+                o = self.out.add_stream_from_template(s)
         except Exception as e:  # noqa: BLE001
             self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be copied: {e}; dropped")
             return
         try:
             o.metadata.update({k: v for k, v in s.metadata.items() if k.upper() != "DURATION"})
             o.disposition = s.disposition
-            if template is not s:
-                o.time_base = s.time_base
         except Exception:  # noqa: BLE001 - cosmetic
             pass
         self.copy_map[s.index] = o
@@ -403,12 +405,12 @@ def hdr10_params(codec: str, mastering: bytes, light: bytes) -> tuple[str, str]:
     def q(i: int) -> float:
         return md[i] / md[i + 1] if md and md[i + 1] else 0.0
 
-    # FFmpeg stores the primaries as R, G, B; the encoders take G, B, R
-    order = [(2, "G"), (4, "B"), (0, "R")]
+    # FFmpeg stores the primaries as R, G, B (x, y rationals: 4 ints each); the encoders take G, B, R
+    order = [(4, "G"), (8, "B"), (0, "R")]
     if codec in ("libx265", "libx264"):
         parts = []
         if md and md[20]:
-            xy = "".join(f"{n}({round(q(4 * i) * 50000)},{round(q(4 * i + 2) * 50000)})" for i, n in order)
+            xy = "".join(f"{n}({round(q(i) * 50000)},{round(q(i + 2) * 50000)})" for i, n in order)
             wp = f"WP({round(q(12) * 50000)},{round(q(14) * 50000)})"
             lum = f"L({round(q(18) * 10000)},{round(q(16) * 10000)})" if md[21] else "L(0,0)"
             parts.append(f"{'master-display' if codec == 'libx265' else 'mastering-display'}={xy}{wp}{lum}")
@@ -418,7 +420,7 @@ def hdr10_params(codec: str, mastering: bytes, light: bytes) -> tuple[str, str]:
     if codec == "libsvtav1":
         parts = []
         if md and md[20]:
-            xy = "".join(f"{n}({q(4 * i):.4f},{q(4 * i + 2):.4f})" for i, n in order)
+            xy = "".join(f"{n}({q(i):.4f},{q(i + 2):.4f})" for i, n in order)
             lum = f"L({q(18):.4f},{q(16):.4f})" if md[21] else "L(0,0)"
             parts.append(f"mastering-display={xy}WP({q(12):.4f},{q(14):.4f}){lum}")
         if cll:
@@ -427,28 +429,34 @@ def hdr10_params(codec: str, mastering: bytes, light: bytes) -> tuple[str, str]:
     return "", ""
 
 
-def mov_text_to_srt(data: bytes) -> bytes | None:
-    """An MP4 text sample (16-bit length, UTF-8 text, style boxes) as a Matroska SRT block; None if empty."""
-    if len(data) < 2:
+TEXT_SUBS = ("subrip", "srt", "ass", "ssa", "mov_text", "text", "webvtt")
+_ASS_HEADER = (b"[Script Info]\nScriptType: v4.00+\nPlayResX: 384\nPlayResY: 288\n\n[V4+ Styles]\nFormat: Name, "
+               b"Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, "
+               b"Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, "
+               b"MarginL, MarginR, MarginV, Encoding\nStyle: Default,Arial,16,&Hffffff,&Hffffff,&H0,&H0,0,0,0,0,100,"
+               b"100,0,0,1,1,0,2,10,10,10,0\n\n[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, "
+               b"MarginV, Effect, Text\n")
+
+
+def convert_text_sub(data: bytes, src: str, dst: str) -> bytes | None:
+    """One text subtitle packet from ``src``'s payload to ``dst``'s (mov_text or subrip); None if empty.
+
+    mov_text: 16-bit big-endian length, UTF-8 text, style boxes; Matroska SRT: the text; Matroska ASS:
+    ``ReadOrder,Layer,Style,Name,MarginL,MarginR,MarginV,Effect,Text`` with ``{...}`` overrides."""
+    if src == "mov_text":
+        n = struct.unpack(">H", data[:2])[0] if len(data) >= 2 else 0
+        text = data[2:2 + n].decode("utf-8", "replace")
+    else:
+        text = data.decode("utf-8", "replace")
+        if src in ("ass", "ssa"):
+            text = text.split(",", 8)[-1]
+            text = re.sub(r"\{[^}]*\}", "", text).replace("\\N", "\n").replace("\\n", "\n")
+        text = re.sub(r"<[^>]+>", "", text)
+    text = text.strip()
+    if not text:
         return None
-    n = struct.unpack(">H", data[:2])[0]
-    text = data[2:2 + n]
-    return text or None
-
-
-_SRT_TEMPLATE: list[Any] = []
-
-
-def _srt_template() -> Any:
-    """A subrip stream to copy parameters from (an SRT 'file' in memory: no encoder needed)."""
-    if not _SRT_TEMPLATE:
-        buf = io.BytesIO(b"1\n00:00:00,000 --> 00:00:01,000\n.\n\n")
-        _SRT_TEMPLATE.append(av.open(buf, format="srt"))
-    return _SRT_TEMPLATE[0].streams[0]
-
-
-def _home(codec: str) -> str:
-    return {"mov_text": ".mp4/.mov"}.get(codec, "another container")
+    raw = text.encode("utf-8")
+    return struct.pack(">H", len(raw)) + raw if dst == "mov_text" else raw
 
 
 def _field_graph(order: int, tb: Fraction, vs: Any) -> tuple[Any, Any]:

@@ -505,3 +505,33 @@ def test_sample_frame_count() -> None:
     with open_input(str(sample)) as c:
         assert stream_info(c).frames == 132
     assert n_frames(sample) == 132
+
+
+def test_piped_max_frames_header_has_no_input_duration(tmp_path: Path) -> None:
+    """Piping with --max-frames: the Matroska header must not promise the input's duration (it used to copy
+    the input tracks' DURATION tags, which a non-seekable muxer writes up front)."""
+    import subprocess
+
+    from test_video import make_clip
+
+    src = make_clip(tmp_path / "in.mkv", pts=list(range(0, 4000, 40)), audio=("aac",), subtitle=False)
+    p = subprocess.run([sys.executable, "-m", "psr2video", str(src), "-", "--variant", "mks", "-q", "--max-frames",
+                        "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, cwd=ROOT)
+    assert p.returncode == 0, p.stderr.decode()
+
+    class Pipe(io.RawIOBase):  # read as a player on the other end of the pipe would: no seeking
+        def __init__(self, data: bytes) -> None:
+            self.data, self.pos = data, 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: bytearray) -> int:
+            n = min(len(b), len(self.data) - self.pos)
+            b[:n] = self.data[self.pos:self.pos + n]
+            self.pos += n
+            return n
+
+    with av.open(Pipe(p.stdout), format="matroska") as c:
+        assert c.duration is None or c.duration / 1e6 < 0.5, c.duration
+        assert sum(1 for _ in c.decode(video=0)) == 5

@@ -1,6 +1,6 @@
 """YUV <-> RGB on the device (torch), with the right matrix, range, chroma siting and bit depth.
 
-Rules (see docs/README-video.md):
+Rules (README, "Colour"):
 - the matrix comes from the stream's tag; untagged content is BT.709 when its height is >= 720, else BT.601;
 - the range comes from the tag (``yuvj*`` formats are full range); untagged is limited ("TV") range;
 - RGB/palette sources are converted once (in the reader) to limited-range YUV with that same matrix and tagged

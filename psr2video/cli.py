@@ -7,7 +7,9 @@ used, so ``--help`` stays fast and a missing optional dependency only affects it
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
 
 import click
 
@@ -72,7 +74,19 @@ def cli() -> None:
     """
 
 
+def quit_now(signum: int, frame: object) -> None:
+    """Ctrl-C before a command takes it over (while torch imports, a model loads): one line, exit 130.
+    ``os._exit``: a KeyboardInterrupt raised inside an import leaves half-initialised modules behind ("cannot
+    load module more than once") and click would turn it into "Aborted!"."""
+    import os
+
+    os.write(2, b"\npsr2video: interrupted\n")
+    os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, quit_now)  # first thing: Ctrl-C at any moment is one line and 130
     try:
         cli.main(args=argv, prog_name="psr2video", standalone_mode=True)
     except KeyboardInterrupt:

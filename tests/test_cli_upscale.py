@@ -173,3 +173,53 @@ def test_damaged_packets_reported(tmp_path: Path) -> None:
     assert len(frame_times(out)) == 60
     code, err = run_cli(str(bad), str(out), "--variant", "mks", "-q", "-y", "--ignore-errors")
     assert code == 0 and "damaged input at" in err
+
+
+def test_argument_mistakes_fail_before_heavy_imports(tmp_path: Path, clip: Path) -> None:
+    """'input not found' and friends are answered before torch or PyAV is imported (milliseconds, not seconds)."""
+    code = ("import sys\nfrom psr2video.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print(e.code, 'torch' in sys.modules, 'av' in sys.modules)\n")
+    cases = [([str(tmp_path / "nope.mp4"), str(tmp_path / "o.mkv")], "input not found"),
+             ([str(clip), str(tmp_path / "no" / "o.mkv")], "does not exist"),
+             ([str(clip), str(tmp_path / "o.mkv"), "--scale", "5"], "unsupported --scale"),
+             ([str(clip), str(tmp_path / "o.mkv"), "--variant", "realtime", "--weights", str(tmp_path / "w.st")],
+              "weights file not found")]
+    for args, words in cases:
+        p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60,
+                           cwd=ROOT)
+        assert p.stdout.split() == ["1", "False", "False"], (args, p.stdout, p.stderr)
+        one_line_error(1, p.stderr, words)
+
+
+@pytest.fixture(scope="module")
+def startup() -> float:
+    """Seconds until ``psr2video.cli`` is imported in a fresh interpreter here (Python's own start-up, before
+    any of our code runs, can't be helped: a Ctrl-C there is Python's)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import psr2video.cli"], check=True, cwd=ROOT, timeout=60)
+    return time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("after", [0.1, 0.6, 2.0])
+def test_ctrl_c_at_any_moment(tmp_path: Path, startup: float, after: float) -> None:
+    """SIGINT while torch imports, while the model loads or the run is under way: exit 130, no traceback, no
+    click 'Aborted!', no half-written output."""
+    src = make_clip(tmp_path / "long.mkv", 64, 48, pts=list(range(0, 40 * 600, 40)), audio=(), subtitle=False)
+    delay = 1.5 * startup + after
+    out = tmp_path / "o.mkv"
+    p = subprocess.Popen([sys.executable, "-m", "psr2video", str(src), str(out), "--variant", "mks", "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    for bad in ("Traceback", "Aborted", "ImportError", "cannot load module"):
+        assert bad not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    if " -> " not in err:  # stopped before the run began: one line
+        assert lines == ["psr2video: interrupted"], err
+    else:
+        assert "stopped by Ctrl-C" in err, err
+    assert not (tmp_path / ".o.partial.mkv").exists()
+    if out.exists():
+        assert len(frame_times(out)) > 0

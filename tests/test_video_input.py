@@ -516,7 +516,7 @@ def test_piped_max_frames_header_has_no_input_duration(tmp_path: Path) -> None:
 
     src = make_clip(tmp_path / "in.mkv", pts=list(range(0, 4000, 40)), audio=("aac",), subtitle=False)
     p = subprocess.run([sys.executable, "-m", "psr2video", str(src), "-", "--variant", "mks", "-q", "--max-frames",
-                        "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, cwd=ROOT)
+                        "5"], capture_output=True, timeout=120, cwd=ROOT)  # stdout: a real pipe
     assert p.returncode == 0, p.stderr.decode()
 
     class Pipe(io.RawIOBase):  # read as a player on the other end of the pipe would: no seeking

@@ -93,31 +93,49 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
     its timestamp (VFR stays VFR). The output is written under a temporary name and renamed at the end;
     Ctrl-C stops cleanly and leaves a playable file.
     """
+    check_args(input, output, scale, tile, weights, overwrite)  # before any heavy import: fast failure
+    up = make_upscaler(variant, scale, weights, backend, precision, device, tile)
+    from ..video import pipeline
+
+    opts = pipeline.Options(input=input, output=output, scale=scale, codec=codec, crf=crf, preset=preset,
+                            pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, batch=batch, overlay_fps=overlay_fps,
+                            max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace)
+    res, stats = run_with_hud(opts, up, f"psr2video {variant} x{scale}", quiet)
+    report(res, stats, output, ignore_errors)
+
+
+def check_args(input: str, output: str, scale: int, tile: int, weights: str | None, overwrite: bool) -> None:
+    """Every check that needs no model and no video library: a mistake costs milliseconds, not a torch import."""
+    if scale not in SCALES:
+        raise UserError(f"unsupported --scale {scale}; choose one of {', '.join(map(str, SCALES))}")
+    if input != "-" and not Path(input).exists():
+        raise UserError(f"input not found: {input}")
+    if input != "-" and Path(input).is_dir():
+        raise UserError(f"input is a directory, not a video: {input}")
+    if output != "-":
+        out = Path(output)
+        if input != "-" and out.exists() and out.resolve() == Path(input).resolve():
+            raise UserError("OUT is the same file as IN")
+        if out.is_dir():
+            raise UserError(f"{output} is a directory")
+        if out.exists() and not overwrite:
+            raise UserError(f"{output} exists; use -y to overwrite")
+        if not out.parent.exists():
+            raise UserError(f"can't write {output}: folder {out.parent} does not exist")
+    if tile < 0:
+        raise UserError("--tile must be >= 0")
+    if weights is not None and not Path(weights).is_file():
+        raise UserError(f"weights file not found: {weights}")
+
+
+def run_with_hud(opts, up, title: str, quiet: bool):
+    """Run the pipeline with the live HUD; the first Ctrl-C finishes the output cleanly, a second aborts.
+    User mistakes and FFmpeg failures become one line; a bug in our code keeps its traceback."""
     from ..video import pipeline
     from ..video.hud import Hud, Stats
     from ..video.reader import InputError
     from ..video.writer import OutputError
 
-    if scale not in SCALES:
-        raise UserError(f"unsupported --scale {scale}; choose one of {', '.join(map(str, SCALES))}")
-    if output != "-":
-        out = Path(output)
-        if input != "-" and out.exists() and Path(input).exists() and out.resolve() == Path(input).resolve():
-            raise UserError("OUT is the same file as IN")
-        if out.exists() and not overwrite:
-            raise UserError(f"{output} exists; use -y to overwrite")
-        if out.is_dir():
-            raise UserError(f"{output} is a directory")
-        if not out.parent.exists():
-            raise UserError(f"can't write {output}: folder {out.parent} does not exist")
-    if input != "-" and not Path(input).exists():
-        raise UserError(f"input not found: {input}")
-    if tile < 0:
-        raise UserError("--tile must be >= 0")
-    up = make_upscaler(variant, scale, weights, backend, precision, device, tile)
-    opts = pipeline.Options(input=input, output=output, scale=scale, codec=codec, crf=crf, preset=preset,
-                            pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, batch=batch, overlay_fps=overlay_fps,
-                            max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace)
     stop = threading.Event()
     hits = [0]
 
@@ -130,25 +148,26 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
 
     old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
     stats = Stats()
-    hud = Hud(stats, f"psr2video {variant} x{scale}", quiet=quiet)
+    hud = Hud(stats, title, quiet=quiet)
 
     def started(st, res):
-        _warn(f"{input} -> {output}: {up!r}, {res.out_size[0]}x{res.out_size[1]} {res.pix_fmt} {codec}, "
-              f"colour {res.color.describe() if res.color else '?'}")
+        _warn(f"{opts.input} -> {opts.output}: {up!r}, {res.out_size[0]}x{res.out_size[1]} {res.pix_fmt} "
+              f"{opts.codec}, colour {res.color.describe() if res.color else '?'}")
         hud.start()
 
     try:
-        res = pipeline.run(opts, up, stop=stop, stats=stats, warn=_warn, on_start=started)
+        return pipeline.run(opts, up, stop=stop, stats=stats, warn=_warn, on_start=started), stats
     except (InputError, OutputError) as e:
-        if output == "-":  # nothing more may go to a closed or full stdout (not even Python's final flush)
+        if opts.output == "-":  # nothing more may go to a closed or full stdout (not even Python's final flush)
             _silence_stdout()
         raise UserError(str(e)) from None
     except OSError as e:
-        raise UserError(f"{getattr(e, 'strerror', None) or e}: {getattr(e, 'filename', None) or output}") from None
+        raise UserError(f"{getattr(e, 'strerror', None) or e}: {getattr(e, 'filename', None) or opts.output}") \
+            from None
     except KeyboardInterrupt:
         _warn("psr2video: aborted; partial output removed")
         sys.exit(130)
-    except Exception as e:  # FFmpeg/torch failures: one line, no traceback
+    except Exception as e:  # FFmpeg failures: one line, no traceback
         import av
 
         if isinstance(e, av.error.FFmpegError):
@@ -161,8 +180,16 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
         if old is not None:
             signal.signal(signal.SIGINT, old)
 
+
+def report(res, stats, output: str, ignore_errors: bool) -> None:
+    """The summary, what was fixed or lost on the way, and the exit status (130 stopped, 1 damaged input)."""
     fps = res.frames / res.seconds if res.seconds else 0.0
     where = "stdout" if output == "-" else output
+    if res.stopped and not res.frames:
+        if output != "-":
+            Path(output).unlink(missing_ok=True)
+        _warn("stopped by Ctrl-C before the first frame; nothing written")
+        sys.exit(130)
     _warn(f"done: {res.frames} frames in {res.seconds:.1f} s ({fps:.1f} fps"
           + (f", {fps / stats.src_fps:.2f}x realtime" if stats.src_fps else "") + f") -> {where}"
           + (f" ({stats.out_size() / 2**20:.1f} MiB)" if output != "-" else ""))

@@ -209,6 +209,7 @@ class _Run:
         self.reader: Reader | None = None
         self.writer: Writer | None = None
         self.stage: DeviceStage | None = None
+        self.hw_fallback_said = False
 
     def set_up(self, on_start: Callable[[Stats, Result], None] | None) -> None:
         opts, inp, res, stats = self.opts, self.inp, self.res, self.stats
@@ -260,8 +261,7 @@ class _Run:
     def _notes(self, info: StreamInfo, first: FirstFrame) -> None:
         """Say what the run does with input properties it can't keep as they are."""
         opts, warn = self.opts, self.warn
-        cc = self.inp.streams.video[0].codec_context
-        if opts.hwaccel and not first.on_gpu and not getattr(cc, "is_hwaccel", False):
+        if opts.hwaccel and not self.hw_fallback_said and not first.hw_decoded:
             warn(f"note: --hwaccel {opts.hwaccel}: the hardware decoder did not take this {info.codec} stream; "
                  "decoding in software")
         if info.color.alpha:
@@ -364,8 +364,15 @@ def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats
     removed. A set ``stop`` event ends the run early with a finalised, playable output.
     """
     stop = stop or threading.Event()
-    inp = open_input(opts.input, opts.in_fmt, opts.hwaccel, warn=warn)
+    said: list[str] = []  # open_input's own hardware-decoder fallback line
+
+    def warn_open(msg: str) -> None:
+        said.append(msg)
+        warn(msg)
+
+    inp = open_input(opts.input, opts.in_fmt, opts.hwaccel, warn=warn_open)
     job = _Run(opts, upscaler, inp, stop, stats or Stats(), warn)
+    job.hw_fallback_said = bool(said)
     try:
         job.set_up(on_start)
         return job.finish(job.pump())

@@ -90,7 +90,7 @@ class FirstFrame:
     field_order: int = 0  # FFmpeg AVFieldOrder (0 unknown, 1 progressive, 2 tt, 3 bb, 4 tb, 5 bt)
     mastering: bytes = b""  # AVMasteringDisplayMetadata
     light_level: bytes = b""  # AVContentLightMetadata
-    on_gpu: bool = False
+    hw_decoded: bool = False  # by the hardware decoder (a CUDA frame, or one it handed back as NV12/P010)
 
 
 @dataclass
@@ -582,4 +582,6 @@ def first_frame(frame: av.VideoFrame, cc: Any) -> FirstFrame:
     return FirstFrame(rotation=int(frame.rotation or 0), interlaced=interlaced,
                       field_order=order if order > 1 else (2 if interlaced else 1),
                       mastering=side.get(Type.MASTERING_DISPLAY_METADATA, b""),
-                      light_level=side.get(Type.CONTENT_LIGHT_LEVEL, b""), on_gpu=frame.format.name == "cuda")
+                      light_level=side.get(Type.CONTENT_LIGHT_LEVEL, b""),
+                      hw_decoded=frame.format.name == "cuda" or (bool(getattr(cc, "is_hwaccel", False))
+                                                                 and frame.format.name in SEMIPLANAR))

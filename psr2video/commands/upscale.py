@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import UserError
+from ..errors import PsrError, UserError, user_errors, user_line
 from ..names import BACKENDS, CODECS, MODELS, PRECISIONS, SCALES
 
 
@@ -33,16 +33,14 @@ def _fmt_span(a: float, b: float, k: int) -> str:
 
 def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, precision: str | None, device: str,
                   tile: int):
+    """The Upscaler the options ask for; a bad option, a weights file or a missing backend is one line."""
     from ..models.registry import WeightsError
     from ..runtime.upscaler import Upscaler
 
-    try:
+    # the Upscaler checks its arguments with ValueError; ImportError = an optional backend is not installed
+    with user_errors(WeightsError, ValueError, ImportError):
         return Upscaler(variant=variant, scale=scale, weights=weights, backend=backend, precision=precision,
                         device=device, tile=tile)
-    except WeightsError as e:
-        raise UserError(str(e).splitlines()[0]) from None
-    except (ValueError, ImportError, RuntimeError, OSError) as e:
-        raise UserError(f"can't set up the {variant} x{scale} model: {str(e).splitlines()[0]}") from None
 
 
 @click.command("upscale", context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,8 +94,6 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
     """
     from ..video import pipeline
     from ..video.hud import Hud, Stats
-    from ..video.reader import InputError
-    from ..video.writer import OutputError
 
     if scale not in SCALES:
         raise UserError(f"unsupported --scale {scale}; choose one of {', '.join(map(str, SCALES))}")
@@ -140,23 +136,18 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
 
     try:
         res = pipeline.run(opts, up, stop=stop, stats=stats, warn=_warn, on_start=started)
-    except (InputError, OutputError) as e:
-        if output == "-":  # nothing more may go to a closed or full stdout (not even Python's final flush)
-            _silence_stdout()
-        raise UserError(str(e)) from None
-    except OSError as e:
-        raise UserError(f"{getattr(e, 'strerror', None) or e}: {getattr(e, 'filename', None) or output}") from None
     except KeyboardInterrupt:
         _warn("psr2video: aborted; partial output removed")
         sys.exit(130)
-    except Exception as e:  # FFmpeg/torch failures: one line, no traceback
-        import av
-
-        if isinstance(e, av.error.FFmpegError):
-            raise UserError(f"FFmpeg: {e}") from None
-        if isinstance(e, (ValueError, RuntimeError)):
-            raise UserError(str(e).splitlines()[0]) from None
-        raise
+    except Exception as e:  # a user's file or setting: one line; a bug in our code: its traceback
+        line = user_line(e)
+        if line is None and isinstance(e, OSError) and e.strerror:  # e.g. EPIPE or ENOSPC on the output
+            line = f"{e.strerror}: {output}"
+        if line is None:
+            raise
+        if output == "-" and isinstance(e, PsrError):
+            _silence_stdout()  # nothing more may go to a closed or full stdout (not even Python's final flush)
+        raise UserError(line) from None
     finally:
         hud.stop()
         if old is not None:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .. import paths
+from ..errors import PsrError
 from ..fileio import write_atomic
 from ..models.registry import ModelDescriptor
 from .backends import TRTBackend
@@ -37,7 +38,7 @@ from .export import INPUT_NAME, OUTPUT_NAME, cached_onnx, onnx_fields
 log = logging.getLogger("psr2video.tensorrt")
 
 
-class EngineBuildError(RuntimeError):
+class EngineBuildError(PsrError, RuntimeError):
     """TensorRT could not parse the ONNX file or build an engine from it."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import PsrError
 from ..fileio import atomic_path
 from ..models import build_model, save_weights
 from .data import PatchSampler, Prefetcher, load_images
@@ -45,7 +46,7 @@ DEFAULTS: dict = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(PsrError, ValueError):
     """A bad config file or value (reported as one line by the CLI)."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import av
 
+from ..errors import PsrError
 from .reader import PacketItem
 
 DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "h264_nvenc": "p4",
@@ -32,7 +33,7 @@ EXT_FORMAT = {".mkv": "matroska", ".mka": "matroska", ".webm": "webm", ".mp4": "
               ".mov": "mov", ".ts": "mpegts", ".m2ts": "mpegts", ".avi": "avi", ".nut": "nut"}
 
 
-class OutputError(Exception):
+class OutputError(PsrError):
     """The output can't be written (bad path, unwritable, disk full, codec/container mismatch)."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import PsrError
 from ..models.registry import BASELINES, SCALES, VARIANTS
 from ..runtime.backends import BACKEND_NAMES, PRECISIONS
 from ..runtime.upscaler import Upscaler
@@ -31,7 +32,7 @@ SIGNATURE = ('psr2.Upscale(clip, variant="stream", scale=2, weights=None, backen
              'tile=0, overlap=None, num_streams=1, device="auto")')
 
 
-class PluginError(ValueError):
+class PluginError(PsrError, ValueError):
     """A user mistake in a psr2.Upscale call (its text becomes the vapoursynth.Error message)."""
 
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..errors import PsrError
 from ..fileio import atomic_path, write_atomic
 
 LIB_NAME = "libpsr2video.so"
@@ -31,7 +32,7 @@ SOURCE_CANDIDATES = (
 SOURCE = next((p for p in SOURCE_CANDIDATES if p.is_file()), SOURCE_CANDIDATES[0])
 
 
-class InstallError(RuntimeError):
+class InstallError(PsrError, RuntimeError):
     """One-line reason the plugin could not be installed."""
 
 

@@ -32,7 +32,7 @@ def user_line(exc: BaseException, user_types: tuple[type[BaseException], ...] = 
     """
     if isinstance(exc, click.ClickException):
         return exc.format_message()
-    if isinstance(exc, PsrError | user_types):
+    if isinstance(exc, (PsrError, *user_types)):
         return str(exc)
     mod, name = type(exc).__module__, type(exc).__name__
     if mod == "av" or mod.startswith("av."):

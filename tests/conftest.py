@@ -16,6 +16,21 @@ ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (CI does: .ci/run)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (attention variants above x2, long end-to-end runs) are skipped unless
+    ``--run-slow`` is given, so the default suite stays quick; .ci/run passes it, so CI still runs them."""
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow (CI does)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def data_dir(*parts: str) -> Path:
     """A folder under the data root ($PSR2VIDEO_DATA, else ../shared/data), or skip the test saying where."""
     p = paths.data_path(*parts)

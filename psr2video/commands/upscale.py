@@ -153,6 +153,7 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
         if old is not None:
             signal.signal(signal.SIGINT, old)
 
+    stats = stats.snapshot()
     fps = res.frames / res.seconds if res.seconds else 0.0
     where = "stdout" if output == "-" else output
     _warn(f"done: {res.frames} frames in {res.seconds:.1f} s ({fps:.1f} fps"

@@ -10,7 +10,7 @@ Rules (see docs/README-video.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +61,6 @@ class ColorInfo:
     transfer: int = TRC_UNSPECIFIED
     chroma_location: int = LOC_LEFT
     guessed_space: bool = False
-    guessed_range: bool = False
 
     @property
     def krkb(self) -> tuple[float, float]:
@@ -98,12 +97,7 @@ def guess_color(space: int | None, color_range: int | None, primaries: int | Non
     full = color_range == RANGE_FULL or pix_fmt.startswith("yuvj")
     loc = chroma_location if chroma_location in (LOC_LEFT, LOC_CENTER, LOC_TOPLEFT) else LOC_LEFT
     return ColorInfo(space=int(space), full_range=full, primaries=int(primaries or PRIM_UNSPECIFIED),
-                     transfer=int(transfer or TRC_UNSPECIFIED), chroma_location=loc, guessed_space=guessed,
-                     guessed_range=color_range not in (RANGE_LIMITED, RANGE_FULL))
-
-
-def with_location(info: ColorInfo, loc: int) -> ColorInfo:
-    return replace(info, chroma_location=loc)
+                     transfer=int(transfer or TRC_UNSPECIFIED), chroma_location=loc, guessed_space=guessed)
 
 
 def _levels(bits: int, full: bool) -> tuple[float, float, float, float]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import math
 import queue
 import threading
 import time
@@ -317,10 +316,6 @@ def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats
             reader.join(timeout=5)
         with contextlib.suppress(Exception):
             inp.close()
-
-
-def fps_of(res: Result) -> float:
-    return res.frames / res.seconds if res.seconds > 0 else math.nan
 
 
 __all__ = ["DeviceStage", "Options", "Result", "run", "output_size", "partial_path", "Fraction"]

@@ -205,7 +205,8 @@ class Writer(threading.Thread):
             opts["preset"] = str(preset)
         return opts
 
-    def put(self, item: Any, stop: threading.Event | None = None) -> None:
+    def put(self, item: Any) -> None:
+        """Queue an item for the encoder; re-raises the writer's error instead of blocking on a dead thread."""
         while True:
             if self.error is not None:
                 raise self.error
@@ -254,13 +255,12 @@ class Writer(threading.Thread):
                 self.frames += 1
                 if self.stats is not None:
                     self.stats.add("encode", time.perf_counter() - t0)
-                    self.stats.encoded = self.frames
-                    self.stats.out_bytes = self.bytes_hint
+                    self.stats.set_encoded(self.frames, self.bytes_hint)
             for pkt in self.vstream.encode(None):
                 self.out.mux(pkt)
                 self.bytes_hint += pkt.size
             if self.stats is not None:
-                self.stats.out_bytes = self.bytes_hint
+                self.stats.set_encoded(self.frames, self.bytes_hint)
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             self.error = e
             # keep draining so the producer never blocks on a dead writer

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -97,6 +99,39 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
 
     if scale not in SCALES:
         raise UserError(f"unsupported --scale {scale}; choose one of {', '.join(map(str, SCALES))}")
+    check_paths(input, output, overwrite)
+    if tile < 0:
+        raise UserError("--tile must be >= 0")
+    up = make_upscaler(variant, scale, weights, backend, precision, device, tile)
+    opts = pipeline.Options(input=input, output=output, scale=scale, codec=codec, crf=crf, preset=preset,
+                            pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, batch=batch, overlay_fps=overlay_fps,
+                            max_frames=max_frames, hwaccel=hwaccel)
+    stats = Stats()
+    hud = Hud(stats, f"psr2video {variant} x{scale}", quiet=quiet)
+
+    def started(st, res):
+        _warn(f"{input} -> {output}: {up!r}, {res.out_size[0]}x{res.out_size[1]} {res.pix_fmt} {codec}, "
+              f"colour {res.color.describe() if res.color else '?'}")
+        hud.start()
+
+    with ctrl_c_stops() as stop:
+        try:
+            res = pipeline.run(opts, up, stop=stop, stats=stats, warn=_warn, on_start=started)
+        except KeyboardInterrupt:
+            _warn("psr2video: aborted; partial output removed")
+            sys.exit(130)
+        except Exception as e:  # a user's file or setting: one line; a bug in our code: its traceback
+            err = as_user_error(e, output)
+            if err is e:
+                raise
+            raise err from None
+        finally:
+            hud.stop()
+    report(res, stats.snapshot(), output, ignore_errors)
+
+
+def check_paths(input: str, output: str, overwrite: bool) -> None:
+    """Refuse what can't work before anything is loaded: missing input, OUT = IN, OUT exists, no folder."""
     if output != "-":
         out = Path(output)
         if input != "-" and out.exists() and Path(input).exists() and out.resolve() == Path(input).resolve():
@@ -109,16 +144,15 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
             raise UserError(f"can't write {output}: folder {out.parent} does not exist")
     if input != "-" and not Path(input).exists():
         raise UserError(f"input not found: {input}")
-    if tile < 0:
-        raise UserError("--tile must be >= 0")
-    up = make_upscaler(variant, scale, weights, backend, precision, device, tile)
-    opts = pipeline.Options(input=input, output=output, scale=scale, codec=codec, crf=crf, preset=preset,
-                            pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, batch=batch, overlay_fps=overlay_fps,
-                            max_frames=max_frames, hwaccel=hwaccel)
+
+
+@contextlib.contextmanager
+def ctrl_c_stops() -> Iterator[threading.Event]:
+    """The first Ctrl-C sets the yielded event (the pipeline finishes cleanly); a second one aborts."""
     stop = threading.Event()
     hits = [0]
 
-    def on_sigint(signum, frame):  # first Ctrl-C: finish cleanly; second: give up
+    def on_sigint(signum, frame):
         hits[0] += 1
         if hits[0] > 1:
             raise KeyboardInterrupt
@@ -126,34 +160,27 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
         _warn("\nstopping (Ctrl-C again to abort)...")
 
     old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
-    stats = Stats()
-    hud = Hud(stats, f"psr2video {variant} x{scale}", quiet=quiet)
-
-    def started(st, res):
-        _warn(f"{input} -> {output}: {up!r}, {res.out_size[0]}x{res.out_size[1]} {res.pix_fmt} {codec}, "
-              f"colour {res.color.describe() if res.color else '?'}")
-        hud.start()
-
     try:
-        res = pipeline.run(opts, up, stop=stop, stats=stats, warn=_warn, on_start=started)
-    except KeyboardInterrupt:
-        _warn("psr2video: aborted; partial output removed")
-        sys.exit(130)
-    except Exception as e:  # a user's file or setting: one line; a bug in our code: its traceback
-        line = user_line(e)
-        if line is None and isinstance(e, OSError) and e.strerror:  # e.g. EPIPE or ENOSPC on the output
-            line = f"{e.strerror}: {output}"
-        if line is None:
-            raise
-        if output == "-" and isinstance(e, PsrError):
-            _silence_stdout()  # nothing more may go to a closed or full stdout (not even Python's final flush)
-        raise UserError(line) from None
+        yield stop
     finally:
-        hud.stop()
         if old is not None:
             signal.signal(signal.SIGINT, old)
 
-    stats = stats.snapshot()
+
+def as_user_error(e: Exception, output: str) -> Exception:
+    """The one-line UserError for a failure the user can fix, or ``e`` itself (a bug keeps its traceback)."""
+    line = user_line(e)
+    if line is None and isinstance(e, OSError) and e.strerror:  # e.g. EPIPE or ENOSPC on the output
+        line = f"{e.strerror}: {output}"
+    if line is None:
+        return e
+    if output == "-" and isinstance(e, PsrError):
+        _silence_stdout()  # nothing more may go to a closed or full stdout (not even Python's final flush)
+    return UserError(line)
+
+
+def report(res, stats, output: str, ignore_errors: bool) -> None:
+    """The summary after a run; exit 130 after Ctrl-C, and an error for a damaged input unless accepted."""
     fps = res.frames / res.seconds if res.seconds else 0.0
     where = "stdout" if output == "-" else output
     _warn(f"done: {res.frames} frames in {res.seconds:.1f} s ({fps:.1f} fps"

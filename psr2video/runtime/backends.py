@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from ..models.registry import ModelDescriptor
-
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+from ..names import BACKENDS
 
 
 class Runner(Protocol):
@@ -70,7 +69,6 @@ class Backend:
 
 
 BackendConfig = TorchBackend | ORTBackend | TRTBackend
-BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 def parse_backend(backend: str | BackendConfig) -> BackendConfig | str:
@@ -86,7 +84,7 @@ def parse_backend(backend: str | BackendConfig) -> BackendConfig | str:
         return ORTBackend()
     if name in ("tensorrt", "trt"):
         return TRTBackend()
-    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_NAMES)}")
+    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
 def resolve_auto(device: torch.device) -> BackendConfig:

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from ..models.registry import BASELINES, ModelDescriptor, build_model, describe, load_model
-from .backends import PRECISIONS, BackendConfig, make_runner, parse_backend, resolve_auto
+from ..names import PRECISIONS
+from .backends import BackendConfig, make_runner, parse_backend, resolve_auto
 from .tiling import tiled_apply
 
 

@@ -95,8 +95,8 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
             up = Upscaler(variant=None, scale=None, weights=w, device=device, backend="torch", precision="fp32")
             if up.scale != scale:
                 raise UserError(f"{w} is a x{up.scale} model; run eval with --scale {up.scale}")
-            methods.append((Path(w).stem, tensor_fn(up)))
-            models.append((Path(w).stem, up))
+            methods.append((_label(w, weights), tensor_fn(up)))
+            models.append((_label(w, weights), up))
     except (WeightsError, ValueError) as e:
         raise UserError(str(e)) from None
     folders = _datasets(data_root, datasets)
@@ -138,13 +138,20 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
             raise UserError("--record stores clean-protocol results only; drop --degraded")
         for w in weights:
             rows = {r.dataset: {"psnr": round(r.psnr, 4), **({} if no_ssim else {"ssim": round(r.ssim, 5)})}
-                    for r in results if r.method == Path(w).stem}
+                    for r in results if r.method == _label(w, weights)}
             record_validation(Path(w), rows)
             click.echo(f"recorded {', '.join(rows)} in {w}")
 
 
     if failed:
         raise UserError(f"stress suite failed: {'; '.join(failed[:3])}{' ...' if len(failed) > 3 else ''}")
+
+
+def _label(w: str, weights) -> str:
+    """A weights file's name in the tables: its stem, or folder/stem when two files share a stem."""
+    p = Path(w)
+    clash = sum(Path(o).stem == p.stem for o in weights) > 1
+    return f"{p.parent.name}/{p.stem}" if clash else p.stem
 
 
 def _video_table(console, methods, folder: Path, scale: int, crf: int, clips: int | None, no_ssim: bool) -> list:

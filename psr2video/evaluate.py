@@ -96,3 +96,19 @@ def evaluate(fn: UpscaleFn, folder: str | Path, scale: int, method: str = "", ss
                      "ssim": ssim_y(a, b, scale) if ssim else float("nan")})
     return Result(Path(folder).name, method, scale, float(np.mean([r["psnr"] for r in rows])),
                   float(np.mean([r["ssim"] for r in rows])), rows)
+
+
+def record_validation(path: Path, rows: dict) -> None:
+    """Merge ``rows`` ({dataset: {psnr, ssim}}) into the ``validation`` entry of a weights file's metadata."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from .fileio import atomic_path
+    from .models.registry import META_KEY, read_metadata
+
+    meta = read_metadata(path)
+    meta["validation"] = {**meta.get("validation", {}), **rows}
+    tensors = load_file(str(path))
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})

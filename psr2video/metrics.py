@@ -24,14 +24,22 @@ def _shave(a: np.ndarray, shave: int) -> np.ndarray:
     return a[shave:-shave, shave:-shave] if shave > 0 else a
 
 
+def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, data_range: float = 1.0) -> float:
+    """PSNR (dB) over every element of two arrays or tensors, in float64; inf when they are equal."""
+    if isinstance(a, torch.Tensor):
+        mse = float(torch.mean((a.double() - b.double()) ** 2))
+    else:
+        mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(data_range**2 / mse))
+
+
 def psnr_y(sr: np.ndarray, hr: np.ndarray, shave: int = 0) -> float:
     """PSNR (dB) between two uint8 RGB images (HWC) on Y, border ``shave`` pixels dropped."""
-    a, b = _shave(rgb_to_y(sr), shave), _shave(rgb_to_y(hr), shave)
-    mse = float(np.mean((a - b) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+    return psnr(_shave(rgb_to_y(sr), shave), _shave(rgb_to_y(hr), shave), data_range=255.0)
 
 
-def _gaussian(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """The (1, 1, size, size) normalised Gaussian window of SSIM."""
     g = torch.exp(-((torch.arange(size, dtype=torch.float64) - size // 2) ** 2) / (2 * sigma * sigma))
     g = g / g.sum()
     return (g[:, None] * g[None, :]).view(1, 1, size, size)
@@ -44,21 +52,23 @@ def ssim_y(sr: np.ndarray, hr: np.ndarray, shave: int = 0) -> float:
     return float(ssim(a, b, data_range=255.0).mean())
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, window: int = 11,
-         sigma: float = 1.5) -> torch.Tensor:
-    """Per-image SSIM of NCHW tensors (channels averaged); differentiable, used by losses too."""
+def ssim_parts(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5,
+               data_range: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image (SSIM, contrast-structure) of NCHW tensors, channels averaged, valid region only; MS-SSIM
+    (train/losses.py) combines the second term over scales."""
     c = a.shape[1]
-    k = _gaussian(window, sigma).to(a).expand(c, 1, window, window)
+    k = gaussian_window(window, sigma).to(a).expand(c, 1, window, window)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_a, mu_b = F.conv2d(a, k, groups=c), F.conv2d(b, k, groups=c)
     saa = F.conv2d(a * a, k, groups=c) - mu_a**2
     sbb = F.conv2d(b * b, k, groups=c) - mu_b**2
     sab = F.conv2d(a * b, k, groups=c) - mu_a * mu_b
-    m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
-    return m.flatten(1).mean(1)
+    cs = (2 * sab + c2) / (saa + sbb + c2)
+    lum = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
+    return (lum * cs).flatten(1).mean(1), cs.flatten(1).mean(1)
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Per-image PSNR (dB) of two NCHW tensors over all channels."""
-    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(1e-20)
-    return 10.0 * torch.log10(data_range**2 / mse)
+def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, window: int = 11,
+         sigma: float = 1.5) -> torch.Tensor:
+    """Per-image SSIM of NCHW tensors (channels averaged); differentiable."""
+    return ssim_parts(a, b, window, sigma, data_range)[0]

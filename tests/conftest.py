@@ -1,24 +1,56 @@
-"""Shared fixtures: the validation data beside the checkout (skip cleanly when it is absent)."""
+"""Shared fixtures: the validation data (skip cleanly when it is absent) and a private cache per test."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+from psr2video import paths
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("PSR2VIDEO_DATA", ROOT.parent / "shared" / "data"))
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (CI does: .ci/run)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (attention variants above x2, long end-to-end runs) are skipped unless
+    ``--run-slow`` is given, so the default suite stays quick; .ci/run passes it, so CI still runs them."""
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow (CI does)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def data_dir(*parts: str) -> Path:
-    p = DATA.joinpath(*parts)
+    """A folder under the data root ($PSR2VIDEO_DATA, else ../shared/data), or skip the test saying where."""
+    p = paths.data_path(*parts)
     if not p.exists():
-        pytest.skip(f"test data not found at {p} (set PSR2VIDEO_DATA to ../shared/data)")
+        pytest.skip(f"test data not found at {p} (set PSR2VIDEO_DATA to the data folder)")
     return p
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory) -> Iterator[Path]:
+    """One temporary PSR2VIDEO_CACHE for the whole run (exports are reused between tests), so the suite never
+    writes into the user's real cache; a test that needs an empty cache sets its own with monkeypatch."""
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("PSR2VIDEO_CACHE")
+    os.environ["PSR2VIDEO_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("PSR2VIDEO_CACHE", None)
+    else:
+        os.environ["PSR2VIDEO_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

@@ -60,7 +60,7 @@ def test_graph_contract(exported):
     assert dims == ["batch", 3, "height", "width"]
 
 
-@pytest.mark.parametrize("variant", ["realtime", "photo"])
+@pytest.mark.parametrize("variant", ["realtime", pytest.param("photo", marks=pytest.mark.slow)])
 def test_fp16_export_runs_and_meets_floor(tmp_path, variant):
     net = _net(variant)
     path = E.export_onnx(net, tmp_path / "m16.onnx", "fp16")

@@ -59,6 +59,7 @@ def test_tiny_training_reduces_loss(images, tmp_path, monkeypatch):
     assert images.name in meta["validation"]
 
 
+@pytest.mark.slow  # a real training run: CI runs it (--run-slow)
 def test_a_net_failing_the_stress_suite_is_never_best(images, tmp_path):
     # the real suite on a 2-step net: it is still MKS2021 plus noise-level detail, so the suite runs for
     # real; the stress result is then forced to a failure to check the trainer's decision
@@ -72,6 +73,7 @@ def test_a_net_failing_the_stress_suite_is_never_best(images, tmp_path):
     assert (tmp_path / "run" / "final.safetensors").is_file()
 
 
+@pytest.mark.slow  # two real training runs: CI runs it (--run-slow)
 def test_resume_gives_same_next_step_loss(images, tmp_path):
     cfg = _cfg(images)
     a = Trainer(cfg, out=tmp_path / "a", quiet=True)
@@ -159,6 +161,7 @@ def test_gan_stage_runs(images, tmp_path):
     assert again.step == 1
 
 
+@pytest.mark.slow  # a real training run end to end: CI runs it (--run-slow)
 def test_train_cli(images, tmp_path):
     from psr2video.cli import cli
 

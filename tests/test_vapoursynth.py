@@ -109,7 +109,8 @@ def test_installer_builds_once(tmp_path):
     assert not lib.exists()
 
 
-@pytest.mark.parametrize("variant", VARIANTS + BASELINES)
+@pytest.mark.parametrize("variant", [pytest.param(v, marks=[pytest.mark.slow] if v in ("photo", "pro") else [])
+                                     for v in VARIANTS + BASELINES])
 def test_every_variant_matches_upscaler(core, weights, real_rgb, variant):
     """Blank and real frames through the plugin equal the Upscaler called directly (attention variants are
     slow on the CPU, so they get one real frame)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from .. import paths
 from ..errors import UserError
 from ..names import BACKENDS, BASELINES, PRECISIONS, SCALES, VARIANTS
 from .common import split_list
@@ -48,7 +49,8 @@ def bench_model(variants, scale, size, batch, backend, precision, device, warmup
     """Model speed: fps, ms/frame and peak memory next to Real-ESRGAN Compact peers (same backend)."""
     import torch
 
-    from ..runtime.bench_model import format_table, machine_info, target_lines, time_entries
+    from ..machine import describe, machine_info
+    from ..runtime.bench_model import format_table, target_lines, time_entries
     from ..runtime.peers import PEERS
     from ..runtime.upscaler import resolve_device
 
@@ -75,9 +77,7 @@ def bench_model(variants, scale, size, batch, backend, precision, device, warmup
         click.echo(f"backend auto -> {backend}: {auto.LAST_CHOICE[1]}")
     info = machine_info(dev)
     command = "psr2video bench model " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "model"] else [])
-    click.echo(f"machine: {info['cpu']} ({info['cpu_count']} cores, torch threads {info['torch_threads']})"
-               + (f", {info['gpu']}" if "gpu" in info else "") + f"; torch {info['torch']}"
-               + (f", onnxruntime {info['onnxruntime']}" if "onnxruntime" in info else ""))
+    click.echo(f"machine: {describe(info)}")
     click.echo(f"command: {command.strip()}")
     try:
         rows = time_entries(names, int(scale), backend, precision, dev, (w, h), batch, warmup, iters, min_seconds,
@@ -118,13 +118,14 @@ def bench_pipeline(clip: str | None, variant: str, scale: int, weights: str | No
     import tempfile
     import threading
 
+    from ..machine import describe
     from ..video import pipeline
-    from ..video.bench_pipeline import SAMPLE, load_frames, machine, time_ffmpeg_binary, time_ffmpeg_pyav, time_model
+    from ..video.bench_pipeline import load_frames, time_ffmpeg_binary, time_ffmpeg_pyav, time_model
     from ..video.reader import open_input, stream_info
     from ..video.writer import Writer, pick_pix_fmt
     from .upscale import make_upscaler
 
-    clip = clip or str(SAMPLE)
+    clip = clip or str(paths.SAMPLE_CLIP)
     if not Path(clip).exists():
         raise UserError(f"clip not found: {clip}")
     up = make_upscaler(variant, scale, weights, backend, precision, device, 0)
@@ -133,7 +134,7 @@ def bench_pipeline(clip: str | None, variant: str, scale: int, weights: str | No
     pix_fmt = pick_pix_fmt(codec, info.bits, 1, 1, False, None)
     size = pipeline.output_size(info.width, info.height, up.scale, pix_fmt)
     options = Writer._codec_options(codec, crf, preset)
-    click.echo(f"machine: {machine()}")
+    click.echo(f"machine: {describe()}")
     click.echo(f"command: psr2video bench pipeline {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}".rstrip())
     click.echo(f"clip: {clip} ({info.width}x{info.height} {info.pix_fmt} {info.codec}, {info.frames} frames) -> "
                f"{size[0]}x{size[1]} {pix_fmt} {codec} {options}; {up!r}, batch {batch}")

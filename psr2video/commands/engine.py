@@ -56,8 +56,9 @@ def engine_clear(stale):
 @click.option("--untrained", is_flag=True, help="build for an untrained net (random weights, for testing)")
 @click.option("--precision", "-p", type=click.Choice(EXPORT_PRECISIONS), default=None,
               help="default: fp16 on CUDA, fp32 on the CPU")
-@click.option("--profile", "profiles", multiple=True, help="named profile(s) from engines/profiles.toml, "
-              "e.g. 480p,720p,1080p,1440p (default: dynamic)")
+@click.option("--profile", "profiles", multiple=True,
+              help="named profile(s), built in or from $PSR2VIDEO_PROFILES, e.g. 480p,720p,1080p,1440p "
+                   "(default: dynamic)")
 @click.option("--shape", help="a custom input size WxH instead of --profile")
 @click.option("--dynamic", is_flag=True, help="dynamic shapes over the profile's min..max (default: static opt)")
 @click.option("--backend", type=click.Choice(ENGINE_BACKENDS), default="auto", show_default=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
+from .. import paths
 from ..errors import UserError
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "val"
 BASELINE_METHODS = ("bicubic", "lanczos", "mks")
 
 
@@ -32,8 +32,8 @@ def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
 @click.option("--scale", type=click.IntRange(2, 4), default=2, show_default=True)
 @click.option("--dataset", "datasets", multiple=True, default=("Set5", "Set14", "B100"), show_default=True,
               help="Dataset names under --data-root, or image folders.")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA,
-              show_default=True)
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder holding the datasets [default: $PSR2VIDEO_DATA/val, else ../shared/data/val].")
 @click.option("--degraded", is_flag=True, help="JPEG-compress the LR at quality 75 (robustness check).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="Sharpening blend for the mks baseline.")
@@ -62,11 +62,12 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
     from rich.console import Console
     from rich.table import Table
 
-    from ..evaluate import evaluate, pil_resize, tensor_fn
+    from ..evaluate import evaluate, pil_resize, record_validation, tensor_fn
     from ..models import WeightsError
     from ..models.magic import MagicKernelSharp2021
     from ..runtime.upscaler import Upscaler
 
+    data_root = data_root or paths.data_path("val")
     methods: list[tuple[str, object]] = []
     models: list[tuple[str, object]] = []  # (name, Upscaler) for the stress suite
     if shipped:
@@ -94,8 +95,8 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
             up = Upscaler(variant=None, scale=None, weights=w, device=device, backend="torch", precision="fp32")
             if up.scale != scale:
                 raise UserError(f"{w} is a x{up.scale} model; run eval with --scale {up.scale}")
-            methods.append((Path(w).stem, tensor_fn(up)))
-            models.append((Path(w).stem, up))
+            methods.append((_label(w, weights), tensor_fn(up)))
+            models.append((_label(w, weights), up))
     except (WeightsError, ValueError) as e:
         raise UserError(str(e)) from None
     folders = _datasets(data_root, datasets)
@@ -137,13 +138,20 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
             raise UserError("--record stores clean-protocol results only; drop --degraded")
         for w in weights:
             rows = {r.dataset: {"psnr": round(r.psnr, 4), **({} if no_ssim else {"ssim": round(r.ssim, 5)})}
-                    for r in results if r.method == Path(w).stem}
+                    for r in results if r.method == _label(w, weights)}
             record_validation(Path(w), rows)
             click.echo(f"recorded {', '.join(rows)} in {w}")
 
 
     if failed:
         raise UserError(f"stress suite failed: {'; '.join(failed[:3])}{' ...' if len(failed) > 3 else ''}")
+
+
+def _label(w: str, weights) -> str:
+    """A weights file's name in the tables: its stem, or folder/stem when two files share a stem."""
+    p = Path(w)
+    clash = sum(Path(o).stem == p.stem for o in weights) > 1
+    return f"{p.parent.name}/{p.stem}" if clash else p.stem
 
 
 def _video_table(console, methods, folder: Path, scale: int, crf: int, clips: int | None, no_ssim: bool) -> list:
@@ -186,17 +194,3 @@ def _stress_tables(console, models) -> tuple[list, list[str]]:
         out += [{"model": name, **r.to_dict()} for r in rows]
         failed += [f"{name}: {f}" for f in failures(rows)]
     return out, failed
-
-
-def record_validation(path: Path, rows: dict) -> None:
-    """Merge ``rows`` ({dataset: {psnr, ssim}}) into the ``validation`` entry of a weights file's metadata."""
-    from safetensors.torch import load_file, save_file
-
-    from ..models.registry import META_KEY, read_metadata
-
-    meta = read_metadata(path)
-    meta["validation"] = {**meta.get("validation", {}), **rows}
-    tensors = load_file(str(path))
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
-    tmp.replace(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from ..names import MODELS, SCALES
+from ..names import EXPORT_PRECISIONS, MODELS, SCALES
 from .common import load_for_command, split_list
 
 
@@ -36,7 +36,6 @@ def export(variant, scale, weights, untrained, precision, output, opset, fp32_io
     PSNR between them printed (floors: fp32 60 dB, fp16 45 dB; int8 is reported, aim 35 dB).
     """
     from ..runtime.export import (
-        EXPORT_PRECISIONS,
         INT8_TARGET,
         ExportError,
         calibration_tensors,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from ..errors import UserError
+from ..errors import PsrError, UserError, user_errors, user_line
 from ..names import BACKENDS, CODECS, MODELS, PRECISIONS, SCALES
 
 
@@ -29,16 +31,14 @@ def _silence_stdout() -> None:
 
 def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, precision: str | None, device: str,
                   tile: int):
+    """The Upscaler the options ask for; a bad option, a weights file or a missing backend is one line."""
     from ..models.registry import WeightsError
     from ..runtime.upscaler import Upscaler
 
-    try:
+    # the Upscaler checks its arguments with ValueError; ImportError = an optional backend is not installed
+    with user_errors(WeightsError, ValueError, ImportError):
         return Upscaler(variant=variant, scale=scale, weights=weights, backend=backend, precision=precision,
                         device=device, tile=tile)
-    except WeightsError as e:
-        raise UserError(str(e).splitlines()[0]) from None
-    except (ValueError, ImportError, RuntimeError, OSError) as e:
-        raise UserError(f"can't set up the {variant} x{scale} model: {str(e).splitlines()[0]}") from None
 
 
 @click.command("upscale", context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,53 +93,75 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
     its timestamp (VFR stays VFR). The output is written under a temporary name and renamed at the end;
     Ctrl-C stops cleanly and leaves a playable file.
     """
-    check_args(input, output, scale, tile, weights, overwrite)  # before any heavy import: fast failure
+    check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
+    check_paths(input, output, overwrite)
     up = make_upscaler(variant, scale, weights, backend, precision, device, tile)
     from ..video import pipeline
+    from ..video.hud import Hud, Stats
 
     opts = pipeline.Options(input=input, output=output, scale=scale, codec=codec, crf=crf, preset=preset,
                             pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, batch=batch, overlay_fps=overlay_fps,
                             max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace)
-    res, stats = run_with_hud(opts, up, f"psr2video {variant} x{scale}", quiet)
-    report(res, stats, output, ignore_errors)
+    stats = Stats()
+    hud = Hud(stats, f"psr2video {variant} x{scale}", quiet=quiet)
+
+    def started(st, res):
+        _warn(f"{input} -> {output}: {up!r}, {res.out_size[0]}x{res.out_size[1]} {res.pix_fmt} {codec}, "
+              f"colour {res.color.describe() if res.color else '?'}")
+        hud.start()
+
+    with ctrl_c_stops() as stop:
+        try:
+            res = pipeline.run(opts, up, stop=stop, stats=stats, warn=_warn, on_start=started)
+        except KeyboardInterrupt:
+            _warn("psr2video: aborted; partial output removed")
+            sys.exit(130)
+        except Exception as e:  # a user's file or setting: one line; a bug in our code: its traceback
+            err = as_user_error(e, output)
+            if err is e:
+                raise
+            raise err from None
+        finally:
+            hud.stop()
+    report(res, stats.snapshot(), output, ignore_errors)
 
 
-def check_args(input: str, output: str, scale: int, tile: int, weights: str | None, overwrite: bool) -> None:
-    """Every check that needs no model and no video library: a mistake costs milliseconds, not a torch import."""
+def check_args(scale: int, tile: int, weights: str | None) -> None:
+    """The option checks that need no model and no video library."""
     if scale not in SCALES:
         raise UserError(f"unsupported --scale {scale}; choose one of {', '.join(map(str, SCALES))}")
-    if input != "-" and not Path(input).exists():
-        raise UserError(f"input not found: {input}")
-    if input != "-" and Path(input).is_dir():
-        raise UserError(f"input is a directory, not a video: {input}")
-    if output != "-":
-        out = Path(output)
-        if input != "-" and out.exists() and out.resolve() == Path(input).resolve():
-            raise UserError("OUT is the same file as IN")
-        if out.is_dir():
-            raise UserError(f"{output} is a directory")
-        if out.exists() and not overwrite:
-            raise UserError(f"{output} exists; use -y to overwrite")
-        if not out.parent.exists():
-            raise UserError(f"can't write {output}: folder {out.parent} does not exist")
     if tile < 0:
         raise UserError("--tile must be >= 0")
     if weights is not None and not Path(weights).is_file():
         raise UserError(f"weights file not found: {weights}")
 
 
-def run_with_hud(opts, up, title: str, quiet: bool):
-    """Run the pipeline with the live HUD; the first Ctrl-C finishes the output cleanly, a second aborts.
-    User mistakes and FFmpeg failures become one line; a bug in our code keeps its traceback."""
-    from ..video import pipeline
-    from ..video.hud import Hud, Stats
-    from ..video.reader import InputError
-    from ..video.writer import OutputError
+def check_paths(input: str, output: str, overwrite: bool) -> None:
+    """Refuse what can't work before anything is loaded: missing input, OUT = IN, OUT exists, no folder."""
+    if output != "-":
+        out = Path(output)
+        if input != "-" and out.exists() and Path(input).exists() and out.resolve() == Path(input).resolve():
+            raise UserError("OUT is the same file as IN")
+        if out.exists() and not overwrite:
+            raise UserError(f"{output} exists; use -y to overwrite")
+        if out.is_dir():
+            raise UserError(f"{output} is a directory")
+        if not out.parent.exists():
+            raise UserError(f"can't write {output}: folder {out.parent} does not exist")
+    if input != "-" and not Path(input).exists():
+        raise UserError(f"input not found: {input}")
+    if input != "-" and Path(input).is_dir():
+        raise UserError(f"input is a directory, not a video: {input}")
 
+
+@contextlib.contextmanager
+def ctrl_c_stops() -> Iterator[threading.Event]:
+    """The first Ctrl-C sets the yielded event (the pipeline finishes cleanly); a second one aborts. Before and
+    after, the command line's own handler (``cli.quit_now``: one line, exit 130) is in charge."""
     stop = threading.Event()
     hits = [0]
 
-    def on_sigint(signum, frame):  # first Ctrl-C: finish cleanly; second: give up
+    def on_sigint(signum, frame):
         hits[0] += 1
         if hits[0] > 1:
             raise KeyboardInterrupt
@@ -147,45 +169,30 @@ def run_with_hud(opts, up, title: str, quiet: bool):
         _warn("\nstopping (Ctrl-C again to abort)...")
 
     old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
-    stats = Stats()
-    hud = Hud(stats, title, quiet=quiet)
-
-    def started(st, res):
-        _warn(f"{opts.input} -> {opts.output}: {up!r}, {res.out_size[0]}x{res.out_size[1]} {res.pix_fmt} "
-              f"{opts.codec}, colour {res.color.describe() if res.color else '?'}")
-        hud.start()
-
     try:
-        return pipeline.run(opts, up, stop=stop, stats=stats, warn=_warn, on_start=started), stats
-    except (InputError, OutputError) as e:
-        if opts.output == "-":  # nothing more may go to a closed or full stdout (not even Python's final flush)
-            _silence_stdout()
-        raise UserError(str(e)) from None
-    except OSError as e:
-        raise UserError(f"{getattr(e, 'strerror', None) or e}: {getattr(e, 'filename', None) or opts.output}") \
-            from None
-    except KeyboardInterrupt:
-        _warn("psr2video: aborted; partial output removed")
-        sys.exit(130)
-    except Exception as e:  # FFmpeg failures: one line, no traceback
-        import av
-
-        if isinstance(e, av.error.FFmpegError):
-            raise UserError(f"FFmpeg: {e}") from None
-        if isinstance(e, (ValueError, RuntimeError)):
-            raise UserError(str(e).splitlines()[0]) from None
-        raise
+        yield stop
     finally:
-        hud.stop()
         if old is not None:
             signal.signal(signal.SIGINT, old)
 
 
+def as_user_error(e: Exception, output: str) -> Exception:
+    """The one-line UserError for a failure the user can fix, or ``e`` itself (a bug keeps its traceback)."""
+    line = user_line(e)
+    if line is None and isinstance(e, OSError) and e.strerror:  # e.g. EPIPE or ENOSPC on the output
+        line = f"{e.strerror}: {output}"
+    if line is None:
+        return e
+    if output == "-" and isinstance(e, PsrError):
+        _silence_stdout()  # nothing more may go to a closed or full stdout (not even Python's final flush)
+    return UserError(line)
+
+
 def report(res, stats, output: str, ignore_errors: bool) -> None:
-    """The summary, what was fixed or lost on the way, and the exit status (130 stopped, 1 damaged input)."""
+    """The summary after a run; exit 130 after Ctrl-C, and an error for a damaged input unless accepted."""
     fps = res.frames / res.seconds if res.seconds else 0.0
     where = "stdout" if output == "-" else output
-    if res.stopped and not res.frames:
+    if res.stopped and not res.frames:  # Ctrl-C while setting up: nothing worth keeping
         if output != "-":
             Path(output).unlink(missing_ok=True)
         _warn("stopped by Ctrl-C before the first frame; nothing written")

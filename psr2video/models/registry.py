@@ -17,12 +17,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..names import BASELINES, SCALES, VARIANTS
 from .magic import MagicKernelSharp2021
 from .paragonsr2 import ArchSpec, ParagonSR2, count_params
 
-VARIANTS: tuple[str, ...] = ("realtime", "stream", "photo", "pro")
-BASELINES: tuple[str, ...] = ("mks", "bicubic")
-SCALES: tuple[int, ...] = (2, 3, 4)
 FORMAT_VERSION = 1
 STREAM_REVISION = 2  # first Stream block revision whose weights this release loads (see StreamBlock)
 META_KEY = "psr2video"

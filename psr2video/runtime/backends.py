@@ -1,6 +1,6 @@
 """Backend configurations as small frozen dataclasses (vs-mlrt style) and the runner protocol.
 
-A backend config says *how* to run; ``make_runner`` turns it, a fused model and a precision into a
+A backend config says *how* to run; ``upscaler.make_runner`` turns it, a fused model and a precision into a
 callable that maps an NCHW float tensor on the runner's device to the upscaled tensor. Heavy or
 GPU-only libraries are imported only inside the runner that needs them.
 """
@@ -11,11 +11,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
-from torch import nn
 
-from ..models.registry import ModelDescriptor
-
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+from ..names import BACKENDS
 
 
 class Runner(Protocol):
@@ -70,7 +67,6 @@ class Backend:
 
 
 BackendConfig = TorchBackend | ORTBackend | TRTBackend
-BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 def parse_backend(backend: str | BackendConfig) -> BackendConfig | str:
@@ -86,31 +82,4 @@ def parse_backend(backend: str | BackendConfig) -> BackendConfig | str:
         return ORTBackend()
     if name in ("tensorrt", "trt"):
         return TRTBackend()
-    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_NAMES)}")
-
-
-def resolve_auto(device: torch.device) -> BackendConfig:
-    """Pick the fastest backend available for ``device`` (see runtime/auto.py when present)."""
-    try:
-        from .auto import pick_backend
-    except ImportError:
-        return TorchBackend()
-    return pick_backend(device)
-
-
-def make_runner(config: BackendConfig, model: nn.Module, descriptor: ModelDescriptor, precision: str,
-                device: torch.device) -> Runner:
-    """Instantiate the runner for ``config``; the only place that imports a backend module."""
-    if isinstance(config, TorchBackend):
-        from .torch_backend import TorchRunner
-
-        return TorchRunner(config, model, descriptor, precision, device)
-    if isinstance(config, ORTBackend):
-        from .ort_backend import ORTRunner
-
-        return ORTRunner(config, model, descriptor, precision, device)
-    if isinstance(config, TRTBackend):
-        from .trt_backend import TRTRunner
-
-        return TRTRunner(config, model, descriptor, precision, device)
-    raise TypeError(f"not a backend config: {config!r}")
+    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -10,7 +10,6 @@ level measured before the model was loaded.
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import threading
 import time
@@ -61,23 +60,6 @@ class _PeakSampler:
         self._stop.set()
         self._t.join()
         self.peak = max(self.peak, _mem_now(self.device))
-
-
-def machine_info(device: torch.device) -> dict:
-    from .engine_cache import cpu_name
-
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_name(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
-    try:
-        import onnxruntime
-
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
-    if device.type == "cuda":
-        p = torch.cuda.get_device_properties(device)
-        info["gpu"] = f"{p.name} (cc {p.major}.{p.minor}, {p.total_memory / 2**30:.0f} GiB)"
-    return info
 
 
 def build_entry(name: str, scale: int, seed: int = 0):

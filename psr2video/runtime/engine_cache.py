@@ -1,13 +1,13 @@
 """On-disk cache of built artifacts: exported ONNX, ONNX Runtime optimised models, TensorRT engines.
 
-Location: ``$PSR2VIDEO_CACHE`` or the user cache dir (``$XDG_CACHE_HOME/psr2video``, default
-``~/.cache/psr2video``); artifacts live in its ``engines/`` folder. Each artifact ``NAME`` has a sidecar
-``NAME.json`` holding the key fields, its size and SHA-256, written last: an artifact without a valid
-sidecar, or whose size or hash disagrees, is stale or truncated and is rebuilt with a message.
+Location: ``paths.engines_dir()`` (``$PSR2VIDEO_CACHE/engines``, else the user cache folder's
+``psr2video/engines``). Each artifact ``NAME`` has a sidecar ``NAME.json`` holding the key fields, its
+size and SHA-256, written last: an artifact without a valid sidecar, or whose size or hash disagrees, is
+stale or truncated and is rebuilt with a message.
 
-Builds are atomic (temp file in the same folder, fsync, ``os.replace``) and serialised per artifact with
-an ``fcntl`` lock, so two processes asking for the same artifact build it once: the second one waits for
-the lock and then finds the finished file.
+Builds are atomic (``fileio.atomic_path``: temp file in the same folder, fsync, rename) and serialised
+per artifact with a ``filelock`` lock, so two processes asking for the same artifact build it once: the
+second one waits for the lock and then finds the finished file.
 """
 
 from __future__ import annotations
@@ -17,36 +17,25 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from torch import nn
+
+from ..fileio import atomic_path, sha256_file, write_atomic
+from ..paths import engines_dir
 
 log = logging.getLogger("psr2video.engine_cache")
 
 CACHE_FORMAT = 1
 META_SUFFIX = ".json"
 LOCK_SUFFIX = ".lock"
-
-
-def cache_root() -> Path:
-    """``$PSR2VIDEO_CACHE``, else ``$XDG_CACHE_HOME/psr2video``, else ``~/.cache/psr2video``."""
-    env = os.environ.get("PSR2VIDEO_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "psr2video"
-
-
-def engines_dir() -> Path:
-    return cache_root() / "engines"
 
 
 def weights_hash(model: nn.Module) -> str:
@@ -57,25 +46,6 @@ def weights_hash(model: nn.Module) -> str:
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
-
-
-def cpu_name() -> str:
-    """The CPU model (ORT CPU optimised models are specific to the instruction set they were made on)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def make_key(fields: dict) -> str:
@@ -93,41 +63,6 @@ class Entry:
     @property
     def size(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive inter-process lock on ``path`` (fcntl; a no-op where fcntl does not exist)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no inter-process locking
-            yield
-            return
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _fsync_replace(tmp: Path, dst: Path) -> None:
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, dst)
-
-
-def _write_bytes_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    _fsync_replace(tmp, path)
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
-    _fsync_replace(tmp, path)
 
 
 class EngineCache:
@@ -172,7 +107,7 @@ class EngineCache:
             return Entry(path, meta, f"cache format {meta.get('cache_format')} != {CACHE_FORMAT}")
         if size != meta.get("size"):
             return Entry(path, meta, f"truncated or changed ({size} bytes, expected {meta.get('size')})")
-        if full_hash and file_sha256(path) != meta.get("sha256"):
+        if full_hash and sha256_file(path) != meta.get("sha256"):
             return Entry(path, meta, "content hash mismatch")
         return Entry(path, meta, None)
 
@@ -196,30 +131,25 @@ class EngineCache:
         if self.check(path).problem is None:
             return path
         self.dir.mkdir(parents=True, exist_ok=True)
-        with file_lock(self.lock_path(path)):
+        with FileLock(self.lock_path(path)):
             entry = self.check(path)
             if entry.problem is None:  # another process finished it while we waited
                 return path
             if entry.problem != "missing":
                 say(f"cache: {path.name} is stale ({entry.problem}); rebuilding")
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             say(f"building {describe or kind} -> {path}")
             t0 = time.perf_counter()
-            try:
+            with atomic_path(path) as tmp:
                 build(tmp)
                 if not tmp.exists() or tmp.stat().st_size == 0:
                     raise RuntimeError(f"the {kind} build wrote nothing")
                 with contextlib.suppress(FileNotFoundError):
                     self.meta_path(path).unlink()
-                _fsync_replace(tmp, path)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
             seconds = time.perf_counter() - t0
             meta = {"cache_format": CACHE_FORMAT, "kind": kind, "fields": fields, "size": path.stat().st_size,
-                    "sha256": file_sha256(path), "build_seconds": round(seconds, 3), "created": time.time(),
+                    "sha256": sha256_file(path), "build_seconds": round(seconds, 3), "created": time.time(),
                     "python": sys.version.split()[0], "pid": os.getpid()}
-            _write_json_atomic(self.meta_path(path), meta)
+            write_atomic(self.meta_path(path), json.dumps(meta, indent=1, sort_keys=True, default=str))
             say(f"built {path.name} in {seconds:.1f} s ({meta['size'] / 2**20:.2f} MiB)")
         return path
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
 import os
 import random
 import warnings
@@ -35,14 +34,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import paths
+from ..errors import PsrError
 from ..evaluate import IMAGE_EXTS, list_images
+from ..metrics import psnr
+from ..names import EXPORT_PRECISIONS
 
 log = logging.getLogger("psr2video.export")
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 DEFAULT_OPSET = 17
-EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
 GRAPH_REWRITES = "lrtail1-streamsplit2"  # bump when the export-time rewrites change (it is part of the cache key)
 EXPORTER_VERSION = f"torch-{torch.__version__.split('+')[0]}-torchscript-{GRAPH_REWRITES}"
 # verification floors (PSNR in dB between the ONNX Runtime output and PyTorch fp32, both clamped)
@@ -51,7 +53,7 @@ INT8_TARGET = 35.0
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".ts", ".m2ts")
 
 
-class ExportError(RuntimeError):
+class ExportError(PsrError, RuntimeError):
     """An export or its verification failed."""
 
 
@@ -272,12 +274,9 @@ def calibration_tensors(source: str | Path | None, count: int = 16, size: int = 
 
 
 def default_verify_dir() -> Path | None:
-    """``$PSR2VIDEO_DATA/val/Set5`` or ``<checkout>/../shared/data/val/Set5``, if it exists."""
-    candidates = []
-    if os.environ.get("PSR2VIDEO_DATA"):
-        candidates.append(Path(os.environ["PSR2VIDEO_DATA"]) / "val" / "Set5")
-    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "data" / "val" / "Set5")
-    return next((c for c in candidates if c.is_dir() and any(c.iterdir())), None)
+    """``val/Set5`` under the data folder (``paths.data_root()``), if it holds images."""
+    c = paths.data_path("val", "Set5")
+    return c if c.is_dir() and any(c.iterdir()) else None
 
 
 # ------------------------------------------------------------------------------------------ verification
@@ -287,11 +286,6 @@ class Check:
     shape: tuple[int, int]
     psnr: float
     max_abs: float
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = torch.mean((a.double() - b.double()) ** 2).item()
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def verify_images(folder: str | Path | None = None, limit: int = 3, sizes: Sequence[tuple[int, int]] = ((75, 93),),

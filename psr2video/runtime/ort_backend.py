@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..machine import cpu_name
 from ..models.registry import ModelDescriptor
 from .backends import ORTBackend
-from .engine_cache import EngineCache, cpu_name
+from .engine_cache import EngineCache
 from .export import cached_onnx
 
 log = logging.getLogger("psr2video.ort")

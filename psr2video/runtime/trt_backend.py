@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import time
 import tomllib
 from dataclasses import dataclass
@@ -28,42 +27,29 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import paths
+from ..errors import PsrError
+from ..fileio import write_atomic
 from ..models.registry import ModelDescriptor
 from .backends import TRTBackend
-from .engine_cache import EngineCache, _write_bytes_atomic
+from .engine_cache import EngineCache
 from .export import INPUT_NAME, OUTPUT_NAME, cached_onnx, onnx_fields
 
 log = logging.getLogger("psr2video.tensorrt")
 
-# Built-in copy of engines/profiles.toml (input frame sizes as width x height).
-BUILTIN_PROFILES: dict[str, dict] = {
-    "dynamic": {"min": [16, 16], "opt": [1280, 720], "max": [1920, 1088]},
-    "480p": {"min": [64, 64], "opt": [854, 480], "max": [1024, 576]},
-    "720p": {"min": [64, 64], "opt": [1280, 720], "max": [1600, 900]},
-    "1080p": {"min": [64, 64], "opt": [1920, 1080], "max": [2048, 1152]},
-    "1440p": {"min": [64, 64], "opt": [2560, 1440], "max": [2560, 1600]},
-}
 
-
-class EngineBuildError(RuntimeError):
+class EngineBuildError(PsrError, RuntimeError):
     """TensorRT could not parse the ONNX file or build an engine from it."""
 
 
-def profiles_file() -> Path | None:
-    """``$PSR2VIDEO_PROFILES`` or the checkout's ``engines/profiles.toml`` when present."""
-    env = os.environ.get("PSR2VIDEO_PROFILES")
-    if env:
-        return Path(env)
-    p = Path(__file__).resolve().parents[2] / "engines" / "profiles.toml"
-    return p if p.is_file() else None
-
-
 def load_profiles(path: str | Path | None = None) -> dict[str, dict]:
-    path = Path(path) if path else profiles_file()
-    profiles = dict(BUILTIN_PROFILES)
-    if path is not None and path.is_file():
-        with open(path, "rb") as f:
-            profiles.update(tomllib.load(f).get("profiles", {}))
+    """Named shape profiles: the built-in runtime/profiles.toml, then ``path`` or ``$PSR2VIDEO_PROFILES``."""
+    files = [paths.BUILTIN_PROFILES, Path(path)] if path else paths.profile_files()
+    profiles: dict[str, dict] = {}
+    for p in files:
+        if p.is_file():
+            with open(p, "rb") as f:
+                profiles.update(tomllib.load(f).get("profiles", {}))
     return profiles
 
 
@@ -186,7 +172,7 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, precision: str, pr
                                "workspace (TRTBackend(workspace_gib=...)) or a smaller profile often helps")
     Path(out_path).write_bytes(memoryview(serialized))
     if tc_path is not None:
-        _write_bytes_atomic(tc_path, memoryview(config.get_timing_cache().serialize()))
+        write_atomic(tc_path, memoryview(config.get_timing_cache().serialize()))
     say(f"TensorRT build took {seconds:.1f} s")
     return seconds
 

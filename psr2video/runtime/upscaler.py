@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from ..models.registry import BASELINES, ModelDescriptor, build_model, describe, load_model
-from .backends import PRECISIONS, BackendConfig, make_runner, parse_backend, resolve_auto
+from ..names import PRECISIONS
+from .backends import BackendConfig, ORTBackend, Runner, TorchBackend, TRTBackend, parse_backend
 from .tiling import tiled_apply
 
 
@@ -24,6 +25,34 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device} requested but CUDA is not available (use --device cpu)")
     return dev
+
+
+def resolve_auto(device: torch.device) -> BackendConfig:
+    """Pick the fastest backend available for ``device`` (see runtime/auto.py when present)."""
+    try:
+        from .auto import pick_backend
+    except ImportError:
+        return TorchBackend()
+    return pick_backend(device)
+
+
+def make_runner(config: BackendConfig, model: nn.Module, descriptor: ModelDescriptor, precision: str,
+                device: torch.device) -> Runner:
+    """Instantiate the runner for ``config``; the only place that imports a backend module (here, not in
+    backends.py, so that the runners can import their configs from backends.py without a cycle)."""
+    if isinstance(config, TorchBackend):
+        from .torch_backend import TorchRunner
+
+        return TorchRunner(config, model, descriptor, precision, device)
+    if isinstance(config, ORTBackend):
+        from .ort_backend import ORTRunner
+
+        return ORTRunner(config, model, descriptor, precision, device)
+    if isinstance(config, TRTBackend):
+        from .trt_backend import TRTRunner
+
+        return TRTRunner(config, model, descriptor, precision, device)
+    raise TypeError(f"not a backend config: {config!r}")
 
 
 class Upscaler:

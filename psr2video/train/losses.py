@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..metrics import _gaussian
+from ..metrics import ssim_parts
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -33,17 +33,6 @@ class CharbonnierLoss(nn.Module):
         return torch.sqrt(d * d + self.eps * self.eps).mean()
 
 
-def _ssim_parts(a: torch.Tensor, b: torch.Tensor, k: torch.Tensor, c1: float, c2: float):
-    c = a.shape[1]
-    mu_a, mu_b = F.conv2d(a, k, groups=c), F.conv2d(b, k, groups=c)
-    saa = F.conv2d(a * a, k, groups=c) - mu_a**2
-    sbb = F.conv2d(b * b, k, groups=c) - mu_b**2
-    sab = F.conv2d(a * b, k, groups=c) - mu_a * mu_b
-    cs = (2 * sab + c2) / (saa + sbb + c2)
-    lum = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
-    return (lum * cs).flatten(1).mean(1), cs.flatten(1).mean(1)
-
-
 def ms_ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, window: int = 11, sigma: float = 1.5,
             weights: tuple[float, ...] = MS_SSIM_WEIGHTS) -> torch.Tensor:
     """Per-image multi-scale SSIM (Wang et al. 2003). Scales whose side drops below the window are dropped,
@@ -55,11 +44,9 @@ def ms_ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, window: i
     w = torch.tensor(weights[:levels], device=a.device)
     w = w / w.sum()
     win = min(window, *a.shape[-2:])
-    k = _gaussian(win, sigma).to(a).expand(a.shape[1], 1, win, win)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     vals = []
     for i in range(levels):
-        ssim, cs = _ssim_parts(a, b, k, c1, c2)
+        ssim, cs = ssim_parts(a, b, win, sigma, data_range)
         vals.append((ssim if i == levels - 1 else cs).clamp_min(1e-6))
         if i < levels - 1:
             a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import shlex
 import signal
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import PsrError
+from ..fileio import atomic_path
 from ..models import build_model, save_weights
 from .data import PatchSampler, Prefetcher, load_images
 from .losses import CombinedLoss
@@ -45,7 +46,7 @@ DEFAULTS: dict = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(PsrError, ValueError):
     """A bad config file or value (reported as one line by the CLI)."""
 
 
@@ -212,9 +213,8 @@ class Trainer:
         if self.gan is not None:
             state["disc"] = self.disc.state_dict()
             state["opt_d"] = self.opt_d.state_dict()
-        tmp = self.out / "last.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path())
+        with atomic_path(self.checkpoint_path()) as tmp:
+            torch.save(state, tmp)
 
     def _resume(self) -> None:
         p = self.checkpoint_path()

@@ -9,31 +9,11 @@ All three run in the same process on the same machine; the machine and the comma
 
 from __future__ import annotations
 
-import os
-import platform
 import subprocess
 import time
-from pathlib import Path
 
 import av
 import torch
-
-SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "bbb_480x270.mkv"
-
-
-def machine() -> str:
-    from ..runtime.engine_cache import cpu_name
-
-    cpu = cpu_name()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA"
-    try:
-        load = " load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    except OSError:
-        load = ""
-    lavc = ".".join(map(str, av.library_versions["libavcodec"]))
-    return (f"{cpu}, {os.cpu_count()} logical cores ({len(os.sched_getaffinity(0))} usable, torch threads "
-            f"{torch.get_num_threads()}),{load}; {gpu}; Python {platform.python_version()}, torch "
-            f"{torch.__version__}, PyAV {av.__version__} (libavcodec {lavc})")
 
 
 def load_frames(path: str, n: int, up, info) -> list[torch.Tensor]:

@@ -1,11 +1,13 @@
 """Progress: a rich Live panel on a TTY, plain periodic lines otherwise, a final summary; fps burn-in.
 
-``Stats`` is written by the three threads (decode / device / encode) and read by the HUD; per-stage figures
-are exponential moving averages of milliseconds per frame.
+``Stats`` is written by the three threads (decode / device / encode) and read by the HUD, always under its
+lock: writers call its methods, readers take a ``snapshot()``. Per-stage figures are exponential moving
+averages of milliseconds per frame.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import threading
@@ -54,10 +56,23 @@ class Stats:
             while len(self._recent) > 2 and now - self._recent[0][0] > 2.0:
                 self._recent.pop(0)
 
+    def set_encoded(self, frames: int, out_bytes: int) -> None:
+        with self._lock:
+            self.encoded, self.out_bytes = frames, out_bytes
+
+    def snapshot(self) -> Stats:
+        """A consistent copy for readers (HUD, summary): counters and dicts copied under the lock."""
+        with self._lock:
+            snap = copy.copy(self)
+            snap.stage_ms, snap.stage_total, snap._recent = dict(self.stage_ms), dict(self.stage_total), \
+                list(self._recent)
+        return snap
+
     end: float = 0.0
 
     def finish(self) -> None:
-        self.end = time.perf_counter()
+        with self._lock:
+            self.end = time.perf_counter()
 
     @property
     def elapsed(self) -> float:
@@ -144,7 +159,7 @@ class Hud:
         from rich.panel import Panel
         from rich.table import Table
 
-        s = self.stats
+        s = self.stats.snapshot()
         t = Table.grid(padding=(0, 2))
         t.add_column(style="bold cyan")
         t.add_column()
@@ -180,7 +195,7 @@ class Hud:
             if self._live is not None:
                 self._live.update(self._panel())
             else:
-                print(self.stats.line(), file=self.stream, flush=True)
+                print(self.stats.snapshot().line(), file=self.stream, flush=True)
 
     def stop(self) -> None:
         self._stop.set()

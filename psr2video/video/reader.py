@@ -22,10 +22,11 @@ from typing import Any
 import av
 import numpy as np
 
+from ..errors import PsrError
 from .color import PLANAR, SEMIPLANAR, ColorInfo, decide_color
 
 
-class InputError(Exception):
+class InputError(PsrError):
     """The input can't be read as a video (missing, not a video, no video stream)."""
 
 

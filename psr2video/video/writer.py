@@ -24,6 +24,7 @@ from typing import Any
 
 import av
 
+from ..errors import PsrError
 from .reader import FirstFrame, PacketItem
 
 DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "h264_nvenc": "p4",
@@ -34,7 +35,7 @@ EXT_FORMAT = {".mkv": "matroska", ".mka": "matroska", ".webm": "webm", ".mp4": "
               ".mov": "mov", ".ts": "mpegts", ".m2ts": "mpegts", ".avi": "avi", ".nut": "nut"}
 
 
-class OutputError(Exception):
+class OutputError(PsrError):
     """The output can't be written (bad path, unwritable, disk full, codec/container mismatch)."""
 
 
@@ -266,6 +267,7 @@ class Writer(threading.Thread):
 
     # --- the thread ---------------------------------------------------------------------------------------
     def put(self, item: Any) -> None:
+        """Queue an item for the encoder; re-raises the writer's error instead of blocking on a dead thread."""
         while True:
             if self.error is not None:
                 raise self.error
@@ -325,8 +327,7 @@ class Writer(threading.Thread):
             self.bytes_hint += pkt.size
         if self.stats is not None:
             self.stats.add("encode", time.perf_counter() - t0, 1 if frame is not None else 0)
-            self.stats.encoded = self.frames
-            self.stats.out_bytes = self.bytes_hint
+            self.stats.set_encoded(self.frames, self.bytes_hint)
 
     def run(self) -> None:
         try:

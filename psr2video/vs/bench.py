@@ -18,7 +18,6 @@ and the best run counts (the machine may be shared). Prints the machine and the 
 from __future__ import annotations
 
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -29,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import paths
 from ..errors import UserError
+from ..machine import describe
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """\
 import vapoursynth as vs
 from psr2video.vs.source import open_clip
@@ -45,28 +45,10 @@ up[:{n}].set_output()
 
 
 def find_clip() -> Path:
-    for ext in ("mkv", "mp4", "webm", "mov"):
-        found = sorted((ROOT / "samples").glob(f"*.{ext}"))
-        if found:
-            return found[0]
-    raise UserError("no sample clip under samples/; pass --clip FILE")
-
-
-def machine() -> str:
-    from ..runtime.engine_cache import cpu_name
-
-    cpu = cpu_name()
-    import vapoursynth as vs
-
-    parts = [f"{platform.node()}: {cpu}, {os.cpu_count()} cores", f"torch {torch.__version__}",
-             f"VapourSynth R{vs.__version__[0] if isinstance(vs.__version__, tuple) else vs.__version__}"]
-    if torch.cuda.is_available():
-        parts.append(f"GPU {torch.cuda.get_device_name(0)}")
-    try:
-        parts.append(f"load {os.getloadavg()[0]:.1f}")
-    except OSError:
-        pass
-    return ", ".join(parts)
+    if paths.SAMPLE_CLIP.is_file():
+        return paths.SAMPLE_CLIP
+    raise UserError(f"sample clip {paths.SAMPLE_CLIP} not found (an installed package has no samples/); "
+                    "pass --clip FILE")
 
 
 def rgb_frames(clip: Path, n: int) -> tuple[list[torch.Tensor], tuple[int, int]]:
@@ -133,7 +115,7 @@ def run(clip: Path | None, variant: str, scale: int, weights: str | None, frames
         if precision:
             kw["precision"] = precision
         rgb, (w, h) = rgb_frames(clip, n)
-        echo(f"machine: {machine()}")
+        echo(f"machine: {describe()}")
         echo(f"clip: {clip} ({w}x{h} -> {w * scale}x{h * scale}, {len(rgb)} frames), {variant} x{scale}{note}")
         up_fps, desc = time_upscaler(rgb, dict(kw, tile=0), repeat)
         echo(f"Upscaler alone : {up_fps:8.2f} fps  {desc}")

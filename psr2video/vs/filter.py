@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.registry import BASELINES, SCALES, VARIANTS
-from ..runtime.backends import BACKEND_NAMES, PRECISIONS
+from ..errors import PsrError
+from ..names import BACKENDS, BASELINES, MODELS, PRECISIONS, SCALES
 from ..runtime.upscaler import Upscaler
 
 # VapourSynth enum values (VapourSynth4.h), so this module never needs to import vapoursynth.
@@ -31,7 +31,7 @@ SIGNATURE = ('psr2.Upscale(clip, variant="stream", scale=2, weights=None, backen
              'tile=0, overlap=None, num_streams=1, device="auto")')
 
 
-class PluginError(ValueError):
+class PluginError(PsrError, ValueError):
     """A user mistake in a psr2.Upscale call (its text becomes the vapoursynth.Error message)."""
 
 
@@ -155,10 +155,10 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
     """Validate a psr2.Upscale call and build its Upscalers (called by the native shim)."""
     dtype = check_format(info)
     if variant is not None:
-        _choice("variant", variant, VARIANTS + BASELINES)
+        _choice("variant", variant, MODELS)
     if scale is not None:
         _choice("scale", scale, SCALES)
-    _choice("backend", backend.lower(), BACKEND_NAMES)
+    _choice("backend", backend.lower(), BACKENDS)
     if precision is not None:
         _choice("precision", precision, PRECISIONS)
     if tile < 0:

@@ -18,8 +18,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from ..errors import PsrError
+from ..fileio import atomic_path, write_atomic
 
 LIB_NAME = "libpsr2video.so"
 STAMP_NAME = ".psr2video-build"
@@ -30,7 +32,7 @@ SOURCE_CANDIDATES = (
 SOURCE = next((p for p in SOURCE_CANDIDATES if p.is_file()), SOURCE_CANDIDATES[0])
 
 
-class InstallError(RuntimeError):
+class InstallError(PsrError, RuntimeError):
     """One-line reason the plugin could not be installed."""
 
 
@@ -79,14 +81,11 @@ def build(out: Path, quiet: bool = False, force: bool = False) -> bool:
         if not quiet:
             print(f"psr2 plugin up to date: {out}")
         return False
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        tmp_out = Path(tmp) / LIB_NAME
+    with atomic_path(out) as tmp_out:  # a running process keeps its mapping of the old file
         r = subprocess.run(compile_command(cc, include, tmp_out), capture_output=True, text=True)
         if r.returncode != 0:
             raise InstallError(f"compiling {SOURCE.name} failed:\n{r.stderr.strip()}")
-        os.replace(tmp_out, out)  # atomic: a running process keeps its mapping of the old file
-    stamp.write_text(digest + "\n")
+    write_atomic(stamp, digest + "\n")
     if not quiet:
         print(f"psr2 plugin built: {out}")
     return True

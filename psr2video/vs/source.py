@@ -22,6 +22,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..errors import PsrError
+
 # pix_fmt -> (VapourSynth format name, numpy dtype, plane order to VS planes)
 FORMATS: dict[str, tuple[str, type, tuple[int, ...]]] = {
     "yuv420p": ("YUV420P8", np.uint8, (0, 1, 2)), "yuvj420p": ("YUV420P8", np.uint8, (0, 1, 2)),
@@ -37,7 +39,7 @@ CACHE_FRAMES = 16
 FORWARD_DECODE_LIMIT = 120  # decode forward up to this many frames instead of seeking
 
 
-class SourceError(RuntimeError):
+class SourceError(PsrError, RuntimeError):
     """The file cannot be opened or has no decodable video."""
 
 

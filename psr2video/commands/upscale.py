@@ -78,11 +78,20 @@ def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, p
 @click.option("--deinterlace", is_flag=True,
               help="Deinterlace (FFmpeg's bwdif) before upscaling; without it interlaced input keeps its field order.")
 @click.option("--quiet", "-q", is_flag=True, help="No live progress, only the summary.")
+@click.option("--workers", type=int, default=None,
+              help="Scale out on a local Ray instance: N workers (one per GPU, else CPU processes); 0 = auto. "
+                   "Needs psr2video[ray].")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Scale out on an existing Ray cluster ('auto' = the one 'ray start' made).")
+@click.option("--segment-seconds", type=float, default=60.0, show_default=True,
+              help="Scale out: about this much video per task (cut at keyframes).")
+@click.option("--keep-work", is_flag=True, help="Scale out: keep the work folder of segments after the join.")
 def upscale(input: str, output: str, variant: str, scale: int, weights: str | None, backend: str,
             precision: str | None, tile: int, device: str, batch: int, codec: str, crf: float | None,
             preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, overwrite: bool,
             overlay_fps: bool, ignore_errors: bool, max_frames: int, hwaccel: str | None, deinterlace: bool,
-            quiet: bool) -> None:
+            quiet: bool, workers: int | None = None, ray_address: str | None = None, segment_seconds: float = 60.0,
+            keep_work: bool = False) -> None:
     """Upscale a video: decode IN, run the model on every frame, encode OUT.
 
     \b
@@ -95,6 +104,17 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
     """
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
     check_paths(input, output, overwrite)
+    if workers is not None or ray_address is not None:  # scale out on Ray (psr2video/scaleout)
+        from ..scaleout.cli import scaleout_upscale
+
+        make_upscaler(variant, scale, weights, "torch", None, "cpu", tile)  # the model exists: say so here, once
+        return scaleout_upscale(input, output, workers=workers or 0, address=ray_address,
+                                segment_seconds=segment_seconds, keep_work=keep_work, variant=variant, scale=scale,
+                                weights=weights, backend=backend, precision=precision, tile=tile, device=device,
+                                batch=batch, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fmt=fmt,
+                                hwaccel=hwaccel, ignore_errors=ignore_errors, quiet=quiet, error=UserError,
+                                max_frames=max_frames, overlay_fps=overlay_fps, in_fmt=in_fmt,
+                                deinterlace=deinterlace)
     up = make_upscaler(variant, scale, weights, backend, precision, device, tile)
     from ..video import pipeline
     from ..video.hud import Hud, Stats

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,10 @@ class Options:
     deinterlace: bool = False
     depth: int = 8  # queue depth (items) between the stages
     decode_threads: int = 0
+    # scale-out segments: only frames whose time (s) lies in [start, end) (None = open) are upscaled; the
+    # others are decoded (as references) and dropped
+    keep: tuple[Fraction | None, Fraction | None] | None = None
+    mux_options: dict[str, str] | None = None  # output format options (scale-out: timestamps kept as they are)
 
 
 @dataclass
@@ -239,7 +244,8 @@ class _Run:
         self.writer = Writer(self.tmp, inp, copy, width=w, height=h, codec=opts.codec, pix_fmt=pix_fmt, crf=opts.crf,
                              preset=opts.preset, time_base=info.time_base, rate=info.rate,
                              color_tags=info.color.output_tags(), fmt=opts.fmt, depth=depth, stats=stats,
-                             warn=self.warn, first=first, deinterlaced=opts.deinterlace)
+                             warn=self.warn, first=first, deinterlaced=opts.deinterlace,
+                             mux_options=opts.mux_options)
         reader.copy_ids = set(self.writer.copy_map)
         self.stage = DeviceStage(self.up, info.color, (w, h), pix_fmt, stats, opts.overlay_fps)
         stats.queues = {"decode": reader.queue, "encode": self.writer.queue}
@@ -297,6 +303,8 @@ class _Run:
             if isinstance(item, PacketItem):
                 writer.put(item)
             elif isinstance(item, VideoItem):
+                if self.opts.keep is not None and not kept(item, self.opts.keep):
+                    continue
                 batch.append(item)
                 if len(batch) >= self.opts.batch:
                     flush()
@@ -354,6 +362,14 @@ class _Run:
                 self.reader.join(timeout=5)
         with contextlib.suppress(Exception):
             self.inp.close()
+
+
+def kept(item: VideoItem, keep: tuple[Fraction | None, Fraction | None]) -> bool:
+    """Whether a frame's exact time lies in ``keep`` (frames without a timestamp are kept)."""
+    if item.pts is None:
+        return True
+    t = item.pts * Fraction(item.time_base)
+    return (keep[0] is None or t >= keep[0]) and (keep[1] is None or t < keep[1])
 
 
 def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats: Stats | None = None,

@@ -101,7 +101,8 @@ class Writer(threading.Thread):
                  height: int, codec: str, pix_fmt: str, crf: float | None, preset: str | None,
                  time_base: Fraction, rate: Fraction | None, color_tags: dict[str, int], fmt: str | None = None,
                  depth: int = 8, stats: Any = None, warn: Callable[[str], None] = print,
-                 first: FirstFrame | None = None, deinterlaced: bool = False) -> None:
+                 first: FirstFrame | None = None, deinterlaced: bool = False, video_template: Any = None,
+                 mux_options: dict[str, str] | None = None) -> None:
         super().__init__(name="psr2-writer", daemon=True)
         self.path = path
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -117,8 +118,12 @@ class Writer(threading.Thread):
         self._fixed_pts = 0
         self.fixups: dict[int, TimestampFixup] = {}  # output stream index -> what was fixed
         self._fields: Any = None  # a setfield graph that marks frames interlaced (libx264)
-        self.out = self._open(path, fmt)
-        self.vstream = self._add_video(codec, width, height, pix_fmt, crf, preset, time_base, rate)
+        self.out = self._open(path, fmt, mux_options)
+        if video_template is not None:  # scale-out join: encoded segments are copied (PacketItems on vstream)
+            self.vstream = self.out.add_stream_from_template(video_template)
+            self.vstream.time_base = time_base
+        else:
+            self.vstream = self._add_video(codec, width, height, pix_fmt, crf, preset, time_base, rate)
         self._carry_frame_facts(codec, first or FirstFrame(), deinterlaced)
         self.copy_map: dict[int, Any] = {}
         self.convert: dict[int, Callable[[bytes], bytes | None]] = {}  # input index -> payload rewrite
@@ -127,8 +132,9 @@ class Writer(threading.Thread):
         self._copy_metadata(inp)
 
     # --- set-up, one job each ---------------------------------------------------------------------------
-    def _open(self, path: str, fmt: str | None) -> av.container.OutputContainer:
-        options = {}
+    def _open(self, path: str, fmt: str | None, mux_options: dict[str, str] | None = None
+              ) -> av.container.OutputContainer:
+        options = dict(mux_options or {})
         fmt = guess_format(path, fmt)
         if path == "-" and fmt in ("mp4", "mov", "ipod"):
             options["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
@@ -301,6 +307,10 @@ class Writer(threading.Thread):
     def _copy(self, item: PacketItem) -> None:
         """Mux a copied packet; timestamps that don't increase are fixed like FFmpeg's muxer front end does."""
         pkt = item.packet
+        if pkt.stream is self.vstream:  # a copied video packet (scale-out join)
+            self.out.mux(pkt)
+            self.frames += 1
+            return
         idx = pkt.stream.index
         o = self.copy_map.get(idx)
         if o is None:

@@ -1,0 +1,85 @@
+"""The ``--workers N`` / ``--ray ADDRESS`` branch of ``psr2video IN OUT``: checks, run, one-line errors."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+# upscale options that have no meaning (or no safe meaning) when the video is split across workers
+UNSUPPORTED = {"max_frames": "--max-frames", "overlay_fps": "--overlay-fps", "in_fmt": "--input-format",
+               "deinterlace": "--deinterlace"}
+
+
+def scaleout_upscale(input: str, output: str, *, workers: int, address: str | None, segment_seconds: float,
+                     keep_work: bool, variant: str, scale: int, weights: str | None, backend: str,
+                     precision: str | None, tile: int, device: str, batch: int, codec: str, crf: float | None,
+                     preset: str | None, pix_fmt: str | None, fmt: str | None, hwaccel: str | None,
+                     ignore_errors: bool, quiet: bool, error: type[Exception], **unused: Any) -> None:
+    """Run one upscale on Ray; ``error`` is the command's one-line user error class."""
+    from . import RAY_HINT, Interrupted, Job, ScaleoutError, Settings, run
+    from .manifest import WorkDirBusy
+    from .tasks import sha256
+
+    for key, flag in UNSUPPORTED.items():
+        if unused.get(key):
+            raise error(f"{flag} can't be combined with --workers/--ray")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise error(RAY_HINT) from None
+    if "-" in (input, output):
+        raise error("--workers/--ray need a file for IN and OUT (segments are cut by seeking), not '-'")
+    if workers < 0:
+        raise error("--workers must be >= 1")
+    if segment_seconds <= 0:
+        raise error("--segment-seconds must be > 0")
+    settings = Settings(variant, scale, sha256(Path(weights).read_bytes()) if weights else None, backend,
+                        precision, tile, batch, codec, crf, preset, pix_fmt)
+    job = Job(input, output, settings, weights=weights, device=device, hwaccel=hwaccel, fmt=fmt, workers=workers,
+              address=address, segment_seconds=segment_seconds, keep_work=keep_work)
+    stop = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("\nstopping (finished segments are kept; Ctrl-C again to abort)...", err=True)
+
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, on_sigint) if main else None
+    notes: list[str] = []
+
+    def warn(msg: str) -> None:
+        notes.append(msg)
+        click.echo(msg, err=True)
+
+    try:
+        s = run(job, warn=warn, quiet=quiet, stop=stop)
+    except Interrupted as e:
+        click.echo(f"psr2video: {e}", err=True)
+        sys.exit(130)
+    except (ScaleoutError, WorkDirBusy) as e:
+        raise error(str(e)) from None
+    except Exception as e:
+        from ..video.reader import InputError
+        from ..video.writer import OutputError
+
+        if isinstance(e, (InputError, OutputError)):
+            raise error(str(e)) from None
+        raise
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+    kind = "GPU" if s.placement.device == "cuda" else f"CPU ({s.placement.threads} thread(s) each)"
+    fps = s.frames / s.seconds if s.seconds else 0.0
+    click.echo(f"done: {s.frames} frames in {s.seconds:.1f} s ({fps:.1f} fps) on {s.workers} {kind} worker(s), "
+               f"{s.segments} segments ({len(s.redone)} upscaled, {len(s.reused)} resumed) -> {output}", err=True)
+    damaged = [n for n in notes if "damaged input" in n]
+    if damaged and not ignore_errors:
+        raise error(f"damaged input in {len(damaged)} segment(s); the frames that decoded were written to {output} "
+                    "(use --ignore-errors to accept)")

@@ -1,0 +1,243 @@
+"""The driver: plan segments, hand them to Ray tasks (one GPU or a few CPU threads each), keep what comes
+back in the work folder, join. Ray schedules, places and retries; this file only feeds it in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import split
+from .hud import Board, Progress, ScaleoutHud
+from .join import join
+from .manifest import WorkDir
+from .tasks import Placement, Settings, upscale_segment
+
+RAY_HINT = "--workers/--ray run on Ray, which is not installed: pip install 'psr2video[ray]'"
+
+
+class ScaleoutError(Exception):
+    """A user-facing failure of a scale-out run (one line)."""
+
+
+class Interrupted(ScaleoutError):
+    """Stopped by the user; the finished segments stay in the work folder."""
+
+
+@dataclass
+class Job:
+    input: str
+    output: str
+    settings: Settings
+    weights: str | None = None
+    device: str = "auto"  # auto: GPUs when the Ray cluster has them, else CPU
+    hwaccel: str | None = None
+    fmt: str | None = None
+    workers: int = 0  # 0: one per GPU, or one per two CPU cores
+    address: str | None = None  # None: a local Ray instance; "auto" or host:port: an existing cluster
+    segment_seconds: float = 60.0
+    retries: int = 2
+    keep_work: bool = False
+
+
+@dataclass
+class Summary:
+    frames: int
+    segments: int
+    redone: list[int]
+    reused: list[int]
+    seconds: float
+    workers: int
+    placement: Placement
+    work_dir: Path
+    notes: list[str] = field(default_factory=list)
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ScaleoutError(RAY_HINT) from None
+    return ray
+
+
+def weights_sha(path: str | None) -> tuple[str | None, bytes | None]:
+    if path is None:
+        return None, None
+    data = Path(path).read_bytes()
+    return hashlib.sha256(data).hexdigest(), data
+
+
+def _connect(ray: Any, job: Job) -> bool:
+    """Start or join Ray; True when this run started it (and shuts it down)."""
+    if ray.is_initialized():
+        return False
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+    if job.address:
+        try:
+            ray.init(address=job.address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ScaleoutError(f"can't join the Ray cluster at {job.address}: {str(e).splitlines()[0]}") from None
+        return True
+    gpus = 0
+    if job.device != "cpu":
+        import torch
+
+        gpus = torch.cuda.device_count()
+    ray.init(num_cpus=os.cpu_count() or 1, num_gpus=gpus, include_dashboard=False, **quiet)
+    return True
+
+
+def placement(ray: Any, job: Job) -> tuple[int, Placement, dict[str, float]]:
+    """(workers, how each runs, the Ray resources one task asks for)."""
+    res = ray.cluster_resources()
+    gpus = int(res.get("GPU", 0)) if job.device != "cpu" else 0
+    cpus = max(1, int(res.get("CPU", 1)))
+    if job.device.startswith("cuda") and not gpus:
+        raise ScaleoutError("--device cuda: the Ray cluster has no GPU")
+    if gpus:
+        workers = job.workers or gpus
+        if workers > gpus and not job.address:
+            raise ScaleoutError(f"--workers {workers}: this machine has {gpus} GPU(s); one worker per GPU")
+        return workers, Placement("cuda", 1, job.hwaccel), {"num_gpus": 1, "num_cpus": 1}
+    workers = job.workers or max(1, cpus // 2)
+    threads = max(1, cpus // workers)
+    return workers, Placement("cpu", threads, None), {"num_cpus": threads}
+
+
+def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event | None = None,
+        progress: Any = None) -> Summary:
+    """Upscale ``job.input`` into ``job.output`` on Ray; resumable from the work folder next to the output.
+
+    ``progress``: a Ray actor handle with ``Progress``'s methods (default: a fresh ``Progress`` actor).
+    """
+    ray = import_ray()
+    stop = stop or threading.Event()
+    t0 = time.perf_counter()
+    packets, tb = split.scan(job.input)
+    if not packets:
+        raise ScaleoutError(f"no video packets in {job.input}")
+    wsha, wdata = weights_sha(job.weights)
+    started = _connect(ray, job)
+    try:
+        if progress is None:
+            progress = progress_actor(ray)
+        workers, place, resources = placement(ray, job)
+        segments = split.plan(packets, tb, job.segment_seconds, min_segments=workers)
+        expected = {s.index: sum(1 for p in packets if p.pts is not None and s.keeps(p.pts)) for s in segments}
+        with WorkDir(job.output) as wd:
+            done = wd.open(split.source_id(job.input), job.settings, segments)
+            if wd.reset_note:
+                warn(wd.reset_note)
+            todo = [s for s in segments if s.index not in done]
+            if done:
+                warn(f"resuming: {len(done)} of {len(segments)} segments already done in {wd.path}")
+            board = Board(len(packets), len(segments), reused_frames=sum(wd.frames(i) for i in done),
+                          reused=len(done))
+            if todo:
+                _upscale(ray, job, wd, todo, expected, board, workers, place, resources, wsha, wdata, stop, warn,
+                         quiet, progress)
+            files = [wd.file(s.index) for s in segments]
+            want = sum(wd.frames(s.index) for s in segments)
+            frames = join(job.input, files, job.output, job.settings.codec, job.fmt, warn=warn)
+            if frames != want:
+                raise ScaleoutError(f"joined {frames} frames but the segments hold {want}; kept {wd.path}")
+            if not job.keep_work:
+                wd.remove()
+        return Summary(frames, len(segments), [s.index for s in todo], sorted(done), time.perf_counter() - t0,
+                       workers, place, wd.path)
+    finally:
+        if started:
+            _PROGRESS.clear()
+            ray.shutdown()
+
+
+def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expected: dict[int, int], board: Board,
+             workers: int, place: Placement, resources: dict[str, float], wsha: str | None, wdata: bytes | None,
+             stop: threading.Event, warn: Any, quiet: bool, progress: Any) -> None:
+    """Feed the cuts to Ray tasks (a bounded number in flight), keep each result as it comes."""
+    task = ray.remote(upscale_segment).options(max_retries=job.retries, retry_exceptions=True, **resources)
+    if progress is None:
+        progress = progress_actor(ray)
+    weights_ref = ray.put(wdata) if wdata is not None else None
+    hud = ScaleoutHud(board, f"psr2video {job.settings.variant} x{job.settings.scale} on {workers} "
+                             f"{'GPU' if place.device == 'cuda' else 'CPU'} worker(s)", quiet=quiet)
+    cuts = iter(split.cut(job.input, todo, {s.index for s in todo}))
+    pending: dict[Any, split.Segment] = {}
+    more = True
+    hud.start()
+    try:
+        while more or pending:
+            while more and len(pending) < workers + 1:
+                try:
+                    seg, data = next(cuts)
+                except StopIteration:
+                    more = False
+                    break
+                ref = task.remote(job.settings, place, seg, data, weights_ref, expected[seg.index], progress)
+                pending[ref] = seg
+            if not pending:
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            board.workers, board.finished = ray.get(progress.snapshot.remote())
+            hud.update()
+            if stop.is_set():
+                _cancel(ray, pending)
+                raise Interrupted(f"interrupted: {len(wd.manifest.done)} of {board.segments} segments are kept in "
+                                  f"{wd.path}; run the same command again to resume")
+            for ref in ready:
+                seg = pending.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except Exception as e:  # noqa: BLE001 - Ray wraps the task's failure; report it in one line
+                    _cancel(ray, pending)
+                    raise ScaleoutError(f"segment {seg.index} ({seg.span()}) failed after {job.retries + 1} "
+                                        f"attempt(s) and was not retried again: {_cause(e)}; the finished "
+                                        f"segments are kept in {wd.path}") from None
+                wd.add(out)
+                board.finished[seg.index] = out.frames
+                for d in out.damaged:
+                    warn(f"warning: segment {seg.index}: damaged input at {d}")
+                for n in out.notes:
+                    warn(f"segment {seg.index}: {n}")
+    finally:
+        hud.stop()
+
+
+_PROGRESS: dict[str, Any] = {}  # Ray job id -> the progress actor (kept: its process starts once per driver)
+
+
+def progress_actor(ray: Any) -> Any:
+    """The driver's progress actor, reset for a new run."""
+    job = ray.get_runtime_context().get_job_id()
+    if job not in _PROGRESS:
+        _PROGRESS.clear()
+        _PROGRESS[job] = ray.remote(num_cpus=0)(Progress).remote()
+    actor = _PROGRESS[job]
+    actor.reset.remote()
+    return actor
+
+
+def _cancel(ray: Any, pending: dict[Any, Any]) -> None:
+    for ref in pending:
+        try:
+            ray.cancel(ref)  # the task gets KeyboardInterrupt; its worker (and loaded model) stays
+        except Exception:  # noqa: BLE001 - already finished or gone
+            pass
+
+
+def _cause(e: BaseException) -> str:
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, BaseException):
+        e = cause
+    name = type(e).__name__
+    text = str(e).strip().splitlines()
+    if name in ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError"):
+        return f"{name} (the worker process died: killed, crashed or out of memory)"
+    return f"{name}: {text[0] if text else ''}"

@@ -1,0 +1,122 @@
+"""Join the encoded segments into the output by stream copy, with the source's other streams copied once.
+
+The video packets of the segments go in order (each segment's timestamps are the source's own, so the
+joined stream has the single-process run's timestamps); audio, subtitles, attachments, data, chapters and
+metadata come from the source through the pipeline's ``Writer`` (the same rules as a single-process run:
+what the output format can't hold is named, never dropped silently). Packets go to the muxer interleaved by
+time. The output is written under the pipeline's temporary name and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+
+class JoinError(Exception):
+    """The segments can't be joined (they were encoded differently)."""
+
+
+def _video_packets(files: list[Path], stream: Any, tb: Fraction) -> Iterator[tuple[float, int, Any]]:
+    """The segments' video packets in order, retimed to the source's time base (exact: NUT refines it)."""
+    n = 0
+    for f in files:
+        with av.open(str(f)) as c:
+            s = c.streams.video[0]
+            stb = Fraction(s.time_base)
+            for pkt in c.demux(s):
+                if not pkt.size:
+                    continue
+                p = av.Packet(bytes(pkt))
+                p.pts = None if pkt.pts is None else _exact(pkt.pts * stb / tb)
+                p.dts = None if pkt.dts is None else _exact(pkt.dts * stb / tb)
+                p.duration = _exact(pkt.duration * stb / tb) if pkt.duration else 0
+                p.time_base = tb
+                p.is_keyframe = pkt.is_keyframe
+                p.stream = stream
+                t = float((p.dts if p.dts is not None else (p.pts or 0)) * tb)
+                n += 1
+                yield t, n, p
+
+
+def _exact(v: Fraction) -> int:
+    return int(v) if v.denominator == 1 else round(v)
+
+
+def _source_packets(inp: Any, streams: list[Any]) -> Iterator[tuple[float, int, Any]]:
+    if not streams:
+        return
+    n = 0
+    for pkt in inp.demux(*streams):
+        if pkt.dts is None:  # demuxer flush packet (what the single-process reader drops too)
+            continue
+        ts = pkt.dts
+        n += 1
+        yield float(ts * pkt.time_base), -n, pkt
+
+
+def check_headers(files: list[Path]) -> None:
+    """All segments must share codec, size, pixel format and codec headers to be one stream."""
+    first = None
+    for f in files:
+        with av.open(str(f)) as c:
+            cc = c.streams.video[0].codec_context
+            key = (cc.name, cc.width, cc.height, cc.pix_fmt, bytes(cc.extradata or b""))
+        if first is None:
+            first = key
+        elif key != first:
+            raise JoinError(f"segment {f.name} was encoded with other parameters ({key[:4]} vs {first[:4]}); "
+                            "remove the work folder and run again")
+
+
+def join(source: str, files: list[Path], output: str, codec: str, fmt: str | None,
+         warn: Callable[[str], None] = print) -> int:
+    """Write ``output`` from the segment ``files`` and the source's other streams; the video packet count."""
+    from ..video.pipeline import partial_path
+    from ..video.reader import PacketItem, stream_info
+    from ..video.writer import EndOfVideo, Writer
+
+    check_headers(files)
+    tmp = partial_path(output)
+    writer = None
+    ok = False
+    with av.open(source) as inp, av.open(str(files[0])) as first:
+        try:
+            info = stream_info(inp)
+            vin = inp.streams.video[0]
+            copy = [s for s in inp.streams if s is not vin and s.type in ("audio", "subtitle", "data",
+                                                                          "attachment", "video")]
+            template = first.streams.video[0]
+            writer = Writer(tmp, inp, copy, width=template.codec_context.width,
+                            height=template.codec_context.height, codec=codec,
+                            pix_fmt=template.codec_context.pix_fmt, crf=None, preset=None,
+                            time_base=info.time_base, rate=info.rate, color_tags={}, fmt=fmt, warn=warn,
+                            video_template=template)
+            copied = [s for s in copy if s.index in writer.copy_map]
+            writer.start()
+            merged = heapq.merge(_video_packets(files, writer.vstream, Fraction(info.time_base)),
+                                 _source_packets(inp, copied), key=lambda x: (x[0], x[1]))
+            for _, _, pkt in merged:
+                writer.put(PacketItem(pkt))
+            writer.put(EndOfVideo())
+            writer.join()
+            if writer.error is not None:
+                raise writer.error
+            writer.close()
+            if writer.error is not None:
+                raise writer.error
+            Path(tmp).replace(output)
+            ok = True
+            return writer.frames
+        finally:
+            if not ok:
+                if writer is not None:
+                    with contextlib.suppress(BaseException):
+                        writer.close()
+                Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,132 @@
+"""Resume: a work folder next to the output holds the finished segments and a manifest of what they are.
+
+``.OUT.psr2video-work/manifest.json`` records the source (path, size, mtime), the settings that decide the
+output bytes, the segment plan, and for every finished segment its file name, SHA-256 and frame count. A run
+with the same source, settings and plan keeps every segment whose file is there with its hash and redoes the
+rest; anything else (other settings, a changed source) starts the folder afresh. The manifest is written
+after each finished segment (temporary file + rename), and a lock keeps two runs out of one folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from .split import Segment
+from .tasks import SegmentResult, Settings, sha256
+
+VERSION = 1
+
+
+class WorkDirBusy(Exception):
+    """Another run holds the work folder."""
+
+
+def work_dir(output: str) -> Path:
+    out = Path(output)
+    return out.with_name(f".{out.name}.psr2video-work")
+
+
+@dataclass
+class Manifest:
+    source: dict[str, Any]
+    settings: dict[str, Any]
+    plan: list[list[Any]]  # [index, start, end, first, last] per segment
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)  # str(index) -> file, sha256, frames
+    version: int = VERSION
+
+    @staticmethod
+    def plan_of(segments: list[Segment]) -> list[list[Any]]:
+        return [[s.index, s.start, s.end, s.first, s.last] for s in segments]
+
+    def same_job(self, other: Manifest) -> bool:
+        return (self.version, self.source, self.settings, self.plan) == (
+            other.version, other.source, other.settings, other.plan)
+
+
+class WorkDir:
+    """The work folder of one output: finished segments, the manifest, a lock."""
+
+    def __init__(self, output: str) -> None:
+        self.path = work_dir(output)
+        self._lock = FileLock(str(self.path) + ".lock")
+        self.manifest: Manifest | None = None
+        self.reset_note = ""
+
+    def __enter__(self) -> WorkDir:
+        try:
+            self._lock.acquire(timeout=0.5)
+        except Timeout:
+            raise WorkDirBusy(f"another psr2video run is using {self.path}") from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._lock.release()
+        Path(self._lock.lock_file).unlink(missing_ok=True)
+
+    def open(self, source: dict[str, Any], settings: Settings, segments: list[Segment]) -> set[int]:
+        """Load or start the manifest; the indices of the segments already done (file present, hash right)."""
+        want = Manifest(source, asdict(settings), Manifest.plan_of(segments))
+        have = self._load()
+        if have is not None and not have.same_job(want):
+            self.reset_note = f"note: {self.path} was made with other settings or another source; starting afresh"
+            have = None
+        if have is None:
+            if self.path.exists():
+                shutil.rmtree(self.path)
+            self.path.mkdir(parents=True)
+            have = want
+        self.manifest = have
+        done = set()
+        for key, rec in list(have.done.items()):
+            f = self.path / rec["file"]
+            if f.is_file() and sha256(f.read_bytes()) == rec["sha256"]:
+                done.add(int(key))
+            else:
+                del have.done[key]
+        for f in self.path.iterdir():  # leftovers of an interrupted write
+            if f.name.endswith(".tmp"):
+                f.unlink()
+        self._save()
+        return done
+
+    def _load(self) -> Manifest | None:
+        try:
+            raw = json.loads((self.path / "manifest.json").read_text())
+            return Manifest(**raw)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _save(self) -> None:
+        assert self.manifest is not None
+        tmp = self.path / "manifest.json.tmp"
+        tmp.write_text(json.dumps(asdict(self.manifest), indent=1))
+        os.replace(tmp, self.path / "manifest.json")
+
+    def add(self, res: SegmentResult) -> None:
+        """Keep a finished segment (file first, then the manifest entry that vouches for it)."""
+        assert self.manifest is not None
+        name = f"segment-{res.index:05d}.nut"
+        tmp = self.path / (name + ".tmp")
+        tmp.write_bytes(res.data)
+        os.replace(tmp, self.path / name)
+        self.manifest.done[str(res.index)] = {"file": name, "sha256": sha256(res.data), "frames": res.frames,
+                                              "worker": res.worker}
+        self._save()
+
+    def file(self, index: int) -> Path:
+        assert self.manifest is not None
+        return self.path / self.manifest.done[str(index)]["file"]
+
+    def frames(self, index: int) -> int:
+        assert self.manifest is not None
+        return int(self.manifest.done[str(index)]["frames"])
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,158 @@
+"""Split the source's video at keyframes into segments, by stream copy (nothing is re-encoded at a cut).
+
+One pass reads only the video packets' headers (pts, dts, keyframe flag) from the demuxer; segment
+boundaries are keyframes chosen near even steps of ``seconds``. A segment keeps the frames whose pts lies in
+``[start, end)`` (the keyframe's pts up to the next boundary's).
+
+Open GOP: after a non-IDR keyframe K the decoder meets "leading" frames (pts < K's pts) that reference the
+previous GOP. The segment before K therefore carries the packets up to the last one (before the keyframe after
+K) whose pts lies in its own range, so it decodes its leading frames with all their references; the segment
+starting at K decodes them too but drops them (pts < start). With closed GOPs both rules reduce to "packets
+from one boundary keyframe to the next".
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+CUT_FORMAT = "nut"  # any codec, global headers, a time base that refines the source's (exact times)
+# timestamps as they are: the default shift of negative dts (B-frame delay) would move every pts
+CUT_OPTIONS = {"avoid_negative_ts": "disabled"}
+
+
+@dataclass(frozen=True)
+class Packet:
+    pts: int | None
+    dts: int | None
+    key: bool
+    size: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One piece of work: the frames with ``start <= pts < end`` (None = open) from packets first..last."""
+
+    index: int
+    start: int | None
+    end: int | None
+    first: int  # decode-order packet indices (inclusive) of the source's video stream
+    last: int
+    time_base: Fraction
+
+    @property
+    def start_s(self) -> float:
+        return float(self.start * self.time_base) if self.start is not None else 0.0
+
+    def span(self, end_s: float | None = None) -> str:
+        """'12.00-18.50 s' for messages."""
+        end = float(self.end * self.time_base) if self.end is not None else end_s
+        return f"{self.start_s:.2f}-{end:.2f} s" if end is not None else f"{self.start_s:.2f} s-end"
+
+    def keeps(self, pts: int | None) -> bool:
+        if pts is None:
+            return True
+        return (self.start is None or pts >= self.start) and (self.end is None or pts < self.end)
+
+
+def scan(path: str) -> tuple[list[Packet], Fraction]:
+    """Every packet of the first video stream in decode order (headers only, no decoding)."""
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        tb = s.time_base or Fraction(1, 1000)
+        pkts = [Packet(p.pts, p.dts, bool(p.is_keyframe), p.size) for p in c.demux(s) if p.size]
+    return pkts, tb
+
+
+def plan(packets: list[Packet], time_base: Fraction, seconds: float, min_segments: int = 1) -> list[Segment]:
+    """Segments of about ``seconds`` each (at least ``min_segments`` when there are enough keyframes)."""
+    keys = [i for i, p in enumerate(packets) if p.key and p.pts is not None and i > 0]
+    if not packets:
+        return []
+    pts = [p.pts for p in packets if p.pts is not None]
+    t0, t1 = (min(pts), max(pts)) if pts else (0, 0)
+    dur = float((t1 - t0) * time_base)
+    step = min(seconds, dur / min_segments) if min_segments > 1 and dur > 0 else seconds
+    cuts: list[int] = []
+    nxt = t0 + step / time_base
+    for i in keys:
+        if packets[i].pts >= nxt and (not cuts or packets[i].pts > packets[cuts[-1]].pts):
+            cuts.append(i)
+            nxt = packets[i].pts + step / time_base
+    bounds = [0, *cuts, len(packets)]
+    segs = []
+    for k in range(len(bounds) - 1):
+        first = bounds[k]
+        start = packets[first].pts if k > 0 else None
+        end = packets[bounds[k + 1]].pts if k + 1 < len(bounds) - 1 else None
+        last = bounds[k + 1] - 1
+        if end is not None:  # open GOP: the next keyframe's leading frames belong to this segment
+            stop = bounds[k + 2] if k + 2 < len(bounds) else len(packets)
+            for j in range(bounds[k + 1], stop):
+                if packets[j].pts is not None and packets[j].pts < end:
+                    last = j
+        segs.append(Segment(k, start, end, first, last, time_base))
+    return segs
+
+
+def cut(path: str, segments: list[Segment], wanted: set[int]) -> CutIter:
+    """Yield (segment, bytes of a video-only NUT file) for the wanted segments, in order, in one demux pass."""
+    return CutIter(path, segments, wanted)
+
+
+class CutIter:
+    """One pass over the source's video packets, muxing each wanted segment's packets into memory."""
+
+    def __init__(self, path: str, segments: list[Segment], wanted: set[int]) -> None:
+        self.path, self.segments, self.wanted = path, segments, wanted
+
+    def __iter__(self):
+        todo = [s for s in self.segments if s.index in self.wanted]
+        if not todo:
+            return
+        with av.open(self.path) as c:
+            vin = c.streams.video[0]
+            open_: dict[int, tuple[io.BytesIO, av.container.OutputContainer, av.stream.Stream]] = {}
+            pending = list(todo)
+            i = -1
+            for pkt in c.demux(vin):
+                if not pkt.size:
+                    continue
+                i += 1
+                while pending and pending[0].first == i:
+                    s = pending.pop(0)
+                    buf = io.BytesIO()
+                    out = av.open(buf, "w", format=CUT_FORMAT, options=CUT_OPTIONS)
+                    o = out.add_stream_from_template(vin)
+                    open_[s.index] = (buf, out, o)
+                for s in todo:
+                    if s.index in open_ and s.first <= i <= s.last:
+                        buf, out, o = open_[s.index]
+                        p = av.Packet(bytes(pkt))
+                        p.pts, p.dts, p.duration, p.time_base = pkt.pts, pkt.dts, pkt.duration, pkt.time_base
+                        p.is_keyframe = pkt.is_keyframe
+                        p.stream = o
+                        out.mux(p)
+                done = [s for s in todo if s.index in open_ and s.last <= i]
+                for s in done:
+                    buf, out, _ = open_.pop(s.index)
+                    out.close()
+                    todo.remove(s)
+                    yield s, buf.getvalue()
+                if not todo:
+                    return
+            for s in list(todo):  # the source ended early (fewer packets than scanned): what there is
+                if s.index in open_:
+                    buf, out, _ = open_.pop(s.index)
+                    out.close()
+                    yield s, buf.getvalue()
+
+
+def source_id(path: str) -> dict[str, object]:
+    """What identifies the source for resuming: name, size and modification time."""
+    st = Path(path).stat()
+    return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}

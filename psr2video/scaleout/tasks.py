@@ -1,0 +1,168 @@
+"""The Ray task: upscale one segment with the single-process pipeline (same Upscaler, same encoder settings).
+
+The segment's packets arrive as a small video-only NUT file through Ray's object store, so a worker on another
+node needs no shared storage; the encoded segment goes back the same way. ``pipeline.run`` does the work, with
+``Options.keep`` dropping the frames outside the segment (decoded only as references at the cuts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from .split import CUT_FORMAT, CUT_OPTIONS, Segment
+
+_UPSCALERS: dict[str, Any] = {}  # per worker process: models stay loaded between segments
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides a segment's output bytes (recorded in the manifest)."""
+
+    variant: str
+    scale: int
+    weights_sha256: str | None
+    backend: str
+    precision: str | None
+    tile: int
+    batch: int
+    codec: str
+    crf: float | None
+    preset: str | None
+    pix_fmt: str | None
+
+
+@dataclass
+class Placement:
+    """How a worker runs: on one GPU, or on ``threads`` CPU threads; decode on NVDEC with ``hwaccel``."""
+
+    device: str = "cpu"
+    threads: int = 1
+    hwaccel: str | None = None
+
+
+@dataclass
+class SegmentResult:
+    index: int
+    data: bytes
+    frames: int
+    seconds: float
+    worker: str
+    damaged: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _stats_class():
+    """A pipeline Stats that reports frames done to the progress actor, at most every 0.5 s.
+
+    The report waits for the actor's answer (a few ms), so the HUD never lags and a supervisor can act on a
+    worker while its segment runs.
+    """
+    from ..video.hud import Stats
+
+    class Reporting(Stats):
+        def __init__(self, progress: Any, index: int, worker: str, expected: int) -> None:
+            super().__init__()
+            self.total = expected
+            self._progress, self._index, self._worker = progress, index, worker
+            self._sent = 0.0
+
+        def frame_done(self, n: int, media_time: float) -> None:
+            super().frame_done(n, media_time)
+            now = time.monotonic()
+            if self._progress is not None and (now - self._sent >= 0.5 or self._sent == 0.0):
+                self._sent = now
+                import ray
+
+                ray.get(self._progress.report.remote(self._worker, os.getpid(), self._index, self.done,
+                                                      self.total, self.fps_now))
+
+    return Reporting
+
+
+def worker_label(device: str) -> str:
+    """'host:gpu0' or 'host:pid123' (shown in the HUD and in failure reports)."""
+    host = socket.gethostname().split(".")[0]
+    if device.startswith("cuda"):
+        ids = os.environ.get("CUDA_VISIBLE_DEVICES", "?").split(",")[0]
+        return f"{host}:gpu{ids}"
+    return f"{host}:pid{os.getpid()}"
+
+
+def _upscaler(settings: Settings, place: Placement, weights: bytes | None) -> Any:
+    from ..runtime.upscaler import Upscaler
+
+    key = repr((settings, place.device))
+    if key not in _UPSCALERS:
+        path = None
+        if weights is not None:
+            path = Path(tempfile.gettempdir()) / f"psr2video-weights-{settings.weights_sha256}.safetensors"
+            if not path.exists():
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(weights)
+                tmp.replace(path)
+        _UPSCALERS.clear()  # one model per worker at a time
+        _UPSCALERS[key] = Upscaler(variant=settings.variant, scale=settings.scale,
+                                   weights=None if path is None else str(path), backend=settings.backend,
+                                   precision=settings.precision, device=place.device, tile=settings.tile)
+    return _UPSCALERS[key]
+
+
+def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: bytes, weights: bytes | None,
+                    expected: int, progress: Any = None) -> SegmentResult:
+    """Upscale the frames of ``seg`` (from its cut) into an encoded video-only segment (NUT bytes)."""
+    import torch
+
+    from ..video import pipeline
+
+    if place.device == "cpu":
+        torch.set_num_threads(max(1, place.threads))
+    worker = worker_label(place.device)
+    up = _upscaler(settings, place, weights)
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="psr2video-seg-") as tmp:
+        src = Path(tmp) / f"cut.{CUT_FORMAT}"
+        src.write_bytes(cut)
+        out = Path(tmp) / f"segment.{CUT_FORMAT}"
+        tb = Fraction(seg.time_base)
+        keep = (None if seg.start is None else seg.start * tb, None if seg.end is None else seg.end * tb)
+        opts = pipeline.Options(input=str(src), output=str(out), scale=settings.scale, codec=settings.codec,
+                                crf=settings.crf, preset=settings.preset, pix_fmt=settings.pix_fmt,
+                                fmt=CUT_FORMAT, batch=settings.batch, hwaccel=place.hwaccel, keep=keep,
+                                mux_options=dict(CUT_OPTIONS))
+        stats = _stats_class()(progress, seg.index, worker, expected)
+        res = pipeline.run(opts, up, stats=stats, warn=notes.append)
+        data = out.read_bytes()
+    # damage reported inside the segment's own span (not the dropped frames at its cuts)
+    lo = keep[0] if keep[0] is not None else -1e18
+    hi = keep[1] if keep[1] is not None else 1e18
+    damaged = [_damage_text(d) for d in res.damaged if _damage_span(d)[1] >= lo and _damage_span(d)[0] < hi]
+    if progress is not None:
+        import ray
+
+        ray.get(progress.report.remote(worker, os.getpid(), seg.index, res.frames, expected, 0.0, True))
+    return SegmentResult(seg.index, data, res.frames, res.seconds, worker, damaged,
+                         [n for n in notes if not n.startswith("note: ") or "cropped" in n])
+
+
+def _damage_span(d: Any) -> tuple[float, float]:
+    if isinstance(d, tuple):
+        return d[0], d[1]
+    return getattr(d, "start", 0.0), getattr(d, "end", 0.0)
+
+
+def _damage_text(d: Any) -> str:
+    if isinstance(d, tuple):
+        return f"{d[0]:.2f}-{d[1]:.2f} s ({d[2]} packets)"
+    return str(d)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

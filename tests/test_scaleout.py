@@ -1,0 +1,225 @@
+"""Scale out on a local Ray cluster (2 CPUs): a real open-GOP, VFR clip with audio, subtitles, chapters and a
+font, cut into 4+ segments; the joined output must equal the single-process run frame for frame."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import sys
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from psr2video.cli import cli
+
+TB = Fraction(1, 1000)
+SEG = "0.5"  # seconds per segment: keyframes every 12 frames (~0.5 s) give 5 segments
+
+
+def make_clip(path: Path, n: int = 60, w: int = 32, h: int = 24) -> Path:
+    """libx264 with B-frames and open GOP (leading frames reference the previous GOP), VFR pts, AAC audio, an SRT
+    subtitle, chapters, a font attachment and a title."""
+    out = av.open(str(path), "w", format="matroska")
+    v = out.add_stream("libx264", rate=24)
+    v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+    v.time_base = v.codec_context.time_base = TB
+    v.options = {"preset": "veryfast", "crf": "20",
+                 "x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=3:open-gop=1"}
+    a = out.add_stream("aac", rate=48000)
+    a.layout = "stereo"
+    srt_path = path.with_suffix(".srt")
+    srt_path.write_text("1\n00:00:00,100 --> 00:00:00,900\nhello\n\n2\n00:00:01,500 --> 00:00:02,200\nworld\n")
+    srt = av.open(str(srt_path))
+    s = out.add_stream_from_template(srt.streams[0])
+    s.metadata["language"] = "eng"
+    out.add_attachment("font.ttf", "font/ttf", b"\x00\x01\x00\x00not-a-real-font")
+    out.metadata["title"] = "scale-out test clip"
+    out.set_chapters([{"id": 1, "start": 0, "end": 1000, "time_base": TB, "metadata": {"title": "one"}},
+                      {"id": 2, "start": 1000, "end": 2500, "time_base": TB, "metadata": {"title": "two"}}])
+    rng = np.random.default_rng(0)
+    t = 0
+    for i in range(n):
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = np.stack([(xx * 7 + i * 9) % 256, (yy * 11 + i * 5) % 256, rng.integers(0, 256, (h, w))], -1)
+        f = av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")
+        f.pts, f.time_base = t, TB
+        t += 60 if i % 7 == 3 else 40  # VFR
+        out.mux(v.encode(f))
+    out.mux(v.encode(None))
+    fs = a.codec_context.frame_size or 1024
+    for k in range(int(t / 1000 * 48000 / fs)):
+        af = av.AudioFrame.from_ndarray((rng.standard_normal((2, fs)) * 0.05).astype(np.float32), format="fltp",
+                                        layout="stereo")
+        af.sample_rate, af.pts = 48000, k * fs
+        out.mux(a.encode(af))
+    out.mux(a.encode(None))
+    for pkt in srt.demux():
+        if pkt.dts is not None:
+            pkt.stream = s
+            out.mux(pkt)
+    srt.close()
+    out.close()
+    return path
+
+
+def decoded(path: Path) -> list[tuple[int, list[np.ndarray]]]:
+    with av.open(str(path)) as c:
+        return [(f.pts, [np.asarray(p).copy() for p in f.to_ndarray(format="yuv420p")]) for f in c.decode(video=0)]
+
+
+def copied(path: Path) -> dict[str, object]:
+    """Everything but the video: packets of audio/subtitles, chapters, attachments, metadata."""
+    with av.open(str(path)) as c:
+        res: dict[str, object] = {"title": c.metadata.get("title"),
+                                  "chapters": [(ch["start"], ch["end"], ch["metadata"].get("title"))
+                                               for ch in c.chapters()],
+                                  "attachments": [(s.name, bytes(s.data)) for s in c.streams
+                                                  if s.type == "attachment"]}
+        for s in c.streams:
+            if s.type in ("audio", "subtitle"):
+                res[f"{s.type}{s.index}"] = [(p.pts, bytes(p)) for p in c.demux(s) if p.size]
+                c.seek(0)
+    return res
+
+
+def upscale(*args: str) -> tuple[int, str]:
+    r = CliRunner().invoke(cli, ["upscale", *args, "--variant", "mks", "--codec", "ffv1", "-q"],
+                           catch_exceptions=False)
+    return r.exit_code, r.stderr if hasattr(r, "stderr") else r.output
+
+
+def test_without_ray_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "in.mkv"
+    src.write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as when it is not installed
+    code, err = upscale(str(src), str(tmp_path / "out.mkv"), "--workers", "2")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'psr2video[ray]'" in lines[0], err
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import logging
+
+    # a throw-away token (set before Ray loads it): Ray's default token auth would write ~/.ray/auth_token
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'psr2video[ray]')")
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The source and its single-process upscale (the reference)."""
+    d = tmp_path_factory.mktemp("scaleout")
+    src = make_clip(d / "in.mkv")
+    ref = d / "ref.mkv"
+    code, err = upscale(str(src), str(ref))
+    assert code == 0, err
+    return src, ref
+
+
+def assert_same(out: Path, ref: Path) -> None:
+    a, b = decoded(out), decoded(ref)
+    assert [p for p, _ in a] == [p for p, _ in b]  # every timestamp (VFR)
+    for (pts, pa), (_, pb) in zip(a, b, strict=True):
+        for x, y in zip(pa, pb, strict=True):
+            assert np.array_equal(x, y), f"frame at pts {pts} differs"
+    assert copied(out) == copied(ref)
+
+
+def test_equals_single_process(ray_local, clip, tmp_path: Path) -> None:
+    src, ref = clip
+    out = tmp_path / "out.mkv"
+    code, err = upscale(str(src), str(out), "--workers", "2", "--segment-seconds", SEG)
+    assert code == 0, err
+    m = __import__("re").search(r"(\d+) segments \((\d+) upscaled, (\d+) resumed\)", err)
+    assert m and int(m[1]) >= 4 and int(m[2]) == int(m[1]), err
+    assert_same(out, ref)
+    with av.open(str(out)) as c:
+        assert len([s for s in c.streams if s.type == "subtitle"]) == 1
+        assert math.isclose(float(c.streams.video[0].time_base), 1e-3)
+    assert not list(tmp_path.glob(".*psr2video-work*"))  # the work folder is gone after a join
+
+
+def _job(src: Path, out: Path, workers: int = 2):
+    from psr2video.scaleout import Job, Settings
+
+    st = Settings("mks", 2, None, "auto", None, 0, 1, "ffv1", None, None, None)
+    return Job(str(src), str(out), st, workers=workers, segment_seconds=float(SEG))
+
+
+def test_killed_worker_is_retried(ray_local, clip, tmp_path: Path) -> None:
+    from psr2video.scaleout import run
+    from psr2video.scaleout.hud import Progress
+
+    class KillOnce(Progress):
+        """Kills the worker (SIGKILL) the first time it reports frames of segment 1, mid-segment."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.victims: list[int] = []
+
+        def report(self, worker, pid, segment, done, total, fps, finished=False):
+            if segment == 1 and not finished and not self.victims:
+                self.victims.append(pid)
+                os.kill(pid, 9)
+                return None
+            return super().report(worker, pid, segment, done, total, fps, finished)
+
+        def killed(self) -> list[int]:
+            return self.victims
+
+    src, ref = clip
+    out = tmp_path / "out.mkv"
+    killer = ray_local.remote(num_cpus=0)(KillOnce).remote()
+    s = run(_job(src, out), quiet=True, progress=killer)
+    victims = ray_local.get(killer.killed.remote())
+    assert len(victims) == 1 and 1 in s.redone
+    workers, finished = ray_local.get(killer.snapshot.remote())
+    assert finished[1] > 0 and all(w.pid != victims[0] for w in workers.values() if w.segment == 1)
+    assert_same(out, ref)
+
+
+def test_resume_redoes_only_missing(ray_local, clip, tmp_path: Path) -> None:
+    from psr2video.scaleout import Interrupted, run
+    from psr2video.scaleout.manifest import work_dir
+
+    src, ref = clip
+    out = tmp_path / "out.mkv"
+    manifest = work_dir(str(out)) / "manifest.json"
+
+    class StopAfterFirst(threading.Event):
+        """Ctrl-C as soon as one segment is kept."""
+
+        def is_set(self) -> bool:
+            try:
+                return bool(json.loads(manifest.read_text())["done"])
+            except (OSError, ValueError):
+                return False
+
+    with pytest.raises(Interrupted, match="run the same command again"):
+        run(_job(src, out), quiet=True, stop=StopAfterFirst())
+    assert not out.exists()
+    kept = sorted(int(k) for k in json.loads(manifest.read_text())["done"])
+    assert kept
+    s = run(_job(src, out), quiet=True)
+    assert s.reused == kept and sorted(s.redone) == sorted(set(range(s.segments)) - set(kept))
+    assert_same(out, ref)

@@ -223,3 +223,17 @@ def test_resume_redoes_only_missing(ray_local, clip, tmp_path: Path) -> None:
     s = run(_job(src, out), quiet=True)
     assert s.reused == kept and sorted(s.redone) == sorted(set(range(s.segments)) - set(kept))
     assert_same(out, ref)
+
+
+def test_failing_segment_is_named(ray_local, clip, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from psr2video.scaleout import ScaleoutError, run
+
+    src, _ = clip
+    job = _job(src, tmp_path / "out.mkv")
+    job.settings = replace(job.settings, pix_fmt="bgr0")  # ffv1 takes it; the pipeline writes planar YUV only
+    job.retries = 1
+    with pytest.raises(ScaleoutError, match=r"segment \d+ \([\d.]+-[\d.]+ s\) failed after 2 attempt\(s\)") as e:
+        run(job, quiet=True)
+    assert "\n" not in str(e.value)

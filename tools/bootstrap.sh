@@ -32,7 +32,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[vapoursynth,train,dev]"
+"$VENV/bin/python" -m pip install -q -e ".[vapoursynth,train,dev,ray]"
 # The VapourSynth plugin shim is a tiny C library compiled against the wheel's headers.
 "$VENV/bin/python" -m psr2video vs install --quiet || echo "bootstrap: VapourSynth plugin not installed (see above)" >&2
 echo "bootstrap: ready ($("$VENV/bin/python" --version))"

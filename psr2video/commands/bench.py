@@ -164,3 +164,40 @@ def bench_pipeline(clip: str | None, variant: str, scale: int, weights: str | No
     click.echo(f"pipeline / model alone:  {fps_pipe / fps_model:.2f}  (target >= 0.9 when the model is the "
                "bottleneck)")
     click.echo(f"pipeline / FFmpeg:       {fps_pipe / fps_ff:.2f}  (target >= 0.8 with --variant mks)")
+
+
+@bench.command("scaleout")
+@click.argument("clip", required=False)
+@click.option("--variant", default="realtime", show_default=True)
+@click.option("--scale", type=int, default=2, show_default=True)
+@click.option("--codec", default="libx264", show_default=True)
+@click.option("--workers", "workers", default="1,2", show_default=True, help="Worker counts to time (comma list).")
+@click.option("--segment-seconds", type=float, default=2.0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default="runs/bench_scaleout.json",
+              show_default=True)
+def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, workers: str, segment_seconds: float,
+                   device: str, json_path: str) -> None:
+    """Scale out on Ray: single process vs 1 and N workers, split/join overhead, speed-up (CLIP: a real clip)."""
+    from ..video.bench_pipeline import SAMPLE, machine
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        from ..scaleout import RAY_HINT
+
+        raise UserError(RAY_HINT) from None
+    from ..scaleout.bench import bench_scaleout as run_bench
+    from ..scaleout.bench import save
+
+    clip = clip or str(SAMPLE)
+    if not Path(clip).exists():
+        raise UserError(f"clip not found: {clip}")
+    counts = sorted({int(w) for w in split_list((workers,))})
+    click.echo(f"machine: {machine()}")
+    click.echo(f"command: psr2video bench scaleout {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}".rstrip())
+    click.echo(f"clip: {clip}; {variant} x{scale} ({device}), {codec}, segments of ~{segment_seconds:g} s")
+    res = run_bench(clip, variant, scale, codec, counts, segment_seconds, device=device)
+    res["machine"] = machine()
+    save(res, json_path)
+    click.echo(f"figures written to {json_path}")

@@ -56,7 +56,7 @@ class Summary:
     workers: int
     placement: Placement
     work_dir: Path
-    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: plan (scan + Ray), upscale (+ cuts), join
 
 
 def import_ray() -> Any:
@@ -140,18 +140,21 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
                 warn(f"resuming: {len(done)} of {len(segments)} segments already done in {wd.path}")
             board = Board(len(packets), len(segments), reused_frames=sum(wd.frames(i) for i in done),
                           reused=len(done))
+            t1 = time.perf_counter()
             if todo:
                 _upscale(ray, job, wd, todo, expected, board, workers, place, resources, wsha, wdata, stop, warn,
                          quiet, progress)
+            t2 = time.perf_counter()
             files = [wd.file(s.index) for s in segments]
             want = sum(wd.frames(s.index) for s in segments)
             frames = join(job.input, files, job.output, job.settings.codec, job.fmt, warn=warn)
             if frames != want:
                 raise ScaleoutError(f"joined {frames} frames but the segments hold {want}; kept {wd.path}")
+            t3 = time.perf_counter()
             if not job.keep_work:
                 wd.remove()
         return Summary(frames, len(segments), [s.index for s in todo], sorted(done), time.perf_counter() - t0,
-                       workers, place, wd.path)
+                       workers, place, wd.path, {"plan": t1 - t0, "upscale": t2 - t1, "join": t3 - t2})
     finally:
         if started:
             _PROGRESS.clear()

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import secrets
+import signal
 import sys
 import threading
 from fractions import Fraction
@@ -115,9 +116,11 @@ def ray_local():
     os.environ.update(env)
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'psr2video[ray]')")
 
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init installs its own; later tests expect the default
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     yield ray
     ray.shutdown()
+    signal.signal(signal.SIGTERM, sigterm)
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)

@@ -34,7 +34,8 @@ def _warm(ray: Any, n: int) -> float:
 
 
 def bench_scaleout(clip: str, variant: str, scale: int, codec: str, workers: list[int], segment_seconds: float,
-                   device: str = "cpu", backend: str = "torch", out_dir: str | None = None) -> dict[str, Any]:
+                   device: str = "cpu", backend: str = "torch", preset: str | None = None,
+                   out_dir: str | None = None) -> dict[str, Any]:
     """Time the runs; returns the figures (also printed)."""
     import ray
     import torch
@@ -44,11 +45,13 @@ def bench_scaleout(clip: str, variant: str, scale: int, codec: str, workers: lis
 
     tmp = tempfile.TemporaryDirectory(prefix="psr2video-bench-") if out_dir is None else None
     outd = Path(out_dir or tmp.name)  # type: ignore[union-attr]
-    res: dict[str, Any] = {"clip": clip, "variant": variant, "scale": scale, "codec": codec, "runs": []}
+    res: dict[str, Any] = {"clip": clip, "variant": variant, "scale": scale, "codec": codec, "preset": preset,
+                           "runs": []}
     try:
         up = Upscaler(variant=variant, scale=scale, backend=backend, device=device)
         t = time.perf_counter()
-        r = pipeline.run(pipeline.Options(input=clip, output=str(outd / "single.mkv"), codec=codec), up,
+        r = pipeline.run(pipeline.Options(input=clip, output=str(outd / "single.mkv"), codec=codec,
+                                                  preset=preset), up,
                          warn=lambda m: None)
         single = time.perf_counter() - t
         res["frames"] = r.frames
@@ -63,7 +66,7 @@ def bench_scaleout(clip: str, variant: str, scale: int, codec: str, workers: lis
         res["worker_start_s"] = _warm(ray, max(workers))
         print(f"Ray start {res['ray_start_s']:.1f} s, {max(workers)} workers ready in {res['worker_start_s']:.1f} s",
               flush=True)
-        settings = Settings(variant, scale, None, backend, None, 0, 1, codec, None, None, None)
+        settings = Settings(variant, scale, None, backend, None, 0, 1, codec, None, preset, None)
         for n in workers:
             job = Job(clip, str(outd / f"ray{n}.mkv"), settings, device=device, workers=n,
                       segment_seconds=segment_seconds)

@@ -35,7 +35,7 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
     if "-" in (input, output):
         raise error("--workers/--ray need a file for IN and OUT (segments are cut by seeking), not '-'")
     if workers < 0:
-        raise error("--workers must be >= 1")
+        raise error("--workers must be >= 0 (0: one per GPU, or one per two CPU cores)")
     if segment_seconds <= 0:
         raise error("--segment-seconds must be > 0")
     settings = Settings(variant, scale, sha256(Path(weights).read_bytes()) if weights else None, backend,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -124,6 +125,8 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
     if not packets:
         raise ScaleoutError(f"no video packets in {job.input}")
     wsha, wdata = weights_sha(job.weights)
+    main = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main else None  # ray.init replaces it
     started = _connect(ray, job)
     try:
         if progress is None:
@@ -159,6 +162,8 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
         if started:
             _PROGRESS.clear()
             ray.shutdown()
+            if main:
+                signal.signal(signal.SIGTERM, sigterm)
 
 
 def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expected: dict[int, int], board: Board,

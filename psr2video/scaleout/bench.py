@@ -18,6 +18,28 @@ from .driver import Job, run
 from .tasks import Settings
 
 
+def make_clip(path: Path, seconds: float = 8.0, size: tuple[int, int] = (320, 180), fps: int = 25,
+              gop: int = 25) -> Path:
+    """A moving test picture (libx264, a keyframe every ``gop`` frames) when no clip with keyframes is given."""
+    import av
+    import numpy as np
+
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        v.options = {"preset": "veryfast", "crf": "18", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+        for i in range(int(seconds * fps)):
+            img = 127 + 100 * np.sin((xx + 3 * i) / 13.0) * np.cos((yy - 2 * i) / 9.0)
+            rgb = np.stack([img, np.roll(img, i, 1), 255 - img], -1).clip(0, 255).astype(np.uint8)
+            for pkt in v.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(pkt)
+        for pkt in v.encode(None):
+            out.mux(pkt)
+    return path
+
+
 def _warm(ray: Any, n: int) -> float:
     """Start ``n`` workers and import what a segment task imports (torch, PyAV, the pipeline)."""
 
@@ -33,7 +55,7 @@ def _warm(ray: Any, n: int) -> float:
     return time.perf_counter() - t
 
 
-def bench_scaleout(clip: str, variant: str, scale: int, codec: str, workers: list[int], segment_seconds: float,
+def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, workers: list[int], segment_seconds: float,
                    device: str = "cpu", backend: str = "torch", preset: str | None = None,
                    out_dir: str | None = None) -> dict[str, Any]:
     """Time the runs; returns the figures (also printed)."""
@@ -45,6 +67,8 @@ def bench_scaleout(clip: str, variant: str, scale: int, codec: str, workers: lis
 
     tmp = tempfile.TemporaryDirectory(prefix="psr2video-bench-") if out_dir is None else None
     outd = Path(out_dir or tmp.name)  # type: ignore[union-attr]
+    if clip is None:
+        clip = str(make_clip(outd / "clip.mkv"))
     res: dict[str, Any] = {"clip": clip, "variant": variant, "scale": scale, "codec": codec, "preset": preset,
                            "runs": []}
     try:

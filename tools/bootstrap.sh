@@ -32,7 +32,14 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[vapoursynth,train,dev,ray]"
+# One ONNX Runtime package per environment: `cpu` (onnxruntime) by default, `gpu` (onnxruntime-gpu +
+# TensorRT 10) with PSR2_GPU=1. Switching: pip uninstall the other one first (they share files).
+ORT_EXTRA=cpu
+if [ "${PSR2_GPU:-0}" = "1" ]; then
+    ORT_EXTRA=gpu
+    "$VENV/bin/python" -m pip uninstall -q -y onnxruntime 2>/dev/null || true
+fi
+"$VENV/bin/python" -m pip install -q -e ".[$ORT_EXTRA,vapoursynth,train,dev,ray]"
 # The VapourSynth plugin shim is a tiny C library compiled against the wheel's headers.
 "$VENV/bin/python" -m psr2video vs install --quiet || echo "bootstrap: VapourSynth plugin not installed (see above)" >&2
 echo "bootstrap: ready ($("$VENV/bin/python" --version))"

@@ -70,11 +70,11 @@ def bench_model(variants, scale, size, batch, backend, precision, device, warmup
     if baselines:
         names += [b for b in ("bicubic", "mks") if b not in names]
     if backend == "auto":
-        from ..runtime import auto
+        from ..runtime.auto import resolve_auto
 
-        cfg = auto.pick_backend(dev)
+        cfg, reason = resolve_auto(dev)
         backend = cfg.name
-        click.echo(f"backend auto -> {backend}: {auto.LAST_CHOICE[1]}")
+        click.echo(f"backend auto -> {backend}: {reason}")
     info = machine_info(dev)
     command = "psr2video bench model " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "model"] else [])
     click.echo(f"machine: {describe(info)}")

@@ -60,18 +60,22 @@ def engine_clear(stale):
               help="named profile(s), built in or from $PSR2VIDEO_PROFILES, e.g. 480p,720p,1080p,1440p "
                    "(default: dynamic)")
 @click.option("--shape", help="a custom input size WxH instead of --profile")
-@click.option("--dynamic", is_flag=True, help="dynamic shapes over the profile's min..max (default: static opt)")
+@click.option("--dynamic", is_flag=True, help="dynamic shapes over the profile's min..max and batch range "
+              "(default: static opt)")
+@click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="TensorRT: frames per call the engine takes (static: exactly; --dynamic: widens the range)")
 @click.option("--backend", type=click.Choice(ENGINE_BACKENDS), default="auto", show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--workspace", type=float, default=4.0, show_default=True, help="TensorRT workspace GiB")
 @click.option("--opt-level", type=int, default=3, show_default=True, help="TensorRT builder optimisation level")
 @click.option("--calibration", type=click.Path(exists=True), help="int8: video or image folder to calibrate on")
-def engine_build(variant, scale, weights, untrained, precision, profiles, shape, dynamic, backend, device, workspace,
-                 opt_level, calibration):
+def engine_build(variant, scale, weights, untrained, precision, profiles, shape, dynamic, batch, backend, device,
+                 workspace, opt_level, calibration):
     """Prebuild artifacts into the engine cache so the first run starts at once.
 
-    With CUDA and TensorRT: one TensorRT engine per profile. Otherwise the exported ONNX and the ONNX
-    Runtime optimised graph (shape-independent, so profiles do not apply).
+    With CUDA and TensorRT: one TensorRT engine per profile; `upscale`/`vspipe` load it for any input it
+    takes (no rebuild). Otherwise the exported ONNX and the ONNX Runtime optimised graph
+    (shape-independent, so profiles do not apply).
     """
     import torch
 
@@ -90,9 +94,9 @@ def engine_build(variant, scale, weights, untrained, precision, profiles, shape,
         raise UserError("give --profile or --shape, not both")
     try:
         if shape:
-            plist = [ShapeProfile.from_shape(*parse_shape(shape), dynamic=dynamic)]
+            plist = [ShapeProfile.from_shape(*parse_shape(shape), dynamic=dynamic, batch=batch)]
         else:
-            plist = [ShapeProfile.named(n, dynamic=dynamic) for n in (split_list(profiles) or ["dynamic"])]
+            plist = [ShapeProfile.named(n, dynamic=dynamic, batch=batch) for n in (split_list(profiles) or ["dynamic"])]
     except ValueError as e:
         raise UserError(str(e)) from None
     has_trt, why = trt_available()
@@ -109,7 +113,7 @@ def engine_build(variant, scale, weights, untrained, precision, profiles, shape,
     if backend == "tensorrt":
         cfg = TRTBackend(workspace_gib=workspace, opt_level=opt_level)
         for i, prof in enumerate(plist, 1):
-            click.echo(f"[{i}/{len(plist)}] {variant} x{scale} {precision} profile {prof.name} ({prof.label()})")
+            click.echo(f"[{i}/{len(plist)}] {variant} x{scale} {precision} profile {prof.name} ({prof.describe()})")
             t0 = time.perf_counter()
             try:
                 path = cached_engine(model, model.descriptor, precision, prof, dev, cfg, cache, calibration,

@@ -30,14 +30,24 @@ def _silence_stdout() -> None:
 
 
 def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, precision: str | None, device: str,
-                  tile: int):
+                  tile: int, profile: str | None = None):
     """The Upscaler the options ask for; a bad option, a weights file or a missing backend is one line."""
     from ..models.registry import WeightsError
     from ..runtime.upscaler import Upscaler
 
+    cfg: object = backend
+    if profile:  # a pinned TensorRT profile: inputs it can't take are refused before the run
+        if backend not in ("auto", "tensorrt"):
+            raise UserError("--profile is a TensorRT engine profile; use it with --backend tensorrt")
+        from ..runtime.backends import TRTBackend
+        from ..runtime.trt_backend import load_profiles
+
+        if profile not in load_profiles():
+            raise UserError(f"unknown --profile {profile!r}; choose one of {', '.join(load_profiles())}")
+        cfg = TRTBackend(profile=profile)
     # the Upscaler checks its arguments with ValueError; ImportError = an optional backend is not installed
     with user_errors(WeightsError, ValueError, ImportError):
-        return Upscaler(variant=variant, scale=scale, weights=weights, backend=backend, precision=precision,
+        return Upscaler(variant=variant, scale=scale, weights=weights, backend=cfg, precision=precision,
                         device=device, tile=tile)
 
 
@@ -56,6 +66,9 @@ def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, p
 @click.option("--tile", type=int, default=0, show_default=True, help="Tile size in input pixels (0 = whole frame).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Frames per model call.")
+@click.option("--profile", default=None,
+              help="TensorRT: run only with engines of this profile (runtime/profiles.toml); inputs or --batch it "
+                   "can't take are refused before the run. Default: any cached engine that fits, else build one.")
 @click.option("--codec", default="libx264", show_default=True,
               help=f"Video encoder ({', '.join(CODECS)}; *_nvenc if the GPU has NVENC).")
 @click.option("--crf", type=float, default=None,
@@ -87,7 +100,8 @@ def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, p
               help="Scale out: about this much video per task (cut at keyframes).")
 @click.option("--keep-work", is_flag=True, help="Scale out: keep the work folder of segments after the join.")
 def upscale(input: str, output: str, variant: str, scale: int, weights: str | None, backend: str,
-            precision: str | None, tile: int, device: str, batch: int, codec: str, crf: float | None,
+            precision: str | None, tile: int, device: str, batch: int, profile: str | None, codec: str,
+            crf: float | None,
             preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, overwrite: bool,
             overlay_fps: bool, ignore_errors: bool, max_frames: int, hwaccel: str | None, deinterlace: bool,
             quiet: bool, workers: int | None = None, ray_address: str | None = None, segment_seconds: float = 60.0,
@@ -115,7 +129,7 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
                                 hwaccel=hwaccel, ignore_errors=ignore_errors, quiet=quiet, error=UserError,
                                 max_frames=max_frames, overlay_fps=overlay_fps, in_fmt=in_fmt,
                                 deinterlace=deinterlace)
-    up = make_upscaler(variant, scale, weights, backend, precision, device, tile)
+    up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile)
     from ..video import pipeline
     from ..video.hud import Hud, Stats
 
@@ -128,6 +142,8 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
     def started(st, res):
         _warn(f"{input} -> {output}: {up!r}, {res.out_size[0]}x{res.out_size[1]} {res.pix_fmt} {codec}, "
               f"colour {res.color.describe() if res.color else '?'}")
+        if backend == "auto":
+            _warn(f"backend auto -> {up.runner.name}: {up.backend_reason}")
         hud.start()
 
     with ctrl_c_stops() as stop:
@@ -226,6 +242,9 @@ def report(res, stats, output: str, ignore_errors: bool) -> None:
         _warn(f"note: {res.fixed_pts} frame(s) had missing or non-increasing timestamps and were nudged")
     for note in res.notes:
         _warn(f"note: {note}")
+    if res.nonfinite:
+        _warn(f"warning: the model produced {res.nonfinite} NaN/infinite value(s), replaced before encoding "
+              f"(an fp16 overflow? try --precision fp32)")
     if res.stopped:
         _warn(f"stopped by Ctrl-C after frame {res.frames} (at {res.stop_time:.2f} s of the input); "
               f"the output is finalised and playable")

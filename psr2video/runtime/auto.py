@@ -1,62 +1,122 @@
-"""``--backend auto``: the fastest backend available for a device, with the reason made visible.
+"""``--backend auto``: the fastest backend that really works on a device, with the reason for the choice.
 
-CUDA: native TensorRT when it imports, else ONNX Runtime with its TensorRT or CUDA provider when
-onnxruntime-gpu is installed, else PyTorch. CPU: ONNX Runtime, measured faster than PyTorch eager on the
-CPU for every model here (see docs/README-runtimes.md, 2-core x86: realtime x2 at 320x180 117 ms vs
-546 ms, stream 1.04 s vs 2.73 s), falling back to PyTorch when onnxruntime is missing.
+CUDA: native TensorRT when it imports and creates a runtime (a package that merely exists is not enough:
+a missing ``libnvinfer`` or a driver mismatch only shows when it loads), else ONNX Runtime with a GPU
+provider that a real session accepted (``onnxruntime-gpu`` lists its providers even when their CUDA
+libraries are missing), else PyTorch. CPU: ONNX Runtime, measured faster than PyTorch eager on the CPU
+for every model here (2-core x86: realtime x2 at 320x180 117 ms vs 546 ms, stream 1.04 s vs 2.73 s),
+falling back to PyTorch when onnxruntime is missing.
 
-The choice is logged on ``psr2video.runtime`` at INFO and kept in ``LAST_CHOICE`` (backend, reason).
+No global state: ``resolve`` returns (config, reason) and the ``Upscaler`` keeps both. This module sits
+above ``backends`` (configs only) and below ``upscaler``, so nothing imports in a circle.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import logging
 
 import torch
 
-from .backends import BackendConfig, ORTBackend, TorchBackend, TRTBackend
+from .backends import BackendConfig, ORTBackend, TorchBackend, TRTBackend, parse_backend
 
 log = logging.getLogger("psr2video.runtime")
 
-LAST_CHOICE: tuple[str, str] | None = None
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
-def _has(module: str) -> bool:
+def probe_tensorrt() -> tuple[bool, str]:
+    """(True, "TensorRT X") when ``tensorrt`` imports and creates a runtime, else (False, why)."""
+    from .trt_backend import trt_available
+
+    return trt_available()
+
+
+@functools.cache
+def _ort_gpu_probe(provider: str, index: int) -> tuple[bool, str]:
+    """Create a one-node session on ``provider`` and check ONNX Runtime kept it (it falls back silently)."""
     try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError as e:
+        return False, f"onnxruntime does not import ({_first_line(e)})"
+    if provider not in ort.get_available_providers():
+        return False, f"{provider} is not in this onnxruntime build"
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 9)
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    try:
+        s = ort.InferenceSession(model.SerializeToString(),
+                                 so, providers=[(provider, {"device_id": index}), "CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - any failure means "not usable here"
+        return False, f"{provider} failed to start ({_first_line(e)})"
+    if provider not in s.get_providers():
+        return False, f"{provider} could not load its libraries (ONNX Runtime fell back to the CPU)"
+    return True, provider
+
+
+def ort_gpu_provider(device: torch.device) -> tuple[str | None, str]:
+    """The best ONNX Runtime GPU provider that really starts on ``device``: ("tensorrt"|"cuda"|None, why)."""
+    index = device.index if device.index is not None else 0
+    why = []
+    ok, msg = _ort_gpu_probe("TensorrtExecutionProvider", index)
+    if ok:
+        from .ort_backend import tensorrt_ep_matches
+
+        match, reason = tensorrt_ep_matches()
+        if match:
+            return "tensorrt", "onnxruntime-gpu with its TensorRT provider"
+        why.append(reason)
+    else:
+        why.append(msg)
+    ok, msg = _ort_gpu_probe("CUDAExecutionProvider", index)
+    if ok:
+        return "cuda", "onnxruntime-gpu with its CUDA provider" + (f" ({why[0]})" if why else "")
+    why.append(msg)
+    return None, "; ".join(why)
+
+
+def _has_ort_cpu() -> bool:
+    try:
+        import onnxruntime as ort
+    except ImportError:
         return False
-
-
-def _ort_providers() -> list[str]:
-    if not _has("onnxruntime"):
-        return []
-    import onnxruntime as ort
-
-    return list(ort.get_available_providers())
+    return "CPUExecutionProvider" in ort.get_available_providers()
 
 
 def choose(device: torch.device) -> tuple[BackendConfig, str]:
-    """(config, reason) for ``device`` without side effects."""
+    """(config, reason) for ``device``: the fastest backend that passed a real probe."""
+    device = torch.device(device)
     if device.type == "cuda":
-        if _has("tensorrt"):
-            return TRTBackend(), "TensorRT is installed: native TensorRT engines are the fastest on NVIDIA GPUs"
-        providers = _ort_providers()
-        if "TensorrtExecutionProvider" in providers:
-            return ORTBackend(provider="tensorrt"), "onnxruntime-gpu with its TensorRT provider"
-        if "CUDAExecutionProvider" in providers:
-            return ORTBackend(provider="cuda"), "onnxruntime-gpu with its CUDA provider (no TensorRT)"
-        return TorchBackend(), "no TensorRT or onnxruntime-gpu: PyTorch on CUDA"
-    if "CPUExecutionProvider" in _ort_providers():
+        ok, trt_why = probe_tensorrt()
+        if ok:
+            return TRTBackend(), f"{trt_why} works: native TensorRT engines are the fastest on NVIDIA GPUs"
+        provider, ort_why = ort_gpu_provider(device)
+        if provider is not None:
+            return ORTBackend(provider=provider), f"{ort_why}; no native TensorRT ({trt_why})"
+        return TorchBackend(), f"PyTorch on CUDA: no native TensorRT ({trt_why}), no ONNX Runtime GPU ({ort_why})"
+    if _has_ort_cpu():
         return ORTBackend(provider="cpu"), "ONNX Runtime is 2-5x faster than PyTorch eager on the CPU (measured)"
     return TorchBackend(), "onnxruntime is not installed: PyTorch on the CPU"
 
 
-def pick_backend(device: torch.device) -> BackendConfig:
-    """Resolve ``--backend auto`` for ``device``; logs and records the choice."""
-    global LAST_CHOICE
-    config, reason = choose(torch.device(device))
-    LAST_CHOICE = (config.name, reason)
+def resolve_auto(device: torch.device) -> tuple[BackendConfig, str]:
+    """Resolve ``--backend auto`` for ``device`` and log the choice with its reason."""
+    config, reason = choose(device)
     log.info("backend auto -> %s on %s: %s", config.name, torch.device(device).type, reason)
-    return config
+    return config, reason
+
+
+def resolve(backend: str | BackendConfig, device: torch.device) -> tuple[BackendConfig, str]:
+    """The config for a CLI/API ``backend`` on ``device`` and why it was used."""
+    cfg = parse_backend(backend)
+    if cfg == "auto":
+        return resolve_auto(device)
+    return cfg, "asked for"

@@ -1,8 +1,10 @@
 """Backend configurations as small frozen dataclasses (vs-mlrt style) and the runner protocol.
 
-A backend config says *how* to run; ``upscaler.make_runner`` turns it, a fused model and a precision into a
-callable that maps an NCHW float tensor on the runner's device to the upscaled tensor. Heavy or
-GPU-only libraries are imported only inside the runner that needs them.
+A backend config says *how* to run; ``upscaler.make_runner`` turns it, a fused model and a precision into
+a callable that maps an NCHW float tensor on the runner's device to the upscaled tensor, and
+``auto.resolve`` picks one for ``auto``. This module holds only the configs, so every other runtime
+module can import it without a cycle. Heavy or GPU-only libraries are imported only inside the runner
+that needs them.
 """
 
 from __future__ import annotations
@@ -49,12 +51,18 @@ class ORTBackend:
 
 @dataclass(frozen=True)
 class TRTBackend:
-    """Native TensorRT (10.x or 11.x) with the engine cache; ``shape`` pins a static profile."""
+    """Native TensorRT (10.x or 11.x) with the engine cache.
+
+    ``profile``: a named profile (runtime/profiles.toml) to run with; inputs it can't take are refused
+    before the run. Without it the runner uses any cached engine whose profile takes the input (what
+    ``psr2video engine build`` made) and builds a dynamic one otherwise. ``static_shape``: one static
+    engine per input shape (kept in a small cache).
+    """
 
     workspace_gib: float = 4.0
     opt_level: int = 3
     static_shape: bool = False
-    num_streams: int = 1
+    profile: str | None = None
     name: str = "tensorrt"
 
 

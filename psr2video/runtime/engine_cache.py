@@ -153,6 +153,14 @@ class EngineCache:
             say(f"built {path.name} in {seconds:.1f} s ({meta['size'] / 2**20:.2f} MiB)")
         return path
 
+    def find(self, kind: str, match: Callable[[dict], bool]) -> list[Entry]:
+        """Valid artifacts of ``kind`` whose key fields satisfy ``match`` (e.g. engines for any profile)."""
+        out = []
+        for e in self.entries(full_hash=False):
+            if e.problem is None and e.meta and e.meta.get("kind") == kind and match(e.meta.get("fields", {})):
+                out.append(e)
+        return out
+
     # listing / clearing --------------------------------------------------------------------------------
     def entries(self, full_hash: bool = False) -> list[Entry]:
         if not self.dir.is_dir():

@@ -4,11 +4,21 @@ The model is exported once into the engine cache (``export.cached_onnx``). On th
 fully optimised graph is cached too (keyed by the ONNX Runtime version and the CPU model, since the
 saved layout-optimised graph is specific to both) and later sessions load it without re-optimising.
 On CUDA, inputs and outputs stay on the GPU through IO binding on the torch tensors' memory.
+
+One ONNX Runtime package per environment: ``onnxruntime`` (CPU) or ``onnxruntime-gpu``, never both (the
+CPU package's files shadow the GPU one's and its CUDA provider disappears). ONNX Runtime drops a provider
+whose libraries fail to load and carries on with the CPU; the session's providers are checked after
+creation, so that case is one clear line instead of a failure later in IO binding. Its TensorRT provider
+is used only when the installed TensorRT has the major version it was linked against (onnxruntime-gpu
+1.31 links ``libnvinfer.so.10``; the ``tensorrt`` package on PyPI is 11.x).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +44,42 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+@functools.cache
+def tensorrt_ep_major() -> int | None:
+    """The TensorRT major version ONNX Runtime's TensorRT provider library links (``libnvinfer.so.N``)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    lib = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_tensorrt.so"
+    if not lib.is_file():
+        return None
+    m = re.search(rb"libnvinfer\.so\.(\d+)", lib.read_bytes())
+    return int(m.group(1)) if m else None
+
+
+def installed_tensorrt_major() -> int | None:
+    """Major version of the installed TensorRT libraries (pip ``tensorrt``/``tensorrt-cuNN-libs``), if any."""
+    for dist in ("tensorrt", "tensorrt-cu12-libs", "tensorrt-cu13-libs", "tensorrt-libs"):
+        try:
+            return int(importlib.metadata.version(dist).split(".")[0])
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            continue
+    return None
+
+
+def tensorrt_ep_matches() -> tuple[bool, str]:
+    """(True, "") when ONNX Runtime's TensorRT provider can load the installed TensorRT, else (False, why)."""
+    want, have = tensorrt_ep_major(), installed_tensorrt_major()
+    if want is None:
+        return False, "this onnxruntime has no TensorRT provider library"
+    if have is None:
+        return False, f"its TensorRT provider needs TensorRT {want}.x, which is not installed"
+    if have != want:
+        return False, f"its TensorRT provider needs TensorRT {want}.x but {have}.x is installed"
+    return True, ""
+
+
 def choose_providers(provider: str, device: torch.device) -> list[str]:
     """Provider list for ``device``: ``auto`` = the best installed (TensorRT > CUDA > CPU on a GPU)."""
     have = available_providers()
@@ -44,6 +90,8 @@ def choose_providers(provider: str, device: torch.device) -> list[str]:
         return ["CPUExecutionProvider"]
     if provider == "auto":
         chosen = [p for p in (PROVIDERS["tensorrt"], PROVIDERS["cuda"]) if p in have]
+        if PROVIDERS["tensorrt"] in chosen and not tensorrt_ep_matches()[0]:
+            chosen.remove(PROVIDERS["tensorrt"])
         if not chosen:
             raise ValueError("onnxruntime has no GPU provider here (install onnxruntime-gpu) ; "
                              "use --backend torch or --device cpu")
@@ -53,6 +101,11 @@ def choose_providers(provider: str, device: torch.device) -> list[str]:
     if PROVIDERS[provider] not in have:
         raise ValueError(f"ONNX Runtime provider {PROVIDERS[provider]} is not installed "
                          f"(available: {', '.join(have)})")
+    if provider == "tensorrt":
+        ok, why = tensorrt_ep_matches()
+        if not ok:
+            raise ValueError(f"ONNX Runtime's TensorRT provider can't run here: {why}; use --backend tensorrt "
+                             "(native) or the cuda provider")
     return [PROVIDERS[provider]] + (["CUDAExecutionProvider"] if provider == "tensorrt" else []) + [
         "CPUExecutionProvider"]
 
@@ -89,12 +142,28 @@ class ORTRunner:
             self.model_path = self.onnx_path
             self.session = ort.InferenceSession(str(self.onnx_path), so,
                                                 providers=self._provider_options(self.providers))
+        self._check_providers()
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.scale = descriptor.scale
 
     def __repr__(self) -> str:
         return f"ORTRunner({self.descriptor.variant} x{self.scale} {self.precision}, {self.provider})"
+
+    def _check_providers(self) -> None:
+        """ONNX Runtime drops a provider that fails to load and runs on the CPU: say so now, in one line."""
+        active = list(self.session.get_providers())
+        if self.device.type != "cuda" or self.provider in active:
+            return
+        gpu = [p for p in self.providers if p != "CPUExecutionProvider" and p in active]
+        if not gpu:
+            import onnxruntime as ort
+
+            raise ValueError(f"ONNX Runtime fell back to the CPU: {self.provider} did not start (onnxruntime "
+                             f"{ort.__version__} could not load its CUDA/cuDNN/TensorRT libraries); install the "
+                             "CUDA libraries it was built for, or use --backend torch")
+        log.warning("ONNX Runtime: %s did not start; running on %s", self.provider, gpu[0])
+        self.provider = gpu[0]
 
     # artifacts ---------------------------------------------------------------------------------------
     def _cpu_optimised(self, ort, echo) -> Path:
@@ -147,6 +216,8 @@ class ORTRunner:
         b = self.session.io_binding()
         b.bind_input(self.input_name, "cuda", idx, et, tuple(x.shape), x.data_ptr())
         b.bind_output(self.output_name, "cuda", idx, et, tuple(y.shape), y.data_ptr())
-        torch.cuda.current_stream(self.device).synchronize()  # x is ready before ORT's stream reads it
+        ready = torch.cuda.Event(blocking=True)  # x is ready before ORT's stream reads it; the wait sleeps
+        ready.record(torch.cuda.current_stream(self.device))
+        ready.synchronize()
         self.session.run_with_iobinding(b)  # returns once the output is written
         return y

@@ -16,6 +16,17 @@ def _starts(size: int, tile: int) -> list[int]:
     return list(range(0, size, tile)) if size > tile else [0]
 
 
+def tile_shapes(h: int, w: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
+    """The distinct (height, width) inputs ``tiled_apply`` hands ``fn`` for an ``h`` x ``w`` frame."""
+    if tile <= 0 or (h <= tile and w <= tile):
+        return [(h, w)]
+    tile = max(align, tile - tile % align)
+    ov = -(-overlap // align) * align
+    hs = {min(y0 + tile + ov, h) - max(y0 - ov, 0) for y0 in _starts(h, tile)}
+    ws = {min(x0 + tile + ov, w) - max(x0 - ov, 0) for x0 in _starts(w, tile)}
+    return sorted((a, b) for a in hs for b in ws)
+
+
 def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int, tile: int,
                 overlap: int, align: int = 1) -> torch.Tensor:
     """Apply ``fn`` (an upscaler by ``scale``) to ``x`` (NCHW) in ``tile`` x ``tile`` input tiles."""

@@ -42,7 +42,16 @@ class TorchRunner:
         return self.fn(x)
 
     def _replay(self, x: torch.Tensor) -> torch.Tensor:
-        """Capture one graph per input shape on first sight, then copy in, replay, hand out a clone."""
+        """Capture one graph per input shape on first sight, then copy in, replay, hand out a clone.
+
+        Capture and replay run under ``torch.cuda.device(self.device)``: ``torch.cuda.graph`` captures on a
+        stream of the *current* device and ``replay`` launches on the current stream, so on ``cuda:1`` with
+        GPU 0 current the graph would never see the copied-in frame.
+        """
+        with torch.cuda.device(self.device):
+            return self._replay_here(x)
+
+    def _replay_here(self, x: torch.Tensor) -> torch.Tensor:
         key = tuple(x.shape)
         if key not in self._graphs:
             static_in = x.clone()
@@ -53,7 +62,7 @@ class TorchRunner:
                     self.fn(static_in)
             torch.cuda.current_stream(self.device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, stream=stream):  # the class default stream lives on one device
                 static_out = self.fn(static_in)
             self._graphs[key] = (graph, static_in, static_out)
         graph, static_in, static_out = self._graphs[key]

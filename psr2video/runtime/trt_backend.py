@@ -1,16 +1,22 @@
 """Native TensorRT runner (TensorRT 10.x and 11.x Python API) with engines from the engine cache.
 
-Build: Builder -> network -> OnnxParser (every parser error is reported) -> builder config (workspace
-pool limit, optimisation level, timing cache) -> one optimisation profile (min/opt/max NCHW) ->
-``build_serialized_network`` (None = failure). Run: ``deserialize_cuda_engine`` (None, e.g. after a
-TensorRT or driver upgrade, = drop the cached engine and rebuild), one execution context per CUDA stream,
-``set_input_shape``, ``set_tensor_address`` with torch ``data_ptr()``s, ``execute_async_v3`` on the current
-torch stream; tensors stay referenced until an event recorded after the launch has completed.
+Build: Builder -> strongly typed network -> OnnxParser (every parser error is reported) -> builder config
+(workspace pool limit, optimisation level, timing cache, a progress monitor that prints the build phases on
+stderr: a build takes minutes) -> one optimisation profile (min/opt/max NCHW, batch included) ->
+``build_serialized_network`` (None = failure). Both majors build strongly typed from the same ONNX file
+(fp16 weights and I/O for fp16, QDQ nodes for int8), so TensorRT 10 and 11 compute the same graph.
 
-Precision: TensorRT 11 networks are strongly typed (the FP16/INT8 builder flags are gone), so fp16 is
-exported into the ONNX (half weights, half I/O) and int8 comes as QDQ nodes. TensorRT 10 still has
-``BuilderFlag.FP16``: there the fp32 ONNX is built with FP16 (and INT8 for the QDQ file) enabled, which
-lets TensorRT keep precision-sensitive layers in fp32.
+Run: ``deserialize_cuda_engine`` (None, e.g. after a TensorRT or driver upgrade, = drop the cached engine and
+rebuild), one execution context per CUDA stream, ``set_input_shape`` (checked: False = outside the profile),
+``set_tensor_address`` with 256-byte aligned torch ``data_ptr()``s, ``execute_async_v3`` on the caller's
+stream, or on the runner's own stream when the caller is on the legacy default stream (TensorRT documents
+extra device synchronisation there). Every build, load and launch runs under ``torch.cuda.device(device)``
+so ``cuda:1`` gets its engine, its context and its cache label from GPU 1.
+
+Which engine: ``prepare(shapes)`` (the pipeline calls it before the run) takes a loaded engine whose profile
+holds every shape, else a cached engine built for this model, precision, TensorRT and GPU with such a
+profile (what ``psr2video engine build`` made), else it builds one. Engines stay loaded in a small cache and
+are released only after the last launch on them has completed.
 
 TensorRT is imported only inside these functions: importing this module needs neither CUDA nor TensorRT.
 """
@@ -18,11 +24,15 @@ TensorRT is imported only inside these functions: importing this module needs ne
 from __future__ import annotations
 
 import collections
+import json
 import logging
+import sys
 import time
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,6 +46,14 @@ from .engine_cache import EngineCache
 from .export import INPUT_NAME, OUTPUT_NAME, cached_onnx, onnx_fields
 
 log = logging.getLogger("psr2video.tensorrt")
+
+Shape = tuple[int, int, int, int]
+ALIGN = 256  # TensorRT expects I/O addresses aligned to 256 bytes
+LOADED_ENGINES = 4  # engines kept deserialised at once (static_shape: one per tile shape)
+
+def stderr_echo(msg: str) -> None:
+    """Default progress sink: exports and builds take minutes and must not look like a hang."""
+    print(msg, file=sys.stderr, flush=True)
 
 
 class EngineBuildError(PsrError, RuntimeError):
@@ -53,23 +71,49 @@ def load_profiles(path: str | Path | None = None) -> dict[str, dict]:
     return profiles
 
 
+def _dims(v: Iterable[int]) -> Shape:
+    t = tuple(int(x) for x in v)
+    if len(t) != 4:
+        raise ValueError(f"a profile shape is NCHW (4 numbers), got {t}")
+    return t  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class ShapeProfile:
-    """A TensorRT optimisation profile over NCHW input shapes (C = 3)."""
+    """A TensorRT optimisation profile over NCHW input shapes (C = 3), batch range included.
 
-    min: tuple[int, int, int, int]
-    opt: tuple[int, int, int, int]
-    max: tuple[int, int, int, int]
+    Checked on construction with TensorRT's own rule (``IOptimizationProfile.set_shape``: 0 <= min <= opt
+    <= max per dimension, fixed dimensions equal), so a bad profile is one clear line, not a build error.
+    """
+
+    min: Shape
+    opt: Shape
+    max: Shape
     name: str = ""
+
+    def __post_init__(self) -> None:
+        lo, mid, hi = (_dims(v) for v in (self.min, self.opt, self.max))
+        object.__setattr__(self, "min", lo)
+        object.__setattr__(self, "opt", mid)
+        object.__setattr__(self, "max", hi)
+        label = self.name or self.label()
+        if lo[1] != 3 or mid[1] != 3 or hi[1] != 3:
+            raise ValueError(f"profile {label}: the model takes 3 channels, got {lo[1]}/{mid[1]}/{hi[1]}")
+        for i, dim in enumerate("NCHW"):
+            if not 1 <= lo[i] <= mid[i] <= hi[i]:
+                raise ValueError(f"profile {label}: {dim} must satisfy 1 <= min <= opt <= max, got "
+                                 f"{lo[i]} / {mid[i]} / {hi[i]}")
 
     @classmethod
     def static(cls, n: int, h: int, w: int, name: str = "") -> ShapeProfile:
         s = (n, 3, h, w)
-        return cls(s, s, s, name or f"{w}x{h}")
+        return cls(s, s, s, name or f"{w}x{h}" + (f"-b{n}" if n != 1 else ""))
 
     @classmethod
     def named(cls, name: str, dynamic: bool = False, batch: int = 1,
               profiles: dict[str, dict] | None = None) -> ShapeProfile:
+        """A profile from profiles.toml: static at ``opt`` with ``batch`` frames, or dynamic over min..max
+        sizes and the profile's batch range (widened to take ``batch``)."""
         profiles = profiles or load_profiles()
         if name not in profiles:
             raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(profiles)} or give --shape WxH")
@@ -77,47 +121,94 @@ class ShapeProfile:
         (w0, h0), (w1, h1), (w2, h2) = p["min"], p["opt"], p["max"]
         if not dynamic and name != "dynamic":
             return cls.static(batch, h1, w1, name)
-        return cls((1, 3, h0, w0), (batch, 3, h1, w1), (max(batch, int(p.get("max_batch", batch))), 3, h2, w2),
+        b0, b1, b2 = (int(v) for v in p.get("batch", [1, 1, p.get("max_batch", 1)]))
+        b1 = max(b1, min(batch, max(b2, batch)))
+        return cls((min(b0, batch), 3, h0, w0), (b1, 3, h1, w1), (max(b2, batch), 3, h2, w2),
                    f"{name}-dynamic" if name != "dynamic" else name)
 
     @classmethod
     def from_shape(cls, w: int, h: int, dynamic: bool = False, batch: int = 1) -> ShapeProfile:
         if not dynamic:
             return cls.static(batch, h, w)
-        return cls((1, 3, 16, 16), (batch, 3, h, w), (batch, 3, h, w), f"upto-{w}x{h}")
+        return cls((1, 3, min(16, h), min(16, w)), (batch, 3, h, w), (batch, 3, h, w), f"upto-{w}x{h}")
 
-    def contains(self, shape) -> bool:
+    @classmethod
+    def covering(cls, shapes: Sequence[Shape], base: ShapeProfile | None = None) -> ShapeProfile:
+        """The smallest widening of ``base`` (or of the shapes alone) that takes every shape."""
+        lo = [min(s[i] for s in shapes) for i in range(4)]
+        hi = [max(s[i] for s in shapes) for i in range(4)]
+        if base is not None:
+            lo = [min(a, b) for a, b in zip(base.min, lo, strict=True)]
+            hi = [max(a, b) for a, b in zip(base.max, hi, strict=True)]
+            opt = [min(max(o, a), b) for o, a, b in zip(base.opt, lo, hi, strict=True)]
+            name = base.name if base.contains(tuple(hi)) and base.contains(tuple(lo)) else f"{base.name}+"
+        else:
+            opt, name = hi, f"upto-{hi[3]}x{hi[2]}-b{hi[0]}"
+        return cls(tuple(lo), tuple(opt), tuple(hi), name)  # type: ignore[arg-type]
+
+    @classmethod
+    def parse(cls, label: str, name: str = "") -> ShapeProfile:
+        """Inverse of ``label()`` (the form stored in the engine cache's key fields)."""
+        lo, mid, hi = (tuple(int(v) for v in part.split("x")) for part in label.split(":"))
+        return cls(lo, mid, hi, name)  # type: ignore[arg-type]
+
+    def contains(self, shape: Sequence[int]) -> bool:
         return all(lo <= s <= hi for lo, s, hi in zip(self.min, shape, self.max, strict=True))
+
+    def contains_all(self, shapes: Iterable[Sequence[int]]) -> bool:
+        return all(self.contains(s) for s in shapes)
 
     @property
     def is_static(self) -> bool:
         return self.min == self.max
 
+    @property
+    def volume(self) -> int:
+        n, c, h, w = self.max
+        return n * c * h * w
+
     def label(self) -> str:
         f = "x".join
         return f"{f(map(str, self.min))}:{f(map(str, self.opt))}:{f(map(str, self.max))}"
 
+    def describe(self) -> str:
+        if self.is_static:
+            return f"{self.max[3]}x{self.max[2]}, batch {self.max[0]}"
+        return (f"{self.min[3]}x{self.min[2]}..{self.max[3]}x{self.max[2]}, batch {self.min[0]}..{self.max[0]}")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
 
 def trt_available() -> tuple[bool, str]:
-    """(True, version) when TensorRT imports and a CUDA device exists, else (False, reason)."""
+    """(True, "TensorRT X.Y") when TensorRT imports, is 10.x/11.x and creates a runtime on CUDA, else (False,
+    why). A real probe: an installed package whose libraries don't load must not be chosen."""
     if not torch.cuda.is_available():
         return False, "no CUDA device"
     try:
         import tensorrt as trt
     except ImportError as e:
         return False, f"TensorRT is not installed ({e.msg})"
-    return True, trt.__version__
+    except Exception as e:  # noqa: BLE001 - e.g. OSError: libnvinfer.so not found
+        return False, f"TensorRT does not import ({type(e).__name__}: {_first_line(e)})"
+    version = str(getattr(trt, "__version__", "?"))
+    if version.split(".")[0] not in ("10", "11"):
+        return False, f"TensorRT {version} is not supported (10.x or 11.x)"
+    try:
+        runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    except Exception as e:  # noqa: BLE001
+        return False, f"TensorRT {version} could not start ({type(e).__name__}: {_first_line(e)})"
+    if runtime is None:
+        return False, f"TensorRT {version} could not create a runtime (CUDA driver too old?)"
+    return True, f"TensorRT {version}"
 
 
-def _strongly_typed(trt) -> bool:
-    """TensorRT 11 (no FP16 builder flag) must use strongly typed networks; 10 uses builder flags."""
-    return not hasattr(trt.BuilderFlag, "FP16")
-
-
-def onnx_precision(precision: str, strongly_typed: bool) -> str:
-    """Which ONNX file a TensorRT build of ``precision`` starts from."""
-    if precision == "fp16":
-        return "fp16" if strongly_typed else "fp32"
+def onnx_precision(precision: str, strongly_typed: bool = True) -> str:
+    """Which ONNX file a TensorRT build of ``precision`` starts from (strongly typed: the ONNX's own types)."""
+    if precision == "fp16" and not strongly_typed:
+        return "fp32"
     return precision
 
 
@@ -126,18 +217,52 @@ def gpu_fields(device: torch.device) -> dict:
     return {"gpu": props.name, "cc": f"{props.major}.{props.minor}"}
 
 
+def _device_scope(device: torch.device | None):
+    """``torch.cuda.device(device)`` on CUDA (build/load/launch on the runner's GPU, not GPU 0)."""
+    import contextlib
+
+    if device is None or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.cuda.device(device)
+
+
+def _progress_monitor(trt, say: Callable[[str], None]):
+    """A TensorRT ``IProgressMonitor`` printing top-level build phases with elapsed time (None if absent)."""
+    base = getattr(trt, "IProgressMonitor", None)
+    if base is None:
+        return None
+
+    class Progress(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.t0 = time.perf_counter()
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            if parent_phase is None:
+                say(f"  TensorRT [{time.perf_counter() - self.t0:6.1f} s] {phase_name} ({num_steps} steps)")
+
+        def step_complete(self, phase_name, step):
+            return True  # never cancel
+
+        def phase_finish(self, phase_name):
+            pass
+
+    return Progress()
+
+
 def build_engine(onnx_path: str | Path, out_path: str | Path, precision: str, profile: ShapeProfile,
                  workspace_gib: float = 4.0, opt_level: int = 3, timing_cache: str | Path | None = None,
-                 echo=None) -> float:
-    """Build a serialized engine from ``onnx_path`` into ``out_path``; returns the build seconds."""
+                 echo: Callable[[str], None] | None = None) -> float:
+    """Build a serialized engine from ``onnx_path`` into ``out_path``; returns the build seconds.
+
+    Always strongly typed (TensorRT 10 and 11 alike): the ONNX file decides each layer's precision.
+    """
     import tensorrt as trt
 
-    say = echo or log.info
+    say = echo or stderr_echo
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    strongly = _strongly_typed(trt)
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly else 0
-    network = builder.create_network(flags)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = []
@@ -150,20 +275,21 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, precision: str, pr
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     config.builder_optimization_level = int(opt_level)
-    if not strongly:
-        if precision in ("fp16", "int8"):
-            config.set_flag(trt.BuilderFlag.FP16)
-        if precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)
+    monitor = _progress_monitor(trt, say)
+    if monitor is not None:
+        config.progress_monitor = monitor
     tc_path = Path(timing_cache) if timing_cache else None
     tc = config.create_timing_cache(tc_path.read_bytes() if tc_path and tc_path.is_file() else b"")
     config.set_timing_cache(tc, ignore_mismatch=False)
     prof = builder.create_optimization_profile()
-    prof.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
+    try:
+        prof.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
+    except ValueError as e:
+        raise EngineBuildError(f"TensorRT rejected profile {profile.label()}: {_first_line(e)}") from None
     config.add_optimization_profile(prof)
     say(f"TensorRT {trt.__version__}: building {precision} engine for {profile.name or profile.label()} "
-        f"({'strongly typed' if strongly else 'builder flags'}, workspace {workspace_gib:g} GiB, "
-        f"opt level {opt_level})")
+        f"({profile.describe()}; strongly typed, workspace {workspace_gib:g} GiB, opt level {opt_level}); "
+        "this takes a few minutes once, later runs load it from the cache")
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - t0
@@ -177,28 +303,115 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, precision: str, pr
     return seconds
 
 
+def engine_fields(model: nn.Module, descriptor: ModelDescriptor, precision: str, device: torch.device,
+                  config: TRTBackend | None = None, calibration: str | Path | None = None) -> dict:
+    """The engine cache key fields for everything but the profile (model, precision, TensorRT, GPU)."""
+    import tensorrt as trt
+
+    config = config or TRTBackend()
+    src = onnx_precision(precision)
+    with _device_scope(device):
+        gpu = gpu_fields(device)
+    return {**onnx_fields(model, descriptor, src, calibration=calibration), "precision": precision,
+            "onnx_precision": src, "tensorrt": trt.__version__, **gpu, "strongly_typed": True,
+            "workspace_gib": config.workspace_gib, "opt_level": config.opt_level}
+
+
+# key fields that change how an engine was built, not what it computes or which inputs it takes: a run
+# with other defaults still uses an engine `engine build --workspace 8 --opt-level 5` made
+BUILD_ONLY = ("profile", "workspace_gib", "opt_level")
+
+
+def _same(a: dict, b: dict) -> bool:
+    def norm(d: dict) -> str:  # cache fields went through JSON
+        return json.dumps({k: v for k, v in d.items() if k not in BUILD_ONLY}, sort_keys=True, default=str)
+
+    return norm(a) == norm(b)
+
+
+def find_engine(cache: EngineCache, fields: dict, shapes: Sequence[Shape],
+                accept: Callable[[ShapeProfile], bool] = lambda p: True) -> tuple[Path, ShapeProfile] | None:
+    """A cached engine with these key fields whose profile takes every shape: the tightest one
+    (static before dynamic, then the smallest maximum), so a prebuilt ``engine build`` engine is used."""
+    found = []
+    for e in cache.find("trt", lambda f: "profile" in f and _same(f, fields)):
+        prof = ShapeProfile.parse(e.meta["fields"]["profile"], e.meta.get("profile_name", ""))
+        if prof.contains_all(shapes) and accept(prof):
+            found.append((not prof.is_static, prof.volume, e.path.name, e.path, prof))
+    if not found:
+        return None
+    _, _, _, path, prof = min(found)
+    return path, prof
+
+
 def cached_engine(model: nn.Module, descriptor: ModelDescriptor, precision: str, profile: ShapeProfile,
                   device: torch.device, config: TRTBackend | None = None, cache: EngineCache | None = None,
-                  calibration: str | Path | None = None, echo=None) -> Path:
+                  calibration: str | Path | None = None, echo: Callable[[str], None] | None = None) -> Path:
     """The engine for these inputs from the engine cache, built (once, across processes) when needed."""
     import tensorrt as trt
 
     config = config or TRTBackend()
     cache = cache or EngineCache()
-    strongly = _strongly_typed(trt)
-    src_precision = onnx_precision(precision, strongly)
-    onnx_path = cached_onnx(model, descriptor, src_precision, cache, calibration=calibration, echo=echo)
-    fields = {**onnx_fields(model, descriptor, src_precision, calibration=calibration), "precision": precision,
-              "onnx_precision": src_precision, "tensorrt": trt.__version__, **gpu_fields(device),
-              "profile": profile.label(), "strongly_typed": strongly, "workspace_gib": config.workspace_gib,
-              "opt_level": config.opt_level}
+    say = echo or stderr_echo
+    fields = {**engine_fields(model, descriptor, precision, device, config, calibration),
+              "profile": profile.label()}
+    path = cache.path_for(fields, "trt", ".engine")
+    if cache.check(path, full_hash=False).problem is None:
+        return path
+    onnx_path = cached_onnx(model, descriptor, fields["onnx_precision"], cache, calibration=calibration, echo=say)
     tc = cache.dir / "timing" / f"tensorrt-{trt.__version__}-{fields['gpu'].replace(' ', '_')}.cache"
     tc.parent.mkdir(parents=True, exist_ok=True)
-    return cache.get_or_build(
-        fields, "trt", ".engine",
-        lambda tmp: build_engine(onnx_path, tmp, precision, profile, config.workspace_gib, config.opt_level, tc,
-                                 echo),
-        describe=f"TensorRT engine {descriptor.variant} x{descriptor.scale} {precision} {profile.name}", echo=echo)
+
+    def build(tmp: Path) -> None:
+        with _device_scope(device):
+            build_engine(onnx_path, tmp, precision, profile, config.workspace_gib, config.opt_level, tc, say)
+
+    return cache.get_or_build(fields, "trt", ".engine", build, echo=say,
+                              describe=f"TensorRT engine {descriptor.variant} x{descriptor.scale} {precision} "
+                                       f"{profile.name or profile.label()}")
+
+
+def plan_profile(shapes: Sequence[Shape], pinned: ShapeProfile | None = None,
+                 static_shape: bool = False) -> ShapeProfile:
+    """The profile to build when no loaded or cached engine takes ``shapes``.
+
+    A pinned profile must take them all (else ValueError, said before the run rather than per batch);
+    otherwise the ``dynamic`` profile widened to the batch size, or to the shapes when they exceed it.
+    """
+    shapes = [tuple(int(v) for v in s) for s in shapes]  # type: ignore[misc]
+    if pinned is not None:
+        bad = [s for s in shapes if not pinned.contains(s)]
+        if bad:
+            n, _, h, w = bad[0]
+            raise ValueError(f"TensorRT profile {pinned.name} ({pinned.describe()}) can't take {n} frame(s) "
+                             f"of {w}x{h}; pick another profile, lower --batch, or use --tile")
+        return pinned
+    if static_shape:
+        if len({tuple(s) for s in shapes}) != 1:
+            raise ValueError("a static profile takes one shape")
+        return ShapeProfile.static(shapes[0][0], shapes[0][2], shapes[0][3])
+    base = ShapeProfile.named("dynamic", dynamic=True, batch=max(s[0] for s in shapes))
+    return base if base.contains_all(shapes) else ShapeProfile.covering(shapes, base)
+
+
+@dataclass
+class _Loaded:
+    """One deserialised engine, its execution contexts (one per CUDA stream) and its last launch."""
+
+    profile: ShapeProfile
+    path: Path
+    engine: Any
+    in_dtype: torch.dtype
+    out_dtype: torch.dtype
+    contexts: dict[int, Any] = field(default_factory=dict)
+    last_event: Any = None
+
+    def release(self) -> None:
+        """Drop the engine only after its last launch has finished (a context may still be executing)."""
+        if self.last_event is not None:
+            self.last_event.synchronize()
+        self.contexts.clear()
+        self.engine = None
 
 
 class TRTRunner:
@@ -206,77 +419,134 @@ class TRTRunner:
 
     def __init__(self, config: TRTBackend, model: nn.Module, descriptor: ModelDescriptor, precision: str,
                  device: torch.device, cache: EngineCache | None = None, profile: ShapeProfile | None = None,
-                 calibration: str | Path | None = None, echo=None) -> None:
-        ok, why = trt_available()
-        if device.type != "cuda" or not ok:
-            raise ValueError(f"the tensorrt backend needs CUDA and TensorRT ({why}); "
+                 calibration: str | Path | None = None, echo: Callable[[str], None] | None = None) -> None:
+        if device.type != "cuda":
+            raise ValueError(f"the tensorrt backend needs a CUDA device, not {device}; "
                              "use --backend onnxruntime or torch")
+        ok, why = trt_available()
+        if not ok:
+            raise ValueError(f"the tensorrt backend can't run here: {why}; use --backend onnxruntime or torch")
         if precision not in ("fp32", "fp16", "int8"):
             raise ValueError(f"the tensorrt backend runs fp32, fp16 or int8, not {precision}")
         self.config, self.descriptor, self.precision, self.device = config, descriptor, precision, device
-        self.model, self.cache, self.calibration, self.echo = model, cache or EngineCache(), calibration, echo
-        self.engine = None
-        self.profile: ShapeProfile | None = None
-        self._contexts: dict[int, object] = {}
+        self.model, self.cache, self.calibration = model, cache or EngineCache(), calibration
+        self.echo = echo or stderr_echo
+        self.pinned = profile or (ShapeProfile.named(config.profile, dynamic=True) if config.profile else None)
+        self._fields: dict | None = None
+        self._loaded: collections.OrderedDict[str, _Loaded] = collections.OrderedDict()
         self._inflight: collections.deque = collections.deque()
-        self.dtype = torch.float32
-        if not config.static_shape:
-            self._load(profile or ShapeProfile.named("dynamic"))
-        elif profile is not None:
-            self._load(profile)
+        self._own_stream: torch.cuda.Stream | None = None
+        # strongly typed: the fp16 ONNX takes and gives half, fp32 and int8 (QDQ) files take and give float
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.engine = self.profile = self.engine_path = None
+        if profile is not None:
+            self.prepare([profile.opt])
 
     def __repr__(self) -> str:
         return f"TRTRunner({self.descriptor.variant} x{self.descriptor.scale} {self.precision}, {self.profile})"
 
-    def _load(self, profile: ShapeProfile) -> None:
+    # choosing / building engines -------------------------------------------------------------------------
+    def fields(self) -> dict:
+        if self._fields is None:
+            self._fields = engine_fields(self.model, self.descriptor, self.precision, self.device, self.config,
+                                         self.calibration)
+        return self._fields
+
+    def _accept(self, prof: ShapeProfile) -> bool:
+        """With a pinned profile only engines inside its range are used (its static or dynamic build)."""
+        return self.pinned is None or (self.pinned.contains(prof.min) and self.pinned.contains(prof.max))
+
+    def plan(self, shapes: Sequence[Shape]) -> ShapeProfile:
+        return plan_profile(shapes, self.pinned, self.config.static_shape)
+
+    def prepare(self, shapes: Sequence[Shape]) -> None:
+        """Have an engine loaded for every shape in ``shapes`` (build it now, with progress, if needed)."""
+        shapes = [tuple(int(v) for v in s) for s in shapes]
+        groups = [[s] for s in shapes] if self.config.static_shape and self.pinned is None else [shapes]
+        for group in groups:
+            if any(ld.profile.contains_all(group) for ld in self._loaded.values()):
+                continue
+            hit = find_engine(self.cache, self.fields(), group, self._accept)
+            if hit is not None:
+                path, prof = hit
+                log.info("TensorRT: using cached engine %s (profile %s)", path.name, prof.label())
+            else:
+                prof = self.plan(group)
+                path = cached_engine(self.model, self.descriptor, self.precision, prof, self.device, self.config,
+                                     self.cache, self.calibration, self.echo)
+            self._load(path, prof)
+
+    def _load(self, path: Path, profile: ShapeProfile) -> _Loaded:
         import tensorrt as trt
 
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        for attempt in range(2):
-            path = cached_engine(self.model, self.descriptor, self.precision, profile, self.device, self.config,
-                                 self.cache, self.calibration, self.echo)
+        with _device_scope(self.device):
+            runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
             engine = runtime.deserialize_cuda_engine(path.read_bytes())
-            if engine is not None:
-                break
-            self.cache.invalidate(path, "TensorRT could not deserialize it (a TensorRT or driver change?)")
-            if attempt:
-                raise EngineBuildError(f"a freshly built engine {path} does not deserialize")
-        self.runtime, self.engine, self.profile, self.engine_path = runtime, engine, profile, path
-        self._contexts.clear()
+            if engine is None:
+                self.cache.invalidate(path, "TensorRT could not deserialize it (a TensorRT or driver change?)")
+                path = cached_engine(self.model, self.descriptor, self.precision, profile, self.device, self.config,
+                                     self.cache, self.calibration, self.echo)
+                engine = runtime.deserialize_cuda_engine(path.read_bytes())
+                if engine is None:
+                    raise EngineBuildError(f"a freshly built engine {path} does not deserialize")
         dt = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
-        self.dtype = dt[engine.get_tensor_dtype(INPUT_NAME)]
-        self.out_dtype = dt[engine.get_tensor_dtype(OUTPUT_NAME)]
+        ld = _Loaded(profile, path, engine, dt[engine.get_tensor_dtype(INPUT_NAME)],
+                     dt[engine.get_tensor_dtype(OUTPUT_NAME)])
+        ld.runtime = runtime  # type: ignore[attr-defined] - the runtime must outlive its engine
+        self._loaded[profile.label()] = ld
+        while len(self._loaded) > LOADED_ENGINES:
+            _, old = self._loaded.popitem(last=False)
+            old.release()
+        self.engine, self.profile, self.engine_path, self.dtype = engine, profile, path, ld.in_dtype
+        return ld
 
-    def _context(self, stream: torch.cuda.Stream):
+    def _engine_for(self, shape: Shape) -> _Loaded:
+        for key, ld in self._loaded.items():
+            if ld.profile.contains(shape):
+                self._loaded.move_to_end(key)
+                return ld
+        self.prepare([shape])
+        return self._engine_for(shape)
+
+    # running -----------------------------------------------------------------------------------------------
+    def _context(self, ld: _Loaded, stream: torch.cuda.Stream):
         """One execution context per CUDA stream (contexts are not safe to share across streams)."""
-        key = stream.cuda_stream
-        ctx = self._contexts.get(key)
+        ctx = ld.contexts.get(stream.cuda_stream)
         if ctx is None:
-            ctx = self.engine.create_execution_context()
+            with _device_scope(self.device):
+                ctx = ld.engine.create_execution_context()
             if ctx is None:
                 raise RuntimeError("TensorRT could not create an execution context (out of GPU memory?)")
-            self._contexts[key] = ctx
+            ld.contexts[stream.cuda_stream] = ctx
         return ctx
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(device=self.device, dtype=self.dtype).contiguous()
         shape = tuple(x.shape)
-        if self.profile is None or not self.profile.contains(shape):
-            if not self.config.static_shape and self.profile is not None:
-                raise ValueError(f"input {shape} is outside the engine's profile {self.profile.label()}; use "
-                                 "tiling (--tile) or build a larger profile (psr2video engine build)")
-            self._load(ShapeProfile.static(*shape[:1], *shape[2:]))
-            x = x.to(self.dtype)
-        stream = torch.cuda.current_stream(self.device)
-        ctx = self._context(stream)
-        ctx.set_input_shape(INPUT_NAME, shape)
-        y = torch.empty(tuple(ctx.get_tensor_shape(OUTPUT_NAME)), dtype=self.out_dtype, device=self.device)
-        ctx.set_tensor_address(INPUT_NAME, x.data_ptr())
-        ctx.set_tensor_address(OUTPUT_NAME, y.data_ptr())
-        if not ctx.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError("TensorRT execute_async_v3 failed")
-        ev = torch.cuda.Event()
-        ev.record(stream)
+        ld = self._engine_for(shape)  # type: ignore[arg-type]
+        with _device_scope(self.device):
+            x = x.to(device=self.device, dtype=ld.in_dtype).contiguous()
+            if x.data_ptr() % ALIGN:  # a tile view can start anywhere: TensorRT wants 256-byte alignment
+                x = x.clone()
+            caller = torch.cuda.current_stream(self.device)
+            stream = caller
+            if caller.cuda_stream == 0:  # legacy default stream: TensorRT would add device-wide syncs
+                if self._own_stream is None:
+                    self._own_stream = torch.cuda.Stream(self.device)
+                stream = self._own_stream
+                stream.wait_stream(caller)
+            ctx = self._context(ld, stream)
+            if not ctx.set_input_shape(INPUT_NAME, shape):
+                raise ValueError(f"TensorRT refused input {shape} (engine profile {ld.profile.label()})")
+            y = torch.empty(tuple(ctx.get_tensor_shape(OUTPUT_NAME)), dtype=ld.out_dtype, device=self.device)
+            ctx.set_tensor_address(INPUT_NAME, x.data_ptr())
+            ctx.set_tensor_address(OUTPUT_NAME, y.data_ptr())
+            if not ctx.execute_async_v3(stream.cuda_stream):
+                raise RuntimeError("TensorRT execute_async_v3 failed")
+            ev = torch.cuda.Event(blocking=True)  # waits sleep instead of spinning a CPU core
+            ev.record(stream)
+            ld.last_event = ev
+            if stream is not caller:
+                caller.wait_event(ev)
         self._inflight.append((ev, x, y))  # keep the buffers alive until the GPU is done with them
         while self._inflight and self._inflight[0][0].query():
             self._inflight.popleft()

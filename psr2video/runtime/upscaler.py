@@ -6,6 +6,7 @@ device); output: NCHW RGB on the upscaler's device, ``scale`` times the size, cl
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -13,8 +14,9 @@ from torch import nn
 
 from ..models.registry import BASELINES, ModelDescriptor, build_model, describe, load_model
 from ..names import PRECISIONS
-from .backends import BackendConfig, ORTBackend, Runner, TorchBackend, TRTBackend, parse_backend
-from .tiling import tiled_apply
+from .auto import resolve
+from .backends import BackendConfig, ORTBackend, Runner, TorchBackend, TRTBackend
+from .tiling import tile_shapes, tiled_apply
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -25,15 +27,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device} requested but CUDA is not available (use --device cpu)")
     return dev
-
-
-def resolve_auto(device: torch.device) -> BackendConfig:
-    """Pick the fastest backend available for ``device`` (see runtime/auto.py when present)."""
-    try:
-        from .auto import pick_backend
-    except ImportError:
-        return TorchBackend()
-    return pick_backend(device)
 
 
 def make_runner(config: BackendConfig, model: nn.Module, descriptor: ModelDescriptor, precision: str,
@@ -84,12 +77,13 @@ class Upscaler:
         self.precision = precision or ("fp16" if self.device.type == "cuda" else "fp32")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        cfg = parse_backend(backend)
-        self.backend = resolve_auto(self.device) if cfg == "auto" else cfg
+        self.backend, self.backend_reason = resolve(backend, self.device)
         self.runner = make_runner(self.backend, self.model, self.descriptor, self.precision, self.device)
         self.tile = int(tile)
         self.tile_overlap = self.descriptor.tile_overlap if tile_overlap is None else int(tile_overlap)
         self.clamp = clamp
+        self._nonfinite: torch.Tensor | None = None  # device-side count, read only when asked for
+        self._nonfinite_cpu = 0
 
     @property
     def dtype(self) -> torch.dtype:
@@ -101,8 +95,32 @@ class Upscaler:
         return (f"Upscaler({d.variant} x{d.scale}, backend={self.runner.name}, precision={self.precision}, "
                 f"device={self.device}, tile={self.tile or 'off'})")
 
+    @property
+    def nonfinite(self) -> int:
+        """How many output values were NaN or infinite (and replaced) so far."""
+        return self._nonfinite_cpu + (0 if self._nonfinite is None else int(self._nonfinite.item()))
+
+    def prepare(self, n: int, height: int, width: int) -> None:
+        """Get the backend ready for batches of up to ``n`` frames of ``width`` x ``height`` before a run
+        (TensorRT: find or build an engine whose profile takes every tile shape, the last short batch
+        included); raises ValueError when it can't take them."""
+        prepare = getattr(self.runner, "prepare", None)
+        if prepare is not None:
+            shapes = tile_shapes(height, width, self.tile, self.tile_overlap, self.descriptor.tile_align)
+            prepare([(b, self.descriptor.in_channels, h, w) for b in sorted({1, n}) for h, w in shapes])
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.descriptor.in_channels:
             raise ValueError(f"expected NCHW with {self.descriptor.in_channels} channels, got {tuple(x.shape)}")
         y = tiled_apply(self.runner, x, self.scale, self.tile, self.tile_overlap, self.descriptor.tile_align)
+        if not y.is_floating_point():
+            return y
+        if y.is_cuda:  # count on the device (no sync); the replacement is one more cheap kernel
+            bad = (~torch.isfinite(y)).sum()
+            self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
+            y = torch.nan_to_num(y, nan=0.0, posinf=1.0, neginf=0.0)
+        elif not math.isfinite(float(y.sum(dtype=torch.float32))):
+            # CPU: one reduction finds them (every extra elementwise op costs a thread barrier on a busy CPU)
+            self._nonfinite_cpu += int((~torch.isfinite(y)).sum())
+            y = torch.nan_to_num(y, nan=0.0, posinf=1.0, neginf=0.0)
         return y.clamp(0.0, 1.0) if self.clamp else y

@@ -3,7 +3,9 @@
 The device stage uploads YUV planes, converts to RGB with the stream's matrix and range, runs the shared
 ``Upscaler``, converts back to YUV (clamped, quantised; uint16 above 8 bits) and downloads the planes.
 On CUDA it overlaps upload of batch N+1, compute of N and download of N-1 with pinned double-buffered
-host memory, two copy streams and CUDA events; on the CPU the same code runs without streams.
+host memory, an upload stream, a dedicated compute stream (TensorRT on the legacy default stream adds
+device-wide synchronisation) and a download stream, ordered by CUDA events; host waits use blocking
+events (they sleep instead of spinning a core). On the CPU the same code runs without streams.
 """
 
 from __future__ import annotations
@@ -68,13 +70,43 @@ class Result:
     pix_fmt: str = ""
     color: ColorInfo | None = None
     expected: int = 0
+    nonfinite: int = 0  # NaN/inf model outputs replaced before encoding
+
+
+class CudaOps:
+    """The CUDA calls the device stage makes, in one place (tests swap in no-op streams and events to run
+    the same streamed path on the CPU)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def stream(self) -> Any:
+        return torch.cuda.Stream(self.device)
+
+    def event(self) -> Any:
+        return torch.cuda.Event(blocking=True)  # synchronize() sleeps instead of spinning a CPU core
+
+    def use(self, stream: Any) -> Any:
+        return torch.cuda.stream(stream)
+
+    def scope(self) -> Any:
+        return torch.cuda.device(self.device)
+
+    def current(self) -> Any:
+        return torch.cuda.current_stream(self.device)
+
+    def pinned(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        return torch.empty(shape, dtype=dtype, pin_memory=True)
+
+    def record_stream(self, t: torch.Tensor, stream: Any) -> None:
+        t.record_stream(stream)
 
 
 class DeviceStage:
     """YUV planes -> RGB -> Upscaler -> YUV planes, batched; CUDA path overlaps copies with compute."""
 
     def __init__(self, upscaler: Any, color: ColorInfo, out_size: tuple[int, int], out_pix_fmt: str,
-                 stats: Stats | None = None, overlay: bool = False) -> None:
+                 stats: Stats | None = None, overlay: bool = False, ops: Any = None) -> None:
         self.up = upscaler
         self.color = color
         self.out_w, self.out_h = out_size
@@ -85,10 +117,12 @@ class DeviceStage:
         self.stats = stats
         self.overlay = overlay
         self.device = upscaler.device
-        self.cuda = self.device.type == "cuda"
+        self.ops = ops if ops is not None else (CudaOps(self.device) if self.device.type == "cuda" else None)
+        self.cuda = self.ops is not None  # the streamed path (real CUDA, or stand-ins in tests)
         if self.cuda:
-            self.up_stream = torch.cuda.Stream(self.device)
-            self.down_stream = torch.cuda.Stream(self.device)
+            self.up_stream = self.ops.stream()
+            self.compute_stream = self.ops.stream()
+            self.down_stream = self.ops.stream()
             self._slots: list[list[torch.Tensor] | None] = [None, None]
             self._slot_ev: list[Any] = [None, None]
             self._k = 0
@@ -114,9 +148,14 @@ class DeviceStage:
         return time.perf_counter()
 
     def _upload(self, batch: list[VideoItem]) -> list[torch.Tensor | None]:
+        """Planes of ``batch`` on the device, usable on the current (compute) stream."""
         nplanes = len(batch[0].planes)
         first = batch[0].planes[0]
-        if isinstance(first, torch.Tensor) and first.is_cuda:  # NVDEC frames: already on the device
+        if isinstance(first, torch.Tensor):  # NVDEC frames: already on the device, ready after their event
+            if self.cuda:
+                for it in batch:
+                    if it.keep is not None and hasattr(it.keep, "record"):
+                        self.ops.current().wait_event(it.keep)
             return [torch.stack([it.planes[p] for it in batch]) for p in range(nplanes)]
         if not self.cuda:
             return [torch.from_numpy(np.stack([it.planes[p] for it in batch])) for p in range(nplanes)]
@@ -129,40 +168,47 @@ class DeviceStage:
         dts = [torch.from_numpy(batch[0].planes[p][:1, :1].copy()).dtype for p in range(nplanes)]
         host = self._slots[slot]
         if host is None or [tuple(h.shape) for h in host] != shapes:
-            host = [torch.empty(s, dtype=d, pin_memory=True) for s, d in zip(shapes, dts, strict=False)]
+            host = [self.ops.pinned(s, d) for s, d in zip(shapes, dts, strict=False)]
             self._slots[slot] = host
         for p in range(nplanes):
             dst = host[p].numpy()
             for i, it in enumerate(batch):
                 np.copyto(dst[i], it.planes[p])
-        ev = torch.cuda.Event()
-        with torch.cuda.stream(self.up_stream):
+        ev = self.ops.event()
+        with self.ops.use(self.up_stream):
             dev = [h.to(self.device, non_blocking=True) for h in host]
             ev.record(self.up_stream)
         self._slot_ev[slot] = ev
-        cur = torch.cuda.current_stream(self.device)
+        cur = self.ops.current()
         cur.wait_event(ev)
         for t in dev:
-            t.record_stream(cur)
+            self.ops.record_stream(t, cur)
         return dev
 
     def _download(self, planes: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], Any]:
         if not self.cuda:
             return list(planes), None
-        done = torch.cuda.Event()
-        done.record(torch.cuda.current_stream(self.device))
-        ready = torch.cuda.Event()
-        with torch.cuda.stream(self.down_stream):
+        done = self.ops.event()
+        done.record(self.ops.current())
+        ready = self.ops.event()
+        with self.ops.use(self.down_stream):
             self.down_stream.wait_event(done)
-            host = [torch.empty(p.shape, dtype=p.dtype, pin_memory=True) for p in planes]
+            host = [self.ops.pinned(tuple(p.shape), p.dtype) for p in planes]
             for h, p in zip(host, planes, strict=False):
                 h.copy_(p, non_blocking=True)
-                p.record_stream(self.down_stream)
+                self.ops.record_stream(p, self.down_stream)
             ready.record(self.down_stream)
         return host, ready
 
     @torch.inference_mode()
     def process(self, batch: list[VideoItem]) -> list[EncodeItem]:
+        """Run one batch; on CUDA everything but the copies is queued on the dedicated compute stream."""
+        if not self.cuda:
+            return self._process(batch)
+        with self.ops.scope(), self.ops.use(self.compute_stream):
+            return self._process(batch)
+
+    def _process(self, batch: list[VideoItem]) -> list[EncodeItem]:
         n = len(batch)
         t0 = time.perf_counter()
         planes = self._upload(batch)
@@ -231,6 +277,9 @@ class _Run:
         self._notes(info, first)
         pix_fmt, (w, h) = self._output_format(info)
         res.out_size, res.pix_fmt, res.color = (w, h), pix_fmt, info.color
+        prepare = getattr(self.up, "prepare", None)
+        if prepare is not None:  # TensorRT: find or build an engine for these frames now, not mid-run
+            prepare(opts.batch, info.height, info.width)
         res.expected = min(info.frames, opts.max_frames) if opts.max_frames and info.frames else (
             opts.max_frames or info.frames)
         vin = inp.streams.video[0]
@@ -332,6 +381,7 @@ class _Run:
         res.damaged, res.truncated, res.resized = end.damaged, end.truncated, end.resized
         res.fixed_pts = writer._fixed_pts
         res.notes = writer.fixup_notes()
+        res.nonfinite = int(getattr(self.up, "nonfinite", 0))
         res.seconds = stats.elapsed
         if self.tmp != "-":
             Path(self.tmp).replace(self.opts.output)
@@ -386,7 +436,9 @@ def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats
         said.append(msg)
         warn(msg)
 
-    inp = open_input(opts.input, opts.in_fmt, opts.hwaccel, warn=warn_open)
+    dev = getattr(upscaler, "device", torch.device("cpu"))
+    gpu = (dev.index if dev.index is not None else torch.cuda.current_device()) if dev.type == "cuda" else None
+    inp = open_input(opts.input, opts.in_fmt, opts.hwaccel, warn=warn_open, gpu=gpu)
     job = _Run(opts, upscaler, inp, stop, stats or Stats(), warn)
     job.hw_fallback_said = bool(said)
     try:

@@ -2,7 +2,8 @@
 
 Items put on the queue, in container order:
 - ``VideoItem``: one decoded frame as planes (numpy views of the frame's buffers, or CUDA tensors via
-  DLPack with NVDEC), with its pts, time base and colour info;
+  DLPack with NVDEC), with its pts, time base and colour info; for NVDEC frames ``keep`` is the CUDA
+  event after which the planes are ready;
 - ``PacketItem``: a packet of a stream that is copied (audio, subtitles, data), flush packets dropped;
 - ``EndItem``: the end, with what went wrong (damaged spans, truncation) if anything.
 """
@@ -109,37 +110,44 @@ class StreamInfo:
 
 
 def open_input(path: str, fmt: str | None = None, hwaccel: str | None = None,
-               warn: Any = None) -> av.container.InputContainer:
+               warn: Any = None, gpu: int | None = None) -> av.container.InputContainer:
     """Open ``path`` ('-' = stdin) or raise InputError with one clear line.
 
     With ``hwaccel`` a failure to set up the hardware decoder falls back to software decoding (with a
-    warning) when the input is a file.
+    warning) when the input is a file. ``gpu``: the CUDA device index that consumes the frames; NVDEC
+    decodes there and its frames stay on it (DLPack), else they are downloaded.
     """
     if hwaccel and path != "-":
         try:
-            return _open(path, fmt, hwaccel)
+            return _open(path, fmt, hwaccel, gpu)
         except InputError as e:
             if not Path(path).exists():
                 raise
             if warn is not None:
                 warn(f"warning: --hwaccel {hwaccel} unavailable ({e}); decoding in software")
             return _open(path, fmt, None)
-    return _open(path, fmt, hwaccel)
+    return _open(path, fmt, hwaccel, gpu)
 
 
-def _open(path: str, fmt: str | None, hwaccel: str | None) -> av.container.InputContainer:
+def hwaccel_args(hwaccel: str, gpu: int | None) -> dict[str, Any]:
+    """``HWAccel`` arguments for ``--hwaccel`` (``cuda`` or ``cuda:N``) feeding CUDA device ``gpu`` (or None).
+
+    NVDEC runs on the device the model runs on (not always GPU 0), and its surfaces stay there for
+    DLPack only when a CUDA consumer exists.
+    """
+    kind, _, index = hwaccel.partition(":")
+    device = index or (str(gpu) if kind == "cuda" and gpu is not None else None)
+    owned = kind == "cuda" and gpu is not None
+    return {"device_type": kind, "device": device, "allow_software_fallback": True, "is_hw_owned": owned}
+
+
+def _open(path: str, fmt: str | None, hwaccel: str | None, gpu: int | None = None) -> av.container.InputContainer:
     options: dict[str, str] = {}
     kwargs: dict[str, Any] = {}
     if hwaccel:
         from av.codec.hwaccel import HWAccel
 
-        try:  # keep decoded surfaces on the GPU when torch can take them over DLPack
-            import torch
-
-            owned = hwaccel == "cuda" and torch.cuda.is_available()
-        except ImportError:
-            owned = False
-        kwargs["hwaccel"] = HWAccel(device_type=hwaccel, allow_software_fallback=True, is_hw_owned=owned)
+        kwargs["hwaccel"] = HWAccel(**hwaccel_args(hwaccel, gpu))
     try:
         if path == "-":
             c = av.open(sys.stdin.buffer, "r", format=fmt, options=options, **kwargs)
@@ -167,10 +175,35 @@ def _short(e: BaseException) -> str:
     return s.splitlines()[0] if s else type(e).__name__
 
 
+def sw_pix_fmt(c: av.container.InputContainer) -> str:
+    """The stream's software pixel format, also under hwaccel.
+
+    PyAV sets a hardware decoder's ``pix_fmt`` to the device format (``cuda``) before the first frame, and
+    ``sw_format`` is known only once the decoder has set up its surfaces; the demuxer's parameters still
+    say what the stream holds (bit depth, 4:2:0 / 4:4:4), so a file is probed once in software.
+    """
+    cc = c.streams.video[0].codec_context
+    pix = cc.pix_fmt
+    if pix and pix != "cuda" and not getattr(cc, "is_hwaccel", False):
+        return pix
+    sw = getattr(cc, "sw_format", None)
+    if sw is not None:
+        return sw.name
+    if pix and pix != "cuda":
+        return pix
+    name = getattr(c, "name", "")
+    if name and Path(name).is_file():
+        with av.open(name) as probe:
+            got = probe.streams.video[0].codec_context.pix_fmt if probe.streams.video else None
+        if got:
+            return got
+    return "yuv420p"
+
+
 def stream_info(c: av.container.InputContainer) -> StreamInfo:
     s = c.streams.video[0]
     cc = s.codec_context
-    pix = cc.pix_fmt or "yuv420p"
+    pix = sw_pix_fmt(c)  # under hwaccel pix_fmt is "cuda": the stream holds sw_format
     end = video_end(c)
     dur = None if end is None else max(end - video_start(c), 0.0)
     rate = s.average_rate or s.guessed_rate or None
@@ -225,17 +258,12 @@ def frame_planes(frame: av.VideoFrame, size: tuple[int, int] | None = None,
     elif size is not None and (frame.width, frame.height) != size:
         frame = frame.reformat(width=size[0], height=size[1])
     if name == "cuda":  # NVDEC: hand the device planes over without a copy
-        import torch
-
         sw = frame.sw_format.name if frame.sw_format is not None else "nv12"
-        # copy out of the decoder's surface pool at once (device to device): frames wait in a queue and
-        # NVDEC has only a few surfaces
-        y = torch.from_dlpack(frame.planes[0]).clone()
-        uv = torch.from_dlpack(frame.planes[1]).clone()
-        bits, shift = SEMIPLANAR.get(sw, (8, 0))
-        if shift:
-            y, uv = y.to(torch.int32) >> shift, uv.to(torch.int32) >> shift
-        return (y, uv[:, 0::2], uv[:, 1::2]), bits, 1, 1, None
+        if sw in DLPACK_CUDA:
+            return cuda_planes(frame, sw)
+        # PyAV exports only NV12/P010/P016 CUDA frames over DLPack (4:4:4 is yuv444p/yuv444p16le): download
+        frame = frame.reformat(format=sw)
+        name = sw
     if name in SEMIPLANAR:
         bits, shift = SEMIPLANAR[name]
         dt = np.uint8 if bits == 8 else np.uint16
@@ -257,6 +285,41 @@ def _size_args(frame: av.VideoFrame, size: tuple[int, int] | None) -> dict[str, 
     if size is None or (frame.width, frame.height) == size:
         return {}
     return {"width": size[0], "height": size[1]}
+
+
+DLPACK_CUDA = ("nv12", "p010le", "p016le")  # what PyAV 19's VideoPlane.__dlpack__ exports from CUDA frames
+
+
+def cuda_planes(frame: Any, sw: str) -> tuple[tuple, int, int, int, Any]:
+    """NVDEC frame -> (Y, U, V) tensors on its GPU, copied out of the decoder's surface pool.
+
+    - PyAV's ``VideoPlane.__dlpack__(stream=...)`` raises for any stream but None, and ``torch.from_dlpack``
+      passes the consumer's stream for CUDA producers: take the capsule (``__dlpack__()``) instead.
+    - FFmpeg copies each decoded picture into the frame on the CUDA device context's stream, which it leaves
+      as the legacy default stream; the copy-out runs on that same stream, so it is ordered after the
+      decode and the next decode into the recycled surface is ordered after it. The event recorded after it
+      lets the device stage's own streams wait without blocking this thread.
+    - The chroma plane comes as (H/2, W/2, 2) interleaved U, V: U = [..., 0], V = [..., 1].
+    - P010/P016 keep the value in the high bits: shift down to the stream's bit depth.
+    """
+    import torch
+
+    y = torch.from_dlpack(frame.planes[0].__dlpack__())
+    uv = torch.from_dlpack(frame.planes[1].__dlpack__())
+    bits, shift = SEMIPLANAR[sw]
+
+    def copy_out(y: torch.Tensor, uv: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if shift:
+            y, uv = y.to(torch.int32) >> shift, uv.to(torch.int32) >> shift
+        return y.clone(), uv[..., 0].clone(), uv[..., 1].clone()
+
+    if not y.is_cuda:  # a software frame handed over the same way (stand-ins, CPU DLPack)
+        return copy_out(y, uv), bits, 1, 1, None
+    with torch.cuda.device(y.device), torch.cuda.stream(torch.cuda.default_stream(y.device)):
+        planes = copy_out(y, uv)
+        ready = torch.cuda.Event()
+        ready.record()
+    return planes, bits, 1, 1, ready
 
 
 def _view(plane: Any, dt: Any, width: int) -> np.ndarray:

@@ -99,7 +99,9 @@ class Instance:
         self.torch_dtype = torch.float32 if dtype == np.float32 else torch.float16
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
         for up in upscalers:
-            stream = torch.cuda.Stream(up.device) if up.device.type == "cuda" and len(upscalers) > 1 else None
+            # every CUDA slot computes on its own stream, one stream too: on the legacy default stream
+            # TensorRT adds device-wide synchronisation, and frames of different slots must not serialise
+            stream = torch.cuda.Stream(up.device) if up.device.type == "cuda" else None
             self._pool.put(_Slot(up, stream))
 
     def __repr__(self) -> str:
@@ -134,13 +136,15 @@ class Instance:
         slot: _Slot = self._pool.get()  # blocks (without the GIL) while all num_streams are busy
         try:
             x = self.read(src, w, h, src_stride, slot.buffer((1, 3, h, w), self.torch_dtype))
-            with torch.inference_mode(), (torch.cuda.stream(slot.stream) if slot.stream is not None
-                                          else nullcontext()):
+            with torch.inference_mode(), (torch.cuda.device(slot.up.device) if slot.cuda else nullcontext()), (
+                    torch.cuda.stream(slot.stream) if slot.stream is not None else nullcontext()):
                 y = slot.up(x)[0]
                 if slot.cuda:  # one pinned download on this thread's stream, then wait for it
                     out = slot.buffer(tuple(y.shape), self.torch_dtype)
                     out.copy_(y, non_blocking=True)
-                    torch.cuda.current_stream(y.device).synchronize()
+                    done = torch.cuda.Event(blocking=True)  # the wait sleeps, a stream sync would spin a core
+                    done.record()
+                    done.synchronize()
                     y = out
                 else:
                     y = y.to(self.torch_dtype)

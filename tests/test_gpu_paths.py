@@ -61,7 +61,8 @@ def nvdec_frame(y: np.ndarray, u: np.ndarray, v: np.ndarray, sw: str):
     """A decoded CUDA frame as PyAV presents it: format 'cuda', sw_format, planes Y (H, W), UV (H/2, W/2, 2)."""
     uv = np.stack([u, v], axis=-1)
     return types.SimpleNamespace(format=types.SimpleNamespace(name="cuda"), sw_format=types.SimpleNamespace(name=sw),
-                                 width=y.shape[1], height=y.shape[0],
+                                 width=y.shape[1], height=y.shape[0], colorspace=2, color_range=0,
+                                 color_primaries=2, color_trc=2,
                                  planes=(Plane(torch.from_numpy(y)), Plane(torch.from_numpy(uv))))
 
 

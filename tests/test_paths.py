@@ -36,7 +36,7 @@ def test_profiles_builtin_and_override(monkeypatch, tmp_path) -> None:
 
     monkeypatch.delenv("PSR2VIDEO_PROFILES", raising=False)
     builtin = load_profiles()
-    assert builtin["1080p"] == {"min": [64, 64], "opt": [1920, 1080], "max": [2048, 1152]}
+    assert builtin["1080p"] == {"min": [64, 64], "opt": [1920, 1080], "max": [2048, 1152], "batch": [1, 1, 2]}
     extra = tmp_path / "p.toml"
     extra.write_text('[profiles.1080p]\nmin = [32, 32]\nopt = [1920, 1080]\nmax = [1920, 1088]\n'
                      '[profiles.square]\nmin = [64, 64]\nopt = [512, 512]\nmax = [1024, 1024]\n')

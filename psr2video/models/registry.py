@@ -58,6 +58,17 @@ class ModelDescriptor:
     fused: bool = False
     params: int = 0
     dynamic_shapes: bool = True
+    # Foreign models (psr2video/foreign/) fill these in; our own models keep the defaults.
+    fixed_size: tuple[int, int] | None = None  # (H, W) the graph only accepts (tile and pad to it)
+    square: bool = False  # input must be square (padded to it)
+    tiling: str = "supported"  # supported | discouraged | internal (spandrel's ModelTiling)
+    precisions: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")  # what the model can run in
+    backends: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")  # what can run it (ONNX files: no torch)
+    arch: str = "ParagonSR2"  # architecture name for tables and messages
+    source: str = ""  # the model file a foreign model came from
+    source_sha256: str = ""  # its hash: part of every engine cache key
+    layout: str = "NCHW"  # the file's own input layout (the runners always see NCHW)
+    io_dtype: str = "fp32"  # the file's own input/output dtype
 
     def with_(self, **kw) -> ModelDescriptor:
         return replace(self, **kw)

@@ -360,17 +360,33 @@ def onnx_fields(model: nn.Module, descriptor, precision: str, opset: int = DEFAU
     """Everything that determines the bytes of an exported ONNX file (the engine cache key)."""
     from .engine_cache import weights_hash
 
+    own = getattr(model, "onnx_cache_fields", None)
+    if own is not None:  # a model that is an ONNX file already (psr2video/foreign/onnx_file.py)
+        return own(precision, opset=opset, fp16_io=fp16_io)
     fields = {"variant": descriptor.variant, "scale": descriptor.scale, "precision": precision,
               "weights": weights_hash(prepare(model)), "opset": opset, "exporter": EXPORTER_VERSION,
               "alpha": descriptor.alpha}
     if precision == "fp16":
         fields["fp16_io"] = bool(fp16_io)
+    if getattr(descriptor, "source_sha256", ""):  # a foreign checkpoint: its file is part of the key
+        fields["source_sha256"] = descriptor.source_sha256
     if precision == "int8":
         import onnxruntime
 
         fields["calibration"] = calibration_label(calibration)
         fields["quantizer"] = f"onnxruntime-{onnxruntime.__version__}"
     return fields
+
+
+def example_size(descriptor, base: int = 48) -> tuple[int, int]:
+    """The trace input's H/W: ``base`` unless the model needs a fixed size, a larger minimum or a multiple."""
+    fixed = getattr(descriptor, "fixed_size", None)
+    if fixed:
+        return tuple(fixed)
+    m = max(1, getattr(descriptor, "size_multiple", 1))
+    s = max(base, getattr(descriptor, "min_size", 1))
+    s = -(-s // m) * m
+    return s, s
 
 
 def cached_onnx(model: nn.Module, descriptor, precision: str, cache=None, opset: int = DEFAULT_OPSET,
@@ -382,8 +398,13 @@ def cached_onnx(model: nn.Module, descriptor, precision: str, cache=None, opset:
     fields = onnx_fields(model, descriptor, precision, opset, fp16_io, calibration)
 
     def build(tmp: Path) -> None:
+        writer = getattr(model, "write_onnx", None)
+        if writer is not None:  # an ONNX file: rewritten into our graph contract, not exported
+            writer(tmp, precision)
+            return
         calib = calibration_tensors(calibration) if precision == "int8" else None
-        export_onnx(model, tmp, precision, opset=opset, fp16_io=fp16_io, calibration=calib)
+        export_onnx(model, tmp, precision, opset=opset, fp16_io=fp16_io, calibration=calib,
+                    example_hw=example_size(descriptor))
 
     return cache.get_or_build(fields, "onnx", ".onnx", build, describe=f"ONNX {descriptor.variant} "
                               f"x{descriptor.scale} {precision}", echo=echo)

@@ -6,10 +6,13 @@ device); output: NCHW RGB on the upscaler's device, ``scale`` times the size, cl
 
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..models.registry import BASELINES, ModelDescriptor, build_model, describe, load_model
@@ -17,6 +20,8 @@ from ..names import PRECISIONS
 from .auto import resolve
 from .backends import BackendConfig, ORTBackend, Runner, TorchBackend, TRTBackend
 from .tiling import tile_shapes, tiled_apply
+
+log = logging.getLogger("psr2video.runtime")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -55,35 +60,71 @@ class Upscaler:
     >>> y = up(torch.rand(1, 3, 64, 64))   # (1, 3, 128, 128)
     """
 
-    def __init__(self, variant: str | None = "stream", scale: int | None = 2,
+    def __init__(self, variant: str | None = "stream", scale: int | None = None,
                  weights: str | Path | None = None, backend: str | BackendConfig = "torch",
                  precision: str | None = None, device: str | torch.device | None = "auto", tile: int = 0,
-                 tile_overlap: int | None = None, model: nn.Module | None = None, clamp: bool = True) -> None:
+                 tile_overlap: int | None = None, model: nn.Module | None = None, clamp: bool = True,
+                 model_file: str | Path | None = None) -> None:
         self.device = resolve_device(device)
-        if model is None:
+        if model_file is not None:
+            model = _load_model_file(model_file, scale, weights, model)
+        elif model is None:
             if variant in BASELINES:
                 model = build_model(variant, scale or 2)
             else:
                 model = load_model(variant, scale, weights=weights)
         elif getattr(model, "descriptor", None) is None:
-            if variant is None or scale is None:
+            if variant is None:
                 raise ValueError("a bare model needs variant= and scale= to describe it")
-            model.descriptor = describe(model, variant, scale)
+            model.descriptor = describe(model, variant, scale or 2)
         if hasattr(model, "fuse_for_release"):
             model = model.fuse_for_release()
         self.model = model.eval()
         self.descriptor: ModelDescriptor = model.descriptor
-        self.scale = self.descriptor.scale
-        self.precision = precision or ("fp16" if self.device.type == "cuda" else "fp32")
+        d = self.descriptor
+        self.scale = d.scale
+        cfg, self.backend_reason = resolve(backend, self.device)
+        if cfg.name not in d.backends:
+            if self.backend_reason == "asked for":
+                raise ValueError(f"{d.variant} ({d.arch}) runs on the {' or '.join(d.backends)} backend, "
+                                 f"not {cfg.name}")
+            # e.g. an ONNX file on CUDA without TensorRT/onnxruntime-gpu
+            raise ValueError(f"{d.variant} runs on {' or '.join(d.backends)} and neither can run on "
+                             f"{self.device.type} here (install onnxruntime-gpu or tensorrt, or use --device cpu)")
+        self.precision = precision or default_precision(d, self.device, cfg.name)
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        self.backend, self.backend_reason = resolve(backend, self.device)
-        self.runner = make_runner(self.backend, self.model, self.descriptor, self.precision, self.device)
+        if self.precision not in d.precisions:
+            raise ValueError(f"{d.variant} ({d.arch}) does not run in {self.precision}; it runs in "
+                             f"{', '.join(d.precisions)}")
+        if d.fixed_size and isinstance(cfg, TRTBackend):
+            cfg = replace(cfg, static_shape=True)  # a fixed graph has exactly one shape profile
+        self.backend = cfg
+        self.runner = make_runner(self.backend, self.model, d, self.precision, self.device)
         self.tile = int(tile)
-        self.tile_overlap = self.descriptor.tile_overlap if tile_overlap is None else int(tile_overlap)
+        self.tile_overlap = d.tile_overlap if tile_overlap is None else int(tile_overlap)
+        if d.fixed_size:
+            self._check_fixed_tiling()
+        elif self.tile and d.tiling == "internal":
+            log.warning("%s (%s) tiles internally; --tile on top of it may cost quality", d.variant, d.arch)
         self.clamp = clamp
         self._nonfinite: torch.Tensor | None = None  # device-side count, read only when asked for
         self._nonfinite_cpu = 0
+
+    def _check_fixed_tiling(self) -> None:
+        """A fixed-size graph runs whole frames only when they fit; otherwise tiles padded to its size."""
+        fh, fw = self.descriptor.fixed_size
+        ov = -(-self.tile_overlap // self.descriptor.tile_align) * self.descriptor.tile_align
+        best = min(fh, fw) - 2 * ov
+        if best < 8:
+            self.tile_overlap, ov, best = 0, 0, min(fh, fw)
+        if not self.tile:
+            raise ValueError(f"{self.descriptor.variant} only takes {fw}x{fh} inputs: run it tiled with "
+                             f"--tile {best} (tile=... in Python/VapourSynth; tiles plus {ov} px of context "
+                             f"are padded to {fw}x{fh})")
+        if self.tile + 2 * ov > min(fh, fw):
+            raise ValueError(f"--tile {self.tile} plus {ov} px of context on each side exceeds the {fw}x{fh} "
+                             f"input of {self.descriptor.variant}; use --tile {best} or less")
 
     @property
     def dtype(self) -> torch.dtype:
@@ -107,12 +148,13 @@ class Upscaler:
         prepare = getattr(self.runner, "prepare", None)
         if prepare is not None:
             shapes = tile_shapes(height, width, self.tile, self.tile_overlap, self.descriptor.tile_align)
-            prepare([(b, self.descriptor.in_channels, h, w) for b in sorted({1, n}) for h, w in shapes])
+            shapes = {input_size(self.descriptor, h, w) for h, w in shapes}  # what _fit pads them to
+            prepare([(b, self.descriptor.in_channels, h, w) for b in sorted({1, n}) for h, w in sorted(shapes)])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.descriptor.in_channels:
             raise ValueError(f"expected NCHW with {self.descriptor.in_channels} channels, got {tuple(x.shape)}")
-        y = tiled_apply(self.runner, x, self.scale, self.tile, self.tile_overlap, self.descriptor.tile_align)
+        y = tiled_apply(self._fit, x, self.scale, self.tile, self.tile_overlap, self.descriptor.tile_align)
         if not y.is_floating_point():
             return y
         if y.is_cuda:  # count on the device (no sync); the replacement is one more cheap kernel
@@ -124,3 +166,48 @@ class Upscaler:
             self._nonfinite_cpu += int((~torch.isfinite(y)).sum())
             y = torch.nan_to_num(y, nan=0.0, posinf=1.0, neginf=0.0)
         return y.clamp(0.0, 1.0) if self.clamp else y
+
+    def _fit(self, x: torch.Tensor) -> torch.Tensor:
+        """Run ``x`` padded (replicate, bottom/right) to the size the model needs, and crop the result."""
+        h, w = x.shape[-2:]
+        th, tw = input_size(self.descriptor, h, w)
+        if (th, tw) == (h, w):
+            return self.runner(x)
+        if th < h or tw < w:
+            fh, fw = self.descriptor.fixed_size
+            raise ValueError(f"a {w}x{h} input does not fit the {fw}x{fh} input of {self.descriptor.variant}; "
+                             "use a smaller --tile")
+        y = self.runner(F.pad(x, (0, tw - w, 0, th - h), mode="replicate"))
+        return y[..., :h * self.scale, :w * self.scale]
+
+
+def input_size(d: ModelDescriptor, h: int, w: int) -> tuple[int, int]:
+    """The (H, W) an ``h`` x ``w`` input is padded to: fixed size, minimum, multiple, squareness."""
+    if d.fixed_size:
+        return tuple(d.fixed_size)
+    m = max(1, d.size_multiple)
+    th, tw = max(h, d.min_size), max(w, d.min_size)
+    th, tw = -(-th // m) * m, -(-tw // m) * m
+    if d.square:
+        th = tw = max(th, tw)
+    return th, tw
+
+
+def default_precision(d: ModelDescriptor, device: torch.device, backend: str = "torch") -> str:
+    """fp16 on CUDA and fp32 on the CPU, unless the model can't run in half (then bf16 on torch, or fp32)."""
+    if device.type != "cuda":
+        return "fp32"
+    order = ("fp16", "bf16", "fp32") if backend == "torch" else ("fp16", "fp32")
+    return next(p for p in order if p in d.precisions)
+
+
+def _load_model_file(path: str | Path, scale: int | None, weights, model) -> nn.Module:
+    """A model file of any supported kind (psr2video/foreign), checked against an explicit ``scale``."""
+    from ..foreign import load_model_file
+
+    if weights is not None or model is not None:
+        raise ValueError("give model_file= alone, not with weights= or model=")
+    net = load_model_file(path)
+    if scale is not None and net.descriptor.scale != scale:
+        raise ValueError(f"{Path(path).name} is a x{net.descriptor.scale} model, not x{scale}")
+    return net

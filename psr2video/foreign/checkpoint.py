@@ -1,0 +1,133 @@
+"""PyTorch checkpoints from other projects (.pth / .pt / .ckpt / .safetensors) through spandrel.
+
+Loading is safe by construction: ``.safetensors`` holds tensors only, and pickled checkpoints go through
+``torch.load(weights_only=True)``, whose unpickler builds tensors and plain containers and refuses every
+other global, so a checkpoint that would run code when unpickled is refused before anything runs.
+TorchScript archives (code, not weights) are refused too. spandrel then recognises the architecture
+from the state dict (Real-ESRGAN, Compact, SPAN, SwinIR, HAT, OmniSR, RealCUGAN, ... see
+``spandrel.MAIN_REGISTRY``) and its ``ImageModelDescriptor`` becomes our ``ModelDescriptor``.
+
+``spandrel`` itself is MIT and holds only permissively licensed architectures. ``spandrel-extra-arches``
+adds architectures under non-commercial licences, so psr2video (MIT) does not depend on it; when a user
+has installed it, its architectures are registered too.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..models.registry import ModelDescriptor
+from ..runtime.engine_cache import file_sha256
+from .errors import ForeignModelError
+
+log = logging.getLogger("psr2video.foreign")
+
+CHECKPOINT_EXTS = (".pth", ".pt", ".ckpt", ".safetensors")
+# tile context in input pixels: enough for the convolutional families; attention families get more
+OVERLAP = {"supported": 16, "discouraged": 32, "internal": 32}
+_extra_installed = False
+
+
+def _spandrel():
+    try:
+        import spandrel
+    except ImportError as e:
+        raise ForeignModelError(f"loading .pth/.safetensors models from other projects needs spandrel ({e}); "
+                                "pip install spandrel") from None
+    global _extra_installed
+    if not _extra_installed:
+        _extra_installed = True
+        try:
+            import spandrel_extra_arches
+        except ImportError:
+            pass
+        else:  # the user chose to install the non-commercial architectures: use them
+            spandrel_extra_arches.install(ignore_duplicates=True)
+    return spandrel
+
+
+def _refusal(path: Path, e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    why = next((ln for ln in lines if "GLOBAL" in ln or "global" in ln), lines[-1] if lines else type(e).__name__)
+    return (f"refusing {path.name}: unpickling it would need {why.rstrip('.')}; psr2video only loads plain "
+            "weights (tensors and containers), never code. Convert it to .safetensors with a tool you trust")
+
+
+def safe_state_dict(path: Path) -> dict:
+    """Tensors of a checkpoint without running any code from it (ForeignModelError otherwise)."""
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:  # safetensors raises SafetensorError and OSError variants
+            raise ForeignModelError(f"{path.name} is not a readable .safetensors file ({e})") from None
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            if any("/code/" in n or n.endswith("/constants.pkl") for n in z.namelist()):
+                raise ForeignModelError(f"refusing {path.name}: it is a TorchScript archive (code, not weights); "
+                                        "give the .pth/.safetensors state dict instead")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ForeignModelError(_refusal(path, e)) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ForeignModelError(f"{path.name} is not a readable PyTorch checkpoint "
+                                f"({str(e).splitlines()[0]})") from None
+    if not isinstance(state, dict):
+        raise ForeignModelError(f"{path.name} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+class SpandrelModel(nn.Module):
+    """A spandrel model behind our calling convention: NCHW RGB [0, 1] in, ``scale`` x the size out."""
+
+    def __init__(self, desc) -> None:
+        super().__init__()
+        self.net = desc.model
+        self.scale = int(desc.scale)
+        # spandrel's per-architecture call (a few models return tuples); plain call for the others
+        self._call = getattr(desc, "_call_fn", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._call(self.net, x) if self._call is not None else self.net(x)
+
+
+def load_checkpoint(path: str | Path) -> SpandrelModel:
+    """A foreign checkpoint as a model with a ``descriptor`` (ForeignModelError for what can't run)."""
+    path = Path(path)
+    spandrel = _spandrel()
+    state = safe_state_dict(path)
+    try:
+        desc = spandrel.ModelLoader().load_from_state_dict(spandrel.canonicalize_state_dict(state))
+    except spandrel.UnsupportedModelError:
+        raise ForeignModelError(f"{path.name}: spandrel does not recognise this architecture (it knows "
+                                f"{len(spandrel.MAIN_REGISTRY)} families; see 'spandrel' on PyPI)") from None
+    except (KeyError, RuntimeError, ValueError, AssertionError) as e:
+        raise ForeignModelError(f"{path.name}: spandrel could not build the model ({str(e).splitlines()[0]})") from None
+    arch = desc.architecture.name
+    if not isinstance(desc, spandrel.ImageModelDescriptor):
+        raise ForeignModelError(f"{path.name} is a {arch} {desc.purpose} model; psr2video runs image upscalers")
+    if desc.scale == 1:
+        raise ForeignModelError(f"{path.name} is a 1x {arch} model ({desc.purpose}: same-size restoration), not an "
+                                "upscaler; psr2video runs 2x, 3x and 4x models")
+    if desc.input_channels != 3 or desc.output_channels != 3:
+        raise ForeignModelError(f"{path.name} ({arch}) maps {desc.input_channels} to {desc.output_channels} "
+                                "channels; psr2video runs RGB (3 -> 3) models")
+    net = SpandrelModel(desc).eval()
+    req = desc.size_requirements
+    tiling = desc.tiling.name.lower()
+    precisions = ("fp32",) + (("fp16",) if desc.supports_half else ()) + (("bf16",) if desc.supports_bfloat16
+                                                                          else ())
+    net.descriptor = ModelDescriptor(
+        variant=path.stem, scale=int(desc.scale), in_channels=3, out_channels=3, alpha=0.0,
+        size_multiple=max(1, req.multiple_of), min_size=max(1, req.minimum), square=req.square,
+        tile_overlap=OVERLAP.get(tiling, 16), fused=True, params=sum(p.numel() for p in net.parameters()),
+        tiling=tiling, precisions=precisions, arch=arch, source=str(path), source_sha256=file_sha256(path))
+    return net

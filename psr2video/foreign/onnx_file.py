@@ -1,0 +1,377 @@
+"""Any single-image ONNX upscaler as a psr2video model.
+
+The graph itself says what it is: its one input's layout (NCHW or NHWC), channel count, element type
+(fp32 / fp16 / bf16) and whether height and width are fixed or free. What the graph can't say (the scale
+of a dynamic graph, a size multiple it needs) is measured with a few small probe runs in ONNX Runtime on
+the CPU and remembered per file hash. The runners never see the file as it is: ``write_onnx`` rewrites it
+into our graph contract (one NCHW input ``input``, one NCHW output ``output``, element type of the
+requested precision), so ONNX Runtime, TensorRT, tiling, the video pipeline and VapourSynth need no
+special case for it. The rewritten file lives in the engine cache, keyed by the source file's SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.registry import ModelDescriptor
+from ..runtime.engine_cache import file_sha256
+from .errors import ForeignModelError
+
+log = logging.getLogger("psr2video.foreign")
+
+REWRITE_VERSION = "onnxfile-1"  # bump when write_onnx changes the bytes it writes (part of the cache key)
+PROBE_BASE = 64  # probe input size: a multiple of every power of two up to 64
+PROBE_MULTIPLES = (1, 2, 4, 8, 16, 32, 64)
+DEFAULT_OVERLAP = 16  # tile context for a graph whose receptive field we can't know
+
+
+def _onnx():
+    import onnx
+
+    return onnx
+
+
+def _elem_name(onnx, t: int) -> str:
+    return {onnx.TensorProto.FLOAT: "fp32", onnx.TensorProto.FLOAT16: "fp16",
+            onnx.TensorProto.BFLOAT16: "bf16"}.get(t, onnx.TensorProto.DataType.Name(t).lower())
+
+
+def _dims(vi) -> list[int | str]:
+    """Dimension values (int) or symbolic names (str; '' when unnamed) of a value_info."""
+    out: list[int | str] = []
+    for d in vi.type.tensor_type.shape.dim:
+        out.append(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else d.dim_param or "")
+    return out
+
+
+@dataclass
+class OnnxGraphInfo:
+    """What the graph's signature says, before any probe run."""
+
+    input_name: str
+    output_name: str
+    layout: str  # NCHW | NHWC
+    channels: int
+    out_channels: int | None
+    io_dtype: str  # fp32 | fp16 | bf16
+    fixed_hw: tuple[int, int] | None
+    batch: int | None  # None: dynamic
+    opset: int
+    params: int
+    notes: list[str] = field(default_factory=list)
+
+
+def read_graph(path: Path, model=None) -> OnnxGraphInfo:
+    """Inspect ``path``'s signature; raises ForeignModelError for graphs psr2video can't run."""
+    onnx = _onnx()
+    if model is None:
+        model = load_proto(path)
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs)
+        raise ForeignModelError(f"{path.name} has {len(inputs)} inputs ({names}); psr2video runs single-image "
+                                "models with one image input")
+    if len(g.output) != 1:
+        raise ForeignModelError(f"{path.name} has {len(g.output)} outputs; psr2video runs models with one "
+                                "image output")
+    vin, vout = inputs[0], g.output[0]
+    tin, tout = vin.type.tensor_type.elem_type, vout.type.tensor_type.elem_type
+    io = _elem_name(onnx, tin)
+    if io not in ("fp32", "fp16", "bf16"):
+        raise ForeignModelError(f"{path.name} takes {io} input; psr2video feeds float images (fp32, fp16 or bf16)")
+    if _elem_name(onnx, tout) != io:
+        raise ForeignModelError(f"{path.name} takes {io} but returns {_elem_name(onnx, tout)}; expected the same "
+                                "float type in and out")
+    din, dout = _dims(vin), _dims(vout)
+    if len(din) != 4:
+        raise ForeignModelError(f"{path.name} takes a rank-{len(din)} input {din}; expected an image batch "
+                                "(NCHW or NHWC)")
+    layout = _layout(din, dout)
+    if layout is None:
+        raise ForeignModelError(f"{path.name}: can't tell NCHW from NHWC in its input shape {din}")
+    c_axis, h_axis, w_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
+    ch = din[c_axis]
+    if not isinstance(ch, int):
+        raise ForeignModelError(f"{path.name} has a dynamic channel count {din}; psr2video needs 3 (RGB)")
+    if ch != 3:
+        raise ForeignModelError(f"{path.name} takes {ch}-channel images; psr2video feeds RGB (3 channels)")
+    och = dout[c_axis] if len(dout) == 4 and isinstance(dout[c_axis], int) else None
+    if och is not None and och != 3:
+        raise ForeignModelError(f"{path.name} returns {och}-channel images; psr2video needs RGB (3 channels)")
+    h, w = din[h_axis], din[w_axis]
+    fixed = (h, w) if isinstance(h, int) and isinstance(w, int) else None
+    if (fixed is None) != (not isinstance(h, int) and not isinstance(w, int)):
+        raise ForeignModelError(f"{path.name} fixes one of height/width but not the other {din}; not supported")
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    params = int(sum(int(np.prod(i.dims)) for i in g.initializer))
+    batch = din[0] if isinstance(din[0], int) else None
+    return OnnxGraphInfo(vin.name, vout.name, layout, ch, och, io, fixed, batch, opset, params)
+
+
+def _layout(din: list, dout: list) -> str | None:
+    """NCHW when the channel axis is 1, NHWC when it is 3 (decided by which axis holds a small constant)."""
+    small = (1, 2, 3, 4)
+    c1 = isinstance(din[1], int) and din[1] in small
+    c3 = isinstance(din[3], int) and din[3] in small
+    if c1 and not c3:
+        return "NCHW"
+    if c3 and not c1:
+        return "NHWC"
+    if c1 and c3:  # e.g. 1x3x...x3: ask the output (the channel axis keeps its size, the others grow)
+        if len(dout) == 4 and dout[1] == din[1] and dout[3] != din[3]:
+            return "NCHW"
+        if len(dout) == 4 and dout[3] == din[3] and dout[1] != din[1]:
+            return "NHWC"
+        return "NCHW"
+    return None
+
+
+def load_proto(path: Path):
+    onnx = _onnx()
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # protobuf raises DecodeError, onnx raises its own types
+        raise ForeignModelError(f"{path.name} is not a readable ONNX file ({str(e).splitlines()[0]})") from None
+
+
+# ------------------------------------------------------------------------------------------ rewriting
+def _upcast(model) -> None:
+    """fp16/bf16 graph -> fp32 in place: initializers, constants, casts and declared types.
+
+    On the CPU ONNX Runtime computes fp16 far slower than fp32 (and some kernels exist only in fp32); a
+    caller asking for fp32 gets fp32 compute, not fp32 I/O around a half graph.
+    """
+    onnx = _onnx()
+    from onnx import numpy_helper
+
+    low = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+
+    def fix_tensor(t) -> None:
+        if t.data_type in low:
+            a = numpy_helper.to_array(t).astype(np.float32)
+            t.CopyFrom(numpy_helper.from_array(a, t.name))
+
+    def fix_graph(g) -> None:
+        for t in g.initializer:
+            fix_tensor(t)
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            if vi.type.tensor_type.elem_type in low:
+                vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+        for n in g.node:
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.TENSOR:
+                    fix_tensor(a.t)
+                elif a.type == onnx.AttributeProto.GRAPH:
+                    fix_graph(a.g)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    for sg in a.graphs:
+                        fix_graph(sg)
+                elif a.name in ("to", "dtype") and a.type == onnx.AttributeProto.INT and a.i in low:
+                    a.i = onnx.TensorProto.FLOAT
+
+    fix_graph(model.graph)
+
+
+def _to_fp16(model):
+    """fp32 graph -> fp16 (weights, compute and I/O) with ONNX Runtime's converter."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(model, keep_io_types=False, disable_shape_infer=True)
+
+
+def _rename(g, old: str, new: str) -> None:
+    for n in g.node:
+        for i, v in enumerate(n.input):
+            if v == old:
+                n.input[i] = new
+        for i, v in enumerate(n.output):
+            if v == old:
+                n.output[i] = new
+
+
+def rewrite(model, info: OnnxGraphInfo, precision: str, fixed_hw: tuple[int, int] | None):
+    """A copy of ``model`` in our graph contract: NCHW ``input`` -> NCHW ``output`` in ``precision``."""
+    onnx = _onnx()
+    from onnx import helper
+
+    from ..runtime.export import INPUT_NAME, OUTPUT_NAME
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    if precision == "fp32" and info.io_dtype != "fp32":
+        _upcast(m)
+    elif precision == "fp16" and info.io_dtype == "fp32":
+        m = _to_fp16(m)
+    elif precision == "fp16" and info.io_dtype == "bf16":
+        _upcast(m)
+        m = _to_fp16(m)
+    g = m.graph
+    elem = onnx.TensorProto.FLOAT16 if precision == "fp16" else onnx.TensorProto.FLOAT
+    src_in, src_out = "__psr2_src_in", "__psr2_src_out"
+    _rename(g, info.input_name, src_in)
+    _rename(g, info.output_name, src_out)
+    nhwc = info.layout == "NHWC"
+    g.node.insert(0, helper.make_node("Transpose", [INPUT_NAME], [src_in], perm=[0, 2, 3, 1]) if nhwc
+                  else helper.make_node("Identity", [INPUT_NAME], [src_in]))
+    g.node.append(helper.make_node("Transpose", [src_out], [OUTPUT_NAME], perm=[0, 3, 1, 2]) if nhwc
+                  else helper.make_node("Identity", [src_out], [OUTPUT_NAME]))
+    h, w = fixed_hw if fixed_hw else ("height", "width")
+    ho, wo = ("height_out", "width_out") if not fixed_hw else (None, None)
+    batch = info.batch or "batch"
+    inits = {i.name for i in g.initializer}
+    keep = [i for i in g.input if i.name in inits]
+    del g.input[:]
+    g.input.extend([helper.make_tensor_value_info(INPUT_NAME, elem, [batch, 3, h, w])] + keep)
+    del g.output[:]
+    g.output.extend([helper.make_tensor_value_info(OUTPUT_NAME, elem, [batch, 3, ho, wo])])
+    # stale declared types of the renamed edges would contradict the new precision
+    for vi in list(g.value_info):
+        if vi.name in (src_in, src_out, info.input_name, info.output_name):
+            g.value_info.remove(vi)
+    return m
+
+
+def save_single_file(model, path: Path) -> None:
+    onnx = _onnx()
+    onnx.save_model(model, str(path), save_as_external_data=False)
+    onnx.checker.check_model(str(path))
+
+
+# ---------------------------------------------------------------------------------------------- probe
+@dataclass
+class ProbeResult:
+    scale: int
+    size_multiple: int
+    min_size: int
+    out_channels: int
+
+
+def _session(model):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _try(sess, h: int, w: int) -> tuple[int, ...] | None:
+    x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+    try:
+        return tuple(sess.run(None, {"input": x})[0].shape)
+    except Exception:  # ORT raises its own exception types for shape errors inside the graph
+        return None
+
+
+def probe(name: str, fp32_model, fixed: tuple[int, int] | None) -> ProbeResult:
+    """Scale, size multiple and minimum size measured by running the fp32 NCHW rewrite on the CPU."""
+    sess = _session(fp32_model)
+    if fixed:
+        base = fixed
+    else:
+        base = next(((s, s) for s in (PROBE_BASE, 128, 256) if _try(sess, s, s)), None)
+        if base is None:
+            raise ForeignModelError(f"{name} did not run on 64x64, 128x128 or 256x256 test inputs in ONNX Runtime; "
+                                    "is it an image-to-image model?")
+    out = _try(sess, *base)
+    if out is None or len(out) != 4:
+        raise ForeignModelError(f"{name} did not run on a {base[1]}x{base[0]} input in ONNX Runtime")
+    oc, oh, ow = out[1], out[2], out[3]
+    if oc != 3:
+        raise ForeignModelError(f"{name} returns {oc}-channel images; psr2video needs RGB (3 channels)")
+    if oh % base[0] or ow % base[1] or oh // base[0] != ow // base[1]:
+        raise ForeignModelError(f"{name} turns {base[1]}x{base[0]} into {ow}x{oh}: not an integer upscale")
+    scale = oh // base[0]
+    if scale == 1:
+        raise ForeignModelError(f"{name} is a 1x model (same-size restoration: denoise, deblock, colour...), not "
+                                "an upscaler; psr2video runs 2x, 3x and 4x models")
+    if scale < 1:
+        raise ForeignModelError(f"{name} shrinks images ({base[1]}x{base[0]} -> {ow}x{oh}); not an upscaler")
+    if fixed:
+        return ProbeResult(scale, 1, 1, oc)
+    b = base[0]
+    for m in PROBE_MULTIPLES:
+        h, w = b + m, b + 2 * m
+        if _try(sess, h, w) == (1, 3, h * scale, w * scale):
+            return ProbeResult(scale, m, b if b > PROBE_BASE else 1, oc)
+    return ProbeResult(scale, 128, b, oc)  # runs at 64 and multiples of 64 only: pad to 128 to be safe
+
+
+def _probe_cache_path(sha: str) -> Path:
+    from ..runtime.engine_cache import cache_root
+
+    return cache_root() / "foreign" / f"{sha[:32]}.json"
+
+
+def cached_probe(name: str, sha: str, fp32_model, fixed: tuple[int, int] | None) -> ProbeResult:
+    """``probe`` once per file (and ONNX Runtime version); later loads read the answer from the cache."""
+    import onnxruntime as ort
+
+    key = hashlib.sha256(f"{sha}:{ort.__version__}:{REWRITE_VERSION}".encode()).hexdigest()
+    p = _probe_cache_path(key)
+    try:
+        return ProbeResult(**json.loads(p.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass
+    r = probe(name, fp32_model, fixed)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(r.__dict__))
+        tmp.replace(p)
+    except OSError as e:  # a read-only cache only costs the probe next time
+        log.debug("could not cache the probe of %s: %s", name, e)
+    return r
+
+
+# ---------------------------------------------------------------------------------------------- model
+class OnnxFileModel(nn.Module):
+    """An ONNX file carried through the Upscaler like any model; only ONNX Runtime and TensorRT run it.
+
+    It holds no torch parameters. ``write_onnx`` and ``onnx_cache_fields`` are what the exporter's cache
+    (runtime/export.py:cached_onnx) calls instead of exporting a torch module.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.proto = load_proto(self.path)
+        self.sha256 = file_sha256(self.path)
+        self.info = read_graph(self.path, self.proto)
+        fp32 = rewrite(self.proto, self.info, "fp32", self.info.fixed_hw)
+        pr = cached_probe(self.path.name, self.sha256, fp32, self.info.fixed_hw)
+        self.scale = pr.scale
+        fixed = self.info.fixed_hw
+        precisions = ("fp32", "fp16")
+        self.descriptor = ModelDescriptor(
+            variant=self.path.stem, scale=pr.scale, in_channels=3, out_channels=3, alpha=0.0,
+            size_multiple=pr.size_multiple, min_size=pr.min_size, tile_overlap=DEFAULT_OVERLAP,
+            fused=True, params=self.info.params, dynamic_shapes=fixed is None, fixed_size=fixed,
+            precisions=precisions, backends=("onnxruntime", "tensorrt"), arch=f"ONNX ({self.info.io_dtype}, "
+            f"{self.info.layout}{', ' + 'x'.join(map(str, fixed)) if fixed else ''})", source=str(self.path),
+            source_sha256=self.sha256, layout=self.info.layout, io_dtype=self.info.io_dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError(f"{self.path.name} is an ONNX graph: it runs on the onnxruntime or tensorrt backend")
+
+    def onnx_cache_fields(self, precision: str, **_) -> dict:
+        """The engine cache key of the rewritten file: source hash, precision, rewrite version, tools."""
+        import onnx
+
+        return {"variant": self.descriptor.variant, "scale": self.scale, "precision": precision,
+                "source_sha256": self.sha256, "rewrite": REWRITE_VERSION, "onnx": onnx.__version__}
+
+    def write_onnx(self, path: Path, precision: str) -> None:
+        """Our graph contract in ``precision`` (fp32 or fp16) written to ``path`` as a single file."""
+        if precision not in ("fp32", "fp16"):
+            raise ForeignModelError(f"{self.path.name}: an ONNX file runs in fp32 or fp16, not {precision}")
+        save_single_file(rewrite(self.proto, self.info, precision, self.info.fixed_hw), path)

@@ -1,0 +1,280 @@
+"""Bring your own model: foreign ONNX files and spandrel checkpoints made here, run like our own models.
+
+Every model file is made at test time: Real-ESRGAN's SRVGGNetCompact (runtime/peers.py) exported to ONNX
+in fp16 with NHWC I/O, with a fixed input size, or needing a size multiple; spandrel's SPAN with random
+weights saved as .pth and .safetensors. Each runs through the Upscaler on ONNX Runtime (and PyTorch where
+it can) and is compared with the PyTorch module it came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from psr2video import Upscaler
+from psr2video.foreign import ForeignModelError, load_model_file
+from psr2video.runtime.peers import SRVGGNetCompact
+
+spandrel = pytest.importorskip("spandrel", reason="spandrel is not installed (pip install spandrel)")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PSR2VIDEO_CACHE", str(tmp_path / "cache"))
+
+
+def export(net: nn.Module, path: Path, example: torch.Tensor, dynamic: dict | None, names=("input", "output")) -> Path:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (example,), str(path), input_names=[names[0]], output_names=[names[1]],
+                          dynamic_axes=dynamic, opset_version=17, dynamo=False)
+    return path
+
+
+class ToNHWC(nn.Module):
+    """An NCHW net behind NHWC I/O (how several community ONNX files are laid out)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class NeedsMultiple(nn.Module):
+    """x2 through PixelUnshuffle(4): runs only on sizes that are multiples of 4."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.PixelUnshuffle(4)
+        self.conv = nn.Conv2d(48, 3 * 64, 3, padding=1)
+        self.up = nn.PixelShuffle(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.conv(self.down(x))) + F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+@pytest.fixture(scope="module")
+def compact() -> SRVGGNetCompact:
+    torch.manual_seed(0)
+    return SRVGGNetCompact(16, 4, 2).eval()
+
+
+def frame(h: int = 45, w: int = 70) -> torch.Tensor:
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(1))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / torch.mean((a.double() - b.double()) ** 2)))
+
+
+# ------------------------------------------------------------------------------------------------ ONNX
+def test_onnx_fp16_nhwc_read_from_the_graph_and_matches_torch(tmp_path, compact):
+    f = export(ToNHWC(copy.deepcopy(compact)).half(), tmp_path / "2x_compact_fp16_nhwc.onnx",
+               torch.rand(1, 40, 40, 3).half(), {"img": {0: "b", 1: "h", 2: "w"}, "out": {0: "b", 1: "H", 2: "W"}},
+               names=("img", "out"))
+    d = load_model_file(f).descriptor
+    assert (d.scale, d.layout, d.io_dtype, d.size_multiple, d.fixed_size) == (2, "NHWC", "fp16", 1, None)
+    assert d.backends == ("onnxruntime", "tensorrt") and d.source_sha256
+    x = frame()
+    with torch.no_grad():
+        ref = compact(x).clamp(0, 1)
+    up = Upscaler(model_file=f, backend="onnxruntime", device="cpu")  # fp32 on the CPU: the graph is upcast
+    y = up(x)
+    assert y.shape == (1, 3, 90, 140) and y.dtype == torch.float32
+    assert (y - ref).abs().max().item() < 2e-3  # only the weights' fp16 rounding differs
+    up16 = Upscaler(model_file=f, backend="onnxruntime", device="cpu", precision="fp16")
+    assert up16.dtype == torch.float16
+    assert psnr(up16(x.half()).float(), ref) > 45
+
+
+def test_onnx_fixed_size_refuses_whole_frames_and_runs_tiled(tmp_path, compact):
+    f = export(compact, tmp_path / "fixed64.onnx", torch.rand(1, 3, 64, 64), None)
+    d = load_model_file(f).descriptor
+    assert d.fixed_size == (64, 64) and not d.dynamic_shapes and d.scale == 2
+    with pytest.raises(ValueError, match=r"only takes 64x64 inputs: run it tiled with --tile 32"):
+        Upscaler(model_file=f, backend="onnxruntime", device="cpu")
+    with pytest.raises(ValueError, match="exceeds"):
+        Upscaler(model_file=f, backend="onnxruntime", device="cpu", tile=48)
+    x = frame(100, 130)
+    y = Upscaler(model_file=f, backend="onnxruntime", device="cpu", tile=32)(x)
+    with torch.no_grad():
+        ref = compact(x).clamp(0, 1)
+    # tiles at the right/bottom edge are padded (replicate) where the untiled net saw zeros: compare
+    # everywhere but the last 6 input pixels (the net's receptive field radius)
+    inner = (..., slice(0, -12), slice(0, -12))
+    assert y.shape == ref.shape and (y - ref)[inner].abs().max().item() < 1e-4
+
+
+def test_onnx_size_multiple_is_measured_and_padded(tmp_path):
+    torch.manual_seed(0)
+    net = NeedsMultiple().eval()
+    f = export(net, tmp_path / "mult4.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    d = load_model_file(f).descriptor
+    assert (d.size_multiple, d.scale) == (4, 2)
+    x = frame(45, 70)
+    y = Upscaler(model_file=f, backend="onnxruntime", device="cpu")(x)
+    with torch.no_grad():  # the same replicate padding to 48x72 in PyTorch, cropped back
+        ref = net(F.pad(x, (0, 2, 0, 3), mode="replicate"))[..., :90, :140].clamp(0, 1)
+    assert y.shape == (1, 3, 90, 140) and (y - ref).abs().max().item() < 1e-5
+
+
+def test_onnx_refusals(tmp_path, compact):
+    one_x = export(nn.Conv2d(3, 3, 3, padding=1), tmp_path / "1x_denoise.onnx", torch.rand(1, 3, 32, 32),
+                   {"input": {2: "h", 3: "w"}})
+    with pytest.raises(ForeignModelError, match="1x model"):
+        load_model_file(one_x)
+    gray = export(SRVGGNetCompact(8, 1, 2, in_ch=1, out_ch=1), tmp_path / "gray.onnx", torch.rand(1, 1, 32, 32),
+                  {"input": {2: "h", 3: "w"}})
+    with pytest.raises(ForeignModelError, match="1-channel"):
+        load_model_file(gray)
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not a protobuf at all")
+    with pytest.raises(ForeignModelError, match="not a readable ONNX"):
+        load_model_file(bad)
+    f = export(compact, tmp_path / "c.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    with pytest.raises(ValueError, match="runs on the onnxruntime or tensorrt backend, not torch"):
+        Upscaler(model_file=f, backend="torch", device="cpu")
+    with pytest.raises(ValueError, match="does not run in int8"):
+        Upscaler(model_file=f, backend="onnxruntime", device="cpu", precision="int8")
+    with pytest.raises(ValueError, match="x2 model, not x4"):
+        Upscaler(model_file=f, scale=4, backend="onnxruntime", device="cpu")
+    (tmp_path / "m.bin").write_bytes(b"x")
+    with pytest.raises(ForeignModelError, match="unknown model file type .bin"):
+        load_model_file(tmp_path / "m.bin")
+
+
+def test_onnx_cache_key_follows_the_file(tmp_path, compact):
+    """Two different files of the same name get different cached graphs; the same file reuses its own."""
+    from psr2video.runtime.engine_cache import EngineCache
+    from psr2video.runtime.export import cached_onnx
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    fa = export(compact, a / "m.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    torch.manual_seed(5)
+    fb = export(SRVGGNetCompact(16, 4, 2).eval(), b / "m.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    cache = EngineCache()
+    ma, mb = load_model_file(fa), load_model_file(fb)
+    pa = cached_onnx(ma, ma.descriptor, "fp32", cache)
+    pb = cached_onnx(mb, mb.descriptor, "fp32", cache)
+    assert pa != pb and cached_onnx(load_model_file(fa), ma.descriptor, "fp32", cache) == pa
+
+
+# ------------------------------------------------------------------------------------- checkpoints
+@pytest.fixture(scope="module")
+def span(tmp_path_factory):
+    from safetensors.torch import save_file
+    from spandrel.architectures.SPAN import SPAN
+
+    torch.manual_seed(0)
+    net = SPAN(num_in_ch=3, num_out_ch=3, feature_channels=16, upscale=2).eval()
+    d = tmp_path_factory.mktemp("span")
+    torch.save(net.state_dict(), d / "2x_SPAN_test.pth")
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(d / "2x_SPAN_test.safetensors"))
+    return net, d
+
+
+@pytest.mark.parametrize("ext", [".pth", ".safetensors"])
+def test_spandrel_checkpoint_on_torch_and_onnxruntime(span, ext):
+    net, d = span
+    f = d / f"2x_SPAN_test{ext}"
+    desc = load_model_file(f).descriptor
+    assert (desc.arch, desc.scale, desc.variant) == ("SPAN", 2, "2x_SPAN_test")
+    assert "fp16" in desc.precisions and desc.backends == ("torch", "onnxruntime", "tensorrt")
+    x = frame()
+    with torch.no_grad():
+        ref = net(x).clamp(0, 1)
+    yt = Upscaler(model_file=f, backend="torch", device="cpu")(x)
+    assert yt.shape == (1, 3, 90, 140) and (yt - ref).abs().max().item() < 1e-6
+    if ext == ".pth":  # the export to ONNX (through the engine cache) does not depend on the file type
+        yo = Upscaler(model_file=f, backend="onnxruntime", device="cpu")(x)
+        assert yo.shape == (1, 3, 90, 140) and (yo - ref).abs().max().item() < 1e-4
+
+
+def test_spandrel_unknown_and_1x_refused(tmp_path):
+    from spandrel.architectures.Compact import Compact as SCompact
+
+    torch.save({"foo.weight": torch.zeros(3, 3)}, tmp_path / "unknown.pth")
+    with pytest.raises(ForeignModelError, match="does not recognise this architecture"):
+        load_model_file(tmp_path / "unknown.pth")
+    torch.save(SCompact(num_feat=16, num_conv=2, upscale=1).state_dict(), tmp_path / "1x_compact.pth")
+    with pytest.raises(ForeignModelError, match="1x"):
+        load_model_file(tmp_path / "1x_compact.pth")
+
+
+class _Sentinel:
+    """Unpickling this would create a file: the proof that code ran."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mknod, (self.path,))
+
+
+def test_malicious_pickle_is_refused_and_its_code_does_not_run(tmp_path, span):
+    net, _ = span
+    sentinel = tmp_path / "code_ran"
+    evil = tmp_path / "RealESRGAN_x2.pth"
+    torch.save({"params_ema": net.state_dict(), "extra": _Sentinel(str(sentinel))}, evil)
+    with pytest.raises(ForeignModelError, match=r"refusing RealESRGAN_x2\.pth: unpickling it would need .*mknod"):
+        load_model_file(evil)
+    with pytest.raises(ValueError, match="refusing"):
+        Upscaler(model_file=evil, backend="torch", device="cpu")
+    assert not sentinel.exists()
+    # the same payload really runs when unpickled without protection (the test would catch a regression)
+    with open(tmp_path / "plain.pkl", "wb") as fh:
+        pickle.dump(_Sentinel(str(sentinel)), fh)
+    with open(tmp_path / "plain.pkl", "rb") as fh:
+        pickle.load(fh)  # noqa: S301 - deliberately unsafe, on our own file
+    assert sentinel.exists()
+
+
+def test_torchscript_archive_refused(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.script(nn.Conv2d(3, 12, 3)).save(str(tmp_path / "model.pt"))
+    with pytest.raises(ForeignModelError, match="TorchScript archive"):
+        load_model_file(tmp_path / "model.pt")
+
+
+def test_our_own_safetensors_through_model_file(tmp_path):
+    from psr2video.models import build_model, save_weights
+
+    torch.manual_seed(0)
+    f = save_weights(build_model("realtime", 2).fuse_for_release(), tmp_path / "mine.safetensors")
+    up = Upscaler(model_file=f, backend="torch", device="cpu")
+    assert up.descriptor.variant == "realtime" and up.descriptor.arch == "ParagonSR2"
+    ref = Upscaler(weights=f, variant="realtime", backend="torch", device="cpu")
+    x = frame(24, 24)
+    assert torch.equal(up(x), ref(x))
+
+
+def test_upscaler_pads_to_descriptor_requirements():
+    """A torch model needing a multiple of 4 and at least 32 px: the Upscaler pads, crops, and matches."""
+    from psr2video.runtime.upscaler import input_size
+
+    torch.manual_seed(0)
+    net = NeedsMultiple().eval()
+    from psr2video.models.registry import ModelDescriptor
+
+    net.descriptor = ModelDescriptor(variant="m4", scale=2, size_multiple=4, min_size=32)
+    assert input_size(net.descriptor, 45, 70) == (48, 72)
+    assert input_size(net.descriptor, 10, 70) == (32, 72)
+    x = frame(10, 70)
+    y = Upscaler(model=net, backend="torch", device="cpu")(x)
+    with torch.no_grad():
+        ref = net(F.pad(x, (0, 2, 0, 22), mode="replicate"))[..., :20, :140].clamp(0, 1)
+    assert torch.equal(y, ref)
+    assert np.isfinite(y.numpy()).all()

@@ -13,6 +13,7 @@ import os
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import torch
 
@@ -62,11 +63,24 @@ class _PeakSampler:
         self.peak = max(self.peak, _mem_now(self.device))
 
 
+def is_model_file(name: str) -> bool:
+    """A bench entry naming a model file (``bench model --model FILE``) rather than a variant or peer."""
+    from ..foreign import MODEL_EXTS
+
+    return Path(name).suffix.lower() in MODEL_EXTS
+
+
 def build_entry(name: str, scale: int, seed: int = 0):
-    """(model, label, kind) for a variant, a peer or a baseline."""
+    """(model, label, kind) for a variant, a peer, a baseline or a model file (its own weights and scale)."""
     from ..models.registry import build_model
     from .peers import build_peer
 
+    if is_model_file(name):
+        from ..foreign import load_model_file
+
+        net = load_model_file(name)
+        d = net.descriptor
+        return net, f"{Path(name).name} ({d.arch.split(' (')[0]} x{d.scale})", "file"
     if name in PEERS:
         return build_peer(name, scale, seed), PEER_LABELS[name], "peer"
     torch.manual_seed(seed)
@@ -93,7 +107,8 @@ def time_entries(names: list[str], scale: int, backend: str, precision: str | No
         net, label, kind = build_entry(name, scale)
         base = _mem_now(device)
         with _PeakSampler(device) as mem:
-            up = Upscaler(name, scale, model=net, backend=backend, precision=precision, device=device, clamp=False)
+            up = Upscaler(name, net.descriptor.scale, model=net, backend=backend, precision=precision, device=device,
+                          clamp=False)
             x = torch.rand(batch, 3, h, w, device=device).to(up.dtype)
             for _ in range(max(1, warmup)):
                 up(x)
@@ -113,10 +128,11 @@ def time_entries(names: list[str], scale: int, backend: str, precision: str | No
     for e in entries:
         up, times = e["up"], e["times"]
         ms = statistics.median(times) * 1000 / batch
-        rows.append({"name": e["name"], "label": e["label"], "kind": e["kind"],
-                     "params": sum(p.numel() for p in up.model.parameters()), "backend": up.runner.name,
-                     "provider": getattr(up.runner, "provider", None), "precision": up.precision,
-                     "input": f"{w}x{h}", "output": f"{w * scale}x{h * scale}", "batch": batch, "iters": len(times),
+        params = up.descriptor.params or sum(p.numel() for p in up.model.parameters())  # ONNX files: no torch params
+        rows.append({"name": e["name"], "label": e["label"], "kind": e["kind"], "params": params,
+                     "backend": up.runner.name, "provider": getattr(up.runner, "provider", None),
+                     "precision": up.precision, "scale": up.scale, "input": f"{w}x{h}",
+                     "output": f"{w * up.scale}x{h * up.scale}", "batch": batch, "iters": len(times),
                      "ms_per_frame": round(ms, 3), "fps": round(1000 / ms, 2),
                      "ms_min": round(min(times) * 1000 / batch, 3), "peak_mem_mib": round(e["peak"] / 2**20, 1)})
     return rows
@@ -125,12 +141,13 @@ def time_entries(names: list[str], scale: int, backend: str, precision: str | No
 def format_table(rows: list[dict]) -> str:
     ref = {r["name"]: r["fps"] for r in rows}
     sup = ref.get("superultracompact")
-    head = (f"{'model':<30} {'params':>9} {'backend':<12} {'prec':<5} {'input':>9} {'ms/frame':>9} {'fps':>8} "
+    lw = max([30] + [len(r["label"]) for r in rows])
+    head = (f"{'model':<{lw}} {'params':>9} {'backend':<12} {'prec':<5} {'input':>9} {'ms/frame':>9} {'fps':>8} "
             f"{'peak MiB':>9} {'vs SUC':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         rel = f"{r['fps'] / sup:6.2f}x" if sup else "      -"
-        lines.append(f"{r['label']:<30} {r['params']:>9,} {r['backend']:<12} {r['precision']:<5} {r['input']:>9} "
+        lines.append(f"{r['label']:<{lw}} {r['params']:>9,} {r['backend']:<12} {r['precision']:<5} {r['input']:>9} "
                      f"{r['ms_per_frame']:>9.2f} {r['fps']:>8.2f} {r['peak_mem_mib']:>9.1f} {rel:>7}")
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ has installed it, its architectures are registered too.
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -99,6 +100,22 @@ class SpandrelModel(nn.Module):
         return self._call(self.net, x) if self._call is not None else self.net(x)
 
 
+def window_multiple(model: nn.Module) -> int:
+    """The attention window a model pads its input to internally (1 when it has none).
+
+    Window models (SwinIR, HAT, OmniSR, DRCT, ATD, Swin2SR...) pad to their window with Python
+    arithmetic, which an ONNX trace freezes at the example size: the exported graph then breaks on any
+    other size. Padding to the window before the model (the Upscaler does it for every backend) keeps
+    that internal padding at zero, so one exported graph runs at every size and all backends agree.
+    """
+    ws = getattr(model, "window_size", None)
+    if isinstance(ws, int) and ws > 1:
+        return ws
+    if isinstance(ws, (tuple, list)) and ws and all(isinstance(v, int) and v > 0 for v in ws):
+        return math.lcm(*ws)
+    return 1
+
+
 def load_checkpoint(path: str | Path) -> SpandrelModel:
     """A foreign checkpoint as a model with a ``descriptor`` (ForeignModelError for what can't run)."""
     path = Path(path)
@@ -122,12 +139,13 @@ def load_checkpoint(path: str | Path) -> SpandrelModel:
                                 "channels; psr2video runs RGB (3 -> 3) models")
     net = SpandrelModel(desc).eval()
     req = desc.size_requirements
+    multiple = math.lcm(max(1, req.multiple_of), window_multiple(desc.model))
     tiling = desc.tiling.name.lower()
     precisions = ("fp32",) + (("fp16",) if desc.supports_half else ()) + (("bf16",) if desc.supports_bfloat16
                                                                           else ())
     net.descriptor = ModelDescriptor(
         variant=path.stem, scale=int(desc.scale), in_channels=3, out_channels=3, alpha=0.0,
-        size_multiple=max(1, req.multiple_of), min_size=max(1, req.minimum), square=req.square,
+        size_multiple=multiple, min_size=max(1, req.minimum), square=req.square,
         tile_overlap=OVERLAP.get(tiling, 16), fused=True, params=sum(p.numel() for p in net.parameters()),
         tiling=tiling, precisions=precisions, arch=arch, source=str(path), source_sha256=file_sha256(path))
     return net

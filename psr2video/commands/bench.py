@@ -28,6 +28,9 @@ def bench() -> None:
 @bench.command("model")
 @click.option("--variant", "-v", "variants", multiple=True, default=("realtime,stream",), show_default=True,
               help=f"ParagonSR2 variants ({', '.join(VARIANTS)}); repeat or comma-separate")
+@click.option("--model", "-m", "models", multiple=True, type=click.Path(dir_okay=False),
+              help="A model file to time in the same table (.onnx, or a .pth/.pt/.ckpt/.safetensors spandrel "
+                   "knows); runs at its own scale. Repeatable.")
 @click.option("--scale", "-s", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
 @click.option("--size", default="320x180", show_default=True, help="input frame size WxH")
 @click.option("--batch", type=int, default=1, show_default=True)
@@ -44,7 +47,7 @@ def bench() -> None:
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="runs/bench_model.json",
               show_default=True)
-def bench_model(variants, scale, size, batch, backend, precision, device, warmup, iters, min_seconds, peers,
+def bench_model(variants, models, scale, size, batch, backend, precision, device, warmup, iters, min_seconds, peers,
                 baselines, threads, json_path):
     """Model speed: fps, ms/frame and peak memory next to Real-ESRGAN Compact peers (same backend)."""
     import torch
@@ -65,6 +68,14 @@ def bench_model(variants, scale, size, batch, backend, precision, device, warmup
     for n in names:
         if n not in VARIANTS + BASELINES:
             raise UserError(f"unknown variant {n!r}; choose from {', '.join(VARIANTS + BASELINES)}")
+    for f in models:
+        from ..foreign import MODEL_EXTS
+
+        if not Path(f).is_file():
+            raise UserError(f"model file not found: {f}")
+        if Path(f).suffix.lower() not in MODEL_EXTS:
+            raise UserError(f"{f}: unknown model file type; --model takes {', '.join(MODEL_EXTS)} files")
+    names += list(dict.fromkeys(models))
     if peers:
         names += list(PEERS)[::-1]
     if baselines:

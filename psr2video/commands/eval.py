@@ -28,6 +28,10 @@ def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
               help="Variant(s) with shipped weights, or a baseline: bicubic, lanczos, mks.")
 @click.option("--weights", "weights", multiple=True, type=click.Path(dir_okay=False),
               help="psr2video .safetensors weights file(s) to evaluate.")
+@click.option("--model", "model_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Any model file: .onnx, or a .pth/.pt/.ckpt/.safetensors spandrel knows (repeatable).")
+@click.option("--tile", type=click.IntRange(0), default=0, show_default=True,
+              help="Tile size for --model files that need it (fixed-size ONNX graphs).")
 @click.option("--baselines", is_flag=True, help="Also evaluate bicubic, lanczos and mks.")
 @click.option("--scale", type=click.IntRange(2, 4), default=2, show_default=True)
 @click.option("--dataset", "datasets", multiple=True, default=("Set5", "Set14", "B100"), show_default=True,
@@ -53,8 +57,8 @@ def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
               help="With --stress: write a side-by-side PNG of the text card (HR, MKS2021, each model).")
 @click.option("--shipped", is_flag=True,
               help="Every shipped weights file and the baselines, with the clean, --video and --stress tables.")
-def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded, alpha, no_ssim, device,
-             json_out, record, video, video_dataset, crf, clips, stress, picture, shipped) -> None:
+def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, data_root, degraded, alpha, no_ssim,
+             device, json_out, record, video, video_dataset, crf, clips, stress, picture, shipped) -> None:
     """Measure PSNR-Y / SSIM-Y with the standard SR protocol (bicubic LR, Y channel, shaved border).
 
     With --video, also on H.264-compressed panning clips (PSNR/SSIM and temporal error); with --stress,
@@ -79,7 +83,7 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
             str(shipped_weights_path(n.split("_x")[0], scale, n.split("_x")[1].partition("_")[2] or None))
             for n in list_shipped() if n.split("_x")[1].split("_")[0] == str(scale))
     names = list(variants) + (list(BASELINE_METHODS) if baselines else [])
-    if not names and not weights:
+    if not names and not weights and not model_files:
         names = list(BASELINE_METHODS)
     try:
         for n in dict.fromkeys(names):
@@ -97,6 +101,10 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
                 raise UserError(f"{w} is a x{up.scale} model; run eval with --scale {up.scale}")
             methods.append((_label(w, weights), tensor_fn(up)))
             models.append((_label(w, weights), up))
+        for f in model_files:
+            up = model_file_upscaler(f, scale, device, tile)
+            methods.append((Path(f).name, tensor_fn(up)))
+            models.append((Path(f).name, up))
     except (WeightsError, ValueError) as e:
         raise UserError(str(e)) from None
     folders = _datasets(data_root, datasets)
@@ -113,7 +121,6 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
         cells = [f"{r.psnr:.2f}" + ("" if no_ssim else f" / {r.ssim:.4f}")
                  for r in results if r.method == name]
         table.add_row(name, *cells)
-    import torch
 
     console = Console()
     console.print(table)
@@ -128,7 +135,7 @@ def eval_cmd(variants, weights, baselines, scale, datasets, data_root, degraded,
             from ..stress import side_by_side
 
             mks = MagicKernelSharp2021(scale, 1.0)
-            fns = [("MKS2021", mks)] + [(n, u.model if isinstance(u.model, torch.nn.Module) else u) for n, u in models]
+            fns = [("MKS2021", mks)] + [(n, u.model if _torch_runs(u) else u) for n, u in models]
             click.echo(f"wrote {side_by_side(fns, picture, scale=scale)}")
     if json_out:
         json_out.write_text(json.dumps(report if (video or stress) else report["clean"], indent=2))
@@ -179,18 +186,39 @@ def _video_table(console, methods, folder: Path, scale: int, crf: int, clips: in
 def _stress_tables(console, models) -> tuple[list, list[str]]:
     """The stress suite per model: PyTorch models in fp32 and fp16 on the raw (unclamped) output; any
     other runner (e.g. an ONNX file) through its Upscaler as configured."""
-    import torch
 
     from ..stress import failures, real_frames, run_suite, stress_model, table
 
     real, out, failed = real_frames(), [], []
     for name, up in models:
         net = getattr(up, "model", None)
-        if isinstance(net, torch.nn.Module):
+        if _torch_runs(up):
             rows = stress_model(net, real=real)
-        else:
+        else:  # e.g. an ONNX file: its Upscaler, on the raw (unclamped) output
+            up.clamp = False
             rows = run_suite(up, up.scale, up.precision, real=real)
         console.print(table(rows, f"stress: {name} (bar: |detail| <= 1 everywhere; text/UI >= MKS2021)"))
         out += [{"model": name, **r.to_dict()} for r in rows]
         failed += [f"{name}: {f}" for f in failures(rows)]
     return out, failed
+
+
+def _torch_runs(up) -> bool:
+    """Whether ``up.model`` is a PyTorch module that PyTorch can run (an ONNX file's module is not)."""
+    import torch
+
+    return isinstance(getattr(up, "model", None), torch.nn.Module) and "torch" in up.descriptor.backends
+
+
+def model_file_upscaler(path: str, scale: int, device: str, tile: int = 0):
+    """An fp32 Upscaler for a model file: PyTorch when it can run it, else ONNX Runtime (ONNX files)."""
+    from ..foreign import load_model_file
+    from ..runtime.upscaler import Upscaler
+
+    net = load_model_file(path)
+    if net.descriptor.scale != scale:
+        raise UserError(f"{path} is a x{net.descriptor.scale} model; run eval with --scale {net.descriptor.scale}")
+    backend = "torch" if "torch" in net.descriptor.backends else "onnxruntime"
+    return Upscaler(model=net, device=device, backend=backend, precision="fp32", tile=tile)
+
+

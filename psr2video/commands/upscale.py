@@ -29,8 +29,8 @@ def _silence_stdout() -> None:
         pass
 
 
-def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, precision: str | None, device: str,
-                  tile: int, profile: str | None = None):
+def make_upscaler(variant: str, scale: int | None, weights: str | None, backend: str, precision: str | None,
+                  device: str, tile: int, profile: str | None = None, model_file: str | None = None):
     """The Upscaler the options ask for; a bad option, a weights file or a missing backend is one line."""
     from ..models.registry import WeightsError
     from ..runtime.upscaler import Upscaler
@@ -47,8 +47,23 @@ def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, p
         cfg = TRTBackend(profile=profile)
     # the Upscaler checks its arguments with ValueError; ImportError = an optional backend is not installed
     with user_errors(WeightsError, ValueError, ImportError):
+        if model_file is not None:
+            return Upscaler(model_file=model_file, scale=scale, backend=cfg, precision=precision, device=device,
+                            tile=tile)
         return Upscaler(variant=variant, scale=scale, weights=weights, backend=cfg, precision=precision,
                         device=device, tile=tile)
+
+
+def check_model_file_options(ctx: click.Context, model_file: str | None, weights: str | None) -> None:
+    """--model replaces --variant/--weights: refuse a mix rather than silently ignoring one of them."""
+    if model_file is None:
+        return
+    if weights is not None:
+        raise UserError("give --model FILE or --weights FILE, not both")
+    if ctx.get_parameter_source("variant") is not click.core.ParameterSource.DEFAULT:
+        raise UserError("--model FILE says what the model is; drop --variant")
+    if not Path(model_file).is_file():
+        raise UserError(f"model file not found: {model_file}")
 
 
 @click.command("upscale", context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,9 +71,12 @@ def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, p
 @click.argument("output", metavar="OUT")
 @click.option("--variant", type=click.Choice(MODELS), default="stream", show_default=True,
               help="Model: realtime/stream (video), photo/pro (slow, stills), mks/bicubic (no network).")
-@click.option("--scale", type=int, default=2, show_default=True, help="Upscale factor (2, 3 or 4).")
+@click.option("--scale", type=int, default=None, help="Upscale factor (2, 3 or 4) [default: 2; a --model file's own].")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="A psr2video .safetensors file instead of the shipped weights.")
+@click.option("--model", "model_file", type=click.Path(dir_okay=False), default=None,
+              help="Any model file instead of a variant: .onnx, or .pth/.pt/.ckpt/.safetensors that spandrel knows "
+                   "(Real-ESRGAN, Compact, SPAN, SwinIR, HAT, OmniSR...); its scale comes from the file.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto",
               show_default=True, help="Inference backend.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
@@ -99,7 +117,9 @@ def make_upscaler(variant: str, scale: int, weights: str | None, backend: str, p
 @click.option("--segment-seconds", type=float, default=60.0, show_default=True,
               help="Scale out: about this much video per task (cut at keyframes).")
 @click.option("--keep-work", is_flag=True, help="Scale out: keep the work folder of segments after the join.")
-def upscale(input: str, output: str, variant: str, scale: int, weights: str | None, backend: str,
+@click.pass_context
+def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: int | None, weights: str | None,
+            model_file: str | None, backend: str,
             precision: str | None, tile: int, device: str, batch: int, profile: str | None, codec: str,
             crf: float | None,
             preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, overwrite: bool,
@@ -112,10 +132,16 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
     IN and OUT can be '-' for stdin/stdout (give --format for stdout; default matroska):
       psr2video in.mp4 out.mkv --variant stream --scale 2
       psr2video in.mp4 - --variant mks -q | ffplay -
+      psr2video in.mkv out.mkv --model 2x_SomeModel.onnx     (any ONNX or spandrel model file)
     Audio, subtitles, fonts, data streams, chapters and metadata are copied unchanged; every frame keeps
     its timestamp (VFR stays VFR). The output is written under a temporary name and renamed at the end;
     Ctrl-C stops cleanly and leaves a playable file.
     """
+    check_model_file_options(ctx, model_file, weights)
+    if model_file is None:
+        scale = scale or 2
+    elif workers is not None or ray_address is not None:
+        raise UserError("--model with --workers/--ray is not supported yet; run it without scale-out")
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
     check_paths(input, output, overwrite)
     if workers is not None or ray_address is not None:  # scale out on Ray (psr2video/scaleout)
@@ -129,7 +155,10 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
                                 hwaccel=hwaccel, ignore_errors=ignore_errors, quiet=quiet, error=UserError,
                                 max_frames=max_frames, overlay_fps=overlay_fps, in_fmt=in_fmt,
                                 deinterlace=deinterlace)
-    up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile)
+    up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file)
+    scale = up.scale
+    if model_file is not None:
+        variant = f"{up.descriptor.variant} ({up.descriptor.arch})"
     from ..video import pipeline
     from ..video.hud import Hud, Stats
 
@@ -162,9 +191,9 @@ def upscale(input: str, output: str, variant: str, scale: int, weights: str | No
     report(res, stats.snapshot(), output, ignore_errors)
 
 
-def check_args(scale: int, tile: int, weights: str | None) -> None:
+def check_args(scale: int | None, tile: int, weights: str | None) -> None:
     """The option checks that need no model and no video library."""
-    if scale not in SCALES:
+    if scale is not None and scale not in SCALES:
         raise UserError(f"unsupported --scale {scale}; choose one of {', '.join(map(str, SCALES))}")
     if tile < 0:
         raise UserError("--tile must be >= 0")

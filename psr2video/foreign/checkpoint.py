@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -54,10 +55,10 @@ def _spandrel():
 
 
 def _refusal(path: Path, e: Exception) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    why = next((ln for ln in lines if "GLOBAL" in ln or "global" in ln), lines[-1] if lines else type(e).__name__)
-    return (f"refusing {path.name}: unpickling it would need {why.rstrip('.')}; psr2video only loads plain "
-            "weights (tensors and containers), never code. Convert it to .safetensors with a tool you trust")
+    found = re.search(r"GLOBAL ([\w.]+)", str(e)) or re.search(r"global '?([\w.]+)", str(e), re.IGNORECASE)
+    what = f"calls {found.group(1)}" if found else "needs more than tensors and containers"
+    return (f"refusing {path.name}: its pickle {what}, i.e. it would run code when loaded; psr2video only loads "
+            "plain weights. Convert it to .safetensors with a tool you trust")
 
 
 def safe_state_dict(path: Path) -> dict:

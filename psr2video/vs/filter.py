@@ -27,8 +27,8 @@ from ..runtime.upscaler import Upscaler
 # VapourSynth enum values (VapourSynth4.h), so this module never needs to import vapoursynth.
 CF_UNDEFINED, CF_GRAY, CF_RGB, CF_YUV = 0, 1, 2, 3
 ST_INTEGER, ST_FLOAT = 0, 1
-SIGNATURE = ('psr2.Upscale(clip, variant="stream", scale=2, weights=None, backend="auto", precision=None, '
-             'tile=0, overlap=None, num_streams=1, device="auto")')
+SIGNATURE = ('psr2.Upscale(clip, variant="stream", scale=2, weights=None, model=None, backend="auto", '
+             'precision=None, tile=0, overlap=None, num_streams=1, device="auto")')
 
 
 class PluginError(PsrError, ValueError):
@@ -155,7 +155,7 @@ class Instance:
 
 def create(info: dict, variant: str | None = None, scale: int | None = None, weights: str | None = None,
            backend: str = "auto", precision: str | None = None, tile: int = 0, overlap: int | None = None,
-           num_streams: int = 1, device: str = "auto") -> Instance:
+           num_streams: int = 1, device: str = "auto", model: str | None = None) -> Instance:
     """Validate a psr2.Upscale call and build its Upscalers (called by the native shim)."""
     dtype = check_format(info)
     if variant is not None:
@@ -171,7 +171,12 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
         raise PluginError(f"overlap={overlap} must be >= 0")
     if not 1 <= num_streams <= 16:
         raise PluginError(f"num_streams={num_streams} must be between 1 and 16")
-    if weights is not None:
+    if model is not None:  # any model file (psr2video/foreign): the file says what it is
+        if variant is not None or weights is not None:
+            raise PluginError("model=\"FILE\" says what the model is; drop variant= and weights=")
+        if not Path(model).is_file():
+            raise PluginError(f"model file not found: {model}")
+    elif weights is not None:
         if variant in BASELINES:
             raise PluginError(f"variant {variant!r} is a fixed resampler and takes no weights")
         if not Path(weights).is_file():
@@ -182,7 +187,7 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
         scale = scale or 2
     try:
         first = Upscaler(variant=variant, scale=scale, weights=weights, backend=backend, precision=precision,
-                         device=device, tile=tile, tile_overlap=overlap)
+                         device=device, tile=tile, tile_overlap=overlap, model_file=model)
         ups = [first]
         for _ in range(num_streams - 1):  # share the (read-only) fused model, one runner each
             ups.append(Upscaler(variant=first.descriptor.variant, scale=first.scale, model=first.model,

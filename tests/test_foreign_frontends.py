@@ -1,0 +1,206 @@
+"""Foreign model files through every front end: the CLI on the sample clip, VapourSynth, bench and eval.
+
+The models are made here: Real-ESRGAN Compact (spandrel's architecture) with random weights and a
+damped last layer, so the output is a picture (nearest upscale plus small detail) that survives x264
+and can be compared with PyTorch; saved as .pth and exported to ONNX (fp16 NHWC and fixed 64x64).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from psr2video import Upscaler
+from psr2video.cli import cli
+
+spandrel = pytest.importorskip("spandrel", reason="spandrel is not installed (pip install spandrel)")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _sample() -> Path:
+    for p in sorted((ROOT / "samples").glob("*.mkv")) + sorted((ROOT / "samples").glob("*.mp4")):
+        return p
+    pytest.skip("no sample clip under samples/")
+
+
+class _NHWC(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+def _export(net: nn.Module, path: Path, example: torch.Tensor, dynamic: dict | None) -> Path:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (example,), str(path), input_names=["x"], output_names=["y"], dynamic_axes=dynamic,
+                          opset_version=17, dynamo=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """{'net': the torch module, 'pth': spandrel Compact .pth, 'onnx': fp32 NCHW, 'onnx16': fp16 NHWC, 'fixed'}."""
+    from spandrel.architectures.Compact import Compact
+
+    d = tmp_path_factory.mktemp("foreign")
+    old = os.environ.get("PSR2VIDEO_CACHE")
+    os.environ["PSR2VIDEO_CACHE"] = str(d / "cache")
+    torch.manual_seed(0)
+    net = Compact(num_feat=16, num_conv=4, upscale=2).eval()
+    with torch.no_grad():
+        net.body[-1].weight.mul_(0.05)  # small detail on top of the nearest upscale: a picture
+        net.body[-1].bias.zero_()
+    torch.save(net.state_dict(), d / "RealESRGAN_Compact_x2.pth")
+    out = {"net": net, "pth": d / "RealESRGAN_Compact_x2.pth"}
+    dyn = {"x": {0: "n", 2: "h", 3: "w"}, "y": {0: "n", 2: "H", 3: "W"}}
+    out["onnx"] = _export(net, d / "2x_compact.onnx", torch.rand(1, 3, 32, 32), dyn)
+    nhwc = {"x": {0: "n", 1: "h", 2: "w"}, "y": {0: "n", 1: "H", 2: "W"}}
+    out["onnx16"] = _export(_NHWC(copy.deepcopy(net)).half(), d / "2x_compact_fp16_nhwc.onnx",
+                            torch.rand(1, 32, 32, 3).half(), nhwc)
+    out["fixed"] = _export(net, d / "2x_compact_64.onnx", torch.rand(1, 3, 64, 64), None)
+    yield out
+    if old is None:
+        os.environ.pop("PSR2VIDEO_CACHE", None)
+    else:
+        os.environ["PSR2VIDEO_CACHE"] = old
+
+
+def _rgb_frames(path: Path, n: int) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        out = []
+        for f in c.decode(video=0):
+            out.append(f.to_ndarray(format="rgb24"))
+            if len(out) == n:
+                break
+    return out
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / mse))
+
+
+@pytest.mark.parametrize("kind", ["onnx16", "pth"])
+def test_cli_upscales_the_sample_clip_with_a_model_file(models, tmp_path, kind):
+    src, out = _sample(), tmp_path / "out.mkv"
+    r = CliRunner().invoke(cli, [str(src), str(out), "--model", str(models[kind]), "--max-frames", "3", "-q"])
+    assert r.exit_code == 0, r.output
+    assert models[kind].name.split(".")[0] in r.output  # the summary names the model
+    got, inp = _rgb_frames(out, 3), _rgb_frames(src, 1)[0]
+    assert len(got) == 3 and got[0].shape == (inp.shape[0] * 2, inp.shape[1] * 2, 3)
+    x = torch.from_numpy(inp).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        ref = (models["net"](x).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round()
+    # YUV 4:2:0 round trip and x264 on both sides of the comparison: picture-level agreement
+    assert _psnr(got[0], ref) > 30
+
+
+def test_cli_refusals_are_one_line(models, tmp_path):
+    src = str(_sample())
+    cases = [
+        (["--model", str(models["fixed"])], "only takes 64x64 inputs: run it tiled with --tile 32"),
+        (["--model", str(models["onnx"]), "--variant", "realtime"], "drop --variant"),
+        (["--model", str(models["onnx"]), "--backend", "torch"], "runs on the onnxruntime or tensorrt backend"),
+        (["--model", str(models["onnx"]), "--scale", "4"], "is a x2 model, not x4"),
+        (["--model", str(tmp_path / "nope.onnx")], "model file not found"),
+    ]
+    for args, words in cases:
+        r = CliRunner().invoke(cli, [src, str(tmp_path / "o.mkv"), *args])
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        assert words in r.output, r.output
+        assert not (tmp_path / "o.mkv").exists()
+
+
+def test_cli_fixed_size_model_runs_tiled(models, tmp_path):
+    out = tmp_path / "tiled.mkv"
+    r = CliRunner().invoke(cli, [str(_sample()), str(out), "--model", str(models["fixed"]), "--tile", "32",
+                                 "--max-frames", "1", "-q"])
+    assert r.exit_code == 0, r.output
+    assert len(_rgb_frames(out, 2)) == 1
+
+
+def test_bench_model_puts_files_in_the_same_table(models, tmp_path):
+    js = tmp_path / "b.json"
+    r = CliRunner().invoke(cli, ["bench", "model", "-v", "realtime", "--model", str(models["onnx16"]), "--model",
+                                 str(models["pth"]), "--no-peers", "--no-baselines", "--size", "48x32", "--warmup",
+                                 "1", "--iters", "1", "--backend", "onnxruntime", "--json", str(js)])
+    assert r.exit_code == 0, r.output
+    assert "2x_compact_fp16_nhwc.onnx (ONNX x2)" in r.output and "RealESRGAN_Compact_x2.pth (RealESRGAN Compact x2)" \
+        in r.output and "realtime" in r.output
+    import json
+
+    rows = {row["name"]: row for row in json.loads(js.read_text())["results"]}
+    assert rows[str(models["pth"])]["params"] == sum(p.numel() for p in models["net"].parameters())
+    assert rows[str(models["onnx16"])]["output"] == "96x64" and rows[str(models["onnx16"])]["fps"] > 0
+
+
+def test_eval_model_files_agree_across_backends(models, val_root, tmp_path):
+    """The .pth (PyTorch) and its ONNX export (ONNX Runtime) score the same on Set5."""
+    import json
+
+    js = tmp_path / "e.json"
+    r = CliRunner().invoke(cli, ["eval", "--model", str(models["pth"]), "--model", str(models["onnx"]), "--dataset",
+                                 "Set5", "--no-ssim", "--data-root", str(val_root), "--json", str(js)])
+    assert r.exit_code == 0, r.output
+    res = {row["method"]: row["psnr"] for row in json.loads(js.read_text())}
+    a, b = res["RealESRGAN_Compact_x2.pth"], res["2x_compact.onnx"]
+    assert 20 < a < 40 and abs(a - b) < 0.01
+
+
+# ------------------------------------------------------------------------------------------ VapourSynth
+@pytest.fixture(scope="module")
+def core():
+    vs = pytest.importorskip("vapoursynth", reason="vapoursynth is not installed")
+    from psr2video.vs import install as vs_install
+
+    try:
+        vs_install.build(vs_install.installed_path(), quiet=True)
+    except vs_install.InstallError as e:
+        pytest.skip(f"cannot build the psr2 shim: {e}")
+    c = vs.core
+    if not hasattr(c, "psr2"):
+        pytest.fail("psr2 plugin not autoloaded")
+    return c
+
+
+def _frame_tensor(frame) -> torch.Tensor:
+    return torch.from_numpy(np.stack([np.asarray(frame[p]) for p in range(3)]).astype(np.float32))[None]
+
+
+def test_vapoursynth_model_file(core, models):
+    import vapoursynth as vs
+
+    from psr2video.vs.source import open_clip
+
+    src = open_clip(_sample(), core)[10:12]
+    clip = core.resize.Bicubic(core.std.CropAbs(src, 40, 24, 200, 100), format=vs.RGBS, matrix_in_s="709")
+    for kind in ("onnx", "pth"):
+        out = core.psr2.Upscale(clip, model=str(models[kind]), device="cpu")
+        assert (out.width, out.height, out.num_frames) == (80, 48, 2)
+        for n in range(2):
+            x = _frame_tensor(clip.get_frame(n))
+            with torch.no_grad():
+                ref = models["net"](x).clamp(0, 1)
+            torch.testing.assert_close(_frame_tensor(out.get_frame(n)), ref, atol=1e-4, rtol=0)
+    want = Upscaler(model_file=models["onnx16"], backend="onnxruntime", device="cpu")(_frame_tensor(clip.get_frame(0)))
+    got = core.psr2.Upscale(clip, model=str(models["onnx16"]), device="cpu").get_frame(0)
+    torch.testing.assert_close(_frame_tensor(got), want, atol=1e-6, rtol=0)
+    with pytest.raises(vs.Error, match=r"psr2.Upscale: .*only takes 64x64 inputs: run it tiled"):
+        core.psr2.Upscale(clip, model=str(models["fixed"]))
+    with pytest.raises(vs.Error, match="drop variant= and weights="):
+        core.psr2.Upscale(clip, model=str(models["onnx"]), variant="stream")
+    tiled = core.psr2.Upscale(clip, model=str(models["fixed"]), tile=32, device="cpu")
+    assert (tiled.width, tiled.height) == (80, 48) and torch.isfinite(_frame_tensor(tiled.get_frame(0))).all()

@@ -143,8 +143,20 @@ def test_onnx_refusals(tmp_path, compact):
     with pytest.raises(ForeignModelError, match="not a readable ONNX"):
         load_model_file(bad)
     f = export(compact, tmp_path / "c.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    with torch.no_grad():  # an fp32 file asked to run in fp16: converted (weights, compute and I/O)
+        ref = compact(frame()).clamp(0, 1)
+    up16 = Upscaler(model_file=f, backend="onnxruntime", device="cpu", precision="fp16")
+    assert up16.dtype == torch.float16 and psnr(up16(frame().half()).float(), ref) > 45
     with pytest.raises(ValueError, match="runs on the onnxruntime or tensorrt backend, not torch"):
         Upscaler(model_file=f, backend="torch", device="cpu")
+    from psr2video.models.registry import ModelDescriptor
+    from psr2video.runtime.upscaler import default_precision
+
+    no_half = ModelDescriptor(variant="x", scale=2, precisions=("fp32", "bf16"))
+    cuda = torch.device("cuda")
+    assert default_precision(no_half, cuda, "torch") == "bf16"
+    assert default_precision(no_half, cuda, "onnxruntime") == "fp32"
+    assert default_precision(no_half, torch.device("cpu")) == "fp32"
     with pytest.raises(ValueError, match="does not run in int8"):
         Upscaler(model_file=f, backend="onnxruntime", device="cpu", precision="int8")
     with pytest.raises(ValueError, match="x2 model, not x4"):

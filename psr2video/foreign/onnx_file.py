@@ -186,7 +186,30 @@ def _to_fp16(model):
     """fp32 graph -> fp16 (weights, compute and I/O) with ONNX Runtime's converter."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    return convert_float_to_float16(model, keep_io_types=False, disable_shape_infer=True)
+    # with shape inference the converter knows which inputs must stay float (e.g. Resize scales)
+    m = convert_float_to_float16(model, keep_io_types=False, disable_shape_infer=False)
+    _toposort(m.graph)  # the converter appends the casts it inserts at the end of the node list
+    return m
+
+
+def _toposort(g) -> None:
+    """Reorder ``g``'s nodes so each comes after the producers of its inputs (the checker requires it)."""
+    ready = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
+    pending, order = list(g.node), []
+    while pending:
+        rest = [n for n in pending if not all(i in ready for i in n.input)]
+        done = [n for n in pending if all(i in ready for i in n.input)]
+        if not done:
+            raise ForeignModelError("the fp16 conversion left a graph with a cycle or a missing input")
+        for n in done:
+            ready.update(n.output)
+        order += done
+        pending = rest
+    nodes = [type(n)() for n in order]
+    for dst, src in zip(nodes, order, strict=True):
+        dst.CopyFrom(src)
+    del g.node[:]
+    g.node.extend(nodes)
 
 
 def _rename(g, old: str, new: str) -> None:

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..fileio import sha256_file as file_sha256
 from ..models.registry import ModelDescriptor
-from ..runtime.engine_cache import file_sha256
 from .errors import ForeignModelError
 
 log = logging.getLogger("psr2video.foreign")

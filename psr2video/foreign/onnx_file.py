@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..fileio import sha256_file as file_sha256
 from ..models.registry import ModelDescriptor
-from ..runtime.engine_cache import file_sha256
 from .errors import ForeignModelError
 
 log = logging.getLogger("psr2video.foreign")
@@ -330,7 +330,7 @@ def probe(name: str, fp32_model, fixed: tuple[int, int] | None) -> ProbeResult:
 
 
 def _probe_cache_path(sha: str) -> Path:
-    from ..runtime.engine_cache import cache_root
+    from ..paths import cache_root
 
     return cache_root() / "foreign" / f"{sha[:32]}.json"
 

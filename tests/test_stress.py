@@ -41,15 +41,17 @@ def test_suite_passes_mks_itself():
 
 @pytest.mark.parametrize("name", [n for n in list_shipped()])
 def test_shipped_weights_pass_the_stress_suite(name):
-    net = load_model(weights=shipped_weights_path(*_variant_scale(name), name))
+    net = load_model(weights=shipped_weights_path(*_variant_scale(name)))
     rows = stress_model(net)
     assert not failures(rows), failures(rows)
     assert {r.precision for r in rows} == {"fp32", "fp16"} and any(r.kind == "real" for r in rows)
 
 
-def _variant_scale(name: str) -> tuple[str, int]:
+def _variant_scale(name: str) -> tuple[str, int, str | None]:
+    """``stream_x2`` -> (stream, 2, None); ``realtime_x2_clean`` -> (realtime, 2, clean)."""
     variant, _, rest = name.partition("_x")
-    return variant, int(rest.split("_")[0])
+    scale, _, preset = rest.partition("_")
+    return variant, int(scale), preset or None
 
 
 def test_eval_cli_prints_video_and_stress_tables(tmp_path):

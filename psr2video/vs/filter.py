@@ -194,7 +194,7 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
                                 backend=first.backend, precision=first.precision, device=first.device,
                                 tile=tile, tile_overlap=overlap))
     except Exception as e:  # noqa: BLE001 - every failure becomes one vs.Error line
-        msg = _one_line(e).replace("pass --weights FILE", "pass weights=\"FILE.safetensors\"")
+        msg = _one_line(e)
         raise PluginError(msg if isinstance(e, ValueError) else f"{type(e).__name__}: {msg}") from None
     return Instance(ups, dtype)
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from psr2video import cards
-from psr2video.models import build_model, list_shipped, load_model
-from psr2video.models.registry import shipped_weights_path
+from psr2video.models import build_model, load_model
+from psr2video.models.registry import shipped_files
 from psr2video.stress import DETAIL_LIMIT, failures, run_suite, stress_model
 
 
@@ -39,19 +39,12 @@ def test_suite_passes_mks_itself():
     assert not failures(rows) and max(r.detail for r in rows) == 0.0
 
 
-@pytest.mark.parametrize("name", [n for n in list_shipped()])
+@pytest.mark.parametrize("name", list(shipped_files()))
 def test_shipped_weights_pass_the_stress_suite(name):
-    net = load_model(weights=shipped_weights_path(*_variant_scale(name)))
+    net = load_model(weights=shipped_files()[name])
     rows = stress_model(net)
     assert not failures(rows), failures(rows)
     assert {r.precision for r in rows} == {"fp32", "fp16"} and any(r.kind == "real" for r in rows)
-
-
-def _variant_scale(name: str) -> tuple[str, int, str | None]:
-    """``stream_x2`` -> (stream, 2, None); ``realtime_x2_clean`` -> (realtime, 2, clean)."""
-    variant, _, rest = name.partition("_x")
-    scale, _, preset = rest.partition("_")
-    return variant, int(scale), preset or None
 
 
 def test_eval_cli_prints_video_and_stress_tables(tmp_path):

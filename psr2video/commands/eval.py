@@ -75,13 +75,10 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
     methods: list[tuple[str, object]] = []
     models: list[tuple[str, object]] = []  # (name, Upscaler) for the stress suite
     if shipped:
-        from ..models import list_shipped
-        from ..models.registry import shipped_weights_path
+        from ..models.registry import read_metadata, shipped_files
 
         baselines = video = stress = True
-        weights = tuple(weights) + tuple(
-            str(shipped_weights_path(n.split("_x")[0], scale, n.split("_x")[1].partition("_")[2] or None))
-            for n in list_shipped() if n.split("_x")[1].split("_")[0] == str(scale))
+        weights = tuple(weights) + tuple(str(p) for p in shipped_files().values() if read_metadata(p)["scale"] == scale)
     names = list(variants) + (list(BASELINE_METHODS) if baselines else [])
     if not names and not weights and not model_files:
         names = list(BASELINE_METHODS)
@@ -148,8 +145,6 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
                     for r in results if r.method == _label(w, weights)}
             record_validation(Path(w), rows)
             click.echo(f"recorded {', '.join(rows)} in {w}")
-
-
     if failed:
         raise UserError(f"stress suite failed: {'; '.join(failed[:3])}{' ...' if len(failed) > 3 else ''}")
 

@@ -44,22 +44,19 @@ class RepConv(nn.Module):
         self.point = nn.Conv2d(cin, cout, 1, groups=groups)
         self.identity = identity and cin == cout
         self.k, self.groups = k, groups
+        if self.identity:  # the identity branch as a KxK kernel, built once (not saved in state dicts)
+            eye = torch.zeros_like(self.main.weight)
+            idx = torch.arange(cout)
+            eye[idx, idx % (cin // groups), k // 2, k // 2] = 1.0
+            self.register_buffer("eye", eye, persistent=False)
 
     def kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The one KxK kernel and bias equal to the sum of the branches (differentiable)."""
         c = self.k // 2
         w = self.main.weight + F.pad(self.point.weight, (c, c, c, c))
         if self.identity:
-            w = w + self.eye.to(w)
+            w = w + self.eye.to(w.dtype)
         return w, self.main.bias + self.point.bias
-
-    @property
-    def eye(self) -> torch.Tensor:
-        c, per_group = self.k // 2, self.main.in_channels // self.groups
-        e = torch.zeros_like(self.main.weight)
-        idx = torch.arange(self.main.out_channels)
-        e[idx, idx % per_group, c, c] = 1.0
-        return e
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Online re-parameterisation: one conv with the summed kernel is exactly the branch sum (conv is
@@ -103,33 +100,6 @@ class ScaledConv(nn.Module):
         return _fold_scale(self.conv, self.scale.gamma.detach())
 
 
-class RMSNorm2d(nn.Module):
-    """RMS norm over channels at every pixel; the variance is computed in fp32 for fp16 safety."""
-
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        y = xf * torch.rsqrt(xf.pow(2).mean(dim=1, keepdim=True) + self.eps)
-        return y.to(x.dtype) * self.weight.view(1, -1, 1, 1).to(x.dtype)
-
-
-class NanoBlock(nn.Module):
-    """Realtime block: 1x1 expand -> depthwise 3x3 -> GELU -> 1x1 project, scaled residual."""
-
-    def __init__(self, c: int, ls_init: float = 1e-5) -> None:
-        super().__init__()
-        self.expand = nn.Conv2d(c, 2 * c, 1)
-        self.dw = RepConv(2 * c, 2 * c, 3, groups=2 * c)
-        self.project = ScaledConv(2 * c, c, ls_init)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.project(F.gelu(self.dw(self.expand(x))))
-
-
 class RMSNormalize(nn.Module):
     """Parameter-free RMS normalisation over channels at every pixel (variance in fp32 for fp16 safety).
 
@@ -143,6 +113,30 @@ class RMSNormalize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         return (xf * torch.rsqrt(xf.pow(2).mean(dim=1, keepdim=True) + self.eps)).to(x.dtype)
+
+
+class RMSNorm2d(RMSNormalize):
+    """RMS norm over channels at every pixel with a learned per-channel weight."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__(eps)
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * self.weight.view(1, -1, 1, 1).to(x.dtype)
+
+
+class NanoBlock(nn.Module):
+    """Realtime block: 1x1 expand -> depthwise 3x3 -> GELU -> 1x1 project, scaled residual."""
+
+    def __init__(self, c: int, ls_init: float = 1e-5) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(c, 2 * c, 1)
+        self.dw = RepConv(2 * c, 2 * c, 3, groups=2 * c)
+        self.project = ScaledConv(2 * c, c, ls_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.project(F.gelu(self.dw(self.expand(x))))
 
 
 class StreamBlock(nn.Module):
@@ -173,7 +167,7 @@ class StreamBlock(nn.Module):
 
     def fuse(self) -> StreamBlock:
         fuse_children(self)
-        if isinstance(self.norm, RMSNorm2d):
+        if isinstance(self.norm, RMSNorm2d):  # fold the weight; keep the parameter-free normalisation
             with torch.no_grad():
                 self.gate_in.weight.mul_(self.norm.weight.view(1, -1, 1, 1))
             self.norm = RMSNormalize(self.norm.eps)
@@ -208,7 +202,7 @@ class StreamBlockExport(nn.Module):
 
     def __init__(self, blk: StreamBlock) -> None:
         super().__init__()
-        if not isinstance(blk.gate_dw, nn.Conv2d) or not isinstance(blk.norm, RMSNormalize):
+        if not isinstance(blk.gate_dw, nn.Conv2d) or isinstance(blk.norm, RMSNorm2d):
             raise ValueError("StreamBlock.for_export() needs a fused block (call fuse_for_release() first)")
         self.local, self.wide, self.norm, self.project = blk.local, blk.wide, blk.norm, blk.project
         c = blk.context.out_channels

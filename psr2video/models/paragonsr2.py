@@ -139,7 +139,8 @@ class ParagonSR2(nn.Module):
         shuffle (``LRTailParagonSR2``). Needs a fused net; the original is left alone.
         """
         net = self.fuse_for_release()
-        net = copy.deepcopy(net)
+        if net is self:  # already fused: rewrite a copy, not the caller's model
+            net = copy.deepcopy(net)
         for group in net.body:
             for i, blk in enumerate(group.blocks):
                 if hasattr(blk, "for_export"):

@@ -142,7 +142,8 @@ def resolve_weights(variant: str | None, scale: int | None, weights: str | Path)
     if variant and not w.suffix and len(w.parts) == 1 and not w.exists():
         p = shipped_weights_path(variant, scale or 2, str(weights))
         if p is None:
-            presets = [n.split("_", 2)[2] for n in list_shipped() if n.startswith(f"{variant}_x{scale or 2}_")]
+            stem = f"{variant}_x{scale or 2}_"
+            presets = [n.removeprefix(stem) for n in list_shipped() if n.startswith(stem)]
             raise WeightsError(f"no weights file or shipped preset {str(weights)!r} for {variant} x{scale or 2} "
                                f"(presets: {', '.join(presets) or 'none'})")
         return p
@@ -231,6 +232,12 @@ def load_model(variant: str | None = None, scale: int | None = None, weights: st
     return net
 
 
-def list_shipped() -> list[str]:
+def shipped_files() -> dict[str, Path]:
+    """Every shipped weights file by name (``stream_x2``, ``realtime_x2_clean``, ...)."""
     d = resources.files("psr2video.models") / "weights"
-    return sorted(p.name.removesuffix(".safetensors") for p in d.iterdir() if p.name.endswith(".safetensors"))
+    return {p.name.removesuffix(".safetensors"): Path(str(p))
+            for p in sorted(d.iterdir(), key=lambda q: q.name) if p.name.endswith(".safetensors")}
+
+
+def list_shipped() -> list[str]:
+    return list(shipped_files())

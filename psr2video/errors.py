@@ -23,6 +23,13 @@ class PsrError(Exception):
     """A problem the user can fix (bad file, missing weights, wrong setting); the message says how."""
 
 
+def first_line(exc: BaseException, with_type: bool = False) -> str:
+    """The first line of an exception's message (its type name when it has none), for one-line reports."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return f"{type(exc).__name__}: {line}" if with_type and text else line
+
+
 def user_line(exc: BaseException, user_types: tuple[type[BaseException], ...] = ()) -> str | None:
     """The line a user sees for ``exc``, or None when it is not a user mistake (a bug: keep the traceback).
 

@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..fileio import sha256_file as file_sha256
 from ..models.registry import ModelDescriptor
 from .errors import ForeignModelError
 
@@ -148,5 +147,5 @@ def load_checkpoint(path: str | Path) -> SpandrelModel:
         variant=path.stem, scale=int(desc.scale), in_channels=3, out_channels=3, alpha=0.0,
         size_multiple=multiple, min_size=max(1, req.minimum), square=req.square,
         tile_overlap=OVERLAP.get(tiling, 16), fused=True, params=sum(p.numel() for p in net.parameters()),
-        tiling=tiling, precisions=precisions, arch=arch, source=str(path), source_sha256=file_sha256(path))
+        tiling=tiling, precisions=precisions, arch=arch, source=str(path))
     return net

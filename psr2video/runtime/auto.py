@@ -18,14 +18,10 @@ import logging
 
 import torch
 
+from ..errors import first_line
 from .backends import BackendConfig, ORTBackend, TorchBackend, TRTBackend, parse_backend
 
 log = logging.getLogger("psr2video.runtime")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 def probe_tensorrt() -> tuple[bool, str]:
@@ -42,7 +38,7 @@ def _ort_gpu_probe(provider: str, index: int) -> tuple[bool, str]:
         import onnxruntime as ort
         from onnx import TensorProto, helper
     except ImportError as e:
-        return False, f"onnxruntime does not import ({_first_line(e)})"
+        return False, f"onnxruntime does not import ({first_line(e, with_type=True)})"
     if provider not in ort.get_available_providers():
         return False, f"{provider} is not in this onnxruntime build"
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
@@ -56,7 +52,7 @@ def _ort_gpu_probe(provider: str, index: int) -> tuple[bool, str]:
         s = ort.InferenceSession(model.SerializeToString(),
                                  so, providers=[(provider, {"device_id": index}), "CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - any failure means "not usable here"
-        return False, f"{provider} failed to start ({_first_line(e)})"
+        return False, f"{provider} failed to start ({first_line(e, with_type=True)})"
     if provider not in s.get_providers():
         return False, f"{provider} could not load its libraries (ONNX Runtime fell back to the CPU)"
     return True, provider

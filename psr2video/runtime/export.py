@@ -26,6 +26,7 @@ import logging
 import os
 import random
 import warnings
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,21 +356,33 @@ def calibration_label(source: str | Path | None) -> str:
     return f"default:{d.name}" if d else "default:synthetic"
 
 
+_HASHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_weights_hash(model: nn.Module) -> str:
+    """``weights_hash`` of the fused float model, computed once per model object (the TensorRT runner, the
+    engine cache and every VapourSynth stream ask for it); recomputed if a tensor is changed in place."""
+    from .engine_cache import weights_hash
+
+    stamp = tuple((t.data_ptr(), t._version) for t in model.state_dict().values())
+    hit = _HASHES.get(model)
+    if hit is None or hit[0] != stamp:
+        hit = (stamp, weights_hash(prepare(model)))
+        _HASHES[model] = hit
+    return hit[1]
+
+
 def onnx_fields(model: nn.Module, descriptor, precision: str, opset: int = DEFAULT_OPSET, fp16_io: bool = True,
                 calibration: str | Path | None = None) -> dict:
     """Everything that determines the bytes of an exported ONNX file (the engine cache key)."""
-    from .engine_cache import weights_hash
-
     own = getattr(model, "onnx_cache_fields", None)
     if own is not None:  # a model that is an ONNX file already (psr2video/foreign/onnx_file.py)
         return own(precision, opset=opset, fp16_io=fp16_io)
     fields = {"variant": descriptor.variant, "scale": descriptor.scale, "precision": precision,
-              "weights": weights_hash(prepare(model)), "opset": opset, "exporter": EXPORTER_VERSION,
+              "weights": model_weights_hash(model), "opset": opset, "exporter": EXPORTER_VERSION,
               "alpha": descriptor.alpha}
     if precision == "fp16":
         fields["fp16_io"] = bool(fp16_io)
-    if getattr(descriptor, "source_sha256", ""):  # a foreign checkpoint: its file is part of the key
-        fields["source_sha256"] = descriptor.source_sha256
     if precision == "int8":
         import onnxruntime
 

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .. import paths
-from ..errors import PsrError
+from ..errors import PsrError, first_line
 from ..fileio import write_atomic
 from ..models.registry import ModelDescriptor
 from .backends import TRTBackend
@@ -177,11 +177,6 @@ class ShapeProfile:
         return (f"{self.min[3]}x{self.min[2]}..{self.max[3]}x{self.max[2]}, batch {self.min[0]}..{self.max[0]}")
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def trt_available() -> tuple[bool, str]:
     """(True, "TensorRT X.Y") when TensorRT imports, is 10.x/11.x and creates a runtime on CUDA, else (False,
     why). A real probe: an installed package whose libraries don't load must not be chosen."""
@@ -192,14 +187,14 @@ def trt_available() -> tuple[bool, str]:
     except ImportError as e:
         return False, f"TensorRT is not installed ({e.msg})"
     except Exception as e:  # noqa: BLE001 - e.g. OSError: libnvinfer.so not found
-        return False, f"TensorRT does not import ({type(e).__name__}: {_first_line(e)})"
+        return False, f"TensorRT does not import ({type(e).__name__}: {first_line(e)})"
     version = str(getattr(trt, "__version__", "?"))
     if version.split(".")[0] not in ("10", "11"):
         return False, f"TensorRT {version} is not supported (10.x or 11.x)"
     try:
         runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
     except Exception as e:  # noqa: BLE001
-        return False, f"TensorRT {version} could not start ({type(e).__name__}: {_first_line(e)})"
+        return False, f"TensorRT {version} could not start ({type(e).__name__}: {first_line(e)})"
     if runtime is None:
         return False, f"TensorRT {version} could not create a runtime (CUDA driver too old?)"
     return True, f"TensorRT {version}"
@@ -285,7 +280,7 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, precision: str, pr
     try:
         prof.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
     except ValueError as e:
-        raise EngineBuildError(f"TensorRT rejected profile {profile.label()}: {_first_line(e)}") from None
+        raise EngineBuildError(f"TensorRT rejected profile {profile.label()}: {first_line(e)}") from None
     config.add_optimization_profile(prof)
     say(f"TensorRT {trt.__version__}: building {precision} engine for {profile.name or profile.label()} "
         f"({profile.describe()}; strongly typed, workspace {workspace_gib:g} GiB, opt level {opt_level}); "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import click
@@ -21,9 +20,9 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
                      preset: str | None, pix_fmt: str | None, fmt: str | None, hwaccel: str | None,
                      ignore_errors: bool, quiet: bool, error: type[Exception], **unused: Any) -> None:
     """Run one upscale on Ray; ``error`` is the command's one-line user error class."""
+    from ..fileio import sha256_file
     from . import RAY_HINT, Interrupted, Job, ScaleoutError, Settings, run
     from .manifest import WorkDirBusy
-    from .tasks import sha256
 
     for key, flag in UNSUPPORTED.items():
         if unused.get(key):
@@ -38,7 +37,7 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
         raise error("--workers must be >= 0 (0: one per GPU, or one per two CPU cores)")
     if segment_seconds <= 0:
         raise error("--segment-seconds must be > 0")
-    settings = Settings(variant, scale, sha256(Path(weights).read_bytes()) if weights else None, backend,
+    settings = Settings(variant, scale, sha256_file(weights) if weights else None, backend,
                         precision, tile, batch, codec, crf, preset, pix_fmt)
     job = Job(input, output, settings, weights=weights, device=device, hwaccel=hwaccel, fmt=fmt, workers=workers,
               address=address, segment_seconds=segment_seconds, keep_work=keep_work)

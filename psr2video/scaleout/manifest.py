@@ -10,7 +10,6 @@ after each finished segment (temporary file + rename), and a lock keeps two runs
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from ..fileio import write_atomic
 from .split import Segment
 from .tasks import SegmentResult, Settings, sha256
 
@@ -105,17 +105,13 @@ class WorkDir:
 
     def _save(self) -> None:
         assert self.manifest is not None
-        tmp = self.path / "manifest.json.tmp"
-        tmp.write_text(json.dumps(asdict(self.manifest), indent=1))
-        os.replace(tmp, self.path / "manifest.json")
+        write_atomic(self.path / "manifest.json", json.dumps(asdict(self.manifest), indent=1))
 
     def add(self, res: SegmentResult) -> None:
         """Keep a finished segment (file first, then the manifest entry that vouches for it)."""
         assert self.manifest is not None
         name = f"segment-{res.index:05d}.nut"
-        tmp = self.path / (name + ".tmp")
-        tmp.write_bytes(res.data)
-        os.replace(tmp, self.path / name)
+        write_atomic(self.path / name, res.data)
         self.manifest.done[str(res.index)] = {"file": name, "sha256": sha256(res.data), "frames": res.frames,
                                               "worker": res.worker}
         self._save()

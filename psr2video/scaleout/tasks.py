@@ -17,6 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ..fileio import write_atomic
 from .split import CUT_FORMAT, CUT_OPTIONS, Segment
 
 _UPSCALERS: dict[str, Any] = {}  # per worker process: models stay loaded between segments
@@ -105,9 +106,7 @@ def _upscaler(settings: Settings, place: Placement, weights: bytes | None) -> An
         if weights is not None:
             path = Path(tempfile.gettempdir()) / f"psr2video-weights-{settings.weights_sha256}.safetensors"
             if not path.exists():
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_bytes(weights)
-                tmp.replace(path)
+                write_atomic(path, weights)
         _UPSCALERS.clear()  # one model per worker at a time
         _UPSCALERS[key] = Upscaler(variant=settings.variant, scale=settings.scale,
                                    weights=None if path is None else str(path), backend=settings.backend,
@@ -143,25 +142,13 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
     # damage reported inside the segment's own span (not the dropped frames at its cuts)
     lo = keep[0] if keep[0] is not None else -1e18
     hi = keep[1] if keep[1] is not None else 1e18
-    damaged = [_damage_text(d) for d in res.damaged if _damage_span(d)[1] >= lo and _damage_span(d)[0] < hi]
+    damaged = [str(d) for d in res.damaged if d.end >= lo and d.start < hi]
     if progress is not None:
         import ray
 
         ray.get(progress.report.remote(worker, os.getpid(), seg.index, res.frames, expected, 0.0, True))
     return SegmentResult(seg.index, data, res.frames, res.seconds, worker, damaged,
                          [n for n in notes if not n.startswith("note: ") or "cropped" in n])
-
-
-def _damage_span(d: Any) -> tuple[float, float]:
-    if isinstance(d, tuple):
-        return d[0], d[1]
-    return getattr(d, "start", 0.0), getattr(d, "end", 0.0)
-
-
-def _damage_text(d: Any) -> str:
-    if isinstance(d, tuple):
-        return f"{d[0]:.2f}-{d[1]:.2f} s ({d[2]} packets)"
-    return str(d)
 
 
 def sha256(data: bytes) -> str:

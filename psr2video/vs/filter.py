@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import PsrError
+from ..errors import PsrError, first_line
 from ..names import BACKENDS, BASELINES, MODELS, PRECISIONS, SCALES
 from ..runtime.upscaler import Upscaler
 
@@ -59,11 +59,6 @@ def check_format(info: dict) -> np.dtype:
     if bits == 16:
         return np.dtype(np.float16)
     raise PluginError(f"input format {fmt} is not supported; convert to vs.RGBS")
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _choice(name: str, value, choices) -> None:
@@ -130,7 +125,7 @@ class Instance:
         except PluginError:
             raise
         except Exception as e:  # noqa: BLE001 - e.g. out of GPU memory: fail this frame with one line
-            raise PluginError(f"frame {w}x{h}: {type(e).__name__}: {_one_line(e)}") from None
+            raise PluginError(f"frame {w}x{h}: {type(e).__name__}: {first_line(e)}") from None
 
     def _process(self, src, dst, w: int, h: int, src_stride: int, dst_stride: int) -> None:
         slot: _Slot = self._pool.get()  # blocks (without the GIL) while all num_streams are busy
@@ -194,7 +189,7 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
                                 backend=first.backend, precision=first.precision, device=first.device,
                                 tile=tile, tile_overlap=overlap))
     except Exception as e:  # noqa: BLE001 - every failure becomes one vs.Error line
-        msg = _one_line(e)
+        msg = first_line(e)
         raise PluginError(msg if isinstance(e, ValueError) else f"{type(e).__name__}: {msg}") from None
     return Instance(ups, dtype)
 

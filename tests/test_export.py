@@ -11,6 +11,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
+from torch import nn
 
 from psr2video.models import build_model
 from psr2video.models.paragonsr2 import LRTailParagonSR2
@@ -65,11 +66,22 @@ def test_fp16_export_runs_and_meets_floor(tmp_path, variant):
     net = _net(variant)
     path = E.export_onnx(net, tmp_path / "m16.onnx", "fp16")
     sess = E.ort_session(path)
-    assert sess.get_inputs()[0].type == "tensor(float16)"
+    # float I/O: the Magic Kernel base path and the final add stay float32, the detail network is half
+    assert (sess.get_inputs()[0].type, sess.get_outputs()[0].type) == ("tensor(float)", "tensor(float)")
+    m = onnx.load(str(path))
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in m.graph.initializer)
     checks = E.verify_onnx(path, net, [("card", E.synthetic_image(37, 45))])
     assert checks[0].psnr >= E.PSNR_FLOOR["fp16"]
-    io32 = E.export_onnx(net, tmp_path / "m16io.onnx", "fp16", fp16_io=False)
-    assert E.ort_session(io32).get_inputs()[0].type == "tensor(float)"
+
+
+def test_fp16_export_without_a_float_base_has_half_io(tmp_path):
+    """Other models (a foreign network) take and give half in fp16 unless fp16_io=False."""
+    net = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.PixelShuffle(2)).eval()
+    assert not getattr(net, "float_base", False)
+    half = E.ort_session(E.export_onnx(net, tmp_path / "h.onnx", "fp16"))
+    assert half.get_inputs()[0].type == half.get_outputs()[0].type == "tensor(float16)"
+    io32 = E.ort_session(E.export_onnx(net, tmp_path / "f.onnx", "fp16", fp16_io=False))
+    assert io32.get_inputs()[0].type == io32.get_outputs()[0].type == "tensor(float)"
 
 
 def test_int8_qdq_export_runs(tmp_path):

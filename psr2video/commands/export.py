@@ -21,7 +21,8 @@ from .common import load_for_command, split_list
               help="fp32, fp16, int8; repeat or comma-separate for several")
 @click.option("--output", "-o", type=click.Path(), help="output .onnx (a folder when several precisions)")
 @click.option("--opset", type=int, default=17, show_default=True)
-@click.option("--fp32-io", is_flag=True, help="fp16 export: keep float32 input/output (casts in the graph)")
+@click.option("--fp32-io", is_flag=True,
+              help="fp16 export of a model without a float32 base path: float32 I/O (casts in the graph)")
 @click.option("--calibration", type=click.Path(exists=True),
               help="int8: video file or image folder to calibrate on (default: validation images)")
 @click.option("--calibration-frames", type=int, default=16, show_default=True)

@@ -111,8 +111,11 @@ class ParagonSR2(nn.Module):
         y = self.tail(self.shuffle(self.upconv(f)))
         return y if self.fused else y * self.detail_gain.to(y.dtype)
 
+    float_base = True  # float32 base path and output in any precision (see MagicKernelSharp2021)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + self.detail(x)
+        """Base in float32 from the input as given; the detail path in the weights' dtype; float32 out."""
+        return self.base(x) + self.detail(x.to(self.tail.weight.dtype)).float()
 
     @torch.no_grad()
     def fuse_for_release(self) -> ParagonSR2:
@@ -180,10 +183,12 @@ class LRTailParagonSR2(nn.Module):
             self.tail_lr.weight.copy_(wl)
             self.tail_lr.bias.copy_(b.repeat_interleave(s * s))
 
+    float_base = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.head(x)
+        f = self.head(x.to(self.tail_lr.weight.dtype))
         f = self.body_tail(self.body(f)) + f
-        return F.pixel_shuffle(self.base.pre_shuffle(x) + self.tail_lr(self.upconv(f)), self.scale)
+        return F.pixel_shuffle(self.base.pre_shuffle(x) + self.tail_lr(self.upconv(f)).float(), self.scale)
 
 
 def count_params(net: nn.Module) -> int:

@@ -69,6 +69,8 @@ class ModelDescriptor:
     source_sha256: str = ""  # its hash: part of every engine cache key
     layout: str = "NCHW"  # the file's own input layout (the runners always see NCHW)
     io_dtype: str = "fp32"  # the file's own input/output dtype
+    # The fixed resampling base path (and so the output) stays float32 in every precision; feed it float32.
+    float_base: bool = False
 
     def with_(self, **kw) -> ModelDescriptor:
         return replace(self, **kw)
@@ -104,7 +106,7 @@ def describe(net: nn.Module, variant: str, scale: int, fused: bool = False) -> M
         window=spec.window if spec else 0,
         tile_overlap=TILE_OVERLAP[variant],
         tile_align=spec.window if spec and spec.window else 1,
-        fused=fused, params=count_params(net),
+        fused=fused, params=count_params(net), float_base=getattr(net, "float_base", False),
     )
 
 

@@ -7,7 +7,9 @@ inside the graph, so one file runs at any size, odd sizes included. Weights are 
 ``.onnx`` (no ``.onnx.data``).
 
 Precisions: ``fp32``; ``fp16`` (weights and compute in half; I/O half by default, ``fp16_io=False``
-keeps float I/O with casts inside the graph), which is what strongly typed TensorRT 11 needs;
+keeps float I/O with casts inside the graph), which is what strongly typed TensorRT needs. Models whose
+descriptor says ``float_base`` (ParagonSR2, MKS2021) always take and give float32 in fp16: their Magic
+Kernel base path and the final add stay float32 inside the graph, only the detail network is half;
 ``int8``: ONNX Runtime static quantisation in QDQ format (symmetric int8 activations and per-channel
 int8 weights, TensorRT's explicit-quantisation layout) of the convolutions and matmuls of the detail
 path except its final 3-channel projection, calibrated on real frames (a video through PyAV or an image
@@ -46,7 +48,8 @@ log = logging.getLogger("psr2video.export")
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 DEFAULT_OPSET = 17
-GRAPH_REWRITES = "lrtail1-streamsplit2"  # bump when the export-time rewrites change (it is part of the cache key)
+# bump when the export-time rewrites change (it is part of the cache key)
+GRAPH_REWRITES = "lrtail1-streamsplit2-fp32base1"
 EXPORTER_VERSION = f"torch-{torch.__version__.split('+')[0]}-torchscript-{GRAPH_REWRITES}"
 # verification floors (PSNR in dB between the ONNX Runtime output and PyTorch fp32, both clamped)
 PSNR_FLOOR = {"fp32": 60.0, "fp16": 45.0, "int8": 0.0}
@@ -115,7 +118,9 @@ def export_onnx(model: nn.Module, path: str | Path, precision: str = "fp32", ops
     example = torch.rand(1, 3, *example_hw)
     if precision == "fp16":
         net = net.half()
-        if fp16_io:
+        if getattr(net, "float_base", False):  # float I/O: the net casts its detail path to half inside
+            _torch_export(net, path, example, opset)
+        elif fp16_io:
             _torch_export(net, path, example.half(), opset)
         else:
             _torch_export(_HalfModel(net), path, example, opset)
@@ -381,7 +386,7 @@ def onnx_fields(model: nn.Module, descriptor, precision: str, opset: int = DEFAU
     fields = {"variant": descriptor.variant, "scale": descriptor.scale, "precision": precision,
               "weights": model_weights_hash(model), "opset": opset, "exporter": EXPORTER_VERSION,
               "alpha": descriptor.alpha}
-    if precision == "fp16":
+    if precision == "fp16" and not descriptor.float_base:
         fields["fp16_io"] = bool(fp16_io)
     if precision == "int8":
         import onnxruntime

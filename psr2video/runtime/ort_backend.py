@@ -36,6 +36,7 @@ log = logging.getLogger("psr2video.ort")
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
              "tensorrt": "TensorrtExecutionProvider"}
 NP_DTYPES = {torch.float32: np.float32, torch.float16: np.float16}
+ORT_DTYPES = {"tensor(float)": torch.float32, "tensor(float16)": torch.float16}
 
 
 def available_providers() -> list[str]:
@@ -121,7 +122,6 @@ class ORTRunner:
         if precision not in ("fp32", "fp16", "int8"):
             raise ValueError(f"the onnxruntime backend runs fp32, fp16 or int8, not {precision}")
         self.config, self.device, self.descriptor, self.precision = config, device, descriptor, precision
-        self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.cache = cache or EngineCache()
         self.providers = choose_providers(config.provider, device)
         self.provider = self.providers[0]
@@ -145,6 +145,9 @@ class ORTRunner:
         self._check_providers()
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
+        # the file decides: fp16 files of float_base models take and give float32
+        self.dtype = ORT_DTYPES[self.session.get_inputs()[0].type]
+        self.out_dtype = ORT_DTYPES[self.session.get_outputs()[0].type]
         self.scale = descriptor.scale
 
     def __repr__(self) -> str:
@@ -209,13 +212,12 @@ class ORTRunner:
 
     def _run_bound(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        y = torch.empty((n, self.descriptor.out_channels, h * self.scale, w * self.scale), dtype=self.dtype,
+        y = torch.empty((n, self.descriptor.out_channels, h * self.scale, w * self.scale), dtype=self.out_dtype,
                         device=self.device)
         idx = self.device.index if self.device.index is not None else torch.cuda.current_device()
-        et = NP_DTYPES[self.dtype]
         b = self.session.io_binding()
-        b.bind_input(self.input_name, "cuda", idx, et, tuple(x.shape), x.data_ptr())
-        b.bind_output(self.output_name, "cuda", idx, et, tuple(y.shape), y.data_ptr())
+        b.bind_input(self.input_name, "cuda", idx, NP_DTYPES[self.dtype], tuple(x.shape), x.data_ptr())
+        b.bind_output(self.output_name, "cuda", idx, NP_DTYPES[self.out_dtype], tuple(y.shape), y.data_ptr())
         ready = torch.cuda.Event(blocking=True)  # x is ready before ORT's stream reads it; the wait sleeps
         ready.record(torch.cuda.current_stream(self.device))
         ready.synchronize()

@@ -21,11 +21,13 @@ class TorchRunner:
                              "(int8 needs --backend onnxruntime or tensorrt)")
         if precision == "fp16" and device.type == "cpu":
             raise ValueError("fp16 needs a CUDA device; on the CPU use fp32 or bf16")
-        self.config, self.device, self.dtype = config, device, DTYPES[precision]
+        self.config, self.device, self.compute_dtype = config, device, DTYPES[precision]
+        # what to feed: float32 for models that keep their base path float32 (they cast the rest inside)
+        self.dtype = torch.float32 if descriptor.float_base else self.compute_dtype
         self.descriptor = descriptor
         self.memory_format = (torch.channels_last if config.channels_last and device.type == "cuda"
                               else torch.contiguous_format)
-        model = model.eval().to(device=device, dtype=self.dtype, memory_format=self.memory_format)
+        model = model.eval().to(device=device, dtype=self.compute_dtype, memory_format=self.memory_format)
         for p in model.parameters():
             p.requires_grad_(False)
         self.model = model

@@ -431,8 +431,9 @@ class TRTRunner:
         self._loaded: collections.OrderedDict[str, _Loaded] = collections.OrderedDict()
         self._inflight: collections.deque = collections.deque()
         self._own_stream: torch.cuda.Stream | None = None
-        # strongly typed: the fp16 ONNX takes and gives half, fp32 and int8 (QDQ) files take and give float
-        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        # strongly typed: the ONNX decides (an fp16 file takes and gives half unless the model keeps a float32
+        # base path; fp32 and int8 QDQ files take and give float); a loaded engine's own types replace this
+        self.dtype = (torch.float16 if precision == "fp16" and not descriptor.float_base else torch.float32)
         self.engine = self.profile = self.engine_path = None
         if profile is not None:
             self.prepare([profile.opt])

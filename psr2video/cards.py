@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .pictures import to_tensor
+
 # card name -> kind; "text" and "ui" cards must not come out worse than MKS2021 (the stress bar)
 CARDS: dict[str, str] = {
     "lines": "lines",
@@ -52,10 +54,6 @@ def _font(index: int, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont
     if files:
         return ImageFont.truetype(files[index % len(files)], size)
     return ImageFont.load_default(size=size)
-
-
-def _to_tensor(im: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -126,7 +124,7 @@ def render(kind: str, w: int, h: int, r: np.random.Generator) -> torch.Tensor:
         d = ImageDraw.Draw(im)
         for i, c in enumerate(bars):
             d.rectangle((i * w // 8, 0, (i + 1) * w // 8 - 1, h - 1), fill=c)
-        return _to_tensor(im)
+        return to_tensor(im)
     if kind == "checkerboard":
         cell = int(r.integers(1, 5))
         yy, xx = np.mgrid[0:h, 0:w]
@@ -149,7 +147,7 @@ def render(kind: str, w: int, h: int, r: np.random.Generator) -> torch.Tensor:
         _text(d, r, w, h, fg, (7, 11) if small else (9, 18), aliased=kind == "text_bw_aliased")
     else:
         raise ValueError(f"unknown card {kind!r}; choose from {', '.join(CARDS)}")
-    return _to_tensor(im)
+    return to_tensor(im)
 
 
 def card(name: str, w: int = 256, h: int = 192, seed: int = 0) -> torch.Tensor:

@@ -8,7 +8,7 @@ published bicubic figures), the SR output is quantised to uint8, and PSNR/SSIM a
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,28 +17,9 @@ import torch
 from PIL import Image
 
 from .metrics import psnr_y, ssim_y
+from .pictures import list_images, load_rgb
 
-IMAGE_EXTS = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
 UpscaleFn = Callable[[Image.Image, int], Image.Image]
-
-
-def list_images(folders: str | Path | Sequence[str | Path], what: str = "image") -> list[Path]:
-    """Every image under one folder or several (sorted per folder); the one listing evaluation, training
-    and export calibration share."""
-    folders = [folders] if isinstance(folders, str | Path) else list(folders)
-    files: list[Path] = []
-    for folder in map(Path, folders):
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{what} folder not found: {folder}")
-        files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise FileNotFoundError(f"no images in {', '.join(map(str, folders))}")
-    return files
-
-
-def load_rgb(path: str | Path) -> Image.Image:
-    with Image.open(path) as im:
-        return im.convert("RGB")
 
 
 def make_lr(hr: Image.Image, scale: int, jpeg_quality: int | None = None) -> tuple[Image.Image, Image.Image]:

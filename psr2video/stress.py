@@ -31,6 +31,7 @@ from PIL import Image
 from .cards import CARDS, card
 from .metrics import psnr_y
 from .models.magic import MagicKernelSharp2021
+from .pictures import load_rgb, to_tensor, video_frames
 
 DETAIL_LIMIT = 1.0
 RANGE_SLACK = 0.1
@@ -71,21 +72,9 @@ def real_frames(count: int = 2, extra: Sequence[str | Path] = ()) -> list[tuple[
     """Real pictures for the suite: frames of the shipped sample clip, plus any image files in ``extra``."""
     out: list[tuple[str, torch.Tensor]] = []
     if SAMPLE_CLIP.is_file():
-        import av
-
-        with av.open(str(SAMPLE_CLIP)) as c:
-            stream = c.streams.video[0]
-            for i, frame in enumerate(c.decode(stream)):
-                if i % 50 == 10:
-                    a = frame.to_ndarray(format="rgb24")
-                    out.append((f"sample_frame{i}", torch.from_numpy(a).permute(2, 0, 1).float() / 255))
-                if len(out) >= count:
-                    break
-    for p in extra:
-        with Image.open(p) as im:
-            a = np.asarray(im.convert("RGB"))
-        out.append((Path(p).stem, torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255))
-    return out
+        out += [(f"sample_frame{n.rsplit('#', 1)[1]}", t[0])
+                for n, t in video_frames(SAMPLE_CLIP, count, stride=50, start=10)]
+    return out + [(Path(p).stem, to_tensor(load_rgb(p))) for p in extra]
 
 
 def judge(name: str, kind: str, precision: str, hr_img: torch.Tensor, fn: RawFn, scale: int,

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .evaluate import UpscaleFn, list_images, load_rgb
+from .evaluate import UpscaleFn
 from .metrics import psnr_y, rgb_to_y, ssim_y
+from .pictures import list_images, load_rgb
 
 
 @dataclass

@@ -37,9 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import paths
+from .. import paths, pictures
 from ..errors import PsrError
-from ..evaluate import IMAGE_EXTS, list_images
 from ..metrics import psnr
 from ..names import EXPORT_PRECISIONS
 
@@ -186,46 +185,6 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: Sequ
 
 
 # --------------------------------------------------------------------------------------------- frames
-def _to_tensor(img) -> torch.Tensor:
-    a = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).contiguous()
-
-
-def load_images(folder: str | Path, limit: int | None = None) -> list[tuple[str, torch.Tensor]]:
-    """(name, 1x3xHxW float tensor) for the images in ``folder``, sorted by name."""
-    from PIL import Image
-
-    try:
-        files = list_images(folder)
-    except FileNotFoundError:
-        if not Path(folder).is_dir():
-            raise
-        return []  # a folder without images
-    out = []
-    for p in files[:limit]:
-        with Image.open(p) as im:
-            out.append((p.name, _to_tensor(im)))
-    return out
-
-
-def frames_from_video(path: str | Path, count: int = 16, stride: int = 10) -> list[tuple[str, torch.Tensor]]:
-    """Up to ``count`` RGB frames of a video, every ``stride``-th frame (PyAV)."""
-    import av
-
-    out = []
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        for i, frame in enumerate(c.decode(stream)):
-            if i % stride:
-                continue
-            out.append((f"{Path(path).name}#{i}", _to_tensor(frame.to_image())))
-            if len(out) >= count:
-                break
-    if not out:
-        raise ExportError(f"no video frames could be decoded from {path}")
-    return out
-
-
 def synthetic_image(h: int = 96, w: int = 128, seed: int = 0) -> torch.Tensor:
     """A deterministic test card: gradients, hard edges, a zone plate and mild noise (1x3xHxW)."""
     g = torch.Generator().manual_seed(seed)
@@ -238,21 +197,13 @@ def synthetic_image(h: int = 96, w: int = 128, seed: int = 0) -> torch.Tensor:
 
 
 def frames_from(source: str | Path, count: int = 16) -> list[tuple[str, torch.Tensor]]:
-    """Frames from a video file or an image folder (or a single image)."""
-    p = Path(source)
-    if p.is_dir():
-        frames = load_images(p, count)
-        if not frames:
-            raise ExportError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) in {p}")
-        return frames
-    if not p.exists():
-        raise ExportError(f"calibration source not found: {p}")
-    if p.suffix.lower() in IMAGE_EXTS:
-        from PIL import Image
-
-        with Image.open(p) as im:
-            return [(p.name, _to_tensor(im))]
-    return frames_from_video(p, count)
+    """Calibration frames from a video file or an image folder (or a single image): ``pictures.frames_from``."""
+    try:
+        return pictures.frames_from(source, count)
+    except FileNotFoundError:
+        raise ExportError(f"calibration source not found: {source}") from None
+    except ValueError as e:
+        raise ExportError(str(e)) from None
 
 
 def random_crops(frames: Iterable[torch.Tensor], count: int, size: int, seed: int = 0) -> list[torch.Tensor]:
@@ -273,7 +224,8 @@ def calibration_tensors(source: str | Path | None, count: int = 16, size: int = 
     """Calibration crops from ``source`` (video or image folder), or from the validation set if None."""
     if source is None:
         folder = default_verify_dir()
-        frames = [t for _, t in load_images(folder)] if folder else [synthetic_image(160, 160, s) for s in range(4)]
+        frames = ([t for _, t in pictures.image_tensors(folder)] if folder
+                  else [synthetic_image(160, 160, s) for s in range(4)])
     else:
         frames = [t for _, t in frames_from(source, count)]
     return random_crops(frames, count, size)
@@ -299,7 +251,7 @@ def verify_images(folder: str | Path | None = None, limit: int = 3, sizes: Seque
     """Verification inputs: centre crops (odd, not multiples of 16) of real images, plus a note."""
     folder = Path(folder) if folder else default_verify_dir()
     if folder is not None and folder.is_dir():
-        base = load_images(folder, limit)
+        base = pictures.image_tensors(folder, limit)
         note = f"real images from {folder}"
     else:
         base = [("synthetic", synthetic_image(128, 160))]

@@ -11,21 +11,18 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..cards import random_patch
-from ..evaluate import list_images
+from ..pictures import list_images, rgb_array
 
 
 def load_images(folders: Sequence[str | Path], min_size: int = 0) -> list[torch.Tensor]:
     """Every image as a uint8 CHW tensor (kept in memory: 291 images are ~60 MB)."""
     out = []
     for p in list_images(folders, what="training"):
-        with Image.open(p) as im:
-            a = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        a = rgb_array(p)
         if min(a.shape[:2]) >= min_size:
             out.append(torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous())
     if not out:

@@ -1,0 +1,96 @@
+"""The one loader of still pictures: image folders and frames of a video, as PIL images, uint8 arrays or
+float tensors.
+
+Evaluation (PIL), training (uint8 arrays kept in memory), export verification and int8 calibration (float
+tensors), the stress suite's real frames and the cards (float tensors) all read pictures through here, so
+that "an image folder" and "RGB in [0, 1]" mean the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_EXTS = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
+
+
+def list_images(folders: str | Path | Sequence[str | Path], what: str = "image") -> list[Path]:
+    """Every image under one folder or several (sorted per folder)."""
+    folders = [folders] if isinstance(folders, str | Path) else list(folders)
+    files: list[Path] = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{what} folder not found: {folder}")
+        files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise FileNotFoundError(f"no images in {', '.join(map(str, folders))}")
+    return files
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """An image file as an RGB PIL image (palette, grey and alpha images converted)."""
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def rgb_array(path: str | Path) -> np.ndarray:
+    """An image file as uint8 HxWx3."""
+    return np.asarray(load_rgb(path), dtype=np.uint8)
+
+
+def to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
+    """A PIL image or uint8 HxWx3 array as float 3xHxW in [0, 1]."""
+    a = np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img, dtype=np.float32) / 255.0
+    return torch.from_numpy(a).permute(2, 0, 1).contiguous()
+
+
+def image_tensors(folder: str | Path, limit: int | None = None) -> list[tuple[str, torch.Tensor]]:
+    """(name, 1x3xHxW float tensor) for the images in ``folder``, sorted by name; [] for a folder without
+    images (a missing folder raises FileNotFoundError)."""
+    try:
+        files = list_images(folder)
+    except FileNotFoundError:
+        if not Path(folder).is_dir():
+            raise
+        return []
+    return [(p.name, to_tensor(load_rgb(p))[None]) for p in files[:limit]]
+
+
+def video_frames(path: str | Path, count: int = 16, stride: int = 10, start: int = 0,
+                 ) -> list[tuple[str, torch.Tensor]]:
+    """Up to ``count`` RGB frames of a video (PyAV): frames ``start``, ``start + stride``, ... as
+    (``name#index``, 1x3xHxW float tensor)."""
+    import av
+
+    out = []
+    with av.open(str(path)) as c:
+        for i, frame in enumerate(c.decode(c.streams.video[0])):
+            if i < start or (i - start) % stride:
+                continue
+            out.append((f"{Path(path).name}#{i}", to_tensor(frame.to_ndarray(format="rgb24"))[None]))
+            if len(out) >= count:
+                break
+    return out
+
+
+def frames_from(source: str | Path, count: int = 16) -> list[tuple[str, torch.Tensor]]:
+    """Frames from a video file, an image folder or a single image (1x3xHxW float tensors); raises
+    ValueError when there are none and FileNotFoundError when ``source`` does not exist."""
+    p = Path(source)
+    if p.is_dir():
+        frames = image_tensors(p, count)
+        if not frames:
+            raise ValueError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) in {p}")
+        return frames
+    if not p.exists():
+        raise FileNotFoundError(f"not found: {p}")
+    if p.suffix.lower() in IMAGE_EXTS:
+        return [(p.name, to_tensor(load_rgb(p))[None])]
+    frames = video_frames(p, count)
+    if not frames:
+        raise ValueError(f"no video frames could be decoded from {p}")
+    return frames

@@ -151,3 +151,18 @@ def test_onnxruntime_cuda_iobinding():
     x = torch.rand(1, 3, 33, 40, device="cuda")
     y = up(x)
     assert y.device.type == "cuda" and (y - ref(x)).abs().max().item() < 1e-3
+
+
+def test_weights_hash_is_computed_once_and_carried_by_the_descriptor(monkeypatch):
+    """The export/engine cache key's weights hash: computed once per Upscaler (not per export, per key, per
+    stream) and handed to the runner on the descriptor; the torch backend never needs it."""
+    from psr2video.runtime import engine_cache
+
+    real, calls = engine_cache.weights_hash, []
+    monkeypatch.setattr(engine_cache, "weights_hash", lambda m: calls.append(1) or real(m))
+    net = _net("realtime", seed=5)
+    up = Upscaler(model=net, backend="onnxruntime", device="cpu")
+    assert up.descriptor.weights_hash == real(net.fuse_for_release()) and len(calls) == 1
+    assert up.runner.descriptor.weights_hash == up.descriptor.weights_hash
+    assert not Upscaler(model=_net("realtime", seed=6), backend="torch", device="cpu").descriptor.weights_hash
+    assert len(calls) == 1

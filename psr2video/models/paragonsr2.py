@@ -135,14 +135,15 @@ class ParagonSR2(nn.Module):
         return net
 
     @torch.no_grad()
-    def for_export(self) -> nn.Module:
+    def for_export(self, inplace: bool = False) -> nn.Module:
         """The exact graph to export (equal up to float summation order), faster on ONNX Runtime/TensorRT.
 
         Stream blocks lose their Concat/Slice; at x2 the full-resolution tail conv moves before the pixel
-        shuffle (``LRTailParagonSR2``). Needs a fused net; the original is left alone.
+        shuffle (``LRTailParagonSR2``). The original is left alone unless ``inplace`` (a fused private copy
+        the caller is done with).
         """
         net = self.fuse_for_release()
-        if net is self:  # already fused: rewrite a copy, not the caller's model
+        if net is self and not inplace:  # already fused: rewrite a copy, not the caller's model
             net = copy.deepcopy(net)
         for group in net.body:
             for i, blk in enumerate(group.blocks):

@@ -71,6 +71,7 @@ class ModelDescriptor:
     io_dtype: str = "fp32"  # the file's own input/output dtype
     # The fixed resampling base path (and so the output) stays float32 in every precision; feed it float32.
     float_base: bool = False
+    weights_hash: str = ""  # of the fused float weights: computed once (the Upscaler), keys every cached export
 
     def with_(self, **kw) -> ModelDescriptor:
         return replace(self, **kw)

@@ -39,10 +39,12 @@ LOCK_SUFFIX = ".lock"
 
 
 def weights_hash(model: nn.Module) -> str:
-    """SHA-256 (first 16 hex digits) of the model's state dict: names, shapes, dtypes and values."""
+    """SHA-256 (first 16 hex digits) of the model's state dict as float32 on the CPU (what is exported):
+    names, shapes, dtypes and values."""
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
+        t = t.detach().cpu()
+        t = (t.float() if t.is_floating_point() else t).contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]

@@ -87,7 +87,8 @@ def graph_module(net: nn.Module) -> nn.Module:
     The rewrites live next to the modules they rewrite (models/); the export's verification checks the
     traced graph against the original model.
     """
-    return net.for_export() if hasattr(net, "for_export") and getattr(net, "fused", False) else net
+    # ``net`` is prepare()'s private copy: rewritten in place, not copied once more
+    return net.for_export(inplace=True) if hasattr(net, "for_export") and getattr(net, "fused", False) else net
 
 
 def _torch_export(net: nn.Module, path: Path, example: torch.Tensor, opset: int) -> None:
@@ -317,14 +318,15 @@ _HASHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def model_weights_hash(model: nn.Module) -> str:
-    """``weights_hash`` of the fused float model, computed once per model object (the TensorRT runner, the
-    engine cache and every VapourSynth stream ask for it); recomputed if a tensor is changed in place."""
+    """``weights_hash`` of the fused float model, computed once per model object (the Upscaler puts it on
+    its descriptor; ``engine build`` and the tests ask here); recomputed if a tensor is changed in place."""
     from .engine_cache import weights_hash
 
     stamp = tuple((t.data_ptr(), t._version) for t in model.state_dict().values())
     hit = _HASHES.get(model)
     if hit is None or hit[0] != stamp:
-        hit = (stamp, weights_hash(prepare(model)))
+        fused = model.fuse_for_release() if hasattr(model, "fuse_for_release") else model  # self when fused
+        hit = (stamp, weights_hash(fused))
         _HASHES[model] = hit
     return hit[1]
 
@@ -336,8 +338,8 @@ def onnx_fields(model: nn.Module, descriptor, precision: str, opset: int = DEFAU
     if own is not None:  # a model that is an ONNX file already (psr2video/foreign/onnx_file.py)
         return own(precision, opset=opset, fp16_io=fp16_io)
     fields = {"variant": descriptor.variant, "scale": descriptor.scale, "precision": precision,
-              "weights": model_weights_hash(model), "opset": opset, "exporter": EXPORTER_VERSION,
-              "alpha": descriptor.alpha}
+              "weights": descriptor.weights_hash or model_weights_hash(model), "opset": opset,
+              "exporter": EXPORTER_VERSION, "alpha": descriptor.alpha}
     if precision == "fp16" and not descriptor.float_base:
         fields["fp16_io"] = bool(fp16_io)
     if precision == "int8":

@@ -100,6 +100,10 @@ class Upscaler:
         if d.fixed_size and isinstance(cfg, TRTBackend):
             cfg = replace(cfg, static_shape=True)  # a fixed graph has exactly one shape profile
         self.backend = cfg
+        if not isinstance(cfg, TorchBackend) and not d.source_sha256 and not d.weights_hash:
+            from .export import model_weights_hash  # the export and engine cache keys: hashed once, here
+
+            self.descriptor = d = d.with_(weights_hash=model_weights_hash(self.model))
         self.runner = make_runner(self.backend, self.model, d, self.precision, self.device)
         self.tile = int(tile)
         self.tile_overlap = d.tile_overlap if tile_overlap is None else int(tile_overlap)

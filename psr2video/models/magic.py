@@ -106,3 +106,17 @@ class MagicKernelSharp2021(nn.Module):
         if self.scale == 1:
             return x.to(torch.promote_types(x.dtype, torch.float32))
         return F.pixel_shuffle(self.pre_shuffle(x), self.scale)
+
+
+class PreShuffle(nn.Module):
+    """``MagicKernelSharp2021.pre_shuffle`` as a module of its own, so that an exported graph scopes its
+    nodes (``/base/...``) and an int8 export can keep them float."""
+
+    float_base = True
+
+    def __init__(self, mks: MagicKernelSharp2021) -> None:
+        super().__init__()
+        self.mks = mks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mks.pre_shuffle(x)

@@ -24,7 +24,7 @@ from .blocks import (
     fuse_children,
     window_attention_bias,
 )
-from .magic import MagicKernelSharp2021
+from .magic import MagicKernelSharp2021, PreShuffle
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,8 @@ class ParagonSR2(nn.Module):
         return y if self.fused else y * self.detail_gain.to(y.dtype)
 
     float_base = True  # float32 base path and output in any precision (see MagicKernelSharp2021)
+    # int8 export: the fixed base path and the final 3-channel projection (its output is the picture) stay float
+    int8_keep_float = ("base", "tail")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Base in float32 from the input as given; the detail path in the weights' dtype; float32 out."""
@@ -178,18 +180,19 @@ class LRTailParagonSR2(nn.Module):
                         wl[p * s + q::s * s, i * s + j::s * s, ky + 1, kx + 1] += w[:, :, dy + 1, dx + 1]
         self.scale = s
         self.head, self.body, self.body_tail, self.upconv = net.head, net.body, net.body_tail, net.upconv
-        self.base = net.base
+        self.base = PreShuffle(net.base)  # a module call: its nodes are scoped /base/
         self.tail_lr = nn.Conv2d(c_ch * s * s, o_ch * s * s, 3, padding=1).to(w)
         with torch.no_grad():
             self.tail_lr.weight.copy_(wl)
             self.tail_lr.bias.copy_(b.repeat_interleave(s * s))
 
     float_base = True
+    int8_keep_float = ("base", "tail_lr")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.head(x.to(self.tail_lr.weight.dtype))
         f = self.body_tail(self.body(f)) + f
-        return F.pixel_shuffle(self.base.pre_shuffle(x) + self.tail_lr(self.upconv(f)).float(), self.scale)
+        return F.pixel_shuffle(self.base(x) + self.tail_lr(self.upconv(f)).float(), self.scale)
 
 
 def count_params(net: nn.Module) -> int:

@@ -132,7 +132,7 @@ def export_onnx(model: nn.Module, path: str | Path, precision: str = "fp32", ops
         fp32 = path.with_name(f".{path.stem}.{os.getpid()}.fp32.onnx")
         try:
             _torch_export(net, fp32, example, opset)
-            quantize_int8(fp32, path, calibration)
+            quantize_int8(fp32, path, calibration, getattr(net, "int8_keep_float", ()))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 fp32.unlink()
@@ -160,14 +160,18 @@ class _Reader:
         return next(self._it, None)
 
 
-def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: Sequence[torch.Tensor]) -> Path:
-    """Static INT8 QDQ quantisation of ``fp32_path`` calibrated on ``calibration`` (NCHW tensors)."""
+def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: Sequence[torch.Tensor],
+                  keep_float: Sequence[str] = ()) -> Path:
+    """Static INT8 QDQ quantisation of ``fp32_path`` calibrated on ``calibration`` (NCHW tensors).
+
+    ``keep_float``: submodule names of the traced model whose nodes stay float (the model's own
+    ``int8_keep_float``; the TorchScript exporter names every node ``/<submodule path>/<op>``)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     m = onnx.load(str(fp32_path))
-    # keep the fixed MKS base path and the final 3-channel projection (whose output is the picture) in float
-    exclude = [n.name for n in m.graph.node if "/base/" in n.name or n.name.startswith(("/tail", "/net/tail"))]
+    scopes = tuple(f"/{name}/" for name in keep_float)
+    exclude = [n.name for n in m.graph.node if n.name.startswith(scopes)]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # quantize_static nags about pre-processing on the root logger

@@ -124,6 +124,7 @@ def test_truncated_input(tmp_path: Path) -> None:
     assert code == 0 and "truncated" in err
 
 
+@pytest.mark.slow  # CI runs it (--run-slow); the default suite stays under 90 s
 def test_disk_full(clip: Path) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full on this system")

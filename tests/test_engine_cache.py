@@ -114,6 +114,7 @@ def test_invalidate_then_rebuild(tmp_path):
     assert len(calls) == 2
 
 
+@pytest.mark.slow  # CI runs it (--run-slow); the default suite stays under 90 s
 def test_two_processes_build_once(tmp_path):
     """Both processes ask for the same artifact at once; the lock makes the second wait and reuse it."""
     counter = tmp_path / "builds.txt"

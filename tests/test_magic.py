@@ -75,7 +75,7 @@ def test_onnx_ops_are_plain() -> None:
 
 
 @pytest.mark.parametrize("scale", [2, 4])
-@pytest.mark.parametrize("dataset", ["Set5", "Set14", "B100"])
+@pytest.mark.parametrize("dataset", ["Set5", "Set14", pytest.param("B100", marks=pytest.mark.slow)])
 def test_mks_beats_bicubic(val_root, scale: int, dataset: str) -> None:
     folder = val_root / dataset
     mks = evaluate(tensor_fn(MagicKernelSharp2021(scale, 1.0)), folder, scale, "mks", ssim=False)

@@ -148,6 +148,7 @@ def assert_same(out: Path, ref: Path) -> None:
     assert copied(out) == copied(ref)
 
 
+@pytest.mark.slow  # CI runs it (--run-slow); the default suite stays under 90 s
 def test_equals_single_process(ray_local, clip, tmp_path: Path) -> None:
     src, ref = clip
     out = tmp_path / "out.mkv"
@@ -169,6 +170,7 @@ def _job(src: Path, out: Path, workers: int = 2):
     return Job(str(src), str(out), st, workers=workers, segment_seconds=float(SEG))
 
 
+@pytest.mark.slow  # CI runs it (--run-slow); the default suite stays under 90 s
 def test_killed_worker_is_retried(ray_local, clip, tmp_path: Path) -> None:
     from psr2video.scaleout import run
     from psr2video.scaleout.hud import Progress
@@ -201,6 +203,7 @@ def test_killed_worker_is_retried(ray_local, clip, tmp_path: Path) -> None:
     assert_same(out, ref)
 
 
+@pytest.mark.slow  # CI runs it (--run-slow); the default suite stays under 90 s
 def test_resume_redoes_only_missing(ray_local, clip, tmp_path: Path) -> None:
     from psr2video.scaleout import Interrupted, run
     from psr2video.scaleout.manifest import work_dir

@@ -280,6 +280,7 @@ def test_vspipe_reports_errors_cleanly(vspipe_env, tmp_path):
     assert "psr2.Upscale: input is RGB24 (integer RGB)" in r.stderr + r.stdout
 
 
+@pytest.mark.slow  # CI runs it (--run-slow); the default suite stays under 90 s
 def test_bench_smoke(vspipe_env, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", vspipe_env["XDG_CONFIG_HOME"])
     r = CliRunner().invoke(cli, ["vs", "bench", "--variant", "mks", "--frames", "2", "--device", "cpu",

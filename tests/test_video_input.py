@@ -111,7 +111,7 @@ def make_colour_clip(path: Path, codec: str, pix_fmt: str, w: int, h: int) -> No
 
 @pytest.mark.parametrize("codec,pix_fmt,w,h,ext", [
     ("ffv1", "bgr0", 1280, 720, "mkv"),  # HD RGB: untagged HD is read as BT.709 (the old recolouring bug)
-    ("libx264rgb", "bgr24", 1280, 720, "mkv"),
+    pytest.param("libx264rgb", "bgr24", 1280, 720, "mkv", marks=pytest.mark.slow),
     ("ffv1", "gbrp10le", 160, 96, "mkv"),  # 10-bit RGB
     ("rawvideo", "yuyv422", 160, 96, "nut"),  # packed YUV
     ("png", "pal8", 160, 96, "nut"),  # palette
@@ -507,6 +507,7 @@ def test_sample_frame_count() -> None:
     assert n_frames(sample) == 132
 
 
+@pytest.mark.slow  # CI runs it (--run-slow); the default suite stays under 90 s
 def test_piped_max_frames_header_has_no_input_duration(tmp_path: Path) -> None:
     """Piping with --max-frames: the Matroska header must not promise the input's duration (it used to copy
     the input tracks' DURATION tags, which a non-seekable muxer writes up front)."""

@@ -378,7 +378,7 @@ class OnnxFileModel(nn.Module):
         self.descriptor = ModelDescriptor(
             variant=self.path.stem, scale=pr.scale, in_channels=3, out_channels=3, alpha=0.0,
             size_multiple=pr.size_multiple, min_size=pr.min_size, tile_overlap=DEFAULT_OVERLAP,
-            fused=True, params=self.info.params, dynamic_shapes=fixed is None, fixed_size=fixed,
+            fused=True, params=self.info.params, fixed_size=fixed,
             precisions=precisions, backends=("onnxruntime", "tensorrt"), arch=f"ONNX ({self.info.io_dtype}, "
             f"{self.info.layout}{', ' + 'x'.join(map(str, fixed)) if fixed else ''})", source=str(self.path),
             source_sha256=self.sha256, layout=self.info.layout, io_dtype=self.info.io_dtype)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..names import SCALES
 from .blocks import (
     NanoBlock,
     PhotoBlock,
@@ -91,8 +92,8 @@ class ParagonSR2(nn.Module):
 
     def __init__(self, spec: ArchSpec, scale: int) -> None:
         super().__init__()
-        if scale not in (1, 2, 3, 4, 8):
-            raise ValueError(f"unsupported scale {scale}")
+        if scale not in SCALES:
+            raise ValueError(f"unsupported scale {scale}; ParagonSR2 runs at {', '.join(map(str, SCALES))}")
         c = spec.width
         self.spec, self.scale, self.fused = spec, scale, False
         self.base = MagicKernelSharp2021(scale, spec.alpha)

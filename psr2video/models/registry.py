@@ -57,7 +57,6 @@ class ModelDescriptor:
     tile_align: int = 1  # tile origins should be multiples of this (attention window grid)
     fused: bool = False
     params: int = 0
-    dynamic_shapes: bool = True
     # Foreign models (psr2video/foreign/) fill these in; our own models keep the defaults.
     fixed_size: tuple[int, int] | None = None  # (H, W) the graph only accepts (tile and pad to it)
     square: bool = False  # input must be square (padded to it)
@@ -72,6 +71,11 @@ class ModelDescriptor:
     # The fixed resampling base path (and so the output) stays float32 in every precision; feed it float32.
     float_base: bool = False
     weights_hash: str = ""  # of the fused float weights: computed once (the Upscaler), keys every cached export
+
+    @property
+    def dynamic_shapes(self) -> bool:
+        """Any input size works (within size_multiple/min_size/square)."""
+        return self.fixed_size is None
 
     def with_(self, **kw) -> ModelDescriptor:
         return replace(self, **kw)
@@ -231,7 +235,6 @@ def load_model(variant: str | None = None, scale: int | None = None, weights: st
     if fuse and not net.fused:
         net = net.fuse_for_release()
     net.descriptor = net.descriptor.with_(params=count_params(net))
-    net.weights_info = meta
     return net
 
 

@@ -82,14 +82,13 @@ def engine_build(variant, scale, weights, untrained, precision, profiles, shape,
     from ..runtime.backends import ORTBackend, TRTBackend
     from ..runtime.engine_cache import EngineCache
     from ..runtime.trt_backend import EngineBuildError, ShapeProfile, cached_engine, trt_available
-    from ..runtime.upscaler import resolve_device
+    from ..runtime.upscaler import default_precision, resolve_device
 
     try:
         dev = resolve_device(device)
     except ValueError as e:
         raise UserError(str(e)) from None
     scale = int(scale)
-    precision = precision or ("fp16" if dev.type == "cuda" else "fp32")
     if shape and profiles:
         raise UserError("give --profile or --shape, not both")
     try:
@@ -107,6 +106,7 @@ def engine_build(variant, scale, weights, untrained, precision, profiles, shape,
     model = load_for_command(variant, scale, weights, untrained)
     if hasattr(model, "fuse_for_release"):
         model = model.fuse_for_release()
+    precision = precision or default_precision(model.descriptor, dev, backend)  # the same default as upscale
     cache = EngineCache()
     click.echo(f"engine cache: {cache.dir}")
     t_all = time.perf_counter()

@@ -354,21 +354,11 @@ def onnx_fields(model: nn.Module, descriptor, precision: str, opset: int = DEFAU
     return fields
 
 
-def example_size(descriptor, base: int = 48) -> tuple[int, int]:
-    """The trace input's H/W: ``base`` unless the model needs a fixed size, a larger minimum or a multiple."""
-    fixed = getattr(descriptor, "fixed_size", None)
-    if fixed:
-        return tuple(fixed)
-    m = max(1, getattr(descriptor, "size_multiple", 1))
-    s = max(base, getattr(descriptor, "min_size", 1))
-    s = -(-s // m) * m
-    return s, s
-
-
 def cached_onnx(model: nn.Module, descriptor, precision: str, cache=None, opset: int = DEFAULT_OPSET,
                 fp16_io: bool = True, calibration: str | Path | None = None, echo=None) -> Path:
     """The exported ONNX for ``model`` from the engine cache, exported (once) when absent or stale."""
     from .engine_cache import EngineCache
+    from .upscaler import input_size
 
     cache = cache or EngineCache()
     fields = onnx_fields(model, descriptor, precision, opset, fp16_io, calibration)
@@ -380,7 +370,7 @@ def cached_onnx(model: nn.Module, descriptor, precision: str, cache=None, opset:
             return
         calib = calibration_tensors(calibration) if precision == "int8" else None
         export_onnx(model, tmp, precision, opset=opset, fp16_io=fp16_io, calibration=calib,
-                    example_hw=example_size(descriptor))
+                    example_hw=input_size(descriptor, 48, 48))  # what the Upscaler pads a 48x48 tile to
 
     return cache.get_or_build(fields, "onnx", ".onnx", build, describe=f"ONNX {descriptor.variant} "
                               f"x{descriptor.scale} {precision}", echo=echo)

@@ -30,7 +30,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -423,6 +423,8 @@ class TRTRunner:
             raise ValueError(f"the tensorrt backend can't run here: {why}; use --backend onnxruntime or torch")
         if precision not in ("fp32", "fp16", "int8"):
             raise ValueError(f"the tensorrt backend runs fp32, fp16 or int8, not {precision}")
+        if descriptor.fixed_size:
+            config = replace(config, static_shape=True)  # a fixed graph has exactly one shape profile
         self.config, self.descriptor, self.precision, self.device = config, descriptor, precision, device
         self.model, self.cache, self.calibration = model, cache or EngineCache(), calibration
         self.echo = echo or stderr_echo

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -97,8 +96,6 @@ class Upscaler:
         if self.precision not in d.precisions:
             raise ValueError(f"{d.variant} ({d.arch}) does not run in {self.precision}; it runs in "
                              f"{', '.join(d.precisions)}")
-        if d.fixed_size and isinstance(cfg, TRTBackend):
-            cfg = replace(cfg, static_shape=True)  # a fixed graph has exactly one shape profile
         self.backend = cfg
         if not isinstance(cfg, TorchBackend) and not d.source_sha256 and not d.weights_hash:
             from .export import model_weights_hash  # the export and engine cache keys: hashed once, here

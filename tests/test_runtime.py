@@ -166,3 +166,10 @@ def test_weights_hash_is_computed_once_and_carried_by_the_descriptor(monkeypatch
     assert up.runner.descriptor.weights_hash == up.descriptor.weights_hash
     assert not Upscaler(model=_net("realtime", seed=6), backend="torch", device="cpu").descriptor.weights_hash
     assert len(calls) == 1
+
+
+def test_auto_takes_torch_for_bf16():
+    """On the CPU auto means ONNX Runtime, which has no bf16: an explicit bf16 picks PyTorch, with the reason."""
+    up = Upscaler(model=_net("realtime"), backend="auto", device="cpu", precision="bf16")
+    assert up.runner.name == "torch" and "bf16" in up.backend_reason
+    assert Upscaler(model=_net("realtime"), backend="auto", device="cpu").runner.name in ("onnxruntime", "torch")

@@ -110,9 +110,13 @@ def resolve_auto(device: torch.device) -> tuple[BackendConfig, str]:
     return config, reason
 
 
-def resolve(backend: str | BackendConfig, device: torch.device) -> tuple[BackendConfig, str]:
-    """The config for a CLI/API ``backend`` on ``device`` and why it was used."""
+def resolve(backend: str | BackendConfig, device: torch.device,
+            precision: str | None = None) -> tuple[BackendConfig, str]:
+    """The config for a CLI/API ``backend`` on ``device`` (and an explicit ``precision``) and why."""
     cfg = parse_backend(backend)
     if cfg == "auto":
+        if precision == "bf16":  # only PyTorch computes in bf16
+            log.info("backend auto -> torch: bf16 was asked for and only PyTorch runs it")
+            return TorchBackend(), "bf16 was asked for: only PyTorch runs it"
         return resolve_auto(device)
     return cfg, "asked for"

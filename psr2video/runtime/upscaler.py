@@ -82,7 +82,7 @@ class Upscaler:
         self.descriptor: ModelDescriptor = model.descriptor
         d = self.descriptor
         self.scale = d.scale
-        cfg, self.backend_reason = resolve(backend, self.device)
+        cfg, self.backend_reason = resolve(backend, self.device, precision)
         if cfg.name not in d.backends:
             if self.backend_reason == "asked for":
                 raise ValueError(f"{d.variant} ({d.arch}) runs on the {' or '.join(d.backends)} backend, "

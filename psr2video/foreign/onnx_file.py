@@ -14,14 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..fileio import sha256_file as file_sha256
+from ..fileio import write_atomic
 from ..models.registry import ModelDescriptor
 from .errors import ForeignModelError
 
@@ -335,8 +338,9 @@ def _probe_cache_path(sha: str) -> Path:
     return cache_root() / "foreign" / f"{sha[:32]}.json"
 
 
-def cached_probe(name: str, sha: str, fp32_model, fixed: tuple[int, int] | None) -> ProbeResult:
-    """``probe`` once per file (and ONNX Runtime version); later loads read the answer from the cache."""
+def cached_probe(name: str, sha: str, fp32_model: Callable[[], Any], fixed: tuple[int, int] | None) -> ProbeResult:
+    """``probe`` once per file (and ONNX Runtime version); later loads read the answer from the cache and
+    never build the fp32 rewrite (``fp32_model`` is called only on a miss)."""
     import onnxruntime as ort
 
     key = hashlib.sha256(f"{sha}:{ort.__version__}:{REWRITE_VERSION}".encode()).hexdigest()
@@ -345,12 +349,10 @@ def cached_probe(name: str, sha: str, fp32_model, fixed: tuple[int, int] | None)
         return ProbeResult(**json.loads(p.read_text()))
     except (OSError, ValueError, TypeError):
         pass
-    r = probe(name, fp32_model, fixed)
+    r = probe(name, fp32_model(), fixed)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(".tmp")
-        tmp.write_text(json.dumps(r.__dict__))
-        tmp.replace(p)
+        write_atomic(p, json.dumps(r.__dict__))
     except OSError as e:  # a read-only cache only costs the probe next time
         log.debug("could not cache the probe of %s: %s", name, e)
     return r
@@ -370,8 +372,8 @@ class OnnxFileModel(nn.Module):
         self.proto = load_proto(self.path)
         self.sha256 = file_sha256(self.path)
         self.info = read_graph(self.path, self.proto)
-        fp32 = rewrite(self.proto, self.info, "fp32", self.info.fixed_hw)
-        pr = cached_probe(self.path.name, self.sha256, fp32, self.info.fixed_hw)
+        pr = cached_probe(self.path.name, self.sha256,
+                          lambda: rewrite(self.proto, self.info, "fp32", self.info.fixed_hw), self.info.fixed_hw)
         self.scale = pr.scale
         fixed = self.info.fixed_hw
         precisions = ("fp32", "fp16")

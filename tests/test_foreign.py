@@ -275,15 +275,14 @@ def test_our_own_safetensors_through_model_file(tmp_path):
 
 def test_upscaler_pads_to_descriptor_requirements():
     """A torch model needing a multiple of 4 and at least 32 px: the Upscaler pads, crops, and matches."""
-    from psr2video.runtime.upscaler import input_size
 
     torch.manual_seed(0)
     net = NeedsMultiple().eval()
     from psr2video.models.registry import ModelDescriptor
 
     net.descriptor = ModelDescriptor(variant="m4", scale=2, size_multiple=4, min_size=32)
-    assert input_size(net.descriptor, 45, 70) == (48, 72)
-    assert input_size(net.descriptor, 10, 70) == (32, 72)
+    assert net.descriptor.input_size(45, 70) == (48, 72)
+    assert net.descriptor.input_size(10, 70) == (32, 72)
     x = frame(10, 70)
     y = Upscaler(model=net, backend="torch", device="cpu")(x)
     with torch.no_grad():

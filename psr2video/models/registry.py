@@ -77,6 +77,17 @@ class ModelDescriptor:
         """Any input size works (within size_multiple/min_size/square)."""
         return self.fixed_size is None
 
+    def input_size(self, h: int, w: int) -> tuple[int, int]:
+        """The (H, W) an ``h`` x ``w`` input is padded to: fixed size, minimum, multiple, squareness."""
+        if self.fixed_size:
+            return tuple(self.fixed_size)
+        m = max(1, self.size_multiple)
+        th, tw = max(h, self.min_size), max(w, self.min_size)
+        th, tw = -(-th // m) * m, -(-tw // m) * m
+        if self.square:
+            th = tw = max(th, tw)
+        return th, tw
+
     def with_(self, **kw) -> ModelDescriptor:
         return replace(self, **kw)
 

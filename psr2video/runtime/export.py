@@ -358,7 +358,6 @@ def cached_onnx(model: nn.Module, descriptor, precision: str, cache=None, opset:
                 fp16_io: bool = True, calibration: str | Path | None = None, echo=None) -> Path:
     """The exported ONNX for ``model`` from the engine cache, exported (once) when absent or stale."""
     from .engine_cache import EngineCache
-    from .upscaler import input_size
 
     cache = cache or EngineCache()
     fields = onnx_fields(model, descriptor, precision, opset, fp16_io, calibration)
@@ -370,7 +369,7 @@ def cached_onnx(model: nn.Module, descriptor, precision: str, cache=None, opset:
             return
         calib = calibration_tensors(calibration) if precision == "int8" else None
         export_onnx(model, tmp, precision, opset=opset, fp16_io=fp16_io, calibration=calib,
-                    example_hw=input_size(descriptor, 48, 48))  # what the Upscaler pads a 48x48 tile to
+                    example_hw=descriptor.input_size(48, 48))  # what the Upscaler pads a 48x48 tile to
 
     return cache.get_or_build(fields, "onnx", ".onnx", build, describe=f"ONNX {descriptor.variant} "
                               f"x{descriptor.scale} {precision}", echo=echo)

@@ -149,7 +149,7 @@ class Upscaler:
         prepare = getattr(self.runner, "prepare", None)
         if prepare is not None:
             shapes = tile_shapes(height, width, self.tile, self.tile_overlap, self.descriptor.tile_align)
-            shapes = {input_size(self.descriptor, h, w) for h, w in shapes}  # what _fit pads them to
+            shapes = {self.descriptor.input_size(h, w) for h, w in shapes}  # what _fit pads them to
             prepare([(b, self.descriptor.in_channels, h, w) for b in sorted({1, n}) for h, w in sorted(shapes)])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,7 +171,7 @@ class Upscaler:
     def _fit(self, x: torch.Tensor) -> torch.Tensor:
         """Run ``x`` padded (replicate, bottom/right) to the size the model needs, and crop the result."""
         h, w = x.shape[-2:]
-        th, tw = input_size(self.descriptor, h, w)
+        th, tw = self.descriptor.input_size(h, w)
         if (th, tw) == (h, w):
             return self.runner(x)
         if th < h or tw < w:
@@ -180,18 +180,6 @@ class Upscaler:
                              "use a smaller --tile")
         y = self.runner(F.pad(x, (0, tw - w, 0, th - h), mode="replicate"))
         return y[..., :h * self.scale, :w * self.scale]
-
-
-def input_size(d: ModelDescriptor, h: int, w: int) -> tuple[int, int]:
-    """The (H, W) an ``h`` x ``w`` input is padded to: fixed size, minimum, multiple, squareness."""
-    if d.fixed_size:
-        return tuple(d.fixed_size)
-    m = max(1, d.size_multiple)
-    th, tw = max(h, d.min_size), max(w, d.min_size)
-    th, tw = -(-th // m) * m, -(-tw // m) * m
-    if d.square:
-        th = tw = max(th, tw)
-    return th, tw
 
 
 def default_precision(d: ModelDescriptor, device: torch.device, backend: str = "torch") -> str:

@@ -134,6 +134,7 @@ def test_disk_full(clip: Path) -> None:
     one_line_error(p.returncode, p.stderr, "disk full")
 
 
+@pytest.mark.slow  # CI runs it (--run-slow); test_ctrl_c_at_any_moment covers Ctrl-C by default
 def test_ctrl_c_leaves_playable_file(tmp_path: Path) -> None:
     n = 1500
     src = make_clip(tmp_path / "long.mkv", 64, 48, pts=list(range(0, 40 * n, 40)), audio=("aac",),

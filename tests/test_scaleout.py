@@ -231,6 +231,7 @@ def test_resume_redoes_only_missing(ray_local, clip, tmp_path: Path) -> None:
     assert_same(out, ref)
 
 
+@pytest.mark.slow  # CI runs it (--run-slow); Ray's start-up alone is ~6 s of the default suite
 def test_failing_segment_is_named(ray_local, clip, tmp_path: Path) -> None:
     from dataclasses import replace
 

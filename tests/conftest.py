@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from psr2video import paths
 
@@ -56,3 +58,25 @@ def private_cache(tmp_path_factory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def val_root() -> Path:
     return data_dir("val")
+
+
+# ---------------------------------------------------------------- foreign-model helpers (test_foreign*.py)
+def export_onnx_file(net: nn.Module, path: Path, example: torch.Tensor, dynamic: dict | None,
+                     names: tuple[str, str] = ("input", "output")) -> Path:
+    """A community-style ONNX file of ``net`` (any I/O names, static or dynamic axes)."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (example,), str(path), input_names=[names[0]], output_names=[names[1]],
+                          dynamic_axes=dynamic, opset_version=17, dynamo=False)
+    return path
+
+
+class ToNHWC(nn.Module):
+    """An NCHW net behind NHWC I/O (how several community ONNX files are laid out)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)

@@ -12,12 +12,12 @@ import copy
 import os
 import pickle
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ToNHWC, export_onnx_file
 from torch import nn
 
 from psr2video import Upscaler
@@ -30,25 +30,6 @@ spandrel = pytest.importorskip("spandrel", reason="spandrel is not installed (pi
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PSR2VIDEO_CACHE", str(tmp_path / "cache"))
-
-
-def export(net: nn.Module, path: Path, example: torch.Tensor, dynamic: dict | None, names=("input", "output")) -> Path:
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (example,), str(path), input_names=[names[0]], output_names=[names[1]],
-                          dynamic_axes=dynamic, opset_version=17, dynamo=False)
-    return path
-
-
-class ToNHWC(nn.Module):
-    """An NCHW net behind NHWC I/O (how several community ONNX files are laid out)."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
 class NeedsMultiple(nn.Module):
@@ -80,9 +61,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # ------------------------------------------------------------------------------------------------ ONNX
 def test_onnx_fp16_nhwc_read_from_the_graph_and_matches_torch(tmp_path, compact):
-    f = export(ToNHWC(copy.deepcopy(compact)).half(), tmp_path / "2x_compact_fp16_nhwc.onnx",
-               torch.rand(1, 40, 40, 3).half(), {"img": {0: "b", 1: "h", 2: "w"}, "out": {0: "b", 1: "H", 2: "W"}},
-               names=("img", "out"))
+    f = export_onnx_file(ToNHWC(copy.deepcopy(compact)).half(), tmp_path / "2x_compact_fp16_nhwc.onnx",
+                         torch.rand(1, 40, 40, 3).half(),
+                         {"img": {0: "b", 1: "h", 2: "w"}, "out": {0: "b", 1: "H", 2: "W"}}, names=("img", "out"))
     d = load_model_file(f).descriptor
     assert (d.scale, d.layout, d.io_dtype, d.size_multiple, d.fixed_size) == (2, "NHWC", "fp16", 1, None)
     assert d.backends == ("onnxruntime", "tensorrt") and d.source_sha256
@@ -99,7 +80,7 @@ def test_onnx_fp16_nhwc_read_from_the_graph_and_matches_torch(tmp_path, compact)
 
 
 def test_onnx_fixed_size_refuses_whole_frames_and_runs_tiled(tmp_path, compact):
-    f = export(compact, tmp_path / "fixed64.onnx", torch.rand(1, 3, 64, 64), None)
+    f = export_onnx_file(compact, tmp_path / "fixed64.onnx", torch.rand(1, 3, 64, 64), None)
     d = load_model_file(f).descriptor
     assert d.fixed_size == (64, 64) and not d.dynamic_shapes and d.scale == 2
     with pytest.raises(ValueError, match=r"only takes 64x64 inputs: run it tiled with --tile 32"):
@@ -119,7 +100,7 @@ def test_onnx_fixed_size_refuses_whole_frames_and_runs_tiled(tmp_path, compact):
 def test_onnx_size_multiple_is_measured_and_padded(tmp_path):
     torch.manual_seed(0)
     net = NeedsMultiple().eval()
-    f = export(net, tmp_path / "mult4.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    f = export_onnx_file(net, tmp_path / "mult4.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
     d = load_model_file(f).descriptor
     assert (d.size_multiple, d.scale) == (4, 2)
     x = frame(45, 70)
@@ -130,19 +111,19 @@ def test_onnx_size_multiple_is_measured_and_padded(tmp_path):
 
 
 def test_onnx_refusals(tmp_path, compact):
-    one_x = export(nn.Conv2d(3, 3, 3, padding=1), tmp_path / "1x_denoise.onnx", torch.rand(1, 3, 32, 32),
-                   {"input": {2: "h", 3: "w"}})
+    one_x = export_onnx_file(nn.Conv2d(3, 3, 3, padding=1), tmp_path / "1x_denoise.onnx", torch.rand(1, 3, 32, 32),
+                             {"input": {2: "h", 3: "w"}})
     with pytest.raises(ForeignModelError, match="1x model"):
         load_model_file(one_x)
-    gray = export(SRVGGNetCompact(8, 1, 2, in_ch=1, out_ch=1), tmp_path / "gray.onnx", torch.rand(1, 1, 32, 32),
-                  {"input": {2: "h", 3: "w"}})
+    gray = export_onnx_file(SRVGGNetCompact(8, 1, 2, in_ch=1, out_ch=1), tmp_path / "gray.onnx",
+                            torch.rand(1, 1, 32, 32), {"input": {2: "h", 3: "w"}})
     with pytest.raises(ForeignModelError, match="1-channel"):
         load_model_file(gray)
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"not a protobuf at all")
     with pytest.raises(ForeignModelError, match="not a readable ONNX"):
         load_model_file(bad)
-    f = export(compact, tmp_path / "c.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    f = export_onnx_file(compact, tmp_path / "c.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
     with torch.no_grad():  # an fp32 file asked to run in fp16: converted (weights, compute and I/O)
         ref = compact(frame()).clamp(0, 1)
     up16 = Upscaler(model_file=f, backend="onnxruntime", device="cpu", precision="fp16")
@@ -173,9 +154,10 @@ def test_onnx_cache_key_follows_the_file(tmp_path, compact):
 
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
-    fa = export(compact, a / "m.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    fa = export_onnx_file(compact, a / "m.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
     torch.manual_seed(5)
-    fb = export(SRVGGNetCompact(16, 4, 2).eval(), b / "m.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    fb = export_onnx_file(SRVGGNetCompact(16, 4, 2).eval(), b / "m.onnx", torch.rand(1, 3, 32, 32),
+                          {"input": {2: "h", 3: "w"}})
     cache = EngineCache()
     ma, mb = load_model_file(fa), load_model_file(fb)
     pa = cached_onnx(ma, ma.descriptor, "fp32", cache)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from pathlib import Path
 
 import av
@@ -17,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from torch import nn
+from conftest import ToNHWC, export_onnx_file
 
 from psr2video import Upscaler
 from psr2video.cli import cli
+from psr2video.paths import SAMPLE_CLIP
 
 spandrel = pytest.importorskip("spandrel", reason="spandrel is not installed (pip install spandrel)")
 
@@ -28,26 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sample() -> Path:
-    for p in sorted((ROOT / "samples").glob("*.mkv")) + sorted((ROOT / "samples").glob("*.mp4")):
-        return p
-    pytest.skip("no sample clip under samples/")
-
-
-class _NHWC(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-
-
-def _export(net: nn.Module, path: Path, example: torch.Tensor, dynamic: dict | None) -> Path:
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (example,), str(path), input_names=["x"], output_names=["y"], dynamic_axes=dynamic,
-                          opset_version=17, dynamo=False)
-    return path
+    if not SAMPLE_CLIP.is_file():
+        pytest.skip("samples/bbb_480x270.mkv is not in this checkout")
+    return SAMPLE_CLIP
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +49,12 @@ def models(tmp_path_factory):
     torch.save(net.state_dict(), d / "RealESRGAN_Compact_x2.pth")
     out = {"net": net, "pth": d / "RealESRGAN_Compact_x2.pth"}
     dyn = {"x": {0: "n", 2: "h", 3: "w"}, "y": {0: "n", 2: "H", 3: "W"}}
-    out["onnx"] = _export(net, d / "2x_compact.onnx", torch.rand(1, 3, 32, 32), dyn)
+    xy = ("x", "y")  # a community file's own I/O names
+    out["onnx"] = export_onnx_file(net, d / "2x_compact.onnx", torch.rand(1, 3, 32, 32), dyn, xy)
     nhwc = {"x": {0: "n", 1: "h", 2: "w"}, "y": {0: "n", 1: "H", 2: "W"}}
-    out["onnx16"] = _export(_NHWC(copy.deepcopy(net)).half(), d / "2x_compact_fp16_nhwc.onnx",
-                            torch.rand(1, 32, 32, 3).half(), nhwc)
-    out["fixed"] = _export(net, d / "2x_compact_64.onnx", torch.rand(1, 3, 64, 64), None)
+    out["onnx16"] = export_onnx_file(ToNHWC(copy.deepcopy(net)).half(), d / "2x_compact_fp16_nhwc.onnx",
+                                     torch.rand(1, 32, 32, 3).half(), nhwc, xy)
+    out["fixed"] = export_onnx_file(net, d / "2x_compact_64.onnx", torch.rand(1, 3, 64, 64), None, xy)
     yield out
     if old is None:
         os.environ.pop("PSR2VIDEO_CACHE", None)

@@ -143,7 +143,8 @@ def test_ctrl_c_leaves_playable_file(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     p = subprocess.Popen([sys.executable, "-m", "psr2video", str(src), str(out), "--variant", "mks",
                           "--codec", "libx264", "--preset", "ultrafast"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                         preexec_fn=terminal_sigint)
     part = tmp_path / ".o.partial.mkv"
     head = p.stderr.readline()  # printed once the pipeline is set up and about to start
     assert " -> " in head, head + p.stderr.read()
@@ -193,6 +194,12 @@ def test_argument_mistakes_fail_before_heavy_imports(tmp_path: Path, clip: Path)
         one_line_error(1, p.stderr, words)
 
 
+def terminal_sigint() -> None:
+    """The child's SIGINT as a terminal gives it (default). A test runner started in the background (``cmd &``)
+    has SIGINT ignored, children inherit that, and psr2video, like every Unix tool, keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for_torch_import(p: subprocess.Popen, limit: float = 60.0) -> None:
     """Block until the child maps torch's libc10 (Linux ``/proc/PID/maps``): torch is imported only after
     ``cli.main`` took over Ctrl-C, so from here every SIGINT is ours. Python's own start-up can't be helped
@@ -214,7 +221,8 @@ def test_ctrl_c_at_any_moment(tmp_path: Path, after: float) -> None:
     src = make_clip(tmp_path / "long.mkv", 64, 48, pts=list(range(0, 40 * 600, 40)), audio=(), subtitle=False)
     out = tmp_path / "o.mkv"
     p = subprocess.Popen([sys.executable, "-m", "psr2video", str(src), str(out), "--variant", "mks", "-q"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         preexec_fn=terminal_sigint)
     wait_for_torch_import(p)
     time.sleep(after)
     p.send_signal(signal.SIGINT)
@@ -230,3 +238,18 @@ def test_ctrl_c_at_any_moment(tmp_path: Path, after: float) -> None:
     assert not (tmp_path / ".o.partial.mkv").exists()
     if out.exists():
         assert len(frame_times(out)) > 0
+
+
+def test_background_job_keeps_ignoring_ctrl_c(tmp_path: Path) -> None:
+    """Started with SIGINT ignored (``psr2video ... &`` in a script), psr2video leaves it ignored throughout,
+    like every Unix tool: the run finishes."""
+    src = make_clip(tmp_path / "in.mkv", 64, 48, pts=list(range(0, 40 * 60, 40)), audio=(), subtitle=False)
+    out = tmp_path / "o.mkv"
+    p = subprocess.Popen([sys.executable, "-m", "psr2video", str(src), str(out), "--variant", "mks"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    head = p.stderr.readline()  # the run is set up: ctrl_c_stops would be in charge now
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, head + err
+    assert len(frame_times(out)) == 60

@@ -233,7 +233,10 @@ def ctrl_c_stops() -> Iterator[threading.Event]:
         stop.set()
         _warn("\nstopping (Ctrl-C again to abort)...")
 
-    old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    # a job started in the background with SIGINT ignored keeps ignoring it, as cli.main does
+    ours = (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
+    old = signal.signal(signal.SIGINT, on_sigint) if ours else None
     try:
         yield stop
     finally:

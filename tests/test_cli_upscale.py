@@ -253,3 +253,21 @@ def test_background_job_keeps_ignoring_ctrl_c(tmp_path: Path) -> None:
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0, head + err
     assert len(frame_times(out)) == 60
+
+
+def test_sigterm_finalises_the_output(tmp_path: Path) -> None:
+    """kill (SIGTERM) during the run: the output is finished and playable, not left as a .partial file."""
+    n = 1500
+    src = make_clip(tmp_path / "long.mkv", 64, 48, pts=list(range(0, 40 * n, 40)), audio=(), subtitle=False)
+    out = tmp_path / "o.mkv"
+    p = subprocess.Popen([sys.executable, "-m", "psr2video", str(src), str(out), "--variant", "mks",
+                          "--codec", "libx264", "--preset", "ultrafast"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    head = p.stderr.readline()
+    assert " -> " in head, head + p.stderr.read()
+    time.sleep(0.5)
+    p.terminate()
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err, head + err
+    assert 0 < len(frame_times(out)) < n and not (tmp_path / ".o.partial.mkv").exists()

@@ -221,8 +221,8 @@ def check_paths(input: str, output: str, overwrite: bool) -> None:
 
 @contextlib.contextmanager
 def ctrl_c_stops() -> Iterator[threading.Event]:
-    """The first Ctrl-C sets the yielded event (the pipeline finishes cleanly); a second one aborts. Before and
-    after, the command line's own handler (``cli.quit_now``: one line, exit 130) is in charge."""
+    """The first Ctrl-C (or SIGTERM) sets the yielded event (the pipeline finishes cleanly); a second one aborts.
+    Before and after, the command line's own handler (``cli.quit_now``: one line, exit 130) is in charge."""
     stop = threading.Event()
     hits = [0]
 
@@ -233,15 +233,16 @@ def ctrl_c_stops() -> Iterator[threading.Event]:
         stop.set()
         _warn("\nstopping (Ctrl-C again to abort)...")
 
+    # SIGTERM (kill, a service manager) stops the same way, so the output is finalised, not left half-written;
     # a job started in the background with SIGINT ignored keeps ignoring it, as cli.main does
-    ours = (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
-    old = signal.signal(signal.SIGINT, on_sigint) if ours else None
+    main = threading.current_thread() is threading.main_thread()
+    old = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)
+           if main and signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield stop
     finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def as_user_error(e: Exception, output: str) -> Exception:

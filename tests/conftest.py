@@ -69,14 +69,3 @@ def export_onnx_file(net: nn.Module, path: Path, example: torch.Tensor, dynamic:
         torch.onnx.export(net, (example,), str(path), input_names=[names[0]], output_names=[names[1]],
                           dynamic_axes=dynamic, opset_version=17, dynamo=False)
     return path
-
-
-class ToNHWC(nn.Module):
-    """An NCHW net behind NHWC I/O (how several community ONNX files are laid out)."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)

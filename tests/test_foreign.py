@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ToNHWC, export_onnx_file
+from conftest import export_onnx_file
 from torch import nn
 
 from psr2video import Upscaler
 from psr2video.foreign import ForeignModelError, load_model_file
-from psr2video.runtime.peers import SRVGGNetCompact
+from psr2video.runtime.peers import SRVGGNetCompact, ToNHWC
 
 spandrel = pytest.importorskip("spandrel", reason="spandrel is not installed (pip install spandrel)")
 

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import ToNHWC, export_onnx_file
+from conftest import export_onnx_file
 
 from psr2video import Upscaler
 from psr2video.cli import cli
 from psr2video.paths import SAMPLE_CLIP
+from psr2video.runtime.peers import ToNHWC
 
 spandrel = pytest.importorskip("spandrel", reason="spandrel is not installed (pip install spandrel)")
 

@@ -18,16 +18,6 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch import nn
-
-
-class _NHWC(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
 def make(out: Path, scale: int = 2) -> list[Path]:
@@ -35,7 +25,7 @@ def make(out: Path, scale: int = 2) -> list[Path]:
     from spandrel.architectures.OmniSR import OmniSR
     from spandrel.architectures.SPAN import SPAN
 
-    from psr2video.runtime.peers import SRVGGNetCompact
+    from psr2video.runtime.peers import SRVGGNetCompact, ToNHWC
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -44,7 +34,7 @@ def make(out: Path, scale: int = 2) -> list[Path]:
     torch.save(SPAN(num_in_ch=3, num_out_ch=3, feature_channels=48, upscale=scale).state_dict(), paths[0])
     omni = OmniSR(num_in_ch=3, num_out_ch=3, num_feat=64, block_num=1, window_size=8, res_num=5, up_scale=scale)
     save_file({k: v.contiguous() for k, v in omni.state_dict().items()}, str(paths[1]))
-    net = _NHWC(SRVGGNetCompact(64, 16, scale)).eval().half()
+    net = ToNHWC(SRVGGNetCompact(64, 16, scale)).eval().half()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (torch.rand(1, 64, 64, 3).half(),), str(paths[2]), input_names=["image"],

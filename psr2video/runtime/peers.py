@@ -53,3 +53,15 @@ def build_peer(name: str, scale: int = 2, seed: int = 0) -> SRVGGNetCompact:
     net.descriptor = ModelDescriptor(variant=name, scale=scale, width=feat, tile_overlap=conv + 2, params=params,
                                      fused=True)
     return net
+
+
+class ToNHWC(nn.Module):
+    """An NCHW net behind NHWC I/O: the layout several community ONNX files use (for making stand-ins of
+    them: tools/make_foreign_models.py and the foreign-model tests)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)

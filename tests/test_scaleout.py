@@ -106,6 +106,14 @@ def test_without_ray_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert len(lines) == 1 and "pip install 'psr2video[ray]'" in lines[0], err
 
 
+def test_bench_scaleout_command_loads(tmp_path: Path) -> None:
+    """The bench command imports what it needs (it once imported a helper that had moved) and answers a
+    missing clip in one line."""
+    pytest.importorskip("ray")
+    r = CliRunner().invoke(cli, ["bench", "scaleout", str(tmp_path / "missing.mkv")])
+    assert r.exit_code == 1 and "clip not found" in r.output, r.output
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     import logging

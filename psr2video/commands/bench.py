@@ -194,7 +194,7 @@ def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, prese
 
     CLIP needs keyframes every few seconds to split; without one a 320x180 clip is made (8 s, a keyframe a second).
     """
-    from ..video.bench_pipeline import machine
+    from ..machine import describe, machine_info
 
     try:
         import ray  # noqa: F401
@@ -208,11 +208,12 @@ def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, prese
     if clip is not None and not Path(clip).exists():
         raise UserError(f"clip not found: {clip}")
     counts = sorted({int(w) for w in split_list((workers,))})
-    click.echo(f"machine: {machine()}")
+    info = machine_info(device)
+    click.echo(f"machine: {describe(info)}")
     click.echo(f"command: psr2video bench scaleout {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}".rstrip())
     what = clip or "made now: 320x180 libx264, 8 s, a keyframe every second"
     click.echo(f"clip: {what}; {variant} x{scale} ({device}), {codec} {preset}, segments of ~{segment_seconds:g} s")
     res = run_bench(clip, variant, scale, codec, counts, segment_seconds, device=device, preset=preset)
-    res["machine"] = machine()
+    res["machine"] = info
     save(res, json_path)
     click.echo(f"figures written to {json_path}")

@@ -53,11 +53,12 @@ def ssim_y(sr: np.ndarray, hr: np.ndarray, shave: int = 0) -> float:
 
 
 def ssim_parts(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5,
-               data_range: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+               data_range: float = 1.0, k: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image (SSIM, contrast-structure) of NCHW tensors, channels averaged, valid region only; MS-SSIM
-    (train/losses.py) combines the second term over scales."""
+    (train/losses.py) combines the second term over scales and passes its window ``k`` built once."""
     c = a.shape[1]
-    k = gaussian_window(window, sigma).to(a).expand(c, 1, window, window)
+    if k is None:
+        k = gaussian_window(window, sigma).to(a).expand(c, 1, window, window)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_a, mu_b = F.conv2d(a, k, groups=c), F.conv2d(b, k, groups=c)
     saa = F.conv2d(a * a, k, groups=c) - mu_a**2

@@ -31,12 +31,12 @@ from PIL import Image
 from .cards import CARDS, card
 from .metrics import psnr_y
 from .models.magic import MagicKernelSharp2021
+from .paths import SAMPLE_CLIP
 from .pictures import load_rgb, to_tensor, video_frames
 
 DETAIL_LIMIT = 1.0
 RANGE_SLACK = 0.1
 STRICT_KINDS = ("text", "ui")  # cards on which the model may not lose to MKS2021
-SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "samples" / "bbb_480x270.mkv"
 RawFn = Callable[[torch.Tensor], torch.Tensor]  # LR NCHW float32 [0, 1] (CPU) -> raw SR, unclamped
 
 

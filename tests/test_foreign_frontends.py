@@ -25,7 +25,6 @@ from psr2video.runtime.peers import ToNHWC
 
 spandrel = pytest.importorskip("spandrel", reason="spandrel is not installed (pip install spandrel)")
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sample() -> Path:

@@ -102,20 +102,6 @@ def test_hwaccel_follows_the_model_device():
     assert not cpu_model["is_hw_owned"] and cpu_model["device"] is None
 
 
-class _HwCodecContext:
-    """A real codec context as PyAV 19 shows it under hwaccel before the first frame."""
-
-    def __init__(self, real) -> None:
-        self._real = real
-
-    pix_fmt = "cuda"
-    is_hwaccel = True
-    sw_format = None
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-
 class _Proxy:
     def __init__(self, real, **over) -> None:
         self._real, self._over = real, over
@@ -140,8 +126,9 @@ def test_stream_info_reads_sw_format_under_hwaccel(tmp_path, pix_fmt, bits, chro
     path = _clip(tmp_path / "in.mkv", pix_fmt)
     with av.open(str(path)) as c:
         v = c.streams.video[0]
-        hw = _Proxy(c, streams=types.SimpleNamespace(video=[_Proxy(v, codec_context=_HwCodecContext(
-            v.codec_context))]))
+        # a real codec context as PyAV 19 shows it under hwaccel before the first frame
+        ctx = _Proxy(v.codec_context, pix_fmt="cuda", is_hwaccel=True, sw_format=None)
+        hw = _Proxy(c, streams=types.SimpleNamespace(video=[_Proxy(v, codec_context=ctx)]))
         info = stream_info(hw)
     assert info.pix_fmt == pix_fmt and info.bits == bits
     assert C.PLANAR[info.pix_fmt][:2] == chroma

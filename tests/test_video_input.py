@@ -16,12 +16,11 @@ import av
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_video import pattern
 
 from psr2video.cli import cli
+from psr2video.paths import SAMPLE_CLIP
 from psr2video.video import color as C
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_video import pattern  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TB = Fraction(1, 1000)
@@ -499,7 +498,7 @@ def test_sample_frame_count() -> None:
     """The HUD's total for the bundled sample is its real frame count (was 133: the audio's duration)."""
     from psr2video.video.reader import open_input, stream_info
 
-    sample = ROOT / "samples" / "bbb_480x270.mkv"
+    sample = SAMPLE_CLIP
     if not sample.exists():
         pytest.skip("samples/bbb_480x270.mkv not in this checkout")
     with open_input(str(sample)) as c:

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import first_line
 from ..models.registry import ModelDescriptor
 from .errors import ForeignModelError
 
@@ -80,7 +81,7 @@ def safe_state_dict(path: Path) -> dict:
         raise ForeignModelError(_refusal(path, e)) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise ForeignModelError(f"{path.name} is not a readable PyTorch checkpoint "
-                                f"({str(e).splitlines()[0]})") from None
+                                f"({first_line(e)})") from None
     if not isinstance(state, dict):
         raise ForeignModelError(f"{path.name} holds a {type(state).__name__}, not a state dict")
     return state
@@ -127,7 +128,7 @@ def load_checkpoint(path: str | Path) -> SpandrelModel:
         raise ForeignModelError(f"{path.name}: spandrel does not recognise this architecture (it knows "
                                 f"{len(spandrel.MAIN_REGISTRY)} families; see 'spandrel' on PyPI)") from None
     except (KeyError, RuntimeError, ValueError, AssertionError) as e:
-        raise ForeignModelError(f"{path.name}: spandrel could not build the model ({str(e).splitlines()[0]})") from None
+        raise ForeignModelError(f"{path.name}: spandrel could not build the model ({first_line(e)})") from None
     arch = desc.architecture.name
     if not isinstance(desc, spandrel.ImageModelDescriptor):
         raise ForeignModelError(f"{path.name} is a {arch} {desc.purpose} model; psr2video runs image upscalers")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import first_line
 from ..fileio import sha256_file as file_sha256
 from ..fileio import write_atomic
 from ..models.registry import ModelDescriptor
@@ -30,7 +31,7 @@ from .errors import ForeignModelError
 
 log = logging.getLogger("psr2video.foreign")
 
-REWRITE_VERSION = "onnxfile-1"  # bump when write_onnx changes the bytes it writes (part of the cache key)
+REWRITE_VERSION = "onnxfile-2"  # bump when write_onnx changes the bytes it writes (part of the cache key)
 PROBE_BASE = 64  # probe input size: a multiple of every power of two up to 64
 PROBE_MULTIPLES = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_OVERLAP = 16  # tile context for a graph whose receptive field we can't know
@@ -144,7 +145,7 @@ def load_proto(path: Path):
     try:
         return onnx.load(str(path))
     except Exception as e:  # protobuf raises DecodeError, onnx raises its own types
-        raise ForeignModelError(f"{path.name} is not a readable ONNX file ({str(e).splitlines()[0]})") from None
+        raise ForeignModelError(f"{path.name} is not a readable ONNX file ({first_line(e)})") from None
 
 
 # ------------------------------------------------------------------------------------------ rewriting
@@ -199,14 +200,16 @@ def _toposort(g) -> None:
     """Reorder ``g``'s nodes so each comes after the producers of its inputs (the checker requires it)."""
     ready = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
     pending, order = list(g.node), []
-    while pending:
-        rest = [n for n in pending if not all(i in ready for i in n.input)]
-        done = [n for n in pending if all(i in ready for i in n.input)]
-        if not done:
+    while pending:  # one pass for an ordered graph: a node's outputs are ready for the nodes after it
+        rest = []
+        for n in pending:
+            if all(i in ready for i in n.input):
+                ready.update(n.output)
+                order.append(n)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
             raise ForeignModelError("the fp16 conversion left a graph with a cycle or a missing input")
-        for n in done:
-            ready.update(n.output)
-        order += done
         pending = rest
     nodes = [type(n)() for n in order]
     for dst, src in zip(nodes, order, strict=True):
@@ -351,7 +354,6 @@ def cached_probe(name: str, sha: str, fp32_model: Callable[[], Any], fixed: tupl
         pass
     r = probe(name, fp32_model(), fixed)
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(p, json.dumps(r.__dict__))
     except OSError as e:  # a read-only cache only costs the probe next time
         log.debug("could not cache the probe of %s: %s", name, e)

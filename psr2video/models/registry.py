@@ -17,6 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..errors import first_line
+from ..fileio import atomic_path
 from ..names import BASELINES, SCALES, VARIANTS
 from .magic import MagicKernelSharp2021
 from .paragonsr2 import ArchSpec, ParagonSR2, count_params
@@ -189,10 +191,8 @@ def save_weights(net: ParagonSR2, path: str | Path, **info) -> Path:
     meta = {"format": FORMAT_VERSION, "variant": net.spec.variant, "scale": net.scale, "fused": net.fused,
             "arch": net.spec.to_dict(), **info}
     tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
     return path
 
 
@@ -241,7 +241,7 @@ def load_model(variant: str | None = None, scale: int | None = None, weights: st
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise WeightsError(f"{weights} does not match its own metadata: {str(e).splitlines()[0]}") from None
+        raise WeightsError(f"{weights} does not match its own metadata: {first_line(e)}") from None
     net.eval()
     if fuse and not net.fused:
         net = net.fuse_for_release()

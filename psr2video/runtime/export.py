@@ -28,7 +28,6 @@ import logging
 import os
 import random
 import warnings
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,21 +317,12 @@ def calibration_label(source: str | Path | None) -> str:
     return f"default:{d.name}" if d else "default:synthetic"
 
 
-_HASHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def model_weights_hash(model: nn.Module) -> str:
-    """``weights_hash`` of the fused float model, computed once per model object (the Upscaler puts it on
-    its descriptor; ``engine build`` and the tests ask here); recomputed if a tensor is changed in place."""
+    """``weights_hash`` of the fused float model. The Upscaler (and ``engine build``) compute it once and carry
+    it on the descriptor, which ``onnx_fields`` reads first."""
     from .engine_cache import weights_hash
 
-    stamp = tuple((t.data_ptr(), t._version) for t in model.state_dict().values())
-    hit = _HASHES.get(model)
-    if hit is None or hit[0] != stamp:
-        fused = model.fuse_for_release() if hasattr(model, "fuse_for_release") else model  # self when fused
-        hit = (stamp, weights_hash(fused))
-        _HASHES[model] = hit
-    return hit[1]
+    return weights_hash(model.fuse_for_release() if hasattr(model, "fuse_for_release") else model)
 
 
 def onnx_fields(model: nn.Module, descriptor, precision: str, opset: int = DEFAULT_OPSET, fp16_io: bool = True,

@@ -148,6 +148,7 @@ class ORTRunner:
         # the file decides: fp16 files of float_base models take and give float32
         self.dtype = ORT_DTYPES[self.session.get_inputs()[0].type]
         self.out_dtype = ORT_DTYPES[self.session.get_outputs()[0].type]
+        self._ready = torch.cuda.Event(blocking=True) if device.type == "cuda" else None
         self.scale = descriptor.scale
 
     def __repr__(self) -> str:
@@ -218,8 +219,8 @@ class ORTRunner:
         b = self.session.io_binding()
         b.bind_input(self.input_name, "cuda", idx, NP_DTYPES[self.dtype], tuple(x.shape), x.data_ptr())
         b.bind_output(self.output_name, "cuda", idx, NP_DTYPES[self.out_dtype], tuple(y.shape), y.data_ptr())
-        ready = torch.cuda.Event(blocking=True)  # x is ready before ORT's stream reads it; the wait sleeps
-        ready.record(torch.cuda.current_stream(self.device))
-        ready.synchronize()
+        # x is ready before ORT's stream reads it; the wait sleeps (one event, reused: it is waited on here)
+        self._ready.record(torch.cuda.current_stream(self.device))
+        self._ready.synchronize()
         self.session.run_with_iobinding(b)  # returns once the output is written
         return y

@@ -24,6 +24,7 @@ TensorRT is imported only inside these functions: importing this module needs ne
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import sys
@@ -122,7 +123,7 @@ class ShapeProfile:
         if not dynamic and name != "dynamic":
             return cls.static(batch, h1, w1, name)
         b0, b1, b2 = (int(v) for v in p.get("batch", [1, 1, p.get("max_batch", 1)]))
-        b1 = max(b1, min(batch, max(b2, batch)))
+        b1 = max(b1, batch)
         return cls((min(b0, batch), 3, h0, w0), (b1, 3, h1, w1), (max(b2, batch), 3, h2, w2),
                    f"{name}-dynamic" if name != "dynamic" else name)
 
@@ -187,14 +188,14 @@ def trt_available() -> tuple[bool, str]:
     except ImportError as e:
         return False, f"TensorRT is not installed ({e.msg})"
     except Exception as e:  # noqa: BLE001 - e.g. OSError: libnvinfer.so not found
-        return False, f"TensorRT does not import ({type(e).__name__}: {first_line(e)})"
+        return False, f"TensorRT does not import ({first_line(e, with_type=True)})"
     version = str(getattr(trt, "__version__", "?"))
     if version.split(".")[0] not in ("10", "11"):
         return False, f"TensorRT {version} is not supported (10.x or 11.x)"
     try:
         runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
     except Exception as e:  # noqa: BLE001
-        return False, f"TensorRT {version} could not start ({type(e).__name__}: {first_line(e)})"
+        return False, f"TensorRT {version} could not start ({first_line(e, with_type=True)})"
     if runtime is None:
         return False, f"TensorRT {version} could not create a runtime (CUDA driver too old?)"
     return True, f"TensorRT {version}"
@@ -214,8 +215,6 @@ def gpu_fields(device: torch.device) -> dict:
 
 def _device_scope(device: torch.device | None):
     """``torch.cuda.device(device)`` on CUDA (build/load/launch on the runner's GPU, not GPU 0)."""
-    import contextlib
-
     if device is None or device.type != "cuda":
         return contextlib.nullcontext()
     return torch.cuda.device(device)
@@ -400,6 +399,7 @@ class _Loaded:
     out_dtype: torch.dtype
     contexts: dict[int, Any] = field(default_factory=dict)
     last_event: Any = None
+    runtime: Any = None  # the TensorRT runtime must outlive its engine
 
     def release(self) -> None:
         """Drop the engine only after its last launch has finished (a context may still be executing)."""
@@ -490,7 +490,7 @@ class TRTRunner:
         dt = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
         ld = _Loaded(profile, path, engine, dt[engine.get_tensor_dtype(INPUT_NAME)],
                      dt[engine.get_tensor_dtype(OUTPUT_NAME)])
-        ld.runtime = runtime  # type: ignore[attr-defined] - the runtime must outlive its engine
+        ld.runtime = runtime
         self._loaded[profile.label()] = ld
         while len(self._loaded) > LOADED_ENGINES:
             _, old = self._loaded.popitem(last=False)

@@ -159,9 +159,10 @@ class Upscaler:
         if not y.is_floating_point():
             return y
         if y.is_cuda:  # count on the device (no sync); the replacement is one more cheap kernel
-            bad = (~torch.isfinite(y)).sum()
+            bad = y.numel() - torch.isfinite(y).sum()
             self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
             y = torch.nan_to_num(y, nan=0.0, posinf=1.0, neginf=0.0)
+            return y.clamp_(0.0, 1.0) if self.clamp else y  # nan_to_num's output is ours: clamp in place
         elif not math.isfinite(float(y.sum(dtype=torch.float32))):
             # CPU: one reduction finds them (every extra elementwise op costs a thread barrier on a busy CPU)
             self._nonfinite_cpu += int((~torch.isfinite(y)).sum())

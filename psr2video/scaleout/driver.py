@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import first_line
 from . import split
 from .hud import Board, Progress, ScaleoutHud
 from .join import join
@@ -84,7 +85,7 @@ def _connect(ray: Any, job: Job) -> bool:
         try:
             ray.init(address=job.address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ScaleoutError(f"can't join the Ray cluster at {job.address}: {str(e).splitlines()[0]}") from None
+            raise ScaleoutError(f"can't join the Ray cluster at {job.address}: {first_line(e)}") from None
         return True
     gpus = 0
     if job.device != "cpu":

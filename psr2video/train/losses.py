@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..metrics import ssim_parts
+from ..metrics import gaussian_window, ssim_parts
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -44,9 +44,10 @@ def ms_ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, window: i
     w = torch.tensor(weights[:levels], device=a.device)
     w = w / w.sum()
     win = min(window, *a.shape[-2:])
+    k = gaussian_window(win, sigma).to(a).expand(a.shape[1], 1, win, win)  # once, not once per scale
     vals = []
     for i in range(levels):
-        ssim, cs = ssim_parts(a, b, win, sigma, data_range)
+        ssim, cs = ssim_parts(a, b, win, sigma, data_range, k)
         vals.append((ssim if i == levels - 1 else cs).clamp_min(1e-6))
         if i < levels - 1:
             a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)

@@ -196,6 +196,8 @@ def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, prese
     """
     from ..machine import describe, machine_info
 
+    if clip is not None and not Path(clip).exists():  # before importing Ray: a typo costs milliseconds
+        raise UserError(f"clip not found: {clip}")
     try:
         import ray  # noqa: F401
     except ImportError:
@@ -205,8 +207,6 @@ def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, prese
     from ..scaleout.bench import bench_scaleout as run_bench
     from ..scaleout.bench import save
 
-    if clip is not None and not Path(clip).exists():
-        raise UserError(f"clip not found: {clip}")
     counts = sorted({int(w) for w in split_list((workers,))})
     info = machine_info(device)
     click.echo(f"machine: {describe(info)}")

@@ -4,12 +4,12 @@ back in the work folder, join. Ray schedules, places and retries; this file only
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import signal
 import threading
 import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,13 +69,6 @@ def import_ray() -> Any:
     return ray
 
 
-def weights_sha(path: str | None) -> tuple[str | None, bytes | None]:
-    if path is None:
-        return None, None
-    data = Path(path).read_bytes()
-    return hashlib.sha256(data).hexdigest(), data
-
-
 def _connect(ray: Any, job: Job) -> bool:
     """Start or join Ray; True when this run started it (and shuts it down)."""
     if ray.is_initialized():
@@ -125,7 +118,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
     packets, tb = split.scan(job.input)
     if not packets:
         raise ScaleoutError(f"no video packets in {job.input}")
-    wsha, wdata = weights_sha(job.weights)
+    wdata = Path(job.weights).read_bytes() if job.weights else None  # hashed into job.settings already
     main = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main else None  # ray.init replaces it
     started = _connect(ray, job)
@@ -134,7 +127,9 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             progress = progress_actor(ray)
         workers, place, resources = placement(ray, job)
         segments = split.plan(packets, tb, job.segment_seconds, min_segments=workers)
-        expected = {s.index: sum(1 for p in packets if p.pts is not None and s.keeps(p.pts)) for s in segments}
+        pts = sorted(p.pts for p in packets if p.pts is not None)  # frames per segment: start <= pts < end
+        expected = {s.index: (len(pts) if s.end is None else bisect_left(pts, s.end))
+                    - (0 if s.start is None else bisect_left(pts, s.start)) for s in segments}
         with WorkDir(job.output) as wd:
             done = wd.open(split.source_id(job.input), job.settings, segments)
             if wd.reset_note:
@@ -146,7 +141,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
                           reused=len(done))
             t1 = time.perf_counter()
             if todo:
-                _upscale(ray, job, wd, todo, expected, board, workers, place, resources, wsha, wdata, stop, warn,
+                _upscale(ray, job, wd, todo, expected, board, workers, place, resources, wdata, stop, warn,
                          quiet, progress)
             t2 = time.perf_counter()
             files = [wd.file(s.index) for s in segments]
@@ -168,7 +163,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
 
 
 def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expected: dict[int, int], board: Board,
-             workers: int, place: Placement, resources: dict[str, float], wsha: str | None, wdata: bytes | None,
+             workers: int, place: Placement, resources: dict[str, float], wdata: bytes | None,
              stop: threading.Event, warn: Any, quiet: bool, progress: Any) -> None:
     """Feed the cuts to Ray tasks (a bounded number in flight), keep each result as it comes."""
     task = ray.remote(upscale_segment).options(max_retries=job.retries, retry_exceptions=True, **resources)

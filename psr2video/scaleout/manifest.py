@@ -17,7 +17,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ..fileio import write_atomic
+from ..fileio import sha256_file, write_atomic
 from .split import Segment
 from .tasks import SegmentResult, Settings, sha256
 
@@ -86,7 +86,7 @@ class WorkDir:
         done = set()
         for key, rec in list(have.done.items()):
             f = self.path / rec["file"]
-            if f.is_file() and sha256(f.read_bytes()) == rec["sha256"]:
+            if f.is_file() and sha256_file(f) == rec["sha256"]:
                 done.add(int(key))
             else:
                 del have.done[key]

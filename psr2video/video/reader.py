@@ -309,9 +309,12 @@ def cuda_planes(frame: Any, sw: str) -> tuple[tuple, int, int, int, Any]:
     bits, shift = SEMIPLANAR[sw]
 
     def copy_out(y: torch.Tensor, uv: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if shift:
-            y, uv = y.to(torch.int32) >> shift, uv.to(torch.int32) >> shift
-        return y.clone(), uv[..., 0].clone(), uv[..., 1].clone()
+        if not shift:
+            return y.clone(), uv[..., 0].clone(), uv[..., 1].clone()
+        planes = tuple(p.to(torch.int32, copy=True) for p in (y, uv[..., 0], uv[..., 1]))  # the copy out of the surface
+        for p in planes:
+            p >>= shift
+        return planes
 
     if not y.is_cuda:  # a software frame handed over the same way (stand-ins, CPU DLPack)
         return copy_out(y, uv), bits, 1, 1, None

@@ -255,6 +255,7 @@ def test_background_job_keeps_ignoring_ctrl_c(tmp_path: Path) -> None:
     assert len(frame_times(out)) == 60
 
 
+@pytest.mark.slow  # CI runs it (--run-slow); the default suite stays under 90 s
 def test_sigterm_finalises_the_output(tmp_path: Path) -> None:
     """kill (SIGTERM) during the run: the output is finished and playable, not left as a .partial file."""
     n = 1500

@@ -11,7 +11,10 @@ MODELS: tuple[str, ...] = VARIANTS + BASELINES
 SCALES: tuple[int, ...] = (2, 3, 4)
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
 EXPORT_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")  # what ONNX / TensorRT artifacts can hold
-BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt")
+# "torch-compile" = torch.compile, "torch-graphs" = CUDA graph replay, "torch-compile-graphs" = both;
+# "onnxruntime-<provider>" pins ONNX Runtime's execution provider (plain "onnxruntime" picks the best one)
+BACKENDS: tuple[str, ...] = ("auto", "torch", "torch-compile", "torch-graphs", "torch-compile-graphs", "onnxruntime",
+                             "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
 ENGINE_BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "tensorrt")  # the ones with prebuilt artifacts
 CODECS: tuple[str, ...] = ("libx264", "libx265", "libsvtav1", "ffv1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc",
                            "av1_nvenc")

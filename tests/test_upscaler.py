@@ -90,6 +90,27 @@ def test_backend_configs_are_frozen_dataclasses() -> None:
     assert parse_backend("torch") == Backend.Torch()
 
 
+def test_every_backend_name_a_user_can_type() -> None:
+    """Each CLI/plugin backend name maps to one config whose label is that name again (the bench tables and
+    the Upscaler's repr say which form ran); the forms that need a GPU refuse the CPU in one line."""
+    from psr2video.names import BACKENDS
+    from psr2video.runtime.backends import backend_label
+
+    for name in BACKENDS[1:]:
+        assert backend_label(parse_backend(name)) == name
+    assert parse_backend("torch-compile-graphs") == Backend.Torch(compile=True, cuda_graphs=True)
+    assert parse_backend("onnxruntime-cuda") == Backend.ORT(provider="cuda")
+    with pytest.raises(ValueError, match="unknown backend 'torch-fast'"):
+        parse_backend("torch-fast")
+    net = build_model("realtime", 2)
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        Upscaler(model=net, backend="torch-graphs", device="cpu")
+    with pytest.raises(ValueError, match="needs --device cuda"):
+        Upscaler(model=net, backend="onnxruntime-cuda", device="cpu")
+    up = Upscaler(model=net, backend="onnxruntime-cpu", device="cpu")
+    assert "backend=onnxruntime-cpu" in repr(up) and up(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (none on this machine)")
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cuda_half_precision(precision: str) -> None:

@@ -86,8 +86,22 @@ def parse_backend(backend: str | BackendConfig) -> BackendConfig | str:
         return "auto"
     if name in ("torch", "pytorch"):
         return TorchBackend()
+    if name in ("torch-compile", "torch-graphs", "torch-compile-graphs"):
+        return TorchBackend(compile="compile" in name, cuda_graphs="graphs" in name)
     if name in ("onnxruntime", "ort"):
         return ORTBackend()
+    if name.startswith(("onnxruntime-", "ort-")) and name.split("-", 1)[1] in ("cpu", "cuda", "tensorrt"):
+        return ORTBackend(provider=name.split("-", 1)[1])
     if name in ("tensorrt", "trt"):
         return TRTBackend()
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def backend_label(config: BackendConfig) -> str:
+    """The name a user types for ``config`` (``torch-compile-graphs``, ``onnxruntime-cuda``): tables and logs
+    say which form of a backend ran, not only which library."""
+    if isinstance(config, TorchBackend):
+        return "torch" + ("-compile" if config.compile else "") + ("-graphs" if config.cuda_graphs else "")
+    if isinstance(config, ORTBackend) and config.provider != "auto":
+        return f"onnxruntime-{config.provider}"
+    return config.name

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..names import BASELINES
+from .backends import backend_label
 from .peers import PEER_LABELS, PEERS
 
 TARGETS = {"realtime": ("superultracompact", 1.5), "stream": ("ultracompact", 1.5)}
@@ -130,7 +131,7 @@ def time_entries(names: list[str], scale: int, backend: str, precision: str | No
         ms = statistics.median(times) * 1000 / batch
         params = up.descriptor.params or sum(p.numel() for p in up.model.parameters())  # ONNX files: no torch params
         rows.append({"name": e["name"], "label": e["label"], "kind": e["kind"], "params": params,
-                     "backend": up.runner.name, "provider": getattr(up.runner, "provider", None),
+                     "backend": backend_label(up.backend), "provider": getattr(up.runner, "provider", None),
                      "precision": up.precision, "scale": up.scale, "input": f"{w}x{h}",
                      "output": f"{w * up.scale}x{h * up.scale}", "batch": batch, "iters": len(times),
                      "ms_per_frame": round(ms, 3), "fps": round(1000 / ms, 2),
@@ -142,12 +143,13 @@ def format_table(rows: list[dict]) -> str:
     ref = {r["name"]: r["fps"] for r in rows}
     sup = ref.get("superultracompact")
     lw = max([30] + [len(r["label"]) for r in rows])
-    head = (f"{'model':<{lw}} {'params':>9} {'backend':<12} {'prec':<5} {'input':>9} {'ms/frame':>9} {'fps':>8} "
+    bw = max([12] + [len(r["backend"]) for r in rows])
+    head = (f"{'model':<{lw}} {'params':>9} {'backend':<{bw}} {'prec':<5} {'input':>9} {'ms/frame':>9} {'fps':>8} "
             f"{'peak MiB':>9} {'vs SUC':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         rel = f"{r['fps'] / sup:6.2f}x" if sup else "      -"
-        lines.append(f"{r['label']:<{lw}} {r['params']:>9,} {r['backend']:<12} {r['precision']:<5} {r['input']:>9} "
+        lines.append(f"{r['label']:<{lw}} {r['params']:>9,} {r['backend']:<{bw}} {r['precision']:<5} {r['input']:>9} "
                      f"{r['ms_per_frame']:>9.2f} {r['fps']:>8.2f} {r['peak_mem_mib']:>9.1f} {rel:>7}")
     return "\n".join(lines)
 

@@ -17,7 +17,7 @@ from torch import nn
 from ..models.registry import BASELINES, ModelDescriptor, build_model, describe, load_model
 from ..names import PRECISIONS
 from .auto import resolve
-from .backends import BackendConfig, ORTBackend, Runner, TorchBackend, TRTBackend
+from .backends import BackendConfig, ORTBackend, Runner, TorchBackend, TRTBackend, backend_label
 from .tiling import tile_shapes, tiled_apply
 
 log = logging.getLogger("psr2video.runtime")
@@ -134,7 +134,7 @@ class Upscaler:
 
     def __repr__(self) -> str:
         d = self.descriptor
-        return (f"Upscaler({d.variant} x{d.scale}, backend={self.runner.name}, precision={self.precision}, "
+        return (f"Upscaler({d.variant} x{d.scale}, backend={backend_label(self.backend)}, precision={self.precision}, "
                 f"device={self.device}, tile={self.tile or 'off'})")
 
     @property

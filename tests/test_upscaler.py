@@ -90,6 +90,19 @@ def test_backend_configs_are_frozen_dataclasses() -> None:
     assert parse_backend("torch") == Backend.Torch()
 
 
+def test_upscalers_sharing_a_model_never_change_each_other() -> None:
+    """Module.to converts in place: a bf16 Upscaler built from the model an fp32 one runs must not turn the
+    fp32 one (or the caller's model) into bf16."""
+    net = load_model("realtime", 2)
+    x = torch.rand(1, 3, 24, 24)
+    a = Upscaler(model=net, backend="torch", device="cpu", precision="fp32")
+    want = a(x)
+    b = Upscaler(model=net, backend="torch", device="cpu", precision="bf16")
+    assert b(x).dtype == torch.float32 and next(b.runner.model.parameters()).dtype == torch.bfloat16
+    assert next(net.parameters()).dtype == torch.float32
+    assert torch.equal(a(x), want)
+
+
 def test_every_backend_name_a_user_can_type() -> None:
     """Each CLI/plugin backend name maps to one config whose label is that name again (the bench tables and
     the Upscaler's repr say which form ran); the forms that need a GPU refuse the CPU in one line."""
@@ -111,6 +124,7 @@ def test_every_backend_name_a_user_can_type() -> None:
     assert "backend=onnxruntime-cpu" in repr(up) and up(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (none on this machine)")
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cuda_half_precision(precision: str) -> None:

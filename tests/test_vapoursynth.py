@@ -157,10 +157,10 @@ def test_parallel_out_of_order_requests_and_streams(core):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (no GPU on this machine)")
 @pytest.mark.parametrize("fmt,precision,tol", [("RGBS", "fp32", 1e-5), ("RGBS", "fp16", 2e-2),
                                                ("RGBH", "fp16", 2e-2)])
-def test_upscale_on_cuda(core, fmt, precision, tol):
+def test_upscale_on_cuda(core, fmt, precision, tol, monkeypatch):
     """core.psr2.Upscale on the GPU (shipped realtime, two streams, frames asked out of order) equals the
     Upscaler called on the same GPU; RGBH clips go through the half path without a float round trip."""
-    torch.backends.cudnn.allow_tf32 = False
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     clip = core.std.BlankClip(width=32, height=16, format=vs.RGBS, length=6)
     clip = core.std.ModifyFrame(clip, clip, _fill)
     if fmt == "RGBH":

@@ -16,7 +16,8 @@ PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 STEPS=("$@")
 [ ${#STEPS[@]} -eq 0 ] && STEPS=(info gputests model pipeline vs)
 export PYTHONUNBUFFERED=1
-psr2() { "$PY" -m psr2video "$@"; }
+RC=0  # a step's commands record their failures here (a step carries on with its other rows)
+psr2() { "$PY" -m psr2video "$@" || { echo "FAILED: psr2video $*"; RC=1; }; }
 
 has_backend() {  # has_backend tensorrt|onnxruntime: can it run on CUDA here? (prints why not)
     "$PY" - "$1" <<'EOF'
@@ -37,11 +38,11 @@ step_info() {
 }
 
 step_gputests() {  # the tests marked gpu: TensorRT/ORT parity, NVDEC, the CUDA pipeline, VapourSynth on CUDA
-    "$PY" -m pytest -q -rs -m gpu tests -p no:cacheprovider
+    "$PY" -m pytest -q -rs -s -m gpu tests -p no:cacheprovider || RC=1
 }
 
 step_suite() {
-    "$PY" -m pytest -q -rs tests -p no:cacheprovider
+    "$PY" -m pytest -q -rs tests -p no:cacheprovider || RC=1
 }
 
 model_row() {  # model_row BACKEND PRECISION BATCH
@@ -61,19 +62,17 @@ step_model() {  # model alone, 1920x1080 -> 3840x2160, every backend that runs h
     else echo "skipped: native TensorRT rows: $why"; fi
     if why=$(has_backend onnxruntime); then
         model_row onnxruntime fp16 1
-        model_row onnxruntime-tensorrt fp16 1 || echo "skipped: ONNX Runtime TensorRT EP (see above)"
+        model_row onnxruntime-tensorrt fp16 1
     else echo "skipped: ONNX Runtime GPU rows: $why"; fi
 }
 
-clip_1080() {  # a 1920x1080 H.264 clip made from the bundled sample (x4 with MKS2021), once
-    local clip="$OUTDIR/bbb_1920x1080.mkv"
-    [ -s "$clip" ] || psr2 upscale samples/bbb_480x270.mkv "$clip" --variant mks --scale 4 --device cuda \
-        --crf 18 --preset veryfast -q -y >&2
-    echo "$clip"
-}
+CLIP="$OUTDIR/bbb_1920x1080.mkv"
 
 step_pipeline() {  # the whole pipeline at x2 (1080p -> 4K) vs the model alone, x264 ultrafast and NVENC
-    local clip; clip=$(clip_1080)
+    local clip=$CLIP  # 1920x1080 H.264 made once from the bundled sample (x4 with MKS2021)
+    [ -s "$clip" ] || psr2 upscale samples/bbb_480x270.mkv "$clip" --variant mks --scale 4 --device cuda \
+        --crf 18 --preset veryfast -q -y
+    [ -s "$clip" ] || { echo "no 1080p clip: the pipeline rows are not measured"; RC=1; return; }
     local backend=torch-compile-graphs
     has_backend tensorrt >/dev/null && backend=tensorrt
     for v in realtime stream; do
@@ -93,10 +92,15 @@ step_vs() {  # vspipe through core.psr2.Upscale vs the Upscaler alone, same fram
     for v in realtime stream; do psr2 vs bench --variant $v --device cuda --frames 200; done
 }
 
+for s in "${STEPS[@]}"; do
+    declare -F "step_$s" >/dev/null || { echo "unknown step: $s (steps: info gputests suite model pipeline vs)" >&2; exit 2; }
+done
 status=0
 for s in "${STEPS[@]}"; do
-    if ! declare -F "step_$s" >/dev/null; then echo "unknown step: $s" >&2; exit 2; fi
     echo "== $s ($(date -u +%H:%M:%S))"
-    "step_$s" 2>&1 | tee "$OUTDIR/$s.log" || status=1
+    RC=0
+    { "step_$s"; echo "RC=$RC" > "$OUTDIR/.rc"; } 2>&1 | tee "$OUTDIR/$s.log"
+    grep -q "RC=0" "$OUTDIR/.rc" 2>/dev/null || { status=1; echo "== $s: something failed (see $OUTDIR/$s.log)"; }
 done
+rm -f "$OUTDIR/.rc"
 exit $status

@@ -160,6 +160,9 @@ class ORTRunner:
         if self.device.type != "cuda" or self.provider in active:
             return
         gpu = [p for p in self.providers if p != "CPUExecutionProvider" and p in active]
+        if gpu and self.config.provider != "auto":  # a pinned provider (onnxruntime-tensorrt) never falls back
+            raise ValueError(f"ONNX Runtime: {self.provider} did not start (its libraries did not load); "
+                             f"use --backend onnxruntime to let it fall back to {gpu[0]}")
         if not gpu:
             import onnxruntime as ort
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -27,9 +29,14 @@ class TorchRunner:
         self.descriptor = descriptor
         self.memory_format = (torch.channels_last if config.channels_last and device.type == "cuda"
                               else torch.contiguous_format)
+        # Module.to converts in place: a model that must change device or dtype is copied first, so the caller's
+        # model (and another Upscaler sharing it in another precision) is never changed under them
+        first = next(model.parameters(), None)
+        if first is not None and (first.device != device or first.dtype != self.compute_dtype):
+            model = copy.deepcopy(model)
+            for p in model.parameters():
+                p.requires_grad_(False)
         model = model.eval().to(device=device, dtype=self.compute_dtype, memory_format=self.memory_format)
-        for p in model.parameters():
-            p.requires_grad_(False)
         self.model = model
         self.fn = torch.compile(model, dynamic=True) if config.compile else model
         self._graphs: dict[tuple, tuple] = {}

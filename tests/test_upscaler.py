@@ -135,3 +135,21 @@ def test_cuda_half_precision(precision: str) -> None:
     assert (a - b.float()).abs().max().item() < 0.02
     g = Upscaler(model=net, device="cuda", precision="fp32", backend=Backend.Torch(cuda_graphs=True))
     assert (g(x) - a).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("h,w,tile,overlap,align", [(100, 70, 32, 8, 1), (64, 64, 64, 8, 16), (90, 130, 40, 6, 16),
+                                                    (17, 300, 50, 0, 1)])
+def test_tile_shapes_are_the_shapes_tiled_apply_runs(h, w, tile, overlap, align):
+    """Engines are built for ``tile_shapes`` before the run: they must be exactly what ``tiled_apply`` asks for."""
+    from psr2video.runtime.tiling import tile_shapes
+
+    seen: set[tuple[int, int]] = set()
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        seen.add(tuple(t.shape[-2:]))
+        return t.repeat_interleave(2, -1).repeat_interleave(2, -2)
+
+    x = torch.rand(1, 3, h, w)
+    y = tiled_apply(fn, x, 2, tile, overlap, align)
+    assert sorted(seen) == tile_shapes(h, w, tile, overlap, align)
+    assert torch.equal(y, x.repeat_interleave(2, -1).repeat_interleave(2, -2))  # every pixel written once, right

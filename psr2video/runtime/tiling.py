@@ -11,36 +11,43 @@ from collections.abc import Callable
 
 import torch
 
+Span = tuple[int, int, int, int]  # kept [start, end) and the [start, end) it is run with (context added)
 
-def _starts(size: int, tile: int) -> list[int]:
-    return list(range(0, size, tile)) if size > tile else [0]
+
+def _spans(size: int, tile: int, ov: int) -> list[Span]:
+    starts = range(0, size, tile) if size > tile else [0]
+    return [(s, min(s + tile, size), max(s - ov, 0), min(s + tile + ov, size)) for s in starts]
+
+
+def _grid(h: int, w: int, tile: int, overlap: int, align: int) -> tuple[list[Span], list[Span]]:
+    """The tile grid: rows and columns, origins on the ``align`` grid, context rounded up to it too."""
+    tile = max(align, tile - tile % align)
+    ov = -(-overlap // align) * align
+    return _spans(h, tile, ov), _spans(w, tile, ov)
+
+
+def _whole(h: int, w: int, tile: int) -> bool:
+    return tile <= 0 or (h <= tile and w <= tile)
 
 
 def tile_shapes(h: int, w: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
     """The distinct (height, width) inputs ``tiled_apply`` hands ``fn`` for an ``h`` x ``w`` frame."""
-    if tile <= 0 or (h <= tile and w <= tile):
+    if _whole(h, w, tile):
         return [(h, w)]
-    tile = max(align, tile - tile % align)
-    ov = -(-overlap // align) * align
-    hs = {min(y0 + tile + ov, h) - max(y0 - ov, 0) for y0 in _starts(h, tile)}
-    ws = {min(x0 + tile + ov, w) - max(x0 - ov, 0) for x0 in _starts(w, tile)}
-    return sorted((a, b) for a in hs for b in ws)
+    rows, cols = _grid(h, w, tile, overlap, align)
+    return sorted({(yb - ya, xb - xa) for _, _, ya, yb in rows for _, _, xa, xb in cols})
 
 
 def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int, tile: int,
                 overlap: int, align: int = 1) -> torch.Tensor:
     """Apply ``fn`` (an upscaler by ``scale``) to ``x`` (NCHW) in ``tile`` x ``tile`` input tiles."""
     n, c, h, w = x.shape
-    if tile <= 0 or (h <= tile and w <= tile):
+    if _whole(h, w, tile):
         return fn(x)
-    tile = max(align, tile - tile % align)
-    ov = -(-overlap // align) * align  # round context up to the alignment grid
+    rows, cols = _grid(h, w, tile, overlap, align)
     out = None
-    for y0 in _starts(h, tile):
-        for x0 in _starts(w, tile):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            ya, xa = max(y0 - ov, 0), max(x0 - ov, 0)
-            yb, xb = min(y1 + ov, h), min(x1 + ov, w)
+    for y0, y1, ya, yb in rows:
+        for x0, x1, xa, xb in cols:
             y = fn(x[:, :, ya:yb, xa:xb])
             if out is None:
                 out = y.new_empty((n, y.shape[1], h * scale, w * scale))

@@ -253,6 +253,8 @@ def test_eval_record_writes_metadata(tmp_path):
     assert r.exit_code == 0, r.output
     v = read_metadata(w)["validation"]["Set5"]
     assert v["psnr"] > 34.0 and "ssim" not in v  # --no-ssim: the Set5 entry is replaced, not merged
+    r = CliRunner().invoke(cli, ["eval", "--weights", str(w), "--dataset", "Set5", "--record", "--degraded"])
+    assert r.exit_code == 1 and "drop --degraded" in r.output and "PSNR" not in r.output  # refused before any run
 
 
 def test_synthetic_patches_and_video_degradation():

@@ -64,16 +64,12 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
     With --video, also on H.264-compressed panning clips (PSNR/SSIM and temporal error); with --stress,
     the stress suite every shipped model must pass (exit 1 if one fails)."""
     from rich.console import Console
-    from rich.table import Table
 
-    from ..evaluate import evaluate, pil_resize, record_validation, tensor_fn
-    from ..models import WeightsError
     from ..models.magic import MagicKernelSharp2021
-    from ..runtime.upscaler import Upscaler
 
+    if record and degraded:  # before minutes of evaluation, not after
+        raise UserError("--record stores clean-protocol results only; drop --degraded")
     data_root = data_root or paths.data_path("val")
-    methods: list[tuple[str, object]] = []
-    models: list[tuple[str, object]] = []  # (name, Upscaler) for the stress suite
     if shipped:
         from ..models.registry import read_metadata, shipped_files
 
@@ -82,6 +78,49 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
     names = list(variants) + (list(BASELINE_METHODS) if baselines else [])
     if not names and not weights and not model_files:
         names = list(BASELINE_METHODS)
+    methods, models = _methods(names, weights, model_files, scale, alpha, device, tile)
+    folders = _datasets(data_root, datasets)
+    results, table = _clean_table(methods, folders, scale, no_ssim, degraded)
+    console = Console()
+    console.print(table)
+    report: dict = {"clean": [r.__dict__ for r in results]}
+    if video:
+        report["video"] = _video_table(console, methods, _datasets(data_root, (video_dataset,))[0], scale, crf,
+                                       clips, no_ssim)
+    failed: list[str] = []
+    if stress:
+        report["stress"], failed = _stress_tables(console, models)
+        if picture:
+            from ..stress import side_by_side
+
+            mks = MagicKernelSharp2021(scale, 1.0)
+            fns = [("MKS2021", mks)] + [(n, u.model if _torch_runs(u) else u) for n, u in models]
+            click.echo(f"wrote {side_by_side(fns, picture, scale=scale)}")
+    if json_out:
+        json_out.write_text(json.dumps(report if (video or stress) else report["clean"], indent=2))
+        click.echo(f"wrote {json_out}")
+    if record:
+        from ..evaluate import record_validation
+
+        for w in weights:
+            rows = {r.dataset: {"psnr": round(r.psnr, 4), **({} if no_ssim else {"ssim": round(r.ssim, 5)})}
+                    for r in results if r.method == _label(w, weights)}
+            record_validation(Path(w), rows)
+            click.echo(f"recorded {', '.join(rows)} in {w}")
+    if failed:
+        raise UserError(f"stress suite failed: {'; '.join(failed[:3])}{' ...' if len(failed) > 3 else ''}")
+
+
+def _methods(names, weights, model_files, scale: int, alpha: float, device: str, tile: int) -> tuple[list, list]:
+    """(label, fn) for every method to measure, and (label, Upscaler) for the models the stress suite takes;
+    a bad weights or model file is one line."""
+    from ..evaluate import pil_resize, tensor_fn
+    from ..models import WeightsError
+    from ..models.magic import MagicKernelSharp2021
+    from ..runtime.upscaler import Upscaler
+
+    methods: list[tuple[str, object]] = []
+    models: list[tuple[str, object]] = []
     try:
         for n in dict.fromkeys(names):
             if n in ("bicubic", "lanczos"):
@@ -104,49 +143,25 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
             models.append((Path(f).name, up))
     except (WeightsError, ValueError) as e:
         raise UserError(str(e)) from None
-    folders = _datasets(data_root, datasets)
-    results = []
-    for name, fn in methods:
-        for folder in folders:
-            results.append(evaluate(fn, folder, scale, name, ssim=not no_ssim,
-                                    jpeg_quality=75 if degraded else None))
+    return methods, models
+
+
+def _clean_table(methods, folders: list[Path], scale: int, no_ssim: bool, degraded: bool):
+    """The benchmark-protocol results of every method on every folder, and their table."""
+    from rich.table import Table
+
+    from ..evaluate import evaluate
+
+    results = [evaluate(fn, folder, scale, name, ssim=not no_ssim, jpeg_quality=75 if degraded else None)
+               for name, fn in methods for folder in folders]
     table = Table(title=f"x{scale} PSNR-Y / SSIM-Y" + (" (LR JPEG q75)" if degraded else ""))
     table.add_column("method")
     for f in folders:
         table.add_column(f.name, justify="right")
     for name, _ in methods:
-        cells = [f"{r.psnr:.2f}" + ("" if no_ssim else f" / {r.ssim:.4f}")
-                 for r in results if r.method == name]
-        table.add_row(name, *cells)
-
-    console = Console()
-    console.print(table)
-    report: dict = {"clean": [r.__dict__ for r in results]}
-    if video:
-        report["video"] = _video_table(console, methods, _datasets(data_root, (video_dataset,))[0], scale, crf,
-                                       clips, no_ssim)
-    failed: list[str] = []
-    if stress:
-        report["stress"], failed = _stress_tables(console, models)
-        if picture:
-            from ..stress import side_by_side
-
-            mks = MagicKernelSharp2021(scale, 1.0)
-            fns = [("MKS2021", mks)] + [(n, u.model if _torch_runs(u) else u) for n, u in models]
-            click.echo(f"wrote {side_by_side(fns, picture, scale=scale)}")
-    if json_out:
-        json_out.write_text(json.dumps(report if (video or stress) else report["clean"], indent=2))
-        click.echo(f"wrote {json_out}")
-    if record:
-        if degraded:
-            raise UserError("--record stores clean-protocol results only; drop --degraded")
-        for w in weights:
-            rows = {r.dataset: {"psnr": round(r.psnr, 4), **({} if no_ssim else {"ssim": round(r.ssim, 5)})}
-                    for r in results if r.method == _label(w, weights)}
-            record_validation(Path(w), rows)
-            click.echo(f"recorded {', '.join(rows)} in {w}")
-    if failed:
-        raise UserError(f"stress suite failed: {'; '.join(failed[:3])}{' ...' if len(failed) > 3 else ''}")
+        table.add_row(name, *[f"{r.psnr:.2f}" + ("" if no_ssim else f" / {r.ssim:.4f}")
+                              for r in results if r.method == name])
+    return results, table
 
 
 def _label(w: str, weights) -> str:

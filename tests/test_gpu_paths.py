@@ -359,13 +359,16 @@ def test_ort_silent_cpu_fallback_is_one_clear_line():
 
     stub = types.SimpleNamespace(session=types.SimpleNamespace(get_providers=lambda: ["CPUExecutionProvider"]),
                                  device=torch.device("cuda"), provider="CUDAExecutionProvider",
-                                 providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+                                 providers=["CUDAExecutionProvider", "CPUExecutionProvider"], config=ORTBackend())
     with pytest.raises(ValueError, match="fell back to the CPU: CUDAExecutionProvider did not start"):
         ORTRunner._check_providers(stub)
     stub.session = types.SimpleNamespace(get_providers=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     stub.provider, stub.providers = "TensorrtExecutionProvider", ["TensorrtExecutionProvider"] + stub.providers
     ORTRunner._check_providers(stub)  # TensorRT EP missing, CUDA EP up: run on CUDA with a warning
     assert stub.provider == "CUDAExecutionProvider"
+    stub.provider, stub.config = "TensorrtExecutionProvider", ORTBackend(provider="tensorrt")
+    with pytest.raises(ValueError, match="TensorrtExecutionProvider did not start.*--backend onnxruntime"):
+        ORTRunner._check_providers(stub)  # pinned (--backend onnxruntime-tensorrt): no fallback
 
 
 def test_nonfinite_outputs_are_replaced_and_counted():

@@ -174,24 +174,3 @@ def test_auto_takes_torch_for_bf16():
     assert up.runner.name == "torch" and "bf16" in up.backend_reason
     assert Upscaler(model=_net("realtime"), backend="auto", device="cpu").runner.name in ("onnxruntime", "torch")
 
-
-def test_onnxruntime_provider_that_did_not_start():
-    """ONNX Runtime drops a provider whose libraries don't load: auto falls back to the next GPU provider with
-    a warning, a pinned provider (onnxruntime-tensorrt) is one error, no GPU provider left is one error."""
-    import types
-
-    from psr2video.runtime.ort_backend import ORTRunner
-
-    def runner(provider: str, active: list[str]):
-        return types.SimpleNamespace(
-            device=torch.device("cuda"), config=ORTBackend(provider=provider), provider="TensorrtExecutionProvider",
-            providers=["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-            session=types.SimpleNamespace(get_providers=lambda: active))
-
-    auto_ = runner("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    ORTRunner._check_providers(auto_)
-    assert auto_.provider == "CUDAExecutionProvider"
-    with pytest.raises(ValueError, match="TensorrtExecutionProvider did not start.*--backend onnxruntime"):
-        ORTRunner._check_providers(runner("tensorrt", ["CUDAExecutionProvider", "CPUExecutionProvider"]))
-    with pytest.raises(ValueError, match="fell back to the CPU"):
-        ORTRunner._check_providers(runner("auto", ["CPUExecutionProvider"]))

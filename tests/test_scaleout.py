@@ -113,6 +113,35 @@ def test_bench_scaleout_command_loads(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "clip not found" in r.output, r.output
 
 
+def test_cut_gives_each_segment_its_packets_without_ray(tmp_path: Path) -> None:
+    """The cutter (one pass over the source) writes each wanted segment's packets, lead-ins of an open GOP
+    included, and nothing else: every segment decodes, and the kept frames of all segments are the source's
+    frames once each."""
+    import io
+
+    from psr2video.scaleout import split
+
+    src = make_clip(tmp_path / "in.mkv")
+    packets, tb = split.scan(str(src))
+    segs = split.plan(packets, tb, float(SEG))
+    assert len(segs) >= 4
+    wanted = {s.index for s in segs} - {1}
+    got = dict(split.cut(str(src), segs, wanted))
+    assert sorted(s.index for s in got) == sorted(wanted)
+    kept = []
+    for s, data in got.items():
+        with av.open(io.BytesIO(data)) as c:
+            n = sum(1 for p in c.demux(video=0) if p.size)
+        with av.open(io.BytesIO(data)) as c:
+            frames = [round(f.pts * f.time_base / tb) for f in c.decode(video=0)]  # nut refines the time base
+        assert n == s.last - s.first + 1 and frames
+        kept += [t for t in frames if s.keeps(t)]
+    with av.open(str(src)) as c:
+        want = [f.pts for f in c.decode(video=0)]
+    skipped = [t for t in want if segs[1].keeps(t)]
+    assert sorted(kept) == sorted(set(want) - set(skipped)) and len(kept) == len(want) - len(skipped)
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     import logging

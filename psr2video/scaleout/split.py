@@ -116,7 +116,9 @@ class CutIter:
             return
         with av.open(self.path) as c:
             vin = c.streams.video[0]
-            open_: dict[int, tuple[io.BytesIO, av.container.OutputContainer, av.stream.Stream]] = {}
+            # segments being written (usually one or two: a segment's lead-in overlaps its neighbour), so each
+            # packet costs O(open), not O(segments)
+            open_: dict[int, tuple[Segment, io.BytesIO, av.container.OutputContainer, av.stream.Stream]] = {}
             pending = list(todo)
             i = -1
             for pkt in c.demux(vin):
@@ -127,29 +129,23 @@ class CutIter:
                     s = pending.pop(0)
                     buf = io.BytesIO()
                     out = av.open(buf, "w", format=CUT_FORMAT, options=CUT_OPTIONS)
-                    o = out.add_stream_from_template(vin)
-                    open_[s.index] = (buf, out, o)
-                for s in todo:
-                    if s.index in open_ and s.first <= i <= s.last:
-                        buf, out, o = open_[s.index]
+                    open_[s.index] = (s, buf, out, out.add_stream_from_template(vin))
+                for s, _, out, o in open_.values():
+                    if s.first <= i <= s.last:
                         p = av.Packet(bytes(pkt))
                         p.pts, p.dts, p.duration, p.time_base = pkt.pts, pkt.dts, pkt.duration, pkt.time_base
                         p.is_keyframe = pkt.is_keyframe
                         p.stream = o
                         out.mux(p)
-                done = [s for s in todo if s.index in open_ and s.last <= i]
-                for s in done:
-                    buf, out, _ = open_.pop(s.index)
+                for s, buf, out, _ in [v for v in open_.values() if v[0].last <= i]:
+                    del open_[s.index]
                     out.close()
-                    todo.remove(s)
                     yield s, buf.getvalue()
-                if not todo:
+                if not open_ and not pending:
                     return
-            for s in list(todo):  # the source ended early (fewer packets than scanned): what there is
-                if s.index in open_:
-                    buf, out, _ = open_.pop(s.index)
-                    out.close()
-                    yield s, buf.getvalue()
+            for s, buf, out, _ in list(open_.values()):  # the source ended early (fewer packets than scanned)
+                out.close()
+                yield s, buf.getvalue()
 
 
 def source_id(path: str) -> dict[str, object]:

@@ -279,3 +279,21 @@ def test_cuda_pipeline(tmp_path: Path, hwaccel: str | None) -> None:
     for x, y in zip(xa, xb, strict=True):
         down = y.reshape(x.shape[0], 2, x.shape[1], 2, 3).astype(np.float64).mean((1, 3))
         assert _psnr(x, down) >= 28.0
+
+
+def test_stop_before_the_first_frame_writes_nothing(tmp_path: Path) -> None:
+    """Ctrl-C after set-up but before any frame was encoded: PyAV has not created the file yet. The run ends
+    stopped with 0 frames, no partial file, and an existing OUT (overwritten with -y) is left as it was."""
+    import threading
+
+    from psr2video import Upscaler
+    from psr2video.video.pipeline import Options, partial_path, run
+
+    src = make_clip(tmp_path / "in.mkv", pts=list(range(0, 400, 40)), audio=(), subtitle=False)
+    out = tmp_path / "o.mkv"
+    out.write_bytes(b"the user's old file")
+    stop = threading.Event()
+    res = run(Options(input=str(src), output=str(out)), Upscaler("mks", 2, device="cpu"), stop=stop,
+              warn=lambda m: None, on_start=lambda st, r: stop.set())
+    assert res.stopped and res.frames == 0
+    assert out.read_bytes() == b"the user's old file" and not Path(partial_path(str(out))).exists()

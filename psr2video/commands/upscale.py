@@ -261,9 +261,7 @@ def report(res, stats, output: str, ignore_errors: bool) -> None:
     """The summary after a run; exit 130 after Ctrl-C, and an error for a damaged input unless accepted."""
     fps = res.frames / res.seconds if res.seconds else 0.0
     where = "stdout" if output == "-" else output
-    if res.stopped and not res.frames:  # Ctrl-C while setting up: nothing worth keeping
-        if output != "-":
-            Path(output).unlink(missing_ok=True)
+    if res.stopped and not res.frames:  # Ctrl-C while setting up: nothing written, OUT untouched
         _warn("stopped by Ctrl-C before the first frame; nothing written")
         sys.exit(130)
     _warn(f"done: {res.frames} frames in {res.seconds:.1f} s ({fps:.1f} fps"

@@ -384,7 +384,10 @@ class _Run:
         res.nonfinite = int(getattr(self.up, "nonfinite", 0))
         res.seconds = stats.elapsed
         if self.tmp != "-":
-            Path(self.tmp).replace(self.opts.output)
+            if res.stopped and not res.frames:  # Ctrl-C before the first frame: nothing to keep (PyAV may
+                Path(self.tmp).unlink(missing_ok=True)  # not even have created the file), OUT left as it was
+            else:
+                Path(self.tmp).replace(self.opts.output)
         self.tmp = None
         return res
 

@@ -69,3 +69,21 @@ def export_onnx_file(net: nn.Module, path: Path, example: torch.Tensor, dynamic:
         torch.onnx.export(net, (example,), str(path), input_names=[names[0]], output_names=[names[1]],
                           dynamic_axes=dynamic, opset_version=17, dynamo=False)
     return path
+
+
+def gpu_backend_unready(backend: str) -> str | None:
+    """Why ``backend`` (torch, onnxruntime, tensorrt) can't run on CUDA here, or None when it can: the GPU
+    tests skip with this reason."""
+    if not torch.cuda.is_available():
+        return "needs CUDA (no GPU on this machine)"
+    if backend == "tensorrt":
+        from psr2video.runtime import trt_backend
+
+        ok, why = trt_backend.trt_available()
+        return None if ok else f"TensorRT unavailable: {why}"
+    if backend == "onnxruntime":
+        from psr2video.runtime import auto
+
+        provider, why = auto.ort_gpu_provider(torch.device("cuda"))
+        return None if provider else f"ONNX Runtime has no working GPU provider: {why}"
+    return None

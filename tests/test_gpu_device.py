@@ -15,13 +15,13 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import gpu_backend_unready
 
 from psr2video import Upscaler, cards
 from psr2video.fileio import sha256_file
 from psr2video.metrics import psnr
 from psr2video.models import load_model
 from psr2video.models.registry import shipped_files
-from psr2video.runtime import auto, trt_backend
 from psr2video.runtime.backends import ORTBackend, TorchBackend, TRTBackend
 from psr2video.stress import failures, real_frames, run_suite
 from psr2video.video.pipeline import Options, run
@@ -36,21 +36,13 @@ def _no_tf32(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
 
 
-def _backend(name: str, precision: str):
+def _backend(name: str):
     """The backend config for ``name``, or skip saying why it can't run on CUDA here."""
-    if name == "tensorrt":
-        ok, why = trt_backend.trt_available()
-        if not ok:
-            pytest.skip(f"TensorRT unavailable: {why}")
-        return TRTBackend()
-    if name == "onnxruntime":
-        provider, why = auto.ort_gpu_provider(torch.device("cuda"))
-        if not provider:
-            pytest.skip(f"ONNX Runtime has no working GPU provider: {why}")
-        return ORTBackend(provider="cuda")
-    if name == "torch-graphs":
-        return TorchBackend(cuda_graphs=True)
-    return TorchBackend()
+    why = gpu_backend_unready(name)
+    if why:
+        pytest.skip(why)
+    return {"tensorrt": TRTBackend(), "onnxruntime": ORTBackend(provider="cuda"),
+            "torch-graphs": TorchBackend(cuda_graphs=True)}.get(name, TorchBackend())
 
 
 # ------------------------------------------------------------------ the double-buffered pipeline, 240 frames
@@ -110,7 +102,7 @@ def test_shipped_models_on_the_gpu_pass_the_stress_suite(name, backend, precisio
     (unclamped) output. The stress bar holds in fp16/bf16/fp32; int8 must stay finite and within 35 dB of
     fp32 torch (its text-vs-MKS2021 margin is reported, not required). Prints the figures for the GPU table."""
     net = load_model(weights=shipped_files()[name])
-    cfg = _backend(backend, precision)
+    cfg = _backend(backend)
     ref = Upscaler(model=copy.deepcopy(net), backend="torch", device="cuda", precision="fp32", clamp=False)
     up = Upscaler(model=net, backend=cfg, device="cuda", precision=precision, clamp=False)
 
@@ -142,9 +134,9 @@ def test_corrupted_engine_is_rebuilt_and_the_cache_reused(tmp_path, monkeypatch)
     """Build, reuse (no rebuild), then an engine that TensorRT can't deserialize although its sidecar says
     it is intact (what a TensorRT or driver upgrade leaves): the next Upscaler rebuilds it with the same
     results instead of failing or running garbage."""
-    ok, why = trt_backend.trt_available()
-    if not ok:
-        pytest.skip(f"TensorRT unavailable: {why}")
+    why = gpu_backend_unready("tensorrt")
+    if why:
+        pytest.skip(why)
     monkeypatch.setenv("PSR2VIDEO_CACHE", str(tmp_path / "cache"))
     net = load_model("realtime", 2)
     x = torch.rand(2, 3, 72, 128, device="cuda")

@@ -20,6 +20,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import gpu_backend_unready
 
 from psr2video import Upscaler
 from psr2video.models import build_model
@@ -577,25 +578,12 @@ def test_tensorrt_batches_and_prebuilt_engine(tmp_path):
     assert again.runner.engine_path == path
 
 
-def _gpu_backend_ready(backend: str) -> str | None:
-    """Why ``backend`` can't run on CUDA here (None when it can)."""
-    if not HAS_CUDA:
-        return "needs CUDA (no GPU on this machine)"
-    if backend == "tensorrt":
-        ok, why = trt_backend.trt_available()
-        return None if ok else f"TensorRT unavailable: {why}"
-    if backend == "onnxruntime":
-        provider, why = auto.ort_gpu_provider(torch.device("cuda"))
-        return None if provider else f"ONNX Runtime has no working GPU provider: {why}"
-    return None
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("hwaccel", [None, "cuda"])
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime", "tensorrt"])
 def test_cuda_pipeline_backends(tmp_path, backend, hwaccel):
     """Streams, events, NVDEC and every GPU backend through the whole pipeline, against the CPU result."""
-    why = _gpu_backend_ready(backend)
+    why = gpu_backend_unready(backend)
     if why:
         pytest.skip(why)
     src = _clip(tmp_path / "in.mkv", "yuv420p", codec="libx264", n=7)

@@ -81,7 +81,7 @@ def engine_build(variant, scale, weights, untrained, precision, profiles, shape,
 
     from ..runtime.backends import ORTBackend, TRTBackend
     from ..runtime.engine_cache import EngineCache
-    from ..runtime.export import model_weights_hash
+    from ..runtime.export import with_weights_hash
     from ..runtime.trt_backend import EngineBuildError, ShapeProfile, cached_engine, trt_available
     from ..runtime.upscaler import default_precision, resolve_device
 
@@ -107,8 +107,7 @@ def engine_build(variant, scale, weights, untrained, precision, profiles, shape,
     model = load_for_command(variant, scale, weights, untrained)
     if hasattr(model, "fuse_for_release"):
         model = model.fuse_for_release()
-    if not model.descriptor.source_sha256:  # hashed once for every profile's cache key, as the Upscaler does
-        model.descriptor = model.descriptor.with_(weights_hash=model_weights_hash(model))
+    model.descriptor = with_weights_hash(model.descriptor, model)  # once for every profile's cache key
     precision = precision or default_precision(model.descriptor, dev, backend)  # the same default as upscale
     cache = EngineCache()
     click.echo(f"engine cache: {cache.dir}")

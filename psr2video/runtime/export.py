@@ -325,6 +325,14 @@ def model_weights_hash(model: nn.Module) -> str:
     return weights_hash(model.fuse_for_release() if hasattr(model, "fuse_for_release") else model)
 
 
+def with_weights_hash(descriptor, model: nn.Module):
+    """``descriptor`` carrying the export/engine cache key's weights hash, computed once here (a model read
+    from an ONNX file is keyed by its file's hash instead, and a descriptor that has one keeps it)."""
+    if descriptor.source_sha256 or descriptor.weights_hash:
+        return descriptor
+    return descriptor.with_(weights_hash=model_weights_hash(model))
+
+
 def onnx_fields(model: nn.Module, descriptor, precision: str, opset: int = DEFAULT_OPSET, fp16_io: bool = True,
                 calibration: str | Path | None = None) -> dict:
     """Everything that determines the bytes of an exported ONNX file (the engine cache key)."""

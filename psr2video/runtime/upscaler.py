@@ -97,10 +97,10 @@ class Upscaler:
             raise ValueError(f"{d.variant} ({d.arch}) does not run in {self.precision}; it runs in "
                              f"{', '.join(d.precisions)}")
         self.backend = cfg
-        if not isinstance(cfg, TorchBackend) and not d.source_sha256 and not d.weights_hash:
-            from .export import model_weights_hash  # the export and engine cache keys: hashed once, here
+        if not isinstance(cfg, TorchBackend):  # the export and engine cache keys: hashed once, here
+            from .export import with_weights_hash
 
-            self.descriptor = d = d.with_(weights_hash=model_weights_hash(self.model))
+            self.descriptor = d = with_weights_hash(d, self.model)
         self.runner = make_runner(self.backend, self.model, d, self.precision, self.device)
         self.tile = int(tile)
         self.tile_overlap = d.tile_overlap if tile_overlap is None else int(tile_overlap)

@@ -281,3 +281,51 @@ def test_synthetic_patches_and_video_degradation():
                      2, 16, 4, synthetic=1.0)
     _, hr = s(0)
     assert hr.amax() > 0  # every crop replaced by a pattern
+
+
+def test_pan_video_degradation(monkeypatch):
+    """``video.frames >= 3``: each patch pans across a real GOP (B-frames); the LR is a later decoded frame
+    whose source is exactly the clean LR, the other frames are the patch moved by whole HR pixels."""
+    import psr2video.train.degrade as degrade
+
+    seen = {}
+    real = degrade.clip_roundtrip
+
+    def spy(frames, codec, crf, preset, pick, zerolatency=False):
+        seen.update(frames=frames, pick=pick, zerolatency=zerolatency)
+        return real(frames, codec, crf, preset, pick, zerolatency)
+
+    monkeypatch.setattr(degrade, "clip_roundtrip", spy)
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    hr = torch.stack([0.5 + 0.4 * torch.sin(0.4 * xx + k * yy * 0.3) for k in range(3)])[None].repeat(5, 1, 1, 1)
+    for codec in ("libx264", "libx265"):
+        cfg = {"video": {"codecs": [codec], "crf": [23, 23], "presets": ["medium"], "frames": 5, "motion": 2}}
+        lr = Degrader(2, cfg)(hr, torch.Generator().manual_seed(3))
+        frames, k = seen["frames"], seen["pick"]
+        assert lr.shape == (5, 3, 16, 16) and len(frames) == 5 and 1 <= k <= 4 and not seen["zerolatency"]
+        clean = downscale(hr, 2)
+        assert torch.equal(frames[k][:, :16, :16], clean[0])  # the picked frame's source is the clean LR
+        moved = [float((f - frames[k]).abs().mean()) for f in frames]
+        assert moved[k] == 0 and max(moved) > 0.02  # the others pan
+        err = float((lr - clean).abs().mean())
+        assert 0.002 < err < 0.2  # really compressed, still the same picture
+        again = Degrader(2, cfg)(hr, torch.Generator().manual_seed(3))
+        assert torch.equal(lr, again)  # reproducible per generator, like every batch
+
+
+def test_val_video_pans_in_validation(images, tmp_path, monkeypatch):
+    """``data.val_video``: compressed pans are validated (and count towards best) next to the stills."""
+    big = tmp_path / "big"
+    big.mkdir()
+    yy, xx = np.mgrid[0:200, 0:280].astype(np.float32)
+    a = np.stack([0.5 + 0.5 * np.sin(0.2 * xx + 0.1 * yy), (xx // 7 % 2), 0.5 + 0.5 * np.cos(0.05 * (xx + yy))], -1)
+    Image.fromarray((a * 255).round().astype(np.uint8)).save(big / "pan.png")
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    cfg = _cfg(images)
+    cfg["data"]["val_video"] = {"folder": str(big), "crf": 30}
+    tr = Trainer(cfg, out=tmp_path / "run", quiet=True)
+    val = tr.fit(2)
+    assert val["big pans CRF 30"]["psnr"] > 15 and val["big pans CRF 30"]["temporal"] >= 0
+    cfg["data"]["val_video"] = {"folder": str(big), "speed": 3}
+    with pytest.raises(ConfigError, match="unknown data.val_video key"):
+        Trainer(cfg, out=tmp_path / "run2", quiet=True).validate()

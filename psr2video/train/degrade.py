@@ -8,18 +8,25 @@ Configured by ``[data.degrade]`` (every stage optional, each with a probability)
     jpeg = {prob = 0.5, quality = [40, 95]}
     h264 = {prob = 0.3, crf = [18, 35], preset = "ultrafast"}   # PyAV libx264, 2-frame clip (I + P), per image
     video = {prob = 0.6, codecs = ["libx264", "libx265"], crf = [18, 32], presets = ["ultrafast", "veryfast"]}
+    video = {..., frames = 6, motion = 3}           # pans: a 6-frame clip, each patch moving up to 3 HR px/frame
 
 ``video`` compresses the whole batch at once: the LR patches are tiled into one mosaic frame and encoded
-as a 2-frame clip (the mosaic shifted by a pixel, then the mosaic) with a random codec, CRF and preset, so
-the decoded P-frame carries intra and motion-compensated artefacts and 4:2:0 chroma, at the cost of one
-encode per batch (per-patch encoding cost ~27 ms each and stalled the trainer). Randomness comes from the
-batch generator, so degraded batches are reproducible per step too.
+with a random codec, CRF and preset (4:2:0 chroma), at the cost of one encode per batch (per-patch encoding
+cost ~27 ms each and stalled the trainer). Without ``frames`` the clip is 2 frames (the mosaic shifted by a
+pixel, then the mosaic; zero-latency settings) and the decoded P-frame is the LR. With ``frames = N`` (>= 3)
+every patch pans: its HR source is translated by a random whole number of HR pixels per frame (up to
+``motion``, so the LR moves by half pixels too, as in real pans), each frame is made like the LR (same blur,
+fresh noise), and the N mosaics are encoded with the codec's own GOP settings (B-frames, lookahead, mbtree:
+what a real encode does); the LR is a random decoded frame after the first, so the model sees P- and B-frame
+artefacts of sub-pixel motion, not only a near-copy of an intra frame. Randomness comes from the batch
+generator, so degraded batches are reproducible per step too.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -71,39 +78,53 @@ def h264(x: torch.Tensor, crf: int, preset: str = "ultrafast", shift: int = 1) -
 
 def codec_roundtrip(x: torch.Tensor, codec: str, crf: int, preset: str = "ultrafast", shift: int = 1) -> torch.Tensor:
     """Round trip of one CHW image through ``codec`` (libx264 / libx265, yuv420p): encodes a 2-frame clip
-    (the image shifted by ``shift`` px, then the image) and returns the decoded P-frame, so both intra and
-    motion-compensated artefacts appear. Odd sizes are padded by replication and cropped back."""
+    (the image shifted by ``shift`` px, then the image; zero-latency settings) and returns the decoded
+    P-frame, so both intra and motion-compensated artefacts appear."""
+    return clip_roundtrip([torch.roll(x, shifts=(shift, shift), dims=(1, 2)), x], codec, crf, preset, pick=1,
+                          zerolatency=True)
+
+
+def clip_roundtrip(frames: list[torch.Tensor], codec: str, crf: int, preset: str, pick: int,
+                   zerolatency: bool = False) -> torch.Tensor:
+    """Encode CHW ``frames`` as one clip through ``codec`` (libx264 / libx265, yuv420p) and return decoded
+    frame ``pick`` (display order). ``zerolatency``: no B-frames or lookahead; otherwise the codec's own GOP
+    settings for ``preset``. Odd sizes are padded by replication and cropped back."""
     import av
 
-    c, h, w = x.shape
+    c, h, w = frames[0].shape
     ph, pw = h % 2, w % 2
-    img = F.pad(x[None], (0, pw, 0, ph), mode="replicate")[0] if ph or pw else x
-    frames = [torch.roll(img, shifts=(shift, shift), dims=(1, 2)), img]
+    if not zerolatency:  # libx265 with lookahead corrupts the heap on some clips under 64 px (16x48, 32x48)
+        ph, pw = max(ph, 64 - h), max(pw, 64 - w)
+    if ph or pw:
+        frames = [F.pad(f[None], (0, pw, 0, ph), mode="replicate")[0] for f in frames]
     enc = av.CodecContext.create(codec, "w")
-    enc.width, enc.height, enc.pix_fmt = img.shape[2], img.shape[1], "yuv420p"
+    enc.width, enc.height, enc.pix_fmt = w + pw, h + ph, "yuv420p"
+    opts = {"crf": str(int(crf)), "preset": preset}
     if codec == "libx265":
-        enc.options = {"crf": str(int(crf)), "preset": preset, "tune": "zerolatency",
-                       "x265-params": "log-level=error:bframes=0"}
+        opts["x265-params"] = "log-level=error" + (":bframes=0" if zerolatency else "")
         dec = av.CodecContext.create("hevc", "r")
     else:
-        enc.options = {"crf": str(int(crf)), "preset": preset, "tune": "zerolatency", "bf": "0"}
+        if zerolatency:
+            opts["bf"] = "0"
         dec = av.CodecContext.create("h264", "r")
-    out = None
+    if zerolatency:
+        opts["tune"] = "zerolatency"
+    else:  # rate control with lookahead needs the frame rate
+        enc.time_base, enc.framerate = Fraction(1, 25), Fraction(25)
+    enc.options = opts
     packets = []
     for i, f in enumerate(frames):
         vf = av.VideoFrame.from_ndarray(_to_uint8(f), format="rgb24").reformat(format="yuv420p")
         vf.pts = i
         packets += enc.encode(vf)
     packets += enc.encode(None)
-    for p in packets:
-        for fr in dec.decode(p):
-            out = fr
-    for fr in dec.decode(None):
-        out = fr
-    if out is None:
-        raise RuntimeError(f"{codec} round trip produced no frame")
-    y = _from_uint8(out.to_ndarray(format="rgb24"))
-    return y[:, :h, :w]
+    out = []
+    for p in [*packets, None]:
+        out += dec.decode(p)
+    if len(out) != len(frames):
+        raise RuntimeError(f"{codec} round trip gave {len(out)} of {len(frames)} frames")
+    out.sort(key=lambda fr: fr.pts if fr.pts is not None else 0)
+    return _from_uint8(out[pick].to_ndarray(format="rgb24"))[:, :h, :w]
 
 
 class Degrader:
@@ -123,16 +144,19 @@ class Degrader:
 
     def __call__(self, hr: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         out = []
+        sources: list[tuple[torch.Tensor, tuple[float, bool] | None]] = []  # (HR after blur, noise) per patch
         for img in hr:
             x = img[None]
             if c := self._on("blur", g):
                 x = gaussian_blur(x, _uniform(g, *c.get("sigma", (0.2, 1.5))))
+            src = x
             x = downscale(x, self.scale, quantize=False)[0]
+            noise = None
             if c := self._on("noise", g):
-                s = _uniform(g, *c.get("sigma", (1.0, 8.0))) / 255.0
-                gray = float(torch.rand((), generator=g)) < float(c.get("gray_prob", 0.0))
-                n = torch.randn((1 if gray else 3, *x.shape[1:]), generator=g) * s
-                x = x + n
+                noise = (_uniform(g, *c.get("sigma", (1.0, 8.0))) / 255.0,
+                         float(torch.rand((), generator=g)) < float(c.get("gray_prob", 0.0)))
+                x = x + _noise(x.shape, noise, g)
+            sources.append((src, noise))
             x = x.clamp(0, 1)
             if c := self._on("jpeg", g):
                 lo, hi = c.get("quality", (40, 95))
@@ -143,23 +167,72 @@ class Degrader:
             out.append((x * 255).round() / 255)
         lr = torch.stack(out)
         if c := self._on("video", g):
-            lr = self._video(lr, c, g)
+            lr = self._video(lr, c, g) if int(c.get("frames", 2)) <= 2 else self._pan(lr, sources, c, g)
         return lr
 
     @staticmethod
-    def _video(lr: torch.Tensor, c: dict, g: torch.Generator) -> torch.Tensor:
-        """The whole batch through one codec round trip, as a mosaic of its patches."""
-        n, ch, h, w = lr.shape
+    def _codec(c: dict, g: torch.Generator) -> tuple[str, str, int]:
         codecs, presets = list(c.get("codecs", ["libx264"])), list(c.get("presets", ["ultrafast"]))
         lo, hi = c.get("crf", (18, 32))
         codec = codecs[int(torch.randint(0, len(codecs), (), generator=g))]
         preset = presets[int(torch.randint(0, len(presets), (), generator=g))]
-        crf = int(torch.randint(int(lo), int(hi) + 1, (), generator=g))
-        cols = math.ceil(math.sqrt(n))
-        rows = math.ceil(n / cols)
-        mosaic = torch.zeros(ch, rows * h, cols * w)
-        for i in range(n):
-            mosaic[:, (i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w] = lr[i]
-        y = codec_roundtrip(mosaic, codec, crf, preset)
-        return torch.stack([y[:, (i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w]
-                            for i in range(n)])
+        return codec, preset, int(torch.randint(int(lo), int(hi) + 1, (), generator=g))
+
+    @classmethod
+    def _video(cls, lr: torch.Tensor, c: dict, g: torch.Generator) -> torch.Tensor:
+        """The whole batch through one codec round trip, as a mosaic of its patches."""
+        codec, preset, crf = cls._codec(c, g)
+        return _untile(codec_roundtrip(_tile(lr), codec, crf, preset), lr.shape)
+
+    def _pan(self, lr: torch.Tensor, sources: list, c: dict, g: torch.Generator) -> torch.Tensor:
+        """The batch as a clip of ``frames`` mosaics in which every patch pans (module docstring). Batched:
+        tiny per-patch ops stall the data thread when the trainer holds every core."""
+        codec, preset, crf = self._codec(c, g)
+        n_frames, vmax = int(c["frames"]), int(c.get("motion", 3))
+        pick = int(torch.randint(1, n_frames, (), generator=g))  # never the intra frame
+        vel = torch.randint(-vmax, vmax + 1, (len(sources), 2), generator=g).tolist()
+        p = sources[0][0].shape[-1]
+        m = (n_frames - 1) * vmax  # replicated border: content entering the panning window
+        padded = F.pad(torch.cat([src for src, _ in sources]), (m, m, m, m), mode="replicate")
+        sigma = torch.tensor([nz[0] if nz else 0.0 for _, nz in sources]).view(-1, 1, 1, 1)
+        gray = torch.tensor([bool(nz and nz[1]) for _, nz in sources]).view(-1, 1, 1, 1)
+        frames = []
+        for t in range(n_frames):
+            if t == pick:
+                frames.append(_tile(lr))
+                continue
+            hr_t = torch.stack([padded[i, :, m - (t - pick) * vy: m - (t - pick) * vy + p,
+                                       m - (t - pick) * vx: m - (t - pick) * vx + p]
+                                for i, (vy, vx) in enumerate(vel)])
+            x = downscale(hr_t, self.scale, quantize=False)
+            n = torch.randn(x.shape, generator=g)
+            x = x + torch.where(gray, n[:, :1], n) * sigma
+            frames.append(_tile((x.clamp(0, 1) * 255).round() / 255))
+        return _untile(clip_roundtrip(frames, codec, crf, preset, pick=pick), lr.shape)
+
+
+def _noise(shape: torch.Size, noise: tuple[float, bool], g: torch.Generator) -> torch.Tensor:
+    sigma, gray = noise
+    return torch.randn((1 if gray else 3, *shape[1:]), generator=g) * sigma
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
+
+
+def _tile(batch: torch.Tensor) -> torch.Tensor:
+    """NCHW patches as one CHW mosaic (row-major, near square)."""
+    n, ch, h, w = batch.shape
+    rows, cols = _grid(n)
+    mosaic = torch.zeros(ch, rows * h, cols * w)
+    for i in range(n):
+        mosaic[:, (i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w] = batch[i]
+    return mosaic
+
+
+def _untile(mosaic: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    n, _, h, w = shape
+    _, cols = _grid(n)
+    return torch.stack([mosaic[:, (i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w]
+                        for i in range(n)])

@@ -34,7 +34,7 @@ DEFAULTS: dict = {
     "data": {"train": ["../shared/data/train/T91", "../shared/data/train/BSD200"], "patch": 64, "batch": 32,
              "augment": True, "prefetch": 6, "synthetic": 0.0, "degrade_share": 1.0,
              "val": ["../shared/data/val/Set5", "../shared/data/val/Set14"],
-             "degrade": {}},
+             "val_video": {}, "degrade": {}},
     "loss": {"l1": 1.0},
     "optim": {"lr": 2e-3, "weight_decay": 1e-4, "betas": [0.9, 0.99], "schedule": "cosine", "warmup": 500,
               "min_lr": 1e-6, "milestones": [], "gamma": 0.5, "grad_clip": 1.0},
@@ -53,7 +53,7 @@ class ConfigError(PsrError, ValueError):
 def _merge(base: dict, over: dict, where: str = "") -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        if k not in base and where not in ("loss", "data.degrade"):
+        if k not in base and where not in ("loss", "data.degrade", "data.val_video"):
             raise ConfigError(f"unknown config key {where + '.' if where else ''}{k}")
         if isinstance(v, dict) and isinstance(base.get(k), dict):
             out[k] = _merge(base[k], v, f"{where + '.' if where else ''}{k}")
@@ -308,6 +308,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict:
         from ..evaluate import evaluate, tensor_fn
+        from ..video_eval import evaluate_clips
 
         net = self.ema.net.eval()
         dev = self.device
@@ -319,7 +320,27 @@ class Trainer:
         for folder in self.cfg["data"]["val"]:
             r = evaluate(tensor_fn(run), _resolve(folder, self.cfg.get("_config")), self.scale, "ema")
             out[r.dataset] = {"psnr": round(r.psnr, 4), "ssim": round(r.ssim, 5)}
+        if self.cfg["data"]["val_video"]:
+            name, clips = self._val_clips()
+            v = evaluate_clips(tensor_fn(run), clips, self.scale, "ema", ssim=False)
+            out[name] = {"psnr": round(v.psnr, 4), "temporal": round(v.temporal, 4)}
         return out
+
+    def _val_clips(self) -> tuple[str, list]:
+        """``data.val_video``: compressed pans (``psr2video.video_eval``) built once per run, so a video model
+        is also judged, and kept as best, on the input it is made for."""
+        if not hasattr(self, "_clips"):
+            from ..video_eval import build_clips
+
+            v = {"crf": 23, "clips": 0, **self.cfg["data"]["val_video"]}
+            if unknown := sorted(set(v) - {"folder", "crf", "clips"}):
+                raise ConfigError(f"unknown data.val_video key(s) {', '.join(unknown)} (folder, crf, clips)")
+            if "folder" not in v:
+                raise ConfigError("data.val_video needs folder = \"...\" (HR images to pan across)")
+            folder = _resolve(v["folder"], self.cfg.get("_config"))
+            clips = build_clips(folder, self.scale, int(v["crf"]), limit=int(v["clips"]) or None)
+            self._clips = (f"{Path(folder).name} pans CRF {int(v['crf'])}", clips)
+        return self._clips
 
     @torch.no_grad()
     def stress(self) -> tuple[float, list[str]]:
@@ -424,7 +445,9 @@ class Trainer:
                     self._log({"step": self.step, "val": last_val, "stress_detail_max": round(stress, 4),
                                "stress_failures": failed})
                     score = sum(v["psnr"] for v in last_val.values())
-                    txt = " ".join(f"{k} {v['psnr']:.3f}/{v['ssim']:.4f}" for k, v in last_val.items())
+                    txt = " ".join(f"{k} {v['psnr']:.3f}/" + (f"{v['ssim']:.4f}" if "ssim" in v else
+                                                                f"temporal {v['temporal']:.3f}")
+                                   for k, v in last_val.items())
                     txt += f" stress max|detail| {stress:.2f}"
                     if failed:
                         more = " ..." if len(failed) > 1 else ""

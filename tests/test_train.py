@@ -326,6 +326,8 @@ def test_val_video_pans_in_validation(images, tmp_path, monkeypatch):
     tr = Trainer(cfg, out=tmp_path / "run", quiet=True)
     val = tr.fit(2)
     assert val["big pans CRF 30"]["psnr"] > 15 and val["big pans CRF 30"]["temporal"] >= 0
-    cfg["data"]["val_video"] = {"folder": str(big), "speed": 3}
-    with pytest.raises(ConfigError, match="unknown data.val_video key"):
-        Trainer(cfg, out=tmp_path / "run2", quiet=True).validate()
+    for bad, msg in (({"folder": str(big), "speed": 3}, "unknown data.val_video key"),
+                     ({"crf": 23}, "needs folder"), ({"folder": str(tmp_path / "nope")}, "folder not found")):
+        cfg["data"]["val_video"] = bad
+        with pytest.raises(ConfigError, match=msg):  # refused before any step, not at the first validation
+            Trainer(cfg, out=tmp_path / "run2", quiet=True)

@@ -127,6 +127,21 @@ class EMA:
             b.copy_(src)
 
 
+def _val_video_spec(cfg: dict) -> tuple[Path, int, int | None] | None:
+    """``data.val_video`` checked up front (folder, crf, clip limit), not at the first validation."""
+    v = cfg["data"]["val_video"]
+    if not v:
+        return None
+    if unknown := sorted(set(v) - {"folder", "crf", "clips"}):
+        raise ConfigError(f"unknown data.val_video key(s) {', '.join(unknown)} (folder, crf, clips)")
+    if "folder" not in v:
+        raise ConfigError('data.val_video needs folder = "..." (HR images to pan across)')
+    folder = _resolve(v["folder"], cfg.get("_config"))
+    if not folder.is_dir():
+        raise ConfigError(f"data.val_video folder not found: {folder}")
+    return folder, int(v.get("crf", 23)), int(v.get("clips", 0)) or None
+
+
 class Trainer:
     def __init__(self, cfg: dict, out: str | Path | None = None, resume: bool = False, quiet: bool = False,
                  command: str | None = None) -> None:
@@ -182,6 +197,7 @@ class Trainer:
             self._resume()
         self.log_path = self.out / "log.jsonl"
         self._trim_log()
+        self.val_video = _val_video_spec(cfg)
 
     # ---- checkpoints ----
     def _load_init(self, path: Path) -> None:
@@ -320,7 +336,7 @@ class Trainer:
         for folder in self.cfg["data"]["val"]:
             r = evaluate(tensor_fn(run), _resolve(folder, self.cfg.get("_config")), self.scale, "ema")
             out[r.dataset] = {"psnr": round(r.psnr, 4), "ssim": round(r.ssim, 5)}
-        if self.cfg["data"]["val_video"]:
+        if self.val_video:
             name, clips = self._val_clips()
             v = evaluate_clips(tensor_fn(run), clips, self.scale, "ema", ssim=False)
             out[name] = {"psnr": round(v.psnr, 4), "temporal": round(v.temporal, 4)}
@@ -332,14 +348,8 @@ class Trainer:
         if not hasattr(self, "_clips"):
             from ..video_eval import build_clips
 
-            v = {"crf": 23, "clips": 0, **self.cfg["data"]["val_video"]}
-            if unknown := sorted(set(v) - {"folder", "crf", "clips"}):
-                raise ConfigError(f"unknown data.val_video key(s) {', '.join(unknown)} (folder, crf, clips)")
-            if "folder" not in v:
-                raise ConfigError("data.val_video needs folder = \"...\" (HR images to pan across)")
-            folder = _resolve(v["folder"], self.cfg.get("_config"))
-            clips = build_clips(folder, self.scale, int(v["crf"]), limit=int(v["clips"]) or None)
-            self._clips = (f"{Path(folder).name} pans CRF {int(v['crf'])}", clips)
+            folder, crf, limit = self.val_video
+            self._clips = (f"{folder.name} pans CRF {crf}", build_clips(folder, self.scale, crf, limit=limit))
         return self._clips
 
     @torch.no_grad()

@@ -610,6 +610,16 @@ class Reader(threading.Thread):
                         pass
 
 
+def one_filter_graph(width: int, height: int, fmt: str, time_base: Fraction, name: str,
+                     args: str) -> tuple[av.filter.Graph, Any, Any]:
+    """(graph, buffer, sink) of buffer -> ``name=args`` -> buffersink, configured."""
+    g = av.filter.Graph()
+    src = g.add_buffer(width=width, height=height, format=fmt, time_base=time_base)
+    sink = g.add("buffersink")
+    g.link_nodes(src, g.add(name, args), sink).configure()
+    return g, src, sink
+
+
 class Deinterlacer:
     """FFmpeg's bwdif (one output frame per input frame, timestamps kept), on request (``--deinterlace``)."""
 
@@ -620,14 +630,9 @@ class Deinterlacer:
         if self.graph is None:
             if frame is None:
                 return []
-            self.graph = av.filter.Graph()
-            src = self.graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
-                                        time_base=frame.time_base or Fraction(1, 1000))
-            f = self.graph.add("bwdif", "mode=send_frame:parity=auto:deint=all")
-            sink = self.graph.add("buffersink")
-            src.link_to(f)
-            f.link_to(sink)
-            self.graph.configure()
+            self.graph = one_filter_graph(frame.width, frame.height, frame.format.name,
+                                          frame.time_base or Fraction(1, 1000),
+                                          "bwdif", "mode=send_frame:parity=auto:deint=all")[0]
         self.graph.push(frame)
         out = []
         while True:

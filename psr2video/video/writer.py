@@ -25,7 +25,7 @@ from typing import Any
 import av
 
 from ..errors import PsrError
-from .reader import FirstFrame, PacketItem
+from .reader import FirstFrame, PacketItem, one_filter_graph
 
 DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "h264_nvenc": "p4",
                   "hevc_nvenc": "p4", "av1_nvenc": "p4"}
@@ -183,7 +183,9 @@ class Writer(threading.Thread):
             vs.codec_context.field_order = first.field_order
             if codec == "libx264":
                 vs.codec_context.flags |= av.codec.context.Flags.interlaced_dct
-                self._fields = _field_graph(first.field_order, self.time_base, vs)
+                # x264 codes interlaced pictures from frame flags that PyAV can't set: setfield sets them
+                self._fields = one_filter_graph(vs.width, vs.height, vs.pix_fmt, self.time_base, "setfield",
+                                                "bff" if first.field_order in (3, 5) else "tff")[1:]
             self.warn(f"note: interlaced input ({order.get(first.field_order, 'field order unknown')}): the model "
                       "ran on whole frames and the output keeps the field order; --deinterlace gives progressive "
                       "output")
@@ -468,19 +470,6 @@ def convert_text_sub(data: bytes, src: str, dst: str) -> bytes | None:
         return None
     raw = text.encode("utf-8")
     return struct.pack(">H", len(raw)) + raw if dst == "mov_text" else raw
-
-
-def _field_graph(order: int, tb: Fraction, vs: Any) -> tuple[Any, Any]:
-    """(buffer, sink) of a graph that marks frames interlaced with the input's field order (x264 codes
-    interlaced pictures from frame flags that PyAV can't set)."""
-    g = av.filter.Graph()
-    src = g.add_buffer(width=vs.width, height=vs.height, format=vs.pix_fmt, time_base=tb)
-    f = g.add("setfield", "bff" if order in (3, 5) else "tff")
-    sink = g.add("buffersink")
-    src.link_to(f)
-    f.link_to(sink)
-    g.configure()
-    return src, sink
 
 
 def _codec_name(s: Any) -> str:

@@ -191,7 +191,7 @@ class Degrader:
         n_frames, vmax = int(c["frames"]), int(c.get("motion", 3))
         pick = int(torch.randint(1, n_frames, (), generator=g))  # never the intra frame
         vel = torch.randint(-vmax, vmax + 1, (len(sources), 2), generator=g).tolist()
-        p = sources[0][0].shape[-1]
+        h, w = sources[0][0].shape[-2:]
         m = (n_frames - 1) * vmax  # replicated border: content entering the panning window
         padded = F.pad(torch.cat([src for src, _ in sources]), (m, m, m, m), mode="replicate")
         sigma = torch.tensor([nz[0] if nz else 0.0 for _, nz in sources]).view(-1, 1, 1, 1)
@@ -201,8 +201,8 @@ class Degrader:
             if t == pick:
                 frames.append(_tile(lr))
                 continue
-            hr_t = torch.stack([padded[i, :, m - (t - pick) * vy: m - (t - pick) * vy + p,
-                                       m - (t - pick) * vx: m - (t - pick) * vx + p]
+            hr_t = torch.stack([padded[i, :, m - (t - pick) * vy: m - (t - pick) * vy + h,
+                                       m - (t - pick) * vx: m - (t - pick) * vx + w]
                                 for i, (vy, vx) in enumerate(vel)])
             x = downscale(hr_t, self.scale, quantize=False)
             n = torch.randn(x.shape, generator=g)

@@ -117,7 +117,7 @@ class Writer(threading.Thread):
         self._last_pts: int | None = None
         self._fixed_pts = 0
         self.fixups: dict[int, TimestampFixup] = {}  # output stream index -> what was fixed
-        self._fields: Any = None  # a setfield graph that marks frames interlaced (libx264)
+        self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
         self.out = self._open(path, fmt, mux_options)
         if video_template is not None:  # scale-out join: encoded segments are copied (PacketItems on vstream)
             self.vstream = self.out.add_stream_from_template(video_template)
@@ -185,7 +185,7 @@ class Writer(threading.Thread):
                 vs.codec_context.flags |= av.codec.context.Flags.interlaced_dct
                 # x264 codes interlaced pictures from frame flags that PyAV can't set: setfield sets them
                 self._fields = one_filter_graph(vs.width, vs.height, vs.pix_fmt, self.time_base, "setfield",
-                                                "bff" if first.field_order in (3, 5) else "tff")[1:]
+                                                "bff" if first.field_order in (3, 5) else "tff")
             self.warn(f"note: interlaced input ({order.get(first.field_order, 'field order unknown')}): the model "
                       "ran on whole frames and the output keeps the field order; --deinterlace gives progressive "
                       "output")
@@ -302,8 +302,8 @@ class Writer(threading.Thread):
         fr.pts = pts
         fr.time_base = self.time_base
         if self._fields is not None:  # mark the frame interlaced with its field order
-            self._fields[0].push(fr)
-            fr = self._fields[1].pull()
+            self._fields[1].push(fr)
+            fr = self._fields[2].pull()
         return fr
 
     def _copy(self, item: PacketItem) -> None:

@@ -17,7 +17,7 @@ from psr2video.models import (
     read_metadata,
     save_weights,
 )
-from psr2video.models.registry import count_params
+from psr2video.models.registry import count_params, resolve_weights, shipped_files
 
 # Reference (Phhofm/ParagonSR2 v11) parameter counts, x2 and x4 (DESIGN.md).
 REFERENCE_PARAMS = {"realtime": (16_780, 44_620), "stream": (110_092, 221_068),
@@ -128,6 +128,19 @@ def test_weights_mismatch_and_bad_files_are_clear_errors(tmp_path) -> None:
     save_file({"x": torch.zeros(1)}, str(wrong), metadata={"psr2video": json.dumps(meta)})
     with pytest.raises(WeightsError, match="does not match"):
         load_model(weights=wrong)
+
+
+def test_shipped_presets_load_by_name() -> None:
+    """``--weights clean`` picks ``{variant}_x{scale}_clean``: every shipped file loads by its preset name, and
+    an unknown name says which presets exist."""
+    for name, path in shipped_files().items():
+        variant, scale, *preset = name.split("_")
+        scale = int(scale.removeprefix("x"))
+        assert resolve_weights(variant, scale, preset[0] if preset else str(path)) == path
+        net = load_model(variant, scale, weights=preset[0]) if preset else load_model(variant, scale)
+        assert net.descriptor.scale == scale and read_metadata(path)["variant"] == variant
+    with pytest.raises(WeightsError, match=r"no weights file or shipped preset 'sharp' .*presets: clean"):
+        load_model("realtime", 2, weights="sharp")
 
 
 def test_unknown_variant_and_scale() -> None:

@@ -45,6 +45,14 @@ def engines_dir() -> Path:
     return cache_root() / "engines"
 
 
+def weights_preset(weights: str | os.PathLike) -> str | None:
+    """``weights`` as a shipped preset name (``--weights clean``), or None when it is a file path: a preset is
+    a bare word (no folder, no suffix) that names no existing file. The CLI's early checks, the VapourSynth
+    plugin and the registry all ask here, so a preset never reads as a missing file in one front end only."""
+    w = Path(weights)
+    return str(weights) if not w.suffix and len(w.parts) == 1 and not w.exists() else None
+
+
 def profile_files() -> list[Path]:
     """The shape-profile files to read, in order: the built-in one, then ``$PSR2VIDEO_PROFILES`` if set."""
     env = os.environ.get("PSR2VIDEO_PROFILES")

@@ -103,6 +103,22 @@ def test_missing_weights_is_one_line(clip: Path, tmp_path: Path) -> None:
                             "--weights", str(tmp_path / "none.safetensors")))
 
 
+def test_weights_preset(clip: Path, tmp_path: Path) -> None:
+    """``--weights clean`` names a shipped file, not a path: it runs; an unknown preset and weights given to a
+    fixed resampler are one-line errors that leave no output behind."""
+    out = tmp_path / "o.mkv"
+    code, err = run_cli(str(clip), str(out), "--variant", "realtime", "--weights", "clean", "-q")
+    assert code == 0, err
+    with av.open(str(out)) as c, av.open(str(clip)) as src:
+        assert c.streams.video[0].width == 2 * src.streams.video[0].width
+    out.unlink()
+    one_line_error(*run_cli(str(clip), str(out), "--variant", "realtime", "--weights", "sharp"),
+                   "'sharp'", "presets: clean")
+    one_line_error(*run_cli(str(clip), str(out), "--variant", "mks", "--weights", "clean"),
+                   "fixed resampler", "no weights")
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
 def test_unknown_codec(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.mkv"
     one_line_error(*run_cli(str(clip), str(out), "--variant", "mks", "--codec", "libnothing"), "libnothing")

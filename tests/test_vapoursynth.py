@@ -224,12 +224,21 @@ def test_format_errors(core, make, expected):
     ({"variant": "mks", "backend": "cuda-magic"}, "backend='cuda-magic' is not valid"),
     ({"variant": "mks", "num_streams": 0}, "num_streams=0"),
     ({"weights": "/nonexistent/w.safetensors"}, "weights file not found"),
+    ({"weights": "sharp", "variant": "realtime"}, "no weights file or shipped preset 'sharp'"),
+    ({"weights": "clean", "variant": "mks"}, "takes no weights"),
 ])
 def test_argument_errors(core, kw, expected):
     clip = core.std.BlankClip(format=vs.RGBS, width=16, height=16)
     with pytest.raises(vs.Error, match="^psr2.Upscale: ") as e:
         core.psr2.Upscale(clip, **kw)
     assert expected in str(e.value)
+
+
+def test_weights_preset(core):
+    """weights="clean" is the shipped clean-source file of the variant (stream when none is named)."""
+    clip = core.std.BlankClip(format=vs.RGBS, width=16, height=16)
+    assert core.psr2.Upscale(clip, weights="clean", variant="realtime").width == 32
+    assert core.psr2.Upscale(clip, weights="clean").height == 32
 
 
 def test_missing_shipped_weights_is_a_clean_error(core):

@@ -111,7 +111,7 @@ def bench_model(variants, models, scale, size, batch, backend, precision, device
 @click.argument("clip", required=False)
 @click.option("--variant", default="mks", show_default=True, help="Model (mks needs no weights).")
 @click.option("--scale", type=int, default=2, show_default=True)
-@click.option("--weights", default=None, help="Weights file for a real variant.")
+@click.option("--weights", default=None, help="Weights file or shipped preset (clean) for a real variant.")
 @click.option("--backend", default="auto", show_default=True)
 @click.option("--precision", default=None)
 @click.option("--device", default="auto", show_default=True)

@@ -52,7 +52,8 @@ def engine_clear(stale):
 @engine.command("build")
 @click.option("--variant", "-v", type=click.Choice(MODELS), default="realtime", show_default=True)
 @click.option("--scale", "-s", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
-@click.option("--weights", "-w", type=click.Path(dir_okay=False))
+@click.option("--weights", "-w", type=click.Path(dir_okay=False),
+              help="weights file or shipped preset (clean) (default: shipped weights)")
 @click.option("--untrained", is_flag=True, help="build for an untrained net (random weights, for testing)")
 @click.option("--precision", "-p", type=click.Choice(EXPORT_PRECISIONS), default=None,
               help="default: fp16 on CUDA, fp32 on the CPU")

@@ -15,7 +15,8 @@ from .common import load_for_command, split_list
 @click.command("export")
 @click.option("--variant", "-v", type=click.Choice(MODELS), default="realtime", show_default=True)
 @click.option("--scale", "-s", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
-@click.option("--weights", "-w", type=click.Path(dir_okay=False), help="weights file (default: shipped weights)")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False),
+              help="weights file or shipped preset (clean) (default: shipped weights)")
 @click.option("--untrained", is_flag=True, help="export an untrained net with random weights (for testing)")
 @click.option("--precision", "-p", multiple=True, default=("fp32",), show_default=True,
               help="fp32, fp16, int8; repeat or comma-separate for several")

@@ -13,6 +13,7 @@ import click
 
 from ..errors import PsrError, UserError, user_errors, user_line
 from ..names import BACKENDS, CODECS, MODELS, PRECISIONS, SCALES
+from ..paths import weights_preset
 
 
 def _warn(msg: str) -> None:
@@ -73,7 +74,8 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
               help="Model: realtime/stream (video), photo/pro (slow, stills), mks/bicubic (no network).")
 @click.option("--scale", type=int, default=None, help="Upscale factor (2, 3 or 4) [default: 2; a --model file's own].")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="A psr2video .safetensors file instead of the shipped weights.")
+              help="A psr2video .safetensors file, or a shipped preset of the variant (clean: trained on clean "
+                   "LR only), instead of the default shipped weights.")
 @click.option("--model", "model_file", type=click.Path(dir_okay=False), default=None,
               help="Any model file instead of a variant: .onnx, or .pth/.pt/.ckpt/.safetensors that spandrel knows "
                    "(Real-ESRGAN, Compact, SPAN, SwinIR, HAT, OmniSR...); its scale comes from the file.")
@@ -197,8 +199,8 @@ def check_args(scale: int | None, tile: int, weights: str | None) -> None:
         raise UserError(f"unsupported --scale {scale}; choose one of {', '.join(map(str, SCALES))}")
     if tile < 0:
         raise UserError("--tile must be >= 0")
-    if weights is not None and not Path(weights).is_file():
-        raise UserError(f"weights file not found: {weights}")
+    if weights is not None and not weights_preset(weights) and not Path(weights).is_file():
+        raise UserError(f"weights file not found: {weights}")  # a preset name is checked with the model
 
 
 def check_paths(input: str, output: str, overwrite: bool) -> None:

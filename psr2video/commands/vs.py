@@ -50,7 +50,8 @@ def install(quiet: bool, force: bool, plugin_dir: Path | None, no_check: bool, n
 @click.option("--clip", type=click.Path(dir_okay=False, path_type=Path), help="input video (default: samples/*.mkv)")
 @click.option("--variant", type=click.Choice(MODELS), default="realtime", show_default=True)
 @click.option("--scale", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
-@click.option("--weights", help="weights file (default: shipped, else untrained weights of the variant)")
+@click.option("--weights", help="weights file or shipped preset (clean) (default: shipped, else untrained weights "
+                                "of the variant)")
 @click.option("--frames", type=int, help="frames to time (default 16 on CPU, 200 on CUDA)")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option("--device", default="auto", show_default=True)

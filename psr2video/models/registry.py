@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import first_line
 from ..fileio import atomic_path
 from ..names import BASELINES, SCALES, VARIANTS
+from ..paths import weights_preset
 from .magic import MagicKernelSharp2021
 from .paragonsr2 import ArchSpec, ParagonSR2, count_params
 
@@ -158,16 +159,16 @@ def shipped_weights_path(variant: str, scale: int, preset: str | None = None) ->
 
 def resolve_weights(variant: str | None, scale: int | None, weights: str | Path) -> Path:
     """``weights`` as given: a file path, or a shipped preset name (``--weights clean``)."""
-    w = Path(weights)
-    if variant and not w.suffix and len(w.parts) == 1 and not w.exists():
-        p = shipped_weights_path(variant, scale or 2, str(weights))
+    preset = weights_preset(weights)
+    if variant and preset:
+        p = shipped_weights_path(variant, scale or 2, preset)
         if p is None:
             stem = f"{variant}_x{scale or 2}_"
             presets = [n.removeprefix(stem) for n in list_shipped() if n.startswith(stem)]
             raise WeightsError(f"no weights file or shipped preset {str(weights)!r} for {variant} x{scale or 2} "
                                f"(presets: {', '.join(presets) or 'none'})")
         return p
-    return w
+    return Path(weights)
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -204,6 +205,8 @@ def load_model(variant: str | None = None, scale: int | None = None, weights: st
     file is an error rather than a silent mismatch. Fused and unfused files both load.
     """
     if variant in BASELINES:
+        if weights is not None:  # never ignore what the user gave: a fixed resampler has nothing to load
+            raise WeightsError(f"variant {variant!r} is a fixed resampler and takes no weights")
         return build_model(variant, scale or 2)
     if weights is None:
         if variant is None:

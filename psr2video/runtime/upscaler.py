@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.registry import BASELINES, ModelDescriptor, build_model, describe, load_model
+from ..models.registry import ModelDescriptor, describe, load_model
 from ..names import PRECISIONS
 from .auto import resolve
 from .backends import BackendConfig, ORTBackend, Runner, TorchBackend, TRTBackend, backend_label
@@ -68,10 +68,7 @@ class Upscaler:
         if model_file is not None:
             model = _load_model_file(model_file, scale, weights, model)
         elif model is None:
-            if variant in BASELINES:
-                model = build_model(variant, scale or 2)
-            else:
-                model = load_model(variant, scale, weights=weights)
+            model = load_model(variant, scale, weights=weights)  # a baseline is built there (and refuses weights)
         elif getattr(model, "descriptor", None) is None:
             if variant is None:
                 raise ValueError("a bare model needs variant= and scale= to describe it")

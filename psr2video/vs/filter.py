@@ -22,6 +22,7 @@ import torch
 
 from ..errors import PsrError, first_line
 from ..names import BACKENDS, BASELINES, MODELS, PRECISIONS, SCALES
+from ..paths import weights_preset
 from ..runtime.upscaler import Upscaler
 
 # VapourSynth enum values (VapourSynth4.h), so this module never needs to import vapoursynth.
@@ -174,7 +175,9 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
     elif weights is not None:
         if variant in BASELINES:
             raise PluginError(f"variant {variant!r} is a fixed resampler and takes no weights")
-        if not Path(weights).is_file():
+        if weights_preset(weights):  # a shipped preset (weights="clean") belongs to a variant: default it
+            variant = variant or "stream"
+        elif not Path(weights).is_file():
             raise PluginError(f"weights file not found: {weights}")
         # the file says which variant and scale it is; only check what the script asked for explicitly
     else:

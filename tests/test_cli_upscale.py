@@ -109,6 +109,7 @@ def test_weights_preset(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.mkv"
     code, err = run_cli(str(clip), str(out), "--variant", "realtime", "--weights", "clean", "-q")
     assert code == 0, err
+    assert "Upscaler(realtime x2 [realtime_x2_clean]," in err  # the header says which file ran
     with av.open(str(out)) as c, av.open(str(clip)) as src:
         assert c.streams.video[0].width == 2 * src.streams.video[0].width
     out.unlink()

@@ -74,6 +74,7 @@ class ModelDescriptor:
     # The fixed resampling base path (and so the output) stays float32 in every precision; feed it float32.
     float_base: bool = False
     weights_hash: str = ""  # of the fused float weights: computed once (the Upscaler), keys every cached export
+    weights_name: str = ""  # the weights file's stem when one was asked for (not the default): for headers
 
     @property
     def dynamic_shapes(self) -> bool:
@@ -158,9 +159,11 @@ def shipped_weights_path(variant: str, scale: int, preset: str | None = None) ->
 
 
 def resolve_weights(variant: str | None, scale: int | None, weights: str | Path) -> Path:
-    """``weights`` as given: a file path, or a shipped preset name (``--weights clean``)."""
+    """``weights`` as given: a file path, or a shipped preset name (``--weights clean``) of ``variant``, else of
+    stream (the product's default, as on the command line)."""
     preset = weights_preset(weights)
-    if variant and preset:
+    if preset:
+        variant = variant or "stream"
         p = shipped_weights_path(variant, scale or 2, preset)
         if p is None:
             stem = f"{variant}_x{scale or 2}_"
@@ -204,8 +207,9 @@ def load_model(variant: str | None = None, scale: int | None = None, weights: st
     The architecture comes from the file's metadata; a ``variant``/``scale`` that disagrees with the
     file is an error rather than a silent mismatch. Fused and unfused files both load.
     """
+    asked = weights is not None
     if variant in BASELINES:
-        if weights is not None:  # never ignore what the user gave: a fixed resampler has nothing to load
+        if asked:  # never ignore what the user gave: a fixed resampler has nothing to load
             raise WeightsError(f"variant {variant!r} is a fixed resampler and takes no weights")
         return build_model(variant, scale or 2)
     if weights is None:
@@ -248,7 +252,7 @@ def load_model(variant: str | None = None, scale: int | None = None, weights: st
     net.eval()
     if fuse and not net.fused:
         net = net.fuse_for_release()
-    net.descriptor = net.descriptor.with_(params=count_params(net))
+    net.descriptor = net.descriptor.with_(params=count_params(net), weights_name=Path(weights).stem if asked else "")
     return net
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.registry import ModelDescriptor, describe, load_model, resolve_weights
+from ..models.registry import ModelDescriptor, describe, load_model
 from ..names import PRECISIONS
 from .auto import resolve
 from .backends import BackendConfig, ORTBackend, Runner, TorchBackend, TRTBackend, backend_label
@@ -77,10 +77,6 @@ class Upscaler:
             model = model.fuse_for_release()
         self.model = model.eval()
         self.descriptor: ModelDescriptor = model.descriptor
-        # which file, when it is not the variant's default: `--weights clean` and a run's own file both read
-        # "stream x2" otherwise, and the header line is where a user checks what ran
-        self.weights_label = ("" if weights is None or model_file is not None
-                              else resolve_weights(variant, scale, weights).stem)
         d = self.descriptor
         self.scale = d.scale
         cfg, self.backend_reason = resolve(backend, self.device, precision)
@@ -135,7 +131,7 @@ class Upscaler:
 
     def __repr__(self) -> str:
         d = self.descriptor
-        w = f" [{self.weights_label}]" if self.weights_label else ""
+        w = f" [{d.weights_name}]" if d.weights_name else ""  # which file, when not the variant's default
         return (f"Upscaler({d.variant} x{d.scale}{w}, backend={backend_label(self.backend)}, "
                 f"precision={self.precision}, device={self.device}, tile={self.tile or 'off'})")
 

@@ -175,9 +175,7 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
     elif weights is not None:
         if variant in BASELINES:
             raise PluginError(f"variant {variant!r} is a fixed resampler and takes no weights")
-        if weights_preset(weights):  # a shipped preset (weights="clean") belongs to a variant: default it
-            variant = variant or "stream"
-        elif not Path(weights).is_file():
+        if not weights_preset(weights) and not Path(weights).is_file():  # a preset is checked with the model
             raise PluginError(f"weights file not found: {weights}")
         # the file says which variant and scale it is; only check what the script asked for explicitly
     else:

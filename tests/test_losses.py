@@ -13,6 +13,7 @@ from psr2video.train.losses import (
     CombinedLoss,
     FFTLoss,
     L1Loss,
+    L2Loss,
     MSSSIMLoss,
     PerceptualLoss,
     R3GANLoss,
@@ -28,6 +29,13 @@ def _img(n=2, h=64, w=64, seed=0):
 def test_l1_known_value():
     a, b = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
     assert L1Loss()(a, b).item() == pytest.approx(0.5)
+
+
+def test_l2_known_value_and_config_name():
+    a, b = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
+    assert L2Loss()(a, b).item() == pytest.approx(0.25)
+    total, parts = CombinedLoss({"l2": 1.0})(a, b)
+    assert total.item() == pytest.approx(0.25) and parts == {"l2": pytest.approx(0.25)}
 
 
 def test_charbonnier_known_values():

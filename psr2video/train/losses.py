@@ -1,4 +1,4 @@
-"""Training losses: L1 / Charbonnier, MS-SSIM, FFT (frequency) loss, perceptual (local weights only), R3GAN.
+"""Training losses: L1 / L2 / Charbonnier, MS-SSIM, FFT (frequency) loss, perceptual (local weights only), R3GAN.
 
 Every loss takes NCHW tensors in [0, 1] and returns a scalar tensor.
 """
@@ -19,6 +19,15 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 class L1Loss(nn.Module):
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         return (sr.float() - hr.float()).abs().mean()
+
+
+class L2Loss(nn.Module):
+    """Mean squared error: the loss PSNR measures. A short low-lr L2 stage after L1 training is the usual last
+    step for a fidelity model (L1 converges better, L2 then trades outliers for mean error)."""
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        d = sr.float() - hr.float()
+        return (d * d).mean()
 
 
 class CharbonnierLoss(nn.Module):
@@ -118,7 +127,7 @@ class PerceptualLoss(nn.Module):
         return sum(w * F.l1_loss(fs[self.LAYERS[k]], fh[self.LAYERS[k]].detach()) for k, w in self.layers.items())
 
 
-PIXEL_LOSSES = {"l1": L1Loss, "charbonnier": CharbonnierLoss, "ms_ssim": MSSSIMLoss, "fft": FFTLoss}
+PIXEL_LOSSES = {"l1": L1Loss, "l2": L2Loss, "charbonnier": CharbonnierLoss, "ms_ssim": MSSSIMLoss, "fft": FFTLoss}
 
 
 class CombinedLoss(nn.Module):

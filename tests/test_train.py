@@ -74,6 +74,18 @@ def test_a_net_failing_the_stress_suite_is_never_best(images, tmp_path):
 
 
 @pytest.mark.slow  # two real training runs: CI runs it (--run-slow)
+def test_images_smaller_than_the_patch_are_reported(images, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(images, folder)
+    Image.fromarray(np.zeros((12, 40, 3), np.uint8)).save(folder / "small.png")
+    tr = Trainer(_cfg(folder), out=tmp_path / "run")
+    sampler = tr.sampler()
+    assert len(sampler.images) == 4
+    assert "1 of 5 training images are smaller than the 16-px patch" in capsys.readouterr().out
+
+
 def test_resume_gives_same_next_step_loss(images, tmp_path):
     cfg = _cfg(images)
     a = Trainer(cfg, out=tmp_path / "a", quiet=True)

@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import PsrError
 from ..fileio import atomic_path
 from ..models import build_model, save_weights
+from ..pictures import list_images
 from .data import PatchSampler, Prefetcher, load_images
 from .losses import CombinedLoss
 
@@ -269,6 +270,10 @@ class Trainer:
         d = self.cfg["data"]
         folders = [_resolve(p, self.cfg.get("_config")) for p in d["train"]]
         images = load_images(folders, min_size=int(d["patch"]))
+        found = len(list_images(folders, what="training"))
+        if len(images) < found:  # said, never silent: a large patch changes what the run learns from
+            self._print(f"{found - len(images)} of {found} training images are smaller than the {d['patch']}-px "
+                        f"patch on their short side and are not used")
         degrade = None
         if d.get("degrade"):
             from .degrade import Degrader

@@ -141,6 +141,20 @@ def test_truncated_input(tmp_path: Path) -> None:
     assert code == 0 and "truncated" in err
 
 
+def test_input_with_no_decodable_frame(tmp_path: Path) -> None:
+    """Only the header survives: one line naming the input, exit 1, and no OUT (nor a partial file) left behind
+    (this used to end in "No such file or directory: .o.partial.mkv")."""
+    src = make_clip(tmp_path / "in.mkv", pts=list(range(0, 1200, 40)), audio=(), subtitle=False)
+    data = src.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 10])
+    out = tmp_path / "o.mkv"
+    for extra in ((), ("--ignore-errors",)):
+        one_line_error(*run_cli(str(cut), str(out), "--variant", "mks", "-q", *extra),
+                       f"no video frame could be decoded from {cut}")
+        assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
 @pytest.mark.slow  # CI runs it (--run-slow); the default suite stays under 90 s
 def test_disk_full(clip: Path) -> None:
     if not Path("/dev/full").exists():

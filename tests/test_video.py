@@ -241,6 +241,32 @@ def test_mp4_drops_what_it_cannot_hold(tmp_path: Path) -> None:
     assert len(frame_times(out)) == 4
 
 
+def test_mpegts_keeps_h264_and_aac(tmp_path: Path) -> None:
+    """MPEG-TS holds H.264 and AAC although PyAV's supported_codecs lists only its defaults (MPEG-2, MP2): the
+    muxer's own answer decides (this used to refuse with "mpegts can't hold h264 video"). Its subtitles hold only
+    DVB: an SRT is named as dropped, not written as an unreadable data stream."""
+    src = make_clip(tmp_path / "in.mkv", audio=("aac",), subtitle=True)
+    out = tmp_path / "out.ts"
+    code, err = upscale(str(src), str(out), "--max-frames", "4")
+    assert code == 0, err
+    assert "subtitle stream #2 (subrip) can't be carried in mpegts" in err
+    with av.open(str(out)) as c:
+        assert [(s.type, s.codec_context.name) for s in c.streams] == [("video", "h264"), ("audio", "aac")]
+    assert len(frame_times(out)) == 4
+
+
+def test_container_named_before_work(tmp_path: Path) -> None:
+    """An extension no FFmpeg muxer claims, or an unknown --format: one line naming the user's file (not the
+    partial file's name), before anything loads, and nothing written."""
+    src = make_clip(tmp_path / "in.mkv", audio=(), subtitle=False)
+    for out, extra, words in ((tmp_path / "o.xyz", (), "extension '.xyz'"),
+                              (tmp_path / "o", (), "without an extension"),
+                              (tmp_path / "o.mkv", ("--format", "nonsense"), "unknown --format 'nonsense'")):
+        code, err = upscale(str(src), str(out), *extra)
+        assert code == 1 and words in err and "partial" not in err, err
+        assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
 def test_overlay_fps(tmp_path: Path) -> None:
     src = make_clip(tmp_path / "in.mkv", 64, 64, pts=[0, 40], codec="ffv1", audio=(), subtitle=False)
     out = tmp_path / "out.mkv"

@@ -27,7 +27,18 @@ import torch
 
 from .color import PLANAR, ColorInfo, rgb_to_yuv, yuv_to_rgb
 from .hud import Stats, burn_text
-from .reader import Damage, EndItem, FirstFrame, PacketItem, Reader, StreamInfo, VideoItem, open_input, stream_info
+from .reader import (
+    Damage,
+    EndItem,
+    FirstFrame,
+    InputError,
+    PacketItem,
+    Reader,
+    StreamInfo,
+    VideoItem,
+    open_input,
+    stream_info,
+)
 from .writer import EncodeItem, EndOfVideo, OutputError, Writer, codec_available, is_disk_full, pick_pix_fmt
 
 
@@ -383,6 +394,13 @@ class _Run:
         res.notes = writer.fixup_notes()
         res.nonfinite = int(getattr(self.up, "nonfinite", 0))
         res.seconds = stats.elapsed
+        if not res.frames and not res.stopped:  # nothing to write: say why, leave no empty or missing OUT
+            name = self.opts.input
+            if self.opts.keep is not None:
+                raise InputError(f"no video frame of {name} lies in the segment to keep")
+            why = (f": {end.truncated}" if end.truncated
+                   else f" ({len(end.damaged)} damaged spans)" if end.damaged else "")
+            raise InputError(f"no video frame could be decoded from {name}{why}")
         if self.tmp != "-":
             if res.stopped and not res.frames:  # Ctrl-C before the first frame: nothing to keep (PyAV may
                 Path(self.tmp).unlink(missing_ok=True)  # not even have created the file), OUT left as it was

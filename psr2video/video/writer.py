@@ -90,6 +90,28 @@ def guess_format(path: str, fmt: str | None) -> str:
     return EXT_FORMAT.get(Path(path).suffix.lower(), "")
 
 
+def output_format_problem(path: str, fmt: str | None) -> str | None:
+    """Why FFmpeg could not pick a container for OUT (an unknown ``--format``, an extension no muxer claims),
+    or None. Asked before anything loads, so the user's mistake is named with the user's file name."""
+    muxers = {}
+    for name in av.formats_available:
+        try:
+            muxers[name] = av.format.ContainerFormat(name, "w")
+        except ValueError:  # a demuxer only
+            continue
+    if fmt:
+        if fmt not in muxers:
+            return f"unknown --format {fmt!r}; FFmpeg writes e.g. matroska, mp4, mov, webm, nut, mpegts"
+        return None
+    if path == "-":
+        return None
+    ext = Path(path).suffix.lower()
+    if ext in EXT_FORMAT or (ext and any(ext[1:] in m.extensions for m in muxers.values())):
+        return None
+    what = f"extension {ext!r}" if ext else "a name without an extension"
+    return f"can't tell which container to write for {path} ({what}); use .mkv, .mp4, .mov or .webm, or --format"
+
+
 def is_disk_full(e: BaseException) -> bool:
     return getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e)
 
@@ -149,16 +171,17 @@ class Writer(threading.Thread):
 
     def _add_video(self, codec: str, width: int, height: int, pix_fmt: str, crf: float | None, preset: str | None,
                    time_base: Fraction, rate: Fraction | None) -> Any:
-        supported = self.out.supported_codecs
         try:
             vcodec = av.codec.Codec(codec, "w")
         except Exception:
             raise OutputError(f"encoder {codec} is not in this FFmpeg build") from None
-        if supported and vcodec.canonical_name not in supported and codec not in supported:
-            raise OutputError(f"{self.out.format.name} can't hold {vcodec.canonical_name} video; "
-                              "pick a --codec it can hold (webm: libvpx-vp9 or libsvtav1) or use .mkv")
         try:
             vs = self.out.add_stream(codec, rate=rate if rate else None)
+        except ValueError as e:
+            if not _refused(e):
+                raise OutputError(f"can't use encoder {codec}: {e}") from None
+            raise OutputError(f"{self.out.format.name} can't hold {vcodec.canonical_name} video; "
+                              "pick a --codec it can hold (webm: libvpx-vp9 or libsvtav1) or use .mkv") from None
         except Exception as e:  # noqa: BLE001
             raise OutputError(f"can't use encoder {codec}: {e}") from None
         vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
@@ -204,7 +227,6 @@ class Writer(threading.Thread):
         name = _codec_name(s)
         kind = s.type
         fmt = self.out.format.name
-        supported = self.out.supported_codecs
         if kind == "attachment":
             if fmt != "matroska":
                 self.warn(f"warning: attachment stream #{s.index} ({_stream_label(s)}) can't be carried in {fmt}; "
@@ -215,25 +237,39 @@ class Writer(threading.Thread):
             except Exception as e:  # noqa: BLE001
                 self.warn(f"warning: attachment {_stream_label(s)} can't be copied: {e}; dropped")
             return
-        target = ""
-        if supported and name and name not in supported:
-            target = next((t for t in ("mov_text", "subrip") if t in supported), "") if name in TEXT_SUBS else ""
-            if not target:
-                keep = "use .mkv to keep it" if fmt != "matroska" else "it has no Matroska form"
-                self.warn(f"warning: {kind} stream #{s.index} ({name}) can't be carried in {fmt}; dropped ({keep})")
-                return
+        # the muxer's own answer (PyAV refuses only what FFmpeg says a format can't hold; the supported_codecs
+        # list is no guide: formats without codec tables, mpegts among them, list only their default codecs)
+        if fmt == "mpegts" and kind == "subtitle" and name not in MPEGTS_SUBTITLES:
+            # FFmpeg's mpegts muxer takes any subtitle but writes it as untyped private data: it would read back
+            # as a "data" stream no player shows, so it is named as dropped, not carried in name only
+            self.warn(f"warning: subtitle stream #{s.index} ({name or '?'}) can't be carried in mpegts (it holds "
+                      "only DVB subtitles); dropped (use .mkv to keep it)")
+            return
         try:
-            if target:  # text subtitles the container can't hold as they are: the text in its own format
-                o = self.out.add_stream(target)
+            o = self.out.add_stream_from_template(s)
+        except ValueError as e:
+            o = None
+            if not _refused(e):
+                self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be copied: {e}; dropped")
+                return
+        except Exception as e:  # noqa: BLE001
+            self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be copied: {e}; dropped")
+            return
+        if o is None and name in TEXT_SUBS:  # text subtitles the container can't hold as they are: the text in
+            for target in ("mov_text", "subrip"):  # a text format it can hold
+                try:
+                    o = self.out.add_stream(target)
+                except ValueError:
+                    continue
                 o.codec_context.subtitle_header = _ASS_HEADER
                 o.time_base = s.time_base
                 self.convert[s.index] = lambda data, a=name, b=target: convert_text_sub(data, a, b)
                 self.warn(f"note: subtitle stream #{s.index} ({name}) is written as {target} for {fmt} (text kept, "
                           "styling dropped)")
-            else:
-                o = self.out.add_stream_from_template(s)
-        except Exception as e:  # noqa: BLE001
-            self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be copied: {e}; dropped")
+                break
+        if o is None:
+            keep = "use .mkv to keep it" if fmt != "matroska" else "it has no Matroska form"
+            self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be carried in {fmt}; dropped ({keep})")
             return
         try:
             o.metadata.update({k: v for k, v in s.metadata.items() if k.upper() != "DURATION"})
@@ -442,6 +478,7 @@ def hdr10_params(codec: str, mastering: bytes, light: bytes) -> tuple[str, str]:
     return "", ""
 
 
+MPEGTS_SUBTITLES = ("dvb_subtitle", "dvb_teletext")
 TEXT_SUBS = ("subrip", "srt", "ass", "ssa", "mov_text", "text", "webvtt")
 _ASS_HEADER = (b"[Script Info]\nScriptType: v4.00+\nPlayResX: 384\nPlayResY: 288\n\n[V4+ Styles]\nFormat: Name, "
                b"Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, "
@@ -480,6 +517,11 @@ def _codec_name(s: Any) -> str:
         return cc.codec.canonical_name or cc.name
     except Exception:  # noqa: BLE001
         return cc.name or ""
+
+
+def _refused(e: ValueError) -> bool:
+    """Whether PyAV's add_stream refused a codec because FFmpeg says the container can't hold it."""
+    return "format does not support" in str(e)
 
 
 def _stream_label(s: Any) -> str:

@@ -255,6 +255,37 @@ def test_mpegts_keeps_h264_and_aac(tmp_path: Path) -> None:
     assert len(frame_times(out)) == 4
 
 
+@pytest.mark.parametrize("ext, codec, kept", [("mkv", "libx264", True), ("mp4", "libx264", True),
+                                              ("mkv", "libx265", True), ("mp4", "libsvtav1", True),
+                                              ("mkv", "ffv1", False), ("mkv", "libsvtav1", False)])
+def test_sample_aspect_ratio_carried(tmp_path: Path, ext: str, codec: str, kept: bool) -> None:
+    """Non-square pixels (a 4:3-SAR anamorphic clip shown 16:9) keep their shape: both axes are scaled alike, so
+    the output carries the same SAR (it used to come out 0/1, shown 4:3, silently). Where PyAV can't write it
+    (no SAR in the bitstream, a muxer that reads only the stream-level value) a warning says so."""
+    src = tmp_path / "sar.mkv"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+            f = f.reformat(format="yuv420p")
+            f.pts = i
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    out = tmp_path / f"out.{ext}"
+    code, err = upscale(str(src), str(out), "--codec", codec)
+    assert code == 0, err
+    with av.open(str(out)) as c:
+        s = c.streams.video[0]
+        assert (s.codec_context.width, s.codec_context.height) == (128, 96)
+        if kept:
+            assert s.sample_aspect_ratio == Fraction(4, 3) and s.display_aspect_ratio == Fraction(16, 9)
+    assert ("non-square pixels (sample aspect ratio 4:3)" in err) != kept, err
+
+
 def test_container_named_before_work(tmp_path: Path) -> None:
     """An extension no FFmpeg muxer claims, or an unknown --format: one line naming the user's file (not the
     partial file's name), before anything loads, and nothing written."""

@@ -146,6 +146,7 @@ class Writer(threading.Thread):
             self.vstream.time_base = time_base
         else:
             self.vstream = self._add_video(codec, width, height, pix_fmt, crf, preset, time_base, rate)
+            self._carry_sar(inp)
         self._carry_frame_facts(codec, first or FirstFrame(), deinterlaced)
         self.copy_map: dict[int, Any] = {}
         self.convert: dict[int, Callable[[bytes], bytes | None]] = {}  # input index -> payload rewrite
@@ -193,6 +194,24 @@ class Writer(threading.Thread):
         cc.thread_count = 0
         vs.options = self._codec_options(codec, crf, preset)
         return vs
+
+    def _carry_sar(self, inp: av.container.InputContainer) -> None:
+        """The input's pixel shape (a DVD's or a 1440x1080 HDV capture's non-square pixels): both axes are scaled
+        alike, so the same sample aspect ratio keeps the picture's shape (without it a player shows the stored
+        width). The container's value first, as FFmpeg's own guess does, then the bitstream's."""
+        s = inp.streams.video[0]
+        sar = next((r for r in (getattr(s, "sample_aspect_ratio", None), s.codec_context.sample_aspect_ratio)
+                    if r and r.numerator > 0 and r.denominator > 0), None)
+        if sar is None or sar == 1:
+            return
+        self.vstream.codec_context.sample_aspect_ratio = sar
+        # PyAV can't set the stream-level SAR that Matroska/NUT/WebM write: it survives where the bitstream holds
+        # it (H.264/HEVC VUI) or the muxer reads the encoder's value (MP4/MOV 'pasp'); measured, see the tests
+        codec, fmt = self.vstream.codec_context.name, self.out.format.name
+        if codec not in SAR_IN_BITSTREAM and not {"mp4", "mov"} & set(fmt.split(",")):
+            self.warn(f"warning: the input has non-square pixels (sample aspect ratio {sar.numerator}:"
+                      f"{sar.denominator}), which {codec} in {fmt} can't be given here: the output is shown with "
+                      "square pixels (use libx264 or libx265, or an .mp4 / .mov file, to keep the shape)")
 
     def _carry_frame_facts(self, codec: str, first: FirstFrame, deinterlaced: bool) -> None:
         """Display rotation, field order and HDR10 side data of the input, carried or named."""
@@ -478,6 +497,7 @@ def hdr10_params(codec: str, mastering: bytes, light: bytes) -> tuple[str, str]:
     return "", ""
 
 
+SAR_IN_BITSTREAM = ("libx264", "libx265", "h264", "hevc", "h264_nvenc", "hevc_nvenc")
 MPEGTS_SUBTITLES = ("dvb_subtitle", "dvb_teletext")
 TEXT_SUBS = ("subrip", "srt", "ass", "ssa", "mov_text", "text", "webvtt")
 _ASS_HEADER = (b"[Script Info]\nScriptType: v4.00+\nPlayResX: 384\nPlayResY: 288\n\n[V4+ Styles]\nFormat: Name, "

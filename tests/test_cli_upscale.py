@@ -90,6 +90,8 @@ def test_unwritable_output(clip: Path, tmp_path: Path) -> None:
 
 def test_unsupported_scale_and_variant(clip: Path, tmp_path: Path) -> None:
     one_line_error(*run_cli(str(clip), str(tmp_path / "o.mkv"), "--variant", "mks", "--scale", "5"), "scale")
+    one_line_error(*run_cli(str(clip), str(tmp_path / "o.mkv"), "--variant", "mks", "--device", "gpu"),
+                   "unknown device 'gpu'; use auto, cpu, cuda or cuda:N")
     code, err = run_cli(str(clip), str(tmp_path / "o.mkv"), "--variant", "ultra")
     assert code != 0 and "Traceback" not in err and "ultra" in err
 

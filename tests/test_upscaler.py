@@ -81,6 +81,9 @@ def test_errors_are_clear() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             Upscaler(variant="mks", scale=2, device="cuda")
+    for bad in ("gpu", "0", "cuda:abc", "CPU", "mps"):  # torch's own parser error was a traceback in the CLI
+        with pytest.raises(ValueError, match=f"unknown device '{bad}'; use auto, cpu, cuda or cuda:N"):
+            Upscaler(variant="mks", scale=2, device=bad)
 
 
 def test_backend_configs_are_frozen_dataclasses() -> None:

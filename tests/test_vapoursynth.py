@@ -226,6 +226,7 @@ def test_format_errors(core, make, expected):
     ({"weights": "/nonexistent/w.safetensors"}, "weights file not found"),
     ({"weights": "sharp", "variant": "realtime"}, "no weights file or shipped preset 'sharp'"),
     ({"weights": "clean", "variant": "mks"}, "takes no weights"),
+    ({"variant": "mks", "device": "gpu"}, "unknown device 'gpu'; use auto, cpu, cuda or cuda:N"),
 ])
 def test_argument_errors(core, kw, expected):
     clip = core.std.BlankClip(format=vs.RGBS, width=16, height=16)

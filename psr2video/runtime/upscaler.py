@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -24,12 +25,20 @@ log = logging.getLogger("psr2video.runtime")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None -> CUDA when available, else CPU; a CUDA request without CUDA is an error."""
+    """``auto``/None -> CUDA when available, else CPU; a CUDA request without CUDA is an error, and so is any
+    other name (one line for the user, not torch's parser error)."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, torch.device) and not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+        raise ValueError(f"unknown device {str(device)!r}; use auto, cpu, cuda or cuda:N")
     dev = torch.device(device)
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {str(device)!r}; use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} requested but CUDA is not available (use --device cpu)")
+        raise ValueError(f"device {device} requested but CUDA is not available here; use cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device} requested but this machine has {torch.cuda.device_count()} CUDA "
+                         f"device(s) (cuda:0 ... cuda:{torch.cuda.device_count() - 1})")
     return dev
 
 

@@ -235,6 +235,23 @@ def test_malicious_pickle_is_refused_and_its_code_does_not_run(tmp_path, span):
     assert sentinel.exists()
 
 
+def test_a_plain_pickle_is_refused_and_garbage_is_not_called_code(tmp_path, span):
+    """A protocol-4 pickle (pickle.dump, not torch.save) is still refused as code; an HTML error page or random
+    bytes saved as .pth are named as not a checkpoint (they used to be called code-running pickles)."""
+    sentinel = tmp_path / "code_ran"
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as fh:
+        pickle.dump({"w": _Sentinel(str(sentinel))}, fh, protocol=4)
+    with pytest.raises(ForeignModelError, match="refusing evil.pth: its pickle"):
+        load_model_file(evil)
+    assert not sentinel.exists()
+    (tmp_path / "page.pth").write_text("<html><body>404 Not Found</body></html>")
+    (tmp_path / "noise.pth").write_bytes(bytes(range(7, 256)) * 20)
+    for name in ("page.pth", "noise.pth"):
+        with pytest.raises(ForeignModelError, match=f"{name} is not a PyTorch checkpoint"):
+            load_model_file(tmp_path / name)
+
+
 def test_torchscript_archive_refused(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -78,6 +78,11 @@ def safe_state_dict(path: Path) -> dict:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        with path.open("rb") as f:
+            is_pickle = f.read(1) == b"\x80"  # PROTO, the first opcode of every pickle torch can write
+        if not is_pickle and not zipfile.is_zipfile(path):  # an HTML error page, a renamed .onnx, noise: not code
+            raise ForeignModelError(f"{path.name} is not a PyTorch checkpoint (neither a zip archive nor a pickle; "
+                                    "a failed download or another format?)") from None
         raise ForeignModelError(_refusal(path, e)) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise ForeignModelError(f"{path.name} is not a readable PyTorch checkpoint "

@@ -122,6 +122,23 @@ def test_weights_preset(clip: Path, tmp_path: Path) -> None:
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
 
 
+def test_weights_file_says_its_variant_and_scale(clip: Path, tmp_path: Path) -> None:
+    """A psr2video weights file carries its variant and scale: --weights FILE alone runs it (it used to be
+    refused as "holds variant 'realtime', not 'stream'" against the default variant); an explicit --variant or
+    --scale that disagrees is still a one-line error."""
+    from psr2video.models.registry import shipped_weights_path
+
+    w = shipped_weights_path("realtime", 2)
+    out = tmp_path / "o.mkv"
+    code, err = run_cli(str(clip), str(out), "--weights", str(w), "--max-frames", "2", "-q")
+    assert code == 0 and "Upscaler(realtime x2" in err, err
+    out.unlink()
+    one_line_error(*run_cli(str(clip), str(out), "--weights", str(w), "--variant", "stream"),
+                   "holds variant 'realtime', not 'stream'")
+    one_line_error(*run_cli(str(clip), str(out), "--weights", str(w), "--scale", "3"), "x2 model, not x3")
+    assert not out.exists()
+
+
 def test_unknown_codec(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.mkv"
     one_line_error(*run_cli(str(clip), str(out), "--variant", "mks", "--codec", "libnothing"), "libnothing")

@@ -75,7 +75,8 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
 @click.option("--scale", type=int, default=None, help="Upscale factor (2, 3 or 4) [default: 2; a --model file's own].")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="A psr2video .safetensors file, or a shipped preset of the variant (clean: trained on clean "
-                   "LR only), instead of the default shipped weights.")
+                   "LR only), instead of the default shipped weights. A file says its own variant and scale "
+                   "(--variant/--scale, when given, must match it).")
 @click.option("--model", "model_file", type=click.Path(dir_okay=False), default=None,
               help="Any model file instead of a variant: .onnx, or .pth/.pt/.ckpt/.safetensors that spandrel knows "
                    "(Real-ESRGAN, Compact, SPAN, SwinIR, HAT, OmniSR...); its scale comes from the file.")
@@ -140,7 +141,10 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     Ctrl-C stops cleanly and leaves a playable file.
     """
     check_model_file_options(ctx, model_file, weights)
-    if model_file is None:
+    weights_file = weights is not None and not weights_preset(weights)
+    if weights_file and ctx.get_parameter_source("variant") is click.core.ParameterSource.DEFAULT:
+        variant = None  # a psr2video weights file says which variant and scale it is (as in VapourSynth)
+    if model_file is None and not weights_file:
         scale = scale or 2
     elif workers is not None or ray_address is not None:
         raise UserError("--model with --workers/--ray is not supported yet; run it without scale-out")
@@ -153,7 +157,8 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     if workers is not None or ray_address is not None:  # scale out on Ray (psr2video/scaleout)
         from ..scaleout.cli import scaleout_upscale
 
-        make_upscaler(variant, scale, weights, "torch", None, "cpu", tile)  # the model exists: say so here, once
+        probe = make_upscaler(variant, scale, weights, "torch", None, "cpu", tile)  # the model exists: say so
+        variant, scale = probe.descriptor.variant, probe.scale  # here, once (and what a weights file holds)
         return scaleout_upscale(input, output, workers=workers or 0, address=ray_address,
                                 segment_seconds=segment_seconds, keep_work=keep_work, variant=variant, scale=scale,
                                 weights=weights, backend=backend, precision=precision, tile=tile, device=device,
@@ -165,6 +170,8 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     scale = up.scale
     if model_file is not None:
         variant = f"{up.descriptor.variant} ({up.descriptor.arch})"
+    else:
+        variant = up.descriptor.variant
     from ..video import pipeline
     from ..video.hud import Hud, Stats
 

@@ -139,6 +139,37 @@ def test_weights_file_says_its_variant_and_scale(clip: Path, tmp_path: Path) -> 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args, words", [
+    (("--crf", "-5"), ("libx264 refused --crf -5", "it takes --crf 0-51")),
+    (("--preset", "foo"), ("libx264 refused --preset foo", "ultrafast ... veryslow")),
+    (("--codec", "libx265", "--crf", "60"), ("libx265 refused --crf 60",)),
+    (("--codec", "libsvtav1", "--preset", "20"), ("libsvtav1 refused --preset 20", "-2 ... 13")),
+    (("--codec", "libvpx-vp9", "--preset", "slow"), ("libvpx-vp9 takes no --preset",)),
+    (("--codec", "ffv1", "--crf", "10"), ("ffv1 is lossless",)),
+])
+def test_encoder_settings_checked_before_work(clip: Path, tmp_path: Path, args: tuple, words: tuple) -> None:
+    """A mistyped preset or an out-of-range CRF is one line naming what the encoder takes, before the model
+    loads (it was FFmpeg's avcodec_open2 text after the start line; VP9 ignored --preset silently)."""
+    out = tmp_path / "o.mkv"
+    code, err = run_cli(str(clip), str(out), "--variant", "mks", *args)
+    one_line_error(code, err, *words)
+    assert "Upscaler(" not in err and not out.exists()
+
+
+def test_encoder_refusal_is_the_only_line(clip: Path, tmp_path: Path) -> None:
+    """x264 prints its own complaint straight to file descriptor 2: hidden, the one line says it; NVENC without
+    an NVIDIA GPU is named as such (this machine has none: checked, not assumed)."""
+    p = subprocess.run([sys.executable, "-m", "psr2video", str(clip), str(tmp_path / "o.mkv"), "--variant", "mks",
+                        "--preset", "foo"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert p.returncode == 1 and p.stderr.strip().splitlines() == [
+        "Error: libx264 refused --preset foo; it takes --crf 0-51, --preset ultrafast ... veryslow, placebo"]
+    import torch
+
+    if not torch.cuda.is_available():
+        one_line_error(*run_cli(str(clip), str(tmp_path / "o.mkv"), "--variant", "mks", "--codec", "h264_nvenc"),
+                       "h264_nvenc can't start: it needs an NVIDIA GPU with NVENC")
+
+
 def test_unknown_codec(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.mkv"
     one_line_error(*run_cli(str(clip), str(out), "--variant", "mks", "--codec", "libnothing"), "libnothing")

@@ -150,9 +150,9 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
         raise UserError("--model with --workers/--ray is not supported yet; run it without scale-out")
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
     check_paths(input, output, overwrite)
-    from ..video.writer import output_format_problem
+    from ..video.writer import encoder_problem, output_format_problem
 
-    if (problem := output_format_problem(output, fmt)) is not None:
+    if (problem := output_format_problem(output, fmt) or encoder_problem(codec, crf, preset)) is not None:
         raise UserError(problem)
     if workers is not None or ray_address is not None:  # scale out on Ray (psr2video/scaleout)
         from ..scaleout.cli import scaleout_upscale

@@ -286,6 +286,18 @@ def test_sample_aspect_ratio_carried(tmp_path: Path, ext: str, codec: str, kept:
     assert ("non-square pixels (sample aspect ratio 4:3)" in err) != kept, err
 
 
+@pytest.mark.parametrize("ext, codec, said", [("avi", "ffv1", True), ("nut", "libvpx-vp9", True),
+                                              ("avi", "libx264", False), ("mkv", "ffv1", False)])
+def test_colour_tags_a_container_loses_are_named(tmp_path: Path, ext: str, codec: str, said: bool) -> None:
+    """FFV1 in AVI came back untagged (read as BT.601, 36.5 dB off the .mkv) without a word: now a warning says
+    so; where the bitstream keeps the tags (H.264) or the container does (Matroska) nothing is said."""
+    src = make_clip(tmp_path / "in.mkv", audio=(), subtitle=False)
+    out = tmp_path / f"out.{ext}"
+    code, err = upscale(str(src), str(out), "--codec", codec)
+    assert code == 0, err
+    assert (f"warning: {ext} has no colour tags and {codec}" in err) == said, err
+
+
 def test_container_named_before_work(tmp_path: Path) -> None:
     """An extension no FFmpeg muxer claims, or an unknown --format: one line naming the user's file (not the
     partial file's name), before anything loads, and nothing written."""

@@ -215,6 +215,7 @@ class Writer(threading.Thread):
         else:
             self.vstream = self._add_video(codec, width, height, pix_fmt, crf, preset, time_base, rate)
             self._carry_sar(inp)
+            self._say_lost_colour_tags(codec)
         self._carry_frame_facts(codec, first or FirstFrame(), deinterlaced)
         self.copy_map: dict[int, Any] = {}
         self.convert: dict[int, Callable[[bytes], bytes | None]] = {}  # input index -> payload rewrite
@@ -263,6 +264,15 @@ class Writer(threading.Thread):
         cc.thread_count = 0
         vs.options = self._codec_options(codec, crf, preset)
         return vs
+
+    def _say_lost_colour_tags(self, codec: str) -> None:
+        """AVI and NUT have no colour fields: the tags survive only in a bitstream that holds them (H.264, HEVC
+        and AV1 fully, VP9 its matrix and range, FFV1 nothing), and a player then guesses (BT.601 for SD)."""
+        fmt = self.out.format.name
+        lost = {"ffv1": "colour matrix, primaries, transfer and range", "libvpx-vp9": "colour primaries and transfer"}
+        if fmt in ("avi", "nut") and codec in lost:
+            self.warn(f"warning: {fmt} has no colour tags and {codec} does not carry its {lost[codec]} itself: "
+                      "players will guess them (use .mkv to keep them)")
 
     def _carry_sar(self, inp: av.container.InputContainer) -> None:
         """The input's pixel shape (a DVD's or a 1440x1080 HDV capture's non-square pixels): both axes are scaled

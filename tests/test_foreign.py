@@ -76,6 +76,8 @@ def test_onnx_fp16_nhwc_read_from_the_graph_and_matches_torch(tmp_path, compact)
     assert (y - ref).abs().max().item() < 2e-3  # only the weights' fp16 rounding differs
     up16 = Upscaler(model_file=f, backend="onnxruntime", device="cpu", precision="fp16")
     assert up16.dtype == torch.float16
+    plain = Upscaler(model_file=f, device="cpu")  # no backend chosen: one that runs ONNX, not a torch refusal
+    assert plain.runner.name.startswith("onnxruntime") and torch.equal(plain(x), y)
     assert psnr(up16(x.half()).float(), ref) > 45
 
 

@@ -69,7 +69,7 @@ class Upscaler:
     """
 
     def __init__(self, variant: str | None = "stream", scale: int | None = None,
-                 weights: str | Path | None = None, backend: str | BackendConfig = "torch",
+                 weights: str | Path | None = None, backend: str | BackendConfig | None = None,
                  precision: str | None = None, device: str | torch.device | None = "auto", tile: int = 0,
                  tile_overlap: int | None = None, model: nn.Module | None = None, clamp: bool = True,
                  model_file: str | Path | None = None) -> None:
@@ -88,6 +88,8 @@ class Upscaler:
         self.descriptor: ModelDescriptor = model.descriptor
         d = self.descriptor
         self.scale = d.scale
+        if backend is None:  # not chosen: PyTorch where the model is a module, else what can run it (ONNX)
+            backend = "torch" if "torch" in d.backends else "auto"
         cfg, self.backend_reason = resolve(backend, self.device, precision)
         if cfg.name not in d.backends:
             if self.backend_reason == "asked for":

@@ -150,7 +150,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
         raise UserError("--model with --workers/--ray is not supported yet; run it without scale-out")
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
     check_paths(input, output, overwrite)
-    from ..video.writer import encoder_problem, output_format_problem
+    from ..video.output_checks import encoder_problem, output_format_problem
 
     if (problem := output_format_problem(output, fmt) or encoder_problem(codec, crf, preset)) is not None:
         raise UserError(problem)

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import queue
@@ -18,7 +17,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import av
 
-from ..errors import PsrError, first_line
+from ..errors import PsrError
 from .reader import FirstFrame, PacketItem, one_filter_graph
 
 DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "h264_nvenc": "p4",
@@ -92,92 +91,11 @@ def guess_format(path: str, fmt: str | None) -> str:
     return EXT_FORMAT.get(Path(path).suffix.lower(), "")
 
 
-def output_format_problem(path: str, fmt: str | None) -> str | None:
-    """Why FFmpeg could not pick a container for OUT (an unknown ``--format``, an extension no muxer claims),
-    or None. Asked before anything loads, so the user's mistake is named with the user's file name."""
-    muxers = {}
-    for name in av.formats_available:
-        try:
-            muxers[name] = av.format.ContainerFormat(name, "w")
-        except ValueError:  # a demuxer only
-            continue
-    if fmt:
-        if fmt not in muxers:
-            return f"unknown --format {fmt!r}; FFmpeg writes e.g. matroska, mp4, mov, webm, nut, mpegts"
-        return None
-    if path == "-":
-        return None
-    ext = Path(path).suffix.lower()
-    if ext in EXT_FORMAT or (ext and any(ext[1:] in m.extensions for m in muxers.values())):
-        return None
-    what = f"extension {ext!r}" if ext else "a name without an extension"
-    return f"can't tell which container to write for {path} ({what}); use .mkv, .mp4, .mov or .webm, or --format"
-
-
-CRF_RANGE = {"libx264": "0-51", "libx265": "0-51", "libsvtav1": "1-63", "libvpx-vp9": "0-63", "h264_nvenc": "0-51",
-             "hevc_nvenc": "0-51", "av1_nvenc": "0-63"}
-PRESETS = {"libx264": "ultrafast ... veryslow, placebo", "libx265": "ultrafast ... veryslow, placebo",
-           "libsvtav1": "-2 ... 13", "h264_nvenc": "p1 ... p7", "hevc_nvenc": "p1 ... p7", "av1_nvenc": "p1 ... p7"}
-
-
 def quiet_encoder_logs(codec: str) -> None:
     """SVT-AV1 prints a 20-line banner (and thread-priority warnings) per encoder unless SVT_LOG says otherwise;
     errors only, as x265 gets log-level=error. A user's own SVT_LOG wins. Read when the encoder starts."""
     if codec == "libsvtav1":
         os.environ.setdefault("SVT_LOG", "1")
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """File descriptor 2 to /dev/null for a moment: x264/x265 print their own errors straight to it."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (an embedding host): nothing to hide
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def encoder_problem(codec: str, crf: float | None, preset: str | None) -> str | None:
-    """Why the encoder won't start with these settings, or None: it is opened once on a small picture before
-    anything loads, so a mistyped --preset, a --crf out of range or an NVENC encoder without an NVIDIA GPU is one
-    line at once, not FFmpeg's avcodec_open2 text after the model has loaded."""
-    try:
-        av.codec.Codec(codec, "w")
-    except Exception:  # noqa: BLE001 - PyAV raises several types for an unknown name
-        return f"encoder {codec} is not in this FFmpeg build"
-    quiet_encoder_logs(codec)
-    if codec == "libvpx-vp9" and preset:
-        return "libvpx-vp9 takes no --preset (it would be ignored); leave it out"
-    if codec == "ffv1" and (crf is not None or preset):
-        return "ffv1 is lossless: it takes no --crf or --preset"
-    ctx = av.codec.CodecContext.create(codec, "w")
-    ctx.width = ctx.height = 256
-    ctx.pix_fmt = "yuv420p"
-    ctx.time_base, ctx.framerate = Fraction(1, 25), Fraction(25)
-    ctx.options = Writer._codec_options(codec, crf, preset)
-    try:
-        with _quiet_stderr():  # the encoder's own complaint ("x264 [error]: invalid preset") is said below
-            ctx.open()
-    except Exception as e:  # noqa: BLE001 - FFmpeg's errno-typed errors
-        if codec.endswith("_nvenc"):
-            return f"{codec} can't start: it needs an NVIDIA GPU with NVENC and its driver (use libx264, libx265 " \
-                   "or libsvtav1 here)"
-        asked = " and ".join(f for f in (f"--crf {crf:g}" if crf is not None else "",
-                                         f"--preset {preset}" if preset else "") if f)
-        takes = ", ".join(f for f in (f"--crf {CRF_RANGE[codec]}" if codec in CRF_RANGE else "",
-                                      f"--preset {PRESETS[codec]}" if codec in PRESETS else "") if f)
-        why = "" if asked else f" ({getattr(e, 'strerror', None) or first_line(e)})"
-        return f"{codec} refused {asked or 'its settings'}{why}" + (f"; it takes {takes}" if takes else "")
-    return None
 
 
 def is_disk_full(e: BaseException) -> bool:

@@ -103,6 +103,23 @@ def test_resume_gives_same_next_step_loss(images, tmp_path):
     assert steps == sorted(steps) and max(steps) <= 4
 
 
+def test_resume_without_the_init_file(images, tmp_path):
+    """A run started from a fused init file resumes from its committed checkpoint on a fresh checkout, where the
+    previous stage's output (the init) is absent: the checkpoint says the net's form."""
+    first = Trainer(_cfg(images), out=tmp_path / "first", quiet=True)
+    first.fit(2)
+    init = tmp_path / "first" / "final.safetensors"
+    a = Trainer(_cfg(images, init=str(init)), out=tmp_path / "a", quiet=True)
+    a.fit(4)
+    init.unlink()
+    with pytest.raises(ConfigError, match="train.init file not found"):
+        Trainer(_cfg(images, init=str(init)), out=tmp_path / "fresh", quiet=True)  # not resuming: still needed
+    b = Trainer(_cfg(images, init=str(init)), out=tmp_path / "a", quiet=True, resume=True)
+    assert b.step == 4
+    for pa, pb in zip(a.net.parameters(), b.net.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb)
+
+
 def test_batches_depend_only_on_step(images):
     s = PatchSampler(load_images([images]), 2, 16, 3, seed=7)
     lr1, hr1 = s(5)

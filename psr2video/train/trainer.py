@@ -168,7 +168,13 @@ class Trainer:
         self.mem = torch.channels_last if t.get("channels_last", True) else torch.contiguous_format
         self.net = self.net.to(self.device, memory_format=self.mem)
         if t.get("init"):
-            self._load_init(_resolve(t["init"], cfg.get("_config")))
+            init = _resolve(t["init"], cfg.get("_config"))
+            if resume and not init.is_file() and self.checkpoint_path().is_file():
+                # the checkpoint holds the weights; the init only decided the net's form (fused or not), so a
+                # committed checkpoint resumes on a fresh checkout without the previous stage's output
+                self._match_checkpoint_form()
+            else:
+                self._load_init(init)
         self.ema = EMA(self.net, float(t["ema"]))
         o = cfg["optim"]
         decay, no_decay = [], []
@@ -219,6 +225,17 @@ class Trainer:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)["ema"]
         self.net.load_state_dict(state)
+
+    def _match_checkpoint_form(self) -> None:
+        keys = set(torch.load(str(self.checkpoint_path()), map_location="cpu", weights_only=True)["model"])
+        if keys == set(self.net.state_dict()):
+            return
+        fused = self.net.fuse_for_release() if hasattr(self.net, "fuse_for_release") else None
+        if fused is None or keys != set(fused.state_dict()):
+            raise ConfigError(f"{self.checkpoint_path()} does not hold a {self.variant} x{self.scale} net")
+        self.net = fused.to(self.device, memory_format=self.mem)
+        for p in self.net.parameters():
+            p.requires_grad_(True)
 
     def checkpoint_path(self) -> Path:
         return self.out / "last.pt"

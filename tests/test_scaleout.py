@@ -106,6 +106,18 @@ def test_without_ray_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert len(lines) == 1 and "pip install 'psr2video[ray]'" in lines[0], err
 
 
+def test_weights_file_with_workers_is_not_taken_for_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--weights FILE with --workers goes to scale-out (a slip once refused it as "--model with --workers")."""
+    from psr2video.models.registry import shipped_weights_path
+
+    src = tmp_path / "in.mkv"
+    src.write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "ray", None)
+    r = CliRunner().invoke(cli, ["upscale", str(src), str(tmp_path / "out.mkv"), "--weights",
+                                 str(shipped_weights_path("realtime", 2)), "--workers", "2", "-q"])
+    assert r.exit_code == 1 and "pip install 'psr2video[ray]'" in r.output and "--model" not in r.output, r.output
+
+
 def test_bench_scaleout_command_loads(tmp_path: Path) -> None:
     """The bench command imports what it needs (it once imported a helper that had moved) and answers a
     missing clip in one line, before importing Ray (which must first be imported under ray_local's token)."""

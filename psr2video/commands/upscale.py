@@ -146,7 +146,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
         variant = None  # a psr2video weights file says which variant and scale it is (as in VapourSynth)
     if model_file is None and not weights_file:
         scale = scale or 2
-    elif workers is not None or ray_address is not None:
+    if model_file is not None and (workers is not None or ray_address is not None):
         raise UserError("--model with --workers/--ray is not supported yet; run it without scale-out")
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
     check_paths(input, output, overwrite)

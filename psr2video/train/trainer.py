@@ -25,7 +25,6 @@ from torch import nn
 from ..errors import PsrError
 from ..fileio import atomic_path
 from ..models import build_model, save_weights
-from ..pictures import list_images
 from .data import PatchSampler, Prefetcher, load_images
 from .losses import CombinedLoss
 
@@ -286,19 +285,19 @@ class Trainer:
     def sampler(self) -> PatchSampler:
         d = self.cfg["data"]
         folders = [_resolve(p, self.cfg.get("_config")) for p in d["train"]]
-        images = load_images(folders, min_size=int(d["patch"]))
-        found = len(list_images(folders, what="training"))
-        if len(images) < found:  # said, never silent: a large patch changes what the run learns from
-            self._print(f"{found - len(images)} of {found} training images are smaller than the {d['patch']}-px "
-                        f"patch on their short side and are not used")
+        images = load_images(folders)
         degrade = None
         if d.get("degrade"):
             from .degrade import Degrader
 
             degrade = Degrader(self.scale, d["degrade"])
-        return PatchSampler(images, self.scale, int(d["patch"]), int(d["batch"]), seed=int(self.cfg["train"]["seed"]),
-                            augment=bool(d["augment"]), degrade=degrade, synthetic=float(d["synthetic"]),
-                            degrade_share=float(d["degrade_share"]))
+        sampler = PatchSampler(images, self.scale, int(d["patch"]), int(d["batch"]),
+                               seed=int(self.cfg["train"]["seed"]), augment=bool(d["augment"]), degrade=degrade,
+                               synthetic=float(d["synthetic"]), degrade_share=float(d["degrade_share"]))
+        if len(sampler.images) < len(images):  # said, never silent: a large patch changes what the run learns from
+            self._print(f"{len(images) - len(sampler.images)} of {len(images)} training images are smaller than the "
+                        f"{d['patch']}-px patch on their short side and are not used")
+        return sampler
 
     # ---- steps ----
     def train_step(self, lr_img: torch.Tensor, hr: torch.Tensor, total: int) -> dict:

@@ -263,14 +263,11 @@ class Writer(threading.Thread):
             return
         try:
             o = self.out.add_stream_from_template(s)
-        except ValueError as e:
-            o = None
+        except Exception as e:  # noqa: BLE001
             if not _refused(e):
                 self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be copied: {e}; dropped")
                 return
-        except Exception as e:  # noqa: BLE001
-            self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be copied: {e}; dropped")
-            return
+            o = None
         if o is None and name in TEXT_SUBS:  # text subtitles the container can't hold as they are: the text in
             for target in ("mov_text", "subrip"):  # a text format it can hold
                 try:
@@ -536,9 +533,9 @@ def _codec_name(s: Any) -> str:
         return cc.name or ""
 
 
-def _refused(e: ValueError) -> bool:
+def _refused(e: Exception) -> bool:
     """Whether PyAV's add_stream refused a codec because FFmpeg says the container can't hold it."""
-    return "format does not support" in str(e)
+    return isinstance(e, ValueError) and "format does not support" in str(e)
 
 
 def _stream_label(s: Any) -> str:

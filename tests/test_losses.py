@@ -17,6 +17,7 @@ from psr2video.train.losses import (
     MSSSIMLoss,
     PerceptualLoss,
     R3GANLoss,
+    TemporalLoss,
     ms_ssim,
 )
 from psr2video.train.munet import MUNet
@@ -29,6 +30,21 @@ def _img(n=2, h=64, w=64, seed=0):
 def test_l1_known_value():
     a, b = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
     assert L1Loss()(a, b).item() == pytest.approx(0.5)
+
+
+def test_temporal_loss_known_values():
+    """|(sr_t - sr_t-1) - (hr_t - hr_t-1)|: zero when the output changes as the target does, whatever each
+    frame's own error; the replicated border is left out."""
+    hr = torch.rand(2, 1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert float(TemporalLoss()(hr + 0.3, hr)) == pytest.approx(0.0, abs=1e-7)  # steady error: no flicker
+    sr = hr.clone()
+    sr[1] += 0.25  # the output jumps by 0.25 between frames, the target does not
+    assert float(TemporalLoss()(sr, hr)) == pytest.approx(0.25)
+    sr = hr.clone()
+    sr[1, ..., 0, :] += 1.0  # a jump on the edge row only
+    assert float(TemporalLoss()(sr, hr)) == pytest.approx(1 / 8)
+    assert float(TemporalLoss(border=1)(sr, hr)) == pytest.approx(0.0, abs=1e-7)
+    assert "temporal" not in CombinedLoss({"l1": 1.0, "temporal": 0.5}).terms  # the trainer applies it
 
 
 def test_l2_known_value_and_config_name():

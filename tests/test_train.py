@@ -342,6 +342,44 @@ def test_pan_video_degradation(monkeypatch):
         assert torch.equal(lr, again)  # reproducible per generator, like every batch
 
 
+def test_temporal_loss_trains_on_consecutive_pan_frames(images, tmp_path, monkeypatch):
+    """``[loss] temporal``: panning batches come as two consecutive decoded frames with their targets (the
+    earlier target is the HR moved as the pan moves it), the trainer adds the temporal loss on them, and a
+    config without panning clips is refused before any step."""
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    hr = torch.stack([0.5 + 0.4 * torch.sin(0.4 * xx + k * yy * 0.3) for k in range(3)])[None].repeat(4, 1, 1, 1)
+    cfg = {"video": {"codecs": ["libx264"], "crf": [20, 20], "presets": ["ultrafast"], "frames": 4, "motion": 2}}
+    g = torch.Generator().manual_seed(5)
+    lr, hr2 = Degrader(2, cfg, pairs=True)(hr, g)
+    assert lr.shape == (2, 4, 3, 16, 16) and hr2.shape == (2, 4, 3, 32, 32)
+    assert torch.equal(hr2[1], hr)  # the current frame's target is the patch itself
+    for i in range(4):  # the previous target is the patch moved by a whole number of HR px (at most motion)
+        shifts = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                  if torch.equal(hr2[0, i, :, 2:-2, 2:-2], hr[i, :, 2 + dy:30 + dy, 2 + dx:30 + dx])]
+        assert shifts, i
+    def err(a, b):
+        return float((a - downscale(b, 2)).abs()[..., 2:-2, 2:-2].mean())
+
+    moved = [i for i in range(4) if not torch.equal(hr2[0, i], hr[i])]
+    assert moved  # some patches pan
+    for k in range(2):  # each LR frame is its own target, compressed (4:2:0): nearer it than the other frame
+        assert err(lr[k], hr2[k]) < 0.2 and err(lr[k, moved], hr2[k, moved]) < err(lr[k, moved], hr2[1 - k, moved])
+    with pytest.raises(ValueError, match="panning clips"):
+        Degrader(2, {"video": {"frames": 2}}, pairs=True)
+
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    tcfg = _cfg(images)
+    tcfg["loss"]["temporal"] = 1.0
+    with pytest.raises(ConfigError, match="temporal needs panning clips"):
+        Trainer(tcfg, out=tmp_path / "bad", quiet=True)
+    tcfg["data"]["degrade"] = {"video": cfg["video"]}
+    tcfg["data"]["patch"] = 32
+    tr = Trainer(tcfg, out=tmp_path / "run", quiet=True)
+    tr.fit(5)
+    rows = [json.loads(r) for r in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("temporal", 0) > 0 for r in rows) and all(math.isfinite(r["loss"]) for r in rows if "loss" in r)
+
+
 def test_val_video_pans_in_validation(images, tmp_path, monkeypatch):
     """``data.val_video``: compressed pans are validated (and count towards best) next to the stills."""
     big = tmp_path / "big"

@@ -10,6 +10,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +73,7 @@ class PatchSampler:
     """Random HR crops (with the 8 dihedral transforms) and their LR, batch by batch."""
 
     def __init__(self, images: list[torch.Tensor], scale: int, patch: int, batch: int, seed: int = 0,
-                 augment: bool = True, degrade: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+                 augment: bool = True, degrade: Callable[[torch.Tensor, torch.Generator], Any] | None = None,
                  synthetic: float = 0.0, degrade_share: float = 1.0):
         if patch % scale:
             raise ValueError(f"HR patch {patch} must be a multiple of the scale {scale}")
@@ -121,6 +122,8 @@ class PatchSampler:
                     hr[i] = random_patch(self.patch, g) if use_card else synthetic_patch(self.patch, g)
         degraded = self.degrade is not None and float(torch.rand((), generator=g)) < self.degrade_share
         lr = self.degrade(hr, g) if degraded else downscale(hr, self.scale)
+        if isinstance(lr, tuple):  # a pair of consecutive frames, (2, N, ...) each (degrade.Degrader pairs)
+            lr, hr = lr
         return lr.contiguous(), hr.contiguous()
 
 

@@ -20,6 +20,10 @@ fresh noise), and the N mosaics are encoded with the codec's own GOP settings (B
 what a real encode does); the LR is a random decoded frame after the first, so the model sees P- and B-frame
 artefacts of sub-pixel motion, not only a near-copy of an intra frame. Randomness comes from the batch
 generator, so degraded batches are reproducible per step too.
+
+``Degrader(..., pairs=True)`` (the trainer asks for it when ``[loss] temporal`` is set) makes a panning batch
+return two consecutive decoded frames and their HR targets, ``(lr, hr)`` stacked as ``(2, N, C, H, W)``
+(previous frame first), so a temporal loss can see how the output changes from one frame to the next.
 """
 
 from __future__ import annotations
@@ -89,6 +93,12 @@ def clip_roundtrip(frames: list[torch.Tensor], codec: str, crf: int, preset: str
     """Encode CHW ``frames`` as one clip through ``codec`` (libx264 / libx265, yuv420p) and return decoded
     frame ``pick`` (display order). ``zerolatency``: no B-frames or lookahead; otherwise the codec's own GOP
     settings for ``preset``. Odd sizes are padded by replication and cropped back."""
+    return clip_roundtrip_frames(frames, codec, crf, preset, zerolatency)[pick]
+
+
+def clip_roundtrip_frames(frames: list[torch.Tensor], codec: str, crf: int, preset: str,
+                          zerolatency: bool = False) -> list[torch.Tensor]:
+    """Every decoded frame of ``clip_roundtrip``'s clip, in display order."""
     import av
 
     c, h, w = frames[0].shape
@@ -124,17 +134,19 @@ def clip_roundtrip(frames: list[torch.Tensor], codec: str, crf: int, preset: str
     if len(out) != len(frames):
         raise RuntimeError(f"{codec} round trip gave {len(out)} of {len(frames)} frames")
     out.sort(key=lambda fr: fr.pts if fr.pts is not None else 0)
-    return _from_uint8(out[pick].to_ndarray(format="rgb24"))[:, :h, :w]
+    return [_from_uint8(fr.to_ndarray(format="rgb24"))[:, :h, :w] for fr in out]
 
 
 class Degrader:
     """Callable ``(hr_batch, generator) -> lr_batch`` following the ``[data.degrade]`` table."""
 
-    def __init__(self, scale: int, cfg: dict) -> None:
+    def __init__(self, scale: int, cfg: dict, pairs: bool = False) -> None:
         unknown = set(cfg) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown degradation(s) {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}")
-        self.scale, self.cfg = scale, cfg
+        if pairs and int((cfg.get("video") or {}).get("frames", 2)) <= 2:
+            raise ValueError("a temporal loss needs panning clips: set frames = 3 or more in [data.degrade] video")
+        self.scale, self.cfg, self.pairs = scale, cfg, pairs
 
     def _on(self, name: str, g: torch.Generator) -> dict | None:
         c = self.cfg.get(name)
@@ -142,7 +154,8 @@ class Degrader:
             return None
         return c if float(torch.rand((), generator=g)) < float(c.get("prob", 1.0)) else None
 
-    def __call__(self, hr: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def __call__(self, hr: torch.Tensor, g: torch.Generator) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The LR batch; with ``pairs`` and a panning batch, ``(lr, hr)`` each stacked ``(2, N, ...)``."""
         out = []
         sources: list[tuple[torch.Tensor, tuple[float, bool] | None]] = []  # (HR after blur, noise) per patch
         for img in hr:
@@ -167,7 +180,9 @@ class Degrader:
             out.append((x * 255).round() / 255)
         lr = torch.stack(out)
         if c := self._on("video", g):
-            lr = self._video(lr, c, g) if int(c.get("frames", 2)) <= 2 else self._pan(lr, sources, c, g)
+            if int(c.get("frames", 2)) <= 2:
+                return self._video(lr, c, g)
+            return self._pan(lr, sources, c, g, hr if self.pairs else None)
         return lr
 
     @staticmethod
@@ -184,9 +199,11 @@ class Degrader:
         codec, preset, crf = cls._codec(c, g)
         return _untile(codec_roundtrip(_tile(lr), codec, crf, preset), lr.shape)
 
-    def _pan(self, lr: torch.Tensor, sources: list, c: dict, g: torch.Generator) -> torch.Tensor:
+    def _pan(self, lr: torch.Tensor, sources: list, c: dict, g: torch.Generator,
+             hr: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The batch as a clip of ``frames`` mosaics in which every patch pans (module docstring). Batched:
-        tiny per-patch ops stall the data thread when the trainer holds every core."""
+        tiny per-patch ops stall the data thread when the trainer holds every core. Given ``hr`` (the targets),
+        also the frame before the LR's and its target, the HR moved the same way (``pairs``)."""
         codec, preset, crf = self._codec(c, g)
         n_frames, vmax = int(c["frames"]), int(c.get("motion", 3))
         pick = int(torch.randint(1, n_frames, (), generator=g))  # never the intra frame
@@ -208,7 +225,13 @@ class Degrader:
             n = torch.randn(x.shape, generator=g)
             x = x + torch.where(gray, n[:, :1], n) * sigma
             frames.append(_tile((x.clamp(0, 1) * 255).round() / 255))
-        return _untile(clip_roundtrip(frames, codec, crf, preset, pick=pick), lr.shape)
+        if hr is None:
+            return _untile(clip_roundtrip(frames, codec, crf, preset, pick=pick), lr.shape)
+        decoded = clip_roundtrip_frames(frames, codec, crf, preset)
+        hp = F.pad(hr, (m, m, m, m), mode="replicate")
+        hr_prev = torch.stack([hp[i, :, m + vy: m + vy + h, m + vx: m + vx + w] for i, (vy, vx) in enumerate(vel)])
+        return (torch.stack([_untile(decoded[pick - 1], lr.shape), _untile(decoded[pick], lr.shape)]),
+                torch.stack([hr_prev, hr]))
 
 
 def _noise(shape: torch.Size, noise: tuple[float, bool], g: torch.Generator) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Training losses: L1 / L2 / Charbonnier, MS-SSIM, FFT (frequency) loss, perceptual (local weights only), R3GAN.
+"""Training losses: L1 / L2 / Charbonnier, MS-SSIM, FFT (frequency), perceptual (local weights only), temporal
+(frame pairs; the trainer applies it), R3GAN.
 
 Every loss takes NCHW tensors in [0, 1] and returns a scalar tensor.
 """
@@ -127,6 +128,24 @@ class PerceptualLoss(nn.Module):
         return sum(w * F.l1_loss(fs[self.LAYERS[k]], fh[self.LAYERS[k]].detach()) for k, w in self.layers.items())
 
 
+class TemporalLoss(nn.Module):
+    """L1 between the output's and the target's change from one frame to the next, |(sr_t - sr_t-1) -
+    (hr_t - hr_t-1)|: the temporal error ``psr2video eval --video`` reports, as a loss. Inputs are pairs
+    stacked ``(2, N, C, H, W)``, previous frame first. ``border`` HR px are left out: there the panning
+    window's content is replicated edge, not picture."""
+
+    def __init__(self, border: int = 0) -> None:
+        super().__init__()
+        self.border = int(border)
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        d = (sr[1].float() - sr[0].float()) - (hr[1].float() - hr[0].float())
+        b = self.border
+        if b:
+            d = d[..., b:-b, b:-b]
+        return d.abs().mean()
+
+
 PIXEL_LOSSES = {"l1": L1Loss, "l2": L2Loss, "charbonnier": CharbonnierLoss, "ms_ssim": MSSSIMLoss, "fft": FFTLoss}
 
 
@@ -138,7 +157,7 @@ class CombinedLoss(nn.Module):
         self.terms = nn.ModuleDict()
         self.weights: dict[str, float] = {}
         for name, w in cfg.items():
-            if name in ("perceptual_weights", "perceptual_layers") or not w:
+            if name in ("perceptual_weights", "perceptual_layers", "temporal") or not w:
                 continue
             if name == "perceptual":
                 mod: nn.Module = PerceptualLoss(cfg.get("perceptual_weights"), cfg.get("perceptual_layers"))

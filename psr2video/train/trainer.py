@@ -26,7 +26,7 @@ from ..errors import PsrError
 from ..fileio import atomic_path
 from ..models import build_model, save_weights
 from .data import PatchSampler, Prefetcher, load_images
-from .losses import CombinedLoss
+from .losses import CombinedLoss, TemporalLoss
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS: dict = {
@@ -183,6 +183,13 @@ class Trainer:
                                       {"params": no_decay, "weight_decay": 0.0}],
                                      lr=float(o["lr"]), betas=tuple(o["betas"]))
         self.loss = CombinedLoss(cfg["loss"]).to(self.device)
+        self.temporal = float(cfg["loss"].get("temporal") or 0)
+        if self.temporal:
+            video = (cfg["data"]["degrade"] or {}).get("video") or {}
+            if int(video.get("frames", 2)) <= 2:
+                raise ConfigError("[loss] temporal needs panning clips: [data.degrade] video with frames = 3 or more")
+            # the previous frame's target has up to `motion` px of replicated edge
+            self.temporal_loss = TemporalLoss(border=int(video.get("motion", 3))).to(self.device)
         self.gan = None
         if cfg["gan"]["enabled"]:
             from .losses import R3GANLoss
@@ -290,7 +297,7 @@ class Trainer:
         if d.get("degrade"):
             from .degrade import Degrader
 
-            degrade = Degrader(self.scale, d["degrade"])
+            degrade = Degrader(self.scale, d["degrade"], pairs=bool(self.temporal))
         sampler = PatchSampler(images, self.scale, int(d["patch"]), int(d["batch"]),
                                seed=int(self.cfg["train"]["seed"]), augment=bool(d["augment"]), degrade=degrade,
                                synthetic=float(d["synthetic"]), degrade_share=float(d["degrade_share"]))
@@ -302,6 +309,9 @@ class Trainer:
     # ---- steps ----
     def train_step(self, lr_img: torch.Tensor, hr: torch.Tensor, total: int) -> dict:
         cfg = self.cfg
+        pair = lr_img.dim() == 5  # (2, N, C, H, W): consecutive panning frames, for the temporal loss
+        if pair:
+            lr_img, hr = lr_img.flatten(0, 1), hr.flatten(0, 1)
         lr_img = lr_img.to(self.device, non_blocking=True).contiguous(memory_format=self.mem)
         hr = hr.to(self.device, non_blocking=True)
         lr = lr_at(self.step, cfg, total)
@@ -311,6 +321,10 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             sr = self.net(lr_img)
         loss, parts = self.loss(sr.float(), hr)
+        if pair and self.temporal:
+            t_loss = self.temporal_loss(sr.float().unflatten(0, (2, -1)), hr.unflatten(0, (2, -1)))
+            loss = loss + self.temporal * t_loss
+            parts["temporal"] = float(t_loss.detach())
         row = {"step": self.step + 1, "lr": lr, "loss": float(loss.detach()), **parts}
         use_gan = self.gan is not None and self.step >= int(cfg["gan"]["start"])
         if use_gan:

@@ -141,6 +141,8 @@ def test_weights_file_says_its_variant_and_scale(clip: Path, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("args, words", [
     (("--crf", "-5"), ("libx264 refused --crf -5", "it takes --crf 0-51")),
+    (("--crf", "100"), ("libx264 refused --crf 100", "it takes --crf 0-51")),  # x264 itself clamps it silently
+    (("--codec", "libsvtav1", "--crf", "64"), ("libsvtav1 refused --crf 64", "--crf 1-63")),
     (("--preset", "foo"), ("libx264 refused --preset foo", "ultrafast ... veryslow")),
     (("--codec", "libx265", "--crf", "60"), ("libx265 refused --crf 60",)),
     (("--codec", "libsvtav1", "--preset", "20"), ("libsvtav1 refused --preset 20", "-2 ... 13")),

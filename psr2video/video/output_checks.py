@@ -77,6 +77,12 @@ def encoder_problem(codec: str, crf: float | None, preset: str | None) -> str | 
         return "libvpx-vp9 takes no --preset (it would be ignored); leave it out"
     if codec == "ffv1" and (crf is not None or preset):
         return "ffv1 is lossless: it takes no --crf or --preset"
+    takes = ", ".join(f for f in (f"--crf {CRF_RANGE[codec]}" if codec in CRF_RANGE else "",
+                                  f"--preset {PRESETS[codec]}" if codec in PRESETS else "") if f)
+    if crf is not None and codec in CRF_RANGE:  # x264 clamps --crf 100 to 51 without a word: refuse it here
+        lo, hi = (float(v) for v in CRF_RANGE[codec].split("-"))
+        if not lo <= crf <= hi:
+            return f"{codec} refused --crf {crf:g}; it takes {takes}"
     ctx = av.codec.CodecContext.create(codec, "w")
     ctx.width = ctx.height = 256
     ctx.pix_fmt = "yuv420p"
@@ -91,8 +97,6 @@ def encoder_problem(codec: str, crf: float | None, preset: str | None) -> str | 
                    "or libsvtav1 here)"
         asked = " and ".join(f for f in (f"--crf {crf:g}" if crf is not None else "",
                                          f"--preset {preset}" if preset else "") if f)
-        takes = ", ".join(f for f in (f"--crf {CRF_RANGE[codec]}" if codec in CRF_RANGE else "",
-                                      f"--preset {PRESETS[codec]}" if codec in PRESETS else "") if f)
         why = "" if asked else f" ({getattr(e, 'strerror', None) or first_line(e)})"
         return f"{codec} refused {asked or 'its settings'}{why}" + (f"; it takes {takes}" if takes else "")
     return None

@@ -255,6 +255,23 @@ def test_mpegts_keeps_h264_and_aac(tmp_path: Path) -> None:
     assert len(frame_times(out)) == 4
 
 
+@pytest.mark.parametrize("name, words", [
+    ("out.mpg", ("mpeg can't start with video libx264, audio aac (#1)", "use .mkv")),
+    ("out.ogg", ("ogg can't start with video libx264, audio aac (#1)", "use .mkv")),
+    ("out.y4m", ("yuv4mpegpipe can't hold libx264 video", "pick a --codec it holds or use .mkv")),
+])
+def test_container_refusing_streams_at_its_header(tmp_path: Path, name: str, words: tuple) -> None:
+    """Muxers without a codec table take any stream and refuse it only when the header is written: that happens
+    at set-up, and the one line names the streams (it was FFmpeg's "Invalid argument" about the partial file)."""
+    src = make_clip(tmp_path / "in.mkv", audio=("aac",))
+    out = tmp_path / name
+    code, err = upscale(str(src), str(out), "--max-frames", "2")
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("Error")]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert all(w in lines[0] for w in words), lines[0]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(("out", ".out"))]  # no partial file left
+
+
 @pytest.mark.parametrize("ext, codec, kept", [("mkv", "libx264", True), ("mp4", "libx264", True),
                                               ("mkv", "libx265", True), ("mp4", "libsvtav1", True),
                                               ("mkv", "ffv1", False), ("mkv", "libsvtav1", False)])

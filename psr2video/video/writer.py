@@ -25,7 +25,7 @@ from typing import Any
 
 import av
 
-from ..errors import PsrError
+from ..errors import PsrError, first_line
 from .reader import FirstFrame, PacketItem, one_filter_graph
 
 DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "h264_nvenc": "p4",
@@ -140,6 +140,25 @@ class Writer(threading.Thread):
         for s in copy_streams:
             self._add_copy(s)
         self._copy_metadata(inp)
+        self._write_header(codec if video_template is None else _codec_name(video_template))
+
+    def _write_header(self, codec: str) -> None:
+        """The container's header now, at set-up: muxers without a codec table (MPEG-PS, Ogg, Y4M) take any
+        stream at add_stream and refuse it only here, and that refusal, said before any frame is upscaled, names
+        the streams, not FFmpeg's "Invalid argument" about a partial file."""
+        try:
+            self.out.start_encoding()
+        except Exception as e:  # noqa: BLE001 - FFmpeg's errno-typed errors
+            if is_disk_full(e) or getattr(e, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise OutputError(_describe_output_error(self.path, e)) from None
+            fmt = self.out.format.name
+            held = [f"video {codec}"] + [f"{o.type} {_codec_name(o) or '?'} (#{i})" for i, o in self.copy_map.items()]
+            why = getattr(e, "strerror", None) or first_line(e)
+            if len(held) == 1:
+                raise OutputError(f"{fmt} can't hold {codec} video ({why}); pick a --codec it holds or use .mkv"
+                                  ) from None
+            raise OutputError(f"{fmt} can't start with {', '.join(held)} ({why}); use .mkv, which holds them all, "
+                              "or a container made for these codecs") from None
 
     # --- set-up, one job each ---------------------------------------------------------------------------
     def _open(self, path: str, fmt: str | None, mux_options: dict[str, str] | None = None

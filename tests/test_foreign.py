@@ -198,6 +198,24 @@ def test_spandrel_checkpoint_on_torch_and_onnxruntime(span, ext):
         assert yo.shape == (1, 3, 90, 140) and (yo - ref).abs().max().item() < 1e-4
 
 
+def test_training_framework_checkpoint_prefixes(span, tmp_path):
+    """A Lightning checkpoint (``state_dict`` of ``model.*``) or a GAN's (``generator.*`` next to
+    ``discriminator.*``): the network is found under its prefix (spandrel alone strips only module./netG.)."""
+    net, _ = span
+    x = frame()
+    with torch.no_grad():
+        ref = net(x).clamp(0, 1)
+    sd = net.state_dict()
+    lightning = {"epoch": 3, "state_dict": {f"model.{k}": v for k, v in sd.items()}}
+    gan = {**{f"generator.{k}": v for k, v in sd.items()}, "discriminator.conv.weight": torch.zeros(8, 3, 3, 3),
+           "discriminator.conv.bias": torch.zeros(8)}
+    for name, state in (("2x_lightning.ckpt", lightning), ("2x_gan.pth", gan)):
+        torch.save(state, tmp_path / name)
+        assert load_model_file(tmp_path / name).descriptor.arch == "SPAN", name
+        y = Upscaler(model_file=tmp_path / name, backend="torch", device="cpu")(x)
+        assert (y - ref).abs().max().item() < 1e-6, name
+
+
 def test_spandrel_unknown_and_1x_refused(tmp_path):
     from spandrel.architectures.Compact import Compact as SCompact
 

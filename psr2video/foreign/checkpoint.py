@@ -122,18 +122,41 @@ def window_multiple(model: nn.Module) -> int:
     return 1
 
 
+# the sub-networks a training checkpoint keeps next to each other, the averaged generator first
+_NET_PREFIXES = ("net_g_ema", "model_ema", "ema_model", "ema", "generator", "net_g", "netG", "model", "net")
+
+
+def _prefixed_nets(state: dict) -> list[dict]:
+    """The networks inside a training framework's state dict (Lightning's ``model.``, BasicSR's ``net_g.``, a
+    GAN's ``generator.`` next to its ``discriminator.``), each with its prefix stripped, best guess first;
+    spandrel strips only ``module.`` and ``netG.``."""
+    groups: dict[str, dict] = {}
+    for k, v in state.items():
+        head, dot, rest = k.partition(".")
+        if dot and isinstance(v, torch.Tensor):
+            groups.setdefault(head, {})[rest] = v
+    known = [p for p in _NET_PREFIXES if p in groups]
+    others = sorted((p for p in groups if p not in known and len(groups[p]) > 1), key=lambda p: -len(groups[p]))
+    return [groups[p] for p in known + others]
+
+
 def load_checkpoint(path: str | Path) -> SpandrelModel:
     """A foreign checkpoint as a model with a ``descriptor`` (ForeignModelError for what can't run)."""
     path = Path(path)
     spandrel = _spandrel()
-    state = safe_state_dict(path)
-    try:
-        desc = spandrel.ModelLoader().load_from_state_dict(spandrel.canonicalize_state_dict(state))
-    except spandrel.UnsupportedModelError:
+    state = spandrel.canonicalize_state_dict(safe_state_dict(path))
+    desc = None
+    for cand in [state, *_prefixed_nets(state)]:
+        try:
+            desc = spandrel.ModelLoader().load_from_state_dict(cand)
+            break
+        except spandrel.UnsupportedModelError:
+            continue
+        except (KeyError, RuntimeError, ValueError, AssertionError) as e:
+            raise ForeignModelError(f"{path.name}: spandrel could not build the model ({first_line(e)})") from None
+    if desc is None:
         raise ForeignModelError(f"{path.name}: spandrel does not recognise this architecture (it knows "
-                                f"{len(spandrel.MAIN_REGISTRY)} families; see 'spandrel' on PyPI)") from None
-    except (KeyError, RuntimeError, ValueError, AssertionError) as e:
-        raise ForeignModelError(f"{path.name}: spandrel could not build the model ({first_line(e)})") from None
+                                f"{len(spandrel.MAIN_REGISTRY)} families; see 'spandrel' on PyPI)")
     arch = desc.architecture.name
     if not isinstance(desc, spandrel.ImageModelDescriptor):
         raise ForeignModelError(f"{path.name} is a {arch} {desc.purpose} model; psr2video runs image upscalers")

@@ -211,6 +211,24 @@ def test_equals_single_process(ray_local, clip, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*psr2video-work*"))  # the work folder is gone after a join
 
 
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_b_frame_segments_join(ray_local, clip, tmp_path: Path) -> None:
+    """The default encoder (libx264 medium: B-frames) in scale-out: NUT segments carry no dts for their first
+    packets (the reorder delay) and Matroska refused them at the join ('Invalid argument'), so every default
+    run failed after all the work. The join fills them in: the output has the single-process timestamps."""
+    src, _ = clip
+    r = CliRunner().invoke(cli, ["upscale", str(src), str(tmp_path / "ref.mkv"), "--variant", "mks", "-q"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "out.mkv"
+    r = CliRunner().invoke(cli, ["upscale", str(src), str(out), "--variant", "mks", "-q", "--workers", "2",
+                                 "--segment-seconds", SEG])
+    assert r.exit_code == 0, r.output
+    assert [p for p, _ in decoded(out)] == [p for p, _ in decoded(tmp_path / "ref.mkv")]
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+    assert copied(out) == copied(tmp_path / "ref.mkv")
+
+
 def _job(src: Path, out: Path, workers: int = 2):
     from psr2video.scaleout import Job, Settings
 

@@ -24,25 +24,54 @@ class JoinError(Exception):
 
 
 def _video_packets(files: list[Path], stream: Any, tb: Fraction) -> Iterator[tuple[float, int, Any]]:
-    """The segments' video packets in order, retimed to the source's time base (exact: NUT refines it)."""
-    n = 0
+    """The segments' video packets in order, retimed to the source's time base (exact: NUT refines it).
+
+    NUT stores presentation times only: with B-frames its demuxer gives no dts for a segment's first packets
+    (the reorder delay), and Matroska's muxer refuses a packet without one. Those are filled in going back
+    from the first known dts a frame at a time (what the encoder wrote: the delay before the keyframe), and
+    dts is kept strictly increasing across the cuts."""
+    n, last_dts = 0, None
     for f in files:
         with av.open(str(f)) as c:
             s = c.streams.video[0]
             stb = Fraction(s.time_base)
-            for pkt in c.demux(s):
-                if not pkt.size:
-                    continue
-                p = av.Packet(bytes(pkt))
-                p.pts = None if pkt.pts is None else _exact(pkt.pts * stb / tb)
-                p.dts = None if pkt.dts is None else _exact(pkt.dts * stb / tb)
-                p.duration = _exact(pkt.duration * stb / tb) if pkt.duration else 0
-                p.time_base = tb
-                p.is_keyframe = pkt.is_keyframe
-                p.stream = stream
-                t = float((p.dts if p.dts is not None else (p.pts or 0)) * tb)
-                n += 1
-                yield t, n, p
+            pending: list[Any] = []  # the leading packets without a dts, until one has it
+            for pkt in [*c.demux(s), None]:
+                if pkt is not None:
+                    if not pkt.size:
+                        continue
+                    p = av.Packet(bytes(pkt))
+                    p.pts = None if pkt.pts is None else _exact(pkt.pts * stb / tb)
+                    p.dts = None if pkt.dts is None else _exact(pkt.dts * stb / tb)
+                    p.duration = _exact(pkt.duration * stb / tb) if pkt.duration else 0
+                    p.time_base = tb
+                    p.is_keyframe = pkt.is_keyframe
+                    p.stream = stream
+                    pending.append(p)
+                    if p.dts is None:
+                        continue
+                _fill_dts(pending)
+                for q in pending:
+                    if last_dts is not None and q.dts is not None and q.dts <= last_dts:
+                        q.dts = last_dts + 1
+                    last_dts = q.dts if q.dts is not None else last_dts
+                    t = float((q.dts if q.dts is not None else (q.pts or 0)) * tb)
+                    n += 1
+                    yield t, n, q
+                pending = []
+
+
+def _fill_dts(packets: list[Any]) -> None:
+    """dts for leading packets that have none: back from the last packet's dts by their durations, or their
+    pts when no packet of the segment has a dts (intra-only codecs)."""
+    if not packets or packets[-1].dts is None:
+        for q in packets:
+            q.dts = q.pts
+        return
+    d = packets[-1].dts
+    for q in reversed(packets[:-1]):
+        d -= q.duration or 1
+        q.dts = d
 
 
 def _exact(v: Fraction) -> int:

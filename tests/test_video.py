@@ -272,6 +272,16 @@ def test_container_refusing_streams_at_its_header(tmp_path: Path, name: str, wor
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(("out", ".out"))]  # no partial file left
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc (a folder no file can be made in)")
+def test_unwritable_output_named_as_the_user_wrote_it(tmp_path: Path) -> None:
+    """A folder that exists but takes no new file: the one line names OUT (not our .OUT.partial name) and
+    says why, not 'folder does not exist' nor a container/codec mismatch."""
+    src = make_clip(tmp_path / "in.mkv", audio=("aac",))
+    code, err = upscale(str(src), "/proc/psr2video-test.mkv", "--max-frames", "2")
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("Error")]
+    assert code == 1 and lines == ["Error: can't write /proc/psr2video-test.mkv: no file can be created there"], err
+
+
 @pytest.mark.parametrize("ext, codec, kept", [("mkv", "libx264", True), ("mp4", "libx264", True),
                                               ("mkv", "libx265", True), ("mp4", "libsvtav1", True),
                                               ("mkv", "ffv1", False), ("mkv", "libsvtav1", False)])

@@ -113,6 +113,7 @@ class Writer(threading.Thread):
                  mux_options: dict[str, str] | None = None) -> None:
         super().__init__(name="psr2-writer", daemon=True)
         self.path = path
+        self.shown = _user_name(path)  # errors name the user's OUT, not our temporary name for it
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.stats = stats
         self.warn = warn
@@ -146,11 +147,19 @@ class Writer(threading.Thread):
         """The container's header now, at set-up: muxers without a codec table (MPEG-PS, Ogg, Y4M) take any
         stream at add_stream and refuse it only here, and that refusal, said before any frame is upscaled, names
         the streams, not FFmpeg's "Invalid argument" about a partial file."""
+        cc = self.vstream.codec_context
+        if not cc.is_open:  # the encoder first: its refusal is about --codec/--crf/--preset, not the container
+            try:
+                cc.open()
+            except Exception as e:  # noqa: BLE001 - FFmpeg's errno-typed errors
+                raise OutputError(f"encoder {codec} can't start with these settings "
+                                  f"({getattr(e, 'strerror', None) or first_line(e)})") from None
         try:
             self.out.start_encoding()
         except Exception as e:  # noqa: BLE001 - FFmpeg's errno-typed errors
-            if is_disk_full(e) or getattr(e, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise OutputError(_describe_output_error(self.path, e)) from None
+            if is_disk_full(e) or getattr(e, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS,
+                                                                errno.ENOENT, errno.EISDIR):
+                raise OutputError(_describe_output_error(self.shown, e)) from None
             fmt = self.out.format.name
             held = [f"video {codec}"] + [f"{o.type} {_codec_name(o) or '?'} (#{i})" for i, o in self.copy_map.items()]
             why = getattr(e, "strerror", None) or first_line(e)
@@ -172,9 +181,9 @@ class Writer(threading.Thread):
                 return av.open(sys.stdout.buffer, "w", format=fmt or "matroska", options=options)
             return av.open(path, "w", format=fmt or None, options=options)
         except av.error.FFmpegError as e:
-            raise OutputError(_describe_output_error(path, e)) from None
+            raise OutputError(_describe_output_error(_user_name(path), e)) from None
         except ValueError as e:
-            raise OutputError(f"can't write {path}: {e}") from None
+            raise OutputError(f"can't write {_user_name(path)}: {e}") from None
 
     def _add_video(self, codec: str, width: int, height: int, pix_fmt: str, crf: float | None, preset: str | None,
                    time_base: Fraction, rate: Fraction | None) -> Any:
@@ -562,6 +571,13 @@ def _stream_label(s: Any) -> str:
     return md.get("filename") or md.get("title") or s.type
 
 
+def _user_name(path: str) -> str:
+    """OUT for the pipeline's temporary ``.OUT.partial.ext`` (pipeline.partial_path), the path itself otherwise."""
+    p = Path(path)
+    m = re.fullmatch(r"\.(.+)\.partial(\.[^.]*)?", p.name)
+    return str(p.with_name(m[1] + (m[2] or ""))) if m else path
+
+
 def _describe_output_error(path: str, e: BaseException) -> str:
     if is_disk_full(e):
         return f"disk full while writing {path}"
@@ -569,5 +585,7 @@ def _describe_output_error(path: str, e: BaseException) -> str:
     if no in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"can't write {path}: permission denied"
     if no == errno.ENOENT:
+        if Path(path).parent.is_dir():
+            return f"can't write {path}: no file can be created there"
         return f"can't write {path}: folder does not exist"
     return f"can't write {path}: {getattr(e, 'strerror', None) or e}"

@@ -535,3 +535,37 @@ def test_piped_max_frames_header_has_no_input_duration(tmp_path: Path) -> None:
     with av.open(Pipe(p.stdout), format="matroska") as c:
         assert c.duration is None or c.duration / 1e6 < 0.5, c.duration
         assert sum(1 for _ in c.decode(video=0)) == 5
+
+
+def test_b_frames_muxed_without_composition_offsets(tmp_path: Path) -> None:
+    """An MP4 whose B-frame packets carry decode-order times as pts (no composition offsets, as some old muxers
+    wrote): decoded frames come with scrambled pts. The output takes FFmpeg's best-effort times (the packets'
+    dts, which increase), so every frame keeps a time of its own; the old nudge by one input tick collapsed
+    them onto each other in Matroska's 1 ms (half the frames shared a time)."""
+    src = tmp_path / "in.mp4"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=30)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = v.codec_context.time_base = Fraction(1, 1_000_000)
+        v.options = {"preset": "veryfast", "x264-params": "bframes=2:b-adapt=0:keyint=30"}
+        pkts = []
+        for i in range(20):
+            f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")
+            f.pts, f.time_base = round(i * 1_000_000 / 30), Fraction(1, 1_000_000)
+            pkts += v.encode(f)
+        pkts += v.encode(None)
+        first = pkts[0].dts
+        for p in pkts:  # decode order, times of decode order: no composition offsets
+            p.dts = p.dts - first
+            p.pts = p.dts
+            out.mux(p)
+    with av.open(str(src)) as c:
+        raw = [f.pts for f in c.decode(video=0)]
+    assert raw != sorted(raw)  # the frames' own pts really are scrambled
+    dst = tmp_path / "out.mkv"
+    r = CliRunner().invoke(cli, ["upscale", str(src), str(dst), "--variant", "mks", "-q"])
+    assert r.exit_code == 0, r.output
+    with av.open(str(dst)) as c:
+        times = [f.pts for f in c.decode(video=0)]
+    assert len(times) == 20 and all(a < b for a, b in zip(times, times[1:], strict=False)), times
+

@@ -418,6 +418,33 @@ class DamageLog:
             self.spans.append(d)
 
 
+class PtsGuess:
+    """A decoded frame's time as FFmpeg's best-effort timestamp (libavcodec's guess_correct_pts): the frame's
+    own pts unless those go backwards more often than the packets' dts do. Files muxed without composition
+    offsets (B-frames whose container pts are decode-order times) give display-order frames scrambled pts;
+    their dts still increase, and that is what players and ffmpeg show."""
+
+    def __init__(self) -> None:
+        self.faulty_pts = self.faulty_dts = 0
+        self.last_pts: int | None = None
+        self.last_dts: int | None = None
+
+    def __call__(self, pts: int | None, dts: int | None) -> int | None:
+        if dts is not None:
+            self.faulty_dts += self.last_dts is not None and dts <= self.last_dts
+            self.last_dts = dts
+        elif pts is not None:
+            self.last_dts = pts
+        if pts is not None:
+            self.faulty_pts += self.last_pts is not None and pts <= self.last_pts
+            self.last_pts = pts
+        elif dts is not None:
+            self.last_pts = dts
+        if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None):
+            return pts
+        return dts
+
+
 class Reader(threading.Thread):
     """Demux every stream, decode the first video stream with frame threading, queue items (bounded).
 
@@ -452,6 +479,7 @@ class Reader(threading.Thread):
         self._deinterlace = Deinterlacer() if deinterlace else None
         self._n = 0
         self._last_good = 0.0
+        self._pts_guess = PtsGuess()
 
     # --- before the thread starts ---------------------------------------------------------------------
     def prime(self) -> FirstFrame:
@@ -564,7 +592,8 @@ class Reader(threading.Thread):
                                 "before upscaling (one output size per file)")
             self.warn(f"warning: {self.end.resized}")
         planes, bits, sw, sh, keep = frame_planes(fr, self.size, self.color)
-        item = VideoItem(self._n, fr.pts, fr.time_base or self.tb, planes, bits, sw, sh, keep)
+        pts = self._pts_guess(fr.pts, getattr(fr, "dts", None))
+        item = VideoItem(self._n, pts, fr.time_base or self.tb, planes, bits, sw, sh, keep)
         if fr.pts is not None:
             self._last_good = item.time
             self.damage.frame(item.time)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import os
 import queue
 import re
@@ -125,6 +126,7 @@ class Writer(threading.Thread):
         self.time_base = time_base
         self._last_pts: int | None = None
         self._fixed_pts = 0
+        self._tick = 1  # one tick of the muxer's time base in ours (set with the header): a nudged time stays apart
         self.fixups: dict[int, TimestampFixup] = {}  # output stream index -> what was fixed
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
         self.out = self._open(path, fmt, mux_options)
@@ -168,6 +170,8 @@ class Writer(threading.Thread):
                                   ) from None
             raise OutputError(f"{fmt} can't start with {', '.join(held)} ({why}); use .mkv, which holds them all, "
                               "or a container made for these codecs") from None
+        if self.vstream.time_base and self.time_base:  # e.g. Matroska's 1 ms for a 1 us input time base
+            self._tick = max(1, math.ceil(Fraction(self.vstream.time_base) / Fraction(self.time_base)))
 
     # --- set-up, one job each ---------------------------------------------------------------------------
     def _open(self, path: str, fmt: str | None, mux_options: dict[str, str] | None = None
@@ -372,8 +376,8 @@ class Writer(threading.Thread):
         pts = item.pts
         if pts is not None and item.time_base != self.time_base:
             pts = int(round(pts * item.time_base / self.time_base))
-        if pts is None or (self._last_pts is not None and pts <= self._last_pts):
-            pts = (self._last_pts + 1) if self._last_pts is not None else 0
+        if pts is None or (self._last_pts is not None and pts < self._last_pts + self._tick):
+            pts = (self._last_pts + self._tick) if self._last_pts is not None else 0
             self._fixed_pts += 1
         self._last_pts = pts
         fr.pts = pts

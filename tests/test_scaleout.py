@@ -229,6 +229,36 @@ def test_b_frame_segments_join(ray_local, clip, tmp_path: Path) -> None:
     assert copied(out) == copied(tmp_path / "ref.mkv")
 
 
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_container_colour_tags_reach_every_segment(ray_local, tmp_path: Path) -> None:
+    """A source whose colour tags live only in the container (FFV1 in Matroska, tagged BT.709 at SD height): the
+    cuts are NUT, which drops them, and each segment used to decide BT.601 for itself (pixels off by up to 20
+    levels) and the joined file was untagged. The source's decision now travels with every segment."""
+    src = tmp_path / "src.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("ffv1", rate=24)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.codec_context.colorspace = v.codec_context.color_primaries = v.codec_context.color_trc = 1  # BT.709
+        v.codec_context.color_range = 1
+        v.options = {"g": "12"}
+        for i in range(48):
+            yy, xx = np.mgrid[0:48, 0:64]
+            img = np.stack([(xx * 4 + i * 3) % 256, (yy * 5) % 256, np.full((48, 64), 200)], -1).astype(np.uint8)
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p", dst_colorspace=1)
+            f.pts, f.time_base = i, Fraction(1, 24)
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    single, multi = tmp_path / "single.mkv", tmp_path / "multi.mkv"
+    assert upscale(str(src), str(single))[0] == 0
+    code, err = upscale(str(src), str(multi), "--workers", "2", "--segment-seconds", "0.5")
+    assert code == 0 and "colour tags" not in err, err
+    assert_same(multi, single)
+    for f in (single, multi):
+        with av.open(str(f)) as c:
+            cc = c.streams.video[0].codec_context
+            assert (cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range) == (1, 1, 1, 1), f.name
+
+
 def _job(src: Path, out: Path, workers: int = 2):
     from psr2video.scaleout import Job, Settings
 

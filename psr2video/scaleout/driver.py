@@ -118,6 +118,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
     packets, tb = split.scan(job.input)
     if not packets:
         raise ScaleoutError(f"no video packets in {job.input}")
+    color = split.source_color(job.input)
     wdata = Path(job.weights).read_bytes() if job.weights else None  # hashed into job.settings already
     main = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main else None  # ray.init replaces it
@@ -142,7 +143,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             t1 = time.perf_counter()
             if todo:
                 _upscale(ray, job, wd, todo, expected, board, workers, place, resources, wdata, stop, warn,
-                         quiet, progress)
+                         quiet, progress, color)
             t2 = time.perf_counter()
             files = [wd.file(s.index) for s in segments]
             want = sum(wd.frames(s.index) for s in segments)
@@ -164,7 +165,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
 
 def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expected: dict[int, int], board: Board,
              workers: int, place: Placement, resources: dict[str, float], wdata: bytes | None,
-             stop: threading.Event, warn: Any, quiet: bool, progress: Any) -> None:
+             stop: threading.Event, warn: Any, quiet: bool, progress: Any, color: Any = None) -> None:
     """Feed the cuts to Ray tasks (a bounded number in flight), keep each result as it comes."""
     task = ray.remote(upscale_segment).options(max_retries=job.retries, retry_exceptions=True, **resources)
     if progress is None:
@@ -184,7 +185,7 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
                 except StopIteration:
                     more = False
                     break
-                ref = task.remote(job.settings, place, seg, data, weights_ref, expected[seg.index], progress)
+                ref = task.remote(job.settings, place, seg, data, weights_ref, expected[seg.index], progress, color)
                 pending[ref] = seg
             if not pending:
                 break

@@ -125,7 +125,8 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
             writer = Writer(tmp, inp, copy, width=template.codec_context.width,
                             height=template.codec_context.height, codec=codec,
                             pix_fmt=template.codec_context.pix_fmt, crf=None, preset=None,
-                            time_base=info.time_base, rate=info.rate, color_tags={}, fmt=fmt, warn=warn,
+                            time_base=info.time_base, rate=info.rate, color_tags=info.color.output_tags(), fmt=fmt,
+                            warn=warn,
                             video_template=template)
             copied = [s for s in copy if s.index in writer.copy_map]
             writer.start()

@@ -152,3 +152,12 @@ def source_id(path: str) -> dict[str, object]:
     """What identifies the source for resuming: name, size and modification time."""
     st = Path(path).stat()
     return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def source_color(path: str) -> object:
+    """The source's colour decision (pipeline's ColorInfo), made once from the source itself: the cuts are NUT,
+    which keeps no container colour tags, and every segment must convert with the single-process matrix."""
+    from ..video.reader import stream_info
+
+    with av.open(path) as c:
+        return stream_info(c).color

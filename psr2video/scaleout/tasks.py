@@ -115,8 +115,9 @@ def _upscaler(settings: Settings, place: Placement, weights: bytes | None) -> An
 
 
 def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: bytes, weights: bytes | None,
-                    expected: int, progress: Any = None) -> SegmentResult:
-    """Upscale the frames of ``seg`` (from its cut) into an encoded video-only segment (NUT bytes)."""
+                    expected: int, progress: Any = None, color: Any = None) -> SegmentResult:
+    """Upscale the frames of ``seg`` (from its cut) into an encoded video-only segment (NUT bytes).
+    ``color``: the source's ColorInfo (the cut has lost the container's colour tags)."""
     import torch
 
     from ..video import pipeline
@@ -135,7 +136,7 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
         opts = pipeline.Options(input=str(src), output=str(out), scale=settings.scale, codec=settings.codec,
                                 crf=settings.crf, preset=settings.preset, pix_fmt=settings.pix_fmt,
                                 fmt=CUT_FORMAT, batch=settings.batch, hwaccel=place.hwaccel, keep=keep,
-                                mux_options=dict(CUT_OPTIONS))
+                                mux_options=dict(CUT_OPTIONS), color=color)
         stats = _stats_class()(progress, seg.index, worker, expected)
         res = pipeline.run(opts, up, stats=stats, warn=notes.append)
         data = out.read_bytes()
@@ -148,7 +149,8 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
 
         ray.get(progress.report.remote(worker, os.getpid(), seg.index, res.frames, expected, 0.0, True))
     return SegmentResult(seg.index, data, res.frames, res.seconds, worker, damaged,
-                         [n for n in notes if not n.startswith("note: ") or "cropped" in n])
+                         [n for n in notes if (not n.startswith("note: ") or "cropped" in n)
+                          and "has no colour tags" not in n])  # the segment's NUT: the join writes the tags
 
 
 def sha256(data: bytes) -> str:

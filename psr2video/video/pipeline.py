@@ -11,6 +11,7 @@ events (they sleep instead of spinning a core). On the CPU the same code runs wi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import queue
 import threading
@@ -64,6 +65,9 @@ class Options:
     # others are decoded (as references) and dropped
     keep: tuple[Fraction | None, Fraction | None] | None = None
     mux_options: dict[str, str] | None = None  # output format options (scale-out: timestamps kept as they are)
+    # the source's colour decision, when the input is a scale-out cut: NUT keeps no container colour tags, and
+    # a segment deciding from its cut would convert with another matrix than a single-process run
+    color: ColorInfo | None = None
 
 
 @dataclass
@@ -276,6 +280,8 @@ class _Run:
     def set_up(self, on_start: Callable[[Stats, Result], None] | None) -> None:
         opts, inp, res, stats = self.opts, self.inp, self.res, self.stats
         info = stream_info(inp)
+        if opts.color is not None:
+            info = dataclasses.replace(info, color=opts.color)
         if not info.width or not info.height:
             raise OutputError(f"{opts.input}: video stream has no size")
         if not codec_available(opts.codec):

@@ -133,6 +133,8 @@ class Writer(threading.Thread):
         if video_template is not None:  # scale-out join: encoded segments are copied (PacketItems on vstream)
             self.vstream = self.out.add_stream_from_template(video_template)
             self.vstream.time_base = time_base
+            for k, v in color_tags.items():  # the segments' container (NUT) has none
+                setattr(self.vstream.codec_context, k, v)
         else:
             self.vstream = self._add_video(codec, width, height, pix_fmt, crf, preset, time_base, rate)
             self._carry_sar(inp)

@@ -259,6 +259,25 @@ def test_container_colour_tags_reach_every_segment(ray_local, tmp_path: Path) ->
             assert (cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range) == (1, 1, 1, 1), f.name
 
 
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_truncated_source_is_said_as_in_a_single_process_run(ray_local, tmp_path: Path) -> None:
+    """The first 300 kB of the sample: the single-process run says where the input stops and exits 1; scale-out
+    wrote the decoded frames and said nothing (exit 0)."""
+    from psr2video.paths import SAMPLE_CLIP
+
+    src = tmp_path / "trunc.mkv"
+    src.write_bytes(Path(SAMPLE_CLIP).read_bytes()[:300_000])
+    code, err = upscale(str(src), str(tmp_path / "one.mkv"))
+    lines = [ln for ln in err.splitlines() if ln.startswith("Error")]
+    assert code == 1 and len(lines) == 1 and "input stops at" in lines[0], err
+    code, err = upscale(str(src), str(tmp_path / "many.mkv"), "--workers", "2")
+    many = [ln for ln in err.splitlines() if ln.startswith("Error")]
+    assert code == 1 and many == [lines[0].replace("one.mkv", "many.mkv")], err
+    assert len(decoded(tmp_path / "many.mkv")) == len(decoded(tmp_path / "one.mkv")) > 0  # the frames are kept
+    code, err = upscale(str(src), str(tmp_path / "ok.mkv"), "--workers", "2", "--ignore-errors")
+    assert code == 0 and "input stops at" in err and "(ignored: --ignore-errors)" in err, err
+
+
 def _job(src: Path, out: Path, workers: int = 2):
     from psr2video.scaleout import Job, Settings
 

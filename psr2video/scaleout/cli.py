@@ -79,6 +79,12 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
     click.echo(f"done: {s.frames} frames in {s.seconds:.1f} s ({fps:.1f} fps) on {s.workers} {kind} worker(s), "
                f"{s.segments} segments ({len(s.redone)} upscaled, {len(s.reused)} resumed) -> {output}", err=True)
     damaged = [n for n in notes if "damaged input" in n]
-    if damaged and not ignore_errors:
-        raise error(f"damaged input in {len(damaged)} segment(s); the frames that decoded were written to {output} "
-                    "(use --ignore-errors to accept)")
+    problems = [f"damaged input in {len(damaged)} segment(s)"] if damaged else []
+    if s.truncated:
+        problems.append(s.truncated)
+    if problems:
+        if ignore_errors:
+            click.echo(f"warning: {'; '.join(problems)} (ignored: --ignore-errors)", err=True)
+        else:
+            raise error(f"{'; '.join(problems)}; the frames that decoded were written to {output} "
+                        "(use --ignore-errors to accept)")

@@ -59,6 +59,7 @@ class Summary:
     placement: Placement
     work_dir: Path
     timings: dict[str, float] = field(default_factory=dict)  # seconds: plan (scan + Ray), upscale (+ cuts), join
+    truncated: str = ""  # the source ends before the end it announces (as the single-process run says it)
 
 
 def import_ray() -> Any:
@@ -119,6 +120,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
     if not packets:
         raise ScaleoutError(f"no video packets in {job.input}")
     color = split.source_color(job.input)
+    truncated = split.truncation(job.input, packets, tb)
     wdata = Path(job.weights).read_bytes() if job.weights else None  # hashed into job.settings already
     main = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main else None  # ray.init replaces it
@@ -154,7 +156,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             if not job.keep_work:
                 wd.remove()
         return Summary(frames, len(segments), [s.index for s in todo], sorted(done), time.perf_counter() - t0,
-                       workers, place, wd.path, {"plan": t1 - t0, "upscale": t2 - t1, "join": t3 - t2})
+                       workers, place, wd.path, {"plan": t1 - t0, "upscale": t2 - t1, "join": t3 - t2}, truncated)
     finally:
         if started:
             _PROGRESS.clear()

@@ -154,6 +154,17 @@ def source_id(path: str) -> dict[str, object]:
     return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def truncation(path: str, packets: list[Packet], time_base: Fraction) -> str:
+    """The single-process reader's 'input stops at ...' for the source, from its scanned packets ('' if whole)."""
+    from ..video.reader import truncation as ends_early
+
+    last = max((p.pts for p in packets if p.pts is not None), default=None)
+    if last is None:
+        return ""
+    with av.open(path) as c:
+        return ends_early(c, float(last * time_base))
+
+
 def source_color(path: str) -> object:
     """The source's colour decision (pipeline's ColorInfo), made once from the source itself: the cuts are NUT,
     which keeps no container colour tags, and every segment must convert with the single-process matrix."""

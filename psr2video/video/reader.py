@@ -233,6 +233,18 @@ def video_end(c: av.container.InputContainer) -> float | None:
     return None
 
 
+def truncation(c: av.container.InputContainer, last: float) -> str:
+    """'input stops at ...' when the last frame (at ``last`` s) comes well before the end the file announces
+    (truncated, or its tail lost), else ''."""
+    end = video_end(c)
+    s = c.streams.video[0]
+    rate = s.average_rate or s.guessed_rate
+    slack = max(2.0 / float(rate) if rate else 0.2, 0.5)
+    if end is not None and last + slack < end:
+        return f"input stops at {last:.2f} s of {end:.2f} s (truncated or damaged)"
+    return ""
+
+
 def video_start(c: av.container.InputContainer) -> float:
     s = c.streams.video[0]
     return float(s.start_time * s.time_base) if s.start_time is not None and s.time_base else 0.0
@@ -619,11 +631,8 @@ class Reader(threading.Thread):
 
     def _check_end(self) -> None:
         """A stream that stops well before the end it announced was truncated (or lost its tail)."""
-        end = video_end(self.container)
-        rate = self.vstream.average_rate or self.vstream.guessed_rate
-        slack = max(2.0 / float(rate) if rate else 0.2, 0.5)
-        if end is not None and not self.max_frames and self._last_good + slack < end:
-            self.end.truncated = f"input stops at {self._last_good:.2f} s of {end:.2f} s (truncated or damaged)"
+        if not self.max_frames:
+            self.end.truncated = truncation(self.container, self._last_good)
 
     def _finish(self) -> None:
         """Queue the end marker; it must arrive even when the consumer is slow or gone."""

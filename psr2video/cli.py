@@ -87,9 +87,11 @@ def quit_now(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, quit_now)  # first thing: Ctrl-C at any moment is one line and 130
+    from .errors import Interrupted
+
     try:
         cli.main(args=argv, prog_name="psr2video", standalone_mode=True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         click.echo("psr2video: interrupted", err=True)
         sys.exit(130)
 

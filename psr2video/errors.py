@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Iterator
 
 import click
@@ -17,6 +18,11 @@ import click
 
 class UserError(click.ClickException):
     """A user mistake: printed as one line, exit code 1, no traceback."""
+
+
+class Interrupted(BaseException):
+    """Ctrl-C in a command that cleans up after itself; not a KeyboardInterrupt, which click would turn into
+    "Aborted!" and exit 1: the entry point says "interrupted" and exits 130."""
 
 
 class PsrError(Exception):
@@ -48,6 +54,8 @@ def user_line(exc: BaseException, user_types: tuple[type[BaseException], ...] = 
         return f"out of GPU memory: {str(exc).split('. ')[0]} (try --tile, a smaller --batch or fp16)"
     if isinstance(exc, OSError) and exc.strerror and exc.filename:
         return f"{exc.strerror}: {exc.filename}"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "disk full"
     return None
 
 
@@ -63,3 +71,19 @@ def user_errors(*user_types: type[BaseException]) -> Iterator[None]:
         if line is None:
             raise
         raise UserError(line) from None
+
+
+def command_errors(*user_types: type[BaseException]):
+    """Decorator: a command's body under ``user_errors`` (the library's user-facing errors become one line)."""
+    import functools
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            with user_errors(*user_types):
+                return fn(*args, **kwargs)
+
+        return inner
+
+    return wrap
+

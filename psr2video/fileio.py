@@ -8,6 +8,7 @@ same folder, flushed to disk and renamed over the target (``os.replace`` is atom
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
@@ -16,8 +17,13 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and rename it to ``path``, on error remove it."""
+    """Yield a temporary path beside ``path``; on success fsync it and rename it to ``path``, on error remove it.
+    A ``path`` that exists and is not a regular file (a device such as /dev/null, a folder, a FIFO) is refused
+    with IsADirectoryError/OSError: a rename would replace it."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise OSError(errno.EISDIR if path.is_dir() else errno.EINVAL,
+                      "a folder" if path.is_dir() else "not a regular file", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -69,3 +69,36 @@ def test_bench_model_auto_reports_choice(tmp_path, monkeypatch):
                                  "--json", str(tmp_path / "b.json")])
     assert r.exit_code == 0, r.output
     assert "backend auto -> onnxruntime" in r.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--size", "0x0"), "--size must be positive"),
+    (("--batch", "0"), "'--batch': 0 is not in the range x>=1"),
+    (("--threads", "-2"), "'--threads': -2 is not in the range x>=0"),
+    (("--json", "/proc/psr2video/b.json"), "can't write --json /proc/psr2video/b.json"),
+])
+def test_bench_model_mistakes_are_one_line_before_timing(args, words):
+    """Said before any timing (a bad --json path was a traceback after minutes of timing)."""
+    from psr2video.cli import cli
+
+    r = CliRunner().invoke(cli, ["bench", "model", "-v", "realtime", "--no-peers", "--no-baselines", *args])
+    assert r.exit_code == 2 if "range" in words else r.exit_code == 1, r.output
+    assert words in r.output and "Traceback" not in r.output and "machine:" not in r.output, r.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--frames", "-1"), "'--frames': -1 is not in the range x>=0"),
+    (("--batch", "0"), "'--batch': 0 is not in the range x>=1"),
+    (("--codec", "libfoo"), "encoder libfoo is not in this FFmpeg build"),
+    (("--preset", "foo"), "libx264 refused"),
+])
+def test_bench_pipeline_mistakes_are_one_line(args, words, tmp_path):
+    from psr2video.cli import cli
+
+    r = CliRunner().invoke(cli, ["bench", "pipeline", *args])
+    assert r.exit_code in (1, 2) and words in r.output and "Traceback" not in r.output, r.output
+    bad = tmp_path / "text.mkv"
+    bad.write_text("not a video")
+    r = CliRunner().invoke(cli, ["bench", "pipeline", str(bad)])
+    assert r.exit_code == 1 and "not a readable video file" in r.output, r.output
+

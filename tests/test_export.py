@@ -144,6 +144,35 @@ def test_export_cli_errors(tmp_path):
     assert r.exit_code == 1 and "unknown precision" in r.output
 
 
+def test_export_writes_whole_files_or_nothing(tmp_path, monkeypatch):
+    """An export is written beside OUT and renamed when whole: a failure midway (a full disk, Ctrl-C: the
+    ``Interrupted`` the command's handler raises) leaves nothing, not a truncated .onnx nor the int8 step's
+    float file; a device or other non-file OUT is refused, never replaced by a rename."""
+    from psr2video.cli import cli
+    from psr2video.errors import Interrupted
+
+    def stop(*a, **k):
+        raise Interrupted
+
+    calib = [torch.rand(1, 3, 24, 24) for _ in range(2)]
+    monkeypatch.setattr(E, "quantize_int8", stop)
+    with pytest.raises(Interrupted):
+        E.export_onnx(_net("realtime"), tmp_path / "x.onnx", "int8", calibration=calib)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+
+    def full(net, path, *a, **k):
+        path.write_bytes(b"half an onnx")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(E, "_torch_export", full)
+    r = CliRunner().invoke(cli, ["export", "--untrained", "--no-verify", "-o", str(tmp_path / "y.onnx")])
+    assert r.exit_code == 1 and f"can't write {tmp_path / 'y.onnx'}: disk full" in r.output, r.output
+    assert list(tmp_path.iterdir()) == []
+    r = CliRunner().invoke(cli, ["export", "--untrained", "--no-verify", "-o", "/dev/null"])
+    assert r.exit_code == 1 and "can't write /dev/null: not a regular file" in r.output, r.output
+
+
 @pytest.mark.parametrize("variant,scale", [("realtime", 2), ("stream", 2), ("stream", 3), ("photo", 2)])
 def test_export_rewrites_are_exact(variant, scale):
     net = E.prepare(_net(variant, scale))

@@ -267,7 +267,11 @@ def test_a_plain_pickle_is_refused_and_garbage_is_not_called_code(tmp_path, span
     assert not sentinel.exists()
     (tmp_path / "page.pth").write_text("<html><body>404 Not Found</body></html>")
     (tmp_path / "noise.pth").write_bytes(bytes(range(7, 256)) * 20)
-    for name in ("page.pth", "noise.pth"):
+    (tmp_path / "hi.pth").write_text("hi\n")  # torch's unpickler raised KeyError: 105 on it (a traceback)
+    (tmp_path / "cut.pth").write_bytes(b"\x80\x02}q\x00(X")  # a pickle cut short
+    with pytest.raises(ForeignModelError, match="cut.pth is not a readable PyTorch checkpoint"):
+        load_model_file(tmp_path / "cut.pth")
+    for name in ("page.pth", "noise.pth", "hi.pth"):
         with pytest.raises(ForeignModelError, match=f"{name} is not a PyTorch checkpoint"):
             load_model_file(tmp_path / name)
 

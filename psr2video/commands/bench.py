@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from .. import paths
-from ..errors import UserError
+from ..errors import UserError, command_errors
 from ..names import BACKENDS, BASELINES, PRECISIONS, SCALES, VARIANTS
 from .common import split_list
 
@@ -33,20 +33,21 @@ def bench() -> None:
                    "knows); runs at its own scale. Repeatable.")
 @click.option("--scale", "-s", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
 @click.option("--size", default="320x180", show_default=True, help="input frame size WxH")
-@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default="auto",
               show_default=True)
 @click.option("--precision", "-p", type=click.Choice(PRECISIONS), default=None,
               help="default: fp16 on CUDA, fp32 on the CPU")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--warmup", type=int, default=2, show_default=True)
-@click.option("--iters", type=int, default=5, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--iters", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--min-seconds", type=float, default=0.0, help="keep timing until this long has passed")
 @click.option("--peers/--no-peers", default=True, show_default=True, help="Real-ESRGAN Compact family")
 @click.option("--baselines/--no-baselines", default=True, show_default=True, help="bicubic and MKS2021")
-@click.option("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+@click.option("--threads", type=click.IntRange(min=0), default=0, help="torch CPU threads (0: leave as is)")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="runs/bench_model.json",
               show_default=True)
+@command_errors()
 def bench_model(variants, models, scale, size, batch, backend, precision, device, warmup, iters, min_seconds, peers,
                 baselines, threads, json_path):
     """Model speed: fps, ms/frame and peak memory next to Real-ESRGAN Compact peers (same backend)."""
@@ -62,6 +63,18 @@ def bench_model(variants, models, scale, size, batch, backend, precision, device
         w, h = (int(v) for v in size.lower().split("x"))
     except ValueError as e:
         raise UserError(f"bad --device or --size: {e}") from None
+    if w < 1 or h < 1:
+        raise UserError(f"--size must be positive, got {size!r}")
+    json_out = Path(json_path)
+    try:  # said before minutes of timing, not after
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        existed = json_out.exists()
+        with json_out.open("a"):
+            pass
+        if not existed:
+            json_out.unlink()
+    except OSError as e:
+        raise UserError(f"can't write --json {json_path}: {e.strerror or e}") from None
     if threads:
         torch.set_num_threads(threads)
     names = split_list(variants)
@@ -115,12 +128,13 @@ def bench_model(variants, models, scale, size, batch, backend, precision, device
 @click.option("--backend", default="auto", show_default=True)
 @click.option("--precision", default=None)
 @click.option("--device", default="auto", show_default=True)
-@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--codec", default="libx264", show_default=True)
 @click.option("--preset", default="ultrafast", show_default=True, help="Encoder preset (same for both encodes).")
 @click.option("--crf", type=float, default=20, show_default=True)
-@click.option("--frames", "n", type=int, default=0, help="Frames to run (0 = the whole clip).")
+@click.option("--frames", "n", type=click.IntRange(min=0), default=0, help="Frames to run (0 = the whole clip).")
 @click.option("--ffmpeg-binary", is_flag=True, help="Time the ffmpeg binary instead of a PyAV filter graph.")
+@command_errors()
 def bench_pipeline(clip: str | None, variant: str, scale: int, weights: str | None, backend: str,
                    precision: str | None, device: str, batch: int, codec: str, preset: str, crf: float, n: int,
                    ffmpeg_binary: bool) -> None:
@@ -132,6 +146,7 @@ def bench_pipeline(clip: str | None, variant: str, scale: int, weights: str | No
     from ..machine import describe
     from ..video import pipeline
     from ..video.bench_pipeline import load_frames, time_ffmpeg_binary, time_ffmpeg_pyav, time_model
+    from ..video.output_checks import encoder_problem
     from ..video.reader import open_input, stream_info
     from ..video.writer import Writer, pick_pix_fmt
     from .upscale import make_upscaler
@@ -139,6 +154,10 @@ def bench_pipeline(clip: str | None, variant: str, scale: int, weights: str | No
     clip = clip or str(paths.SAMPLE_CLIP)
     if not Path(clip).exists():
         raise UserError(f"clip not found: {clip}")
+    if ffmpeg_binary and not shutil.which("ffmpeg"):
+        raise UserError("--ffmpeg-binary: there is no ffmpeg on PATH (leave it out to time FFmpeg through PyAV)")
+    if (problem := encoder_problem(codec, crf, preset)) is not None:
+        raise UserError(problem)
     up = make_upscaler(variant, scale, weights, backend, precision, device, 0)
     with open_input(clip) as c:
         info = stream_info(c)
@@ -188,6 +207,7 @@ def bench_pipeline(clip: str | None, variant: str, scale: int, weights: str | No
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="runs/bench_scaleout.json",
               show_default=True)
+@command_errors()
 def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, preset: str, workers: str,
                    segment_seconds: float, device: str, json_path: str) -> None:
     """Scale out on Ray: single process vs 1 and N workers, split/join overhead, speed-up.

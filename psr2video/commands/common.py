@@ -36,3 +36,19 @@ def parse_shape(text: str) -> tuple[int, int]:
 def split_list(values: tuple[str, ...]) -> list[str]:
     """Repeated and comma-separated option values as one list."""
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def interruptible() -> None:
+    """Ctrl-C from here on unwinds (``errors.Interrupted``: ``finally`` blocks remove temporary files; the entry
+    point says "interrupted", exit 130) instead of the start-up handler's immediate exit."""
+    import signal
+    import threading
+
+    from ..errors import Interrupted
+
+    def unwind(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, unwind)
+

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 
 import click
 
-from ..errors import UserError
+from ..errors import UserError, command_errors
 from ..names import EXPORT_PRECISIONS, MODELS, SCALES
-from .common import load_for_command, split_list
+from .common import interruptible, load_for_command, split_list
 
 
 @click.command("export")
@@ -30,6 +31,7 @@ from .common import load_for_command, split_list
 @click.option("--verify-dir", type=click.Path(exists=True, file_okay=False),
               help="images to verify against PyTorch (default: ../shared/data/val/Set5)")
 @click.option("--no-verify", is_flag=True, help="skip the PyTorch comparison")
+@command_errors()
 def export(variant, scale, weights, untrained, precision, output, opset, fp32_io, calibration, calibration_frames,
            verify_dir, no_verify):
     """Export a fused model to ONNX (input "input", output "output", NCHW, dynamic batch/height/width).
@@ -47,6 +49,7 @@ def export(variant, scale, weights, untrained, precision, output, opset, fp32_io
         verify_onnx,
     )
 
+    interruptible()
     scale = int(scale)
     precisions = split_list(precision)
     for p in precisions:
@@ -69,6 +72,9 @@ def export(variant, scale, weights, untrained, precision, output, opset, fp32_io
             export_onnx(model, path, p, opset=opset, fp16_io=not fp32_io, calibration=calib)
         except ExportError as e:
             raise UserError(str(e)) from None
+        except OSError as e:  # named as the user wrote it, not our temporary file beside it
+            why = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            raise UserError(f"can't write {path}: {why}") from None
         size = path.stat().st_size / 2**20
         click.echo(f"{p}: wrote {path} ({size:.2f} MiB, opset {opset}) in {time.perf_counter() - t0:.1f} s")
         if no_verify:

@@ -75,18 +75,18 @@ def safe_state_dict(path: Path) -> dict:
             if any("/code/" in n or n.endswith("/constants.pkl") for n in z.namelist()):
                 raise ForeignModelError(f"refusing {path.name}: it is a TorchScript archive (code, not weights); "
                                         "give the .pth/.safetensors state dict instead")
+    with path.open("rb") as f:
+        is_pickle = f.read(1) == b"\x80"  # PROTO, the first opcode of every pickle torch can write
+    if not is_pickle and not zipfile.is_zipfile(path):  # an HTML error page, a renamed .onnx, noise: not code
+        raise ForeignModelError(f"{path.name} is not a PyTorch checkpoint (neither a zip archive nor a pickle; "
+                                "a failed download or another format?)")
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        with path.open("rb") as f:
-            is_pickle = f.read(1) == b"\x80"  # PROTO, the first opcode of every pickle torch can write
-        if not is_pickle and not zipfile.is_zipfile(path):  # an HTML error page, a renamed .onnx, noise: not code
-            raise ForeignModelError(f"{path.name} is not a PyTorch checkpoint (neither a zip archive nor a pickle; "
-                                    "a failed download or another format?)") from None
         raise ForeignModelError(_refusal(path, e)) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - torch's unpickler raises KeyError, EOFError... on damaged files
         raise ForeignModelError(f"{path.name} is not a readable PyTorch checkpoint "
-                                f"({first_line(e)})") from None
+                                f"({first_line(e, with_type=True)})") from None
     if not isinstance(state, dict):
         raise ForeignModelError(f"{path.name} holds a {type(state).__name__}, not a state dict")
     return state

@@ -38,6 +38,7 @@ from torch import nn
 
 from .. import paths, pictures
 from ..errors import PsrError
+from ..fileio import atomic_path
 from ..metrics import psnr
 from ..names import EXPORT_PRECISIONS
 
@@ -112,40 +113,42 @@ def export_onnx(model: nn.Module, path: str | Path, precision: str = "fp32", ops
     if opset < 17:
         raise ExportError(f"opset {opset} is too old; use 17 or newer")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if precision == "int8" and not calibration:
+        raise ExportError("int8 export needs calibration frames (a video or an image folder)")
     net = graph_module(prepare(model))
     example = torch.rand(1, 3, *example_hw)
-    if precision == "fp16":
-        net = net.half()
-        if getattr(net, "float_base", False):  # float I/O: the net casts its detail path to half inside
-            _torch_export(net, path, example, opset)
-        elif fp16_io:
-            _torch_export(net, path, example.half(), opset)
+    # written beside PATH and renamed when whole and checked: a full disk or a Ctrl-C never leaves a
+    # truncated file that looks like an export
+    with atomic_path(path) as tmp:
+        if precision == "fp16":
+            net = net.half()
+            if getattr(net, "float_base", False):  # float I/O: the net casts its detail path to half inside
+                _torch_export(net, tmp, example, opset)
+            elif fp16_io:
+                _torch_export(net, tmp, example.half(), opset)
+            else:
+                _torch_export(_HalfModel(net), tmp, example, opset)
+        elif precision == "fp32":
+            _torch_export(net, tmp, example, opset)
         else:
-            _torch_export(_HalfModel(net), path, example, opset)
-    elif precision == "fp32":
-        _torch_export(net, path, example, opset)
-    else:
-        if not calibration:
-            raise ExportError("int8 export needs calibration frames (a video or an image folder)")
-        fp32 = path.with_name(f".{path.stem}.{os.getpid()}.fp32.onnx")
-        try:
-            _torch_export(net, fp32, example, opset)
-            quantize_int8(fp32, path, calibration, getattr(net, "int8_keep_float", ()))
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                fp32.unlink()
-    _check_single_file(path)
+            fp32 = path.with_name(f".{path.stem}.{os.getpid()}.fp32.onnx")
+            try:
+                _torch_export(net, fp32, example, opset)
+                quantize_int8(fp32, tmp, calibration, getattr(net, "int8_keep_float", ()))
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    fp32.unlink()
+        _check_single_file(tmp, path)
     return path
 
 
-def _check_single_file(path: Path) -> None:
+def _check_single_file(path: Path, shown: Path | None = None) -> None:
     import onnx
 
     m = onnx.load(str(path), load_external_data=False)
     for init in m.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
-            raise ExportError(f"{path} stores weights outside the file; expected a single .onnx")
+            raise ExportError(f"{shown or path} stores weights outside the file; expected a single .onnx")
     onnx.checker.check_model(m)
 
 

@@ -359,6 +359,22 @@ def test_stdin_to_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.gpu
+def test_hwaccel_and_input_format_mistakes(tmp_path: Path) -> None:
+    """An unknown --hwaccel or --input-format is one line naming what exists (a typo used to be 'can't open IN:
+    Operation not permitted' and a software decode; --input-format bogus was a ValueError traceback); a known
+    hardware decoder that can't start here falls back to software, saying why in the decoder's terms."""
+    src = make_clip(tmp_path / "in.mkv")
+    code, err = upscale(str(src), str(tmp_path / "a.mkv"), "--hwaccel", "bogus")
+    assert code == 1 and "unknown --hwaccel 'bogus'; this FFmpeg has" in err and "Traceback" not in err, err
+    code, err = upscale(str(src), str(tmp_path / "b.mkv"), "--input-format", "bogus")
+    assert code == 1 and "unknown --input-format 'bogus'" in err and "Traceback" not in err, err
+    import torch
+
+    if not torch.cuda.is_available():
+        code, err = upscale(str(src), str(tmp_path / "c.mkv"), "--hwaccel", "cuda", "--max-frames", "2")
+        assert code == 0 and "--hwaccel cuda can't start here" in err and "Operation not permitted" not in err, err
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (pinned buffers, copy streams, NVDEC)")
 @pytest.mark.parametrize("hwaccel", [None, "cuda"])
 def test_cuda_pipeline(tmp_path: Path, hwaccel: str | None) -> None:

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from ..errors import UserError
+from ..errors import UserError, command_errors
 from ..names import ENGINE_BACKENDS, EXPORT_PRECISIONS, MODELS, SCALES
 from .common import load_for_command, parse_shape, split_list
 
@@ -18,6 +18,7 @@ def engine():
 
 @engine.command("list")
 @click.option("--verify", is_flag=True, help="hash every artifact (slower) to find corrupted ones")
+@command_errors()
 def engine_list(verify):
     """List cached artifacts with their key fields, size and state."""
     from ..runtime.engine_cache import EngineCache
@@ -40,6 +41,7 @@ def engine_list(verify):
 
 @engine.command("clear")
 @click.option("--stale", is_flag=True, help="only remove stale or truncated artifacts")
+@command_errors()
 def engine_clear(stale):
     """Remove cached artifacts."""
     from ..runtime.engine_cache import EngineCache
@@ -70,6 +72,7 @@ def engine_clear(stale):
 @click.option("--workspace", type=float, default=4.0, show_default=True, help="TensorRT workspace GiB")
 @click.option("--opt-level", type=int, default=3, show_default=True, help="TensorRT builder optimisation level")
 @click.option("--calibration", type=click.Path(exists=True), help="int8: video or image folder to calibrate on")
+@command_errors()
 def engine_build(variant, scale, weights, untrained, precision, profiles, shape, dynamic, batch, backend, device,
                  workspace, opt_level, calibration):
     """Prebuild artifacts into the engine cache so the first run starts at once.

@@ -117,15 +117,26 @@ def open_input(path: str, fmt: str | None = None, hwaccel: str | None = None,
     warning) when the input is a file. ``gpu``: the CUDA device index that consumes the frames; NVDEC
     decodes there and its frames stay on it (DLPack), else they are downloaded.
     """
+    if fmt and fmt not in av.formats_available:
+        raise InputError(f"unknown --input-format {fmt!r}; FFmpeg reads e.g. matroska, mov, mpegts, nut, "
+                         "yuv4mpegpipe, rawvideo")
+    if hwaccel:
+        from av.codec.hwaccel import hwdevices_available
+
+        kind = hwaccel.partition(":")[0]
+        if kind not in hwdevices_available():
+            raise InputError(f"unknown --hwaccel {hwaccel!r}; this FFmpeg has {', '.join(hwdevices_available())}")
     if hwaccel and path != "-":
         try:
             return _open(path, fmt, hwaccel, gpu)
-        except InputError as e:
+        except InputError:
             if not Path(path).exists():
                 raise
+            c = _open(path, fmt, None)  # the file opens: the hardware decoder is what failed
             if warn is not None:
-                warn(f"warning: --hwaccel {hwaccel} unavailable ({e}); decoding in software")
-            return _open(path, fmt, None)
+                warn(f"warning: --hwaccel {hwaccel} can't start here (no usable {kind} device or driver for "
+                     f"{c.streams.video[0].codec_context.name}); decoding in software")
+            return c
     return _open(path, fmt, hwaccel, gpu)
 
 

@@ -118,6 +118,15 @@ def test_weights_file_with_workers_is_not_taken_for_model(tmp_path: Path, monkey
     assert r.exit_code == 1 and "pip install 'psr2video[ray]'" in r.output and "--model" not in r.output, r.output
 
 
+@pytest.mark.parametrize("flag", [("--segment-seconds", "5"), ("--keep-work",)])
+def test_scaleout_settings_alone_are_refused(tmp_path: Path, flag: tuple) -> None:
+    """--segment-seconds/--keep-work without --workers/--ray: one line, not a single-process run ignoring them."""
+    src = make_clip(tmp_path / "in.mkv", n=4)
+    r = CliRunner().invoke(cli, ["upscale", str(src), str(tmp_path / "out.mkv"), "--variant", "mks", *flag])
+    assert r.exit_code == 1 and f"{flag[0]} is a scale-out setting: add --workers N" in r.output, r.output
+    assert not (tmp_path / "out.mkv").exists()
+
+
 def test_bench_scaleout_command_loads(tmp_path: Path) -> None:
     """The bench command imports what it needs (it once imported a helper that had moved) and answers a
     missing clip in one line, before importing Ray (which must first be imported under ray_local's token)."""

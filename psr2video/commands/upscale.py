@@ -148,6 +148,11 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
         scale = scale or 2
     if model_file is not None and (workers is not None or ray_address is not None):
         raise UserError("--model with --workers/--ray is not supported yet; run it without scale-out")
+    if workers is None and ray_address is None:  # scale-out settings are refused alone, not ignored
+        source = ctx.get_parameter_source
+        for name, flag in (("segment_seconds", "--segment-seconds"), ("keep_work", "--keep-work")):
+            if source(name) is not click.core.ParameterSource.DEFAULT:
+                raise UserError(f"{flag} is a scale-out setting: add --workers N (or --ray ADDRESS)")
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
     check_paths(input, output, overwrite)
     from ..video.output_checks import encoder_problem, output_format_problem

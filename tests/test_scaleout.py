@@ -106,6 +106,21 @@ def test_without_ray_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert len(lines) == 1 and "pip install 'psr2video[ray]'" in lines[0], err
 
 
+def test_dead_ray_address_is_one_line_at_once(tmp_path: Path) -> None:
+    """--ray HOST:PORT where nothing listens: one line in seconds (ray.init retried it for minutes, printing
+    its C++ client's warnings)."""
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'psr2video[ray]')")
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        src = make_clip(tmp_path / "in.mkv", n=4)
+        code, err = upscale(str(src), str(tmp_path / "out.mkv"), "--ray", f"127.0.0.1:{port}")
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("Error")]
+    assert code == 1 and len(lines) == 1 and f"can't join the Ray cluster at 127.0.0.1:{port}" in lines[0], err
+
+
 def test_weights_file_with_workers_is_not_taken_for_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--weights FILE with --workers goes to scale-out (a slip once refused it as "--model with --workers")."""
     from psr2video.models.registry import shipped_weights_path

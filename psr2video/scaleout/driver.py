@@ -70,12 +70,32 @@ def import_ray() -> Any:
     return ray
 
 
+def _unreachable(address: str, timeout: float = 5.0) -> str | None:
+    """Why nothing answers at a ``HOST:PORT`` Ray address (a TCP connect to its GCS), or None. 'auto' and
+    ``ray://`` addresses are left to Ray."""
+    import socket
+
+    if address == "auto" or "://" in address or ":" not in address:
+        return None
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except ValueError:
+        return f"{port!r} is not a port"
+    except OSError as e:
+        return "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+
+
 def _connect(ray: Any, job: Job) -> bool:
     """Start or join Ray; True when this run started it (and shuts it down)."""
     if ray.is_initialized():
         return False
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     if job.address:
+        if (why := _unreachable(job.address)) is not None:  # ray.init retries a dead address for minutes
+            raise ScaleoutError(f"can't join the Ray cluster at {job.address}: {why} (is `ray start --head` "
+                                "running there?)")
         try:
             ray.init(address=job.address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as e:

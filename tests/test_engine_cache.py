@@ -91,6 +91,17 @@ def test_damaged_artifact_is_rebuilt_with_a_message(tmp_path, damage):
     assert cache.check(p).problem is None
 
 
+def test_stale_rebuild_is_said_without_an_echo(tmp_path, caplog):
+    """A caller with no echo (upscale's ONNX Runtime path) still hears why it waits: a warning, not silence."""
+    cache = EngineCache(tmp_path)
+    build, calls = _writer(b"x" * 1000)
+    p = cache.get_or_build(FIELDS, "onnx", ".onnx", build)
+    p.write_bytes(p.read_bytes()[:300])
+    with caplog.at_level("WARNING", logger="psr2video.engine_cache"):
+        cache.get_or_build(FIELDS, "onnx", ".onnx", build)
+    assert len(calls) == 2 and any("is stale (truncated" in r.getMessage() for r in caplog.records)
+
+
 def test_failed_build_leaves_nothing(tmp_path):
     cache = EngineCache(tmp_path)
 

@@ -43,6 +43,13 @@ def test_profiles_builtin_and_override(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("PSR2VIDEO_PROFILES", str(extra))
     got = load_profiles()
     assert got["square"]["opt"] == [512, 512] and got["1080p"]["min"] == [32, 32] and "720p" in got
+    monkeypatch.setenv("PSR2VIDEO_PROFILES", str(tmp_path / "nope.toml"))  # named, missing: said, not skipped
+    with pytest.raises(ValueError, match=r"nope.toml not found \(from \$PSR2VIDEO_PROFILES\)"):
+        load_profiles()
+    (tmp_path / "bad.toml").write_text("x = \n")
+    monkeypatch.setenv("PSR2VIDEO_PROFILES", str(tmp_path / "bad.toml"))
+    with pytest.raises(ValueError, match="profile file .*bad.toml: Invalid value"):
+        load_profiles()
 
 
 def test_eval_reads_the_data_folder_from_the_environment(monkeypatch, tmp_path) -> None:

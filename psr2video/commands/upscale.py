@@ -43,8 +43,12 @@ def make_upscaler(variant: str, scale: int | None, weights: str | None, backend:
         from ..runtime.backends import TRTBackend
         from ..runtime.trt_backend import load_profiles
 
-        if profile not in load_profiles():
-            raise UserError(f"unknown --profile {profile!r}; choose one of {', '.join(load_profiles())}")
+        try:
+            names = load_profiles()
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        if profile not in names:
+            raise UserError(f"unknown --profile {profile!r}; choose one of {', '.join(names)}")
         cfg = TRTBackend(profile=profile)
     # the Upscaler checks its arguments with ValueError; ImportError = an optional backend is not installed
     with user_errors(WeightsError, ValueError, ImportError):

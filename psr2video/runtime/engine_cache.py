@@ -137,8 +137,8 @@ class EngineCache:
             entry = self.check(path)
             if entry.problem is None:  # another process finished it while we waited
                 return path
-            if entry.problem != "missing":
-                say(f"cache: {path.name} is stale ({entry.problem}); rebuilding")
+            if entry.problem != "missing":  # said even without an echo: a rebuild can take minutes
+                (echo or log.warning)(f"cache: {path.name} is stale ({entry.problem}); rebuilding")
             say(f"building {describe or kind} -> {path}")
             t0 = time.perf_counter()
             with atomic_path(path) as tmp:

@@ -66,9 +66,14 @@ def load_profiles(path: str | Path | None = None) -> dict[str, dict]:
     files = [paths.BUILTIN_PROFILES, Path(path)] if path else paths.profile_files()
     profiles: dict[str, dict] = {}
     for p in files:
-        if p.is_file():
+        if not p.is_file():  # a file the user named (PSR2VIDEO_PROFILES) that isn't there is said, not skipped
+            raise ValueError(f"profile file {p} not found (from $PSR2VIDEO_PROFILES)" if not path else
+                             f"profile file {p} not found")
+        try:
             with open(p, "rb") as f:
                 profiles.update(tomllib.load(f).get("profiles", {}))
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"profile file {p}: {e}") from None
     return profiles
 
 

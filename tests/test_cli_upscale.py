@@ -354,4 +354,5 @@ def test_sigterm_finalises_the_output(tmp_path: Path) -> None:
     p.terminate()
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "Traceback" not in err, head + err
+    assert "stopped by SIGTERM after frame" in err and "Ctrl-C after" not in err, err  # named as what it was
     assert 0 < len(frame_times(out)) < n and not (tmp_path / ".o.partial.mkv").exists()

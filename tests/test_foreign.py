@@ -81,6 +81,19 @@ def test_onnx_fp16_nhwc_read_from_the_graph_and_matches_torch(tmp_path, compact)
     assert psnr(up16(x.half()).float(), ref) > 45
 
 
+def test_onnx_file_in_the_wrong_place_says_where_it_goes(tmp_path, compact):
+    """An ONNX file given to --weights points to --model; a TensorRT refusal for it offers only backends an
+    ONNX file has (it offered torch, which refuses ONNX files)."""
+    from psr2video.models.registry import WeightsError, read_metadata
+
+    f = export_onnx_file(copy.deepcopy(compact), tmp_path / "2x_compact.onnx", torch.rand(1, 3, 32, 32), None)
+    with pytest.raises(WeightsError, match="an ONNX file runs with --model"):
+        read_metadata(f)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"needs a CUDA device, not cpu; use --backend onnxruntime$"):
+            Upscaler(model_file=f, backend="tensorrt", device="cpu")
+
+
 def test_onnx_fixed_size_refuses_whole_frames_and_runs_tiled(tmp_path, compact):
     f = export_onnx_file(compact, tmp_path / "fixed64.onnx", torch.rand(1, 3, 64, 64), None)
     d = load_model_file(f).descriptor

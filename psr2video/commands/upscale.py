@@ -210,7 +210,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
             raise err from None
         finally:
             hud.stop()
-    report(res, stats.snapshot(), output, ignore_errors)
+    report(res, stats.snapshot(), output, ignore_errors, stopped_by=stop.by)
 
 
 def check_args(scale: int | None, tile: int, weights: str | None) -> None:
@@ -246,14 +246,16 @@ def ctrl_c_stops() -> Iterator[threading.Event]:
     """The first Ctrl-C (or SIGTERM) sets the yielded event (the pipeline finishes cleanly); a second one aborts.
     Before and after, the command line's own handler (``cli.quit_now``: one line, exit 130) is in charge."""
     stop = threading.Event()
+    stop.by = "Ctrl-C"  # what stopped the run, for the summary
     hits = [0]
 
     def on_sigint(signum, frame):
         hits[0] += 1
         if hits[0] > 1:
             raise KeyboardInterrupt
+        stop.by = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         stop.set()
-        _warn("\nstopping (Ctrl-C again to abort)...")
+        _warn(f"\nstopping ({stop.by}; Ctrl-C again to abort)...")
 
     # SIGTERM (kill, a service manager) stops the same way, so the output is finalised, not left half-written;
     # a job started in the background with SIGINT ignored keeps ignoring it, as cli.main does
@@ -279,12 +281,12 @@ def as_user_error(e: Exception, output: str) -> Exception:
     return UserError(line)
 
 
-def report(res, stats, output: str, ignore_errors: bool) -> None:
+def report(res, stats, output: str, ignore_errors: bool, stopped_by: str = "Ctrl-C") -> None:
     """The summary after a run; exit 130 after Ctrl-C, and an error for a damaged input unless accepted."""
     fps = res.frames / res.seconds if res.seconds else 0.0
     where = "stdout" if output == "-" else output
     if res.stopped and not res.frames:  # Ctrl-C while setting up: nothing written, OUT untouched
-        _warn("stopped by Ctrl-C before the first frame; nothing written")
+        _warn(f"stopped by {stopped_by} before the first frame; nothing written")
         sys.exit(130)
     _warn(f"done: {res.frames} frames in {res.seconds:.1f} s ({fps:.1f} fps"
           + (f", {fps / stats.src_fps:.2f}x realtime" if stats.src_fps else "") + f") -> {where}"
@@ -299,7 +301,7 @@ def report(res, stats, output: str, ignore_errors: bool) -> None:
         _warn(f"warning: the model produced {res.nonfinite} NaN/infinite value(s), replaced before encoding "
               f"(an fp16 overflow? try --precision fp32)")
     if res.stopped:
-        _warn(f"stopped by Ctrl-C after frame {res.frames} (at {res.stop_time:.2f} s of the input); "
+        _warn(f"stopped by {stopped_by} after frame {res.frames} (at {res.stop_time:.2f} s of the input); "
               f"the output is finalised and playable")
         sys.exit(130)
     problems = [f"damaged input at {', '.join(map(str, res.damaged))}"] if res.damaged else []

@@ -183,7 +183,8 @@ def read_metadata(path: str | Path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises several types for a damaged header
-        raise WeightsError(f"{path} is not a readable .safetensors file ({e})") from None
+        hint = "; an ONNX file runs with --model" if path.suffix.lower() == ".onnx" else ""
+        raise WeightsError(f"{path} is not a readable .safetensors file ({e}){hint}") from None
     if META_KEY not in meta:
         raise WeightsError(f"{path} has no psr2video metadata (variant, scale, architecture)")
     return json.loads(meta[META_KEY])

@@ -61,6 +61,12 @@ class EngineBuildError(PsrError, RuntimeError):
     """TensorRT could not parse the ONNX file or build an engine from it."""
 
 
+def backend_hint(model: nn.Module) -> str:
+    """The other backends a model runs on: an ONNX file has no PyTorch form."""
+    backends = getattr(getattr(model, "descriptor", None), "backends", ("torch", "onnxruntime"))
+    return " or ".join(b for b in ("onnxruntime", "torch") if b in backends) or "onnxruntime"
+
+
 def load_profiles(path: str | Path | None = None) -> dict[str, dict]:
     """Named shape profiles: the built-in runtime/profiles.toml, then ``path`` or ``$PSR2VIDEO_PROFILES``."""
     files = [paths.BUILTIN_PROFILES, Path(path)] if path else paths.profile_files()
@@ -422,10 +428,10 @@ class TRTRunner:
                  calibration: str | Path | None = None, echo: Callable[[str], None] | None = None) -> None:
         if device.type != "cuda":
             raise ValueError(f"the tensorrt backend needs a CUDA device, not {device}; "
-                             "use --backend onnxruntime or torch")
+                             f"use --backend {backend_hint(model)}")
         ok, why = trt_available()
         if not ok:
-            raise ValueError(f"the tensorrt backend can't run here: {why}; use --backend onnxruntime or torch")
+            raise ValueError(f"the tensorrt backend can't run here: {why}; use --backend {backend_hint(model)}")
         if precision not in ("fp32", "fp16", "int8"):
             raise ValueError(f"the tensorrt backend runs fp32, fp16 or int8, not {precision}")
         if descriptor.fixed_size:

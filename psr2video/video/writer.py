@@ -145,14 +145,15 @@ class Writer(threading.Thread):
         for s in copy_streams:
             self._add_copy(s)
         self._copy_metadata(inp)
-        self._write_header(codec if video_template is None else _codec_name(video_template))
+        self._write_header(codec if video_template is None else _codec_name(video_template),
+                           encodes=video_template is None)
 
-    def _write_header(self, codec: str) -> None:
+    def _write_header(self, codec: str, encodes: bool) -> None:
         """The container's header now, at set-up: muxers without a codec table (MPEG-PS, Ogg, Y4M) take any
         stream at add_stream and refuse it only here, and that refusal, said before any frame is upscaled, names
         the streams, not FFmpeg's "Invalid argument" about a partial file."""
         cc = self.vstream.codec_context
-        if not cc.is_open:  # the encoder first: its refusal is about --codec/--crf/--preset, not the container
+        if encodes and not cc.is_open:  # the encoder first: its refusal is about --codec/--crf/--preset
             try:
                 cc.open()
             except Exception as e:  # noqa: BLE001 - FFmpeg's errno-typed errors

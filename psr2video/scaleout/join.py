@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -36,7 +37,7 @@ def _video_packets(files: list[Path], stream: Any, tb: Fraction) -> Iterator[tup
             s = c.streams.video[0]
             stb = Fraction(s.time_base)
             pending: list[Any] = []  # the leading packets without a dts, until one has it
-            for pkt in [*c.demux(s), None]:
+            for pkt in itertools.chain(c.demux(s), [None]):  # streamed: a segment can be gigabytes
                 if pkt is not None:
                     if not pkt.size:
                         continue

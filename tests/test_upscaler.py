@@ -49,7 +49,9 @@ def test_bf16_keeps_the_base_path_float32() -> None:
     assert up.dtype == torch.float32 and up.runner.compute_dtype == torch.bfloat16
     assert up.runner.model.base.kv.dtype == torch.float32  # .to(bfloat16) left the taps exact
     b = up(ramp)
-    assert b.dtype == torch.float32 and (a - b).abs().max().item() * 255 < 0.6
+    # what is left is the bf16 detail network's own rounding (0.61 codes with the shipped realtime_x2 of
+    # 2026-12-03, whose detail is larger); a bf16 base would add up to 0.8 more
+    assert b.dtype == torch.float32 and (a - b).abs().max().item() * 255 < 0.75
 
 
 @pytest.mark.parametrize("variant", ["realtime", "stream", "mks"])

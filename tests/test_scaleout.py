@@ -153,6 +153,11 @@ def test_bench_scaleout_command_loads(tmp_path: Path) -> None:
     missing clip in one line, before importing Ray (which must first be imported under ray_local's token)."""
     r = CliRunner().invoke(cli, ["bench", "scaleout", str(tmp_path / "missing.mkv")])
     assert r.exit_code == 1 and "clip not found" in r.output, r.output
+    for args, words in ((["--workers", "a,b"], "--workers takes whole numbers"),  # was a ValueError traceback
+                        (["--workers", "0"], "--workers takes counts of 1 or more"),  # ran, timing nothing
+                        (["--segment-seconds", "-1"], "is not in the range x>0")):
+        r = CliRunner().invoke(cli, ["bench", "scaleout", *args])
+        assert r.exit_code in (1, 2) and words in r.output and "Traceback" not in r.output, r.output
 
 
 def test_cut_gives_each_segment_its_packets_without_ray(tmp_path: Path) -> None:

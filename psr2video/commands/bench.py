@@ -203,7 +203,7 @@ def bench_pipeline(clip: str | None, variant: str, scale: int, weights: str | No
 @click.option("--codec", default="libx264", show_default=True)
 @click.option("--preset", default="ultrafast", show_default=True, help="Encoder preset (every run).")
 @click.option("--workers", "workers", default="1,2", show_default=True, help="Worker counts to time (comma list).")
-@click.option("--segment-seconds", type=float, default=1.0, show_default=True)
+@click.option("--segment-seconds", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="runs/bench_scaleout.json",
               show_default=True)
@@ -219,6 +219,12 @@ def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, prese
     if clip is not None and not Path(clip).exists():  # before importing Ray: a typo costs milliseconds
         raise UserError(f"clip not found: {clip}")
     try:
+        counts = sorted({int(w) for w in split_list((workers,))})
+    except ValueError:
+        raise UserError(f"--workers takes whole numbers (e.g. 1,2,4), got {workers!r}") from None
+    if not counts or min(counts) < 1:
+        raise UserError(f"--workers takes counts of 1 or more, got {workers!r}")
+    try:
         import ray  # noqa: F401
     except ImportError:
         from ..scaleout import RAY_HINT
@@ -227,7 +233,6 @@ def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, prese
     from ..scaleout.bench import bench_scaleout as run_bench
     from ..scaleout.bench import save
 
-    counts = sorted({int(w) for w in split_list((workers,))})
     info = machine_info(device)
     click.echo(f"machine: {describe(info)}")
     click.echo(f"command: psr2video bench scaleout {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}".rstrip())

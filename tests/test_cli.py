@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from click.testing import CliRunner
 
 from psr2video.cli import cli
@@ -38,3 +41,12 @@ def test_eval_baselines_table(val_root, tmp_path) -> None:
 def test_eval_unknown_dataset_is_one_line(tmp_path) -> None:
     r = CliRunner().invoke(cli, ["eval", "--dataset", "Nope", "--data-root", str(tmp_path)])
     assert r.exit_code == 1 and "dataset 'Nope' not found" in r.output
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc (a folder no file can be made in)")
+@pytest.mark.parametrize("flag", ["--json", "--picture"])
+def test_eval_result_files_checked_before_the_work(flag) -> None:
+    """An unwritable --json/--picture is one line at once (it was a traceback after the whole evaluation)."""
+    r = CliRunner().invoke(cli, ["eval", "--baselines", "--stress", flag, "/proc/psr2video/out.x"])
+    assert r.exit_code == 1 and f"can't write {flag} /proc/psr2video/out.x" in r.output, r.output
+    assert "Traceback" not in r.output and "PSNR" not in r.output

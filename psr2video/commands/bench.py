@@ -17,7 +17,7 @@ import click
 from .. import paths
 from ..errors import UserError, command_errors
 from ..names import BACKENDS, BASELINES, PRECISIONS, SCALES, VARIANTS
-from .common import split_list
+from .common import check_writable, split_list
 
 
 @click.group()
@@ -65,16 +65,7 @@ def bench_model(variants, models, scale, size, batch, backend, precision, device
         raise UserError(f"bad --device or --size: {e}") from None
     if w < 1 or h < 1:
         raise UserError(f"--size must be positive, got {size!r}")
-    json_out = Path(json_path)
-    try:  # said before minutes of timing, not after
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        existed = json_out.exists()
-        with json_out.open("a"):
-            pass
-        if not existed:
-            json_out.unlink()
-    except OSError as e:
-        raise UserError(f"can't write --json {json_path}: {e.strerror or e}") from None
+    check_writable(json_path, "--json")  # said before minutes of timing, not after
     if threads:
         torch.set_num_threads(threads)
     names = split_list(variants)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import UserError
 from ..names import BASELINES
 
@@ -51,4 +53,21 @@ def interruptible() -> None:
 
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, unwind)
+
+
+def check_writable(path: str | Path | None, flag: str) -> None:
+    """A one-line UserError now when a result file can't be written, not a traceback after minutes of work.
+    Creates missing folders (as the later write does); an existing file is left as it is."""
+    if path is None:
+        return
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        existed = p.exists()
+        with p.open("a"):
+            pass
+        if not existed:
+            p.unlink()
+    except OSError as e:
+        raise UserError(f"can't write {flag} {path}: {e.strerror or e}") from None
 

@@ -9,6 +9,7 @@ import click
 
 from .. import paths
 from ..errors import UserError
+from .common import check_writable
 
 BASELINE_METHODS = ("bicubic", "lanczos", "mks")
 
@@ -69,6 +70,8 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
 
     if record and degraded:  # before minutes of evaluation, not after
         raise UserError("--record stores clean-protocol results only; drop --degraded")
+    check_writable(json_out, "--json")
+    check_writable(picture, "--picture")
     data_root = data_root or paths.data_path("val")
     if shipped:
         from ..models.registry import read_metadata, shipped_files

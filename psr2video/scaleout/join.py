@@ -128,7 +128,7 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
                             pix_fmt=template.codec_context.pix_fmt, crf=None, preset=None,
                             time_base=info.time_base, rate=info.rate, color_tags=info.color.output_tags(), fmt=fmt,
                             warn=warn,
-                            video_template=template)
+                            video_template=template, out_name=output)
             copied = [s for s in copy if s.index in writer.copy_map]
             writer.start()
             merged = heapq.merge(_video_packets(files, writer.vstream, Fraction(info.time_base)),

@@ -311,7 +311,7 @@ class _Run:
                              preset=opts.preset, time_base=info.time_base, rate=info.rate,
                              color_tags=info.color.output_tags(), fmt=opts.fmt, depth=depth, stats=stats,
                              warn=self.warn, first=first, deinterlaced=opts.deinterlace,
-                             mux_options=opts.mux_options)
+                             mux_options=opts.mux_options, out_name=opts.output)
         reader.copy_ids = set(self.writer.copy_map)
         self.stage = DeviceStage(self.up, info.color, (w, h), pix_fmt, stats, opts.overlay_fps)
         stats.queues = {"decode": reader.queue, "encode": self.writer.queue}

@@ -111,10 +111,10 @@ class Writer(threading.Thread):
                  time_base: Fraction, rate: Fraction | None, color_tags: dict[str, int], fmt: str | None = None,
                  depth: int = 8, stats: Any = None, warn: Callable[[str], None] = print,
                  first: FirstFrame | None = None, deinterlaced: bool = False, video_template: Any = None,
-                 mux_options: dict[str, str] | None = None) -> None:
+                 mux_options: dict[str, str] | None = None, out_name: str | None = None) -> None:
         super().__init__(name="psr2-writer", daemon=True)
         self.path = path
-        self.shown = _user_name(path)  # errors name the user's OUT, not our temporary name for it
+        self.shown = out_name or path  # errors name the user's OUT, not our temporary file for it
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.stats = stats
         self.warn = warn
@@ -188,9 +188,9 @@ class Writer(threading.Thread):
                 return av.open(sys.stdout.buffer, "w", format=fmt or "matroska", options=options)
             return av.open(path, "w", format=fmt or None, options=options)
         except av.error.FFmpegError as e:
-            raise OutputError(_describe_output_error(_user_name(path), e)) from None
+            raise OutputError(_describe_output_error(self.shown, e)) from None
         except ValueError as e:
-            raise OutputError(f"can't write {_user_name(path)}: {e}") from None
+            raise OutputError(f"can't write {self.shown}: {e}") from None
 
     def _add_video(self, codec: str, width: int, height: int, pix_fmt: str, crf: float | None, preset: str | None,
                    time_base: Fraction, rate: Fraction | None) -> Any:
@@ -576,13 +576,6 @@ def _refused(e: Exception) -> bool:
 def _stream_label(s: Any) -> str:
     md = s.metadata or {}
     return md.get("filename") or md.get("title") or s.type
-
-
-def _user_name(path: str) -> str:
-    """OUT for the pipeline's temporary ``.OUT.partial.ext`` (pipeline.partial_path), the path itself otherwise."""
-    p = Path(path)
-    m = re.fullmatch(r"\.(.+)\.partial(\.[^.]*)?", p.name)
-    return str(p.with_name(m[1] + (m[2] or ""))) if m else path
 
 
 def _describe_output_error(path: str, e: BaseException) -> str:

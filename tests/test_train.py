@@ -129,6 +129,34 @@ def test_batches_depend_only_on_step(images):
     assert lr1.shape == (3, 3, 8, 8) and hr1.shape == (3, 3, 16, 16)
 
 
+
+def test_rescale_augmentation_shrinks_larger_regions(images, tmp_path):
+    """``data.rescale``: each crop is cut from a region up to 1/rescale larger and shrunk to the patch (a
+    coarser view of the same picture), batches still depend only on the step, and the default draws nothing
+    extra (older configs keep their batches)."""
+    from psr2video.train.data import shrink
+
+    ims = load_images([images])
+    plain, again = PatchSampler(ims, 2, 16, 6, seed=7), PatchSampler(ims, 2, 16, 6, seed=7, rescale=1.0)
+    assert torch.equal(plain(3)[1], again(3)[1])
+    s = PatchSampler(ims, 2, 16, 6, seed=7, rescale=0.5)
+    lr1, hr1 = s(3)
+    lr2, hr2 = s(3)
+    assert torch.equal(hr1, hr2) and torch.equal(lr1, lr2)
+    assert hr1.shape == (6, 3, 16, 16) and lr1.shape == (6, 3, 8, 8)
+    assert not torch.equal(hr1, plain(3)[1])
+    # a checkerboard of 6-px squares shrunk from 32 px to 16 px has 3-px squares: finer, still two levels
+    board = torch.from_numpy(((np.add.outer(np.arange(32) // 6, np.arange(32) // 6) % 2) * 255).astype(np.uint8))
+    small = shrink(board.expand(3, 32, 32), 16)
+    assert small.shape == (3, 16, 16) and small.dtype == torch.uint8
+    assert small[0, 0, 0] < 40 and small[0, 0, 4] > 215
+    with pytest.raises(ValueError, match="rescale"):
+        PatchSampler(ims, 2, 16, 6, rescale=0.0)
+    cfg = _cfg(images)
+    cfg["data"]["rescale"] = 1.5
+    with pytest.raises(ValueError, match="rescale 1.5 must be in"):
+        Trainer(cfg, out=tmp_path / "run", quiet=True).sampler()
+
 def test_downscale_matches_pil():
     a = np.asarray(Image.fromarray((np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)))
     pil = np.asarray(Image.fromarray(a).resize((20, 20), Image.Resampling.BICUBIC)).astype(np.float32)

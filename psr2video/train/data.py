@@ -39,6 +39,13 @@ def downscale(hr: torch.Tensor, scale: int, quantize: bool = True) -> torch.Tens
     return (lr * 255).round() / 255 if quantize else lr
 
 
+def shrink(crop: torch.Tensor, size: int) -> torch.Tensor:
+    """A uint8 CHW crop shrunk to size x size (antialiased bicubic, rounded back to uint8). Scale augmentation
+    as in VDSR's 291-image training: the same photos seen at smaller scales are new, sharper HR content."""
+    out = F.interpolate(crop[None].float(), size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+    return out[0].round_().clamp_(0, 255).to(torch.uint8)
+
+
 def synthetic_patch(size: int, g: torch.Generator) -> torch.Tensor:
     """A hard synthetic HR crop (3 x size x size): periodic 1-4 px lines or a checkerboard in two colours
     (often pure black and white). Natural photos rarely contain these, and without them gated blocks can
@@ -74,15 +81,17 @@ class PatchSampler:
 
     def __init__(self, images: list[torch.Tensor], scale: int, patch: int, batch: int, seed: int = 0,
                  augment: bool = True, degrade: Callable[[torch.Tensor, torch.Generator], Any] | None = None,
-                 synthetic: float = 0.0, degrade_share: float = 1.0):
+                 synthetic: float = 0.0, degrade_share: float = 1.0, rescale: float = 1.0):
         if patch % scale:
             raise ValueError(f"HR patch {patch} must be a multiple of the scale {scale}")
+        if not 0.0 < rescale <= 1.0:
+            raise ValueError(f"rescale {rescale} must be in (0, 1]: the smallest factor an HR image is shrunk by")
         self.images = [im for im in images if min(im.shape[-2:]) >= patch]
         if not self.images:
             raise ValueError(f"no training image is at least {patch} px on its short side")
         self.scale, self.patch, self.batch, self.seed, self.augment = scale, patch, batch, seed, augment
         self.degrade = degrade
-        self.synthetic, self.degrade_share = float(synthetic), float(degrade_share)
+        self.synthetic, self.degrade_share, self.rescale = float(synthetic), float(degrade_share), float(rescale)
         sizes = torch.tensor([im.shape[-1] * im.shape[-2] for im in self.images], dtype=torch.float64)
         self.weights = sizes / sizes.sum()  # sample images by area: every pixel equally likely
 
@@ -97,9 +106,15 @@ class PatchSampler:
         for i in idx:
             im = self.images[i]
             h, w = im.shape[-2:]
-            y = int(torch.randint(0, h - p + 1, (1,), generator=g))
-            x = int(torch.randint(0, w - p + 1, (1,), generator=g))
-            c = im[:, y:y + p, x:x + p]
+            q = p
+            if self.rescale < 1.0:  # drawn only when asked, so the batches of older configs are unchanged
+                lo = max(self.rescale, p / min(h, w))
+                q = min(round(p / (lo + (1.0 - lo) * float(torch.rand((), generator=g)))), h, w)
+            y = int(torch.randint(0, h - q + 1, (1,), generator=g))
+            x = int(torch.randint(0, w - q + 1, (1,), generator=g))
+            c = im[:, y:y + q, x:x + q]
+            if q != p:
+                c = shrink(c, p)
             if self.augment:
                 t = int(torch.randint(0, 8, (1,), generator=g))
                 if t & 1:

@@ -33,6 +33,7 @@ DEFAULTS: dict = {
     "model": {"variant": "realtime", "scale": 2, "alpha": None, "zero_tail": True},
     "data": {"train": ["../shared/data/train/T91", "../shared/data/train/BSD200"], "patch": 64, "batch": 32,
              "augment": True, "prefetch": 6, "synthetic": 0.0, "degrade_share": 1.0,
+             "rescale": 1.0,
              "val": ["../shared/data/val/Set5", "../shared/data/val/Set14"],
              "val_video": {}, "degrade": {}},
     "loss": {"l1": 1.0},
@@ -300,7 +301,8 @@ class Trainer:
             degrade = Degrader(self.scale, d["degrade"], pairs=bool(self.temporal))
         sampler = PatchSampler(images, self.scale, int(d["patch"]), int(d["batch"]),
                                seed=int(self.cfg["train"]["seed"]), augment=bool(d["augment"]), degrade=degrade,
-                               synthetic=float(d["synthetic"]), degrade_share=float(d["degrade_share"]))
+                               synthetic=float(d["synthetic"]), degrade_share=float(d["degrade_share"]),
+                               rescale=float(d["rescale"]))
         if len(sampler.images) < len(images):  # said, never silent: a large patch changes what the run learns from
             self._print(f"{len(images) - len(sampler.images)} of {len(images)} training images are smaller than the "
                         f"{d['patch']}-px patch on their short side and are not used")

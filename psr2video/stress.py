@@ -140,10 +140,11 @@ def model_fn(net: torch.nn.Module, precision: str) -> RawFn:
 
 def stress_model(net: torch.nn.Module, precisions: Sequence[str] = ("fp32", "fp16"),
                  real: Sequence[tuple[str, torch.Tensor]] | None = None) -> list[CardResult]:
-    """The suite for a PyTorch model in each precision (its base path's alpha when it has one)."""
+    """The suite for a PyTorch model in each precision, against its own base path (a ParagonSR2's MKS alpha);
+    a model from a file (no base path: ``descriptor.source`` set) is held to MKS2021 itself, as ONNX files are."""
     d = getattr(net, "descriptor", None)
     scale = int(d.scale if d is not None else net.scale)
-    alpha = float(getattr(d, "alpha", 1.0) if d is not None else 1.0)
+    alpha = float(d.alpha) if d is not None and not d.source else 1.0
     real = real_frames() if real is None else real
     rows: list[CardResult] = []
     for prec in precisions:

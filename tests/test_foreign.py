@@ -12,6 +12,7 @@ import copy
 import os
 import pickle
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,12 +95,19 @@ def test_onnx_file_in_the_wrong_place_says_where_it_goes(tmp_path, compact):
             Upscaler(model_file=f, backend="tensorrt", device="cpu")
 
 
-def test_onnx_fixed_size_refuses_whole_frames_and_runs_tiled(tmp_path, compact):
+def test_onnx_fixed_size_runs_frames_that_fit_and_tiles_the_rest(tmp_path, compact):
     f = export_onnx_file(compact, tmp_path / "fixed64.onnx", torch.rand(1, 3, 64, 64), None)
     d = load_model_file(f).descriptor
     assert d.fixed_size == (64, 64) and not d.dynamic_shapes and d.scale == 2
-    with pytest.raises(ValueError, match=r"only takes 64x64 inputs: run it tiled with --tile 32"):
-        Upscaler(model_file=f, backend="onnxruntime", device="cpu")
+    whole = Upscaler(model_file=f, backend="onnxruntime", device="cpu")
+    small = frame(64, 64)
+    with torch.no_grad():  # a frame of the graph's size runs whole; a smaller one padded to it
+        torch.testing.assert_close(whole(small), compact(small).clamp(0, 1), atol=1e-4, rtol=0)
+        assert whole(frame(40, 50)).shape == (1, 3, 80, 100)
+    with pytest.raises(ValueError, match=r"only takes inputs up to 64x64, not 130x100: run it tiled with --tile 32"):
+        whole.prepare(1, 100, 130)
+    with pytest.raises(ValueError, match=r"only takes inputs up to 64x64, not 130x100: run it tiled"):
+        whole(frame(100, 130))
     with pytest.raises(ValueError, match="exceeds"):
         Upscaler(model_file=f, backend="onnxruntime", device="cpu", tile=48)
     x = frame(100, 130)
@@ -325,3 +333,70 @@ def test_upscaler_pads_to_descriptor_requirements():
         ref = net(F.pad(x, (0, 2, 0, 22), mode="replicate"))[..., :20, :140].clamp(0, 1)
     assert torch.equal(y, ref)
     assert np.isfinite(y.numpy()).all()
+
+
+def test_onnx_fixed_batch_takes_any_batch(tmp_path, compact):
+    """Most community exports fix the batch to 1: a batch of 3 runs as three calls (the pipeline's --batch)."""
+    f = export_onnx_file(compact, tmp_path / "b1.onnx", torch.rand(1, 3, 32, 32),
+                         {"input": {2: "h", 3: "w"}, "output": {2: "H", 3: "W"}})
+    up = Upscaler(model_file=f, backend="onnxruntime", device="cpu")
+    assert up.descriptor.fixed_batch == 1
+    x = torch.rand(3, 3, 20, 28, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(up(x), compact(x).clamp(0, 1), atol=1e-4, rtol=0)
+
+
+def test_onnx_external_data_is_part_of_the_cache_key(tmp_path):
+    """Replacing ``model.onnx.data`` (the weights) must not run the previous weights from the cache."""
+    import onnx
+
+    class Gain(torch.nn.Module):
+        def __init__(self, g: float) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 1, bias=False)
+            with torch.no_grad():
+                self.conv.weight.copy_(g * torch.eye(3).view(3, 3, 1, 1))
+
+        def forward(self, x):
+            return F.interpolate(self.conv(x), scale_factor=2, mode="nearest")
+
+    def write(g: float) -> Path:
+        tmp = export_onnx_file(Gain(g), tmp_path / f"g{g}.onnx", torch.rand(1, 3, 16, 16),
+                               {"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "H", 3: "W"}})
+        (tmp_path / "gain.onnx.data").unlink(missing_ok=True)  # onnx appends to an existing data file
+        onnx.save_model(onnx.load(str(tmp)), str(tmp_path / "gain.onnx"), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location="gain.onnx.data", size_threshold=0)
+        return tmp_path / "gain.onnx"
+
+    x = torch.full((1, 3, 8, 8), 0.5)
+    f = write(1.0)
+    assert float(Upscaler(model_file=f, device="cpu")(x).mean()) == pytest.approx(0.5)
+    first, graph = load_model_file(f).descriptor.source_sha256, f.read_bytes()
+    write(0.5)
+    assert f.read_bytes() == graph  # same .onnx bytes, new .onnx.data
+    assert load_model_file(f).descriptor.source_sha256 != first
+    assert float(Upscaler(model_file=f, device="cpu")(x).mean()) == pytest.approx(0.25)
+
+
+def test_onnx_refusals_name_the_real_reason(tmp_path, compact):
+    f = export_onnx_file(compact, tmp_path / "c.onnx", torch.rand(1, 3, 32, 32),
+                         {"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "H", 3: "W"}})
+    with pytest.raises(ValueError, match=r"does not run in bf16; it runs in fp32, fp16"):
+        Upscaler(model_file=f, device="cpu", precision="bf16")
+    up = Upscaler(model_file=f, device="cpu")
+    with pytest.raises(ValueError, match=r"expected a float tensor in \[0, 1\], got torch.uint8"):
+        up((torch.rand(1, 3, 8, 8) * 255).byte())
+    x = torch.rand(1, 3, 8, 8, requires_grad=True)  # an autograd tensor is read, not refused
+    assert up(x).shape == (1, 3, 16, 16)
+
+
+def test_stress_holds_checkpoints_and_onnx_files_to_mks2021(tmp_path, compact):
+    """A model from a file has no MKS base: its stress baseline is MKS2021 (alpha 1), the .pth as the .onnx."""
+    from psr2video.stress import run_suite, stress_model
+
+    torch.save(compact.state_dict(), tmp_path / "c.pth")
+    net = load_model_file(tmp_path / "c.pth")
+    ours = {r.card: r.psnr_mks for r in stress_model(net, precisions=("fp32",), real=[])}
+    near = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")  # noqa: E731 - only the baseline is read
+    mks = {r.card: r.psnr_mks for r in run_suite(near, 2, "fp32", real=[], alpha=1.0)}
+    assert ours == mks

@@ -95,7 +95,7 @@ def test_cli_upscales_the_sample_clip_with_a_model_file(models, tmp_path, kind):
 def test_cli_refusals_are_one_line(models, tmp_path):
     src = str(_sample())
     cases = [
-        (["--model", str(models["fixed"])], "only takes 64x64 inputs: run it tiled with --tile 32"),
+        (["--model", str(models["fixed"])], "only takes inputs up to 64x64, not 480x270: run it tiled with --tile 32"),
         (["--model", str(models["onnx"]), "--variant", "realtime"], "drop --variant"),
         (["--model", str(models["onnx"]), "--backend", "torch"], "runs on the onnxruntime or tensorrt backend"),
         (["--model", str(models["onnx"]), "--scale", "4"], "is a x2 model, not x4"),
@@ -129,6 +129,35 @@ def test_bench_model_puts_files_in_the_same_table(models, tmp_path):
     rows = {row["name"]: row for row in json.loads(js.read_text())["results"]}
     assert rows[str(models["pth"])]["params"] == sum(p.numel() for p in models["net"].parameters())
     assert rows[str(models["onnx16"])]["output"] == "96x64" and rows[str(models["onnx16"])]["fps"] > 0
+
+
+
+def test_bench_model_times_a_fixed_size_graph_tiled(models, tmp_path):
+    """A fixed 64x64 graph (batch fixed to 1 as well) at 100x70, batch 2: refused in one line without --tile,
+    timed with it."""
+    base = ["bench", "model", "-v", "realtime", "--model", str(models["fixed"]), "--no-peers", "--no-baselines",
+            "--size", "100x70", "--batch", "2", "--warmup", "0", "--iters", "1", "--backend", "onnxruntime",
+            "--json", str(tmp_path / "b.json")]
+    r = CliRunner().invoke(cli, base)
+    assert r.exit_code == 1 and "only takes inputs up to 64x64, not 100x70: run it tiled" in r.output, r.output
+    r = CliRunner().invoke(cli, [*base, "--tile", "32"])
+    assert r.exit_code == 0 and "2x_compact_64.onnx" in r.output, r.output
+
+
+def test_eval_takes_the_scale_from_the_model_file(val_root, tmp_path):
+    """A x4 file needs no --scale 4 (the file says what it is); a --scale that contradicts it is refused."""
+
+    class Near4(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest")
+
+    f = export_onnx_file(Near4(), tmp_path / "near4.onnx", torch.rand(1, 3, 16, 16),
+                         {"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "H", 3: "W"}})
+    args = ["eval", "--model", str(f), "--dataset", "Set5", "--no-ssim", "--data-root", str(val_root)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0 and "x4 PSNR-Y" in r.output and "near4.onnx" in r.output, r.output
+    r = CliRunner().invoke(cli, [*args, "--scale", "2"])
+    assert r.exit_code == 1 and "is a x4 model; run eval with --scale 4" in r.output, r.output
 
 
 def test_eval_model_files_agree_across_backends(models, val_root, tmp_path):
@@ -187,8 +216,14 @@ def test_vapoursynth_model_file(core, models):
     want = Upscaler(model_file=models["onnx16"], backend="onnxruntime", device="cpu")(_frame_tensor(clip.get_frame(0)))
     got = core.psr2.Upscale(clip, model=str(models["onnx16"]), device="cpu").get_frame(0)
     torch.testing.assert_close(_frame_tensor(got), want, atol=1e-6, rtol=0)
-    with pytest.raises(vs.Error, match=r"psr2.Upscale: .*only takes 64x64 inputs: run it tiled"):
-        core.psr2.Upscale(clip, model=str(models["fixed"]))
+    whole = core.psr2.Upscale(clip, model=str(models["fixed"]), device="cpu")  # 40x24 fits the 64x64 graph
+    with torch.no_grad():
+        ref = models["net"](_frame_tensor(clip.get_frame(0))).clamp(0, 1)
+    inner = (..., slice(0, -12), slice(0, -12))  # padded (replicate) to 64x64 where the bare net saw zeros
+    torch.testing.assert_close(_frame_tensor(whole.get_frame(0))[inner], ref[inner], atol=1e-4, rtol=0)
+    big = core.resize.Bicubic(core.std.CropAbs(src, 80, 70, 200, 100), format=vs.RGBS, matrix_in_s="709")
+    with pytest.raises(vs.Error, match=r"psr2.Upscale: .*only takes inputs up to 64x64, not 80x70: run it tiled"):
+        core.psr2.Upscale(big, model=str(models["fixed"]))  # said when the filter is made, not at a frame
     with pytest.raises(vs.Error, match="drop variant= and weights="):
         core.psr2.Upscale(clip, model=str(models["onnx"]), variant="stream")
     tiled = core.psr2.Upscale(clip, model=str(models["fixed"]), tile=32, device="cpu")

@@ -34,6 +34,8 @@ def bench() -> None:
 @click.option("--scale", "-s", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
 @click.option("--size", default="320x180", show_default=True, help="input frame size WxH")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--tile", type=click.IntRange(min=0), default=0, show_default=True,
+              help="time tiled runs (0: whole frames); a fixed-size ONNX graph larger than --size needs one")
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default="auto",
               show_default=True)
 @click.option("--precision", "-p", type=click.Choice(PRECISIONS), default=None,
@@ -48,8 +50,8 @@ def bench() -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="runs/bench_model.json",
               show_default=True)
 @command_errors()
-def bench_model(variants, models, scale, size, batch, backend, precision, device, warmup, iters, min_seconds, peers,
-                baselines, threads, json_path):
+def bench_model(variants, models, scale, size, batch, tile, backend, precision, device, warmup, iters, min_seconds,
+                peers, baselines, threads, json_path):
     """Model speed: fps, ms/frame and peak memory next to Real-ESRGAN Compact peers (same backend)."""
     import torch
 
@@ -96,7 +98,7 @@ def bench_model(variants, models, scale, size, batch, backend, precision, device
     click.echo(f"command: {command.strip()}")
     try:
         rows = time_entries(names, int(scale), backend, precision, dev, (w, h), batch, warmup, iters, min_seconds,
-                            echo=lambda m: click.echo(m, err=True))
+                            echo=lambda m: click.echo(m, err=True), tile=tile)
     except ValueError as e:
         raise UserError(str(e)) from None
     click.echo(format_table(rows))

@@ -34,7 +34,8 @@ def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
 @click.option("--tile", type=click.IntRange(0), default=0, show_default=True,
               help="Tile size for --model files that need it (fixed-size ONNX graphs).")
 @click.option("--baselines", is_flag=True, help="Also evaluate bicubic, lanczos and mks.")
-@click.option("--scale", type=click.IntRange(2, 4), default=2, show_default=True)
+@click.option("--scale", type=click.IntRange(2, 4), default=None,
+              help="x2 (default), x3 or x4; with --model/--weights files and no --scale: the first file's")
 @click.option("--dataset", "datasets", multiple=True, default=("Set5", "Set14", "B100"), show_default=True,
               help="Dataset names under --data-root, or image folders.")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -73,6 +74,8 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
     check_writable(json_out, "--json")
     check_writable(picture, "--picture")
     data_root = data_root or paths.data_path("val")
+    if scale is None:  # the files say what they are (a x4 ONNX file needs no --scale 4)
+        scale = _file_scale(model_files, weights) or 2
     if shipped:
         from ..models.registry import read_metadata, shipped_files
 
@@ -221,6 +224,22 @@ def _torch_runs(up) -> bool:
     import torch
 
     return isinstance(getattr(up, "model", None), torch.nn.Module) and "torch" in up.descriptor.backends
+
+
+def _file_scale(model_files, weights) -> int | None:
+    """The scale of the first --model or --weights file (None: no file, or one that can't be read: the
+    later load says why)."""
+    from ..foreign import load_model_file
+    from ..models.registry import read_metadata
+
+    try:
+        if model_files:
+            return int(load_model_file(model_files[0]).descriptor.scale)
+        if weights and Path(weights[0]).is_file():
+            return int(read_metadata(weights[0])["scale"])
+    except Exception:  # noqa: BLE001 - reported with its own message when the file is loaded for real
+        return None
+    return None
 
 
 def model_file_upscaler(path: str, scale: int, device: str, tile: int = 0):

@@ -140,6 +140,27 @@ def _layout(din: list, dout: list) -> str | None:
     return None
 
 
+def source_sha256(path: Path) -> str:
+    """The file's hash, folded with those of its external-data files (``model.onnx.data``, as torch's dynamo
+    exporter writes them): replacing either must rebuild every cached probe, rewrite and engine."""
+    digest = file_sha256(path)
+    onnx = _onnx()
+    try:
+        bare = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - unreadable files are reported by load_proto
+        return digest
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    locations = sorted({ExternalDataInfo(t).location for t in _get_all_tensors(bare) if uses_external_data(t)})
+    if not locations:
+        return digest
+    h = hashlib.sha256(digest.encode())
+    for loc in locations:
+        f = path.parent / loc
+        h.update(f"{loc}:{file_sha256(f) if f.is_file() else 'missing'}".encode())
+    return h.hexdigest()
+
+
 def load_proto(path: Path):
     onnx = _onnx()
     try:
@@ -372,7 +393,7 @@ class OnnxFileModel(nn.Module):
         super().__init__()
         self.path = Path(path)
         self.proto = load_proto(self.path)
-        self.sha256 = file_sha256(self.path)
+        self.sha256 = source_sha256(self.path)
         self.info = read_graph(self.path, self.proto)
         pr = cached_probe(self.path.name, self.sha256,
                           lambda: rewrite(self.proto, self.info, "fp32", self.info.fixed_hw), self.info.fixed_hw)
@@ -382,7 +403,7 @@ class OnnxFileModel(nn.Module):
         self.descriptor = ModelDescriptor(
             variant=self.path.stem, scale=pr.scale, in_channels=3, out_channels=3, alpha=0.0,
             size_multiple=pr.size_multiple, min_size=pr.min_size, tile_overlap=DEFAULT_OVERLAP,
-            fused=True, params=self.info.params, fixed_size=fixed,
+            fused=True, params=self.info.params, fixed_size=fixed, fixed_batch=self.info.batch or 0,
             precisions=precisions, backends=("onnxruntime", "tensorrt"), arch=f"ONNX ({self.info.io_dtype}, "
             f"{self.info.layout}{', ' + 'x'.join(map(str, fixed)) if fixed else ''})", source=str(self.path),
             source_sha256=self.sha256, layout=self.info.layout, io_dtype=self.info.io_dtype)

@@ -63,6 +63,7 @@ class ModelDescriptor:
     # Foreign models (psr2video/foreign/) fill these in; our own models keep the defaults.
     fixed_size: tuple[int, int] | None = None  # (H, W) the graph only accepts (tile and pad to it)
     square: bool = False  # input must be square (padded to it)
+    fixed_batch: int = 0  # the batch the graph only accepts (0: any); batches are split and padded to it
     tiling: str = "supported"  # supported | discouraged | internal (spandrel's ModelTiling)
     precisions: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")  # what the model can run in
     backends: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")  # what can run it (ONNX files: no torch)
@@ -183,10 +184,14 @@ def read_metadata(path: str | Path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises several types for a damaged header
-        hint = "; an ONNX file runs with --model" if path.suffix.lower() == ".onnx" else ""
+        suffix = path.suffix.lower()
+        hint = ("; an ONNX file runs with --model" if suffix == ".onnx" else
+                "; another project's checkpoint runs with --model (model= in Python/VapourSynth)"
+                if suffix in (".pth", ".pt", ".ckpt") else "")
         raise WeightsError(f"{path} is not a readable .safetensors file ({e}){hint}") from None
     if META_KEY not in meta:
-        raise WeightsError(f"{path} has no psr2video metadata (variant, scale, architecture)")
+        raise WeightsError(f"{path} has no psr2video metadata (variant, scale, architecture); a model from "
+                           "another project runs with --model (model= in Python/VapourSynth)")
     return json.loads(meta[META_KEY])
 
 

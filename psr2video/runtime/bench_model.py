@@ -92,7 +92,7 @@ def build_entry(name: str, scale: int, seed: int = 0):
 
 def time_entries(names: list[str], scale: int, backend: str, precision: str | None, device: torch.device,
                  size: tuple[int, int], batch: int, warmup: int, iters: int, min_seconds: float = 0.0,
-                 echo=None) -> list[dict]:
+                 echo=None, tile: int = 0) -> list[dict]:
     """Time every entry; returns result rows (ms/frame = median over ``iters`` timed runs / batch).
 
     Each model is loaded and run once on its own to measure its peak memory; the timed runs then go
@@ -109,7 +109,8 @@ def time_entries(names: list[str], scale: int, backend: str, precision: str | No
         base = _mem_now(device)
         with _PeakSampler(device) as mem:
             up = Upscaler(name, net.descriptor.scale, model=net, backend=backend, precision=precision, device=device,
-                          clamp=False)
+                          clamp=False, tile=tile)
+            up.check_size(h, w)  # a fixed-size graph: said before timing
             x = torch.rand(batch, 3, h, w, device=device).to(up.dtype)
             for _ in range(max(1, warmup)):
                 up(x)
@@ -133,7 +134,7 @@ def time_entries(names: list[str], scale: int, backend: str, precision: str | No
         rows.append({"name": e["name"], "label": e["label"], "kind": e["kind"], "params": params,
                      "backend": backend_label(up.backend), "provider": getattr(up.runner, "provider", None),
                      "precision": up.precision, "scale": up.scale, "input": f"{w}x{h}",
-                     "output": f"{w * up.scale}x{h * up.scale}", "batch": batch, "iters": len(times),
+                     "output": f"{w * up.scale}x{h * up.scale}", "batch": batch, "tile": tile, "iters": len(times),
                      "ms_per_frame": round(ms, 3), "fps": round(1000 / ms, 2),
                      "ms_min": round(min(times) * 1000 / batch, 3), "peak_mem_mib": round(e["peak"] / 2**20, 1)})
     return rows

@@ -208,7 +208,7 @@ class ORTRunner:
 
     # running -----------------------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(device=self.device, dtype=self.dtype).contiguous()
+        x = x.detach().to(device=self.device, dtype=self.dtype).contiguous()  # ONNX Runtime takes no autograd
         if self.device.type == "cuda":
             return self._run_bound(x)
         y = self.session.run([self.output_name], {self.input_name: x.numpy()})[0]

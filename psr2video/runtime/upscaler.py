@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import PsrError
 from ..models.registry import ModelDescriptor, describe, load_model
 from ..names import PRECISIONS
 from .auto import resolve
@@ -22,6 +23,11 @@ from .backends import BackendConfig, ORTBackend, Runner, TorchBackend, TRTBacken
 from .tiling import tile_shapes, tiled_apply
 
 log = logging.getLogger("psr2video.runtime")
+
+
+class FitError(PsrError, ValueError):
+    """The frames can't run through this model as set up (a fixed-size graph without a tile, an engine
+    profile that can't take them): one line for the user, a ValueError for library callers."""
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -88,6 +94,9 @@ class Upscaler:
         self.descriptor: ModelDescriptor = model.descriptor
         d = self.descriptor
         self.scale = d.scale
+        if precision is not None and precision in PRECISIONS and precision not in d.precisions:
+            raise ValueError(f"{d.variant} ({d.arch}) does not run in {precision}; it runs in "
+                             f"{', '.join(d.precisions)}")  # before a backend is picked for a precision it lacks
         if backend is None:  # not chosen: PyTorch where the model is a module, else what can run it (ONNX)
             backend = "torch" if "torch" in d.backends else "auto"
         cfg, self.backend_reason = resolve(backend, self.device, precision)
@@ -120,20 +129,33 @@ class Upscaler:
         self._nonfinite: torch.Tensor | None = None  # device-side count, read only when asked for
         self._nonfinite_cpu = 0
 
-    def _check_fixed_tiling(self) -> None:
-        """A fixed-size graph runs whole frames only when they fit; otherwise tiles padded to its size."""
+    def _fixed_tile(self) -> tuple[int, int]:
+        """(largest tile, context px) that fit a fixed-size graph's input."""
         fh, fw = self.descriptor.fixed_size
         ov = -(-self.tile_overlap // self.descriptor.tile_align) * self.descriptor.tile_align
         best = min(fh, fw) - 2 * ov
         if best < 8:
             self.tile_overlap, ov, best = 0, 0, min(fh, fw)
-        if not self.tile:
-            raise ValueError(f"{self.descriptor.variant} only takes {fw}x{fh} inputs: run it tiled with "
-                             f"--tile {best} (tile=... in Python/VapourSynth; tiles plus {ov} px of context "
-                             f"are padded to {fw}x{fh})")
-        if self.tile + 2 * ov > min(fh, fw):
+        return best, ov
+
+    def _check_fixed_tiling(self) -> None:
+        """A fixed-size graph runs whole frames when they fit (padded to it); otherwise tiles padded to its
+        size: a tile asked for must fit with its context."""
+        fh, fw = self.descriptor.fixed_size
+        best, ov = self._fixed_tile()
+        if self.tile and self.tile + 2 * ov > min(fh, fw):
             raise ValueError(f"--tile {self.tile} plus {ov} px of context on each side exceeds the {fw}x{fh} "
                              f"input of {self.descriptor.variant}; use --tile {best} or less")
+
+    def check_size(self, height: int, width: int) -> None:
+        """Refuse, before a run, frames a fixed-size graph can't take whole when no tile was asked for."""
+        d = self.descriptor
+        if d.fixed_size and not self.tile and (height > d.fixed_size[0] or width > d.fixed_size[1]):
+            fh, fw = d.fixed_size
+            best, ov = self._fixed_tile()
+            raise FitError(f"{d.variant} only takes inputs up to {fw}x{fh}, not {width}x{height}: run it tiled "
+                             f"with --tile {best} (tile=... in Python/VapourSynth; tiles plus {ov} px of context "
+                             f"are padded to {fw}x{fh})")
 
     @property
     def dtype(self) -> torch.dtype:
@@ -155,15 +177,24 @@ class Upscaler:
         """Get the backend ready for batches of up to ``n`` frames of ``width`` x ``height`` before a run
         (TensorRT: find or build an engine whose profile takes every tile shape, the last short batch
         included); raises ValueError when it can't take them."""
+        self.check_size(height, width)
         prepare = getattr(self.runner, "prepare", None)
         if prepare is not None:
             shapes = tile_shapes(height, width, self.tile, self.tile_overlap, self.descriptor.tile_align)
             shapes = {self.descriptor.input_size(h, w) for h, w in shapes}  # what _fit pads them to
-            prepare([(b, self.descriptor.in_channels, h, w) for b in sorted({1, n}) for h, w in sorted(shapes)])
+            batches = [self.descriptor.fixed_batch] if self.descriptor.fixed_batch else sorted({1, n})
+            try:
+                prepare([(b, self.descriptor.in_channels, h, w) for b in batches for h, w in sorted(shapes)])
+            except FitError:
+                raise
+            except ValueError as e:  # e.g. an engine profile that can't take these frames
+                raise FitError(str(e)) from None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.descriptor.in_channels:
             raise ValueError(f"expected NCHW with {self.descriptor.in_channels} channels, got {tuple(x.shape)}")
+        if not x.is_floating_point():  # a uint8 frame would be read as 0-255 "intensities" and clamp to white
+            raise ValueError(f"expected a float tensor in [0, 1], got {x.dtype} (divide 8-bit frames by 255)")
         y = tiled_apply(self._fit, x, self.scale, self.tile, self.tile_overlap, self.descriptor.tile_align)
         if not y.is_floating_point():
             return y
@@ -183,13 +214,29 @@ class Upscaler:
         h, w = x.shape[-2:]
         th, tw = self.descriptor.input_size(h, w)
         if (th, tw) == (h, w):
-            return self.runner(x)
+            return self._run(x)
         if th < h or tw < w:
+            self.check_size(h, w)  # no tile asked for: says how to tile
             fh, fw = self.descriptor.fixed_size
             raise ValueError(f"a {w}x{h} input does not fit the {fw}x{fh} input of {self.descriptor.variant}; "
                              "use a smaller --tile")
-        y = self.runner(F.pad(x, (0, tw - w, 0, th - h), mode="replicate"))
+        y = self._run(F.pad(x, (0, tw - w, 0, th - h), mode="replicate"))
         return y[..., :h * self.scale, :w * self.scale]
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """The runner on ``x``; a graph with a fixed batch (most community ONNX files fix it to 1) gets ``x``
+        in chunks of that batch, the last one padded by repeating its final image."""
+        fb = self.descriptor.fixed_batch
+        if not fb or x.shape[0] == fb:
+            return self.runner(x)
+        outs = []
+        for i in range(0, x.shape[0], fb):
+            part = x[i:i + fb]
+            n = part.shape[0]
+            if n < fb:
+                part = torch.cat([part, part[-1:].expand(fb - n, *part.shape[1:])])
+            outs.append(self.runner(part)[:n])
+        return torch.cat(outs)
 
 
 def default_precision(d: ModelDescriptor, device: torch.device, backend: str = "torch") -> str:

@@ -295,7 +295,7 @@ class _Run:
         pix_fmt, (w, h) = self._output_format(info)
         res.out_size, res.pix_fmt, res.color = (w, h), pix_fmt, info.color
         prepare = getattr(self.up, "prepare", None)
-        if prepare is not None:  # TensorRT: find or build an engine for these frames now, not mid-run
+        if prepare is not None:  # a fixed-size graph's fit; TensorRT: find or build an engine now, not mid-run
             prepare(opts.batch, info.height, info.width)
         res.expected = min(info.frames, opts.max_frames) if opts.max_frames and info.frames else (
             opts.max_frames or info.frames)

@@ -189,6 +189,8 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
             ups.append(Upscaler(variant=first.descriptor.variant, scale=first.scale, model=first.model,
                                 backend=first.backend, precision=first.precision, device=first.device,
                                 tile=tile, tile_overlap=overlap))
+        if info.get("width") and info.get("height"):  # a constant size: a fixed-size graph's fit, said now
+            first.check_size(int(info["height"]), int(info["width"]))
     except Exception as e:  # noqa: BLE001 - every failure becomes one vs.Error line
         msg = first_line(e)
         raise PluginError(msg if isinstance(e, ValueError) else f"{type(e).__name__}: {msg}") from None

@@ -16,7 +16,7 @@ import av
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_video import pattern
+from test_video import packets, pattern
 
 from psr2video.cli import cli
 from psr2video.paths import SAMPLE_CLIP
@@ -569,3 +569,145 @@ def test_b_frames_muxed_without_composition_offsets(tmp_path: Path) -> None:
         times = [f.pts for f in c.decode(video=0)]
     assert len(times) == 20 and all(a < b for a, b in zip(times, times[1:], strict=False)), times
 
+
+
+# --- streams without a codec, PCM into MP4, raw elementary streams, covers into Matroska -------------------
+def _small_h264(out: av.container.OutputContainer):
+    v = out.add_stream("libx264", rate=25)
+    v.width, v.height, v.pix_fmt, v.options = 64, 48, "yuv420p", {"preset": "ultrafast"}
+    return v
+
+
+def _encode_frames(out: av.container.OutputContainer, v, n: int = 6) -> None:
+    for i in range(n):
+        f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")
+        f.pts = i
+        out.mux(v.encode(f))
+    out.mux(v.encode(None))
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_mp4_chapter_track_and_mov_timecode_track(tmp_path: Path, ext: str) -> None:
+    """An MP4's chapter text track and a MOV's timecode (tmcd) track are codec-less data streams: they were
+    refused at the header (every output container); now the chapters and the timecode travel as what they are,
+    and the note says so."""
+    chap = tmp_path / "chap.mp4"
+    with av.open(str(chap), "w") as out:
+        v = _small_h264(out)
+        out.set_chapters([{"id": 1, "start": 0, "end": 100, "time_base": TB, "metadata": {"title": "one"}},
+                          {"id": 2, "start": 100, "end": 240, "time_base": TB, "metadata": {"title": "two"}}])
+        _encode_frames(out, v)
+    tc = tmp_path / "tc.mov"
+    with av.open(str(tc), "w") as out:
+        v = _small_h264(out)
+        v.metadata["timecode"] = "01:00:00:00"
+        _encode_frames(out, v)
+    with av.open(str(chap)) as c, av.open(str(tc)) as t:  # what the inputs hold: the data streams in question
+        assert [s.type for s in c.streams] == ["video", "data"] and [s.type for s in t.streams] == ["video", "data"]
+    dst = tmp_path / f"chap_out.{ext}"
+    code, err = run(str(chap), str(dst), "--variant", "mks")
+    assert code == 0 and "the chapters are carried as chapters" in err, err
+    with av.open(str(dst)) as c:
+        assert [ch["metadata"]["title"] for ch in c.chapters()] == ["one", "two"]
+        assert sum(1 for _ in c.decode(video=0)) == 6
+    for out_ext in (ext, "mov"):
+        dst = tmp_path / f"tc_out.{out_ext}"
+        code, err = run(str(tc), str(dst), "--variant", "mks")
+        assert code == 0 and "its timecode 01:00:00:00 is carried" in err, err
+        with av.open(str(dst)) as c:
+            md = {k.lower(): v for k, v in c.streams.video[0].metadata.items()}
+            assert md["timecode"] == "01:00:00:00" and sum(1 for _ in c.decode(video=0)) == 6
+
+
+def test_pcm_into_mp4_and_raw_h264_timing(tmp_path: Path) -> None:
+    """PCM stored with a channel count only (Matroska) made MP4 fail at its trailer, after all the work; a raw
+    .h264 stream (no timestamps) came out at one frame per millisecond."""
+    src = tmp_path / "pcm.mkv"
+    with av.open(str(src), "w") as out:
+        v = _small_h264(out)
+        a = out.add_stream("pcm_s16le", rate=48000)
+        a.layout = "stereo"
+        _encode_frames(out, v)
+        for k in range(6):
+            af = av.AudioFrame.from_ndarray(np.full((1, 2048), 100 * k, np.int16), format="s16", layout="stereo")
+            af.sample_rate, af.pts = 48000, k * 1024
+            out.mux(a.encode(af))
+        out.mux(a.encode(None))
+    dst = tmp_path / "pcm.mp4"
+    code, err = run(str(src), str(dst), "--variant", "mks")
+    assert code == 0, err
+    assert b"".join(packets(dst, "audio")) == b"".join(packets(src, "audio"))  # the samples, bit for bit
+    with av.open(str(dst)) as c:
+        assert c.streams.audio[0].codec_context.layout.name == "stereo"
+    raw = tmp_path / "raw.h264"
+    with av.open(str(raw), "w", format="h264") as out:
+        v = _small_h264(out)
+        _encode_frames(out, v, 20)
+    dst = tmp_path / "raw.mkv"
+    code, err = run(str(raw), str(dst), "--variant", "mks")
+    assert code == 0 and "20 frame(s) had no timestamp (a raw stream?) and were timed from the frame rate" in err
+    with av.open(str(dst)) as c:
+        times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    assert times == pytest.approx([i / 25 for i in range(20)])
+
+
+def test_cover_art_stays_an_attachment_in_matroska(tmp_path: Path) -> None:
+    """Matroska keeps covers as attachments (FFmpeg shows them as attached-picture streams); copying the
+    stream wrote a one-frame video track instead."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), (200, 50, 50), np.uint8)).save(buf, "JPEG")
+    src = tmp_path / "cover.mkv"
+    with av.open(str(src), "w") as out:
+        v = _small_h264(out)
+        out.add_attachment("cover.jpg", "image/jpeg", buf.getvalue())
+        _encode_frames(out, v)
+    dst = tmp_path / "out.mkv"
+    code, err = run(str(src), str(dst), "--variant", "mks")
+    assert code == 0, err
+
+    def covers(path: Path) -> list[tuple]:
+        with av.open(str(path)) as c:
+            return [(int(s.disposition), s.metadata.get("filename"), s.metadata.get("mimetype"),
+                     [bytes(p) for p in c.demux(s) if p.size])
+                    for s in c.streams.video if s.disposition & av.stream.Disposition.attached_pic]
+
+    assert covers(dst) == covers(src) and len(covers(src)) == 1 and covers(src)[0][3] == [buf.getvalue()]
+
+
+def test_ffmpeg_reason_is_read_from_its_log(tmp_path: Path) -> None:
+    """A muxer failing at its trailer says only "Invalid argument"; the reason is in FFmpeg's log, read while
+    the header/trailer run (and only then: logging goes back off)."""
+    import av.logging
+
+    from psr2video.video.writer import ffmpeg_errors, ffmpeg_reason
+
+    src = tmp_path / "pcm.mkv"
+    with av.open(str(src), "w") as out:
+        a = out.add_stream("pcm_s16le", rate=48000)
+        a.layout = "stereo"
+        af = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.int16), format="s16", layout="stereo")
+        af.sample_rate, af.pts = 48000, 0
+        out.mux(a.encode(af))
+        out.mux(a.encode(None))
+    before = av.logging.get_level()
+    with av.open(str(src)) as inp:
+        out = av.open(str(tmp_path / "bad.mp4"), "w")
+        o = out.add_stream_from_template(inp.streams.audio[0])  # "2 channels": no layout, as Matroska stores it
+        out.start_encoding()
+        for p in inp.demux(inp.streams.audio[0]):
+            if p.dts is not None:
+                p.stream = o
+                out.mux(p)
+        with pytest.raises(av.error.FFmpegError) as e, ffmpeg_errors():
+            out.close()
+    assert ffmpeg_reason(e.value) == "unsupported channel layout 2 channels"
+    assert av.logging.get_level() == before
+
+
+def test_codec_a_container_cannot_hold_names_those_it_can(tmp_path: Path) -> None:
+    code, err = run(str(SAMPLE_CLIP), str(tmp_path / "o.mov"), "--codec", "ffv1", "--variant", "mks",
+                    "--max-frames", "1")
+    assert code == 1 and "mov can't hold ffv1 video; pick a --codec it can hold (libx264, libx265" in error_line(err)
+    assert "webm" not in err and not (tmp_path / "o.mov").exists()

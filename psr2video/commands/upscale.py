@@ -293,8 +293,10 @@ def report(res, stats, output: str, ignore_errors: bool, stopped_by: str = "Ctrl
           + (f" ({stats.out_size() / 2**20:.1f} MiB)" if output != "-" else ""))
     if stats.stage_total:
         _warn("stage time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stats.stage_total.items()))
+    if res.timed_pts:
+        _warn(f"note: {res.timed_pts} frame(s) had no timestamp (a raw stream?) and were timed from the frame rate")
     if res.fixed_pts:
-        _warn(f"note: {res.fixed_pts} frame(s) had missing or non-increasing timestamps and were nudged")
+        _warn(f"note: {res.fixed_pts} frame(s) had non-increasing timestamps and were nudged")
     for note in res.notes:
         _warn(f"note: {note}")
     if res.nonfinite:

@@ -80,6 +80,7 @@ class Result:
     truncated: str = ""
     resized: str = ""
     fixed_pts: int = 0
+    timed_pts: int = 0  # frames without any timestamp, timed one frame period after the previous
     notes: list[str] = field(default_factory=list)  # copied streams whose timestamps were fixed
     out_size: tuple[int, int] = (0, 0)
     pix_fmt: str = ""
@@ -396,7 +397,7 @@ class _Run:
         res.stopped = end.stopped or self.stop.is_set()
         res.stop_time = stats.last_time
         res.damaged, res.truncated, res.resized = end.damaged, end.truncated, end.resized
-        res.fixed_pts = writer._fixed_pts
+        res.fixed_pts, res.timed_pts = writer._fixed_pts, writer._missing_pts
         res.notes = writer.fixup_notes()
         res.nonfinite = int(getattr(self.up, "nonfinite", 0))
         res.seconds = stats.elapsed

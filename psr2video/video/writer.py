@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import av.logging
 
 from ..errors import PsrError, first_line
 from .reader import FirstFrame, PacketItem, one_filter_graph
@@ -39,6 +41,35 @@ EXT_FORMAT = {".mkv": "matroska", ".mka": "matroska", ".webm": "webm", ".mp4": "
 
 class OutputError(PsrError):
     """The output can't be written (bad path, unwritable, disk full, codec/container mismatch)."""
+
+
+# channel counts whose layout every player reads the same way: a stream that stores only its count (PCM in
+# Matroska) gets this one, as FFmpeg's command line guesses it; MP4 refuses a layout-less PCM at its trailer
+DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}
+ATTACHED_PIC = av.stream.Disposition.attached_pic
+
+
+@contextlib.contextmanager
+def ffmpeg_errors():
+    """FFmpeg's own error line for a failure inside (PyAV appends "last error log: [mp4] ..." to the
+    exception's text while logging is on); captured, never printed. Logging is on only here: the muxer's
+    header and trailer, where FFmpeg's reason is all a user gets."""
+    prev = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture():
+            yield
+    finally:
+        av.logging.set_level(prev)
+
+
+def ffmpeg_reason(e: BaseException) -> str:
+    """FFmpeg's reason for ``e``: its logged line when there is one, else the error's own text."""
+    text = str(e)
+    m = re.search(r"last error log: (?:\[[^\]]*\] )?(.+)", text)
+    if m:
+        return m.group(1).strip()
+    return getattr(e, "strerror", None) or first_line(e)
 
 
 @dataclass
@@ -127,6 +158,9 @@ class Writer(threading.Thread):
         self._last_pts: int | None = None
         self._fixed_pts = 0
         self._tick = 1  # one tick of the muxer's time base in ours (set with the header): a nudged time stays apart
+        # a frame without any time (raw .h264/.hevc elementary streams) comes one frame after the last
+        self._frame_step = int(round(1 / (Fraction(rate) * time_base))) if rate and time_base else 0
+        self._missing_pts = 0
         self.fixups: dict[int, TimestampFixup] = {}  # output stream index -> what was fixed
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
         self.out = self._open(path, fmt, mux_options)
@@ -142,6 +176,7 @@ class Writer(threading.Thread):
         self._carry_frame_facts(codec, first or FirstFrame(), deinterlaced)
         self.copy_map: dict[int, Any] = {}
         self.convert: dict[int, Callable[[bytes], bytes | None]] = {}  # input index -> payload rewrite
+        self._inp = inp
         for s in copy_streams:
             self._add_copy(s)
         self._copy_metadata(inp)
@@ -160,14 +195,15 @@ class Writer(threading.Thread):
                 raise OutputError(f"encoder {codec} can't start with these settings "
                                   f"({getattr(e, 'strerror', None) or first_line(e)})") from None
         try:
-            self.out.start_encoding()
+            with ffmpeg_errors():
+                self.out.start_encoding()
         except Exception as e:  # noqa: BLE001 - FFmpeg's errno-typed errors
             if is_disk_full(e) or getattr(e, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS,
                                                                 errno.ENOENT, errno.EISDIR):
                 raise OutputError(_describe_output_error(self.shown, e)) from None
             fmt = self.out.format.name
             held = [f"video {codec}"] + [f"{o.type} {_codec_name(o) or '?'} (#{i})" for i, o in self.copy_map.items()]
-            why = getattr(e, "strerror", None) or first_line(e)
+            why = ffmpeg_reason(e)
             if len(held) == 1:
                 raise OutputError(f"{fmt} can't hold {codec} video ({why}); pick a --codec it holds or use .mkv"
                                   ) from None
@@ -204,8 +240,11 @@ class Writer(threading.Thread):
         except ValueError as e:
             if not _refused(e):
                 raise OutputError(f"can't use encoder {codec}: {e}") from None
-            raise OutputError(f"{self.out.format.name} can't hold {vcodec.canonical_name} video; "
-                              "pick a --codec it can hold (webm: libvpx-vp9 or libsvtav1) or use .mkv") from None
+            fmt = self.out.format.name
+            held = [c for c in ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1")
+                    if c != codec and _holds(self.out, c)]
+            raise OutputError(f"{fmt} can't hold {vcodec.canonical_name} video; pick a --codec it can hold"
+                              + (f" ({', '.join(held)})" if held else "") + " or use .mkv") from None
         except Exception as e:  # noqa: BLE001
             raise OutputError(f"can't use encoder {codec}: {e}") from None
         vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
@@ -288,6 +327,11 @@ class Writer(threading.Thread):
             except Exception as e:  # noqa: BLE001
                 self.warn(f"warning: attachment {_stream_label(s)} can't be copied: {e}; dropped")
             return
+        if kind == "data" and s.codec_context is None:  # no codec: nothing FFmpeg can copy as a stream
+            self._say_codecless_data(s)
+            return
+        if kind == "video" and s.disposition & ATTACHED_PIC and fmt == "matroska" and self._cover_attachment(s):
+            return
         # the muxer's own answer (PyAV refuses only what FFmpeg says a format can't hold; the supported_codecs
         # list is no guide: formats without codec tables, mpegts among them, list only their default codecs)
         if fmt == "mpegts" and kind == "subtitle" and name not in MPEGTS_SUBTITLES:
@@ -324,7 +368,56 @@ class Writer(threading.Thread):
             o.disposition = s.disposition
         except Exception:  # noqa: BLE001 - cosmetic
             pass
+        if kind == "audio":
+            layout = o.codec_context.layout
+            if layout.name == f"{layout.nb_channels} channels" and layout.nb_channels in DEFAULT_LAYOUTS:
+                o.codec_context.layout = DEFAULT_LAYOUTS[layout.nb_channels]  # the label only; samples as they are
         self.copy_map[s.index] = o
+
+    def _say_codecless_data(self, s: Any) -> None:
+        """A data stream without a codec (an MP4 chapter text track, a QuickTime timecode track): what it
+        held is carried another way, or the stream is named as dropped."""
+        md = s.metadata or {}
+        handler = md.get("handler_name", "")
+        if md.get("timecode") or "timecode" in handler.lower():
+            tc = md.get("timecode") or self.vstream.metadata.get("timecode")
+            self.warn(f"note: timecode track #{s.index} is not copied as a stream"
+                      + (f"; its timecode {tc} is carried as the video's timecode tag" if tc else ""))
+            return
+        try:
+            chapters = bool(self._inp.chapters())
+        except Exception:  # noqa: BLE001
+            chapters = False
+        if chapters:
+            self.warn(f"note: data stream #{s.index} ({handler or 'no codec'}) is the input's chapter track; "
+                      "the chapters are carried as chapters, not as that stream")
+            return
+        self.warn(f"warning: data stream #{s.index} ({handler or 'no codec'}) has no codec FFmpeg can copy; dropped")
+
+    def _cover_attachment(self, s: Any) -> bool:
+        """Cover art (an attached picture) into Matroska as the attachment Matroska keeps covers in; FFmpeg's
+        muxer would write it as a one-frame video track. Its one packet is read from the input file."""
+        name = getattr(self._inp, "name", "")
+        if not name or not Path(name).is_file():
+            return False  # a pipe can't be read twice: copied as a video track, like FFmpeg
+        try:
+            with av.open(name) as again:
+                pkt = next((p for p in again.demux(again.streams[s.index]) if p.size), None)
+                data = bytes(pkt) if pkt is not None else b""
+        except Exception:  # noqa: BLE001 - then copied as FFmpeg would
+            return False
+        if not data:
+            return False
+        md = s.metadata or {}
+        ext = {"mjpeg": "jpg", "png": "png", "bmp": "bmp", "webp": "webp"}.get(_codec_name(s), "bin")
+        filename = md.get("filename") or f"cover.{ext}"
+        mimetype = md.get("mimetype") or {"jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp",
+                                          "webp": "image/webp"}.get(ext, "application/octet-stream")
+        try:
+            self.out.add_attachment(filename, mimetype, data)
+        except Exception:  # noqa: BLE001
+            return False
+        return True
 
     def _copy_metadata(self, inp: av.container.InputContainer) -> None:
         try:
@@ -379,8 +472,11 @@ class Writer(threading.Thread):
         pts = item.pts
         if pts is not None and item.time_base != self.time_base:
             pts = int(round(pts * item.time_base / self.time_base))
-        if pts is None or (self._last_pts is not None and pts < self._last_pts + self._tick):
-            pts = (self._last_pts + self._tick) if self._last_pts is not None else 0
+        if pts is None:  # no time at all: one frame period after the last (as FFmpeg's frame-rate guess does)
+            pts = (self._last_pts + max(self._tick, self._frame_step)) if self._last_pts is not None else 0
+            self._missing_pts += 1
+        elif self._last_pts is not None and pts < self._last_pts + self._tick:
+            pts = self._last_pts + self._tick
             self._fixed_pts += 1
         self._last_pts = pts
         fr.pts = pts
@@ -449,10 +545,12 @@ class Writer(threading.Thread):
     def close(self) -> None:
         t0 = time.perf_counter()
         try:
-            self.out.close()
+            with ffmpeg_errors():
+                self.out.close()
         except BaseException as e:  # noqa: BLE001
             if self.error is None:
-                self.error = e
+                self.error = e if is_disk_full(e) or not isinstance(e, av.error.FFmpegError) else OutputError(
+                    f"FFmpeg could not finish {self.shown}: {ffmpeg_reason(e)}")
         if self.stats is not None:
             self.stats.add("encode", time.perf_counter() - t0, 0)
 
@@ -566,6 +664,14 @@ def _codec_name(s: Any) -> str:
         return cc.codec.canonical_name or cc.name
     except Exception:  # noqa: BLE001
         return cc.name or ""
+
+
+def _holds(out: av.container.OutputContainer, codec: str) -> bool:
+    """Whether FFmpeg's muxer for ``out`` takes ``codec`` (its own codec table; False when unsure)."""
+    try:
+        return bool(codec_available(codec)) and av.codec.Codec(codec, "w").name in out.supported_codecs
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def _refused(e: Exception) -> bool:

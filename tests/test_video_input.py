@@ -711,3 +711,33 @@ def test_codec_a_container_cannot_hold_names_those_it_can(tmp_path: Path) -> Non
                     "--max-frames", "1")
     assert code == 1 and "mov can't hold ffv1 video; pick a --codec it can hold (libx264, libx265" in error_line(err)
     assert "webm" not in err and not (tmp_path / "o.mov").exists()
+
+
+def test_what_a_container_or_encoder_cannot_keep_is_named(tmp_path: Path) -> None:
+    """Chapters and container tags into MPEG-TS/AVI, 10-bit into an 8-bit-only encoder: said, not silent;
+    HEVC into MP4 is tagged hvc1 (Apple's players refuse FFmpeg's default hev1)."""
+    src = tmp_path / "full.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx265", rate=25)
+        v.width, v.height, v.pix_fmt, v.options = 64, 48, "yuv420p10le", {"x265-params": "log-level=error"}
+        out.metadata["title"] = "T"
+        out.set_chapters([{"id": 1, "start": 0, "end": 100, "time_base": TB, "metadata": {"title": "one"}}])
+        for i in range(4):
+            f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24").reformat(format="yuv420p10le")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    code, err = run(str(src), str(tmp_path / "o.ts"), "--variant", "mks")
+    assert code == 0 and "1 chapter(s) can't be carried in mpegts; dropped" in err, err
+    assert "container tags (title) can't be carried in mpegts" in err
+    code, err = run(str(src), str(tmp_path / "o.avi"), "--variant", "mks")
+    assert code == 0 and "1 chapter(s) can't be carried in avi; dropped" in err and "container tags" not in err, err
+    code, err = run(str(src), str(tmp_path / "o.mp4"), "--variant", "mks", "--codec", "libx265")
+    assert code == 0 and "chapter" not in err and "written 8-bit" not in err, err
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        s = c.streams.video[0]
+        assert s.codec_context.codec_tag == "hvc1" and s.codec_context.pix_fmt == "yuv420p10le"
+        assert len(c.chapters()) == 1
+    if "yuv420p10le" not in [f.name for f in av.codec.Codec("libvpx-vp9", "w").video_formats or []]:
+        code, err = run(str(src), str(tmp_path / "o.webm"), "--variant", "mks", "--codec", "libvpx-vp9")
+        assert code == 0 and "the input is 10-bit but libvpx-vp9 here encodes yuv420p: written 8-bit" in err, err

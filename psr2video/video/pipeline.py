@@ -325,6 +325,10 @@ class _Run:
         opts, color = self.opts, info.color
         cw, ch = (1, 1) if color.from_rgb else PLANAR.get(color.work_fmt, (1, 1, 8))[:2]
         pix_fmt = pick_pix_fmt(opts.codec, color.bits, cw, ch, color.work_fmt.startswith("gray"), opts.pix_fmt)
+        ow, oh, obits = PLANAR.get(pix_fmt, (1, 1, 8))  # nv12 and the like: 4:2:0, 8-bit
+        if not opts.pix_fmt and obits < min(color.bits, 10):  # depth lost: this build's encoder has no deeper form
+            self.warn(f"note: the input is {color.bits}-bit but {opts.codec} here encodes {pix_fmt}: written "
+                      f"{obits}-bit (libx265 or libsvtav1 keep 10 bits)")
         scale = self.up.scale
         w, h = output_size(info.width, info.height, scale, pix_fmt)
         if (w, h) != (info.width * scale, info.height * scale):

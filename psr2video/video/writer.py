@@ -47,6 +47,10 @@ class OutputError(PsrError):
 # Matroska) gets this one, as FFmpeg's command line guesses it; MP4 refuses a layout-less PCM at its trailer
 DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}
 ATTACHED_PIC = av.stream.Disposition.attached_pic
+# muxers that write no chapters / no container-level tags (FFmpeg's mpegts keeps only service names)
+NO_CHAPTERS = {"mpegts", "avi", "mpeg", "vob", "yuv4mpegpipe", "flv", "h264", "hevc"}
+NO_CONTAINER_TAGS = {"mpegts", "mpeg", "vob", "yuv4mpegpipe", "h264", "hevc"}
+CONTAINER_BOOKKEEPING = {"encoder", "major_brand", "minor_version", "compatible_brands", "creation_time", "duration"}
 
 
 @contextlib.contextmanager
@@ -254,6 +258,9 @@ class Writer(threading.Thread):
         for k, v in self.color_tags.items():
             setattr(cc, k, v)
         cc.thread_count = 0
+        if vcodec.name in ("hevc", "libx265", "hevc_nvenc") or vcodec.canonical_name == "hevc":
+            if self.out.format.name in ("mp4", "mov", "ipod"):
+                cc.codec_tag = "hvc1"  # what Apple's players need (FFmpeg writes hev1 unless told)
         vs.options = self._codec_options(codec, crf, preset)
         return vs
 
@@ -426,8 +433,16 @@ class Writer(threading.Thread):
                                           if k.lower() not in ("encoder", "duration")})
             self.out.metadata.update({k: v for k, v in inp.metadata.items() if k.lower() != "encoder"})
             chapters = inp.chapters()
-            if chapters:
+            fmt = self.out.format.name
+            if chapters and fmt in NO_CHAPTERS:
+                self.warn(f"warning: the input's {len(chapters)} chapter(s) can't be carried in {fmt}; dropped "
+                          "(use .mkv or .mp4 to keep them)")
+            elif chapters:
                 self.out.set_chapters(chapters)
+            tags = sorted(k for k in inp.metadata if k.lower() not in CONTAINER_BOOKKEEPING)
+            if tags and fmt in NO_CONTAINER_TAGS:
+                self.warn(f"warning: the input's container tags ({', '.join(tags)}) can't be carried in {fmt}; "
+                          "dropped (use .mkv or .mp4 to keep them)")
         except Exception as e:  # noqa: BLE001
             self.warn(f"warning: metadata/chapters not copied: {e}")
 

@@ -741,3 +741,34 @@ def test_what_a_container_or_encoder_cannot_keep_is_named(tmp_path: Path) -> Non
     if "yuv420p10le" not in [f.name for f in av.codec.Codec("libvpx-vp9", "w").video_formats or []]:
         code, err = run(str(src), str(tmp_path / "o.webm"), "--variant", "mks", "--codec", "libvpx-vp9")
         assert code == 0 and "the input is 10-bit but libvpx-vp9 here encodes yuv420p: written 8-bit" in err, err
+
+
+def test_a_still_listed_first_is_not_the_video(tmp_path: Path) -> None:
+    """A file whose first video stream is a one-frame still (a thumbnail track): the film is upscaled, as ffmpeg
+    picks it (the most pixels, not cover art), and the still copied (it was the other way round: the still
+    upscaled and the film copied untouched, without a word)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), (200, 50, 50), np.uint8)).save(buf, "JPEG")
+    jpg = buf.getvalue()
+    src = tmp_path / "in.mkv"
+    with av.open(str(src), "w") as out:
+        still = out.add_stream("mjpeg", rate=25)
+        still.width = still.height = 32
+        still.pix_fmt = "yuvj420p"
+        v = _small_h264(out)
+        p = av.Packet(jpg)
+        p.stream, p.pts, p.dts, p.time_base = still, 0, 0, still.time_base
+        out.mux(p)
+        _encode_frames(out, v)
+    with av.open(str(src)) as c:
+        assert [s.codec_context.name for s in c.streams.video] == ["mjpeg", "h264"]
+    dst = tmp_path / "out.mkv"
+    code, err = run(str(src), str(dst), "--variant", "mks")
+    assert code == 0, err
+    with av.open(str(dst)) as c:
+        assert [(s.codec_context.name, s.width, s.height) for s in c.streams.video] == [("h264", 128, 96),
+                                                                                      ("mjpeg", 32, 32)]
+        assert [bytes(p) for p in c.demux(c.streams.video[1]) if p.size] == [jpg]
+    assert n_frames(dst) == 6

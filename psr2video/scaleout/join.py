@@ -109,7 +109,7 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
          warn: Callable[[str], None] = print) -> int:
     """Write ``output`` from the segment ``files`` and the source's other streams; the video packet count."""
     from ..video.pipeline import partial_path
-    from ..video.reader import PacketItem, stream_info
+    from ..video.reader import PacketItem, main_video, stream_info
     from ..video.writer import EndOfVideo, Writer
 
     check_headers(files)
@@ -119,7 +119,7 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
     with av.open(source) as inp, av.open(str(files[0])) as first:
         try:
             info = stream_info(inp)
-            vin = inp.streams.video[0]
+            vin = main_video(inp)
             copy = [s for s in inp.streams if s is not vin and s.type in ("audio", "subtitle", "data",
                                                                           "attachment", "video")]
             template = first.streams.video[0]

@@ -61,8 +61,10 @@ class Segment:
 
 def scan(path: str) -> tuple[list[Packet], Fraction]:
     """Every packet of the first video stream in decode order (headers only, no decoding)."""
+    from ..video.reader import main_video
+
     with av.open(path) as c:
-        s = c.streams.video[0]
+        s = main_video(c)
         tb = s.time_base or Fraction(1, 1000)
         pkts = [Packet(p.pts, p.dts, bool(p.is_keyframe), p.size) for p in c.demux(s) if p.size]
     return pkts, tb
@@ -111,11 +113,13 @@ class CutIter:
         self.path, self.segments, self.wanted = path, segments, wanted
 
     def __iter__(self):
+        from ..video.reader import main_video
+
         todo = [s for s in self.segments if s.index in self.wanted]
         if not todo:
             return
         with av.open(self.path) as c:
-            vin = c.streams.video[0]
+            vin = main_video(c)
             # segments being written (usually one or two: a segment's lead-in overlaps its neighbour), so each
             # packet costs O(open), not O(segments)
             open_: dict[int, tuple[Segment, io.BytesIO, av.container.OutputContainer, av.stream.Stream]] = {}

@@ -18,11 +18,11 @@ import torch
 
 def load_frames(path: str, n: int, up, info) -> list[torch.Tensor]:
     from .color import yuv_to_rgb
-    from .reader import frame_planes
+    from .reader import frame_planes, main_video
 
     out = []
     with av.open(path) as c:
-        s = c.streams.video[0]
+        s = main_video(c)
         s.thread_type = "AUTO"
         for fr in c.decode(s):
             planes, bits, _, _, _ = frame_planes(fr)
@@ -51,10 +51,12 @@ def time_model(up, frames: list[torch.Tensor], batch: int) -> float:
 
 def time_ffmpeg_pyav(path: str, out: str, size: tuple[int, int], codec: str, options: dict[str, str], n: int,
                      pix_fmt: str) -> float:
+    from .reader import main_video
+
     t0 = time.perf_counter()
     frames = 0
     with av.open(path) as inp, av.open(out, "w") as o:
-        s = inp.streams.video[0]
+        s = main_video(inp)
         s.thread_type = "AUTO"
         vs = o.add_stream(codec, rate=s.average_rate or 25)
         vs.width, vs.height, vs.pix_fmt = size[0], size[1], pix_fmt

@@ -37,6 +37,7 @@ from .reader import (
     Reader,
     StreamInfo,
     VideoItem,
+    main_video,
     open_input,
     stream_info,
 )
@@ -300,7 +301,7 @@ class _Run:
             prepare(opts.batch, info.height, info.width)
         res.expected = min(info.frames, opts.max_frames) if opts.max_frames and info.frames else (
             opts.max_frames or info.frames)
-        vin = inp.streams.video[0]
+        vin = main_video(inp)
         copy = [s for s in inp.streams if s is not vin and s.type in ("audio", "subtitle", "data", "attachment",
                                                                       "video")]
         stats.total = res.expected

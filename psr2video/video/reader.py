@@ -135,7 +135,7 @@ def open_input(path: str, fmt: str | None = None, hwaccel: str | None = None,
             c = _open(path, fmt, None)  # the file opens: the hardware decoder is what failed
             if warn is not None:
                 warn(f"warning: --hwaccel {hwaccel} can't start here (no usable {kind} device or driver for "
-                     f"{c.streams.video[0].codec_context.name}); decoding in software")
+                     f"{main_video(c).codec_context.name}); decoding in software")
             return c
     return _open(path, fmt, hwaccel, gpu)
 
@@ -181,6 +181,14 @@ def _open(path: str, fmt: str | None, hwaccel: str | None, gpu: int | None = Non
     return c
 
 
+def main_video(c: av.container.Container) -> av.video.stream.VideoStream:
+    """The video stream psr2video upscales, chosen as ffmpeg chooses: not cover art (an attached picture),
+    the most pixels, the first of equals; a file with only covers gets its first."""
+    vids = list(c.streams.video)
+    films = [s for s in vids if not s.disposition & av.stream.Disposition.attached_pic] or vids[:1]
+    return max(films, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0))
+
+
 def _short(e: BaseException) -> str:
     s = getattr(e, "strerror", None) or str(e)
     return s.splitlines()[0] if s else type(e).__name__
@@ -193,7 +201,7 @@ def sw_pix_fmt(c: av.container.InputContainer) -> str:
     ``sw_format`` is known only once the decoder has set up its surfaces; the demuxer's parameters still
     say what the stream holds (bit depth, 4:2:0 / 4:4:4), so a file is probed once in software.
     """
-    cc = c.streams.video[0].codec_context
+    cc = main_video(c).codec_context
     pix = cc.pix_fmt
     if pix and pix != "cuda" and not getattr(cc, "is_hwaccel", False):
         return pix
@@ -205,14 +213,14 @@ def sw_pix_fmt(c: av.container.InputContainer) -> str:
     name = getattr(c, "name", "")
     if name and Path(name).is_file():
         with av.open(name) as probe:
-            got = probe.streams.video[0].codec_context.pix_fmt if probe.streams.video else None
+            got = main_video(probe).codec_context.pix_fmt if probe.streams.video else None
         if got:
             return got
     return "yuv420p"
 
 
 def stream_info(c: av.container.InputContainer) -> StreamInfo:
-    s = c.streams.video[0]
+    s = main_video(c)
     cc = s.codec_context
     pix = sw_pix_fmt(c)  # under hwaccel pix_fmt is "cuda": the stream holds sw_format
     end = video_end(c)
@@ -229,7 +237,7 @@ def video_end(c: av.container.InputContainer) -> float | None:
     """When the video stream ends (s): Matroska's per-track DURATION tag (its ``stream.duration`` is unset and
     the container's is the longest track's), else its start + duration, else (a file with no other stream) the
     container's end; None when unknown (then truncation can't be told from a normal end)."""
-    s = c.streams.video[0]
+    s = main_video(c)
     tag = (s.metadata or {}).get("DURATION")
     if tag:
         try:
@@ -248,7 +256,7 @@ def truncation(c: av.container.InputContainer, last: float) -> str:
     """'input stops at ...' when the last frame (at ``last`` s) comes well before the end the file announces
     (truncated, or its tail lost), else ''."""
     end = video_end(c)
-    s = c.streams.video[0]
+    s = main_video(c)
     rate = s.average_rate or s.guessed_rate
     slack = max(2.0 / float(rate) if rate else 0.2, 0.5)
     if end is not None and last + slack < end:
@@ -257,7 +265,7 @@ def truncation(c: av.container.InputContainer, last: float) -> str:
 
 
 def video_start(c: av.container.InputContainer) -> float:
-    s = c.streams.video[0]
+    s = main_video(c)
     return float(s.start_time * s.time_base) if s.start_time is not None and s.time_base else 0.0
 
 
@@ -481,7 +489,7 @@ class Reader(threading.Thread):
                  deinterlace: bool = False, warn: Any = None) -> None:
         super().__init__(name="psr2-reader", daemon=True)
         self.container = container
-        self.vstream = container.streams.video[0]
+        self.vstream = main_video(container)
         self.color = color
         self.copy_ids: set[int] = set()
         self.queue: queue.Queue = queue.Queue(maxsize=depth)

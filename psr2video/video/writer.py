@@ -29,7 +29,7 @@ import av
 import av.logging
 
 from ..errors import PsrError, first_line
-from .reader import FirstFrame, PacketItem, one_filter_graph
+from .reader import FirstFrame, PacketItem, main_video, one_filter_graph
 
 DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "h264_nvenc": "p4",
                   "hevc_nvenc": "p4", "av1_nvenc": "p4"}
@@ -277,7 +277,7 @@ class Writer(threading.Thread):
         """The input's pixel shape (a DVD's or a 1440x1080 HDV capture's non-square pixels): both axes are scaled
         alike, so the same sample aspect ratio keeps the picture's shape (without it a player shows the stored
         width). The container's value first, as FFmpeg's own guess does, then the bitstream's."""
-        s = inp.streams.video[0]
+        s = main_video(inp)
         sar = next((r for r in (getattr(s, "sample_aspect_ratio", None), s.codec_context.sample_aspect_ratio)
                     if r and r.numerator > 0 and r.denominator > 0), None)
         if sar is None or sar == 1:
@@ -428,7 +428,7 @@ class Writer(threading.Thread):
 
     def _copy_metadata(self, inp: av.container.InputContainer) -> None:
         try:
-            vin = inp.streams.video[0]
+            vin = main_video(inp)
             self.vstream.metadata.update({k: v for k, v in vin.metadata.items()
                                           if k.lower() not in ("encoder", "duration")})
             self.out.metadata.update({k: v for k, v in inp.metadata.items() if k.lower() != "encoder"})

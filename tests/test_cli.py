@@ -27,6 +27,8 @@ def test_info_reports_variants_and_weights() -> None:
     r = CliRunner().invoke(cli, ["info"])
     assert r.exit_code == 0
     assert "realtime (C=16, 1x3)" in r.output and "shipped weights:" in r.output
+    assert "spandrel" in r.output and "ORT providers: " in r.output and "CPU" in r.output
+    assert "VapourSynth plugin: " in r.output
 
 
 def test_eval_baselines_table(val_root, tmp_path) -> None:

@@ -268,6 +268,16 @@ def test_malicious_pickle_is_refused_and_its_code_does_not_run(tmp_path, span):
     with pytest.raises(ValueError, match="refusing"):
         Upscaler(model_file=evil, backend="torch", device="cpu")
     assert not sentinel.exists()
+    with pytest.raises(ForeignModelError) as e:
+        load_model_file(evil)
+    assert "state_dict" not in str(e.value)  # os/posix calls are not mistaken for a whole pickled model
+    whole = tmp_path / "whole.pth"
+    torch.save(net, whole)  # torch.save(model): a class of its own, not weights
+    with pytest.raises(ForeignModelError, match=r"its pickle calls .*\(a whole pickled model\? save "
+                                                r"model.state_dict\(\) instead\)"):
+        load_model_file(whole)
+    with pytest.raises(ValueError, match="model_file= says what the model is; drop variant="):
+        Upscaler(variant="realtime", model_file=evil, device="cpu")
     # the same payload really runs when unpickled without protection (the test would catch a regression)
     with open(tmp_path / "plain.pkl", "wb") as fh:
         pickle.dump(_Sentinel(str(sentinel)), fh)

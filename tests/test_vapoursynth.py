@@ -227,6 +227,9 @@ def test_format_errors(core, make, expected):
     ({"weights": "sharp", "variant": "realtime"}, "no weights file or shipped preset 'sharp'"),
     ({"weights": "clean", "variant": "mks"}, "takes no weights"),
     ({"variant": "mks", "device": "gpu"}, "unknown device 'gpu'; use auto, cpu, cuda or cuda:N"),
+    # the shared messages name CLI flags; a script is told its own arguments
+    ({"variant": "realtime", "backend": "onnxruntime-cuda", "device": "cpu"}, 'needs device="cuda"'),
+    ({"variant": "realtime", "backend": "tensorrt", "device": "cpu"}, 'use backend="onnxruntime" or torch'),
 ])
 def test_argument_errors(core, kw, expected):
     clip = core.std.BlankClip(format=vs.RGBS, width=16, height=16)

@@ -17,6 +17,19 @@ def _version(mod: str) -> str:
         return f"broken ({type(e).__name__})"
 
 
+def _plugin_state() -> str:
+    """Whether ``core.psr2`` will autoload (the shim is built into VapourSynth's plugin folder)."""
+    if importlib.util.find_spec("vapoursynth") is None:
+        return "no VapourSynth (pip install 'psr2video[vapoursynth]')"
+    try:
+        from ..vs.install import installed_path
+
+        path = installed_path()
+    except Exception as e:  # noqa: BLE001 - e.g. a vapoursynth without get_plugin_dir
+        return f"unknown ({e})"
+    return f"installed ({path})" if path.is_file() else "not installed (psr2video vs install)"
+
+
 @click.command()
 def info() -> None:
     """Show versions, devices, backends and the shipped weights."""
@@ -25,8 +38,17 @@ def info() -> None:
     from ..models import SPECS, VARIANTS, list_shipped
 
     click.echo(f"psr2video {_version('psr2video')} on Python {platform.python_version()} ({platform.machine()})")
-    for mod in ("torch", "av", "onnxruntime", "tensorrt", "vapoursynth"):
+    for mod in ("torch", "av", "onnxruntime", "tensorrt", "vapoursynth", "spandrel"):
         click.echo(f"  {mod:12s} {_version(mod)}")
+    if importlib.util.find_spec("onnxruntime") is not None:
+        try:
+            from ..runtime.ort_backend import available_providers
+
+            click.echo("  ORT providers: " + ", ".join(p.removesuffix("ExecutionProvider")
+                                                      for p in available_providers()))
+        except Exception as e:  # noqa: BLE001 - a broken optional install must not break 'info'
+            click.echo(f"  ORT providers: unknown ({type(e).__name__})")
+    click.echo(f"  VapourSynth plugin: {_plugin_state()}")
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)

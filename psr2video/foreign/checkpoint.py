@@ -57,8 +57,11 @@ def _spandrel():
 def _refusal(path: Path, e: Exception) -> str:
     found = re.search(r"GLOBAL ([\w.]+)", str(e)) or re.search(r"global '?([\w.]+)", str(e), re.IGNORECASE)
     what = f"calls {found.group(1)}" if found else "needs more than tensors and containers"
+    # a class of the user's own (not os.system and the like): most likely torch.save(model), not of the weights
+    whole = found and not re.match(r"(posix|nt|os|builtins|subprocess|sys|shutil|socket)\b", found.group(1))
+    hint = " (a whole pickled model? save model.state_dict() instead)" if whole else ""
     return (f"refusing {path.name}: its pickle {what}, i.e. it would run code when loaded; psr2video only loads "
-            "plain weights. Convert it to .safetensors with a tool you trust")
+            f"plain weights{hint}. Convert it to .safetensors with a tool you trust")
 
 
 def safe_state_dict(path: Path) -> dict:

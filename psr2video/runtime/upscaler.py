@@ -81,6 +81,8 @@ class Upscaler:
                  model_file: str | Path | None = None) -> None:
         self.device = resolve_device(device)
         if model_file is not None:
+            if variant not in (None, "stream"):  # "stream" is the default, not a choice
+                raise ValueError("model_file= says what the model is; drop variant=")
             model = _load_model_file(model_file, scale, weights, model)
         elif model is None:
             model = load_model(variant, scale, weights=weights)  # a baseline is built there (and refuses weights)

@@ -14,6 +14,7 @@ hint when the plugin is not installed.
 from __future__ import annotations
 
 import queue
+import re
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -193,8 +194,24 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
             first.check_size(int(info["height"]), int(info["width"]))
     except Exception as e:  # noqa: BLE001 - every failure becomes one vs.Error line
         msg = first_line(e)
+        msg = script_words(msg)
         raise PluginError(msg if isinstance(e, ValueError) else f"{type(e).__name__}: {msg}") from None
     return Instance(ups, dtype)
+
+
+ARGS = ("variant", "scale", "weights", "backend", "precision", "tile", "overlap", "device", "model")
+
+
+def script_words(msg: str) -> str:
+    """The shared library's messages name command-line flags; a script sets arguments: ``--backend torch``
+    becomes ``backend="torch"``, ``--tile 32`` becomes ``tile=32``."""
+    def arg(m: re.Match) -> str:
+        name, value = m.group(1), m.group(2)
+        if value is None:
+            return f"{name}="
+        return f"{name}={value}" if value.isdigit() else f'{name}="{value}"'
+
+    return re.sub(r"--(" + "|".join(ARGS) + r")\b(?: ([A-Za-z0-9][\w:.-]*))?", arg, msg)
 
 
 def upscale(clip, variant: str | None = None, scale: int | None = None, **kwargs):

@@ -772,3 +772,14 @@ def test_a_still_listed_first_is_not_the_video(tmp_path: Path) -> None:
                                                                                       ("mjpeg", 32, 32)]
         assert [bytes(p) for p in c.demux(c.streams.video[1]) if p.size] == [jpg]
     assert n_frames(dst) == 6
+
+
+def test_avi_gets_the_frame_rate_as_its_time_base(tmp_path: Path) -> None:
+    """AVI has one frame per tick: Matroska's 1 ms time base gave a "1000 fps" header padded with empty frames."""
+    dst = tmp_path / "o.avi"
+    code, err = run(str(SAMPLE_CLIP), str(dst), "--variant", "mks", "--max-frames", "6")
+    assert code == 0, err
+    with av.open(str(dst)) as c:
+        s = c.streams.video[0]
+        assert s.average_rate == 25 and s.time_base == Fraction(1, 25)
+        assert sum(1 for p in c.demux(s) if p.size) == 6

@@ -491,6 +491,11 @@ def test_subtitles_converted_between_mp4_and_mkv(tmp_path: Path) -> None:
     name, texts, times = subtitle_texts(mp4)
     assert name == "mov_text"
     assert [t for t in texts if len(t) > 2] == [b"\x00\x05hello", b"\x00\x05world"]
+    webm = tmp_path / "o.webm"  # WebM holds WebVTT: SRT goes in as that (it was dropped)
+    code, err = run(str(mkv), str(webm), "--variant", "mks", "--codec", "libvpx-vp9")
+    assert code == 0 and "written as webvtt" in err and "can't be carried" not in err, err
+    name, texts, times = subtitle_texts(webm)
+    assert name == "webvtt" and (texts, times) == ([b"hello", b"world"], [0, 200])
 
 
 # --- counts --------------------------------------------------------------------------------------------------

@@ -360,7 +360,7 @@ class Writer(threading.Thread):
                 return
             o = None
         if o is None and name in TEXT_SUBS:  # text subtitles the container can't hold as they are: the text in
-            for target in ("mov_text", "subrip"):  # a text format it can hold
+            for target in ("mov_text", "subrip", "webvtt"):  # a text format it can hold
                 try:
                     o = self.out.add_stream(target)
                 except ValueError:

@@ -417,12 +417,17 @@ def test_mid_stream_size_change_is_named(tmp_path: Path) -> None:
 
 
 # --- cover art, subtitles that need another form -------------------------------------------------------------
-def test_cover_art_kept_in_mp4(tmp_path: Path) -> None:
+def cover_jpeg() -> bytes:
+    """A 32x32 red JPEG: the cover art of the tests below."""
     from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(np.full((32, 32, 3), (200, 50, 50), np.uint8)).save(buf, "JPEG")
-    jpg = buf.getvalue()
+    return buf.getvalue()
+
+
+def test_cover_art_kept_in_mp4(tmp_path: Path) -> None:
+    jpg = cover_jpeg()
     src = tmp_path / "in.mp4"
     with av.open(str(src), "w") as out:
         v = out.add_stream("libx264", rate=25)
@@ -659,14 +664,11 @@ def test_pcm_into_mp4_and_raw_h264_timing(tmp_path: Path) -> None:
 def test_cover_art_stays_an_attachment_in_matroska(tmp_path: Path) -> None:
     """Matroska keeps covers as attachments (FFmpeg shows them as attached-picture streams); copying the
     stream wrote a one-frame video track instead."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.full((32, 32, 3), (200, 50, 50), np.uint8)).save(buf, "JPEG")
+    jpg = cover_jpeg()
     src = tmp_path / "cover.mkv"
     with av.open(str(src), "w") as out:
         v = _small_h264(out)
-        out.add_attachment("cover.jpg", "image/jpeg", buf.getvalue())
+        out.add_attachment("cover.jpg", "image/jpeg", jpg)
         _encode_frames(out, v)
     dst = tmp_path / "out.mkv"
     code, err = run(str(src), str(dst), "--variant", "mks")
@@ -678,7 +680,7 @@ def test_cover_art_stays_an_attachment_in_matroska(tmp_path: Path) -> None:
                      [bytes(p) for p in c.demux(s) if p.size])
                     for s in c.streams.video if s.disposition & av.stream.Disposition.attached_pic]
 
-    assert covers(dst) == covers(src) and len(covers(src)) == 1 and covers(src)[0][3] == [buf.getvalue()]
+    assert covers(dst) == covers(src) and len(covers(src)) == 1 and covers(src)[0][3] == [jpg]
 
 
 def test_ffmpeg_reason_is_read_from_its_log(tmp_path: Path) -> None:
@@ -752,11 +754,7 @@ def test_a_still_listed_first_is_not_the_video(tmp_path: Path) -> None:
     """A file whose first video stream is a one-frame still (a thumbnail track): the film is upscaled, as ffmpeg
     picks it (the most pixels, not cover art), and the still copied (it was the other way round: the still
     upscaled and the film copied untouched, without a word)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.full((32, 32, 3), (200, 50, 50), np.uint8)).save(buf, "JPEG")
-    jpg = buf.getvalue()
+    jpg = cover_jpeg()
     src = tmp_path / "in.mkv"
     with av.open(str(src), "w") as out:
         still = out.add_stream("mjpeg", rate=25)

@@ -136,15 +136,15 @@ class Upscaler:
         fh, fw = self.descriptor.fixed_size
         ov = -(-self.tile_overlap // self.descriptor.tile_align) * self.descriptor.tile_align
         best = min(fh, fw) - 2 * ov
-        if best < 8:
-            self.tile_overlap, ov, best = 0, 0, min(fh, fw)
-        return best, ov
+        return (best, ov) if best >= 8 else (min(fh, fw), 0)  # too small a graph for context: tiles just meet
 
     def _check_fixed_tiling(self) -> None:
         """A fixed-size graph runs whole frames when they fit (padded to it); otherwise tiles padded to its
         size: a tile asked for must fit with its context."""
         fh, fw = self.descriptor.fixed_size
         best, ov = self._fixed_tile()
+        if ov == 0:
+            self.tile_overlap = 0
         if self.tile and self.tile + 2 * ov > min(fh, fw):
             raise ValueError(f"--tile {self.tile} plus {ov} px of context on each side exceeds the {fw}x{fh} "
                              f"input of {self.descriptor.variant}; use --tile {best} or less")

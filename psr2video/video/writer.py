@@ -186,6 +186,7 @@ class Writer(threading.Thread):
         self.copy_map: dict[int, Any] = {}
         self.convert: dict[int, Callable[[bytes], bytes | None]] = {}  # input index -> payload rewrite
         self._inp = inp
+        self._timecode: str | None = None  # a timecode track's start, for the video stream's tag
         for s in copy_streams:
             self._add_copy(s)
         self._copy_metadata(inp)
@@ -392,9 +393,11 @@ class Writer(threading.Thread):
         md = s.metadata or {}
         handler = md.get("handler_name", "")
         if md.get("timecode") or "timecode" in handler.lower():
-            tc = md.get("timecode") or self.vstream.metadata.get("timecode")
+            tc = md.get("timecode") or main_video(self._inp).metadata.get("timecode")
+            self._timecode = self._timecode or tc  # given to the video stream with its metadata
             self.warn(f"note: timecode track #{s.index} is not copied as a stream"
-                      + (f"; its timecode {tc} is carried as the video's timecode tag" if tc else ""))
+                      + (f"; its timecode {tc} is carried as the video's timecode tag" if tc else
+                         "; it holds no timecode tag to carry"))
             return
         try:
             chapters = bool(self._inp.chapters())
@@ -436,6 +439,8 @@ class Writer(threading.Thread):
             vin = main_video(inp)
             self.vstream.metadata.update({k: v for k, v in vin.metadata.items()
                                           if k.lower() not in ("encoder", "duration")})
+            if self._timecode and not any(k.lower() == "timecode" for k in self.vstream.metadata):
+                self.vstream.metadata["timecode"] = self._timecode  # MOV/MP4 rebuild a tmcd track from it
             self.out.metadata.update({k: v for k, v in inp.metadata.items() if k.lower() != "encoder"})
             chapters = inp.chapters()
             fmt = self.out.format.name

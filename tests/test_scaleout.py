@@ -394,3 +394,39 @@ def test_failing_segment_is_named(ray_local, clip, tmp_path: Path) -> None:
     with pytest.raises(ScaleoutError, match=r"segment \d+ \([\d.]+-[\d.]+ s\) failed after 2 attempt\(s\)") as e:
         run(job, quiet=True)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_display_matrix_and_field_order_are_joined(ray_local, tmp_path: Path) -> None:
+    """A phone clip (display matrix: rotated 90 degrees) and an interlaced one: the single-process output carries
+    both (and says so); the segments are NUT, which keeps neither, and the join wrote the scale-out output
+    unrotated and progressive-tagged without a word."""
+    for name, rotation, tff in (("rotated.mp4", 90, False), ("tff.mkv", 0, True)):
+        src = tmp_path / name
+        with av.open(str(src), "w") as out:
+            v = out.add_stream("libx264", rate=25)
+            v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+            v.options = {"preset": "veryfast",
+                         "x264-params": "keyint=12:min-keyint=12:scenecut=0" + (":tff=1" if tff else "")}
+            if tff:
+                v.codec_context.flags |= av.codec.context.Flags.interlaced_dct
+                v.codec_context.field_order = 2
+            if rotation:
+                v.set_display_rotation(rotation)
+            for i in range(36):
+                img = np.full((48, 64, 3), (i * 7) % 256, np.uint8)
+                f = av.VideoFrame.from_ndarray(img, format="rgb24")
+                f.pts = i
+                out.mux(v.encode(f))
+            out.mux(v.encode(None))
+        single, multi = tmp_path / f"single-{name}.mkv", tmp_path / f"multi-{name}.mkv"
+        assert upscale(str(src), str(single))[0] == 0
+        code, err = upscale(str(src), str(multi), "--workers", "2", "--segment-seconds", "0.5")
+        assert code == 0, err
+        assert ("rotated by 90 degrees" in err) == bool(rotation) and ("interlaced input" in err) == tff, err
+        facts = []
+        for f in (single, multi):
+            with av.open(str(f)) as c:
+                s = c.streams.video[0]
+                facts.append((int(next(c.decode(s)).rotation or 0), s.codec_context.field_order))
+        assert facts[1] == facts[0] == (rotation, 2 if tff else 0), (name, facts)

@@ -105,6 +105,23 @@ def check_headers(files: list[Path]) -> None:
                             "remove the work folder and run again")
 
 
+def source_frame_facts(source: str) -> Any:
+    """The display matrix and field order of the source's first frame (a FirstFrame), for the output's video
+    stream: the segments are NUT, which keeps neither. HDR10 metadata is left out: every segment's encoder
+    was given it, so it is in the segments' bitstream already."""
+    from ..video.reader import FirstFrame, first_frame, main_video
+
+    try:
+        with av.open(source) as c:
+            s = main_video(c)
+            for frame in c.decode(s):
+                f = first_frame(frame, s.codec_context)
+                return FirstFrame(rotation=f.rotation, interlaced=f.interlaced, field_order=f.field_order)
+    except av.error.FFmpegError:  # a damaged start: the segments and the run already say so
+        pass
+    return FirstFrame()
+
+
 def join(source: str, files: list[Path], output: str, codec: str, fmt: str | None,
          warn: Callable[[str], None] = print) -> int:
     """Write ``output`` from the segment ``files`` and the source's other streams; the video packet count."""
@@ -127,7 +144,7 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
                             height=template.codec_context.height, codec=codec,
                             pix_fmt=template.codec_context.pix_fmt, crf=None, preset=None,
                             time_base=info.time_base, rate=info.rate, color_tags=info.color.output_tags(), fmt=fmt,
-                            warn=warn,
+                            warn=warn, first=source_frame_facts(source),
                             video_template=template, out_name=output)
             copied = [s for s in copy if s.index in writer.copy_map]
             writer.start()

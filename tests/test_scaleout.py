@@ -430,3 +430,18 @@ def test_display_matrix_and_field_order_are_joined(ray_local, tmp_path: Path) ->
                 s = c.streams.video[0]
                 facts.append((int(next(c.decode(s)).rotation or 0), s.codec_context.field_order))
         assert facts[1] == facts[0] == (rotation, 2 if tff else 0), (name, facts)
+
+
+@pytest.mark.parametrize("folder", ["/proc", "/sys"])
+def test_unwritable_output_folder_is_one_line(tmp_path: Path, folder: str) -> None:
+    """An output folder where nothing can be created: the single-process run says "can't write OUT: ..."; with
+    --workers the lock of the work folder failed after the scan and Ray's start: a PermissionError traceback
+    (/sys), or "another psr2video run is using ..." (/proc) when no other run existed."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'psr2video[ray]')")
+    if not Path(folder).is_dir() or os.access(folder, os.W_OK) and folder != "/proc":
+        pytest.skip(f"{folder} is not an unwritable folder here")
+    src = make_clip(tmp_path / "in.mkv", n=12)
+    out = f"{folder}/psr2video-test-out.mkv"
+    r = CliRunner().invoke(cli, ["upscale", str(src), out, "--variant", "mks", "-q", "--workers", "2"])
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"Error: can't write {out}: "), r.output

@@ -14,6 +14,21 @@ UNSUPPORTED = {"max_frames": "--max-frames", "overlay_fps": "--overlay-fps", "in
                "deinterlace": "--deinterlace"}
 
 
+def _unwritable(output: str) -> str | None:
+    """Why nothing can be written next to OUT (the work folder, its lock and OUT itself), or None."""
+    import tempfile
+    from pathlib import Path
+
+    from ..video.writer import _describe_output_error
+
+    out = Path(output)
+    try:
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+            return None
+    except OSError as e:
+        return _describe_output_error(output, e)
+
+
 def scaleout_upscale(input: str, output: str, *, workers: int, address: str | None, segment_seconds: float,
                      keep_work: bool, variant: str, scale: int, weights: str | None, backend: str,
                      precision: str | None, tile: int, device: str, batch: int, codec: str, crf: float | None,
@@ -33,6 +48,8 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
         raise error(RAY_HINT) from None
     if "-" in (input, output):
         raise error("--workers/--ray need a file for IN and OUT (segments are cut by seeking), not '-'")
+    if (why := _unwritable(output)) is not None:  # before the scan and Ray's start-up, as a single run says it
+        raise error(why)
     if workers < 0:
         raise error("--workers must be >= 0 (0: one per GPU, or one per two CPU cores)")
     if segment_seconds <= 0:

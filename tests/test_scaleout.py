@@ -445,3 +445,13 @@ def test_unwritable_output_folder_is_one_line(tmp_path: Path, folder: str) -> No
     r = CliRunner().invoke(cli, ["upscale", str(src), out, "--variant", "mks", "-q", "--workers", "2"])
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"Error: can't write {out}: "), r.output
+
+
+def test_profile_with_workers_is_refused(tmp_path: Path) -> None:
+    """--profile pins TensorRT engines (and a wrong name is refused in a single-process run); with --workers it
+    was dropped without a word, even 'nonsense', and the run went on with any engine."""
+    src = make_clip(tmp_path / "in.mkv", n=12)
+    r = CliRunner().invoke(cli, ["upscale", str(src), str(tmp_path / "out.mkv"), "--variant", "mks", "-q",
+                                 "--workers", "2", "--profile", "nonsense"])
+    assert r.exit_code == 1 and "--profile can't be combined with --workers/--ray" in r.output, r.output
+    assert not (tmp_path / "out.mkv").exists()

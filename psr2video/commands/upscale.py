@@ -152,6 +152,8 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
         scale = scale or 2
     if model_file is not None and (workers is not None or ray_address is not None):
         raise UserError("--model with --workers/--ray is not supported yet; run it without scale-out")
+    if profile is not None and (workers is not None or ray_address is not None):  # refused, not ignored
+        raise UserError("--profile can't be combined with --workers/--ray (each worker picks its own engines)")
     if workers is None and ray_address is None:  # scale-out settings are refused alone, not ignored
         source = ctx.get_parameter_source
         for name, flag in (("segment_seconds", "--segment-seconds"), ("keep_work", "--keep-work")):

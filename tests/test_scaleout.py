@@ -455,3 +455,27 @@ def test_profile_with_workers_is_refused(tmp_path: Path) -> None:
                                  "--workers", "2", "--profile", "nonsense"])
     assert r.exit_code == 1 and "--profile can't be combined with --workers/--ray" in r.output, r.output
     assert not (tmp_path / "out.mkv").exists()
+
+
+@pytest.mark.slow  # CI runs it (--run-slow): a Ray start in a child process
+def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:
+    """kill (SIGTERM) stops a single-process run cleanly; in scale-out Ray's own handler took it (sys.exit, and
+    Ray's crash dump '*** SIGTERM received ... PC: @ ...' on stderr, exit 1) instead of the Ctrl-C path."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'psr2video[ray]')")
+    import time
+
+    src = make_clip(tmp_path / "in.mkv", n=240)
+    out = tmp_path / "out.mkv"
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    p = subprocess.Popen([sys.executable, "-m", "psr2video", "upscale", str(src), str(out), "--variant", "mks",
+                          "--codec", "ffv1", "-q", "--workers", "2", "--segment-seconds", SEG],
+                         stderr=subprocess.PIPE, text=True, env=env)
+    manifest = tmp_path / f".{out.name}.psr2video-work" / "manifest.json"
+    deadline = time.monotonic() + 120
+    while not manifest.exists() and p.poll() is None and time.monotonic() < deadline:  # Ray is up
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "stopping (SIGTERM" in err and "run the same command again to resume" in err, err
+    assert "SIGTERM received" not in err and not out.exists() and manifest.exists(), err

@@ -64,10 +64,14 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        click.echo("\nstopping (finished segments are kept; Ctrl-C again to abort)...", err=True)
+        by = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        click.echo(f"\nstopping ({by}; finished segments are kept; Ctrl-C again to abort)...", err=True)
 
+    # SIGTERM (kill, a service manager, a batch scheduler) stops as Ctrl-C does, as in a single-process run; a
+    # signal ignored by whoever started us stays ignored
     main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGINT, on_sigint) if main else None
+    old = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)
+           if main and signal.getsignal(sig) is not signal.SIG_IGN}
     notes: list[str] = []
 
     def warn(msg: str) -> None:
@@ -89,8 +93,8 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
             raise error(str(e)) from None
         raise
     finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     kind = "GPU" if s.placement.device == "cuda" else f"CPU ({s.placement.threads} thread(s) each)"
     fps = s.frames / s.seconds if s.seconds else 0.0
     click.echo(f"done: {s.frames} frames in {s.seconds:.1f} s ({fps:.1f} fps) on {s.workers} {kind} worker(s), "

@@ -145,6 +145,8 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
     main = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main else None  # ray.init replaces it
     started = _connect(ray, job)
+    if started and main and callable(sigterm):  # the caller's SIGTERM handler (stop cleanly), not Ray's sys.exit
+        signal.signal(signal.SIGTERM, sigterm)
     try:
         if progress is None:
             progress = progress_actor(ray)

@@ -479,3 +479,24 @@ def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:
     assert p.returncode == 130, err
     assert "stopping (SIGTERM" in err and "run the same command again to resume" in err, err
     assert "SIGTERM received" not in err and not out.exists() and manifest.exists(), err
+
+
+def test_raw_stream_without_timestamps_is_one_line(tmp_path: Path) -> None:
+    """A raw H.264 elementary stream has no timestamps: a single process times its frames from the frame rate;
+    scale-out crashed with a traceback (NUT's muxer refused the first cut: 'Invalid argument') after Ray's
+    start. It is now refused in one line before Ray starts."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'psr2video[ray]')")
+    src = tmp_path / "in.h264"
+    with av.open(str(src), "w", format="h264") as out:
+        v = out.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        v.options = {"preset": "veryfast", "x264-params": "keyint=6:min-keyint=6:scenecut=0"}
+        for i in range(24):
+            f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), i * 9, np.uint8), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    r = CliRunner().invoke(cli, ["upscale", str(src), str(tmp_path / "out.mkv"), "--variant", "mks", "-q",
+                                 "--workers", "2", "--segment-seconds", "0.25"])
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 1 and len(lines) == 1 and "has no timestamps" in lines[0], r.output

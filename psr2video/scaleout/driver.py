@@ -139,6 +139,10 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
     packets, tb = split.scan(job.input)
     if not packets:
         raise ScaleoutError(f"no video packets in {job.input}")
+    if all(p.pts is None for p in packets):  # the cuts and each segment's frames are told apart by time
+        raise ScaleoutError(f"{job.input} has no timestamps (a raw .h264/.hevc stream?), which --workers/--ray cut "
+                            "by; put it in a container first (ffmpeg -r RATE -i IN -c copy IN.mkv) or run without "
+                            "--workers/--ray (a single process times its frames from the frame rate)")
     color = split.source_color(job.input)
     truncated = split.truncation(job.input, packets, tb)
     wdata = Path(job.weights).read_bytes() if job.weights else None  # hashed into job.settings already

@@ -500,3 +500,34 @@ def test_raw_stream_without_timestamps_is_one_line(tmp_path: Path) -> None:
                                  "--workers", "2", "--segment-seconds", "0.25"])
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert r.exit_code == 1 and len(lines) == 1 and "has no timestamps" in lines[0], r.output
+
+
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_resume_with_another_plan_keeps_finished_segments(ray_local, clip, tmp_path: Path) -> None:
+    """The plan depends on the worker count (at least one segment per worker) and --segment-seconds, neither of
+    which decides a segment's bytes: resuming with another count (a lost node under --ray auto) threw every
+    finished segment away ('made with other settings or another source; starting afresh')."""
+    from dataclasses import replace
+
+    from psr2video.scaleout import Interrupted, run
+    from psr2video.scaleout.manifest import work_dir
+
+    src, ref = clip
+    out = tmp_path / "out.mkv"
+    manifest = work_dir(str(out)) / "manifest.json"
+
+    class StopAfterFirst(threading.Event):
+        def is_set(self) -> bool:
+            try:
+                return bool(json.loads(manifest.read_text())["done"])
+            except (OSError, ValueError):
+                return False
+
+    with pytest.raises(Interrupted):
+        run(_job(src, out), quiet=True, stop=StopAfterFirst())
+    kept = sorted(int(k) for k in json.loads(manifest.read_text())["done"])
+    notes: list[str] = []
+    s = run(replace(_job(src, out), segment_seconds=1.0), quiet=True, warn=notes.append)
+    assert s.reused == kept and kept, notes
+    assert any("keeping the segment plan" in n for n in notes), notes
+    assert_same(out, ref)

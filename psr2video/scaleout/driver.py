@@ -156,13 +156,14 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             progress = progress_actor(ray)
         workers, place, resources = placement(ray, job)
         segments = split.plan(packets, tb, job.segment_seconds, min_segments=workers)
-        pts = sorted(p.pts for p in packets if p.pts is not None)  # frames per segment: start <= pts < end
-        expected = {s.index: (len(pts) if s.end is None else bisect_left(pts, s.end))
-                    - (0 if s.start is None else bisect_left(pts, s.start)) for s in segments}
         with WorkDir(job.output) as wd:
             done = wd.open(split.source_id(job.input), job.settings, segments)
             if wd.reset_note:
                 warn(wd.reset_note)
+            segments = wd.segments(tb)  # a resumed folder's own plan, when only --workers/--segment-seconds differ
+            pts = sorted(p.pts for p in packets if p.pts is not None)  # frames per segment: start <= pts < end
+            expected = {s.index: (len(pts) if s.end is None else bisect_left(pts, s.end))
+                        - (0 if s.start is None else bisect_left(pts, s.start)) for s in segments}
             todo = [s for s in segments if s.index not in done]
             if done:
                 warn(f"resuming: {len(done)} of {len(segments)} segments already done in {wd.path}")

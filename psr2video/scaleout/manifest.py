@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,10 @@ class Manifest:
         return (self.version, self.source, self.settings, self.plan) == (
             other.version, other.source, other.settings, other.plan)
 
+    def same_source(self, other: Manifest) -> bool:
+        """The same source and output settings (the plan may differ: another --workers or --segment-seconds)."""
+        return (self.version, self.source, self.settings) == (other.version, other.source, other.settings)
+
 
 class WorkDir:
     """The work folder of one output: finished segments, the manifest, a lock."""
@@ -75,8 +80,13 @@ class WorkDir:
         want = Manifest(source, asdict(settings), Manifest.plan_of(segments))
         have = self._load()
         if have is not None and not have.same_job(want):
-            self.reset_note = f"note: {self.path} was made with other settings or another source; starting afresh"
-            have = None
+            if have.done and have.same_source(want):  # only the plan differs: its finished segments stay valid
+                self.reset_note = (f"note: keeping the segment plan of {self.path} ({len(have.plan)} segments, made "
+                                   "with another --workers or --segment-seconds) and its finished segments")
+            else:
+                self.reset_note = (f"note: {self.path} was made with other settings or another source; starting "
+                                   "afresh")
+                have = None
         if have is None:
             if self.path.exists():
                 shutil.rmtree(self.path)
@@ -95,6 +105,12 @@ class WorkDir:
                 f.unlink()
         self._save()
         return done
+
+    def segments(self, time_base: Fraction) -> list[Segment]:
+        """The plan the folder's segments were made for."""
+        assert self.manifest is not None
+        return [Segment(int(i), start, end, int(first), int(last), time_base)
+                for i, start, end, first, last in self.manifest.plan]
 
     def _load(self) -> Manifest | None:
         try:

@@ -531,3 +531,28 @@ def test_resume_with_another_plan_keeps_finished_segments(ray_local, clip, tmp_p
     assert s.reused == kept and kept, notes
     assert any("keeping the segment plan" in n for n in notes), notes
     assert_same(out, ref)
+
+
+def _x265_segment(path: Path, threads: int, width: int = 64) -> Path:
+    with av.open(str(path), "w", format="nut") as out:
+        v = out.add_stream("libx265", rate=24)
+        v.width, v.height, v.pix_fmt = width, 48, "yuv420p"
+        v.options = {"x265-params": f"log-level=error:frame-threads={threads}:pools={threads}"}
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(np.full((48, width, 3), i * 9, np.uint8), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    return path
+
+
+def test_x265_segments_from_nodes_with_other_core_counts_join(tmp_path: Path) -> None:
+    """x265 writes its settings in an SEI of its headers, frame-threads and numa-pools included, which it picks
+    from the node's core count: HEVC segments from a 16-core and a 32-core node were refused at the join
+    ('encoded with other parameters; remove the work folder and run again', which fails again)."""
+    from psr2video.scaleout.join import JoinError, check_headers
+
+    a, b = _x265_segment(tmp_path / "a.nut", 1), _x265_segment(tmp_path / "b.nut", 3)
+    check_headers([a, b])
+    with pytest.raises(JoinError):  # a real difference is still refused
+        check_headers([a, _x265_segment(tmp_path / "c.nut", 1, width=80)])

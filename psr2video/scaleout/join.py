@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -91,13 +92,22 @@ def _source_packets(inp: Any, streams: list[Any]) -> Iterator[tuple[float, int, 
         yield float(ts * pkt.time_base), -n, pkt
 
 
+def _headers(codec: str, extradata: bytes) -> bytes:
+    """The codec headers that must match across segments. HEVC's without its SEI NAL units: x265 writes its
+    settings there, and frame-threads / numa-pools follow each node's core count (informational only)."""
+    if codec != "hevc" or not extradata.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
+        return extradata
+    nals = [n.rstrip(b"\x00") for n in re.split(b"\x00\x00\x01", extradata) if n.strip(b"\x00")]
+    return b"\x00\x00\x01".join(n for n in nals if (n[0] >> 1) & 0x3F not in (39, 40))  # prefix/suffix SEI
+
+
 def check_headers(files: list[Path]) -> None:
     """All segments must share codec, size, pixel format and codec headers to be one stream."""
     first = None
     for f in files:
         with av.open(str(f)) as c:
             cc = c.streams.video[0].codec_context
-            key = (cc.name, cc.width, cc.height, cc.pix_fmt, bytes(cc.extradata or b""))
+            key = (cc.name, cc.width, cc.height, cc.pix_fmt, _headers(cc.name, bytes(cc.extradata or b"")))
         if first is None:
             first = key
         elif key != first:

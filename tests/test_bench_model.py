@@ -71,6 +71,20 @@ def test_bench_model_auto_reports_choice(tmp_path, monkeypatch):
     assert "backend auto -> onnxruntime" in r.output
 
 
+def test_bench_model_auto_bf16_picks_torch(tmp_path, monkeypatch):
+    """README: an explicit --precision bf16 makes auto pick torch (bench model said onnxruntime can't run bf16)."""
+    from psr2video.cli import cli
+
+    monkeypatch.setenv("PSR2VIDEO_CACHE", str(tmp_path / "cache"))
+    r = CliRunner().invoke(cli, ["bench", "model", "-v", "realtime", "--size", "24x16", "--iters", "1",
+                                 "--warmup", "0", "--no-peers", "--no-baselines", "--device", "cpu",
+                                 "-p", "bf16", "--json", str(tmp_path / "b.json")])
+    assert r.exit_code == 0, r.output
+    assert "backend auto -> torch" in r.output
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert [(row["backend"], row["precision"]) for row in rows] == [("torch", "bf16")]
+
+
 @pytest.mark.parametrize("args, words", [
     (("--size", "0x0"), "--size must be positive"),
     (("--batch", "0"), "'--batch': 0 is not in the range x>=1"),

@@ -86,10 +86,10 @@ def bench_model(variants, models, scale, size, batch, tile, backend, precision, 
         names += list(PEERS)[::-1]
     if baselines:
         names += [b for b in ("bicubic", "mks") if b not in names]
-    if backend == "auto":
-        from ..runtime.auto import resolve_auto
+    if backend == "auto":  # as the Upscaler resolves it: an explicit bf16 picks torch, the only bf16 backend
+        from ..runtime.auto import resolve
 
-        cfg, reason = resolve_auto(dev)
+        cfg, reason = resolve("auto", dev, precision)
         backend = cfg.name
         click.echo(f"backend auto -> {backend}: {reason}")
     info = machine_info(dev)

@@ -185,6 +185,22 @@ def test_colour_round_trip_psnr(tmp_path: Path, pix_fmt: str, space: int | None)
                 assert 10 * math.log10(peak**2 / np.mean((pa - down) ** 2)) >= 35.0
 
 
+def test_pix_fmt_yuvj_writes_full_range_codes(tmp_path: Path) -> None:
+    """--pix-fmt yuvj444p: the encoder flags the stream full range, so the codes must be full range too (they
+    were the limited-range input's codes, which a player then stretched)."""
+    src = make_clip(tmp_path / "in.mkv", 64, 32, pts=[0, 40, 80], codec="ffv1", pix_fmt="yuv444p",
+                    space=C.SPACE_BT709, audio=(), subtitle=False)
+    out = tmp_path / "out.mkv"
+    code, err = upscale(str(src), str(out), "--pix-fmt", "yuvj444p", "--crf", "0")
+    assert code == 0, err
+    with av.open(str(out)) as b:
+        assert b.streams.video[0].codec_context.color_range == C.RANGE_FULL
+        frames = list(b.decode(video=0))
+    for i, y in enumerate(frames):  # read back as the file says (full range), through swscale
+        rgb = y.to_ndarray(format="rgb24", src_colorspace="ITU709", src_color_range="JPEG").astype(np.float64)
+        assert _psnr(pattern(32, 64, i), rgb.reshape(32, 2, 64, 2, 3).mean((1, 3))) >= 35.0
+
+
 def test_streams_timestamps_and_tags(tmp_path: Path) -> None:
     """VFR 8-bit clip with AAC + Opus + SRT + a font: same frames and times, audio byte-identical, subs kept."""
     src = make_clip(tmp_path / "in.mkv", audio=("aac", "libopus"), font=True, chapters=True)

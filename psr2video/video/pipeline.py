@@ -123,9 +123,11 @@ class DeviceStage:
     """YUV planes -> RGB -> Upscaler -> YUV planes, batched; CUDA path overlaps copies with compute."""
 
     def __init__(self, upscaler: Any, color: ColorInfo, out_size: tuple[int, int], out_pix_fmt: str,
-                 stats: Stats | None = None, overlay: bool = False, ops: Any = None) -> None:
+                 stats: Stats | None = None, overlay: bool = False, ops: Any = None,
+                 out_color: ColorInfo | None = None) -> None:
         self.up = upscaler
         self.color = color
+        self.out_color = out_color or color  # the output's range may differ (--pix-fmt yuvj*: full range)
         self.out_w, self.out_h = out_size
         if out_pix_fmt not in PLANAR:
             raise OutputError(f"--pix-fmt {out_pix_fmt} is not a planar YUV/grey format the pipeline writes")
@@ -241,7 +243,7 @@ class DeviceStage:
         out = self.up(rgb)[..., : self.out_h, : self.out_w]
         t0 = self._time("infer", t0, n)  # on CUDA: launch time (the copy/compute overlap hides the rest)
         with self._colour_threads():
-            yuv = rgb_to_yuv(out, self.bits, self.color, self.sw, self.sh, gray=self.gray,
+            yuv = rgb_to_yuv(out, self.bits, self.out_color, self.sw, self.sh, gray=self.gray,
                              assume_clamped=bool(getattr(self.up, "clamp", False)))
         if self.overlay and self.stats is not None:
             burn_text(yuv, f"{self.stats.fps_now:.1f} fps", self.bits, self.sw, self.sh)
@@ -296,6 +298,10 @@ class _Run:
         self._notes(info, first)
         pix_fmt, (w, h) = self._output_format(info)
         res.out_size, res.pix_fmt, res.color = (w, h), pix_fmt, info.color
+        out_color = info.color
+        if pix_fmt.startswith("yuvj") and not info.color.full_range:  # yuvj* is full range by definition (the
+            out_color = dataclasses.replace(info.color, full_range=True)  # encoders flag it so): codes to match
+            self.warn(f"note: --pix-fmt {pix_fmt} is full range; the limited-range input is written full range")
         prepare = getattr(self.up, "prepare", None)
         if prepare is not None:  # a fixed-size graph's fit; TensorRT: find or build an engine now, not mid-run
             prepare(opts.batch, info.height, info.width)
@@ -311,11 +317,11 @@ class _Run:
         stats.out_path = "" if self.tmp == "-" else self.tmp
         self.writer = Writer(self.tmp, inp, copy, width=w, height=h, codec=opts.codec, pix_fmt=pix_fmt, crf=opts.crf,
                              preset=opts.preset, time_base=info.time_base, rate=info.rate,
-                             color_tags=info.color.output_tags(), fmt=opts.fmt, depth=depth, stats=stats,
+                             color_tags=out_color.output_tags(), fmt=opts.fmt, depth=depth, stats=stats,
                              warn=self.warn, first=first, deinterlaced=opts.deinterlace,
                              mux_options=opts.mux_options, out_name=opts.output)
         reader.copy_ids = set(self.writer.copy_map)
-        self.stage = DeviceStage(self.up, info.color, (w, h), pix_fmt, stats, opts.overlay_fps)
+        self.stage = DeviceStage(self.up, info.color, (w, h), pix_fmt, stats, opts.overlay_fps, out_color=out_color)
         stats.queues = {"decode": reader.queue, "encode": self.writer.queue}
         if on_start is not None:
             on_start(stats, res)

@@ -711,7 +711,7 @@ def _stream_label(s: Any) -> str:
 
 def _describe_output_error(path: str, e: BaseException) -> str:
     if is_disk_full(e):
-        return f"disk full while writing {path}"
+        return "disk full while writing to stdout" if path == "-" else f"disk full while writing {path}"
     no = getattr(e, "errno", None)
     if no in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"can't write {path}: permission denied"

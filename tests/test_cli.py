@@ -45,6 +45,14 @@ def test_eval_unknown_dataset_is_one_line(tmp_path) -> None:
     assert r.exit_code == 1 and "dataset 'Nope' not found" in r.output
 
 
+def test_eval_picture_without_stress_is_refused(tmp_path) -> None:
+    """--picture alone drew nothing and exited 0; it needs --stress (or --shipped), said before any work."""
+    pic = tmp_path / "card.png"
+    r = CliRunner().invoke(cli, ["eval", "--variant", "mks", "--picture", str(pic)])
+    assert r.exit_code == 1 and "--picture" in r.output and "--stress" in r.output, r.output
+    assert "PSNR" not in r.output and not pic.exists()
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc (a folder no file can be made in)")
 @pytest.mark.parametrize("flag", ["--json", "--picture"])
 def test_eval_result_files_checked_before_the_work(flag) -> None:

@@ -71,6 +71,8 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
 
     if record and degraded:  # before minutes of evaluation, not after
         raise UserError("--record stores clean-protocol results only; drop --degraded")
+    if picture and not (stress or shipped):  # refused, not ignored (it wrote nothing and exited 0)
+        raise UserError("--picture draws the stress suite's text card: add --stress")
     check_writable(json_out, "--json")
     check_writable(picture, "--picture")
     data_root = data_root or paths.data_path("val")

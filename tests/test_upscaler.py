@@ -48,10 +48,12 @@ def test_bf16_keeps_the_base_path_float32() -> None:
     up = Upscaler(model=net, device="cpu", precision="bf16")
     assert up.dtype == torch.float32 and up.runner.compute_dtype == torch.bfloat16
     assert up.runner.model.base.kv.dtype == torch.float32  # .to(bfloat16) left the taps exact
+    with torch.no_grad():  # the base path itself is exact: float32 taps on the float32 input
+        assert torch.equal(up.runner.model.base(ramp), net.base(ramp))
     b = up(ramp)
-    # what is left is the bf16 detail network's own rounding (0.61 codes with the shipped realtime_x2 of
-    # 2026-12-03, whose detail is larger); a bf16 base would add up to 0.8 more
-    assert b.dtype == torch.float32 and (a - b).abs().max().item() * 255 < 0.75
+    # what is left is the bf16 detail network's own rounding, which grows with the shipped file's detail (0.61
+    # codes with realtime_x2 of 2026-12-03, 0.76 with that of 2026-12-04); a bf16 base would add up to 0.8 more
+    assert b.dtype == torch.float32 and (a - b).abs().max().item() * 255 < 1.0
 
 
 @pytest.mark.parametrize("variant", ["realtime", "stream", "mks"])

@@ -353,6 +353,20 @@ def test_killed_worker_is_retried(ray_local, clip, tmp_path: Path) -> None:
     assert_same(out, ref)
 
 
+class _StopAfterFirst(threading.Event):
+    """Ctrl-C as soon as the work folder's manifest keeps one segment."""
+
+    def __init__(self, manifest: Path) -> None:
+        super().__init__()
+        self.manifest = manifest
+
+    def is_set(self) -> bool:
+        try:
+            return bool(json.loads(self.manifest.read_text())["done"])
+        except (OSError, ValueError):
+            return False
+
+
 @pytest.mark.slow  # CI runs it (--run-slow); the default suite stays under 90 s
 def test_resume_redoes_only_missing(ray_local, clip, tmp_path: Path) -> None:
     from psr2video.scaleout import Interrupted, run
@@ -362,17 +376,8 @@ def test_resume_redoes_only_missing(ray_local, clip, tmp_path: Path) -> None:
     out = tmp_path / "out.mkv"
     manifest = work_dir(str(out)) / "manifest.json"
 
-    class StopAfterFirst(threading.Event):
-        """Ctrl-C as soon as one segment is kept."""
-
-        def is_set(self) -> bool:
-            try:
-                return bool(json.loads(manifest.read_text())["done"])
-            except (OSError, ValueError):
-                return False
-
     with pytest.raises(Interrupted, match="run the same command again"):
-        run(_job(src, out), quiet=True, stop=StopAfterFirst())
+        run(_job(src, out), quiet=True, stop=_StopAfterFirst(manifest))
     assert not out.exists()
     kept = sorted(int(k) for k in json.loads(manifest.read_text())["done"])
     assert kept
@@ -516,15 +521,8 @@ def test_resume_with_another_plan_keeps_finished_segments(ray_local, clip, tmp_p
     out = tmp_path / "out.mkv"
     manifest = work_dir(str(out)) / "manifest.json"
 
-    class StopAfterFirst(threading.Event):
-        def is_set(self) -> bool:
-            try:
-                return bool(json.loads(manifest.read_text())["done"])
-            except (OSError, ValueError):
-                return False
-
     with pytest.raises(Interrupted):
-        run(_job(src, out), quiet=True, stop=StopAfterFirst())
+        run(_job(src, out), quiet=True, stop=_StopAfterFirst(manifest))
     kept = sorted(int(k) for k in json.loads(manifest.read_text())["done"])
     notes: list[str] = []
     s = run(replace(_job(src, out), segment_seconds=1.0), quiet=True, warn=notes.append)

@@ -19,14 +19,14 @@ def _unwritable(output: str) -> str | None:
     import tempfile
     from pathlib import Path
 
-    from ..video.writer import _describe_output_error
+    from ..video.writer import describe_output_error
 
     out = Path(output)
     try:
         with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
             return None
     except OSError as e:
-        return _describe_output_error(output, e)
+        return describe_output_error(output, e)
 
 
 def scaleout_upscale(input: str, output: str, *, workers: int, address: str | None, segment_seconds: float,

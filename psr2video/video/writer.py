@@ -210,7 +210,7 @@ class Writer(threading.Thread):
         except Exception as e:  # noqa: BLE001 - FFmpeg's errno-typed errors
             if is_disk_full(e) or getattr(e, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS,
                                                                 errno.ENOENT, errno.EISDIR):
-                raise OutputError(_describe_output_error(self.shown, e)) from None
+                raise OutputError(describe_output_error(self.shown, e)) from None
             fmt = self.out.format.name
             held = [f"video {codec}"] + [f"{o.type} {_codec_name(o) or '?'} (#{i})" for i, o in self.copy_map.items()]
             why = ffmpeg_reason(e)
@@ -234,7 +234,7 @@ class Writer(threading.Thread):
                 return av.open(sys.stdout.buffer, "w", format=fmt or "matroska", options=options)
             return av.open(path, "w", format=fmt or None, options=options)
         except av.error.FFmpegError as e:
-            raise OutputError(_describe_output_error(self.shown, e)) from None
+            raise OutputError(describe_output_error(self.shown, e)) from None
         except ValueError as e:
             raise OutputError(f"can't write {self.shown}: {e}") from None
 
@@ -709,7 +709,8 @@ def _stream_label(s: Any) -> str:
     return md.get("filename") or md.get("title") or s.type
 
 
-def _describe_output_error(path: str, e: BaseException) -> str:
+def describe_output_error(path: str, e: BaseException) -> str:
+    """One line for an OSError met writing ``path`` (also the scale-out's early probe of OUT's folder)."""
     if is_disk_full(e):
         return "disk full while writing to stdout" if path == "-" else f"disk full while writing {path}"
     no = getattr(e, "errno", None)

@@ -388,6 +388,26 @@ def test_onnx_external_data_is_part_of_the_cache_key(tmp_path):
     assert float(Upscaler(model_file=f, device="cpu")(x).mean()) == pytest.approx(0.25)
 
 
+def test_onnx_external_data_walk_reaches_constants_and_subgraphs():
+    """The cache key's walk over a graph's tensors (public onnx API only) must see every place a weight can live:
+    initializers, Constant attributes and the branches of an If."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    from psr2video.foreign.onnx_file import _graph_tensors
+
+    def t(name: str):
+        return numpy_helper.from_array(np.zeros(2, np.float32), name)
+
+    branch = helper.make_graph([helper.make_node("Identity", ["b_init"], ["y"])], "branch", [],
+                               [helper.make_tensor_value_info("y", 1, [2])], initializer=[t("b_init")])
+    nodes = [helper.make_node("Constant", [], ["c"], value=t("const")),
+             helper.make_node("If", ["cond"], ["y"], then_branch=branch, else_branch=branch)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("cond", 9, [])],
+                              [helper.make_tensor_value_info("y", 1, [2])], initializer=[t("init")])
+    assert sorted(x.name for x in _graph_tensors(graph)) == ["b_init", "b_init", "const", "init"]
+
+
 def test_onnx_refusals_name_the_real_reason(tmp_path, compact):
     f = export_onnx_file(compact, tmp_path / "c.onnx", torch.rand(1, 3, 32, 32),
                          {"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "H", 3: "W"}})

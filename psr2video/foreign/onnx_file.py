@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,21 @@ def _layout(din: list, dout: list) -> str | None:
     return None
 
 
+def _graph_tensors(graph) -> Iterator:
+    """Every TensorProto a graph holds (initializers, constant attributes, subgraphs of If/Loop/Scan): any of them
+    may live in an external-data file. onnx has this walk only as private API, which may change under us."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _graph_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _graph_tensors(sub)
+
+
 def source_sha256(path: Path) -> str:
     """The file's hash, folded with those of its external-data files (``model.onnx.data``, as torch's dynamo
     exporter writes them): replacing either must rebuild every cached probe, rewrite and engine."""
@@ -149,9 +164,9 @@ def source_sha256(path: Path) -> str:
         bare = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - unreadable files are reported by load_proto
         return digest
-    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    locations = sorted({ExternalDataInfo(t).location for t in _get_all_tensors(bare) if uses_external_data(t)})
+    locations = sorted({ExternalDataInfo(t).location for t in _graph_tensors(bare.graph) if uses_external_data(t)})
     if not locations:
         return digest
     h = hashlib.sha256(digest.encode())

@@ -360,3 +360,27 @@ def test_sigterm_finalises_the_output(tmp_path: Path) -> None:
     assert p.returncode == 130 and "Traceback" not in err, head + err
     assert "stopped by SIGTERM after frame" in err and "Ctrl-C after" not in err, err  # named as what it was
     assert 0 < len(frame_times(out)) < n and not (tmp_path / ".o.partial.mkv").exists()
+
+
+def test_mp4_to_a_pipe_keeps_video_in_time_with_audio(tmp_path: Path) -> None:
+    """MP4 written to a real pipe (fragmented) starts video and audio where the same run into a file does: with
+    empty_moov the B-frame video started two frames after its audio."""
+    args = [str(ROOT / "samples" / "bbb_480x270.mkv"), "--variant", "mks", "--max-frames", "12", "-q", "-y"]
+    code, err = run_cli(args[0], str(tmp_path / "file.mp4"), *args[1:])
+    assert code == 0, err
+    with (tmp_path / "piped.mp4").open("wb") as sink:
+        p = subprocess.Popen([sys.executable, "-m", "psr2video", args[0], "-", "--format", "mp4", *args[1:]],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+        for chunk in iter(lambda: p.stdout.read(65536), b""):  # a pipe: the writer can't seek
+            sink.write(chunk)
+        assert p.wait(timeout=120) == 0, p.stderr.read().decode()
+
+    def starts(path: Path) -> tuple[float, float]:
+        with av.open(str(path)) as c:
+            v = next(c.decode(video=0))
+        with av.open(str(path)) as c:
+            a = next(c.decode(audio=0))
+        return float(v.pts * v.time_base), float(a.pts * a.time_base)
+
+    assert starts(tmp_path / "piped.mp4") == pytest.approx(starts(tmp_path / "file.mp4"), abs=1e-3)
+    assert frame_times(tmp_path / "piped.mp4") == pytest.approx(frame_times(tmp_path / "file.mp4"), abs=1e-3)

@@ -228,7 +228,10 @@ class Writer(threading.Thread):
         options = dict(mux_options or {})
         fmt = guess_format(path, fmt)
         if path == "-" and fmt in ("mp4", "mov", "ipod"):
-            options["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
+            # A pipe can't seek back to write the index, so the file is fragmented. delay_moov (not empty_moov)
+            # writes the header once the first fragment is known, with the edit list that starts B-frame video at
+            # its first pts: with empty_moov the video played two frames (80 ms at 25 fps) after the audio.
+            options["movflags"] = "frag_keyframe+delay_moov+default_base_moof"
         try:
             if path == "-":
                 return av.open(sys.stdout.buffer, "w", format=fmt or "matroska", options=options)

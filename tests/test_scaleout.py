@@ -554,3 +554,84 @@ def test_x265_segments_from_nodes_with_other_core_counts_join(tmp_path: Path) ->
     check_headers([a, b])
     with pytest.raises(JoinError):  # a real difference is still refused
         check_headers([a, _x265_segment(tmp_path / "c.nut", 1, width=80)])
+
+
+def make_decode_order_clip(path: Path, n: int = 48) -> Path:
+    """libx264 with B-frames whose container times are decode-order times (the frames decode with scrambled
+    pts): AVI keeps one time per frame, in decode order; the Matroska one is written with pts := dts (as some
+    remuxers do)."""
+    avi = path.suffix == ".avi"
+    tb = Fraction(1, 24) if avi else TB
+    out = av.open(str(path), "w")
+    v = out.add_stream("libx264", rate=24)
+    v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+    v.time_base = v.codec_context.time_base = tb
+    v.options = {"preset": "veryfast", "x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=3"}
+    rng = np.random.default_rng(1)
+    packets = []
+    for i in range(n):
+        f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (24, 32, 3)).astype(np.uint8), format="rgb24")
+        f.pts, f.time_base = round(i / 24 / tb), tb
+        packets += v.encode(f)
+    packets += v.encode(None)
+    d0 = packets[0].dts
+    for p in packets:
+        if not avi:
+            p.pts = p.dts = p.dts - d0
+        out.mux(p)
+    out.close()
+    return path
+
+
+def scaleout_without_ray(src: Path, out: Path, codec: str = "ffv1", seconds: float = 0.5) -> tuple[int, int]:
+    """What a scale-out run does, in this process: scan, plan, cut, upscale each segment, join."""
+    from psr2video.scaleout import split
+    from psr2video.scaleout.join import join
+    from psr2video.scaleout.tasks import Placement, Settings, upscale_segment
+
+    packets, tb = split.scan(str(src))
+    segs = split.plan(packets, tb, seconds, min_segments=2)
+    assert len(segs) >= 3
+    st = Settings("mks", 2, None, "auto", None, 0, 1, codec, None, None, None)
+    files = []
+    for seg, data in split.cut(str(src), segs, {s.index for s in segs}):
+        r = upscale_segment(st, Placement(), seg, data, None, 0, None, split.source_color(str(src)))
+        files.append(out.parent / f"segment{seg.index}.nut")
+        files[-1].write_bytes(r.data)
+    return join(str(src), files, str(out), codec, None)
+
+
+@pytest.mark.parametrize("name", ["bframes.avi", "decode-order.mkv"])
+def test_decode_order_timestamps_join(tmp_path: Path, name: str) -> None:
+    """B-frames in AVI, or Matroska whose pts come in decode order: the frames decode with times that go back,
+    and each segment nudged them one tick of the cut's finer NUT time base; rounded back to the source's at the
+    join that gave two frames one time (AVI: a segment's nudged end also overran the next one's start), and
+    the join failed ('Invalid argument') after all the work. Now the times are the single-process run's (AVI)
+    or at least strictly increasing, with every frame."""
+    src = make_decode_order_clip(tmp_path / name)
+    out = tmp_path / "out.mkv"
+    frames, _ = scaleout_without_ray(src, out)
+    ref = tmp_path / "ref.mkv"
+    assert upscale(str(src), str(ref))[0] == 0
+    got, want = [p for p, _ in decoded(out)], [p for p, _ in decoded(ref)]
+    assert frames == len(got) == len(want) == 48
+    assert all(b > a for a, b in zip(got, got[1:], strict=False)), got
+    if name.endswith(".avi"):
+        assert got == want
+
+
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_short_segment_is_one_line(ray_local, clip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A segment that brings back fewer frames than its span holds (and says no damage) was kept, and the join
+    wrote a shorter video without a word. Now it is one line, and the segment is not kept for a resume."""
+    from psr2video.scaleout import ScaleoutError, driver, run
+    from psr2video.scaleout.manifest import work_dir
+
+    real = driver.expected_frames  # segment 1 is told its span holds one frame more than it does
+    monkeypatch.setattr(driver, "expected_frames", lambda p, s: {k: v + (k == 1) for k, v in real(p, s).items()})
+    src, _ = clip
+    out = tmp_path / "out.mkv"
+    with pytest.raises(ScaleoutError, match=r"^segment 1 \([\d.]+-[\d.]+ s\) upscaled (\d+) of its \d+ frames") as e:
+        run(_job(src, out), quiet=True)
+    assert "\n" not in str(e.value) and not out.exists()
+    assert "1" not in json.loads((work_dir(str(out)) / "manifest.json").read_text())["done"]

@@ -161,9 +161,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             if wd.reset_note:
                 warn(wd.reset_note)
             segments = wd.segments(tb)  # a resumed folder's own plan, when only --workers/--segment-seconds differ
-            pts = sorted(p.pts for p in packets if p.pts is not None)  # frames per segment: start <= pts < end
-            expected = {s.index: (len(pts) if s.end is None else bisect_left(pts, s.end))
-                        - (0 if s.start is None else bisect_left(pts, s.start)) for s in segments}
+            expected = expected_frames(packets, segments)
             todo = [s for s in segments if s.index not in done]
             if done:
                 warn(f"resuming: {len(done)} of {len(segments)} segments already done in {wd.path}")
@@ -172,11 +170,11 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             t1 = time.perf_counter()
             if todo:
                 _upscale(ray, job, wd, todo, expected, board, workers, place, resources, wdata, stop, warn,
-                         quiet, progress, color)
+                         quiet, progress, color, short_ok=segments[-1].index if truncated else None)
             t2 = time.perf_counter()
             files = [wd.file(s.index) for s in segments]
             want = sum(wd.frames(s.index) for s in segments)
-            frames = join(job.input, files, job.output, job.settings.codec, job.fmt, warn=warn)
+            frames, _ = join(job.input, files, job.output, job.settings.codec, job.fmt, warn=warn)
             if frames != want:
                 raise ScaleoutError(f"joined {frames} frames but the segments hold {want}; kept {wd.path}")
             t3 = time.perf_counter()
@@ -192,10 +190,22 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
                 signal.signal(signal.SIGTERM, sigterm)
 
 
+def expected_frames(packets: list[split.Packet], segments: list[split.Segment]) -> dict[int, int]:
+    """Frames per segment: the source's packets with start <= pts < end."""
+    pts = sorted(p.pts for p in packets if p.pts is not None)
+    return {s.index: (len(pts) if s.end is None else bisect_left(pts, s.end))
+            - (0 if s.start is None else bisect_left(pts, s.start)) for s in segments}
+
+
 def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expected: dict[int, int], board: Board,
              workers: int, place: Placement, resources: dict[str, float], wdata: bytes | None,
-             stop: threading.Event, warn: Any, quiet: bool, progress: Any, color: Any = None) -> None:
-    """Feed the cuts to Ray tasks (a bounded number in flight), keep each result as it comes."""
+             stop: threading.Event, warn: Any, quiet: bool, progress: Any, color: Any = None,
+             short_ok: int | None = None) -> None:
+    """Feed the cuts to Ray tasks (a bounded number in flight), keep each result as it comes.
+
+    A segment must bring back every frame of its span (``expected``: the source's packets there), unless it says
+    where its input was damaged, or it is ``short_ok`` (the last one, when the source ends early): both are said
+    as a single-process run says them. A short one is not kept (the join would be short without a word)."""
     task = ray.remote(upscale_segment).options(max_retries=job.retries, retry_exceptions=True, **resources)
     if progress is None:
         progress = progress_actor(ray)
@@ -234,6 +244,12 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
                     raise ScaleoutError(f"segment {seg.index} ({seg.span()}) failed after {job.retries + 1} "
                                         f"attempt(s) and was not retried again: {_cause(e)}; the finished "
                                         f"segments are kept in {wd.path}") from None
+                want = expected[seg.index]
+                if out.frames < want and not out.damaged and seg.index != short_ok:
+                    _cancel(ray, pending)
+                    raise ScaleoutError(f"segment {seg.index} ({seg.span()}) upscaled {out.frames} of its {want} "
+                                        "frames (the others were decoded outside its span, or not at all); the "
+                                        f"finished segments are kept in {wd.path}")
                 wd.add(out)
                 board.finished[seg.index] = out.frames
                 for d in out.damaged:

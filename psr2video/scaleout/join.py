@@ -25,26 +25,55 @@ class JoinError(Exception):
     """The segments can't be joined (they were encoded differently)."""
 
 
-def _video_packets(files: list[Path], stream: Any, tb: Fraction) -> Iterator[tuple[float, int, Any]]:
-    """The segments' video packets in order, retimed to the source's time base (exact: NUT refines it).
+def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int] | None = None, tick: int = 1
+                   ) -> Iterator[tuple[float, int, Any]]:
+    """The segments' video packets in order, retimed to the output's time base ``tb`` (exact when it is the
+    source's: NUT refines it; rounded when it is coarser, e.g. AVI's one tick per frame).
+
+    Presentation times are kept strictly increasing across the whole stream as a single-process run's writer
+    keeps them: a frame less than ``tick`` (one tick of the muxer's time base) after the one before it is moved
+    to that. A segment's frames were
+    nudged that way already, but each segment starts afresh: a source whose packets carry their times in
+    decode order (B-frames in AVI, some remuxed Matroska) pushes a segment's last frames past the next
+    segment's first ones. A segment's times are read first (a pass over its packets' headers) for that; the
+    frames moved are counted in ``fixed[0]``.
 
     NUT stores presentation times only: with B-frames its demuxer gives no dts for a segment's first packets
     (the reorder delay), and Matroska's muxer refuses a packet without one. Those are filled in going back
     from the first known dts a frame at a time (what the encoder wrote: the delay before the keyframe), and
     dts is kept strictly increasing across the cuts."""
-    n, last_dts = 0, None
+    n, last_dts, last_pts = 0, None, None
     for f in files:
         with av.open(str(f)) as c:
             s = c.streams.video[0]
             stb = Fraction(s.time_base)
+            order = sorted(p.pts for p in c.demux(s) if p.size and p.pts is not None)  # presentation order
+        # each time of the segment -> its output time (the single-process rule, carried over from the segments
+        # before); the i-th packet in decode order moves its dts as the i-th frame in presentation order moves
+        # (dts_i <= the i-th presentation time, so dts stays <= pts and increasing)
+        when: dict[int, int] = {}
+        shift: list[int] = []
+        for y in order:
+            t = u = _exact(y * stb / tb)
+            if last_pts is not None and t < last_pts + tick:
+                t = last_pts + tick
+            if fixed is not None and (t != u or y in when):
+                fixed[0] += 1
+            when[y] = last_pts = t
+            shift.append(t - u)
+        with av.open(str(f)) as c:
+            s = c.streams.video[0]
             pending: list[Any] = []  # the leading packets without a dts, until one has it
+            i = -1
             for pkt in itertools.chain(c.demux(s), [None]):  # streamed: a segment can be gigabytes
                 if pkt is not None:
                     if not pkt.size:
                         continue
+                    i += 1
+                    d = shift[i] if i < len(shift) else 0
                     p = av.Packet(bytes(pkt))
-                    p.pts = None if pkt.pts is None else _exact(pkt.pts * stb / tb)
-                    p.dts = None if pkt.dts is None else _exact(pkt.dts * stb / tb)
+                    p.pts = None if pkt.pts is None else when[pkt.pts]
+                    p.dts = None if pkt.dts is None else _exact(pkt.dts * stb / tb) + d
                     p.duration = _exact(pkt.duration * stb / tb) if pkt.duration else 0
                     p.time_base = tb
                     p.is_keyframe = pkt.is_keyframe
@@ -54,8 +83,8 @@ def _video_packets(files: list[Path], stream: Any, tb: Fraction) -> Iterator[tup
                         continue
                 _fill_dts(pending)
                 for q in pending:
-                    if last_dts is not None and q.dts is not None and q.dts <= last_dts:
-                        q.dts = last_dts + 1
+                    if last_dts is not None and q.dts is not None and q.dts < last_dts + tick:
+                        q.dts = last_dts + tick
                     last_dts = q.dts if q.dts is not None else last_dts
                     t = float((q.dts if q.dts is not None else (q.pts or 0)) * tb)
                     n += 1
@@ -133,8 +162,9 @@ def source_frame_facts(source: str) -> Any:
 
 
 def join(source: str, files: list[Path], output: str, codec: str, fmt: str | None,
-         warn: Callable[[str], None] = print) -> int:
-    """Write ``output`` from the segment ``files`` and the source's other streams; the video packet count."""
+         warn: Callable[[str], None] = print) -> tuple[int, int]:
+    """Write ``output`` from the segment ``files`` and the source's other streams; (the video packet count, the
+    frames whose times the join moved to keep them increasing across the segments)."""
     from ..video.pipeline import partial_path
     from ..video.reader import PacketItem, main_video, stream_info
     from ..video.writer import EndOfVideo, Writer
@@ -158,7 +188,8 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
                             video_template=template, out_name=output)
             copied = [s for s in copy if s.index in writer.copy_map]
             writer.start()
-            merged = heapq.merge(_video_packets(files, writer.vstream, Fraction(info.time_base)),
+            fixed = [0]
+            merged = heapq.merge(_video_packets(files, writer.vstream, Fraction(info.time_base), fixed, writer._tick),
                                  _source_packets(inp, copied), key=lambda x: (x[0], x[1]))
             for _, _, pkt in merged:
                 writer.put(PacketItem(pkt))
@@ -171,7 +202,7 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
                 raise writer.error
             Path(tmp).replace(output)
             ok = True
-            return writer.frames
+            return writer.frames, fixed[0]
         finally:
             if not ok:
                 if writer is not None:

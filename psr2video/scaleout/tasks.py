@@ -136,7 +136,7 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
         opts = pipeline.Options(input=str(src), output=str(out), scale=settings.scale, codec=settings.codec,
                                 crf=settings.crf, preset=settings.preset, pix_fmt=settings.pix_fmt,
                                 fmt=CUT_FORMAT, batch=settings.batch, hwaccel=place.hwaccel, keep=keep,
-                                mux_options=dict(CUT_OPTIONS), color=color)
+                                mux_options=dict(CUT_OPTIONS), color=color, time_base=tb)
         stats = _stats_class()(progress, seg.index, worker, expected)
         res = pipeline.run(opts, up, stats=stats, warn=notes.append)
         data = out.read_bytes()

@@ -69,6 +69,10 @@ class Options:
     # the source's colour decision, when the input is a scale-out cut: NUT keeps no container colour tags, and
     # a segment deciding from its cut would convert with another matrix than a single-process run
     color: ColorInfo | None = None
+    # scale-out: the source's time base (the cut's NUT time base refines it); frames are timed, and nudged when
+    # their times don't increase, in it, as a single-process run does: a nudge of one NUT tick rounded back to
+    # the source's time base at the join gave two frames one time
+    time_base: Fraction | None = None
 
 
 @dataclass
@@ -316,7 +320,7 @@ class _Run:
         self.tmp = opts.output if opts.output == "-" else partial_path(opts.output)
         stats.out_path = "" if self.tmp == "-" else self.tmp
         self.writer = Writer(self.tmp, inp, copy, width=w, height=h, codec=opts.codec, pix_fmt=pix_fmt, crf=opts.crf,
-                             preset=opts.preset, time_base=info.time_base, rate=info.rate,
+                             preset=opts.preset, time_base=opts.time_base or info.time_base, rate=info.rate,
                              color_tags=out_color.output_tags(), fmt=opts.fmt, depth=depth, stats=stats,
                              warn=self.warn, first=first, deinterlaced=opts.deinterlace,
                              mux_options=opts.mux_options, out_name=opts.output)

@@ -635,3 +635,31 @@ def test_short_segment_is_one_line(ray_local, clip, tmp_path: Path, monkeypatch:
         run(_job(src, out), quiet=True)
     assert "\n" not in str(e.value) and not out.exists()
     assert "1" not in json.loads((work_dir(str(out)) / "manifest.json").read_text())["done"]
+
+
+@pytest.mark.parametrize("codec", ["ffv1", "libx264"])
+def test_avi_output_has_the_source_frame_rate(tmp_path: Path, codec: str) -> None:
+    """AVI has one frame per tick of its time base: a single-process run writes it at the source's rate, but
+    the join (a Writer with a video template) skipped that and wrote a '1000 fps' stream (Matroska's 1 ms)
+    padded with empty frames. Now the joined AVI is the single-process one: 24 fps, the same frame slots."""
+    src = tmp_path / "cfr.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        v.options = {"preset": "veryfast", "x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=2"}
+        for i in range(36):
+            f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), i * 7 % 256, np.uint8), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 24)
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    multi, single = tmp_path / "multi.avi", tmp_path / "single.avi"
+    scaleout_without_ray(src, multi, codec)
+    r = CliRunner().invoke(cli, ["upscale", str(src), str(single), "--variant", "mks", "--codec", codec, "-q"])
+    assert r.exit_code == 0, r.output
+    facts = []
+    for f in (multi, single):
+        with av.open(str(f)) as c:
+            s = c.streams.video[0]
+            facts.append((s.time_base, s.average_rate, [(p.pts, p.dts) for p in c.demux(s) if p.size]))
+    assert facts[0][:2] == (Fraction(1, 24), 24)
+    assert facts[0] == facts[1]

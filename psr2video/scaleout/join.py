@@ -189,7 +189,8 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
             copied = [s for s in copy if s.index in writer.copy_map]
             writer.start()
             fixed = [0]
-            merged = heapq.merge(_video_packets(files, writer.vstream, Fraction(info.time_base), fixed, writer._tick),
+            tb = Fraction(writer.time_base)  # the source's; AVI: one tick per frame of the source's rate
+            merged = heapq.merge(_video_packets(files, writer.vstream, tb, fixed, writer._tick),
                                  _source_packets(inp, copied), key=lambda x: (x[0], x[1]))
             for _, _, pkt in merged:
                 writer.put(PacketItem(pkt))

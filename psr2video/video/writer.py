@@ -168,9 +168,10 @@ class Writer(threading.Thread):
         self.fixups: dict[int, TimestampFixup] = {}  # output stream index -> what was fixed
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
         self.out = self._open(path, fmt, mux_options)
-        if self.out.format.name == "avi" and rate and video_template is None:
+        if self.out.format.name == "avi" and rate:
             # AVI has one frame per tick of its time base: the input's (1 ms for Matroska) made a "1000 fps"
-            # header padded with empty frames and broke B-frame order; frame times become frame numbers
+            # header padded with empty frames and broke B-frame order; frame times become frame numbers (the
+            # scale-out join's copied packets too: it retimes them to this time base)
             self.time_base = time_base = 1 / Fraction(rate)
             self._frame_step = 1
         if video_template is not None:  # scale-out join: encoded segments are copied (PacketItems on vstream)

@@ -663,3 +663,41 @@ def test_avi_output_has_the_source_frame_rate(tmp_path: Path, codec: str) -> Non
             facts.append((s.time_base, s.average_rate, [(p.pts, p.dts) for p in c.demux(s) if p.size]))
     assert facts[0][:2] == (Fraction(1, 24), 24)
     assert facts[0] == facts[1]
+
+
+def test_segment_result_carries_its_own_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The single-process run's end-of-run counts (frames nudged, NaN/inf outputs replaced) were lost in scale-out:
+    a segment now brings back its own, not the worker's running total (its Upscaler is kept between segments)."""
+    from psr2video.runtime.upscaler import Upscaler
+    from psr2video.scaleout import split
+    from psr2video.scaleout.tasks import Placement, Settings, upscale_segment
+
+    calls = {"frames": 0}
+    real = Upscaler.__call__
+
+    def counting(self, x, *a, **k):
+        calls["frames"] += x.shape[0]
+        return real(self, x, *a, **k)
+
+    monkeypatch.setattr(Upscaler, "__call__", counting)
+    monkeypatch.setattr(Upscaler, "nonfinite", property(lambda self: 2 * calls["frames"]))  # 2 per frame
+    src = make_decode_order_clip(tmp_path / "in.avi", n=36)
+    packets, tb = split.scan(str(src))
+    segs = split.plan(packets, tb, 0.5)
+    st = Settings("mks", 2, None, "torch", None, 0, 1, "ffv1", None, None, None)
+    results = [upscale_segment(st, Placement(), seg, data, None, 0) for seg, data in split.cut(str(src), segs, {0, 1})]
+    for r in results:
+        assert r.counts["nonfinite"] == 2 * r.frames and r.counts["fixed_pts"] > 0, r.counts
+
+
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_counts_are_summed_at_the_end(ray_local, tmp_path: Path) -> None:
+    """Scale-out said nothing of the frames whose times were nudged (a single-process run says it once at the
+    end); now one summed line, as the single-process run words it."""
+    src = make_decode_order_clip(tmp_path / "in.avi")
+    code, err = upscale(str(src), str(tmp_path / "one.mkv"))
+    assert code == 0 and "were nudged" in err, err
+    code, err = upscale(str(src), str(tmp_path / "many.mkv"), "--workers", "2", "--segment-seconds", SEG)
+    lines = [ln for ln in err.splitlines() if "non-increasing timestamps" in ln]
+    assert code == 0 and len(lines) == 1 and lines[0].startswith("note: "), err
+    assert decoded(tmp_path / "many.mkv")[-1][0] == decoded(tmp_path / "one.mkv")[-1][0]

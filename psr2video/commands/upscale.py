@@ -295,15 +295,10 @@ def report(res, stats, output: str, ignore_errors: bool, stopped_by: str = "Ctrl
           + (f" ({stats.out_size() / 2**20:.1f} MiB)" if output != "-" else ""))
     if stats.stage_total:
         _warn("stage time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stats.stage_total.items()))
-    if res.timed_pts:
-        _warn(f"note: {res.timed_pts} frame(s) had no timestamp (a raw stream?) and were timed from the frame rate")
-    if res.fixed_pts:
-        _warn(f"note: {res.fixed_pts} frame(s) had non-increasing timestamps and were nudged")
-    for note in res.notes:
-        _warn(f"note: {note}")
-    if res.nonfinite:
-        _warn(f"warning: the model produced {res.nonfinite} NaN/infinite value(s), replaced before encoding "
-              f"(an fp16 overflow? try --precision fp32)")
+    from ..video.pipeline import count_lines
+
+    for line in count_lines(res.timed_pts, res.fixed_pts, res.notes, res.nonfinite):
+        _warn(line)
     if res.stopped:
         _warn(f"stopped by {stopped_by} after frame {res.frames} (at {res.stop_time:.2f} s of the input); "
               f"the output is finalised and playable")

@@ -99,6 +99,11 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
     fps = s.frames / s.seconds if s.seconds else 0.0
     click.echo(f"done: {s.frames} frames in {s.seconds:.1f} s ({fps:.1f} fps) on {s.workers} {kind} worker(s), "
                f"{s.segments} segments ({len(s.redone)} upscaled, {len(s.reused)} resumed) -> {output}", err=True)
+    from ..video.pipeline import count_lines
+
+    c = s.counts
+    for line in count_lines(c.get("timed_pts", 0), c.get("fixed_pts", 0), [], c.get("nonfinite", 0)):
+        click.echo(line, err=True)
     damaged = [n for n in notes if "damaged input" in n]
     problems = [f"damaged input in {len(damaged)} segment(s)"] if damaged else []
     if s.truncated:

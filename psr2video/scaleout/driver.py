@@ -60,6 +60,9 @@ class Summary:
     work_dir: Path
     timings: dict[str, float] = field(default_factory=dict)  # seconds: plan (scan + Ray), upscale (+ cuts), join
     truncated: str = ""  # the source ends before the end it announces (as the single-process run says it)
+    # the single-process run's end-of-run counts, summed over the segments (and the join's own nudges):
+    # timed_pts, fixed_pts, nonfinite
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 def import_ray() -> Any:
@@ -174,14 +177,21 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             t2 = time.perf_counter()
             files = [wd.file(s.index) for s in segments]
             want = sum(wd.frames(s.index) for s in segments)
-            frames, _ = join(job.input, files, job.output, job.settings.codec, job.fmt, warn=warn)
+            frames, nudged = join(job.input, files, job.output, job.settings.codec, job.fmt, warn=warn)
             if frames != want:
                 raise ScaleoutError(f"joined {frames} frames but the segments hold {want}; kept {wd.path}")
+            counts: dict[str, int] = {}
+            for s in segments:
+                for k, v in wd.counts(s.index).items():
+                    counts[k] = counts.get(k, 0) + v
+            if nudged:  # frames the join moved: one count per frame at most
+                counts["fixed_pts"] = min(frames, counts.get("fixed_pts", 0) + nudged)
             t3 = time.perf_counter()
             if not job.keep_work:
                 wd.remove()
         return Summary(frames, len(segments), [s.index for s in todo], sorted(done), time.perf_counter() - t0,
-                       workers, place, wd.path, {"plan": t1 - t0, "upscale": t2 - t1, "join": t3 - t2}, truncated)
+                       workers, place, wd.path, {"plan": t1 - t0, "upscale": t2 - t1, "join": t3 - t2}, truncated,
+                       counts)
     finally:
         if started:
             _PROGRESS.clear()

@@ -129,7 +129,7 @@ class WorkDir:
         name = f"segment-{res.index:05d}.nut"
         write_atomic(self.path / name, res.data)
         self.manifest.done[str(res.index)] = {"file": name, "sha256": sha256(res.data), "frames": res.frames,
-                                              "worker": res.worker}
+                                              "worker": res.worker, "counts": dict(res.counts)}
         self._save()
 
     def file(self, index: int) -> Path:
@@ -139,6 +139,11 @@ class WorkDir:
     def frames(self, index: int) -> int:
         assert self.manifest is not None
         return int(self.manifest.done[str(index)]["frames"])
+
+    def counts(self, index: int) -> dict[str, int]:
+        """A finished segment's summary counts (SegmentResult.counts; none in a folder from an older version)."""
+        assert self.manifest is not None
+        return dict(self.manifest.done[str(index)].get("counts") or {})
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -58,6 +58,11 @@ class SegmentResult:
     worker: str
     damaged: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # what a single-process run sums up at the end (pipeline.Result's fields of these names), for this segment
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+COUNTS = ("timed_pts", "fixed_pts", "nonfinite")  # the counts a segment brings back
 
 
 def _stats_class():
@@ -126,6 +131,7 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
         torch.set_num_threads(max(1, place.threads))
     worker = worker_label(place.device)
     up = _upscaler(settings, place, weights)
+    nonfinite = int(getattr(up, "nonfinite", 0))  # the worker's Upscaler counts over all its segments
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="psr2video-seg-") as tmp:
         src = Path(tmp) / f"cut.{CUT_FORMAT}"
@@ -140,6 +146,7 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
         stats = _stats_class()(progress, seg.index, worker, expected)
         res = pipeline.run(opts, up, stats=stats, warn=notes.append)
         data = out.read_bytes()
+    res.nonfinite -= nonfinite
     # damage reported inside the segment's own span (not the dropped frames at its cuts)
     lo = keep[0] if keep[0] is not None else -1e18
     hi = keep[1] if keep[1] is not None else 1e18
@@ -150,7 +157,8 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
         ray.get(progress.report.remote(worker, os.getpid(), seg.index, res.frames, expected, 0.0, True))
     return SegmentResult(seg.index, data, res.frames, res.seconds, worker, damaged,
                          [n for n in notes if (not n.startswith("note: ") or "cropped" in n)
-                          and "has no colour tags" not in n])  # the segment's NUT: the join writes the tags
+                          and "has no colour tags" not in n],  # the segment's NUT: the join writes the tags
+                         {k: int(getattr(res, k)) for k in COUNTS if getattr(res, k)})
 
 
 def sha256(data: bytes) -> str:

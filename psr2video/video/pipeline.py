@@ -94,6 +94,21 @@ class Result:
     nonfinite: int = 0  # NaN/inf model outputs replaced before encoding
 
 
+def count_lines(timed_pts: int, fixed_pts: int, notes: list[str], nonfinite: int) -> list[str]:
+    """The end-of-run notes about timestamps made up or moved and model outputs replaced (a scale-out run sums
+    its segments' and says them the same way)."""
+    lines = []
+    if timed_pts:
+        lines.append(f"note: {timed_pts} frame(s) had no timestamp (a raw stream?) and were timed from the frame rate")
+    if fixed_pts:
+        lines.append(f"note: {fixed_pts} frame(s) had non-increasing timestamps and were nudged")
+    lines += [f"note: {note}" for note in notes]
+    if nonfinite:
+        lines.append(f"warning: the model produced {nonfinite} NaN/infinite value(s), replaced before encoding "
+                     "(an fp16 overflow? try --precision fp32)")
+    return lines
+
+
 class CudaOps:
     """The CUDA calls the device stage makes, in one place (tests swap in no-op streams and events to run
     the same streamed path on the CPU)."""
@@ -496,4 +511,4 @@ def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats
         job.close()
 
 
-__all__ = ["DeviceStage", "Options", "Result", "run", "output_size", "partial_path"]
+__all__ = ["DeviceStage", "Options", "Result", "count_lines", "run", "output_size", "partial_path"]

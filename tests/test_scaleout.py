@@ -701,3 +701,21 @@ def test_counts_are_summed_at_the_end(ray_local, tmp_path: Path) -> None:
     lines = [ln for ln in err.splitlines() if "non-increasing timestamps" in ln]
     assert code == 0 and len(lines) == 1 and lines[0].startswith("note: "), err
     assert decoded(tmp_path / "many.mkv")[-1][0] == decoded(tmp_path / "one.mkv")[-1][0]
+
+
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_hwaccel_on_cpu_workers_is_said(ray_local, clip, tmp_path: Path) -> None:
+    """--hwaccel cuda on CPU workers was dropped without a word (a single-process run says NVDEC can't start and
+    decodes in software); now it is said once, in the single-process words where this machine has no NVDEC.
+    An unknown kind is the single-process one-line error."""
+    src, _ = clip
+    code, err = upscale(str(src), str(tmp_path / "one.mkv"), "--hwaccel", "cuda", "--device", "cpu")
+    assert code == 0, err
+    single = [ln for ln in err.splitlines() if "--hwaccel" in ln]
+    code, err = upscale(str(src), str(tmp_path / "many.mkv"), "--hwaccel", "cuda", "--device", "cpu",
+                        "--workers", "2", "--segment-seconds", SEG)
+    multi = [ln for ln in err.splitlines() if "--hwaccel" in ln]
+    assert code == 0 and len(multi) == 1 and (multi == single or not single), err
+    code, err = upscale(str(src), str(tmp_path / "bad.mkv"), "--hwaccel", "nosuch", "--workers", "2")
+    lines = [ln for ln in err.splitlines() if ln.startswith("Error")]
+    assert code == 1 and len(lines) == 1 and "unknown --hwaccel 'nosuch'" in lines[0], err

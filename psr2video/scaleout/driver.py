@@ -130,6 +130,20 @@ def placement(ray: Any, job: Job) -> tuple[int, Placement, dict[str, float]]:
     return workers, Placement("cpu", threads, None), {"num_cpus": threads}
 
 
+def hwaccel_note(job: Job, place: Placement) -> str | None:
+    """What a single-process run says of ``--hwaccel`` here, when the workers decode on the CPU (a CPU worker gets
+    no GPU, so no NVDEC): the same line when this machine can't start it either (an unknown kind is the same
+    one-line InputError), else that the CPU workers decode in software."""
+    if not job.hwaccel or place.device != "cpu":
+        return None
+    from ..video.reader import open_input
+
+    said: list[str] = []
+    open_input(job.input, None, job.hwaccel, warn=said.append).close()
+    return said[0] if said else (f"note: --hwaccel {job.hwaccel}: the workers run on the CPU and decode in "
+                                 "software (NVDEC feeds GPU workers only)")
+
+
 def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event | None = None,
         progress: Any = None) -> Summary:
     """Upscale ``job.input`` into ``job.output`` on Ray; resumable from the work folder next to the output.
@@ -158,6 +172,8 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
         if progress is None:
             progress = progress_actor(ray)
         workers, place, resources = placement(ray, job)
+        if (note := hwaccel_note(job, place)) is not None:
+            warn(note)
         segments = split.plan(packets, tb, job.segment_seconds, min_segments=workers)
         with WorkDir(job.output) as wd:
             done = wd.open(split.source_id(job.input), job.settings, segments)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "psr2video"
 
@@ -119,3 +121,24 @@ def test_front_door_and_names_load_without_torch() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_top_level_exports_load_lazily() -> None:
+    """``from psr2video import Backend`` (and the other names a user reaches for) works, each the same object as
+    in its own module, while ``import psr2video`` alone still loads no torch."""
+    code = ("import sys; import psr2video; "
+            "print(sorted(m for m in ('torch', 'av', 'numpy', 'onnxruntime') if m in sys.modules)); "
+            "from psr2video import Backend, BackendConfig, MagicKernelSharp2021, PsrError, SCALES, Upscaler, "
+            "VARIANTS, WeightsError, build_model, list_shipped, load_model, load_model_file; "
+            "import psr2video.runtime as rt, psr2video.models as m; "
+            "assert Backend is rt.Backend and Upscaler is rt.Upscaler and load_model is m.load_model; "
+            "assert Backend.ORT(provider='cpu').name == 'onnxruntime'; "
+            "assert set(psr2video.__all__) <= set(dir(psr2video)); "
+            "print(all(hasattr(psr2video, n) for n in psr2video.__all__))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["[]", "True"]
+    import psr2video
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        psr2video.nope  # noqa: B018

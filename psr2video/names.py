@@ -18,3 +18,14 @@ BACKENDS: tuple[str, ...] = ("auto", "torch", "torch-compile", "torch-graphs", "
 ENGINE_BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "tensorrt")  # the ones with prebuilt artifacts
 CODECS: tuple[str, ...] = ("libx264", "libx265", "libsvtav1", "ffv1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc",
                            "av1_nvenc")
+DEVICES_HELP = "auto, cpu, cuda or cuda:N"
+
+
+def device_name_problem(device: str) -> str | None:
+    """Why ``device`` is not a device name (auto, cpu, cuda, cuda:N), or None; torch-free, so a typo is said
+    before torch loads. Whether this machine has that device is for ``runtime.upscaler.resolve_device``."""
+    import re
+
+    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        return None
+    return f"unknown device {device!r}; use {DEVICES_HELP}"

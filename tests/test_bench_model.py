@@ -100,6 +100,25 @@ def test_bench_model_mistakes_are_one_line_before_timing(args, words):
     assert words in r.output and "Traceback" not in r.output and "machine:" not in r.output, r.output
 
 
+@pytest.mark.parametrize("args, line", [
+    (("--size", "320"), "Error: --size expects WIDTHxHEIGHT (e.g. 320x180), got '320'"),
+    (("--size", "axb"), "Error: --size expects WIDTHxHEIGHT (e.g. 320x180), got 'axb'"),
+    (("--size", "320x180x2"), "Error: --size expects WIDTHxHEIGHT (e.g. 320x180), got '320x180x2'"),
+    (("--size", "-5x10"), "Error: --size must be positive, got '-5x10'"),
+    (("--device", "bogus"), "Error: --device: unknown device 'bogus'; use auto, cpu, cuda or cuda:N"),
+    (("--device", "cpu:1"), "Error: --device: unknown device 'cpu:1'; use auto, cpu, cuda or cuda:N"),
+    (("--device", "cuda:99"), "Error: --device: device cuda:99 requested but "),
+])
+def test_bench_model_bad_size_or_device_is_one_clear_line(args, line):
+    """--size/--device mistakes: one line naming the option (was "bad --device or --size: not enough values to
+    unpack (expected 2, got 1)", said only after torch had loaded), exit 1, nothing timed."""
+    from psr2video.cli import cli
+
+    r = CliRunner().invoke(cli, ["bench", "model", "-v", "realtime", "--no-peers", "--no-baselines", *args])
+    assert r.exit_code == 1, r.output
+    assert len(r.output.strip().splitlines()) == 1 and r.output.startswith(line), r.output
+
+
 @pytest.mark.parametrize("args, words", [
     (("--frames", "-1"), "'--frames': -1 is not in the range x>=0"),
     (("--batch", "0"), "'--batch': 0 is not in the range x>=1"),

@@ -17,7 +17,7 @@ import click
 from .. import paths
 from ..errors import UserError, command_errors
 from ..names import BACKENDS, BASELINES, PRECISIONS, SCALES, VARIANTS
-from .common import check_writable, split_list
+from .common import check_device_name, check_writable, parse_shape, split_list
 
 
 @click.group()
@@ -53,6 +53,9 @@ def bench() -> None:
 def bench_model(variants, models, scale, size, batch, tile, backend, precision, device, warmup, iters, min_seconds,
                 peers, baselines, threads, json_path):
     """Model speed: fps, ms/frame and peak memory next to Real-ESRGAN Compact peers (same backend)."""
+    w, h = parse_shape(size, "--size", "320x180")  # argument mistakes first: milliseconds, not a torch import
+    check_device_name(device)
+    check_writable(json_path, "--json")  # said before minutes of timing, not after
     import torch
 
     from ..machine import describe, machine_info
@@ -61,13 +64,9 @@ def bench_model(variants, models, scale, size, batch, tile, backend, precision, 
     from ..runtime.upscaler import resolve_device
 
     try:
-        dev = resolve_device(device)
-        w, h = (int(v) for v in size.lower().split("x"))
+        dev = resolve_device(device)  # the name is good; this machine may still lack it (no CUDA, cuda:7)
     except ValueError as e:
-        raise UserError(f"bad --device or --size: {e}") from None
-    if w < 1 or h < 1:
-        raise UserError(f"--size must be positive, got {size!r}")
-    check_writable(json_path, "--json")  # said before minutes of timing, not after
+        raise UserError(f"--device: {e}") from None
     if threads:
         torch.set_num_threads(threads)
     names = split_list(variants)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from ..names import BASELINES
+from ..names import BASELINES, device_name_problem
 
 
 def load_for_command(variant: str, scale: int, weights: str | None, untrained: bool, seed: int = 0):
@@ -24,15 +24,22 @@ def load_for_command(variant: str, scale: int, weights: str | None, untrained: b
                         else str(e)) from None
 
 
-def parse_shape(text: str) -> tuple[int, int]:
-    """``WIDTHxHEIGHT`` -> (w, h), or a one-line UserError."""
+def parse_shape(text: str, flag: str = "--shape", example: str = "1280x720") -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` -> (w, h), or a one-line UserError naming ``flag``."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise UserError(f"--shape expects WIDTHxHEIGHT (e.g. 1280x720), got {text!r}") from None
+        raise UserError(f"{flag} expects WIDTHxHEIGHT (e.g. {example}), got {text!r}") from None
     if w < 1 or h < 1:
-        raise UserError(f"--shape must be positive, got {text!r}")
+        raise UserError(f"{flag} must be positive, got {text!r}")
     return w, h
+
+
+def check_device_name(device: str, flag: str = "--device") -> None:
+    """A one-line UserError for a device name no machine has (checked without torch: milliseconds); whether
+    this machine has the device is asked later, when torch is loaded."""
+    if (problem := device_name_problem(device)) is not None:
+        raise UserError(f"{flag}: {problem}")
 
 
 def split_list(values: tuple[str, ...]) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from torch import nn
 
 from ..errors import PsrError
 from ..models.registry import ModelDescriptor, describe, load_model
-from ..names import PRECISIONS
+from ..names import PRECISIONS, device_name_problem
 from .auto import resolve
 from .backends import BackendConfig, ORTBackend, Runner, TorchBackend, TRTBackend, backend_label
 from .tiling import tile_shapes, tiled_apply
@@ -35,8 +34,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     other name (one line for the user, not torch's parser error)."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, torch.device) and not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
-        raise ValueError(f"unknown device {str(device)!r}; use auto, cpu, cuda or cuda:N")
+    if not isinstance(device, torch.device) and (problem := device_name_problem(str(device))) is not None:
+        raise ValueError(problem)
     dev = torch.device(device)
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device {str(device)!r}; use auto, cpu, cuda or cuda:N")

@@ -135,3 +135,19 @@ def test_bench_pipeline_mistakes_are_one_line(args, words, tmp_path):
     r = CliRunner().invoke(cli, ["bench", "pipeline", str(bad)])
     assert r.exit_code == 1 and "not a readable video file" in r.output, r.output
 
+
+
+def test_result_files_go_into_folders_made_for_them(tmp_path):
+    """``bench model --json``, ``eval --json`` and ``export -o`` into folders that don't exist yet create them
+    (QA reported a failure here; pinned so that it stays so)."""
+    from psr2video.cli import cli
+
+    for args, made in (
+        (["bench", "model", "-v", "mks", "--no-peers", "--no-baselines", "--size", "32x24", "--warmup", "0",
+          "--iters", "1", "--device", "cpu", "--json", str(tmp_path / "a/b/bench.json")], tmp_path / "a/b/bench.json"),
+        (["export", "-v", "mks", "--no-verify", "-o", str(tmp_path / "c/d/m.onnx")], tmp_path / "c/d/m.onnx"),
+        (["export", "-v", "mks", "--no-verify", "-p", "fp32,fp16", "-o", str(tmp_path / "e/f")],
+         tmp_path / "e/f/mks_x2_fp16.onnx"),
+    ):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0 and made.is_file(), r.output

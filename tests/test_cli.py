@@ -60,3 +60,35 @@ def test_eval_result_files_checked_before_the_work(flag) -> None:
     r = CliRunner().invoke(cli, ["eval", "--baselines", "--stress", flag, "/proc/psr2video/out.x"])
     assert r.exit_code == 1 and f"can't write {flag} /proc/psr2video/out.x" in r.output, r.output
     assert "Traceback" not in r.output and "PSNR" not in r.output
+
+
+@pytest.mark.parametrize("with_lanczos", [False, True])
+def test_eval_video_vs_lanczos_column_always_filled(tmp_path, with_lanczos) -> None:
+    """The "vs lanczos" column of the --video table was blank unless lanczos was one of the methods: the reference
+    is now measured on the same clips either way (and said in a caption when it is not a row of its own)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "pans"
+    folder.mkdir()
+    yy, xx = np.mgrid[0:200, 0:300].astype(np.float32)
+    a = np.stack([0.5 + 0.5 * np.sin(xx / 7), 0.5 + 0.5 * np.cos(yy / 5), ((xx // 9 + yy // 9) % 2)], -1)
+    Image.fromarray((a * 255).astype(np.uint8)).save(folder / "a.png")
+    out = tmp_path / "r.json"
+    methods = ["--variant", "mks", "--variant", "bicubic"] + (["--variant", "lanczos"] if with_lanczos else [])
+    r = CliRunner().invoke(cli, ["eval", *methods, "--dataset", str(folder), "--no-ssim", "--video",
+                                 "--video-dataset", str(folder), "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = {x["method"]: x for x in json.loads(out.read_text())["video"]}
+    assert set(rows) == {"mks a=1", "bicubic"} | ({"lanczos"} if with_lanczos else set())
+    refs = {(round(x["psnr"] - x["psnr_vs_lanczos"], 6), round(x["temporal"] / x["temporal_vs_lanczos"], 6))
+            for x in rows.values()}
+    assert len(refs) == 1  # one reference for every row
+    assert all(0.5 < x["temporal_vs_lanczos"] < 2 and abs(x["psnr_vs_lanczos"]) < 3 for x in rows.values())
+    video = r.output[r.output.index("compressed video"):]
+    assert video.count(" dB, ") == len(rows), video  # one filled "vs lanczos" cell per method
+    assert ("against lanczos on the same clips" in " ".join(video.split())) is not with_lanczos, video
+    if with_lanczos:
+        assert rows["lanczos"]["psnr_vs_lanczos"] == 0 and rows["lanczos"]["temporal_vs_lanczos"] == 1

@@ -18,6 +18,12 @@ BACKENDS: tuple[str, ...] = ("auto", "torch", "torch-compile", "torch-graphs", "
 ENGINE_BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "tensorrt")  # the ones with prebuilt artifacts
 CODECS: tuple[str, ...] = ("libx264", "libx265", "libsvtav1", "ffv1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc",
                            "av1_nvenc")
+# the encoder settings used when --crf / --preset are not given (the writer's and the --help text's one source;
+# NVENC's "CRF" is its -cq; ffv1 is lossless and takes neither, libvpx-vp9 takes no preset)
+DEFAULT_CRF: dict[str, int] = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "libvpx-vp9": 30, "h264_nvenc": 20,
+                               "hevc_nvenc": 22, "av1_nvenc": 28}
+DEFAULT_PRESET: dict[str, str] = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "h264_nvenc": "p4",
+                                  "hevc_nvenc": "p4", "av1_nvenc": "p4"}
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 
 

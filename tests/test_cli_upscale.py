@@ -384,3 +384,23 @@ def test_mp4_to_a_pipe_keeps_video_in_time_with_audio(tmp_path: Path) -> None:
 
     assert starts(tmp_path / "piped.mp4") == pytest.approx(starts(tmp_path / "file.mp4"), abs=1e-3)
     assert frame_times(tmp_path / "piped.mp4") == pytest.approx(frame_times(tmp_path / "file.mp4"), abs=1e-3)
+
+
+def test_help_states_the_real_encoder_defaults_and_what_q_silences() -> None:
+    """--crf/--preset help name every codec's default as the writer applies it (the help listed no VP9, nor
+    NVENC's H.264/HEVC defaults); -q says what it silences and what it keeps."""
+    from psr2video.video.writer import Writer
+
+    r = CliRunner().invoke(cli, ["upscale", "--help"], terminal_width=200)
+    text = " ".join(r.output.split())
+    crf_help = text[text.index("--crf"):text.index("--preset")]
+    preset_help = text[text.index("--preset"):text.index("--pix-fmt")]
+    for codec in ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc", "av1_nvenc"):
+        opts = Writer._codec_options(codec, None, None)
+        crf = opts.get("crf", opts.get("cq"))
+        assert f"{float(crf):g} {codec}" in crf_help, (codec, crf, crf_help)
+        if "preset" in opts:
+            assert f"{opts['preset']} {codec}" in preset_help, (codec, preset_help)
+    assert "30 libvpx-vp9" in crf_help and "libvpx-vp9 and ffv1 take none" in preset_help
+    q_help = text[text.index("-q, --quiet"):text.index("--workers")]
+    assert "No live progress" in q_help and "summary" in q_help and "warnings" in q_help, q_help

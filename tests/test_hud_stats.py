@@ -43,3 +43,25 @@ def test_snapshot_is_consistent_while_threads_write() -> None:
     final = stats.snapshot()
     assert final.done == 2000 and final.encoded == 2000 and len(final.stage_total) == 50
     assert abs(sum(final.stage_total.values()) - 2.0) < 1e-9
+
+
+def test_plain_progress_line_says_elapsed() -> None:
+    """Not a terminal: the periodic line carries what the panel does, elapsed included (README: "the same as one
+    plain line"); it had frames, fps, stages, queues, memory, output size and ETA but no elapsed time."""
+    import io
+    import time
+
+    from psr2video.video.hud import Hud
+
+    stats = Stats(total=100, src_fps=25.0)
+    stats.start -= 75.0  # 1:15 into the run
+    stats.frame_done(30, 1.2)
+    line = stats.snapshot().line()
+    assert "frame 30/100" in line and "| elapsed 0:01:1" in line and "ETA" in line, line
+    out = io.StringIO()
+    hud = Hud(stats, "t", stream=out, every=0.05, tty=False)
+    hud.start()
+    time.sleep(0.3)
+    hud.stop()
+    lines = out.getvalue().splitlines()
+    assert lines and all("elapsed 0:01:1" in ln for ln in lines), lines

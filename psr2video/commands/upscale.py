@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..errors import PsrError, UserError, user_errors, user_line
-from ..names import BACKENDS, CODECS, MODELS, PRECISIONS, SCALES
+from ..names import BACKENDS, CODECS, DEFAULT_CRF, DEFAULT_PRESET, MODELS, PRECISIONS, SCALES
 from ..paths import weights_preset
 
 
@@ -97,9 +97,12 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
 @click.option("--codec", default="libx264", show_default=True,
               help=f"Video encoder ({', '.join(CODECS)}; *_nvenc if the GPU has NVENC).")
 @click.option("--crf", type=float, default=None,
-              help="Quality (lower = better) [default: 18 x264, 20 x265, 28 svtav1/nvenc av1; ffv1 is lossless].")
-@click.option("--preset", default=None, help="Encoder preset (x264/x265: ultrafast..veryslow; svtav1: 0-13; "
-                                             "nvenc: p1-p7).")
+              help="Quality (lower = better; NVENC: its -cq) [default: "
+                   + ", ".join(f"{crf} {codec}" for codec, crf in DEFAULT_CRF.items()) + "; ffv1 is lossless].")
+@click.option("--preset", default=None,
+              help="Encoder preset (x264/x265: ultrafast..veryslow; svtav1: 0-13; nvenc: p1-p7) [default: "
+                   + ", ".join(f"{p} {codec}" for codec, p in DEFAULT_PRESET.items())
+                   + "; libvpx-vp9 and ffv1 take none].")
 @click.option("--pix-fmt", "pix_fmt", default=None,
               help="Output pixel format [default: the input's subsampling; 10-bit in -> 10-bit out if the codec "
                    "can].")
@@ -115,7 +118,9 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
 @click.option("--hwaccel", default=None, help="Decode on the GPU, e.g. 'cuda' (NVDEC); falls back to software.")
 @click.option("--deinterlace", is_flag=True,
               help="Deinterlace (FFmpeg's bwdif) before upscaling; without it interlaced input keeps its field order.")
-@click.option("--quiet", "-q", is_flag=True, help="No live progress, only the summary.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No live progress (panel or periodic lines); the start line, notes, warnings, errors and the "
+                   "final summary are still written to stderr.")
 @click.option("--workers", type=int, default=None,
               help="Scale out on a local Ray instance: N workers (one per GPU, else CPU processes); 0 = auto. "
                    "Needs psr2video[ray].")

@@ -125,8 +125,8 @@ class Stats:
         eta = self.eta
         stages = " ".join(f"{k} {v:.1f}" for k, v in self.stage_ms.items())
         return (f"frame {self.done}{tot} | {self.fps_now:.1f} fps now, {self.fps_avg:.1f} avg{rt} | "
-                f"ms/frame {stages} | queues {self.depths()} | {self.memory()} | out {_size(self.out_size())}"
-                + (f" | ETA {_dur(eta)}" if eta is not None else ""))
+                f"ms/frame {stages} | queues {self.depths()} | {self.memory()} | out {_size(self.out_size())} | "
+                f"elapsed {_dur(self.elapsed)}" + (f" | ETA {_dur(eta)}" if eta is not None else ""))
 
 
 def _size(n: float) -> str:

@@ -29,12 +29,9 @@ import av
 import av.logging
 
 from ..errors import PsrError, first_line
+from ..names import DEFAULT_CRF, DEFAULT_PRESET
 from .reader import FirstFrame, PacketItem, main_video, one_filter_graph
 
-DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "h264_nvenc": "p4",
-                  "hevc_nvenc": "p4", "av1_nvenc": "p4"}
-DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "libvpx-vp9": 30, "h264_nvenc": 20,
-               "hevc_nvenc": 22, "av1_nvenc": 28}
 EXT_FORMAT = {".mkv": "matroska", ".mka": "matroska", ".webm": "webm", ".mp4": "mp4", ".m4v": "mp4",
               ".mov": "mov", ".ts": "mpegts", ".m2ts": "mpegts", ".avi": "avi", ".nut": "nut"}
 

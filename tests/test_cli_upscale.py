@@ -404,3 +404,80 @@ def test_help_states_the_real_encoder_defaults_and_what_q_silences() -> None:
     assert "30 libvpx-vp9" in crf_help and "libvpx-vp9 and ffv1 take none" in preset_help
     q_help = text[text.index("-q, --quiet"):text.index("--workers")]
     assert "No live progress" in q_help and "summary" in q_help and "warnings" in q_help, q_help
+
+
+def _reader_end(path: Path):
+    """Run the reader alone over ``path`` (decode, no model, no encoder) and return its end marker."""
+    import queue as _queue
+
+    from psr2video.video.reader import EndItem, Reader, open_input, stream_info
+
+    with open_input(str(path)) as c:
+        reader = Reader(c, stream_info(c).color, depth=4)
+        reader.prime()
+        reader.start()
+        while True:
+            try:
+                item = reader.queue.get(timeout=60)
+            except _queue.Empty:
+                raise AssertionError(f"the reader of {path} stalled") from None
+            if isinstance(item, EndItem):
+                reader.join(timeout=10)
+                return item
+
+
+def _encode_with_b_frames(src: Path, dst: Path, frames: int = 40, codec: str = "libx264") -> Path:
+    """``frames`` frames of ``src`` re-encoded as players meet them: B-frames and reordering (make_clip has none)."""
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        s = i.streams.video[0]
+        v = o.add_stream(codec, rate=25)
+        v.width, v.height, v.pix_fmt = s.codec_context.width, s.codec_context.height, "yuv420p"
+        if codec == "libx264":
+            v.options = {"preset": "veryfast", "crf": "30", "bf": "3"}
+        for k, f in enumerate(i.decode(s)):
+            if k >= frames:
+                break
+            f.pict_type = av.video.frame.PictureType.NONE
+            o.mux(v.encode(f))
+        o.mux(v.encode(None))
+    return dst
+
+
+def test_intact_files_never_read_as_truncated(tmp_path: Path) -> None:
+    """The truncation check is tight (two frame periods) but an intact file is never called truncated: the sample,
+    PyAV-written CFR and VFR clips in every container we write, B-frames, AVI (whose average rate is its 1000-fps
+    tick rate and whose frames carry no duration) and MPEG-TS (no duration either)."""
+    from psr2video.paths import SAMPLE_CLIP
+
+    files = [SAMPLE_CLIP] if SAMPLE_CLIP.is_file() else []
+    cfr = list(range(0, 1200, 40))
+    for ext, codec, pts in [("mkv", "libx264", None), ("mp4", "libx264", None), ("mov", "libx264", None),
+                            ("mkv", "libx264", cfr), ("mp4", "libx264", cfr), ("webm", "libvpx-vp9", cfr),
+                            ("mkv", "ffv1", cfr), ("avi", "libx264", cfr), ("ts", "libx264", cfr),
+                            ("nut", "libx264", cfr), ("mkv", "libx264", list(range(0, 2000, 17))),
+                            ("mp4", "libx264", [0, 40, 80, 500, 1500]), ("mkv", "libx264", [0, 40, 80, 500, 1500])]:
+        audio = ("aac",) if ext in ("mkv", "mp4", "mov", "ts") else ()
+        files.append(make_clip(tmp_path / f"{ext}_{codec}_{len(pts or [])}_{(pts or [0])[-1]}.{ext}", pts=pts,
+                               codec=codec, audio=audio, subtitle=ext == "mkv"))
+    if SAMPLE_CLIP.is_file():
+        files += [_encode_with_b_frames(SAMPLE_CLIP, tmp_path / f"bframes.{ext}") for ext in ("mkv", "mp4", "ts")]
+    for f in files:
+        end = _reader_end(f)
+        assert end.frames > 0 and end.truncated == "" and not end.damaged, (f.name, end)
+
+
+def test_a_lost_tail_of_a_few_frames_is_said(tmp_path: Path) -> None:
+    """A file that loses its last 0.2 s (5 frames at 25 fps) was accepted in silence: the slack was
+    max(2 / rate, 0.5 s). Now two frame periods: it is an error naming where the input stops."""
+    src = make_clip(tmp_path / "in.mkv", pts=list(range(0, 2000, 40)), audio=(), subtitle=False)
+    with av.open(str(src)) as c:
+        pos = next(p.pos for p in c.demux(video=0) if p.pts is not None and p.pts >= 1800)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(src.read_bytes()[:pos])
+    assert _reader_end(src).truncated == ""
+    end = _reader_end(cut)
+    assert end.truncated == "input stops at 1.76 s of 2.00 s (truncated or damaged)", end
+    out = tmp_path / "o.mkv"
+    code, err = run_cli(str(cut), str(out), "--variant", "mks", "-q")
+    one_line_error(code, err, "input stops at 1.76 s of 2.00 s (truncated or damaged)", "--ignore-errors")
+    assert len(frame_times(out)) == 45

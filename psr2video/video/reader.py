@@ -252,14 +252,26 @@ def video_end(c: av.container.InputContainer) -> float | None:
     return None
 
 
-def truncation(c: av.container.InputContainer, last: float) -> str:
-    """'input stops at ...' when the last frame (at ``last`` s) comes well before the end the file announces
-    (truncated, or its tail lost), else ''."""
+TRUNCATION_FLOOR = 0.05  # s: the least slack, for timestamp rounding (Matroska's milliseconds, MP4 time scales)
+
+
+def truncation(c: av.container.InputContainer, last: float, frame_period: float = 0.0) -> str:
+    """'input stops at ...' when the last frame (starting at ``last`` s) comes well before the end the file
+    announces (truncated, or its tail lost), else ''.
+
+    An intact stream ends one frame period after its last frame starts (that frame's duration), so more than
+    two periods (never less than ``TRUNCATION_FLOOR``) is a lost tail. The period is the largest of what the
+    caller saw (``frame_period``: the last frame's duration, the step to it from the frame before) and the
+    stream's frame rate (FFmpeg's guessed rate first: AVI's average rate is its tick rate, 1000 fps), so a VFR
+    stream's long last frame does not read as truncation."""
     end = video_end(c)
+    if end is None:
+        return ""
     s = main_video(c)
-    rate = s.average_rate or s.guessed_rate
-    slack = max(2.0 / float(rate) if rate else 0.2, 0.5)
-    if end is not None and last + slack < end:
+    rate = s.guessed_rate or s.average_rate
+    period = max(frame_period, 1.0 / float(rate) if rate else 0.0)
+    slack = max(2.0 * period, TRUNCATION_FLOOR) if period > 0 else 0.2
+    if last + slack < end:
         return f"input stops at {last:.2f} s of {end:.2f} s (truncated or damaged)"
     return ""
 
@@ -510,6 +522,8 @@ class Reader(threading.Thread):
         self._deinterlace = Deinterlacer() if deinterlace else None
         self._n = 0
         self._last_good = 0.0
+        self._period = 0.0  # the last timed frame's duration, or the step to it from the one before (s)
+        self._timed = False  # a frame with a timestamp has been seen
         self._pts_guess = PtsGuess()
 
     # --- before the thread starts ---------------------------------------------------------------------
@@ -626,6 +640,9 @@ class Reader(threading.Thread):
         pts = self._pts_guess(fr.pts, getattr(fr, "dts", None))
         item = VideoItem(self._n, pts, fr.time_base or self.tb, planes, bits, sw, sh, keep)
         if fr.pts is not None:
+            step = item.time - self._last_good if self._timed else 0.0
+            dur = float(fr.duration * item.time_base) if getattr(fr, "duration", 0) else 0.0
+            self._period, self._timed = max(dur, step), True
             self._last_good = item.time
             self.damage.frame(item.time)
         if not self._put(item):
@@ -651,7 +668,7 @@ class Reader(threading.Thread):
     def _check_end(self) -> None:
         """A stream that stops well before the end it announced was truncated (or lost its tail)."""
         if not self.max_frames:
-            self.end.truncated = truncation(self.container, self._last_good)
+            self.end.truncated = truncation(self.container, self._last_good, self._period)
 
     def _finish(self) -> None:
         """Queue the end marker; it must arrive even when the consumer is slow or gone."""

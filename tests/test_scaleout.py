@@ -719,3 +719,32 @@ def test_hwaccel_on_cpu_workers_is_said(ray_local, clip, tmp_path: Path) -> None
     code, err = upscale(str(src), str(tmp_path / "bad.mkv"), "--hwaccel", "nosuch", "--workers", "2")
     lines = [ln for ln in err.splitlines() if ln.startswith("Error")]
     assert code == 1 and len(lines) == 1 and "unknown --hwaccel 'nosuch'" in lines[0], err
+
+
+def test_long_last_frame_is_not_a_lost_tail(tmp_path: Path) -> None:
+    """A VFR source whose last frame lasts 1.5 s is whole, as the single-process reader says (it knows that frame's
+    duration); the scale-out's check had only the frame rate and called it truncated before any work."""
+    import av
+    import numpy as np
+
+    from psr2video.scaleout import split
+
+    src = tmp_path / "long_last.mkv"
+    pts = list(range(0, 1000, 40))
+    with av.open(str(src), "w") as o:
+        v = o.add_stream("ffv1", rate=25)
+        v.width = v.height = 32
+        v.pix_fmt = "yuv420p"
+        v.time_base = Fraction(1, 1000)
+        for i, t in enumerate([*pts, None]):
+            fr = None
+            if t is not None:
+                fr = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i, np.uint8), "rgb24")
+                fr.pts, fr.time_base = t, Fraction(1, 1000)
+            for p in v.encode(fr):
+                p.duration = 1500 if p.pts == pts[-1] else 40
+                o.mux(p)
+    packets, tb = split.scan(str(src))
+    assert split.truncation(str(src), packets, tb) == ""
+    code, err = upscale(str(src), str(tmp_path / "one.mkv"))
+    assert code == 0 and "input stops" not in err, err  # the single-process run agrees

@@ -31,6 +31,7 @@ class Packet:
     dts: int | None
     key: bool
     size: int
+    duration: int = 0  # in the stream's time base; 0 when the container gives none
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def scan(path: str) -> tuple[list[Packet], Fraction]:
     with av.open(path) as c:
         s = main_video(c)
         tb = s.time_base or Fraction(1, 1000)
-        pkts = [Packet(p.pts, p.dts, bool(p.is_keyframe), p.size) for p in c.demux(s) if p.size]
+        pkts = [Packet(p.pts, p.dts, bool(p.is_keyframe), p.size, p.duration or 0) for p in c.demux(s) if p.size]
     return pkts, tb
 
 
@@ -159,14 +160,18 @@ def source_id(path: str) -> dict[str, object]:
 
 
 def truncation(path: str, packets: list[Packet], time_base: Fraction) -> str:
-    """The single-process reader's 'input stops at ...' for the source, from its scanned packets ('' if whole)."""
+    """The single-process reader's 'input stops at ...' for the source, from its scanned packets ('' if whole),
+    with the frame period it uses: the last frame's duration or the step to it, whichever is longer (a VFR
+    source's long last frame is not a lost tail)."""
     from ..video.reader import truncation as ends_early
 
-    last = max((p.pts for p in packets if p.pts is not None), default=None)
-    if last is None:
+    timed = sorted((p.pts, p.duration) for p in packets if p.pts is not None)
+    if not timed:
         return ""
+    last, duration = timed[-1]
+    step = last - timed[-2][0] if len(timed) > 1 else 0
     with av.open(path) as c:
-        return ends_early(c, float(last * time_base))
+        return ends_early(c, float(last * time_base), float(max(duration, step) * time_base))
 
 
 def source_color(path: str) -> object:

@@ -748,3 +748,22 @@ def test_long_last_frame_is_not_a_lost_tail(tmp_path: Path) -> None:
     assert split.truncation(str(src), packets, tb) == ""
     code, err = upscale(str(src), str(tmp_path / "one.mkv"))
     assert code == 0 and "input stops" not in err, err  # the single-process run agrees
+
+
+def test_local_ray_that_fails_to_start_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a busy machine Ray's node can miss its start-up window; ray.init raises a bare Exception, which
+    came out as a traceback."""
+    import types
+
+    def init(**_: object) -> None:
+        raise Exception("The current node timed out during startup. This could happen because some of the Ray "
+                        "processes failed to startup.\n(more lines)")
+
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=init)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    src = make_clip(tmp_path / "in.mkv", n=4)
+    code, err = upscale(str(src), str(tmp_path / "out.mkv"), "--workers", "2")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err
+    assert lines[0].startswith("Error: can't start Ray on this machine: The current node timed out"), err
+    assert not (tmp_path / "out.mkv").exists()

@@ -112,8 +112,9 @@ def _connect(ray: Any, job: Job) -> bool:
     try:
         ray.init(num_cpus=os.cpu_count() or 1, num_gpus=gpus, include_dashboard=False, **quiet)
     except Exception as e:  # noqa: BLE001 - Ray raises bare Exception ("The current node timed out during startup")
-        raise ScaleoutError(f"can't start Ray on this machine: {first_line(e)} (on a busy machine Ray's processes can miss their start-up "
-                            "window: try again, or run without --workers)") from None
+        raise ScaleoutError(f"can't start Ray on this machine: {first_line(e)} (on a busy machine Ray's "
+                            "processes can miss their start-up window: try again, or run without --workers)"
+                            ) from None
     return True
 
 

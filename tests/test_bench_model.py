@@ -151,3 +151,12 @@ def test_result_files_go_into_folders_made_for_them(tmp_path):
     ):
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 0 and made.is_file(), r.output
+
+
+def test_bench_scaleout_bad_json_path_is_one_line_before_timing(tmp_path):
+    """An unwritable --json was found only when the figures were saved, after the whole benchmark."""
+    from psr2video.cli import cli
+
+    r = CliRunner().invoke(cli, ["bench", "scaleout", "--json", "/proc/psr2video/s.json", "--workers", "1"])
+    assert r.exit_code == 1 and "can't write --json /proc/psr2video/s.json" in r.output, r.output
+    assert "machine:" not in r.output and "Traceback" not in r.output, r.output

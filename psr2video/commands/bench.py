@@ -216,6 +216,7 @@ def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, prese
         raise UserError(f"--workers takes whole numbers (e.g. 1,2,4), got {workers!r}") from None
     if not counts or min(counts) < 1:
         raise UserError(f"--workers takes counts of 1 or more, got {workers!r}")
+    check_writable(json_path, "--json")  # said before minutes of timing, not after
     try:
         import ray  # noqa: F401
     except ImportError:

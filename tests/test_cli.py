@@ -53,6 +53,13 @@ def test_eval_picture_without_stress_is_refused(tmp_path) -> None:
     assert "PSNR" not in r.output and not pic.exists()
 
 
+def test_eval_bad_device_is_refused_with_baselines_only(tmp_path) -> None:
+    """--device bogus was ignored without a word when only the baselines ran (they don't use it)."""
+    r = CliRunner().invoke(cli, ["eval", "--variant", "mks", "--device", "bogus", "--data-root", str(tmp_path)])
+    assert r.exit_code == 1 and "--device: unknown device 'bogus'" in r.output, r.output
+    assert "PSNR" not in r.output and "Traceback" not in r.output
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc (a folder no file can be made in)")
 @pytest.mark.parametrize("flag", ["--json", "--picture"])
 def test_eval_result_files_checked_before_the_work(flag) -> None:

@@ -9,7 +9,7 @@ import click
 
 from .. import paths
 from ..errors import UserError
-from .common import check_writable
+from .common import check_device_name, check_writable
 
 BASELINE_METHODS = ("bicubic", "lanczos", "mks")
 
@@ -73,6 +73,7 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
         raise UserError("--record stores clean-protocol results only; drop --degraded")
     if picture and not (stress or shipped):  # refused, not ignored (it wrote nothing and exited 0)
         raise UserError("--picture draws the stress suite's text card: add --stress")
+    check_device_name(device)  # a typo is refused even when only the baselines run (they ignore the device)
     check_writable(json_out, "--json")
     check_writable(picture, "--picture")
     data_root = data_root or paths.data_path("val")

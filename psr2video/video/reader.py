@@ -522,7 +522,8 @@ class Reader(threading.Thread):
         self._deinterlace = Deinterlacer() if deinterlace else None
         self._n = 0
         self._last_good = 0.0
-        self._period = 0.0  # the last timed frame's duration, or the step to it from the one before (s)
+        self._latest = 0.0  # the latest frame time seen (s): with decode-order times the last frame isn't it
+        self._period = 0.0  # the latest frame's duration, or the step to it from the one before (s)
         self._timed = False  # a frame with a timestamp has been seen
         self._pts_guess = PtsGuess()
 
@@ -640,9 +641,10 @@ class Reader(threading.Thread):
         pts = self._pts_guess(fr.pts, getattr(fr, "dts", None))
         item = VideoItem(self._n, pts, fr.time_base or self.tb, planes, bits, sw, sh, keep)
         if fr.pts is not None:
-            step = item.time - self._last_good if self._timed else 0.0
-            dur = float(fr.duration * item.time_base) if getattr(fr, "duration", 0) else 0.0
-            self._period, self._timed = max(dur, step), True
+            if not self._timed or item.time >= self._latest:  # decode-order times come out of order
+                step = item.time - self._latest if self._timed else 0.0
+                dur = float(fr.duration * item.time_base) if getattr(fr, "duration", 0) else 0.0
+                self._period, self._latest, self._timed = max(dur, step), item.time, True
             self._last_good = item.time
             self.damage.frame(item.time)
         if not self._put(item):
@@ -668,7 +670,7 @@ class Reader(threading.Thread):
     def _check_end(self) -> None:
         """A stream that stops well before the end it announced was truncated (or lost its tail)."""
         if not self.max_frames:
-            self.end.truncated = truncation(self.container, self._last_good, self._period)
+            self.end.truncated = truncation(self.container, self._latest, self._period)
 
     def _finish(self) -> None:
         """Queue the end marker; it must arrive even when the consumer is slow or gone."""

@@ -61,6 +61,20 @@ def val_root() -> Path:
 
 
 # ---------------------------------------------------------------- foreign-model helpers (test_foreign*.py)
+@pytest.fixture
+def pan_folder(tmp_path: Path) -> Path:
+    """A folder holding one 300x200 picture with stripes and a checkerboard: enough for eval --video's pans."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "pans"
+    folder.mkdir()
+    yy, xx = np.mgrid[0:200, 0:300].astype(np.float32)
+    a = np.stack([0.5 + 0.5 * np.sin(xx / 7), 0.5 + 0.5 * np.cos(yy / 5), ((xx // 9 + yy // 9) % 2)], -1)
+    Image.fromarray((a * 255).astype(np.uint8)).save(folder / "a.png")
+    return folder
+
+
 def export_onnx_file(net: nn.Module, path: Path, example: torch.Tensor, dynamic: dict | None,
                      names: tuple[str, str] = ("input", "output")) -> Path:
     """A community-style ONNX file of ``net`` (any I/O names, static or dynamic axes)."""

@@ -70,19 +70,13 @@ def test_eval_result_files_checked_before_the_work(flag) -> None:
 
 
 @pytest.mark.parametrize("with_lanczos", [False, True])
-def test_eval_video_vs_lanczos_column_always_filled(tmp_path, with_lanczos) -> None:
+def test_eval_video_vs_lanczos_column_always_filled(tmp_path, pan_folder, with_lanczos) -> None:
     """The "vs lanczos" column of the --video table was blank unless lanczos was one of the methods: the reference
     is now measured on the same clips either way (and said in a caption when it is not a row of its own)."""
     import json
 
-    import numpy as np
-    from PIL import Image
 
-    folder = tmp_path / "pans"
-    folder.mkdir()
-    yy, xx = np.mgrid[0:200, 0:300].astype(np.float32)
-    a = np.stack([0.5 + 0.5 * np.sin(xx / 7), 0.5 + 0.5 * np.cos(yy / 5), ((xx // 9 + yy // 9) % 2)], -1)
-    Image.fromarray((a * 255).astype(np.uint8)).save(folder / "a.png")
+    folder = pan_folder
     out = tmp_path / "r.json"
     methods = ["--variant", "mks", "--variant", "bicubic"] + (["--variant", "lanczos"] if with_lanczos else [])
     r = CliRunner().invoke(cli, ["eval", *methods, "--dataset", str(folder), "--no-ssim", "--video",

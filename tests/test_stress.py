@@ -47,20 +47,14 @@ def test_shipped_weights_pass_the_stress_suite(name):
     assert {r.precision for r in rows} == {"fp32", "fp16"} and any(r.kind == "real" for r in rows)
 
 
-def test_eval_cli_prints_video_and_stress_tables(tmp_path):
+def test_eval_cli_prints_video_and_stress_tables(tmp_path, pan_folder):
     import json
 
-    import numpy as np
     from click.testing import CliRunner
-    from PIL import Image
 
     from psr2video.cli import cli
 
-    folder = tmp_path / "pans"
-    folder.mkdir()
-    yy, xx = np.mgrid[0:200, 0:300].astype(np.float32)
-    a = np.stack([0.5 + 0.5 * np.sin(xx / 7), 0.5 + 0.5 * np.cos(yy / 5), ((xx // 9 + yy // 9) % 2)], -1)
-    Image.fromarray((a * 255).astype(np.uint8)).save(folder / "a.png")
+    folder = pan_folder
     out = tmp_path / "r.json"
     r = CliRunner().invoke(cli, ["eval", "--variant", "realtime", "--variant", "lanczos", "--dataset", str(folder),
                                  "--no-ssim", "--video", "--video-dataset", str(folder), "--stress",

@@ -601,17 +601,19 @@ def scaleout_without_ray(src: Path, out: Path, codec: str = "ffv1", seconds: flo
     return join(str(src), files, str(out), codec, None)
 
 
-@pytest.mark.parametrize("name", ["bframes.avi", "decode-order.mkv"])
-def test_decode_order_timestamps_join(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(("name", "output"), [("bframes.avi", "out.mkv"), ("bframes.avi", "out.avi"),
+                                              ("decode-order.mkv", "out.mkv")])
+def test_decode_order_timestamps_join(tmp_path: Path, name: str, output: str) -> None:
     """B-frames in AVI, or Matroska whose pts come in decode order: the frames decode with times that go back,
     and each segment nudged them one tick of the cut's finer NUT time base; rounded back to the source's at the
     join that gave two frames one time (AVI: a segment's nudged end also overran the next one's start), and
     the join failed ('Invalid argument') after all the work. Now the times are the single-process run's (AVI)
-    or at least strictly increasing, with every frame."""
+    or at least strictly increasing, with every frame (ffv1: an AVI output has the single-process times too; with
+    B-frames in the output they can be a frame or two off, see the README)."""
     src = make_decode_order_clip(tmp_path / name)
-    out = tmp_path / "out.mkv"
+    out = tmp_path / output
     frames, _ = scaleout_without_ray(src, out)
-    ref = tmp_path / "ref.mkv"
+    ref = tmp_path / f"ref{out.suffix}"
     assert upscale(str(src), str(ref))[0] == 0
     got, want = [p for p, _ in decoded(out)], [p for p, _ in decoded(ref)]
     assert frames == len(got) == len(want) == 48

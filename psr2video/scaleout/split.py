@@ -181,3 +181,25 @@ def source_color(path: str) -> object:
 
     with av.open(path) as c:
         return stream_info(c).color
+
+
+LOOKAHEAD = 32  # more than any decoder's reorder delay plus frame-threading latency
+
+
+def guess_state(path: str) -> tuple[int, int]:
+    """The source's timestamp guess after its first frames (``reader.guess_state``): a source with decode-order
+    times has settled on dts by then, as a single-process run has at any later cut."""
+    from ..video.reader import guess_state as state
+
+    with av.open(path) as c:
+        return state(c)
+
+
+def timing(packets: list[Packet], time_base: Fraction, seg: Segment, guess: tuple[int, int]) -> object:
+    """The segment's ``SourceTiming``: its packets' dts from the scan and those of the ``LOOKAHEAD`` packets
+    after it (the frames the decoder still holds at the cut come out with those in a single-process run), and
+    ``guess`` after the first segment (the first starts where a single-process run starts, afresh)."""
+    from ..video.reader import SourceTiming
+
+    return SourceTiming(tuple(p.dts for p in packets[seg.first:seg.last + 1 + LOOKAHEAD]), time_base,
+                        guess if seg.start is not None else (0, 0))

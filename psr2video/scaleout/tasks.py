@@ -120,9 +120,11 @@ def _upscaler(settings: Settings, place: Placement, weights: bytes | None) -> An
 
 
 def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: bytes, weights: bytes | None,
-                    expected: int, progress: Any = None, color: Any = None) -> SegmentResult:
+                    expected: int, progress: Any = None, color: Any = None, timing: Any = None) -> SegmentResult:
     """Upscale the frames of ``seg`` (from its cut) into an encoded video-only segment (NUT bytes).
-    ``color``: the source's ColorInfo (the cut has lost the container's colour tags)."""
+    ``color``: the source's ColorInfo (the cut has lost the container's colour tags); ``timing``: the source's
+    SourceTiming for the cut (its packets' dts and the timestamp guess's state), so that the frames get the
+    single-process run's times."""
     import torch
 
     from ..video import pipeline
@@ -142,7 +144,8 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
         opts = pipeline.Options(input=str(src), output=str(out), scale=settings.scale, codec=settings.codec,
                                 crf=settings.crf, preset=settings.preset, pix_fmt=settings.pix_fmt,
                                 fmt=CUT_FORMAT, batch=settings.batch, hwaccel=place.hwaccel, keep=keep,
-                                mux_options=dict(CUT_OPTIONS), color=color, time_base=tb)
+                                mux_options=dict(CUT_OPTIONS), color=color, time_base=tb,
+                                timing=timing)
         stats = _stats_class()(progress, seg.index, worker, expected)
         res = pipeline.run(opts, up, stats=stats, warn=notes.append)
         data = out.read_bytes()

@@ -35,6 +35,7 @@ from .reader import (
     InputError,
     PacketItem,
     Reader,
+    SourceTiming,
     StreamInfo,
     VideoItem,
     main_video,
@@ -73,6 +74,9 @@ class Options:
     # their times don't increase, in it, as a single-process run does: a nudge of one NUT tick rounded back to
     # the source's time base at the join gave two frames one time
     time_base: Fraction | None = None
+    # scale-out: the source's dts of the cut's packets and its timestamp guess's state at the cut (the cut's NUT
+    # keeps neither), so the segment's frames get the single-process run's times
+    timing: SourceTiming | None = None
 
 
 @dataclass
@@ -312,7 +316,7 @@ class _Run:
         depth = max(opts.depth, 2 * opts.batch)
         reader = self.reader = Reader(inp, info.color, depth=depth, max_frames=opts.max_frames, stop=self.stop,
                                       stats=stats, threads=opts.decode_threads, deinterlace=opts.deinterlace,
-                                      warn=self.warn)
+                                      warn=self.warn, timing=opts.timing)
         first = reader.prime()
         self._notes(info, first)
         pix_fmt, (w, h) = self._output_format(info)
@@ -473,10 +477,12 @@ class _Run:
 
 
 def kept(item: VideoItem, keep: tuple[Fraction | None, Fraction | None]) -> bool:
-    """Whether a frame's exact time lies in ``keep`` (frames without a timestamp are kept)."""
-    if item.pts is None:
+    """Whether a frame lies in ``keep``: by its own pts, which the plan cut by (a decode-order source's frames
+    are timed by dts, a reorder delay later); frames without a timestamp are kept."""
+    pts = item.own_pts if item.own_pts is not None else item.pts
+    if pts is None:
         return True
-    t = item.pts * Fraction(item.time_base)
+    t = pts * Fraction(item.time_base)
     return (keep[0] is None or t >= keep[0]) and (keep[1] is None or t < keep[1])
 
 

@@ -41,6 +41,9 @@ class VideoItem:
     shift_w: int
     shift_h: int
     keep: Any = None  # the av.VideoFrame the planes point into
+    # the frame's own pts (its packet's) when ``pts`` was guessed otherwise (decode-order times): what a
+    # scale-out plan cuts by
+    own_pts: int | None = None
 
     @property
     def time(self) -> float:
@@ -467,8 +470,8 @@ class PtsGuess:
     offsets (B-frames whose container pts are decode-order times) give display-order frames scrambled pts;
     their dts still increase, and that is what players and ffmpeg show."""
 
-    def __init__(self) -> None:
-        self.faulty_pts = self.faulty_dts = 0
+    def __init__(self, faulty_pts: int = 0, faulty_dts: int = 0) -> None:
+        self.faulty_pts, self.faulty_dts = faulty_pts, faulty_dts  # a scale-out segment starts with the source's
         self.last_pts: int | None = None
         self.last_dts: int | None = None
 
@@ -488,6 +491,37 @@ class PtsGuess:
         return dts
 
 
+@dataclass(frozen=True)
+class SourceTiming:
+    """What a scale-out segment's reader needs to time its frames as a single-process run over the whole source
+    does: the source's dts of the cut's video packets (decode order, in ``time_base``) and the state of the
+    source's best-effort timestamp guess (``PtsGuess``'s faulty pts / dts counts) going into the segment."""
+
+    dts: tuple[int | None, ...]
+    time_base: Fraction
+    guess: tuple[int, int] = (0, 0)
+
+
+def _exact(v: Fraction) -> int:
+    return int(v) if v.denominator == 1 else round(v)
+
+
+def guess_state(container: av.container.InputContainer, frames: int = 64) -> tuple[int, int]:
+    """``PtsGuess``'s counts after the first ``frames`` frames of ``container``'s main video: a source whose
+    frames' pts go back (decode-order times) has faulty_pts > faulty_dts, and a single-process run times its
+    frames by dts from then on."""
+    s = main_video(container)
+    g = PtsGuess()
+    try:
+        for n, fr in enumerate(container.decode(s)):
+            g(fr.pts, getattr(fr, "dts", None))
+            if n + 1 >= frames:
+                break
+    except av.error.FFmpegError:  # damaged start: what was seen decides
+        pass
+    return g.faulty_pts, g.faulty_dts
+
+
 class Reader(threading.Thread):
     """Demux every stream, decode the first video stream with frame threading, queue items (bounded).
 
@@ -498,7 +532,7 @@ class Reader(threading.Thread):
 
     def __init__(self, container: av.container.InputContainer, color: ColorInfo, depth: int = 8,
                  max_frames: int = 0, stop: threading.Event | None = None, stats: Any = None, threads: int = 0,
-                 deinterlace: bool = False, warn: Any = None) -> None:
+                 deinterlace: bool = False, warn: Any = None, timing: SourceTiming | None = None) -> None:
         super().__init__(name="psr2-reader", daemon=True)
         self.container = container
         self.vstream = main_video(container)
@@ -525,7 +559,11 @@ class Reader(threading.Thread):
         self._latest = 0.0  # the latest frame time seen (s): with decode-order times the last frame isn't it
         self._period = 0.0  # the latest frame's duration, or the step to it from the one before (s)
         self._timed = False  # a frame with a timestamp has been seen
-        self._pts_guess = PtsGuess()
+        self._pts_guess = PtsGuess(*(timing.guess if timing is not None else (0, 0)))
+        # a scale-out cut (NUT) loses the source's dts and its demuxer derives others: the source's, per packet
+        self._dts = [] if timing is None else [_exact(d * timing.time_base / self.tb) if d is not None else None
+                                               for d in timing.dts]
+        self._vpackets = 0
 
     # --- before the thread starts ---------------------------------------------------------------------
     def prime(self) -> FirstFrame:
@@ -606,6 +644,10 @@ class Reader(threading.Thread):
         return pkt.stream.index not in self.copy_ids or self._put(PacketItem(pkt))
 
     def _decode(self, pkt: av.Packet) -> list[av.VideoFrame]:
+        if pkt.size and self._dts:
+            if self._vpackets < len(self._dts) and self._dts[self._vpackets] is not None:
+                pkt.dts = self._dts[self._vpackets]
+            self._vpackets += 1
         if pkt.dts is not None or pkt.size:
             self.damage.packet(pkt)
         try:
@@ -615,7 +657,17 @@ class Reader(threading.Thread):
             frames, bad = [], True
         if bad:
             self.damage.bad_packet(float(pkt.pts * self.tb) if pkt.pts is not None else self._last_good)
+        if not pkt.size:  # the demuxer's flush packet drains the decoder
+            for fr in frames:
+                self._flushed(fr)
         return frames
+
+    def _flushed(self, fr: av.VideoFrame) -> None:
+        """A frame drained at the end of the input. A scale-out cut ends before the source does: a single-process
+        run gets this frame out while decoding the packets after the cut, with their dts."""
+        if fr.dts is None and self._vpackets < len(self._dts):
+            fr.dts = self._dts[self._vpackets]
+            self._vpackets += 1
 
     def _frame(self, fr: av.VideoFrame) -> bool:
         """One decoded frame: deinterlaced if asked, checked, converted to planes and queued."""
@@ -639,7 +691,7 @@ class Reader(threading.Thread):
             self.warn(f"warning: {self.end.resized}")
         planes, bits, sw, sh, keep = frame_planes(fr, self.size, self.color)
         pts = self._pts_guess(fr.pts, getattr(fr, "dts", None))
-        item = VideoItem(self._n, pts, fr.time_base or self.tb, planes, bits, sw, sh, keep)
+        item = VideoItem(self._n, pts, fr.time_base or self.tb, planes, bits, sw, sh, keep, fr.pts)
         if fr.pts is not None:
             if not self._timed or item.time >= self._latest:  # decode-order times come out of order
                 step = item.time - self._latest if self._timed else 0.0
@@ -656,6 +708,7 @@ class Reader(threading.Thread):
         """Flush the decoder (frame threading holds frames back) and the deinterlacer."""
         try:
             for fr in self.vstream.codec_context.decode(None):
+                self._flushed(fr)
                 if not self._frame(fr):
                     return
         except av.error.EOFError:

@@ -660,6 +660,20 @@ def test_short_segment_is_one_line(ray_local, clip, tmp_path: Path, monkeypatch:
     assert "1" not in json.loads((work_dir(str(out)) / "manifest.json").read_text())["done"]
 
 
+def test_matroska_output_has_the_source_frame_rate(tmp_path: Path) -> None:
+    """The joined Matroska said '1000 fps' (its video stream was made from the segments' NUT, which keeps no
+    frame rate, so no DefaultDuration was written); now the source's, as a single-process run writes it."""
+    src = make_decode_order_clip(tmp_path / "in.avi")
+    multi, single = tmp_path / "multi.mkv", tmp_path / "single.mkv"
+    scaleout_without_ray(src, multi)
+    assert upscale(str(src), str(single))[0] == 0
+    rates = []
+    for f in (multi, single):
+        with av.open(str(f)) as c:
+            rates.append(c.streams.video[0].average_rate)
+    assert rates == [24, 24], rates
+
+
 @pytest.mark.parametrize("codec", ["ffv1", "libx264"])
 def test_avi_output_has_the_source_frame_rate(tmp_path: Path, codec: str) -> None:
     """AVI has one frame per tick of its time base: a single-process run writes it at the source's rate, but

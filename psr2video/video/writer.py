@@ -174,6 +174,8 @@ class Writer(threading.Thread):
         if video_template is not None:  # scale-out join: encoded segments are copied (PacketItems on vstream)
             self.vstream = self.out.add_stream_from_template(video_template)
             self.vstream.time_base = time_base
+            if rate:  # the segments' NUT has its own (Matroska read it back as "1000 fps"): the source's, as encoded
+                self.vstream.codec_context.framerate = Fraction(rate)
             for k, v in color_tags.items():  # the segments' container (NUT) has none
                 setattr(self.vstream.codec_context, k, v)
         else:

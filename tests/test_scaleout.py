@@ -163,8 +163,8 @@ def test_bench_scaleout_command_loads(tmp_path: Path) -> None:
 
 def test_cut_gives_each_segment_its_packets_without_ray(tmp_path: Path) -> None:
     """The cutter (one pass over the source) writes each wanted segment's packets, lead-ins of an open GOP
-    included, and nothing else: every segment decodes, and the kept frames of all segments are the source's
-    frames once each."""
+    included, and the look-ahead past its cut (packets it doesn't keep): every segment decodes, and the kept
+    frames of all segments are the source's frames once each."""
     import io
 
     from psr2video.scaleout import split
@@ -182,7 +182,12 @@ def test_cut_gives_each_segment_its_packets_without_ray(tmp_path: Path) -> None:
             n = sum(1 for p in c.demux(video=0) if p.size)
         with av.open(io.BytesIO(data)) as c:
             frames = [round(f.pts * f.time_base / tb) for f in c.decode(video=0)]  # nut refines the time base
-        assert n == s.last - s.first + 1 and frames
+        ahead = 0  # the look-ahead past the cut: packets the segment decodes but does not keep
+        while (s.end is not None and ahead < split.CUT_LOOKAHEAD and s.last + ahead + 1 < len(packets)
+               and packets[s.last + ahead + 1].pts is not None and packets[s.last + ahead + 1].pts >= s.end):
+            ahead += 1
+        assert n == s.last - s.first + 1 + ahead and frames
+        assert ahead == (0 if s.end is None else split.CUT_LOOKAHEAD)
         kept += [t for t in frames if s.keeps(t)]
     with av.open(str(src)) as c:
         want = [f.pts for f in c.decode(video=0)]
@@ -557,21 +562,23 @@ def test_x265_segments_from_nodes_with_other_core_counts_join(tmp_path: Path) ->
         check_headers([a, _x265_segment(tmp_path / "c.nut", 1, width=80)])
 
 
-def make_decode_order_clip(path: Path, n: int = 48) -> Path:
-    """libx264 with B-frames whose container times are decode-order times (the frames decode with scrambled
-    pts): AVI keeps one time per frame, in decode order; the Matroska one is written with pts := dts (as some
-    remuxers do)."""
+def make_decode_order_clip(path: Path, n: int = 48, codec: str = "libx264") -> Path:
+    """libx264 (or libx265) with B-frames whose container times are decode-order times (the frames decode with
+    scrambled pts): AVI keeps one time per frame, in decode order; the Matroska one is written with pts := dts
+    (as some remuxers do)."""
     avi = path.suffix == ".avi"
     tb = Fraction(1, 24) if avi else TB
     out = av.open(str(path), "w")
-    v = out.add_stream("libx264", rate=24)
-    v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+    v = out.add_stream(codec, rate=24)
+    v.width, v.height, v.pix_fmt = (32, 24, "yuv420p") if codec == "libx264" else (64, 48, "yuv420p")
     v.time_base = v.codec_context.time_base = tb
-    v.options = {"preset": "veryfast", "x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=3"}
+    params = "keyint=12:min-keyint=12:scenecut=0:bframes=3"
+    v.options = ({"preset": "veryfast", "x264-params": params} if codec == "libx264" else
+                 {"preset": "veryfast", "x265-params": params + ":open-gop=0:log-level=error"})
     rng = np.random.default_rng(1)
     packets = []
     for i in range(n):
-        f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (24, 32, 3)).astype(np.uint8), format="rgb24")
+        f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (v.height, v.width, 3)).astype(np.uint8), format="rgb24")
         f.pts, f.time_base = round(i / 24 / tb), tb
         packets += v.encode(f)
     packets += v.encode(None)
@@ -609,16 +616,18 @@ def scaleout_without_ray(src: Path, out: Path, codec: str = "ffv1", seconds: flo
     return join(str(src), files, str(out), codec, None)
 
 
-@pytest.mark.parametrize(("name", "output"), [("bframes.avi", "out.mkv"), ("bframes.avi", "out.avi"),
-                                              ("decode-order.mkv", "out.mkv")])
-def test_decode_order_timestamps_join(tmp_path: Path, name: str, output: str) -> None:
+@pytest.mark.parametrize(("name", "output", "codec"), [
+    ("bframes.avi", "out.mkv", "libx264"), ("bframes.avi", "out.avi", "libx264"),
+    ("decode-order.mkv", "out.mkv", "libx264"),
+    ("decode-order.mkv", "out.mkv", "libx265")])  # HEVC gives out two frames on one packet at a cut
+def test_decode_order_timestamps_join(tmp_path: Path, name: str, output: str, codec: str) -> None:
     """B-frames in AVI, or Matroska whose pts come in decode order: the frames decode with times that go back,
     and each segment nudged them one tick of the cut's finer NUT time base; rounded back to the source's at the
     join that gave two frames one time (AVI: a segment's nudged end also overran the next one's start), and
     the join failed ('Invalid argument') after all the work. Now the times are the single-process run's (AVI)
     or at least strictly increasing, with every frame (ffv1: an AVI output has the single-process times too; with
     B-frames in the output they can be a frame or two off, see the README)."""
-    src = make_decode_order_clip(tmp_path / name)
+    src = make_decode_order_clip(tmp_path / name, codec=codec)
     out = tmp_path / output
     frames, _ = scaleout_without_ray(src, out)
     ref = tmp_path / f"ref{out.suffix}"

@@ -282,9 +282,13 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
                 want = expected[seg.index]
                 if out.frames < want and not out.damaged and seg.index != short_ok:
                     _cancel(ray, pending)
+                    timing = (timings or {}).get(seg.index)
+                    why = ("its timestamps are in decode order, so open GOPs' leading frames can't be told apart: "
+                           "run it without --workers/--ray" if timing is not None and
+                           timing.guess[0] > timing.guess[1] else
+                           "the others were decoded outside its span, or not at all")
                     raise ScaleoutError(f"segment {seg.index} ({seg.span()}) upscaled {out.frames} of its {want} "
-                                        "frames (the others were decoded outside its span, or not at all); the "
-                                        f"finished segments are kept in {wd.path}")
+                                        f"frames ({why}); the finished segments are kept in {wd.path}")
                 wd.add(out)
                 board.finished[seg.index] = out.frames
                 for d in out.damaged:

@@ -22,7 +22,9 @@ from ..fileio import sha256_file, write_atomic
 from .split import Segment
 from .tasks import SegmentResult, Settings, sha256
 
-VERSION = 1
+# 2: segments time their frames from the source's dts and timestamp guess (SourceTiming); a folder of version-1
+# segments is started afresh rather than joined with segments timed the other way
+VERSION = 2
 
 
 class WorkDirBusy(Exception):

@@ -23,6 +23,7 @@ import av
 CUT_FORMAT = "nut"  # any codec, global headers, a time base that refines the source's (exact times)
 # timestamps as they are: the default shift of negative dts (B-frame delay) would move every pts
 CUT_OPTIONS = {"avoid_negative_ts": "disabled"}
+CUT_LOOKAHEAD = 8  # packets past a cut that go into it (decoded, not kept): more than a B-pyramid's reorder delay
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class CutIter:
             # packet costs O(open), not O(segments)
             open_: dict[int, tuple[Segment, io.BytesIO, av.container.OutputContainer, av.stream.Stream]] = {}
             pending = list(todo)
+            past: set[int] = set()  # segments whose look-ahead past the cut has ended
             i = -1
             for pkt in c.demux(vin):
                 if not pkt.size:
@@ -136,13 +138,16 @@ class CutIter:
                     out = av.open(buf, "w", format=CUT_FORMAT, options=CUT_OPTIONS)
                     open_[s.index] = (s, buf, out, out.add_stream_from_template(vin))
                 for s, _, out, o in open_.values():
-                    if s.first <= i <= s.last:
+                    if i > s.last and (s.index in past or not _lookahead(s, i, pkt.pts)):
+                        past.add(s.index)  # the look-ahead stops at the first packet it can't take
+                        continue
+                    if s.first <= i:
                         p = av.Packet(bytes(pkt))
                         p.pts, p.dts, p.duration, p.time_base = pkt.pts, pkt.dts, pkt.duration, pkt.time_base
                         p.is_keyframe = pkt.is_keyframe
                         p.stream = o
                         out.mux(p)
-                for s, buf, out, _ in [v for v in open_.values() if v[0].last <= i]:
+                for s, buf, out, _ in [v for v in open_.values() if _closes(v[0], i)]:
                     del open_[s.index]
                     out.close()
                     yield s, buf.getvalue()
@@ -151,6 +156,18 @@ class CutIter:
             for s, buf, out, _ in list(open_.values()):  # the source ended early (fewer packets than scanned)
                 out.close()
                 yield s, buf.getvalue()
+
+
+def _lookahead(seg: Segment, i: int, pts: int | None) -> bool:
+    """Whether packet ``i`` (decode order) goes into ``seg``'s cut after its last packet: up to ``CUT_LOOKAHEAD``
+    packets the segment does not keep (pts >= its end), so that the decoder gives out the frames it still holds
+    as it does in a single-process run (one packet can release two frames, each with that packet's dts)."""
+    return (seg.end is not None and pts is not None and pts >= seg.end
+            and seg.last < i <= seg.last + CUT_LOOKAHEAD)
+
+
+def _closes(seg: Segment, i: int) -> bool:
+    return i >= (seg.last + CUT_LOOKAHEAD if seg.end is not None else seg.last)
 
 
 def source_id(path: str) -> dict[str, object]:
@@ -183,7 +200,7 @@ def source_color(path: str) -> object:
         return stream_info(c).color
 
 
-LOOKAHEAD = 32  # more than any decoder's reorder delay plus frame-threading latency
+LOOKAHEAD = 32  # dts handed on past a cut: more than any decoder's reorder delay plus frame-threading latency
 
 
 def guess_state(path: str) -> tuple[int, int]:

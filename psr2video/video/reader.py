@@ -693,10 +693,13 @@ class Reader(threading.Thread):
         pts = self._pts_guess(fr.pts, getattr(fr, "dts", None))
         item = VideoItem(self._n, pts, fr.time_base or self.tb, planes, bits, sw, sh, keep, fr.pts)
         if fr.pts is not None:
-            if not self._timed or item.time >= self._latest:  # decode-order times come out of order
-                step = item.time - self._latest if self._timed else 0.0
+            # how far the stream got: the frame's own time too (decode-order times are guessed from dts, a
+            # reorder delay behind the container's end, which read as a truncated tail)
+            t = max(item.time, float(fr.pts * item.time_base))
+            if not self._timed or t >= self._latest:  # decode-order times come out of order
+                step = t - self._latest if self._timed else 0.0
                 dur = float(fr.duration * item.time_base) if getattr(fr, "duration", 0) else 0.0
-                self._period, self._latest, self._timed = max(dur, step), item.time, True
+                self._period, self._latest, self._timed = max(dur, step), t, True
             self._last_good = item.time
             self.damage.frame(item.time)
         if not self._put(item):

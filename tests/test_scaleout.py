@@ -562,7 +562,7 @@ def test_x265_segments_from_nodes_with_other_core_counts_join(tmp_path: Path) ->
         check_headers([a, _x265_segment(tmp_path / "c.nut", 1, width=80)])
 
 
-def make_decode_order_clip(path: Path, n: int = 48, codec: str = "libx264") -> Path:
+def make_decode_order_clip(path: Path, n: int = 48, codec: str = "libx264", open_gop: bool = False) -> Path:
     """libx264 (or libx265) with B-frames whose container times are decode-order times (the frames decode with
     scrambled pts): AVI keeps one time per frame, in decode order; the Matroska one is written with pts := dts
     (as some remuxers do)."""
@@ -572,9 +572,9 @@ def make_decode_order_clip(path: Path, n: int = 48, codec: str = "libx264") -> P
     v = out.add_stream(codec, rate=24)
     v.width, v.height, v.pix_fmt = (32, 24, "yuv420p") if codec == "libx264" else (64, 48, "yuv420p")
     v.time_base = v.codec_context.time_base = tb
-    params = "keyint=12:min-keyint=12:scenecut=0:bframes=3"
+    params = f"keyint=12:min-keyint=12:scenecut=0:bframes=3:open-gop={int(open_gop)}"
     v.options = ({"preset": "veryfast", "x264-params": params} if codec == "libx264" else
-                 {"preset": "veryfast", "x265-params": params + ":open-gop=0:log-level=error"})
+                 {"preset": "veryfast", "x265-params": params + ":log-level=error"})
     rng = np.random.default_rng(1)
     packets = []
     for i in range(n):
@@ -650,6 +650,37 @@ def test_decode_order_nudges_are_the_single_process_ones(tmp_path: Path, name: s
     single = int(re.search(r"note: (\d+) frame\(s\) had non-increasing timestamps", err).group(1))
     assert code == 0 and frames == 96
     assert abs(min(frames, counts.get("fixed_pts", 0) + moved) - single) <= 3, (counts, moved, single)
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libx265"])
+def test_open_gop_keyframes_are_told_from_idr(tmp_path: Path, codec: str) -> None:
+    """A decode-order source with open GOPs lost frames at every cut (leading frames can't be told apart by their
+    times): the scan now reads each keyframe's NAL type (Matroska's length prefixes and AVI's start codes), and
+    such a source is cut only at IDR keyframes."""
+    from psr2video.scaleout import split
+
+    for name, open_gop in (("closed.mkv", False), ("open.mkv", True), ("open.avi", True)):
+        if codec == "libx265" and name.endswith(".avi"):
+            continue  # AVI holds no HEVC
+        src = make_decode_order_clip(tmp_path / name, codec=codec, open_gop=open_gop)
+        packets, tb = split.scan(str(src))
+        idr = [p.idr for p in packets if p.key]
+        assert idr[0] is True and len(idr) >= 4
+        assert all(x is (not open_gop) for x in idr[1:]), idr
+        segs = split.plan(packets, tb, 0.5, closed_only=True)
+        assert len(segs) == (1 if open_gop else len(split.plan(packets, tb, 0.5))) and segs[0].first == 0
+
+
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_open_gop_decode_order_source_keeps_every_frame(ray_local, tmp_path: Path) -> None:
+    """Scale-out of a decode-order source with open GOPs wrote 42 of 48 frames (then failed its frame check); now
+    it is cut only at IDR keyframes, said in one note, and the output is the single-process one."""
+    src = make_decode_order_clip(tmp_path / "open.mkv", open_gop=True)
+    code, err = upscale(str(src), str(tmp_path / "one.mkv"))
+    assert code == 0, err
+    code, err = upscale(str(src), str(tmp_path / "many.mkv"), "--workers", "2", "--segment-seconds", SEG)
+    assert code == 0 and "cut only at IDR keyframes" in err, err
+    assert [p for p, _ in decoded(tmp_path / "many.mkv")] == [p for p, _ in decoded(tmp_path / "one.mkv")]
 
 
 @pytest.mark.slow  # CI runs it (--run-slow)

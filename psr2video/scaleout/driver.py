@@ -180,7 +180,11 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
         workers, place, resources = placement(ray, job)
         if (note := hwaccel_note(job, place)) is not None:
             warn(note)
-        segments = split.plan(packets, tb, job.segment_seconds, min_segments=workers)
+        decode_order = guess[0] > guess[1]
+        segments = split.plan(packets, tb, job.segment_seconds, min_segments=workers, closed_only=decode_order)
+        if decode_order and any(p.idr is False for p in packets[1:]):
+            warn(f"note: {job.input} has decode-order timestamps and open GOPs; it is cut only at IDR keyframes "
+                 f"({len(segments)} segment(s)), where no leading frame is lost")
         with WorkDir(job.output) as wd:
             done = wd.open(split.source_id(job.input), job.settings, segments)
             if wd.reset_note:

@@ -33,6 +33,7 @@ class Packet:
     key: bool
     size: int
     duration: int = 0  # in the stream's time base; 0 when the container gives none
+    idr: bool | None = None  # keyframes of H.264/HEVC: an IDR (closed GOP) or not (open: leading frames); else None
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,52 @@ def scan(path: str) -> tuple[list[Packet], Fraction]:
     with av.open(path) as c:
         s = main_video(c)
         tb = s.time_base or Fraction(1, 1000)
-        pkts = [Packet(p.pts, p.dts, bool(p.is_keyframe), p.size, p.duration or 0) for p in c.demux(s) if p.size]
+        codec = s.codec_context.name
+        ext = bytes(s.codec_context.extradata or b"")
+        # avcC / hvcC extradata: NAL units carry length prefixes of the size it says; else Annex B start codes
+        at = 4 if codec == "h264" else 21
+        prefix = (ext[at] & 3) + 1 if ext.startswith(b"\x01") and len(ext) > at else 0
+        pkts = [Packet(p.pts, p.dts, bool(p.is_keyframe), p.size, p.duration or 0,
+                       _idr(codec, bytes(p), prefix) if p.is_keyframe else None) for p in c.demux(s) if p.size]
     return pkts, tb
 
 
-def plan(packets: list[Packet], time_base: Fraction, seconds: float, min_segments: int = 1) -> list[Segment]:
-    """Segments of about ``seconds`` each (at least ``min_segments`` when there are enough keyframes)."""
-    keys = [i for i, p in enumerate(packets) if p.key and p.pts is not None and i > 0]
+def _idr(codec: str, data: bytes, prefix: int) -> bool | None:
+    """Whether a keyframe's first picture NAL unit is an IDR (H.264 type 5; HEVC IDR 19/20, where CRA/BLA are
+    open), reading Annex B start codes (``prefix`` 0) or ``prefix``-byte lengths; None for other codecs or what
+    doesn't parse."""
+    if codec not in ("h264", "hevc"):
+        return None
+    nals: list[bytes] = []
+    if not prefix:
+        nals = [n.lstrip(b"\x00") for n in data.split(b"\x00\x00\x01")]
+    else:
+        i = 0
+        while i + prefix <= len(data):
+            n = int.from_bytes(data[i:i + prefix], "big")
+            nals.append(data[i + prefix:i + prefix + n])
+            i += prefix + n
+    for n in nals:
+        if not n:
+            continue
+        if codec == "h264":
+            t = n[0] & 0x1F
+            if 1 <= t <= 5:
+                return t == 5
+        else:
+            t = (n[0] >> 1) & 0x3F
+            if t <= 31:
+                return t in (19, 20)
+    return None
+
+
+def plan(packets: list[Packet], time_base: Fraction, seconds: float, min_segments: int = 1,
+         closed_only: bool = False) -> list[Segment]:
+    """Segments of about ``seconds`` each (at least ``min_segments`` when there are enough keyframes).
+    ``closed_only``: cut only at IDR keyframes (a source with decode-order times: an open GOP's leading frames
+    can't be told apart by their times there)."""
+    keys = [i for i, p in enumerate(packets) if p.key and p.pts is not None and i > 0
+            and not (closed_only and p.idr is False)]
     if not packets:
         return []
     pts = [p.pts for p in packets if p.pts is not None]

@@ -20,6 +20,8 @@ from typing import Any
 
 import av
 
+from ..video.reader import exact_ticks
+
 
 class JoinError(Exception):
     """The segments can't be joined (they were encoded differently)."""
@@ -54,7 +56,7 @@ def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int
         when: dict[int, int] = {}
         shift: list[int] = []
         for y in order:
-            t = u = _exact(y * stb / tb)
+            t = u = exact_ticks(y * stb / tb)
             if last_pts is not None and t < last_pts + tick:
                 t = last_pts + tick
             if fixed is not None and (t != u or y in when):
@@ -73,8 +75,8 @@ def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int
                     d = shift[i] if i < len(shift) else 0
                     p = av.Packet(bytes(pkt))
                     p.pts = None if pkt.pts is None else when[pkt.pts]
-                    p.dts = None if pkt.dts is None else _exact(pkt.dts * stb / tb) + d
-                    p.duration = _exact(pkt.duration * stb / tb) if pkt.duration else 0
+                    p.dts = None if pkt.dts is None else exact_ticks(pkt.dts * stb / tb) + d
+                    p.duration = exact_ticks(pkt.duration * stb / tb) if pkt.duration else 0
                     p.time_base = tb
                     p.is_keyframe = pkt.is_keyframe
                     p.stream = stream
@@ -103,10 +105,6 @@ def _fill_dts(packets: list[Any]) -> None:
     for q in reversed(packets[:-1]):
         d -= q.duration or 1
         q.dts = d
-
-
-def _exact(v: Fraction) -> int:
-    return int(v) if v.denominator == 1 else round(v)
 
 
 def _source_packets(inp: Any, streams: list[Any]) -> Iterator[tuple[float, int, Any]]:

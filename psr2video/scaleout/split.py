@@ -23,6 +23,7 @@ import av
 CUT_FORMAT = "nut"  # any codec, global headers, a time base that refines the source's (exact times)
 # timestamps as they are: the default shift of negative dts (B-frame delay) would move every pts
 CUT_OPTIONS = {"avoid_negative_ts": "disabled"}
+LOOKAHEAD = 32  # dts handed on past a cut: more than any decoder's reorder delay plus frame-threading latency
 CUT_LOOKAHEAD = 8  # packets past a cut that go into it (decoded, not kept): more than a B-pyramid's reorder delay
 
 
@@ -238,9 +239,6 @@ def source_color(path: str) -> object:
 
     with av.open(path) as c:
         return stream_info(c).color
-
-
-LOOKAHEAD = 32  # dts handed on past a cut: more than any decoder's reorder delay plus frame-threading latency
 
 
 def guess_state(path: str) -> tuple[int, int]:

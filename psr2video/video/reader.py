@@ -502,7 +502,8 @@ class SourceTiming:
     guess: tuple[int, int] = (0, 0)
 
 
-def _exact(v: Fraction) -> int:
+def exact_ticks(v: Fraction) -> int:
+    """A time converted between time bases: exact when one refines the other, else the nearest tick."""
     return int(v) if v.denominator == 1 else round(v)
 
 
@@ -561,7 +562,7 @@ class Reader(threading.Thread):
         self._timed = False  # a frame with a timestamp has been seen
         self._pts_guess = PtsGuess(*(timing.guess if timing is not None else (0, 0)))
         # a scale-out cut (NUT) loses the source's dts and its demuxer derives others: the source's, per packet
-        self._dts = [] if timing is None else [_exact(d * timing.time_base / self.tb) if d is not None else None
+        self._dts = [] if timing is None else [exact_ticks(d * timing.time_base / self.tb) if d is not None else None
                                                for d in timing.dts]
         self._vpackets = 0
 

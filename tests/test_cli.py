@@ -69,6 +69,16 @@ def test_eval_result_files_checked_before_the_work(flag) -> None:
     assert "Traceback" not in r.output and "PSNR" not in r.output
 
 
+def test_eval_unwritable_result_file_leaves_no_folders(tmp_path) -> None:
+    """The check made the result file's missing folders, then left them behind (empty) when the file itself
+    could not be made: a refused run now leaves the disk as it found it."""
+    out = tmp_path / "new" / "deeper" / ("x" * 300 + ".json")  # folders can be made; the name is too long
+    r = CliRunner().invoke(cli, ["eval", "--variant", "mks", "--json", str(out), "--data-root", str(tmp_path)])
+    assert r.exit_code == 1 and "can't write --json" in r.output, r.output
+    assert "Traceback" not in r.output and "PSNR" not in r.output
+    assert not (tmp_path / "new").exists()
+
+
 @pytest.mark.parametrize("with_lanczos", [False, True])
 def test_eval_video_vs_lanczos_column_always_filled(tmp_path, pan_folder, with_lanczos) -> None:
     """The "vs lanczos" column of the --video table was blank unless lanczos was one of the methods: the reference

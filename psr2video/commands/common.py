@@ -64,10 +64,12 @@ def interruptible() -> None:
 
 def check_writable(path: str | Path | None, flag: str) -> None:
     """A one-line UserError now when a result file can't be written, not a traceback after minutes of work.
-    Creates missing folders (as the later write does); an existing file is left as it is."""
+    Creates missing folders (as the later write does) and removes them again when the file can't be written; an
+    existing file is left as it is."""
     if path is None:
         return
     p = Path(path)
+    created = [d for d in (p.parent, *p.parent.parents) if not d.exists()]
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         existed = p.exists()
@@ -76,5 +78,10 @@ def check_writable(path: str | Path | None, flag: str) -> None:
         if not existed:
             p.unlink()
     except OSError as e:
+        for d in created:  # deepest first: only the folders made here, and only while empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
         raise UserError(f"can't write {flag} {path}: {e.strerror or e}") from None
 

@@ -83,6 +83,17 @@ def test_refuses_to_overwrite(clip: Path, tmp_path: Path) -> None:
     assert out.read_bytes() == b"keep me"
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_output_folder_is_named_as_a_folder(clip: Path, tmp_path: Path, overwrite: bool) -> None:
+    """OUT that is a folder said "exists; use -y to overwrite", and -y then said "is a directory": one answer now,
+    with a file name to use."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    one_line_error(*run_cli(str(clip), str(folder), "--variant", "mks", *(["-y"] if overwrite else [])),
+                   "is a directory", f"e.g. {folder / 'in.mkv'}")
+    assert list(folder.iterdir()) == []
+
+
 def test_unwritable_output(clip: Path, tmp_path: Path) -> None:
     one_line_error(*run_cli(str(clip), str(tmp_path / "no" / "such" / "o.mkv"), "--variant", "mks"),
                    "does not exist")

@@ -236,10 +236,11 @@ def check_paths(input: str, output: str, overwrite: bool) -> None:
         out = Path(output)
         if input != "-" and out.exists() and Path(input).exists() and out.resolve() == Path(input).resolve():
             raise UserError("OUT is the same file as IN")
+        if out.is_dir():  # before "exists; use -y", which -y could not cure
+            example = out / (Path(input).name if input != "-" else "out.mkv")
+            raise UserError(f"{output} is a directory, not an output file; name the file, e.g. {example}")
         if out.exists() and not overwrite:
             raise UserError(f"{output} exists; use -y to overwrite")
-        if out.is_dir():
-            raise UserError(f"{output} is a directory")
         if not out.parent.exists():
             raise UserError(f"can't write {output}: folder {out.parent} does not exist")
     if input != "-" and not Path(input).exists():

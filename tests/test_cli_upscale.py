@@ -94,6 +94,24 @@ def test_output_folder_is_named_as_a_folder(clip: Path, tmp_path: Path, overwrit
     assert list(folder.iterdir()) == []
 
 
+def test_webm_without_codec_is_written_in_av1(clip: Path, tmp_path: Path) -> None:
+    """`psr2video in.mkv out.webm` stopped with "webm can't hold h264 video": without --codec the encoder is now one
+    the container holds (SVT-AV1), said in one note; an explicit --codec is kept as given, .mkv keeps libx264."""
+    from psr2video.video.output_checks import default_codec
+
+    out = tmp_path / "o.webm"
+    code, err = run_cli(str(clip), str(out), "--variant", "mks", "-q")
+    assert code == 0, err
+    assert "note: webm can't hold H.264 video: encoding with libsvtav1 (--codec to choose)" in err, err
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name in ("libdav1d", "av1", "libaom-av1")
+        assert c.streams.video[0].width == 96 and sum(1 for _ in c.decode(video=0)) == len(frame_times(clip))
+    assert default_codec(str(tmp_path / "o.mkv"), None) == ("libx264", None)
+    assert default_codec("-", None) == ("libx264", None) and default_codec("-", "webm")[0] == "libsvtav1"
+    code, err = run_cli(str(clip), str(tmp_path / "v.webm"), "--variant", "mks", "-q", "--codec", "libx264")
+    one_line_error(code, err, "webm can't hold h264 video")
+
+
 def test_unwritable_output(clip: Path, tmp_path: Path) -> None:
     one_line_error(*run_cli(str(clip), str(tmp_path / "no" / "such" / "o.mkv"), "--variant", "mks"),
                    "does not exist")

@@ -94,8 +94,9 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
 @click.option("--profile", default=None,
               help="TensorRT: run only with engines of this profile (runtime/profiles.toml); inputs or --batch it "
                    "can't take are refused before the run. Default: any cached engine that fits, else build one.")
-@click.option("--codec", default="libx264", show_default=True,
-              help=f"Video encoder ({', '.join(CODECS)}; *_nvenc if the GPU has NVENC).")
+@click.option("--codec", default=None,
+              help=f"Video encoder ({', '.join(CODECS)}; *_nvenc if the GPU has NVENC) [default: libx264; "
+                   "libsvtav1 where the container can't hold H.264 (.webm)].")
 @click.option("--crf", type=float, default=None,
               help="Quality (lower = better; NVENC: its -cq) [default: "
                    + ", ".join(f"{crf} {codec}" for codec, crf in DEFAULT_CRF.items()) + "; ffv1 is lossless].")
@@ -132,7 +133,7 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
 @click.pass_context
 def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: int | None, weights: str | None,
             model_file: str | None, backend: str,
-            precision: str | None, tile: int, device: str, batch: int, profile: str | None, codec: str,
+            precision: str | None, tile: int, device: str, batch: int, profile: str | None, codec: str | None,
             crf: float | None,
             preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, overwrite: bool,
             overlay_fps: bool, ignore_errors: bool, max_frames: int, hwaccel: str | None, deinterlace: bool,
@@ -166,9 +167,15 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
                 raise UserError(f"{flag} is a scale-out setting: add --workers N (or --ray ADDRESS)")
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
     check_paths(input, output, overwrite)
-    from ..video.output_checks import encoder_problem, output_format_problem
+    from ..video.output_checks import default_codec, encoder_problem, output_format_problem
 
-    if (problem := output_format_problem(output, fmt) or encoder_problem(codec, crf, preset)) is not None:
+    if (problem := output_format_problem(output, fmt)) is not None:
+        raise UserError(problem)
+    if codec is None:
+        codec, note = default_codec(output, fmt)
+        if note:
+            _warn(note)
+    if (problem := encoder_problem(codec, crf, preset)) is not None:
         raise UserError(problem)
     if workers is not None or ray_address is not None:  # scale out on Ray (psr2video/scaleout)
         from ..scaleout.cli import scaleout_upscale

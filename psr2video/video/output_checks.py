@@ -39,6 +39,43 @@ def output_format_problem(path: str, fmt: str | None) -> str | None:
     return f"can't tell which container to write for {path} ({what}); use .mkv, .mp4, .mov or .webm, or --format"
 
 
+# the default encoder, and the ones tried in turn for a container that can't hold H.264 (WebM): SVT-AV1 before
+# libvpx-vp9, ffmpeg's own WebM default, which at its default settings encodes an upscaled frame many times slower
+DEFAULT_CODECS = ("libx264", "libsvtav1", "libvpx-vp9", "libx265")
+
+
+def default_codec(path: str, fmt: str | None) -> tuple[str, str | None]:
+    """The encoder for a run without ``--codec``: libx264 wherever the container holds H.264, else the first of
+    ``DEFAULT_CODECS`` it holds (``out.webm``: SVT-AV1), with a note saying so (None when it is libx264). The
+    container is the one FFmpeg guesses from OUT's name (or ``--format``; Matroska for stdout), asked on a probe
+    in memory, and "holds" is what FFmpeg's muxer answers when the stream is added, as for the real file."""
+    import io
+
+    from .writer import _refused, codec_available
+
+    class Named(io.BytesIO):  # PyAV hands a file object's name to FFmpeg, which guesses the muxer from it
+        name = "out.mkv" if path == "-" else Path(path).name
+
+    try:
+        probe = av.open(Named(), "w", format=fmt or ("matroska" if path == "-" else None))
+    except Exception:  # noqa: BLE001 - no muxer for this name: output_format_problem says so
+        return DEFAULT_CODECS[0], None
+    with probe:
+        for codec in DEFAULT_CODECS:
+            if not codec_available(codec):
+                continue
+            try:
+                probe.add_stream(codec)
+            except Exception as e:  # noqa: BLE001
+                if _refused(e):
+                    continue
+                return DEFAULT_CODECS[0], None  # some other trouble: the run names it
+            if codec == DEFAULT_CODECS[0]:
+                return codec, None
+            return codec, f"note: {probe.format.name} can't hold H.264 video: encoding with {codec} (--codec to choose)"
+    return DEFAULT_CODECS[0], None
+
+
 CRF_RANGE = {"libx264": "0-51", "libx265": "0-51", "libsvtav1": "1-63", "libvpx-vp9": "0-63", "h264_nvenc": "0-51",
              "hevc_nvenc": "0-51", "av1_nvenc": "0-63"}
 PRESETS = {"libx264": "ultrafast ... veryslow, placebo", "libx265": "ultrafast ... veryslow, placebo",

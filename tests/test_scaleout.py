@@ -271,6 +271,45 @@ def test_b_frame_segments_join(ray_local, clip, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # CI runs it (--run-slow)
+def test_av1_source_and_av1_webm_output_join(ray_local, clip, tmp_path: Path) -> None:
+    """AV1 in scale-out: an AV1 source failed at the cut and an AV1 output (SVT-AV1, the default for .webm) at the
+    join, both with a traceback after the work (PyAV looked the copied stream's codec up as an encoder named
+    after its decoder, libdav1d). Both now join to the single-process result; the AAC that WebM can't hold is
+    re-encoded as Opus in both runs alike."""
+    src, _ = clip
+    av1 = tmp_path / "av1.mkv"
+    with av.open(str(src)) as inp, av.open(str(av1), "w") as out:
+        v = out.add_stream("libsvtav1", rate=24)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = v.codec_context.time_base = TB
+        v.options = {"preset": "12", "svtav1-params": "keyint=12"}
+        for f in inp.decode(video=0):
+            g = f.reformat(width=64, height=48)
+            g.pts, g.time_base = f.pts, f.time_base
+            out.mux(v.encode(g))
+        out.mux(v.encode(None))
+    with av.open(str(av1)) as c:
+        assert sum(p.is_keyframe for p in c.demux(video=0)) >= 4
+    code, err = upscale(str(av1), str(tmp_path / "ref.mkv"))
+    assert code == 0, err
+    code, err = upscale(str(av1), str(tmp_path / "out.mkv"), "--workers", "2", "--segment-seconds", SEG)
+    assert code == 0 and "Traceback" not in err, err
+    a, b = decoded(tmp_path / "out.mkv"), decoded(tmp_path / "ref.mkv")
+    assert len(a) == 60 and [p for p, _ in a] == [p for p, _ in b]
+    assert all(np.array_equal(x, y) for (_, pa), (_, pb) in zip(a, b, strict=True) for x, y in zip(pa, pb, strict=True))
+
+    outs = {}
+    for name, extra in (("single.webm", []), ("multi.webm", ["--workers", "2", "--segment-seconds", SEG])):
+        r = CliRunner().invoke(cli, ["upscale", str(src), str(tmp_path / name), "--variant", "mks", "-q", *extra])
+        assert r.exit_code == 0 and "encoding with libsvtav1" in r.output, r.output
+        assert "audio stream #1 (aac) can't be carried in webm as it is: re-encoded as libopus" in r.output
+        with av.open(str(tmp_path / name)) as c:
+            assert [s.codec_context.name for s in c.streams if s.type == "audio"] == ["opus"]
+            outs[name] = ([f.pts for f in c.decode(video=0)], [p.pts for p in c.demux(audio=0) if p.size])
+    assert outs["multi.webm"] == outs["single.webm"] and len(outs["single.webm"][0]) == 60
+
+
+@pytest.mark.slow  # CI runs it (--run-slow)
 def test_container_colour_tags_reach_every_segment(ray_local, tmp_path: Path) -> None:
     """A source whose colour tags live only in the container (FFV1 in Matroska, tagged BT.709 at SD height): the
     cuts are NUT, which drops them, and each segment used to decide BT.601 for itself (pixels off by up to 20

@@ -786,3 +786,60 @@ def test_avi_gets_the_frame_rate_as_its_time_base(tmp_path: Path) -> None:
         s = c.streams.video[0]
         assert s.average_rate == 25 and s.time_base == Fraction(1, 25)
         assert sum(1 for p in c.demux(s) if p.size) == 6
+
+
+def _clip_with_tone(path: Path, acodec: str, rate: int, start: float, seconds: float = 1.0) -> Path:
+    """25 frames of video and a 440 Hz stereo tone in ``acodec`` at ``rate`` Hz that starts ``start`` s in."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.options = {"preset": "ultrafast"}
+        a = out.add_stream(acodec, rate=rate)
+        a.layout = "stereo"
+        for i in range(25):
+            f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24").reformat(format="yuv420p")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+        fmt, n = a.codec_context.format.name, 1024
+        for k in range(int(seconds * rate) // n):
+            x = 0.3 * np.sin(2 * np.pi * 440 * (np.arange(n) + k * n) / rate)
+            arr = np.stack([x, x]).astype(np.float32)
+            if fmt.startswith("s16"):
+                arr = (arr * 32767).astype(np.int16).T.reshape(1, -1)
+            af = av.AudioFrame.from_ndarray(arr, format=fmt, layout="stereo")
+            af.sample_rate, af.pts, af.time_base = rate, int(start * rate) + k * n, Fraction(1, rate)
+            out.mux(a.encode(af))
+        out.mux(a.encode(None))
+    return path
+
+
+def _audio(path: Path) -> tuple[str, float, float, float]:
+    """(codec, first sample time, seconds of sound, dominant frequency in Hz) of the first audio stream."""
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0]
+        frames = list(c.decode(s))
+        x = np.concatenate([f.to_ndarray()[0] if f.format.is_planar else f.to_ndarray()[0][::2] for f in frames])
+        spectrum = np.abs(np.fft.rfft(x.astype(np.float64)))
+        return (s.codec_context.name, float(frames[0].pts * frames[0].time_base), len(x) / s.rate,
+                float(np.argmax(spectrum) * s.rate / len(x)))
+
+
+@pytest.mark.parametrize(("acodec", "rate", "start"), [("aac", 44100, 0.3), ("ac3", 48000, 0.5),
+                                                       ("pcm_s16le", 48000, 0.0)])
+def test_audio_webm_cannot_hold_is_reencoded_not_dropped(tmp_path: Path, acodec: str, rate: int,
+                                                         start: float) -> None:
+    """WebM holds only Opus/Vorbis audio: an AAC, AC-3 or PCM track was dropped (with a warning) from every
+    `.webm`; it is now re-encoded as Opus, said in one note, with its start and length kept."""
+    src = _clip_with_tone(tmp_path / "in.mkv", acodec, rate, start)
+    out = tmp_path / "o.webm"
+    code, err = run(str(src), str(out), "--variant", "mks")
+    assert code == 0, err
+    assert f"note: audio stream #1 ({acodec}) can't be carried in webm as it is: re-encoded as libopus" in err, err
+    assert "dropped" not in err, err
+    name, first, length, tone = _audio(out)
+    _, src_first, src_length, _ = _audio(src)
+    assert name == "opus" and abs(first - src_first) <= 0.002, (first, src_first)
+    assert abs(length - src_length) <= 0.025 and abs(tone - 440) < 3, (length, src_length, tone)
+    code, err = run(str(src), str(tmp_path / "o.mkv"), "--variant", "mks")  # Matroska: copied, untouched
+    assert code == 0 and "re-encoded" not in err and _audio(tmp_path / "o.mkv")[0] == _audio(src)[0], err

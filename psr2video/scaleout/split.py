@@ -157,6 +157,7 @@ class CutIter:
 
     def __iter__(self):
         from ..video.reader import main_video
+        from ..video.writer import stream_from_template
 
         todo = [s for s in self.segments if s.index in self.wanted]
         if not todo:
@@ -177,7 +178,7 @@ class CutIter:
                     s = pending.pop(0)
                     buf = io.BytesIO()
                     out = av.open(buf, "w", format=CUT_FORMAT, options=CUT_OPTIONS)
-                    open_[s.index] = (s, buf, out, out.add_stream_from_template(vin))
+                    open_[s.index] = (s, buf, out, stream_from_template(out, vin))
                 for s, _, out, o in open_.values():
                     if i > s.last and (s.index in past or not _lookahead(s, i, pkt.pts)):
                         past.add(s.index)  # the look-ahead stops at the first packet it can't take

@@ -3,7 +3,8 @@
 - video: ``--codec`` (libx264 default, libx265, libsvtav1, ffv1, libvpx-vp9, *_nvenc when present), CRF,
   preset, pixel format, colour tags; each frame keeps the input's pts in the input's time base;
 - audio, subtitle, attachment and data streams: copied packet for packet (``add_stream_from_template``)
-  when the output format can hold them, otherwise a warning per stream;
+  when the output format can hold them; otherwise text subtitles are converted, audio re-encoded
+  (``AudioTranscode``) and anything else dropped with a warning per stream;
 - chapters, container and stream metadata and dispositions are kept.
 """
 
@@ -85,6 +86,17 @@ class EncodeItem:
 @dataclass
 class EndOfVideo:
     pass
+
+
+def stream_from_template(out: av.container.OutputContainer, template: Any) -> Any:
+    """``add_stream_from_template`` for a stream copied packet for packet, whatever decoder reads it: PyAV looks a
+    video template's codec up as an encoder by its decoder's name, and a decoder named apart from its format
+    (``libdav1d`` for AV1) raised UnknownCodecError: every AV1 source or output in scale-out, and AV1 extra video
+    streams in any copy. The template's own codec (what a copy needs: the codec id) is used then."""
+    try:
+        return out.add_stream_from_template(template)
+    except av.codec.codec.UnknownCodecError:
+        return out.add_stream_from_template(template, opaque=True)
 
 
 def codec_available(name: str) -> bool:
@@ -172,7 +184,7 @@ class Writer(threading.Thread):
             self.time_base = time_base = 1 / Fraction(rate)
             self._frame_step = 1
         if video_template is not None:  # scale-out join: encoded segments are copied (PacketItems on vstream)
-            self.vstream = self.out.add_stream_from_template(video_template)
+            self.vstream = stream_from_template(self.out, video_template)
             self.vstream.time_base = time_base
             if rate:  # the segments' NUT has its own (Matroska read it back as "1000 fps"): the source's, as encoded
                 self.vstream.codec_context.framerate = Fraction(rate)
@@ -182,9 +194,11 @@ class Writer(threading.Thread):
             self.vstream = self._add_video(codec, width, height, pix_fmt, crf, preset, time_base, rate)
             self._carry_sar(inp)
             self._say_lost_colour_tags(codec)
+        self._encodes = video_template is None  # else the video is copied (a scale-out join): no encoder to flush
         self._carry_frame_facts(codec, first or FirstFrame(), deinterlaced)
         self.copy_map: dict[int, Any] = {}
         self.convert: dict[int, Callable[[bytes], bytes | None]] = {}  # input index -> payload rewrite
+        self.transcode: dict[int, AudioTranscode] = {}  # input index -> audio re-encoded for this container
         self._inp = inp
         self._timecode: str | None = None  # a timecode track's start, for the video stream's tag
         for s in copy_streams:
@@ -357,7 +371,7 @@ class Writer(threading.Thread):
                       "only DVB subtitles); dropped (use .mkv to keep it)")
             return
         try:
-            o = self.out.add_stream_from_template(s)
+            o = stream_from_template(self.out, s)
         except Exception as e:  # noqa: BLE001
             if not _refused(e):
                 self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be copied: {e}; dropped")
@@ -375,6 +389,11 @@ class Writer(threading.Thread):
                 self.warn(f"note: subtitle stream #{s.index} ({name}) is written as {target} for {fmt} (text kept, "
                           "styling dropped)")
                 break
+        if o is None and kind == "audio" and (t := AudioTranscode.add(self.out, s)) is not None:
+            self.transcode[s.index] = t
+            o = t.stream
+            self.warn(f"note: audio stream #{s.index} ({name or '?'}) can't be carried in {fmt} as it is: re-encoded "
+                      f"as {t.describe()} (timing kept; use .mkv to copy it untouched)")
         if o is None:
             keep = "use .mkv to keep it" if fmt != "matroska" else "it has no Matroska form"
             self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be carried in {fmt}; dropped ({keep})")
@@ -384,7 +403,7 @@ class Writer(threading.Thread):
             o.disposition = s.disposition
         except Exception:  # noqa: BLE001 - cosmetic
             pass
-        if kind == "audio":
+        if kind == "audio" and s.index not in self.transcode:
             layout = o.codec_context.layout
             if layout.name == f"{layout.nb_channels} channels" and layout.nb_channels in DEFAULT_LAYOUTS:
                 o.codec_context.layout = DEFAULT_LAYOUTS[layout.nb_channels]  # the label only; samples as they are
@@ -525,6 +544,10 @@ class Writer(threading.Thread):
         o = self.copy_map.get(idx)
         if o is None:
             return
+        if (t := self.transcode.get(idx)) is not None:
+            for out_pkt in t.encode(pkt):
+                self.out.mux(out_pkt)
+            return
         conv = self.convert.get(idx)
         if conv is not None:
             data = conv(bytes(pkt))
@@ -560,7 +583,11 @@ class Writer(threading.Thread):
                     continue
                 self.frames += 1
                 self._encode(self._frame(item))
-            self._encode(None)  # the encoder's lookahead: most of the time with slow presets
+            if self._encodes:  # the encoder's lookahead: most of the time with slow presets
+                self._encode(None)
+            for t in self.transcode.values():  # the audio decoders' and encoders' last samples
+                for out_pkt in t.encode(None):
+                    self.out.mux(out_pkt)
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             self.error = e
             # keep draining so the producer never blocks on a dead writer
@@ -583,7 +610,77 @@ class Writer(threading.Thread):
             self.stats.add("encode", time.perf_counter() - t0, 0)
 
     def fixup_notes(self) -> list[str]:
-        return [str(f) for f in self.fixups.values() if f.count]
+        return [str(f) for f in self.fixups.values() if f.count] + [
+            f"note: audio stream #{i}: {t.damaged} damaged packet(s) could not be decoded for re-encoding; skipped"
+            for i, t in self.transcode.items() if t.damaged]
+
+
+class AudioTranscode:
+    """An audio stream the output container can't hold as it is (AAC, AC-3, PCM in WebM; what a muxer refuses
+    at add_stream), decoded and re-encoded into a codec it holds, so the sound is kept rather than dropped: a
+    lossless source into FLAC where the container takes it, else AAC, Opus or Vorbis, in that order. The decoded
+    frames keep their own timestamps (PyAV's encoder rebases them and buffers to the encoder's frame size)."""
+
+    LOSSLESS = ("flac", "alac", "truehd", "mlp", "wavpack", "tta", "ape")
+    TARGETS = ("aac", "libopus", "libvorbis", "flac")
+
+    def __init__(self, stream: Any, decoder: Any) -> None:
+        self.stream = stream
+        self.decoder = decoder
+        self.damaged = 0
+
+    @classmethod
+    def add(cls, out: av.container.OutputContainer, s: Any) -> AudioTranscode | None:
+        """The re-encoded stream in ``out`` for input audio stream ``s``, or None when no target fits."""
+        src = s.codec_context
+        if src is None or not src.sample_rate or not src.channels:
+            return None
+        lossless = src.name.startswith("pcm_") or src.name in cls.LOSSLESS
+        layout = src.layout.name
+        if layout == f"{src.channels} channels":
+            layout = DEFAULT_LAYOUTS.get(src.channels, layout)
+        for target in (("flac",) if lossless else ()) + cls.TARGETS:
+            if not codec_available(target):
+                continue
+            rates = av.codec.Codec(target, "w").audio_rates
+            rate = src.sample_rate if not rates or src.sample_rate in rates else (
+                48000 if 48000 in rates else max(rates))
+            try:
+                o = out.add_stream(target, rate=rate)
+            except ValueError as e:
+                if _refused(e):
+                    continue
+                return None
+            try:
+                o.codec_context.layout = layout
+            except Exception:  # noqa: BLE001 - a layout the encoder can't take
+                return None
+            if target != "flac":  # ~ transparent for these encoders at this rate, per channel pair
+                o.codec_context.bit_rate = min(512_000, (96_000 if target == "libopus" else 128_000)
+                                               * max(1, (src.channels + 1) // 2))
+            o.metadata.update({k: v for k, v in s.metadata.items() if k.upper() != "DURATION"})
+            o.disposition = s.disposition
+            return cls(o, src)
+        return None
+
+    def describe(self) -> str:
+        cc = self.stream.codec_context
+        rate = f"{cc.bit_rate // 1000} kb/s" if cc.bit_rate else "lossless"
+        return f"{cc.name} {rate}"
+
+    def encode(self, pkt: av.Packet | None) -> list[av.Packet]:
+        """The output packets for one input packet (None: flush the decoder, then the encoder)."""
+        try:
+            frames = self.decoder.decode(pkt)
+        except av.error.FFmpegError:  # a damaged audio packet: the rest of the sound is still worth keeping
+            self.damaged += 1
+            frames = []
+        out: list[av.Packet] = []
+        for fr in frames:
+            out += self.stream.encode(fr)
+        if pkt is None:
+            out += self.stream.encode(None)
+        return out
 
 
 class TimestampFixup:

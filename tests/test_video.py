@@ -272,13 +272,13 @@ def test_mpegts_keeps_h264_and_aac(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name, words", [
-    ("out.mpg", ("mpeg can't start with video libx264, audio aac (#1)", "use .mkv")),
-    ("out.ogg", ("ogg can't start with video libx264, audio aac (#1)", "use .mkv")),
+    ("out.ogg", ("ogg can't start with video libx264, audio opus (#1)", "use .mkv")),  # the AAC re-encoded, not H.264
     ("out.y4m", ("yuv4mpegpipe can't hold libx264 video", "pick a --codec it holds or use .mkv")),
 ])
 def test_container_refusing_streams_at_its_header(tmp_path: Path, name: str, words: tuple) -> None:
     """Muxers without a codec table take any stream and refuse it only when the header is written: that happens
-    at set-up, and the one line names the streams (it was FFmpeg's "Invalid argument" about the partial file)."""
+    at set-up, and the one line names the streams (it was FFmpeg's "Invalid argument" about the partial file).
+    (MPEG-PS refused only the AAC: it is now re-encoded as AC-3, see test_mpeg_ps_gets_its_audio_reencoded.)"""
     src = make_clip(tmp_path / "in.mkv", audio=("aac",))
     out = tmp_path / name
     code, err = upscale(str(src), str(out), "--max-frames", "2")
@@ -286,6 +286,20 @@ def test_container_refusing_streams_at_its_header(tmp_path: Path, name: str, wor
     assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
     assert all(w in lines[0] for w in words), lines[0]
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(("out", ".out"))]  # no partial file left
+
+
+def test_mpeg_ps_gets_its_audio_reencoded(tmp_path: Path) -> None:
+    """MPEG-PS holds H.264 but not AAC, and said so only at its header: the run was refused ("mpeg can't start
+    with video libx264, audio aac"). The AAC is now re-encoded as AC-3, which MPEG-PS holds."""
+    src = make_clip(tmp_path / "in.mkv", audio=("aac",))
+    out = tmp_path / "out.mpg"
+    code, err = upscale(str(src), str(out), "--max-frames", "4")
+    assert code == 0 and "audio stream #1 (aac) can't be carried in mpeg as it is: re-encoded as ac3" in err, err
+    # and its SRT, which FFmpeg would write as a DVD subpicture stream (read back as garbage), is named as dropped
+    assert "subtitle stream #2 (subrip) can't be carried in mpeg (it holds only DVD subtitles); dropped" in err, err
+    with av.open(str(out)) as c:
+        assert [(s.type, s.codec_context.name) for s in c.streams] == [("video", "h264"), ("audio", "ac3")]
+        assert sum(1 for _ in c.decode(video=0)) == 4  # (MPEG-PS times only some packets: frames counted)
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc (a folder no file can be made in)")

@@ -843,3 +843,28 @@ def test_audio_webm_cannot_hold_is_reencoded_not_dropped(tmp_path: Path, acodec:
     assert abs(length - src_length) <= 0.025 and abs(tone - 440) < 3, (length, src_length, tone)
     code, err = run(str(src), str(tmp_path / "o.mkv"), "--variant", "mks")  # Matroska: copied, untouched
     assert code == 0 and "re-encoded" not in err and _audio(tmp_path / "o.mkv")[0] == _audio(src)[0], err
+
+
+@pytest.mark.parametrize(("acodec", "target"), [("libopus", "aac"), ("flac", "alac")])
+def test_audio_mov_refuses_at_its_header_is_reencoded(tmp_path: Path, acodec: str, target: str) -> None:
+    """MOV takes Opus and FLAC when the stream is added and refuses them only at its header ("only supported in
+    MP4"): the whole run was refused. The track is now re-encoded: FLAC (lossless) into ALAC, bit for bit at the
+    source's depth; Opus into AAC. MP4 holds both and still copies them untouched."""
+    src = _clip_with_tone(tmp_path / "in.mkv", acodec, 48000, 0.0)
+    code, err = run(str(src), str(tmp_path / "o.mov"), "--variant", "mks")
+    assert code == 0, err
+    assert f"note: audio stream #1 ({acodec.removeprefix('lib')}) can't be carried in mov as it is: re-encoded as " \
+           f"{target}" in err, err
+    name, first, length, tone = _audio(tmp_path / "o.mov")
+    _, src_first, src_length, _ = _audio(src)
+    assert name == target and abs(first - src_first) <= 0.002 and abs(length - src_length) <= 0.025, (first, length)
+    assert abs(tone - 440) < 3
+    if target == "alac":
+        def samples(p: Path) -> np.ndarray:
+            with av.open(str(p)) as c:
+                return np.concatenate([f.to_ndarray()[0] if f.format.is_planar else f.to_ndarray()[0][::2]
+                                       for f in c.decode(audio=0)])
+        assert np.array_equal(samples(src), samples(tmp_path / "o.mov"))
+    code, err = run(str(src), str(tmp_path / "o.mp4"), "--variant", "mks")
+    assert code == 0 and "re-encoded" not in err, err
+    assert _audio(tmp_path / "o.mp4")[0] == acodec.removeprefix("lib")

@@ -99,6 +99,27 @@ def stream_from_template(out: av.container.OutputContainer, template: Any) -> An
         return out.add_stream_from_template(template, opaque=True)
 
 
+# muxers that take any stream at add_stream and refuse some only when the header is written (FFmpeg's mov: Opus
+# and FLAC "only supported in MP4"): an audio stream is tried on a probe in memory first, so it can be re-encoded
+HEADER_REFUSERS = {"mov", "mpeg", "vob", "dvd", "svcd", "ogg", "ogv"}
+
+
+def header_takes(fmt: str, make: Callable[[Any], Any]) -> bool:
+    """Whether a ``fmt`` container writes its header with the stream ``make(container)`` adds (always True for
+    muxers that say no at add_stream already, which the caller asks there)."""
+    if fmt not in HEADER_REFUSERS:
+        return True
+    import io
+
+    try:
+        with av.open(io.BytesIO(), "w", format=fmt) as probe:
+            make(probe)
+            probe.start_encoding()  # FFmpeg's log is off outside ffmpeg_errors(): its complaint is not printed
+        return True
+    except Exception:  # noqa: BLE001 - refused: the caller re-encodes it or says it is dropped
+        return False
+
+
 def codec_available(name: str) -> bool:
     try:
         av.codec.Codec(name, "w")
@@ -364,13 +385,17 @@ class Writer(threading.Thread):
             return
         # the muxer's own answer (PyAV refuses only what FFmpeg says a format can't hold; the supported_codecs
         # list is no guide: formats without codec tables, mpegts among them, list only their default codecs)
-        if fmt == "mpegts" and kind == "subtitle" and name not in MPEGTS_SUBTITLES:
-            # FFmpeg's mpegts muxer takes any subtitle but writes it as untyped private data: it would read back
-            # as a "data" stream no player shows, so it is named as dropped, not carried in name only
-            self.warn(f"warning: subtitle stream #{s.index} ({name or '?'}) can't be carried in mpegts (it holds "
-                      "only DVB subtitles); dropped (use .mkv to keep it)")
+        if kind == "subtitle" and fmt in BITMAP_SUBTITLES_ONLY and name not in BITMAP_SUBTITLES_ONLY[fmt]:
+            # FFmpeg's mpegts muxer takes any subtitle but writes it as untyped private data (it would read back as
+            # a "data" stream no player shows), MPEG-PS as a DVD subpicture stream (read back as garbage dvdsub):
+            # named as dropped, not carried in name only
+            kinds = "DVB" if fmt == "mpegts" else "DVD"
+            self.warn(f"warning: subtitle stream #{s.index} ({name or '?'}) can't be carried in {fmt} (it holds only "
+                      f"{kinds} subtitles); dropped (use .mkv to keep it)")
             return
         try:
+            if kind == "audio" and not header_takes(fmt, lambda p: stream_from_template(p, s)):
+                raise ValueError("format does not support it at its header")  # MOV with Opus/FLAC: re-encoded
             o = stream_from_template(self.out, s)
         except Exception as e:  # noqa: BLE001
             if not _refused(e):
@@ -617,12 +642,13 @@ class Writer(threading.Thread):
 
 class AudioTranscode:
     """An audio stream the output container can't hold as it is (AAC, AC-3, PCM in WebM; what a muxer refuses
-    at add_stream), decoded and re-encoded into a codec it holds, so the sound is kept rather than dropped: a
-    lossless source into FLAC where the container takes it, else AAC, Opus or Vorbis, in that order. The decoded
+    at add_stream, or at its header: MOV with Opus or FLAC), decoded and re-encoded into a codec it holds, so the
+    sound is kept rather than dropped: a lossless source into FLAC or ALAC where the container takes one, else
+    AAC, Opus, Vorbis, FLAC, AC-3 or MP2 (MPEG-PS), in that order. The decoded
     frames keep their own timestamps (PyAV's encoder rebases them and buffers to the encoder's frame size)."""
 
     LOSSLESS = ("flac", "alac", "truehd", "mlp", "wavpack", "tta", "ape")
-    TARGETS = ("aac", "libopus", "libvorbis", "flac")
+    TARGETS = ("aac", "libopus", "libvorbis", "flac", "ac3", "mp2")
 
     def __init__(self, stream: Any, decoder: Any) -> None:
         self.stream = stream
@@ -639,23 +665,32 @@ class AudioTranscode:
         layout = src.layout.name
         if layout == f"{src.channels} channels":
             layout = DEFAULT_LAYOUTS.get(src.channels, layout)
-        for target in (("flac",) if lossless else ()) + cls.TARGETS:
+        for target in (("flac", "alac") if lossless else ()) + cls.TARGETS:
             if not codec_available(target):
                 continue
             rates = av.codec.Codec(target, "w").audio_rates
             rate = src.sample_rate if not rates or src.sample_rate in rates else (
                 48000 if 48000 in rates else max(rates))
+            def make(container: Any, target: str = target, rate: int = rate) -> Any:
+                o = container.add_stream(target, rate=rate)
+                o.codec_context.layout = layout
+                same = [f for f in av.codec.Codec(target, "w").audio_formats or [] if src.format is not None
+                        and f.bytes == src.format.bytes and not f.name.startswith("flt")]
+                if target in ("flac", "alac") and same:  # the source's sample depth (ALAC defaults to 32-bit)
+                    o.codec_context.format = same[0]
+                return o
+
+            if not header_takes(out.format.name, make):
+                continue
             try:
-                o = out.add_stream(target, rate=rate)
+                o = make(out)
             except ValueError as e:
                 if _refused(e):
                     continue
                 return None
-            try:
-                o.codec_context.layout = layout
             except Exception:  # noqa: BLE001 - a layout the encoder can't take
                 return None
-            if target != "flac":  # ~ transparent for these encoders at this rate, per channel pair
+            if target not in ("flac", "alac"):  # ~ transparent for these encoders at this rate, per channel pair
                 o.codec_context.bit_rate = min(512_000, (96_000 if target == "libopus" else 128_000)
                                                * max(1, (src.channels + 1) // 2))
             o.metadata.update({k: v for k, v in s.metadata.items() if k.upper() != "DURATION"})
@@ -750,7 +785,9 @@ def hdr10_params(codec: str, mastering: bytes, light: bytes) -> tuple[str, str]:
 
 
 SAR_IN_BITSTREAM = ("libx264", "libx265", "h264", "hevc", "h264_nvenc", "hevc_nvenc")
-MPEGTS_SUBTITLES = ("dvb_subtitle", "dvb_teletext")
+# containers whose muxer takes any subtitle stream but holds only these (the rest would be written unreadable)
+BITMAP_SUBTITLES_ONLY = {"mpegts": ("dvb_subtitle", "dvb_teletext"),
+                         **{f: ("dvd_subtitle",) for f in ("mpeg", "vob", "dvd", "svcd")}}
 TEXT_SUBS = ("subrip", "srt", "ass", "ssa", "mov_text", "text", "webvtt")
 _ASS_HEADER = (b"[Script Info]\nScriptType: v4.00+\nPlayResX: 384\nPlayResY: 288\n\n[V4+ Styles]\nFormat: Name, "
                b"Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, "

@@ -199,6 +199,8 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
             writer.close()
             if writer.error is not None:
                 raise writer.error
+            for line in writer.fixup_notes():  # copied streams' timestamps fixed, re-encoded audio's damaged packets
+                warn(f"note: {line}")
             Path(tmp).replace(output)
             ok = True
             return writer.frames, fixed[0]

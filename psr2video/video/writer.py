@@ -636,7 +636,7 @@ class Writer(threading.Thread):
 
     def fixup_notes(self) -> list[str]:
         return [str(f) for f in self.fixups.values() if f.count] + [
-            f"note: audio stream #{i}: {t.damaged} damaged packet(s) could not be decoded for re-encoding; skipped"
+            f"audio stream #{i}: {t.damaged} damaged packet(s) could not be decoded for re-encoding; skipped"
             for i, t in self.transcode.items() if t.damaged]
 
 

@@ -571,7 +571,7 @@ class Writer(threading.Thread):
             return
         if (t := self.transcode.get(idx)) is not None:
             for out_pkt in t.encode(pkt):
-                self.out.mux(out_pkt)
+                self._mux_copy(out_pkt, idx)
             return
         conv = self.convert.get(idx)
         if conv is not None:
@@ -582,6 +582,11 @@ class Writer(threading.Thread):
             new.pts, new.dts, new.duration, new.time_base = pkt.pts, pkt.dts, pkt.duration, pkt.time_base
             pkt = new
         pkt.stream = o
+        self._mux_copy(pkt, idx)
+
+    def _mux_copy(self, pkt: av.Packet, idx: int) -> None:
+        """Mux a packet of the output stream made for input stream ``idx``, its timestamps made increasing."""
+        o = pkt.stream
         fix = self.fixups.get(o.index)
         if fix is None:
             fix = self.fixups[o.index] = TimestampFixup(f"{o.type} stream #{idx}", self.out.format.flags)
@@ -610,9 +615,9 @@ class Writer(threading.Thread):
                 self._encode(self._frame(item))
             if self._encodes:  # the encoder's lookahead: most of the time with slow presets
                 self._encode(None)
-            for t in self.transcode.values():  # the audio decoders' and encoders' last samples
+            for idx, t in self.transcode.items():  # the audio decoders' and encoders' last samples
                 for out_pkt in t.encode(None):
-                    self.out.mux(out_pkt)
+                    self._mux_copy(out_pkt, idx)
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             self.error = e
             # keep draining so the producer never blocks on a dead writer
@@ -644,8 +649,8 @@ class AudioTranscode:
     """An audio stream the output container can't hold as it is (AAC, AC-3, PCM in WebM; what a muxer refuses
     at add_stream, or at its header: MOV with Opus or FLAC), decoded and re-encoded into a codec it holds, so the
     sound is kept rather than dropped: a lossless source into FLAC or ALAC where the container takes one, else
-    AAC, Opus, Vorbis, FLAC, AC-3 or MP2 (MPEG-PS), in that order. The decoded
-    frames keep their own timestamps (PyAV's encoder rebases them and buffers to the encoder's frame size)."""
+    AAC, Opus, Vorbis, FLAC, AC-3 or MP2 (MPEG-PS), in that order. The decoded frames keep their own timestamps
+    (PyAV's encoder rebases them and buffers to the encoder's frame size)."""
 
     LOSSLESS = ("flac", "alac", "truehd", "mlp", "wavpack", "tta", "ape")
     TARGETS = ("aac", "libopus", "libvorbis", "flac", "ac3", "mp2")
@@ -671,6 +676,7 @@ class AudioTranscode:
             rates = av.codec.Codec(target, "w").audio_rates
             rate = src.sample_rate if not rates or src.sample_rate in rates else (
                 48000 if 48000 in rates else max(rates))
+
             def make(container: Any, target: str = target, rate: int = rate) -> Any:
                 o = container.add_stream(target, rate=rate)
                 o.codec_context.layout = layout

@@ -14,6 +14,7 @@ import click
 from ..errors import PsrError, UserError, user_errors, user_line
 from ..names import BACKENDS, CODECS, DEFAULT_CRF, DEFAULT_PRESET, MODELS, PRECISIONS, SCALES
 from ..paths import weights_preset
+from .common import interruptible
 
 
 def _warn(msg: str) -> None:
@@ -166,6 +167,11 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
             if source(name) is not click.core.ParameterSource.DEFAULT:
                 raise UserError(f"{flag} is a scale-out setting: add --workers N (or --ray ADDRESS)")
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
+    from ..image_upscale import is_picture
+
+    if input != "-" and output != "-" and (is_picture(output) or Path(input).is_dir()):
+        return upscale_pictures(ctx, input, output, overwrite, quiet, variant, scale, weights, backend, precision,
+                                device, tile, profile, model_file)
     check_paths(input, output, overwrite)
     from ..video.output_checks import default_codec, encoder_problem, output_format_problem
 
@@ -225,6 +231,40 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
         finally:
             hud.stop()
     report(res, stats.snapshot(), output, ignore_errors, stopped_by=stop.by)
+
+
+# options that mean something for a video only: refused with a picture, not ignored
+VIDEO_ONLY = ("codec", "crf", "preset", "pix_fmt", "fmt", "in_fmt", "batch", "overlay_fps", "ignore_errors",
+              "max_frames", "hwaccel", "deinterlace", "workers", "ray_address", "segment_seconds", "keep_work")
+
+
+def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: bool, quiet: bool, variant, scale,
+                     weights, backend, precision, device, tile, profile, model_file) -> None:
+    """``psr2video in.png out.png`` / ``psr2video pics/ out/``: still pictures through the same Upscaler."""
+    from ..image_upscale import PictureError, is_picture, plan, readable_picture, run
+
+    if not Path(input).exists():
+        raise UserError(f"input not found: {input}")
+    if Path(input).is_file() and not is_picture(input) and not readable_picture(input):
+        raise UserError(f"{output} is a picture but {input} is not; write the video to a video file (e.g. .mkv)")
+    for name in VIDEO_ONLY:
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+            flag = next(o for p in ctx.command.params if p.name == name for o in p.opts if o.startswith("--"))
+            raise UserError(f"{flag} is a video option; a picture is written lossless (PNG, TIFF, BMP) or at "
+                            "quality 95 (JPEG, WebP), by OUT's extension")
+    try:
+        jobs = plan(input, output, overwrite)
+    except PictureError as e:
+        raise UserError(str(e)) from None
+    up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file)
+    what = f"{len(jobs)} pictures" if len(jobs) > 1 else "1 picture"
+    _warn(f"{input} -> {output}: {up!r}, {what}")
+    interruptible()
+    try:
+        n, seconds = run(up, jobs, _warn, quiet=quiet)
+    except PictureError as e:
+        raise UserError(str(e)) from None
+    _warn(f"done: {n} picture{'s' if n != 1 else ''} in {seconds:.1f} s -> {output}")
 
 
 def check_args(scale: int | None, tile: int, weights: str | None) -> None:

@@ -1,0 +1,203 @@
+"""Still pictures through the same Upscaler as video: ``psr2video in.png out.png`` and ``psr2video pics/ out/``.
+
+A picture keeps what it holds: its alpha channel (upscaled with the MKS2021 resampler, the model's own base path:
+a model made for RGB is no judge of transparency), grey stays grey, and its ICC profile, EXIF and DPI are written
+again. Lossless formats (PNG, TIFF, BMP) stay lossless; JPEG and WebP are written at quality 95 (JPEG without
+chroma subsampling). Every file is written under a temporary name and renamed when complete, as videos are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PsrError
+from .fileio import atomic_path
+from .pictures import IMAGE_EXTS
+
+# the 8-bit modes a picture is read in: with alpha, grey, or colour
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_GREY_MODES = {"L", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_DEEP_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+class PictureError(PsrError):
+    """A picture that can't be read or written (named with the user's path)."""
+
+
+def is_picture(path: str) -> bool:
+    """Whether OUT's name asks for a picture (by its extension)."""
+    return path != "-" and Path(path).suffix.lower() in IMAGE_EXTS
+
+
+def readable_picture(path: str) -> bool:
+    """Whether IN is a picture PIL can read (also GIF, ICO, PPM... that are never written)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Job:
+    src: Path
+    dst: Path
+
+
+def plan(input: str, output: str, overwrite: bool) -> list[Job]:
+    """The pictures to write: one file to one file, or every picture under a folder into an output folder (the
+    same names and sub-folders). Refuses, before anything loads, what can't work: an existing OUT without -y,
+    OUT = IN, a missing folder, a folder without pictures."""
+    src, dst = Path(input), Path(output)
+    if src.is_dir():
+        if (dst.exists() and not dst.is_dir()) or dst.suffix.lower() in IMAGE_EXTS:
+            raise PictureError(f"IN is a folder of pictures, so OUT must be a folder too: {output} is a file name")
+        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+        if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
+            raise PictureError(f"OUT {output} is inside IN {input}; give a folder outside it")
+        if not files:
+            raise PictureError(f"no pictures ({', '.join(sorted(IMAGE_EXTS))}) in {input}")
+        jobs = [Job(p, dst / p.relative_to(src)) for p in files]
+    else:
+        if not dst.parent.exists():
+            raise PictureError(f"can't write {output}: folder {dst.parent} does not exist")
+        if dst.exists() and dst.resolve() == src.resolve():
+            raise PictureError("OUT is the same file as IN")
+        jobs = [Job(src, dst)]
+    if not overwrite:
+        existing = [j.dst for j in jobs if j.dst.exists()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise PictureError(f"{existing[0]} exists{more}; use -y to overwrite")
+    return jobs
+
+
+def _read(path: Path) -> tuple[Any, dict, list[str]]:
+    """The picture as a PIL image in an 8-bit mode (RGB, RGBA, L or LA), its metadata (``info``: ICC profile,
+    EXIF, DPI) and the notes on what reading it changed."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        im = Image.open(path)
+        raw = im.tile[0][3] if getattr(im, "tile", None) else ""  # the stored layout (gone after load)
+        im.load()
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise PictureError(f"not a readable picture: {path} ({e})") from None
+    notes, info = [], dict(im.info)
+    deep = im.mode in _DEEP_MODES or ";16" in str(raw)
+    if deep:
+        notes.append(f"note: {path.name} has more than 8 bits per sample; written 8-bit")
+    if getattr(im, "n_frames", 1) > 1:
+        notes.append(f"note: {path.name} holds {im.n_frames} pictures (an animation?); only the first is upscaled")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode in _DEEP_MODES:  # 16-bit / 32-bit grey: scaled to 8 bits, not clipped
+        import numpy as np
+
+        a = np.asarray(im, dtype=np.float64)
+        top = 1.0 if im.mode == "F" else (65535.0 if a.max() > 255 else 255.0)
+        im = Image.fromarray(np.clip(np.rint(a / top * 255.0), 0, 255).astype(np.uint8), "L")
+    elif im.mode not in ("RGB", "RGBA", "L", "LA"):  # CMYK, YCbCr, 1-bit, premultiplied: as RGB(A)
+        im = im.convert("RGBA" if im.mode in _ALPHA_MODES else "RGB")
+    return im, info, notes
+
+
+def _tensor(im: Any) -> Any:
+    import numpy as np
+    import torch
+
+    a = np.asarray(im, dtype=np.float32) / 255.0
+    a = a[..., None] if a.ndim == 2 else a
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
+
+
+def _image(t: Any, mode: str) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    a = (t[0].permute(1, 2, 0).float().clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+    return Image.fromarray(a[..., 0] if a.shape[2] == 1 else a, mode)
+
+
+def upscale_picture(up: Any, src: Path) -> tuple[Any, dict, list[str]]:
+    """``src`` upscaled by ``up`` (an Upscaler), as a PIL image in the picture's own mode, its metadata and the
+    notes."""
+    import torch
+
+    from .models.magic import MagicKernelSharp2021
+
+    im, info, notes = _read(src)
+    x = _tensor(im)
+    colour = x[:, :3] if x.shape[1] >= 3 else x[:, :1].expand(-1, 3, -1, -1)
+    with torch.inference_mode():
+        y = up(colour.to(up.device)).cpu()
+        if im.mode in ("L", "LA"):  # grey in, grey out (the model sees three equal channels)
+            y = (0.299 * y[:, :1] + 0.587 * y[:, 1:2] + 0.114 * y[:, 2:3])
+        if im.mode in ("RGBA", "LA"):
+            alpha = x[:, -1:]
+            if alpha.min() < 1:  # the resampler takes RGB: alpha in all three channels, one kept
+                a = MagicKernelSharp2021(up.scale)(alpha.expand(-1, 3, -1, -1).contiguous())[:, :1]
+            else:  # opaque everywhere: stays opaque (no ringing at the edges)
+                a = torch.ones_like(y[:, :1])
+            y = torch.cat([y, a.clamp(0, 1)], 1)
+    return _image(y, im.mode), info, notes
+
+
+def _save(im: Any, src_info: dict, dst: Path) -> None:
+    """Write ``im`` to ``dst`` under a temporary name, with the source's ICC profile, EXIF and DPI."""
+    ext = dst.suffix.lower()
+    opts: dict[str, Any] = {}
+    for key in ("icc_profile", "exif", "dpi"):
+        if src_info.get(key):
+            opts[key] = src_info[key]
+    if ext in (".jpg", ".jpeg"):
+        if im.mode in ("RGBA", "LA"):  # JPEG holds no alpha: said by the caller
+            im = im.convert("RGB" if im.mode == "RGBA" else "L")
+        opts.update(quality=95, subsampling=0)
+    elif ext == ".webp":
+        opts.update(quality=95, method=4)
+    elif ext == ".bmp":  # BMP holds neither
+        opts.pop("exif", None)
+        opts.pop("icc_profile", None)
+    try:
+        with atomic_path(dst) as tmp:
+            im.save(tmp, format=_FORMATS[ext], **opts)
+    except OSError as e:
+        raise PictureError(f"can't write {dst}: {e.strerror or e}") from None
+
+
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+            ".bmp": "BMP"}
+
+
+def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = False) -> tuple[int, float]:
+    """Upscale every job's picture with ``up``; (pictures written, seconds)."""
+    t0 = time.perf_counter()
+    unreadable: list[Path] = []
+    for i, job in enumerate(jobs, 1):
+        try:
+            out, info, notes = upscale_picture(up, job.src)
+        except PictureError as e:
+            if len(jobs) == 1:
+                raise
+            say(f"warning: {e}; skipped")  # one bad file in a folder doesn't stop the others
+            unreadable.append(job.src)
+            continue
+        if out.mode in ("RGBA", "LA") and job.dst.suffix.lower() in (".jpg", ".jpeg"):
+            notes.append(f"note: {job.src.name} has an alpha channel, which {job.dst.suffix} can't hold; dropped "
+                         "(use .png or .webp to keep it)")
+        _save(out, info, job.dst)
+        for n in notes:
+            say(n)
+        if not quiet and len(jobs) > 1:
+            say(f"[{i}/{len(jobs)}] {job.src} -> {job.dst} ({out.width}x{out.height})")
+    if unreadable:
+        raise PictureError(f"{len(unreadable)} of {len(jobs)} pictures could not be read (first: {unreadable[0]}); "
+                           "the others were written")
+    return len(jobs), time.perf_counter() - t0

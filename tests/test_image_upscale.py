@@ -1,0 +1,132 @@
+"""`psr2video in.png out.png` and `psr2video pics/ out/`: pictures through the same Upscaler as video, with what
+they hold kept (alpha, grey, ICC/EXIF/DPI) and the same one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from psr2video.cli import cli
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_video import make_clip  # noqa: E402
+
+
+def run(*args: str) -> tuple[int, str]:
+    r = CliRunner().invoke(cli, list(args))
+    return r.exit_code, r.output
+
+
+def one_line_error(code: int, out: str, *words: str) -> None:
+    lines = [ln for ln in out.splitlines() if ln.startswith("Error")]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in out, out
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+def noise(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+
+
+def test_picture_is_the_upscalers_output(tmp_path: Path) -> None:
+    """A PNG comes back as exactly what the shared Upscaler makes of it (the same path as a video frame)."""
+    from psr2video import Upscaler
+
+    src = tmp_path / "in.png"
+    Image.fromarray(noise(24, 40, 3), "RGB").save(src)
+    code, out = run(str(src), str(tmp_path / "out.png"), "--variant", "realtime", "--backend", "torch")
+    assert code == 0 and "1 picture" in out, out
+    got = np.asarray(Image.open(tmp_path / "out.png"))
+    up = Upscaler(variant="realtime", scale=2, backend="torch", device="cpu")
+    x = torch.from_numpy(np.asarray(Image.open(src), np.float32) / 255).permute(2, 0, 1)[None]
+    want = (up(x)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    assert got.shape == (48, 80, 3) and np.array_equal(got, want)
+
+
+def test_alpha_grey_palette_and_metadata_are_kept(tmp_path: Path) -> None:
+    """Alpha is upscaled (by the MKS2021 resampler), not dropped; grey stays grey; a palette picture comes back
+    as RGB; a JPEG keeps its EXIF and DPI; an opaque alpha stays fully opaque."""
+    rgba = noise(20, 30, 4)
+    rgba[..., 3] = np.linspace(0, 255, 30, dtype=np.uint8)[None, :]
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    Image.fromarray(opaque, "RGBA").save(tmp_path / "o.png")
+    Image.fromarray(rgba[..., 0], "L").save(tmp_path / "g.png")
+    Image.fromarray(rgba[..., :3], "RGB").convert("P").save(tmp_path / "p.png")
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    Image.fromarray(rgba[..., :3], "RGB").save(tmp_path / "j.jpg", exif=exif, dpi=(300, 300))
+    for name in ("a.png", "o.png", "g.png", "p.png", "j.jpg"):
+        code, out = run(str(tmp_path / name), str(tmp_path / f"x2_{name}"), "--variant", "mks", "-q")
+        assert code == 0, out
+    a = Image.open(tmp_path / "x2_a.png")
+    assert a.mode == "RGBA" and a.size == (60, 40)
+    alpha = np.asarray(a)[..., 3].astype(float)
+    assert np.abs(alpha.mean(0)[2:-2] - np.linspace(0, 255, 60)[2:-2]).max() < 8  # the ramp, upscaled
+    assert np.asarray(Image.open(tmp_path / "x2_o.png"))[..., 3].min() == 255
+    assert Image.open(tmp_path / "x2_g.png").mode == "L"
+    assert Image.open(tmp_path / "x2_p.png").mode == "RGB"
+    j = Image.open(tmp_path / "x2_j.jpg")
+    assert j.size == (60, 40) and j.getexif().get(0x010F) == "TestCam"
+    assert tuple(map(round, j.info["dpi"])) == (300, 300)
+
+
+def test_what_a_picture_loses_is_said(tmp_path: Path) -> None:
+    """16-bit samples written 8-bit and alpha into JPEG are each one note, not silent."""
+    Image.fromarray((np.linspace(0, 65535, 32)[None, :] * np.ones((16, 1))).astype(np.uint16)).save(tmp_path / "d.png")
+    code, out = run(str(tmp_path / "d.png"), str(tmp_path / "d2.png"), "--variant", "mks", "-q")
+    assert code == 0 and "note: d.png has more than 8 bits per sample; written 8-bit" in out, out
+    assert np.asarray(Image.open(tmp_path / "d2.png")).max() >= 250  # scaled to 8 bits, not clipped
+    Image.fromarray(noise(8, 8, 4), "RGBA").save(tmp_path / "t.png")
+    code, out = run(str(tmp_path / "t.png"), str(tmp_path / "t.jpg"), "--variant", "mks", "-q")
+    assert code == 0 and "alpha channel, which .jpg can't hold; dropped" in out, out
+
+
+def test_folder_of_pictures(tmp_path: Path) -> None:
+    """A folder in, a folder out: the same names and sub-folders; an unreadable file is named and skipped, the run
+    exits 1 after writing the others; no temporary file is left; a second run without -y is refused."""
+    pics = tmp_path / "pics"
+    (pics / "sub").mkdir(parents=True)
+    Image.fromarray(noise(10, 12, 3), "RGB").save(pics / "one.png")
+    Image.fromarray(noise(10, 12, 3, 1), "RGB").save(pics / "sub" / "two.jpg")
+    (pics / "notes.txt").write_text("not a picture, not a picture name")
+    out = tmp_path / "out"
+    code, log = run(str(pics), str(out), "--variant", "mks", "-q")
+    assert code == 0 and "done: 2 pictures" in log, log
+    assert Image.open(out / "one.png").size == (24, 20) and Image.open(out / "sub" / "two.jpg").size == (24, 20)
+    one_line_error(*run(str(pics), str(out), "--variant", "mks", "-q"), "exists (and 1 more); use -y")
+    (pics / "broken.png").write_bytes(b"not a png")
+    code, log = run(str(pics), str(out), "--variant", "mks", "-q", "-y")
+    one_line_error(code, log, "1 of 3 pictures could not be read", "broken.png", "the others were written")
+    assert "warning: not a readable picture" in log
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_picture_mistakes_are_one_line(tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    Image.fromarray(noise(8, 8, 3), "RGB").save(src)
+    one_line_error(*run(str(src), str(tmp_path / "o.png"), "--crf", "20"), "--crf is a video option")
+    one_line_error(*run(str(src), str(tmp_path / "o.png"), "--workers", "2"), "--workers is a video option")
+    clip = make_clip(tmp_path / "v.mkv")
+    one_line_error(*run(str(clip), str(tmp_path / "o.png"), "--variant", "mks"), "o.png is a picture but",
+                   "v.mkv is not")
+    one_line_error(*run(str(tmp_path), str(tmp_path / "o.png"), "--variant", "mks"), "OUT must be a folder too")
+    one_line_error(*run(str(tmp_path), str(tmp_path / "inside"), "--variant", "mks"), "inside IN")
+    (tmp_path / "o.png").write_bytes(b"keep")
+    one_line_error(*run(str(src), str(tmp_path / "o.png"), "--variant", "mks"), "exists; use -y")
+    assert (tmp_path / "o.png").read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("ext", [".webp", ".tif", ".bmp"])
+def test_other_picture_formats(tmp_path: Path, ext: str) -> None:
+    src = tmp_path / "in.png"
+    Image.fromarray(noise(8, 10, 3), "RGB").save(src)
+    code, out = run(str(src), str(tmp_path / f"o{ext}"), "--variant", "mks", "-q")
+    assert code == 0, out
+    assert Image.open(tmp_path / f"o{ext}").size == (20, 16)

@@ -130,3 +130,22 @@ def test_other_picture_formats(tmp_path: Path, ext: str) -> None:
     code, out = run(str(src), str(tmp_path / f"o{ext}"), "--variant", "mks", "-q")
     assert code == 0, out
     assert Image.open(tmp_path / f"o{ext}").size == (20, 16)
+
+
+def test_large_picture_is_tiled_on_the_cpu_with_the_same_result(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A picture over AUTO_TILE_PIXELS runs in tiles on the CPU (a 12-megapixel photo would not fit in memory
+    whole through stream): said in a note, and the picture equals the untiled one."""
+    from psr2video import image_upscale
+
+    src = tmp_path / "in.png"
+    Image.fromarray(noise(40, 56, 3), "RGB").save(src)
+    code, out = run(str(src), str(tmp_path / "whole.png"), "--variant", "realtime", "-q")
+    assert code == 0 and "tiles" not in out, out
+    monkeypatch.setattr(image_upscale, "AUTO_TILE_PIXELS", 1000)
+    monkeypatch.setattr(image_upscale, "AUTO_TILE", 24)
+    code, out = run(str(src), str(tmp_path / "tiled.png"), "--variant", "realtime", "-q")
+    assert code == 0 and "note: in.png (56x40) is upscaled in 24-px tiles on the CPU" in out, out
+    a = np.asarray(Image.open(tmp_path / "whole.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "tiled.png")).astype(int)
+    assert np.abs(a - b).max() <= 1

@@ -788,30 +788,50 @@ def test_avi_gets_the_frame_rate_as_its_time_base(tmp_path: Path) -> None:
         assert sum(1 for p in c.demux(s) if p.size) == 6
 
 
-def _clip_with_tone(path: Path, acodec: str, rate: int, start: float, seconds: float = 1.0) -> Path:
-    """25 frames of video and a 440 Hz stereo tone in ``acodec`` at ``rate`` Hz that starts ``start`` s in."""
+def _clip_with_tone(path: Path, acodec: str, rate: int, start: float, seconds: float = 1.0,
+                    layout: str = "stereo", gap: float = 0.0) -> Path:
+    """25 frames of video and a 440 Hz tone in ``acodec`` at ``rate`` Hz that starts ``start`` s in; with ``gap``,
+    a quiet first half, then no sound for ``gap`` s, then a loud second half."""
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
         v.options = {"preset": "ultrafast"}
         a = out.add_stream(acodec, rate=rate)
-        a.layout = "stereo"
+        a.layout = layout
         for i in range(25):
             f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24").reformat(format="yuv420p")
             f.pts, f.time_base = i, Fraction(1, 25)
             out.mux(v.encode(f))
         out.mux(v.encode(None))
-        fmt, n = a.codec_context.format.name, 1024
-        for k in range(int(seconds * rate) // n):
-            x = 0.3 * np.sin(2 * np.pi * 440 * (np.arange(n) + k * n) / rate)
-            arr = np.stack([x, x]).astype(np.float32)
+        fmt, n, channels = a.codec_context.format.name, 1024, a.codec_context.layout.nb_channels
+        frames = int(seconds * rate) // n
+        for k in range(frames):
+            loud = not gap or k >= frames // 2
+            x = (0.3 if loud else 0.05) * np.sin(2 * np.pi * 440 * (np.arange(n) + k * n) / rate)
+            arr = np.stack([x] * channels).astype(np.float32)
             if fmt.startswith("s16"):
-                arr = (arr * 32767).astype(np.int16).T.reshape(1, -1)
-            af = av.AudioFrame.from_ndarray(arr, format=fmt, layout="stereo")
-            af.sample_rate, af.pts, af.time_base = rate, int(start * rate) + k * n, Fraction(1, rate)
+                arr = (arr * 32767).astype(np.int16)
+            if not a.codec_context.format.is_planar:
+                arr = arr.T.reshape(1, -1)
+            af = av.AudioFrame.from_ndarray(arr, format=fmt, layout=layout)
+            shift = int(gap * rate) if gap and k >= frames // 2 else 0
+            af.sample_rate, af.pts, af.time_base = rate, int(start * rate) + k * n + shift, Fraction(1, rate)
             out.mux(a.encode(af))
         out.mux(a.encode(None))
     return path
+
+
+def _loud_onset(path: Path, level: float = 0.2) -> float:
+    """When the first sample louder than ``level`` of full scale plays (s), from the decoded frames' own times."""
+    with av.open(str(path)) as c:
+        for f in c.decode(audio=0):
+            x = f.to_ndarray().astype(np.float64)
+            x = x / 32768 if f.format.name.startswith("s16") else x
+            x = x[0] if f.format.is_planar else x[0][:: f.layout.nb_channels]
+            hit = np.flatnonzero(np.abs(x) > level)
+            if hit.size:
+                return float(f.pts * f.time_base) + hit[0] / f.sample_rate
+    return -1.0
 
 
 def _audio(path: Path) -> tuple[str, float, float, float]:
@@ -868,3 +888,34 @@ def test_audio_mov_refuses_at_its_header_is_reencoded(tmp_path: Path, acodec: st
     code, err = run(str(src), str(tmp_path / "o.mp4"), "--variant", "mks")
     assert code == 0 and "re-encoded" not in err, err
     assert _audio(tmp_path / "o.mp4")[0] == acodec.removeprefix("lib")
+
+
+def test_reencoded_audio_keeps_gaps_layouts_and_ts_readable(tmp_path: Path) -> None:
+    """What the re-encoding first got wrong (found in review): 5.1(side) AC-3 (DVD/Blu-ray rips) into WebM crashed
+    the process (libopus can't open that layout): it is now written as Opus 5.1, said; the sound after a gap in
+    the source came 0.5 s early (PyAV's encoder counts samples): the gap is now filled with silence, said; PCM
+    into MPEG-TS was written as an unreadable "vvc" video stream, in silence: it is now AAC."""
+    src = _clip_with_tone(tmp_path / "side.mkv", "ac3", 48000, 0.0, layout="5.1(side)")
+    code, err = run(str(src), str(tmp_path / "side.webm"), "--variant", "mks")
+    assert code == 0 and "re-encoded as libopus 288 kb/s, 5.1 (was 5.1(side))" in err, err
+    with av.open(str(tmp_path / "side.webm")) as c:
+        assert c.streams.audio[0].codec_context.layout.name == "5.1"
+
+    src = _clip_with_tone(tmp_path / "gap.mkv", "aac", 48000, 0.0, seconds=2.0, gap=0.5)
+    assert abs(_loud_onset(src) - 1.5) < 0.03
+    code, err = run(str(src), str(tmp_path / "gap.webm"), "--variant", "mks")
+    assert code == 0 and "1 gap(s) in the sound were filled with silence" in err, err
+    assert abs(_loud_onset(tmp_path / "gap.webm") - _loud_onset(src)) < 0.01, _loud_onset(tmp_path / "gap.webm")
+
+    src = _clip_with_tone(tmp_path / "pcm.mkv", "pcm_s16le", 8000, 0.0)
+    code, err = run(str(src), str(tmp_path / "pcm.ts"), "--variant", "mks")
+    assert code == 0 and "audio stream #1 (pcm_s16le) can't be carried in mpegts as it is: re-encoded as aac" in err
+    with av.open(str(tmp_path / "pcm.ts")) as c:
+        assert [(s.type, s.codec_context.name) for s in c.streams] == [("video", "h264"), ("audio", "aac")]
+    assert abs(_audio(tmp_path / "pcm.ts")[3] - 440) < 3
+
+    def sync(p: Path) -> float:  # the tone's onset against the first video frame (MPEG-TS shifts both alike)
+        with av.open(str(p)) as c:
+            v0 = next(c.decode(video=0))
+        return _loud_onset(p, 0.05) - float(v0.pts * v0.time_base)
+    assert abs(sync(tmp_path / "pcm.ts") - sync(src)) < 0.005, (sync(tmp_path / "pcm.ts"), sync(src))

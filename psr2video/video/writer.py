@@ -104,10 +104,11 @@ def stream_from_template(out: av.container.OutputContainer, template: Any) -> An
 HEADER_REFUSERS = {"mov", "mpeg", "vob", "dvd", "svcd", "ogg", "ogv"}
 
 
-def header_takes(fmt: str, make: Callable[[Any], Any]) -> bool:
-    """Whether a ``fmt`` container writes its header with the stream ``make(container)`` adds (always True for
-    muxers that say no at add_stream already, which the caller asks there)."""
-    if fmt not in HEADER_REFUSERS:
+def header_takes(fmt: str, make: Callable[[Any], Any], always: bool = False) -> bool:
+    """Whether a ``fmt`` container writes its header with the stream ``make(container)`` adds, its encoder (if
+    any) opened: asked of muxers that refuse only there, or of any with ``always`` (an encoder that can't open
+    with a layout, e.g. libopus with 5.1(side), is found here, not when the real file starts)."""
+    if not always and fmt not in HEADER_REFUSERS:
         return True
     import io
 
@@ -239,6 +240,8 @@ class Writer(threading.Thread):
             except Exception as e:  # noqa: BLE001 - FFmpeg's errno-typed errors
                 raise OutputError(f"encoder {codec} can't start with these settings "
                                   f"({getattr(e, 'strerror', None) or first_line(e)})") from None
+        # named now: after a failed start PyAV can crash reading a stream's codec context
+        held = [f"video {codec}"] + [f"{o.type} {_codec_name(o) or '?'} (#{i})" for i, o in self.copy_map.items()]
         try:
             with ffmpeg_errors():
                 self.out.start_encoding()
@@ -247,7 +250,6 @@ class Writer(threading.Thread):
                                                                 errno.ENOENT, errno.EISDIR):
                 raise OutputError(describe_output_error(self.shown, e)) from None
             fmt = self.out.format.name
-            held = [f"video {codec}"] + [f"{o.type} {_codec_name(o) or '?'} (#{i})" for i, o in self.copy_map.items()]
             why = ffmpeg_reason(e)
             if len(held) == 1:
                 raise OutputError(f"{fmt} can't hold {codec} video ({why}); pick a --codec it holds or use .mkv"
@@ -394,8 +396,9 @@ class Writer(threading.Thread):
                       f"{kinds} subtitles); dropped (use .mkv to keep it)")
             return
         try:
-            if kind == "audio" and not header_takes(fmt, lambda p: stream_from_template(p, s)):
-                raise ValueError("format does not support it at its header")  # MOV with Opus/FLAC: re-encoded
+            if kind == "audio" and (name not in AUDIO_ONLY.get(fmt, (name,))
+                                    or not header_takes(fmt, lambda p: stream_from_template(p, s))):
+                raise ValueError("format does not support it")  # MOV with Opus/FLAC, TS with PCM: re-encoded
             o = stream_from_template(self.out, s)
         except Exception as e:  # noqa: BLE001
             if not _refused(e):
@@ -642,7 +645,9 @@ class Writer(threading.Thread):
     def fixup_notes(self) -> list[str]:
         return [str(f) for f in self.fixups.values() if f.count] + [
             f"audio stream #{i}: {t.damaged} damaged packet(s) could not be decoded for re-encoding; skipped"
-            for i, t in self.transcode.items() if t.damaged]
+            for i, t in self.transcode.items() if t.damaged] + [
+            f"audio stream #{i}: {t.gaps} gap(s) in the sound were filled with silence when it was re-encoded "
+            "(timing kept)" for i, t in self.transcode.items() if t.gaps]
 
 
 class AudioTranscode:
@@ -655,10 +660,16 @@ class AudioTranscode:
     LOSSLESS = ("flac", "alac", "truehd", "mlp", "wavpack", "tta", "ape")
     TARGETS = ("aac", "libopus", "libvorbis", "flac", "ac3", "mp2")
 
+    # a gap in the source's audio longer than this is filled with silence (PyAV's encoder counts samples, not
+    # times: without it the audio after a gap came early); shorter ones are time-base rounding
+    GAP = Fraction(1, 50)
+
     def __init__(self, stream: Any, decoder: Any) -> None:
         self.stream = stream
         self.decoder = decoder
         self.damaged = 0
+        self.gaps = 0
+        self._next: Fraction | None = None  # where the next decoded sample belongs, in seconds
 
     @classmethod
     def add(cls, out: av.container.OutputContainer, s: Any) -> AudioTranscode | None:
@@ -667,38 +678,38 @@ class AudioTranscode:
         if src is None or not src.sample_rate or not src.channels:
             return None
         lossless = src.name.startswith("pcm_") or src.name in cls.LOSSLESS
-        layout = src.layout.name
-        if layout == f"{src.channels} channels":
-            layout = DEFAULT_LAYOUTS.get(src.channels, layout)
-        for target in (("flac", "alac") if lossless else ()) + cls.TARGETS:
-            if not codec_available(target):
+        fmt = out.format.name
+        # the source's layout, else the usual one of its channel count (5.1(side), what FFmpeg calls DVD AC-3, is
+        # refused by libopus and ALAC: 5.1, as ffmpeg's command line remaps it)
+        layouts = list(dict.fromkeys(x for x in (src.layout.name, DEFAULT_LAYOUTS.get(src.channels))
+                                     if x and x != f"{src.channels} channels"))
+        for target, layout in ((t, x) for t in (("flac", "alac") if lossless else ()) + cls.TARGETS
+                               for x in layouts):
+            if not codec_available(target) or (
+                    fmt in AUDIO_ONLY and av.codec.Codec(target, "w").name not in AUDIO_ONLY[fmt]):
                 continue
             rates = av.codec.Codec(target, "w").audio_rates
             rate = src.sample_rate if not rates or src.sample_rate in rates else (
                 48000 if 48000 in rates else max(rates))
 
-            def make(container: Any, target: str = target, rate: int = rate) -> Any:
+            def make(container: Any, target: str = target, rate: int = rate, layout: str = layout) -> Any:
                 o = container.add_stream(target, rate=rate)
                 o.codec_context.layout = layout
                 same = [f for f in av.codec.Codec(target, "w").audio_formats or [] if src.format is not None
                         and f.bytes == src.format.bytes and not f.name.startswith("flt")]
                 if target in ("flac", "alac") and same:  # the source's sample depth (ALAC defaults to 32-bit)
                     o.codec_context.format = same[0]
+                if target not in ("flac", "alac"):  # ~ transparent for these encoders at this rate, per pair
+                    o.codec_context.bit_rate = min(512_000, (96_000 if target == "libopus" else 128_000)
+                                                   * max(1, (src.channels + 1) // 2))
                 return o
 
-            if not header_takes(out.format.name, make):
+            if not header_takes(fmt, make, always=True):  # the encoder opens, the container takes it
                 continue
             try:
                 o = make(out)
-            except ValueError as e:
-                if _refused(e):
-                    continue
-                return None
-            except Exception:  # noqa: BLE001 - a layout the encoder can't take
-                return None
-            if target not in ("flac", "alac"):  # ~ transparent for these encoders at this rate, per channel pair
-                o.codec_context.bit_rate = min(512_000, (96_000 if target == "libopus" else 128_000)
-                                               * max(1, (src.channels + 1) // 2))
+            except Exception:  # noqa: BLE001 - the probe took it: not expected; the next target
+                continue
             o.metadata.update({k: v for k, v in s.metadata.items() if k.upper() != "DURATION"})
             o.disposition = s.disposition
             return cls(o, src)
@@ -707,7 +718,9 @@ class AudioTranscode:
     def describe(self) -> str:
         cc = self.stream.codec_context
         rate = f"{cc.bit_rate // 1000} kb/s" if cc.bit_rate else "lossless"
-        return f"{cc.name} {rate}"
+        src = self.decoder.layout.name
+        relabel = f", {cc.layout.name} (was {src})" if src != cc.layout.name and "channels" not in src else ""
+        return f"{cc.name} {rate}{relabel}"
 
     def encode(self, pkt: av.Packet | None) -> list[av.Packet]:
         """The output packets for one input packet (None: flush the decoder, then the encoder)."""
@@ -718,10 +731,33 @@ class AudioTranscode:
             frames = []
         out: list[av.Packet] = []
         for fr in frames:
+            if fr.pts is not None and fr.time_base is not None:
+                t = fr.pts * Fraction(fr.time_base)
+                if self._next is not None and t - self._next > self.GAP:
+                    out += self.stream.encode(_silence(fr, int(round((t - self._next) * fr.sample_rate))))
+                    self.gaps += 1
+                self._next = t
+            if self._next is not None:
+                self._next += Fraction(fr.samples, fr.sample_rate)
             out += self.stream.encode(fr)
         if pkt is None:
             out += self.stream.encode(None)
         return out
+
+
+def _silence(like: av.AudioFrame, samples: int) -> av.AudioFrame:
+    """``samples`` of silence in the format, layout and rate of ``like`` (unsigned 8-bit silence is 128)."""
+    import numpy as np
+
+    fmt = like.format
+    dtype = {"u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int64, "flt": np.float32,
+             "dbl": np.float64}[fmt.name.rstrip("p")]
+    channels = like.layout.nb_channels
+    shape = (channels, samples) if fmt.is_planar else (1, samples * channels)
+    a = np.full(shape, 128 if fmt.name.startswith("u8") else 0, dtype=dtype)
+    silent = av.AudioFrame.from_ndarray(a, format=fmt.name, layout=like.layout.name)
+    silent.sample_rate = like.sample_rate
+    return silent
 
 
 class TimestampFixup:
@@ -791,6 +827,9 @@ def hdr10_params(codec: str, mastering: bytes, light: bytes) -> tuple[str, str]:
 
 
 SAR_IN_BITSTREAM = ("libx264", "libx265", "h264", "hevc", "h264_nvenc", "hevc_nvenc")
+# containers whose muxer takes any audio stream but holds only these readably (MPEG-TS wrote PCM as a "vvc" video
+# stream and FLAC as data): any other audio is re-encoded
+AUDIO_ONLY = {"mpegts": ("mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd", "opus", "s302m")}
 # containers whose muxer takes any subtitle stream but holds only these (the rest would be written unreadable)
 BITMAP_SUBTITLES_ONLY = {"mpegts": ("dvb_subtitle", "dvb_teletext"),
                          **{f: ("dvd_subtitle",) for f in ("mpeg", "vob", "dvd", "svcd")}}

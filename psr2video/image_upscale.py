@@ -101,17 +101,50 @@ def _read(path: Path) -> tuple[Any, dict, list[str]]:
         notes.append(f"note: {path.name} has more than 8 bits per sample; written 8-bit")
     if getattr(im, "n_frames", 1) > 1:
         notes.append(f"note: {path.name} holds {im.n_frames} pictures (an animation?); only the first is upscaled")
+    if im.mode in ("CMYK", "LAB") and info.get("icc_profile"):
+        im = _to_srgb(im, info, path.name, notes)
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode == "1":
+        im = im.convert("L")
     elif im.mode in _DEEP_MODES:  # 16-bit / 32-bit grey: scaled to 8 bits, not clipped
         import numpy as np
 
         a = np.asarray(im, dtype=np.float64)
-        top = 1.0 if im.mode == "F" else (65535.0 if a.max() > 255 else 255.0)
+        if im.mode == "F":
+            top = max(1.0, float(a.max()))
+        elif im.mode.startswith("I;16") or ";16" in str(raw) or a.max() <= 65535:
+            top = 65535.0  # the format's range, not the picture's brightest value (a dark picture stays dark)
+        else:
+            top = float(a.max())
         im = Image.fromarray(np.clip(np.rint(a / top * 255.0), 0, 255).astype(np.uint8), "L")
-    elif im.mode not in ("RGB", "RGBA", "L", "LA"):  # CMYK, YCbCr, 1-bit, premultiplied: as RGB(A)
+    elif im.mode not in ("RGB", "RGBA", "L", "LA"):  # CMYK without a profile, YCbCr, premultiplied: as RGB(A)
         im = im.convert("RGBA" if im.mode in _ALPHA_MODES else "RGB")
+    icc = info.get("icc_profile")
+    space = bytes(icc[16:20]) if icc and len(icc) >= 20 else None
+    if space is not None and space != (b"GRAY" if im.mode in ("L", "LA") else b"RGB "):
+        del info["icc_profile"]  # a CMYK/Lab profile on RGB pixels makes an invalid file
+        notes.append(f"note: {path.name}'s ICC profile ({space.decode('latin-1').strip()}) does not describe the "
+                     f"{im.mode} picture written; left out")
     return im, info, notes
+
+
+def _to_srgb(im: Any, info: dict, name: str, notes: list[str]) -> Any:
+    """A CMYK or Lab picture converted to sRGB through its own ICC profile (colour-managed, as a viewer shows it),
+    the output tagged sRGB; without a usable profile the caller's plain conversion runs."""
+    import io
+
+    from PIL import ImageCms
+
+    try:
+        srgb = ImageCms.createProfile("sRGB")
+        out = ImageCms.profileToProfile(im, ImageCms.ImageCmsProfile(io.BytesIO(info["icc_profile"])), srgb,
+                                        outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return im
+    info["icc_profile"] = ImageCms.ImageCmsProfile(srgb).tobytes()
+    notes.append(f"note: {name} is {im.mode}: converted to sRGB through its ICC profile")
+    return out
 
 
 def _tensor(im: Any) -> Any:
@@ -172,9 +205,9 @@ def _save(im: Any, src_info: dict, dst: Path) -> None:
     for key in ("icc_profile", "exif", "dpi"):
         if src_info.get(key):
             opts[key] = src_info[key]
+    if ext in NO_ALPHA and im.mode in ("RGBA", "LA"):  # said by the caller
+        im = im.convert("RGB" if im.mode == "RGBA" else "L")
     if ext in (".jpg", ".jpeg"):
-        if im.mode in ("RGBA", "LA"):  # JPEG holds no alpha: said by the caller
-            im = im.convert("RGB" if im.mode == "RGBA" else "L")
         opts.update(quality=95, subsampling=0)
     elif ext == ".webp":
         opts.update(quality=95, method=4)
@@ -188,6 +221,7 @@ def _save(im: Any, src_info: dict, dst: Path) -> None:
         raise PictureError(f"can't write {dst}: {e.strerror or e}") from None
 
 
+NO_ALPHA = (".jpg", ".jpeg", ".bmp")  # BMP's 32-bit form has an alpha readers ignore (Pillow reads it as RGB)
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
             ".bmp": "BMP"}
 
@@ -205,7 +239,7 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
             say(f"warning: {e}; skipped")  # one bad file in a folder doesn't stop the others
             unreadable.append(job.src)
             continue
-        if out.mode in ("RGBA", "LA") and job.dst.suffix.lower() in (".jpg", ".jpeg"):
+        if out.mode in ("RGBA", "LA") and job.dst.suffix.lower() in NO_ALPHA:
             notes.append(f"note: {job.src.name} has an alpha channel, which {job.dst.suffix} can't hold; dropped "
                          "(use .png or .webp to keep it)")
         _save(out, info, job.dst)

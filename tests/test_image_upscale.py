@@ -149,3 +149,33 @@ def test_large_picture_is_tiled_on_the_cpu_with_the_same_result(tmp_path: Path,
     a = np.asarray(Image.open(tmp_path / "whole.png")).astype(int)
     b = np.asarray(Image.open(tmp_path / "tiled.png")).astype(int)
     assert np.abs(a - b).max() <= 1
+
+
+def test_odd_pictures_found_in_review(tmp_path: Path) -> None:
+    """A CMYK picture's profile was attached to the RGB output (an invalid file); a dark 16-bit grey picture came
+    out 325x brighter (scaled by its brightest value); grey+alpha into BMP failed after the work and RGBA into
+    BMP lost its alpha in silence; a 1-bit picture came back RGB; a picture on stdin was sent to the video path."""
+    fake_cmyk = bytes(16) + b"CMYK" + bytes(108)  # a profile header that says CMYK (not a usable profile)
+    Image.fromarray(noise(8, 8, 4), "CMYK").save(tmp_path / "c.jpg", icc_profile=fake_cmyk)
+    code, out = run(str(tmp_path / "c.jpg"), str(tmp_path / "c.png"), "--variant", "mks", "-q")
+    assert code == 0 and "ICC profile (CMYK) does not describe the RGB picture written; left out" in out, out
+    c = Image.open(tmp_path / "c.png")
+    assert c.mode == "RGB" and "icc_profile" not in c.info
+
+    Image.fromarray(np.full((8, 8), 200, np.uint16)).save(tmp_path / "dark.png")
+    assert Image.open(tmp_path / "dark.png").mode.startswith("I")
+    code, out = run(str(tmp_path / "dark.png"), str(tmp_path / "dark2.png"), "--variant", "mks", "-q")
+    assert code == 0 and np.asarray(Image.open(tmp_path / "dark2.png")).max() <= 2, out  # 200/65535 of white
+
+    la = noise(8, 8, 2)
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    code, out = run(str(tmp_path / "la.png"), str(tmp_path / "la.bmp"), "--variant", "mks", "-q")
+    assert code == 0 and "alpha channel, which .bmp can't hold; dropped" in out, out
+    assert Image.open(tmp_path / "la.bmp").mode == "L"
+
+    Image.fromarray(noise(8, 8, 1)[..., 0] > 127).save(tmp_path / "bw.png")
+    code, out = run(str(tmp_path / "bw.png"), str(tmp_path / "bw2.png"), "--variant", "mks", "-q")
+    assert code == 0 and Image.open(tmp_path / "bw2.png").mode == "L", out
+
+    r = CliRunner().invoke(cli, ["-", str(tmp_path / "s.png"), "--variant", "mks"], input=b"")
+    one_line_error(r.exit_code, r.output, "pictures are read from files, not stdin")

@@ -169,6 +169,8 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
     from ..image_upscale import is_picture
 
+    if input == "-" and is_picture(output):
+        raise UserError(f"{output} is a picture: pictures are read from files, not stdin (save it to a file first)")
     if input != "-" and output != "-" and (is_picture(output) or Path(input).is_dir()):
         return upscale_pictures(ctx, input, output, overwrite, quiet, variant, scale, weights, backend, precision,
                                 device, tile, profile, model_file)

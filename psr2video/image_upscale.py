@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import PsrError
 from .fileio import atomic_path
-from .pictures import IMAGE_EXTS
+from .names import IMAGE_EXTS
 
 # the 8-bit modes a picture is read in: with alpha, grey, or colour
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}

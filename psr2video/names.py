@@ -35,3 +35,4 @@ def device_name_problem(device: str) -> str | None:
     if re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         return None
     return f"unknown device {device!r}; use {DEVICES_HELP}"
+IMAGE_EXTS = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})  # pictures read and written

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGE_EXTS = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
+from .names import IMAGE_EXTS
 
 
 def list_images(folders: str | Path | Sequence[str | Path], what: str = "image") -> list[Path]:

@@ -919,3 +919,27 @@ def test_reencoded_audio_keeps_gaps_layouts_and_ts_readable(tmp_path: Path) -> N
             v0 = next(c.decode(video=0))
         return _loud_onset(p, 0.05) - float(v0.pts * v0.time_base)
     assert abs(sync(tmp_path / "pcm.ts") - sync(src)) < 0.005, (sync(tmp_path / "pcm.ts"), sync(src))
+
+
+def test_extra_stream_a_container_refuses_at_its_header_is_dropped_not_the_run(tmp_path: Path) -> None:
+    """An extra AV1 video track into MOV ("av1 only supported in MP4"): the whole run was refused after set-up; the
+    track is now named as dropped and the film is written (MOV refuses it only when its header is written, so
+    the track is tried on a probe in memory first)."""
+    src = tmp_path / "two.mkv"
+    with av.open(str(src), "w") as out:
+        streams = []
+        for codec in ("libx264", "libsvtav1"):
+            v = out.add_stream(codec, rate=25)
+            v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+            streams.append(v)
+        for i in range(10):
+            for v in streams:
+                f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24").reformat(format="yuv420p")
+                f.pts, f.time_base = i, Fraction(1, 25)
+                out.mux(v.encode(f))
+        for v in streams:
+            out.mux(v.encode(None))
+    code, err = run(str(src), str(tmp_path / "o.mov"), "--variant", "mks")
+    assert code == 0 and "warning: video stream #1 (av1) can't be carried in mov; dropped (use .mkv to keep it)" in err
+    with av.open(str(tmp_path / "o.mov")) as c:
+        assert [s.codec_context.name for s in c.streams] == ["h264"] and sum(1 for _ in c.decode(video=0)) == 10

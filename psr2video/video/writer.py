@@ -396,9 +396,10 @@ class Writer(threading.Thread):
                       f"{kinds} subtitles); dropped (use .mkv to keep it)")
             return
         try:
-            if kind == "audio" and (name not in AUDIO_ONLY.get(fmt, (name,))
-                                    or not header_takes(fmt, lambda p: stream_from_template(p, s))):
-                raise ValueError("format does not support it")  # MOV with Opus/FLAC, TS with PCM: re-encoded
+            if (kind == "audio" and name not in AUDIO_ONLY.get(fmt, (name,))) or not header_takes(
+                    fmt, lambda p: stream_from_template(p, s)):
+                # MOV with Opus/FLAC, TS with PCM: audio re-encoded; MOV with an extra AV1 video: named as dropped
+                raise ValueError("format does not support it")
             o = stream_from_template(self.out, s)
         except Exception as e:  # noqa: BLE001
             if not _refused(e):

@@ -179,3 +179,22 @@ def test_odd_pictures_found_in_review(tmp_path: Path) -> None:
 
     r = CliRunner().invoke(cli, ["-", str(tmp_path / "s.png"), "--variant", "mks"], input=b"")
     one_line_error(r.exit_code, r.output, "pictures are read from files, not stdin")
+
+
+def test_model_file_with_a_fixed_size_graph(tmp_path: Path) -> None:
+    """Any model a user owns works on pictures too; a fixed-size ONNX graph too small for the picture is one line
+    that says which --tile to use (it was a traceback), and with that --tile it runs."""
+    from conftest import export_onnx_file
+
+    from psr2video.runtime.peers import SRVGGNetCompact
+
+    torch.manual_seed(0)
+    net = export_onnx_file(SRVGGNetCompact(16, 4, 2).eval(), tmp_path / "2x_fixed.onnx", torch.rand(1, 3, 32, 32),
+                           None)
+    src = tmp_path / "in.png"
+    Image.fromarray(noise(40, 56, 3), "RGB").save(src)
+    code, out = run(str(src), str(tmp_path / "o.png"), "--model", str(net), "-q")
+    one_line_error(code, out, "--tile")
+    assert not (tmp_path / "o.png").exists()
+    code, out = run(str(src), str(tmp_path / "o.png"), "--model", str(net), "--tile", "16", "-q")
+    assert code == 0 and Image.open(tmp_path / "o.png").size == (112, 80), out

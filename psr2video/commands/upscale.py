@@ -266,6 +266,11 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
         n, seconds = run(up, jobs, _warn, quiet=quiet)
     except PictureError as e:
         raise UserError(str(e)) from None
+    except Exception as e:  # a model that can't take the picture (a fixed-size graph without --tile): one line
+        err = as_user_error(e, output)
+        if err is e:
+            raise
+        raise err from None
     _warn(f"done: {n} picture{'s' if n != 1 else ''} in {seconds:.1f} s -> {output}")
 
 

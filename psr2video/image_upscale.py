@@ -239,7 +239,8 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
             say(f"warning: {e}; skipped")  # one bad file in a folder doesn't stop the others
             unreadable.append(job.src)
             continue
-        if out.mode in ("RGBA", "LA") and job.dst.suffix.lower() in NO_ALPHA:
+        see_through = out.mode in ("RGBA", "LA") and out.getchannel("A").getextrema()[0] < 255
+        if see_through and job.dst.suffix.lower() in NO_ALPHA:  # an opaque alpha loses nothing
             notes.append(f"note: {job.src.name} has an alpha channel, which {job.dst.suffix} can't hold; dropped "
                          "(use .png or .webp to keep it)")
         _save(out, info, job.dst)

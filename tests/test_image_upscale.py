@@ -86,6 +86,11 @@ def test_what_a_picture_loses_is_said(tmp_path: Path) -> None:
     Image.fromarray(noise(8, 8, 4), "RGBA").save(tmp_path / "t.png")
     code, out = run(str(tmp_path / "t.png"), str(tmp_path / "t.jpg"), "--variant", "mks", "-q")
     assert code == 0 and "alpha channel, which .jpg can't hold; dropped" in out, out
+    opaque = noise(8, 8, 4)
+    opaque[..., 3] = 255
+    Image.fromarray(opaque, "RGBA").save(tmp_path / "o.png")  # an opaque alpha loses nothing: no note
+    code, out = run(str(tmp_path / "o.png"), str(tmp_path / "o.jpg"), "--variant", "mks", "-q")
+    assert code == 0 and "alpha" not in out, out
 
 
 def test_folder_of_pictures(tmp_path: Path) -> None:

@@ -451,6 +451,9 @@ def test_cover_art_kept_in_mp4(tmp_path: Path) -> None:
         pics = [s for s in c.streams.video if s.disposition & av.stream.Disposition.attached_pic]
         assert len(pics) == 1
         assert [bytes(p) for p in c.demux(pics[0]) if p.size] == [jpg]
+    # MOV: FFmpeg's muxer takes the stream but writes cover art only in MP4 mode; it vanished without a word
+    code, err = run(str(src), str(tmp_path / "out.mov"), "--variant", "mks")
+    assert code == 0 and "warning: cover art (stream #1) can't be carried in mov; dropped (use .mp4 or .mkv" in err
 
 
 def make_mov_text(path: Path) -> None:

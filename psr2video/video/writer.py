@@ -385,6 +385,11 @@ class Writer(threading.Thread):
             return
         if kind == "video" and s.disposition & ATTACHED_PIC and fmt == "matroska" and self._cover_attachment(s):
             return
+        if kind == "video" and s.disposition & ATTACHED_PIC and fmt == "mov":
+            # FFmpeg's mov muxer takes the stream and writes cover art only in MP4 mode: it vanished in silence
+            self.warn(f"warning: cover art (stream #{s.index}) can't be carried in mov; dropped (use .mp4 or .mkv "
+                      "to keep it)")
+            return
         # the muxer's own answer (PyAV refuses only what FFmpeg says a format can't hold; the supported_codecs
         # list is no guide: formats without codec tables, mpegts among them, list only their default codecs)
         if kind == "subtitle" and fmt in BITMAP_SUBTITLES_ONLY and name not in BITMAP_SUBTITLES_ONLY[fmt]:

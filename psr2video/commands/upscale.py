@@ -140,16 +140,18 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
             overlay_fps: bool, ignore_errors: bool, max_frames: int, hwaccel: str | None, deinterlace: bool,
             quiet: bool, workers: int | None = None, ray_address: str | None = None, segment_seconds: float = 60.0,
             keep_work: bool = False) -> None:
-    """Upscale a video: decode IN, run the model on every frame, encode OUT.
+    """Upscale a video (or pictures): decode IN, run the model on every frame, encode OUT.
 
     \b
     IN and OUT can be '-' for stdin/stdout (give --format for stdout; default matroska):
       psr2video in.mp4 out.mkv --variant stream --scale 2
       psr2video in.mp4 - --variant mks -q | ffplay -
       psr2video in.mkv out.mkv --model 2x_SomeModel.onnx     (any ONNX or spandrel model file)
-    Audio, subtitles, fonts, data streams, chapters and metadata are copied unchanged; every frame keeps
-    its timestamp (VFR stays VFR). The output is written under a temporary name and renamed at the end;
-    Ctrl-C stops cleanly and leaves a playable file.
+      psr2video photo.jpg photo_x2.png                      (a picture; a folder: pics/ pics_x2/)
+    Audio, subtitles, fonts, data streams, chapters and metadata are copied unchanged (audio the
+    container can't hold is re-encoded, said); every frame keeps its timestamp (VFR stays VFR). The
+    output is written under a temporary name and renamed at the end; Ctrl-C stops cleanly and leaves a
+    playable file.
     """
     check_model_file_options(ctx, model_file, weights)
     weights_file = weights is not None and not weights_preset(weights)

@@ -180,12 +180,11 @@ def upscale_picture(up: Any, src: Path) -> tuple[Any, dict, list[str]]:
         up.tile = AUTO_TILE
         notes.append(f"note: {src.name} ({im.width}x{im.height}) is upscaled in {AUTO_TILE}-px tiles on the CPU (the "
                      "same result in bounded memory; --tile to choose)")
-    try:
-        with torch.inference_mode():
-            y = up(colour.to(up.device)).cpu()
-    finally:
-        up.tile = tile
     with torch.inference_mode():
+        try:
+            y = up(colour.to(up.device)).cpu()
+        finally:
+            up.tile = tile
         if im.mode in ("L", "LA"):  # grey in, grey out (the model sees three equal channels)
             y = (0.299 * y[:, :1] + 0.587 * y[:, 1:2] + 0.114 * y[:, 2:3])
         if im.mode in ("RGBA", "LA"):

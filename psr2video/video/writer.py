@@ -691,21 +691,26 @@ class AudioTranscode:
                                      if x and x != f"{src.channels} channels"))
         for target, layout in ((t, x) for t in (("flac", "alac") if lossless else ()) + cls.TARGETS
                                for x in layouts):
-            if not codec_available(target) or (
-                    fmt in AUDIO_ONLY and av.codec.Codec(target, "w").name not in AUDIO_ONLY[fmt]):
+            if not codec_available(target):
                 continue
-            rates = av.codec.Codec(target, "w").audio_rates
+            enc = av.codec.Codec(target, "w")
+            if fmt in AUDIO_ONLY and enc.name not in AUDIO_ONLY[fmt]:
+                continue
+            rates = enc.audio_rates
             rate = src.sample_rate if not rates or src.sample_rate in rates else (
                 48000 if 48000 in rates else max(rates))
+            lossless_target = target in ("flac", "alac")
+            # the source's sample depth for a lossless target (ALAC defaults to 32-bit)
+            depth = next((f for f in enc.audio_formats or [] if lossless_target and src.format is not None
+                          and f.bytes == src.format.bytes and not f.name.startswith("flt")), None)
 
-            def make(container: Any, target: str = target, rate: int = rate, layout: str = layout) -> Any:
+            def make(container: Any, target: str = target, rate: int = rate, layout: str = layout,
+                     depth: Any = depth, lossless_target: bool = lossless_target) -> Any:
                 o = container.add_stream(target, rate=rate)
                 o.codec_context.layout = layout
-                same = [f for f in av.codec.Codec(target, "w").audio_formats or [] if src.format is not None
-                        and f.bytes == src.format.bytes and not f.name.startswith("flt")]
-                if target in ("flac", "alac") and same:  # the source's sample depth (ALAC defaults to 32-bit)
-                    o.codec_context.format = same[0]
-                if target not in ("flac", "alac"):  # ~ transparent for these encoders at this rate, per pair
+                if depth is not None:
+                    o.codec_context.format = depth
+                if not lossless_target:  # ~ transparent for these encoders at this rate, per channel pair
                     o.codec_context.bit_rate = min(512_000, (96_000 if target == "libopus" else 128_000)
                                                    * max(1, (src.channels + 1) // 2))
                 return o

@@ -100,7 +100,8 @@ def stream_from_template(out: av.container.OutputContainer, template: Any) -> An
 
 
 # muxers that take any stream at add_stream and refuse some only when the header is written (FFmpeg's mov: Opus
-# and FLAC "only supported in MP4"): an audio stream is tried on a probe in memory first, so it can be re-encoded
+# and FLAC "only supported in MP4", AV1 video): a copied stream is tried on a probe in memory first, so audio can be
+# re-encoded and anything else named as dropped
 HEADER_REFUSERS = {"mov", "mpeg", "vob", "dvd", "svcd", "ogg", "ogv"}
 
 

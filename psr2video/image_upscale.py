@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .animation import ANIMATION_EXTS, AnimationError, frame_count, upscale_animation
 from .errors import PsrError
 from .fileio import atomic_path
-from .names import IMAGE_EXTS
+from .names import PICTURE_EXTS
 
 # the 8-bit modes a picture is read in: with alpha, grey, or colour
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -36,7 +37,7 @@ class PictureError(PsrError):
 
 def is_picture(path: str) -> bool:
     """Whether OUT's name asks for a picture (by its extension)."""
-    return path != "-" and Path(path).suffix.lower() in IMAGE_EXTS
+    return path != "-" and Path(path).suffix.lower() in PICTURE_EXTS
 
 
 def readable_picture(path: str) -> bool:
@@ -62,13 +63,13 @@ def plan(input: str, output: str, overwrite: bool) -> list[Job]:
     OUT = IN, a missing folder, a folder without pictures."""
     src, dst = Path(input), Path(output)
     if src.is_dir():
-        if (dst.exists() and not dst.is_dir()) or dst.suffix.lower() in IMAGE_EXTS:
+        if (dst.exists() and not dst.is_dir()) or dst.suffix.lower() in PICTURE_EXTS:
             raise PictureError(f"IN is a folder of pictures, so OUT must be a folder too: {output} is a file name")
-        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in PICTURE_EXTS and p.is_file())
         if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
             raise PictureError(f"OUT {output} is inside IN {input}; give a folder outside it")
         if not files:
-            raise PictureError(f"no pictures ({', '.join(sorted(IMAGE_EXTS))}) in {input}")
+            raise PictureError(f"no pictures ({', '.join(sorted(PICTURE_EXTS))}) in {input}")
         jobs = [Job(p, dst / p.relative_to(src)) for p in files]
     else:
         if not dst.parent.exists():
@@ -99,8 +100,11 @@ def _read(path: Path) -> tuple[Any, dict, list[str]]:
     deep = im.mode in _DEEP_MODES or ";16" in str(raw)
     if deep:
         notes.append(f"note: {path.name} has more than 8 bits per sample; written 8-bit")
-    if getattr(im, "n_frames", 1) > 1:
-        notes.append(f"note: {path.name} holds {im.n_frames} pictures (an animation?); only the first is upscaled")
+    if getattr(im, "is_animated", False) and im.format in ("GIF", "PNG", "WEBP"):
+        notes.append(f"note: {path.name} is an animation of {im.n_frames} frames; only the first is upscaled "
+                     "(write .gif, .webp or .png, or a video file, to keep them all)")
+    elif getattr(im, "n_frames", 1) > 1:
+        notes.append(f"note: {path.name} holds {im.n_frames} pictures; only the first is upscaled")
     if im.mode in ("CMYK", "LAB") and info.get("icc_profile"):
         im = _to_srgb(im, info, path.name, notes)
     if im.mode == "P":
@@ -167,19 +171,28 @@ def _image(t: Any, mode: str) -> Any:
 def upscale_picture(up: Any, src: Path) -> tuple[Any, dict, list[str]]:
     """``src`` upscaled by ``up`` (an Upscaler), as a PIL image in the picture's own mode, its metadata and the
     notes."""
+    im, info, notes = _read(src)
+    return upscale_image(up, im, src.name, notes), info, notes
+
+
+def upscale_image(up: Any, im: Any, name: str, notes: list[str]) -> Any:
+    """A PIL image in RGB, RGBA, L or LA upscaled by ``up``, in the same mode (alpha by MKS2021, grey kept grey);
+    a large picture on the CPU runs in tiles, said in ``notes``. Stills and every frame of an animation come
+    through here."""
     import torch
 
     from .models.magic import MagicKernelSharp2021
 
-    im, info, notes = _read(src)
     x = _tensor(im)
     colour = x[:, :3] if x.shape[1] >= 3 else x[:, :1].expand(-1, 3, -1, -1)
     d, tile = up.descriptor, up.tile
     if (not tile and str(up.device) == "cpu" and im.width * im.height > AUTO_TILE_PIXELS and d.tiling == "supported"
             and not d.fixed_size):
         up.tile = AUTO_TILE
-        notes.append(f"note: {src.name} ({im.width}x{im.height}) is upscaled in {AUTO_TILE}-px tiles on the CPU (the "
-                     "same result in bounded memory; --tile to choose)")
+        note = (f"note: {name} ({im.width}x{im.height}) is upscaled in {AUTO_TILE}-px tiles on the CPU (the "
+                "same result in bounded memory; --tile to choose)")
+        if note not in notes:
+            notes.append(note)
     with torch.inference_mode():
         try:
             y = up(colour.to(up.device)).cpu()
@@ -194,7 +207,7 @@ def upscale_picture(up: Any, src: Path) -> tuple[Any, dict, list[str]]:
             else:  # opaque everywhere: stays opaque (no ringing at the edges)
                 a = torch.ones_like(y[:, :1])
             y = torch.cat([y, a.clamp(0, 1)], 1)
-    return _image(y, im.mode), info, notes
+    return _image(y, im.mode)
 
 
 def _save(im: Any, src_info: dict, dst: Path) -> None:
@@ -210,9 +223,15 @@ def _save(im: Any, src_info: dict, dst: Path) -> None:
         opts.update(quality=95, subsampling=0)
     elif ext == ".webp":
         opts.update(quality=95, method=4)
-    elif ext == ".bmp":  # BMP holds neither
+    elif ext in (".bmp", ".gif"):  # they hold neither (said by the caller)
         opts.pop("exif", None)
         opts.pop("icc_profile", None)
+    if ext == ".gif":  # 256 colours, chosen as for an animation's frames
+        from .animation import Animation, gif_frames, write
+
+        im = im.convert("RGBA" if im.mode in ("RGBA", "LA") else "RGB")
+        write(gif_frames([im]), Animation([im], [0.0], 1, {}), dst)
+        return
     try:
         with atomic_path(dst) as tmp:
             im.save(tmp, format=_FORMATS[ext], **opts)
@@ -222,7 +241,7 @@ def _save(im: Any, src_info: dict, dst: Path) -> None:
 
 NO_ALPHA = (".jpg", ".jpeg", ".bmp")  # BMP's 32-bit form has an alpha readers ignore (Pillow reads it as RGB)
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
-            ".bmp": "BMP"}
+            ".bmp": "BMP", ".gif": "GIF"}
 
 
 def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = False) -> tuple[int, float]:
@@ -231,17 +250,27 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
     unreadable: list[Path] = []
     for i, job in enumerate(jobs, 1):
         try:
+            if job.dst.suffix.lower() in ANIMATION_EXTS and frame_count(job.src) > 1:
+                for n in upscale_animation(up, job.src, job.dst, say, quiet):
+                    say(n)
+                if not quiet and len(jobs) > 1:
+                    say(f"[{i}/{len(jobs)}] {job.src} -> {job.dst} (animation)")
+                continue
             out, info, notes = upscale_picture(up, job.src)
-        except PictureError as e:
+        except (PictureError, AnimationError) as e:
             if len(jobs) == 1:
-                raise
+                raise PictureError(str(e)) from None
             say(f"warning: {e}; skipped")  # one bad file in a folder doesn't stop the others
             unreadable.append(job.src)
             continue
         see_through = out.mode in ("RGBA", "LA") and out.getchannel("A").getextrema()[0] < 255
-        if see_through and job.dst.suffix.lower() in NO_ALPHA:  # an opaque alpha loses nothing
+        ext = job.dst.suffix.lower()
+        if see_through and ext in NO_ALPHA:  # an opaque alpha loses nothing
             notes.append(f"note: {job.src.name} has an alpha channel, which {job.dst.suffix} can't hold; dropped "
                          "(use .png or .webp to keep it)")
+        lost = [what for key, what in (("icc_profile", "ICC profile"), ("exif", "EXIF")) if info.get(key)]
+        if lost and ext in (".bmp", ".gif"):
+            notes.append(f"note: {job.src.name}'s {' and '.join(lost)} can't be held in {job.dst.suffix}; left out")
         _save(out, info, job.dst)
         for n in notes:
             say(n)

@@ -36,3 +36,6 @@ def device_name_problem(device: str) -> str | None:
         return None
     return f"unknown device {device!r}; use {DEVICES_HELP}"
 IMAGE_EXTS = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})  # pictures read and written
+# what ``psr2video in out`` treats as a picture (GIF too, still or animated; not an image folder's training or
+# evaluation picture: 256 colours make a poor HR)
+PICTURE_EXTS = IMAGE_EXTS | {".gif"}

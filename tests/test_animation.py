@@ -1,0 +1,157 @@
+"""Animated pictures (`psr2video anim.gif anim_x2.gif`): every frame through the shared Upscaler, written as an
+animation again with its frame durations, play count and transparency, across GIF, APNG and animated WebP."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_image_upscale import noise, one_line_error, run  # noqa: E402
+
+DURATIONS = [100, 100, 200, 100, 300, 100]
+
+
+def frames_of(path: Path) -> tuple[list[np.ndarray], list[float], dict]:
+    """Every frame composited as RGBA, its duration and the first frame's info."""
+    with Image.open(path) as im:
+        info = dict(im.info)
+        frames, durations = [], []
+        for i in range(im.n_frames):
+            im.seek(i)
+            im.load()
+            frames.append(np.asarray(im.convert("RGBA")))
+            durations.append(float(im.info.get("duration") or 0))
+    return frames, durations, info
+
+
+def sprite_frames(alpha: bool) -> list[Image.Image]:
+    """A textured background with a moving red block; a transparent corner when ``alpha``."""
+    bg = noise(24, 32, 3, seed=1) // 2 + 64
+    out = []
+    for i in range(len(DURATIONS)):
+        a = np.concatenate([bg, np.full((24, 32, 1), 255, np.uint8)], 2)
+        a[8:14, 3 * i:3 * i + 6, :3] = (255, 0, 0)
+        if alpha:
+            a[:6, :8, 3] = 0
+        out.append(Image.fromarray(a, "RGBA"))
+    return out
+
+
+def test_every_frame_is_the_upscalers_output_and_timing_is_kept(tmp_path: Path) -> None:
+    """APNG in, APNG out: each frame equals the Upscaler's output of the source frame (lossless both ways), each
+    frame keeps its duration and the play count is kept."""
+    from psr2video import Upscaler
+
+    src = tmp_path / "in.png"
+    frames = [f.convert("RGB") for f in sprite_frames(alpha=False)]
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=DURATIONS, loop=2)
+    code, out = run(str(src), str(tmp_path / "out.png"), "--variant", "realtime", "--backend", "torch")
+    assert code == 0 and "6 frames, 0.90 s, plays 2 times -> out.png (64x48 PNG)" in out, out
+    got, durations, info = frames_of(tmp_path / "out.png")
+    assert durations == DURATIONS and info["loop"] == 2 and len(got) == 6
+    up = Upscaler(variant="realtime", scale=2, backend="torch", device="cpu")
+    for f, g in zip(frames, got, strict=True):
+        x = torch.from_numpy(np.asarray(f, np.float32) / 255).permute(2, 0, 1)[None]
+        with torch.inference_mode():
+            want = (up(x)[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+        assert g.shape == (48, 64, 4) and np.array_equal(g[..., :3], want) and g[..., 3].min() == 255
+
+
+@pytest.mark.parametrize("ext", [".gif", ".webp", ".png"])
+def test_gif_in_any_animation_out(tmp_path: Path, ext: str) -> None:
+    """A GIF with transparency, uneven durations and a loop block: the output has every frame at twice the size,
+    the same durations, the same number of plays (GIF counts repeats, APNG and WebP plays), the transparent
+    corner still transparent, and the colours near the full-colour result."""
+    src = tmp_path / "in.gif"
+    frames = sprite_frames(alpha=True)
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=DURATIONS, loop=3, disposal=2)
+    _, _, src_info = frames_of(src)
+    assert src_info["loop"] == 3  # 3 repeats: 4 plays
+    code, out = run(str(src), str(tmp_path / f"out{ext}"), "--variant", "mks", "--backend", "torch")
+    assert code == 0 and "6 frames, 0.90 s, plays 4 times" in out, out
+    got, durations, info = frames_of(tmp_path / f"out{ext}")
+    assert len(got) == 6 and durations == DURATIONS
+    assert info["loop"] == (3 if ext == ".gif" else 4)
+    for i, g in enumerate(got):
+        assert g.shape == (48, 64, 4)
+        assert g[:10, :14, 3].max() <= 16 and g[14:, 18:, 3].min() >= 240, i  # the corner stays see-through
+        # the red block moved with the source (3 px a frame there: 6 px here)
+        assert g[19, 6 * i + 6, 0] > 200 and g[19, 6 * i + 6, 1] < 60, (i, g[19, 6 * i + 6])
+
+
+def test_gif_palette_stays_close_to_the_full_colour_frames(tmp_path: Path) -> None:
+    """GIF's 256 colours: one palette for the whole animation keeps every frame within a few grey levels of the
+    full-colour APNG, and a pixel that doesn't change keeps its colour from frame to frame."""
+    src = tmp_path / "in.png"
+    frames = [f.convert("RGB") for f in sprite_frames(alpha=False)]
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=DURATIONS, loop=0)
+    for ext in (".png", ".gif"):
+        code, out = run(str(src), str(tmp_path / f"out{ext}"), "--variant", "realtime", "-q")
+        assert code == 0, out
+    full, _, _ = frames_of(tmp_path / "out.png")
+    gif, _, info = frames_of(tmp_path / "out.gif")
+    assert info["loop"] == 0
+    for f, g in zip(full, gif, strict=True):
+        mse = np.mean((f[..., :3].astype(float) - g[..., :3]) ** 2)
+        assert 10 * np.log10(255**2 / mse) > 30
+    # rows the model's output keeps from frame to frame (away from the moving block) stay still in the GIF
+    still = [r for r in range(48) if all(np.array_equal(full[0][r], f[r]) for f in full[1:])]
+    assert len(still) >= 8 and all(np.array_equal(gif[0][still], g[still]) for g in gif[1:])
+
+
+def test_animation_to_a_still_format_or_a_video(tmp_path: Path) -> None:
+    """An animation written to a format that holds one picture says only its first frame is upscaled; written to
+    a video file every frame keeps its own time (the durations become timestamps)."""
+    src = tmp_path / "in.gif"
+    frames = [f.convert("RGB") for f in sprite_frames(alpha=False)]
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=DURATIONS, loop=0)
+    code, out = run(str(src), str(tmp_path / "out.jpg"), "--variant", "mks", "-q")
+    assert code == 0 and "in.gif is an animation of 6 frames; only the first is upscaled" in out, out
+    code, out = run(str(src), str(tmp_path / "out.mkv"), "--variant", "mks", "-q")
+    assert code == 0, out
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        times = [round(float(f.time) * 1000) for f in c.decode(video=0)]
+    assert times == list(np.cumsum([0] + DURATIONS[:-1]))
+
+
+def test_gif_that_plays_once_and_still_gif(tmp_path: Path) -> None:
+    """A GIF without a loop block plays once, and so does its upscale (WebP: loop 1); a still picture can be
+    written as a GIF, and its ICC profile, which GIF can't hold, is named as left out."""
+    src = tmp_path / "once.gif"
+    frames = sprite_frames(alpha=False)
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=DURATIONS)
+    assert "loop" not in frames_of(src)[2]
+    for ext in (".gif", ".webp"):
+        code, out = run(str(src), str(tmp_path / f"once_x2{ext}"), "--variant", "mks")
+        assert code == 0 and "plays once" in out, out
+    assert "loop" not in frames_of(tmp_path / "once_x2.gif")[2]
+    assert frames_of(tmp_path / "once_x2.webp")[2]["loop"] == 1
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(noise(16, 16, 3), "RGB").save(tmp_path / "s.png", icc_profile=icc)
+    code, out = run(str(tmp_path / "s.png"), str(tmp_path / "s.gif"), "--variant", "mks", "-q")
+    assert code == 0 and "s.png's ICC profile can't be held in .gif; left out" in out, out
+    with Image.open(tmp_path / "s.gif") as im:
+        assert im.size == (32, 32) and not getattr(im, "is_animated", False)
+
+
+def test_too_large_animation_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """All frames are held at the output size: past the limit the run is refused before any frame is upscaled,
+    with the way out (a video file), and nothing is written."""
+    from psr2video import animation
+
+    monkeypatch.setattr(animation, "MAX_BYTES", 10_000)
+    src = tmp_path / "in.gif"
+    frames = sprite_frames(alpha=False)
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=DURATIONS)
+    code, out = run(str(src), str(tmp_path / "out.gif"), "--variant", "mks", "-q")
+    one_line_error(code, out, "in.gif has 6 frames of 32x24", "write a video file")
+    assert not (tmp_path / "out.gif").exists() and [p.name for p in tmp_path.iterdir()] == ["in.gif"]

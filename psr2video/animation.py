@@ -12,6 +12,7 @@ built for the whole animation from a sample of its frames, so a colour doesn't c
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from .errors import PsrError
 from .fileio import atomic_path
 
 ANIMATION_EXTS = frozenset({".gif", ".png", ".webp"})  # the picture formats that hold an animation
+# what a video file may be written to as an animation (an APNG from a video would surprise: most viewers show a
+# .png's first frame only)
+FROM_VIDEO_EXTS = frozenset({".gif", ".webp"})
 _FORMATS = {".gif": "GIF", ".png": "PNG", ".webp": "WEBP"}
 # the upscaled frames are all held at once (the GIF and APNG writers compare each frame with the one before):
 # an animation larger than this at the output size is refused, with the way out (a video file streams)
@@ -85,19 +89,74 @@ def read(path: Path) -> Animation:
     return Animation(frames, durations, plays, info)
 
 
-def upscale_animation(up: Any, src: Path, dst: Path, say: Callable[[str], None], quiet: bool = False) -> list[str]:
-    """Upscale every frame of ``src`` with ``up`` and write the animation to ``dst`` (its format by extension);
-    the notes on what changed come back."""
+def _too_large(src: Path, frames: int, w: int, h: int, scale: int, channels: int) -> None:
+    need = frames * w * h * scale**2 * channels
+    if need > MAX_BYTES:
+        raise AnimationError(f"{src} has {frames} frames of {w}x{h}: {need / 2**30:.1f} GiB at x{scale}, more "
+                             f"than an animation is held in ({MAX_BYTES / 2**30:.0f} GiB); write a video file "
+                             "(e.g. .mkv), which streams")
+
+
+def read_video(path: Path, scale: int, notes: list[str]) -> Animation:
+    """Every frame of a video file's main video stream as RGB (its own colour matrix and range, as the video
+    path reads them), each lasting until the next one's timestamp. What an animation can't hold (sound,
+    subtitles) is named in ``notes``."""
+    import av
+
+    from .video.color import SWS_SPACE, decide_color
+    from .video.reader import main_video
+
+    try:
+        c = av.open(str(path))
+    except av.error.FFmpegError as e:
+        raise AnimationError(f"can't read {path}: {getattr(e, 'strerror', None) or e}") from None
+    with c:
+        if not c.streams.video:
+            raise AnimationError(f"{path} has no video stream")
+        s = main_video(c)
+        others = sorted({o.type for o in c.streams if o is not s and o.type in ("audio", "subtitle")})
+        if others:
+            notes.append(f"note: {path.name}'s {' and '.join(others)} can't be held in an animation; left out (write "
+                         f"a video file to keep {'them' if len(others) > 1 else 'it'})")
+        frames, times = [], []
+        try:
+            for f in c.decode(s):
+                cc = s.codec_context
+                info = decide_color(f.colorspace, f.color_range, None, None, f.height, f.format.name)
+                if info.from_rgb:
+                    img = f.to_image()
+                else:
+                    img = f.reformat(format="rgb24", src_colorspace=SWS_SPACE.get(info.space, "ITU709"),
+                                     src_color_range="JPEG" if info.full_range else "MPEG").to_image()
+                frames.append(img.convert("RGBA") if info.alpha else img.convert("RGB"))
+                times.append(float(f.time) if f.time is not None else None)
+                _too_large(path, len(frames), f.width, f.height, scale, 4 if info.alpha else 3)
+        except av.error.FFmpegError as e:
+            if not frames:
+                raise AnimationError(f"can't decode {path}: {getattr(e, 'strerror', None) or e}") from None
+            notes.append(f"warning: {path.name} is damaged after frame {len(frames)}; the frames before it are kept")
+        if not frames:
+            raise AnimationError(f"no video frames could be decoded from {path}")
+        rate = s.average_rate or s.guessed_rate or cc.framerate
+    step = 1000 / float(rate) if rate else 40.0
+    ms = [t * 1000 if t is not None else None for t in times]
+    durations = [(b - a) if a is not None and b is not None and b > a else step for a, b in itertools.pairwise(ms)]
+    durations.append(step)
+    if any(f.mode == "RGBA" for f in frames) and not all(f.mode == "RGBA" for f in frames):
+        frames = [f.convert("RGBA") for f in frames]
+    return Animation(frames, durations, 0, {})
+
+
+def upscale_animation(up: Any, src: Path, dst: Path, say: Callable[[str], None], quiet: bool = False,
+                      video: bool = False) -> tuple[list[str], int]:
+    """Upscale every frame of ``src`` (an animated picture, or a video file when ``video``) with ``up`` and
+    write the animation to ``dst`` (its format by extension); (the notes on what changed, frames written)."""
     from .image_upscale import upscale_image
 
-    anim = read(src)
-    w, h = anim.frames[0].size
-    need = len(anim.frames) * w * h * up.scale**2 * (4 if anim.alpha else 3)
-    if need > MAX_BYTES:
-        raise AnimationError(f"{src} has {len(anim.frames)} frames of {w}x{h}: {need / 2**30:.1f} GiB at x{up.scale}, "
-                             f"more than an animation is held in ({MAX_BYTES / 2**30:.0f} GiB); write a video file "
-                             "(e.g. .mkv), which streams")
     notes: list[str] = []
+    anim = read_video(src, up.scale, notes) if video else read(src)
+    w, h = anim.frames[0].size
+    _too_large(src, len(anim.frames), w, h, up.scale, 4 if anim.alpha else 3)
     out, last = [], time.monotonic()
     for i, frame in enumerate(anim.frames, 1):
         out.append(upscale_image(up, frame, src.name, notes))
@@ -109,7 +168,7 @@ def upscale_animation(up: Any, src: Path, dst: Path, say: Callable[[str], None],
         say(f"{src.name}: {len(out)} frames, {sum(anim.durations) / 1000:.2f} s, {plays} -> {dst.name} "
             f"({out[0].width}x{out[0].height} {_FORMATS[dst.suffix.lower()]})")
     write(gif_frames(out) if dst.suffix.lower() == ".gif" else out, anim, dst)
-    return notes
+    return notes, len(out)
 
 
 def gif_frames(frames: list[Any]) -> list[Any]:
@@ -153,7 +212,12 @@ def gif_frames(frames: list[Any]) -> list[Any]:
 def write(frames: list[Any], anim: Animation, dst: Path) -> None:
     """The frames written to ``dst`` as an animation with ``anim``'s durations, loop and metadata, atomically."""
     ext = dst.suffix.lower()
-    opts: dict[str, Any] = {"save_all": True, "append_images": frames[1:], "duration": anim.durations}
+    # GIF counts in 1/100 s, WebP and APNG (as Pillow writes it) in ms: each frame's start is rounded, not each
+    # duration (30 fps into GIF is 30, 40, 30 ms..., not 30 ms each, which would play 10% fast)
+    unit = 10 if ext == ".gif" else 1
+    ends = [round(t / unit) * unit for t in itertools.accumulate(anim.durations)]
+    durations = [b - a for a, b in itertools.pairwise([0, *ends])]
+    opts: dict[str, Any] = {"save_all": True, "append_images": frames[1:], "duration": durations}
     if ext == ".gif":
         if anim.plays != 1:  # the loop block counts repeats; without one a GIF plays once
             opts["loop"] = max(0, anim.plays - 1)

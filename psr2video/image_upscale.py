@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .animation import ANIMATION_EXTS, AnimationError, frame_count, upscale_animation
+from .animation import ANIMATION_EXTS, FROM_VIDEO_EXTS, AnimationError, frame_count, upscale_animation
 from .errors import PsrError
 from .fileio import atomic_path
 from .names import PICTURE_EXTS
@@ -244,14 +244,20 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".t
             ".bmp": "BMP", ".gif": "GIF"}
 
 
-def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = False) -> tuple[int, float]:
-    """Upscale every job's picture with ``up``; (pictures written, seconds)."""
+def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = False) -> tuple[int, int, float]:
+    """Upscale every job's picture with ``up``; (files written, frames upscaled, seconds)."""
     t0 = time.perf_counter()
     unreadable: list[Path] = []
+    frames = 0
     for i, job in enumerate(jobs, 1):
         try:
-            if job.dst.suffix.lower() in ANIMATION_EXTS and frame_count(job.src) > 1:
-                for n in upscale_animation(up, job.src, job.dst, say, quiet):
+            # a video file (by name and content) into .gif/.webp: an animation
+            ext = job.dst.suffix.lower()
+            video = ext in FROM_VIDEO_EXTS and not is_picture(str(job.src)) and not readable_picture(str(job.src))
+            if video or (ext in ANIMATION_EXTS and frame_count(job.src) > 1):
+                notes, n_frames = upscale_animation(up, job.src, job.dst, say, quiet, video=video)
+                frames += n_frames
+                for n in notes:
                     say(n)
                 if not quiet and len(jobs) > 1:
                     say(f"[{i}/{len(jobs)}] {job.src} -> {job.dst} (animation)")
@@ -272,6 +278,7 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
         if lost and ext in (".bmp", ".gif"):
             notes.append(f"note: {job.src.name}'s {' and '.join(lost)} can't be held in {job.dst.suffix}; left out")
         _save(out, info, job.dst)
+        frames += 1
         for n in notes:
             say(n)
         if not quiet and len(jobs) > 1:
@@ -279,4 +286,4 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
     if unreadable:
         raise PictureError(f"{len(unreadable)} of {len(jobs)} pictures could not be read (first: {unreadable[0]}); "
                            "the others were written")
-    return len(jobs), time.perf_counter() - t0
+    return len(jobs), frames, time.perf_counter() - t0

@@ -155,3 +155,39 @@ def test_too_large_animation_is_refused_in_one_line(tmp_path: Path, monkeypatch:
     code, out = run(str(src), str(tmp_path / "out.gif"), "--variant", "mks", "-q")
     one_line_error(code, out, "in.gif has 6 frames of 32x24", "write a video file")
     assert not (tmp_path / "out.gif").exists() and [p.name for p in tmp_path.iterdir()] == ["in.gif"]
+
+
+def test_video_into_an_animation(tmp_path: Path) -> None:
+    """A video file into .gif/.webp: every frame, each lasting until the next one's timestamp (VFR kept, GIF's
+    1/100 s steps rounded by start time), looping; the audio and subtitles it can't hold are named; the
+    colours are the video path's (same matrix and range)."""
+    from test_video import VFR_PTS, make_clip
+
+    clip = make_clip(tmp_path / "clip.mkv", w=48, h=32)
+    for ext in (".webp", ".gif"):
+        code, out = run(str(clip), str(tmp_path / f"clip{ext}"), "--variant", "mks")
+        assert code == 0 and "an animation" in out and f"{len(VFR_PTS)} frames" in out, out
+        assert "clip.mkv's audio and subtitle can't be held in an animation; left out" in out, out
+        got, durations, info = frames_of(tmp_path / f"clip{ext}")
+        assert len(got) == len(VFR_PTS) and got[0].shape == (64, 96, 4) and info["loop"] == 0
+        unit = 10 if ext == ".gif" else 1
+        starts = np.cumsum([0] + durations[:-1])
+        assert all(abs(s - p) <= unit / 2 for s, p in zip(starts, VFR_PTS, strict=True)), (starts, VFR_PTS)
+    code, out = run(str(clip), str(tmp_path / "clip_x2.mkv"), "--variant", "mks", "--codec", "ffv1", "-q")
+    assert code == 0, out
+    with av.open(str(tmp_path / "clip_x2.mkv")) as c:
+        ref = [f.to_ndarray(format="rgb24").astype(float) for f in c.decode(video=0)]
+    webp, _, _ = frames_of(tmp_path / "clip.webp")
+    for r, g in zip(ref, webp, strict=True):  # 4:2:0 out of the video path vs full-colour RGB: close, not equal
+        assert 10 * np.log10(255**2 / np.mean((r - g[..., :3]) ** 2)) > 30
+
+
+def test_gif_durations_are_rounded_by_start_time(tmp_path: Path) -> None:
+    """30 fps into GIF (1/100 s steps): 30, 40, 30 ms..., so ten frames last 330 ms, not 300 (10% fast)."""
+    src = tmp_path / "in.png"
+    frames = [f.convert("RGB") for f in sprite_frames(alpha=False)] * 2
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=1000 / 30, loop=0)
+    code, out = run(str(src), str(tmp_path / "out.gif"), "--variant", "mks", "-q")
+    assert code == 0, out
+    _, durations, _ = frames_of(tmp_path / "out.gif")
+    assert set(durations) == {30, 40} and sum(durations) == 400  # 12 frames: 400 ms

@@ -120,7 +120,7 @@ def test_picture_mistakes_are_one_line(tmp_path: Path) -> None:
     one_line_error(*run(str(src), str(tmp_path / "o.png"), "--workers", "2"), "--workers is a video option")
     clip = make_clip(tmp_path / "v.mkv")
     one_line_error(*run(str(clip), str(tmp_path / "o.png"), "--variant", "mks"), "o.png is a picture but",
-                   "v.mkv is not")
+                   "v.mkv is not", ".gif or .webp")
     one_line_error(*run(str(tmp_path), str(tmp_path / "o.png"), "--variant", "mks"), "OUT must be a folder too")
     one_line_error(*run(str(tmp_path), str(tmp_path / "inside"), "--variant", "mks"), "inside IN")
     (tmp_path / "o.png").write_bytes(b"keep")

@@ -250,12 +250,15 @@ VIDEO_ONLY = ("codec", "crf", "preset", "pix_fmt", "fmt", "in_fmt", "batch", "ov
 def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: bool, quiet: bool, variant, scale,
                      weights, backend, precision, device, tile, profile, model_file) -> None:
     """``psr2video in.png out.png`` / ``psr2video pics/ out/``: still pictures through the same Upscaler."""
+    from ..animation import ANIMATION_EXTS, FROM_VIDEO_EXTS, frame_count
     from ..image_upscale import PictureError, is_picture, plan, readable_picture, run
 
     if not Path(input).exists():
         raise UserError(f"input not found: {input}")
-    if Path(input).is_file() and not is_picture(input) and not readable_picture(input):
-        raise UserError(f"{output} is a picture but {input} is not; write the video to a video file (e.g. .mkv)")
+    video_in = Path(input).is_file() and not is_picture(input) and not readable_picture(input)
+    if video_in and Path(output).suffix.lower() not in FROM_VIDEO_EXTS:
+        raise UserError(f"{output} is a picture but {input} is not; write the video to a video file (e.g. .mkv), "
+                        "or to .gif or .webp for an animation")
     for name in VIDEO_ONLY:
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
             flag = next(o for p in ctx.command.params if p.name == name for o in p.opts if o.startswith("--"))
@@ -267,10 +270,12 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
         raise UserError(str(e)) from None
     up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file)
     what = f"{len(jobs)} pictures" if len(jobs) > 1 else "1 picture"
+    if len(jobs) == 1 and Path(output).suffix.lower() in ANIMATION_EXTS and (video_in or frame_count(Path(input)) > 1):
+        what = "an animation"
     _warn(f"{input} -> {output}: {up!r}, {what}")
     interruptible()
     try:
-        n, seconds = run(up, jobs, _warn, quiet=quiet)
+        n, frames, seconds = run(up, jobs, _warn, quiet=quiet)
     except PictureError as e:
         raise UserError(str(e)) from None
     except Exception as e:  # a model that can't take the picture (a fixed-size graph without --tile): one line
@@ -278,7 +283,10 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
         if err is e:
             raise
         raise err from None
-    _warn(f"done: {n} picture{'s' if n != 1 else ''} in {seconds:.1f} s -> {output}")
+    rate = f", {frames / seconds:.1f} frames/s" if frames > n and seconds else ""
+    _warn(f"done: {n} file{'s' if n != 1 else ''}, {frames} frame{'s' if frames != 1 else ''} in {seconds:.1f} s"
+          f"{rate} -> {output}" if frames != n else
+          f"done: {n} picture{'s' if n != 1 else ''} in {seconds:.1f} s -> {output}")
 
 
 def check_args(scale: int | None, tile: int, weights: str | None) -> None:

@@ -85,9 +85,10 @@ def plan(input: str, output: str, overwrite: bool) -> list[Job]:
     return jobs
 
 
-def _read(path: Path) -> tuple[Any, dict, list[str]]:
+def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     """The picture as a PIL image in an 8-bit mode (RGB, RGBA, L or LA), its metadata (``info``: ICC profile,
-    EXIF, DPI) and the notes on what reading it changed."""
+    EXIF, DPI), the notes on what reading it changed, and whether its samples are deeper than 8 bits (then
+    the caller reads them again at 16 bits where it can, or says they were written 8-bit)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -98,8 +99,7 @@ def _read(path: Path) -> tuple[Any, dict, list[str]]:
         raise PictureError(f"not a readable picture: {path} ({e})") from None
     notes, info = [], dict(im.info)
     deep = im.mode in _DEEP_MODES or ";16" in str(raw)
-    if deep:
-        notes.append(f"note: {path.name} has more than 8 bits per sample; written 8-bit")
+    plain = im.mode in ("RGB", "RGBA", "L") or im.mode.startswith("I;16")  # no colour conversion below
     if getattr(im, "is_animated", False) and im.format in ("GIF", "PNG", "WEBP"):
         notes.append(f"note: {path.name} is an animation of {im.n_frames} frames; only the first is upscaled "
                      "(write .gif, .webp or .png, or a video file, to keep them all)")
@@ -130,7 +130,9 @@ def _read(path: Path) -> tuple[Any, dict, list[str]]:
         del info["icc_profile"]  # a CMYK/Lab profile on RGB pixels makes an invalid file
         notes.append(f"note: {path.name}'s ICC profile ({space.decode('latin-1').strip()}) does not describe the "
                      f"{im.mode} picture written; left out")
-    return im, info, notes
+    if deep and not plain:
+        notes.append(f"note: {path.name} has more than 8 bits per sample; written 8-bit")
+    return im, info, notes, deep and plain
 
 
 def _to_srgb(im: Any, info: dict, name: str, notes: list[str]) -> Any:
@@ -168,10 +170,42 @@ def _image(t: Any, mode: str) -> Any:
     return Image.fromarray(a[..., 0] if a.shape[2] == 1 else a, mode)
 
 
-def upscale_picture(up: Any, src: Path) -> tuple[Any, dict, list[str]]:
-    """``src`` upscaled by ``up`` (an Upscaler), as a PIL image in the picture's own mode, its metadata and the
-    notes."""
-    im, info, notes = _read(src)
+@dataclass(frozen=True)
+class Deep:
+    """An upscaled picture at more than 8 bits: float HxWxC in [0, 1] and its mode (RGB, RGBA, L)."""
+
+    array: Any
+    mode: str
+
+    @property
+    def width(self) -> int:
+        return self.array.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.array.shape[0]
+
+
+def upscale_picture(up: Any, src: Path, out_ext: str = ".png") -> tuple[Any, dict, list[str]]:
+    """``src`` upscaled by ``up`` (an Upscaler), its metadata and the notes. The picture comes back as a PIL
+    image in its own mode, or as ``Deep`` when it has 16-bit samples and ``out_ext`` can hold them."""
+    from . import deep_pictures
+
+    im, info, notes, deep = _read(src)
+    if deep:
+        got = deep_pictures.read(src) if out_ext in deep_pictures.DEEP_OUT else None
+        lost = deep_pictures.tiff_metadata_problem(info) if out_ext in (".tif", ".tiff") else None
+        if got is not None and not lost:
+            import numpy as np
+            import torch
+
+            a, mode = got
+            x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
+            y = upscale_tensor(up, x, mode, src.name, notes)
+            return Deep(y[0].permute(1, 2, 0).numpy(), mode), info, notes
+        why = ("" if got is None or not lost else
+               f" (a 16-bit TIFF from here can't hold its {lost}; use .png to keep 16 bits and the {lost})")
+        notes.append(f"note: {src.name} has more than 8 bits per sample; written 8-bit{why}")
     return upscale_image(up, im, src.name, notes), info, notes
 
 
@@ -179,17 +213,22 @@ def upscale_image(up: Any, im: Any, name: str, notes: list[str]) -> Any:
     """A PIL image in RGB, RGBA, L or LA upscaled by ``up``, in the same mode (alpha by MKS2021, grey kept grey);
     a large picture on the CPU runs in tiles, said in ``notes``. Stills and every frame of an animation come
     through here."""
+    return _image(upscale_tensor(up, _tensor(im), im.mode, name, notes), im.mode)
+
+
+def upscale_tensor(up: Any, x: Any, mode: str, name: str, notes: list[str]) -> Any:
+    """1xCxHxW float in [0, 1] (C: 3 or 4 for RGB(A), 1 or 2 for L(A)) upscaled by ``up``, clamped to [0, 1]."""
     import torch
 
     from .models.magic import MagicKernelSharp2021
 
-    x = _tensor(im)
     colour = x[:, :3] if x.shape[1] >= 3 else x[:, :1].expand(-1, 3, -1, -1)
     d, tile = up.descriptor, up.tile
-    if (not tile and str(up.device) == "cpu" and im.width * im.height > AUTO_TILE_PIXELS and d.tiling == "supported"
+    h, w = x.shape[-2:]
+    if (not tile and str(up.device) == "cpu" and w * h > AUTO_TILE_PIXELS and d.tiling == "supported"
             and not d.fixed_size):
         up.tile = AUTO_TILE
-        note = (f"note: {name} ({im.width}x{im.height}) is upscaled in {AUTO_TILE}-px tiles on the CPU (the "
+        note = (f"note: {name} ({w}x{h}) is upscaled in {AUTO_TILE}-px tiles on the CPU (the "
                 "same result in bounded memory; --tile to choose)")
         if note not in notes:
             notes.append(note)
@@ -198,21 +237,31 @@ def upscale_image(up: Any, im: Any, name: str, notes: list[str]) -> Any:
             y = up(colour.to(up.device)).cpu()
         finally:
             up.tile = tile
-        if im.mode in ("L", "LA"):  # grey in, grey out (the model sees three equal channels)
+        if mode in ("L", "LA"):  # grey in, grey out (the model sees three equal channels)
             y = (0.299 * y[:, :1] + 0.587 * y[:, 1:2] + 0.114 * y[:, 2:3])
-        if im.mode in ("RGBA", "LA"):
+        if mode in ("RGBA", "LA"):
             alpha = x[:, -1:]
             if alpha.min() < 1:  # the resampler takes RGB: alpha in all three channels, one kept
                 a = MagicKernelSharp2021(up.scale)(alpha.expand(-1, 3, -1, -1).contiguous())[:, :1]
             else:  # opaque everywhere: stays opaque (no ringing at the edges)
                 a = torch.ones_like(y[:, :1])
-            y = torch.cat([y, a.clamp(0, 1)], 1)
-    return _image(y, im.mode)
+            y = torch.cat([y, a], 1)
+    return y.float().clamp(0, 1)
 
 
 def _save(im: Any, src_info: dict, dst: Path) -> None:
-    """Write ``im`` to ``dst`` under a temporary name, with the source's ICC profile, EXIF and DPI."""
+    """Write ``im`` (a PIL image, or ``Deep``) to ``dst`` under a temporary name, with the source's ICC profile,
+    EXIF and DPI."""
     ext = dst.suffix.lower()
+    if isinstance(im, Deep):
+        from . import deep_pictures
+
+        try:
+            with atomic_path(dst) as tmp:
+                deep_pictures.write(im.array, im.mode, src_info, dst, tmp)
+        except OSError as e:
+            raise PictureError(f"can't write {dst}: {e.strerror or e}") from None
+        return
     opts: dict[str, Any] = {}
     for key in ("icc_profile", "exif", "dpi"):
         if src_info.get(key):
@@ -262,15 +311,15 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
                 if not quiet and len(jobs) > 1:
                     say(f"[{i}/{len(jobs)}] {job.src} -> {job.dst} (animation)")
                 continue
-            out, info, notes = upscale_picture(up, job.src)
+            out, info, notes = upscale_picture(up, job.src, ext)
         except (PictureError, AnimationError) as e:
             if len(jobs) == 1:
                 raise PictureError(str(e)) from None
             say(f"warning: {e}; skipped")  # one bad file in a folder doesn't stop the others
             unreadable.append(job.src)
             continue
-        see_through = out.mode in ("RGBA", "LA") and out.getchannel("A").getextrema()[0] < 255
-        ext = job.dst.suffix.lower()
+        see_through = out.mode in ("RGBA", "LA") and (out.array[..., -1].min() < 1 if isinstance(out, Deep)
+                                                      else out.getchannel("A").getextrema()[0] < 255)
         if see_through and ext in NO_ALPHA:  # an opaque alpha loses nothing
             notes.append(f"note: {job.src.name} has an alpha channel, which {job.dst.suffix} can't hold; dropped "
                          "(use .png or .webp to keep it)")

@@ -78,11 +78,11 @@ def test_alpha_grey_palette_and_metadata_are_kept(tmp_path: Path) -> None:
 
 
 def test_what_a_picture_loses_is_said(tmp_path: Path) -> None:
-    """16-bit samples written 8-bit and alpha into JPEG are each one note, not silent."""
+    """16-bit samples written 8-bit (into JPEG) and alpha into JPEG are each one note, not silent."""
     Image.fromarray((np.linspace(0, 65535, 32)[None, :] * np.ones((16, 1))).astype(np.uint16)).save(tmp_path / "d.png")
-    code, out = run(str(tmp_path / "d.png"), str(tmp_path / "d2.png"), "--variant", "mks", "-q")
+    code, out = run(str(tmp_path / "d.png"), str(tmp_path / "d2.jpg"), "--variant", "mks", "-q")
     assert code == 0 and "note: d.png has more than 8 bits per sample; written 8-bit" in out, out
-    assert np.asarray(Image.open(tmp_path / "d2.png")).max() >= 250  # scaled to 8 bits, not clipped
+    assert np.asarray(Image.open(tmp_path / "d2.jpg")).max() >= 250  # scaled to 8 bits, not clipped
     Image.fromarray(noise(8, 8, 4), "RGBA").save(tmp_path / "t.png")
     code, out = run(str(tmp_path / "t.png"), str(tmp_path / "t.jpg"), "--variant", "mks", "-q")
     assert code == 0 and "alpha channel, which .jpg can't hold; dropped" in out, out
@@ -169,8 +169,10 @@ def test_odd_pictures_found_in_review(tmp_path: Path) -> None:
 
     Image.fromarray(np.full((8, 8), 200, np.uint16)).save(tmp_path / "dark.png")
     assert Image.open(tmp_path / "dark.png").mode.startswith("I")
+    code, out = run(str(tmp_path / "dark.png"), str(tmp_path / "dark2.bmp"), "--variant", "mks", "-q")
+    assert code == 0 and np.asarray(Image.open(tmp_path / "dark2.bmp")).max() <= 2, out  # 200/65535 of white
     code, out = run(str(tmp_path / "dark.png"), str(tmp_path / "dark2.png"), "--variant", "mks", "-q")
-    assert code == 0 and np.asarray(Image.open(tmp_path / "dark2.png")).max() <= 2, out  # 200/65535 of white
+    assert code == 0 and np.abs(np.asarray(Image.open(tmp_path / "dark2.png")).astype(int) - 200).max() <= 1, out
 
     la = noise(8, 8, 2)
     Image.fromarray(la, "LA").save(tmp_path / "la.png")
@@ -203,3 +205,59 @@ def test_model_file_with_a_fixed_size_graph(tmp_path: Path) -> None:
     assert not (tmp_path / "o.png").exists()
     code, out = run(str(src), str(tmp_path / "o.png"), "--model", str(net), "--tile", "16", "-q")
     assert code == 0 and Image.open(tmp_path / "o.png").size == (112, 80), out
+
+
+def deep_frame(path: Path) -> tuple[str, np.ndarray]:
+    """The pixel format FFmpeg decodes ``path`` as, and its samples (16-bit where the file is)."""
+    import av
+
+    with av.open(str(path)) as c:
+        f = next(c.decode(video=0))
+    name = f.format.name
+    want = {"rgb48be": "rgb48le", "rgba64be": "rgba64le", "gray16be": "gray16le"}.get(name, name)
+    return name, f.to_ndarray(format=want)
+
+
+def test_16_bit_pictures_stay_16_bit(tmp_path: Path) -> None:
+    """A 16-bit PNG (RGB, RGBA, grey) is read at 16 bits (Pillow alone reads RGB as 8) and written at 16 bits to
+    PNG or TIFF: the Upscaler's output of the exact samples, within one 16-bit step, with its ICC profile and DPI
+    in the PNG. Into a TIFF with a profile, or into JPEG, it is written 8-bit, said."""
+    from PIL import ImageCms
+
+    from psr2video import Upscaler, deep_pictures
+
+    h, w = 20, 28
+    yy, xx = np.mgrid[0:h, 0:w]
+    smooth = np.stack([xx / w * 0.03 + 0.3, yy / h * 0.03 + 0.5, (xx + yy) / (w + h) * 0.03 + 0.1], 2)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    deep_pictures.write(smooth, "RGB", {"icc_profile": icc, "dpi": (300, 300)}, tmp_path / "s.png", tmp_path / "s.png")
+    assert Image.open(tmp_path / "s.png").mode == "RGB"  # what Pillow alone would have read: 8 bits
+    code, out = run(str(tmp_path / "s.png"), str(tmp_path / "o.png"), "--variant", "realtime", "--backend", "torch")
+    assert code == 0 and "8-bit" not in out, out
+    fmt, got = deep_frame(tmp_path / "o.png")
+    up = Upscaler(variant="realtime", scale=2, backend="torch", device="cpu")
+    _, src = deep_frame(tmp_path / "s.png")
+    x = torch.from_numpy(src.astype(np.float32) / 65535).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        want = up(x)[0].permute(1, 2, 0).clamp(0, 1).numpy() * 65535
+    assert fmt == "rgb48be" and got.shape == (40, 56, 3) and np.abs(got - want).max() <= 1.0
+    assert len(np.unique(got[..., 0])) > 4 * len(np.unique(got[..., 0] >> 8))  # far more levels than 8 bits
+    info = Image.open(tmp_path / "o.png").info
+    assert info["icc_profile"] == icc and round(info["dpi"][0]) == 300
+
+    code, out = run(str(tmp_path / "s.png"), str(tmp_path / "o.tif"), "--variant", "mks", "-q")
+    assert code == 0 and "written 8-bit (a 16-bit TIFF from here can't hold its ICC profile; use .png" in out, out
+    assert deep_frame(tmp_path / "o.tif")[0] == "rgb24" and Image.open(tmp_path / "o.tif").info["icc_profile"] == icc
+    deep_pictures.write(smooth, "RGB", {}, tmp_path / "plain.png", tmp_path / "plain.png")
+    code, out = run(str(tmp_path / "plain.png"), str(tmp_path / "o2.tif"), "--variant", "mks", "-q")
+    assert code == 0 and "8-bit" not in out and deep_frame(tmp_path / "o2.tif")[0] == "rgb48le", out
+
+    rgba = np.concatenate([smooth, np.linspace(0, 1, w)[None, :, None] * np.ones((h, 1, 1))], 2)
+    deep_pictures.write(rgba, "RGBA", {}, tmp_path / "a.png", tmp_path / "a.png")
+    code, out = run(str(tmp_path / "a.png"), str(tmp_path / "a2.png"), "--variant", "mks", "-q")
+    fmt, got = deep_frame(tmp_path / "a2.png")
+    assert code == 0 and fmt == "rgba64be" and got.shape == (40, 56, 4) and got[..., 3].min() < got[..., 3].max()
+    Image.fromarray((smooth[..., 0] * 65535).astype(np.uint16)).save(tmp_path / "g.png")  # Pillow's I;16
+    code, out = run(str(tmp_path / "g.png"), str(tmp_path / "g2.png"), "--variant", "mks", "-q")
+    assert code == 0 and deep_frame(tmp_path / "g2.png")[0] == "gray16be" and Image.open(tmp_path / "g2.png").mode \
+        .startswith("I;16"), out

@@ -147,12 +147,11 @@ def read_video(path: Path, scale: int, notes: list[str]) -> Animation:
     return Animation(frames, durations, 0, {})
 
 
-def upscale_animation(up: Any, src: Path, dst: Path, say: Callable[[str], None], quiet: bool = False,
-                      video: bool = False) -> tuple[list[str], int]:
-    """Upscale every frame of ``src`` (an animated picture, or a video file when ``video``) with ``up`` and
-    write the animation to ``dst`` (its format by extension); (the notes on what changed, frames written)."""
-    from .image_upscale import upscale_image
-
+def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[[Any, Any, str, list[str]], Any],
+                      say: Callable[[str], None], quiet: bool = False, video: bool = False) -> tuple[list[str], int]:
+    """Upscale every frame of ``src`` (an animated picture, or a video file when ``video``) with ``up`` through
+    ``upscale_image`` (the stills' own: ``image_upscale.upscale_image``) and write the animation to ``dst`` (its
+    format by extension); (the notes on what changed, frames written)."""
     notes: list[str] = []
     anim = read_video(src, up.scale, notes) if video else read(src)
     w, h = anim.frames[0].size

@@ -304,7 +304,8 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
             ext = job.dst.suffix.lower()
             video = ext in FROM_VIDEO_EXTS and not is_picture(str(job.src)) and not readable_picture(str(job.src))
             if video or (ext in ANIMATION_EXTS and frame_count(job.src) > 1):
-                notes, n_frames = upscale_animation(up, job.src, job.dst, say, quiet, video=video)
+                notes, n_frames = upscale_animation(up, job.src, job.dst, upscale_image, say, quiet,
+                                                     video=video)
                 frames += n_frames
                 for n in notes:
                     say(n)

@@ -38,13 +38,19 @@ class AnimationError(PsrError):
     """An animation that can't be read or written (named with the user's path)."""
 
 
+ANIMATED_FORMATS = frozenset({"GIF", "PNG", "WEBP"})  # Pillow's names; a multi-page TIFF or a camera's MPO
+# (JPEG with a second, preview picture) is not an animation
+
+
 def frame_count(path: Path) -> int:
-    """How many frames the picture at ``path`` holds (1 for a still or an unreadable file)."""
+    """How many frames the animation at ``path`` holds (1 for a still, an unreadable file, or pages that are not
+    an animation)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            return int(getattr(im, "n_frames", 1)) if getattr(im, "is_animated", False) else 1
+            animated = getattr(im, "is_animated", False) and im.format in ANIMATED_FORMATS
+            return int(getattr(im, "n_frames", 1)) if animated else 1
     except (UnidentifiedImageError, OSError, ValueError):
         return 1
 

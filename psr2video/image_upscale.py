@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .animation import ANIMATION_EXTS, FROM_VIDEO_EXTS, AnimationError, frame_count, upscale_animation
+from .animation import ANIMATED_FORMATS, ANIMATION_EXTS, FROM_VIDEO_EXTS, AnimationError, frame_count, upscale_animation
 from .errors import PsrError
 from .fileio import atomic_path
 from .names import PICTURE_EXTS
@@ -100,7 +100,7 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     notes, info = [], dict(im.info)
     deep = im.mode in _DEEP_MODES or ";16" in str(raw)
     plain = im.mode in ("RGB", "RGBA", "L") or im.mode.startswith("I;16")  # no colour conversion below
-    if getattr(im, "is_animated", False) and im.format in ("GIF", "PNG", "WEBP"):
+    if getattr(im, "is_animated", False) and im.format in ANIMATED_FORMATS:
         notes.append(f"note: {path.name} is an animation of {im.n_frames} frames; only the first is upscaled "
                      "(write .gif, .webp or .png, or a video file, to keep them all)")
     elif getattr(im, "n_frames", 1) > 1:

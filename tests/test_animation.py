@@ -191,3 +191,14 @@ def test_gif_durations_are_rounded_by_start_time(tmp_path: Path) -> None:
     assert code == 0, out
     _, durations, _ = frames_of(tmp_path / "out.gif")
     assert set(durations) == {30, 40} and sum(durations) == 400  # 12 frames: 400 ms
+
+
+def test_pages_are_not_an_animation(tmp_path: Path) -> None:
+    """A multi-page TIFF (or a camera's MPO) is not an animation: into .png its first page is upscaled, said,
+    not an APNG of its pages."""
+    pages = [Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)) for i in range(3)]
+    pages[0].save(tmp_path / "multi.tif", save_all=True, append_images=pages[1:])
+    code, out = run(str(tmp_path / "multi.tif"), str(tmp_path / "multi.png"), "--variant", "mks", "-q")
+    assert code == 0 and "multi.tif holds 3 pictures; only the first is upscaled" in out, out
+    with Image.open(tmp_path / "multi.png") as im:
+        assert not getattr(im, "is_animated", False) and im.size == (16, 16)

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .animation import ANIMATED_FORMATS, ANIMATION_EXTS, FROM_VIDEO_EXTS, AnimationError, frame_count, upscale_animation
+from .animation import (
+    ANIMATED_FORMATS,
+    ANIMATION_EXTS,
+    FROM_VIDEO_EXTS,
+    AnimationError,
+    frame_count,
+    n_frames,
+    upscale_animation,
+)
 from .errors import PsrError
 from .fileio import atomic_path
 from .names import PICTURE_EXTS
@@ -100,11 +108,12 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     notes, info = [], dict(im.info)
     deep = im.mode in _DEEP_MODES or ";16" in str(raw)
     plain = im.mode in ("RGB", "RGBA", "L") or im.mode.startswith("I;16")  # no colour conversion below
+    frames = n_frames(im)
     if getattr(im, "is_animated", False) and im.format in ANIMATED_FORMATS:
-        notes.append(f"note: {path.name} is an animation of {im.n_frames} frames; only the first is upscaled "
+        notes.append(f"note: {path.name} is an animation of {frames} frames; only the first is upscaled "
                      "(write .gif, .webp or .png, or a video file, to keep them all)")
-    elif getattr(im, "n_frames", 1) > 1:
-        notes.append(f"note: {path.name} holds {im.n_frames} pictures; only the first is upscaled")
+    elif frames > 1:
+        notes.append(f"note: {path.name} holds {frames} pictures; only the first is upscaled")
     if im.mode in ("CMYK", "LAB") and info.get("icc_profile"):
         im = _to_srgb(im, info, path.name, notes)
     if im.mode == "P":

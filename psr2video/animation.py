@@ -224,7 +224,7 @@ def read_video(path: Path, scale: int, notes: list[str]) -> Animation:
 
 def _gif_pace(anim: Animation, notes: list[str], name: str) -> None:
     """A video's frames thinned to GIF's pace: a frame starts at least 20 ms (rounded to GIF's 1/100 s) after
-    the one before, as browsers play shorter delays as 100 ms; 60 fps becomes 30 (what it shows is kept)."""
+    the one before, as browsers play shorter delays as 100 ms; 60 fps becomes 40 (20 and 30 ms in turn)."""
     starts = [0.0, *itertools.accumulate(anim.durations)]
     total = starts.pop()
     kept: list[int] = []

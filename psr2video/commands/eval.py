@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
 @click.option("--alpha", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="Sharpening blend for the mks baseline.")
 @click.option("--no-ssim", is_flag=True, help="Skip SSIM (faster).")
+@click.option("--tta", is_flag=True,
+              help="Also measure every model with --tta (the mean over its three mirror images), in the same run.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write results here.")
 @click.option("--record", is_flag=True,
@@ -60,7 +63,7 @@ def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
 @click.option("--shipped", is_flag=True,
               help="Every shipped weights file and the baselines, with the clean, --video and --stress tables.")
 def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, data_root, degraded, alpha, no_ssim,
-             device, json_out, record, video, video_dataset, crf, clips, stress, picture, shipped) -> None:
+             tta, device, json_out, record, video, video_dataset, crf, clips, stress, picture, shipped) -> None:
     """Measure PSNR-Y / SSIM-Y with the standard SR protocol (bicubic LR, Y channel, shaved border).
 
     With --video, also on H.264-compressed panning clips (PSNR/SSIM and temporal error); with --stress,
@@ -88,6 +91,14 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
     if not names and not weights and not model_files:
         names = list(BASELINE_METHODS)
     methods, models = _methods(names, weights, model_files, scale, alpha, device, tile)
+    if tta:  # each model's twin with the self-ensemble, next to it (the stress suite takes the models as shipped)
+        from ..evaluate import tensor_fn
+
+        twins = {n: copy.copy(u) for n, u in models}
+        for u in twins.values():
+            u.tta = True
+        methods = [m for name, fn in methods
+                   for m in ([(name, fn)] + ([(f"{name} +tta", tensor_fn(twins[name]))] if name in twins else []))]
     folders = _datasets(data_root, datasets)
     results, table = _clean_table(methods, folders, scale, no_ssim, degraded)
     console = Console()

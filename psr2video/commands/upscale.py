@@ -32,7 +32,8 @@ def _silence_stdout() -> None:
 
 
 def make_upscaler(variant: str, scale: int | None, weights: str | None, backend: str, precision: str | None,
-                  device: str, tile: int, profile: str | None = None, model_file: str | None = None):
+                  device: str, tile: int, profile: str | None = None, model_file: str | None = None,
+                  tta: bool = False):
     """The Upscaler the options ask for; a bad option, a weights file or a missing backend is one line."""
     from ..models.registry import WeightsError
     from ..runtime.upscaler import Upscaler
@@ -55,9 +56,9 @@ def make_upscaler(variant: str, scale: int | None, weights: str | None, backend:
     with user_errors(WeightsError, ValueError, ImportError):
         if model_file is not None:
             return Upscaler(model_file=model_file, scale=scale, backend=cfg, precision=precision, device=device,
-                            tile=tile)
+                            tile=tile, tta=tta)
         return Upscaler(variant=variant, scale=scale, weights=weights, backend=cfg, precision=precision,
-                        device=device, tile=tile)
+                        device=device, tile=tile, tta=tta)
 
 
 def check_model_file_options(ctx: click.Context, model_file: str | None, weights: str | None) -> None:
@@ -90,6 +91,9 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Compute precision [default: fp16 on CUDA, fp32 on CPU].")
 @click.option("--tile", type=int, default=0, show_default=True, help="Tile size in input pixels (0 = whole frame).")
+@click.option("--tta", is_flag=True,
+              help="Self-ensemble: the mean of the model's outputs for the frame and its three mirror images. 4x "
+                   "the model time for about +0.1 dB (measured; for stills and offline encodes).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Frames per model call.")
 @click.option("--profile", default=None,
@@ -134,8 +138,8 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
 @click.pass_context
 def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: int | None, weights: str | None,
             model_file: str | None, backend: str,
-            precision: str | None, tile: int, device: str, batch: int, profile: str | None, codec: str | None,
-            crf: float | None,
+            precision: str | None, tile: int, tta: bool, device: str, batch: int, profile: str | None,
+            codec: str | None, crf: float | None,
             preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, overwrite: bool,
             overlay_fps: bool, ignore_errors: bool, max_frames: int, hwaccel: str | None, deinterlace: bool,
             quiet: bool, workers: int | None = None, ray_address: str | None = None, segment_seconds: float = 60.0,
@@ -175,7 +179,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
         raise UserError(f"{output} is a picture: pictures are read from files, not stdin (save it to a file first)")
     if input != "-" and output != "-" and (is_picture(output) or Path(input).is_dir()):
         return upscale_pictures(ctx, input, output, overwrite, quiet, variant, scale, weights, backend, precision,
-                                device, tile, profile, model_file)
+                                device, tile, profile, model_file, tta)
     check_paths(input, output, overwrite)
     from ..video.output_checks import default_codec, encoder_problem, output_format_problem
 
@@ -194,12 +198,13 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
         variant, scale = probe.descriptor.variant, probe.scale  # here, once (and what a weights file holds)
         return scaleout_upscale(input, output, workers=workers or 0, address=ray_address,
                                 segment_seconds=segment_seconds, keep_work=keep_work, variant=variant, scale=scale,
-                                weights=weights, backend=backend, precision=precision, tile=tile, device=device,
+                                weights=weights, backend=backend, precision=precision, tile=tile, tta=tta,
+                                device=device,
                                 batch=batch, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fmt=fmt,
                                 hwaccel=hwaccel, ignore_errors=ignore_errors, quiet=quiet, error=UserError,
                                 max_frames=max_frames, overlay_fps=overlay_fps, in_fmt=in_fmt,
                                 deinterlace=deinterlace)
-    up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file)
+    up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file, tta)
     if (str(up.device) == "cpu" and up.descriptor.variant == "stream" and model_file is None
             and ctx.get_parameter_source("variant") is click.core.ParameterSource.DEFAULT):
         # the default is made for a GPU: say what the CPU fallback costs before the user waits for it
@@ -248,7 +253,7 @@ VIDEO_ONLY = ("codec", "crf", "preset", "pix_fmt", "fmt", "in_fmt", "batch", "ov
 
 
 def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: bool, quiet: bool, variant, scale,
-                     weights, backend, precision, device, tile, profile, model_file) -> None:
+                     weights, backend, precision, device, tile, profile, model_file, tta: bool = False) -> None:
     """``psr2video in.png out.png`` / ``psr2video pics/ out/``: still pictures through the same Upscaler."""
     from ..animation import ANIMATION_EXTS, FROM_VIDEO_EXTS, frame_count
     from ..image_upscale import PictureError, is_picture, plan, readable_picture, run
@@ -268,7 +273,7 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
         jobs = plan(input, output, overwrite)
     except PictureError as e:
         raise UserError(str(e)) from None
-    up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file)
+    up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file, tta)
     what = f"{len(jobs)} pictures" if len(jobs) > 1 else "1 picture"
     if len(jobs) == 1 and Path(output).suffix.lower() in ANIMATION_EXTS and (video_in or frame_count(Path(input)) > 1):
         what = "an animation"

@@ -77,7 +77,7 @@ class Upscaler:
                  weights: str | Path | None = None, backend: str | BackendConfig | None = None,
                  precision: str | None = None, device: str | torch.device | None = "auto", tile: int = 0,
                  tile_overlap: int | None = None, model: nn.Module | None = None, clamp: bool = True,
-                 model_file: str | Path | None = None) -> None:
+                 model_file: str | Path | None = None, tta: bool = False) -> None:
         self.device = resolve_device(device)
         if model_file is not None:
             if variant not in (None, "stream"):  # "stream" is the default, not a choice
@@ -127,6 +127,10 @@ class Upscaler:
         elif self.tile and d.tiling == "internal":
             log.warning("%s (%s) tiles internally; --tile on top of it may cost quality", d.variant, d.arch)
         self.clamp = clamp
+        # self-ensemble: the mean of the outputs for the frame and its three mirror images, 4x the model time.
+        # Mirrors keep every frame's shape (transposes would not: a TensorRT engine or a fixed-size graph takes
+        # the same shapes as without it); measured +0.10 dB on Set5 and Set14 (stream x2), transposes add 0.01
+        self.tta = bool(tta)
         self._nonfinite: torch.Tensor | None = None  # device-side count, read only when asked for
         self._nonfinite_cpu = 0
 
@@ -166,8 +170,9 @@ class Upscaler:
     def __repr__(self) -> str:
         d = self.descriptor
         w = f" [{d.weights_name}]" if d.weights_name else ""  # which file, when not the variant's default
+        tta = ", tta=x4" if self.tta else ""
         return (f"Upscaler({d.variant} x{d.scale}{w}, backend={backend_label(self.backend)}, "
-                f"precision={self.precision}, device={self.device}, tile={self.tile or 'off'})")
+                f"precision={self.precision}, device={self.device}, tile={self.tile or 'off'}{tta})")
 
     @property
     def nonfinite(self) -> int:
@@ -196,7 +201,7 @@ class Upscaler:
             raise ValueError(f"expected NCHW with {self.descriptor.in_channels} channels, got {tuple(x.shape)}")
         if not x.is_floating_point():  # a uint8 frame would be read as 0-255 "intensities" and clamp to white
             raise ValueError(f"expected a float tensor in [0, 1], got {x.dtype} (divide 8-bit frames by 255)")
-        y = tiled_apply(self._fit, x, self.scale, self.tile, self.tile_overlap, self.descriptor.tile_align)
+        y = self._ensemble(x) if self.tta else self._tiled(x)
         if not y.is_floating_point():
             return y
         if y.is_cuda:  # count on the device (no sync); the replacement is one more cheap kernel
@@ -209,6 +214,20 @@ class Upscaler:
             self._nonfinite_cpu += int((~torch.isfinite(y)).sum())
             y = torch.nan_to_num(y, nan=0.0, posinf=1.0, neginf=0.0)
         return y.clamp(0.0, 1.0) if self.clamp else y
+
+    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+        return tiled_apply(self._fit, x, self.scale, self.tile, self.tile_overlap, self.descriptor.tile_align)
+
+    def _ensemble(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of the model's outputs for ``x`` mirrored left-right, top-bottom and both, mirrored back
+        (summed in float32: four fp16 outputs would round twice)."""
+        total, dtype = None, None
+        for dims in ((), (-1,), (-2,), (-2, -1)):
+            y = self._tiled(x.flip(dims) if dims else x)
+            dtype = y.dtype
+            y = (y.flip(dims) if dims else y).float()
+            total = y if total is None else total + y
+        return (total * 0.25).to(dtype)
 
     def _fit(self, x: torch.Tensor) -> torch.Tensor:
         """Run ``x`` padded (replicate, bottom/right) to the size the model needs, and crop the result."""

@@ -38,6 +38,7 @@ class Settings:
     crf: float | None
     preset: str | None
     pix_fmt: str | None
+    tta: bool = False
 
 
 @dataclass
@@ -115,7 +116,8 @@ def _upscaler(settings: Settings, place: Placement, weights: bytes | None) -> An
         _UPSCALERS.clear()  # one model per worker at a time
         _UPSCALERS[key] = Upscaler(variant=settings.variant, scale=settings.scale,
                                    weights=None if path is None else str(path), backend=settings.backend,
-                                   precision=settings.precision, device=place.device, tile=settings.tile)
+                                   precision=settings.precision, device=place.device, tile=settings.tile,
+                                   tta=settings.tta)
     return _UPSCALERS[key]
 
 

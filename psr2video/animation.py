@@ -127,6 +127,8 @@ def read(path: Path, scale: int, notes: list[str]) -> Animation:
             else:  # APNG's num_plays and WebP's loop count are plays
                 plays = loop
             default_image = im.format == "PNG" and bool(im.info.get("default_image"))
+            if im.mode.startswith("I") or ";16" in str(im.tile[0][3] if getattr(im, "tile", None) else ""):
+                notes.append(f"note: {path.name} has more than 8 bits per sample; its frames are written 8-bit")
             try:
                 total, damaged = int(getattr(im, "n_frames", 1)), False
             except (IndexError, OSError, EOFError, ValueError):  # cut off (a partial download): what can be reached

@@ -26,12 +26,21 @@ _FORMATS = {"RGB": ("rgb48le", "rgb48be", "rgb48le"), "RGBA": ("rgba64le", "rgba
 _PNG_META = (b"iCCP", b"eXIf", b"pHYs")  # the chunks taken from Pillow's file (FFmpeg's own pHYs is replaced)
 
 
+class DeepWriteError(ValueError):
+    """FFmpeg's encoder refused the picture (e.g. past its frame-size limit); the caller writes 8 bits."""
+
+
 def read(path: Path) -> tuple[np.ndarray, str] | None:
     """The picture's samples as float32 HxWxC in [0, 1] and its mode (RGB, RGBA, L), read at 16 bits; None
-    when FFmpeg can't decode it or it isn't deeper than 8 bits (the caller reads it with Pillow)."""
+    when FFmpeg can't decode it, it isn't deeper than 8 bits or it is an animation (the caller reads it with
+    Pillow)."""
     import av
+    from PIL import Image
 
     try:
+        with Image.open(path) as im:
+            if getattr(im, "is_animated", False):  # FFmpeg's first frame is not an APNG's default image
+                return None
         with av.open(str(path)) as c:
             frame = next(c.decode(video=0))
     except (av.error.FFmpegError, StopIteration, IndexError, ValueError, OSError):
@@ -54,6 +63,22 @@ def read(path: Path) -> tuple[np.ndarray, str] | None:
     return (a[..., None] if a.ndim == 2 else a), mode
 
 
+def agrees(got: tuple[np.ndarray, str], im: Any) -> bool:
+    """Whether FFmpeg's 16-bit samples are the picture Pillow read at 8 bits (same mode and size, within about
+    one 8-bit step on average). FFmpeg's TIFF decoder reads some files wrong without an error (tiled ones as
+    black, premultiplied alpha as straight, an unspecified extra sample as alpha); Pillow is then trusted."""
+    a, mode = got
+    if mode != im.mode or a.shape[:2] != (im.height, im.width):
+        return False
+    b = np.asarray(im, dtype=np.float32)
+    b = b[..., None] if b.ndim == 2 else b
+    if mode == "RGBA":  # colour where it is seen: a transparent pixel's colour is anyone's
+        seen = b[..., 3] > 0
+        return bool(np.abs(a[..., 3] * 255.0 - b[..., 3]).mean() <= 1.5) and (
+            not seen.any() or float(np.abs(a[seen, :3] * 255.0 - b[seen, :3]).mean()) <= 1.5)
+    return float(np.abs(a * 255.0 - b).mean()) <= 1.5
+
+
 def write(a: np.ndarray, mode: str, info: dict, dst: Path, tmp: Path) -> None:
     """Float HxWxC in [0, 1] written to ``tmp`` as a 16-bit PNG or TIFF (by ``dst``'s extension) with ``info``'s
     ICC profile, EXIF and DPI (PNG)."""
@@ -64,12 +89,17 @@ def write(a: np.ndarray, mode: str, info: dict, dst: Path, tmp: Path) -> None:
     q = q[..., 0] if mode == "L" else q
     src_fmt, png_fmt, tiff_fmt = _FORMATS[mode]
     out_fmt = png_fmt if ext == ".png" else tiff_fmt
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(q), format=src_fmt)
-    if out_fmt != src_fmt:
-        frame = frame.reformat(format=out_fmt)
-    cc = av.CodecContext.create("png" if ext == ".png" else "tiff", "w")
-    cc.width, cc.height, cc.pix_fmt, cc.time_base = q.shape[1], q.shape[0], out_fmt, Fraction(1, 1)
-    data = b"".join(bytes(p) for p in [*cc.encode(frame), *cc.encode(None)])
+    try:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(q), format=src_fmt)
+        if out_fmt != src_fmt:
+            frame = frame.reformat(format=out_fmt)
+        cc = av.CodecContext.create("png" if ext == ".png" else "tiff", "w")
+        cc.width, cc.height, cc.pix_fmt, cc.time_base = q.shape[1], q.shape[0], out_fmt, Fraction(1, 1)
+        if ext != ".png" and info.get("dpi"):  # FFmpeg's TIFF encoder writes 72 dpi unless told
+            cc.options = {"dpi": str(max(1, round(float(info["dpi"][0]))))}
+        data = b"".join(bytes(p) for p in [*cc.encode(frame), *cc.encode(None)])
+    except (ValueError, av.error.FFmpegError) as e:  # PyAV's ArgumentError is a ValueError
+        raise DeepWriteError(str(e)) from None
     if ext == ".png":
         data = _with_png_metadata(data, info)
     tmp.write_bytes(data)
@@ -96,28 +126,16 @@ def _with_png_metadata(data: bytes, info: dict) -> bytes:
     from PIL import Image
 
     opts = {k: info[k] for k in ("icc_profile", "exif", "dpi") if info.get(k)}
-    if not opts:
-        return data
-    buf = io.BytesIO()
-    Image.new("RGB", (1, 1)).save(buf, format="PNG", **opts)
-    meta = [c for t, c in _chunks(buf.getvalue()) if t in _PNG_META]
-    ours = {c[4:8] for c in meta}
+    meta = []
+    if opts:
+        buf = io.BytesIO()
+        Image.new("RGB", (1, 1)).save(buf, format="PNG", **opts)
+        meta = [c for t, c in _chunks(buf.getvalue()) if t in _PNG_META]
     parts = [data[:8]]
     for t, c in _chunks(data):
-        if t in ours:
-            continue  # replaced by Pillow's (FFmpeg writes its own pHYs)
+        if t in _PNG_META:
+            continue  # FFmpeg's pHYs says only an unknown pixel aspect (0:1): Pillow's, where there is one
         parts.append(c)
         if t == b"IHDR":
             parts += meta
     return b"".join(parts)
-
-
-def info_of(path: Path) -> dict[str, Any]:
-    """The metadata Pillow reads from ``path`` (ICC profile, EXIF, DPI), or {}."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return dict(im.info)
-    except (UnidentifiedImageError, OSError, ValueError):
-        return {}

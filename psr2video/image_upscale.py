@@ -106,7 +106,7 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise PictureError(f"not a readable picture: {path} ({e})") from None
     notes, info = [], dict(im.info)
-    deep = im.mode in _DEEP_MODES or ";16" in str(raw)
+    deep = im.mode in _DEEP_MODES or ";16" in str(raw) or ";12" in str(raw)
     plain = im.mode in ("RGB", "RGBA", "L") or im.mode.startswith("I;16")  # no colour conversion below
     frames = n_frames(im)
     if getattr(im, "is_animated", False) and im.format in ANIMATED_FORMATS:
@@ -116,7 +116,7 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
         notes.append(f"note: {path.name} holds {frames} pictures; only the first is upscaled")
     if im.mode in ("CMYK", "LAB") and info.get("icc_profile"):
         im = _to_srgb(im, info, path.name, notes)
-    if im.mode == "P":
+    if im.mode == "P" or (im.mode == "RGB" and "transparency" in im.info):  # tRNS: a colour that is see-through
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif im.mode == "1":
         im = im.convert("L")
@@ -126,6 +126,8 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
         a = np.asarray(im, dtype=np.float64)
         if im.mode == "F":
             top = max(1.0, float(a.max()))
+        elif ";12" in str(raw):  # 12-bit TIFF samples (Pillow's mode says I;16)
+            top = 4095.0
         elif im.mode.startswith("I;16") or ";16" in str(raw) or a.max() <= 65535:
             top = 65535.0  # the format's range, not the picture's brightest value (a dark picture stays dark)
         else:
@@ -204,7 +206,8 @@ def upscale_picture(up: Any, src: Path, out_ext: str = ".png") -> tuple[Any, dic
     if deep:
         got = deep_pictures.read(src) if out_ext in deep_pictures.DEEP_OUT else None
         lost = deep_pictures.tiff_metadata_problem(info) if out_ext in (".tif", ".tiff") else None
-        if got is not None and not lost:
+        agree = got is not None and deep_pictures.agrees(got, im)
+        if agree and not lost:
             import numpy as np
             import torch
 
@@ -212,8 +215,11 @@ def upscale_picture(up: Any, src: Path, out_ext: str = ".png") -> tuple[Any, dic
             x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
             y = upscale_tensor(up, x, mode, src.name, notes)
             return Deep(y[0].permute(1, 2, 0).numpy(), mode), info, notes
-        why = ("" if got is None or not lost else
-               f" (a 16-bit TIFF from here can't hold its {lost}; use .png to keep 16 bits and the {lost})")
+        why = ""
+        if got is not None and not agree:  # a tiled or premultiplied TIFF FFmpeg reads wrong: Pillow's reading
+            why = " (FFmpeg's 16-bit decoder and Pillow disagree on its samples; Pillow's 8-bit reading is used)"
+        elif got is not None and lost:
+            why = f" (a 16-bit TIFF from here can't hold its {lost}; use .png to keep 16 bits and the {lost})"
         notes.append(f"note: {src.name} has more than 8 bits per sample; written 8-bit{why}")
     return upscale_image(up, im, src.name, notes), info, notes
 
@@ -258,9 +264,9 @@ def upscale_tensor(up: Any, x: Any, mode: str, name: str, notes: list[str]) -> A
     return y.float().clamp(0, 1)
 
 
-def _save(im: Any, src_info: dict, dst: Path) -> None:
+def _save(im: Any, src_info: dict, dst: Path) -> str | None:
     """Write ``im`` (a PIL image, or ``Deep``) to ``dst`` under a temporary name, with the source's ICC profile,
-    EXIF and DPI."""
+    EXIF and DPI; a note when it could not be written as it is."""
     ext = dst.suffix.lower()
     if isinstance(im, Deep):
         from . import deep_pictures
@@ -268,9 +274,15 @@ def _save(im: Any, src_info: dict, dst: Path) -> None:
         try:
             with atomic_path(dst) as tmp:
                 deep_pictures.write(im.array, im.mode, src_info, dst, tmp)
+            return None
         except OSError as e:
             raise PictureError(f"can't write {dst}: {e.strerror or e}") from None
-        return
+        except deep_pictures.DeepWriteError as e:  # e.g. past FFmpeg's frame-size limit: 8 bits, said
+            import torch
+
+            im = _image(torch.from_numpy(im.array).permute(2, 0, 1)[None], im.mode)
+            _save(im, src_info, dst)
+            return f"note: {dst.name} is written 8-bit: FFmpeg's encoder refused the 16-bit picture ({e})"
     opts: dict[str, Any] = {}
     for key in ("icc_profile", "exif", "dpi"):
         if src_info.get(key):
@@ -328,15 +340,16 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
             say(f"warning: {e}; skipped")  # one bad file in a folder doesn't stop the others
             unreadable.append(job.src)
             continue
-        see_through = out.mode in ("RGBA", "LA") and (out.array[..., -1].min() < 1 if isinstance(out, Deep)
-                                                      else out.getchannel("A").getextrema()[0] < 255)
+        see_through = (not isinstance(out, Deep) and out.mode in ("RGBA", "LA")  # Deep: .png/.tif, which hold it
+                       and out.getchannel("A").getextrema()[0] < 255)
         if see_through and ext in NO_ALPHA:  # an opaque alpha loses nothing
             notes.append(f"note: {job.src.name} has an alpha channel, which {job.dst.suffix} can't hold; dropped "
                          "(use .png or .webp to keep it)")
         lost = [what for key, what in (("icc_profile", "ICC profile"), ("exif", "EXIF")) if info.get(key)]
         if lost and ext in (".bmp", ".gif"):
             notes.append(f"note: {job.src.name}'s {' and '.join(lost)} can't be held in {job.dst.suffix}; left out")
-        _save(out, info, job.dst)
+        if (note := _save(out, info, job.dst)) is not None:
+            notes.append(note)
         frames += 1
         for n in notes:
             say(n)

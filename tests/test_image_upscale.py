@@ -261,3 +261,39 @@ def test_16_bit_pictures_stay_16_bit(tmp_path: Path) -> None:
     code, out = run(str(tmp_path / "g.png"), str(tmp_path / "g2.png"), "--variant", "mks", "-q")
     assert code == 0 and deep_frame(tmp_path / "g2.png")[0] == "gray16be" and Image.open(tmp_path / "g2.png").mode \
         .startswith("I;16"), out
+
+
+def test_16_bit_fallbacks_found_in_review(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FFmpeg's TIFF decoder reads some 16-bit files wrong without an error (tiled ones as black, premultiplied
+    alpha as straight, an unspecified extra sample as alpha): its samples are used only where they are the
+    picture Pillow reads. A 16-bit TIFF keeps its DPI (FFmpeg wrote 72). A picture FFmpeg's encoder refuses
+    (past its size limit) is written 8-bit, said, not an error that stops a folder."""
+    from PIL import Image as PILImage
+
+    from psr2video import deep_pictures
+
+    rng = np.random.default_rng(0)
+    straight = rng.random((6, 9, 4)).astype(np.float32)
+    straight[..., 3] = 0.5
+    pil = PILImage.fromarray((straight * 255).astype(np.uint8), "RGBA")
+    assert deep_pictures.agrees((straight, "RGBA"), pil)
+    assert not deep_pictures.agrees((np.zeros_like(straight), "RGBA"), pil)  # a tiled TIFF read as black
+    premultiplied = straight.copy()
+    premultiplied[..., :3] *= premultiplied[..., 3:]
+    assert not deep_pictures.agrees((premultiplied, "RGBA"), pil)
+    assert not deep_pictures.agrees((straight, "RGBA"), pil.convert("RGB"))  # an extra sample read as alpha
+
+    h, w = 12, 16
+    smooth = np.stack([np.linspace(0.2, 0.3, w)[None, :].repeat(h, 0)] * 3, 2)
+    deep_pictures.write(smooth, "RGB", {"dpi": (300, 300)}, tmp_path / "s.png", tmp_path / "s.png")
+    code, out = run(str(tmp_path / "s.png"), str(tmp_path / "s.tif"), "--variant", "mks", "-q")
+    assert code == 0 and deep_frame(tmp_path / "s.tif")[0] == "rgb48le", out
+    assert round(Image.open(tmp_path / "s.tif").info["dpi"][0]) == 300
+
+    def refuse(*args, **kwargs):
+        raise deep_pictures.DeepWriteError("Invalid argument")
+
+    monkeypatch.setattr(deep_pictures, "write", refuse)
+    code, out = run(str(tmp_path / "s.png"), str(tmp_path / "s8.png"), "--variant", "mks", "-q")
+    assert code == 0 and "s8.png is written 8-bit: FFmpeg's encoder refused the 16-bit picture" in out, out
+    assert deep_frame(tmp_path / "s8.png")[0] == "rgb24"

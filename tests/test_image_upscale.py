@@ -297,3 +297,17 @@ def test_16_bit_fallbacks_found_in_review(tmp_path: Path, monkeypatch: pytest.Mo
     code, out = run(str(tmp_path / "s.png"), str(tmp_path / "s8.png"), "--variant", "mks", "-q")
     assert code == 0 and "s8.png is written 8-bit: FFmpeg's encoder refused the 16-bit picture" in out, out
     assert deep_frame(tmp_path / "s8.png")[0] == "rgb24"
+
+
+def test_tta_on_a_picture_and_a_video(tmp_path: Path) -> None:
+    """--tta reaches the shared Upscaler from the command line, for a picture and a video (the start line says
+    so); scale-out records it in the settings that decide a segment's bytes."""
+    from psr2video.scaleout.tasks import Settings
+
+    Image.fromarray(noise(12, 16, 3), "RGB").save(tmp_path / "in.png")
+    code, out = run(str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--variant", "realtime", "--tta")
+    assert code == 0 and "tta=x4" in out and Image.open(tmp_path / "out.png").size == (32, 24), out
+    clip = make_clip(tmp_path / "v.mkv")
+    code, out = run(str(clip), str(tmp_path / "v_x2.mkv"), "--variant", "realtime", "--tta", "-q")
+    assert code == 0 and "tta=x4" in out, out
+    assert Settings("mks", 2, None, "auto", None, 0, 1, "ffv1", None, None, None, True).tta

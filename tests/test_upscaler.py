@@ -160,3 +160,20 @@ def test_tile_shapes_are_the_shapes_tiled_apply_runs(h, w, tile, overlap, align)
     y = tiled_apply(fn, x, 2, tile, overlap, align)
     assert sorted(seen) == tile_shapes(h, w, tile, overlap, align)
     assert torch.equal(y, x.repeat_interleave(2, -1).repeat_interleave(2, -2))  # every pixel written once, right
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_tta_is_the_mean_over_mirror_images(backend: str) -> None:
+    """--tta: the mean of the unclamped outputs for the frame and its three mirror images, mirrored back, then
+    clamped; the same tiled (mirrors keep every shape, so any tile layout and engine takes them)."""
+    x = torch.rand(2, 3, 21, 34, generator=torch.Generator().manual_seed(0))
+    up = Upscaler(variant="realtime", scale=2, device="cpu", backend=backend, tta=True)
+    plain = Upscaler(variant="realtime", scale=2, device="cpu", backend=backend, clamp=False)
+    with torch.inference_mode():
+        want = sum(plain(x.flip(d)).flip(d) if d else plain(x) for d in ((), (-1,), (-2,), (-2, -1))) / 4
+        got = up(x)
+        tiled = Upscaler(variant="realtime", scale=2, device="cpu", backend=backend, tta=True, tile=16)(x)
+    assert "tta=x4" in repr(up) and got.shape == (2, 3, 42, 68)
+    assert torch.allclose(got, want.clamp(0, 1), atol=1e-6)
+    assert torch.allclose(tiled, got, atol=1e-5)
+    assert (got - plain(x).clamp(0, 1)).abs().max() > 1e-3  # it does something

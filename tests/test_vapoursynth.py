@@ -153,6 +153,16 @@ def test_parallel_out_of_order_requests_and_streams(core):
             torch.testing.assert_close(frame_tensor(fut.result()), want[n])
 
 
+def test_tta_matches_upscaler(core, real_rgb):
+    """tta=1 in a script is the Upscaler's --tta (the mean over the frame's mirror images)."""
+    out = core.psr2.Upscale(real_rgb, variant="realtime", device="cpu", backend="torch", tta=1)
+    up = Upscaler("realtime", 2, device="cpu", backend="torch", tta=True)
+    plain = frame_tensor(core.psr2.Upscale(real_rgb, variant="realtime", device="cpu", backend="torch").get_frame(0))
+    got = frame_tensor(out.get_frame(0))
+    torch.testing.assert_close(got, up(frame_tensor(real_rgb.get_frame(0))), atol=1e-6, rtol=0)
+    assert (got - plain).abs().max() > 1e-3
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (no GPU on this machine)")
 @pytest.mark.parametrize("fmt,precision,tol", [("RGBS", "fp32", 1e-5), ("RGBS", "fp16", 2e-2),
@@ -223,6 +233,7 @@ def test_format_errors(core, make, expected):
     ({"variant": "mks", "tile": -1}, "tile=-1"),
     ({"variant": "mks", "backend": "cuda-magic"}, "backend='cuda-magic' is not valid"),
     ({"variant": "mks", "num_streams": 0}, "num_streams=0"),
+    ({"variant": "mks", "tta": 2}, "tta=2 must be 0 or 1"),
     ({"weights": "/nonexistent/w.safetensors"}, "weights file not found"),
     ({"weights": "sharp", "variant": "realtime"}, "no weights file or shipped preset 'sharp'"),
     ({"weights": "clean", "variant": "mks"}, "takes no weights"),

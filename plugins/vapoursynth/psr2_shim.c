@@ -21,7 +21,7 @@
 
 #include "VapourSynth4.h"
 
-#define PSR2_PLUGIN_VERSION 2
+#define PSR2_PLUGIN_VERSION 3
 
 /* ---- the few CPython ABI pieces we need (no Python.h) ---------------------------------------- */
 typedef struct _object PyObject;
@@ -180,7 +180,7 @@ static void VS_CC upscaleFree(void *instanceData, VSCore *core, const VSAPI *vsa
 
 /* ---- argument passing ----------------------------------------------------------------------- */
 static const char *const STR_ARGS[] = {"variant", "weights", "model", "backend", "precision", "device", NULL};
-static const char *const INT_ARGS[] = {"scale", "tile", "overlap", "num_streams", NULL};
+static const char *const INT_ARGS[] = {"scale", "tile", "overlap", "num_streams", "tta", NULL};
 
 /* kwargs dict with only the arguments the caller gave (Python applies the defaults). GIL held. */
 static PyObject *build_kwargs(const VSMap *in, const VSAPI *vsapi) {
@@ -294,6 +294,7 @@ VS_EXTERNAL_API(void) VapourSynthPluginInit2(VSPlugin *plugin, const VSPLUGINAPI
                          VS_MAKE_VERSION(0, PSR2_PLUGIN_VERSION), VAPOURSYNTH_API_VERSION, 0, plugin);
     vspapi->registerFunction("Upscale",
                              "clip:vnode;variant:data:opt;scale:int:opt;weights:data:opt;model:data:opt;backend:data:opt;"
-                             "precision:data:opt;tile:int:opt;overlap:int:opt;num_streams:int:opt;device:data:opt;",
+                             "precision:data:opt;tile:int:opt;overlap:int:opt;num_streams:int:opt;device:data:opt;"
+                             "tta:int:opt;",
                              "clip:vnode;", upscaleCreate, NULL, plugin);
 }

@@ -30,7 +30,7 @@ from ..runtime.upscaler import Upscaler
 CF_UNDEFINED, CF_GRAY, CF_RGB, CF_YUV = 0, 1, 2, 3
 ST_INTEGER, ST_FLOAT = 0, 1
 SIGNATURE = ('psr2.Upscale(clip, variant="stream", scale=2, weights=None, model=None, backend="auto", '
-             'precision=None, tile=0, overlap=None, num_streams=1, device="auto")')
+             'precision=None, tile=0, overlap=None, num_streams=1, device="auto", tta=0)')
 
 
 class PluginError(PsrError, ValueError):
@@ -152,7 +152,7 @@ class Instance:
 
 def create(info: dict, variant: str | None = None, scale: int | None = None, weights: str | None = None,
            backend: str = "auto", precision: str | None = None, tile: int = 0, overlap: int | None = None,
-           num_streams: int = 1, device: str = "auto", model: str | None = None) -> Instance:
+           num_streams: int = 1, device: str = "auto", model: str | None = None, tta: int = 0) -> Instance:
     """Validate a psr2.Upscale call and build its Upscalers (called by the native shim)."""
     dtype = check_format(info)
     if variant is not None:
@@ -166,6 +166,8 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
         raise PluginError(f"tile={tile} must be >= 0 (0 = whole frame)")
     if overlap is not None and overlap < 0:
         raise PluginError(f"overlap={overlap} must be >= 0")
+    if tta not in (0, 1):
+        raise PluginError(f"tta={tta} must be 0 or 1 (1: the mean over the frame's three mirror images)")
     if not 1 <= num_streams <= 16:
         raise PluginError(f"num_streams={num_streams} must be between 1 and 16")
     if model is not None:  # any model file (psr2video/foreign): the file says what it is
@@ -184,12 +186,12 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
         scale = scale or 2
     try:
         first = Upscaler(variant=variant, scale=scale, weights=weights, backend=backend, precision=precision,
-                         device=device, tile=tile, tile_overlap=overlap, model_file=model)
+                         device=device, tile=tile, tile_overlap=overlap, model_file=model, tta=bool(tta))
         ups = [first]
         for _ in range(num_streams - 1):  # share the (read-only) fused model, one runner each
             ups.append(Upscaler(variant=first.descriptor.variant, scale=first.scale, model=first.model,
                                 backend=first.backend, precision=first.precision, device=first.device,
-                                tile=tile, tile_overlap=overlap))
+                                tile=tile, tile_overlap=overlap, tta=bool(tta)))
         if info.get("width") and info.get("height"):  # a constant size: a fixed-size graph's fit, said now
             first.check_size(int(info["height"]), int(info["width"]))
     except Exception as e:  # noqa: BLE001 - every failure becomes one vs.Error line
@@ -199,7 +201,7 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
     return Instance(ups, dtype)
 
 
-ARGS = ("variant", "scale", "weights", "backend", "precision", "tile", "overlap", "device", "model")
+ARGS = ("variant", "scale", "weights", "backend", "precision", "tile", "overlap", "device", "model", "tta")
 
 
 def script_words(msg: str) -> str:

@@ -298,3 +298,11 @@ def test_video_rotation_pixel_shape_and_alpha(tmp_path: Path) -> None:
     code, out = run(str(clip("alpha.mov", "rgba", "png")), str(tmp_path / "alpha.webp"), "--variant", "mks", "-q")
     a = frames_of(tmp_path / "alpha.webp")[0][0][..., 3]
     assert code == 0 and a[:, :40].min() >= 240 and a[:, 56:].max() <= 16, out
+
+
+def test_not_a_video_into_gif_is_one_line(tmp_path: Path) -> None:
+    """A file that is neither a picture nor a video, into .gif: one line before anything loads."""
+    (tmp_path / "junk.bin").write_bytes(b"\x00 not a video " * 64)
+    code, out = run(str(tmp_path / "junk.bin"), str(tmp_path / "o.gif"), "--variant", "mks")
+    one_line_error(code, out, "junk.bin is neither a picture nor a video FFmpeg can read")
+    assert "an animation" not in out and not (tmp_path / "o.gif").exists()

@@ -265,6 +265,8 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
     if video_in and Path(output).suffix.lower() not in FROM_VIDEO_EXTS:
         raise UserError(f"{output} is a picture but {input} is not; write the video to a video file (e.g. .mkv), "
                         "or to .gif or .webp for an animation")
+    if video_in and not _has_video(input):  # said before the model loads, not after "an animation"
+        raise UserError(f"{input} is neither a picture nor a video FFmpeg can read")
     for name in VIDEO_ONLY:
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
             flag = next(o for p in ctx.command.params if p.name == name for o in p.opts if o.startswith("--"))
@@ -293,6 +295,17 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
     _warn(f"done: {n} file{'s' if n != 1 else ''}, {frames} frame{'s' if frames != 1 else ''} in {seconds:.1f} s"
           f"{rate} -> {output}" if frames != n else
           f"done: {n} picture{'s' if n != 1 else ''} in {seconds:.1f} s -> {output}")
+
+
+def _has_video(path: str) -> bool:
+    """Whether FFmpeg opens ``path`` and finds a video stream in it."""
+    import av
+
+    try:
+        with av.open(path) as c:
+            return bool(c.streams.video)
+    except (av.error.FFmpegError, OSError, ValueError):
+        return False
 
 
 def check_args(scale: int | None, tile: int, weights: str | None) -> None:

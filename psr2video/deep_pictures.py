@@ -63,15 +63,19 @@ def read(path: Path) -> tuple[np.ndarray, str] | None:
     return (a[..., None] if a.ndim == 2 else a), mode
 
 
-def agrees(got: tuple[np.ndarray, str], im: Any) -> bool:
+def agrees(got: tuple[np.ndarray, str], im: Any, key_colour: bool = False) -> bool:
     """Whether FFmpeg's 16-bit samples are the picture Pillow read at 8 bits (same mode and size, within about
     one 8-bit step on average). FFmpeg's TIFF decoder reads some files wrong without an error (tiled ones as
-    black, premultiplied alpha as straight, an unspecified extra sample as alpha); Pillow is then trusted."""
+    black, premultiplied alpha as straight, an unspecified extra sample as alpha); Pillow is then trusted.
+    ``key_colour``: the picture's alpha comes from a see-through colour (PNG's tRNS), which Pillow matches
+    against its 8-bit reading of a 16-bit value and misses: FFmpeg's alpha is trusted, the colours compared."""
     a, mode = got
     if mode != im.mode or a.shape[:2] != (im.height, im.width):
         return False
     b = np.asarray(im, dtype=np.float32)
     b = b[..., None] if b.ndim == 2 else b
+    if mode == "RGBA" and key_colour:
+        return float(np.abs(a[..., :3] * 255.0 - b[..., :3]).mean()) <= 1.5
     if mode == "RGBA":  # colour where it is seen: a transparent pixel's colour is anyone's
         seen = b[..., 3] > 0
         return bool(np.abs(a[..., 3] * 255.0 - b[..., 3]).mean() <= 1.5) and (

@@ -206,7 +206,7 @@ def upscale_picture(up: Any, src: Path, out_ext: str = ".png") -> tuple[Any, dic
     if deep:
         got = deep_pictures.read(src) if out_ext in deep_pictures.DEEP_OUT else None
         lost = deep_pictures.tiff_metadata_problem(info) if out_ext in (".tif", ".tiff") else None
-        agree = got is not None and deep_pictures.agrees(got, im)
+        agree = got is not None and deep_pictures.agrees(got, im, key_colour="transparency" in info)
         if agree and not lost:
             import numpy as np
             import torch

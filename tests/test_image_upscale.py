@@ -311,3 +311,25 @@ def test_tta_on_a_picture_and_a_video(tmp_path: Path) -> None:
     code, out = run(str(clip), str(tmp_path / "v_x2.mkv"), "--variant", "realtime", "--tta", "-q")
     assert code == 0 and "tta=x4" in out, out
     assert Settings("mks", 2, None, "auto", None, 0, 1, "ffv1", None, None, None, True).tta
+
+
+def test_16_bit_png_with_a_see_through_colour(tmp_path: Path) -> None:
+    """A 16-bit RGB PNG whose tRNS names a see-through colour keeps it see-through (Pillow compared the 16-bit
+    colour with its 8-bit reading and missed it; FFmpeg reads it as alpha)."""
+    import struct
+    import zlib
+
+    from psr2video import deep_pictures
+
+    a = np.full((10, 12, 3), 0.5, np.float32)
+    a[:4, :4] = (1000 / 65535, 2000 / 65535, 3000 / 65535)
+    deep_pictures.write(a, "RGB", {}, tmp_path / "p.png", tmp_path / "p.png")
+    data = (tmp_path / "p.png").read_bytes()
+    body = b"tRNS" + struct.pack(">HHH", 1000, 2000, 3000)
+    chunk = struct.pack(">I", 6) + body + struct.pack(">I", zlib.crc32(body))
+    end = 8 + 8 + 13 + 4  # after the signature and IHDR
+    (tmp_path / "t.png").write_bytes(data[:end] + chunk + data[end:])
+    code, out = run(str(tmp_path / "t.png"), str(tmp_path / "t2.png"), "--variant", "mks", "-q")
+    fmt, got = deep_frame(tmp_path / "t2.png")
+    assert code == 0 and "8-bit" not in out and fmt == "rgba64be", out
+    assert got[:6, :6, 3].max() < 4000 and got[12:, 12:, 3].min() > 60000

@@ -64,23 +64,27 @@ def read(path: Path) -> tuple[np.ndarray, str] | None:
 
 
 def agrees(got: tuple[np.ndarray, str], im: Any, key_colour: bool = False) -> bool:
-    """Whether FFmpeg's 16-bit samples are the picture Pillow read at 8 bits (same mode and size, within about
-    one 8-bit step on average). FFmpeg's TIFF decoder reads some files wrong without an error (tiled ones as
-    black, premultiplied alpha as straight, an unspecified extra sample as alpha); Pillow is then trusted.
-    ``key_colour``: the picture's alpha comes from a see-through colour (PNG's tRNS), which Pillow matches
-    against its 8-bit reading of a 16-bit value and misses: FFmpeg's alpha is trusted, the colours compared."""
+    """Whether FFmpeg's 16-bit samples are the picture Pillow read at 8 bits: same size and mode, and every
+    sample within two 8-bit steps (the two round differently by one at most). FFmpeg's TIFF decoder reads some
+    files wrong without an error (tiled ones as black, premultiplied alpha as straight, an unspecified extra
+    sample as alpha); Pillow is then trusted. ``key_colour``: the alpha comes from a see-through colour (PNG's
+    tRNS), which Pillow can't match against its 8-bit reading of a 16-bit key: FFmpeg's alpha is trusted and
+    only the colours are compared."""
     a, mode = got
-    if mode != im.mode or a.shape[:2] != (im.height, im.width):
-        return False
     b = np.asarray(im, dtype=np.float32)
     b = b[..., None] if b.ndim == 2 else b
-    if mode == "RGBA" and key_colour:
-        return float(np.abs(a[..., :3] * 255.0 - b[..., :3]).mean()) <= 1.5
-    if mode == "RGBA":  # colour where it is seen: a transparent pixel's colour is anyone's
+    if a.shape[:2] != b.shape[:2]:
+        return False
+    if key_colour and mode == "RGBA" and im.mode in ("RGB", "RGBA"):
+        a, b = a[..., :3], b[..., :3]
+    elif mode != im.mode:
+        return False
+    elif mode == "RGBA":  # colour where it is seen: a transparent pixel's colour is anyone's
+        if np.abs(a[..., 3] * 255.0 - b[..., 3]).max() > 2:
+            return False
         seen = b[..., 3] > 0
-        return bool(np.abs(a[..., 3] * 255.0 - b[..., 3]).mean() <= 1.5) and (
-            not seen.any() or float(np.abs(a[seen, :3] * 255.0 - b[seen, :3]).mean()) <= 1.5)
-    return float(np.abs(a * 255.0 - b).mean()) <= 1.5
+        a, b = a[seen, :3], b[seen, :3]
+    return not a.size or float(np.abs(a * 255.0 - b).max()) <= 2
 
 
 def write(a: np.ndarray, mode: str, info: dict, dst: Path, tmp: Path) -> None:

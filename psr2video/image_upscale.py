@@ -116,8 +116,11 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
         notes.append(f"note: {path.name} holds {frames} pictures; only the first is upscaled")
     if im.mode in ("CMYK", "LAB") and info.get("icc_profile"):
         im = _to_srgb(im, info, path.name, notes)
-    if im.mode == "P" or (im.mode == "RGB" and "transparency" in im.info):  # tRNS: a colour that is see-through
+    key = "transparency" in im.info and not deep  # tRNS: a colour that is see-through (at 16 bits: FFmpeg's)
+    if im.mode == "P" or (im.mode == "RGB" and key):
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode == "L" and key:
+        im = im.convert("LA")
     elif im.mode == "1":
         im = im.convert("L")
     elif im.mode in _DEEP_MODES:  # 16-bit / 32-bit grey: scaled to 8 bits, not clipped
@@ -204,22 +207,27 @@ def upscale_picture(up: Any, src: Path, out_ext: str = ".png") -> tuple[Any, dic
 
     im, info, notes, deep = _read(src)
     if deep:
-        got = deep_pictures.read(src) if out_ext in deep_pictures.DEEP_OUT else None
-        lost = deep_pictures.tiff_metadata_problem(info) if out_ext in (".tif", ".tiff") else None
+        # FFmpeg's exact samples wherever they are the picture Pillow reads, for 8-bit outputs too (one rounding,
+        # and a 16-bit PNG's see-through colour, which Pillow misses)
+        got = deep_pictures.read(src)
         agree = got is not None and deep_pictures.agrees(got, im, key_colour="transparency" in info)
-        if agree and not lost:
+        lost = deep_pictures.tiff_metadata_problem(info) if out_ext in (".tif", ".tiff") else None
+        why = ""
+        if got is not None and not agree:  # a tiled or premultiplied TIFF FFmpeg reads wrong: Pillow's reading
+            why = " (FFmpeg's 16-bit decoder and Pillow disagree on its samples; Pillow's 8-bit reading is used)"
+        elif agree and lost:
+            why = f" (a 16-bit TIFF from here can't hold its {lost}; use .png to keep 16 bits and the {lost})"
+        if agree:
             import numpy as np
             import torch
 
             a, mode = got
             x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
             y = upscale_tensor(up, x, mode, src.name, notes)
-            return Deep(y[0].permute(1, 2, 0).numpy(), mode), info, notes
-        why = ""
-        if got is not None and not agree:  # a tiled or premultiplied TIFF FFmpeg reads wrong: Pillow's reading
-            why = " (FFmpeg's 16-bit decoder and Pillow disagree on its samples; Pillow's 8-bit reading is used)"
-        elif got is not None and lost:
-            why = f" (a 16-bit TIFF from here can't hold its {lost}; use .png to keep 16 bits and the {lost})"
+            if out_ext in deep_pictures.DEEP_OUT and not lost:
+                return Deep(y[0].permute(1, 2, 0).numpy(), mode), info, notes
+            notes.append(f"note: {src.name} has more than 8 bits per sample; written 8-bit{why}")
+            return _image(y, mode), info, notes
         notes.append(f"note: {src.name} has more than 8 bits per sample; written 8-bit{why}")
     return upscale_image(up, im, src.name, notes), info, notes
 

@@ -282,6 +282,9 @@ def test_16_bit_fallbacks_found_in_review(tmp_path: Path, monkeypatch: pytest.Mo
     premultiplied[..., :3] *= premultiplied[..., 3:]
     assert not deep_pictures.agrees((premultiplied, "RGBA"), pil)
     assert not deep_pictures.agrees((straight, "RGBA"), pil.convert("RGB"))  # an extra sample read as alpha
+    stars = np.zeros((32, 32, 3), np.uint8)
+    stars[[3, 9, 17, 25, 30], [5, 21, 2, 14, 28]] = 255  # mostly black: a mean difference would pass
+    assert not deep_pictures.agrees((np.zeros((32, 32, 3), np.float32), "RGB"), PILImage.fromarray(stars))
 
     h, w = 12, 16
     smooth = np.stack([np.linspace(0.2, 0.3, w)[None, :].repeat(h, 0)] * 3, 2)
@@ -333,3 +336,14 @@ def test_16_bit_png_with_a_see_through_colour(tmp_path: Path) -> None:
     fmt, got = deep_frame(tmp_path / "t2.png")
     assert code == 0 and "8-bit" not in out and fmt == "rgba64be", out
     assert got[:6, :6, 3].max() < 4000 and got[12:, 12:, 3].min() > 60000
+    # into 8 bits: FFmpeg's samples too (Pillow matched the 16-bit key against its 8-bit reading)
+    code, out = run(str(tmp_path / "t.png"), str(tmp_path / "t2.webp"), "--variant", "mks", "-q")
+    alpha = np.asarray(Image.open(tmp_path / "t2.webp").convert("RGBA"))[..., 3]
+    assert code == 0 and "written 8-bit" in out and alpha[:6, :6].max() < 16 and alpha[12:, 12:].min() > 240, out
+    # an 8-bit grey PNG's see-through grey becomes alpha
+    g = np.full((6, 6), 100, np.uint8)
+    g[0, 0] = 7
+    Image.fromarray(g, "L").save(tmp_path / "g.png", transparency=7)
+    code, out = run(str(tmp_path / "g.png"), str(tmp_path / "g2.png"), "--variant", "mks", "-q")
+    with Image.open(tmp_path / "g2.png") as im:
+        assert code == 0 and im.mode == "LA" and im.getchannel("A").getextrema()[0] < 128, out

@@ -160,7 +160,7 @@ def read(path: Path, scale: int, notes: list[str]) -> Animation:
     return Animation(frames, durations, plays, info, default)
 
 
-def read_video(path: Path, scale: int, notes: list[str]) -> Animation:
+def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0) -> Animation:
     """Every frame of a video file's main video stream as RGB(A) (its own colour matrix and range, as the video
     path reads them), turned as its display matrix says, each lasting until the next one's timestamp. What an
     animation can't hold (sound, subtitles) is named in ``notes``."""
@@ -203,6 +203,8 @@ def read_video(path: Path, scale: int, notes: list[str]) -> Animation:
                 frames.append(img)
                 times.append(float(f.time) if f.time is not None else None)
                 _check_memory(path, len(frames), f.width, f.height, scale)
+                if len(frames) == max_frames:
+                    break
         except av.error.FFmpegError as e:
             if not frames:
                 raise AnimationError(f"can't decode {path}: {getattr(e, 'strerror', None) or e}") from None
@@ -256,16 +258,18 @@ def _check_writable(dst: Path) -> None:
 
 
 def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[[Any, Any, str, list[str]], Any],
-                      say: Callable[[str], None], quiet: bool = False, video: bool = False) -> tuple[list[str], int]:
-    """Upscale every frame of ``src`` (an animated picture, or a video file when ``video``) with ``up`` through
-    ``upscale_image`` (the stills' own: ``image_upscale.upscale_image``) and write the animation to ``dst`` (its
-    format by extension); (the notes on what changed, frames written)."""
+                      say: Callable[[str], None], quiet: bool = False, video: bool = False,
+                      max_frames: int = 0) -> tuple[list[str], int]:
+    """Upscale every frame of ``src`` (an animated picture, or a video file when ``video``: its first
+    ``max_frames``, 0 = all) with ``up`` through ``upscale_image`` (the stills' own:
+    ``image_upscale.upscale_image``) and write the animation to ``dst`` (its format by extension); (the notes
+    on what changed, frames written)."""
     from PIL import Image
 
     ext = dst.suffix.lower()
     _check_writable(dst)
     notes: list[str] = []
-    anim = read_video(src, up.scale, notes) if video else read(src, up.scale, notes)
+    anim = read_video(src, up.scale, notes, max_frames) if video else read(src, up.scale, notes)
     if video and ext == ".gif":
         _gif_pace(anim, notes, src.name)
     out, last = [], time.monotonic()

@@ -322,8 +322,10 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".t
             ".bmp": "BMP", ".gif": "GIF"}
 
 
-def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = False) -> tuple[int, int, float]:
-    """Upscale every job's picture with ``up``; (files written, frames upscaled, seconds)."""
+def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = False,
+        max_frames: int = 0) -> tuple[int, int, float]:
+    """Upscale every job's picture with ``up`` (a video into an animation: its first ``max_frames``, 0 = all);
+    (files written, frames upscaled, seconds)."""
     t0 = time.perf_counter()
     unreadable: list[Path] = []
     frames = 0
@@ -334,7 +336,7 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
             video = ext in FROM_VIDEO_EXTS and not is_picture(str(job.src)) and not readable_picture(str(job.src))
             if video or (ext in ANIMATION_EXTS and frame_count(job.src) > 1):
                 notes, n_frames = upscale_animation(up, job.src, job.dst, upscale_image, say, quiet,
-                                                     video=video)
+                                                     video=video, max_frames=max_frames)
                 frames += n_frames
                 for n in notes:
                     say(n)

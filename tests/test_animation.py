@@ -177,6 +177,8 @@ def test_video_into_an_animation(tmp_path: Path) -> None:
         unit = 10 if ext == ".gif" else 1
         starts = np.cumsum([0] + durations[:-1])
         assert all(abs(s - p) <= unit / 2 for s, p in zip(starts, pts, strict=True)), (starts, pts)
+    code, out = run(str(clip), str(tmp_path / "first4.webp"), "--variant", "mks", "--max-frames", "4", "-q")
+    assert code == 0 and len(frames_of(tmp_path / "first4.webp")[0]) == 4, out  # a clip's first frames
     code, out = run(str(clip), str(tmp_path / "clip_x2.mkv"), "--variant", "mks", "--codec", "ffv1", "-q")
     assert code == 0, out
     with av.open(str(tmp_path / "clip_x2.mkv")) as c:

@@ -180,7 +180,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
         raise UserError(f"{output} is a picture: pictures are read from files, not stdin (save it to a file first)")
     if input != "-" and output != "-" and (is_picture(output) or Path(input).is_dir()):
         return upscale_pictures(ctx, input, output, overwrite, quiet, variant, scale, weights, backend, precision,
-                                device, tile, profile, model_file, tta)
+                                device, tile, profile, model_file, tta, max_frames)
     check_paths(input, output, overwrite)
     from ..video.output_checks import default_codec, encoder_problem, output_format_problem
 
@@ -254,7 +254,8 @@ VIDEO_ONLY = ("codec", "crf", "preset", "pix_fmt", "fmt", "in_fmt", "batch", "ov
 
 
 def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: bool, quiet: bool, variant, scale,
-                     weights, backend, precision, device, tile, profile, model_file, tta: bool = False) -> None:
+                     weights, backend, precision, device, tile, profile, model_file, tta: bool = False,
+                     max_frames: int = 0) -> None:
     """``psr2video in.png out.png`` / ``psr2video pics/ out/``: still pictures through the same Upscaler."""
     from ..animation import ANIMATION_EXTS, FROM_VIDEO_EXTS, frame_count
     from ..image_upscale import PictureError, is_picture, plan, readable_picture, run
@@ -268,6 +269,8 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
     if video_in and not _has_video(input):  # said before the model loads, not after "an animation"
         raise UserError(f"{input} is neither a picture nor a video FFmpeg can read")
     for name in VIDEO_ONLY:
+        if name == "max_frames" and video_in:  # a video into an animation: its first N frames
+            continue
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
             flag = next(o for p in ctx.command.params if p.name == name for o in p.opts if o.startswith("--"))
             raise UserError(f"{flag} is a video option; a picture is written lossless (PNG, TIFF, BMP) or at "
@@ -283,7 +286,7 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
     _warn(f"{input} -> {output}: {up!r}, {what}")
     interruptible()
     try:
-        n, frames, seconds = run(up, jobs, _warn, quiet=quiet)
+        n, frames, seconds = run(up, jobs, _warn, quiet=quiet, max_frames=max_frames)
     except PictureError as e:
         raise UserError(str(e)) from None
     except Exception as e:  # a model that can't take the picture (a fixed-size graph without --tile): one line

@@ -39,3 +39,27 @@ IMAGE_EXTS = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp
 # what ``psr2video in out`` treats as a picture (GIF too, still or animated; not an image folder's training or
 # evaluation picture: 256 colours make a poor HR)
 PICTURE_EXTS = IMAGE_EXTS | {".gif"}
+
+
+def image_sequence(path: str) -> tuple[int, int, int] | None:
+    """(first number, frames read, pictures matching) of a numbered picture sequence named with a printf
+    pattern (``frames/f_%04d.png``, as FFmpeg's image2 reads it: from the first number up to a gap), or
+    None when ``path`` is not one (a file by that very name wins). Torch- and PyAV-free: an IN that is a
+    sequence is known before anything loads."""
+    import re
+    from pathlib import Path
+
+    p = Path(path)
+    m = re.fullmatch(r"(.*?)%(0?)(\d*)d(.*)", p.name)
+    if path == "-" or m is None or p.exists() or not p.parent.is_dir():
+        return None
+    head, zero, width, tail = m.groups()
+    digits = rf"\d{{{int(width)}}}" if zero and width else r"\d+"
+    pattern = re.compile(re.escape(head) + f"({digits})" + re.escape(tail))
+    numbers = sorted(int(g.group(1)) for f in p.parent.iterdir() if (g := pattern.fullmatch(f.name)))
+    if not numbers:
+        return None
+    run = 1  # FFmpeg reads from the first number up to the first gap
+    while run < len(numbers) and numbers[run] == numbers[0] + run:
+        run += 1
+    return numbers[0], run, len(numbers)

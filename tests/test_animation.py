@@ -1,5 +1,6 @@
 """Animated pictures (`psr2video anim.gif anim_x2.gif`): every frame through the shared Upscaler, written as an
-animation again with its frame durations, play count and transparency, across GIF, APNG and animated WebP."""
+animation again with its frame durations, play count and transparency, across GIF, APNG and animated WebP; and
+numbered picture sequences read as a video."""
 
 from __future__ import annotations
 
@@ -308,3 +309,37 @@ def test_not_a_video_into_gif_is_one_line(tmp_path: Path) -> None:
     code, out = run(str(tmp_path / "junk.bin"), str(tmp_path / "o.gif"), "--variant", "mks")
     one_line_error(code, out, "junk.bin is neither a picture nor a video FFmpeg can read")
     assert "an animation" not in out and not (tmp_path / "o.gif").exists()
+
+
+def test_picture_sequence_in(tmp_path: Path) -> None:
+    """A numbered picture sequence (a render's frames/shot.%d.png from 1001) is a video IN at --fps (default 25);
+    a gap in the numbers, --fps for a video, a pattern that matches nothing and a sequence into a picture are
+    each one line."""
+    seq = tmp_path / "frames"
+    seq.mkdir()
+    for i in range(1001, 1007):
+        Image.fromarray(noise(16, 24, 3, seed=i)).save(seq / f"shot.{i}.png")
+    pattern = str(seq / "shot.%d.png")
+    code, out = run(pattern, str(tmp_path / "s.mkv"), "--variant", "mks", "--fps", "24", "-q")
+    assert code == 0, out
+    with av.open(str(tmp_path / "s.mkv")) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) == 6 and frames[0].width == 48
+    assert [round(float(f.time) * 24) for f in frames] == list(range(6))
+    code, out = run(pattern, str(tmp_path / "d.mkv"), "--variant", "mks", "-q")
+    with av.open(str(tmp_path / "d.mkv")) as c:
+        assert code == 0 and c.streams.video[0].average_rate == 25, out
+    Image.fromarray(noise(16, 24, 3)).save(seq / "shot.1009.png")
+    one_line_error(*run(pattern, str(tmp_path / "g.mkv"), "--variant", "mks"),
+                   "number 1007 is missing (6 pictures from 1001, 1 after the gap)")
+    assert not (tmp_path / "g.mkv").exists()
+    (seq / "shot.1009.png").unlink()
+    clip = tmp_path / "v.mkv"
+    one_line_error(*run(pattern, str(clip), "--variant", "mks", "--fps", "0"), "--fps 0: give a frame rate")
+    code, out = run(pattern, str(clip), "--variant", "mks", "-q")
+    assert code == 0, out
+    one_line_error(*run(str(clip), str(tmp_path / "w.mkv"), "--variant", "mks", "--fps", "24"),
+                   "--fps is the frame rate of a picture sequence")
+    one_line_error(*run(str(seq / "nothing_%04d.png"), str(tmp_path / "n.mkv"), "--variant", "mks"),
+                   "input not found", "no pictures match")
+    one_line_error(*run(pattern, str(tmp_path / "s.gif"), "--variant", "mks"), "is read as a video")

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import click
@@ -116,6 +117,8 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
               help="Output container format (e.g. matroska, mp4, webm, nut); needed to pick one for '-' (stdout, "
                    "default matroska).")
 @click.option("--input-format", "in_fmt", default=None, help="Input container format (for '-' = stdin).")
+@click.option("--fps", "in_fps", default=None,
+              help="Frame rate of a picture-sequence IN (frames/f_%04d.png; e.g. 24, 30000/1001) [default: 25].")
 @click.option("-y", "--overwrite", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("--overlay-fps", is_flag=True, help="Burn the live fps into the output frames.")
 @click.option("--ignore-errors", is_flag=True,
@@ -140,7 +143,8 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
             model_file: str | None, backend: str,
             precision: str | None, tile: int, tta: bool, device: str, batch: int, profile: str | None,
             codec: str | None, crf: float | None,
-            preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, overwrite: bool,
+            preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, in_fps: str | None,
+            overwrite: bool,
             overlay_fps: bool, ignore_errors: bool, max_frames: int, hwaccel: str | None, deinterlace: bool,
             quiet: bool, workers: int | None = None, ray_address: str | None = None, segment_seconds: float = 60.0,
             keep_work: bool = False) -> None:
@@ -174,6 +178,9 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
             if source(name) is not click.core.ParameterSource.DEFAULT:
                 raise UserError(f"{flag} is a scale-out setting: add --workers N (or --ray ADDRESS)")
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
+    rate = sequence_rate(input, in_fps)
+    if rate is not None and (workers is not None or ray_address is not None):
+        raise UserError("--workers/--ray cut a video file at its keyframes; a picture sequence runs in one process")
     from ..image_upscale import is_picture
 
     if input == "-" and is_picture(output):
@@ -220,7 +227,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     from ..video.hud import Hud, Stats
 
     opts = pipeline.Options(input=input, output=output, scale=scale, codec=codec, crf=crf, preset=preset,
-                            pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, batch=batch, overlay_fps=overlay_fps,
+                            pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, in_fps=rate, batch=batch, overlay_fps=overlay_fps,
                             max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace)
     stats = Stats()
     hud = Hud(stats, f"psr2video {variant} x{scale}", quiet=quiet)
@@ -261,6 +268,11 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
     from ..image_upscale import PictureError, is_picture, plan, readable_picture, run
 
     if not Path(input).exists():
+        from ..names import image_sequence
+
+        if image_sequence(input) is not None:
+            raise UserError(f"a picture sequence ({input}) is read as a video: write it to a video file (e.g. "
+                            ".mkv), or upscale the folder of pictures into another folder")
         raise UserError(f"input not found: {input}")
     video_in = Path(input).is_file() and not is_picture(input) and not readable_picture(input)
     if video_in and Path(output).suffix.lower() not in FROM_VIDEO_EXTS:
@@ -321,6 +333,29 @@ def check_args(scale: int | None, tile: int, weights: str | None) -> None:
         raise UserError(f"weights file not found: {weights}")  # a preset name is checked with the model
 
 
+def sequence_rate(input: str, fps: str | None) -> Fraction | None:
+    """The frame rate of a picture-sequence IN (``--fps``, default 25), or None when IN is not a sequence;
+    ``--fps`` for any other IN is refused, not ignored."""
+    from ..names import image_sequence
+
+    seq = image_sequence(input)
+    if seq is None:
+        if fps is not None:
+            raise UserError("--fps is the frame rate of a picture sequence (frames/f_%04d.png); a video has its own")
+        return None
+    first, run, total = seq
+    if run < total:  # FFmpeg's image2 fails at a missing number, losing the frames still in the decoder
+        raise UserError(f"{input}: number {first + run} is missing ({run} pictures from {first}, {total - run} "
+                        "after the gap); fill the gap or move the later pictures to their own sequence")
+    try:
+        rate = Fraction(fps or "25")
+    except (ValueError, ZeroDivisionError):
+        rate = Fraction(0)
+    if not 0 < rate <= 1000:
+        raise UserError(f"--fps {fps}: give a frame rate such as 24, 25 or 30000/1001")
+    return rate
+
+
 def check_paths(input: str, output: str, overwrite: bool) -> None:
     """Refuse what can't work before anything is loaded: missing input, OUT = IN, OUT exists, no folder."""
     if output != "-":
@@ -334,8 +369,11 @@ def check_paths(input: str, output: str, overwrite: bool) -> None:
             raise UserError(f"{output} exists; use -y to overwrite")
         if not out.parent.exists():
             raise UserError(f"can't write {output}: folder {out.parent} does not exist")
-    if input != "-" and not Path(input).exists():
-        raise UserError(f"input not found: {input}")
+    from ..names import image_sequence
+
+    if input != "-" and not Path(input).exists() and image_sequence(input) is None:
+        hint = " (no pictures match that numbered pattern)" if "%" in Path(input).name else ""
+        raise UserError(f"input not found: {input}{hint}")
     if input != "-" and Path(input).is_dir():
         raise UserError(f"input is a directory, not a video: {input}")
 

@@ -56,6 +56,7 @@ class Options:
     pix_fmt: str | None = None
     fmt: str | None = None  # output container format ('-' needs one, default matroska)
     in_fmt: str | None = None
+    in_fps: Fraction | None = None  # an image-sequence IN's frame rate (default 25)
     batch: int = 1
     overlay_fps: bool = False
     max_frames: int = 0
@@ -502,7 +503,7 @@ def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats
 
     dev = getattr(upscaler, "device", torch.device("cpu"))
     gpu = (dev.index if dev.index is not None else torch.cuda.current_device()) if dev.type == "cuda" else None
-    inp = open_input(opts.input, opts.in_fmt, opts.hwaccel, warn=warn_open, gpu=gpu)
+    inp = open_input(opts.input, opts.in_fmt, opts.hwaccel, warn=warn_open, gpu=gpu, fps=opts.in_fps)
     job = _Run(opts, upscaler, inp, stop, stats or Stats(), warn)
     job.hw_fallback_said = bool(said)
     try:

@@ -24,6 +24,7 @@ import av
 import numpy as np
 
 from ..errors import PsrError
+from ..names import image_sequence
 from .color import PLANAR, SEMIPLANAR, ColorInfo, decide_color
 
 
@@ -113,7 +114,7 @@ class StreamInfo:
 
 
 def open_input(path: str, fmt: str | None = None, hwaccel: str | None = None,
-               warn: Any = None, gpu: int | None = None) -> av.container.InputContainer:
+               warn: Any = None, gpu: int | None = None, fps: Fraction | None = None) -> av.container.InputContainer:
     """Open ``path`` ('-' = stdin) or raise InputError with one clear line.
 
     With ``hwaccel`` a failure to set up the hardware decoder falls back to software decoding (with a
@@ -129,6 +130,8 @@ def open_input(path: str, fmt: str | None = None, hwaccel: str | None = None,
         kind = hwaccel.partition(":")[0]
         if kind not in hwdevices_available():
             raise InputError(f"unknown --hwaccel {hwaccel!r}; this FFmpeg has {', '.join(hwdevices_available())}")
+    if image_sequence(path) is not None:  # frames/f_%04d.png: FFmpeg's image2, at --fps (default 25)
+        return _open_sequence(path, fps)
     if hwaccel and path != "-":
         try:
             return _open(path, fmt, hwaccel, gpu)
@@ -153,6 +156,22 @@ def hwaccel_args(hwaccel: str, gpu: int | None) -> dict[str, Any]:
     device = index or (str(gpu) if kind == "cuda" and gpu is not None else None)
     owned = kind == "cuda" and gpu is not None
     return {"device_type": kind, "device": device, "allow_software_fallback": True, "is_hw_owned": owned}
+
+
+def _open_sequence(path: str, fps: Fraction | None) -> av.container.InputContainer:
+    """A numbered picture sequence as a video: FFmpeg's image2 demuxer from the sequence's first number (a
+    render's 1001 too), ``fps`` frames a second."""
+    first = image_sequence(path)[0]
+    rate = Fraction(fps) if fps else Fraction(25)
+    options = {"start_number": str(first), "framerate": f"{rate.numerator}/{rate.denominator}"}
+    try:
+        c = av.open(path, "r", format="image2", options=options)
+    except av.error.FFmpegError as e:
+        raise InputError(f"can't open the picture sequence {path}: {_short(e)}") from None
+    if not c.streams.video:
+        c.close()
+        raise InputError(f"no pictures in the sequence {path}")
+    return c
 
 
 def _open(path: str, fmt: str | None, hwaccel: str | None, gpu: int | None = None) -> av.container.InputContainer:

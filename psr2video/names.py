@@ -43,23 +43,32 @@ PICTURE_EXTS = IMAGE_EXTS | {".gif"}
 
 def image_sequence(path: str) -> tuple[int, int, int] | None:
     """(first number, frames read, pictures matching) of a numbered picture sequence named with a printf
-    pattern (``frames/f_%04d.png``, as FFmpeg's image2 reads it: from the first number up to a gap), or
-    None when ``path`` is not one (a file by that very name wins). Torch- and PyAV-free: an IN that is a
-    sequence is known before anything loads."""
+    pattern (``frames/f_%04d.png``), or None when ``path`` is not one. Names are matched as FFmpeg's image2
+    writes them: ``%04d`` (or ``%4d``) is the number padded to at least 4 digits (1000 is ``1000`` under
+    ``%03d``), ``%d`` unpadded, ``%%`` a literal ``%``; frames are read from the first number up to a gap.
+    Torch- and PyAV-free: an IN that is a sequence is known before anything loads."""
     import re
     from pathlib import Path
 
     p = Path(path)
-    m = re.fullmatch(r"(.*?)%(0?)(\d*)d(.*)", p.name)
-    if path == "-" or m is None or p.exists() or not p.parent.is_dir():
+    if path == "-" or p.exists() or not p.parent.is_dir():
         return None
-    head, zero, width, tail = m.groups()
-    digits = rf"\d{{{int(width)}}}" if zero and width else r"\d+"
-    pattern = re.compile(re.escape(head) + f"({digits})" + re.escape(tail))
-    numbers = sorted(int(g.group(1)) for f in p.parent.iterdir() if (g := pattern.fullmatch(f.name)))
+    parts = re.split(r"(%%|%0?\d*d)", p.name)
+    fields = [t for t in parts[1::2] if t != "%%"]
+    if len(fields) != 1 or any("%" in t for t in parts[::2]):  # one number, and no other % (FFmpeg refuses it)
+        return None
+    width = int(fields[0][1:-1] or 0)
+    regex = "".join(re.escape(t) if i % 2 == 0 else "%" if t == "%%" else r"(\d+)" for i, t in enumerate(parts))
+    pattern = re.compile(regex)
+    numbers = []
+    for f in p.parent.iterdir():
+        m = pattern.fullmatch(f.name)
+        if m and m.group(1) == f"{int(m.group(1)):0{width}d}":  # written so by FFmpeg (no stray padding)
+            numbers.append(int(m.group(1)))
     if not numbers:
         return None
-    run = 1  # FFmpeg reads from the first number up to the first gap
+    numbers.sort()
+    run = 1
     while run < len(numbers) and numbers[run] == numbers[0] + run:
         run += 1
     return numbers[0], run, len(numbers)

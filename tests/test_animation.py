@@ -343,3 +343,26 @@ def test_picture_sequence_in(tmp_path: Path) -> None:
     one_line_error(*run(str(seq / "nothing_%04d.png"), str(tmp_path / "n.mkv"), "--variant", "mks"),
                    "input not found", "no pictures match")
     one_line_error(*run(pattern, str(tmp_path / "s.gif"), "--variant", "mks"), "is read as a video")
+
+
+def test_picture_sequence_names_match_ffmpeg(tmp_path: Path) -> None:
+    """Sequence names are matched as FFmpeg writes them: %03d pads to at least 3 digits (1000 is "1000", so a
+    gap after it is seen), %d is unpadded (a stray "s.01.png" is not number 1), %% is a literal %."""
+    from psr2video.names import image_sequence
+
+    def names(*files: str) -> str:
+        for f in tmp_path.iterdir():
+            f.unlink()
+        for f in files:
+            (tmp_path / f).touch()
+        return str(tmp_path)
+
+    d = names(*(f"f{n:03d}.png" for n in (998, 999, 1000, 1001, 1003)))
+    assert image_sequence(f"{d}/f%03d.png") == (998, 4, 5)  # number 1002 is missing
+    d = names(*(f"f{n}.png" for n in range(1000, 1003)))
+    assert image_sequence(f"{d}/f%03d.png") == (1000, 3, 3)
+    d = names(*(f"s.{n}.png" for n in range(1, 4)), "s.01.png", "s.0007.png")
+    assert image_sequence(f"{d}/s.%d.png") == (1, 3, 3)
+    d = names(*(f"100%_{n:04d}.png" for n in range(1, 4)))
+    assert image_sequence(f"{d}/100%%_%04d.png") == (1, 3, 3)
+    assert image_sequence(f"{d}/100%_%04d.png") is None and image_sequence(f"{d}/none.png") is None

@@ -345,13 +345,14 @@ def sequence_rate(input: str, fps: str | None) -> Fraction | None:
         return None
     first, run, total = seq
     if run < total:  # FFmpeg's image2 fails at a missing number, losing the frames still in the decoder
-        raise UserError(f"{input}: number {first + run} is missing ({run} pictures from {first}, {total - run} "
-                        "after the gap); fill the gap or move the later pictures to their own sequence")
+        raise UserError(f"{input}: number {first + run} is missing ({run} picture{'s' if run > 1 else ''} from "
+                        f"{first}, {total - run} after the gap); fill the gap or move the later pictures to their "
+                        "own sequence")
     try:
         rate = Fraction(fps or "25")
     except (ValueError, ZeroDivisionError):
         rate = Fraction(0)
-    if not 0 < rate <= 1000:
+    if not Fraction(1, 100) <= rate <= 1000:
         raise UserError(f"--fps {fps}: give a frame rate such as 24, 25 or 30000/1001")
     return rate
 

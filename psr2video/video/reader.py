@@ -168,9 +168,14 @@ def _open_sequence(path: str, fps: Fraction | None) -> av.container.InputContain
         c = av.open(path, "r", format="image2", options=options)
     except av.error.FFmpegError as e:
         raise InputError(f"can't open the picture sequence {path}: {_short(e)}") from None
+    return _with_video(c, f"no pictures in the sequence {path}")
+
+
+def _with_video(c: av.container.InputContainer, missing: str) -> av.container.InputContainer:
+    """``c``, or InputError(``missing``) when it holds no video stream (closed)."""
     if not c.streams.video:
         c.close()
-        raise InputError(f"no pictures in the sequence {path}")
+        raise InputError(missing)
     return c
 
 
@@ -197,10 +202,7 @@ def _open(path: str, fmt: str | None, hwaccel: str | None, gpu: int | None = Non
         raise InputError(f"not a readable video file: {path} ({_short(e)})") from None
     except av.error.FFmpegError as e:
         raise InputError(f"can't open {path}: {_short(e)}") from None
-    if not c.streams.video:
-        c.close()
-        raise InputError(f"no video stream in {path}")
-    return c
+    return _with_video(c, f"no video stream in {path}")
 
 
 def main_video(c: av.container.Container) -> av.video.stream.VideoStream:

@@ -217,18 +217,19 @@ def upscale_picture(up: Any, src: Path, out_ext: str = ".png") -> tuple[Any, dic
             why = " (FFmpeg's 16-bit decoder and Pillow disagree on its samples; Pillow's 8-bit reading is used)"
         elif agree and lost:
             why = f" (a 16-bit TIFF from here can't hold its {lost}; use .png to keep 16 bits and the {lost})"
-        if agree:
-            import numpy as np
-            import torch
-
-            a, mode = got
-            x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
-            y = upscale_tensor(up, x, mode, src.name, notes)
-            if out_ext in deep_pictures.DEEP_OUT and not lost:
-                return Deep(y[0].permute(1, 2, 0).numpy(), mode), info, notes
+        if not agree:
             notes.append(f"note: {src.name} has more than 8 bits per sample; written 8-bit{why}")
-            return _image(y, mode), info, notes
+            return upscale_image(up, im, src.name, notes), info, notes
+        import numpy as np
+        import torch
+
+        a, mode = got
+        y = upscale_tensor(up, torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None], mode, src.name,
+                           notes)
+        if out_ext in deep_pictures.DEEP_OUT and not lost:
+            return Deep(y[0].permute(1, 2, 0).numpy(), mode), info, notes
         notes.append(f"note: {src.name} has more than 8 bits per sample; written 8-bit{why}")
+        return _image(y, mode), info, notes
     return upscale_image(up, im, src.name, notes), info, notes
 
 

@@ -35,6 +35,8 @@ def device_name_problem(device: str) -> str | None:
     if re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         return None
     return f"unknown device {device!r}; use {DEVICES_HELP}"
+
+
 IMAGE_EXTS = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})  # pictures read and written
 # what ``psr2video in out`` treats as a picture (GIF too, still or animated; not an image folder's training or
 # evaluation picture: 256 colours make a poor HR)

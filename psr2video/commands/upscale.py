@@ -313,13 +313,13 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
 
 
 def _has_video(path: str) -> bool:
-    """Whether FFmpeg opens ``path`` and finds a video stream in it."""
-    import av
+    """Whether the video path's reader opens ``path`` (FFmpeg finds a video stream in it)."""
+    from ..video.reader import InputError, open_input
 
     try:
-        with av.open(path) as c:
-            return bool(c.streams.video)
-    except (av.error.FFmpegError, OSError, ValueError):
+        open_input(path).close()
+        return True
+    except InputError:
         return False
 
 

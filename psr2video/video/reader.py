@@ -130,8 +130,8 @@ def open_input(path: str, fmt: str | None = None, hwaccel: str | None = None,
         kind = hwaccel.partition(":")[0]
         if kind not in hwdevices_available():
             raise InputError(f"unknown --hwaccel {hwaccel!r}; this FFmpeg has {', '.join(hwdevices_available())}")
-    if image_sequence(path) is not None:  # frames/f_%04d.png: FFmpeg's image2, at --fps (default 25)
-        return _open_sequence(path, fps)
+    if (seq := image_sequence(path)) is not None:  # frames/f_%04d.png: FFmpeg's image2, at --fps (default 25)
+        return _open_sequence(path, seq[0], fps)
     if hwaccel and path != "-":
         try:
             return _open(path, fmt, hwaccel, gpu)
@@ -158,10 +158,9 @@ def hwaccel_args(hwaccel: str, gpu: int | None) -> dict[str, Any]:
     return {"device_type": kind, "device": device, "allow_software_fallback": True, "is_hw_owned": owned}
 
 
-def _open_sequence(path: str, fps: Fraction | None) -> av.container.InputContainer:
-    """A numbered picture sequence as a video: FFmpeg's image2 demuxer from the sequence's first number (a
+def _open_sequence(path: str, first: int, fps: Fraction | None) -> av.container.InputContainer:
+    """A numbered picture sequence as a video: FFmpeg's image2 demuxer from the sequence's ``first`` number (a
     render's 1001 too), ``fps`` frames a second."""
-    first = image_sequence(path)[0]
     rate = Fraction(fps) if fps else Fraction(25)
     options = {"start_number": str(first), "framerate": f"{rate.numerator}/{rate.denominator}"}
     try:

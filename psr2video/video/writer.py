@@ -690,11 +690,11 @@ class AudioTranscode:
         # refused by libopus and ALAC: 5.1, as ffmpeg's command line remaps it)
         layouts = list(dict.fromkeys(x for x in (src.layout.name, DEFAULT_LAYOUTS.get(src.channels))
                                      if x and x != f"{src.channels} channels"))
-        for target, layout in ((t, x) for t in (("flac", "alac") if lossless else ()) + cls.TARGETS
-                               for x in layouts):
-            if not codec_available(target):
+        for target in (("flac", "alac") if lossless else ()) + cls.TARGETS:  # each encoder looked up once
+            try:
+                enc = av.codec.Codec(target, "w")
+            except Exception:  # noqa: BLE001 - not in this FFmpeg build
                 continue
-            enc = av.codec.Codec(target, "w")
             if fmt in AUDIO_ONLY and enc.name not in AUDIO_ONLY[fmt]:
                 continue
             rates = enc.audio_rates
@@ -704,28 +704,36 @@ class AudioTranscode:
             # the source's sample depth for a lossless target (ALAC defaults to 32-bit)
             depth = next((f for f in enc.audio_formats or [] if lossless_target and src.format is not None
                           and f.bytes == src.format.bytes and not f.name.startswith("flt")), None)
-
-            def make(container: Any, target: str = target, rate: int = rate, layout: str = layout,
-                     depth: Any = depth, lossless_target: bool = lossless_target) -> Any:
-                o = container.add_stream(target, rate=rate)
-                o.codec_context.layout = layout
-                if depth is not None:
-                    o.codec_context.format = depth
-                if not lossless_target:  # ~ transparent for these encoders at this rate, per channel pair
-                    o.codec_context.bit_rate = min(512_000, (96_000 if target == "libopus" else 128_000)
-                                                   * max(1, (src.channels + 1) // 2))
-                return o
-
-            if not header_takes(fmt, make, always=True):  # the encoder opens, the container takes it
-                continue
-            try:
-                o = make(out)
-            except Exception:  # noqa: BLE001 - the probe took it: not expected; the next target
+            o = next((o for o in (cls._stream(out, target, rate, x, depth, src.channels, lossless_target)
+                                  for x in layouts) if o is not None), None)
+            if o is None:
                 continue
             o.metadata.update({k: v for k, v in s.metadata.items() if k.upper() != "DURATION"})
             o.disposition = s.disposition
             return cls(o, src)
         return None
+
+    @staticmethod
+    def _stream(out: av.container.OutputContainer, target: str, rate: int, layout: str, depth: Any, channels: int,
+                lossless: bool) -> Any:
+        """``target``'s stream in ``out`` with ``layout``, when a probe in memory shows the encoder opens and the
+        container takes it (else None)."""
+        def make(container: Any) -> Any:
+            o = container.add_stream(target, rate=rate)
+            o.codec_context.layout = layout
+            if depth is not None:
+                o.codec_context.format = depth
+            if not lossless:  # ~ transparent for these encoders at this rate, per channel pair
+                o.codec_context.bit_rate = min(512_000, (96_000 if target == "libopus" else 128_000)
+                                               * max(1, (channels + 1) // 2))
+            return o
+
+        if not header_takes(out.format.name, make, always=True):
+            return None
+        try:
+            return make(out)
+        except Exception:  # noqa: BLE001 - the probe took it: not expected; the next choice
+            return None
 
     def describe(self) -> str:
         cc = self.stream.codec_context

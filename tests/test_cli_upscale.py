@@ -248,7 +248,7 @@ def test_disk_full(clip: Path) -> None:
 
 @pytest.mark.slow  # CI runs it (--run-slow); test_ctrl_c_at_any_moment covers Ctrl-C by default
 def test_ctrl_c_leaves_playable_file(tmp_path: Path) -> None:
-    n = 1500
+    n = 6000  # long enough to be running when the signal comes (1500 ran out in 1.7 s)
     src = make_clip(tmp_path / "long.mkv", 64, 48, pts=list(range(0, 40 * n, 40)), audio=("aac",),
                     subtitle=False)
     out = tmp_path / "o.mkv"
@@ -374,7 +374,7 @@ def test_background_job_keeps_ignoring_ctrl_c(tmp_path: Path) -> None:
 @pytest.mark.slow  # CI runs it (--run-slow); the default suite stays under 90 s
 def test_sigterm_finalises_the_output(tmp_path: Path) -> None:
     """kill (SIGTERM) during the run: the output is finished and playable, not left as a .partial file."""
-    n = 1500
+    n = 6000  # long enough to be running when the signal comes (1500 ran out in 1.7 s)
     src = make_clip(tmp_path / "long.mkv", 64, 48, pts=list(range(0, 40 * n, 40)), audio=(), subtitle=False)
     out = tmp_path / "o.mkv"
     p = subprocess.Popen([sys.executable, "-m", "psr2video", str(src), str(out), "--variant", "mks",

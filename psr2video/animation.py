@@ -23,6 +23,7 @@ from typing import Any
 
 from .errors import PsrError
 from .fileio import atomic_path
+from .output_size import SizeSpec
 
 ANIMATION_EXTS = frozenset({".gif", ".png", ".webp"})  # the picture formats that hold an animation
 # what a video file may be written to as an animation (an APNG from a video would surprise: most viewers show a
@@ -168,7 +169,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0) ->
     from PIL import Image
 
     from .video.color import SWS_SPACE, decide_color
-    from .video.reader import main_video
+    from .video.reader import main_video, pixel_shape
 
     try:
         c = av.open(str(path))
@@ -182,9 +183,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0) ->
         if others:
             notes.append(f"note: {path.name}'s {' and '.join(others)} can't be held in an animation; left out (write "
                          f"a video file to keep {'them' if len(others) > 1 else 'it'})")
-        sar = next((Fraction(r) for r in (getattr(s, "sample_aspect_ratio", None),
-                                          s.codec_context.sample_aspect_ratio)
-                    if r and r.numerator > 0 and r.denominator > 0), Fraction(1))
+        sar = pixel_shape(s)
         frames, times, rotation = [], [], 0
         try:
             for f in c.decode(s):
@@ -257,13 +256,13 @@ def _check_writable(dst: Path) -> None:
     probe.unlink(missing_ok=True)
 
 
-def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[[Any, Any, str, list[str]], Any],
+def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[..., Any],
                       say: Callable[[str], None], quiet: bool = False, video: bool = False,
-                      max_frames: int = 0) -> tuple[list[str], int]:
+                      max_frames: int = 0, size: SizeSpec | None = None) -> tuple[list[str], int]:
     """Upscale every frame of ``src`` (an animated picture, or a video file when ``video``: its first
     ``max_frames``, 0 = all) with ``up`` through ``upscale_image`` (the stills' own:
-    ``image_upscale.upscale_image``) and write the animation to ``dst`` (its format by extension); (the notes
-    on what changed, frames written)."""
+    ``image_upscale.upscale_image``; ``size``: resampled there to fit that box, pixels made square) and write
+    the animation to ``dst`` (its format by extension); (the notes on what changed, frames written)."""
     from PIL import Image
 
     ext = dst.suffix.lower()
@@ -272,14 +271,21 @@ def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[[An
     anim = read_video(src, up.scale, notes, max_frames) if video else read(src, up.scale, notes)
     if video and ext == ".gif":
         _gif_pace(anim, notes, src.name)
+    to = None
+    if size is not None:  # the frames are turned already; their pixel shape is resampled square with the rest
+        to = size.fit(anim.frames[0].width, anim.frames[0].height, anim.sar)
+        if anim.sar != 1:
+            notes.append(f"note: {src.name} has non-square pixels (SAR {anim.sar.numerator}:{anim.sar.denominator}); "
+                         f"--size writes square ones ({to[0]}x{to[1]} shows the same shape)")
+        anim.sar = Fraction(1)
     out, last = [], time.monotonic()
     for i, frame in enumerate(anim.frames, 1):
-        out.append(upscale_image(up, frame, src.name, notes))
+        out.append(upscale_image(up, frame, src.name, notes, to))
         if not quiet and time.monotonic() - last > 5:
             say(f"{src.name}: frame {i}/{len(anim.frames)}")
             last = time.monotonic()
     if anim.default is not None:
-        anim.default = upscale_image(up, anim.default, src.name, notes) if ext == ".png" else None
+        anim.default = upscale_image(up, anim.default, src.name, notes, to) if ext == ".png" else None
     if anim.sar != 1:  # GIF and WebP have no pixel shape: the frames are resampled to square pixels
         size = (max(1, round(out[0].width * anim.sar)), out[0].height)
         notes.append(f"note: {src.name} has non-square pixels (SAR {anim.sar.numerator}:{anim.sar.denominator}); "

@@ -26,6 +26,7 @@ from .animation import (
 from .errors import PsrError
 from .fileio import atomic_path
 from .names import PICTURE_EXTS
+from .output_size import SizeSpec, resample
 
 # the 8-bit modes a picture is read in: with alpha, grey, or colour
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -200,12 +201,18 @@ class Deep:
         return self.array.shape[0]
 
 
-def upscale_picture(up: Any, src: Path, out_ext: str = ".png") -> tuple[Any, dict, list[str]]:
+def upscale_picture(up: Any, src: Path, out_ext: str = ".png", size: SizeSpec | None = None
+                    ) -> tuple[Any, dict, list[str]]:
     """``src`` upscaled by ``up`` (an Upscaler), its metadata and the notes. The picture comes back as a PIL
-    image in its own mode, or as ``Deep`` when it has 16-bit samples and ``out_ext`` can hold them."""
+    image in its own mode, or as ``Deep`` when it has 16-bit samples and ``out_ext`` can hold them. ``size``:
+    resampled to fit that box as the picture is shown (its EXIF orientation applied)."""
     from . import deep_pictures
 
     im, info, notes, deep = _read(src)
+    to = None
+    if size is not None:
+        turned = _exif_orientation(im) in (5, 6, 7, 8)  # stored on its side: the box is turned to match
+        to = size.fit(im.width, im.height, rotation=90 if turned else 0)
     if deep:
         # FFmpeg's exact samples wherever they are the picture Pillow reads, for 8-bit outputs too (one rounding,
         # and a 16-bit PNG's see-through colour, which Pillow misses)
@@ -219,29 +226,39 @@ def upscale_picture(up: Any, src: Path, out_ext: str = ".png") -> tuple[Any, dic
             why = f" (a 16-bit TIFF from here can't hold its {lost}; use .png to keep 16 bits and the {lost})"
         if not agree:
             notes.append(f"note: {src.name} has more than 8 bits per sample; written 8-bit{why}")
-            return upscale_image(up, im, src.name, notes), info, notes
+            return upscale_image(up, im, src.name, notes, to), info, notes
         import numpy as np
         import torch
 
         a, mode = got
         y = upscale_tensor(up, torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None], mode, src.name,
-                           notes)
+                           notes, to)
         if out_ext in deep_pictures.DEEP_OUT and not lost:
             return Deep(y[0].permute(1, 2, 0).numpy(), mode), info, notes
         notes.append(f"note: {src.name} has more than 8 bits per sample; written 8-bit{why}")
         return _image(y, mode), info, notes
-    return upscale_image(up, im, src.name, notes), info, notes
+    return upscale_image(up, im, src.name, notes, to), info, notes
 
 
-def upscale_image(up: Any, im: Any, name: str, notes: list[str]) -> Any:
+def _exif_orientation(im: Any) -> int:
+    """The EXIF orientation tag (1 = as stored; 5-8 = turned a quarter), which the written EXIF keeps."""
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except (TypeError, ValueError, OSError):
+        return 1
+
+
+def upscale_image(up: Any, im: Any, name: str, notes: list[str], to: tuple[int, int] | None = None) -> Any:
     """A PIL image in RGB, RGBA, L or LA upscaled by ``up``, in the same mode (alpha by MKS2021, grey kept grey);
     a large picture on the CPU runs in tiles, said in ``notes``. Stills and every frame of an animation come
-    through here."""
-    return _image(upscale_tensor(up, _tensor(im), im.mode, name, notes), im.mode)
+    through here. ``to``: (width, height) the result is resampled to (--size)."""
+    return _image(upscale_tensor(up, _tensor(im), im.mode, name, notes, to), im.mode)
 
 
-def upscale_tensor(up: Any, x: Any, mode: str, name: str, notes: list[str]) -> Any:
-    """1xCxHxW float in [0, 1] (C: 3 or 4 for RGB(A), 1 or 2 for L(A)) upscaled by ``up``, clamped to [0, 1]."""
+def upscale_tensor(up: Any, x: Any, mode: str, name: str, notes: list[str], to: tuple[int, int] | None = None
+                   ) -> Any:
+    """1xCxHxW float in [0, 1] (C: 3 or 4 for RGB(A), 1 or 2 for L(A)) upscaled by ``up``, clamped to [0, 1];
+    resampled to ``to`` = (width, height) when given (--size)."""
     import torch
 
     from .models.magic import MagicKernelSharp2021
@@ -270,7 +287,15 @@ def upscale_tensor(up: Any, x: Any, mode: str, name: str, notes: list[str]) -> A
             else:  # opaque everywhere: stays opaque (no ringing at the edges)
                 a = torch.ones_like(y[:, :1])
             y = torch.cat([y, a], 1)
-    return y.float().clamp(0, 1)
+        y = y.float().clamp(0, 1)
+        if to is not None and to != (w * up.scale, h * up.scale):
+            y = resample(y, to[1], to[0])
+            if to[0] > w * up.scale or to[1] > h * up.scale:
+                note = (f"note: {name}: the model makes {w * up.scale}x{h * up.scale}; the rest of the way to "
+                        f"{to[0]}x{to[1]} (--size) is Lanczos interpolation, which adds no detail")
+                if note not in notes:
+                    notes.append(note)
+    return y
 
 
 def _save(im: Any, src_info: dict, dst: Path) -> str | None:
@@ -324,9 +349,9 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".t
 
 
 def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = False,
-        max_frames: int = 0) -> tuple[int, int, float]:
-    """Upscale every job's picture with ``up`` (a video into an animation: its first ``max_frames``, 0 = all);
-    (files written, frames upscaled, seconds)."""
+        max_frames: int = 0, size: SizeSpec | None = None) -> tuple[int, int, float]:
+    """Upscale every job's picture with ``up`` (a video into an animation: its first ``max_frames``, 0 = all;
+    ``size``: each resampled to fit that box); (files written, frames upscaled, seconds)."""
     t0 = time.perf_counter()
     unreadable: list[Path] = []
     frames = 0
@@ -337,14 +362,14 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
             video = ext in FROM_VIDEO_EXTS and not is_picture(str(job.src)) and not readable_picture(str(job.src))
             if video or (ext in ANIMATION_EXTS and frame_count(job.src) > 1):
                 notes, n_frames = upscale_animation(up, job.src, job.dst, upscale_image, say, quiet,
-                                                     video=video, max_frames=max_frames)
+                                                     video=video, max_frames=max_frames, size=size)
                 frames += n_frames
                 for n in notes:
                     say(n)
                 if not quiet and len(jobs) > 1:
                     say(f"[{i}/{len(jobs)}] {job.src} -> {job.dst} (animation)")
                 continue
-            out, info, notes = upscale_picture(up, job.src, ext)
+            out, info, notes = upscale_picture(up, job.src, ext, size)
         except (PictureError, AnimationError) as e:
             if len(jobs) == 1:
                 raise PictureError(str(e)) from None

@@ -482,6 +482,34 @@ def test_display_matrix_and_field_order_are_joined(ray_local, tmp_path: Path) ->
         assert facts[1] == facts[0] == (rotation, 2 if tff else 0), (name, facts)
 
 
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_size_fits_the_rotated_box_as_a_single_run_does(ray_local, tmp_path: Path) -> None:
+    """--size on a phone clip (display matrix: 90 degrees) cut into NUT segments, which keep no rotation: each
+    segment fits the box as shown, from the source's facts, and the join equals the single-process run."""
+    src = tmp_path / "phone.mp4"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.options = {"preset": "veryfast", "x264-params": "keyint=12:min-keyint=12:scenecut=0"}
+        v.set_display_rotation(90)
+        for i in range(36):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (i * 7) % 256, np.uint8), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    single, multi = tmp_path / "single.mkv", tmp_path / "multi.mkv"
+    code, err = upscale(str(src), str(single), "--size", "x96")
+    assert code == 0, err
+    code, err = upscale(str(src), str(multi), "--size", "x96", "--workers", "2", "--segment-seconds", "0.5")
+    assert code == 0, err
+    sizes = []
+    for f in (single, multi):
+        with av.open(str(f)) as c:
+            sizes.append((c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height))
+    assert sizes == [(96, 72), (96, 72)]  # shown 72x96
+    assert_same(multi, single)
+
+
 @pytest.mark.parametrize("folder", ["/proc", "/sys"])
 def test_unwritable_output_folder_is_one_line(tmp_path: Path, folder: str) -> None:
     """An output folder where nothing can be created: the single-process run says "can't write OUT: ..."; with

@@ -2,7 +2,8 @@
 
 ``bench model`` times a model alone against Real-ESRGAN Compact peers (timing in runtime/bench_model.py);
 ``bench pipeline`` times the whole decode -> upscale -> encode pipeline against the model alone and
-FFmpeg's own decode + scale + encode (timing in video/bench_pipeline.py).
+FFmpeg's own decode + scale + encode (timing in video/bench_pipeline.py); ``bench resize`` measures ``--size``'s
+resampler against antialiased bicubic (runtime/bench_resize.py).
 """
 
 from __future__ import annotations
@@ -110,6 +111,46 @@ def bench_model(variants, models, scale, size, batch, tile, backend, precision, 
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(out, indent=1))
     click.echo(f"wrote {p}")
+
+
+@bench.command("resize")
+@click.argument("folder", required=False)
+@click.option("--variant", "-v", default="realtime", show_default=True, type=click.Choice(VARIANTS),
+              help="The x2 model whose output is resampled.")
+@click.option("--limit", type=click.IntRange(min=1), default=24, show_default=True, help="At most this many pictures.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True)
+@command_errors()
+def bench_resize(folder: str | None, variant: str, limit: int, device: str, iters: int) -> None:
+    """--size's resampler vs antialiased bicubic: PSNR-Y at x1.5 (the x2 model, then resampled) and ms per
+    2560x1440 -> 1920x1080 frame. FOLDER: HR pictures (default: the data folder's val/Set14)."""
+    check_device_name(device)
+    if folder is None:
+        folder = str(paths.data_path("val", "Set14"))
+    if not Path(folder).is_dir():
+        raise UserError(f"not a folder of pictures: {folder}")
+    from ..names import IMAGE_EXTS
+
+    files = sorted(f for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_EXTS)[:limit]
+    if not files:
+        raise UserError(f"no pictures in {folder}")
+    from ..machine import describe
+    from ..runtime.bench_resize import quality, speed
+    from .upscale import make_upscaler
+
+    up = make_upscaler(variant, 2, None, "auto", None, device, 0)
+    command = "psr2video bench resize " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "resize"] else [])
+    click.echo(f"machine: {describe()}")
+    click.echo(f"command: {command.strip()}")
+    click.echo(f"x1.5 on {len(files)} pictures of {folder} (HR shrunk by 2/3, {up!r}, resampled to the HR size)")
+    q = quality(up, files)
+    ms = speed(up.device, iters)
+    base = "bicubic, antialiased (torch)"
+    click.echo(f"{'method':<36}{'PSNR-Y dB':>10}{'ms/frame':>10}{'time ratio':>12}")
+    for name, db in q.items():
+        t = f"{ms[name]:>10.1f}{ms[name] / ms[base]:>12.2f}" if name in ms else f"{'-':>10}{'-':>12}"
+        click.echo(f"{name:<36}{db:>10.3f}{t}")
+    click.echo(f"device: {up.device}; ms: 2560x1440 -> 1920x1080, mean of {iters}")
 
 
 @bench.command("pipeline")

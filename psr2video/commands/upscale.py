@@ -80,6 +80,9 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
 @click.option("--variant", type=click.Choice(MODELS), default="stream", show_default=True,
               help="Model: realtime/stream (video), photo/pro (slow, stills), mks/bicubic (no network).")
 @click.option("--scale", type=int, default=None, help="Upscale factor (2, 3 or 4) [default: 2; a --model file's own].")
+@click.option("--size", "size_text", default=None, metavar="WxH",
+              help="Output size: the model's output resampled to fit WxH as the picture is shown (aspect ratio "
+                   "kept, square pixels): 1920x1080, or one side: x1080, 1920x. 720p -> 1080p with a x2 model.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="A psr2video .safetensors file, or a shipped preset of the variant (clean: trained on clean "
                    "LR only), instead of the default shipped weights. A file says its own variant and scale "
@@ -139,8 +142,8 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
               help="Scale out: about this much video per task (cut at keyframes).")
 @click.option("--keep-work", is_flag=True, help="Scale out: keep the work folder of segments after the join.")
 @click.pass_context
-def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: int | None, weights: str | None,
-            model_file: str | None, backend: str,
+def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: int | None, size_text: str | None,
+            weights: str | None, model_file: str | None, backend: str,
             precision: str | None, tile: int, tta: bool, device: str, batch: int, profile: str | None,
             codec: str | None, crf: float | None,
             preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, in_fps: str | None,
@@ -178,6 +181,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
             if source(name) is not click.core.ParameterSource.DEFAULT:
                 raise UserError(f"{flag} is a scale-out setting: add --workers N (or --ray ADDRESS)")
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
+    size = parse_size(size_text)
     rate = sequence_rate(input, in_fps)
     if rate is not None and (workers is not None or ray_address is not None):
         raise UserError("--workers/--ray cut a video file at its keyframes; a picture sequence runs in one process")
@@ -187,7 +191,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
         raise UserError(f"{output} is a picture: pictures are read from files, not stdin (save it to a file first)")
     if input != "-" and output != "-" and (is_picture(output) or Path(input).is_dir()):
         return upscale_pictures(ctx, input, output, overwrite, quiet, variant, scale, weights, backend, precision,
-                                device, tile, profile, model_file, tta, max_frames)
+                                device, tile, profile, model_file, tta, max_frames, size)
     check_paths(input, output, overwrite)
     from ..video.output_checks import default_codec, encoder_problem, output_format_problem
 
@@ -211,7 +215,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
                                 batch=batch, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fmt=fmt,
                                 hwaccel=hwaccel, ignore_errors=ignore_errors, quiet=quiet, error=UserError,
                                 max_frames=max_frames, overlay_fps=overlay_fps, in_fmt=in_fmt,
-                                deinterlace=deinterlace)
+                                deinterlace=deinterlace, size=size)
     up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file, tta)
     if (str(up.device) == "cpu" and up.descriptor.variant == "stream" and model_file is None
             and ctx.get_parameter_source("variant") is click.core.ParameterSource.DEFAULT):
@@ -228,7 +232,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
 
     opts = pipeline.Options(input=input, output=output, scale=scale, codec=codec, crf=crf, preset=preset,
                             pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, in_fps=rate, batch=batch, overlay_fps=overlay_fps,
-                            max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace)
+                            max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace, size=size)
     stats = Stats()
     hud = Hud(stats, f"psr2video {variant} x{scale}", quiet=quiet)
 
@@ -262,7 +266,7 @@ VIDEO_ONLY = ("codec", "crf", "preset", "pix_fmt", "fmt", "in_fmt", "batch", "ov
 
 def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: bool, quiet: bool, variant, scale,
                      weights, backend, precision, device, tile, profile, model_file, tta: bool = False,
-                     max_frames: int = 0) -> None:
+                     max_frames: int = 0, size=None) -> None:
     """``psr2video in.png out.png`` / ``psr2video pics/ out/``: still pictures through the same Upscaler."""
     from ..animation import ANIMATION_EXTS, FROM_VIDEO_EXTS, frame_count
     from ..image_upscale import PictureError, is_picture, plan, readable_picture, run
@@ -298,7 +302,7 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
     _warn(f"{input} -> {output}: {up!r}, {what}")
     interruptible()
     try:
-        n, frames, seconds = run(up, jobs, _warn, quiet=quiet, max_frames=max_frames)
+        n, frames, seconds = run(up, jobs, _warn, quiet=quiet, max_frames=max_frames, size=size)
     except PictureError as e:
         raise UserError(str(e)) from None
     except Exception as e:  # a model that can't take the picture (a fixed-size graph without --tile): one line
@@ -331,6 +335,18 @@ def check_args(scale: int | None, tile: int, weights: str | None) -> None:
         raise UserError("--tile must be >= 0")
     if weights is not None and not weights_preset(weights) and not Path(weights).is_file():
         raise UserError(f"weights file not found: {weights}")  # a preset name is checked with the model
+
+
+def parse_size(text: str | None):
+    """``--size`` as a SizeSpec (None when not given); a malformed one is one line."""
+    if text is None:
+        return None
+    from ..output_size import SizeSpec
+
+    try:
+        return SizeSpec.parse(text)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def sequence_rate(input: str, fps: str | None) -> Fraction | None:

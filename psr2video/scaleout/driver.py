@@ -11,6 +11,7 @@ import threading
 import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
                             "by; put it in a container first (ffmpeg -r RATE -i IN -c copy IN.mkv) or run without "
                             "--workers/--ray (a single process times its frames from the frame rate)")
     color = split.source_color(job.input)
+    shape = split.source_shape(job.input) if job.settings.size else None
     guess = split.guess_state(job.input)
     truncated = split.truncation(job.input, packets, tb)
     wdata = Path(job.weights).read_bytes() if job.weights else None  # hashed into job.settings already
@@ -201,7 +203,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
                 timings = {s.index: split.timing(packets, tb, s, guess) for s in todo}
                 _upscale(ray, job, wd, todo, expected, board, workers, place, resources, wdata, stop, warn,
                          quiet, progress, color, short_ok=segments[-1].index if truncated else None,
-                         timings=timings)
+                         timings=timings, shape=shape)
             t2 = time.perf_counter()
             files = [wd.file(s.index) for s in segments]
             want = sum(wd.frames(s.index) for s in segments)
@@ -238,7 +240,8 @@ def expected_frames(packets: list[split.Packet], segments: list[split.Segment]) 
 def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expected: dict[int, int], board: Board,
              workers: int, place: Placement, resources: dict[str, float], wdata: bytes | None,
              stop: threading.Event, warn: Any, quiet: bool, progress: Any, color: Any = None,
-             short_ok: int | None = None, timings: dict[int, Any] | None = None) -> None:
+             short_ok: int | None = None, timings: dict[int, Any] | None = None,
+             shape: tuple[Fraction, int] | None = None) -> None:
     """Feed the cuts to Ray tasks (a bounded number in flight), keep each result as it comes.
 
     A segment must bring back every frame of its span (``expected``: the source's packets there), unless it says
@@ -263,7 +266,7 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
                     more = False
                     break
                 ref = task.remote(job.settings, place, seg, data, weights_ref, expected[seg.index], progress, color,
-                                  (timings or {}).get(seg.index))
+                                  (timings or {}).get(seg.index), shape)
                 pending[ref] = seg
             if not pending:
                 break

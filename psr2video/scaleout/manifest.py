@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,14 @@ class Manifest:
         return (self.version, self.source, self.settings) == (other.version, other.source, other.settings)
 
 
+def settings_record(settings: Settings) -> dict[str, Any]:
+    """The settings as the manifest records them: a setting added later (tta, size) is left out at its default,
+    so a work folder made before it existed resumes instead of starting afresh."""
+    left_out = {f.name for f in fields(settings)
+                if f.default is not MISSING and getattr(settings, f.name) == f.default}
+    return {k: v for k, v in asdict(settings).items() if k not in left_out}
+
+
 class WorkDir:
     """The work folder of one output: finished segments, the manifest, a lock."""
 
@@ -79,7 +87,7 @@ class WorkDir:
 
     def open(self, source: dict[str, Any], settings: Settings, segments: list[Segment]) -> set[int]:
         """Load or start the manifest; the indices of the segments already done (file present, hash right)."""
-        want = Manifest(source, asdict(settings), Manifest.plan_of(segments))
+        want = Manifest(source, settings_record(settings), Manifest.plan_of(segments))
         have = self._load()
         if have is not None and not have.same_job(want):
             if have.done and have.same_source(want):  # only the plan differs: its finished segments stay valid

@@ -242,6 +242,17 @@ def source_color(path: str) -> object:
         return stream_info(c).color
 
 
+def source_shape(path: str) -> tuple[Fraction, int]:
+    """The source's pixel shape and display rotation, for --size: the cuts are NUT, which keeps no display
+    matrix, and every segment must fit the box as a single-process run does."""
+    from ..video.reader import main_video, pixel_shape
+    from .join import source_frame_facts
+
+    with av.open(path) as c:
+        sar = pixel_shape(main_video(c))
+    return sar, source_frame_facts(path).rotation
+
+
 def guess_state(path: str) -> tuple[int, int]:
     """The source's timestamp guess after its first frames (``reader.guess_state``): a source with decode-order
     times has settled on dts by then, as a single-process run has at any later cut."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import write_atomic
+from ..output_size import SizeSpec
 from .split import CUT_FORMAT, CUT_OPTIONS, Segment
 
 _UPSCALERS: dict[str, Any] = {}  # per worker process: models stay loaded between segments
@@ -39,6 +40,7 @@ class Settings:
     preset: str | None
     pix_fmt: str | None
     tta: bool = False
+    size: str | None = None  # --size, as given (WxH, xH or Wx)
 
 
 @dataclass
@@ -122,11 +124,13 @@ def _upscaler(settings: Settings, place: Placement, weights: bytes | None) -> An
 
 
 def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: bytes, weights: bytes | None,
-                    expected: int, progress: Any = None, color: Any = None, timing: Any = None) -> SegmentResult:
+                    expected: int, progress: Any = None, color: Any = None, timing: Any = None,
+                    shape: tuple[Fraction, int] | None = None) -> SegmentResult:
     """Upscale the frames of ``seg`` (from its cut) into an encoded video-only segment (NUT bytes).
     ``color``: the source's ColorInfo (the cut has lost the container's colour tags); ``timing``: the source's
     SourceTiming for the cut (its packets' dts and the timestamp guess's state), so that the frames get the
-    single-process run's times."""
+    single-process run's times; ``shape``: the source's pixel shape and display rotation, for --size (the cut
+    keeps no display matrix)."""
     import torch
 
     from ..video import pipeline
@@ -147,7 +151,8 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
                                 crf=settings.crf, preset=settings.preset, pix_fmt=settings.pix_fmt,
                                 fmt=CUT_FORMAT, batch=settings.batch, hwaccel=place.hwaccel, keep=keep,
                                 mux_options=dict(CUT_OPTIONS), color=color, time_base=tb,
-                                timing=timing)
+                                timing=timing, size=None if settings.size is None else SizeSpec.parse(settings.size),
+                                shape=shape)
         stats = _stats_class()(progress, seg.index, worker, expected)
         res = pipeline.run(opts, up, stats=stats, warn=notes.append)
         data = out.read_bytes()

@@ -26,6 +26,8 @@ import av
 import numpy as np
 import torch
 
+from ..output_size import SizeSpec, resample
+from ..output_size import notes as size_notes
 from .color import PLANAR, ColorInfo, rgb_to_yuv, yuv_to_rgb
 from .hud import Stats, burn_text
 from .reader import (
@@ -40,6 +42,7 @@ from .reader import (
     VideoItem,
     main_video,
     open_input,
+    pixel_shape,
     stream_info,
 )
 from .writer import EncodeItem, EndOfVideo, OutputError, Writer, codec_available, is_disk_full, pick_pix_fmt
@@ -57,6 +60,9 @@ class Options:
     fmt: str | None = None  # output container format ('-' needs one, default matroska)
     in_fmt: str | None = None
     in_fps: Fraction | None = None  # an image-sequence IN's frame rate (default 25)
+    size: SizeSpec | None = None  # --size: the model's output resampled to fit this box (square pixels)
+    # scale-out: the source's pixel shape and display rotation, which --size fits by (the cut keeps no rotation)
+    shape: tuple[Fraction, int] | None = None
     batch: int = 1
     overlay_fps: bool = False
     max_frames: int = 0
@@ -148,8 +154,9 @@ class DeviceStage:
 
     def __init__(self, upscaler: Any, color: ColorInfo, out_size: tuple[int, int], out_pix_fmt: str,
                  stats: Stats | None = None, overlay: bool = False, ops: Any = None,
-                 out_color: ColorInfo | None = None) -> None:
+                 out_color: ColorInfo | None = None, resize: bool = False) -> None:
         self.up = upscaler
+        self.resize = resize  # --size: the model's output is resampled to out_size (else cropped to it)
         self.color = color
         self.out_color = out_color or color  # the output's range may differ (--pix-fmt yuvj*: full range)
         self.out_w, self.out_h = out_size
@@ -264,7 +271,10 @@ class DeviceStage:
                              dtype=self.up.dtype)
         t_col = time.perf_counter() - t0
         t0 = time.perf_counter()
-        out = self.up(rgb)[..., : self.out_h, : self.out_w]
+        out = self.up(rgb)
+        # --size: resampled on the device (the download and the encoder get the smaller frame); else cropped to
+        # the even size a subsampled format needs
+        out = resample(out, self.out_h, self.out_w) if self.resize else out[..., : self.out_h, : self.out_w]
         t0 = self._time("infer", t0, n)  # on CUDA: launch time (the copy/compute overlap hides the rest)
         with self._colour_threads():
             yuv = rgb_to_yuv(out, self.bits, self.out_color, self.sw, self.sh, gray=self.gray,
@@ -304,6 +314,7 @@ class _Run:
         self.writer: Writer | None = None
         self.stage: DeviceStage | None = None
         self.hw_fallback_said = False
+        self.resize = False  # --size asks for another size than the model's: resample on the device
 
     def set_up(self, on_start: Callable[[Stats, Result], None] | None) -> None:
         opts, inp, res, stats = self.opts, self.inp, self.res, self.stats
@@ -320,7 +331,7 @@ class _Run:
                                       warn=self.warn, timing=opts.timing)
         first = reader.prime()
         self._notes(info, first)
-        pix_fmt, (w, h) = self._output_format(info)
+        pix_fmt, (w, h) = self._output_format(info, first)
         res.out_size, res.pix_fmt, res.color = (w, h), pix_fmt, info.color
         out_color = info.color
         if pix_fmt.startswith("yuvj") and not info.color.full_range:  # yuvj* is full range by definition (the
@@ -343,16 +354,17 @@ class _Run:
                              preset=opts.preset, time_base=opts.time_base or info.time_base, rate=info.rate,
                              color_tags=out_color.output_tags(), fmt=opts.fmt, depth=depth, stats=stats,
                              warn=self.warn, first=first, deinterlaced=opts.deinterlace,
-                             mux_options=opts.mux_options, out_name=opts.output)
+                             mux_options=opts.mux_options, out_name=opts.output, square_pixels=self.resize)
         reader.copy_ids = set(self.writer.copy_map)
-        self.stage = DeviceStage(self.up, info.color, (w, h), pix_fmt, stats, opts.overlay_fps, out_color=out_color)
+        self.stage = DeviceStage(self.up, info.color, (w, h), pix_fmt, stats, opts.overlay_fps, out_color=out_color,
+                                 resize=self.resize)
         stats.queues = {"decode": reader.queue, "encode": self.writer.queue}
         if on_start is not None:
             on_start(stats, res)
 
-    def _output_format(self, info: StreamInfo) -> tuple[str, tuple[int, int]]:
+    def _output_format(self, info: StreamInfo, first: FirstFrame) -> tuple[str, tuple[int, int]]:
         """The output pixel format (the input's subsampling and depth where the codec has them; RGB input is
-        written 4:2:0, what players expect) and size (even where the format subsamples)."""
+        written 4:2:0, what players expect) and size (even where the format subsamples; --size's box)."""
         opts, color = self.opts, info.color
         cw, ch = (1, 1) if color.from_rgb else PLANAR.get(color.work_fmt, (1, 1, 8))[:2]
         pix_fmt = pick_pix_fmt(opts.codec, color.bits, cw, ch, color.work_fmt.startswith("gray"), opts.pix_fmt)
@@ -361,8 +373,17 @@ class _Run:
             self.warn(f"note: the input is {color.bits}-bit but {opts.codec} here encodes {pix_fmt}: written "
                       f"{obits}-bit (libx265 or libsvtav1 keep 10 bits)")
         scale = self.up.scale
+        model_size = (info.width * scale, info.height * scale)
+        if opts.size is not None:
+            sar, rotation = opts.shape or (pixel_shape(main_video(self.inp)), first.rotation)
+            w, h = opts.size.fit(info.width, info.height, sar, rotation, even_w=bool(ow), even_h=bool(oh))
+            self.resize = (w, h) != model_size
+            if self.resize:
+                for line in size_notes(opts.size, (w, h), model_size, sar, Path(opts.input).name):
+                    self.warn(line)
+            return pix_fmt, (w, h)
         w, h = output_size(info.width, info.height, scale, pix_fmt)
-        if (w, h) != (info.width * scale, info.height * scale):
+        if (w, h) != model_size:
             self.warn(f"note: {pix_fmt} needs even sizes; output cropped to {w}x{h}")
         return pix_fmt, (w, h)
 

@@ -212,6 +212,14 @@ def main_video(c: av.container.Container) -> av.video.stream.VideoStream:
     return max(films, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0))
 
 
+def pixel_shape(s: av.video.stream.VideoStream) -> Fraction:
+    """A video stream's sample aspect ratio (1 for square pixels or none said): the container's value first,
+    as FFmpeg's own guess does, then the bitstream's."""
+    sar = next((r for r in (getattr(s, "sample_aspect_ratio", None), s.codec_context.sample_aspect_ratio)
+                if r and r.numerator > 0 and r.denominator > 0), None)
+    return Fraction(sar) if sar is not None else Fraction(1)
+
+
 def _short(e: BaseException) -> str:
     s = getattr(e, "strerror", None) or str(e)
     return s.splitlines()[0] if s else type(e).__name__

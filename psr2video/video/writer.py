@@ -31,7 +31,7 @@ import av.logging
 
 from ..errors import PsrError, first_line
 from ..names import DEFAULT_CRF, DEFAULT_PRESET
-from .reader import FirstFrame, PacketItem, main_video, one_filter_graph
+from .reader import FirstFrame, PacketItem, main_video, one_filter_graph, pixel_shape
 
 EXT_FORMAT = {".mkv": "matroska", ".mka": "matroska", ".webm": "webm", ".mp4": "mp4", ".m4v": "mp4",
               ".mov": "mov", ".ts": "mpegts", ".m2ts": "mpegts", ".avi": "avi", ".nut": "nut"}
@@ -178,7 +178,8 @@ class Writer(threading.Thread):
                  time_base: Fraction, rate: Fraction | None, color_tags: dict[str, int], fmt: str | None = None,
                  depth: int = 8, stats: Any = None, warn: Callable[[str], None] = print,
                  first: FirstFrame | None = None, deinterlaced: bool = False, video_template: Any = None,
-                 mux_options: dict[str, str] | None = None, out_name: str | None = None) -> None:
+                 mux_options: dict[str, str] | None = None, out_name: str | None = None,
+                 square_pixels: bool = False) -> None:
         super().__init__(name="psr2-writer", daemon=True)
         self.path = path
         self.shown = out_name or path  # errors name the user's OUT, not our temporary file for it
@@ -215,7 +216,8 @@ class Writer(threading.Thread):
                 setattr(self.vstream.codec_context, k, v)
         else:
             self.vstream = self._add_video(codec, width, height, pix_fmt, crf, preset, time_base, rate)
-            self._carry_sar(inp)
+            if not square_pixels:  # --size resamples to square pixels: nothing to carry
+                self._carry_sar(inp)
             self._say_lost_colour_tags(codec)
         self._encodes = video_template is None  # else the video is copied (a scale-out join): no encoder to flush
         self._carry_frame_facts(codec, first or FirstFrame(), deinterlaced)
@@ -324,10 +326,8 @@ class Writer(threading.Thread):
         """The input's pixel shape (a DVD's or a 1440x1080 HDV capture's non-square pixels): both axes are scaled
         alike, so the same sample aspect ratio keeps the picture's shape (without it a player shows the stored
         width). The container's value first, as FFmpeg's own guess does, then the bitstream's."""
-        s = main_video(inp)
-        sar = next((r for r in (getattr(s, "sample_aspect_ratio", None), s.codec_context.sample_aspect_ratio)
-                    if r and r.numerator > 0 and r.denominator > 0), None)
-        if sar is None or sar == 1:
+        sar = pixel_shape(main_video(inp))
+        if sar == 1:
             return
         self.vstream.codec_context.sample_aspect_ratio = sar
         # PyAV can't set the stream-level SAR that Matroska/NUT/WebM write: it survives where the bitstream holds

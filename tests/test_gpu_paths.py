@@ -465,8 +465,8 @@ class StreamCheckingUpscaler:
         return self.up(x)
 
 
-@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv420p10le"])
-def test_device_stage_streamed_path_matches_cpu_branch(pix_fmt):
+@pytest.mark.parametrize("pix_fmt, resize", [("yuv420p", False), ("yuv420p10le", False), ("yuv420p", True)])
+def test_device_stage_streamed_path_matches_cpu_branch(pix_fmt, resize):
     sw, sh, bits = C.PLANAR[pix_fmt]
     h, w, n = 12, 16, 3
     rng = np.random.default_rng(1)
@@ -482,13 +482,15 @@ def test_device_stage_streamed_path_matches_cpu_branch(pix_fmt):
     up = Upscaler("mks", 2, backend="torch", device="cpu")
     ops = NoopOps()
     streamed = StreamCheckingUpscaler(up, ops)
-    a = DeviceStage(StreamCheckingUpscaler(up, None), C.ColorInfo(), (2 * w, 2 * h), pix_fmt)
-    b = DeviceStage(streamed, C.ColorInfo(), (2 * w, 2 * h), pix_fmt, ops=ops)
+    size = (w * 3 // 2, h * 3 // 2) if resize else (2 * w, 2 * h)  # --size: resampled on the compute stream
+    a = DeviceStage(StreamCheckingUpscaler(up, None), C.ColorInfo(), size, pix_fmt, resize=resize)
+    b = DeviceStage(streamed, C.ColorInfo(), size, pix_fmt, ops=ops, resize=resize)
     assert not a.cuda and b.cuda
     for batch in batches:
         ea, eb = a.process(batch), b.process(batch)
         for x, y in zip(ea, eb, strict=True):
             assert x.index == y.index and y.ready is not None and y.ready.recorded_on == "download"
+            assert tuple(x.planes[0].shape) == (size[1], size[0])
             for p, q in zip(x.planes, y.planes, strict=True):
                 assert p.dtype == q.dtype and torch.equal(p, q)
     assert streamed.ran_on == ["compute"] * 3  # the model runs on the dedicated compute stream
@@ -545,6 +547,32 @@ def test_nvdec_ten_bit_to_device(tmp_path):
     assert bits == 10 and planes[0].is_cuda and tuple(planes[1].shape) == (24, 32)
     ready.synchronize()
     assert int(planes[0].max()) < 1024
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_size_resample_on_cuda_matches_the_cpu(tmp_path):
+    """--size's Lanczos resample (cuSPARSE on CUDA) gives the CPU's values, fp32 and fp16 in; the CUDA pipeline
+    with --size writes the CPU pipeline's frames to a code."""
+    from psr2video.output_size import SizeSpec, resample
+
+    x = torch.rand(2, 4, 90, 160)
+    for h, w in ((60, 107), (135, 240)):
+        ref = resample(x, h, w)
+        for dt in (torch.float32, torch.float16):
+            got = resample(x.to("cuda", dt), h, w)
+            assert got.dtype == dt and got.is_cuda
+            assert (got.float().cpu() - ref).abs().max().item() < (1e-5 if dt == torch.float32 else 2e-3)
+    src = _clip(tmp_path / "in.mkv", "yuv420p", n=4)
+    outs = []
+    for dev in ("cpu", "cuda"):
+        out = tmp_path / f"{dev}.mkv"
+        res = run(Options(input=str(src), output=str(out), codec="ffv1", size=SizeSpec(None, 72)),
+                  Upscaler("mks", 2, device=dev, precision="fp32"), warn=lambda m: None)
+        assert res.frames == 4 and res.out_size == (96, 72)
+        outs.append(_yuv(out))
+    for a, b in zip(*outs, strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
 @pytest.mark.gpu

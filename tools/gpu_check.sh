@@ -81,6 +81,7 @@ step_pipeline() {  # the whole pipeline at x2 (1080p -> 4K) vs the model alone, 
         psr2 bench pipeline "$clip" --variant $v --device cuda --backend $backend --precision fp16 --batch 2 \
             --codec h264_nvenc --preset p1
     done
+    psr2 bench resize --device cuda  # --size's resampler (cuSPARSE) vs antialiased bicubic, ms per 1440p -> 1080p
     # the HUD's stage timings of one real run (its summary line goes to the log), NVDEC in, NVENC out
     psr2 upscale "$clip" "$OUTDIR/out_4k.mkv" --variant realtime --device cuda --backend $backend --batch 2 \
         --hwaccel cuda --codec hevc_nvenc --preset p1 -y

@@ -108,6 +108,9 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
         raise PictureError(f"not a readable picture: {path} ({e})") from None
     notes, info = [], dict(im.info)
     deep = im.mode in _DEEP_MODES or ";16" in str(raw) or ";12" in str(raw)
+    if _planar_deep_tiff(im):  # Pillow reads each 16-bit plane's low bytes as 8-bit samples: noise, no error
+        im = _planar_from_ffmpeg(path, im)
+        return im, info, notes, True
     plain = im.mode in ("RGB", "RGBA", "L") or im.mode.startswith("I;16")  # no colour conversion below
     frames = n_frames(im)
     if getattr(im, "is_animated", False) and im.format in ANIMATED_FORMATS:
@@ -148,6 +151,36 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     if deep and not plain:
         notes.append(f"note: {path.name} has more than 8 bits per sample; written 8-bit")
     return im, info, notes, deep and plain
+
+
+def _planar_deep_tiff(im: Any) -> bool:
+    """A TIFF whose samples are stored plane by plane (PlanarConfiguration 2) at more than 8 bits: Pillow
+    reads it without an error as the wrong bytes (a 16-bit gradient came back as noise)."""
+    if im.format != "TIFF":
+        return False
+    tags = getattr(im, "tag_v2", {})
+    bits = tags.get(258, (8,))
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    return tags.get(284) == 2 and max(bits, default=8) > 8
+
+
+def _planar_from_ffmpeg(path: Path, im: Any) -> Any:
+    """The planar deep TIFF ``im`` as FFmpeg's TIFF decoder reads it (it takes planar samples), at 8 bits for
+    the caller's 8-bit path; its 16-bit samples are read again there. Refused when FFmpeg can't read it either:
+    Pillow's reading is not the picture."""
+    import numpy as np
+    from PIL import Image
+
+    from . import deep_pictures
+
+    got = deep_pictures.read(path)
+    if got is None or got[0].shape[:2] != (im.height, im.width):
+        raise PictureError(f"can't read {path}: a TIFF with 16-bit samples stored plane by plane that FFmpeg's "
+                           "decoder can't read either (Pillow reads such files wrong); save it interleaved "
+                           "(contiguous) and try again")
+    a, mode = got
+    a8 = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(a8[..., 0] if mode == "L" else a8, mode)
 
 
 def _to_srgb(im: Any, info: dict, name: str, notes: list[str]) -> Any:

@@ -263,6 +263,47 @@ def test_16_bit_pictures_stay_16_bit(tmp_path: Path) -> None:
         .startswith("I;16"), out
 
 
+def planar_tiff(path: Path, samples: np.ndarray) -> Path:
+    """An uncompressed TIFF with 16-bit samples stored plane by plane (PlanarConfiguration 2), written by hand:
+    Pillow can't write one (scanners and ImageMagick's -interlace plane do)."""
+    import struct
+
+    h, w, c = samples.shape
+    planes = [np.ascontiguousarray(samples[..., i]).astype("<u2").tobytes() for i in range(c)]
+    n_tags, first = 10, 8 + 2 + 10 * 12 + 4
+    bits, offsets, counts = first, first + 2 * c, first + 6 * c
+    data = first + 10 * c
+    tags = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, c, bits), (259, 3, 1, 1), (262, 3, 1, 2), (273, 4, c, offsets),
+            (277, 3, 1, c), (278, 4, 1, h), (279, 4, c, counts), (284, 3, 1, 2)]
+    out = b"II" + struct.pack("<HIH", 42, 8, n_tags) + b"".join(struct.pack("<HHII", *t) for t in tags)
+    out += struct.pack("<I", 0) + struct.pack(f"<{c}H", *[16] * c)
+    out += struct.pack(f"<{c}I", *[data + i * len(planes[0]) for i in range(c)])
+    out += struct.pack(f"<{c}I", *[len(planes[0])] * c) + b"".join(planes)
+    path.write_bytes(out)
+    return path
+
+
+def test_planar_16_bit_tiff_is_read_right(tmp_path: Path) -> None:
+    """A 16-bit TIFF stored plane by plane: Pillow reads each plane's low bytes as 8-bit samples (noise, no
+    error), so FFmpeg's decoder reads it: a 16-bit PNG of the right picture, and a right 8-bit JPEG."""
+    yy, xx = np.mgrid[0:24, 0:32]
+    samples = np.stack([xx * 2000, yy * 2600, (xx + yy) * 1100], -1).astype(np.uint16)
+    src = planar_tiff(tmp_path / "planar.tif", samples)
+    assert np.abs(np.asarray(Image.open(src).convert("RGB"), float) - samples / 257).max() > 50  # Pillow alone
+    code, out = run(str(src), str(tmp_path / "o.png"), "--variant", "mks", "-q")
+    assert code == 0, out
+    fmt, got = deep_frame(tmp_path / "o.png")
+    from psr2video import Upscaler
+
+    x = torch.from_numpy(samples.astype(np.float32) / 65535).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        want = Upscaler("mks", 2, device="cpu")(x)[0].permute(1, 2, 0).numpy() * 65535
+    assert fmt == "rgb48be" and np.abs(got - want).max() <= 1.0
+    code, out = run(str(src), str(tmp_path / "o.jpg"), "--variant", "mks", "-q")
+    assert code == 0 and "written 8-bit" in out, out
+    assert np.abs(np.asarray(Image.open(tmp_path / "o.jpg"), float) - want / 257).mean() < 1.5
+
+
 def test_16_bit_fallbacks_found_in_review(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """FFmpeg's TIFF decoder reads some 16-bit files wrong without an error (tiled ones as black, premultiplied
     alpha as straight, an unspecified extra sample as alpha): its samples are used only where they are the

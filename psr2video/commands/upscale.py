@@ -189,6 +189,18 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
 
     if input == "-" and is_picture(output):
         raise UserError(f"{output} is a picture: pictures are read from files, not stdin (save it to a file first)")
+    if input != "-" and output != "-" and Path(input).is_dir():
+        from .folder import folder_videos, upscale_folder
+
+        videos = folder_videos(input)
+        if videos:  # a folder of videos (and maybe pictures): one Upscaler for every file
+            return upscale_folder(
+                ctx, input, output, videos, overwrite=overwrite, quiet=quiet, ignore_errors=ignore_errors,
+                make_up=lambda: make_upscaler(variant, scale, weights, backend, precision, device, tile, profile,
+                                              model_file, tta),
+                video=dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, batch=batch, overlay_fps=overlay_fps,
+                           max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace),
+                size=size, say_backend=backend == "auto", after_load=lambda up: cpu_stream_note(ctx, up, model_file))
     if input != "-" and output != "-" and (is_picture(output) or Path(input).is_dir()):
         return upscale_pictures(ctx, input, output, overwrite, quiet, variant, scale, weights, backend, precision,
                                 device, tile, profile, model_file, tta, max_frames, size)
@@ -217,46 +229,63 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
                                 max_frames=max_frames, overlay_fps=overlay_fps, in_fmt=in_fmt,
                                 deinterlace=deinterlace, size=size)
     up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file, tta)
-    if (str(up.device) == "cpu" and up.descriptor.variant == "stream" and model_file is None
-            and ctx.get_parameter_source("variant") is click.core.ParameterSource.DEFAULT):
-        # the default is made for a GPU: say what the CPU fallback costs before the user waits for it
-        _warn("note: no GPU here: the default stream model runs on the CPU (3.1 s per 720p frame on 2 cores); "
-              "--variant realtime is about 7x faster")
+    cpu_stream_note(ctx, up, model_file)
     scale = up.scale
     if model_file is not None:
         variant = f"{up.descriptor.variant} ({up.descriptor.arch})"
     else:
         variant = up.descriptor.variant
     from ..video import pipeline
-    from ..video.hud import Hud, Stats
 
     opts = pipeline.Options(input=input, output=output, scale=scale, codec=codec, crf=crf, preset=preset,
                             pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, in_fps=rate, batch=batch, overlay_fps=overlay_fps,
                             max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace, size=size)
-    stats = Stats()
-    hud = Hud(stats, f"psr2video {variant} x{scale}", quiet=quiet)
-
-    def started(st, res):
-        _warn(f"{input} -> {output}: {up!r}, {res.out_size[0]}x{res.out_size[1]} {res.pix_fmt} {codec}, "
-              f"colour {res.color.describe() if res.color else '?'}")
-        if backend == "auto":
-            _warn(f"backend auto -> {up.runner.name}: {up.backend_reason}")
-        hud.start()
-
     with ctrl_c_stops() as stop:
         try:
-            res = pipeline.run(opts, up, stop=stop, stats=stats, warn=_warn, on_start=started)
+            res, snapshot = run_video(up, opts, f"psr2video {variant} x{scale}", quiet, stop,
+                                      say_backend=backend == "auto")
         except KeyboardInterrupt:
             _warn("psr2video: aborted; partial output removed")
             sys.exit(130)
-        except Exception as e:  # a user's file or setting: one line; a bug in our code: its traceback
-            err = as_user_error(e, output)
-            if err is e:
-                raise
-            raise err from None
-        finally:
-            hud.stop()
-    report(res, stats.snapshot(), output, ignore_errors, stopped_by=stop.by)
+    report(res, snapshot, output, ignore_errors, stopped_by=stop.by)
+
+
+def cpu_stream_note(ctx: click.Context, up, model_file: str | None) -> None:
+    """The default is made for a GPU: say what the CPU fallback costs before the user waits for it."""
+    if (str(up.device) == "cpu" and up.descriptor.variant == "stream" and model_file is None
+            and ctx.get_parameter_source("variant") is click.core.ParameterSource.DEFAULT):
+        _warn("note: no GPU here: the default stream model runs on the CPU (3.1 s per 720p frame on 2 cores); "
+              "--variant realtime is about 7x faster")
+
+
+def run_video(up, opts, title: str, quiet: bool, stop: threading.Event, say_backend: bool = False):
+    """One video through the pipeline with the HUD: (the pipeline's Result, the stats' snapshot). A user's file
+    or setting raises a one-line UserError; a bug in our code keeps its traceback."""
+    from ..video import pipeline
+    from ..video.hud import Hud, Stats
+
+    stats = Stats()
+    hud = Hud(stats, title, quiet=quiet)
+
+    def started(st, res):
+        _warn(f"{opts.input} -> {opts.output}: {up!r}, {res.out_size[0]}x{res.out_size[1]} {res.pix_fmt} "
+              f"{opts.codec}, colour {res.color.describe() if res.color else '?'}")
+        if say_backend:
+            _warn(f"backend auto -> {up.runner.name}: {up.backend_reason}")
+        hud.start()
+
+    try:
+        res = pipeline.run(opts, up, stop=stop, stats=stats, warn=_warn, on_start=started)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # a user's file or setting: one line; a bug in our code: its traceback
+        err = as_user_error(e, opts.output)
+        if err is e:
+            raise
+        raise err from None
+    finally:
+        hud.stop()
+    return res, stats.snapshot()
 
 
 # options that mean something for a video only: refused with a picture, not ignored

@@ -1,0 +1,164 @@
+"""``psr2video season/ season_x2/``: every video (and picture) under a folder, through one Upscaler.
+
+The model is loaded (and a TensorRT engine found or built) once for the whole folder, not once per file as a
+shell loop would; each video is a normal single-file run (the same pipeline, HUD, notes and summary), written
+under a temporary name and renamed when complete. A file that fails is named and skipped, the others are
+written, and the run ends with an error that counts them; Ctrl-C finalises the video being written and stops.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UserError
+from ..names import PICTURE_EXTS, VIDEO_EXTS
+
+# options that mean one file: refused for a folder, not ignored
+ONE_FILE_ONLY = {"fmt": "--format", "in_fmt": "--input-format", "in_fps": "--fps", "workers": "--workers",
+                 "ray_address": "--ray", "segment_seconds": "--segment-seconds", "keep_work": "--keep-work"}
+
+
+def _warn(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def folder_videos(folder: str) -> list[Path]:
+    """The video files under ``folder`` (by extension), sorted, hidden files and our own partial outputs left
+    out."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file()
+                  and not p.name.startswith("."))
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    src: Path
+    dst: Path
+
+
+def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool) -> tuple[list[VideoJob], list[str]]:
+    """Each video's OUT (the same name and sub-folder under ``output``; .mkv for a kind of file the product does
+    not write, said) and the notes; refuses, before anything loads, what can't work."""
+    from ..video.writer import EXT_FORMAT
+
+    kept = set(EXT_FORMAT) - {".mka"} | {".mpg", ".mpeg", ".mts"}  # the containers written and tested here
+
+    src, dst = Path(input), Path(output)
+    if (dst.exists() and not dst.is_dir()) or (not dst.exists() and dst.suffix.lower() in VIDEO_EXTS | PICTURE_EXTS):
+        raise UserError(f"IN is a folder, so OUT must be a folder too: {output} is a file name")
+    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
+        raise UserError(f"OUT {output} is inside IN {input}; give a folder outside it")
+    jobs, notes, renamed = [], [], []
+    for v in videos:
+        out = dst / v.relative_to(src)
+        if out.suffix.lower() not in kept:  # .wmv, .flv, .y4m, .rm...: read, not written (H.264 in ASF, Ogg, Y4M,
+            out = out.with_suffix(".mkv")  # MXF or RealMedia is refused or unplayable)
+            renamed.append(v.suffix.lower())
+        jobs.append(VideoJob(v, out))
+    if renamed:
+        kinds = ", ".join(sorted(set(renamed)))
+        notes.append(f"note: {kinds} is read but not written here; {len(renamed)} video(s) written as .mkv (Matroska "
+                     "holds every stream they have)")
+    seen: dict[Path, Path] = {}
+    for j in jobs:
+        if j.dst in seen:
+            raise UserError(f"{seen[j.dst]} and {j.src} would both be written to {j.dst}; move one of them")
+        seen[j.dst] = j.src
+    if not overwrite:
+        existing = [j.dst for j in jobs if j.dst.exists()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise UserError(f"{existing[0]} exists{more}; use -y to overwrite")
+    return jobs, notes
+
+
+def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Path], *, overwrite: bool, quiet: bool,
+                   ignore_errors: bool, make_up: Callable[[], Any], video: dict[str, Any], size: Any,
+                   say_backend: bool, after_load: Callable[[Any], None]) -> None:
+    """Upscale every video (and picture) under ``input`` into ``output``; ``video`` holds the video options
+    (codec, crf, preset, pix_fmt, batch, overlay_fps, max_frames, hwaccel, deinterlace)."""
+    from ..image_upscale import PictureError, plan
+    from ..image_upscale import run as run_pictures
+    from ..video import pipeline
+    from ..video.output_checks import default_codec, encoder_problem
+    from .upscale import ctrl_c_stops, report, run_video
+
+    for name, flag in ONE_FILE_ONLY.items():
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+            raise UserError(f"{flag} is for one file; IN is a folder (each file's own format is read)")
+    jobs, notes = plan_videos(input, output, videos, overwrite)
+    has_pictures = any(p.suffix.lower() in PICTURE_EXTS and p.is_file() for p in Path(input).rglob("*"))
+    try:
+        pictures = plan(input, output, overwrite) if has_pictures else []
+    except PictureError as e:
+        raise UserError(str(e)) from None
+    codec = video["codec"]
+    if codec is not None and (problem := encoder_problem(codec, video["crf"], video["preset"])) is not None:
+        raise UserError(problem)
+    others = [p for p in Path(input).rglob("*") if p.is_file() and not p.name.startswith(".")
+              and p.suffix.lower() not in VIDEO_EXTS | PICTURE_EXTS]
+    up = make_up()
+    what = [f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}"]
+    if pictures:
+        what.append(f"{len(pictures)} picture{'s' if len(pictures) != 1 else ''}")
+    _warn(f"{input} -> {output}: {up!r}, {' and '.join(what)}")
+    after_load(up)
+    for line in notes:
+        _warn(line)
+    if others:
+        _warn(f"note: {len(others)} other file(s) under {input} (e.g. {others[0].name}) are neither videos nor "
+              "pictures; not copied")
+    failed: list[str] = []
+    done_pictures = finished = 0
+    if pictures:
+        try:
+            done_pictures = run_pictures(up, pictures, _warn, quiet=quiet, size=size)[0]
+        except PictureError as e:  # unreadable pictures: named already, the others written
+            failed.append(str(e))
+    with ctrl_c_stops() as stop:
+        # each run gets its own stop event (a run sets it at its end to stop its reader); Ctrl-C's is passed on
+        current = [threading.Event()]
+
+        def pass_on() -> None:
+            stop.wait()
+            current[0].set()
+
+        threading.Thread(target=pass_on, name="psr2-folder-stop", daemon=True).start()
+        for i, job in enumerate(jobs, 1):
+            current[0] = file_stop = threading.Event()
+            if stop.is_set():  # Ctrl-C between two files
+                file_stop.set()
+            job.dst.parent.mkdir(parents=True, exist_ok=True)
+            file_codec = codec or default_codec(str(job.dst), None)[0]
+            opts = pipeline.Options(input=str(job.src), output=str(job.dst), codec=file_codec, crf=video["crf"],
+                                    preset=video["preset"], pix_fmt=video["pix_fmt"], batch=video["batch"],
+                                    overlay_fps=video["overlay_fps"], max_frames=video["max_frames"],
+                                    hwaccel=video["hwaccel"], deinterlace=video["deinterlace"], size=size)
+            try:
+                res, snapshot = run_video(up, opts, f"[{i}/{len(jobs)}] {job.src.name}", quiet, file_stop,
+                                          say_backend=say_backend and i == 1)
+                report(res, snapshot, str(job.dst), ignore_errors, stopped_by=stop.by)
+                finished += 1
+            except UserError as e:  # this file's problem (damaged, unreadable, refused): the others go on
+                _warn(f"warning: {job.src}: {e.format_message()}")
+                failed.append(f"{job.src}: {e.format_message()}")
+            except KeyboardInterrupt:
+                _warn("psr2video: aborted; partial output removed")
+                sys.exit(130)
+            except SystemExit:  # stopped (Ctrl-C, SIGTERM): this file is finalised, the rest not started
+                left = [j.src.name for j in jobs[i:]]
+                _warn(f"stopped: {i - 1} of {len(jobs)} videos were finished before {job.src.name}"
+                      + (f"; not started: {', '.join(left[:3])}{' ...' if len(left) > 3 else ''}" if left else ""))
+                raise
+    total = len(jobs) + len(pictures)
+    pics = f", {done_pictures} picture{'s' if done_pictures != 1 else ''}" if pictures else ""
+    _warn(f"done: {finished} of {len(jobs)} videos{pics} -> {output}")
+    if failed:
+        raise UserError(f"{len(failed)} of {total} files had a problem (first: {failed[0]}); the others were "
+                        "written")

@@ -1,0 +1,113 @@
+"""``psr2video season/ season_x2/``: every video (and picture) under a folder through one Upscaler, each written as
+a single-file run writes it; one bad file is named and skipped; Ctrl-C finalises the video being written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_cli_upscale import ROOT, terminal_sigint  # noqa: E402
+from test_image_upscale import one_line_error, run  # noqa: E402
+from test_video import frame_times, make_clip  # noqa: E402
+
+
+def _video(path: Path) -> tuple[int, int, list[str]]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return s.codec_context.width, s.codec_context.height, [x.type for x in c.streams]
+
+
+@pytest.fixture
+def season(tmp_path: Path) -> Path:
+    root = tmp_path / "season"
+    (root / "extras").mkdir(parents=True)
+    make_clip(root / "e01.mkv", w=64, h=36)
+    make_clip(root / "extras" / "e02.mp4", w=48, h=32, subtitle=False)
+    for srt in root.rglob("*.srt"):  # make_clip's subtitle source: a sidecar file, as many seasons have
+        srt.rename(srt.with_suffix(".en.srt"))
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(root / "extras" / "poster.jpg")
+    return root
+
+
+def test_every_video_and_picture_once(season: Path, tmp_path: Path) -> None:
+    """Same names and sub-folders; each video as its own single-file run writes it (streams, frame times, the
+    size asked for), the picture as a picture, the sidecar subtitles named as not copied; one model load."""
+    out = tmp_path / "out"
+    code, err = run("upscale", str(season), str(out), "--variant", "realtime", "--size", "x54", "-q")
+    assert code == 0, err
+    assert err.count("Upscaler(realtime x2") == 3  # the folder's start line and each video's
+    assert _video(out / "e01.mkv") == (96, 54, ["video", "audio", "subtitle"])
+    assert _video(out / "extras" / "e02.mp4") == (80, 54, ["video", "audio"])
+    assert frame_times(out / "e01.mkv") == frame_times(season / "e01.mkv")
+    assert Image.open(out / "extras" / "poster.jpg").size == (81, 54)
+    assert "2 videos and 1 picture" in err and "done: 2 of 2 videos, 1 picture" in err
+    assert "1 other file(s) under" in err and "e01.en.srt" in err and "not copied" in err
+    single = tmp_path / "single.mkv"
+    assert run("upscale", str(season / "e01.mkv"), str(single), "--variant", "realtime", "--size", "x54", "-q")[0] == 0
+    with av.open(str(single)) as a, av.open(str(out / "e01.mkv")) as b:
+        assert all(np.array_equal(x.to_ndarray(), y.to_ndarray())
+                   for x, y in zip(a.decode(video=0), b.decode(video=0), strict=True))
+
+
+def test_existing_outputs_and_one_file_options_are_refused_first(season: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "extras").mkdir(parents=True)
+    (out / "extras" / "e02.mp4").write_bytes(b"old")
+    one_line_error(*run("upscale", str(season), str(out), "--variant", "mks"), "e02.mp4 exists", "-y")
+    assert (out / "extras" / "e02.mp4").read_bytes() == b"old" and not (out / "e01.mkv").exists()
+    for args, words in ((("--format", "nut"), "--format is for one file"),
+                        (("--workers", "2"), "--workers is for one file"),
+                        (("--codec", "nope"), "nope")):
+        one_line_error(*run("upscale", str(season), str(tmp_path / "o2"), "--variant", "mks", *args), words)
+    one_line_error(*run("upscale", str(season), str(tmp_path / "o.mkv"), "--variant", "mks"),
+                   "OUT must be a folder too")
+    one_line_error(*run("upscale", str(season), str(season / "x2"), "--variant", "mks"), "inside IN")
+
+
+def test_a_bad_file_is_named_and_the_others_written(season: Path, tmp_path: Path) -> None:
+    (season / "broken.mkv").write_bytes(b"\x1a\x45\xdf\xa3 not really matroska")
+    (season / "clip.wmv").write_bytes((season / "e01.mkv").read_bytes())  # read by FFmpeg, never written
+    out = tmp_path / "out"
+    code, err = run("upscale", str(season), str(out), "--variant", "mks", "-q")
+    assert code == 1 and "Traceback" not in err
+    assert "warning: " in err and "broken.mkv" in err
+    assert err.strip().splitlines()[-1].startswith("Error: 1 of 5 files had a problem (first: ")
+    assert (out / "e01.mkv").exists() and (out / "extras" / "e02.mp4").exists() and not (out / "broken.mkv").exists()
+    assert (out / "clip.mkv").exists() and ".wmv is read but not written here; 1 video(s) written as .mkv" in err
+
+
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_ctrl_c_finalises_the_current_video_and_stops(tmp_path: Path) -> None:
+    root = tmp_path / "long"
+    root.mkdir()
+    n = 6000
+    for name in ("a.mkv", "b.mkv"):
+        make_clip(root / name, 64, 48, pts=list(range(0, 40 * n, 40)), audio=("aac",), subtitle=False)
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "psr2video", str(root), str(out), "--variant", "mks", "--codec",
+                          "libx264", "--preset", "ultrafast"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT, preexec_fn=terminal_sigint)
+    lines = []
+    while not any("a.mkv ->" in line for line in lines):  # the first video's start line
+        line = p.stderr.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    import time
+
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    err = "".join(lines) + err
+    assert p.returncode == 130 and "Traceback" not in err, err
+    assert "stopped by Ctrl-C after frame" in err and "not started: b.mkv" in err, err
+    assert 0 < len(frame_times(out / "a.mkv")) < n and not (out / "b.mkv").exists()
+    assert not list(out.glob(".*partial*"))

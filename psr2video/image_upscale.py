@@ -66,10 +66,11 @@ class Job:
     dst: Path
 
 
-def plan(input: str, output: str, overwrite: bool) -> list[Job]:
+def plan(input: str, output: str, overwrite: bool, skip_existing: bool = False) -> list[Job]:
     """The pictures to write: one file to one file, or every picture under a folder into an output folder (the
-    same names and sub-folders). Refuses, before anything loads, what can't work: an existing OUT without -y,
-    OUT = IN, a missing folder, a folder without pictures."""
+    same names and sub-folders; with ``skip_existing``, those whose OUT exists are left out). Refuses, before
+    anything loads, what can't work: an existing OUT without -y, OUT = IN, a missing folder, a folder without
+    pictures."""
     src, dst = Path(input), Path(output)
     if src.is_dir():
         if (dst.exists() and not dst.is_dir()) or dst.suffix.lower() in PICTURE_EXTS:
@@ -86,6 +87,8 @@ def plan(input: str, output: str, overwrite: bool) -> list[Job]:
         if dst.exists() and dst.resolve() == src.resolve():
             raise PictureError("OUT is the same file as IN")
         jobs = [Job(src, dst)]
+    if skip_existing:
+        return [j for j in jobs if not j.dst.exists()]
     if not overwrite:
         existing = [j.dst for j in jobs if j.dst.exists()]
         if existing:

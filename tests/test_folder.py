@@ -62,7 +62,8 @@ def test_existing_outputs_and_one_file_options_are_refused_first(season: Path, t
     out = tmp_path / "out"
     (out / "extras").mkdir(parents=True)
     (out / "extras" / "e02.mp4").write_bytes(b"old")
-    one_line_error(*run("upscale", str(season), str(out), "--variant", "mks"), "e02.mp4 exists", "-y")
+    one_line_error(*run("upscale", str(season), str(out), "--variant", "mks"), "e02.mp4 exists", "-y",
+                   "--skip-existing")
     assert (out / "extras" / "e02.mp4").read_bytes() == b"old" and not (out / "e01.mkv").exists()
     for args, words in ((("--format", "nut"), "--format is for one file"),
                         (("--workers", "2"), "--workers is for one file"),
@@ -109,5 +110,24 @@ def test_ctrl_c_finalises_the_current_video_and_stops(tmp_path: Path) -> None:
     err = "".join(lines) + err
     assert p.returncode == 130 and "Traceback" not in err, err
     assert "stopped by Ctrl-C after frame" in err and "not started: b.mkv" in err, err
-    assert 0 < len(frame_times(out / "a.mkv")) < n and not (out / "b.mkv").exists()
-    assert not list(out.glob(".*partial*"))
+    assert "kept as" in err and "--skip-existing to go on" in err, err
+    # the cut-short video is kept, playable, out of the way of --skip-existing, which redoes it
+    assert 0 < len(frame_times(out / "a.stopped.mkv")) < n and not (out / "a.mkv").exists()
+    assert not (out / "b.mkv").exists() and not list(out.glob(".*partial*"))
+    code, err = run("upscale", str(root), str(out), "--variant", "mks", "--skip-existing", "--max-frames", "5", "-q")
+    assert code == 0 and len(frame_times(out / "a.mkv")) == len(frame_times(out / "b.mkv")) == 5, err
+
+
+def test_skip_existing_goes_on_where_a_run_stopped(season: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "extras").mkdir(parents=True)
+    (out / "extras" / "e02.mp4").write_bytes(b"finished before")
+    code, err = run("upscale", str(season), str(out), "--variant", "mks", "--skip-existing", "-q")
+    assert code == 0, err
+    assert "--skip-existing: 1 video(s) whose OUT exists are left out" in err
+    assert (out / "extras" / "e02.mp4").read_bytes() == b"finished before" and _video(out / "e01.mkv")[0] == 128
+    code, err = run("upscale", str(season), str(out), "--variant", "mks", "--skip-existing", "-q")
+    assert code == 0 and "has its OUT already (--skip-existing); nothing to do" in err, err
+    one_line_error(*run("upscale", str(season / "e01.mkv"), str(tmp_path / "x.mkv"), "--skip-existing"),
+                   "--skip-existing is for a folder IN")
+    one_line_error(*run("upscale", str(season), str(out), "--skip-existing", "-y"), "not both")

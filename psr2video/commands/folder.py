@@ -42,7 +42,8 @@ class VideoJob:
     dst: Path
 
 
-def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool) -> tuple[list[VideoJob], list[str]]:
+def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool, skip_existing: bool = False
+                ) -> tuple[list[VideoJob], list[str]]:
     """Each video's OUT (the same name and sub-folder under ``output``; .mkv for a kind of file the product does
     not write, said) and the notes; refuses, before anything loads, what can't work."""
     from ..video.writer import EXT_FORMAT
@@ -70,15 +71,33 @@ def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool) ->
         if j.dst in seen:
             raise UserError(f"{seen[j.dst]} and {j.src} would both be written to {j.dst}; move one of them")
         seen[j.dst] = j.src
-    if not overwrite:
-        existing = [j.dst for j in jobs if j.dst.exists()]
-        if existing:
-            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-            raise UserError(f"{existing[0]} exists{more}; use -y to overwrite")
+    existing = [j.dst for j in jobs if j.dst.exists()]
+    if existing and skip_existing:
+        jobs = [j for j in jobs if not j.dst.exists()]
+        notes.append(f"note: --skip-existing: {len(existing)} video(s) whose OUT exists are left out")
+    elif existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise UserError(f"{existing[0]} exists{more}; use -y to overwrite, or --skip-existing to leave those out")
     return jobs, notes
 
 
-def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Path], *, overwrite: bool, quiet: bool,
+def _say_stop(jobs: list[VideoJob], i: int) -> None:
+    """After a stop in video ``i`` (1-based): its finalised, cut-short output is moved to NAME.stopped.EXT (still
+    playable), so that ``--skip-existing`` redoes it, and the line says how to go on."""
+    job = jobs[i - 1]
+    kept = ""
+    if job.dst.exists():
+        stopped = job.dst.with_name(f"{job.dst.stem}.stopped{job.dst.suffix}")
+        job.dst.replace(stopped)
+        kept = f" (cut short: kept as {stopped}, playable)"
+    left = [j.src.name for j in jobs[i:]]
+    _warn(f"stopped: {i - 1} of {len(jobs)} videos were finished before {job.src.name}{kept}"
+          + (f"; not started: {', '.join(left[:3])}{' ...' if len(left) > 3 else ''}" if left else "")
+          + "; run the same command with --skip-existing to go on")
+
+
+def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Path], *, overwrite: bool,
+                   skip_existing: bool, quiet: bool,
                    ignore_errors: bool, make_up: Callable[[], Any], video: dict[str, Any], size: Any,
                    say_backend: bool, after_load: Callable[[Any], None]) -> None:
     """Upscale every video (and picture) under ``input`` into ``output``; ``video`` holds the video options
@@ -92,12 +111,15 @@ def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Pat
     for name, flag in ONE_FILE_ONLY.items():
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
             raise UserError(f"{flag} is for one file; IN is a folder (each file's own format is read)")
-    jobs, notes = plan_videos(input, output, videos, overwrite)
+    jobs, notes = plan_videos(input, output, videos, overwrite, skip_existing)
     has_pictures = any(p.suffix.lower() in PICTURE_EXTS and p.is_file() for p in Path(input).rglob("*"))
     try:
-        pictures = plan(input, output, overwrite) if has_pictures else []
+        pictures = plan(input, output, overwrite, skip_existing) if has_pictures else []
     except PictureError as e:
         raise UserError(str(e)) from None
+    if not jobs and not pictures:
+        _warn(f"every file under {input} has its OUT already (--skip-existing); nothing to do")
+        return
     codec = video["codec"]
     if codec is not None and (problem := encoder_problem(codec, video["crf"], video["preset"])) is not None:
         raise UserError(problem)
@@ -152,9 +174,7 @@ def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Pat
                 _warn("psr2video: aborted; partial output removed")
                 sys.exit(130)
             except SystemExit:  # stopped (Ctrl-C, SIGTERM): this file is finalised, the rest not started
-                left = [j.src.name for j in jobs[i:]]
-                _warn(f"stopped: {i - 1} of {len(jobs)} videos were finished before {job.src.name}"
-                      + (f"; not started: {', '.join(left[:3])}{' ...' if len(left) > 3 else ''}" if left else ""))
+                _say_stop(jobs, i)
                 raise
     total = len(jobs) + len(pictures)
     pics = f", {done_pictures} picture{'s' if done_pictures != 1 else ''}" if pictures else ""

@@ -123,6 +123,8 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
 @click.option("--fps", "in_fps", default=None,
               help="Frame rate of a picture-sequence IN (frames/f_%04d.png; e.g. 24, 30000/1001) [default: 25].")
 @click.option("-y", "--overwrite", is_flag=True, help="Overwrite OUT if it exists.")
+@click.option("--skip-existing", is_flag=True,
+              help="IN a folder: leave out the files whose OUT exists (go on after a stop).")
 @click.option("--overlay-fps", is_flag=True, help="Burn the live fps into the output frames.")
 @click.option("--ignore-errors", is_flag=True,
               help="Exit 0 even when the input is damaged (the frames that decode are still written).")
@@ -147,7 +149,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
             precision: str | None, tile: int, tta: bool, device: str, batch: int, profile: str | None,
             codec: str | None, crf: float | None,
             preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, in_fps: str | None,
-            overwrite: bool,
+            overwrite: bool, skip_existing: bool,
             overlay_fps: bool, ignore_errors: bool, max_frames: int, hwaccel: str | None, deinterlace: bool,
             quiet: bool, workers: int | None = None, ray_address: str | None = None, segment_seconds: float = 60.0,
             keep_work: bool = False) -> None:
@@ -189,13 +191,19 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
 
     if input == "-" and is_picture(output):
         raise UserError(f"{output} is a picture: pictures are read from files, not stdin (save it to a file first)")
+    if skip_existing and (input == "-" or not Path(input).is_dir()):
+        raise UserError("--skip-existing is for a folder IN (its files whose OUT exists are left out); one file "
+                        "is refused without -y, or overwritten with it")
+    if skip_existing and overwrite:
+        raise UserError("give -y (overwrite every OUT) or --skip-existing (leave those files out), not both")
     if input != "-" and output != "-" and Path(input).is_dir():
         from .folder import folder_videos, upscale_folder
 
         videos = folder_videos(input)
         if videos:  # a folder of videos (and maybe pictures): one Upscaler for every file
             return upscale_folder(
-                ctx, input, output, videos, overwrite=overwrite, quiet=quiet, ignore_errors=ignore_errors,
+                ctx, input, output, videos, overwrite=overwrite, skip_existing=skip_existing, quiet=quiet,
+                ignore_errors=ignore_errors,
                 make_up=lambda: make_upscaler(variant, scale, weights, backend, precision, device, tile, profile,
                                               model_file, tta),
                 video=dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, batch=batch, overlay_fps=overlay_fps,
@@ -203,7 +211,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
                 size=size, say_backend=backend == "auto", after_load=lambda up: cpu_stream_note(ctx, up, model_file))
     if input != "-" and output != "-" and (is_picture(output) or Path(input).is_dir()):
         return upscale_pictures(ctx, input, output, overwrite, quiet, variant, scale, weights, backend, precision,
-                                device, tile, profile, model_file, tta, max_frames, size)
+                                device, tile, profile, model_file, tta, max_frames, size, skip_existing)
     check_paths(input, output, overwrite)
     from ..video.output_checks import default_codec, encoder_problem, output_format_problem
 
@@ -295,7 +303,7 @@ VIDEO_ONLY = ("codec", "crf", "preset", "pix_fmt", "fmt", "in_fmt", "batch", "ov
 
 def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: bool, quiet: bool, variant, scale,
                      weights, backend, precision, device, tile, profile, model_file, tta: bool = False,
-                     max_frames: int = 0, size=None) -> None:
+                     max_frames: int = 0, size=None, skip_existing: bool = False) -> None:
     """``psr2video in.png out.png`` / ``psr2video pics/ out/``: still pictures through the same Upscaler."""
     from ..animation import ANIMATION_EXTS, FROM_VIDEO_EXTS, frame_count
     from ..image_upscale import PictureError, is_picture, plan, readable_picture, run
@@ -321,9 +329,12 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
             raise UserError(f"{flag} is a video option; a picture is written lossless (PNG, TIFF, BMP) or at "
                             "quality 95 (JPEG, WebP), by OUT's extension")
     try:
-        jobs = plan(input, output, overwrite)
+        jobs = plan(input, output, overwrite, skip_existing)
     except PictureError as e:
         raise UserError(str(e)) from None
+    if not jobs:
+        _warn(f"every picture under {input} has its OUT already (--skip-existing); nothing to do")
+        return
     up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file, tta)
     what = f"{len(jobs)} pictures" if len(jobs) > 1 else "1 picture"
     if len(jobs) == 1 and Path(output).suffix.lower() in ANIMATION_EXTS and (video_in or frame_count(Path(input)) > 1):

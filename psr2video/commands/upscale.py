@@ -162,6 +162,8 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
       psr2video in.mkv out.mkv --model 2x_SomeModel.onnx     (any ONNX or spandrel model file)
       psr2video photo.jpg photo_x2.png                      (a picture; a folder: pics/ pics_x2/)
       psr2video anim.gif anim_x2.gif                        (an animation: GIF, APNG, WebP; a video into .gif/.webp)
+      psr2video ep01_720p.mkv ep01.mkv --size x1080         (720p -> 1080p: the x2 model, then Lanczos)
+      psr2video season/ season_x2/                          (every video and picture under a folder)
     Audio, subtitles, fonts, data streams, chapters and metadata are copied unchanged (audio the
     container can't hold is re-encoded, said); every frame keeps its timestamp (VFR stays VFR). The
     output is written under a temporary name and renamed at the end; Ctrl-C stops cleanly and leaves a

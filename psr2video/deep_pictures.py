@@ -23,7 +23,8 @@ DEEP_OUT = frozenset({".png", ".tif", ".tiff"})  # where 16 bits can be written
 # picture mode -> (what the array is read as, PNG's and TIFF's encoder format)
 _FORMATS = {"RGB": ("rgb48le", "rgb48be", "rgb48le"), "RGBA": ("rgba64le", "rgba64be", "rgba64le"),
             "L": ("gray16le", "gray16be", "gray16le")}
-_PNG_META = (b"iCCP", b"eXIf", b"pHYs")  # the chunks taken from Pillow's file (FFmpeg's own pHYs is replaced)
+# the chunks taken from Pillow's file (FFmpeg's own pHYs is replaced): ICC, EXIF, DPI, text, colour
+_PNG_META = (b"iCCP", b"eXIf", b"pHYs", b"tEXt", b"zTXt", b"iTXt", b"gAMA", b"cHRM", b"sRGB")
 
 
 class DeepWriteError(ValueError):
@@ -130,10 +131,13 @@ def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def _with_png_metadata(data: bytes, info: dict) -> bytes:
-    """FFmpeg's PNG with Pillow's ICC, EXIF and DPI chunks for ``info`` put in after the header."""
+    """FFmpeg's PNG with Pillow's ICC, EXIF, DPI, text and colour chunks for ``info`` put in after the header."""
     from PIL import Image
 
+    from . import picture_metadata
+
     opts = {k: info[k] for k in ("icc_profile", "exif", "dpi") if info.get(k)}
+    opts.update(picture_metadata.save_options(info.get("extra") or {}, ".png", icc=bool(opts.get("icc_profile"))))
     meta = []
     if opts:
         buf = io.BytesIO()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import picture_metadata
 from .animation import (
     ANIMATED_FORMATS,
     ANIMATION_EXTS,
@@ -110,6 +111,7 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise PictureError(f"not a readable picture: {path} ({e})") from None
     notes, info = [], dict(im.info)
+    info["extra"] = picture_metadata.read(im)  # text chunks, a comment, PNG's colour chunks
     deep = im.mode in _DEEP_MODES or ";16" in str(raw) or ";12" in str(raw)
     if _planar_deep_tiff(im):  # Pillow reads each 16-bit plane's low bytes as 8-bit samples: noise, no error
         im = _planar_from_ffmpeg(path, im)
@@ -366,12 +368,15 @@ def _save(im: Any, src_info: dict, dst: Path) -> str | None:
     elif ext in (".bmp", ".gif"):  # they hold neither (said by the caller)
         opts.pop("exif", None)
         opts.pop("icc_profile", None)
+    extra = src_info.get("extra") or {}
     if ext == ".gif":  # 256 colours, chosen as for an animation's frames
         from .animation import Animation, gif_frames, write
 
         im = im.convert("RGBA" if im.mode in ("RGBA", "LA") else "RGB")
-        write(gif_frames([im]), Animation([im], [0.0], 1, {}), dst)
+        comment = {"comment": extra["comment"].encode("utf-8")} if extra.get("comment") else {}
+        write(gif_frames([im]), Animation([im], [0.0], 1, comment), dst)
         return
+    opts.update(picture_metadata.save_options(extra, ext, icc=bool(opts.get("icc_profile"))))
     try:
         with atomic_path(dst) as tmp:
             im.save(tmp, format=_FORMATS[ext], **opts)
@@ -420,6 +425,9 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
         lost = [what for key, what in (("icc_profile", "ICC profile"), ("exif", "EXIF")) if info.get(key)]
         if lost and ext in (".bmp", ".gif"):
             notes.append(f"note: {job.src.name}'s {' and '.join(lost)} can't be held in {job.dst.suffix}; left out")
+        if lost := picture_metadata.lost(info.get("extra") or {}, ext):
+            notes.append(f"note: {job.src.name}'s {' and '.join(lost)} can't be held in {job.dst.suffix}; left out "
+                         "(.png keeps them)")
         if (note := _save(out, info, job.dst)) is not None:
             notes.append(note)
         frames += 1

@@ -51,11 +51,14 @@ def test_every_video_and_picture_once(season: Path, tmp_path: Path) -> None:
     assert Image.open(out / "extras" / "poster.jpg").size == (81, 54)
     assert "2 videos and 1 picture" in err and "done: 2 of 2 videos, 1 picture" in err
     assert "1 other file(s) under" in err and "e01.en.srt" in err and "not copied" in err
-    single = tmp_path / "single.mkv"
-    assert run("upscale", str(season / "e01.mkv"), str(single), "--variant", "realtime", "--size", "x54", "-q")[0] == 0
-    with av.open(str(single)) as a, av.open(str(out / "e01.mkv")) as b:
-        assert all(np.array_equal(x.to_ndarray(), y.to_ndarray())
-                   for x, y in zip(a.decode(video=0), b.decode(video=0), strict=True))
+    # the frames are the single-file run's (lossless here; ONNX Runtime may differ by a code between sessions)
+    lossless = ("--variant", "realtime", "--size", "x54", "--codec", "ffv1", "-q")
+    assert run("upscale", str(season), str(tmp_path / "ffv1"), *lossless)[0] == 0
+    assert run("upscale", str(season / "e01.mkv"), str(tmp_path / "single.mkv"), *lossless)[0] == 0
+    with av.open(str(tmp_path / "single.mkv")) as a, av.open(str(tmp_path / "ffv1" / "e01.mkv")) as b:
+        pairs = list(zip(a.decode(video=0), b.decode(video=0), strict=True))
+    assert len(pairs) == 10
+    assert all(np.abs(x.to_ndarray().astype(int) - y.to_ndarray().astype(int)).max() <= 1 for x, y in pairs)
 
 
 def test_existing_outputs_and_one_file_options_are_refused_first(season: Path, tmp_path: Path) -> None:

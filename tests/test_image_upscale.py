@@ -388,3 +388,49 @@ def test_16_bit_png_with_a_see_through_colour(tmp_path: Path) -> None:
     code, out = run(str(tmp_path / "g.png"), str(tmp_path / "g2.png"), "--variant", "mks", "-q")
     with Image.open(tmp_path / "g2.png") as im:
         assert code == 0 and im.mode == "LA" and im.getchannel("A").getextrema()[0] < 128, out
+
+
+def test_text_comment_and_colour_chunks_are_carried(tmp_path: Path) -> None:
+    """PNG text chunks (Stable Diffusion's ``parameters``, an iTXt ``workflow`` with its language), gAMA/cHRM,
+    and a JPEG's comment reach an output that holds them, 8-bit and 16-bit PNG alike, and are named where the
+    output can't hold them; they used to be dropped without a word."""
+    from PIL import PngImagePlugin
+
+    from psr2video import deep_pictures
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat, steps 20, seed 1")
+    info.add_itxt("workflow", '{"node": "é"}', lang="en", tkey="Workflow")
+    info.add(b"gAMA", (45455).to_bytes(4, "big"))
+    info.add(b"cHRM", b"".join(round(v * 100000).to_bytes(4, "big")
+                               for v in (0.3127, 0.329, 0.64, 0.33, 0.3, 0.6, 0.15, 0.06)))
+    Image.fromarray(noise(12, 16, 3)).save(tmp_path / "sd.png", pnginfo=info)
+    code, out = run(str(tmp_path / "sd.png"), str(tmp_path / "o.png"), "--variant", "mks", "-q")
+    assert code == 0 and "left out" not in out, out
+    got = Image.open(tmp_path / "o.png")
+    got.load()
+    assert got.text == {"parameters": "a cat, steps 20, seed 1", "workflow": '{"node": "é"}'}
+    assert got.text["workflow"].lang == "en" and got.text["workflow"].tkey == "Workflow"
+    assert got.info["gamma"] == 0.45455 and got.info["chromaticity"][0] == 0.3127
+    code, out = run(str(tmp_path / "sd.png"), str(tmp_path / "o.jpg"), "--variant", "mks", "-q")
+    assert code == 0 and "sd.png's PNG text (parameters, workflow) and gamma (gAMA) and chromaticities (cHRM) " \
+        "can't be held in .jpg; left out" in out, out
+
+    deep = np.random.default_rng(0).random((12, 16, 3)).astype(np.float32)  # 16-bit PNG: FFmpeg writes it
+    deep_pictures.write(deep, "RGB", {}, tmp_path / "d.png", tmp_path / "d.png")
+    im = Image.open(tmp_path / "d.png")
+    (tmp_path / "dt.png").write_bytes(deep_pictures._with_png_metadata(
+        (tmp_path / "d.png").read_bytes(), {"extra": {"text": {"parameters": "deep"}, "gamma": 0.45455}}))
+    code, out = run(str(tmp_path / "dt.png"), str(tmp_path / "do.png"), "--variant", "mks", "-q")
+    assert code == 0 and deep_frame(tmp_path / "do.png")[0] == "rgb48be", out
+    got = Image.open(tmp_path / "do.png")
+    got.load()
+    assert got.text == {"parameters": "deep"} and got.info["gamma"] == 0.45455 and im.size == (16, 12)
+
+    Image.fromarray(noise(12, 16, 3)).save(tmp_path / "c.jpg", comment=b"shot on a phone")
+    assert run(str(tmp_path / "c.jpg"), str(tmp_path / "c2.jpg"), "--variant", "mks", "-q")[0] == 0
+    assert Image.open(tmp_path / "c2.jpg").info["comment"] == b"shot on a phone"
+    assert run(str(tmp_path / "c.jpg"), str(tmp_path / "c2.png"), "--variant", "mks", "-q")[0] == 0
+    assert Image.open(tmp_path / "c2.png").text == {"Comment": "shot on a phone"}
+    code, out = run(str(tmp_path / "c.jpg"), str(tmp_path / "c2.webp"), "--variant", "mks", "-q")
+    assert code == 0 and "c.jpg's comment can't be held in .webp; left out" in out, out

@@ -76,7 +76,8 @@ def plan(input: str, output: str, overwrite: bool, skip_existing: bool = False) 
     if src.is_dir():
         if (dst.exists() and not dst.is_dir()) or dst.suffix.lower() in PICTURE_EXTS:
             raise PictureError(f"IN is a folder of pictures, so OUT must be a folder too: {output} is a file name")
-        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in PICTURE_EXTS and p.is_file())
+        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in PICTURE_EXTS and p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(src).parts))  # ._x.jpg, .git
         if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
             raise PictureError(f"OUT {output} is inside IN {input}; give a folder outside it")
         if not files:
@@ -94,7 +95,8 @@ def plan(input: str, output: str, overwrite: bool, skip_existing: bool = False) 
         existing = [j.dst for j in jobs if j.dst.exists()]
         if existing:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-            raise PictureError(f"{existing[0]} exists{more}; use -y to overwrite")
+            skip = ", or --skip-existing to leave those out" if src.is_dir() else ""
+            raise PictureError(f"{existing[0]} exists{more}; use -y to overwrite{skip}")
     return jobs
 
 
@@ -113,12 +115,13 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     notes, info = [], dict(im.info)
     info["extra"] = picture_metadata.read(im)  # text chunks, a comment, PNG's colour chunks
     deep = im.mode in _DEEP_MODES or ";16" in str(raw) or ";12" in str(raw)
-    if _planar_deep_tiff(im):  # Pillow reads each 16-bit plane's low bytes as 8-bit samples: noise, no error
-        im = _planar_from_ffmpeg(path, im)
-        return im, info, notes, True
-    plain = im.mode in ("RGB", "RGBA", "L") or im.mode.startswith("I;16")  # no colour conversion below
     frames = n_frames(im)
-    if getattr(im, "is_animated", False) and im.format in ANIMATED_FORMATS:
+    animated = getattr(im, "is_animated", False) and im.format in ANIMATED_FORMATS
+    planar = _planar_deep_tiff(im)
+    if planar:  # Pillow reads each 16-bit plane's low bytes as 8-bit samples: noise, no error
+        im, deep = _planar_from_ffmpeg(path, im, planar), True
+    plain = im.mode in ("RGB", "RGBA", "L") or im.mode.startswith("I;16")  # no colour conversion below
+    if animated:
         notes.append(f"note: {path.name} is an animation of {frames} frames; only the first is upscaled "
                      "(write .gif, .webp or .png, or a video file, to keep them all)")
     elif frames > 1:
@@ -158,18 +161,20 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     return im, info, notes, deep and plain
 
 
-def _planar_deep_tiff(im: Any) -> bool:
-    """A TIFF whose samples are stored plane by plane (PlanarConfiguration 2) at more than 8 bits: Pillow
-    reads it without an error as the wrong bytes (a 16-bit gradient came back as noise)."""
+def _planar_deep_tiff(im: Any) -> int:
+    """The bits per sample of a TIFF whose several samples per pixel are stored plane by plane
+    (PlanarConfiguration 2) at more than 8 bits, else 0: Pillow reads it without an error as the wrong bytes (a
+    16-bit gradient came back as noise). One sample per pixel (grey) is stored alike either way: Pillow's."""
     if im.format != "TIFF":
-        return False
+        return 0
     tags = getattr(im, "tag_v2", {})
     bits = tags.get(258, (8,))
     bits = bits if isinstance(bits, tuple) else (bits,)
-    return tags.get(284) == 2 and max(bits, default=8) > 8
+    deep = max(bits, default=8)
+    return deep if tags.get(284) == 2 and int(tags.get(277, 1)) > 1 and deep > 8 else 0
 
 
-def _planar_from_ffmpeg(path: Path, im: Any) -> Any:
+def _planar_from_ffmpeg(path: Path, im: Any, bits: int) -> Any:
     """The planar deep TIFF ``im`` as FFmpeg's TIFF decoder reads it (it takes planar samples), at 8 bits for
     the caller's 8-bit path; its 16-bit samples are read again there. Refused when FFmpeg can't read it either:
     Pillow's reading is not the picture."""
@@ -180,8 +185,8 @@ def _planar_from_ffmpeg(path: Path, im: Any) -> Any:
 
     got = deep_pictures.read(path)
     if got is None or got[0].shape[:2] != (im.height, im.width):
-        raise PictureError(f"can't read {path}: a TIFF with 16-bit samples stored plane by plane that FFmpeg's "
-                           "decoder can't read either (Pillow reads such files wrong); save it interleaved "
+        raise PictureError(f"can't read {path}: a TIFF with {bits}-bit samples stored plane by plane that "
+                           "FFmpeg's decoder can't read either (Pillow reads such files wrong); save it interleaved "
                            "(contiguous) and try again")
     a, mode = got
     a8 = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
@@ -390,9 +395,11 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".t
 
 
 def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = False,
-        max_frames: int = 0, size: SizeSpec | None = None) -> tuple[int, int, float]:
+        max_frames: int = 0, size: SizeSpec | None = None, failed: list[str] | None = None) -> tuple[int, int, float]:
     """Upscale every job's picture with ``up`` (a video into an animation: its first ``max_frames``, 0 = all;
-    ``size``: each resampled to fit that box); (files written, frames upscaled, seconds)."""
+    ``size``: each resampled to fit that box); (files written, frames upscaled, seconds). A picture that can't
+    be read is skipped, and the run raises at the end, unless ``failed`` is given: then each is added there
+    ("path: why") and the run returns."""
     t0 = time.perf_counter()
     unreadable: list[Path] = []
     frames = 0
@@ -412,7 +419,9 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
                 continue
             out, info, notes = upscale_picture(up, job.src, ext, size)
         except (PictureError, AnimationError) as e:
-            if len(jobs) == 1:
+            if failed is not None:
+                failed.append(str(e))
+            elif len(jobs) == 1:
                 raise PictureError(str(e)) from None
             say(f"warning: {e}; skipped")  # one bad file in a folder doesn't stop the others
             unreadable.append(job.src)
@@ -435,7 +444,7 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
             say(n)
         if not quiet and len(jobs) > 1:
             say(f"[{i}/{len(jobs)}] {job.src} -> {job.dst} ({out.width}x{out.height})")
-    if unreadable:
+    if unreadable and failed is None:
         raise PictureError(f"{len(unreadable)} of {len(jobs)} pictures could not be read (first: {unreadable[0]}); "
                            "the others were written")
-    return len(jobs), frames, time.perf_counter() - t0
+    return len(jobs) - len(unreadable), frames, time.perf_counter() - t0

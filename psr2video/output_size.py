@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from .errors import PsrError
+
 MAX_SIDE = 16384  # what libx264/libx265 and the players take; far past any model's useful output
+
+
+class SizeError(PsrError, ValueError):
+    """A --size that gives an output past MAX_SIDE for this picture's shape."""
 
 _SPEC = re.compile(r"^\s*(\d*)\s*[xX:]\s*(\d*)\s*$")
 
@@ -54,9 +60,14 @@ class SizeSpec:
         by_width = box_h is None or (box_w is not None and Fraction(box_w) / shown_w <= Fraction(box_h) / shown_h)
         if by_width:  # the side that meets the box first is the box's (to the step), the other follows it
             w = _side(Fraction(box_w), box_w, even_w)
-            return w, _side(shown_h * w / shown_w, box_h, even_h)
-        h = _side(Fraction(box_h), box_h, even_h)
-        return _side(shown_w * h / shown_h, box_w, even_w), h
+            out = w, _side(shown_h * w / shown_w, box_h, even_h)
+        else:
+            h = _side(Fraction(box_h), box_h, even_h)
+            out = _side(shown_w * h / shown_h, box_w, even_w), h
+        if max(out) > MAX_SIDE:  # the side that follows the shape: a long strip with one side given
+            raise SizeError(f"--size {self} makes {out[0]}x{out[1]} of this {width}x{height} picture; each side must "
+                            f"be at most {MAX_SIDE} pixels (give both sides: WxH fits inside them)")
+        return out
 
 
 def _side(exact: Fraction, bound: int | None, even: bool) -> int:
@@ -150,4 +161,4 @@ def notes(spec: SizeSpec, size: tuple[int, int], model_size: tuple[int, int], sa
     return out
 
 
-__all__ = ["MAX_SIDE", "SizeSpec", "notes", "resample"]
+__all__ = ["MAX_SIDE", "SizeError", "SizeSpec", "notes", "resample"]

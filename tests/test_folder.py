@@ -49,7 +49,7 @@ def test_every_video_and_picture_once(season: Path, tmp_path: Path) -> None:
     assert _video(out / "extras" / "e02.mp4") == (80, 54, ["video", "audio"])
     assert frame_times(out / "e01.mkv") == frame_times(season / "e01.mkv")
     assert Image.open(out / "extras" / "poster.jpg").size == (81, 54)
-    assert "2 videos and 1 picture" in err and "done: 2 of 2 videos, 1 picture" in err
+    assert "2 videos and 1 picture" in err and "done: 2 of 2 videos, 1 of 1 pictures" in err
     assert "1 other file(s) under" in err and "e01.en.srt" in err and "not copied" in err
     # the frames are the single-file run's (lossless here; ONNX Runtime may differ by a code between sessions)
     lossless = ("--variant", "realtime", "--size", "x54", "--codec", "ffv1", "-q")
@@ -119,6 +119,7 @@ def test_ctrl_c_finalises_the_current_video_and_stops(tmp_path: Path) -> None:
     assert not (out / "b.mkv").exists() and not list(out.glob(".*partial*"))
     code, err = run("upscale", str(root), str(out), "--variant", "mks", "--skip-existing", "--max-frames", "5", "-q")
     assert code == 0 and len(frame_times(out / "a.mkv")) == len(frame_times(out / "b.mkv")) == 5, err
+    assert not (out / "a.stopped.mkv").exists() and "the cut-short a.stopped.mkv of the stopped run is removed" in err
 
 
 def test_skip_existing_goes_on_where_a_run_stopped(season: Path, tmp_path: Path) -> None:
@@ -134,3 +135,33 @@ def test_skip_existing_goes_on_where_a_run_stopped(season: Path, tmp_path: Path)
     one_line_error(*run("upscale", str(season / "e01.mkv"), str(tmp_path / "x.mkv"), "--skip-existing"),
                    "--skip-existing is for a folder IN")
     one_line_error(*run("upscale", str(season), str(out), "--skip-existing", "-y"), "not both")
+
+
+def test_bad_pictures_are_counted_one_by_one(season: Path, tmp_path: Path) -> None:
+    for name in ("bad1.png", "bad2.jpg"):
+        (season / name).write_bytes(b"not a picture")
+    (season / "._e01.mkv").write_bytes(b"macOS resource fork")  # hidden: not a video of the season
+    (season / ".cache").mkdir()
+    make_clip(season / ".cache" / "thumb.mkv", w=32, h=24, subtitle=False)
+    out = tmp_path / "out"
+    code, err = run("upscale", str(season), str(out), "--variant", "mks", "-q")
+    assert code == 1 and "done: 2 of 2 videos, 1 of 3 pictures" in err, err
+    assert err.strip().splitlines()[-1].startswith("Error: 2 of 5 files had a problem (first: ")
+    assert (out / "extras" / "poster.jpg").exists() and not (out / ".cache").exists()
+    assert "._e01" not in err and "thumb.mkv" not in err
+
+
+def test_each_containers_encoder_is_checked_before_the_model_loads(season: Path, tmp_path: Path) -> None:
+    """A .webm among .mkv files gets SVT-AV1, as one file does (said once); settings that encoder refuses are
+    one line before anything runs, not a failure after the other videos."""
+    make_clip(season / "trailer.webm", w=32, h=24, audio=("libopus",), subtitle=False, codec="libvpx-vp9")
+    out = tmp_path / "out"
+    one_line_error(*run("upscale", str(season), str(out), "--variant", "mks", "--preset", "ultrafast"),
+                   "libsvtav1", "ultrafast", "(for the .webm files)")
+    assert not out.exists()
+    code, err = run("upscale", str(season), str(out), "--variant", "mks", "-q")
+    assert code == 0 and "note: .webm: webm can't hold H.264 video: encoding with libsvtav1" in err, err
+    with av.open(str(out / "trailer.webm")) as c:
+        assert c.streams.video[0].codec_context.name in ("libdav1d", "av1", "libaom-av1")  # AV1 decoders
+    one_line_error(*run("upscale", str(season), str(tmp_path / "o2"), "--variant", "mks", "--codec", "libx264"),
+                   "webm")

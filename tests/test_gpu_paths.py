@@ -466,7 +466,17 @@ class StreamCheckingUpscaler:
 
 
 @pytest.mark.parametrize("pix_fmt, resize", [("yuv420p", False), ("yuv420p10le", False), ("yuv420p", True)])
-def test_device_stage_streamed_path_matches_cpu_branch(pix_fmt, resize):
+def test_device_stage_streamed_path_matches_cpu_branch(pix_fmt, resize, monkeypatch):
+    from psr2video.video import pipeline
+
+    resampled_on = []
+    real = pipeline.resample
+
+    def noting(x, height, width):  # --size's resample: on the compute stream, with the model
+        resampled_on.append(ops.current().name)
+        return real(x, height, width)
+
+    monkeypatch.setattr(pipeline, "resample", noting)
     sw, sh, bits = C.PLANAR[pix_fmt]
     h, w, n = 12, 16, 3
     rng = np.random.default_rng(1)
@@ -494,6 +504,7 @@ def test_device_stage_streamed_path_matches_cpu_branch(pix_fmt, resize):
             for p, q in zip(x.planes, y.planes, strict=True):
                 assert p.dtype == q.dtype and torch.equal(p, q)
     assert streamed.ran_on == ["compute"] * 3  # the model runs on the dedicated compute stream
+    assert resampled_on == (["default", "compute"] * 3 if resize else [])  # the CPU branch has no streams
     waits = [e for e in ops.log if e[0] == "wait"]
     assert ("wait", "compute", "upload") in waits and ("wait", "download", "compute") in waits
 

@@ -50,6 +50,17 @@ def test_fit(spec: str, w: int, h: int, sar, rotation: int, even: bool, want: tu
     assert SizeSpec.parse(spec).fit(w, h, Fraction(sar), rotation, even, even) == want
 
 
+def test_a_strip_past_the_largest_side_is_one_line(tmp_path: Path) -> None:
+    from psr2video.output_size import SizeError
+
+    with pytest.raises(SizeError, match=r"--size x600 makes 19200x600 of this 64x2 picture; each side must be at most"):
+        SizeSpec.parse("x600").fit(64, 2)
+    src = make_clip(tmp_path / "strip.mkv", w=64, h=2, audio=(), subtitle=False, pix_fmt="yuv444p")
+    code, out = run("upscale", str(src), str(tmp_path / "o.mkv"), "--variant", "mks", "--size", "x600")
+    one_line_error(code, out, "makes 19200x600")
+    assert not list(tmp_path.glob("*o.*"))
+
+
 def test_fit_keeps_the_shape_and_the_box() -> None:
     """Over many shapes: inside the box, one side on it (to the rounding step), the aspect within a pixel."""
     rng = np.random.default_rng(0)
@@ -231,6 +242,30 @@ def test_settings_added_later_resume_old_work_folders() -> None:
                                           "batch", "codec", "crf", "preset", "pix_fmt"}
     used = Settings("mks", 2, None, "torch", None, 0, 1, "ffv1", None, None, None, True, "x1080")
     assert json.loads(json.dumps(settings_record(used)))["size"] == "x1080" and settings_record(used)["tta"]
+
+
+def test_a_work_folder_that_recorded_tta_false_resumes(tmp_path: Path) -> None:
+    """The manifest written before ``size`` existed says ``"tta": false``: its finished segments are kept."""
+    from psr2video.scaleout.manifest import WorkDir
+    from psr2video.scaleout.split import Segment
+    from psr2video.scaleout.tasks import SegmentResult, Settings
+
+    settings = Settings("mks", 2, None, "torch", None, 0, 1, "ffv1", None, None, None)
+    segments = [Segment(0, None, 40, 0, 9, Fraction(1, 1000)), Segment(1, 40, None, 10, 19, Fraction(1, 1000))]
+    out = str(tmp_path / "out.mkv")
+    with WorkDir(out) as wd:
+        wd.open({"path": "in.mkv"}, settings, segments)
+        wd.add(SegmentResult(0, b"segment zero", 10, 1.0, "here"))
+    manifest = Path(wd.path) / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    raw["settings"]["tta"] = False  # as b8b69d2 wrote every manifest
+    manifest.write_text(json.dumps(raw))
+    with WorkDir(out) as wd:
+        assert wd.open({"path": "in.mkv"}, settings, segments) == {0} and not wd.reset_note
+    with WorkDir(out) as wd:  # another setting still starts afresh
+        assert wd.open({"path": "in.mkv"}, Settings("mks", 2, None, "torch", None, 0, 1, "ffv1", None, None, None,
+                                                      False, "x720"), segments) == set()
+        assert "starting afresh" in wd.reset_note
 
 
 def test_bench_resize_prints_its_table(tmp_path: Path) -> None:

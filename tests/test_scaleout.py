@@ -484,13 +484,15 @@ def test_display_matrix_and_field_order_are_joined(ray_local, tmp_path: Path) ->
 
 @pytest.mark.slow  # CI runs it (--run-slow)
 def test_size_fits_the_rotated_box_as_a_single_run_does(ray_local, tmp_path: Path) -> None:
-    """--size on a phone clip (display matrix: 90 degrees) cut into NUT segments, which keep no rotation: each
-    segment fits the box as shown, from the source's facts, and the join equals the single-process run."""
+    """--size on an anamorphic phone clip (display matrix: 90 degrees, SAR 4:3) cut into NUT segments, which keep
+    no rotation: each segment fits the box as shown, from the source's facts, the join equals the single-process
+    run, and the square-pixels note is said once, as a single run says it."""
     src = tmp_path / "phone.mp4"
     with av.open(str(src), "w") as out:
         v = out.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
         v.options = {"preset": "veryfast", "x264-params": "keyint=12:min-keyint=12:scenecut=0"}
+        v.codec_context.sample_aspect_ratio = Fraction(4, 3)
         v.set_display_rotation(90)
         for i in range(36):
             f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (i * 7) % 256, np.uint8), format="rgb24")
@@ -502,11 +504,12 @@ def test_size_fits_the_rotated_box_as_a_single_run_does(ray_local, tmp_path: Pat
     assert code == 0, err
     code, err = upscale(str(src), str(multi), "--size", "x96", "--workers", "2", "--segment-seconds", "0.5")
     assert code == 0, err
+    assert err.count("note: the input has non-square pixels (SAR 4:3); --size writes square ones") == 1, err
     sizes = []
     for f in (single, multi):
         with av.open(str(f)) as c:
             sizes.append((c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height))
-    assert sizes == [(96, 72), (96, 72)]  # shown 72x96
+    assert sizes == [(96, 54), (96, 54)]  # shown 54x96: 4:3 pixels, turned
     assert_same(multi, single)
 
 

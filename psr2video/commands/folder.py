@@ -29,11 +29,17 @@ def _warn(msg: str) -> None:
     click.echo(msg, err=True)
 
 
+def visible_files(folder: str) -> list[Path]:
+    """The files under ``folder``, sorted, without hidden ones or those in hidden folders (``.git``, macOS's
+    ``._name`` resource forks, our own partial outputs)."""
+    root = Path(folder)
+    return sorted(p for p in root.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
 def folder_videos(folder: str) -> list[Path]:
-    """The video files under ``folder`` (by extension), sorted, hidden files and our own partial outputs left
-    out."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file()
-                  and not p.name.startswith("."))
+    """The video files under ``folder`` (by extension)."""
+    return [p for p in visible_files(folder) if p.suffix.lower() in VIDEO_EXTS]
 
 
 @dataclass(frozen=True)
@@ -81,19 +87,44 @@ def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool, sk
     return jobs, notes
 
 
-def _say_stop(jobs: list[VideoJob], i: int) -> None:
-    """After a stop in video ``i`` (1-based): its finalised, cut-short output is moved to NAME.stopped.EXT (still
-    playable), so that ``--skip-existing`` redoes it, and the line says how to go on."""
+def _stopped_name(dst: Path) -> Path:
+    return dst.with_name(f"{dst.stem}.stopped{dst.suffix}")
+
+
+def _say_stop(jobs: list[VideoJob], i: int, finished: int, cut_short: bool) -> None:
+    """After a stop in video ``i`` (1-based): its finalised, cut-short output (when the stop came after its first
+    frame) is moved to NAME.stopped.EXT, still playable, so that ``--skip-existing`` redoes it; the line says how
+    to go on."""
     job = jobs[i - 1]
     kept = ""
-    if job.dst.exists():
-        stopped = job.dst.with_name(f"{job.dst.stem}.stopped{job.dst.suffix}")
-        job.dst.replace(stopped)
-        kept = f" (cut short: kept as {stopped}, playable)"
+    if cut_short and job.dst.exists():
+        job.dst.replace(_stopped_name(job.dst))
+        kept = f" (cut short: kept as {_stopped_name(job.dst)}, playable)"
     left = [j.src.name for j in jobs[i:]]
-    _warn(f"stopped: {i - 1} of {len(jobs)} videos were finished before {job.src.name}{kept}"
+    _warn(f"stopped: {finished} of {len(jobs)} videos were finished; {job.src.name} was stopped{kept}"
           + (f"; not started: {', '.join(left[:3])}{' ...' if len(left) > 3 else ''}" if left else "")
           + "; run the same command with --skip-existing to go on")
+
+
+def _codecs(jobs: list[VideoJob], codec: str | None, crf: float | None, preset: str | None) -> dict[str, str]:
+    """The encoder per output extension (``--codec``, or the default for that container: SVT-AV1 for .webm),
+    each checked with the settings before anything loads, and the default's note said once per extension."""
+    from ..video.output_checks import default_codec, encoder_problem, output_format_problem
+
+    out: dict[str, str] = {}
+    for job in jobs:
+        ext = job.dst.suffix.lower()
+        if ext in out:
+            continue
+        if (problem := output_format_problem(str(job.dst), None)) is not None:
+            raise UserError(problem)
+        chosen, note = (codec, None) if codec is not None else default_codec(str(job.dst), None)
+        if (problem := encoder_problem(chosen, crf, preset)) is not None:
+            raise UserError(f"{problem} (for the {ext} files)" if codec is None else problem)
+        if note:
+            _warn(note.replace("note: ", f"note: {ext}: ", 1))
+        out[ext] = chosen
+    return out
 
 
 def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Path], *, overwrite: bool,
@@ -105,14 +136,14 @@ def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Pat
     from ..image_upscale import PictureError, plan
     from ..image_upscale import run as run_pictures
     from ..video import pipeline
-    from ..video.output_checks import default_codec, encoder_problem
-    from .upscale import ctrl_c_stops, report, run_video
+    from .common import interruptible
+    from .video_run import as_user_error, ctrl_c_stops, report, run_video
 
     for name, flag in ONE_FILE_ONLY.items():
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
             raise UserError(f"{flag} is for one file; IN is a folder (each file's own format is read)")
     jobs, notes = plan_videos(input, output, videos, overwrite, skip_existing)
-    has_pictures = any(p.suffix.lower() in PICTURE_EXTS and p.is_file() for p in Path(input).rglob("*"))
+    has_pictures = any(p.suffix.lower() in PICTURE_EXTS for p in visible_files(input))
     try:
         pictures = plan(input, output, overwrite, skip_existing) if has_pictures else []
     except PictureError as e:
@@ -120,11 +151,8 @@ def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Pat
     if not jobs and not pictures:
         _warn(f"every file under {input} has its OUT already (--skip-existing); nothing to do")
         return
-    codec = video["codec"]
-    if codec is not None and (problem := encoder_problem(codec, video["crf"], video["preset"])) is not None:
-        raise UserError(problem)
-    others = [p for p in Path(input).rglob("*") if p.is_file() and not p.name.startswith(".")
-              and p.suffix.lower() not in VIDEO_EXTS | PICTURE_EXTS]
+    codecs = _codecs(jobs, video["codec"], video["crf"], video["preset"])
+    others = [p for p in visible_files(input) if p.suffix.lower() not in VIDEO_EXTS | PICTURE_EXTS]
     up = make_up()
     what = [f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}"]
     if pictures:
@@ -139,10 +167,15 @@ def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Pat
     failed: list[str] = []
     done_pictures = finished = 0
     if pictures:
+        interruptible()  # Ctrl-C among the pictures unwinds: no temporary file is left
         try:
-            done_pictures = run_pictures(up, pictures, _warn, quiet=quiet, size=size)[0]
-        except PictureError as e:  # unreadable pictures: named already, the others written
-            failed.append(str(e))
+            done_pictures = run_pictures(up, pictures, _warn, quiet=quiet, size=size, failed=failed)[0]
+        except Exception as e:  # noqa: BLE001 - a model that can't take a picture: one line, the videos still run
+            err = as_user_error(e, output)
+            if err is e:
+                raise
+            _warn(f"warning: the pictures: {err.format_message()}")
+            failed.append(f"the pictures: {err.format_message()}")
     with ctrl_c_stops() as stop:
         # each run gets its own stop event (a run sets it at its end to stop its reader); Ctrl-C's is passed on
         current = [threading.Event()]
@@ -153,20 +186,26 @@ def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Pat
 
         threading.Thread(target=pass_on, name="psr2-folder-stop", daemon=True).start()
         for i, job in enumerate(jobs, 1):
+            if stop.is_set():  # Ctrl-C between two files: the next one is not opened
+                _say_stop(jobs, i, finished, cut_short=False)
+                sys.exit(130)
             current[0] = file_stop = threading.Event()
-            if stop.is_set():  # Ctrl-C between two files
-                file_stop.set()
             job.dst.parent.mkdir(parents=True, exist_ok=True)
-            file_codec = codec or default_codec(str(job.dst), None)[0]
-            opts = pipeline.Options(input=str(job.src), output=str(job.dst), codec=file_codec, crf=video["crf"],
-                                    preset=video["preset"], pix_fmt=video["pix_fmt"], batch=video["batch"],
-                                    overlay_fps=video["overlay_fps"], max_frames=video["max_frames"],
-                                    hwaccel=video["hwaccel"], deinterlace=video["deinterlace"], size=size)
+            opts = pipeline.Options(input=str(job.src), output=str(job.dst), codec=codecs[job.dst.suffix.lower()],
+                                    crf=video["crf"], preset=video["preset"], pix_fmt=video["pix_fmt"],
+                                    batch=video["batch"], overlay_fps=video["overlay_fps"],
+                                    max_frames=video["max_frames"], hwaccel=video["hwaccel"],
+                                    deinterlace=video["deinterlace"], size=size)
+            res = None
             try:
                 res, snapshot = run_video(up, opts, f"[{i}/{len(jobs)}] {job.src.name}", quiet, file_stop,
                                           say_backend=say_backend and i == 1)
                 report(res, snapshot, str(job.dst), ignore_errors, stopped_by=stop.by)
                 finished += 1
+                if _stopped_name(job.dst).exists():  # the cut-short file of an earlier, stopped run
+                    _stopped_name(job.dst).unlink()
+                    _warn(f"note: {job.dst.name} is complete now; the cut-short {_stopped_name(job.dst).name} of "
+                          "the stopped run is removed")
             except UserError as e:  # this file's problem (damaged, unreadable, refused): the others go on
                 _warn(f"warning: {job.src}: {e.format_message()}")
                 failed.append(f"{job.src}: {e.format_message()}")
@@ -174,11 +213,11 @@ def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Pat
                 _warn("psr2video: aborted; partial output removed")
                 sys.exit(130)
             except SystemExit:  # stopped (Ctrl-C, SIGTERM): this file is finalised, the rest not started
-                _say_stop(jobs, i)
+                _say_stop(jobs, i, finished, cut_short=res is not None and res.frames > 0)
                 raise
-    total = len(jobs) + len(pictures)
-    pics = f", {done_pictures} picture{'s' if done_pictures != 1 else ''}" if pictures else ""
+    pics = f", {done_pictures} of {len(pictures)} pictures" if pictures else ""
     _warn(f"done: {finished} of {len(jobs)} videos{pics} -> {output}")
     if failed:
+        total = len(jobs) + len(pictures)
         raise UserError(f"{len(failed)} of {total} files had a problem (first: {failed[0]}); the others were "
                         "written")

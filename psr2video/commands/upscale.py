@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import click
 
-from ..errors import PsrError, UserError, user_errors, user_line
+from ..errors import UserError, user_errors
 from ..names import BACKENDS, CODECS, DEFAULT_CRF, DEFAULT_PRESET, MODELS, PRECISIONS, SCALES
 from ..paths import weights_preset
 from .common import interruptible
-
-
-def _warn(msg: str) -> None:
-    click.echo(msg, err=True)
-
-
-def _silence_stdout() -> None:
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+from .video_run import as_user_error, ctrl_c_stops, report, run_video
+from .video_run import warn as _warn
 
 
 def make_upscaler(variant: str, scale: int | None, weights: str | None, backend: str, precision: str | None,
@@ -268,34 +252,6 @@ def cpu_stream_note(ctx: click.Context, up, model_file: str | None) -> None:
               "--variant realtime is about 7x faster")
 
 
-def run_video(up, opts, title: str, quiet: bool, stop: threading.Event, say_backend: bool = False):
-    """One video through the pipeline with the HUD: (the pipeline's Result, the stats' snapshot). A user's file
-    or setting raises a one-line UserError; a bug in our code keeps its traceback."""
-    from ..video import pipeline
-    from ..video.hud import Hud, Stats
-
-    stats = Stats()
-    hud = Hud(stats, title, quiet=quiet)
-
-    def started(st, res):
-        _warn(f"{opts.input} -> {opts.output}: {up!r}, {res.out_size[0]}x{res.out_size[1]} {res.pix_fmt} "
-              f"{opts.codec}, colour {res.color.describe() if res.color else '?'}")
-        if say_backend:
-            _warn(f"backend auto -> {up.runner.name}: {up.backend_reason}")
-        hud.start()
-
-    try:
-        res = pipeline.run(opts, up, stop=stop, stats=stats, warn=_warn, on_start=started)
-    except KeyboardInterrupt:
-        raise
-    except Exception as e:  # a user's file or setting: one line; a bug in our code: its traceback
-        err = as_user_error(e, opts.output)
-        if err is e:
-            raise
-        raise err from None
-    finally:
-        hud.stop()
-    return res, stats.snapshot()
 
 
 # options that mean something for a video only: refused with a picture, not ignored
@@ -435,75 +391,3 @@ def check_paths(input: str, output: str, overwrite: bool) -> None:
         raise UserError(f"input not found: {input}{hint}")
     if input != "-" and Path(input).is_dir():
         raise UserError(f"input is a directory, not a video: {input}")
-
-
-@contextlib.contextmanager
-def ctrl_c_stops() -> Iterator[threading.Event]:
-    """The first Ctrl-C (or SIGTERM) sets the yielded event (the pipeline finishes cleanly); a second one aborts.
-    Before and after, the command line's own handler (``cli.quit_now``: one line, exit 130) is in charge."""
-    stop = threading.Event()
-    stop.by = "Ctrl-C"  # what stopped the run, for the summary
-    hits = [0]
-
-    def on_sigint(signum, frame):
-        hits[0] += 1
-        if hits[0] > 1:
-            raise KeyboardInterrupt
-        stop.by = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        stop.set()
-        _warn(f"\nstopping ({stop.by}; Ctrl-C again to abort)...")
-
-    # SIGTERM (kill, a service manager) stops the same way, so the output is finalised, not left half-written;
-    # a job started in the background with SIGINT ignored keeps ignoring it, as cli.main does
-    main = threading.current_thread() is threading.main_thread()
-    old = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)
-           if main and signal.getsignal(sig) is not signal.SIG_IGN}
-    try:
-        yield stop
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-
-def as_user_error(e: Exception, output: str) -> Exception:
-    """The one-line UserError for a failure the user can fix, or ``e`` itself (a bug keeps its traceback)."""
-    line = user_line(e)
-    if line is None and isinstance(e, OSError) and e.strerror:  # e.g. EPIPE or ENOSPC on the output
-        line = f"{e.strerror}: {output}"
-    if line is None:
-        return e
-    if output == "-" and isinstance(e, PsrError):
-        _silence_stdout()  # nothing more may go to a closed or full stdout (not even Python's final flush)
-    return UserError(line)
-
-
-def report(res, stats, output: str, ignore_errors: bool, stopped_by: str = "Ctrl-C") -> None:
-    """The summary after a run; exit 130 after Ctrl-C, and an error for a damaged input unless accepted."""
-    fps = res.frames / res.seconds if res.seconds else 0.0
-    where = "stdout" if output == "-" else output
-    if res.stopped and not res.frames:  # Ctrl-C while setting up: nothing written, OUT untouched
-        _warn(f"stopped by {stopped_by} before the first frame; nothing written")
-        sys.exit(130)
-    _warn(f"done: {res.frames} frames in {res.seconds:.1f} s ({fps:.1f} fps"
-          + (f", {fps / stats.src_fps:.2f}x realtime" if stats.src_fps else "") + f") -> {where}"
-          + (f" ({stats.out_size() / 2**20:.1f} MiB)" if output != "-" else ""))
-    if stats.stage_total:
-        _warn("stage time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stats.stage_total.items()))
-    from ..video.pipeline import count_lines
-
-    for line in count_lines(res.timed_pts, res.fixed_pts, res.notes, res.nonfinite):
-        _warn(line)
-    if res.stopped:
-        _warn(f"stopped by {stopped_by} after frame {res.frames} (at {res.stop_time:.2f} s of the input); "
-              f"the output is finalised and playable")
-        sys.exit(130)
-    problems = [f"damaged input at {', '.join(map(str, res.damaged))}"] if res.damaged else []
-    if res.truncated:
-        problems.append(res.truncated)
-    if problems:
-        msg = "; ".join(problems)
-        if ignore_errors:
-            _warn(f"warning: {msg} (ignored: --ignore-errors)")
-        else:
-            raise UserError(f"{msg}; the frames that decoded were written to {where} "
-                            "(use --ignore-errors to accept)")

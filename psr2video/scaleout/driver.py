@@ -256,6 +256,7 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
     cuts = iter(split.cut(job.input, todo, {s.index for s in todo}))
     pending: dict[Any, split.Segment] = {}
     more = True
+    said: set[str] = set()
     hud.start()
     try:
         while more or pending:
@@ -301,6 +302,11 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
                 for d in out.damaged:
                     warn(f"warning: segment {seg.index}: damaged input at {d}")
                 for n in out.notes:
+                    if "--size" in n:  # about the whole output (every segment says it): once, as a single run does
+                        if n not in said:
+                            said.add(n)
+                            warn(n)
+                        continue
                     warn(f"segment {seg.index}: {n}")
     finally:
         hud.stop()

@@ -57,12 +57,13 @@ class Manifest:
         return (self.version, self.source, self.settings) == (other.version, other.source, other.settings)
 
 
-def settings_record(settings: Settings) -> dict[str, Any]:
-    """The settings as the manifest records them: a setting added later (tta, size) is left out at its default,
-    so a work folder made before it existed resumes instead of starting afresh."""
-    left_out = {f.name for f in fields(settings)
-                if f.default is not MISSING and getattr(settings, f.name) == f.default}
-    return {k: v for k, v in asdict(settings).items() if k not in left_out}
+def settings_record(settings: Settings | dict[str, Any]) -> dict[str, Any]:
+    """The settings as the manifest compares them: a setting added later (tta, size) is left out at its default,
+    so a work folder made before it existed (or recorded it at its default, as tta was) resumes instead of
+    starting afresh. Takes the settings or a manifest's record of them."""
+    record = asdict(settings) if not isinstance(settings, dict) else dict(settings)
+    defaults = {f.name: f.default for f in fields(Settings) if f.default is not MISSING}
+    return {k: v for k, v in record.items() if not (k in defaults and v == defaults[k])}
 
 
 class WorkDir:
@@ -125,8 +126,9 @@ class WorkDir:
     def _load(self) -> Manifest | None:
         try:
             raw = json.loads((self.path / "manifest.json").read_text())
+            raw["settings"] = settings_record(raw["settings"])
             return Manifest(**raw)
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, KeyError):
             return None
 
     def _save(self) -> None:

@@ -166,7 +166,7 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
 
         ray.get(progress.report.remote(worker, os.getpid(), seg.index, res.frames, expected, 0.0, True))
     return SegmentResult(seg.index, data, res.frames, res.seconds, worker, damaged,
-                         [n for n in notes if (not n.startswith("note: ") or "cropped" in n)
+                         [n for n in notes if (not n.startswith("note: ") or "cropped" in n or "--size" in n)
                           and "has no colour tags" not in n],  # the segment's NUT: the join writes the tags
                          {k: int(getattr(res, k)) for k in COUNTS if getattr(res, k)})
 

@@ -379,7 +379,7 @@ class _Run:
             w, h = opts.size.fit(info.width, info.height, sar, rotation, even_w=bool(ow), even_h=bool(oh))
             self.resize = (w, h) != model_size
             if self.resize:
-                for line in size_notes(opts.size, (w, h), model_size, sar, Path(opts.input).name):
+                for line in size_notes(opts.size, (w, h), model_size, sar, "the input"):  # a scale-out cut: same
                     self.warn(line)
             return pix_fmt, (w, h)
         w, h = output_size(info.width, info.height, scale, pix_fmt)

@@ -465,8 +465,9 @@ class StreamCheckingUpscaler:
         return self.up(x)
 
 
-@pytest.mark.parametrize("pix_fmt, resize", [("yuv420p", False), ("yuv420p10le", False), ("yuv420p", True)])
-def test_device_stage_streamed_path_matches_cpu_branch(pix_fmt, resize, monkeypatch):
+@pytest.mark.parametrize("pix_fmt, resize, crop", [("yuv420p", False, None), ("yuv420p10le", False, None),
+                                                   ("yuv420p", True, None), ("yuv420p10le", False, (2, 4, 0, 2))])
+def test_device_stage_streamed_path_matches_cpu_branch(pix_fmt, resize, crop, monkeypatch):
     from psr2video.video import pipeline
 
     resampled_on = []
@@ -492,9 +493,13 @@ def test_device_stage_streamed_path_matches_cpu_branch(pix_fmt, resize, monkeypa
     up = Upscaler("mks", 2, backend="torch", device="cpu")
     ops = NoopOps()
     streamed = StreamCheckingUpscaler(up, ops)
-    size = (w * 3 // 2, h * 3 // 2) if resize else (2 * w, 2 * h)  # --size: resampled on the compute stream
-    a = DeviceStage(StreamCheckingUpscaler(up, None), C.ColorInfo(), size, pix_fmt, resize=resize)
-    b = DeviceStage(streamed, C.ColorInfo(), size, pix_fmt, ops=ops, resize=resize)
+    from psr2video.video.crop import Crop
+
+    cut = Crop(*crop) if crop else None  # --crop: the planes cut on the device, as views
+    cw, ch = cut.size(w, h) if cut else (w, h)
+    size = (cw * 3 // 2, ch * 3 // 2) if resize else (2 * cw, 2 * ch)  # --size: resampled on the compute stream
+    a = DeviceStage(StreamCheckingUpscaler(up, None), C.ColorInfo(), size, pix_fmt, resize=resize, crop=cut)
+    b = DeviceStage(streamed, C.ColorInfo(), size, pix_fmt, ops=ops, resize=resize, crop=cut)
     assert not a.cuda and b.cuda
     for batch in batches:
         ea, eb = a.process(batch), b.process(batch)

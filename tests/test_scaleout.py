@@ -513,6 +513,21 @@ def test_size_fits_the_rotated_box_as_a_single_run_does(ray_local, tmp_path: Pat
     assert_same(multi, single)
 
 
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_crop_auto_is_measured_once_on_the_source(ray_local, tmp_path: Path) -> None:
+    """--crop auto with --workers: the bars are found on the source (not on each cut) and every segment cuts the
+    same edges; the join equals the single-process run."""
+    from test_crop import boxed
+
+    src = boxed(tmp_path / "scope.mkv", n=60, bars=(8, 8, 0, 0))
+    single, multi = tmp_path / "single.mkv", tmp_path / "multi.mkv"
+    code, err = upscale(str(src), str(single), "--crop", "auto")
+    assert code == 0, err
+    code, err = upscale(str(src), str(multi), "--crop", "auto", "--workers", "2", "--segment-seconds", "0.5")
+    assert code == 0 and err.count("black bars of scope.mkv cut off: 8:8:0:0") == 1, err
+    assert_same(multi, single)
+
+
 @pytest.mark.parametrize("folder", ["/proc", "/sys"])
 def test_unwritable_output_folder_is_one_line(tmp_path: Path, folder: str) -> None:
     """An output folder where nothing can be created: the single-process run says "can't write OUT: ..."; with

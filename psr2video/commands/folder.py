@@ -136,6 +136,7 @@ def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Pat
     from ..image_upscale import PictureError, plan
     from ..image_upscale import run as run_pictures
     from ..video import pipeline
+    from ..video.crop import resolve as resolve_crop
     from .common import interruptible
     from .video_run import as_user_error, ctrl_c_stops, report, run_video
 
@@ -191,11 +192,12 @@ def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Pat
                 sys.exit(130)
             current[0] = file_stop = threading.Event()
             job.dst.parent.mkdir(parents=True, exist_ok=True)
+            crop = resolve_crop(video["crop"], str(job.src), _warn)  # auto: this file's own bars
             opts = pipeline.Options(input=str(job.src), output=str(job.dst), codec=codecs[job.dst.suffix.lower()],
                                     crf=video["crf"], preset=video["preset"], pix_fmt=video["pix_fmt"],
                                     batch=video["batch"], overlay_fps=video["overlay_fps"],
                                     max_frames=video["max_frames"], hwaccel=video["hwaccel"],
-                                    deinterlace=video["deinterlace"], size=size)
+                                    deinterlace=video["deinterlace"], size=size, crop=crop)
             res = None
             try:
                 res, snapshot = run_video(up, opts, f"[{i}/{len(jobs)}] {job.src.name}", quiet, file_stop,

@@ -67,6 +67,9 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
 @click.option("--size", "size_text", default=None, metavar="WxH",
               help="Output size: the model's output resampled to fit WxH as the picture is shown (aspect ratio "
                    "kept, square pixels): 1920x1080, or one side: x1080, 1920x. 720p -> 1080p with a x2 model.")
+@click.option("--crop", "crop_text", default=None, metavar="auto|T:B:L:R",
+              help="Cut edges off the frames before upscaling: auto (the black bars, found on frames across the "
+                   "video) or TOP:BOTTOM:LEFT:RIGHT pixels of the stored frame (e.g. 140:140:0:0).")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="A psr2video .safetensors file, or a shipped preset of the variant (clean: trained on clean "
                    "LR only), instead of the default shipped weights. A file says its own variant and scale "
@@ -129,7 +132,7 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
 @click.option("--keep-work", is_flag=True, help="Scale out: keep the work folder of segments after the join.")
 @click.pass_context
 def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: int | None, size_text: str | None,
-            weights: str | None, model_file: str | None, backend: str,
+            crop_text: str | None, weights: str | None, model_file: str | None, backend: str,
             precision: str | None, tile: int, tta: bool, device: str, batch: int, profile: str | None,
             codec: str | None, crf: float | None,
             preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, in_fps: str | None,
@@ -170,6 +173,10 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
                 raise UserError(f"{flag} is a scale-out setting: add --workers N (or --ray ADDRESS)")
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
     size = parse_size(size_text)
+    crop = parse_crop(crop_text)
+    if crop == "auto" and input == "-":
+        raise UserError("--crop auto looks at frames across the video, which stdin can't give; give the edges "
+                        "(--crop T:B:L:R) or a file")
     rate = sequence_rate(input, in_fps)
     if rate is not None and (workers is not None or ray_address is not None):
         raise UserError("--workers/--ray cut a video file at its keyframes; a picture sequence runs in one process")
@@ -193,7 +200,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
                 make_up=lambda: make_upscaler(variant, scale, weights, backend, precision, device, tile, profile,
                                               model_file, tta),
                 video=dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, batch=batch, overlay_fps=overlay_fps,
-                           max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace),
+                           max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace, crop=crop),
                 size=size, say_backend=backend == "auto", after_load=lambda up: cpu_stream_note(ctx, up, model_file))
     if input != "-" and output != "-" and (is_picture(output) or Path(input).is_dir()):
         return upscale_pictures(ctx, input, output, overwrite, quiet, variant, scale, weights, backend, precision,
@@ -209,6 +216,10 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
             _warn(note)
     if (problem := encoder_problem(codec, crf, preset)) is not None:
         raise UserError(problem)
+    if crop == "auto":
+        from ..video.crop import resolve
+
+        crop = resolve(crop, input, _warn)
     if workers is not None or ray_address is not None:  # scale out on Ray (psr2video/scaleout)
         from ..scaleout.cli import scaleout_upscale
 
@@ -221,7 +232,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
                                 batch=batch, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fmt=fmt,
                                 hwaccel=hwaccel, ignore_errors=ignore_errors, quiet=quiet, error=UserError,
                                 max_frames=max_frames, overlay_fps=overlay_fps, in_fmt=in_fmt,
-                                deinterlace=deinterlace, size=size)
+                                deinterlace=deinterlace, size=size, crop=crop)
     up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file, tta)
     cpu_stream_note(ctx, up, model_file)
     scale = up.scale
@@ -233,7 +244,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
 
     opts = pipeline.Options(input=input, output=output, scale=scale, codec=codec, crf=crf, preset=preset,
                             pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, in_fps=rate, batch=batch, overlay_fps=overlay_fps,
-                            max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace, size=size)
+                            max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace, size=size, crop=crop)
     with ctrl_c_stops() as stop:
         try:
             res, snapshot = run_video(up, opts, f"psr2video {variant} x{scale}", quiet, stop,
@@ -256,7 +267,8 @@ def cpu_stream_note(ctx: click.Context, up, model_file: str | None) -> None:
 
 # options that mean something for a video only: refused with a picture, not ignored
 VIDEO_ONLY = ("codec", "crf", "preset", "pix_fmt", "fmt", "in_fmt", "batch", "overlay_fps", "ignore_errors",
-              "max_frames", "hwaccel", "deinterlace", "workers", "ray_address", "segment_seconds", "keep_work")
+              "crop_text", "max_frames", "hwaccel", "deinterlace", "workers", "ray_address", "segment_seconds",
+              "keep_work")
 
 
 def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: bool, quiet: bool, variant, scale,
@@ -343,6 +355,18 @@ def parse_size(text: str | None):
 
     try:
         return SizeSpec.parse(text)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def parse_crop(text: str | None):
+    """``--crop`` as a Crop, "auto" or None; a malformed one is one line."""
+    if text is None:
+        return None
+    from ..video.crop import Crop
+
+    try:
+        return Crop.parse(text)
     except ValueError as e:
         raise UserError(str(e)) from None
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..fileio import write_atomic
 from ..output_size import SizeSpec
+from ..video.crop import Crop
 from .split import CUT_FORMAT, CUT_OPTIONS, Segment
 
 _UPSCALERS: dict[str, Any] = {}  # per worker process: models stay loaded between segments
@@ -41,6 +42,7 @@ class Settings:
     pix_fmt: str | None
     tta: bool = False
     size: str | None = None  # --size, as given (WxH, xH or Wx)
+    crop: str | None = None  # --crop, resolved (T:B:L:R; auto is measured once, on the source)
 
 
 @dataclass
@@ -152,7 +154,7 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
                                 fmt=CUT_FORMAT, batch=settings.batch, hwaccel=place.hwaccel, keep=keep,
                                 mux_options=dict(CUT_OPTIONS), color=color, time_base=tb,
                                 timing=timing, size=None if settings.size is None else SizeSpec.parse(settings.size),
-                                shape=shape)
+                                shape=shape, crop=None if settings.crop is None else Crop.parse(settings.crop))
         stats = _stats_class()(progress, seg.index, worker, expected)
         res = pipeline.run(opts, up, stats=stats, warn=notes.append)
         data = out.read_bytes()

@@ -29,6 +29,7 @@ import torch
 from ..output_size import SizeSpec, resample
 from ..output_size import notes as size_notes
 from .color import PLANAR, ColorInfo, rgb_to_yuv, yuv_to_rgb
+from .crop import Crop
 from .hud import Stats, burn_text
 from .reader import (
     Damage,
@@ -61,6 +62,7 @@ class Options:
     in_fmt: str | None = None
     in_fps: Fraction | None = None  # an image-sequence IN's frame rate (default 25)
     size: SizeSpec | None = None  # --size: the model's output resampled to fit this box (square pixels)
+    crop: Crop | None = None  # --crop: edges cut off the frames before the model (resolved: not "auto")
     # scale-out: the source's pixel shape and display rotation, which --size fits by (the cut keeps no rotation)
     shape: tuple[Fraction, int] | None = None
     batch: int = 1
@@ -154,8 +156,9 @@ class DeviceStage:
 
     def __init__(self, upscaler: Any, color: ColorInfo, out_size: tuple[int, int], out_pix_fmt: str,
                  stats: Stats | None = None, overlay: bool = False, ops: Any = None,
-                 out_color: ColorInfo | None = None, resize: bool = False) -> None:
+                 out_color: ColorInfo | None = None, resize: bool = False, crop: Crop | None = None) -> None:
         self.up = upscaler
+        self.crop = crop if crop else None  # --crop: cut on the device, before the colour conversion
         self.resize = resize  # --size: the model's output is resampled to out_size (else cropped to it)
         self.color = color
         self.out_color = out_color or color  # the output's range may differ (--pix-fmt yuvj*: full range)
@@ -262,6 +265,8 @@ class DeviceStage:
         n = len(batch)
         t0 = time.perf_counter()
         planes = self._upload(batch)
+        if self.crop is not None:  # views into the uploaded planes: nothing is copied
+            planes = self.crop.planes(planes, batch[0].shift_w, batch[0].shift_h)
         t0 = self._time("upload", t0, n)
         y = planes[0]
         u, v = (planes[1], planes[2]) if len(planes) >= 3 else (None, None)
@@ -330,6 +335,11 @@ class _Run:
                                       stats=stats, threads=opts.decode_threads, deinterlace=opts.deinterlace,
                                       warn=self.warn, timing=opts.timing)
         first = reader.prime()
+        if opts.crop:  # the model sees the cropped frames: everything sized from here on is of them
+            sub = (0, 0) if info.color.from_rgb else PLANAR.get(info.color.work_fmt, (1, 1, 8))[:2]
+            opts.crop.check(info.width, info.height, *sub)
+            cw, ch = opts.crop.size(info.width, info.height)
+            info = dataclasses.replace(info, width=cw, height=ch)
         self._notes(info, first)
         pix_fmt, (w, h) = self._output_format(info, first)
         res.out_size, res.pix_fmt, res.color = (w, h), pix_fmt, info.color
@@ -357,7 +367,7 @@ class _Run:
                              mux_options=opts.mux_options, out_name=opts.output, square_pixels=self.resize)
         reader.copy_ids = set(self.writer.copy_map)
         self.stage = DeviceStage(self.up, info.color, (w, h), pix_fmt, stats, opts.overlay_fps, out_color=out_color,
-                                 resize=self.resize)
+                                 resize=self.resize, crop=opts.crop)
         stats.queues = {"decode": reader.queue, "encode": self.writer.queue}
         if on_start is not None:
             on_start(stats, res)

@@ -1,0 +1,169 @@
+"""``--crop``: edges cut off the frames before the model sees them (black bars of a letterboxed or pillarboxed
+video): less to upscale, no model work on black, no bars in the output.
+
+``--crop T:B:L:R`` gives the pixels off the top, bottom, left and right of the stored frame (HandBrake's order);
+``--crop auto`` finds the black bars on frames sampled across the video, keeping every edge any sampled frame
+shows something in (a subtitle in the bar keeps its bar).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import PsrError
+
+SAMPLES = 12  # frames looked at by --crop auto, spread over the video
+BLACK_LIMIT = 24  # luma steps (8-bit) above black that still count as black (FFmpeg's cropdetect default)
+_SPEC = re.compile(r"^\s*(\d+):(\d+):(\d+):(\d+)\s*$")
+
+
+class CropError(PsrError, ValueError):
+    """A --crop that can't apply to this video (one line)."""
+
+
+@dataclass(frozen=True)
+class Crop:
+    top: int = 0
+    bottom: int = 0
+    left: int = 0
+    right: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Crop | str:
+        """``auto`` (returned as the string) or ``T:B:L:R``; ValueError in one line."""
+        if text.strip().lower() == "auto":
+            return "auto"
+        m = _SPEC.match(text)
+        if m is None:
+            raise ValueError(f"--crop expects auto or TOP:BOTTOM:LEFT:RIGHT pixels (e.g. 140:140:0:0), got {text!r}")
+        return cls(*(int(g) for g in m.groups()))
+
+    def __str__(self) -> str:
+        return f"{self.top}:{self.bottom}:{self.left}:{self.right}"
+
+    def __bool__(self) -> bool:
+        return any((self.top, self.bottom, self.left, self.right))
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        return width - self.left - self.right, height - self.top - self.bottom
+
+    def check(self, width: int, height: int, sub_w: int, sub_h: int) -> None:
+        """Refuse a crop that leaves nothing, or cuts through a chroma sample (4:2:0 needs even edges)."""
+        w, h = self.size(width, height)
+        if w < 8 or h < 8:
+            raise CropError(f"--crop {self} leaves {w}x{h} of the {width}x{height} frame; nothing to upscale")
+        odd = [v for v, step in ((self.left, sub_w), (self.right, sub_w), (self.top, sub_h), (self.bottom, sub_h))
+               if step and v % 2]
+        if odd:
+            raise CropError(f"--crop {self}: the video's chroma is subsampled, so every edge must be even (odd: "
+                            f"{', '.join(map(str, odd))})")
+
+    def planes(self, planes: list[Any], sub_w: int, sub_h: int) -> list[Any]:
+        """Batched planes (N, H, W[, 2]) cut to the crop: the first and a fourth (alpha) at full size, the
+        chroma planes at their subsampling."""
+        out = []
+        for i, p in enumerate(planes):
+            sx, sy = (sub_w, sub_h) if i in (1, 2) else (0, 0)
+            h, w = p.shape[1], p.shape[2]
+            out.append(p[:, self.top >> sy: h - (self.bottom >> sy), self.left >> sx: w - (self.right >> sx)])
+        return out
+
+
+def _luma(frame: Any) -> tuple[Any, int]:
+    """The frame's luma as 8-bit numbers and the level of black in them: the Y plane as stored (16 in limited
+    range, 0 in full), or for RGB a grey conversion (black 0)."""
+    import numpy as np
+
+    fmt = frame.format
+    if fmt.name.startswith(("yuv", "nv", "p01", "p21", "gray")):
+        p = frame.planes[0]
+        bits = fmt.components[0].bits
+        dt = np.dtype(np.uint16 if bits > 8 else np.uint8)
+        y = np.frombuffer(p, dt).reshape(p.height, p.line_size // dt.itemsize)[:, :p.width]
+        if bits > 8:
+            y = (y >> (bits - 8)).astype(np.uint8)
+        full = fmt.name.startswith(("yuvj", "gray")) or frame.color_range == 2
+        return y, 0 if full else 16
+    return frame.to_ndarray(format="gray"), 0
+
+
+def _bars(y: Any, black: int) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) black rows/columns of an 8-bit luma plane, or None for a frame that is all
+    (or nearly all) black: a fade tells nothing about the bars. A row is black when at most 1 in 200 of its
+    pixels is brighter than black + BLACK_LIMIT (a subtitle or a logo in the bar keeps it)."""
+    import numpy as np
+
+    lit = y > black + BLACK_LIMIT
+    rows = np.flatnonzero(lit.mean(axis=1) > 0.005)
+    cols = np.flatnonzero(lit.mean(axis=0) > 0.005)
+    h, w = y.shape
+    if len(rows) < h // 10 or len(cols) < w // 10:
+        return None
+    return int(rows[0]), int(h - 1 - rows[-1]), int(cols[0]), int(w - 1 - cols[-1])
+
+
+def detect(path: str) -> tuple[Crop, int]:
+    """The black bars of the video at ``path``: (the crop, the frames that showed a picture). Frames are sampled
+    at 12 points spread over the video (by seeking; the first 120 frames, every tenth, where it can't seek);
+    each edge is cut only as far as every frame is black there, rounded down to an even count."""
+    import av
+
+    from .reader import main_video
+
+    found: list[tuple[int, int, int, int]] = []
+    try:
+        with av.open(path) as c:
+            s = main_video(c)
+
+            def look(frame: Any) -> None:
+                bars = _bars(*_luma(frame))
+                if bars is not None:
+                    found.append(bars)
+
+            duration = float(s.duration * s.time_base) if s.duration and s.time_base else (
+                c.duration / 1e6 if c.duration else 0.0)
+            if duration > 2.0 and c.format.name not in ("image2", "yuv4mpegpipe"):
+                for k in range(1, SAMPLES + 1):
+                    target = duration * k / (SAMPLES + 1)
+                    c.seek(int(target / s.time_base) + (s.start_time or 0), stream=s, backward=True)
+                    for frame in c.decode(s):
+                        if frame.time is None or frame.time >= target - 0.5:
+                            look(frame)
+                            break
+            else:
+                for i, frame in enumerate(c.decode(s)):
+                    if i % 10 == 0:
+                        look(frame)
+                    if i >= 120:
+                        break
+    except av.error.FFmpegError:
+        pass  # what could be read decides; an unreadable file is said by the run itself
+    if not found:
+        return Crop(), 0
+    top, bottom, left, right = (min(b[i] for b in found) // 2 * 2 for i in range(4))
+    return Crop(top, bottom, left, right), len(found)
+
+
+def resolve(crop: Crop | str | None, path: str, say: Any) -> Crop | None:
+    """``--crop auto``: the black bars of ``path``, found now and said through ``say`` (None when there are
+    none); a given crop as it is."""
+    if crop != "auto":
+        return crop or None
+    from pathlib import Path
+
+    found, frames = detect(path)
+    name = Path(path).name
+    if not frames:
+        say(f"note: --crop auto: no frame of {name} showed a picture to measure; nothing cropped")
+        return None
+    if not found:
+        say(f"note: --crop auto: {name} has no black bars ({frames} of {SAMPLES} frames looked at); nothing cropped")
+        return None
+    say(f"note: --crop auto: black bars of {name} cut off: {found} (top:bottom:left:right, from {frames} frames "
+        "across the video; --crop T:B:L:R to choose)")
+    return found
+
+
+__all__ = ["BLACK_LIMIT", "Crop", "CropError", "SAMPLES", "detect", "resolve"]

@@ -1,0 +1,162 @@
+"""``--crop``: black bars (found, or given as T:B:L:R) cut off before the model: the picture inside them upscaled,
+nothing of it lost, a subtitle in a bar keeping its bar."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from psr2video.video.crop import Crop, detect
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_image_upscale import one_line_error, run  # noqa: E402
+from test_video import make_clip  # noqa: E402
+
+
+def boxed(path: Path, n: int = 60, w: int = 64, h: int = 64, bars: tuple[int, int, int, int] = (8, 8, 0, 0),
+          pix_fmt: str = "yuv420p", codec: str = "libx264", subtitle_in_bar: tuple[int, ...] = (),
+          black_frames: tuple[int, ...] = (), rate: int = 25) -> Path:
+    """A letterboxed/pillarboxed clip with AAC audio: a moving picture inside black bars (T, B, L, R); the frames
+    in ``subtitle_in_bar`` show white text in the bottom bar, those in ``black_frames`` are all black (a fade)."""
+    t, b, left, r = bars
+    out = av.open(str(path), "w")
+    v = out.add_stream(codec, rate=rate)
+    v.width, v.height, v.pix_fmt = w, h, pix_fmt
+    if codec == "libx264":
+        v.options = {"preset": "ultrafast", "crf": "12"}
+    a = out.add_stream("aac", rate=48000)
+    a.layout = "stereo"
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        img = np.zeros((h, w, 3), np.uint8)
+        if i not in black_frames:
+            inner = (((xx * 5 + yy * 3 + i * 4) % 180) + 50).astype(np.uint8)
+            img[t:h - b, left:w - r] = inner[t:h - b, left:w - r, None]
+            if i in subtitle_in_bar and b >= 4:
+                img[h - b + 1:h - 1, w // 4: 3 * w // 4] = 235
+        f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=pix_fmt)
+        f.pts = i
+        for p in v.encode(f):
+            out.mux(p)
+    for p in v.encode():
+        out.mux(p)
+    for k in range(int(n / rate * 48000 / 1024)):
+        af = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+        af.sample_rate, af.pts = 48000, k * 1024
+        for p in a.encode(af):
+            out.mux(p)
+    for p in a.encode():
+        out.mux(p)
+    out.close()
+    return path
+
+
+@pytest.mark.parametrize("text, want", [("auto", "auto"), ("AUTO", "auto"), ("140:140:0:0", Crop(140, 140, 0, 0)),
+                                        (" 0:0:240:240 ", Crop(0, 0, 240, 240))])
+def test_parse(text: str, want) -> None:
+    assert Crop.parse(text) == want
+
+
+@pytest.mark.parametrize("text", ["", "140:140", "a:b:c:d", "-2:0:0:0", "1:2:3:4:5", "140,140,0,0"])
+def test_parse_refuses_in_one_line(text: str) -> None:
+    with pytest.raises(ValueError, match="--crop expects auto or TOP:BOTTOM:LEFT:RIGHT"):
+        Crop.parse(text)
+
+
+@pytest.mark.parametrize("bars, kwargs", [((8, 8, 0, 0), {}), ((0, 0, 10, 10), {}), ((12, 6, 4, 0), {}),
+                                          ((8, 8, 0, 0), {"pix_fmt": "yuv420p10le", "codec": "libx265"}),
+                                          ((8, 8, 0, 0), {"n": 20})])  # under 2 s: the first frames, not seeks
+def test_detect_finds_the_bars(tmp_path: Path, bars: tuple, kwargs: dict) -> None:
+    crop, frames = detect(str(boxed(tmp_path / "in.mkv", bars=bars, **kwargs)))
+    assert crop == Crop(*bars) and frames >= 2
+
+
+def test_detect_keeps_a_bar_that_shows_something_and_ignores_fades(tmp_path: Path) -> None:
+    """White text in the bottom bar (a subtitle there) on some sampled frames keeps the bottom bar; all-black
+    frames (a fade) say nothing; a clip without bars is not cropped."""
+    src = boxed(tmp_path / "sub.mkv", n=100, bars=(8, 8, 0, 0), subtitle_in_bar=tuple(range(30, 60)),
+                black_frames=tuple(range(0, 20)))
+    assert detect(str(src))[0] == Crop(8, 0, 0, 0)
+    assert detect(str(boxed(tmp_path / "plain.mkv", bars=(0, 0, 0, 0))))[0] == Crop()
+    assert detect(str(boxed(tmp_path / "black.mkv", n=30, black_frames=tuple(range(30))))) == (Crop(), 0)
+
+
+def test_crop_auto_upscales_the_picture_inside_the_bars(tmp_path: Path) -> None:
+    src = boxed(tmp_path / "in.mkv", n=60, bars=(8, 8, 0, 0))
+    out = tmp_path / "out.mkv"
+    code, err = run("upscale", str(src), str(out), "--variant", "mks", "--crop", "auto", "--codec", "ffv1", "-q")
+    assert code == 0, err
+    assert "note: --crop auto: black bars of in.mkv cut off: 8:8:0:0" in err and "128x96" in err
+    with av.open(str(out)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
+        frames = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+    assert len(frames) == 60 and frames[0].shape == (96, 128)
+    assert min(float(f[:2].mean()) for f in frames) > 40 and min(float(f[-2:].mean()) for f in frames) > 40
+    # the same frames as the picture inside the bars, upscaled alone (the inner 64x48 of the source)
+    ref = tmp_path / "ref.mkv"
+    assert run("upscale", str(src), str(ref), "--variant", "mks", "--crop", "8:8:0:0", "--codec", "ffv1",
+               "-q")[0] == 0
+    with av.open(str(ref)) as c:
+        assert all(np.array_equal(a, f.to_ndarray(format="gray")) for a, f in zip(frames, c.decode(video=0),
+                                                                                    strict=True))
+
+
+def test_crop_mistakes_are_one_line(tmp_path: Path) -> None:
+    src = boxed(tmp_path / "in.mkv", n=10)
+    out = tmp_path / "o.mkv"
+    one_line_error(*run("upscale", str(src), str(out), "--variant", "mks", "--crop", "7:8:0:0"),
+                   "every edge must be even (odd: 7)")
+    one_line_error(*run("upscale", str(src), str(out), "--variant", "mks", "--crop", "30:30:0:0"),
+                   "leaves 64x4 of the 64x64 frame")
+    one_line_error(*run("upscale", str(src), str(out), "--variant", "mks", "--crop", "8x8"), "--crop expects")
+    assert not out.exists() and not list(tmp_path.glob(".o*"))
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "p.png")
+    one_line_error(*run("upscale", str(tmp_path / "p.png"), str(tmp_path / "q.png"), "--crop", "auto"),
+                   "--crop is a video option")
+    one_line_error(*run("upscale", "-", str(out), "--crop", "auto"), "--crop auto", "stdin")
+
+
+def test_a_folder_measures_each_video(tmp_path: Path) -> None:
+    root = tmp_path / "films"
+    root.mkdir()
+    boxed(root / "letterbox.mkv", n=30, bars=(8, 8, 0, 0))
+    boxed(root / "pillarbox.mkv", n=30, bars=(0, 0, 8, 8))
+    make_clip(root / "plain.mkv", w=64, h=36, subtitle=False)
+    code, err = run("upscale", str(root), str(tmp_path / "out"), "--variant", "mks", "--crop", "auto", "-q")
+    assert code == 0, err
+    sizes = {}
+    for name in ("letterbox", "pillarbox", "plain"):
+        with av.open(str(tmp_path / "out" / f"{name}.mkv")) as c:
+            sizes[name] = (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height)
+    assert sizes == {"letterbox": (128, 96), "pillarbox": (96, 128), "plain": (128, 72)}
+    assert "plain.mkv has no black bars" in err
+
+
+def test_the_cut_frames_are_the_picture_inside_the_bars(tmp_path: Path) -> None:
+    """Against an independent reference: the inner picture written as its own lossless clip and upscaled without
+    --crop gives the very frames the letterboxed clip gives with --crop auto (the model never sees the bars)."""
+    src = boxed(tmp_path / "boxed.mkv", n=12, bars=(8, 6, 4, 2), pix_fmt="gray", codec="ffv1")
+    inner = tmp_path / "inner.mkv"
+    with av.open(str(src)) as c, av.open(str(inner), "w") as out:
+        v = out.add_stream("ffv1", rate=25)
+        v.width, v.height, v.pix_fmt = 58, 50, "gray"
+        for f in c.decode(video=0):
+            g = av.VideoFrame.from_ndarray(np.ascontiguousarray(f.to_ndarray()[8:58, 4:62]), format="gray")
+            g.pts = f.pts
+            for p in v.encode(g):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+    a, b = tmp_path / "a.mkv", tmp_path / "b.mkv"
+    code, err = run("upscale", str(src), str(a), "--variant", "realtime", "--crop", "auto", "--codec", "ffv1", "-q")
+    assert code == 0 and "cut off: 8:6:4:2" in err, err
+    assert run("upscale", str(inner), str(b), "--variant", "realtime", "--codec", "ffv1", "-q")[0] == 0
+    with av.open(str(a)) as ca, av.open(str(b)) as cb:
+        pairs = list(zip(ca.decode(video=0), cb.decode(video=0), strict=True))
+    assert len(pairs) == 12 and pairs[0][0].width == 116
+    assert all(np.array_equal(x.to_ndarray(), y.to_ndarray()) for x, y in pairs)

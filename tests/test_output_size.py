@@ -18,7 +18,7 @@ from psr2video.output_size import SizeSpec, resample
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_image_upscale import one_line_error, run  # noqa: E402
-from test_video import make_clip, pattern  # noqa: E402
+from test_video import anamorphic_clip, make_clip, pattern  # noqa: E402
 
 
 @pytest.mark.parametrize("text, want", [("1920x1080", (1920, 1080)), ("x1080", (None, 1080)), ("1920x", (1920, None)),
@@ -163,17 +163,7 @@ def test_past_the_model_and_odd_sides_are_said(tmp_path: Path) -> None:
 def test_anamorphic_video_gets_square_pixels(tmp_path: Path) -> None:
     """A 64x48 clip with 4:3 pixels is shown 16:9; --size x96 writes 170x96 (16:9 to the even pixel) with square
     pixels, and says so."""
-    src = tmp_path / "sar.mkv"
-    with av.open(str(src), "w") as c:
-        v = c.add_stream("libx264", rate=25)
-        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        v.codec_context.sample_aspect_ratio = Fraction(4, 3)
-        for i in range(3):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
-            f = f.reformat(format="yuv420p")
-            f.pts = i
-            c.mux(v.encode(f))
-        c.mux(v.encode())
+    src = anamorphic_clip(tmp_path / "sar.mkv")
     out_file = tmp_path / "out.mp4"
     code, out = run("upscale", str(src), str(out_file), "--variant", "mks", "-q", "--size", "x96")
     assert code == 0, out

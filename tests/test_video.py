@@ -93,6 +93,23 @@ def make_clip(path: Path, w: int = 48, h: int = 32, pts: list[int] | None = None
     return path
 
 
+def anamorphic_clip(path: Path) -> Path:
+    """Three 64x48 H.264 frames with 4:3 pixels (shown 16:9), no other stream."""
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+            f = f.reformat(format="yuv420p")
+            f.pts = i
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    return path
+
+
 def upscale(*args: str) -> tuple[int, str]:
     r = CliRunner().invoke(cli, ["upscale", *args, "--variant", "mks", "-q"], catch_exceptions=False)
     return r.exit_code, r.stderr if hasattr(r, "stderr") else r.output
@@ -319,19 +336,7 @@ def test_sample_aspect_ratio_carried(tmp_path: Path, ext: str, codec: str, kept:
     """Non-square pixels (a 4:3-SAR anamorphic clip shown 16:9) keep their shape: both axes are scaled alike, so
     the output carries the same SAR (it used to come out 0/1, shown 4:3, silently). Where PyAV can't write it
     (no SAR in the bitstream, a muxer that reads only the stream-level value) a warning says so."""
-    src = tmp_path / "sar.mkv"
-    with av.open(str(src), "w") as c:
-        v = c.add_stream("libx264", rate=25)
-        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        v.codec_context.sample_aspect_ratio = Fraction(4, 3)
-        for i in range(3):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
-            f = f.reformat(format="yuv420p")
-            f.pts = i
-            for p in v.encode(f):
-                c.mux(p)
-        for p in v.encode():
-            c.mux(p)
+    src = anamorphic_clip(tmp_path / "sar.mkv")
     out = tmp_path / f"out.{ext}"
     code, err = upscale(str(src), str(out), "--codec", codec)
     assert code == 0, err

@@ -349,24 +349,24 @@ def check_args(scale: int | None, tile: int, weights: str | None) -> None:
 
 def parse_size(text: str | None):
     """``--size`` as a SizeSpec (None when not given); a malformed one is one line."""
-    if text is None:
-        return None
     from ..output_size import SizeSpec
 
-    try:
-        return SizeSpec.parse(text)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    return _parsed(text, SizeSpec.parse)
 
 
 def parse_crop(text: str | None):
     """``--crop`` as a Crop, "auto" or None; a malformed one is one line."""
-    if text is None:
-        return None
     from ..video.crop import Crop
 
+    return _parsed(text, Crop.parse)
+
+
+def _parsed(text: str | None, parse):
+    """``parse(text)``, None for an option not given, a ValueError as the user's one-line error."""
+    if text is None:
+        return None
     try:
-        return Crop.parse(text)
+        return parse(text)
     except ValueError as e:
         raise UserError(str(e)) from None
 

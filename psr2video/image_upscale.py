@@ -418,7 +418,9 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
                     say(f"[{i}/{len(jobs)}] {job.src} -> {job.dst} (animation)")
                 continue
             out, info, notes = upscale_picture(up, job.src, ext, size)
-        except (PictureError, AnimationError) as e:
+        except PsrError as e:  # unreadable, a broken animation, a --size it can't take: this file only
+            if not isinstance(e, (PictureError, AnimationError)):  # their messages name the file already
+                e = PictureError(f"{job.src}: {e}")
             if failed is not None:
                 failed.append(str(e))
             elif len(jobs) == 1:

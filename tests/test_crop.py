@@ -72,8 +72,8 @@ def test_parse_refuses_in_one_line(text: str) -> None:
                                           ((8, 8, 0, 0), {"pix_fmt": "yuv420p10le", "codec": "libx265"}),
                                           ((8, 8, 0, 0), {"n": 20})])  # under 2 s: the first frames, not seeks
 def test_detect_finds_the_bars(tmp_path: Path, bars: tuple, kwargs: dict) -> None:
-    crop, frames = detect(str(boxed(tmp_path / "in.mkv", bars=bars, **kwargs)))
-    assert crop == Crop(*bars) and frames >= 2
+    crop, frames, spread = detect(str(boxed(tmp_path / "in.mkv", bars=bars, **kwargs)))
+    assert crop == Crop(*bars) and frames >= 2 and spread == ("n" not in kwargs)
 
 
 def test_detect_keeps_a_bar_that_shows_something_and_ignores_fades(tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_detect_keeps_a_bar_that_shows_something_and_ignores_fades(tmp_path: Pat
                 black_frames=tuple(range(0, 20)))
     assert detect(str(src))[0] == Crop(8, 0, 0, 0)
     assert detect(str(boxed(tmp_path / "plain.mkv", bars=(0, 0, 0, 0))))[0] == Crop()
-    assert detect(str(boxed(tmp_path / "black.mkv", n=30, black_frames=tuple(range(30))))) == (Crop(), 0)
+    assert detect(str(boxed(tmp_path / "black.mkv", n=30, black_frames=tuple(range(30)))))[:2] == (Crop(), 0)
 
 
 def test_crop_auto_upscales_the_picture_inside_the_bars(tmp_path: Path) -> None:
@@ -97,7 +97,8 @@ def test_crop_auto_upscales_the_picture_inside_the_bars(tmp_path: Path) -> None:
         frames = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
     assert len(frames) == 60 and frames[0].shape == (96, 128)
     assert min(float(f[:2].mean()) for f in frames) > 40 and min(float(f[-2:].mean()) for f in frames) > 40
-    # the same frames as the picture inside the bars, upscaled alone (the inner 64x48 of the source)
+    # the same frames as --crop 8:8:0:0 (auto found what a user would give; the frames themselves are checked
+    # against an independent reference in test_the_cut_frames_are_the_picture_inside_the_bars)
     ref = tmp_path / "ref.mkv"
     assert run("upscale", str(src), str(ref), "--variant", "mks", "--crop", "8:8:0:0", "--codec", "ffv1",
                "-q")[0] == 0
@@ -137,26 +138,103 @@ def test_a_folder_measures_each_video(tmp_path: Path) -> None:
     assert "plain.mkv has no black bars" in err
 
 
-def test_the_cut_frames_are_the_picture_inside_the_bars(tmp_path: Path) -> None:
-    """Against an independent reference: the inner picture written as its own lossless clip and upscaled without
-    --crop gives the very frames the letterboxed clip gives with --crop auto (the model never sees the bars)."""
-    src = boxed(tmp_path / "boxed.mkv", n=12, bars=(8, 6, 4, 2), pix_fmt="gray", codec="ffv1")
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv422p10le", "gray"])
+def test_the_cut_frames_are_the_picture_inside_the_bars(tmp_path: Path, pix_fmt: str) -> None:
+    """Against an independent reference: the inner picture, cut plane by plane from the lossless source and
+    written as its own lossless clip, upscaled without --crop gives the very frames (every plane) that the
+    letterboxed clip gives with --crop auto: the model never sees the bars, and chroma is cut where luma is."""
+    src = boxed(tmp_path / "boxed.mkv", n=12, bars=(8, 6, 4, 2), pix_fmt=pix_fmt, codec="ffv1")
     inner = tmp_path / "inner.mkv"
     with av.open(str(src)) as c, av.open(str(inner), "w") as out:
         v = out.add_stream("ffv1", rate=25)
-        v.width, v.height, v.pix_fmt = 58, 50, "gray"
+        v.width, v.height, v.pix_fmt = 58, 50, pix_fmt
         for f in c.decode(video=0):
-            g = av.VideoFrame.from_ndarray(np.ascontiguousarray(f.to_ndarray()[8:58, 4:62]), format="gray")
+            g = av.VideoFrame(58, 50, pix_fmt)
+            for k, (p, q) in enumerate(zip(f.planes, g.planes, strict=True)):
+                sx, sy = (0, 0) if k == 0 else (f.width // p.width - 1, f.height // p.height - 1)
+                size = 2 if "10" in pix_fmt else 1
+                a = np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)
+                cut = a[8 >> sy: (8 >> sy) + q.height, (4 >> sx) * size: ((4 >> sx) + q.width) * size]
+                buf = np.zeros((q.height, q.line_size), np.uint8)
+                buf[:, :cut.shape[1]] = cut
+                q.update(buf.tobytes())
             g.pts = f.pts
-            for p in v.encode(g):
-                out.mux(p)
-        for p in v.encode():
-            out.mux(p)
+            for pkt in v.encode(g):
+                out.mux(pkt)
+        for pkt in v.encode():
+            out.mux(pkt)
     a, b = tmp_path / "a.mkv", tmp_path / "b.mkv"
     code, err = run("upscale", str(src), str(a), "--variant", "realtime", "--crop", "auto", "--codec", "ffv1", "-q")
     assert code == 0 and "cut off: 8:6:4:2" in err, err
     assert run("upscale", str(inner), str(b), "--variant", "realtime", "--codec", "ffv1", "-q")[0] == 0
     with av.open(str(a)) as ca, av.open(str(b)) as cb:
         pairs = list(zip(ca.decode(video=0), cb.decode(video=0), strict=True))
-    assert len(pairs) == 12 and pairs[0][0].width == 116
-    assert all(np.array_equal(x.to_ndarray(), y.to_ndarray()) for x, y in pairs)
+    assert len(pairs) == 12 and pairs[0][0].width == 116 and pairs[0][0].format.name == pix_fmt
+    for x, y in pairs:
+        assert all(bytes(p) == bytes(q) for p, q in zip(x.planes, y.planes, strict=True))
+
+
+def test_crop_auto_on_what_has_no_picture_or_cant_seek(tmp_path: Path) -> None:
+    """No video stream: the run's own one line (no traceback), and in a folder the other videos are written; a
+    pipe is refused (it can be read once); a --crop that can't apply is refused before a scale-out splits."""
+    audio = tmp_path / "audio.mka"
+    with av.open(str(audio), "w") as out:
+        a = out.add_stream("aac", rate=48000)
+        a.layout = "stereo"
+        for k in range(10):
+            af = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+            af.sample_rate, af.pts = 48000, k * 1024
+            for p in a.encode(af):
+                out.mux(p)
+        for p in a.encode():
+            out.mux(p)
+    code, err = run("upscale", str(audio), str(tmp_path / "o.mkv"), "--variant", "mks", "--crop", "auto")
+    assert code == 1 and "Traceback" not in err and "video" in err.splitlines()[-1], err
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "b_audio.mkv").write_bytes(audio.read_bytes())
+    boxed(folder / "c_boxed.mkv", n=20)
+    code, err = run("upscale", str(folder), str(tmp_path / "out"), "--variant", "mks", "--crop", "auto", "-q")
+    assert code == 1 and (tmp_path / "out" / "c_boxed.mkv").exists() and "Traceback" not in err, err
+    import os
+
+    fifo = tmp_path / "pipe.mkv"
+    os.mkfifo(fifo)
+    one_line_error(*run("upscale", str(fifo), str(tmp_path / "p.mkv"), "--crop", "auto"), "a pipe or stdin")
+    src = boxed(tmp_path / "in.mkv", n=10)
+    for crop, words in (("7:8:0:0", "every edge must be even"), ("30:30:0:0", "leaves 64x4")):
+        one_line_error(*run("upscale", str(src), str(tmp_path / "w.mkv"), "--variant", "mks", "--crop", crop,
+                            "--workers", "2"), words)
+    one_line_error(*run("upscale", str(src), str(tmp_path / "w.mkv"), "--variant", "mks", "--size", "x20000",
+                        "--workers", "2"), "each side must be")
+    assert not list(tmp_path.glob(".w.mkv*"))
+
+
+def test_detect_spreads_over_y4m_and_sequences(tmp_path: Path) -> None:
+    """A Y4M file is sampled across its length (letterboxed only in its first half: nothing cropped), and a
+    numbered picture sequence from 1001 is measured as the run opens it."""
+    src = tmp_path / "half.y4m"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("rawvideo", rate=25)
+        v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
+        for i in range(250):  # 10 s
+            img = np.full((32, 32, 3), 120, np.uint8)
+            if i < 125:
+                img[:4] = img[-4:] = 0
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            f.pts = i
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+    crop, frames, spread = detect(str(src))
+    assert spread and frames >= 6 and crop == Crop(), (crop, frames, spread)
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for i in range(1001, 1013):
+        img = np.zeros((32, 48, 3), np.uint8)
+        img[4:28] = 150
+        Image.fromarray(img).save(seq / f"shot.{i:04d}.png")
+    code, err = run("upscale", str(seq / "shot.%04d.png"), str(tmp_path / "s.mkv"), "--variant", "mks", "--crop",
+                    "auto", "-q")
+    assert code == 0 and "cut off: 4:4:0:0" in err and "of the first 120" in err, err

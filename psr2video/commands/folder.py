@@ -91,17 +91,18 @@ def _stopped_name(dst: Path) -> Path:
     return dst.with_name(f"{dst.stem}.stopped{dst.suffix}")
 
 
-def _say_stop(jobs: list[VideoJob], i: int, finished: int, cut_short: bool) -> None:
-    """After a stop in video ``i`` (1-based): its finalised, cut-short output (when the stop came after its first
-    frame) is moved to NAME.stopped.EXT, still playable, so that ``--skip-existing`` redoes it; the line says how
-    to go on."""
+def _say_stop(jobs: list[VideoJob], i: int, finished: int, cut_short: bool, started: bool = True) -> None:
+    """After a stop in video ``i`` (1-based; ``started``: it was being upscaled, else it was about to be): its
+    finalised, cut-short output (when the stop came after its first frame) is moved to NAME.stopped.EXT, still
+    playable, so that ``--skip-existing`` redoes it; the line says how to go on."""
     job = jobs[i - 1]
     kept = ""
     if cut_short and job.dst.exists():
         job.dst.replace(_stopped_name(job.dst))
         kept = f" (cut short: kept as {_stopped_name(job.dst)}, playable)"
-    left = [j.src.name for j in jobs[i:]]
-    _warn(f"stopped: {finished} of {len(jobs)} videos were finished; {job.src.name} was stopped{kept}"
+    left = [j.src.name for j in jobs[i if started else i - 1:]]
+    where = f"; {job.src.name} was stopped{kept}" if started else ""
+    _warn(f"stopped: {finished} of {len(jobs)} videos were finished{where}"
           + (f"; not started: {', '.join(left[:3])}{' ...' if len(left) > 3 else ''}" if left else "")
           + "; run the same command with --skip-existing to go on")
 
@@ -187,19 +188,19 @@ def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Pat
 
         threading.Thread(target=pass_on, name="psr2-folder-stop", daemon=True).start()
         for i, job in enumerate(jobs, 1):
-            if stop.is_set():  # Ctrl-C between two files: the next one is not opened
-                _say_stop(jobs, i, finished, cut_short=False)
-                sys.exit(130)
             current[0] = file_stop = threading.Event()
+            if stop.is_set():  # Ctrl-C between two files (or as this one begins): it is not opened
+                _say_stop(jobs, i, finished, cut_short=False, started=False)
+                sys.exit(130)
             job.dst.parent.mkdir(parents=True, exist_ok=True)
-            crop = resolve_crop(video["crop"], str(job.src), _warn)  # auto: this file's own bars
             opts = pipeline.Options(input=str(job.src), output=str(job.dst), codec=codecs[job.dst.suffix.lower()],
                                     crf=video["crf"], preset=video["preset"], pix_fmt=video["pix_fmt"],
                                     batch=video["batch"], overlay_fps=video["overlay_fps"],
                                     max_frames=video["max_frames"], hwaccel=video["hwaccel"],
-                                    deinterlace=video["deinterlace"], size=size, crop=crop)
+                                    deinterlace=video["deinterlace"], size=size)
             res = None
             try:
+                opts.crop = resolve_crop(video["crop"], str(job.src), _warn)  # auto: this file's own bars
                 res, snapshot = run_video(up, opts, f"[{i}/{len(jobs)}] {job.src.name}", quiet, file_stop,
                                           say_backend=say_backend and i == 1)
                 report(res, snapshot, str(job.dst), ignore_errors, stopped_by=stop.by)

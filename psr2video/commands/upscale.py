@@ -174,9 +174,10 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
     size = parse_size(size_text)
     crop = parse_crop(crop_text)
-    if crop == "auto" and input == "-":
-        raise UserError("--crop auto looks at frames across the video, which stdin can't give; give the edges "
-                        "(--crop T:B:L:R) or a file")
+    if crop == "auto" and (input == "-" or (Path(input).exists() and not Path(input).is_file()
+                                            and not Path(input).is_dir())):
+        raise UserError("--crop auto looks at frames across the video, which a pipe or stdin can't give (they can "
+                        "be read once); give the edges (--crop T:B:L:R) or a file")
     rate = sequence_rate(input, in_fps)
     if rate is not None and (workers is not None or ray_address is not None):
         raise UserError("--workers/--ray cut a video file at its keyframes; a picture sequence runs in one process")
@@ -219,10 +220,16 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     if crop == "auto":
         from ..video.crop import resolve
 
-        crop = resolve(crop, input, _warn)
+        crop = resolve(crop, input, _warn, in_fmt, rate)
     if workers is not None or ray_address is not None:  # scale out on Ray (psr2video/scaleout)
         from ..scaleout.cli import scaleout_upscale
 
+        if crop or size is not None:  # each segment would fail on its own (and be retried): say it once, now
+            from ..errors import PsrError
+            from ..video.pipeline import check_geometry
+
+            with user_errors(PsrError):
+                check_geometry(input, crop, size)
         probe = make_upscaler(variant, scale, weights, "torch", None, "cpu", tile)  # the model exists: say so
         variant, scale = probe.descriptor.variant, probe.scale  # here, once (and what a weights file holds)
         return scaleout_upscale(input, output, workers=workers or 0, address=ray_address,
@@ -291,6 +298,9 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
                         "or to .gif or .webp for an animation")
     if video_in and not _has_video(input):  # said before the model loads, not after "an animation"
         raise UserError(f"{input} is neither a picture nor a video FFmpeg can read")
+    if video_in and ctx.get_parameter_source("crop_text") is not click.core.ParameterSource.DEFAULT:
+        raise UserError("--crop is not taken for a video into an animation; crop it into a video file first "
+                        "(psr2video IN cropped.mkv --crop ...), then make the animation of that")
     for name in VIDEO_ONLY:
         if name == "max_frames" and video_in:  # a video into an animation: its first N frames
             continue

@@ -57,7 +57,8 @@ class Crop:
         odd = [v for v, step in ((self.left, sub_w), (self.right, sub_w), (self.top, sub_h), (self.bottom, sub_h))
                if step and v % 2]
         if odd:
-            raise CropError(f"--crop {self}: the video's chroma is subsampled, so every edge must be even (odd: "
+            which = "every edge" if sub_w and sub_h else "the left and right edges" if sub_w else "the top and bottom"
+            raise CropError(f"--crop {self}: the video's chroma is subsampled, so {which} must be even (odd: "
                             f"{', '.join(map(str, odd))})")
 
     def planes(self, planes: list[Any], sub_w: int, sub_h: int) -> list[Any]:
@@ -73,20 +74,23 @@ class Crop:
 
 def _luma(frame: Any) -> tuple[Any, int]:
     """The frame's luma as 8-bit numbers and the level of black in them: the Y plane as stored (16 in limited
-    range, 0 in full), or for RGB a grey conversion (black 0)."""
+    range, 0 in full) for planar YUV and grey; other layouts (semi-planar, big-endian, packed) through an 8-bit
+    planar copy in the same range; RGB through a grey conversion (black 0)."""
     import numpy as np
 
     fmt = frame.format
-    if fmt.name.startswith(("yuv", "nv", "p01", "p21", "gray")):
-        p = frame.planes[0]
-        bits = fmt.components[0].bits
-        dt = np.dtype(np.uint16 if bits > 8 else np.uint8)
-        y = np.frombuffer(p, dt).reshape(p.height, p.line_size // dt.itemsize)[:, :p.width]
-        if bits > 8:
-            y = (y >> (bits - 8)).astype(np.uint8)
-        full = fmt.name.startswith(("yuvj", "gray")) or frame.color_range == 2
-        return y, 0 if full else 16
-    return frame.to_ndarray(format="gray"), 0
+    if not fmt.name.startswith(("yuv", "gray")) or fmt.name.endswith("be") or len(fmt.components) < 1:
+        if not getattr(fmt, "is_rgb", False) and not fmt.name.startswith(("rgb", "bgr", "gbr", "argb", "abgr")):
+            return _luma(frame.reformat(format="yuv420p"))  # keeps the stream's range: black stays where it was
+        return frame.to_ndarray(format="gray"), 0
+    p = frame.planes[0]
+    bits = fmt.components[0].bits
+    dt = np.dtype(np.uint16 if bits > 8 else np.uint8)
+    y = np.frombuffer(p, dt).reshape(p.height, p.line_size // dt.itemsize)[:, :p.width]
+    if bits > 8:
+        y = (y >> (bits - 8)).astype(np.uint8)
+    full = fmt.name.startswith(("yuvj", "gray")) or frame.color_range == 2
+    return y, 0 if full else 16
 
 
 def _bars(y: Any, black: int) -> tuple[int, int, int, int] | None:
@@ -104,66 +108,80 @@ def _bars(y: Any, black: int) -> tuple[int, int, int, int] | None:
     return int(rows[0]), int(h - 1 - rows[-1]), int(cols[0]), int(w - 1 - cols[-1])
 
 
-def detect(path: str) -> tuple[Crop, int]:
-    """The black bars of the video at ``path``: (the crop, the frames that showed a picture). Frames are sampled
-    at 12 points spread over the video (by seeking; the first 120 frames, every tenth, where it can't seek);
-    each edge is cut only as far as every frame is black there, rounded down to an even count."""
+PER_SAMPLE = 48  # frames decoded at most after a seek (a long GOP: the keyframe before the point is far back)
+
+
+def detect(path: str, fmt: str | None = None, fps: Any = None) -> tuple[Crop, int, bool]:
+    """The black bars of the video at ``path`` (``fmt``/``fps``: as the run opens it, a picture sequence's rate):
+    (the crop, the distinct frames that showed a picture, whether they were spread over the whole video).
+    Frames are sampled at 12 points spread over the video by seeking (the first frame at or after each point,
+    or the 48th decoded after the seek); where it can't seek or its length is unknown, every tenth of the first
+    120 frames. Each edge is cut only as far as every sampled frame is black there, rounded down to even; frames
+    of another size than the stream's (a mid-stream change) are not counted. A file without a video stream, or
+    one that can't be read, gives no crop (the run says why)."""
     import av
 
-    from .reader import main_video
+    from .reader import InputError, main_video, open_input, video_end, video_start
 
-    found: list[tuple[int, int, int, int]] = []
+    found: dict[float | int, tuple[int, int, int, int]] = {}
+    spread = False
     try:
-        with av.open(path) as c:
+        with open_input(path, fmt, fps=fps) as c:
+            if not c.streams.video:
+                return Crop(), 0, False
             s = main_video(c)
+            size = (s.codec_context.width, s.codec_context.height)
 
-            def look(frame: Any) -> None:
-                bars = _bars(*_luma(frame))
-                if bars is not None:
-                    found.append(bars)
+            def look(frame: Any, key: float | int) -> None:
+                if (frame.width, frame.height) == size and key not in found:
+                    bars = _bars(*_luma(frame))
+                    if bars is not None:
+                        found[key] = bars
 
-            duration = float(s.duration * s.time_base) if s.duration and s.time_base else (
-                c.duration / 1e6 if c.duration else 0.0)
-            if duration > 2.0 and c.format.name not in ("image2", "yuv4mpegpipe"):
+            start, end = video_start(c), video_end(c)
+            length = (end - start) if end is not None else 0.0
+            if length > 2.0 and c.format.name != "image2" and s.time_base:
+                spread = True
                 for k in range(1, SAMPLES + 1):
-                    target = duration * k / (SAMPLES + 1)
-                    c.seek(int(target / s.time_base) + (s.start_time or 0), stream=s, backward=True)
-                    for frame in c.decode(s):
-                        if frame.time is None or frame.time >= target - 0.5:
-                            look(frame)
+                    target = start + length * k / (SAMPLES + 1)
+                    c.seek(int(target / s.time_base), stream=s, backward=True)
+                    for n, frame in enumerate(c.decode(s)):
+                        if frame.time is None or frame.time >= target - 0.5 or n >= PER_SAMPLE:
+                            look(frame, frame.time if frame.time is not None else k)
                             break
             else:
                 for i, frame in enumerate(c.decode(s)):
-                    if i % 10 == 0:
-                        look(frame)
-                    if i >= 120:
+                    if i >= SAMPLES * 10:
                         break
-    except av.error.FFmpegError:
+                    if i % 10 == 0:
+                        look(frame, i)
+    except (av.error.FFmpegError, InputError):
         pass  # what could be read decides; an unreadable file is said by the run itself
     if not found:
-        return Crop(), 0
-    top, bottom, left, right = (min(b[i] for b in found) // 2 * 2 for i in range(4))
-    return Crop(top, bottom, left, right), len(found)
+        return Crop(), 0, spread
+    top, bottom, left, right = (min(b[i] for b in found.values()) // 2 * 2 for i in range(4))
+    return Crop(top, bottom, left, right), len(found), spread
 
 
-def resolve(crop: Crop | str | None, path: str, say: Any) -> Crop | None:
+def resolve(crop: Crop | str | None, path: str, say: Any, fmt: str | None = None, fps: Any = None) -> Crop | None:
     """``--crop auto``: the black bars of ``path``, found now and said through ``say`` (None when there are
     none); a given crop as it is."""
     if crop != "auto":
         return crop or None
     from pathlib import Path
 
-    found, frames = detect(path)
+    found, frames, spread = detect(path, fmt, fps)
     name = Path(path).name
+    where = "across the video" if spread else f"of the first {SAMPLES * 10}"
     if not frames:
         say(f"note: --crop auto: no frame of {name} showed a picture to measure; nothing cropped")
         return None
     if not found:
-        say(f"note: --crop auto: {name} has no black bars ({frames} of {SAMPLES} frames looked at); nothing cropped")
+        say(f"note: --crop auto: {name} has no black bars ({frames} frames looked at, {where}); nothing cropped")
         return None
     say(f"note: --crop auto: black bars of {name} cut off: {found} (top:bottom:left:right, from {frames} frames "
-        "across the video; --crop T:B:L:R to choose)")
+        f"{where}; --crop T:B:L:R to choose)")
     return found
 
 
-__all__ = ["BLACK_LIMIT", "Crop", "CropError", "SAMPLES", "detect", "resolve"]
+__all__ = ["BLACK_LIMIT", "PER_SAMPLE", "Crop", "CropError", "SAMPLES", "detect", "resolve"]

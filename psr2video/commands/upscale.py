@@ -226,7 +226,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
 
         if crop or size is not None:  # each segment would fail on its own (and be retried): say it once, now
             from ..errors import PsrError
-            from ..video.pipeline import check_geometry
+            from ..scaleout.split import check_geometry
 
             with user_errors(PsrError):
                 check_geometry(input, crop, size)

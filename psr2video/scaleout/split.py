@@ -17,6 +17,7 @@ import io
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -251,6 +252,23 @@ def source_shape(path: str) -> tuple[Fraction, int]:
     with av.open(path) as c:
         sar = pixel_shape(main_video(c))
     return sar, source_frame_facts(path).rotation
+
+
+def check_geometry(path: str, crop: Any, size: Any) -> None:
+    """Refuse, before the source is split, a --crop or --size that can't apply to it (CropError, SizeError): a
+    single run finds it at set-up, but every segment would fail on its own, and be retried."""
+    from ..video.color import PLANAR
+    from ..video.reader import open_input, stream_info
+
+    with open_input(path) as c:
+        info = stream_info(c)
+    w, h = info.width, info.height
+    if crop:
+        sub = (0, 0) if info.color.from_rgb else PLANAR.get(info.color.work_fmt, (1, 1, 8))[:2]
+        crop.check(w, h, *sub)
+        w, h = crop.size(w, h)
+    if size is not None:
+        size.fit(w, h, *source_shape(path))
 
 
 def guess_state(path: str) -> tuple[int, int]:

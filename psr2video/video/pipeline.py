@@ -302,22 +302,6 @@ def output_size(width: int, height: int, scale: int, pix_fmt: str) -> tuple[int,
     return (w - (w % 2 if sw else 0), h - (h % 2 if sh else 0))
 
 
-def check_geometry(path: str, crop: Crop | None, size: SizeSpec | None) -> None:
-    """Refuse, before a scale-out splits the source, a --crop or --size that can't apply to it (CropError,
-    SizeError): a single run finds it at set-up, but each segment would fail on its own, retried."""
-    from ..scaleout.split import source_shape
-
-    with open_input(path) as c:
-        info = stream_info(c)
-    w, h = info.width, info.height
-    if crop:
-        sub = (0, 0) if info.color.from_rgb else PLANAR.get(info.color.work_fmt, (1, 1, 8))[:2]
-        crop.check(w, h, *sub)
-        w, h = crop.size(w, h)
-    if size is not None:
-        size.fit(w, h, *source_shape(path))
-
-
 def partial_path(out: str) -> str:
     p = Path(out)
     return str(p.with_name(f".{p.stem}.partial{p.suffix}"))

@@ -27,7 +27,7 @@ from .animation import (
 from .errors import PsrError
 from .fileio import atomic_path
 from .names import PICTURE_EXTS
-from .output_size import SizeSpec, resample
+from .output_size import SizeError, SizeSpec, resample
 
 # the 8-bit modes a picture is read in: with alpha, grey, or colour
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -401,7 +401,7 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
     be read is skipped, and the run raises at the end, unless ``failed`` is given: then each is added there
     ("path: why") and the run returns."""
     t0 = time.perf_counter()
-    unreadable: list[Path] = []
+    unreadable: list[str] = []  # what went wrong, per picture not written
     frames = 0
     for i, job in enumerate(jobs, 1):
         try:
@@ -418,15 +418,15 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
                     say(f"[{i}/{len(jobs)}] {job.src} -> {job.dst} (animation)")
                 continue
             out, info, notes = upscale_picture(up, job.src, ext, size)
-        except PsrError as e:  # unreadable, a broken animation, a --size it can't take: this file only
-            if not isinstance(e, (PictureError, AnimationError)):  # their messages name the file already
+        except (PictureError, AnimationError, SizeError) as e:  # unreadable, broken, a --size it can't take
+            if isinstance(e, SizeError):  # the others name the file already
                 e = PictureError(f"{job.src}: {e}")
             if failed is not None:
                 failed.append(str(e))
             elif len(jobs) == 1:
                 raise PictureError(str(e)) from None
             say(f"warning: {e}; skipped")  # one bad file in a folder doesn't stop the others
-            unreadable.append(job.src)
+            unreadable.append(str(e) if str(job.src) in str(e) else f"{job.src}: {e}")
             continue
         see_through = (not isinstance(out, Deep) and out.mode in ("RGBA", "LA")  # Deep: .png/.tif, which hold it
                        and out.getchannel("A").getextrema()[0] < 255)
@@ -447,6 +447,6 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
         if not quiet and len(jobs) > 1:
             say(f"[{i}/{len(jobs)}] {job.src} -> {job.dst} ({out.width}x{out.height})")
     if unreadable and failed is None:
-        raise PictureError(f"{len(unreadable)} of {len(jobs)} pictures could not be read (first: {unreadable[0]}); "
+        raise PictureError(f"{len(unreadable)} of {len(jobs)} pictures could not be upscaled (first: {unreadable[0]}); "
                            "the others were written")
     return len(jobs) - len(unreadable), frames, time.perf_counter() - t0

@@ -35,8 +35,9 @@ def boxed(path: Path, n: int = 60, w: int = 64, h: int = 64, bars: tuple[int, in
     for i in range(n):
         img = np.zeros((h, w, 3), np.uint8)
         if i not in black_frames:
-            inner = (((xx * 5 + yy * 3 + i * 4) % 180) + 50).astype(np.uint8)
-            img[t:h - b, left:w - r] = inner[t:h - b, left:w - r, None]
+            inner = np.stack([(xx * 5 + yy * 3 + i * 4) % 180 + 50, (xx * 11 + i * 2) % 170 + 60,
+                              (yy * 13 + i) % 160 + 70], -1).astype(np.uint8)  # chroma varies across x and y
+            img[t:h - b, left:w - r] = inner[t:h - b, left:w - r]
             if i in subtitle_in_bar and b >= 4:
                 img[h - b + 1:h - 1, w // 4: 3 * w // 4] = 235
         f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=pix_fmt)
@@ -170,13 +171,16 @@ def test_the_cut_frames_are_the_picture_inside_the_bars(tmp_path: Path, pix_fmt:
     with av.open(str(a)) as ca, av.open(str(b)) as cb:
         pairs = list(zip(ca.decode(video=0), cb.decode(video=0), strict=True))
     assert len(pairs) == 12 and pairs[0][0].width == 116 and pairs[0][0].format.name == pix_fmt
+    if pix_fmt != "gray":  # the chroma planes carry a picture of their own: a misplaced cut would show
+        assert len(np.unique(np.frombuffer(pairs[0][0].planes[1], np.uint8))) > 20
     for x, y in pairs:
         assert all(bytes(p) == bytes(q) for p, q in zip(x.planes, y.planes, strict=True))
 
 
 def test_crop_auto_on_what_has_no_picture_or_cant_seek(tmp_path: Path) -> None:
-    """No video stream: the run's own one line (no traceback), and in a folder the other videos are written; a
-    pipe is refused (it can be read once); a --crop that can't apply is refused before a scale-out splits."""
+    """No video stream: the run's own one line only (no traceback, no crop note), and in a folder the other
+    videos are written; a pipe is refused (it can be read once); a --crop that can't apply is refused before a
+    scale-out splits."""
     audio = tmp_path / "audio.mka"
     with av.open(str(audio), "w") as out:
         a = out.add_stream("aac", rate=48000)
@@ -189,7 +193,7 @@ def test_crop_auto_on_what_has_no_picture_or_cant_seek(tmp_path: Path) -> None:
         for p in a.encode():
             out.mux(p)
     code, err = run("upscale", str(audio), str(tmp_path / "o.mkv"), "--variant", "mks", "--crop", "auto")
-    assert code == 1 and "Traceback" not in err and "video" in err.splitlines()[-1], err
+    assert code == 1 and "Traceback" not in err and "video" in err.splitlines()[-1] and "--crop" not in err, err
     folder = tmp_path / "mixed"
     folder.mkdir()
     (folder / "b_audio.mkv").write_bytes(audio.read_bytes())
@@ -238,3 +242,26 @@ def test_detect_spreads_over_y4m_and_sequences(tmp_path: Path) -> None:
     code, err = run("upscale", str(seq / "shot.%04d.png"), str(tmp_path / "s.mkv"), "--variant", "mks", "--crop",
                     "auto", "-q")
     assert code == 0 and "cut off: 4:4:0:0" in err and "of the first 120" in err, err
+
+
+def test_a_long_gop_is_not_stood_in_for_by_its_keyframe(tmp_path: Path) -> None:
+    """A 10 s clip with one keyframe, letterboxed only in its first 2.4 s: frames near the start must not stand
+    in for the points after it (that cut 8 picture rows off the last 7.6 s); nothing is cropped."""
+    src = tmp_path / "gop.mp4"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
+        v.options = {"preset": "ultrafast", "x264-params": "keyint=1000:min-keyint=1000:scenecut=0"}
+        for i in range(250):
+            img = np.full((64, 64, 3), 120, np.uint8)
+            img[:, :, 0] = (np.arange(64) * 3 + i) % 200 + 40
+            if i < 60:
+                img[:8] = img[-8:] = 0
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+    crop, frames, spread = detect(str(src))
+    assert crop == Crop() and frames and frames >= 3, (crop, frames, spread)

@@ -108,7 +108,7 @@ def test_folder_of_pictures(tmp_path: Path) -> None:
     one_line_error(*run(str(pics), str(out), "--variant", "mks", "-q"), "exists (and 1 more); use -y")
     (pics / "broken.png").write_bytes(b"not a png")
     code, log = run(str(pics), str(out), "--variant", "mks", "-q", "-y")
-    one_line_error(code, log, "1 of 3 pictures could not be read", "broken.png", "the others were written")
+    one_line_error(code, log, "1 of 3 pictures could not be upscaled", "broken.png", "the others were written")
     assert "warning: not a readable picture" in log
     assert not list(out.rglob(".*.tmp"))
 

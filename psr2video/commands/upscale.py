@@ -229,7 +229,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
             from ..scaleout.split import check_geometry
 
             with user_errors(PsrError):
-                check_geometry(input, crop, size)
+                check_geometry(input, crop, size, in_fmt)
         probe = make_upscaler(variant, scale, weights, "torch", None, "cpu", tile)  # the model exists: say so
         variant, scale = probe.descriptor.variant, probe.scale  # here, once (and what a weights file holds)
         return scaleout_upscale(input, output, workers=workers or 0, address=ray_address,

@@ -254,13 +254,13 @@ def source_shape(path: str) -> tuple[Fraction, int]:
     return sar, source_frame_facts(path).rotation
 
 
-def check_geometry(path: str, crop: Any, size: Any) -> None:
+def check_geometry(path: str, crop: Any, size: Any, fmt: str | None = None) -> None:
     """Refuse, before the source is split, a --crop or --size that can't apply to it (CropError, SizeError): a
     single run finds it at set-up, but every segment would fail on its own, and be retried."""
     from ..video.color import PLANAR
     from ..video.reader import open_input, stream_info
 
-    with open_input(path) as c:
+    with open_input(path, fmt) as c:
         info = stream_info(c)
     w, h = info.width, info.height
     if crop:

@@ -79,6 +79,8 @@ def _luma(frame: Any) -> tuple[Any, int]:
     import numpy as np
 
     fmt = frame.format
+    if fmt.name.endswith(("f32le", "f32be", "f16le", "f16be")):  # float samples (grey EXR): a grey conversion
+        return frame.to_ndarray(format="gray"), 0
     if not fmt.name.startswith(("yuv", "gray")) or fmt.name.endswith("be") or len(fmt.components) < 1:
         if not getattr(fmt, "is_rgb", False) and not fmt.name.startswith(("rgb", "bgr", "gbr", "argb", "abgr")):
             return _luma(frame.reformat(format="yuv420p"))  # keeps the stream's range: black stays where it was
@@ -108,17 +110,21 @@ def _bars(y: Any, black: int) -> tuple[int, int, int, int] | None:
     return int(rows[0]), int(h - 1 - rows[-1]), int(cols[0]), int(w - 1 - cols[-1])
 
 
-PER_SAMPLE = 48  # frames decoded at most after a seek (a long GOP: the keyframe before the point is far back)
+PER_SAMPLE = 300  # frames decoded at most after a seek (the keyframe before a point may be far back): past it,
+# the point is missed, not stood in for by an earlier frame (that frame is near another point's, or near the start)
 
 
-def detect(path: str, fmt: str | None = None, fps: Any = None) -> tuple[Crop, int, bool]:
+def detect(path: str, fmt: str | None = None, fps: Any = None) -> tuple[Crop, int | None, bool]:
     """The black bars of the video at ``path`` (``fmt``/``fps``: as the run opens it, a picture sequence's rate):
-    (the crop, the distinct frames that showed a picture, whether they were spread over the whole video).
-    Frames are sampled at 12 points spread over the video by seeking (the first frame at or after each point,
-    or the 48th decoded after the seek); where it can't seek or its length is unknown, every tenth of the first
-    120 frames. Each edge is cut only as far as every sampled frame is black there, rounded down to even; frames
-    of another size than the stream's (a mid-stream change) are not counted. A file without a video stream, or
-    one that can't be read, gives no crop (the run says why)."""
+    (the crop, the distinct frames that showed a picture, whether they were spread over the whole video); None
+    frames when there is nothing to measure (no video stream, an unreadable file: the run says why).
+
+    Frames are taken at 12 points spread over the video by seeking: the first frame at or after each point; a
+    point whose frame is more than 300 decoded frames past its keyframe is missed, not stood in for. Where it
+    can't seek, its length is unknown, or fewer than 3 points were reached (one keyframe for the whole file),
+    every tenth of the first 120 frames is taken instead. Each edge is cut only as far as every frame taken is
+    black there, rounded down to even; frames of another size than the stream's (a mid-stream change) are not
+    counted."""
     import av
 
     from .reader import InputError, main_video, open_input, video_end, video_start
@@ -128,7 +134,7 @@ def detect(path: str, fmt: str | None = None, fps: Any = None) -> tuple[Crop, in
     try:
         with open_input(path, fmt, fps=fps) as c:
             if not c.streams.video:
-                return Crop(), 0, False
+                return Crop(), None, False
             s = main_video(c)
             size = (s.codec_context.width, s.codec_context.height)
 
@@ -141,22 +147,30 @@ def detect(path: str, fmt: str | None = None, fps: Any = None) -> tuple[Crop, in
             start, end = video_start(c), video_end(c)
             length = (end - start) if end is not None else 0.0
             if length > 2.0 and c.format.name != "image2" and s.time_base:
-                spread = True
+                reached = 0
                 for k in range(1, SAMPLES + 1):
                     target = start + length * k / (SAMPLES + 1)
                     c.seek(int(target / s.time_base), stream=s, backward=True)
                     for n, frame in enumerate(c.decode(s)):
-                        if frame.time is None or frame.time >= target - 0.5 or n >= PER_SAMPLE:
+                        if n >= PER_SAMPLE:
+                            break
+                        if frame.time is None or frame.time >= target - 0.5:
+                            reached += 1
                             look(frame, frame.time if frame.time is not None else k)
                             break
-            else:
+                spread = reached >= 3
+                if not spread:  # one keyframe for the whole file, or seeks that land nowhere: from the start
+                    found.clear()
+                    c.seek(s.start_time or 0, stream=s, backward=True)
+            if not spread:
                 for i, frame in enumerate(c.decode(s)):
                     if i >= SAMPLES * 10:
                         break
                     if i % 10 == 0:
                         look(frame, i)
     except (av.error.FFmpegError, InputError):
-        pass  # what could be read decides; an unreadable file is said by the run itself
+        if not found:
+            return Crop(), None, False
     if not found:
         return Crop(), 0, spread
     top, bottom, left, right = (min(b[i] for b in found.values()) // 2 * 2 for i in range(4))
@@ -173,6 +187,8 @@ def resolve(crop: Crop | str | None, path: str, say: Any, fmt: str | None = None
     found, frames, spread = detect(path, fmt, fps)
     name = Path(path).name
     where = "across the video" if spread else f"of the first {SAMPLES * 10}"
+    if frames is None:  # nothing to measure: the run says why (no video stream, an unreadable file)
+        return None
     if not frames:
         say(f"note: --crop auto: no frame of {name} showed a picture to measure; nothing cropped")
         return None

@@ -277,10 +277,12 @@ class DeviceStage:
         t_col = time.perf_counter() - t0
         t0 = time.perf_counter()
         out = self.up(rgb)
-        # --size: resampled on the device (the download and the encoder get the smaller frame); else cropped to
-        # the even size a subsampled format needs
-        out = resample(out, self.out_h, self.out_w) if self.resize else out[..., : self.out_h, : self.out_w]
         t0 = self._time("infer", t0, n)  # on CUDA: launch time (the copy/compute overlap hides the rest)
+        if self.resize:  # --size: resampled on the device (the download and the encoder get the final frame)
+            out = resample(out, self.out_h, self.out_w)
+            t0 = self._time("resize", t0, n)
+        else:  # the even size a subsampled format needs
+            out = out[..., : self.out_h, : self.out_w]
         with self._colour_threads():
             yuv = rgb_to_yuv(out, self.bits, self.out_color, self.sw, self.sh, gray=self.gray,
                              assume_clamped=bool(getattr(self.up, "clamp", False)))

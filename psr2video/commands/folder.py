@@ -133,7 +133,8 @@ def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Pat
                    ignore_errors: bool, make_up: Callable[[], Any], video: dict[str, Any], size: Any,
                    say_backend: bool, after_load: Callable[[Any], None]) -> None:
     """Upscale every video (and picture) under ``input`` into ``output``; ``video`` holds the video options
-    (codec, crf, preset, pix_fmt, batch, overlay_fps, max_frames, hwaccel, deinterlace)."""
+    (codec, crf, preset, pix_fmt, batch, overlay_fps, max_frames, hwaccel, deinterlace, crop: auto is measured
+    per file)."""
     from ..image_upscale import PictureError, plan
     from ..image_upscale import run as run_pictures
     from ..video import pipeline

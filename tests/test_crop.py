@@ -71,10 +71,10 @@ def test_parse_refuses_in_one_line(text: str) -> None:
 
 @pytest.mark.parametrize("bars, kwargs", [((8, 8, 0, 0), {}), ((0, 0, 10, 10), {}), ((12, 6, 4, 0), {}),
                                           ((8, 8, 0, 0), {"pix_fmt": "yuv420p10le", "codec": "libx265"}),
-                                          ((8, 8, 0, 0), {"n": 20})])  # under 2 s: the first frames, not seeks
+                                          ((8, 8, 0, 0), {"n": 20})])  # under 2 s: read to its end, no seeks
 def test_detect_finds_the_bars(tmp_path: Path, bars: tuple, kwargs: dict) -> None:
-    crop, frames, spread = detect(str(boxed(tmp_path / "in.mkv", bars=bars, **kwargs)))
-    assert crop == Crop(*bars) and frames >= 2 and spread == ("n" not in kwargs)
+    crop, frames, covered = detect(str(boxed(tmp_path / "in.mkv", bars=bars, **kwargs)))
+    assert crop == Crop(*bars) and frames >= 2 and covered
 
 
 def test_detect_keeps_a_bar_that_shows_something_and_ignores_fades(tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def test_crop_auto_on_what_has_no_picture_or_cant_seek(tmp_path: Path) -> None:
 
 def test_detect_spreads_over_y4m_and_sequences(tmp_path: Path) -> None:
     """A Y4M file is sampled across its length (letterboxed only in its first half: nothing cropped), and a
-    numbered picture sequence from 1001 is measured as the run opens it."""
+    numbered picture sequence from 1001 is measured as the run opens it (read to its end)."""
     src = tmp_path / "half.y4m"
     with av.open(str(src), "w") as out:
         v = out.add_stream("rawvideo", rate=25)
@@ -231,8 +231,8 @@ def test_detect_spreads_over_y4m_and_sequences(tmp_path: Path) -> None:
                 out.mux(p)
         for p in v.encode():
             out.mux(p)
-    crop, frames, spread = detect(str(src))
-    assert spread and frames >= 6 and crop == Crop(), (crop, frames, spread)
+    crop, frames, covered = detect(str(src))
+    assert covered and frames >= 6 and crop == Crop(), (crop, frames, covered)
     seq = tmp_path / "seq"
     seq.mkdir()
     for i in range(1001, 1013):
@@ -241,7 +241,7 @@ def test_detect_spreads_over_y4m_and_sequences(tmp_path: Path) -> None:
         Image.fromarray(img).save(seq / f"shot.{i:04d}.png")
     code, err = run("upscale", str(seq / "shot.%04d.png"), str(tmp_path / "s.mkv"), "--variant", "mks", "--crop",
                     "auto", "-q")
-    assert code == 0 and "cut off: 4:4:0:0" in err and "of the first 120" in err, err
+    assert code == 0 and "cut off: 4:4:0:0" in err and "across the video" in err, err
 
 
 def test_a_long_gop_is_not_stood_in_for_by_its_keyframe(tmp_path: Path) -> None:
@@ -263,5 +263,37 @@ def test_a_long_gop_is_not_stood_in_for_by_its_keyframe(tmp_path: Path) -> None:
                 out.mux(p)
         for p in v.encode():
             out.mux(p)
-    crop, frames, spread = detect(str(src))
-    assert crop == Crop() and frames and frames >= 3, (crop, frames, spread)
+    crop, frames, covered = detect(str(src))
+    assert crop == Crop() and covered and frames >= 3, (crop, frames, covered)
+
+
+def one_keyframe(path: Path, n: int, boxed_until: int) -> Path:
+    """``n`` frames at 25 fps with a single keyframe, letterboxed (8 rows) for the first ``boxed_until``."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
+        v.options = {"preset": "ultrafast", "x264-params": f"keyint={n + 1}:min-keyint={n + 1}:scenecut=0"}
+        for i in range(n):
+            img = np.full((64, 64, 3), 120, np.uint8)
+            img[:, :, 0] = (np.arange(64) * 3 + i) % 200 + 40
+            if i < boxed_until:
+                img[:8] = img[-8:] = 0
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+    return path
+
+
+def test_frames_that_dont_cover_the_video_crop_nothing(tmp_path: Path) -> None:
+    """30 s with one keyframe, letterboxed for its first 12 s: the points past 300 frames from the keyframe are
+    out of reach, so what was seen can't speak for the last 18 s: nothing is cut, and that is said (it used to
+    cut 8 picture rows off them, "across the video")."""
+    src = one_keyframe(tmp_path / "long.mp4", 750, 300)
+    crop, frames, covered = detect(str(src))
+    assert crop == Crop() and not covered, (crop, frames, covered)
+    code, err = run("upscale", str(src), str(tmp_path / "o.mkv"), "--variant", "mks", "--crop", "auto", "-q",
+                    "--max-frames", "3")
+    assert code == 0 and "don't cover the video" in err and "nothing cropped" in err, err

@@ -110,94 +110,105 @@ def _bars(y: Any, black: int) -> tuple[int, int, int, int] | None:
     return int(rows[0]), int(h - 1 - rows[-1]), int(cols[0]), int(w - 1 - cols[-1])
 
 
-PER_SAMPLE = 300  # frames decoded at most after a seek (the keyframe before a point may be far back): past it,
-# the point is missed, not stood in for by an earlier frame (that frame is near another point's, or near the start)
+PER_SAMPLE = 300  # frames decoded at most after a seek (the keyframe before a point may be far back)
+SEQUENTIAL = 1200  # frames read from the start where the length is unknown or short: all of them, or no crop
 
 
 def detect(path: str, fmt: str | None = None, fps: Any = None) -> tuple[Crop, int | None, bool]:
     """The black bars of the video at ``path`` (``fmt``/``fps``: as the run opens it, a picture sequence's rate):
-    (the crop, the distinct frames that showed a picture, whether they were spread over the whole video); None
-    frames when there is nothing to measure (no video stream, an unreadable file: the run says why).
+    (the crop, the distinct frames that showed a picture, whether the frames covered the whole video); None
+    frames when there is nothing to measure (no video stream, a file that can't be opened: the run says why).
 
-    Frames are taken at 12 points spread over the video by seeking: the first frame at or after each point; a
-    point whose frame is more than 300 decoded frames past its keyframe is missed, not stood in for. Where it
-    can't seek, its length is unknown, or fewer than 3 points were reached (one keyframe for the whole file),
-    every tenth of the first 120 frames is taken instead. Each edge is cut only as far as every frame taken is
-    black there, rounded down to even; frames of another size than the stream's (a mid-stream change) are not
-    counted."""
+    A video of known length over 2 s is looked at in 12 points spread over it, by seeking: the frame at each
+    point (within half the spacing of it; a point whose frame is more than 300 decoded frames past its keyframe,
+    or whose first frame after the seek is already past it, is missed). Anything shorter, or of unknown length
+    (a raw stream), is read from the start, every tenth frame, to its end if that comes within 1,200 frames.
+    Only when every point was reached, or the end, do the frames cover the video; then each edge is cut as far
+    as every frame is black there (rounded down to even), else nothing is cut. Frames of another size than the
+    stream's (a mid-stream change) don't count."""
     import av
 
     from .reader import InputError, main_video, open_input, video_end, video_start
 
-    found: dict[float | int, tuple[int, int, int, int]] = {}
-    spread = False
     try:
-        with open_input(path, fmt, fps=fps) as c:
-            if not c.streams.video:
-                return Crop(), None, False
-            s = main_video(c)
-            size = (s.codec_context.width, s.codec_context.height)
+        c = open_input(path, fmt, fps=fps)
+    except (av.error.FFmpegError, InputError):
+        return Crop(), None, False
+    found: dict[float | int, tuple[int, int, int, int]] = {}
+    covered = False
+    with c:
+        if not c.streams.video:
+            return Crop(), None, False
+        s = main_video(c)
+        size = (s.codec_context.width, s.codec_context.height)
 
-            def look(frame: Any, key: float | int) -> None:
-                if (frame.width, frame.height) == size and key not in found:
-                    bars = _bars(*_luma(frame))
-                    if bars is not None:
-                        found[key] = bars
+        def look(frame: Any, key: float | int) -> None:
+            if (frame.width, frame.height) == size and key not in found:
+                bars = _bars(*_luma(frame))
+                if bars is not None:
+                    found[key] = bars
 
+        try:
             start, end = video_start(c), video_end(c)
             length = (end - start) if end is not None else 0.0
             if length > 2.0 and c.format.name != "image2" and s.time_base:
+                spacing = length / (SAMPLES + 1)
+                rate = float(s.average_rate or s.guessed_rate or 25)
+                half = max(spacing / 2, 1.5 / rate)  # a point's frame lies within this of it (and a frame or so)
                 reached = 0
                 for k in range(1, SAMPLES + 1):
-                    target = start + length * k / (SAMPLES + 1)
+                    target = start + spacing * k
                     c.seek(int(target / s.time_base), stream=s, backward=True)
                     for n, frame in enumerate(c.decode(s)):
-                        if n >= PER_SAMPLE:
-                            break
-                        if frame.time is None or frame.time >= target - 0.5:
+                        if n >= PER_SAMPLE or (frame.time is not None and frame.time > target + half):
+                            break  # missed: a frame past the point is another point's (a keyframe after a seek)
+                        if frame.time is not None and frame.time >= target - half:
                             reached += 1
-                            look(frame, frame.time if frame.time is not None else k)
+                            look(frame, frame.time)
                             break
-                spread = reached >= 3
-                if not spread:  # one keyframe for the whole file, or seeks that land nowhere: from the start
-                    found.clear()
-                    c.seek(s.start_time or 0, stream=s, backward=True)
-            if not spread:
+                covered = reached == SAMPLES
+            else:
                 for i, frame in enumerate(c.decode(s)):
-                    if i >= SAMPLES * 10:
+                    if i >= SEQUENTIAL:
                         break
                     if i % 10 == 0:
                         look(frame, i)
-    except (av.error.FFmpegError, InputError):
-        if not found:
-            return Crop(), None, False
-    if not found:
-        return Crop(), 0, spread
+                else:
+                    covered = True  # the whole video was read
+        except av.error.FFmpegError:
+            covered = False
+    if not covered or not found:
+        return Crop(), len(found), covered
     top, bottom, left, right = (min(b[i] for b in found.values()) // 2 * 2 for i in range(4))
-    return Crop(top, bottom, left, right), len(found), spread
+    return Crop(top, bottom, left, right), len(found), covered
 
 
 def resolve(crop: Crop | str | None, path: str, say: Any, fmt: str | None = None, fps: Any = None) -> Crop | None:
     """``--crop auto``: the black bars of ``path``, found now and said through ``say`` (None when there are
-    none); a given crop as it is."""
+    none, or the frames could not cover the video); a given crop as it is."""
     if crop != "auto":
         return crop or None
     from pathlib import Path
 
-    found, frames, spread = detect(path, fmt, fps)
+    found, frames, covered = detect(path, fmt, fps)
     name = Path(path).name
-    where = "across the video" if spread else f"of the first {SAMPLES * 10}"
     if frames is None:  # nothing to measure: the run says why (no video stream, an unreadable file)
+        return None
+    if not covered:
+        say(f"note: --crop auto: the frames of {name} that could be reached don't cover the video (keyframes far "
+            f"apart, or a long stream of unknown length), so its bars can't be told; nothing cropped (--crop "
+            "T:B:L:R to choose)")
         return None
     if not frames:
         say(f"note: --crop auto: no frame of {name} showed a picture to measure; nothing cropped")
         return None
     if not found:
-        say(f"note: --crop auto: {name} has no black bars ({frames} frames looked at, {where}); nothing cropped")
+        say(f"note: --crop auto: {name} has no black bars ({frames} frames looked at, across the video); nothing "
+            "cropped")
         return None
     say(f"note: --crop auto: black bars of {name} cut off: {found} (top:bottom:left:right, from {frames} frames "
-        f"{where}; --crop T:B:L:R to choose)")
+        "across the video; --crop T:B:L:R to choose)")
     return found
 
 
-__all__ = ["BLACK_LIMIT", "PER_SAMPLE", "Crop", "CropError", "SAMPLES", "detect", "resolve"]
+__all__ = ["BLACK_LIMIT", "PER_SAMPLE", "SEQUENTIAL", "Crop", "CropError", "SAMPLES", "detect", "resolve"]

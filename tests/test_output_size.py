@@ -273,3 +273,12 @@ def test_bench_resize_prints_its_table(tmp_path: Path) -> None:
     assert all(20 < float(v[0]) < 99 for v in rows.values()) and float(rows["lanczos3 (--size)"][1]) > 0
     code, out = run("bench", "resize", str(tmp_path / "none"))
     one_line_error(code, out, "not a folder of pictures")
+
+
+def test_bench_resize_without_the_data_folder_times_speed_only(tmp_path: Path, monkeypatch) -> None:
+    """A machine lent for a GPU run has no data folder: the speed rows still come, the quality column says '-'."""
+    monkeypatch.setenv("PSR2VIDEO_DATA", str(tmp_path / "no-data"))
+    code, out = run("bench", "resize", "--iters", "1")
+    assert code == 0 and "speed only" in out, out
+    row = next(line for line in out.splitlines() if line.startswith("lanczos3 (--size)"))
+    assert row[36:].split()[0] == "-" and float(row[36:].split()[1]) > 0

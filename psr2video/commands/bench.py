@@ -125,31 +125,38 @@ def bench_resize(folder: str | None, variant: str, limit: int, device: str, iter
     """--size's resampler vs antialiased bicubic: PSNR-Y at x1.5 (the x2 model, then resampled) and ms per
     2560x1440 -> 1920x1080 frame. FOLDER: HR pictures (default: the data folder's val/Set14)."""
     check_device_name(device)
-    if folder is None:
-        folder = str(paths.data_path("val", "Set14"))
-    if not Path(folder).is_dir():
-        raise UserError(f"not a folder of pictures: {folder}")
-    from ..names import IMAGE_EXTS
+    given = folder is not None
+    folder = folder if given else str(paths.data_path("val", "Set14"))
+    files: list[Path] = []
+    if Path(folder).is_dir():
+        from ..names import IMAGE_EXTS
 
-    files = sorted(f for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_EXTS)[:limit]
-    if not files:
+        files = sorted(f for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_EXTS)[:limit]
+    if given and not Path(folder).is_dir():
+        raise UserError(f"not a folder of pictures: {folder}")
+    if given and not files:
         raise UserError(f"no pictures in {folder}")
     from ..machine import describe
-    from ..runtime.bench_resize import quality, speed
+    from ..runtime.bench_resize import PEERS, quality, speed
     from .upscale import make_upscaler
 
     up = make_upscaler(variant, 2, None, "auto", None, device, 0)
     command = "psr2video bench resize " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "resize"] else [])
     click.echo(f"machine: {describe()}")
     click.echo(f"command: {command.strip()}")
-    click.echo(f"x1.5 on {len(files)} pictures of {folder} (HR shrunk by 2/3, {up!r}, resampled to the HR size)")
-    q = quality(up, files)
+    if files:
+        click.echo(f"x1.5 on {len(files)} pictures of {folder} (HR shrunk by 2/3, {up!r}, resampled to the HR "
+                   "size)")
+        q = quality(up, files)
+    else:  # a machine without the data folder (a GPU lent for a run): the speed rows alone
+        click.echo(f"no HR pictures at {folder} (give FOLDER, or set PSR2VIDEO_DATA): speed only")
+        q = {name: float("nan") for name in (*PEERS, "lanczos3 from the LR (no model)")}
     ms = speed(up.device, iters)
     base = "bicubic, antialiased (torch)"
     click.echo(f"{'method':<36}{'PSNR-Y dB':>10}{'ms/frame':>10}{'time ratio':>12}")
     for name, db in q.items():
         t = f"{ms[name]:>10.1f}{ms[name] / ms[base]:>12.2f}" if name in ms else f"{'-':>10}{'-':>12}"
-        click.echo(f"{name:<36}{db:>10.3f}{t}")
+        click.echo(f"{name:<36}{db:>10.3f}{t}" if db == db else f"{name:<36}{'-':>10}{t}")
     click.echo(f"device: {up.device}; ms: 2560x1440 -> 1920x1080, mean of {iters}")
 
 

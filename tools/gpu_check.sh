@@ -82,6 +82,10 @@ step_pipeline() {  # the whole pipeline at x2 (1080p -> 4K) vs the model alone, 
             --codec h264_nvenc --preset p1
     done
     psr2 bench resize --device cuda  # --size's resampler (cuSPARSE) vs antialiased bicubic, ms per 1440p -> 1080p
+    # the pipeline with --size on the device (the HUD's resize stage in the summary line): 1080p -> 1440p
+    psr2 upscale "$clip" "$OUTDIR/out_1440p.mkv" --variant realtime --device cuda --backend $backend --batch 2 \
+        --size x1440 --crop auto --preset ultrafast -y
+    rm -f "$OUTDIR/out_1440p.mkv"
     # the HUD's stage timings of one real run (its summary line goes to the log), NVDEC in, NVENC out
     psr2 upscale "$clip" "$OUTDIR/out_4k.mkv" --variant realtime --device cuda --backend $backend --batch 2 \
         --hwaccel cuda --codec hevc_nvenc --preset p1 -y

@@ -31,6 +31,23 @@ print("" if ok else why); sys.exit(0 if ok else 1)
 EOF
 }
 
+has_nvenc() {  # can this GPU encode with NVENC? (an H100/H200 has none: the NVENC rows use libx264 there)
+    "$PY" - <<'EOF'
+import sys
+from fractions import Fraction
+
+import av
+
+try:
+    cc = av.codec.CodecContext.create("hevc_nvenc", "w")
+    cc.width, cc.height, cc.pix_fmt, cc.time_base = 256, 256, "yuv420p", Fraction(1, 25)
+    cc.open()
+except Exception as e:  # noqa: BLE001 - any failure: no NVENC here
+    print(f"no NVENC: {e}")
+    sys.exit(1)
+EOF
+}
+
 step_info() {
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
     psr2 info
@@ -75,11 +92,15 @@ step_pipeline() {  # the whole pipeline at x2 (1080p -> 4K) vs the model alone, 
     [ -s "$clip" ] || { echo "no 1080p clip: the pipeline rows are not measured"; RC=1; return; }
     local backend=torch-compile-graphs
     has_backend tensorrt >/dev/null && backend=tensorrt
+    local nvenc=1
+    has_nvenc || nvenc=0
     for v in realtime stream; do
         psr2 bench pipeline "$clip" --variant $v --device cuda --backend $backend --precision fp16 --batch 2 \
             --preset ultrafast
-        psr2 bench pipeline "$clip" --variant $v --device cuda --backend $backend --precision fp16 --batch 2 \
-            --codec h264_nvenc --preset p1
+        if [ $nvenc = 1 ]; then
+            psr2 bench pipeline "$clip" --variant $v --device cuda --backend $backend --precision fp16 --batch 2 \
+                --codec h264_nvenc --preset p1
+        fi
     done
     psr2 bench resize --device cuda  # --size's resampler (cuSPARSE) vs antialiased bicubic, ms per 1440p -> 1080p
     # the pipeline with --size on the device (the HUD's resize stage in the summary line): 1080p -> 1440p
@@ -87,8 +108,10 @@ step_pipeline() {  # the whole pipeline at x2 (1080p -> 4K) vs the model alone, 
         --size x1440 --crop auto --preset ultrafast -y
     rm -f "$OUTDIR/out_1440p.mkv"
     # the HUD's stage timings of one real run (its summary line goes to the log), NVDEC in, NVENC out
+    local enc=(--codec hevc_nvenc --preset p1)
+    [ $nvenc = 1 ] || enc=(--codec libx264 --preset ultrafast)
     psr2 upscale "$clip" "$OUTDIR/out_4k.mkv" --variant realtime --device cuda --backend $backend --batch 2 \
-        --hwaccel cuda --codec hevc_nvenc --preset p1 -y
+        --hwaccel cuda "${enc[@]}" -y
     rm -f "$OUTDIR/out_4k.mkv"
 }
 

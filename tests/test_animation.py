@@ -15,6 +15,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_image_upscale import noise, one_line_error, run  # noqa: E402
+from test_video import write_frames  # noqa: E402
 
 DURATIONS = [100, 100, 200, 100, 300, 100]
 
@@ -274,17 +275,11 @@ def test_video_rotation_pixel_shape_and_alpha(tmp_path: Path) -> None:
                 s.codec_context.sample_aspect_ratio = sar
             if rotation:
                 s.set_display_rotation(rotation)
-            for i in range(3):
-                a = np.zeros((32, 48, 4), np.uint8)
-                a[..., 0] = 200
-                a[:, :24, 3] = 255  # left half opaque, right half transparent
-                a[:4, :4, :3] = (0, 255, 0)  # a green corner, to see where the top left went
-                f = av.VideoFrame.from_ndarray(a, format="rgba").reformat(format=fmt)
-                f.pts = i
-                for pkt in s.encode(f):
-                    out.mux(pkt)
-            for pkt in s.encode():
-                out.mux(pkt)
+            a = np.zeros((32, 48, 4), np.uint8)
+            a[..., 0] = 200
+            a[:, :24, 3] = 255  # left half opaque, right half transparent
+            a[:4, :4, :3] = (0, 255, 0)  # a green corner, to see where the top left went
+            write_frames(out, s, [a] * 3, fmt="rgba")
         return path
 
     code, out = run(str(clip("rot.mp4", "yuv420p", "libx264", rotation=90)), str(tmp_path / "rot.webp"),

@@ -15,7 +15,7 @@ from psr2video.video.crop import Crop, detect
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_image_upscale import one_line_error, run  # noqa: E402
-from test_video import make_clip  # noqa: E402
+from test_video import make_clip, write_frames  # noqa: E402
 
 
 def boxed(path: Path, n: int = 60, w: int = 64, h: int = 64, bars: tuple[int, int, int, int] = (8, 8, 0, 0),
@@ -32,7 +32,8 @@ def boxed(path: Path, n: int = 60, w: int = 64, h: int = 64, bars: tuple[int, in
     a = out.add_stream("aac", rate=48000)
     a.layout = "stereo"
     yy, xx = np.mgrid[0:h, 0:w]
-    for i in range(n):
+
+    def picture(i: int) -> np.ndarray:
         img = np.zeros((h, w, 3), np.uint8)
         if i not in black_frames:
             inner = np.stack([(xx * 5 + yy * 3 + i * 4) % 180 + 50, (xx * 11 + i * 2) % 170 + 60,
@@ -40,12 +41,9 @@ def boxed(path: Path, n: int = 60, w: int = 64, h: int = 64, bars: tuple[int, in
             img[t:h - b, left:w - r] = inner[t:h - b, left:w - r]
             if i in subtitle_in_bar and b >= 4:
                 img[h - b + 1:h - 1, w // 4: 3 * w // 4] = 235
-        f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=pix_fmt)
-        f.pts = i
-        for p in v.encode(f):
-            out.mux(p)
-    for p in v.encode():
-        out.mux(p)
+        return img
+
+    write_frames(out, v, (picture(i) for i in range(n)))
     silence(out, a, int(n / rate * 48000 / 1024))
     out.close()
     return path
@@ -249,17 +247,15 @@ def one_keyframe(path: Path, n: int, boxed_until: int) -> Path:
         v = out.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
         v.options = {"preset": "ultrafast", "x264-params": f"keyint={n + 1}:min-keyint={n + 1}:scenecut=0"}
-        for i in range(n):
+
+        def picture(i: int) -> np.ndarray:
             img = np.full((64, 64, 3), 120, np.uint8)
             img[:, :, 0] = (np.arange(64) * 3 + i) % 200 + 40
             if i < boxed_until:
                 img[:8] = img[-8:] = 0
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts = i
-            for p in v.encode(f):
-                out.mux(p)
-        for p in v.encode():
-            out.mux(p)
+            return img
+
+        write_frames(out, v, (picture(i) for i in range(n)))
     return path
 
 

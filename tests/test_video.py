@@ -99,15 +99,20 @@ def anamorphic_clip(path: Path) -> Path:
         v = c.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
         v.codec_context.sample_aspect_ratio = Fraction(4, 3)
-        for i in range(3):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
-            f = f.reformat(format="yuv420p")
-            f.pts = i
-            for p in v.encode(f):
-                c.mux(p)
-        for p in v.encode():
-            c.mux(p)
+        write_frames(c, v, (np.full((48, 64, 3), 40 * i, np.uint8) for i in range(3)))
     return path
+
+
+def write_frames(out: av.container.OutputContainer, v: av.video.stream.VideoStream, pictures, fmt: str = "rgb24"
+                 ) -> None:
+    """Encode the HxWxC ``pictures`` (in ``fmt``) into ``v`` as frames 0, 1, 2... in its pixel format, and flush."""
+    for i, a in enumerate(pictures):
+        f = av.VideoFrame.from_ndarray(a, format=fmt).reformat(format=v.pix_fmt)
+        f.pts = i
+        for p in v.encode(f):
+            out.mux(p)
+    for p in v.encode():
+        out.mux(p)
 
 
 def upscale(*args: str) -> tuple[int, str]:

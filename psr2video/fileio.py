@@ -44,6 +44,14 @@ def write_atomic(path: str | Path, data: bytes | bytearray | memoryview | str) -
             tmp.write_bytes(data)
 
 
+def visible_files(folder: str | Path) -> list[Path]:
+    """The files under ``folder``, sorted, without hidden ones or those in hidden folders (``.git``, macOS's
+    ``._name`` resource forks, our own partial outputs)."""
+    root = Path(folder)
+    return sorted(p for p in root.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes (streamed by ``hashlib.file_digest``)."""
     with open(path, "rb") as f:

@@ -25,7 +25,7 @@ from .animation import (
     upscale_animation,
 )
 from .errors import PsrError
-from .fileio import atomic_path
+from .fileio import atomic_path, visible_files
 from .names import PICTURE_EXTS
 from .output_size import SizeError, SizeSpec, resample
 
@@ -76,8 +76,7 @@ def plan(input: str, output: str, overwrite: bool, skip_existing: bool = False) 
     if src.is_dir():
         if (dst.exists() and not dst.is_dir()) or dst.suffix.lower() in PICTURE_EXTS:
             raise PictureError(f"IN is a folder of pictures, so OUT must be a folder too: {output} is a file name")
-        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in PICTURE_EXTS and p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(src).parts))  # ._x.jpg, .git
+        files = [p for p in visible_files(src) if p.suffix.lower() in PICTURE_EXTS]  # not ._x.jpg, .git/
         if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
             raise PictureError(f"OUT {output} is inside IN {input}; give a folder outside it")
         if not files:

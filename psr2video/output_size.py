@@ -109,18 +109,19 @@ def _weights(n_in: int, n_out: int, device: str) -> Any:
         return m.coalesce().to_sparse_csr().to(device)  # coalesce sums the replicated edge taps
 
 
-def _axis(x: Any, n_out: int) -> Any:
-    """``x`` (..., n) resampled along its last axis to n_out: one sparse matmul over all the other axes."""
+def _axis(x: Any, n_out: int, dim: int) -> Any:
+    """``x`` resampled along ``dim`` to n_out: one sparse matmul over all the other axes (that axis moved first,
+    so the matrix multiplies it without a transpose of the result)."""
     import torch
 
-    lead, n_in = x.shape[:-1], x.shape[-1]
+    n_in = x.shape[dim]
     if n_in == n_out:
         return x
-    flat = x.reshape(-1, n_in).t()  # (n_in, everything else)
+    m = x.movedim(dim, 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        y = torch.sparse.mm(_weights(n_in, n_out, str(x.device)), flat.contiguous())
-    return y.t().reshape(*lead, n_out)
+        y = torch.sparse.mm(_weights(n_in, n_out, str(x.device)), m.reshape(n_in, -1))
+    return y.reshape(n_out, *m.shape[1:]).movedim(0, dim)
 
 
 def resample(x: Any, height: int, width: int) -> Any:
@@ -140,8 +141,7 @@ def resample(x: Any, height: int, width: int) -> Any:
     alpha = y.shape[1] in (2, 4)
     if alpha:
         y = torch.cat([y[:, :-1] * y[:, -1:], y[:, -1:]], 1)
-    y = _axis(y, width)
-    y = _axis(y.transpose(-1, -2), height).transpose(-1, -2).clamp(0, 1)
+    y = _axis(_axis(y, width, -1), height, -2).clamp(0, 1)
     if alpha:
         a = y[:, -1:]
         y = torch.cat([torch.where(a > 0, y[:, :-1] / a.clamp_min(1e-6), 0).clamp_(0, 1), a], 1)

@@ -32,20 +32,7 @@ EOF
 }
 
 has_nvenc() {  # can this GPU encode with NVENC? (an H100/H200 has none: the NVENC rows use libx264 there)
-    "$PY" - <<'EOF'
-import sys
-from fractions import Fraction
-
-import av
-
-try:
-    cc = av.codec.CodecContext.create("hevc_nvenc", "w")
-    cc.width, cc.height, cc.pix_fmt, cc.time_base = 256, 256, "yuv420p", Fraction(1, 25)
-    cc.open()
-except Exception as e:  # noqa: BLE001 - any failure: no NVENC here
-    print(f"no NVENC: {e}")
-    sys.exit(1)
-EOF
+    "$PY" -c 'import sys; from psr2video.video.output_checks import encoder_problem as p; w = p("hevc_nvenc", None, None); print(w or ""); sys.exit(w is not None)'
 }
 
 step_info() {

@@ -29,17 +29,9 @@ def _warn(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-def visible_files(folder: str) -> list[Path]:
-    """The files under ``folder``, sorted, without hidden ones or those in hidden folders (``.git``, macOS's
-    ``._name`` resource forks, our own partial outputs)."""
-    root = Path(folder)
-    return sorted(p for p in root.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
-
-
-def folder_videos(folder: str) -> list[Path]:
-    """The video files under ``folder`` (by extension)."""
-    return [p for p in visible_files(folder) if p.suffix.lower() in VIDEO_EXTS]
+def folder_videos(files: list[Path]) -> list[Path]:
+    """The video files (by extension) of a folder's ``files`` (``fileio.visible_files``)."""
+    return [p for p in files if p.suffix.lower() in VIDEO_EXTS]
 
 
 @dataclass(frozen=True)
@@ -128,11 +120,12 @@ def _codecs(jobs: list[VideoJob], codec: str | None, crf: float | None, preset: 
     return out
 
 
-def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Path], *, overwrite: bool,
+def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path], *, overwrite: bool,
                    skip_existing: bool, quiet: bool,
                    ignore_errors: bool, make_up: Callable[[], Any], video: dict[str, Any], size: Any,
                    say_backend: bool, after_load: Callable[[Any], None]) -> None:
-    """Upscale every video (and picture) under ``input`` into ``output``; ``video`` holds the video options
+    """Upscale every video (and picture) of ``files``, under ``input``, into ``output``; ``video`` holds the video
+    options
     (codec, crf, preset, pix_fmt, batch, overlay_fps, max_frames, hwaccel, deinterlace, crop: auto is measured
     per file)."""
     from ..image_upscale import PictureError, plan
@@ -145,8 +138,8 @@ def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Pat
     for name, flag in ONE_FILE_ONLY.items():
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
             raise UserError(f"{flag} is for one file; IN is a folder (each file's own format is read)")
-    jobs, notes = plan_videos(input, output, videos, overwrite, skip_existing)
-    has_pictures = any(p.suffix.lower() in PICTURE_EXTS for p in visible_files(input))
+    jobs, notes = plan_videos(input, output, folder_videos(files), overwrite, skip_existing)
+    has_pictures = any(p.suffix.lower() in PICTURE_EXTS for p in files)
     try:
         pictures = plan(input, output, overwrite, skip_existing) if has_pictures else []
     except PictureError as e:
@@ -155,7 +148,7 @@ def upscale_folder(ctx: click.Context, input: str, output: str, videos: list[Pat
         _warn(f"every file under {input} has its OUT already (--skip-existing); nothing to do")
         return
     codecs = _codecs(jobs, video["codec"], video["crf"], video["preset"])
-    others = [p for p in visible_files(input) if p.suffix.lower() not in VIDEO_EXTS | PICTURE_EXTS]
+    others = [p for p in files if p.suffix.lower() not in VIDEO_EXTS | PICTURE_EXTS]
     up = make_up()
     what = [f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}"]
     if pictures:

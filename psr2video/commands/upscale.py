@@ -191,12 +191,13 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     if skip_existing and overwrite:
         raise UserError("give -y (overwrite every OUT) or --skip-existing (leave those files out), not both")
     if input != "-" and output != "-" and Path(input).is_dir():
+        from ..fileio import visible_files
         from .folder import folder_videos, upscale_folder
 
-        videos = folder_videos(input)
-        if videos:  # a folder of videos (and maybe pictures): one Upscaler for every file
+        files = visible_files(input)
+        if folder_videos(files):  # a folder of videos (and maybe pictures): one Upscaler for every file
             return upscale_folder(
-                ctx, input, output, videos, overwrite=overwrite, skip_existing=skip_existing, quiet=quiet,
+                ctx, input, output, files, overwrite=overwrite, skip_existing=skip_existing, quiet=quiet,
                 ignore_errors=ignore_errors,
                 make_up=lambda: make_upscaler(variant, scale, weights, backend, precision, device, tile, profile,
                                               model_file, tta),

@@ -35,10 +35,11 @@ def quality(up: Any, files: list[Path]) -> dict[str, float]:
     """Mean PSNR-Y (dB) per method over ``files`` at x1.5 through ``up`` (a x2 Upscaler)."""
     from PIL import Image
 
+    from ..pictures import load_rgb
+
     scores: dict[str, list[float]] = {name: [] for name in [*PEERS, "lanczos3 from the LR (no model)"]}
     for f in files:
-        with Image.open(f) as im:
-            hr = im.convert("RGB")
+        hr = load_rgb(f)
         w, h = hr.width // 6 * 6, hr.height // 6 * 6
         hr = hr.crop((0, 0, w, h))
         lr = hr.resize((w * 2 // 3, h * 2 // 3), Image.Resampling.BICUBIC, reducing_gap=None)

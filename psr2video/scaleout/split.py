@@ -257,16 +257,11 @@ def source_shape(path: str) -> tuple[Fraction, int]:
 def check_geometry(path: str, crop: Any, size: Any, fmt: str | None = None) -> None:
     """Refuse, before the source is split, a --crop or --size that can't apply to it (CropError, SizeError): a
     single run finds it at set-up, but every segment would fail on its own, and be retried."""
-    from ..video.color import PLANAR
     from ..video.reader import open_input, stream_info
 
     with open_input(path, fmt) as c:
         info = stream_info(c)
-    w, h = info.width, info.height
-    if crop:
-        sub = (0, 0) if info.color.from_rgb else PLANAR.get(info.color.work_fmt, (1, 1, 8))[:2]
-        crop.check(w, h, *sub)
-        w, h = crop.size(w, h)
+    w, h = crop.apply(info) if crop else (info.width, info.height)
     if size is not None:
         size.fit(w, h, *source_shape(path))
 

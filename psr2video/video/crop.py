@@ -61,6 +61,15 @@ class Crop:
             raise CropError(f"--crop {self}: the video's chroma is subsampled, so {which} must be even (odd: "
                             f"{', '.join(map(str, odd))})")
 
+    def apply(self, info: Any) -> tuple[int, int]:
+        """The size of ``info``'s frames (a reader StreamInfo) after this crop, checked against their chroma
+        subsampling (CropError): the one place the run's set-up and a scale-out's early check ask."""
+        from .color import PLANAR
+
+        sub = (0, 0) if info.color.from_rgb else PLANAR.get(info.color.work_fmt, (1, 1, 8))[:2]
+        self.check(info.width, info.height, *sub)
+        return self.size(info.width, info.height)
+
     def planes(self, planes: list[Any], sub_w: int, sub_h: int) -> list[Any]:
         """Batched planes (N, H, W[, 2]) cut to the crop: the first and a fourth (alpha) at full size, the
         chroma planes at their subsampling."""
@@ -85,10 +94,10 @@ def _luma(frame: Any) -> tuple[Any, int]:
         if not getattr(fmt, "is_rgb", False) and not fmt.name.startswith(("rgb", "bgr", "gbr", "argb", "abgr")):
             return _luma(frame.reformat(format="yuv420p"))  # keeps the stream's range: black stays where it was
         return frame.to_ndarray(format="gray"), 0
-    p = frame.planes[0]
+    from .reader import _view
+
     bits = fmt.components[0].bits
-    dt = np.dtype(np.uint16 if bits > 8 else np.uint8)
-    y = np.frombuffer(p, dt).reshape(p.height, p.line_size // dt.itemsize)[:, :p.width]
+    y = _view(frame.planes[0], np.uint16 if bits > 8 else np.uint8, frame.planes[0].width)
     if bits > 8:
         y = (y >> (bits - 8)).astype(np.uint8)
     full = fmt.name.startswith(("yuvj", "gray")) or frame.color_range == 2
@@ -131,14 +140,12 @@ def detect(path: str, fmt: str | None = None, fps: Any = None) -> tuple[Crop, in
     from .reader import InputError, main_video, open_input, video_end, video_start
 
     try:
-        c = open_input(path, fmt, fps=fps)
-    except (av.error.FFmpegError, InputError):
+        c = open_input(path, fmt, fps=fps)  # refuses a file without video, as the run will (InputError)
+    except InputError:
         return Crop(), None, False
     found: dict[float | int, tuple[int, int, int, int]] = {}
     covered = False
     with c:
-        if not c.streams.video:
-            return Crop(), None, False
         s = main_video(c)
         size = (s.codec_context.width, s.codec_context.height)
 

@@ -338,9 +338,7 @@ class _Run:
                                       warn=self.warn, timing=opts.timing)
         first = reader.prime()
         if opts.crop:  # the model sees the cropped frames: everything sized from here on is of them
-            sub = (0, 0) if info.color.from_rgb else PLANAR.get(info.color.work_fmt, (1, 1, 8))[:2]
-            opts.crop.check(info.width, info.height, *sub)
-            cw, ch = opts.crop.size(info.width, info.height)
+            cw, ch = opts.crop.apply(info)
             info = dataclasses.replace(info, width=cw, height=ch)
         self._notes(info, first)
         pix_fmt, (w, h) = self._output_format(info, first)

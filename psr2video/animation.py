@@ -51,6 +51,7 @@ class AnimationError(PsrError):
 def n_frames(im: Any) -> int:
     """How many frames an open picture holds; a damaged one (Pillow raises while counting) the frames that
     can be reached."""
+    at = im.tell()  # Pillow's own count, when it raises, leaves the picture on the frame it stopped at
     try:
         return int(getattr(im, "n_frames", 1))
     except (IndexError, OSError, EOFError, ValueError):
@@ -59,6 +60,10 @@ def n_frames(im: Any) -> int:
             while True:
                 im.seek(n)
                 n += 1
+        except (IndexError, OSError, EOFError, ValueError):
+            pass
+        try:  # back where it was (the counting walked to the last frame it could reach)
+            im.seek(at)
         except (IndexError, OSError, EOFError, ValueError):
             pass
         return max(n, 1)
@@ -250,6 +255,7 @@ def _check_writable(dst: Path) -> None:
         raise AnimationError(f"can't write {dst}: it is a folder")
     probe = dst.with_name(f".{dst.name}.{os.getpid()}.probe")
     try:
+        dst.parent.mkdir(parents=True, exist_ok=True)  # a folder run's sub-folder, as a still picture's gets
         probe.touch()
     except OSError as e:
         raise AnimationError(f"can't write {dst}: {e.strerror or e}") from None

@@ -361,3 +361,23 @@ def test_picture_sequence_names_match_ffmpeg(tmp_path: Path) -> None:
     d = names(*(f"100%_{n:04d}.png" for n in range(1, 4)))
     assert image_sequence(f"{d}/100%%_%04d.png") == (1, 3, 3)
     assert image_sequence(f"{d}/100%_%04d.png") is None and image_sequence(f"{d}/none.png") is None
+
+
+def test_a_cut_gif_into_a_still_is_its_first_frame_and_folders_are_made(tmp_path: Path) -> None:
+    """A damaged GIF (Pillow raises while counting its frames) into a still picture is its first frame, as the
+    note says (the count left it on a later one); an animation in a folder run gets its OUT sub-folder made, as
+    a still picture does (it was skipped with "No such file or directory")."""
+    frames = [Image.fromarray(np.full((20, 30, 3), c, np.uint8)) for c in (40, 120, 200)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    data = (tmp_path / "a.gif").read_bytes()
+    (tmp_path / "cut.gif").write_bytes(data[: int(len(data) * 0.8)])
+    code, out = run(str(tmp_path / "cut.gif"), str(tmp_path / "cut.tif"), "--variant", "mks", "-q")
+    assert code == 0 and "only the first is upscaled" in out, out
+    assert np.abs(np.asarray(Image.open(tmp_path / "cut.tif"), float) - 40).max() <= 2
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    (pics / "a.gif").write_bytes(data)
+    code, out = run(str(pics), str(tmp_path / "new" / "deeper"), "--variant", "mks", "-q")
+    assert code == 0, out
+    with Image.open(tmp_path / "new" / "deeper" / "a.gif") as g:
+        assert g.n_frames == 3

@@ -377,8 +377,7 @@ def _save(im: Any, src_info: dict, dst: Path) -> str | None:
         from .animation import Animation, gif_frames, write
 
         im = im.convert("RGBA" if im.mode in ("RGBA", "LA") else "RGB")
-        comment = {"comment": extra["comment"].encode("utf-8")} if extra.get("comment") else {}
-        write(gif_frames([im]), Animation([im], [0.0], 1, comment), dst)
+        write(gif_frames([im]), Animation([im], [0.0], 1, picture_metadata.save_options(extra, ext)), dst)
         return
     opts.update(picture_metadata.save_options(extra, ext, icc=bool(opts.get("icc_profile"))))
     try:

@@ -12,7 +12,9 @@ built for the whole animation from pixels of every frame, so a colour doesn't ch
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
 import os
 import time
 from collections.abc import Callable
@@ -166,15 +168,17 @@ def read(path: Path, scale: int, notes: list[str]) -> Animation:
     return Animation(frames, durations, plays, info, default)
 
 
-def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0) -> Animation:
+def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, trim: Any = None) -> Animation:
     """Every frame of a video file's main video stream as RGB(A) (its own colour matrix and range, as the video
-    path reads them), turned as its display matrix says, each lasting until the next one's timestamp. What an
+    path reads them), turned as its display matrix says, each lasting until the next one's timestamp; with
+    ``trim`` (--start/--end) only the frames of that part (the file is sought to the keyframe before it). What an
     animation can't hold (sound, subtitles) is named in ``notes``."""
     import av
     from PIL import Image
 
     from .video.color import SWS_SPACE, decide_color
-    from .video.reader import main_video, pixel_shape
+    from .video.reader import main_video, pixel_shape, video_end
+    from .video.trim import TrimError, container_origin
 
     try:
         c = av.open(str(path))
@@ -190,8 +194,24 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0) ->
                          f"a video file to keep {'them' if len(others) > 1 else 'it'})")
         sar = pixel_shape(s)
         frames, times, rotation = [], [], 0
+        win = None
+        if trim is not None:
+            end = video_end(c)
+            try:
+                trim.check(None if end is None else end - float(container_origin(c)), path.name)
+            except TrimError as e:
+                raise AnimationError(str(e)) from None
+            win = trim.window(container_origin(c))
+            if win.lo > container_origin(c) and s.time_base:
+                with contextlib.suppress(av.error.FFmpegError):  # a file that can't seek is read from its start
+                    c.seek(math.floor(win.lo / s.time_base), stream=s, backward=True)
         try:
             for f in c.decode(s):
+                if win is not None and f.pts is not None:
+                    if win.after(f.pts * f.time_base):
+                        break
+                    if win.before(f.pts * f.time_base):
+                        continue
                 info = decide_color(f.colorspace, f.color_range, None, None, f.height, f.format.name)
                 fmt = "rgba" if info.alpha else "rgb24"
                 if info.from_rgb:
@@ -213,6 +233,8 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0) ->
             if not frames:
                 raise AnimationError(f"can't decode {path}: {getattr(e, 'strerror', None) or e}") from None
             notes.append(f"warning: {path.name} is damaged after frame {len(frames)}; the frames before it are kept")
+        if not frames and win is not None:
+            raise AnimationError(f"no video frame of {path} lies in the part {trim.describe()} (--start/--end)")
         if not frames:
             raise AnimationError(f"no video frames could be decoded from {path}")
         rate = s.average_rate or s.guessed_rate or s.codec_context.framerate
@@ -264,9 +286,9 @@ def _check_writable(dst: Path) -> None:
 
 def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[..., Any],
                       say: Callable[[str], None], quiet: bool = False, video: bool = False,
-                      max_frames: int = 0, size: SizeSpec | None = None) -> tuple[list[str], int]:
+                      max_frames: int = 0, size: SizeSpec | None = None, trim: Any = None) -> tuple[list[str], int]:
     """Upscale every frame of ``src`` (an animated picture, or a video file when ``video``: its first
-    ``max_frames``, 0 = all) with ``up`` through ``upscale_image`` (the stills' own:
+    ``max_frames``, 0 = all, of the part ``trim`` when given) with ``up`` through ``upscale_image`` (the stills' own:
     ``image_upscale.upscale_image``; ``size``: resampled there to fit that box, pixels made square) and write
     the animation to ``dst`` (its format by extension); (the notes on what changed, frames written)."""
     from PIL import Image
@@ -274,7 +296,7 @@ def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[...
     ext = dst.suffix.lower()
     _check_writable(dst)
     notes: list[str] = []
-    anim = read_video(src, up.scale, notes, max_frames) if video else read(src, up.scale, notes)
+    anim = read_video(src, up.scale, notes, max_frames, trim) if video else read(src, up.scale, notes)
     if video and ext == ".gif":
         _gif_pace(anim, notes, src.name)
     to = None

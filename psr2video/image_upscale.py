@@ -393,8 +393,10 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".t
 
 
 def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = False,
-        max_frames: int = 0, size: SizeSpec | None = None, failed: list[str] | None = None) -> tuple[int, int, float]:
-    """Upscale every job's picture with ``up`` (a video into an animation: its first ``max_frames``, 0 = all;
+        max_frames: int = 0, size: SizeSpec | None = None, failed: list[str] | None = None,
+        trim: Any = None) -> tuple[int, int, float]:
+    """Upscale every job's picture with ``up`` (a video into an animation: its first ``max_frames``, 0 = all, of
+    the part ``trim`` (--start/--end) when given;
     ``size``: each resampled to fit that box); (files written, frames upscaled, seconds). A picture that can't
     be read is skipped, and the run raises at the end, unless ``failed`` is given: then each is added there
     ("path: why") and the run returns."""
@@ -408,7 +410,7 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
             video = ext in FROM_VIDEO_EXTS and not is_picture(str(job.src)) and not readable_picture(str(job.src))
             if video or (ext in ANIMATION_EXTS and frame_count(job.src) > 1):
                 notes, n_frames = upscale_animation(up, job.src, job.dst, upscale_image, say, quiet,
-                                                     video=video, max_frames=max_frames, size=size)
+                                                     video=video, max_frames=max_frames, size=size, trim=trim)
                 frames += n_frames
                 for n in notes:
                     say(n)

@@ -127,7 +127,7 @@ def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path
     """Upscale every video (and picture) of ``files``, under ``input``, into ``output``; ``video`` holds the video
     options
     (codec, crf, preset, pix_fmt, batch, overlay_fps, max_frames, hwaccel, deinterlace, crop: auto is measured
-    per file)."""
+    per file, trim: the same part of each video)."""
     from ..image_upscale import PictureError, plan
     from ..image_upscale import run as run_pictures
     from ..video import pipeline
@@ -157,6 +157,8 @@ def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path
     after_load(up)
     for line in notes:
         _warn(line)
+    if pictures and video["trim"] is not None:
+        _warn(f"note: --start/--end cut the videos; the {len(pictures)} picture(s) and animation(s) are upscaled whole")
     if others:
         _warn(f"note: {len(others)} other file(s) under {input} (e.g. {others[0].name}) are neither videos nor "
               "pictures; not copied")
@@ -191,10 +193,11 @@ def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path
                                     crf=video["crf"], preset=video["preset"], pix_fmt=video["pix_fmt"],
                                     batch=video["batch"], overlay_fps=video["overlay_fps"],
                                     max_frames=video["max_frames"], hwaccel=video["hwaccel"],
-                                    deinterlace=video["deinterlace"], size=size)
+                                    deinterlace=video["deinterlace"], size=size, trim=video["trim"])
             res = None
             try:
-                opts.crop = resolve_crop(video["crop"], str(job.src), _warn)  # auto: this file's own bars
+                # auto: this file's own bars (in the part asked for)
+                opts.crop = resolve_crop(video["crop"], str(job.src), _warn, trim=video["trim"])
                 res, snapshot = run_video(up, opts, f"[{i}/{len(jobs)}] {job.src.name}", quiet, file_stop,
                                           say_backend=say_backend and i == 1)
                 report(res, snapshot, str(job.dst), ignore_errors, stopped_by=stop.by)

@@ -70,6 +70,13 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
 @click.option("--crop", "crop_text", default=None, metavar="auto|T:B:L:R",
               help="Cut edges off the frames before upscaling: auto (the black bars, found on frames across the "
                    "video) or TOP:BOTTOM:LEFT:RIGHT pixels of the stored frame (e.g. 140:140:0:0).")
+@click.option("--start", "start_text", default=None, metavar="TIME",
+              help="Upscale from this time of the video (seconds, MM:SS or HH:MM:SS[.ms]); the output starts at 0, "
+                   "with its sound, subtitles and chapters cut to match.")
+@click.option("--end", "end_text", default=None, metavar="TIME",
+              help="Upscale up to this time of the video (not included).")
+@click.option("--duration", "duration_text", default=None, metavar="TIME",
+              help="Upscale this long a part (from --start, or the beginning); instead of --end.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="A psr2video .safetensors file, or a shipped preset of the variant (clean: trained on clean "
                    "LR only), instead of the default shipped weights. A file says its own variant and scale "
@@ -132,7 +139,8 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
 @click.option("--keep-work", is_flag=True, help="Scale out: keep the work folder of segments after the join.")
 @click.pass_context
 def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: int | None, size_text: str | None,
-            crop_text: str | None, weights: str | None, model_file: str | None, backend: str,
+            crop_text: str | None, start_text: str | None, end_text: str | None, duration_text: str | None,
+            weights: str | None, model_file: str | None, backend: str,
             precision: str | None, tile: int, tta: bool, device: str, batch: int, profile: str | None,
             codec: str | None, crf: float | None,
             preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, in_fps: str | None,
@@ -151,6 +159,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
       psr2video anim.gif anim_x2.gif                        (an animation: GIF, APNG, WebP; a video into .gif/.webp)
       psr2video ep01_720p.mkv ep01.mkv --size x1080         (720p -> 1080p: the x2 model, then Lanczos)
       psr2video season/ season_x2/                          (every video and picture under a folder)
+      psr2video film.mkv try.mkv --start 42:10 --duration 20  (a part: sound, subtitles, chapters cut with it)
     Audio, subtitles, fonts, data streams, chapters and metadata are copied unchanged (audio the
     container can't hold is re-encoded, said); every frame keeps its timestamp (VFR stays VFR). The
     output is written under a temporary name and renamed at the end; Ctrl-C stops cleanly and leaves a
@@ -174,6 +183,10 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
     size = parse_size(size_text)
     crop = parse_crop(crop_text)
+    trim = parse_trim(start_text, end_text, duration_text)
+    if trim is not None and (workers is not None or ray_address is not None):
+        raise UserError("--start/--end/--duration with --workers/--ray is not supported yet; run the part in one "
+                        "process (a part is short), or scale out the whole video")
     if crop == "auto" and (input == "-" or (Path(input).exists() and not Path(input).is_file()
                                             and not Path(input).is_dir())):
         raise UserError("--crop auto looks at frames across the video, which a pipe or stdin can't give (they can "
@@ -202,11 +215,11 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
                 make_up=lambda: make_upscaler(variant, scale, weights, backend, precision, device, tile, profile,
                                               model_file, tta),
                 video=dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, batch=batch, overlay_fps=overlay_fps,
-                           max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace, crop=crop),
+                           max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace, crop=crop, trim=trim),
                 size=size, say_backend=backend == "auto", after_load=lambda up: cpu_stream_note(ctx, up, model_file))
     if input != "-" and output != "-" and (is_picture(output) or Path(input).is_dir()):
         return upscale_pictures(ctx, input, output, overwrite, quiet, variant, scale, weights, backend, precision,
-                                device, tile, profile, model_file, tta, max_frames, size, skip_existing)
+                                device, tile, profile, model_file, tta, max_frames, size, skip_existing, trim)
     check_paths(input, output, overwrite)
     from ..video.output_checks import default_codec, encoder_problem, output_format_problem
 
@@ -221,7 +234,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     if crop == "auto":
         from ..video.crop import resolve
 
-        crop = resolve(crop, input, _warn, in_fmt, rate)
+        crop = resolve(crop, input, _warn, in_fmt, rate, trim)
     if workers is not None or ray_address is not None:  # scale out on Ray (psr2video/scaleout)
         from ..scaleout.cli import scaleout_upscale
 
@@ -252,7 +265,8 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
 
     opts = pipeline.Options(input=input, output=output, scale=scale, codec=codec, crf=crf, preset=preset,
                             pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, in_fps=rate, batch=batch, overlay_fps=overlay_fps,
-                            max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace, size=size, crop=crop)
+                            max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace, size=size, crop=crop,
+                            trim=trim)
     with ctrl_c_stops() as stop:
         try:
             res, snapshot = run_video(up, opts, f"psr2video {variant} x{scale}", quiet, stop,
@@ -275,13 +289,14 @@ def cpu_stream_note(ctx: click.Context, up, model_file: str | None) -> None:
 
 # options that mean something for a video only: refused with a picture, not ignored
 VIDEO_ONLY = ("codec", "crf", "preset", "pix_fmt", "fmt", "in_fmt", "batch", "overlay_fps", "ignore_errors",
-              "crop_text", "max_frames", "hwaccel", "deinterlace", "workers", "ray_address", "segment_seconds",
+              "crop_text", "start_text", "end_text", "duration_text", "max_frames", "hwaccel", "deinterlace",
+              "workers", "ray_address", "segment_seconds",
               "keep_work")
 
 
 def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: bool, quiet: bool, variant, scale,
                      weights, backend, precision, device, tile, profile, model_file, tta: bool = False,
-                     max_frames: int = 0, size=None, skip_existing: bool = False) -> None:
+                     max_frames: int = 0, size=None, skip_existing: bool = False, trim=None) -> None:
     """``psr2video in.png out.png`` / ``psr2video pics/ out/``: still pictures through the same Upscaler."""
     from ..animation import ANIMATION_EXTS, FROM_VIDEO_EXTS, frame_count
     from ..image_upscale import PictureError, is_picture, plan, readable_picture, run
@@ -303,8 +318,8 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
         raise UserError("--crop is not taken for a video into an animation; crop it into a video file first "
                         "(psr2video IN cropped.mkv --crop ...), then make the animation of that")
     for name in VIDEO_ONLY:
-        if name == "max_frames" and video_in:  # a video into an animation: its first N frames
-            continue
+        if name in ("max_frames", "start_text", "end_text", "duration_text") and video_in:
+            continue  # a video into an animation: its first N frames, or a part of it
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
             flag = next(o for p in ctx.command.params if p.name == name for o in p.opts if o.startswith("--"))
             raise UserError(f"{flag} is a video option; a picture is written lossless (PNG, TIFF, BMP) or at "
@@ -323,7 +338,7 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
     _warn(f"{input} -> {output}: {up!r}, {what}")
     interruptible()
     try:
-        n, frames, seconds = run(up, jobs, _warn, quiet=quiet, max_frames=max_frames, size=size)
+        n, frames, seconds = run(up, jobs, _warn, quiet=quiet, max_frames=max_frames, size=size, trim=trim)
     except PictureError as e:
         raise UserError(str(e)) from None
     except Exception as e:  # a model that can't take the picture (a fixed-size graph without --tile): one line
@@ -370,6 +385,16 @@ def parse_crop(text: str | None):
     from ..video.crop import Crop
 
     return _parsed(text, Crop.parse)
+
+
+def parse_trim(start: str | None, end: str | None, duration: str | None):
+    """``--start``/``--end``/``--duration`` as a Trim (None when none is given); a malformed one is one line."""
+    from ..video.trim import Trim, TrimError
+
+    try:
+        return Trim.from_options(start, end, duration)
+    except TrimError as e:
+        raise UserError(str(e)) from None
 
 
 def _parsed(text: str | None, parse):

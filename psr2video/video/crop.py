@@ -123,7 +123,7 @@ PER_SAMPLE = 300  # frames decoded at most after a seek (the keyframe before a p
 SEQUENTIAL = 1200  # frames read from the start where the length is unknown or short: all of them, or no crop
 
 
-def detect(path: str, fmt: str | None = None, fps: Any = None) -> tuple[Crop, int | None, bool]:
+def detect(path: str, fmt: str | None = None, fps: Any = None, trim: Any = None) -> tuple[Crop, int | None, bool]:
     """The black bars of the video at ``path`` (``fmt``/``fps``: as the run opens it, a picture sequence's rate):
     (the crop, the distinct frames that showed a picture, whether the frames covered the whole video); None
     frames when there is nothing to measure (no video stream, a file that can't be opened: the run says why).
@@ -134,10 +134,12 @@ def detect(path: str, fmt: str | None = None, fps: Any = None) -> tuple[Crop, in
     (a raw stream), is read from the start, every tenth frame, to its end if that comes within 1,200 frames.
     Only when every point was reached, or the end, do the frames cover the video; then each edge is cut as far
     as every frame is black there (rounded down to even), else nothing is cut. Frames of another size than the
-    stream's (a mid-stream change) don't count."""
+    stream's (a mid-stream change) don't count. With ``trim`` (--start/--end) the points are spread over that part
+    (a part read from the start: its frames only)."""
     import av
 
     from .reader import InputError, main_video, open_input, video_end, video_start
+    from .trim import container_origin
 
     try:
         c = open_input(path, fmt, fps=fps)  # refuses a file without video, as the run will (InputError)
@@ -157,6 +159,11 @@ def detect(path: str, fmt: str | None = None, fps: Any = None) -> tuple[Crop, in
 
         try:
             start, end = video_start(c), video_end(c)
+            win = None if trim is None else trim.window(container_origin(c))
+            if win is not None:
+                start = max(start, float(win.lo))
+                end = float(win.hi) if end is None and win.hi is not None else end
+                end = min(end, float(win.hi)) if end is not None and win.hi is not None else end
             length = (end - start) if end is not None else 0.0
             if length > 2.0 and c.format.name != "image2" and s.time_base:
                 spacing = length / (SAMPLES + 1)
@@ -175,11 +182,19 @@ def detect(path: str, fmt: str | None = None, fps: Any = None) -> tuple[Crop, in
                             break
                 covered = reached == SAMPLES
             else:
-                for i, frame in enumerate(c.decode(s)):
+                i = 0
+                for frame in c.decode(s):
+                    if win is not None and frame.time is not None:
+                        if win.after(frame.time):
+                            covered = True  # the whole part was read
+                            break
+                        if win.before(frame.time):
+                            continue
                     if i >= SEQUENTIAL:
                         break
                     if i % 10 == 0:
                         look(frame, i)
+                    i += 1
                 else:
                     covered = True  # the whole video was read
         except av.error.FFmpegError:
@@ -190,19 +205,21 @@ def detect(path: str, fmt: str | None = None, fps: Any = None) -> tuple[Crop, in
     return Crop(top, bottom, left, right), len(found), covered
 
 
-def resolve(crop: Crop | str | None, path: str, say: Any, fmt: str | None = None, fps: Any = None) -> Crop | None:
+def resolve(crop: Crop | str | None, path: str, say: Any, fmt: str | None = None, fps: Any = None,
+            trim: Any = None) -> Crop | None:
     """``--crop auto``: the black bars of ``path``, found now and said through ``say`` (None when there are
     none, or the frames could not cover the video); a given crop as it is."""
     if crop != "auto":
         return crop or None
     from pathlib import Path
 
-    found, frames, covered = detect(path, fmt, fps)
+    found, frames, covered = detect(path, fmt, fps, trim)
     name = Path(path).name
+    part = "the part" if trim is not None else "the video"
     if frames is None:  # nothing to measure: the run says why (no video stream, an unreadable file)
         return None
     if not covered:
-        say(f"note: --crop auto: the frames of {name} that could be reached don't cover the video (keyframes far "
+        say(f"note: --crop auto: the frames of {name} that could be reached don't cover {part} (keyframes far "
             f"apart, or a long stream of unknown length), so its bars can't be told; nothing cropped (--crop "
             "T:B:L:R to choose)")
         return None
@@ -210,11 +227,11 @@ def resolve(crop: Crop | str | None, path: str, say: Any, fmt: str | None = None
         say(f"note: --crop auto: no frame of {name} showed a picture to measure; nothing cropped")
         return None
     if not found:
-        say(f"note: --crop auto: {name} has no black bars ({frames} frames looked at, across the video); nothing "
+        say(f"note: --crop auto: {name} has no black bars ({frames} frames looked at, across {part}); nothing "
             "cropped")
         return None
     say(f"note: --crop auto: black bars of {name} cut off: {found} (top:bottom:left:right, from {frames} frames "
-        "across the video; --crop T:B:L:R to choose)")
+        f"across {part}; --crop T:B:L:R to choose)")
     return found
 
 

@@ -45,7 +45,10 @@ from .reader import (
     open_input,
     pixel_shape,
     stream_info,
+    video_end,
+    video_start,
 )
+from .trim import Trim, Window, container_origin
 from .writer import EncodeItem, EndOfVideo, OutputError, Writer, codec_available, is_disk_full, pick_pix_fmt
 
 
@@ -63,6 +66,7 @@ class Options:
     in_fps: Fraction | None = None  # an image-sequence IN's frame rate (default 25)
     size: SizeSpec | None = None  # --size: the model's output resampled to fit this box (square pixels)
     crop: Crop | None = None  # --crop: edges cut off the frames before the model (resolved: not "auto")
+    trim: Trim | None = None  # --start/--end: only this part of the video, moved to start at 0
     # scale-out: the source's pixel shape and display rotation, which --size fits by (the cut keeps no rotation)
     shape: tuple[Fraction, int] | None = None
     batch: int = 1
@@ -321,6 +325,7 @@ class _Run:
         self.writer: Writer | None = None
         self.stage: DeviceStage | None = None
         self.hw_fallback_said = False
+        self.window: Window | None = None  # --start/--end in the file's times
         self.resize = False  # --size asks for another size than the model's: resample on the device
 
     def set_up(self, on_start: Callable[[Stats, Result], None] | None) -> None:
@@ -333,9 +338,10 @@ class _Run:
         if not codec_available(opts.codec):
             raise OutputError(f"encoder {opts.codec} is not in this FFmpeg build")
         depth = max(opts.depth, 2 * opts.batch)
+        self.window = win = self._window(info)
         reader = self.reader = Reader(inp, info.color, depth=depth, max_frames=opts.max_frames, stop=self.stop,
                                       stats=stats, threads=opts.decode_threads, deinterlace=opts.deinterlace,
-                                      warn=self.warn, timing=opts.timing)
+                                      warn=self.warn, timing=opts.timing, window=win)
         first = reader.prime()
         if opts.crop:  # the model sees the cropped frames: everything sized from here on is of them
             cw, ch = opts.crop.apply(info)
@@ -350,8 +356,8 @@ class _Run:
         prepare = getattr(self.up, "prepare", None)
         if prepare is not None:  # a fixed-size graph's fit; TensorRT: find or build an engine now, not mid-run
             prepare(opts.batch, info.height, info.width)
-        res.expected = min(info.frames, opts.max_frames) if opts.max_frames and info.frames else (
-            opts.max_frames or info.frames)
+        frames = info.frames if win is None else self._part_frames(info, win)
+        res.expected = min(frames, opts.max_frames) if opts.max_frames and frames else (opts.max_frames or frames)
         vin = main_video(inp)
         copy = [s for s in inp.streams if s is not vin and s.type in ("audio", "subtitle", "data", "attachment",
                                                                       "video")]
@@ -364,13 +370,32 @@ class _Run:
                              preset=opts.preset, time_base=opts.time_base or info.time_base, rate=info.rate,
                              color_tags=out_color.output_tags(), fmt=opts.fmt, depth=depth, stats=stats,
                              warn=self.warn, first=first, deinterlaced=opts.deinterlace,
-                             mux_options=opts.mux_options, out_name=opts.output, square_pixels=self.resize)
+                             mux_options=opts.mux_options, out_name=opts.output, square_pixels=self.resize,
+                             window=win)
         reader.copy_ids = set(self.writer.copy_map)
         self.stage = DeviceStage(self.up, info.color, (w, h), pix_fmt, stats, opts.overlay_fps, out_color=out_color,
                                  resize=self.resize, crop=opts.crop)
         stats.queues = {"decode": reader.queue, "encode": self.writer.queue}
         if on_start is not None:
             on_start(stats, res)
+
+    def _window(self, info: StreamInfo) -> Window | None:
+        """--start/--end in the file's own times; a start at or past the video's end is refused."""
+        trim = self.opts.trim
+        if trim is None:
+            return None
+        origin = container_origin(self.inp)
+        end = video_end(self.inp)
+        trim.check(None if end is None else end - float(origin), self.opts.input)
+        return trim.window(origin).on_grid(main_video(self.inp).time_base)
+
+    def _part_frames(self, info: StreamInfo, win: Window) -> int:
+        """About how many frames the part holds (for the progress), 0 when the rate or the end is unknown."""
+        end = video_end(self.inp)
+        if info.rate is None or (end is None and win.hi is None):
+            return 0
+        hi = float(win.hi) if end is None else min(end, float(win.hi)) if win.hi is not None else end
+        return max(0, int(round((hi - max(float(win.lo), video_start(self.inp))) * float(info.rate))))
 
     def _output_format(self, info: StreamInfo, first: FirstFrame) -> tuple[str, tuple[int, int]]:
         """The output pixel format (the input's subsampling and depth where the codec has them; RGB input is
@@ -461,7 +486,7 @@ class _Run:
             raise writer.error
         res.frames = writer.frames
         res.stopped = end.stopped or self.stop.is_set()
-        res.stop_time = stats.last_time
+        res.stop_time = stats.last_time + (float(self.window.moved) if self.window is not None else 0.0)
         res.damaged, res.truncated, res.resized = end.damaged, end.truncated, end.resized
         res.fixed_pts, res.timed_pts = writer._fixed_pts, writer._missing_pts
         res.notes = writer.fixup_notes()
@@ -471,6 +496,9 @@ class _Run:
             name = self.opts.input
             if self.opts.keep is not None:
                 raise InputError(f"no video frame of {name} lies in the segment to keep")
+            if self.opts.trim is not None and not end.damaged and not end.truncated:
+                raise InputError(f"no video frame of {name} lies in the part {self.opts.trim.describe()} "
+                                 "(--start/--end)")
             why = (f": {end.truncated}" if end.truncated
                    else f" ({len(end.damaged)} damaged spans)" if end.damaged else "")
             raise InputError(f"no video frame could be decoded from {name}{why}")

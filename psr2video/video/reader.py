@@ -26,6 +26,10 @@ import numpy as np
 from ..errors import PsrError
 from ..names import image_sequence
 from .color import PLANAR, SEMIPLANAR, ColorInfo, decide_color
+from .trim import Window, container_origin
+
+INTERLEAVE = 5.0  # s: how far past a part's end other streams' packets may still come (muxers interleave closer)
+SUBTITLE_LOOKBACK = 30  # s: how long before a part a subtitle still shown when it starts may begin
 
 
 class InputError(PsrError):
@@ -561,7 +565,8 @@ class Reader(threading.Thread):
 
     def __init__(self, container: av.container.InputContainer, color: ColorInfo, depth: int = 8,
                  max_frames: int = 0, stop: threading.Event | None = None, stats: Any = None, threads: int = 0,
-                 deinterlace: bool = False, warn: Any = None, timing: SourceTiming | None = None) -> None:
+                 deinterlace: bool = False, warn: Any = None, timing: SourceTiming | None = None,
+                 window: Window | None = None) -> None:
         super().__init__(name="psr2-reader", daemon=True)
         self.container = container
         self.vstream = main_video(container)
@@ -593,10 +598,31 @@ class Reader(threading.Thread):
         self._dts = [] if timing is None else [exact_ticks(d * timing.time_base / self.tb) if d is not None else None
                                                for d in timing.dts]
         self._vpackets = 0
+        # --start/--end: the part kept, in the file's times; every kept time is moved back by its start
+        self.window = window
+        self._shift: dict[Fraction, int] = {}  # time base -> the part's start in its ticks
+        self._past_end = False  # a frame at or past the part's end came out of the decoder: no more decoding
+        self._reach: dict[int, float] = {}  # copied stream -> the latest packet time read after that
+        self._clock = math.nan  # the latest frame's time in the file (s), for frames without a timestamp
+        self._seeked = False
+        self._lead: set[tuple[int, int]] = set()  # subtitles (stream, pts) shown when the part starts, kept
+        self._first_pts: int | None = None  # the first decoded frame's (after a seek: is it late?)
+        if window is not None and window.lo > container_origin(container):
+            self._seek(window.lo)
 
     # --- before the thread starts ---------------------------------------------------------------------
     def prime(self) -> FirstFrame:
-        """Read up to the first decoded frame (held for ``run``) and describe it."""
+        """Read up to the first decoded frame (held for ``run``) and describe it. After a seek to a part (--start)
+        whose first frame is past the part's start, the reading starts further back."""
+        for attempt in range(3):
+            first = self._prime()
+            late = self.window is not None and self._seeked and self._first_pts is not None and (
+                self._first_pts * self.tb > self.window.lo)
+            if not late or not self._reseek(attempt):
+                return first
+        return first
+
+    def _prime(self) -> FirstFrame:
         for pkt in self._demux:
             if pkt.stream is not self.vstream:
                 self._packet(pkt, hold=True)
@@ -604,6 +630,7 @@ class Reader(threading.Thread):
             frames = self._decode(pkt)
             self._held.extend(frames)
             if frames:
+                self._first_pts = frames[0].pts
                 self.first = first_frame(frames[0], self.vstream.codec_context)
                 return self.first
         self.first = FirstFrame()
@@ -637,6 +664,8 @@ class Reader(threading.Thread):
     def _read(self) -> bool:
         """Queue what prime() held, then demux and decode to the end; False when stopped or at --max-frames."""
         held, self._held = self._held, []
+        if self.window is not None and self._seeked:
+            held = self._lead_subtitles() + held
         for item in held:
             if isinstance(item, PacketItem):
                 if item.packet.stream.index in self.copy_ids and not self._put(item):
@@ -650,6 +679,15 @@ class Reader(threading.Thread):
             if pkt.stream is not self.vstream:
                 if not self._packet(pkt):
                     return False
+                if self._past_end and self._part_done():
+                    break
+                continue
+            if self._past_end:  # the part's end came out of the decoder: the rest is only read for other streams
+                if pkt.dts is not None or pkt.pts is not None:
+                    t = float((pkt.dts if pkt.dts is not None else pkt.pts) * self.tb)
+                    self._reach[pkt.stream.index] = max(self._reach.get(pkt.stream.index, -math.inf), t)
+                if self._part_done():
+                    break
                 continue
             t0 = time.perf_counter()
             for fr in self._decode(pkt):
@@ -662,11 +700,14 @@ class Reader(threading.Thread):
 
     def _packet(self, pkt: av.Packet, hold: bool = False) -> bool:
         """A packet of another stream: noted for damage, queued (or held by prime) when its stream is copied."""
-        if pkt.dts is None:
+        attached = pkt.dts is None
+        if attached:
             if not pkt.size:  # demuxer flush packet
                 return True
             pkt.pts = pkt.dts = 0  # an attached picture (cover art) has no time of its own
         self.damage.packet(pkt)
+        if self.window is not None and not attached and not self._in_part_packet(pkt):
+            return True
         if hold:
             self._held.append(PacketItem(pkt))
             return True
@@ -684,7 +725,8 @@ class Reader(threading.Thread):
             bad = pkt.is_corrupt
         except av.error.FFmpegError:
             frames, bad = [], True
-        if bad:
+        if bad and not (self.window is not None and pkt.pts is not None and self.window.before(pkt.pts * self.tb)):
+            # (before the part: leading frames of an open GOP after the seek lack their references, as expected)
             self.damage.bad_packet(float(pkt.pts * self.tb) if pkt.pts is not None else self._last_good)
         if not pkt.size:  # the demuxer's flush packet drains the decoder
             for fr in frames:
@@ -709,6 +751,21 @@ class Reader(threading.Thread):
     def _emit(self, fr: av.VideoFrame) -> bool:
         if self.max_frames and self._n >= self.max_frames:
             return False
+        tb = fr.time_base or self.tb
+        pts = self._pts_guess(fr.pts, getattr(fr, "dts", None))  # every frame, kept or not: its state goes on
+        if fr.pts is not None:
+            # how far the stream got (every frame, before a part too): the frame's own time as well (decode-order
+            # times are guessed from dts, a reorder delay behind the container's end, which read as a truncated tail)
+            at = float(pts * tb) if pts is not None else math.nan
+            t = max(at, float(fr.pts * tb))
+            if not self._timed or t >= self._latest:  # decode-order times come out of order
+                step = t - self._latest if self._timed else 0.0
+                dur = float(fr.duration * tb) if getattr(fr, "duration", 0) else 0.0
+                self._period, self._latest, self._timed = max(dur, step), t, True
+            self._last_good = at
+            self.damage.frame(at)
+        if self.window is not None and not self._in_part(pts, tb):
+            return True
         if fr.is_corrupt:
             self.damage.bad_packet(fr.time if fr.pts is not None else self._last_good)
         if self.size is None:
@@ -719,22 +776,149 @@ class Reader(threading.Thread):
                                 "before upscaling (one output size per file)")
             self.warn(f"warning: {self.end.resized}")
         planes, bits, sw, sh, keep = frame_planes(fr, self.size, self.color)
-        pts = self._pts_guess(fr.pts, getattr(fr, "dts", None))
-        item = VideoItem(self._n, pts, fr.time_base or self.tb, planes, bits, sw, sh, keep, fr.pts)
-        if fr.pts is not None:
-            # how far the stream got: the frame's own time too (decode-order times are guessed from dts, a
-            # reorder delay behind the container's end, which read as a truncated tail)
-            t = max(item.time, float(fr.pts * item.time_base))
-            if not self._timed or t >= self._latest:  # decode-order times come out of order
-                step = t - self._latest if self._timed else 0.0
-                dur = float(fr.duration * item.time_base) if getattr(fr, "duration", 0) else 0.0
-                self._period, self._latest, self._timed = max(dur, step), t, True
-            self._last_good = item.time
-            self.damage.frame(item.time)
+        shift = self._ticks(tb)  # the part's start: its frames are timed from 0 (0 without --start)
+        item = VideoItem(self._n, None if pts is None else pts - shift, tb, planes, bits, sw, sh, keep,
+                         None if fr.pts is None else fr.pts - shift)
         if not self._put(item):
             return False
         self._n += 1
         return not (self.max_frames and self._n >= self.max_frames)
+
+    # --- --start/--end ----------------------------------------------------------------------------------
+    def _seek(self, lo: Fraction) -> None:
+        """Start reading at the keyframe before the part (decoding from there). A pipe, or a file that can't seek,
+        is read from its start and what lies before the part is dropped (seeking a pipe reads it anyway, and a
+        subtitle begun before the part could not be read back)."""
+        self._seeked = False
+        if not Path(self.container.name).is_file():
+            return
+        try:
+            self.container.seek(math.floor(lo * 1_000_000), backward=True)  # AV_TIME_BASE, the default stream
+            self._seeked = True
+        except (av.error.FFmpegError, OSError, ValueError):
+            self._seeked = False
+
+    def _reseek(self, attempt: int) -> bool:
+        """After a seek whose first frame is past the part's start (an index that put the keyframe late): go back
+        further (10 s, then the file's start); False when there is nowhere further back to go."""
+        assert self.window is not None
+        origin = container_origin(self.container)
+        back = self.window.lo - 10 if attempt == 0 else origin
+        if back <= origin and attempt > 0 or not self._seeked:
+            return False
+        self.vstream.codec_context.flush_buffers()
+        self._held.clear()
+        self._reach.clear()
+        self._past_end = False
+        self._first_pts = None
+        self._pts_guess = PtsGuess()
+        self.damage = DamageLog(self.container, self.vstream.average_rate or self.vstream.guessed_rate)
+        self._clock = math.nan
+        if back <= origin:
+            try:
+                self.container.seek(math.floor(origin * 1_000_000) - 1, backward=True)
+            except (av.error.FFmpegError, OSError, ValueError):
+                return False
+            self._seeked = False  # from the start: nothing can be late
+        else:
+            self._seek(back)
+        return True
+
+    def _lead_subtitles(self) -> list[PacketItem]:
+        """The subtitles shown when the part starts, which the seek to the keyframe before it passed over (a line
+        begun 0.5 s before a keyframe at 1 s, still on screen at 1.3 s): found by demuxing, not decoding, the
+        ``SUBTITLE_LOOKBACK`` s before the part in a second reading of the file."""
+        assert self.window is not None
+        subs = {s.index for s in self.container.streams if s.type == "subtitle" and s.index in self.copy_ids}
+        if not subs:
+            return []
+        lo = self.window.lo
+        found: list[PacketItem] = []
+        try:
+            with av.open(self.container.name, format=self.container.format.name.split(",")[0]) as c:
+                c.seek(max(math.floor((lo - SUBTITLE_LOOKBACK) * 1_000_000), c.start_time or 0), backward=True)
+                for pkt in c.demux():
+                    at = pkt.pts if pkt.pts is not None else pkt.dts
+                    if at is None:
+                        continue
+                    if at * Fraction(pkt.time_base) >= lo and pkt.stream.type == "video":
+                        break  # past the part's start in the file (the video is interleaved closest)
+                    if pkt.stream.index in subs and pkt.size and pkt.duration and (
+                            at * Fraction(pkt.time_base) < lo < (at + pkt.duration) * Fraction(pkt.time_base)):
+                        own = av.Packet(bytes(pkt))  # of this reading's container, which is closed after
+                        own.stream = self.container.streams[pkt.stream.index]
+                        own.time_base, own.pts, own.dts, own.duration = pkt.time_base, pkt.pts, pkt.dts, pkt.duration
+                        if (pkt.stream.index, at) not in self._lead and self._in_part_packet(own):
+                            found.append(PacketItem(own))
+                        self._lead.add((pkt.stream.index, at))
+        except (av.error.FFmpegError, OSError, ValueError):
+            return []
+        return found
+
+    def _ticks(self, tb: Fraction) -> int:
+        """The part's start in ``tb`` ticks (what its times are moved back by); 0 without --start/--end."""
+        if self.window is None:
+            return 0
+        t = self._shift.get(tb)
+        if t is None:
+            t = self._shift[tb] = self.window.ticks(tb)
+        return t
+
+    def _in_part(self, pts: int | None, tb: Fraction) -> bool:
+        """Whether a decoded frame lies in the part; a frame at or past its end ends the decoding. A frame
+        without a timestamp (a raw stream) is timed one frame period after the one before."""
+        assert self.window is not None
+        if pts is not None:
+            t: Fraction | float = pts * Fraction(tb)
+        else:
+            rate = self.vstream.average_rate or self.vstream.guessed_rate
+            t = (float(container_origin(self.container)) if self._clock != self._clock
+                 else self._clock + (float(1 / rate) if rate else 0.04))
+        self._clock = float(t)
+        if self.window.after(t):
+            self._past_end = True
+            return False
+        return not self.window.before(t)
+
+    def _in_part_packet(self, pkt: av.Packet) -> bool:
+        """Whether a copied stream's packet lies in the part (then moved with it). A subtitle shown when the part
+        starts is kept, from the part's start, for what is left of it."""
+        assert self.window is not None
+        tb = Fraction(pkt.time_base)
+        at = pkt.pts if pkt.pts is not None else pkt.dts
+        t = at * tb
+        self._reach[pkt.stream.index] = max(self._reach.get(pkt.stream.index, -math.inf), float(t))
+        if self.window.after(t):
+            return False
+        if self.window.before(t):
+            if (pkt.stream.index, at) in self._lead:  # kept already by _lead_subtitles
+                return False
+            lo = math.ceil(self.window.lo / tb)
+            if pkt.stream.type != "subtitle" or not pkt.duration or at + pkt.duration <= lo:
+                return False
+            pkt.duration -= lo - at
+            if pkt.dts is not None:
+                pkt.dts += lo - at
+            if pkt.pts is not None:
+                pkt.pts = lo
+        shift = self._ticks(tb)
+        if pkt.pts is not None:
+            pkt.pts -= shift
+        if pkt.dts is not None:
+            pkt.dts -= shift
+        return True
+
+    def _part_done(self) -> bool:
+        """The part's end is behind: the video's, and every copied audio (or video) stream's, or the demuxer
+        has gone ``INTERLEAVE`` s past it (a stream that ended early, or interleaves loosely)."""
+        if self.window is None or not self._past_end or self.window.hi is None:
+            return False
+        hi = float(self.window.hi)
+        if max(self._reach.values(), default=-math.inf) >= hi + INTERLEAVE:
+            return True
+        timed = [s.index for s in self.container.streams if s.index in self.copy_ids and s.type in ("audio", "video")
+                 and not s.disposition & av.stream.Disposition.attached_pic]
+        return all(self._reach.get(i, -math.inf) >= hi for i in timed)
 
     def _drain(self) -> None:
         """Flush the decoder (frame threading holds frames back) and the deinterlacer."""
@@ -753,8 +937,9 @@ class Reader(threading.Thread):
                     return
 
     def _check_end(self) -> None:
-        """A stream that stops well before the end it announced was truncated (or lost its tail)."""
-        if not self.max_frames:
+        """A stream that stops well before the end it announced was truncated (or lost its tail); a part that
+        ended where it was asked to is not."""
+        if not self.max_frames and not self._past_end:
             self.end.truncated = truncation(self.container, self._latest, self._period)
 
     def _finish(self) -> None:

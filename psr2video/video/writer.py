@@ -31,7 +31,8 @@ import av.logging
 
 from ..errors import PsrError, first_line
 from ..names import DEFAULT_CRF, DEFAULT_PRESET
-from .reader import FirstFrame, PacketItem, main_video, one_filter_graph, pixel_shape
+from .reader import FirstFrame, PacketItem, main_video, one_filter_graph, pixel_shape, video_start
+from .trim import Window, shift_timecode, trim_chapters
 
 EXT_FORMAT = {".mkv": "matroska", ".mka": "matroska", ".webm": "webm", ".mp4": "mp4", ".m4v": "mp4",
               ".mov": "mov", ".ts": "mpegts", ".m2ts": "mpegts", ".avi": "avi", ".nut": "nut"}
@@ -179,7 +180,7 @@ class Writer(threading.Thread):
                  depth: int = 8, stats: Any = None, warn: Callable[[str], None] = print,
                  first: FirstFrame | None = None, deinterlaced: bool = False, video_template: Any = None,
                  mux_options: dict[str, str] | None = None, out_name: str | None = None,
-                 square_pixels: bool = False) -> None:
+                 square_pixels: bool = False, window: Window | None = None) -> None:
         super().__init__(name="psr2-writer", daemon=True)
         self.path = path
         self.shown = out_name or path  # errors name the user's OUT, not our temporary file for it
@@ -192,6 +193,8 @@ class Writer(threading.Thread):
         self.pix_fmt = pix_fmt
         self.color_tags = color_tags
         self.time_base = time_base
+        self.window = window  # --start/--end: the part copied; chapters and timecode move with it
+        self._rate = rate
         self._last_pts: int | None = None
         self._fixed_pts = 0
         self._tick = 1  # one tick of the muxer's time base in ours (set with the header): a nudged time stays apart
@@ -500,6 +503,9 @@ class Writer(threading.Thread):
                 self.vstream.metadata["timecode"] = self._timecode  # MOV/MP4 rebuild a tmcd track from it
             self.out.metadata.update({k: v for k, v in inp.metadata.items() if k.lower() != "encoder"})
             chapters = inp.chapters()
+            if self.window is not None:
+                chapters = trim_chapters(chapters, self.window)
+                self._move_timecodes(inp)
             fmt = self.out.format.name
             if chapters and fmt in NO_CHAPTERS:
                 self.warn(f"warning: the input's {len(chapters)} chapter(s) can't be carried in {fmt}; dropped "
@@ -512,6 +518,23 @@ class Writer(threading.Thread):
                           "dropped (use .mkv or .mp4 to keep them)")
         except Exception as e:  # noqa: BLE001
             self.warn(f"warning: metadata/chapters not copied: {e}")
+
+    def _move_timecodes(self, inp: av.container.InputContainer) -> None:
+        """A part's timecode names its own first frame: the source's, that many frames on (or left out, said,
+        where it can't be told)."""
+        assert self.window is not None
+        frames = max(0, math.ceil((self.window.lo - Fraction(video_start(inp)).limit_denominator(10**6))
+                                  * Fraction(self._rate or 0) - Fraction(1, 1000)))
+        for md in (self.vstream.metadata, self.out.metadata):
+            for k in [k for k in md if k.lower() == "timecode"]:
+                tc = md[k]
+                moved = shift_timecode(tc, frames, self._rate)
+                if moved is None:
+                    del md[k]
+                    self.warn(f"note: the timecode {tc} names the source's first frame and can't be moved to the "
+                              "part's (no frame rate, or not HH:MM:SS:FF); left out")
+                else:
+                    md[k] = moved
 
     @staticmethod
     def _codec_options(codec: str, crf: float | None, preset: str | None) -> dict[str, str]:

@@ -1,0 +1,167 @@
+"""``--start`` / ``--end`` / ``--duration``: upscale one part of a video.
+
+A part is what an encoder tries settings on before a two-hour run, or the scene that is wanted. Times are read as
+FFmpeg reads ``-ss`` / ``-to`` / ``-t`` (seconds, ``MM:SS`` or ``HH:MM:SS``, with decimals; ``s``/``ms``/``us``
+suffixes) and count from the file's start, as a player shows them. The part's frames are those whose time lies
+in ``[start, end)``; every kept stream (video, audio, subtitles) and the chapters are moved so that the output
+starts at 0, as ``ffmpeg -ss`` does, and a timecode names the part's first frame.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from ..errors import PsrError
+
+_CLOCK = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:\.\d*)?)$")
+_SECONDS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(s|ms|us)?$")
+_UNIT = {None: 1, "s": 1, "ms": Fraction(1, 1000), "us": Fraction(1, 1_000_000)}
+
+
+class TrimError(PsrError):
+    """A part of the video that can't be cut: a malformed time, an end before the start, a start past the end."""
+
+
+def parse_time(text: str, flag: str = "--start") -> Fraction:
+    """A time in seconds (exact): ``90``, ``90.5``, ``1500ms``, ``1:30``, ``01:02:03.25``."""
+    t = text.strip()
+    if m := _CLOCK.match(t):
+        h, mi, s = m.groups()
+        if int(mi) >= 60 and h is not None or Fraction(s) >= 60:
+            raise TrimError(f"{flag} {text}: minutes and seconds of a clock time run 0-59 (e.g. 1:02:03.5)")
+        return int(h or 0) * 3600 + int(mi) * 60 + Fraction(s)
+    if m := _SECONDS.match(t):
+        return Fraction(m.group(1)) * _UNIT[m.group(2)]
+    raise TrimError(f"{flag} {text}: give a time as seconds (90, 90.5, 1500ms) or a clock time (1:30, 01:02:03.5)")
+
+
+def clock(t: Fraction | float) -> str:
+    """``t`` seconds as H:MM:SS.mmm (M:SS.mmm under an hour), as the part is named back to the user."""
+    ms = int(round(float(t) * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s = f"{rest / 1000:06.3f}".rstrip("0").rstrip(".")
+    s = s if "." in s or len(s) == 2 else s.zfill(2)
+    return f"{h}:{m:02d}:{s}" if h else f"{m}:{s}"
+
+
+@dataclass(frozen=True)
+class Trim:
+    """The part asked for, in seconds from the file's start: ``[start, end)``, ``end`` None = to the end."""
+
+    start: Fraction = Fraction(0)
+    end: Fraction | None = None
+
+    @classmethod
+    def from_options(cls, start: str | None, end: str | None, duration: str | None) -> Trim | None:
+        """The options as given on the command line (None each when absent); None when none is given."""
+        if start is None and end is None and duration is None:
+            return None
+        if end is not None and duration is not None:
+            raise TrimError("give --end or --duration, not both (--end is a time in the video, --duration a length)")
+        lo = parse_time(start, "--start") if start is not None else Fraction(0)
+        if duration is not None:
+            length = parse_time(duration, "--duration")
+            if length <= 0:
+                raise TrimError(f"--duration {duration}: the part must last longer than 0")
+            return cls(lo, lo + length)
+        hi = parse_time(end, "--end") if end is not None else None
+        if hi is not None and hi <= lo:
+            raise TrimError(f"--end {end} is not after --start {start or 0}: the part would be empty")
+        return cls(lo, hi)
+
+    def describe(self) -> str:
+        return f"{clock(self.start)}-{clock(self.end) if self.end is not None else 'end'}"
+
+    def window(self, origin: float | Fraction) -> Window:
+        """The part in the file's own times (``origin``: the container's start time, where a player shows 0)."""
+        o = Fraction(origin).limit_denominator(1_000_000) if not isinstance(origin, Fraction) else origin
+        return Window(o + self.start, None if self.end is None else o + self.end)
+
+    def check(self, length: float | None, name: str) -> None:
+        """Refuse a part that starts at or past the end of a video ``length`` s long (None: unknown)."""
+        if length is not None and length > 0 and self.start >= Fraction(length).limit_denominator(1_000_000):
+            raise TrimError(f"--start {clock(self.start)} is at or past the end of {name} ({clock(length)} long)")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A part in the file's own times (s): what is kept lies in ``[lo, hi)``; kept times are moved back by
+    ``zero`` (``lo`` unless set on the video's time grid: ``on_grid``)."""
+
+    lo: Fraction
+    hi: Fraction | None
+    zero: Fraction | None = None
+
+    def on_grid(self, time_base: Fraction | None) -> Window:
+        """The same part, moved back by the video tick at or before ``lo``: every stream moves by one time that
+        the video's time base holds exactly (AVI's ticks are whole frames: moving the video by a rounded time
+        and the sound by the exact one would put them a frame apart)."""
+        if not time_base:
+            return self
+        return Window(self.lo, self.hi, math.floor(self.lo / Fraction(time_base)) * Fraction(time_base))
+
+    def ticks(self, time_base: Fraction) -> int:
+        """How far kept times move back, in ``time_base`` ticks, rounded down: a kept time stays >= 0."""
+        return math.floor((self.lo if self.zero is None else self.zero) / Fraction(time_base))
+
+    @property
+    def moved(self) -> Fraction:
+        """How far kept times move back (s)."""
+        return self.lo if self.zero is None else self.zero
+
+    def before(self, t: Fraction | float) -> bool:
+        return t < self.lo
+
+    def after(self, t: Fraction | float) -> bool:
+        """At or past the end (kept times are < hi)."""
+        return self.hi is not None and t >= self.hi
+
+
+def container_origin(c: Any) -> Fraction:
+    """Where a player's 0 lies in the file's times: the container's start time (MPEG-TS starts at 1.4 s)."""
+    return Fraction(c.start_time or 0, 1_000_000)
+
+
+def trim_chapters(chapters: list[dict[str, Any]], win: Window) -> list[dict[str, Any]]:
+    """The chapters that overlap the part, cut to it and moved with it (a chapter begun before the part begins
+    the output)."""
+    out = []
+    for ch in chapters:
+        tb = Fraction(ch["time_base"])
+        start, end = ch["start"] * tb, ch["end"] * tb
+        if end <= win.lo or (win.hi is not None and start >= win.hi):
+            continue
+        start = max(start, win.lo) - win.moved
+        end = (min(end, win.hi) if win.hi is not None else end) - win.moved
+        out.append(dict(ch, start=math.floor(start / tb), end=math.ceil(end / tb)))
+    return out
+
+
+def shift_timecode(tc: str, frames: int, rate: Fraction | None) -> str | None:
+    """The SMPTE timecode ``frames`` frames after ``tc`` (``HH:MM:SS:FF``, or drop-frame ``HH:MM:SS;FF`` at
+    29.97/59.94), or None when it can't be told (no frame rate, a malformed timecode)."""
+    m = re.match(r"^(\d+):(\d\d):(\d\d)([:;.,])(\d+)$", tc.strip())
+    if not m or not rate:
+        return None
+    hh, mm, ss, sep, ff = m.groups()
+    nominal = round(float(rate))
+    if nominal <= 0:
+        return None
+    drop = (2 if nominal == 30 else 4 if nominal == 60 else 0) if sep in ";," else 0
+    minutes = int(hh) * 60 + int(mm)
+    n = (minutes * 60 + int(ss)) * nominal + int(ff) - drop * (minutes - minutes // 10) + frames
+    if drop:  # frame number -> drop-frame labels (SMPTE 12M: two labels skipped each minute but every tenth)
+        per10, per1 = nominal * 600 - drop * 9, nominal * 60 - drop
+        tens, rest = divmod(n, per10)
+        n += drop * 9 * tens + (drop * ((rest - drop) // per1) if rest > drop else 0)
+    ff_, sec = n % nominal, n // nominal
+    return f"{sec // 3600 % 24:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}{sep}{ff_:02d}"
+
+
+__all__ = ["Trim", "TrimError", "Window", "clock", "container_origin", "parse_time", "shift_timecode",
+           "trim_chapters"]

@@ -1,0 +1,320 @@
+"""``--start`` / ``--end`` / ``--duration``: one part of a video, its frames exactly those of a whole run, every
+other stream, the chapters and the timecode cut and moved with it, the output starting at 0."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from psr2video.video.trim import Trim, TrimError, Window, clock, parse_time, shift_timecode, trim_chapters
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_crop import boxed  # noqa: E402
+from test_image_upscale import one_line_error, run  # noqa: E402
+
+TB = Fraction(1, 1000)
+FPS = 25
+SUBS = ((500, 1500, "one"), (2000, 2800, "two"), (3200, 3600, "three"))  # ms
+CHAPTERS = ((0, 1500, "one"), (1500, 3000, "two"), (3000, 4000, "three"))
+
+
+def long_clip(path: Path, seconds: int = 4, subtitles: bool = True) -> Path:
+    """``seconds`` of 48x32 H.264 at 25 fps with B-frames and a keyframe each second, AAC audio (each packet's
+    payload numbered), an SRT subtitle (SUBS), three chapters and a timecode."""
+    out = av.open(str(path), "w")
+    v = out.add_stream("libx264", rate=FPS)
+    v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+    v.options = {"crf": "12", "preset": "ultrafast", "bf": "2", "g": "25", "keyint_min": "25", "sc_threshold": "0"}
+    v.metadata["timecode"] = "01:00:00:00"
+    a = out.add_stream("aac", rate=48000)
+    a.layout = "stereo"
+    s = srt = None
+    if subtitles:
+        sp = path.with_suffix(".srt")
+        ms = lambda t: f"00:00:{t // 1000:02d},{t % 1000:03d}"  # noqa: E731
+        sp.write_text("".join(f"{i}\n{ms(b)} --> {ms(e)}\n{txt}\n\n" for i, (b, e, txt) in enumerate(SUBS, 1)))
+        srt = av.open(str(sp))
+        s = out.add_stream_from_template(srt.streams[0])
+    out.metadata["title"] = "trim test"
+    out.set_chapters([{"id": i, "start": b, "end": e, "time_base": TB, "metadata": {"title": t}}
+                      for i, (b, e, t) in enumerate(CHAPTERS, 1)])
+    k = 0
+    for i in range(seconds * FPS):
+        img = np.zeros((32, 48, 3), np.uint8)
+        img[..., 0], img[..., 1] = (i * 2) % 256, (i % 7) * 30
+        img[:, (i % 48):(i % 48) + 4, 2] = 255
+        f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+        f.pts, f.time_base = i, Fraction(1, FPS)
+        out.mux(v.encode(f))
+        while k * 1024 < (i + 1) * 48000 / FPS:
+            tone = np.full((2, 1024), 0.001 * (k % 50), np.float32)
+            af = av.AudioFrame.from_ndarray(tone, format="fltp", layout="stereo")
+            af.sample_rate, af.pts = 48000, k * 1024
+            out.mux(a.encode(af))
+            k += 1
+    out.mux(v.encode(None))
+    out.mux(a.encode(None))
+    if srt is not None:
+        for pkt in srt.demux():
+            if pkt.dts is not None:
+                pkt.stream = s
+                out.mux(pkt)
+        srt.close()
+    out.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("trim")
+    mkv = long_clip(d / "src.mkv")
+    full = d / "full.mkv"
+    code, out = run("upscale", str(mkv), str(full), "--variant", "mks", "--codec", "ffv1", "-q")
+    assert code == 0, out
+    return {"mkv": mkv, "mp4": long_clip(d / "src.mp4", subtitles=False), "full": full, "dir": d}
+
+
+def frames(path: Path) -> list[tuple[float, np.ndarray]]:
+    with av.open(str(path)) as c:
+        return [(float(f.pts * f.time_base), f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+
+def packets(path: Path, kind: str) -> list[tuple[float, float, bytes]]:
+    """(time, duration, payload) of every packet of the first ``kind`` stream, in file order."""
+    with av.open(str(path)) as c:
+        s = next(x for x in c.streams if x.type == kind)
+        return [(float(p.pts * p.time_base), float(p.duration * p.time_base), bytes(p))
+                for p in c.demux(s) if p.size]
+
+
+# --- the parts, without a file ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90", 90), ("90.5", Fraction(181, 2)), (".25", Fraction(1, 4)), ("1500ms", Fraction(3, 2)), ("2s", 2),
+    ("250000us", Fraction(1, 4)), ("1:30", 90), ("01:02:03.25", 3723 + Fraction(1, 4)), ("90:00", 5400),
+    (" 0:05 ", 5)])
+def test_parse_time(text: str, seconds: Fraction) -> None:
+    assert parse_time(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-5", "1:2:3:4", "1:60", "1:61:00", "5 min", "1e3", "1,5"])
+def test_parse_time_refuses(text: str) -> None:
+    with pytest.raises(TrimError, match="--start"):
+        parse_time(text)
+
+
+def test_trim_options() -> None:
+    assert Trim.from_options(None, None, None) is None
+    assert Trim.from_options("1:00", None, "30") == Trim(Fraction(60), Fraction(90))
+    assert Trim.from_options(None, "10", None) == Trim(Fraction(0), Fraction(10))
+    assert Trim.from_options("5", None, None) == Trim(Fraction(5), None)
+    for args, words in [(("5", "5", None), "not after"), ((None, "1", "2"), "not both"), (("1", None, "0"), "0")]:
+        with pytest.raises(TrimError, match=words):
+            Trim.from_options(*args)
+    assert Trim(Fraction(5)).window(Fraction(7, 5)) == Window(Fraction(32, 5), None)  # MPEG-TS starts at 1.4 s
+    assert clock(Fraction(3723, 1)) == "1:02:03" and clock(1.5) == "0:01.5" and clock(59.999) == "0:59.999"
+    with pytest.raises(TrimError, match="past the end of x.mkv"):
+        Trim(Fraction(10)).check(9.5, "x.mkv")
+    Trim(Fraction(10)).check(None, "x.mkv")  # unknown length: the run tells
+
+
+def test_window_rounds_to_keep_times_positive() -> None:
+    w = Window(Fraction(13, 10), Fraction(31, 10))
+    assert w.ticks(Fraction(1, 25)) == 32  # 1.3 s = 32.5 frames: a kept frame (33 and on) is >= 1 once moved
+    assert w.ticks(Fraction(1, 1000)) == 1300
+    assert w.before(Fraction(129, 100)) and not w.before(Fraction(13, 10))
+    assert w.after(Fraction(31, 10)) and not w.after(Fraction(309, 100))
+
+
+def test_shift_timecode() -> None:
+    assert shift_timecode("01:00:00:00", 33, Fraction(25)) == "01:00:01:08"
+    assert shift_timecode("23:59:59:24", 1, Fraction(25)) == "00:00:00:00"  # a day wraps, as a clock does
+    # drop-frame 29.97: labels ;00 and ;01 are skipped each minute but every tenth
+    assert shift_timecode("00:00:59;29", 1, Fraction(30000, 1001)) == "00:01:00;02"
+    assert shift_timecode("00:09:59;29", 1, Fraction(30000, 1001)) == "00:10:00;00"
+    assert shift_timecode("00:00:00;00", 17982, Fraction(30000, 1001)) == "00:10:00;00"
+    assert shift_timecode("00:00:00;00", 1800, Fraction(30000, 1001)) == "00:01:00;02"
+    assert shift_timecode("garbage", 10, Fraction(25)) is None and shift_timecode("00:00:00:00", 1, None) is None
+
+
+def test_trim_chapters() -> None:
+    chapters = [{"id": i, "start": b, "end": e, "time_base": TB, "metadata": {"title": t}}
+                for i, (b, e, t) in enumerate(CHAPTERS, 1)]
+    cut = trim_chapters(chapters, Window(Fraction(13, 10), Fraction(31, 10)))
+    assert [(c["start"], c["end"], c["metadata"]["title"]) for c in cut] == [
+        (0, 200, "one"), (200, 1700, "two"), (1700, 1800, "three")]
+    assert [c["metadata"]["title"] for c in trim_chapters(chapters, Window(Fraction(3), None))] == ["three"]
+
+
+# --- real files ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("source", ["mkv", "mp4"])
+def test_part_is_the_whole_runs_frames(clips: dict[str, Path], source: str, tmp_path: Path) -> None:
+    """1.3 s to 3.1 s of a 4 s clip (keyframes each second, B-frames): the 45 frames at 1.32..3.08 s, each exactly
+    the whole run's (decoded from the keyframe before, not from the cut), timed from 0.02 s; the sound too."""
+    out = tmp_path / "part.mkv"
+    code, log = run("upscale", str(clips[source]), str(out), "--variant", "mks", "--codec", "ffv1", "-q",
+                    "--start", "1.3", "--end", "3.1")
+    assert code == 0 and "warning" not in log, log
+    whole, part = frames(clips["full"]), frames(out)
+    assert len(part) == 45
+    assert [round(t, 3) for t, _ in part] == [round(0.02 + 0.04 * k, 3) for k in range(45)]
+    assert all(np.array_equal(whole[33 + k][1], part[k][1]) for k in range(45))
+    src_audio = [p for p in packets(clips[source], "audio") if 1.3 <= p[0] < 3.1]
+    out_audio = packets(out, "audio")
+    assert [p[2] for p in out_audio] == [p[2] for p in src_audio]  # the same packets, untouched
+    assert all(abs((a[0] - 1.3) - b[0]) <= 0.001 for a, b in zip(src_audio, out_audio, strict=True))
+
+
+def test_part_cuts_subtitles_chapters_and_timecode(clips: dict[str, Path], tmp_path: Path) -> None:
+    """A subtitle on screen when the part starts (0.5-1.5 s, before the keyframe the seek lands on) is kept from
+    0 for what is left of it; the chapters are cut to the part; the timecode names the part's first frame."""
+    out = tmp_path / "part.mkv"
+    code, log = run("upscale", str(clips["mkv"]), str(out), "--variant", "mks", "-q", "--start", "1.3",
+                    "--duration", "1.8")
+    assert code == 0, log
+    subs = [(round(t, 3), round(d, 3), b) for t, d, b in packets(out, "subtitle")]
+    assert subs == [(0.0, 0.2, b"one"), (0.7, 0.8, b"two")]
+    with av.open(str(out)) as c:
+        chapters = [(float(ch["start"] * ch["time_base"]), float(ch["end"] * ch["time_base"]),
+                     ch["metadata"]["title"]) for ch in c.chapters()]
+        tags = {k.lower(): v for k, v in c.streams.video[0].metadata.items()}
+    assert chapters == [(0.0, 0.2, "one"), (0.2, 1.7, "two"), (1.7, 1.8, "three")]
+    assert tags["timecode"] == "01:00:01:08"  # frame 33 of a 25 fps clip that starts at 01:00:00:00
+
+
+def test_part_from_a_pipe(clips: dict[str, Path], tmp_path: Path) -> None:
+    """stdin can't seek: it is read from the start and what lies before the part is dropped, with the same
+    frames and the subtitle begun before the part."""
+    out = tmp_path / "pipe.mkv"
+    r = subprocess.run([sys.executable, "-m", "psr2video", "-", str(out), "--variant", "mks", "--codec", "ffv1",
+                        "-q", "--start", "1.3", "--end", "3.1"], stdin=clips["mkv"].open("rb"),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    whole, part = frames(clips["full"]), frames(out)
+    assert len(part) == 45 and all(np.array_equal(whole[33 + k][1], part[k][1]) for k in range(45))
+    assert [b for _, _, b in packets(out, "subtitle")] == [b"one", b"two"]
+
+
+def test_start_only_and_end_only(clips: dict[str, Path], tmp_path: Path) -> None:
+    whole = frames(clips["full"])
+    tail, head = tmp_path / "tail.mkv", tmp_path / "head.mkv"
+    assert run("upscale", str(clips["mkv"]), str(tail), "--variant", "mks", "--codec", "ffv1", "-q",
+               "--start", "0:03")[0] == 0
+    assert run("upscale", str(clips["mkv"]), str(head), "--variant", "mks", "--codec", "ffv1", "-q",
+               "--end", "500ms")[0] == 0
+    t, h = frames(tail), frames(head)
+    assert len(t) == 25 and t[0][0] == 0 and all(np.array_equal(whole[75 + k][1], t[k][1]) for k in range(25))
+    assert len(h) == 13 and all(np.array_equal(whole[k][1], h[k][1]) for k in range(13))
+    assert [b for _, _, b in packets(tail, "subtitle")] == [b"three"]
+    # with --max-frames: the part's first frames
+    n = tmp_path / "n.mkv"
+    assert run("upscale", str(clips["mkv"]), str(n), "--variant", "mks", "--codec", "ffv1", "-q", "--start", "2",
+               "--max-frames", "5")[0] == 0
+    assert [np.array_equal(a, whole[50 + k][1]) for k, (_, a) in enumerate(frames(n))] == [True] * 5
+
+
+def test_bad_parts_are_one_line(clips: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "o.mkv"
+    src = str(clips["mkv"])
+    for args, words in [
+        (("--start", "10"), ("--start 0:10 is at or past the end of", "src.mkv (0:04 long)")),
+        (("--start", "2", "--end", "1"), ("not after",)),
+        (("--end", "1", "--duration", "1"), ("not both",)),
+        (("--start", "abc"), ("--start abc", "clock time")),
+        (("--start", "3.99"), ("no video frame of", "lies in the part 0:03.99-end")),
+        (("--start", "1", "--workers", "2"), ("--workers/--ray", "not supported yet")),
+    ]:
+        one_line_error(*run("upscale", src, str(out), "--variant", "mks", "-q", *args), *words)
+        assert not out.exists() and not list(tmp_path.glob(".o.*"))
+    pic = tmp_path / "p.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(pic)
+    one_line_error(*run("upscale", str(pic), str(tmp_path / "p2.png"), "--variant", "mks", "--start", "1"),
+                   "--start is a video option")
+
+
+def test_part_into_an_animation(clips: dict[str, Path], tmp_path: Path) -> None:
+    """A GIF of one second of the video: its 25 frames from 1.32 s."""
+    from PIL import Image
+
+    gif = tmp_path / "a.gif"
+    code, log = run("upscale", str(clips["mkv"]), str(gif), "--variant", "mks", "-q", "--start", "1.3",
+                    "--duration", "1")
+    assert code == 0, log
+    whole = frames(clips["full"])
+    with Image.open(gif) as im:
+        assert im.n_frames == 25
+        first = np.asarray(im.convert("RGB"), np.float32)
+    assert np.abs(first - whole[33][1]).mean() < 6  # GIF's 256 colours
+    assert np.abs(first - whole[32][1]).mean() > np.abs(first - whole[33][1]).mean()
+    one_line_error(*run("upscale", str(clips["mkv"]), str(tmp_path / "b.gif"), "--variant", "mks", "-q",
+                        "--start", "9"), "past the end")
+
+
+def test_crop_auto_looks_in_the_part(tmp_path: Path) -> None:
+    """Bars only in the second half: the whole video has none to cut, the second half's part does."""
+    a, b = boxed(tmp_path / "a.mkv", n=50, bars=(0, 0, 0, 0)), boxed(tmp_path / "b.mkv", n=50, bars=(8, 8, 0, 0))
+    src = tmp_path / "ab.mkv"
+    with av.open(str(a)) as ca, av.open(str(b)) as cb, av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
+        v.options = {"preset": "ultrafast", "crf": "12", "g": "25"}
+        for i, f in enumerate([*ca.decode(video=0), *cb.decode(video=0)]):
+            g = av.VideoFrame.from_ndarray(f.to_ndarray(format="rgb24"), format="rgb24").reformat(format="yuv420p")
+            g.pts, g.time_base = i, Fraction(1, 25)
+            out.mux(v.encode(g))
+        out.mux(v.encode(None))
+    code, log = run("upscale", str(src), str(tmp_path / "whole.mkv"), "--variant", "mks", "-q", "--crop", "auto")
+    assert code == 0 and "no black bars" in log, log
+    code, log = run("upscale", str(src), str(tmp_path / "part.mkv"), "--variant", "mks", "-q", "--crop", "auto",
+                    "--start", "2.2")
+    assert code == 0 and "cut off: 8:8:0:0" in log and "across the part" in log, log
+    with av.open(str(tmp_path / "part.mkv")) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (128, 96)
+
+
+def test_folder_cuts_each_video(clips: dict[str, Path], tmp_path: Path) -> None:
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in ("a.mkv", "b.mp4"):
+        (src / name).write_bytes(clips["mkv" if name.endswith("mkv") else "mp4"].read_bytes())
+    code, log = run("upscale", str(src), str(dst), "--variant", "mks", "-q", "--start", "1", "--duration", "1")
+    assert code == 0, log
+    assert [len(frames(dst / n)) for n in ("a.mkv", "b.mp4")] == [25, 25]
+
+
+def test_every_stream_moves_by_one_time(tmp_path: Path) -> None:
+    """AVI times are frame numbers: the part's times move back by a whole frame, the sound's by the same time
+    (moving the video by a rounded time and the sound by the exact one put them 50 ms apart at 15 fps)."""
+    assert Window(Fraction(21, 20), None).on_grid(Fraction(1, 15)).moved == 1
+    src = tmp_path / "a.avi"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("mpeg4", rate=15)
+        v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
+        a = out.add_stream("pcm_s16le", rate=8000)
+        a.layout = "mono"
+        for i in range(45):
+            f = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 5, np.uint8), format="rgb24")
+            f = f.reformat(format="yuv420p")
+            f.pts, f.time_base = i, Fraction(1, 15)
+            out.mux(v.encode(f))
+            af = av.AudioFrame.from_ndarray(np.full((1, 800), i * 100, np.int16), format="s16", layout="mono")
+            af.sample_rate, af.pts = 8000, i * 800
+            out.mux(a.encode(af))
+        out.mux(v.encode(None))
+        out.mux(a.encode(None))
+    dst = tmp_path / "part.mkv"
+    code, log = run("upscale", str(src), str(dst), "--variant", "mks", "-q", "--codec", "ffv1", "--start", "1.05",
+                    "--end", "2")
+    assert code == 0, log
+    vt = [t for t, _ in frames(dst)]
+    assert len(vt) == 14 and abs(vt[0] - (16 / 15 - 1)) < 0.002  # frame 16 (1.067 s) first, moved back by 1 s
+    src_audio = {p[2]: p[0] for p in packets(src, "audio")}
+    moved = [src_audio[b] - t for t, _, b in packets(dst, "audio")]
+    assert moved and all(abs(m - 1.0) < 0.002 for m in moved), moved

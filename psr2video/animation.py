@@ -12,9 +12,7 @@ built for the whole animation from pixels of every frame, so a colour doesn't ch
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import math
 import os
 import time
 from collections.abc import Callable
@@ -178,7 +176,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
 
     from .video.color import SWS_SPACE, decide_color
     from .video.reader import main_video, pixel_shape, video_end
-    from .video.trim import TrimError, container_origin
+    from .video.trim import TrimError, container_origin, decode_part
 
     try:
         c = av.open(str(path))
@@ -202,16 +200,8 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
             except TrimError as e:
                 raise AnimationError(str(e)) from None
             win = trim.window(container_origin(c))
-            if win.lo > container_origin(c) and s.time_base:
-                with contextlib.suppress(av.error.FFmpegError):  # a file that can't seek is read from its start
-                    c.seek(math.floor(win.lo / s.time_base), stream=s, backward=True)
         try:
-            for f in c.decode(s):
-                if win is not None and f.pts is not None:
-                    if win.after(f.pts * f.time_base):
-                        break
-                    if win.before(f.pts * f.time_base):
-                        continue
+            for f in decode_part(c, s, win):
                 info = decide_color(f.colorspace, f.color_range, None, None, f.height, f.format.name)
                 fmt = "rgba" if info.alpha else "rgb24"
                 if info.from_rgb:

@@ -24,10 +24,11 @@ SUBS = ((500, 1500, "one"), (2000, 2800, "two"), (3200, 3600, "three"))  # ms
 CHAPTERS = ((0, 1500, "one"), (1500, 3000, "two"), (3000, 4000, "three"))
 
 
-def long_clip(path: Path, seconds: int = 4, subtitles: bool = True) -> Path:
-    """``seconds`` of 48x32 H.264 at 25 fps with B-frames and a keyframe each second, AAC audio (each packet's
-    payload numbered), an SRT subtitle (SUBS), three chapters and a timecode."""
-    out = av.open(str(path), "w")
+def long_clip(path: Path, seconds: int = 4, subtitles: bool = True, subs: tuple = SUBS, chapters: tuple = CHAPTERS,
+              fmt: str | None = None) -> Path:
+    """``seconds`` of 48x32 H.264 at 25 fps with B-frames and a keyframe each second, AAC audio, an SRT subtitle
+    (``subs``: start and end in ms, text), chapters and a timecode."""
+    out = av.open(str(path), "w", format=fmt)
     v = out.add_stream("libx264", rate=FPS)
     v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
     v.options = {"crf": "12", "preset": "ultrafast", "bf": "2", "g": "25", "keyint_min": "25", "sc_threshold": "0"}
@@ -38,12 +39,13 @@ def long_clip(path: Path, seconds: int = 4, subtitles: bool = True) -> Path:
     if subtitles:
         sp = path.with_suffix(".srt")
         ms = lambda t: f"00:00:{t // 1000:02d},{t % 1000:03d}"  # noqa: E731
-        sp.write_text("".join(f"{i}\n{ms(b)} --> {ms(e)}\n{txt}\n\n" for i, (b, e, txt) in enumerate(SUBS, 1)))
+        sp.write_text("".join(f"{i}\n{ms(b)} --> {ms(e)}\n{txt}\n\n" for i, (b, e, txt) in enumerate(subs, 1)))
         srt = av.open(str(sp))
         s = out.add_stream_from_template(srt.streams[0])
     out.metadata["title"] = "trim test"
-    out.set_chapters([{"id": i, "start": b, "end": e, "time_base": TB, "metadata": {"title": t}}
-                      for i, (b, e, t) in enumerate(CHAPTERS, 1)])
+    if chapters:
+        out.set_chapters([{"id": i, "start": b, "end": e, "time_base": TB, "metadata": {"title": t}}
+                          for i, (b, e, t) in enumerate(chapters, 1)])
     k = 0
     for i in range(seconds * FPS):
         img = np.zeros((32, 48, 3), np.uint8)
@@ -318,3 +320,133 @@ def test_every_stream_moves_by_one_time(tmp_path: Path) -> None:
     src_audio = {p[2]: p[0] for p in packets(src, "audio")}
     moved = [src_audio[b] - t for t, _, b in packets(dst, "audio")]
     assert moved and all(abs(m - 1.0) < 0.002 for m in moved), moved
+
+
+# --- parts well into a file: sought, not read from the start ---------------------------------------------------
+DEEP_SUBS = ((10200, 12800, "long"), (13000, 13500, "two"), (15000, 15400, "three"))
+DEEP_CHAPTERS = ((0, 10000, "intro"), (10000, 13000, "one"), (13000, 16000, "two"))
+
+
+@pytest.fixture(scope="module")
+def deep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """16 s clips (Matroska with subtitles and chapters, MP4), and the whole runs' frames to compare with."""
+    d = tmp_path_factory.mktemp("deep")
+    mkv = long_clip(d / "src.mkv", seconds=16, subs=DEEP_SUBS, chapters=DEEP_CHAPTERS)
+    mp4 = long_clip(d / "src.mp4", seconds=16, subtitles=False, chapters=())
+    for name, args in (("full", ()), ("full_deint", ("--deinterlace",))):
+        code, out = run("upscale", str(mkv), str(d / f"{name}.mkv"), "--variant", "mks", "--codec", "ffv1", "-q",
+                        *args)
+        assert code == 0, out
+    return {"mkv": mkv, "mp4": mp4, "full": d / "full.mkv", "full_deint": d / "full_deint.mkv"}
+
+
+@pytest.mark.parametrize("source", ["mkv", "mp4"])
+def test_deep_part_is_the_whole_runs_frames(deep: dict[str, Path], source: str, tmp_path: Path) -> None:
+    """11.3 s to 13.1 s of a 16 s clip is sought (the keyframe before 10.3 s), and gives the whole run's 45
+    frames from 11.32 s, bit for bit, and the audio packets of the part, untouched and in time."""
+    out = tmp_path / "part.mkv"
+    code, log = run("upscale", str(deep[source]), str(out), "--variant", "mks", "--codec", "ffv1", "-q",
+                    "--start", "11.3", "--end", "13.1")
+    assert code == 0 and "warning" not in log and "note: seeking" not in log, log
+    whole, part = frames(deep["full"]), frames(out)
+    assert len(part) == 45 and abs(part[0][0] - 0.02) < 0.002
+    assert all(np.array_equal(whole[283 + k][1], part[k][1]) for k in range(45))
+    src_audio = [p for p in packets(deep[source], "audio") if 11.3 <= p[0] < 13.1]
+    out_audio = packets(out, "audio")
+    assert [p[2] for p in out_audio] == [p[2] for p in src_audio]
+    assert all(abs((a[0] - 11.3) - b[0]) <= 0.001 for a, b in zip(src_audio, out_audio, strict=True))
+
+
+def test_deep_part_subtitles_and_chapters(deep: dict[str, Path], tmp_path: Path) -> None:
+    """A subtitle begun before the keyframe the seek lands on (10.2-12.8 s, part from 12.3 s) is kept once, from
+    0, for its last 0.5 s; one crossing the part's end is cut there; chapters are cut and moved."""
+    out = tmp_path / "part.mkv"
+    code, log = run("upscale", str(deep["mkv"]), str(out), "--variant", "mks", "-q", "--start", "12.3",
+                    "--end", "13.2")
+    assert code == 0, log
+    assert [(round(t, 3), round(d, 3), b) for t, d, b in packets(out, "subtitle")] == [
+        (0.0, 0.5, b"long"), (0.7, 0.2, b"two")]
+    with av.open(str(out)) as c:
+        chapters = [(round(float(ch["start"] * ch["time_base"]), 3), round(float(ch["end"] * ch["time_base"]), 3),
+                     ch["metadata"]["title"]) for ch in c.chapters()]
+    assert chapters == [(0.0, 0.7, "one"), (0.7, 0.9, "two")]
+    # the main reading meets the subtitle too when the seek lands before it: still once
+    out2 = tmp_path / "part2.mkv"
+    assert run("upscale", str(deep["mkv"]), str(out2), "--variant", "mks", "-q", "--start", "10.4", "--end",
+               "11")[0] == 0
+    assert [(round(t, 3), round(d, 3), b) for t, d, b in packets(out2, "subtitle")] == [(0.0, 0.6, b"long")]
+
+
+def test_deep_part_deinterlaced_from_a_keyframe(deep: dict[str, Path], tmp_path: Path) -> None:
+    """A part starting on a keyframe (12 s): bwdif still gets the frame before it, so the part's frames are the
+    whole deinterlaced run's."""
+    out = tmp_path / "part.mkv"
+    code, log = run("upscale", str(deep["mkv"]), str(out), "--variant", "mks", "--codec", "ffv1", "-q",
+                    "--deinterlace", "--start", "12", "--duration", "0.5")
+    assert code == 0, log
+    whole, part = frames(deep["full_deint"]), frames(out)
+    assert len(part) == 13 and all(np.array_equal(whole[300 + k][1], part[k][1]) for k in range(13))
+
+
+def test_deep_part_of_mpegts(tmp_path: Path) -> None:
+    """MPEG-TS starting at 1.4 s, sought by bytes: --start counts from where a player shows 0, the part's frames
+    are the whole run's and nothing is called damage at its end."""
+    src = tmp_path / "src.ts"
+    rng = np.random.default_rng(0)
+    with av.open(str(src), "w", format="mpegts") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        v.options = {"preset": "ultrafast", "g": "25", "bf": "2", "sc_threshold": "0"}
+        a = out.add_stream("mp2", rate=48000)
+        a.layout = "mono"
+        k = 0
+        for i in range(400):
+            img = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            f.pts, f.time_base = i + 35, Fraction(1, 25)
+            out.mux(v.encode(f))
+            while k * 1152 < (i + 1) * 48000 / 25:
+                af = av.AudioFrame.from_ndarray(np.full((1, 1152), k, np.int16), format="s16", layout="mono")
+                af.sample_rate, af.pts = 48000, k * 1152 + int(1.4 * 48000)
+                out.mux(a.encode(af))
+                k += 1
+        out.mux(v.encode(None))
+        out.mux(a.encode(None))
+    whole_out, part_out = tmp_path / "whole.mkv", tmp_path / "part.mkv"
+    assert run("upscale", str(src), str(whole_out), "--variant", "mks", "--codec", "ffv1", "-q")[0] == 0
+    code, log = run("upscale", str(src), str(part_out), "--variant", "mks", "--codec", "ffv1", "-q",
+                    "--start", "11.5", "--end", "12.5")
+    assert code == 0 and "damaged" not in log, log
+    whole, part = frames(whole_out), frames(part_out)
+    first = next(i for i, (t, _) in enumerate(whole) if t >= 11.5 + 1.4 - 1e-6)
+    assert len(part) == 25 and all(np.array_equal(whole[first + k][1], part[k][1]) for k in range(25))
+
+
+def test_part_from_the_start_keeps_everything_before_its_end(clips: dict[str, Path], tmp_path: Path) -> None:
+    """--end alone (or --start 0) cuts nothing at the front, times included: MP4's AAC priming packet (before 0)
+    stays, so the sound decodes as in a whole run."""
+    whole_out, head = tmp_path / "whole.mkv", tmp_path / "head.mkv"
+    assert run("upscale", str(clips["mp4"]), str(whole_out), "--variant", "mks", "-q")[0] == 0
+    assert run("upscale", str(clips["mp4"]), str(head), "--variant", "mks", "-q", "--start", "0", "--end", "2")[0] == 0
+    w, h = packets(whole_out, "audio"), packets(head, "audio")
+    assert w[0][0] < 0 and h[: len(h)] == w[: len(h)] and 2.0 - 0.03 < h[-1][0] < 2.0
+
+
+def test_deep_part_into_an_animation_and_crop(deep: dict[str, Path], tmp_path: Path) -> None:
+    """A GIF of 1 s from 12.3 s (sought as the video path seeks), and --crop auto measuring that part only."""
+    from PIL import Image
+
+    from psr2video.video.crop import detect
+
+    gif = tmp_path / "a.gif"
+    code, log = run("upscale", str(deep["mkv"]), str(gif), "--variant", "mks", "-q", "--start", "12.3",
+                    "--duration", "1")
+    assert code == 0, log
+    whole = frames(deep["full"])
+    with Image.open(gif) as im:
+        assert im.n_frames == 25
+        first = np.asarray(im.convert("RGB"), np.float32)
+    errs = [np.abs(first - whole[j][1]).mean() for j in range(300, 316)]
+    assert int(np.argmin(errs)) + 300 == 308  # the frame at 12.32 s
+    crop, seen, covered = detect(str(deep["mkv"]), trim=Trim(Fraction(12), Fraction(27, 2)))
+    assert covered and seen and seen <= 4  # a 1.5 s part: every tenth of its 38 frames

@@ -139,7 +139,7 @@ def detect(path: str, fmt: str | None = None, fps: Any = None, trim: Any = None)
     import av
 
     from .reader import InputError, main_video, open_input, video_end, video_start
-    from .trim import container_origin
+    from .trim import container_origin, decode_part
 
     try:
         c = open_input(path, fmt, fps=fps)  # refuses a file without video, as the run will (InputError)
@@ -181,22 +181,14 @@ def detect(path: str, fmt: str | None = None, fps: Any = None, trim: Any = None)
                             look(frame, frame.time)
                             break
                 covered = reached == SAMPLES
-            else:
-                i = 0
-                for frame in c.decode(s):
-                    if win is not None and frame.time is not None:
-                        if win.after(frame.time):
-                            covered = True  # the whole part was read
-                            break
-                        if win.before(frame.time):
-                            continue
+            else:  # (a part: from the keyframe before it, to its end)
+                for i, frame in enumerate(decode_part(c, s, win)):
                     if i >= SEQUENTIAL:
                         break
                     if i % 10 == 0:
                         look(frame, i)
-                    i += 1
                 else:
-                    covered = True  # the whole video was read
+                    covered = True  # the whole video (or part) was read
         except av.error.FFmpegError:
             covered = False
     if not covered or not found:

@@ -356,7 +356,7 @@ class _Run:
         prepare = getattr(self.up, "prepare", None)
         if prepare is not None:  # a fixed-size graph's fit; TensorRT: find or build an engine now, not mid-run
             prepare(opts.batch, info.height, info.width)
-        frames = info.frames if win is None else self._part_frames(info, win)
+        frames = info.frames if win is None else self._part_frames(info.rate, win)
         res.expected = min(frames, opts.max_frames) if opts.max_frames and frames else (opts.max_frames or frames)
         vin = main_video(inp)
         copy = [s for s in inp.streams if s is not vin and s.type in ("audio", "subtitle", "data", "attachment",
@@ -389,13 +389,13 @@ class _Run:
         trim.check(None if end is None else end - float(origin), self.opts.input)
         return trim.window(origin).on_grid(main_video(self.inp).time_base)
 
-    def _part_frames(self, info: StreamInfo, win: Window) -> int:
+    def _part_frames(self, rate: Fraction | None, win: Window) -> int:
         """About how many frames the part holds (for the progress), 0 when the rate or the end is unknown."""
         end = video_end(self.inp)
-        if info.rate is None or (end is None and win.hi is None):
+        if rate is None or (end is None and win.hi is None):
             return 0
         hi = float(win.hi) if end is None else min(end, float(win.hi)) if win.hi is not None else end
-        return max(0, int(round((hi - max(float(win.lo), video_start(self.inp))) * float(info.rate))))
+        return max(0, int(round((hi - max(float(win.lo), video_start(self.inp))) * float(rate))))
 
     def _output_format(self, info: StreamInfo, first: FirstFrame) -> tuple[str, tuple[int, int]]:
         """The output pixel format (the input's subsampling and depth where the codec has them; RGB input is
@@ -486,7 +486,9 @@ class _Run:
             raise writer.error
         res.frames = writer.frames
         res.stopped = end.stopped or self.stop.is_set()
-        res.stop_time = stats.last_time + (float(self.window.moved) if self.window is not None else 0.0)
+        # where a player (and --start) puts it: the file's time, less the container's start (1.4 s in MPEG-TS)
+        res.stop_time = (stats.last_time + (float(self.window.moved) if self.window is not None else 0.0)
+                         - float(container_origin(self.inp)))
         res.damaged, res.truncated, res.resized = end.damaged, end.truncated, end.resized
         res.fixed_pts, res.timed_pts = writer._fixed_pts, writer._missing_pts
         res.notes = writer.fixup_notes()

@@ -26,10 +26,12 @@ import numpy as np
 from ..errors import PsrError
 from ..names import image_sequence
 from .color import PLANAR, SEMIPLANAR, ColorInfo, decide_color
-from .trim import Window, container_origin
+from .trim import SEEK_PAD, Window, container_origin, seek, worth_seeking
 
+# --start/--end
 INTERLEAVE = 5.0  # s: how far past a part's end other streams' packets may still come (muxers interleave closer)
 SUBTITLE_LOOKBACK = 30  # s: how long before a part a subtitle still shown when it starts may begin
+SEEK_RETRY = (10, 60)  # s before the part: where to seek again when the first frame after a seek is past it
 
 
 class InputError(PsrError):
@@ -598,28 +600,33 @@ class Reader(threading.Thread):
         self._dts = [] if timing is None else [exact_ticks(d * timing.time_base / self.tb) if d is not None else None
                                                for d in timing.dts]
         self._vpackets = 0
-        # --start/--end: the part kept, in the file's times; every kept time is moved back by its start
+        # --start/--end: the part kept, in the file's times; kept times move back by ``window.moved``
         self.window = window
-        self._shift: dict[Fraction, int] = {}  # time base -> the part's start in its ticks
-        self._past_end = False  # a frame at or past the part's end came out of the decoder: no more decoding
-        self._reach: dict[int, float] = {}  # copied stream -> the latest packet time read after that
-        self._clock = math.nan  # the latest frame's time in the file (s), for frames without a timestamp
+        self._shift: dict[Fraction, int] = {}  # time base -> how far kept times move back, in its ticks
         self._seeked = False
-        self._lead: set[tuple[int, int]] = set()  # subtitles (stream, pts) shown when the part starts, kept
-        self._first_pts: int | None = None  # the first decoded frame's (after a seek: is it late?)
-        if window is not None and window.lo > container_origin(container):
-            self._seek(window.lo)
+        self._reset_part()
+        if window is not None and worth_seeking(container, window):
+            # a pipe is read anyway (and a subtitle begun before the part could not be read back)
+            self._seek(window.lo - SEEK_PAD)
 
     # --- before the thread starts ---------------------------------------------------------------------
     def prime(self) -> FirstFrame:
         """Read up to the first decoded frame (held for ``run``) and describe it. After a seek to a part (--start)
-        whose first frame is past the part's start, the reading starts further back."""
-        for attempt in range(3):
-            first = self._prime()
-            late = self.window is not None and self._seeked and self._first_pts is not None and (
-                self._first_pts * self.tb > self.window.lo)
-            if not late or not self._reseek(attempt):
+        whose first frame is past the part's start (a coarse index, an MPEG-TS seek landing mid-GOP), the reading
+        starts again further back; where that never reaches it, the part begins at its first frame reached, said."""
+        first = self._prime()
+        for back in SEEK_RETRY:
+            if not self._late():
                 return first
+            assert self.window is not None
+            self._reset_part()
+            self._seek(self.window.lo - Fraction(back))
+            first = self._prime()
+        if self._late():
+            assert self.window is not None and self._first_pts is not None
+            self.warn(f"note: seeking to the part's start landed after it, however far back; the part begins at the "
+                      f"first frame reached ({float(self._first_pts * self.tb - self.window.lo):.3f} s after "
+                      "--start)")
         return first
 
     def _prime(self) -> FirstFrame:
@@ -705,8 +712,9 @@ class Reader(threading.Thread):
             if not pkt.size:  # demuxer flush packet
                 return True
             pkt.pts = pkt.dts = 0  # an attached picture (cover art) has no time of its own
-        self.damage.packet(pkt)
-        if self.window is not None and not attached and not self._in_part_packet(pkt):
+        if not self._past_end:  # past a part's end the video is no longer read: no gap is damage there
+            self.damage.packet(pkt)
+        if self.window is not None and not attached and not self._cut_packet(pkt):
             return True
         if hold:
             self._held.append(PacketItem(pkt))
@@ -753,18 +761,11 @@ class Reader(threading.Thread):
             return False
         tb = fr.time_base or self.tb
         pts = self._pts_guess(fr.pts, getattr(fr, "dts", None))  # every frame, kept or not: its state goes on
-        if fr.pts is not None:
-            # how far the stream got (every frame, before a part too): the frame's own time as well (decode-order
-            # times are guessed from dts, a reorder delay behind the container's end, which read as a truncated tail)
-            at = float(pts * tb) if pts is not None else math.nan
-            t = max(at, float(fr.pts * tb))
-            if not self._timed or t >= self._latest:  # decode-order times come out of order
-                step = t - self._latest if self._timed else 0.0
-                dur = float(fr.duration * tb) if getattr(fr, "duration", 0) else 0.0
-                self._period, self._latest, self._timed = max(dur, step), t, True
-            self._last_good = at
-            self.damage.frame(at)
-        if self.window is not None and not self._in_part(pts, tb):
+        place = self._place(pts, tb) if self.window is not None else 0
+        if place > 0:  # past the part's end: nothing of it is reported (the reading stops soon)
+            return True
+        self._track(fr, pts, tb)
+        if place < 0:  # before the part (decoded from the keyframe before it): timed, not kept
             return True
         if fr.is_corrupt:
             self.damage.bad_packet(fr.time if fr.pts is not None else self._last_good)
@@ -784,50 +785,107 @@ class Reader(threading.Thread):
         self._n += 1
         return not (self.max_frames and self._n >= self.max_frames)
 
-    # --- --start/--end ----------------------------------------------------------------------------------
-    def _seek(self, lo: Fraction) -> None:
-        """Start reading at the keyframe before the part (decoding from there). A pipe, or a file that can't seek,
-        is read from its start and what lies before the part is dropped (seeking a pipe reads it anyway, and a
-        subtitle begun before the part could not be read back)."""
-        self._seeked = False
-        if not Path(self.container.name).is_file():
+    def _track(self, fr: av.VideoFrame, pts: int | None, tb: Fraction) -> None:
+        """How far the stream got, for truncation and damage (frames before a part too): the frame's own time as
+        well (decode-order times are guessed from dts, a reorder delay behind the container's end, which read as a
+        truncated tail)."""
+        if fr.pts is None:
             return
-        try:
-            self.container.seek(math.floor(lo * 1_000_000), backward=True)  # AV_TIME_BASE, the default stream
-            self._seeked = True
-        except (av.error.FFmpegError, OSError, ValueError):
-            self._seeked = False
+        at = float(pts * tb) if pts is not None else math.nan
+        t = max(at, float(fr.pts * tb))
+        if not self._timed or t >= self._latest:  # decode-order times come out of order
+            step = t - self._latest if self._timed else 0.0
+            dur = float(fr.duration * tb) if getattr(fr, "duration", 0) else 0.0
+            self._period, self._latest, self._timed = max(dur, step), t, True
+        self._last_good = at
+        self.damage.frame(at)
 
-    def _reseek(self, attempt: int) -> bool:
-        """After a seek whose first frame is past the part's start (an index that put the keyframe late): go back
-        further (10 s, then the file's start); False when there is nowhere further back to go."""
+    # --- --start/--end ----------------------------------------------------------------------------------
+    def _seek(self, target: Fraction) -> None:
+        """Read from the keyframe at or before ``target`` (s, the file's times), decoding from there; where that
+        fails, on from where it is (the start: nothing was read yet)."""
+        self._seeked = seek(self.container, target)
+
+    def _reset_part(self) -> None:
+        """What reading a part has found so far, forgotten: at the start, and before seeking again."""
+        if self._seeked:
+            self.vstream.codec_context.flush_buffers()
+            self._held.clear()
+            self._pts_guess = PtsGuess()
+            self.damage = DamageLog(self.container, self.vstream.average_rate or self.vstream.guessed_rate)
+        self._past_end = False  # a frame at or past the part's end came out of the decoder: no more decoding
+        self._reach: dict[int, float] = {}  # stream -> the latest packet time read (s)
+        self._clock = math.nan  # the latest frame's time in the file (s), for frames without a timestamp
+        self._lead: set[tuple[int, int]] = set()  # subtitles (stream, pts) shown when the part starts, kept
+        self._first_pts: int | None = None  # the first decoded frame's (after a seek: is it late?)
+
+    def _late(self) -> bool:
+        """Whether the first frame after a seek is past the part's start (frames of the part were passed over)."""
+        return (self.window is not None and self._seeked and self._first_pts is not None
+                and self._first_pts * self.tb > self.window.lo)
+
+    def _ticks(self, tb: Fraction) -> int:
+        """How far kept times move back, in ``tb`` ticks; 0 without --start/--end."""
+        if self.window is None:
+            return 0
+        t = self._shift.get(tb)
+        if t is None:
+            t = self._shift[tb] = self.window.ticks(tb)
+        return t
+
+    def _place(self, pts: int | None, tb: Fraction) -> int:
+        """Where a decoded frame lies: -1 before the part, 0 in it, 1 at or past its end (which also ends the
+        decoding). A frame without a timestamp (a raw stream) is timed one frame period after the one before."""
         assert self.window is not None
-        origin = container_origin(self.container)
-        back = self.window.lo - 10 if attempt == 0 else origin
-        if back <= origin and attempt > 0 or not self._seeked:
-            return False
-        self.vstream.codec_context.flush_buffers()
-        self._held.clear()
-        self._reach.clear()
-        self._past_end = False
-        self._first_pts = None
-        self._pts_guess = PtsGuess()
-        self.damage = DamageLog(self.container, self.vstream.average_rate or self.vstream.guessed_rate)
-        self._clock = math.nan
-        if back <= origin:
-            try:
-                self.container.seek(math.floor(origin * 1_000_000) - 1, backward=True)
-            except (av.error.FFmpegError, OSError, ValueError):
-                return False
-            self._seeked = False  # from the start: nothing can be late
+        if pts is not None:
+            t: Fraction | float = pts * Fraction(tb)
         else:
-            self._seek(back)
+            rate = self.vstream.average_rate or self.vstream.guessed_rate
+            t = (float(container_origin(self.container)) if self._clock != self._clock
+                 else self._clock + (float(1 / rate) if rate else 0.04))
+        self._clock = float(t)
+        if self.window.after(t):
+            self._past_end = True
+            return 1
+        return -1 if self.window.before(t) else 0
+
+    def _cut_packet(self, pkt: av.Packet) -> bool:
+        """A copied stream's packet: whether it is kept (in the part), and if so moved with it. A subtitle on
+        screen when the part starts is kept once, from the part's start, for what is left of it; one still on
+        screen at its end is cut there."""
+        assert self.window is not None
+        tb = Fraction(pkt.time_base)
+        at = pkt.pts if pkt.pts is not None else pkt.dts
+        t = at * tb
+        self._reach[pkt.stream.index] = max(self._reach.get(pkt.stream.index, -math.inf), float(t))
+        if self.window.after(t):
+            return False
+        subtitle = pkt.stream.type == "subtitle" and pkt.duration
+        if self.window.before(t):
+            lo = math.ceil(self.window.lo / tb)
+            key = (pkt.stream.index, at)
+            if not subtitle or at + pkt.duration <= lo or key in self._lead:
+                return False
+            self._lead.add(key)
+            pkt.duration -= lo - at
+            if pkt.dts is not None:
+                pkt.dts += lo - at
+            if pkt.pts is not None:
+                pkt.pts = lo
+            at = lo
+        if subtitle and self.window.hi is not None and (at + pkt.duration) * tb > self.window.hi:
+            pkt.duration = math.ceil(self.window.hi / tb) - at
+        shift = self._ticks(tb)
+        if pkt.pts is not None:
+            pkt.pts -= shift
+        if pkt.dts is not None:
+            pkt.dts -= shift
         return True
 
     def _lead_subtitles(self) -> list[PacketItem]:
-        """The subtitles shown when the part starts, which the seek to the keyframe before it passed over (a line
-        begun 0.5 s before a keyframe at 1 s, still on screen at 1.3 s): found by demuxing, not decoding, the
-        ``SUBTITLE_LOOKBACK`` s before the part in a second reading of the file."""
+        """The subtitles on screen when the part starts that the seek passed over (a line begun 0.5 s before a
+        keyframe at 1 s, still shown at 1.3 s): a second reading of the file, from the keyframe before
+        ``SUBTITLE_LOOKBACK`` s ahead of the part to the part's first video packet, demuxed, not decoded."""
         assert self.window is not None
         subs = {s.index for s in self.container.streams if s.type == "subtitle" and s.index in self.copy_ids}
         if not subs:
@@ -843,70 +901,15 @@ class Reader(threading.Thread):
                         continue
                     if at * Fraction(pkt.time_base) >= lo and pkt.stream.type == "video":
                         break  # past the part's start in the file (the video is interleaved closest)
-                    if pkt.stream.index in subs and pkt.size and pkt.duration and (
-                            at * Fraction(pkt.time_base) < lo < (at + pkt.duration) * Fraction(pkt.time_base)):
+                    if pkt.stream.index in subs and pkt.size and at * Fraction(pkt.time_base) < lo:
                         own = av.Packet(bytes(pkt))  # of this reading's container, which is closed after
                         own.stream = self.container.streams[pkt.stream.index]
                         own.time_base, own.pts, own.dts, own.duration = pkt.time_base, pkt.pts, pkt.dts, pkt.duration
-                        if (pkt.stream.index, at) not in self._lead and self._in_part_packet(own):
+                        if self._cut_packet(own):  # once: the main reading may have met it too
                             found.append(PacketItem(own))
-                        self._lead.add((pkt.stream.index, at))
         except (av.error.FFmpegError, OSError, ValueError):
             return []
         return found
-
-    def _ticks(self, tb: Fraction) -> int:
-        """The part's start in ``tb`` ticks (what its times are moved back by); 0 without --start/--end."""
-        if self.window is None:
-            return 0
-        t = self._shift.get(tb)
-        if t is None:
-            t = self._shift[tb] = self.window.ticks(tb)
-        return t
-
-    def _in_part(self, pts: int | None, tb: Fraction) -> bool:
-        """Whether a decoded frame lies in the part; a frame at or past its end ends the decoding. A frame
-        without a timestamp (a raw stream) is timed one frame period after the one before."""
-        assert self.window is not None
-        if pts is not None:
-            t: Fraction | float = pts * Fraction(tb)
-        else:
-            rate = self.vstream.average_rate or self.vstream.guessed_rate
-            t = (float(container_origin(self.container)) if self._clock != self._clock
-                 else self._clock + (float(1 / rate) if rate else 0.04))
-        self._clock = float(t)
-        if self.window.after(t):
-            self._past_end = True
-            return False
-        return not self.window.before(t)
-
-    def _in_part_packet(self, pkt: av.Packet) -> bool:
-        """Whether a copied stream's packet lies in the part (then moved with it). A subtitle shown when the part
-        starts is kept, from the part's start, for what is left of it."""
-        assert self.window is not None
-        tb = Fraction(pkt.time_base)
-        at = pkt.pts if pkt.pts is not None else pkt.dts
-        t = at * tb
-        self._reach[pkt.stream.index] = max(self._reach.get(pkt.stream.index, -math.inf), float(t))
-        if self.window.after(t):
-            return False
-        if self.window.before(t):
-            if (pkt.stream.index, at) in self._lead:  # kept already by _lead_subtitles
-                return False
-            lo = math.ceil(self.window.lo / tb)
-            if pkt.stream.type != "subtitle" or not pkt.duration or at + pkt.duration <= lo:
-                return False
-            pkt.duration -= lo - at
-            if pkt.dts is not None:
-                pkt.dts += lo - at
-            if pkt.pts is not None:
-                pkt.pts = lo
-        shift = self._ticks(tb)
-        if pkt.pts is not None:
-            pkt.pts -= shift
-        if pkt.dts is not None:
-            pkt.dts -= shift
-        return True
 
     def _part_done(self) -> bool:
         """The part's end is behind: the video's, and every copied audio (or video) stream's, or the demuxer

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -31,7 +32,7 @@ def parse_time(text: str, flag: str = "--start") -> Fraction:
     t = text.strip()
     if m := _CLOCK.match(t):
         h, mi, s = m.groups()
-        if int(mi) >= 60 and h is not None or Fraction(s) >= 60:
+        if (int(mi) >= 60 and h is not None) or Fraction(s) >= 60:
             raise TrimError(f"{flag} {text}: minutes and seconds of a clock time run 0-59 (e.g. 1:02:03.5)")
         return int(h or 0) * 3600 + int(mi) * 60 + Fraction(s)
     if m := _SECONDS.match(t):
@@ -77,10 +78,14 @@ class Trim:
     def describe(self) -> str:
         return f"{clock(self.start)}-{clock(self.end) if self.end is not None else 'end'}"
 
-    def window(self, origin: float | Fraction) -> Window:
-        """The part in the file's own times (``origin``: the container's start time, where a player shows 0)."""
-        o = Fraction(origin).limit_denominator(1_000_000) if not isinstance(origin, Fraction) else origin
-        return Window(o + self.start, None if self.end is None else o + self.end)
+    def window(self, origin: Fraction) -> Window:
+        """The part in the file's own times (``origin``: the container's start time, where a player shows 0). A
+        part from the start keeps everything before its end as a whole run does, times included (MP4's audio
+        priming packet lies before 0)."""
+        hi = None if self.end is None else origin + self.end
+        if self.start == 0:
+            return Window(origin, hi, zero=Fraction(0), open_start=True)
+        return Window(origin + self.start, hi)
 
     def check(self, length: float | None, name: str) -> None:
         """Refuse a part that starts at or past the end of a video ``length`` s long (None: unknown)."""
@@ -96,30 +101,95 @@ class Window:
     lo: Fraction
     hi: Fraction | None
     zero: Fraction | None = None
+    open_start: bool = False  # from the file's start: nothing before ``lo`` is dropped, no time moves
 
     def on_grid(self, time_base: Fraction | None) -> Window:
         """The same part, moved back by the video tick at or before ``lo``: every stream moves by one time that
         the video's time base holds exactly (AVI's ticks are whole frames: moving the video by a rounded time
         and the sound by the exact one would put them a frame apart)."""
-        if not time_base:
+        if not time_base or self.open_start:
             return self
-        return Window(self.lo, self.hi, math.floor(self.lo / Fraction(time_base)) * Fraction(time_base))
-
-    def ticks(self, time_base: Fraction) -> int:
-        """How far kept times move back, in ``time_base`` ticks, rounded down: a kept time stays >= 0."""
-        return math.floor((self.lo if self.zero is None else self.zero) / Fraction(time_base))
+        tb = Fraction(time_base)
+        return Window(self.lo, self.hi, math.floor(self.lo / tb) * tb)
 
     @property
     def moved(self) -> Fraction:
         """How far kept times move back (s)."""
         return self.lo if self.zero is None else self.zero
 
+    def ticks(self, time_base: Fraction) -> int:
+        """``moved`` in ``time_base`` ticks, rounded down: a kept time stays >= 0."""
+        return math.floor(self.moved / Fraction(time_base))
+
     def before(self, t: Fraction | float) -> bool:
-        return t < self.lo
+        return not self.open_start and t < self.lo
 
     def after(self, t: Fraction | float) -> bool:
         """At or past the end (kept times are < hi)."""
         return self.hi is not None and t >= self.hi
+
+
+# a part starting closer than this to the video's start is read from the start: decoding that little costs less than
+# what a seek there can get wrong (sound muxed before the first keyframe, an MPEG-TS seek landing mid-GOP)
+SEEK_MIN = 10
+SEEK_PAD = 1  # s: a seek aims this far before the part (bwdif gets the frame before it; loosely muxed sound)
+NO_TIMESTAMPS = 0x80  # AVFMT_NOTIMESTAMPS: raw elementary streams, which can't seek by time (and fail at the end)
+
+
+def worth_seeking(c: Any, win: Window) -> bool:
+    """Whether to seek ``c`` to the part rather than read it from the start: a file (a pipe is read anyway),
+    with timestamps (a raw stream's failed seek leaves it at its end), the part well into its video."""
+    from pathlib import Path
+
+    from .reader import main_video, video_start
+
+    return (not win.open_start and Path(c.name).is_file() and not c.format.flags & NO_TIMESTAMPS
+            and bool(main_video(c).time_base)
+            and win.lo - Fraction(video_start(c)).limit_denominator(10**6) > SEEK_MIN)
+
+
+def seek(c: Any, target: Fraction) -> bool:
+    """Read ``c`` from the keyframe at or before ``target`` (s, the file's times); False where it can't."""
+    import av
+
+    try:
+        c.seek(math.floor(target * 1_000_000), backward=True)  # AV_TIME_BASE, the default stream
+        return True
+    except (av.error.FFmpegError, OSError, ValueError):
+        return False
+
+
+def decode_part(c: Any, stream: Any, win: Window | None) -> Iterator[Any]:
+    """The decoded frames of ``c``'s ``stream`` that lie in the part (every frame without ``win``), for the
+    readers that need only frames (a video into an animation, --crop auto): sought to the keyframe before it
+    where that is worth it; where the seek lands past the part's start, the file is read again from its start."""
+    if win is None:
+        yield from c.decode(stream)
+        return
+    sought = worth_seeking(c, win) and seek(c, win.lo - SEEK_PAD)
+    for f in c.decode(stream):
+        t = f.pts * f.time_base if f.pts is not None and f.time_base else None
+        if sought and t is not None and t > win.lo:  # the first frame is late: frames of the part were passed
+            import av
+
+            with av.open(c.name, format=c.format.name.split(",")[0]) as again:
+                yield from _kept(again.decode(again.streams[stream.index]), win)
+            return
+        if t is not None and win.after(t):
+            return
+        sought = False
+        if t is None or not win.before(t):
+            yield f
+
+
+def _kept(frames: Iterator[Any], win: Window) -> Iterator[Any]:
+    """The frames of ``frames`` (decoded from the start) in the part, up to its end."""
+    for f in frames:
+        t = f.pts * f.time_base if f.pts is not None and f.time_base else None
+        if t is not None and win.after(t):
+            return
+        if t is None or not win.before(t):
+            yield f
 
 
 def container_origin(c: Any) -> Fraction:
@@ -134,17 +204,18 @@ def trim_chapters(chapters: list[dict[str, Any]], win: Window) -> list[dict[str,
     for ch in chapters:
         tb = Fraction(ch["time_base"])
         start, end = ch["start"] * tb, ch["end"] * tb
-        if end <= win.lo or (win.hi is not None and start >= win.hi):
+        if (end <= win.lo and not win.open_start) or (win.hi is not None and start >= win.hi):
             continue
-        start = max(start, win.lo) - win.moved
+        start = (start if win.open_start else max(start, win.lo)) - win.moved
         end = (min(end, win.hi) if win.hi is not None else end) - win.moved
         out.append(dict(ch, start=math.floor(start / tb), end=math.ceil(end / tb)))
     return out
 
 
 def shift_timecode(tc: str, frames: int, rate: Fraction | None) -> str | None:
-    """The SMPTE timecode ``frames`` frames after ``tc`` (``HH:MM:SS:FF``, or drop-frame ``HH:MM:SS;FF`` at
-    29.97/59.94), or None when it can't be told (no frame rate, a malformed timecode)."""
+    """The SMPTE timecode ``frames`` frames after ``tc`` (``HH:MM:SS:FF``, or drop-frame at 29.97/59.94: any
+    other last separator, ``;`` as a rule, as FFmpeg reads it), or None when it can't be told (no frame rate, a
+    malformed timecode)."""
     m = re.match(r"^(\d+):(\d\d):(\d\d)([:;.,])(\d+)$", tc.strip())
     if not m or not rate:
         return None
@@ -152,7 +223,7 @@ def shift_timecode(tc: str, frames: int, rate: Fraction | None) -> str | None:
     nominal = round(float(rate))
     if nominal <= 0:
         return None
-    drop = (2 if nominal == 30 else 4 if nominal == 60 else 0) if sep in ";," else 0
+    drop = (2 if nominal == 30 else 4 if nominal == 60 else 0) if sep != ":" else 0
     minutes = int(hh) * 60 + int(mm)
     n = (minutes * 60 + int(ss)) * nominal + int(ff) - drop * (minutes - minutes // 10) + frames
     if drop:  # frame number -> drop-frame labels (SMPTE 12M: two labels skipped each minute but every tenth)
@@ -163,5 +234,5 @@ def shift_timecode(tc: str, frames: int, rate: Fraction | None) -> str | None:
     return f"{sec // 3600 % 24:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}{sep}{ff_:02d}"
 
 
-__all__ = ["Trim", "TrimError", "Window", "clock", "container_origin", "parse_time", "shift_timecode",
-           "trim_chapters"]
+__all__ = ["SEEK_MIN", "SEEK_PAD", "Trim", "TrimError", "Window", "clock", "container_origin", "decode_part",
+           "parse_time", "seek", "shift_timecode", "trim_chapters", "worth_seeking"]

@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import PsrError
 from ..names import image_sequence
 from .color import PLANAR, SEMIPLANAR, ColorInfo, decide_color
-from .trim import SEEK_PAD, Window, container_origin, seek, worth_seeking
+from .trim import SEEK_PAD, PacketCut, Window, container_origin, seek, worth_seeking
 
 # --start/--end
 INTERLEAVE = 5.0  # s: how far past a part's end other streams' packets may still come (muxers interleave closer)
@@ -602,7 +602,6 @@ class Reader(threading.Thread):
         self._vpackets = 0
         # --start/--end: the part kept, in the file's times; kept times move back by ``window.moved``
         self.window = window
-        self._shift: dict[Fraction, int] = {}  # time base -> how far kept times move back, in its ticks
         self._seeked = False
         self._reset_part()
         if window is not None and worth_seeking(container, window):
@@ -816,7 +815,7 @@ class Reader(threading.Thread):
         self._past_end = False  # a frame at or past the part's end came out of the decoder: no more decoding
         self._reach: dict[int, float] = {}  # stream -> the latest packet time read (s)
         self._clock = math.nan  # the latest frame's time in the file (s), for frames without a timestamp
-        self._lead: set[tuple[int, int]] = set()  # subtitles (stream, pts) shown when the part starts, kept
+        self._cut = None if self.window is None else PacketCut(self.window)  # the other streams' packets
         self._first_pts: int | None = None  # the first decoded frame's (after a seek: is it late?)
 
     def _late(self) -> bool:
@@ -826,12 +825,7 @@ class Reader(threading.Thread):
 
     def _ticks(self, tb: Fraction) -> int:
         """How far kept times move back, in ``tb`` ticks; 0 without --start/--end."""
-        if self.window is None:
-            return 0
-        t = self._shift.get(tb)
-        if t is None:
-            t = self._shift[tb] = self.window.ticks(tb)
-        return t
+        return 0 if self._cut is None else self._cut.ticks(tb)
 
     def _place(self, pts: int | None, tb: Fraction) -> int:
         """Where a decoded frame lies: -1 before the part, 0 in it, 1 at or past its end (which also ends the
@@ -850,37 +844,13 @@ class Reader(threading.Thread):
         return -1 if self.window.before(t) else 0
 
     def _cut_packet(self, pkt: av.Packet) -> bool:
-        """A copied stream's packet: whether it is kept (in the part), and if so moved with it. A subtitle on
-        screen when the part starts is kept once, from the part's start, for what is left of it; one still on
-        screen at its end is cut there."""
-        assert self.window is not None
-        tb = Fraction(pkt.time_base)
+        """A copied stream's packet: whether it is kept (in the part, ``PacketCut``), then moved with it; how far
+        each stream got is noted for ``_part_done``."""
         at = pkt.pts if pkt.pts is not None else pkt.dts
-        t = at * tb
-        self._reach[pkt.stream.index] = max(self._reach.get(pkt.stream.index, -math.inf), float(t))
-        if self.window.after(t):
-            return False
-        subtitle = pkt.stream.type == "subtitle" and pkt.duration
-        if self.window.before(t):
-            lo = math.ceil(self.window.lo / tb)
-            key = (pkt.stream.index, at)
-            if not subtitle or at + pkt.duration <= lo or key in self._lead:
-                return False
-            self._lead.add(key)
-            pkt.duration -= lo - at
-            if pkt.dts is not None:
-                pkt.dts += lo - at
-            if pkt.pts is not None:
-                pkt.pts = lo
-            at = lo
-        if subtitle and self.window.hi is not None and (at + pkt.duration) * tb > self.window.hi:
-            pkt.duration = math.ceil(self.window.hi / tb) - at
-        shift = self._ticks(tb)
-        if pkt.pts is not None:
-            pkt.pts -= shift
-        if pkt.dts is not None:
-            pkt.dts -= shift
-        return True
+        if at is not None:
+            t = float(at * Fraction(pkt.time_base))
+            self._reach[pkt.stream.index] = max(self._reach.get(pkt.stream.index, -math.inf), t)
+        return self._cut(pkt)
 
     def _lead_subtitles(self) -> list[PacketItem]:
         """The subtitles on screen when the part starts that the seek passed over (a line begun 0.5 s before a

@@ -129,6 +129,54 @@ class Window:
         return self.hi is not None and t >= self.hi
 
 
+class PacketCut:
+    """The part's rule for the packets of the streams copied with it (audio, subtitles, data): kept when their
+    time lies in the part, then moved with it. A subtitle on screen when the part starts is kept once (two
+    readings may meet it), from the part's start, for what is left of it; one still on screen at its end is cut
+    there. Shared by the reader and the scale-out join."""
+
+    def __init__(self, window: Window) -> None:
+        self.window = window
+        self.lead: set[tuple[int, int]] = set()  # subtitles (stream, pts) begun before the part, kept
+        self._ticks: dict[Fraction, int] = {}
+
+    def ticks(self, time_base: Fraction) -> int:
+        """How far kept times move back, in ``time_base`` ticks."""
+        tb = Fraction(time_base)
+        t = self._ticks.get(tb)
+        if t is None:
+            t = self._ticks[tb] = self.window.ticks(tb)
+        return t
+
+    def __call__(self, pkt: Any) -> bool:
+        """Whether ``pkt`` is kept; a kept packet's times (and a subtitle's duration) are rewritten."""
+        win, tb = self.window, Fraction(pkt.time_base)
+        at = pkt.pts if pkt.pts is not None else pkt.dts
+        if at is None or win.after(at * tb):
+            return False
+        subtitle = pkt.stream.type == "subtitle" and pkt.duration
+        if win.before(at * tb):
+            lo = math.ceil(win.lo / tb)
+            key = (pkt.stream.index, at)
+            if not subtitle or at + pkt.duration <= lo or key in self.lead:
+                return False
+            self.lead.add(key)
+            pkt.duration -= lo - at
+            if pkt.dts is not None:
+                pkt.dts += lo - at
+            if pkt.pts is not None:
+                pkt.pts = lo
+            at = lo
+        if subtitle and win.hi is not None and (at + pkt.duration) * tb > win.hi:
+            pkt.duration = math.ceil(win.hi / tb) - at
+        shift = self.ticks(tb)
+        if pkt.pts is not None:
+            pkt.pts -= shift
+        if pkt.dts is not None:
+            pkt.dts -= shift
+        return True
+
+
 # a part starting closer than this to the video's start is read from the start: decoding that little costs less than
 # what a seek there can get wrong (sound muxed before the first keyframe, an MPEG-TS seek landing mid-GOP)
 SEEK_MIN = 10
@@ -234,5 +282,5 @@ def shift_timecode(tc: str, frames: int, rate: Fraction | None) -> str | None:
     return f"{sec // 3600 % 24:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}{sep}{ff_:02d}"
 
 
-__all__ = ["SEEK_MIN", "SEEK_PAD", "Trim", "TrimError", "Window", "clock", "container_origin", "decode_part",
-           "parse_time", "seek", "shift_timecode", "trim_chapters", "worth_seeking"]
+__all__ = ["SEEK_MIN", "SEEK_PAD", "PacketCut", "Trim", "TrimError", "Window", "clock", "container_origin",
+           "decode_part", "parse_time", "seek", "shift_timecode", "trim_chapters", "worth_seeking"]

@@ -3,6 +3,8 @@ other stream, the chapters and the timecode cut and moved with it, the output st
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -229,7 +231,6 @@ def test_bad_parts_are_one_line(clips: dict[str, Path], tmp_path: Path) -> None:
         (("--end", "1", "--duration", "1"), ("not both",)),
         (("--start", "abc"), ("--start abc", "clock time")),
         (("--start", "3.99"), ("no video frame of", "lies in the part 0:03.99-end")),
-        (("--start", "1", "--workers", "2"), ("--workers/--ray", "not supported yet")),
     ]:
         one_line_error(*run("upscale", src, str(out), "--variant", "mks", "-q", *args), *words)
         assert not out.exists() and not list(tmp_path.glob(".o.*"))
@@ -450,3 +451,76 @@ def test_deep_part_into_an_animation_and_crop(deep: dict[str, Path], tmp_path: P
     assert int(np.argmin(errs)) + 300 == 308  # the frame at 12.32 s
     crop, seen, covered = detect(str(deep["mkv"]), trim=Trim(Fraction(12), Fraction(27, 2)))
     assert covered and seen and seen <= 4  # a 1.5 s part: every tenth of its 38 frames
+
+
+# --- a part on Ray: planned, cut, upscaled and joined as the single-process run makes it -----------------------
+def scaleout_part(src: Path, out: Path, trim: Trim, seconds: float = 0.5) -> int:
+    """What a scale-out run of a part does, in this process (no Ray): plan the part, cut, upscale, join."""
+    from psr2video.scaleout import split
+    from psr2video.scaleout.driver import Job, part_ticks, part_window
+    from psr2video.scaleout.join import join
+    from psr2video.scaleout.tasks import Placement, Settings, upscale_segment
+
+    packets, tb = split.scan(str(src))
+    st = Settings("mks", 2, None, "auto", None, 0, 1, "ffv1", None, None, None)
+    win = part_window(Job(str(src), str(out), st, trim=trim), tb)
+    segs = split.plan(packets, tb, seconds, min_segments=2, part=part_ticks(win, tb))
+    assert len(segs) >= 3
+    guess = split.guess_state(str(src))
+    files = []
+    for seg, data in split.cut(str(src), segs, {s.index for s in segs}):
+        r = upscale_segment(st, Placement(), seg, data, None, 0, None, split.source_color(str(src)),
+                            split.timing(packets, tb, seg, guess))
+        files.append(out.parent / f"segment{seg.index}.nut")
+        files[-1].write_bytes(r.data)
+    return join(str(src), files, str(out), "ffv1", None, window=win)[0]
+
+
+def same_part(a: Path, b: Path) -> None:
+    """Two outputs of one part: the same frames at the same times, the same audio and subtitle packets at the same
+    times, the same chapters and timecode."""
+    fa, fb = frames(a), frames(b)
+    assert [round(t, 4) for t, _ in fa] == [round(t, 4) for t, _ in fb]
+    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(fa, fb, strict=True))
+    for kind in ("audio", "subtitle"):
+        assert [(round(t, 4), round(d, 4), p) for t, d, p in packets(a, kind)] == [
+            (round(t, 4), round(d, 4), p) for t, d, p in packets(b, kind)]
+    with av.open(str(a)) as ca, av.open(str(b)) as cb:
+        assert ca.chapters() == cb.chapters()
+        assert ca.streams.video[0].metadata.get("TIMECODE") == cb.streams.video[0].metadata.get("TIMECODE")
+
+
+@pytest.mark.parametrize(("start", "end"), [("11.3", "14.1"), ("2.3", "4.9"), (None, "3.5"), ("13.3", None)])
+def test_scaleout_part_equals_the_single_process_part(deep: dict[str, Path], tmp_path: Path, start: str | None,
+                                                     end: str | None) -> None:
+    """Deep (sought) and near parts, from the start and to the end, cut at keyframes into segments and joined:
+    the single-process part's frames, sound, subtitles (the long one on screen at 11.3 s too), chapters."""
+    single, joined = tmp_path / "single.mkv", tmp_path / "joined.mkv"
+    args = [*(("--start", start) if start else ()), *(("--end", end) if end else ())]
+    code, log = run("upscale", str(deep["mkv"]), str(single), "--variant", "mks", "--codec", "ffv1", "-q", *args)
+    assert code == 0, log
+    n = scaleout_part(deep["mkv"], joined, Trim.from_options(start, end, None))
+    assert n == len(frames(single))
+    same_part(joined, single)
+
+
+def test_scaleout_part_past_the_end_is_one_line_before_ray(clips: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'psr2video[ray]')")
+    one_line_error(*run("upscale", str(clips["mkv"]), str(tmp_path / "o.mkv"), "--variant", "mks", "-q",
+                        "--workers", "2", "--start", "10"), "--start 0:10 is at or past the end of")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow  # CI runs it (--run-slow): Ray's start-up
+def test_scaleout_part_on_ray(deep: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'psr2video[ray]')")
+    single, joined = tmp_path / "single.mkv", tmp_path / "joined.mkv"
+    part = ("--start", "11.3", "--duration", "2.8")
+    assert run("upscale", str(deep["mkv"]), str(single), "--variant", "mks", "--codec", "ffv1", "-q", *part)[0] == 0
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * 32)
+    r = subprocess.run([sys.executable, "-m", "psr2video", str(deep["mkv"]), str(joined), "--variant", "mks",
+                        "--codec", "ffv1", "-q", "--workers", "2", "--segment-seconds", "1", *part],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"\d+ frames .* ([3-9]|\d\d) segments", r.stderr), r.stderr
+    same_part(joined, single)

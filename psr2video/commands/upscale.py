@@ -184,9 +184,6 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     size = parse_size(size_text)
     crop = parse_crop(crop_text)
     trim = parse_trim(start_text, end_text, duration_text)
-    if trim is not None and (workers is not None or ray_address is not None):
-        raise UserError("--start/--end/--duration with --workers/--ray is not supported yet; run the part in one "
-                        "process (a part is short), or scale out the whole video")
     if crop == "auto" and (input == "-" or (Path(input).exists() and not Path(input).is_file()
                                             and not Path(input).is_dir())):
         raise UserError("--crop auto looks at frames across the video, which a pipe or stdin can't give (they can "
@@ -253,7 +250,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
                                 batch=batch, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fmt=fmt,
                                 hwaccel=hwaccel, ignore_errors=ignore_errors, quiet=quiet, error=UserError,
                                 max_frames=max_frames, overlay_fps=overlay_fps, in_fmt=in_fmt,
-                                deinterlace=deinterlace, size=size, crop=crop)
+                                deinterlace=deinterlace, size=size, crop=crop, trim=trim)
     up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file, tta)
     cpu_stream_note(ctx, up, model_file)
     scale = up.scale

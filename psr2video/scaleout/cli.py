@@ -32,7 +32,7 @@ def _unwritable(output: str) -> str | None:
 def scaleout_upscale(input: str, output: str, *, workers: int, address: str | None, segment_seconds: float,
                      keep_work: bool, variant: str, scale: int, weights: str | None, backend: str,
                      precision: str | None, tile: int, device: str, batch: int, codec: str, crf: float | None,
-                     tta: bool = False, size: Any = None, crop: Any = None,
+                     tta: bool = False, size: Any = None, crop: Any = None, trim: Any = None,
                      preset: str | None, pix_fmt: str | None, fmt: str | None, hwaccel: str | None,
                      ignore_errors: bool, quiet: bool, error: type[Exception], **unused: Any) -> None:
     """Run one upscale on Ray; ``error`` is the command's one-line user error class."""
@@ -57,9 +57,10 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
         raise error("--segment-seconds must be > 0")
     settings = Settings(variant, scale, sha256_file(weights) if weights else None, backend,
                         precision, tile, batch, codec, crf, preset, pix_fmt, tta,
-                        None if size is None else str(size), str(crop) if crop else None)
+                        None if size is None else str(size), str(crop) if crop else None,
+                        None if trim is None else f"{trim.start}-{'' if trim.end is None else trim.end}")
     job = Job(input, output, settings, weights=weights, device=device, hwaccel=hwaccel, fmt=fmt, workers=workers,
-              address=address, segment_seconds=segment_seconds, keep_work=keep_work)
+              address=address, segment_seconds=segment_seconds, keep_work=keep_work, trim=trim)
     stop = threading.Event()
 
     def on_sigint(signum: int, frame: Any) -> None:

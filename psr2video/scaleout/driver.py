@@ -5,6 +5,7 @@ back in the work folder, join. Ray schedules, places and retries; this file only
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -47,6 +48,7 @@ class Job:
     segment_seconds: float = 60.0
     retries: int = 2
     keep_work: bool = False
+    trim: Any = None  # --start/--end: a Trim (video/trim.py), only that part upscaled and joined
 
 
 @dataclass
@@ -166,10 +168,14 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
         raise ScaleoutError(f"{job.input} has no timestamps (a raw .h264/.hevc stream?), which --workers/--ray cut "
                             "by; put it in a container first (ffmpeg -r RATE -i IN -c copy IN.mkv) or run without "
                             "--workers/--ray (a single process times its frames from the frame rate)")
+    win = part_window(job, tb)
+    part = part_ticks(win, tb)
     color = split.source_color(job.input)
     shape = split.source_shape(job.input) if job.settings.size else None
     guess = split.guess_state(job.input)
     truncated = split.truncation(job.input, packets, tb)
+    if part is not None and part[1] is not None and any(p.pts is not None and p.pts >= part[1] for p in packets):
+        truncated = ""  # the part ends before the file does
     wdata = Path(job.weights).read_bytes() if job.weights else None  # hashed into job.settings already
     main = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main else None  # ray.init replaces it
@@ -183,7 +189,11 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
         if (note := hwaccel_note(job, place)) is not None:
             warn(note)
         decode_order = guess[0] > guess[1]
-        segments = split.plan(packets, tb, job.segment_seconds, min_segments=workers, closed_only=decode_order)
+        segments = split.plan(packets, tb, job.segment_seconds, min_segments=workers, closed_only=decode_order,
+                              part=part)
+        if not segments:
+            raise ScaleoutError(f"no video frame of {job.input} lies in the part {job.trim.describe()} "
+                                "(--start/--end)")
         if decode_order and any(p.idr is False for p in packets[1:]):
             warn(f"note: {job.input} has decode-order timestamps and open GOPs; it is cut only at IDR keyframes "
                  f"({len(segments)} segment(s)), where no leading frame is lost")
@@ -196,7 +206,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             todo = [s for s in segments if s.index not in done]
             if done:
                 warn(f"resuming: {len(done)} of {len(segments)} segments already done in {wd.path}")
-            board = Board(len(packets), len(segments), reused_frames=sum(wd.frames(i) for i in done),
+            board = Board(sum(expected.values()), len(segments), reused_frames=sum(wd.frames(i) for i in done),
                           reused=len(done))
             t1 = time.perf_counter()
             if todo:
@@ -207,7 +217,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             t2 = time.perf_counter()
             files = [wd.file(s.index) for s in segments]
             want = sum(wd.frames(s.index) for s in segments)
-            frames, nudged = join(job.input, files, job.output, job.settings.codec, job.fmt, warn=warn)
+            frames, nudged = join(job.input, files, job.output, job.settings.codec, job.fmt, warn=warn, window=win)
             if frames != want:
                 raise ScaleoutError(f"joined {frames} frames but the segments hold {want}; kept {wd.path}")
             counts: dict[str, int] = {}
@@ -228,6 +238,33 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             ray.shutdown()
             if main:
                 signal.signal(signal.SIGTERM, sigterm)
+
+
+def part_window(job: Job, tb: Fraction) -> Any:
+    """The --start/--end part in the source's times, on its video's tick grid (as a single-process run takes
+    it), or None; a start at or past the video's end is refused."""
+    if job.trim is None:
+        return None
+    import av
+
+    from ..video.reader import video_end
+    from ..video.trim import TrimError, container_origin
+
+    with av.open(job.input) as c:
+        origin, end = container_origin(c), video_end(c)
+    try:
+        job.trim.check(None if end is None else end - float(origin), job.input)
+    except TrimError as e:
+        raise ScaleoutError(str(e)) from None
+    return job.trim.window(origin).on_grid(tb)
+
+
+def part_ticks(win: Any, tb: Fraction) -> tuple[int | None, int | None] | None:
+    """A part as ``split.plan`` takes it: the least pts in it and the first past it (``tb`` ticks; None = open)."""
+    if win is None:
+        return None
+    tb = Fraction(tb)
+    return (None if win.open_start else math.ceil(win.lo / tb), None if win.hi is None else math.ceil(win.hi / tb))
 
 
 def expected_frames(packets: list[split.Packet], segments: list[split.Segment]) -> dict[int, int]:

@@ -27,8 +27,8 @@ class JoinError(Exception):
     """The segments can't be joined (they were encoded differently)."""
 
 
-def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int] | None = None, tick: int = 1
-                   ) -> Iterator[tuple[float, int, Any]]:
+def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int] | None = None, tick: int = 1,
+                   moved: int = 0) -> Iterator[tuple[float, int, Any]]:
     """The segments' video packets in order, retimed to the output's time base ``tb`` (exact when it is the
     source's: NUT refines it; rounded when it is coarser, e.g. AVI's one tick per frame).
 
@@ -43,7 +43,7 @@ def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int
     NUT stores presentation times only: with B-frames its demuxer gives no dts for a segment's first packets
     (the reorder delay), and Matroska's muxer refuses a packet without one. Those are filled in going back
     from the first known dts a frame at a time (what the encoder wrote: the delay before the keyframe), and
-    dts is kept strictly increasing across the cuts."""
+    dts is kept strictly increasing across the cuts. A part (--start) moves every time back by ``moved`` ticks."""
     n, last_dts, last_pts = 0, None, None
     for f in files:
         with av.open(str(f)) as c:
@@ -74,8 +74,8 @@ def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int
                     i += 1
                     d = shift[i] if i < len(shift) else 0
                     p = av.Packet(bytes(pkt))
-                    p.pts = None if pkt.pts is None else when[pkt.pts]
-                    p.dts = None if pkt.dts is None else exact_ticks(pkt.dts * stb / tb) + d
+                    p.pts = None if pkt.pts is None else when[pkt.pts] - moved
+                    p.dts = None if pkt.dts is None else exact_ticks(pkt.dts * stb / tb) + d - moved
                     p.duration = exact_ticks(pkt.duration * stb / tb) if pkt.duration else 0
                     p.time_base = tb
                     p.is_keyframe = pkt.is_keyframe
@@ -107,13 +107,30 @@ def _fill_dts(packets: list[Any]) -> None:
         q.dts = d
 
 
-def _source_packets(inp: Any, streams: list[Any]) -> Iterator[tuple[float, int, Any]]:
+def _source_packets(inp: Any, streams: list[Any], window: Any = None) -> Iterator[tuple[float, int, Any]]:
+    """The source's packets of the copied ``streams``; with a part (``window``), those the single-process reader
+    keeps (``PacketCut``: in the part, moved with it; a subtitle on screen at its start from there), read from
+    ``SUBTITLE_LOOKBACK`` s before it to ``INTERLEAVE`` s past its end."""
     if not streams:
         return
+    cut = None
+    if window is not None:
+        from ..video.reader import INTERLEAVE, SUBTITLE_LOOKBACK
+        from ..video.trim import PacketCut, seek
+
+        cut = PacketCut(window)
+        if not window.open_start and window.lo - SUBTITLE_LOOKBACK > Fraction(inp.start_time or 0, 1_000_000):
+            seek(inp, window.lo - SUBTITLE_LOOKBACK)
+        until = None if window.hi is None else float(window.hi) + INTERLEAVE
     n = 0
     for pkt in inp.demux(*streams):
         if pkt.dts is None:  # demuxer flush packet (what the single-process reader drops too)
             continue
+        if cut is not None:
+            if until is not None and pkt.dts * pkt.time_base > until:
+                return
+            if not cut(pkt):
+                continue
         ts = pkt.dts
         n += 1
         yield float(ts * pkt.time_base), -n, pkt
@@ -160,9 +177,10 @@ def source_frame_facts(source: str) -> Any:
 
 
 def join(source: str, files: list[Path], output: str, codec: str, fmt: str | None,
-         warn: Callable[[str], None] = print) -> tuple[int, int]:
+         warn: Callable[[str], None] = print, window: Any = None) -> tuple[int, int]:
     """Write ``output`` from the segment ``files`` and the source's other streams; (the video packet count, the
-    frames whose times the join moved to keep them increasing across the segments)."""
+    frames whose times the join moved to keep them increasing across the segments). ``window``: a part
+    (--start/--end): every stream moved back with it, the other streams, chapters and timecode cut to it."""
     from ..video.pipeline import partial_path
     from ..video.reader import PacketItem, main_video, stream_info
     from ..video.writer import EndOfVideo, Writer
@@ -183,13 +201,14 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
                             pix_fmt=template.codec_context.pix_fmt, crf=None, preset=None,
                             time_base=info.time_base, rate=info.rate, color_tags=info.color.output_tags(), fmt=fmt,
                             warn=warn, first=source_frame_facts(source),
-                            video_template=template, out_name=output)
+                            video_template=template, out_name=output, window=window)
             copied = [s for s in copy if s.index in writer.copy_map]
             writer.start()
             fixed = [0]
             tb = Fraction(writer.time_base)  # the source's; AVI: one tick per frame of the source's rate
-            merged = heapq.merge(_video_packets(files, writer.vstream, tb, fixed, writer._tick),
-                                 _source_packets(inp, copied), key=lambda x: (x[0], x[1]))
+            moved = 0 if window is None else window.ticks(tb)
+            merged = heapq.merge(_video_packets(files, writer.vstream, tb, fixed, writer._tick, moved),
+                                 _source_packets(inp, copied, window), key=lambda x: (x[0], x[1]))
             for _, _, pkt in merged:
                 writer.put(PacketItem(pkt))
             writer.put(EndOfVideo())

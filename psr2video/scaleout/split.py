@@ -111,16 +111,30 @@ def _idr(codec: str, data: bytes, prefix: int) -> bool | None:
 
 
 def plan(packets: list[Packet], time_base: Fraction, seconds: float, min_segments: int = 1,
-         closed_only: bool = False) -> list[Segment]:
+         closed_only: bool = False, part: tuple[int | None, int | None] | None = None) -> list[Segment]:
     """Segments of about ``seconds`` each (at least ``min_segments`` when there are enough keyframes).
     ``closed_only``: cut only at IDR keyframes (a source with decode-order times: an open GOP's leading frames
-    can't be told apart by their times there)."""
-    keys = [i for i, p in enumerate(packets) if p.key and p.pts is not None and i > 0
-            and not (closed_only and p.idr is False)]
+    can't be told apart by their times there). ``part``: the pts (in ``time_base``, None = open) of the first frame
+    of a part (--start) and of its end (--end): only its frames are planned; the first segment reads from the
+    keyframe before it, the last to its last packet. [] when no frame lies in the part."""
     if not packets:
         return []
-    pts = [p.pts for p in packets if p.pts is not None]
-    t0, t1 = (min(pts), max(pts)) if pts else (0, 0)
+    lo, hi = part or (None, None)
+
+    def inside(pts: int | None) -> bool:
+        return pts is not None and (lo is None or pts >= lo) and (hi is None or pts < hi)
+
+    def cuttable(i: int) -> bool:
+        p = packets[i]
+        return p.key and p.pts is not None and not (closed_only and p.idr is False)
+
+    keys = [i for i in range(1, len(packets)) if cuttable(i) and inside(packets[i].pts) and packets[i].pts != lo]
+    pts = [p.pts for p in packets if inside(p.pts)]
+    if not pts:
+        return []
+    t0, t1 = min(pts), max(pts)
+    if lo is not None:
+        t0 = lo
     dur = float((t1 - t0) * time_base)
     step = min(seconds, dur / min_segments) if min_segments > 1 and dur > 0 else seconds
     cuts: list[int] = []
@@ -129,18 +143,25 @@ def plan(packets: list[Packet], time_base: Fraction, seconds: float, min_segment
         if packets[i].pts >= nxt and (not cuts or packets[i].pts > packets[cuts[-1]].pts):
             cuts.append(i)
             nxt = packets[i].pts + step / time_base
-    bounds = [0, *cuts, len(packets)]
+    begin = 0  # a part: the keyframe (decode order) at or before its first frame
+    if lo is not None:
+        begin = max((i for i in range(len(packets)) if cuttable(i) and packets[i].pts <= lo), default=0)
+    bounds = [begin, *cuts, len(packets)]
     segs = []
     for k in range(len(bounds) - 1):
         first = bounds[k]
-        start = packets[first].pts if k > 0 else None
-        end = packets[bounds[k + 1]].pts if k + 1 < len(bounds) - 1 else None
+        last_segment = k + 1 == len(bounds) - 1
+        start = packets[first].pts if k > 0 else lo
+        end = hi if last_segment else packets[bounds[k + 1]].pts
         last = bounds[k + 1] - 1
-        if end is not None:  # open GOP: the next keyframe's leading frames belong to this segment
+        if not last_segment:  # open GOP: the next keyframe's leading frames belong to this segment
             stop = bounds[k + 2] if k + 2 < len(bounds) else len(packets)
             for j in range(bounds[k + 1], stop):
                 if packets[j].pts is not None and packets[j].pts < end:
                     last = j
+        elif hi is not None:  # a part's end: its last packet (decode order), not the file's
+            last = max((j for j in range(first, len(packets)) if packets[j].pts is not None
+                        and packets[j].pts < hi), default=first)
         segs.append(Segment(k, start, end, first, last, time_base))
     return segs
 

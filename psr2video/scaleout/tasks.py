@@ -43,6 +43,7 @@ class Settings:
     tta: bool = False
     size: str | None = None  # --size, as given (WxH, xH or Wx)
     crop: str | None = None  # --crop, resolved (T:B:L:R; auto is measured once, on the source)
+    part: str | None = None  # --start/--end, in seconds from the file's start ('90-120', '90-'; exact fractions)
 
 
 @dataclass

@@ -604,7 +604,7 @@ class Reader(threading.Thread):
         self.window = window
         self._seeked = False
         self._reset_part()
-        if window is not None and worth_seeking(container, window):
+        if window is not None and worth_seeking(container, self.vstream, window):
             # a pipe is read anyway (and a subtitle begun before the part could not be read back)
             self._seek(window.lo - SEEK_PAD)
 

@@ -184,16 +184,15 @@ SEEK_PAD = 1  # s: a seek aims this far before the part (bwdif gets the frame be
 NO_TIMESTAMPS = 0x80  # AVFMT_NOTIMESTAMPS: raw elementary streams, which can't seek by time (and fail at the end)
 
 
-def worth_seeking(c: Any, win: Window) -> bool:
+def worth_seeking(c: Any, video: Any, win: Window) -> bool:
     """Whether to seek ``c`` to the part rather than read it from the start: a file (a pipe is read anyway),
-    with timestamps (a raw stream's failed seek leaves it at its end), the part well into its video."""
+    with timestamps (a raw stream's failed seek leaves it at its end), the part well into its ``video`` stream."""
     from pathlib import Path
 
-    from .reader import main_video, video_start
-
-    return (not win.open_start and Path(c.name).is_file() and not c.format.flags & NO_TIMESTAMPS
-            and bool(main_video(c).time_base)
-            and win.lo - Fraction(video_start(c)).limit_denominator(10**6) > SEEK_MIN)
+    if win.open_start or not video.time_base or not Path(c.name).is_file() or c.format.flags & NO_TIMESTAMPS:
+        return False
+    start = video.start_time * Fraction(video.time_base) if video.start_time is not None else Fraction(0)
+    return win.lo - start > SEEK_MIN
 
 
 def seek(c: Any, target: Fraction) -> bool:
@@ -214,7 +213,7 @@ def decode_part(c: Any, stream: Any, win: Window | None) -> Iterator[Any]:
     if win is None:
         yield from c.decode(stream)
         return
-    sought = worth_seeking(c, win) and seek(c, win.lo - SEEK_PAD)
+    sought = worth_seeking(c, stream, win) and seek(c, win.lo - SEEK_PAD)
     for f in c.decode(stream):
         t = f.pts * f.time_base if f.pts is not None and f.time_base else None
         if sought and t is not None and t > win.lo:  # the first frame is late: frames of the part were passed

@@ -239,7 +239,7 @@ def test_bad_parts_are_one_line(clips: dict[str, Path], tmp_path: Path) -> None:
 
     Image.new("RGB", (8, 8)).save(pic)
     one_line_error(*run("upscale", str(pic), str(tmp_path / "p2.png"), "--variant", "mks", "--start", "1"),
-                   "--start is a video option")
+                   "--start cuts a part of a video", "upscaled whole")
 
 
 def test_part_into_an_animation(clips: dict[str, Path], tmp_path: Path) -> None:
@@ -463,7 +463,7 @@ def scaleout_part(src: Path, out: Path, trim: Trim, seconds: float = 0.5) -> int
 
     packets, tb = split.scan(str(src))
     st = Settings("mks", 2, None, "auto", None, 0, 1, "ffv1", None, None, None)
-    win = part_window(Job(str(src), str(out), st, trim=trim), tb)
+    win = part_window(Job(str(src), str(out), st, trim=trim))
     segs = split.plan(packets, tb, seconds, min_segments=2, part=part_ticks(win, tb))
     assert len(segs) >= 3
     guess = split.guess_state(str(src))

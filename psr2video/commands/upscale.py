@@ -319,6 +319,9 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
             continue  # a video into an animation: its first N frames, or a part of it
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
             flag = next(o for p in ctx.command.params if p.name == name for o in p.opts if o.startswith("--"))
+            if name in ("start_text", "end_text", "duration_text"):
+                raise UserError(f"{flag} cuts a part of a video (into a video, GIF or WebP); a picture or an "
+                                "animated picture is upscaled whole")
             raise UserError(f"{flag} is a video option; a picture is written lossless (PNG, TIFF, BMP) or at "
                             "quality 95 (JPEG, WebP), by OUT's extension")
     try:

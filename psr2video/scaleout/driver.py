@@ -168,7 +168,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
         raise ScaleoutError(f"{job.input} has no timestamps (a raw .h264/.hevc stream?), which --workers/--ray cut "
                             "by; put it in a container first (ffmpeg -r RATE -i IN -c copy IN.mkv) or run without "
                             "--workers/--ray (a single process times its frames from the frame rate)")
-    win = part_window(job, tb)
+    win = part_window(job)
     part = part_ticks(win, tb)
     color = split.source_color(job.input)
     shape = split.source_shape(job.input) if job.settings.size else None
@@ -240,23 +240,23 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
                 signal.signal(signal.SIGTERM, sigterm)
 
 
-def part_window(job: Job, tb: Fraction) -> Any:
-    """The --start/--end part in the source's times, on its video's tick grid (as a single-process run takes
-    it), or None; a start at or past the video's end is refused."""
+def part_window(job: Job) -> Any:
+    """The --start/--end part in the source's times, on the grid its streams' time bases share (as a
+    single-process run takes it), or None; a start at or past the video's end is refused."""
     if job.trim is None:
         return None
     import av
 
-    from ..video.reader import video_end
-    from ..video.trim import TrimError, container_origin
+    from ..video.reader import main_video, video_end
+    from ..video.trim import TrimError, container_origin, part_window
 
     with av.open(job.input) as c:
-        origin, end = container_origin(c), video_end(c)
-    try:
-        job.trim.check(None if end is None else end - float(origin), job.input)
-    except TrimError as e:
-        raise ScaleoutError(str(e)) from None
-    return job.trim.window(origin).on_grid(tb)
+        end = video_end(c)
+        try:
+            job.trim.check(None if end is None else end - float(container_origin(c)), job.input)
+        except TrimError as e:
+            raise ScaleoutError(str(e)) from None
+        return part_window(job.trim, c, main_video(c))
 
 
 def part_ticks(win: Any, tb: Fraction) -> tuple[int | None, int | None] | None:

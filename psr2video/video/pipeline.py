@@ -48,7 +48,7 @@ from .reader import (
     video_end,
     video_start,
 )
-from .trim import Trim, Window, container_origin
+from .trim import Trim, Window, container_origin, part_window
 from .writer import EncodeItem, EndOfVideo, OutputError, Writer, codec_available, is_disk_full, pick_pix_fmt
 
 
@@ -387,7 +387,7 @@ class _Run:
         origin = container_origin(self.inp)
         end = video_end(self.inp)
         trim.check(None if end is None else end - float(origin), self.opts.input)
-        return trim.window(origin).on_grid(main_video(self.inp).time_base)
+        return part_window(trim, self.inp, main_video(self.inp))
 
     def _part_frames(self, rate: Fraction | None, win: Window) -> int:
         """About how many frames the part holds (for the progress), 0 when the rate or the end is unknown."""
@@ -491,7 +491,10 @@ class _Run:
                          - float(container_origin(self.inp)))
         res.damaged, res.truncated, res.resized = end.damaged, end.truncated, end.resized
         res.fixed_pts, res.timed_pts = writer._fixed_pts, writer._missing_pts
-        res.notes = writer.fixup_notes()
+        res.notes = writer.fixup_notes() + [
+            f"audio stream #{i}: no packet of it lies in the part (it ends before it, or is muxed further from the "
+            "video than the reading goes); its track is empty"
+            for i in (self.reader.empty_in_part() if self.reader is not None else []) if i in writer.copy_map]
         res.nonfinite = int(getattr(self.up, "nonfinite", 0))
         res.seconds = stats.elapsed
         if not res.frames and not res.stopped:  # nothing to write: say why, leave no empty or missing OUT

@@ -26,12 +26,11 @@ import numpy as np
 from ..errors import PsrError
 from ..names import image_sequence
 from .color import PLANAR, SEMIPLANAR, ColorInfo, decide_color
-from .trim import SEEK_PAD, PacketCut, Window, container_origin, seek, worth_seeking
+from .trim import SEEK_PAD, SEEK_RETRY, PacketCut, Window, container_origin, seek, worth_seeking
 
 # --start/--end
-INTERLEAVE = 5.0  # s: how far past a part's end other streams' packets may still come (muxers interleave closer)
+INTERLEAVE = 30.0  # s: how far past a part's end other streams' packets may still come (muxers interleave closer)
 SUBTITLE_LOOKBACK = 30  # s: how long before a part a subtitle still shown when it starts may begin
-SEEK_RETRY = (10, 60)  # s before the part: where to seek again when the first frame after a seek is past it
 
 
 class InputError(PsrError):
@@ -619,13 +618,14 @@ class Reader(threading.Thread):
                 return first
             assert self.window is not None
             self._reset_part()
-            self._seek(self.window.lo - Fraction(back))
+            self._seek(self.window.lo - back)
+            if not self._seeked:  # it sought before: not expected; the reading goes on from where it is
+                self.warn("note: seeking back to the part's start failed; the part begins at the first frame read")
+                return self._prime()
             first = self._prime()
         if self._late():
-            assert self.window is not None and self._first_pts is not None
-            self.warn(f"note: seeking to the part's start landed after it, however far back; the part begins at the "
-                      f"first frame reached ({float(self._first_pts * self.tb - self.window.lo):.3f} s after "
-                      "--start)")
+            self.warn("note: seeking to the part's start landed after it, however far back (the file's index is "
+                      "coarse); the part begins at the first frame reached")
         return first
 
     def _prime(self) -> FirstFrame:
@@ -706,11 +706,15 @@ class Reader(threading.Thread):
 
     def _packet(self, pkt: av.Packet, hold: bool = False) -> bool:
         """A packet of another stream: noted for damage, queued (or held by prime) when its stream is copied."""
-        attached = pkt.dts is None
-        if attached:
+        attached = False
+        if pkt.dts is None:
             if not pkt.size:  # demuxer flush packet
                 return True
-            pkt.pts = pkt.dts = 0  # an attached picture (cover art) has no time of its own
+            attached = pkt.pts is None or bool(pkt.stream.disposition & av.stream.Disposition.attached_pic)
+            if attached:
+                pkt.pts = pkt.dts = 0  # an attached picture (cover art) has no time of its own
+            else:  # a second video stream's first packets (B-frame delay): timed by their pts
+                pkt.dts = pkt.pts
         if not self._past_end:  # past a part's end the video is no longer read: no gap is damage there
             self.damage.packet(pkt)
         if self.window is not None and not attached and not self._cut_packet(pkt):
@@ -809,19 +813,30 @@ class Reader(threading.Thread):
         """What reading a part has found so far, forgotten: at the start, and before seeking again."""
         if self._seeked:
             self.vstream.codec_context.flush_buffers()
+            self._demux = self.container.demux()  # the last reading may have met the end
             self._held.clear()
             self._pts_guess = PtsGuess()
             self.damage = DamageLog(self.container, self.vstream.average_rate or self.vstream.guessed_rate)
         self._past_end = False  # a frame at or past the part's end came out of the decoder: no more decoding
         self._reach: dict[int, float] = {}  # stream -> the latest packet time read (s)
+        self._first_seen: dict[int, float] = {}  # stream -> its first packet's time read (s): passed over?
+        self.kept: dict[int, int] = {}  # copied stream -> packets kept in the part
         self._clock = math.nan  # the latest frame's time in the file (s), for frames without a timestamp
         self._cut = None if self.window is None else PacketCut(self.window)  # the other streams' packets
         self._first_pts: int | None = None  # the first decoded frame's (after a seek: is it late?)
 
     def _late(self) -> bool:
-        """Whether the first frame after a seek is past the part's start (frames of the part were passed over)."""
-        return (self.window is not None and self._seeked and self._first_pts is not None
-                and self._first_pts * self.tb > self.window.lo)
+        """Whether a seek passed over some of the part: its first frame is past the part's start, no frame came
+        before the file's end (an MPEG-TS seek into the last GOP), or an audio stream that has begun by the part's
+        start has its first packet after it (sound muxed ahead of the video)."""
+        if self.window is None or not self._seeked:
+            return False
+        lo = self.window.lo
+        if self._first_pts is None or self._first_pts * self.tb > lo:
+            return True
+        begun = {s.index for s in self.container.streams if s.type == "audio" and s.time_base and (
+            s.start_time is None or s.start_time * Fraction(s.time_base) <= lo)}
+        return any(t > lo for i, t in self._first_seen.items() if i in begun)
 
     def _ticks(self, tb: Fraction) -> int:
         """How far kept times move back, in ``tb`` ticks; 0 without --start/--end."""
@@ -847,10 +862,23 @@ class Reader(threading.Thread):
         """A copied stream's packet: whether it is kept (in the part, ``PacketCut``), then moved with it; how far
         each stream got is noted for ``_part_done``."""
         at = pkt.pts if pkt.pts is not None else pkt.dts
+        i = pkt.stream.index
         if at is not None:
             t = float(at * Fraction(pkt.time_base))
-            self._reach[pkt.stream.index] = max(self._reach.get(pkt.stream.index, -math.inf), t)
-        return self._cut(pkt)
+            self._reach[i] = max(self._reach.get(i, -math.inf), t)
+            self._first_seen.setdefault(i, t)
+        if not self._cut(pkt):
+            return False
+        self.kept[i] = self.kept.get(i, 0) + 1
+        return True
+
+    def empty_in_part(self) -> list[int]:
+        """The copied audio streams that have no packet in the part (one that ends before it, or is muxed further
+        from the video than the reading goes), for a note: their track is empty."""
+        if self.window is None:
+            return []
+        return [s.index for s in self.container.streams if s.type == "audio" and s.index in self.copy_ids
+                and not self.kept.get(s.index)]
 
     def _lead_subtitles(self) -> list[PacketItem]:
         """The subtitles on screen when the part starts that the seek passed over (a line begun 0.5 s before a
@@ -869,7 +897,7 @@ class Reader(threading.Thread):
                     at = pkt.pts if pkt.pts is not None else pkt.dts
                     if at is None:
                         continue
-                    if at * Fraction(pkt.time_base) >= lo and pkt.stream.type == "video":
+                    if at * Fraction(pkt.time_base) >= lo and pkt.stream.index == self.vstream.index:
                         break  # past the part's start in the file (the video is interleaved closest)
                     if pkt.stream.index in subs and pkt.size and at * Fraction(pkt.time_base) < lo:
                         own = av.Packet(bytes(pkt))  # of this reading's container, which is closed after

@@ -9,6 +9,7 @@ starts at 0, as ``ffmpeg -ss`` does, and a timecode names the part's first frame
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterator
@@ -93,6 +94,9 @@ class Trim:
             raise TrimError(f"--start {clock(self.start)} is at or past the end of {name} ({clock(length)} long)")
 
 
+GRID_MAX = Fraction(1, 2)  # s: the coarsest common grid every stream of a part moves by (its output starts there)
+
+
 @dataclass(frozen=True)
 class Window:
     """A part in the file's own times (s): what is kept lies in ``[lo, hi)``; kept times are moved back by
@@ -103,14 +107,22 @@ class Window:
     zero: Fraction | None = None
     open_start: bool = False  # from the file's start: nothing before ``lo`` is dropped, no time moves
 
-    def on_grid(self, time_base: Fraction | None) -> Window:
-        """The same part, moved back by the video tick at or before ``lo``: every stream moves by one time that
-        the video's time base holds exactly (AVI's ticks are whole frames: moving the video by a rounded time
-        and the sound by the exact one would put them a frame apart)."""
+    def on_grid(self, time_base: Fraction | None, *others: Any) -> Window:
+        """The same part, moved back by a time at or before ``lo`` that the video's ``time_base`` and the
+        ``others`` (the copied streams' time bases) all hold exactly, so every stream moves by the same time: AVI's
+        video ticks are whole frames and its MP2 sound's 24 ms packets, and moving each by its own rounding put
+        them 16 ms apart. Where the common grid would be coarser than ``GRID_MAX``, the video's own."""
         if not time_base or self.open_start:
             return self
-        tb = Fraction(time_base)
-        return Window(self.lo, self.hi, math.floor(self.lo / tb) * tb)
+        tb = grid = Fraction(time_base)
+        for o in others:
+            if o:
+                o = Fraction(o)
+                common = Fraction(math.lcm(grid.numerator, o.numerator), math.gcd(grid.denominator, o.denominator))
+                if common <= GRID_MAX:
+                    grid = common
+        grid = grid if grid <= GRID_MAX else tb
+        return Window(self.lo, self.hi, math.floor(self.lo / grid) * grid)
 
     @property
     def moved(self) -> Fraction:
@@ -137,7 +149,7 @@ class PacketCut:
 
     def __init__(self, window: Window) -> None:
         self.window = window
-        self.lead: set[tuple[int, int]] = set()  # subtitles (stream, pts) begun before the part, kept
+        self.lead: set[tuple[int, int, bytes]] = set()  # subtitles (stream, pts, text) begun before the part, kept
         self._ticks: dict[Fraction, int] = {}
 
     def ticks(self, time_base: Fraction) -> int:
@@ -157,7 +169,7 @@ class PacketCut:
         subtitle = pkt.stream.type == "subtitle" and pkt.duration
         if win.before(at * tb):
             lo = math.ceil(win.lo / tb)
-            key = (pkt.stream.index, at)
+            key = (pkt.stream.index, at, bytes(pkt))  # lines begun together (ASS signs and dialogue) are two
             if not subtitle or at + pkt.duration <= lo or key in self.lead:
                 return False
             self.lead.add(key)
@@ -181,6 +193,7 @@ class PacketCut:
 # what a seek there can get wrong (sound muxed before the first keyframe, an MPEG-TS seek landing mid-GOP)
 SEEK_MIN = 10
 SEEK_PAD = 1  # s: a seek aims this far before the part (bwdif gets the frame before it; loosely muxed sound)
+SEEK_RETRY = (10, 60)  # s before the part: where to seek again when a seek passed over some of it
 NO_TIMESTAMPS = 0x80  # AVFMT_NOTIMESTAMPS: raw elementary streams, which can't seek by time (and fail at the end)
 
 
@@ -208,25 +221,29 @@ def seek(c: Any, target: Fraction) -> bool:
 
 def decode_part(c: Any, stream: Any, win: Window | None) -> Iterator[Any]:
     """The decoded frames of ``c``'s ``stream`` that lie in the part (every frame without ``win``), for the
-    readers that need only frames (a video into an animation, --crop auto): sought to the keyframe before it
-    where that is worth it; where the seek lands past the part's start, the file is read again from its start."""
+    readers that need only frames (a video into an animation, --crop auto): sought as the video reader seeks
+    (to the keyframe before start - 1 s, again 10 s and 60 s further back when the first frame is past the
+    start or none comes before the end); where no seek reaches it, the file is read again from its start."""
     if win is None:
         yield from c.decode(stream)
         return
-    sought = worth_seeking(c, stream, win) and seek(c, win.lo - SEEK_PAD)
-    for f in c.decode(stream):
-        t = f.pts * f.time_base if f.pts is not None and f.time_base else None
-        if sought and t is not None and t > win.lo:  # the first frame is late: frames of the part were passed
-            import av
+    if worth_seeking(c, stream, win):
+        for back in (SEEK_PAD, *SEEK_RETRY):
+            if not seek(c, win.lo - back):
+                break
+            frames = c.decode(stream)
+            first = next(frames, None)
+            t = None if first is None or first.pts is None else first.pts * first.time_base
+            if first is not None and (t is None or t <= win.lo):
+                yield from _kept(itertools.chain([first], frames), win)
+                return
+            stream.codec_context.flush_buffers()  # late (or at the end): again, further back
+        import av
 
-            with av.open(c.name, format=c.format.name.split(",")[0]) as again:
-                yield from _kept(again.decode(again.streams[stream.index]), win)
-            return
-        if t is not None and win.after(t):
-            return
-        sought = False
-        if t is None or not win.before(t):
-            yield f
+        with av.open(c.name, format=c.format.name.split(",")[0]) as again:
+            yield from _kept(again.decode(again.streams[stream.index]), win)
+        return
+    yield from _kept(c.decode(stream), win)
 
 
 def _kept(frames: Iterator[Any], win: Window) -> Iterator[Any]:
@@ -237,6 +254,14 @@ def _kept(frames: Iterator[Any], win: Window) -> Iterator[Any]:
             return
         if t is None or not win.before(t):
             yield f
+
+
+def part_window(trim: Trim, c: Any, video: Any) -> Window:
+    """``trim`` in ``c``'s own times, on the grid of its ``video`` stream's and its other streams' time bases (the
+    single-process run and the scale-out join take it the same way)."""
+    others = [s.time_base for s in c.streams if s.index != video.index and s.type in ("audio", "subtitle", "data",
+                                                                                      "video")]
+    return trim.window(container_origin(c)).on_grid(video.time_base, *others)
 
 
 def container_origin(c: Any) -> Fraction:
@@ -281,5 +306,6 @@ def shift_timecode(tc: str, frames: int, rate: Fraction | None) -> str | None:
     return f"{sec // 3600 % 24:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}{sep}{ff_:02d}"
 
 
-__all__ = ["SEEK_MIN", "SEEK_PAD", "PacketCut", "Trim", "TrimError", "Window", "clock", "container_origin",
-           "decode_part", "parse_time", "seek", "shift_timecode", "trim_chapters", "worth_seeking"]
+__all__ = ["SEEK_MIN", "SEEK_PAD", "SEEK_RETRY", "PacketCut", "Trim", "TrimError", "Window", "clock",
+           "container_origin", "decode_part", "parse_time", "part_window", "seek", "shift_timecode", "trim_chapters",
+           "worth_seeking"]

@@ -292,24 +292,30 @@ def test_folder_cuts_each_video(clips: dict[str, Path], tmp_path: Path) -> None:
     assert [len(frames(dst / n)) for n in ("a.mkv", "b.mp4")] == [25, 25]
 
 
-def test_every_stream_moves_by_one_time(tmp_path: Path) -> None:
-    """AVI times are frame numbers: the part's times move back by a whole frame, the sound's by the same time
-    (moving the video by a rounded time and the sound by the exact one put them 50 ms apart at 15 fps)."""
+@pytest.mark.parametrize(("codec", "rate", "n"), [("pcm_s16le", 8000, 800), ("mp2", 48000, 1152)])
+def test_every_stream_moves_by_one_time(tmp_path: Path, codec: str, rate: int, n: int) -> None:
+    """AVI times are frame numbers (1/15 s here) and MP2's packets 24 ms: the part's streams all move back by one
+    time both grids hold (moving each by its own rounding put the sound 16-50 ms off the picture)."""
     assert Window(Fraction(21, 20), None).on_grid(Fraction(1, 15)).moved == 1
+    assert Window(Fraction(21, 20), None).on_grid(Fraction(1, 15), Fraction(3, 125)).moved == Fraction(3, 5)
     src = tmp_path / "a.avi"
     with av.open(str(src), "w") as out:
         v = out.add_stream("mpeg4", rate=15)
         v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
-        a = out.add_stream("pcm_s16le", rate=8000)
+        a = out.add_stream(codec, rate=rate)
         a.layout = "mono"
+        k = 0
         for i in range(45):
             f = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 5, np.uint8), format="rgb24")
             f = f.reformat(format="yuv420p")
             f.pts, f.time_base = i, Fraction(1, 15)
             out.mux(v.encode(f))
-            af = av.AudioFrame.from_ndarray(np.full((1, 800), i * 100, np.int16), format="s16", layout="mono")
-            af.sample_rate, af.pts = 8000, i * 800
-            out.mux(a.encode(af))
+            while k * n < (i + 1) * rate / 15:
+                af = av.AudioFrame.from_ndarray(np.full((1, n), k * 97 % 30000, np.int16), format="s16",
+                                                layout="mono")
+                af.sample_rate, af.pts = rate, k * n
+                out.mux(a.encode(af))
+                k += 1
         out.mux(v.encode(None))
         out.mux(a.encode(None))
     dst = tmp_path / "part.mkv"
@@ -317,10 +323,13 @@ def test_every_stream_moves_by_one_time(tmp_path: Path) -> None:
                     "--end", "2")
     assert code == 0, log
     vt = [t for t, _ in frames(dst)]
-    assert len(vt) == 14 and abs(vt[0] - (16 / 15 - 1)) < 0.002  # frame 16 (1.067 s) first, moved back by 1 s
-    src_audio = {p[2]: p[0] for p in packets(src, "audio")}
+    assert len(vt) == 14
+    video_moved = 16 / 15 - vt[0]  # frame 16 (1.067 s) is the part's first
+    src_audio: dict[bytes, float] = {}
+    for t, _, b in packets(src, "audio"):
+        src_audio.setdefault(b, t)
     moved = [src_audio[b] - t for t, _, b in packets(dst, "audio")]
-    assert moved and all(abs(m - 1.0) < 0.002 for m in moved), moved
+    assert moved and all(abs(m - video_moved) < 0.002 for m in moved), (video_moved, moved)
 
 
 # --- parts well into a file: sought, not read from the start ---------------------------------------------------
@@ -524,3 +533,61 @@ def test_scaleout_part_on_ray(deep: dict[str, Path], tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert re.search(r"\d+ frames .* ([3-9]|\d\d) segments", r.stderr), r.stderr
     same_part(joined, single)
+
+
+def test_subtitles_begun_together_are_each_kept(tmp_path: Path) -> None:
+    """Two lines begun at the same time (ASS signs and dialogue) and on screen at the part's start: both kept."""
+    src = long_clip(tmp_path / "s.mkv", subs=((500, 1500, "sign"), (500, 1500, "line"), (2000, 2500, "next")))
+    out = tmp_path / "p.mkv"
+    assert run("upscale", str(src), str(out), "--variant", "mks", "-q", "--start", "1", "--end", "2.2")[0] == 0
+    assert sorted((round(t, 3), round(d, 3), b) for t, d, b in packets(out, "subtitle")) == [
+        (0.0, 0.5, b"line"), (0.0, 0.5, b"sign"), (1.0, 0.2, b"next")]
+
+
+def test_part_in_the_last_gop_of_mpegts(tmp_path: Path) -> None:
+    """A TS seek into the last GOP (2 s GOPs, a part 1.2 s after the last keyframe) decodes nothing before the
+    end of the file: sought again further back, the part's frames are the whole run's."""
+    src = tmp_path / "g.ts"
+    rng = np.random.default_rng(1)
+    with av.open(str(src), "w", format="mpegts") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        v.options = {"preset": "ultrafast", "g": "50", "keyint_min": "50", "bf": "2", "sc_threshold": "0"}
+        for i in range(500):
+            img = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    whole_out, part_out = tmp_path / "whole.mkv", tmp_path / "part.mkv"
+    assert run("upscale", str(src), str(whole_out), "--variant", "mks", "--codec", "ffv1", "-q")[0] == 0
+    code, log = run("upscale", str(src), str(part_out), "--variant", "mks", "--codec", "ffv1", "-q", "--start",
+                    "19.2", "--duration", "0.5")
+    assert code == 0, log
+    whole, part = frames(whole_out), frames(part_out)
+    first = next(i for i, (t, _) in enumerate(whole) if t - whole[0][0] >= 19.2 - 1e-6)
+    assert len(part) == 13 and all(np.array_equal(whole[first + k][1], part[k][1]) for k in range(13))
+
+
+def test_audio_stream_empty_in_the_part_is_said(tmp_path: Path) -> None:
+    """A second audio stream that ends at 1 s: a part from 2 s has no packet of it, and says so."""
+    src = tmp_path / "two.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        v.options = {"preset": "ultrafast"}
+        a, b = out.add_stream("pcm_s16le", rate=8000), out.add_stream("pcm_s16le", rate=8000)
+        a.layout = b.layout = "mono"
+        for i in range(75):
+            f = av.VideoFrame.from_ndarray(np.full((32, 48, 3), i, np.uint8), format="rgb24").reformat(
+                format="yuv420p")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            out.mux(v.encode(f))
+            for s in (a, b) if i < 25 else (a,):
+                af = av.AudioFrame.from_ndarray(np.full((1, 320), i, np.int16), format="s16", layout="mono")
+                af.sample_rate, af.pts = 8000, i * 320
+                out.mux(s.encode(af))
+        out.mux(v.encode(None))
+    code, log = run("upscale", str(src), str(tmp_path / "p.mkv"), "--variant", "mks", "-q", "--start", "2")
+    assert code == 0 and "audio stream #2: no packet of it lies in the part" in log, log
+    assert "audio stream #1" not in log

@@ -94,7 +94,7 @@ class Trim:
             raise TrimError(f"--start {clock(self.start)} is at or past the end of {name} ({clock(length)} long)")
 
 
-GRID_MAX = Fraction(1, 2)  # s: the coarsest common grid every stream of a part moves by (its output starts there)
+GRID_MAX = Fraction(1)  # s: the coarsest common grid every stream of a part moves by (its output starts there)
 
 
 @dataclass(frozen=True)

@@ -321,6 +321,29 @@ def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[...
     return notes, len(out)
 
 
+def upscale_video_frame(up: Any, src: Path, upscale_image: Callable[..., Any], trim: Any,
+                        size: SizeSpec | None = None) -> tuple[Any, list[str]]:
+    """The frame of the video ``src`` at ``trim.start`` (the first of the part: a frame grab) upscaled as a
+    still, through ``upscale_image`` as a picture is; turned as its display matrix says and its pixels made
+    square, as an animation's (a picture can't say its pixel shape); (the PIL image, the notes)."""
+    from PIL import Image
+
+    notes: list[str] = []
+    anim = read_video(src, up.scale, notes, max_frames=1, trim=trim)
+    notes = [n for n in notes if "can't be held in an animation" not in n]  # a still: the sound goes without saying
+    frame, to = anim.frames[0], None
+    if size is not None:
+        to = size.fit(frame.width, frame.height, anim.sar)
+    out = upscale_image(up, frame, src.name, notes, to)
+    if anim.sar != 1 and size is None:
+        square = (max(1, round(out.width * anim.sar)), out.height)
+        notes.append(f"note: {src.name} has non-square pixels (SAR {anim.sar.numerator}:{anim.sar.denominator}); "
+                     f"the frame is resampled to {square[0]}x{square[1]} square pixels (Lanczos), as a picture "
+                     "can't say its pixel shape")
+        out = out.resize(square, Image.Resampling.LANCZOS)
+    return out, notes
+
+
 def _lost_metadata(anim: Animation, ext: str, name: str) -> list[str]:
     """Notes for what ``ext`` can't hold of the animation's metadata (GIF: ICC and EXIF; WebP: a comment)."""
     keys = {".gif": (("icc_profile", "ICC profile"), ("exif", "EXIF")), ".webp": (("comment", "comment"),)}

@@ -23,6 +23,7 @@ from .animation import (
     frame_count,
     n_frames,
     upscale_animation,
+    upscale_video_frame,
 )
 from .errors import PsrError
 from .fileio import atomic_path, visible_files
@@ -396,7 +397,7 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
         max_frames: int = 0, size: SizeSpec | None = None, failed: list[str] | None = None,
         trim: Any = None) -> tuple[int, int, float]:
     """Upscale every job's picture with ``up`` (a video into an animation: its first ``max_frames``, 0 = all, of
-    the part ``trim`` (--start/--end) when given;
+    the part ``trim`` (--start/--end) when given; a video into a still picture: its frame at ``trim.start``;
     ``size``: each resampled to fit that box); (files written, frames upscaled, seconds). A picture that can't
     be read is skipped, and the run raises at the end, unless ``failed`` is given: then each is added there
     ("path: why") and the run returns."""
@@ -417,7 +418,11 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
                 if not quiet and len(jobs) > 1:
                     say(f"[{i}/{len(jobs)}] {job.src} -> {job.dst} (animation)")
                 continue
-            out, info, notes = upscale_picture(up, job.src, ext, size)
+            if trim is not None and not is_picture(str(job.src)) and not readable_picture(str(job.src)):
+                out, notes = upscale_video_frame(up, job.src, upscale_image, trim, size)  # the frame at --start
+                info: dict = {}
+            else:
+                out, info, notes = upscale_picture(up, job.src, ext, size)
         except (PictureError, AnimationError, SizeError) as e:  # unreadable, broken, a --size it can't take
             if isinstance(e, SizeError):  # the others name the file already
                 e = PictureError(f"{job.src}: {e}")

@@ -591,3 +591,22 @@ def test_audio_stream_empty_in_the_part_is_said(tmp_path: Path) -> None:
     code, log = run("upscale", str(src), str(tmp_path / "p.mkv"), "--variant", "mks", "-q", "--start", "2")
     assert code == 0 and "audio stream #2: no packet of it lies in the part" in log, log
     assert "audio stream #1" not in log
+
+
+def test_frame_grab_into_a_picture(deep: dict[str, Path], tmp_path: Path) -> None:
+    """A video into a still picture with --start alone: the frame at that time (sought as a part is), upscaled as
+    a picture is; with --end, or without --start, one line says what a picture takes."""
+    from PIL import Image
+
+    png = tmp_path / "f.png"
+    code, log = run("upscale", str(deep["mkv"]), str(png), "--variant", "mks", "-q", "--start", "12.32")
+    assert code == 0 and "the frame at 0:12.32" in log, log
+    whole = frames(deep["full"])
+    with Image.open(png) as im:
+        got = np.asarray(im.convert("RGB"), np.float32)
+    errs = [np.abs(got - whole[j][1]).mean() for j in range(300, 316)]
+    assert int(np.argmin(errs)) + 300 == 308 and min(errs) < 3  # the frame at 12.32 s (4:2:0 round trip apart)
+    one_line_error(*run("upscale", str(deep["mkv"]), str(tmp_path / "g.png"), "--variant", "mks", "--start", "1",
+                        "--end", "2"), "one frame: give --start TIME alone")
+    one_line_error(*run("upscale", str(deep["mkv"]), str(tmp_path / "g.png"), "--variant", "mks"),
+                   "add --start TIME for the frame at TIME")

@@ -306,9 +306,13 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
                             ".mkv), or upscale the folder of pictures into another folder")
         raise UserError(f"input not found: {input}")
     video_in = Path(input).is_file() and not is_picture(input) and not readable_picture(input)
-    if video_in and Path(output).suffix.lower() not in FROM_VIDEO_EXTS:
+    grab = video_in and Path(output).suffix.lower() not in FROM_VIDEO_EXTS  # a video into a still picture
+    if grab and (trim is None or trim.end is not None):
+        if trim is not None:
+            raise UserError(f"{output} is a still picture, one frame: give --start TIME alone (the frame at TIME), "
+                            "or write the part to .gif or .webp for an animation")
         raise UserError(f"{output} is a picture but {input} is not; write the video to a video file (e.g. .mkv), "
-                        "or to .gif or .webp for an animation")
+                        "to .gif or .webp for an animation, or add --start TIME for the frame at TIME")
     if video_in and not _has_video(input):  # said before the model loads, not after "an animation"
         raise UserError(f"{input} is neither a picture nor a video FFmpeg can read")
     if video_in and ctx.get_parameter_source("crop_text") is not click.core.ParameterSource.DEFAULT:
@@ -333,7 +337,12 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
         return
     up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file, tta)
     what = f"{len(jobs)} pictures" if len(jobs) > 1 else "1 picture"
-    if len(jobs) == 1 and Path(output).suffix.lower() in ANIMATION_EXTS and (video_in or frame_count(Path(input)) > 1):
+    if grab:
+        from ..video.trim import clock
+
+        what = f"the frame at {clock(trim.start)}"
+    elif len(jobs) == 1 and Path(output).suffix.lower() in ANIMATION_EXTS and (video_in or
+                                                                              frame_count(Path(input)) > 1):
         what = "an animation"
     _warn(f"{input} -> {output}: {up!r}, {what}")
     interruptible()

@@ -72,7 +72,8 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
                    "video) or TOP:BOTTOM:LEFT:RIGHT pixels of the stored frame (e.g. 140:140:0:0).")
 @click.option("--start", "start_text", default=None, metavar="TIME",
               help="Upscale from this time of the video (seconds, MM:SS or HH:MM:SS[.ms]); the output starts at 0, "
-                   "with its sound, subtitles and chapters cut to match.")
+                   "with its sound, subtitles and chapters cut to match. Into a picture (.png, .jpg): the frame at "
+                   "TIME.")
 @click.option("--end", "end_text", default=None, metavar="TIME",
               help="Upscale up to this time of the video (not included).")
 @click.option("--duration", "duration_text", default=None, metavar="TIME",

@@ -166,18 +166,22 @@ def read(path: Path, scale: int, notes: list[str]) -> Animation:
     return Animation(frames, durations, plays, info, default)
 
 
-def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, trim: Any = None) -> Animation:
+GRAB_BACK = 10  # s: how far before a frame grab's time its frame is looked for (the one on screen then)
+
+
+def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, trim: Any = None,
+               grab: bool = False) -> Animation:
     """Every frame of a video file's main video stream as RGB(A) (its own colour matrix and range, as the video
     path reads them), turned as its display matrix says, each lasting until the next one's timestamp; with
     ``trim`` (--start/--end) only the frames of that part (the file is sought to the keyframe before it). What an
-    animation can't hold (sound, subtitles) is named in ``notes``."""
+    animation can't hold (sound, subtitles) is named in ``notes``. ``grab``: only the frame on screen at
+    ``trim.start`` (the last one starting at or before it; the first, before the video begins), for a still."""
     import av
-    from PIL import Image
 
-    from .video.color import SWS_SPACE, decide_color
     from .video.reader import main_video, pixel_shape, video_end
-    from .video.trim import TrimError, container_origin, decode_part
+    from .video.trim import Trim, TrimError, container_origin, decode_part
 
+    what = "a picture" if grab else "an animation"
     try:
         c = av.open(str(path))
     except av.error.FFmpegError as e:
@@ -187,7 +191,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
             raise AnimationError(f"{path} has no video stream")
         s = main_video(c)
         others = sorted({o.type for o in c.streams if o is not s and o.type in ("audio", "subtitle")})
-        if others:
+        if others and not grab:
             notes.append(f"note: {path.name}'s {' and '.join(others)} can't be held in an animation; left out (write "
                          f"a video file to keep {'them' if len(others) > 1 else 'it'})")
         sar = pixel_shape(s)
@@ -200,16 +204,16 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
             except TrimError as e:
                 raise AnimationError(str(e)) from None
             win = trim.window(container_origin(c))
+        source = decode_part(c, s, win)
+        if grab:
+            assert trim is not None and win is not None
+            back = Trim(max(trim.start - GRAB_BACK, Fraction(0))).window(container_origin(c))
+            source = _shown_at(decode_part(c, s, back), win.lo)
         try:
-            for f in decode_part(c, s, win):
-                info = decide_color(f.colorspace, f.color_range, None, None, f.height, f.format.name)
-                fmt = "rgba" if info.alpha else "rgb24"
-                if info.from_rgb:
-                    a = f.to_ndarray(format=fmt)
-                else:
-                    a = f.reformat(format=fmt, src_colorspace=SWS_SPACE.get(info.space, "ITU709"),
-                                   src_color_range="JPEG" if info.full_range else "MPEG").to_ndarray()
-                img = Image.fromarray(a, "RGBA" if info.alpha else "RGB")
+            for f in source:
+                img, bits = _frame_image(f)
+                if grab and bits > 8:
+                    notes.append(f"note: {path.name} is {bits}-bit video; the frame is written 8-bit")
                 if not frames:
                     rotation = int(f.rotation or 0) % 360
                 if rotation:  # counter-clockwise, as players turn it (an animation has no display matrix)
@@ -230,7 +234,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
         rate = s.average_rate or s.guessed_rate or s.codec_context.framerate
     if rotation:
         notes.append(f"note: {path.name} is shown rotated by {rotation} degrees (display matrix); the frames are "
-                     "turned so, as an animation has no display matrix")
+                     f"turned so, as {what} has no display matrix")
     if rotation in (90, 270):
         sar = 1 / sar
     step = 1000 / float(rate) if rate else 40.0
@@ -240,6 +244,38 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
     if any(f.mode == "RGBA" for f in frames):
         frames = [f.convert("RGBA") for f in frames]
     return Animation(frames, durations, 0, {}, sar=sar)
+
+
+def _shown_at(frames: Any, t: Fraction) -> Any:
+    """The frame of ``frames`` (decoded in order) on screen at ``t``: the last starting at or before it, else the
+    first (a time before the video begins); one frame, or none."""
+    chosen = None
+    for f in frames:
+        at = f.pts * f.time_base if f.pts is not None and f.time_base else None
+        if chosen is not None and at is not None and at > t:
+            break
+        chosen = f
+        if at is not None and at > t:
+            break
+    if chosen is not None:
+        yield chosen
+
+
+def _frame_image(f: Any) -> tuple[Any, int]:
+    """A decoded video frame as a PIL RGB(A) image, with its own colour matrix and range (as the video path reads
+    it), and the frame's bit depth."""
+    from PIL import Image
+
+    from .video.color import SWS_SPACE, decide_color
+
+    info = decide_color(f.colorspace, f.color_range, None, None, f.height, f.format.name)
+    fmt = "rgba" if info.alpha else "rgb24"
+    if info.from_rgb:
+        a = f.to_ndarray(format=fmt)
+    else:
+        a = f.reformat(format=fmt, src_colorspace=SWS_SPACE.get(info.space, "ITU709"),
+                       src_color_range="JPEG" if info.full_range else "MPEG").to_ndarray()
+    return Image.fromarray(a, "RGBA" if info.alpha else "RGB"), info.bits
 
 
 def _gif_pace(anim: Animation, notes: list[str], name: str) -> None:
@@ -323,14 +359,13 @@ def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[...
 
 def upscale_video_frame(up: Any, src: Path, upscale_image: Callable[..., Any], trim: Any,
                         size: SizeSpec | None = None) -> tuple[Any, list[str]]:
-    """The frame of the video ``src`` at ``trim.start`` (the first of the part: a frame grab) upscaled as a
-    still, through ``upscale_image`` as a picture is; turned as its display matrix says and its pixels made
-    square, as an animation's (a picture can't say its pixel shape); (the PIL image, the notes)."""
+    """The frame of the video ``src`` on screen at ``trim.start`` (a frame grab) upscaled as a still, through
+    ``upscale_image`` as a picture is; turned as its display matrix says and its pixels made square, as an
+    animation's (a picture can't say its pixel shape); (the PIL image, the notes)."""
     from PIL import Image
 
     notes: list[str] = []
-    anim = read_video(src, up.scale, notes, max_frames=1, trim=trim)
-    notes = [n for n in notes if "can't be held in an animation" not in n]  # a still: the sound goes without saying
+    anim = read_video(src, up.scale, notes, max_frames=1, trim=trim, grab=True)
     frame, to = anim.frames[0], None
     if size is not None:
         to = size.fit(frame.width, frame.height, anim.sar)

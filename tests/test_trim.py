@@ -27,13 +27,14 @@ CHAPTERS = ((0, 1500, "one"), (1500, 3000, "two"), (3000, 4000, "three"))
 
 
 def long_clip(path: Path, seconds: int = 4, subtitles: bool = True, subs: tuple = SUBS, chapters: tuple = CHAPTERS,
-              fmt: str | None = None) -> Path:
+              fmt: str | None = None, gop: int = 25) -> Path:
     """``seconds`` of 48x32 H.264 at 25 fps with B-frames and a keyframe each second, AAC audio, an SRT subtitle
     (``subs``: start and end in ms, text), chapters and a timecode."""
     out = av.open(str(path), "w", format=fmt)
     v = out.add_stream("libx264", rate=FPS)
     v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
-    v.options = {"crf": "12", "preset": "ultrafast", "bf": "2", "g": "25", "keyint_min": "25", "sc_threshold": "0"}
+    v.options = {"crf": "12", "preset": "ultrafast", "bf": "2", "g": str(gop), "keyint_min": str(gop),
+                 "sc_threshold": "0"}
     v.metadata["timecode"] = "01:00:00:00"
     a = out.add_stream("aac", rate=48000)
     a.layout = "stereo"
@@ -476,13 +477,13 @@ def scaleout_part(src: Path, out: Path, trim: Trim, seconds: float = 0.5) -> int
     segs = split.plan(packets, tb, seconds, min_segments=2, part=part_ticks(win, tb))
     assert len(segs) >= 3
     guess = split.guess_state(str(src))
-    files = []
-    for seg, data in split.cut(str(src), segs, {s.index for s in segs}):
+    files = {}
+    for seg, data in split.cut(str(src), segs, {s.index for s in segs}):  # not in order: a lead-in overlaps
         r = upscale_segment(st, Placement(), seg, data, None, 0, None, split.source_color(str(src)),
                             split.timing(packets, tb, seg, guess))
-        files.append(out.parent / f"segment{seg.index}.nut")
-        files[-1].write_bytes(r.data)
-    return join(str(src), files, str(out), "ffv1", None, window=win)[0]
+        files[seg.index] = out.parent / f"segment{seg.index}.nut"
+        files[seg.index].write_bytes(r.data)
+    return join(str(src), [files[i] for i in sorted(files)], str(out), "ffv1", None, window=win)[0]
 
 
 def same_part(a: Path, b: Path) -> None:
@@ -599,14 +600,43 @@ def test_frame_grab_into_a_picture(deep: dict[str, Path], tmp_path: Path) -> Non
     from PIL import Image
 
     png = tmp_path / "f.png"
-    code, log = run("upscale", str(deep["mkv"]), str(png), "--variant", "mks", "-q", "--start", "12.32")
-    assert code == 0 and "the frame at 0:12.32" in log, log
+    code, log = run("upscale", str(deep["mkv"]), str(png), "--variant", "mks", "-q", "--start", "12.35")
+    assert code == 0 and "the frame at 0:12.35" in log, log  # on screen then: the frame of 12.32 s
     whole = frames(deep["full"])
     with Image.open(png) as im:
         got = np.asarray(im.convert("RGB"), np.float32)
     errs = [np.abs(got - whole[j][1]).mean() for j in range(300, 316)]
     assert int(np.argmin(errs)) + 300 == 308 and min(errs) < 3  # the frame at 12.32 s (4:2:0 round trip apart)
+    last = tmp_path / "last.png"  # a time in the last frame's duration: that frame
+    assert run("upscale", str(deep["mkv"]), str(last), "--variant", "mks", "-q", "--start", "15.99")[0] == 0
+    with Image.open(last) as im:
+        got = np.asarray(im.convert("RGB"), np.float32)
+    assert int(np.argmin([np.abs(got - whole[j][1]).mean() for j in range(390, 400)])) == 9
     one_line_error(*run("upscale", str(deep["mkv"]), str(tmp_path / "g.png"), "--variant", "mks", "--start", "1",
                         "--end", "2"), "one frame: give --start TIME alone")
     one_line_error(*run("upscale", str(deep["mkv"]), str(tmp_path / "g.png"), "--variant", "mks"),
                    "add --start TIME for the frame at TIME")
+
+
+def test_part_into_avi_is_not_nudged(deep: dict[str, Path], tmp_path: Path) -> None:
+    """Moved back by 11.3 s, the frames land on half ticks of AVI's 1/25 s: rounded halves up, not to even, no two
+    frames share a tick and none is nudged."""
+    out = tmp_path / "p.avi"
+    code, log = run("upscale", str(deep["mkv"]), str(out), "--variant", "mks", "-q", "--start", "11.3", "--end",
+                    "12.3")
+    assert code == 0 and "nudged" not in log, log
+    assert len(frames(out)) == 25
+
+
+def test_subtitles_muxed_late_are_waited_for(tmp_path: Path) -> None:
+    """Subtitles that come late in the file (10 s GOPs: FFmpeg's interleaver wrote the line of 10.2 s after the
+    video of 14 s): the part's end (13.1 s) does not stop the reading before they come."""
+    src = long_clip(tmp_path / "late.mkv", seconds=24, subs=DEEP_SUBS, chapters=(), gop=250)
+    with av.open(str(src)) as c:
+        order = [(x.stream.type, round(float(x.pts * x.time_base), 2)) for x in c.demux() if x.size]
+    sub_at = order.index(("subtitle", 10.2))
+    assert any(k == "video" and t >= 13.1 for k, t in order[:sub_at])  # in the file after the part's end
+    out = tmp_path / "p.mkv"
+    assert run("upscale", str(src), str(out), "--variant", "mks", "-q", "--start", "12.3", "--end", "13.1")[0] == 0
+    assert [(round(t, 3), round(d, 3), b) for t, d, b in packets(out, "subtitle")] == [
+        (0.0, 0.5, b"long"), (0.7, 0.1, b"two")]

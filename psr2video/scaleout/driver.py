@@ -170,9 +170,18 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
                             "--workers/--ray (a single process times its frames from the frame rate)")
     win = part_window(job)
     part = part_ticks(win, tb)
+    if part is not None:
+        if not any(p.pts is not None and (part[0] is None or p.pts >= part[0]) and (part[1] is None or p.pts < part[1])
+                   for p in packets):
+            raise ScaleoutError(f"no video frame of {job.input} lies in the part {job.trim.describe()} "
+                                "(--start/--end)")
     color = split.source_color(job.input)
     shape = split.source_shape(job.input) if job.settings.size else None
     guess = split.guess_state(job.input)
+    if part is not None and guess[0] > guess[1]:  # the segments keep frames by their packets' times
+        raise ScaleoutError(f"{job.input} has decode-order timestamps: a part of it can't be cut across workers (its "
+                            "frames' times are guessed from the order, not read from the packets); run the part "
+                            "without --workers/--ray")
     truncated = split.truncation(job.input, packets, tb)
     if part is not None and part[1] is not None and any(p.pts is not None and p.pts >= part[1] for p in packets):
         truncated = ""  # the part ends before the file does

@@ -536,8 +536,10 @@ class SourceTiming:
 
 
 def exact_ticks(v: Fraction) -> int:
-    """A time converted between time bases: exact when one refines the other, else the nearest tick."""
-    return int(v) if v.denominator == 1 else round(v)
+    """A time converted between time bases: exact when one refines the other, else the nearest tick, a half
+    rounded up (Python's round() takes halves to even: frames half a tick apart, as a part's moved times into
+    AVI's frame ticks, came out two on one tick)."""
+    return int(v) if v.denominator == 1 else math.floor(v + Fraction(1, 2))
 
 
 def guess_state(container: av.container.InputContainer, frames: int = 64) -> tuple[int, int]:
@@ -911,13 +913,18 @@ class Reader(threading.Thread):
 
     def _part_done(self) -> bool:
         """The part's end is behind: the video's, and every copied audio (or video) stream's, or the demuxer
-        has gone ``INTERLEAVE`` s past it (a stream that ended early, or interleaves loosely)."""
+        has gone ``INTERLEAVE`` s past it (a stream that ended early, or interleaves loosely). A copied subtitle
+        stream, whose packets are sparse and may be muxed late (after the video they go with), is waited for
+        that far in any case."""
         if self.window is None or not self._past_end or self.window.hi is None:
             return False
         hi = float(self.window.hi)
         if max(self._reach.values(), default=-math.inf) >= hi + INTERLEAVE:
             return True
-        timed = [s.index for s in self.container.streams if s.index in self.copy_ids and s.type in ("audio", "video")
+        copied = [s for s in self.container.streams if s.index in self.copy_ids]
+        if any(s.type == "subtitle" for s in copied):
+            return False
+        timed = [s.index for s in copied if s.type in ("audio", "video")
                  and not s.disposition & av.stream.Disposition.attached_pic]
         return all(self._reach.get(i, -math.inf) >= hi for i in timed)
 

@@ -31,7 +31,7 @@ import av.logging
 
 from ..errors import PsrError, first_line
 from ..names import DEFAULT_CRF, DEFAULT_PRESET
-from .reader import FirstFrame, PacketItem, main_video, one_filter_graph, pixel_shape, video_start
+from .reader import FirstFrame, PacketItem, exact_ticks, main_video, one_filter_graph, pixel_shape, video_start
 from .trim import Window, shift_timecode, trim_chapters
 
 EXT_FORMAT = {".mkv": "matroska", ".mka": "matroska", ".webm": "webm", ".mp4": "mp4", ".m4v": "mp4",
@@ -576,7 +576,7 @@ class Writer(threading.Thread):
             setattr(fr, k, v)
         pts = item.pts
         if pts is not None and item.time_base != self.time_base:
-            pts = int(round(pts * item.time_base / self.time_base))
+            pts = exact_ticks(Fraction(pts) * Fraction(item.time_base) / Fraction(self.time_base))
         if pts is None:  # no time at all: one frame period after the last (as FFmpeg's frame-rate guess does)
             pts = (self._last_pts + max(self._tick, self._frame_step)) if self._last_pts is not None else 0
             self._missing_pts += 1

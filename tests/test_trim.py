@@ -243,18 +243,20 @@ def test_bad_parts_are_one_line(clips: dict[str, Path], tmp_path: Path) -> None:
                    "--start cuts a part of a video", "upscaled whole")
 
 
-def test_part_into_an_animation(clips: dict[str, Path], tmp_path: Path) -> None:
-    """A GIF of one second of the video: its 25 frames from 1.32 s."""
+def gif_of_a_second(src: Path, start: str, gif: Path) -> np.ndarray:
+    """One second of ``src`` from ``start`` into ``gif``: its 25 frames; the first one's RGB."""
     from PIL import Image
 
-    gif = tmp_path / "a.gif"
-    code, log = run("upscale", str(clips["mkv"]), str(gif), "--variant", "mks", "-q", "--start", "1.3",
-                    "--duration", "1")
+    code, log = run("upscale", str(src), str(gif), "--variant", "mks", "-q", "--start", start, "--duration", "1")
     assert code == 0, log
-    whole = frames(clips["full"])
     with Image.open(gif) as im:
         assert im.n_frames == 25
-        first = np.asarray(im.convert("RGB"), np.float32)
+        return np.asarray(im.convert("RGB"), np.float32)
+
+
+def test_part_into_an_animation(clips: dict[str, Path], tmp_path: Path) -> None:
+    """A GIF of one second of the video: its 25 frames from 1.32 s."""
+    first, whole = gif_of_a_second(clips["mkv"], "1.3", tmp_path / "a.gif"), frames(clips["full"])
     assert np.abs(first - whole[33][1]).mean() < 6  # GIF's 256 colours
     assert np.abs(first - whole[32][1]).mean() > np.abs(first - whole[33][1]).mean()
     one_line_error(*run("upscale", str(clips["mkv"]), str(tmp_path / "b.gif"), "--variant", "mks", "-q",
@@ -445,18 +447,9 @@ def test_part_from_the_start_keeps_everything_before_its_end(clips: dict[str, Pa
 
 def test_deep_part_into_an_animation_and_crop(deep: dict[str, Path], tmp_path: Path) -> None:
     """A GIF of 1 s from 12.3 s (sought as the video path seeks), and --crop auto measuring that part only."""
-    from PIL import Image
-
     from psr2video.video.crop import detect
 
-    gif = tmp_path / "a.gif"
-    code, log = run("upscale", str(deep["mkv"]), str(gif), "--variant", "mks", "-q", "--start", "12.3",
-                    "--duration", "1")
-    assert code == 0, log
-    whole = frames(deep["full"])
-    with Image.open(gif) as im:
-        assert im.n_frames == 25
-        first = np.asarray(im.convert("RGB"), np.float32)
+    first, whole = gif_of_a_second(deep["mkv"], "12.3", tmp_path / "a.gif"), frames(deep["full"])
     errs = [np.abs(first - whole[j][1]).mean() for j in range(300, 316)]
     assert int(np.argmin(errs)) + 300 == 308  # the frame at 12.32 s
     crop, seen, covered = detect(str(deep["mkv"]), trim=Trim(Fraction(12), Fraction(27, 2)))

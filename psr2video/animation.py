@@ -166,9 +166,6 @@ def read(path: Path, scale: int, notes: list[str]) -> Animation:
     return Animation(frames, durations, plays, info, default)
 
 
-GRAB_BACK = 10  # s: how far before a frame grab's time its frame is looked for (the one on screen then)
-
-
 def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, trim: Any = None,
                grab: bool = False) -> Animation:
     """Every frame of a video file's main video stream as RGB(A) (its own colour matrix and range, as the video
@@ -179,7 +176,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
     import av
 
     from .video.reader import main_video, pixel_shape, video_end
-    from .video.trim import Trim, TrimError, container_origin, decode_part
+    from .video.trim import TrimError, container_origin, decode_part, frames_from
 
     what = "a picture" if grab else "an animation"
     try:
@@ -205,10 +202,11 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
                 raise AnimationError(str(e)) from None
             win = trim.window(container_origin(c))
         source = decode_part(c, s, win)
-        if grab:
-            assert trim is not None and win is not None
-            back = Trim(max(trim.start - GRAB_BACK, Fraction(0))).window(container_origin(c))
-            source = _shown_at(decode_part(c, s, back), win.lo)
+        if grab:  # the frame on screen at the start: among the frames from the keyframe at or before it
+            assert win is not None
+            rate = s.average_rate or s.guessed_rate
+            source = _shown_at(win.lo if not win.open_start else container_origin(c), frames_from(c, s, win),
+                               container_origin(c), Fraction(rate) if rate else None)
         try:
             for f in source:
                 img, bits = _frame_image(f)
@@ -246,17 +244,24 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
     return Animation(frames, durations, 0, {}, sar=sar)
 
 
-def _shown_at(frames: Any, t: Fraction) -> Any:
-    """The frame of ``frames`` (decoded in order) on screen at ``t``: the last starting at or before it, else the
-    first (a time before the video begins); one frame, or none."""
-    chosen = None
+def _shown_at(t: Fraction, frames: Any, origin: Fraction, rate: Fraction | None) -> Any:
+    """The frame of ``frames`` (decoded in order, from a keyframe at or before ``t``) on screen at ``t``: the last
+    starting at or before it, else the first (a time before the video begins); one frame, or none. Frames are
+    timed as the video path times them: FFmpeg's best-effort timestamp (decode-order times: by dts), one frame
+    period after the one before where they have none (a raw stream, from ``origin``)."""
+    from .video.reader import PtsGuess
+
+    guess, step = PtsGuess(), (1 / rate if rate else Fraction(1, 25))
+    chosen, clock = None, None
     for f in frames:
-        at = f.pts * f.time_base if f.pts is not None and f.time_base else None
-        if chosen is not None and at is not None and at > t:
+        pts = guess(f.pts, getattr(f, "dts", None))
+        at = pts * Fraction(f.time_base) if pts is not None and f.time_base else (
+            origin if clock is None else clock + step)
+        clock = at
+        if at > t:
+            chosen = chosen if chosen is not None else f
             break
         chosen = f
-        if at is not None and at > t:
-            break
     if chosen is not None:
         yield chosen
 

@@ -633,3 +633,52 @@ def test_subtitles_muxed_late_are_waited_for(tmp_path: Path) -> None:
     assert run("upscale", str(src), str(out), "--variant", "mks", "-q", "--start", "12.3", "--end", "13.1")[0] == 0
     assert [(round(t, 3), round(d, 3), b) for t, d, b in packets(out, "subtitle")] == [
         (0.0, 0.5, b"long"), (0.7, 0.1, b"two")]
+
+
+def test_frame_grab_of_a_long_still_and_of_a_raw_stream(tmp_path: Path) -> None:
+    """The frame on screen at T even when it began long before (a slide shown 1-15 s: --start 12 is it), and in a
+    raw stream without timestamps (timed from the frame rate, as the video path times it)."""
+    from PIL import Image
+
+    slides = tmp_path / "slides.mkv"
+    with av.open(str(slides), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        v.time_base = v.codec_context.time_base = TB
+        v.options = {"preset": "ultrafast", "bf": "0"}
+        for k, t in enumerate((0, 1000, 15000, 16000, 17000)):
+            f = av.VideoFrame.from_ndarray(np.full((32, 48, 3), 40 * k + 20, np.uint8), format="rgb24")
+            f = f.reformat(format="yuv420p")
+            f.pts, f.time_base = t, TB
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    raw = tmp_path / "raw.h264"
+    with av.open(str(raw), "w", format="h264") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        v.options = {"preset": "ultrafast"}
+        for i in range(75):
+            f = av.VideoFrame.from_ndarray(np.full((32, 48, 3), 3 * i, np.uint8), format="rgb24")
+            f = f.reformat(format="yuv420p")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    for src, start, level in ((slides, "12", 60), (slides, "0.5", 20), (raw, "1.5", 3 * 37)):
+        png = tmp_path / "g.png"
+        code, log = run("upscale", str(src), str(png), "--variant", "mks", "-q", "-y", "--start", start)
+        assert code == 0, log
+        with Image.open(png) as im:
+            assert abs(float(np.asarray(im.convert("L"), np.float32).mean()) - level) < 4, (src.name, start)
+
+
+def test_scaleout_part_into_avi_equals_the_single_process_part(deep: dict[str, Path], tmp_path: Path) -> None:
+    """AVI counts in frames: a part is moved by whole frames, so the single-process writer and the scale-out join
+    put every frame on the same tick (a start 0.03 s past a frame put the joined frames one frame late)."""
+    single, joined = tmp_path / "single.avi", tmp_path / "joined.avi"
+    code, log = run("upscale", str(deep["mkv"]), str(single), "--variant", "mks", "--codec", "ffv1", "-q",
+                    "--start", "11.03", "--end", "13.5")
+    assert code == 0 and "nudged" not in log, log
+    scaleout_part(deep["mkv"], joined, Trim(Fraction(1103, 100), Fraction(27, 2)))
+    fa, fb = frames(single), frames(joined)
+    assert [round(t, 4) for t, _ in fa] == [round(t, 4) for t, _ in fb] and len(fa) == 62
+    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(fa, fb, strict=True))

@@ -256,8 +256,9 @@ def part_window(job: Job) -> Any:
         return None
     import av
 
-    from ..video.reader import main_video, video_end
+    from ..video.reader import main_video, stream_info, video_end
     from ..video.trim import TrimError, container_origin, part_window
+    from ..video.writer import output_ticks
 
     with av.open(job.input) as c:
         end = video_end(c)
@@ -265,7 +266,7 @@ def part_window(job: Job) -> Any:
             job.trim.check(None if end is None else end - float(container_origin(c)), job.input)
         except TrimError as e:
             raise ScaleoutError(str(e)) from None
-        return part_window(job.trim, c, main_video(c))
+        return part_window(job.trim, c, main_video(c), output_ticks(job.output, job.fmt, stream_info(c).rate))
 
 
 def part_ticks(win: Any, tb: Fraction) -> tuple[int | None, int | None] | None:

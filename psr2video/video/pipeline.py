@@ -49,7 +49,16 @@ from .reader import (
     video_start,
 )
 from .trim import Trim, Window, container_origin, part_window
-from .writer import EncodeItem, EndOfVideo, OutputError, Writer, codec_available, is_disk_full, pick_pix_fmt
+from .writer import (
+    EncodeItem,
+    EndOfVideo,
+    OutputError,
+    Writer,
+    codec_available,
+    is_disk_full,
+    output_ticks,
+    pick_pix_fmt,
+)
 
 
 @dataclass
@@ -387,7 +396,8 @@ class _Run:
         origin = container_origin(self.inp)
         end = video_end(self.inp)
         trim.check(None if end is None else end - float(origin), self.opts.input)
-        return part_window(trim, self.inp, main_video(self.inp))
+        return part_window(trim, self.inp, main_video(self.inp),
+                           output_ticks(self.opts.output, self.opts.fmt, info.rate))
 
     def _part_frames(self, rate: Fraction | None, win: Window) -> int:
         """About how many frames the part holds (for the progress), 0 when the rate or the end is unknown."""

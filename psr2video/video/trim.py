@@ -9,7 +9,6 @@ starts at 0, as ``ffmpeg -ss`` does, and a timecode names the part's first frame
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from collections.abc import Iterator
@@ -221,29 +220,36 @@ def seek(c: Any, target: Fraction) -> bool:
 
 def decode_part(c: Any, stream: Any, win: Window | None) -> Iterator[Any]:
     """The decoded frames of ``c``'s ``stream`` that lie in the part (every frame without ``win``), for the
-    readers that need only frames (a video into an animation, --crop auto): sought as the video reader seeks
-    (to the keyframe before start - 1 s, again 10 s and 60 s further back when the first frame is past the
-    start or none comes before the end); where no seek reaches it, the file is read again from its start."""
+    readers that need only frames (a video into an animation, --crop auto)."""
     if win is None:
         yield from c.decode(stream)
         return
-    if worth_seeking(c, stream, win):
-        for back in (SEEK_PAD, *SEEK_RETRY):
-            if not seek(c, win.lo - back):
-                break
-            frames = c.decode(stream)
-            first = next(frames, None)
-            t = None if first is None or first.pts is None else first.pts * first.time_base
-            if first is not None and (t is None or t <= win.lo):
-                yield from _kept(itertools.chain([first], frames), win)
-                return
-            stream.codec_context.flush_buffers()  # late (or at the end): again, further back
-        import av
+    yield from _kept(frames_from(c, stream, win), win)
 
-        with av.open(c.name, format=c.format.name.split(",")[0]) as again:
-            yield from _kept(again.decode(again.streams[stream.index]), win)
+
+def frames_from(c: Any, stream: Any, win: Window) -> Iterator[Any]:
+    """Every decoded frame of ``c``'s ``stream`` from a keyframe at or before the part's start: sought as the video
+    reader seeks (to the keyframe before start - 1 s, again 10 s and 60 s further back when the first frame is
+    past the start or none comes before the end; where no seek gets there, the file read again from its start),
+    or from the file's start where a seek is not worth it."""
+    if not worth_seeking(c, stream, win):
+        yield from c.decode(stream)
         return
-    yield from _kept(c.decode(stream), win)
+    for back in (SEEK_PAD, *SEEK_RETRY):
+        if not seek(c, win.lo - back):
+            break
+        frames = c.decode(stream)
+        first = next(frames, None)
+        t = None if first is None or first.pts is None else first.pts * first.time_base
+        if first is not None and (t is None or t <= win.lo):
+            yield first
+            yield from frames
+            return
+        stream.codec_context.flush_buffers()  # late (or at the end): again, further back
+    import av
+
+    with av.open(c.name, format=c.format.name.split(",")[0]) as again:
+        yield from again.decode(again.streams[stream.index])
 
 
 def _kept(frames: Iterator[Any], win: Window) -> Iterator[Any]:
@@ -256,12 +262,13 @@ def _kept(frames: Iterator[Any], win: Window) -> Iterator[Any]:
             yield f
 
 
-def part_window(trim: Trim, c: Any, video: Any) -> Window:
-    """``trim`` in ``c``'s own times, on the grid of its ``video`` stream's and its other streams' time bases (the
-    single-process run and the scale-out join take it the same way)."""
+def part_window(trim: Trim, c: Any, video: Any, out_ticks: tuple[Fraction, ...] = ()) -> Window:
+    """``trim`` in ``c``'s own times, on the grid of its ``video`` stream's and its other streams' time bases and
+    ``out_ticks`` (the output's, where it counts in frames: AVI) (the single-process run and the scale-out join
+    take it the same way, and land their frames on the same ticks)."""
     others = [s.time_base for s in c.streams if s.index != video.index and s.type in ("audio", "subtitle", "data",
                                                                                       "video")]
-    return trim.window(container_origin(c)).on_grid(video.time_base, *others)
+    return trim.window(container_origin(c)).on_grid(video.time_base, *out_ticks, *others)
 
 
 def container_origin(c: Any) -> Fraction:
@@ -307,5 +314,5 @@ def shift_timecode(tc: str, frames: int, rate: Fraction | None) -> str | None:
 
 
 __all__ = ["SEEK_MIN", "SEEK_PAD", "SEEK_RETRY", "PacketCut", "Trim", "TrimError", "Window", "clock",
-           "container_origin", "decode_part", "parse_time", "part_window", "seek", "shift_timecode", "trim_chapters",
-           "worth_seeking"]
+           "container_origin", "decode_part", "frames_from", "parse_time", "part_window", "seek", "shift_timecode",
+           "trim_chapters", "worth_seeking"]

@@ -160,6 +160,13 @@ def guess_format(path: str, fmt: str | None) -> str:
     return EXT_FORMAT.get(Path(path).suffix.lower(), "")
 
 
+def output_ticks(path: str, fmt: str | None, rate: Fraction | None) -> tuple[Fraction, ...]:
+    """The output's own tick where it counts time in frames (AVI: 1/rate, as the writer sets it), for a part's
+    grid: a part moved by a whole number of them lands every frame on a tick, the same in a single-process run
+    and a scale-out join; () elsewhere."""
+    return (1 / Fraction(rate),) if rate and guess_format(path, fmt) == "avi" else ()
+
+
 def quiet_encoder_logs(codec: str) -> None:
     """SVT-AV1 prints a 20-line banner (and thread-priority warnings) per encoder unless SVT_LOG says otherwise;
     errors only, as x265 gets log-level=error. A user's own SVT_LOG wins. Read when the encoder starts."""

@@ -230,6 +230,9 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
         if not frames:
             raise AnimationError(f"no video frames could be decoded from {path}")
         rate = s.average_rate or s.guessed_rate or s.codec_context.framerate
+        end = video_end(c)
+        part_end = (win.hi if win is not None and win.hi is not None and not grab and len(frames) != max_frames
+                    and (end is None or win.hi < end) else None)
     if rotation:
         notes.append(f"note: {path.name} is shown rotated by {rotation} degrees (display matrix); the frames are "
                      f"turned so, as {what} has no display matrix")
@@ -239,6 +242,8 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
     ms = [t * 1000 if t is not None else None for t in times]
     durations = [(b - a) if a is not None and b is not None and b > a else step for a, b in itertools.pairwise(ms)]
     durations.append(step)
+    if part_end is not None and ms[-1] is not None and float(part_end) * 1000 > ms[-1]:
+        durations[-1] = float(part_end) * 1000 - ms[-1]  # on screen until the part ends (VFR: not one period)
     if any(f.mode == "RGBA" for f in frames):
         frames = [f.convert("RGBA") for f in frames]
     return Animation(frames, durations, 0, {}, sar=sar)

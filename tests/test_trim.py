@@ -239,6 +239,9 @@ def test_bad_parts_are_one_line(clips: dict[str, Path], tmp_path: Path) -> None:
     from PIL import Image
 
     Image.new("RGB", (8, 8)).save(pic)
+    one_line_error(*run("upscale", str(pic), str(tmp_path / "p.mkv"), "--variant", "mks", "--start", "1"),
+                   "p.png is a still picture")
+    one_line_error(*run("upscale", src, str(out), "--variant", "mks", "--start", "-1"), "can't be negative")
     one_line_error(*run("upscale", str(pic), str(tmp_path / "p2.png"), "--variant", "mks", "--start", "1"),
                    "--start cuts a part of a video", "upscaled whole")
 
@@ -682,3 +685,58 @@ def test_scaleout_part_into_avi_equals_the_single_process_part(deep: dict[str, P
     fa, fb = frames(single), frames(joined)
     assert [round(t, 4) for t, _ in fa] == [round(t, 4) for t, _ in fb] and len(fa) == 62
     assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(fa, fb, strict=True))
+
+
+@pytest.mark.parametrize("start", ["0.5", "1.3", "2.01"])
+def test_part_into_avi_with_aac(clips: dict[str, Path], tmp_path: Path, start: str) -> None:
+    """AAC in Matroska (1 ms times) moved back by a part and muxed into AVI (one tick per 1024 samples): times that
+    differed in milliseconds met on one tick and FFmpeg refused the file at the end ("Invalid argument"). They are
+    made increasing in the output's own ticks now."""
+    out = tmp_path / "p.avi"
+    code, log = run("upscale", str(clips["mkv"]), str(out), "--variant", "mks", "-q", "--start", start,
+                    "--duration", "1")
+    assert code == 0, log
+    assert len(frames(out)) == 25 and len(packets(out, "audio")) >= 45
+
+
+def test_decode_order_part_has_no_frame_past_its_end(tmp_path: Path) -> None:
+    """Decode-order times (B-frames, pts := dts): the frames the decoder still held when the part ended came out
+    timed by their own pts and one slipped in, nudged; the part is the whole run's frames in it, no more."""
+    from test_scaleout import make_decode_order_clip
+
+    src = make_decode_order_clip(tmp_path / "do.mkv", n=96)
+    whole_out, part_out = tmp_path / "whole.mkv", tmp_path / "part.mkv"
+    assert run("upscale", str(src), str(whole_out), "--variant", "mks", "--codec", "ffv1", "-q")[0] == 0
+    code, log = run("upscale", str(src), str(part_out), "--variant", "mks", "--codec", "ffv1", "-q", "--start", "1",
+                    "--end", "2")
+    assert code == 0 and "nudged" not in log, log
+    whole, part = frames(whole_out), frames(part_out)
+    inside = [a for t, a in whole if 1 - 1e-6 <= t < 2 - 1e-6]
+    assert len(part) == len(inside) == 24
+    assert all(np.array_equal(x, y) for x, (_, y) in zip(inside, part, strict=True))
+
+
+def test_gif_part_last_frame_lasts_to_the_part_end(tmp_path: Path) -> None:
+    """VFR: the part's last frame is on screen until the part ends, not one average frame period."""
+    from PIL import Image
+
+    src = tmp_path / "vfr.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        v.time_base = v.codec_context.time_base = TB
+        v.options = {"preset": "ultrafast", "bf": "0"}
+        for k, t in enumerate((0, 300, 1000, 1660, 2200, 3000)):
+            f = av.VideoFrame.from_ndarray(np.full((32, 48, 3), 40 * k, np.uint8), format="rgb24")
+            f = f.reformat(format="yuv420p")
+            f.pts, f.time_base = t, TB
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    gif = tmp_path / "p.gif"
+    assert run("upscale", str(src), str(gif), "--variant", "mks", "-q", "--start", "0.2", "--end", "2")[0] == 0
+    with Image.open(gif) as im:
+        durations = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            durations.append(im.info["duration"])
+    assert durations == [700, 660, 340]  # 0.3-1.0, 1.0-1.66, 1.66 to the part's end at 2.0

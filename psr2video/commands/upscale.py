@@ -192,10 +192,11 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     rate = sequence_rate(input, in_fps)
     if rate is not None and (workers is not None or ray_address is not None):
         raise UserError("--workers/--ray cut a video file at its keyframes; a picture sequence runs in one process")
-    from ..image_upscale import is_picture
+    from ..image_upscale import is_picture, readable_picture
 
     if input == "-" and is_picture(output):
-        raise UserError(f"{output} is a picture: pictures are read from files, not stdin (save it to a file first)")
+        raise UserError(f"{output} is a picture (or an animation): those are made from a file, not stdin (save the "
+                        "input to a file first)")
     if skip_existing and (input == "-" or not Path(input).is_dir()):
         raise UserError("--skip-existing is for a folder IN (its files whose OUT exists are left out); one file "
                         "is refused without -y, or overwritten with it")
@@ -219,6 +220,11 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
         return upscale_pictures(ctx, input, output, overwrite, quiet, variant, scale, weights, backend, precision,
                                 device, tile, profile, model_file, tta, max_frames, size, skip_existing, trim)
     check_paths(input, output, overwrite)
+    if trim is not None and input != "-" and (is_picture(input) or readable_picture(input)):
+        from ..animation import frame_count
+
+        if frame_count(Path(input)) <= 1:
+            raise UserError(f"--start/--end cut a part of a video; {input} is a still picture")
     from ..video.output_checks import default_codec, encoder_problem, output_format_problem
 
     if (problem := output_format_problem(output, fmt)) is not None:
@@ -316,6 +322,8 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
                         "to .gif or .webp for an animation, or add --start TIME for the frame at TIME")
     if video_in and not _has_video(input):  # said before the model loads, not after "an animation"
         raise UserError(f"{input} is neither a picture nor a video FFmpeg can read")
+    if video_in and trim is not None:  # a part past the end: said before the model loads
+        check_part(input, trim)
     if video_in and ctx.get_parameter_source("crop_text") is not click.core.ParameterSource.DEFAULT:
         raise UserError("--crop is not taken for a video into an animation; crop it into a video file first "
                         "(psr2video IN cropped.mkv --crop ...), then make the animation of that")
@@ -360,6 +368,19 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
     _warn(f"done: {n} file{'s' if n != 1 else ''}, {frames} frame{'s' if frames != 1 else ''} in {seconds:.1f} s"
           f"{rate} -> {output}" if frames != n else
           f"done: {n} picture{'s' if n != 1 else ''} in {seconds:.1f} s -> {output}")
+
+
+def check_part(path: str, trim) -> None:
+    """Refuse, in one line and before any model loads, a part that starts at or past the end of the video."""
+    from ..video.reader import InputError, open_input, video_end
+    from ..video.trim import TrimError, container_origin
+
+    try:
+        with open_input(path) as c:
+            end = video_end(c)
+            trim.check(None if end is None else end - float(container_origin(c)), path)
+    except (InputError, TrimError) as e:
+        raise UserError(str(e)) from None
 
 
 def _has_video(path: str) -> bool:

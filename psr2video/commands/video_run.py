@@ -105,7 +105,7 @@ def report(res, stats, output: str, ignore_errors: bool, stopped_by: str = "Ctrl
     if res.stopped and not res.frames:  # Ctrl-C while setting up: nothing written, OUT untouched
         warn(f"stopped by {stopped_by} before the first frame; nothing written")
         sys.exit(130)
-    warn(f"done: {res.frames} frames in {res.seconds:.1f} s ({fps:.1f} fps"
+    warn(f"done: {res.frames} frame{'s' if res.frames != 1 else ''} in {res.seconds:.1f} s ({fps:.1f} fps"
           + (f", {fps / stats.src_fps:.2f}x realtime" if stats.src_fps else "") + f") -> {where}"
           + (f" ({stats.out_size() / 2**20:.1f} MiB)" if output != "-" else ""))
     if stats.stage_total:
@@ -115,7 +115,7 @@ def report(res, stats, output: str, ignore_errors: bool, stopped_by: str = "Ctrl
     for line in count_lines(res.timed_pts, res.fixed_pts, res.notes, res.nonfinite):
         warn(line)
     if res.stopped:
-        warn(f"stopped by {stopped_by} after frame {res.frames} (at {res.stop_time:.2f} s of the input); "
+        warn(f"stopped by {stopped_by} after frame {res.frames} (the last at {res.stop_time:.2f} s of the input); "
               f"the output is finalised and playable")
         sys.exit(130)
     problems = [f"damaged input at {', '.join(map(str, res.damaged))}"] if res.damaged else []

@@ -764,6 +764,8 @@ class Reader(threading.Thread):
     def _emit(self, fr: av.VideoFrame) -> bool:
         if self.max_frames and self._n >= self.max_frames:
             return False
+        if self._past_end:  # the part is over: frames the decoder still held (drained, timed otherwise) are not in it
+            return True
         tb = fr.time_base or self.tb
         pts = self._pts_guess(fr.pts, getattr(fr, "dts", None))  # every frame, kept or not: its state goes on
         place = self._place(pts, tb) if self.window is not None else 0

@@ -37,6 +37,8 @@ def parse_time(text: str, flag: str = "--start") -> Fraction:
         return int(h or 0) * 3600 + int(mi) * 60 + Fraction(s)
     if m := _SECONDS.match(t):
         return Fraction(m.group(1)) * _UNIT[m.group(2)]
+    if t.startswith("-"):
+        raise TrimError(f"{flag} {text}: times count from the video's start and can't be negative")
     raise TrimError(f"{flag} {text}: give a time as seconds (90, 90.5, 1500ms) or a clock time (1:30, 01:02:03.5)")
 
 
@@ -90,7 +92,10 @@ class Trim:
     def check(self, length: float | None, name: str) -> None:
         """Refuse a part that starts at or past the end of a video ``length`` s long (None: unknown)."""
         if length is not None and length > 0 and self.start >= Fraction(length).limit_denominator(1_000_000):
-            raise TrimError(f"--start {clock(self.start)} is at or past the end of {name} ({clock(length)} long)")
+            from pathlib import Path
+
+            raise TrimError(f"--start {clock(self.start)} is at or past the end of {Path(name).name} "
+                            f"({clock(length)} long)")
 
 
 GRID_MAX = Fraction(1)  # s: the coarsest common grid every stream of a part moves by (its output starts there)

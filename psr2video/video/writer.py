@@ -625,8 +625,11 @@ class Writer(threading.Thread):
         self._mux_copy(pkt, idx)
 
     def _mux_copy(self, pkt: av.Packet, idx: int) -> None:
-        """Mux a packet of the output stream made for input stream ``idx``, its timestamps made increasing."""
+        """Mux a packet of the output stream made for input stream ``idx``, its timestamps made increasing in the
+        output's own time base (two times that differ in the input's can meet in a coarser one: a part's moved
+        AAC, stored in Matroska's milliseconds, on AVI's one tick per 1024 samples)."""
         o = pkt.stream
+        _rescale(pkt, o.time_base)
         fix = self.fixups.get(o.index)
         if fix is None:
             fix = self.fixups[o.index] = TimestampFixup(f"{o.type} stream #{idx}", self.out.format.flags)
@@ -808,6 +811,24 @@ def _silence(like: av.AudioFrame, samples: int) -> av.AudioFrame:
     silent = av.AudioFrame.from_ndarray(a, format=fmt.name, layout=like.layout.name)
     silent.sample_rate = like.sample_rate
     return silent
+
+
+def _rescale(pkt: av.Packet, time_base: Any) -> None:
+    """``pkt``'s times in ``time_base``, rounded as FFmpeg's muxer rounds them (nearest, halves away from 0)."""
+    if not time_base or not pkt.time_base or Fraction(pkt.time_base) == Fraction(time_base):
+        return
+    ratio = Fraction(pkt.time_base) / Fraction(time_base)
+
+    def near(v: int) -> int:
+        x = v * ratio
+        return int(math.copysign(math.floor(abs(x) + Fraction(1, 2)), x))
+
+    pts, dts, dur = pkt.pts, pkt.dts, pkt.duration
+    pkt.time_base = time_base
+    pkt.pts = None if pts is None else near(pts)
+    pkt.dts = None if dts is None else near(dts)
+    if dur:
+        pkt.duration = near(dur)
 
 
 class TimestampFixup:

@@ -185,7 +185,7 @@ def test_odd_pictures_found_in_review(tmp_path: Path) -> None:
     assert code == 0 and Image.open(tmp_path / "bw2.png").mode == "L", out
 
     r = CliRunner().invoke(cli, ["-", str(tmp_path / "s.png"), "--variant", "mks"], input=b"")
-    one_line_error(r.exit_code, r.output, "pictures are read from files, not stdin")
+    one_line_error(r.exit_code, r.output, "made from a file, not stdin")
 
 
 def test_model_file_with_a_fixed_size_graph(tmp_path: Path) -> None:

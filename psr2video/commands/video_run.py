@@ -38,8 +38,9 @@ def run_video(up, opts, title: str, quiet: bool, stop: threading.Event, say_back
     hud = Hud(stats, title, quiet=quiet)
 
     def started(st, res):
+        part = f", part {opts.trim.describe()}" if getattr(opts, "trim", None) is not None else ""
         warn(f"{opts.input} -> {opts.output}: {up!r}, {res.out_size[0]}x{res.out_size[1]} {res.pix_fmt} "
-              f"{opts.codec}, colour {res.color.describe() if res.color else '?'}")
+              f"{opts.codec}, colour {res.color.describe() if res.color else '?'}{part}")
         if say_backend:
             warn(f"backend auto -> {up.runner.name}: {up.backend_reason}")
         hud.start()

@@ -21,6 +21,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import PsrError
 from .fileio import atomic_path
 from .output_size import SizeSpec
@@ -167,12 +169,14 @@ def read(path: Path, scale: int, notes: list[str]) -> Animation:
 
 
 def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, trim: Any = None,
-               grab: bool = False) -> Animation:
+               grab: bool = False, deep: bool = False) -> Animation:
     """Every frame of a video file's main video stream as RGB(A) (its own colour matrix and range, as the video
     path reads them), turned as its display matrix says, each lasting until the next one's timestamp; with
     ``trim`` (--start/--end) only the frames of that part (the file is sought to the keyframe before it). What an
     animation can't hold (sound, subtitles) is named in ``notes``. ``grab``: only the frame on screen at
-    ``trim.start`` (the last one starting at or before it; the first, before the video begins), for a still."""
+    ``trim.start`` (the last one starting at or before it; the first, before the video begins), for a still;
+    ``deep``: a frame of more than 8 bits (without alpha) is also kept at 16 bits, as ``info["deep"]`` (float
+    HxWx3 in [0, 1], turned as the picture is)."""
     import av
 
     from .video.reader import main_video, pixel_shape, video_end
@@ -193,6 +197,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
                          f"a video file to keep {'them' if len(others) > 1 else 'it'})")
         sar = pixel_shape(s)
         frames, times, rotation = [], [], 0
+        info_deep = None
         win = None
         if trim is not None:
             end = video_end(c)
@@ -210,10 +215,13 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
         try:
             for f in source:
                 img, bits = _frame_image(f)
-                if grab and bits > 8:
-                    notes.append(f"note: {path.name} is {bits}-bit video; the frame is written 8-bit")
                 if not frames:
                     rotation = int(f.rotation or 0) % 360
+                if deep and bits > 8 and img.mode == "RGB":
+                    info_deep = np.rot90(_frame_deep(f), k=rotation // 90).copy()
+                elif grab and bits > 8:
+                    notes.append(f"note: {path.name} is {bits}-bit video; the frame is written 8-bit"
+                                 + (" (.png or .tif keep 16 bits)" if img.mode == "RGB" else ""))
                 if rotation:  # counter-clockwise, as players turn it (an animation has no display matrix)
                     img = img.rotate(rotation, expand=True)
                 frames.append(img)
@@ -246,7 +254,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
         durations[-1] = float(part_end) * 1000 - ms[-1]  # on screen until the part ends (VFR: not one period)
     if any(f.mode == "RGBA" for f in frames):
         frames = [f.convert("RGBA") for f in frames]
-    return Animation(frames, durations, 0, {}, sar=sar)
+    return Animation(frames, durations, 0, {} if info_deep is None else {"deep": info_deep}, sar=sar)
 
 
 def _shown_at(t: Fraction, frames: Any, origin: Fraction, rate: Fraction | None) -> Any:
@@ -269,6 +277,20 @@ def _shown_at(t: Fraction, frames: Any, origin: Fraction, rate: Fraction | None)
         chosen = f
     if chosen is not None:
         yield chosen
+
+
+def _frame_deep(f: Any) -> Any:
+    """A decoded video frame of more than 8 bits as float HxWx3 RGB in [0, 1], from 16-bit samples (the matrix
+    and range as ``_frame_image`` reads them)."""
+    from .video.color import SWS_SPACE, decide_color
+
+    info = decide_color(f.colorspace, f.color_range, None, None, f.height, f.format.name)
+    if info.from_rgb:
+        a = f.to_ndarray(format="rgb48le")
+    else:
+        a = f.reformat(format="rgb48le", src_colorspace=SWS_SPACE.get(info.space, "ITU709"),
+                       src_color_range="JPEG" if info.full_range else "MPEG").to_ndarray()
+    return a.astype(np.float32) / 65535.0
 
 
 def _frame_image(f: Any) -> tuple[Any, int]:
@@ -365,28 +387,6 @@ def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[...
             f"({out[0].width}x{out[0].height} {_FORMATS[ext]})")
     write(gif_frames(out) if ext == ".gif" else out, anim, dst)
     return notes, len(out)
-
-
-def upscale_video_frame(up: Any, src: Path, upscale_image: Callable[..., Any], trim: Any,
-                        size: SizeSpec | None = None) -> tuple[Any, list[str]]:
-    """The frame of the video ``src`` on screen at ``trim.start`` (a frame grab) upscaled as a still, through
-    ``upscale_image`` as a picture is; turned as its display matrix says and its pixels made square, as an
-    animation's (a picture can't say its pixel shape); (the PIL image, the notes)."""
-    from PIL import Image
-
-    notes: list[str] = []
-    anim = read_video(src, up.scale, notes, max_frames=1, trim=trim, grab=True)
-    frame, to = anim.frames[0], None
-    if size is not None:
-        to = size.fit(frame.width, frame.height, anim.sar)
-    out = upscale_image(up, frame, src.name, notes, to)
-    if anim.sar != 1 and size is None:
-        square = (max(1, round(out.width * anim.sar)), out.height)
-        notes.append(f"note: {src.name} has non-square pixels (SAR {anim.sar.numerator}:{anim.sar.denominator}); "
-                     f"the frame is resampled to {square[0]}x{square[1]} square pixels (Lanczos), as a picture "
-                     "can't say its pixel shape")
-        out = out.resize(square, Image.Resampling.LANCZOS)
-    return out, notes
 
 
 def _lost_metadata(anim: Animation, ext: str, name: str) -> list[str]:

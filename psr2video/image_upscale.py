@@ -22,8 +22,8 @@ from .animation import (
     AnimationError,
     frame_count,
     n_frames,
+    read_video,
     upscale_animation,
-    upscale_video_frame,
 )
 from .errors import PsrError
 from .fileio import atomic_path, visible_files
@@ -283,6 +283,32 @@ def upscale_picture(up: Any, src: Path, out_ext: str = ".png", size: SizeSpec | 
     return upscale_image(up, im, src.name, notes, to), info, notes
 
 
+def upscale_grab(up: Any, src: Path, out_ext: str, trim: Any, size: SizeSpec | None = None) -> tuple[Any, list[str]]:
+    """The frame of the video ``src`` on screen at ``trim.start`` (a frame grab) upscaled as a still picture is:
+    turned as its display matrix says, its pixels made square (a picture can't say its pixel shape), at 16 bits
+    (``Deep``) where the video has more than 8 and ``out_ext`` holds them; (the picture, the notes)."""
+    from . import deep_pictures
+
+    notes: list[str] = []
+    anim = read_video(src, up.scale, notes, max_frames=1, trim=trim, grab=True,
+                      deep=out_ext in deep_pictures.DEEP_OUT)
+    frame, to = anim.frames[0], None
+    if size is not None:
+        to = size.fit(frame.width, frame.height, anim.sar)
+    elif anim.sar != 1:
+        to = (max(1, round(frame.width * up.scale * anim.sar)), frame.height * up.scale)
+        notes.append(f"note: {src.name} has non-square pixels (SAR {anim.sar.numerator}:{anim.sar.denominator}); "
+                     f"the frame is resampled to {to[0]}x{to[1]} square pixels (Lanczos), as a picture can't say "
+                     "its pixel shape")
+    deep = anim.info.get("deep")
+    if deep is None:
+        return upscale_image(up, frame, src.name, notes, to), notes
+    import torch
+
+    y = upscale_tensor(up, torch.from_numpy(deep).permute(2, 0, 1)[None], "RGB", src.name, notes, to)
+    return Deep(y[0].permute(1, 2, 0).numpy(), "RGB"), notes
+
+
 def _exif_orientation(im: Any) -> int:
     """The EXIF orientation tag (1 = as stored; 5-8 = turned a quarter), which the written EXIF keeps."""
     try:
@@ -419,7 +445,7 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
                     say(f"[{i}/{len(jobs)}] {job.src} -> {job.dst} (animation)")
                 continue
             if trim is not None and not is_picture(str(job.src)) and not readable_picture(str(job.src)):
-                out, notes = upscale_video_frame(up, job.src, upscale_image, trim, size)  # the frame at --start
+                out, notes = upscale_grab(up, job.src, ext, trim, size)  # the frame at --start
                 info: dict = {}
             else:
                 out, info, notes = upscale_picture(up, job.src, ext, size)

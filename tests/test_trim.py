@@ -740,3 +740,27 @@ def test_gif_part_last_frame_lasts_to_the_part_end(tmp_path: Path) -> None:
             im.seek(i)
             durations.append(im.info["duration"])
     assert durations == [700, 660, 340]  # 0.3-1.0, 1.0-1.66, 1.66 to the part's end at 2.0
+
+
+def test_frame_grab_of_10_bit_video_keeps_16_bits(tmp_path: Path) -> None:
+    """A 10-bit video's frame into .png is a 16-bit PNG (its gradient's steps kept), into .jpg 8-bit, said."""
+    src = tmp_path / "ten.mkv"
+    ramp = (np.linspace(0, 1023, 64)[None, :, None] * np.ones((32, 1, 3)) * 64).astype(np.uint16)  # 10 bits in 16
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("ffv1", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 32, "yuv444p10le"
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(ramp, format="rgb48le").reformat(format="yuv444p10le")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    png, jpg = tmp_path / "g.png", tmp_path / "g.jpg"
+    code, log = run("upscale", str(src), str(png), "--variant", "mks", "-q", "--start", "0.04")
+    assert code == 0 and "written 8-bit" not in log, log
+    with av.open(str(png)) as c:
+        f = next(c.decode(video=0))
+        assert f.format.name in ("rgb48be", "rgb48le")
+        row = f.to_ndarray(format="rgb48le")[16, :, 1].astype(int)
+    assert np.mean(row % 257 == 0) < 0.5  # 16-bit samples, not 8-bit ones widened (v * 257)
+    code, log = run("upscale", str(src), str(jpg), "--variant", "mks", "-q", "--start", "0.04")
+    assert code == 0 and "10-bit video; the frame is written 8-bit (.png or .tif keep 16 bits)" in log, log

@@ -179,7 +179,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
     HxWx3 in [0, 1], turned as the picture is)."""
     import av
 
-    from .video.reader import main_video, pixel_shape, video_end
+    from .video.reader import main_video, pixel_shape, shown_length, video_end
     from .video.trim import TrimError, container_origin, decode_part, frames_from
 
     what = "a picture" if grab else "an animation"
@@ -199,10 +199,10 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
         frames, times, rotation = [], [], 0
         info_deep = None
         win = None
+        end = video_end(c)
         if trim is not None:
-            end = video_end(c)
             try:
-                trim.check(None if end is None else end - float(container_origin(c)), path.name)
+                trim.check(shown_length(c), path.name)
             except TrimError as e:
                 raise AnimationError(str(e)) from None
             win = trim.window(container_origin(c))
@@ -238,7 +238,6 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
         if not frames:
             raise AnimationError(f"no video frames could be decoded from {path}")
         rate = s.average_rate or s.guessed_rate or s.codec_context.framerate
-        end = video_end(c)
         part_end = (win.hi if win is not None and win.hi is not None and not grab and len(frames) != max_frames
                     and (end is None or win.hi < end) else None)
     if rotation:
@@ -279,34 +278,29 @@ def _shown_at(t: Fraction, frames: Any, origin: Fraction, rate: Fraction | None)
         yield chosen
 
 
-def _frame_deep(f: Any) -> Any:
-    """A decoded video frame of more than 8 bits as float HxWx3 RGB in [0, 1], from 16-bit samples (the matrix
-    and range as ``_frame_image`` reads them)."""
+def _frame_rgb(f: Any, fmt: str | None = None) -> tuple[Any, Any]:
+    """A decoded video frame as an RGB(A) array in ``fmt`` (default rgb24, or rgba where it has alpha), with its
+    own colour matrix and range as the video path reads them; (the array, the frame's colour decision)."""
     from .video.color import SWS_SPACE, decide_color
 
     info = decide_color(f.colorspace, f.color_range, None, None, f.height, f.format.name)
+    fmt = fmt or ("rgba" if info.alpha else "rgb24")
     if info.from_rgb:
-        a = f.to_ndarray(format="rgb48le")
-    else:
-        a = f.reformat(format="rgb48le", src_colorspace=SWS_SPACE.get(info.space, "ITU709"),
-                       src_color_range="JPEG" if info.full_range else "MPEG").to_ndarray()
-    return a.astype(np.float32) / 65535.0
+        return f.to_ndarray(format=fmt), info
+    return f.reformat(format=fmt, src_colorspace=SWS_SPACE.get(info.space, "ITU709"),
+                      src_color_range="JPEG" if info.full_range else "MPEG").to_ndarray(), info
+
+
+def _frame_deep(f: Any) -> Any:
+    """A decoded video frame of more than 8 bits as float HxWx3 RGB in [0, 1], from 16-bit samples."""
+    return _frame_rgb(f, "rgb48le")[0].astype(np.float32) / 65535.0
 
 
 def _frame_image(f: Any) -> tuple[Any, int]:
-    """A decoded video frame as a PIL RGB(A) image, with its own colour matrix and range (as the video path reads
-    it), and the frame's bit depth."""
+    """A decoded video frame as a PIL RGB(A) image, and the frame's bit depth."""
     from PIL import Image
 
-    from .video.color import SWS_SPACE, decide_color
-
-    info = decide_color(f.colorspace, f.color_range, None, None, f.height, f.format.name)
-    fmt = "rgba" if info.alpha else "rgb24"
-    if info.from_rgb:
-        a = f.to_ndarray(format=fmt)
-    else:
-        a = f.reformat(format=fmt, src_colorspace=SWS_SPACE.get(info.space, "ITU709"),
-                       src_color_range="JPEG" if info.full_range else "MPEG").to_ndarray()
+    a, info = _frame_rgb(f)
     return Image.fromarray(a, "RGBA" if info.alpha else "RGB"), info.bits
 
 

@@ -372,13 +372,12 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
 
 def check_part(path: str, trim) -> None:
     """Refuse, in one line and before any model loads, a part that starts at or past the end of the video."""
-    from ..video.reader import InputError, open_input, video_end
-    from ..video.trim import TrimError, container_origin
+    from ..video.reader import InputError, open_input, shown_length
+    from ..video.trim import TrimError
 
     try:
         with open_input(path) as c:
-            end = video_end(c)
-            trim.check(None if end is None else end - float(container_origin(c)), path)
+            trim.check(shown_length(c), path)
     except (InputError, TrimError) as e:
         raise UserError(str(e)) from None
 

@@ -170,11 +170,8 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
                             "--workers/--ray (a single process times its frames from the frame rate)")
     win = part_window(job)
     part = part_ticks(win, tb)
-    if part is not None:
-        if not any(p.pts is not None and (part[0] is None or p.pts >= part[0]) and (part[1] is None or p.pts < part[1])
-                   for p in packets):
-            raise ScaleoutError(f"no video frame of {job.input} lies in the part {job.trim.describe()} "
-                                "(--start/--end)")
+    if part is not None and not any(split.in_part(p.pts, part) for p in packets):  # said before Ray starts
+        raise ScaleoutError(f"no video frame of {job.input} lies in the part {job.trim.describe()} (--start/--end)")
     color = split.source_color(job.input)
     shape = split.source_shape(job.input) if job.settings.size else None
     guess = split.guess_state(job.input)
@@ -200,9 +197,6 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
         decode_order = guess[0] > guess[1]
         segments = split.plan(packets, tb, job.segment_seconds, min_segments=workers, closed_only=decode_order,
                               part=part)
-        if not segments:
-            raise ScaleoutError(f"no video frame of {job.input} lies in the part {job.trim.describe()} "
-                                "(--start/--end)")
         if decode_order and any(p.idr is False for p in packets[1:]):
             warn(f"note: {job.input} has decode-order timestamps and open GOPs; it is cut only at IDR keyframes "
                  f"({len(segments)} segment(s)), where no leading frame is lost")
@@ -256,14 +250,13 @@ def part_window(job: Job) -> Any:
         return None
     import av
 
-    from ..video.reader import main_video, stream_info, video_end
-    from ..video.trim import TrimError, container_origin, part_window
+    from ..video.reader import main_video, shown_length, stream_info
+    from ..video.trim import TrimError, part_window
     from ..video.writer import output_ticks
 
     with av.open(job.input) as c:
-        end = video_end(c)
         try:
-            job.trim.check(None if end is None else end - float(container_origin(c)), job.input)
+            job.trim.check(shown_length(c), job.input)
         except TrimError as e:
             raise ScaleoutError(str(e)) from None
         return part_window(job.trim, c, main_video(c), output_ticks(job.output, job.fmt, stream_info(c).rate))

@@ -121,15 +121,12 @@ def plan(packets: list[Packet], time_base: Fraction, seconds: float, min_segment
         return []
     lo, hi = part or (None, None)
 
-    def inside(pts: int | None) -> bool:
-        return pts is not None and (lo is None or pts >= lo) and (hi is None or pts < hi)
-
     def cuttable(i: int) -> bool:
         p = packets[i]
         return p.key and p.pts is not None and not (closed_only and p.idr is False)
 
-    keys = [i for i in range(1, len(packets)) if cuttable(i) and inside(packets[i].pts) and packets[i].pts != lo]
-    pts = [p.pts for p in packets if inside(p.pts)]
+    keys = [i for i in range(1, len(packets)) if cuttable(i) and in_part(packets[i].pts, part) and packets[i].pts != lo]
+    pts = [p.pts for p in packets if in_part(p.pts, part)]
     if not pts:
         return []
     t0, t1 = min(pts), max(pts)
@@ -164,6 +161,12 @@ def plan(packets: list[Packet], time_base: Fraction, seconds: float, min_segment
                         and packets[j].pts < hi), default=first)
         segs.append(Segment(k, start, end, first, last, time_base))
     return segs
+
+
+def in_part(pts: int | None, part: tuple[int | None, int | None] | None) -> bool:
+    """Whether a packet's ``pts`` lies in ``part`` (``plan``'s: first pts in it, first past it; None = open)."""
+    lo, hi = part or (None, None)
+    return pts is not None and (lo is None or pts >= lo) and (hi is None or pts < hi)
 
 
 def cut(path: str, segments: list[Segment], wanted: set[int]) -> CutIter:

@@ -44,6 +44,7 @@ from .reader import (
     main_video,
     open_input,
     pixel_shape,
+    shown_length,
     stream_info,
     video_end,
     video_start,
@@ -393,9 +394,7 @@ class _Run:
         trim = self.opts.trim
         if trim is None:
             return None
-        origin = container_origin(self.inp)
-        end = video_end(self.inp)
-        trim.check(None if end is None else end - float(origin), self.opts.input)
+        trim.check(shown_length(self.inp), self.opts.input)
         return part_window(trim, self.inp, main_video(self.inp),
                            output_ticks(self.opts.output, self.opts.fmt, info.rate))
 

@@ -312,6 +312,13 @@ def truncation(c: av.container.InputContainer, last: float, frame_period: float 
     return ""
 
 
+def shown_length(c: av.container.InputContainer) -> float | None:
+    """The video's length as a player counts it, and --start with it: its end less the container's start (MPEG-TS
+    starts at 1.4 s); None when the end is unknown."""
+    end = video_end(c)
+    return None if end is None else end - float(container_origin(c))
+
+
 def video_start(c: av.container.InputContainer) -> float:
     s = main_video(c)
     return float(s.start_time * s.time_base) if s.start_time is not None and s.time_base else 0.0
@@ -691,9 +698,7 @@ class Reader(threading.Thread):
                     break
                 continue
             if self._past_end:  # the part's end came out of the decoder: the rest is only read for other streams
-                if pkt.dts is not None or pkt.pts is not None:
-                    t = float((pkt.dts if pkt.dts is not None else pkt.pts) * self.tb)
-                    self._reach[pkt.stream.index] = max(self._reach.get(pkt.stream.index, -math.inf), t)
+                self._note_reach(pkt)
                 if self._part_done():
                     break
                 continue
@@ -828,6 +833,8 @@ class Reader(threading.Thread):
         self._clock = math.nan  # the latest frame's time in the file (s), for frames without a timestamp
         self._cut = None if self.window is None else PacketCut(self.window)  # the other streams' packets
         self._first_pts: int | None = None  # the first decoded frame's (after a seek: is it late?)
+        self._waited_for: list[int] | None = None  # copied audio/video streams the part's end waits for
+        self._subtitles_copied = False  # a copied subtitle stream: the part's end waits INTERLEAVE s for it
 
     def _late(self) -> bool:
         """Whether a seek passed over some of the part: its first frame is past the part's start, no frame came
@@ -865,16 +872,22 @@ class Reader(threading.Thread):
     def _cut_packet(self, pkt: av.Packet) -> bool:
         """A copied stream's packet: whether it is kept (in the part, ``PacketCut``), then moved with it; how far
         each stream got is noted for ``_part_done``."""
-        at = pkt.pts if pkt.pts is not None else pkt.dts
-        i = pkt.stream.index
-        if at is not None:
-            t = float(at * Fraction(pkt.time_base))
-            self._reach[i] = max(self._reach.get(i, -math.inf), t)
-            self._first_seen.setdefault(i, t)
+        t = self._note_reach(pkt)
+        if t is not None:
+            self._first_seen.setdefault(pkt.stream.index, t)
         if not self._cut(pkt):
             return False
-        self.kept[i] = self.kept.get(i, 0) + 1
+        self.kept[pkt.stream.index] = self.kept.get(pkt.stream.index, 0) + 1
         return True
+
+    def _note_reach(self, pkt: av.Packet) -> float | None:
+        """How far ``pkt``'s stream got (its time, s), for ``_part_done``; None for a packet without a time."""
+        at = pkt.pts if pkt.pts is not None else pkt.dts
+        if at is None or not pkt.time_base:
+            return None
+        t = float(at * Fraction(pkt.time_base))
+        self._reach[pkt.stream.index] = max(self._reach.get(pkt.stream.index, -math.inf), t)
+        return t
 
     def empty_in_part(self) -> list[int]:
         """The copied audio streams that have no packet in the part (one that ends before it, or is muxed further
@@ -923,12 +936,14 @@ class Reader(threading.Thread):
         hi = float(self.window.hi)
         if max(self._reach.values(), default=-math.inf) >= hi + INTERLEAVE:
             return True
-        copied = [s for s in self.container.streams if s.index in self.copy_ids]
-        if any(s.type == "subtitle" for s in copied):
+        if self._waited_for is None:  # once: copy_ids is fixed before the reading starts
+            copied = [s for s in self.container.streams if s.index in self.copy_ids]
+            self._subtitles_copied = any(s.type == "subtitle" for s in copied)
+            self._waited_for = [s.index for s in copied if s.type in ("audio", "video")
+                                and not s.disposition & av.stream.Disposition.attached_pic]
+        if self._subtitles_copied:
             return False
-        timed = [s.index for s in copied if s.type in ("audio", "video")
-                 and not s.disposition & av.stream.Disposition.attached_pic]
-        return all(self._reach.get(i, -math.inf) >= hi for i in timed)
+        return all(self._reach.get(i, -math.inf) >= hi for i in self._waited_for)
 
     def _drain(self) -> None:
         """Flush the decoder (frame threading holds frames back) and the deinterlacer."""

@@ -22,6 +22,9 @@ from click.testing import CliRunner
 
 from psr2video.cli import cli
 
+sys.path.insert(0, str(Path(__file__).parent))
+from test_video import mux_subtitles  # noqa: E402
+
 TB = Fraction(1, 1000)
 SEG = "0.5"  # seconds per segment: keyframes every 12 frames (~0.5 s) give 5 segments
 
@@ -63,11 +66,7 @@ def make_clip(path: Path, n: int = 60, w: int = 32, h: int = 24) -> Path:
         af.sample_rate, af.pts = 48000, k * fs
         out.mux(a.encode(af))
     out.mux(a.encode(None))
-    for pkt in srt.demux():
-        if pkt.dts is not None:
-            pkt.stream = s
-            out.mux(pkt)
-    srt.close()
+    mux_subtitles(out, srt, s)
     out.close()
     return path
 

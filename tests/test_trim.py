@@ -19,6 +19,7 @@ from psr2video.video.trim import Trim, TrimError, Window, clock, parse_time, shi
 sys.path.insert(0, str(Path(__file__).parent))
 from test_crop import boxed  # noqa: E402
 from test_image_upscale import one_line_error, run  # noqa: E402
+from test_video import mux_subtitles  # noqa: E402
 
 TB = Fraction(1, 1000)
 FPS = 25
@@ -66,11 +67,7 @@ def long_clip(path: Path, seconds: int = 4, subtitles: bool = True, subs: tuple 
     out.mux(v.encode(None))
     out.mux(a.encode(None))
     if srt is not None:
-        for pkt in srt.demux():
-            if pkt.dts is not None:
-                pkt.stream = s
-                out.mux(pkt)
-        srt.close()
+        mux_subtitles(out, srt, s)
     out.close()
     return path
 
@@ -638,23 +635,28 @@ def test_subtitles_muxed_late_are_waited_for(tmp_path: Path) -> None:
         (0.0, 0.5, b"long"), (0.7, 0.1, b"two")]
 
 
+def grey_vfr_clip(path: Path, times_ms: tuple[int, ...], first: int = 0) -> Path:
+    """48x32 H.264 frames at ``times_ms`` (1 ms time base), frame k a flat grey of ``first + 40 * k``."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        v.time_base = v.codec_context.time_base = TB
+        v.options = {"preset": "ultrafast", "bf": "0"}
+        for k, t in enumerate(times_ms):
+            f = av.VideoFrame.from_ndarray(np.full((32, 48, 3), first + 40 * k, np.uint8), format="rgb24")
+            f = f.reformat(format="yuv420p")
+            f.pts, f.time_base = t, TB
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    return path
+
+
 def test_frame_grab_of_a_long_still_and_of_a_raw_stream(tmp_path: Path) -> None:
     """The frame on screen at T even when it began long before (a slide shown 1-15 s: --start 12 is it), and in a
     raw stream without timestamps (timed from the frame rate, as the video path times it)."""
     from PIL import Image
 
-    slides = tmp_path / "slides.mkv"
-    with av.open(str(slides), "w") as out:
-        v = out.add_stream("libx264", rate=25)
-        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
-        v.time_base = v.codec_context.time_base = TB
-        v.options = {"preset": "ultrafast", "bf": "0"}
-        for k, t in enumerate((0, 1000, 15000, 16000, 17000)):
-            f = av.VideoFrame.from_ndarray(np.full((32, 48, 3), 40 * k + 20, np.uint8), format="rgb24")
-            f = f.reformat(format="yuv420p")
-            f.pts, f.time_base = t, TB
-            out.mux(v.encode(f))
-        out.mux(v.encode(None))
+    slides = grey_vfr_clip(tmp_path / "slides.mkv", (0, 1000, 15000, 16000, 17000), first=20)
     raw = tmp_path / "raw.h264"
     with av.open(str(raw), "w", format="h264") as out:
         v = out.add_stream("libx264", rate=25)
@@ -720,18 +722,7 @@ def test_gif_part_last_frame_lasts_to_the_part_end(tmp_path: Path) -> None:
     """VFR: the part's last frame is on screen until the part ends, not one average frame period."""
     from PIL import Image
 
-    src = tmp_path / "vfr.mkv"
-    with av.open(str(src), "w") as out:
-        v = out.add_stream("libx264", rate=25)
-        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
-        v.time_base = v.codec_context.time_base = TB
-        v.options = {"preset": "ultrafast", "bf": "0"}
-        for k, t in enumerate((0, 300, 1000, 1660, 2200, 3000)):
-            f = av.VideoFrame.from_ndarray(np.full((32, 48, 3), 40 * k, np.uint8), format="rgb24")
-            f = f.reformat(format="yuv420p")
-            f.pts, f.time_base = t, TB
-            out.mux(v.encode(f))
-        out.mux(v.encode(None))
+    src = grey_vfr_clip(tmp_path / "vfr.mkv", (0, 300, 1000, 1660, 2200, 3000))
     gif = tmp_path / "p.gif"
     assert run("upscale", str(src), str(gif), "--variant", "mks", "-q", "--start", "0.2", "--end", "2")[0] == 0
     with Image.open(gif) as im:

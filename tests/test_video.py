@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -83,14 +84,18 @@ def make_clip(path: Path, w: int = 48, h: int = 32, pts: list[int] | None = None
             out.mux(a.encode(af))
         out.mux(a.encode(None))
     if srt is not None:
-        for pkt in srt.demux():
-            if pkt.dts is None:
-                continue
-            pkt.stream = s
-            out.mux(pkt)
-        srt.close()
+        mux_subtitles(out, srt, s)
     out.close()
     return path
+
+
+def mux_subtitles(out: av.container.OutputContainer, srt: av.container.InputContainer, s: Any) -> None:
+    """Every packet of the subtitle file ``srt`` into ``out``'s stream ``s``; ``srt`` is closed."""
+    for pkt in srt.demux():
+        if pkt.dts is not None:
+            pkt.stream = s
+            out.mux(pkt)
+    srt.close()
 
 
 def anamorphic_clip(path: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -248,28 +249,64 @@ def test_disk_full(clip: Path) -> None:
 
 @pytest.mark.slow  # CI runs it (--run-slow); test_ctrl_c_at_any_moment covers Ctrl-C by default
 def test_ctrl_c_leaves_playable_file(tmp_path: Path) -> None:
-    n = 6000  # long enough to be running when the signal comes (1500 ran out in 1.7 s)
+    n = 600
     src = make_clip(tmp_path / "long.mkv", 64, 48, pts=list(range(0, 40 * n, 40)), audio=("aac",),
                     subtitle=False)
     out = tmp_path / "o.mkv"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "-m", "psr2video", str(src), str(out), "--variant", "mks",
-                          "--codec", "libx264", "--preset", "ultrafast"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
-                         preexec_fn=terminal_sigint)
-    part = tmp_path / ".o.partial.mkv"
-    head = p.stderr.readline()  # printed once the pipeline is set up and about to start
-    assert " -> " in head, head + p.stderr.read()
-    time.sleep(0.5)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 130, head + err
-    assert "Traceback" not in err
-    assert "stopped by Ctrl-C after frame" in err
+    with HeldInput(src, out, preexec_fn=terminal_sigint) as run:
+        run.p.send_signal(signal.SIGINT)
+    assert run.p.returncode == 130, run.err
+    assert "Traceback" not in run.err
+    assert "stopped by Ctrl-C after frame" in run.err
     times = frame_times(out)
     assert 0 < len(times) < n
     assert times == pytest.approx([i * 0.04 for i in range(len(times))], abs=1e-3)
-    assert not part.exists()
+    assert not run.part.exists()
+
+
+class HeldInput:
+    """``psr2video - OUT`` with the source fed to its stdin and its second half held back until the block ends:
+    inside it the run is under way (its progress counted frames) and can't end, however slow the test or
+    fast the child. (A file input raced: a parent delayed past the child's last frame signalled a finished run.)"""
+
+    def __init__(self, src: Path, out: Path, preexec_fn=None) -> None:
+        self.data, self.out = src.read_bytes(), out
+        self.part = out.with_name(f".{out.stem}.partial{out.suffix}")
+        self.preexec_fn = preexec_fn
+
+    def __enter__(self) -> HeldInput:
+        import threading
+
+        self.p = subprocess.Popen([sys.executable, "-m", "psr2video", "-", str(self.out), "--variant", "mks",
+                                   "--codec", "libx264", "--preset", "ultrafast"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                                  env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=self.preexec_fn)
+        self.release = threading.Event()
+        self.feeder = threading.Thread(target=self._feed, daemon=True)
+        self.feeder.start()
+        self.head = b""
+        while not re.match(rb"frame [1-9]", self.head):  # a progress line that counts frames: the run is under way
+            line = self.p.stderr.readline()  # a line every 5 s when stderr is not a terminal
+            assert line, (self.head + self.p.communicate(timeout=60)[1]).decode(errors="replace")
+            self.head = line
+        return self
+
+    def _feed(self) -> None:
+        half = len(self.data) // 2
+        try:
+            self.p.stdin.write(self.data[:half])
+            self.p.stdin.flush()
+            self.release.wait()
+            self.p.stdin.write(self.data[half:])
+            self.p.stdin.close()
+        except (BrokenPipeError, ValueError):  # the child stopped reading: it was told to stop
+            pass
+
+    def __exit__(self, *exc) -> None:
+        self.release.set()
+        _, err = self.p.communicate(timeout=120)
+        self.err = (self.head + err).decode(errors="replace")
+        self.feeder.join(timeout=10)
 
 
 def test_damaged_packets_reported(tmp_path: Path) -> None:
@@ -371,24 +408,16 @@ def test_background_job_keeps_ignoring_ctrl_c(tmp_path: Path) -> None:
     assert len(frame_times(out)) == 60
 
 
-@pytest.mark.slow  # CI runs it (--run-slow); the default suite stays under 90 s
 def test_sigterm_finalises_the_output(tmp_path: Path) -> None:
     """kill (SIGTERM) during the run: the output is finished and playable, not left as a .partial file."""
-    n = 6000  # long enough to be running when the signal comes (1500 ran out in 1.7 s)
+    n = 600
     src = make_clip(tmp_path / "long.mkv", 64, 48, pts=list(range(0, 40 * n, 40)), audio=(), subtitle=False)
     out = tmp_path / "o.mkv"
-    p = subprocess.Popen([sys.executable, "-m", "psr2video", str(src), str(out), "--variant", "mks",
-                          "--codec", "libx264", "--preset", "ultrafast"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    head = p.stderr.readline()
-    assert " -> " in head, head + p.stderr.read()
-    time.sleep(0.5)
-    p.terminate()
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 130 and "Traceback" not in err, head + err
-    assert "stopped by SIGTERM after frame" in err and "Ctrl-C after" not in err, err  # named as what it was
-    assert 0 < len(frame_times(out)) < n and not (tmp_path / ".o.partial.mkv").exists()
+    with HeldInput(src, out) as run:
+        run.p.terminate()
+    assert run.p.returncode == 130 and "Traceback" not in run.err, run.err
+    assert "stopped by SIGTERM after frame" in run.err and "Ctrl-C after" not in run.err, run.err  # named as it was
+    assert 0 < len(frame_times(out)) < n and not run.part.exists()
 
 
 def test_mp4_to_a_pipe_keeps_video_in_time_with_audio(tmp_path: Path) -> None:

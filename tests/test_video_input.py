@@ -416,6 +416,52 @@ def test_mid_stream_size_change_is_named(tmp_path: Path) -> None:
     assert n_frames(out) == 20
 
 
+def test_joined_ts_recordings_follow_on(tmp_path: Path) -> None:
+    """``cat a.ts b.ts``: the second recording's timestamps start again at 0 (and the join breaks the continuity
+    counters). Its frames piled up on one tick after the first's end and its sound on one time, with a false
+    "damaged input" at the join; now every later packet moves to follow on (ffmpeg's correction), said."""
+    one = ts_segment(tmp_path / "a.ts", 0.0, 50, (64, 48), 0.0, 2.0)
+    cat = tmp_path / "cat.ts"
+    cat.write_bytes(one + ts_segment(tmp_path / "b.ts", 0.0, 50, (64, 48), 0.0, 2.0))
+    out = tmp_path / "o.mkv"
+    code, err = run(str(cat), str(out), "--variant", "mks")
+    assert code == 0 and "damaged" not in err, err
+    assert "timestamps jump (joined recordings?)" in err and "moved to follow on, as ffmpeg does" in err, err
+    with av.open(str(out)) as c:
+        video = sorted(float(f.pts * f.time_base) for f in c.decode(video=0))
+    with av.open(str(out)) as c:
+        audio = [float(p.pts * p.time_base) for p in c.demux(audio=0) if p.pts is not None and p.size]
+    steps = np.diff(video)  # at the join the second recording follows the sound's end (a 24 ms MP2 frame)
+    assert len(video) == 100 and ((steps > 0.038) & (steps < 0.065)).all() and np.median(steps) == pytest.approx(0.04)
+    assert all(b > a for a, b in zip(audio, audio[1:], strict=False))
+    assert audio[-1] - audio[0] == pytest.approx(video[-1] - video[0], abs=0.1)  # the sound follows on too
+    # a video into an animation reads the same times
+    assert run(str(cat), str(tmp_path / "o.gif"), "--variant", "mks", "-q")[0] == 0
+    with av.open(str(tmp_path / "o.gif")) as c:
+        shown = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    assert shown == sorted(shown) and shown[-1] == pytest.approx(3.96, abs=0.05)
+
+
+def test_scaleout_refuses_timestamps_it_cannot_cut_before_ray(tmp_path: Path) -> None:
+    """Joined recordings and video times going back: a single process corrects them; the scale-out cuts can't
+    hold them (NUT takes only increasing dts) and stopped with a raw 'Invalid argument' traceback."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'psr2video[ray]')")
+    a = ts_segment(tmp_path / "a.ts", 0.0, 25, (64, 48), 0.0, 1.0)
+    cat, back = tmp_path / "cat.ts", tmp_path / "back.ts"
+    cat.write_bytes(a + ts_segment(tmp_path / "b.ts", 0.0, 25, (64, 48), 0.0, 1.0))
+    back.write_bytes(splice(a, ts_segment(tmp_path / "c.ts", 0.92, 10, (64, 48), 1.0, 1.2)))  # a frame back
+    for src, words in ((cat, "its timestamps jump from 0.97 s to 0.01 s (joined recordings?)"),
+                       (back, "its video timestamps do not increase at 0.92 s")):
+        out = tmp_path / "o.mkv"
+        code, err = run(str(src), str(out), "--variant", "mks", "-q", "--workers", "2")
+        assert code == 1 and "Traceback" not in err, err
+        assert words in error_line(err) and "run it without --workers/--ray" in error_line(err), err
+        assert not out.exists()
+        code, err = run(str(src), str(out), "--variant", "mks", "-q")  # one process takes it
+        assert code == 0 and n_frames(out) in (50, 35), err
+        out.unlink()
+
+
 # --- cover art, subtitles that need another form -------------------------------------------------------------
 def cover_jpeg() -> bytes:
     """A 32x32 red JPEG: the cover art of the tests below."""

@@ -168,6 +168,9 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
         raise ScaleoutError(f"{job.input} has no timestamps (a raw .h264/.hevc stream?), which --workers/--ray cut "
                             "by; put it in a container first (ffmpeg -r RATE -i IN -c copy IN.mkv) or run without "
                             "--workers/--ray (a single process times its frames from the frame rate)")
+    if (why := split.timing_problem(packets, tb)) is not None:
+        raise ScaleoutError(f"{job.input}: {why}, which --workers/--ray can't cut by; run it without "
+                            "--workers/--ray (a single process corrects them)")
     win = part_window(job)
     part = part_ticks(win, tb)
     if part is not None and not any(split.in_part(p.pts, part) for p in packets):  # said before Ray starts

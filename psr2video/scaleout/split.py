@@ -21,6 +21,8 @@ from typing import Any
 
 import av
 
+from ..video.continuity import Continuity
+
 CUT_FORMAT = "nut"  # any codec, global headers, a time base that refines the source's (exact times)
 # timestamps as they are: the default shift of negative dts (B-frame delay) would move every pts
 CUT_OPTIONS = {"avoid_negative_ts": "disabled"}
@@ -36,6 +38,7 @@ class Packet:
     size: int
     duration: int = 0  # in the stream's time base; 0 when the container gives none
     idr: bool | None = None  # keyframes of H.264/HEVC: an IDR (closed GOP) or not (open: leading frames); else None
+    jump: bool = False  # the timestamps jump here (MPEG-TS/PS joined recordings): a single run moves what follows
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,32 @@ def scan(path: str) -> tuple[list[Packet], Fraction]:
         # avcC / hvcC extradata: NAL units carry length prefixes of the size it says; else Annex B start codes
         at = 4 if codec == "h264" else 21
         prefix = (ext[at] & 3) + 1 if ext.startswith(b"\x01") and len(ext) > at else 0
-        pkts = [Packet(p.pts, p.dts, bool(p.is_keyframe), p.size, p.duration or 0,
-                       _idr(codec, bytes(p), prefix) if p.is_keyframe else None) for p in c.demux(s) if p.size]
+        continuity = Continuity(c)
+        pkts = []
+        for p in c.demux(s):
+            if not p.size:
+                continue
+            pts, dts, jumps = p.pts, p.dts, len(continuity.jumps)
+            continuity(p)  # (only to find jumps: the cuts and the join read the file's own times)
+            pkts.append(Packet(pts, dts, bool(p.is_keyframe), p.size, p.duration or 0,
+                               _idr(codec, bytes(p), prefix) if p.is_keyframe else None,
+                               len(continuity.jumps) > jumps))
     return pkts, tb
+
+
+def timing_problem(packets: list[Packet], time_base: Fraction) -> str | None:
+    """Why the video's timestamps can't be cut across workers, or None. The cuts are muxed with the source's
+    own times (the NUT muxer takes only increasing dts) and segments keep frames by them; a single process reads
+    any: it moves joined recordings' times to follow on and nudges repeated ones."""
+    def at(p: Packet) -> float:
+        return float((p.dts if p.dts is not None else p.pts or 0) * time_base)
+
+    for a, b in zip(packets, packets[1:], strict=False):
+        if b.jump:
+            return f"its timestamps jump from {at(a):.2f} s to {at(b):.2f} s (joined recordings?)"
+        if a.dts is not None and b.dts is not None and b.dts <= a.dts:
+            return f"its video timestamps do not increase at {float(b.dts * time_base):.2f} s"
+    return None
 
 
 def _idr(codec: str, data: bytes, prefix: int) -> bool | None:

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import PsrError
 from ..names import image_sequence
 from .color import PLANAR, SEMIPLANAR, ColorInfo, decide_color
+from .continuity import Continuity
 from .trim import SEEK_PAD, SEEK_RETRY, PacketCut, Window, container_origin, seek, worth_seeking
 
 # --start/--end
@@ -422,6 +423,7 @@ def _view(plane: Any, dt: Any, width: int) -> np.ndarray:
 HOLE_BYTES = 1024
 # a stream whose frames have come exactly every 1/rate so far and then skip this many frame times lost some
 GAP_FRAMES = 2.5
+JOIN_SLACK = 4  # video packets: how soon after a flagged packet a timestamp jump shows it was a join
 
 
 class DamageLog:
@@ -595,7 +597,8 @@ class Reader(threading.Thread):
         self.end = EndItem()
         self.damage = DamageLog(container, self.vstream.average_rate or self.vstream.guessed_rate)
         self.first: FirstFrame | None = None
-        self._demux = container.demux()  # every stream: packet positions show skipped stretches
+        self.continuity = Continuity(container)  # joined recordings' timestamps made to follow on (MPEG-TS/PS)
+        self._demux = self.continuity.packets(container.demux())  # every stream: positions show skipped stretches
         self._held: list[Any] = []  # packets and frames read by prime()
         self._deinterlace = Deinterlacer() if deinterlace else None
         self._n = 0
@@ -608,6 +611,7 @@ class Reader(threading.Thread):
         self._dts = [] if timing is None else [exact_ticks(d * timing.time_base / self.tb) if d is not None else None
                                                for d in timing.dts]
         self._vpackets = 0
+        self._flag: tuple[float, int, int] | None = None  # a flagged packet: its time, jumps known then, packets since
         # --start/--end: the part kept, in the file's times; kept times move back by ``window.moved``
         self.window = window
         self._seeked = False
@@ -671,6 +675,7 @@ class Reader(threading.Thread):
             end.truncated = f"input unreadable after {self._last_good:.2f} s ({_short(e)})"
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             end.error = e
+        self._settle_flag(final=True)
         self.damage.flush()
         end.frames = self._n
         end.damaged = self.damage.spans
@@ -738,18 +743,38 @@ class Reader(threading.Thread):
             self._vpackets += 1
         if pkt.dts is not None or pkt.size:
             self.damage.packet(pkt)
+        self._settle_flag()
         try:
             frames = pkt.decode()
-            bad = pkt.is_corrupt
+            bad = flagged = pkt.is_corrupt
         except av.error.FFmpegError:
-            frames, bad = [], True
+            frames, bad, flagged = [], True, False
         if bad and not (self.window is not None and pkt.pts is not None and self.window.before(pkt.pts * self.tb)):
             # (before the part: leading frames of an open GOP after the seek lack their references, as expected)
-            self.damage.bad_packet(float(pkt.pts * self.tb) if pkt.pts is not None else self._last_good)
+            at = float(pkt.pts * self.tb) if pkt.pts is not None else self._last_good
+            if flagged and self.continuity.active:  # the demuxer's flag, the decoder content: a join's?
+                self._settle_flag(final=True)  # one at a time
+                self._flag = (at, len(self.continuity.jumps), 0)
+            else:
+                self.damage.bad_packet(at)
         if not pkt.size:  # the demuxer's flush packet drains the decoder
             for fr in frames:
                 self._flushed(fr)
         return frames
+
+    def _settle_flag(self, final: bool = False) -> None:
+        """A video packet the MPEG-TS demuxer flagged (continuity counter broken) that decoded is damage unless the
+        timestamps jump within the next ``JOIN_SLACK`` video packets: joined recordings (``cat a.ts b.ts``) break
+        the counter at the join, flagging one of the first file's last, whole, packets."""
+        if self._flag is not None:
+            at, jumps, waited = self._flag
+            if len(self.continuity.jumps) > jumps:
+                self._flag = None
+            elif final or waited >= JOIN_SLACK:
+                self._flag = None
+                self.damage.bad_packet(at)
+            else:
+                self._flag = (at, jumps, waited + 1)
 
     def _flushed(self, fr: av.VideoFrame) -> None:
         """A frame drained at the end of the input. A scale-out cut ends before the source does: a single-process
@@ -822,7 +847,8 @@ class Reader(threading.Thread):
         """What reading a part has found so far, forgotten: at the start, and before seeking again."""
         if self._seeked:
             self.vstream.codec_context.flush_buffers()
-            self._demux = self.container.demux()  # the last reading may have met the end
+            self.continuity = Continuity(self.container)  # the jumps before the seek's keyframe are not known
+            self._demux = self.continuity.packets(self.container.demux())  # the last reading may have met the end
             self._held.clear()
             self._pts_guess = PtsGuess()
             self.damage = DamageLog(self.container, self.vstream.average_rate or self.vstream.guessed_rate)

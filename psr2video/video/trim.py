@@ -227,7 +227,7 @@ def decode_part(c: Any, stream: Any, win: Window | None) -> Iterator[Any]:
     """The decoded frames of ``c``'s ``stream`` that lie in the part (every frame without ``win``), for the
     readers that need only frames (a video into an animation, --crop auto)."""
     if win is None:
-        yield from c.decode(stream)
+        yield from continuous(c, stream)
         return
     yield from _kept(frames_from(c, stream, win), win)
 
@@ -238,12 +238,12 @@ def frames_from(c: Any, stream: Any, win: Window) -> Iterator[Any]:
     past the start or none comes before the end; where no seek gets there, the file read again from its start),
     or from the file's start where a seek is not worth it."""
     if not worth_seeking(c, stream, win):
-        yield from c.decode(stream)
+        yield from continuous(c, stream)
         return
     for back in (SEEK_PAD, *SEEK_RETRY):
         if not seek(c, win.lo - back):
             break
-        frames = c.decode(stream)
+        frames = continuous(c, stream)
         first = next(frames, None)
         t = None if first is None or first.pts is None else first.pts * first.time_base
         if first is not None and (t is None or t <= win.lo):
@@ -254,7 +254,14 @@ def frames_from(c: Any, stream: Any, win: Window) -> Iterator[Any]:
     import av
 
     with av.open(c.name, format=c.format.name.split(",")[0]) as again:
-        yield from again.decode(again.streams[stream.index])
+        yield from continuous(again, again.streams[stream.index])
+
+
+def continuous(c: Any, stream: Any) -> Iterator[Any]:
+    """``c.decode(stream)``, timed as the video reader times frames (``continuity``: joined recordings)."""
+    from .continuity import decode
+
+    return decode(c, stream)
 
 
 def _kept(frames: Iterator[Any], win: Window) -> Iterator[Any]:

@@ -500,6 +500,32 @@ def test_cover_art_kept_in_mp4(tmp_path: Path) -> None:
     # MOV: FFmpeg's muxer takes the stream but writes cover art only in MP4 mode; it vanished without a word
     code, err = run(str(src), str(tmp_path / "out.mov"), "--variant", "mks")
     assert code == 0 and "warning: cover art (stream #1) can't be carried in mov; dropped (use .mp4 or .mkv" in err
+    # MPEG-TS takes any stream and wrote the cover as a "data" stream no player shows, in silence
+    code, err = run(str(src), str(tmp_path / "out.ts"), "--variant", "mks")
+    assert code == 0 and "warning: cover art (stream #1) (mjpeg) can't be carried in mpegts" in err, err
+    with av.open(str(tmp_path / "out.ts")) as c:
+        assert [s.type for s in c.streams] == ["video"]
+
+
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")])
+def test_ts_refuses_video_it_would_write_as_data(tmp_path: Path, workers: tuple[str, ...]) -> None:
+    """FFmpeg's MPEG-TS muxer takes any codec and writes what it has no stream type for (FFV1, AV1, VP9) as a
+    "data" stream: the run ended well with no video in OUT (scale-out too, muxing its segments at the end). Now
+    one line before anything loads, naming the codecs it holds."""
+    src = tmp_path / "in.ts"
+    ts_segment(src, 0.0, 10, (64, 48), 0.0, 0.4)
+    for codec, name in (("ffv1", "ffv1"), ("libsvtav1", "av1")):
+        out = tmp_path / "o.ts"
+        code, err = run(str(src), str(out), "--variant", "mks", "--codec", codec, *workers)
+        assert code == 1 and not out.exists(), err
+        assert f"mpegts can't hold {name} video (--codec {codec}); pick a --codec it can hold (libx264, libx265)" \
+            in error_line(err)
+    code, err = run(str(src), str(tmp_path / "o.webm"), "--variant", "mks", "--codec", "libx264")
+    assert code == 1 and "webm can't hold h264 video (--codec libx264)" in error_line(err), err
+    code, err = run(str(src), str(tmp_path / "o.ts"), "--variant", "mks", "--codec", "libx265")
+    assert code == 0, err
+    with av.open(str(tmp_path / "o.ts")) as c:
+        assert c.streams.video[0].codec_context.name == "hevc"
 
 
 def make_mov_text(path: Path) -> None:

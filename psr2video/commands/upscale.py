@@ -225,7 +225,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
 
         if frame_count(Path(input)) <= 1:
             raise UserError(f"--start/--end cut a part of a video; {input} is a still picture")
-    from ..video.output_checks import default_codec, encoder_problem, output_format_problem
+    from ..video.output_checks import container_problem, default_codec, encoder_problem, output_format_problem
 
     if (problem := output_format_problem(output, fmt)) is not None:
         raise UserError(problem)
@@ -233,7 +233,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
         codec, note = default_codec(output, fmt)
         if note:
             _warn(note)
-    if (problem := encoder_problem(codec, crf, preset)) is not None:
+    if (problem := encoder_problem(codec, crf, preset) or container_problem(output, fmt, codec)) is not None:
         raise UserError(problem)
     if crop == "auto":
         from ..video.crop import resolve

@@ -49,31 +49,70 @@ def default_codec(path: str, fmt: str | None) -> tuple[str, str | None]:
     ``DEFAULT_CODECS`` it holds (``out.webm``: SVT-AV1), with a note saying so (None when it is libx264). The
     container is the one FFmpeg guesses from OUT's name (or ``--format``; Matroska for stdout), asked on a probe
     in memory, and "holds" is what FFmpeg's muxer answers when the stream is added, as for the real file."""
-    import io
+    from .writer import codec_available
 
-    from .writer import _refused, codec_available
-
-    class Named(io.BytesIO):  # PyAV hands a file object's name to FFmpeg, which guesses the muxer from it
-        name = "out.mkv" if path == "-" else Path(path).name
-
-    try:
-        probe = av.open(Named(), "w", format=fmt or ("matroska" if path == "-" else None))
-    except Exception:  # noqa: BLE001 - no muxer for this name: output_format_problem says so
+    probe = _probe(path, fmt)
+    if probe is None:  # no muxer for this name: output_format_problem says so
         return DEFAULT_CODECS[0], None
     with probe:
         for codec in DEFAULT_CODECS:
             if not codec_available(codec):
                 continue
-            try:
-                probe.add_stream(codec)
-            except Exception as e:  # noqa: BLE001
-                if _refused(e):
-                    continue
+            held = _holds(probe, codec)
+            if held is False:
+                continue
+            if held is None:
                 return DEFAULT_CODECS[0], None  # some other trouble: the run names it
             if codec == DEFAULT_CODECS[0]:
                 return codec, None
             return codec, f"note: {probe.format.name} can't hold H.264 video: encoding with {codec} (--codec to choose)"
     return DEFAULT_CODECS[0], None
+
+
+def container_problem(path: str, fmt: str | None, codec: str) -> str | None:
+    """Why OUT's container can't hold ``codec``'s video, or None: said before anything loads (a scale-out run
+    muxes its segments into OUT at the end, where MPEG-TS took FFV1 as a data stream no player shows)."""
+    from .writer import _holds as holds_as_video
+
+    probe = _probe(path, fmt)
+    if probe is None:
+        return None
+    with probe:
+        if _holds(probe, codec) is not False:
+            return None
+        name = av.codec.Codec(codec, "w").canonical_name
+        others = [c for c in ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1")
+                  if c != codec and holds_as_video(probe, c)]
+        return (f"{probe.format.name} can't hold {name} video (--codec {codec}); pick a --codec it can hold"
+                + (f" ({', '.join(others)})" if others else "") + " or use .mkv")
+
+
+def _probe(path: str, fmt: str | None) -> av.container.OutputContainer | None:
+    """An output container in memory of the kind OUT's name (or --format; Matroska for stdout) makes, or None."""
+    import io
+
+    class Named(io.BytesIO):  # PyAV hands a file object's name to FFmpeg, which guesses the muxer from it
+        name = "out.mkv" if path == "-" else Path(path).name
+
+    try:
+        return av.open(Named(), "w", format=fmt or ("matroska" if path == "-" else None))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _holds(probe: av.container.OutputContainer, codec: str) -> bool | None:
+    """Whether ``probe``'s muxer takes ``codec`` as video when the stream is added (FFmpeg's own answer, and
+    the writer's ``VIDEO_ONLY`` for muxers that take anything); None for some other trouble."""
+    from .writer import VIDEO_ONLY, _refused
+
+    name = av.codec.Codec(codec, "w").canonical_name
+    if name not in VIDEO_ONLY.get(probe.format.name, (name,)):
+        return False
+    try:
+        probe.add_stream(codec)
+        return True
+    except Exception as e:  # noqa: BLE001
+        return False if _refused(e) else None
 
 
 CRF_RANGE = {"libx264": "0-51", "libx265": "0-51", "libsvtav1": "1-63", "libvpx-vp9": "0-63", "h264_nvenc": "0-51",

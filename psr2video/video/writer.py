@@ -299,6 +299,8 @@ class Writer(threading.Thread):
             raise OutputError(f"encoder {codec} is not in this FFmpeg build") from None
         quiet_encoder_logs(codec)
         try:
+            if vcodec.canonical_name not in VIDEO_ONLY.get(self.out.format.name, (vcodec.canonical_name,)):
+                raise ValueError("format does not support it")  # written as data: refused as the muxers refuse
             vs = self.out.add_stream(codec, rate=rate if rate else None)
         except ValueError as e:
             if not _refused(e):
@@ -403,6 +405,11 @@ class Writer(threading.Thread):
             return
         # the muxer's own answer (PyAV refuses only what FFmpeg says a format can't hold; the supported_codecs
         # list is no guide: formats without codec tables, mpegts among them, list only their default codecs)
+        if kind == "video" and name not in VIDEO_ONLY.get(fmt, (name,)):
+            what = f"cover art (stream #{s.index})" if s.disposition & ATTACHED_PIC else f"video stream #{s.index}"
+            self.warn(f"warning: {what} ({name or '?'}) can't be carried in {fmt} (it would be written as a data "
+                      "stream no player shows); dropped (use .mkv to keep it)")
+            return
         if kind == "subtitle" and fmt in BITMAP_SUBTITLES_ONLY and name not in BITMAP_SUBTITLES_ONLY[fmt]:
             # FFmpeg's mpegts muxer takes any subtitle but writes it as untyped private data (it would read back as
             # a "data" stream no player shows), MPEG-PS as a DVD subpicture stream (read back as garbage dvdsub):
@@ -901,6 +908,10 @@ SAR_IN_BITSTREAM = ("libx264", "libx265", "h264", "hevc", "h264_nvenc", "hevc_nv
 # containers whose muxer takes any audio stream but holds only these readably (MPEG-TS wrote PCM as a "vvc" video
 # stream and FLAC as data): any other audio is re-encoded
 AUDIO_ONLY = {"mpegts": ("mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd", "opus", "s302m")}
+# containers whose muxer takes any video stream but holds only these as video (MPEG-TS wrote FFV1, AV1, VP9 and
+# a cover's MJPEG as a "data" stream no player shows, and the run ended well): other video is refused or dropped
+VIDEO_ONLY = {"mpegts": ("h264", "hevc", "vvc", "mpeg1video", "mpeg2video", "mpeg4", "vc1", "dirac", "cavs", "avs2",
+                         "avs3")}
 # containers whose muxer takes any subtitle stream but holds only these (the rest would be written unreadable)
 BITMAP_SUBTITLES_ONLY = {"mpegts": ("dvb_subtitle", "dvb_teletext"),
                          **{f: ("dvd_subtitle",) for f in ("mpeg", "vob", "dvd", "svcd")}}
@@ -947,7 +958,10 @@ def _codec_name(s: Any) -> str:
 def _holds(out: av.container.OutputContainer, codec: str) -> bool:
     """Whether FFmpeg's muxer for ``out`` takes ``codec`` (its own codec table; False when unsure)."""
     try:
-        return bool(codec_available(codec)) and av.codec.Codec(codec, "w").name in out.supported_codecs
+        c = av.codec.Codec(codec, "w")
+        if out.format.name in VIDEO_ONLY:  # (no codec table: its supported_codecs lists only the defaults)
+            return bool(codec_available(codec)) and c.canonical_name in VIDEO_ONLY[out.format.name]
+        return bool(codec_available(codec)) and c.name in out.supported_codecs
     except Exception:  # noqa: BLE001
         return False
 

@@ -507,6 +507,31 @@ def test_cover_art_kept_in_mp4(tmp_path: Path) -> None:
         assert [s.type for s in c.streams] == ["video"]
 
 
+def test_audio_file_with_cover_art_is_no_video(tmp_path: Path) -> None:
+    """A song with its album picture (M4A/MP3 with an attached picture): it was upscaled as a one-frame video and
+    then called truncated at 0 s (exit 1, 'damaged'). Now one line: no video, only cover art."""
+    src = tmp_path / "song.m4a"
+    with av.open(str(src), "w", format="mp4") as out:
+        a = out.add_stream("aac", rate=48000)
+        a.layout = "stereo"
+        cov = out.add_stream("mjpeg", rate=1)
+        cov.width, cov.height, cov.pix_fmt = 32, 32, "yuvj420p"
+        cov.disposition = av.stream.Disposition.attached_pic
+        out.start_encoding()
+        p = av.Packet(cover_jpeg())
+        p.stream, p.pts, p.dts, p.time_base = cov, 0, 0, Fraction(1, 1)
+        out.mux(p)
+        for k in range(40):
+            af = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+            af.sample_rate, af.pts = 48000, k * 1024
+            out.mux(a.encode(af))
+        out.mux(a.encode(None))
+    out = tmp_path / "o.mkv"
+    code, err = run(str(src), str(out), "--variant", "mks")
+    assert code == 1 and not out.exists(), err
+    assert "no video stream in" in error_line(err) and "only cover art (an audio file's picture)" in error_line(err)
+
+
 @pytest.mark.parametrize("workers", [(), ("--workers", "2")])
 def test_ts_refuses_video_it_would_write_as_data(tmp_path: Path, workers: tuple[str, ...]) -> None:
     """FFmpeg's MPEG-TS muxer takes any codec and writes what it has no stream type for (FFV1, AV1, VP9) as a

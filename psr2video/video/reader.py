@@ -177,10 +177,15 @@ def _open_sequence(path: str, first: int, fps: Fraction | None) -> av.container.
 
 
 def _with_video(c: av.container.InputContainer, missing: str) -> av.container.InputContainer:
-    """``c``, or InputError(``missing``) when it holds no video stream (closed)."""
+    """``c``, or InputError(``missing``) when it holds no video stream (closed). Cover art alone (an audio
+    file's picture) is no video: upscaled as one, it was a one-frame video said to be truncated at 0 s."""
     if not c.streams.video:
         c.close()
         raise InputError(missing)
+    if all(s.disposition & av.stream.Disposition.attached_pic for s in c.streams.video):
+        c.close()
+        raise InputError(f"{missing}, only cover art (an audio file's picture); to upscale the picture, save it "
+                         "as one first (e.g. ffmpeg -i IN -an -c:v copy cover.jpg) and give that")
     return c
 
 
@@ -212,7 +217,7 @@ def _open(path: str, fmt: str | None, hwaccel: str | None, gpu: int | None = Non
 
 def main_video(c: av.container.Container) -> av.video.stream.VideoStream:
     """The video stream psr2video upscales, chosen as ffmpeg chooses: not cover art (an attached picture),
-    the most pixels, the first of equals; a file with only covers gets its first."""
+    the most pixels, the first of equals (a file with only covers is refused when opened)."""
     vids = list(c.streams.video)
     films = [s for s in vids if not s.disposition & av.stream.Disposition.attached_pic] or vids[:1]
     return max(films, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0))

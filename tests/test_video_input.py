@@ -177,6 +177,12 @@ def test_rotation_display_matrix_carried(tmp_path: Path) -> None:
         with av.open(str(out_path)) as c:
             f = next(c.decode(video=0))
             assert (f.width, f.height, f.rotation) == (128, 96, 90), ext
+    # MPEG-TS and AVI have no place for it: the run said "carries the same display matrix" and wrote it unrotated
+    for ext, fmt in (("ts", "mpegts"), ("avi", "avi")):
+        code, err = run(str(src), str(tmp_path / f"out.{ext}"), "--variant", "mks")
+        assert code == 0 and "carries the same display matrix" not in err, err
+        assert f"rotated by 90 degrees (display matrix), which {fmt} can't hold: the output shows the pixels " \
+               "unrotated" in err, err
 
 
 # --- damage the demuxer skips --------------------------------------------------------------------------

@@ -353,10 +353,14 @@ class Writer(threading.Thread):
     def _carry_frame_facts(self, codec: str, first: FirstFrame, deinterlaced: bool) -> None:
         """Display rotation, field order and HDR10 side data of the input, carried or named."""
         vs = self.vstream
-        if first.rotation:
+        if first.rotation and self.out.format.name.split(",")[0] in DISPLAY_MATRIX:
             vs.set_display_rotation(first.rotation)
             self.warn(f"note: the input is shown rotated by {first.rotation} degrees (display matrix); the output "
                       "carries the same display matrix (the pixels are not rotated)")
+        elif first.rotation:
+            self.warn(f"warning: the input is shown rotated by {first.rotation} degrees (display matrix), which "
+                      f"{self.out.format.name} can't hold: the output shows the pixels unrotated (use .mp4, .mov or "
+                      ".mkv to keep the rotation)")
         if first.interlaced and not deinterlaced:
             order = {2: "top field first", 3: "bottom field first", 4: "top field first", 5: "bottom field first"}
             vs.codec_context.field_order = first.field_order
@@ -904,6 +908,9 @@ def hdr10_params(codec: str, mastering: bytes, light: bytes) -> tuple[str, str]:
     return "", ""
 
 
+# muxers that write a video stream's display matrix (a phone's rotation): MOV/MP4's track matrix, Matroska's
+# projection; MPEG-TS, AVI, NUT... drop it without a word
+DISPLAY_MATRIX = ("mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp", "matroska", "webm")
 SAR_IN_BITSTREAM = ("libx264", "libx265", "h264", "hevc", "h264_nvenc", "hevc_nvenc")
 # containers whose muxer takes any audio stream but holds only these readably (MPEG-TS wrote PCM as a "vvc" video
 # stream and FLAC as data): any other audio is re-encoded

@@ -513,6 +513,47 @@ def test_cover_art_kept_in_mp4(tmp_path: Path) -> None:
         assert [s.type for s in c.streams] == ["video"]
 
 
+def test_stream_facts_a_container_loses_are_named(tmp_path: Path) -> None:
+    """Track titles, languages and dispositions the output container has no place for (MPEG-TS: titles; AVI:
+    languages; MOV: the commentary flag), and an empty track MP4 leaves out, were lost without a word; they are
+    read back from the finished file and named. Matroska keeps them all: nothing said."""
+    D = av.stream.Disposition
+    src = tmp_path / "in.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a1 = out.add_stream("mp2", rate=48000)
+        a2 = out.add_stream("mp2", rate=48000)
+        a3 = out.add_stream("mp2", rate=48000)  # never gets a packet
+        for a, lang, title, disp in ((a1, "eng", "Main", D.default), (a2, "fra", "Director commentary", D.comment),
+                                     (a3, "deu", "Empty", 0)):
+            a.layout = "stereo"
+            a.metadata["language"], a.metadata["title"], a.disposition = lang, title, disp
+        for i in range(10):
+            f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+        for a in (a1, a2):
+            for k in range(10):
+                af = av.AudioFrame.from_ndarray(np.zeros((1, 2304), np.int16), format="s16", layout="stereo")
+                af.sample_rate, af.pts = 48000, k * 1152
+                out.mux(a.encode(af))
+            out.mux(a.encode(None))
+    said = {}
+    for ext in ("mkv", "ts", "avi", "mov", "mp4"):
+        code, err = run(str(src), str(tmp_path / f"o.{ext}"), "--variant", "mks")
+        assert code == 0, err
+        said[ext] = [ln for ln in err.splitlines() if "lost (.mkv keeps them)" in ln or "empty track" in ln]
+    assert said["mkv"] == []
+    assert "note: audio stream #2: its title 'Director commentary', comment flag can't be held in mpegts; lost " \
+           "(.mkv keeps them)" in said["ts"], said
+    assert any("audio stream #1: its language 'eng'" in ln and "in avi" in ln for ln in said["avi"]), said
+    assert "note: audio stream #2: its comment flag can't be held in mov; lost (.mkv keeps them)" in said["mov"], said
+    assert "note: audio stream #3 has no packet (an empty track) and mp4 leaves empty tracks out" in said["mp4"], said
+    assert not any("title" in ln or "language" in ln for ln in said["mp4"]), said  # MP4 keeps them ("name")
+
+
 def test_audio_file_with_cover_art_is_no_video(tmp_path: Path) -> None:
     """A song with its album picture (M4A/MP3 with an attached picture): it was upscaled as a one-frame video and
     then called truncated at 0 s (exit 1, 'damaged'). Now one line: no video, only cover art."""

@@ -501,7 +501,7 @@ class _Run:
         res.damaged, res.truncated, res.resized = end.damaged, end.truncated, end.resized
         res.fixed_pts, res.timed_pts = writer._fixed_pts, writer._missing_pts
         jumps = self.reader.continuity.note() if self.reader is not None else None
-        res.notes = ([jumps] if jumps else []) + writer.fixup_notes() + [
+        res.notes = ([jumps] if jumps else []) + writer.fixup_notes() + writer.lost_facts() + [
             f"audio stream #{i}: no packet of it lies in the part (it ends before it, or is muxed further from the "
             "video than the reading goes); its track is empty"
             for i in (self.reader.empty_in_part() if self.reader is not None else []) if i in writer.copy_map]

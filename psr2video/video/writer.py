@@ -209,6 +209,7 @@ class Writer(threading.Thread):
         self._frame_step = int(round(1 / (Fraction(rate) * time_base))) if rate and time_base else 0
         self._missing_pts = 0
         self.fixups: dict[int, TimestampFixup] = {}  # output stream index -> what was fixed
+        self._muxed: dict[int, int] = {}  # output stream index -> copied packets muxed
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
         self.out = self._open(path, fmt, mux_options)
         if self.out.format.name == "avi" and rate:
@@ -241,6 +242,10 @@ class Writer(threading.Thread):
         self._copy_metadata(inp)
         self._write_header(codec if video_template is None else _codec_name(video_template),
                            encodes=video_template is None)
+        # (output index, input index, kind) of the copied streams and the video's index, for ``lost_facts``
+        # (the output's stream objects can't be asked once it is closed)
+        self._layout = sorted((o.index, i, o.type) for i, o in self.copy_map.items())
+        self._vindex = self.vstream.index
 
     def _write_header(self, codec: str, encodes: bool) -> None:
         """The container's header now, at set-up: muxers without a codec table (MPEG-PS, Ogg, Y4M) take any
@@ -646,6 +651,7 @@ class Writer(threading.Thread):
             fix = self.fixups[o.index] = TimestampFixup(f"{o.type} stream #{idx}", self.out.format.flags)
         fix(pkt)
         self.out.mux(pkt)
+        self._muxed[o.index] = self._muxed.get(o.index, 0) + 1
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
         t0 = time.perf_counter()
@@ -692,6 +698,47 @@ class Writer(threading.Thread):
                     f"FFmpeg could not finish {self.shown}: {ffmpeg_reason(e)}")
         if self.stats is not None:
             self.stats.add("encode", time.perf_counter() - t0, 0)
+
+    def lost_facts(self) -> list[str]:
+        """What the finished file lost of the copied streams without a word from the muxer, read back from it:
+        a language, a title, a disposition (default, forced, commentary...) the container has no place for
+        (MPEG-TS keeps no titles, AVI no languages, MOV no commentary flag), or an empty track it left out (MP4).
+        Nothing for stdout or a failed run."""
+        if self.path == "-" or self.error is not None or not self.copy_map:
+            return []
+        try:
+            with av.open(self.path) as back:
+                got = [(s.type, dict(s.metadata or {}), s.disposition) for s in back.streams
+                       if s.index != self._vindex]
+        except (av.error.FFmpegError, OSError):
+            return []
+        fmt = self.out.format.name
+        notes = []
+        for kind in ("audio", "subtitle", "video", "data"):  # (attachments, chapter and timecode tracks are extra)
+            made = [(o, i) for o, i, k in self._layout if k == kind]
+            back_kind = [(md, d) for k, md, d in got if k == kind]
+            if len(back_kind) < len(made):  # left out: those that had no packet (MP4 writes no empty track)
+                empty = [i for o, i in made if not self._muxed.get(o)]
+                if len(back_kind) != len(made) - len(empty):
+                    continue  # an unexpected shape: no guessing
+                notes += [f"{kind} stream #{i} has no packet (an empty track) and {fmt} leaves empty tracks out"
+                          for i in empty]
+                made = [(o, i) for o, i in made if self._muxed.get(o)]
+            elif len(back_kind) > len(made):  # a stream the muxer added (MP4's chapter text track): no guessing
+                continue
+            for (_, i), (md, disposition) in zip(made, back_kind, strict=True):
+                src = self._inp.streams[i]
+                kept = {"language": {md.get("language")},  # MP4 reads a track's title back as its "name"
+                        "title": {md.get("title"), md.get("name"), md.get("handler_name")}}
+                lost = [f"{key} {src.metadata[key]!r}" for key in ("language", "title")
+                        if src.metadata.get(key) and src.metadata[key] not in kept[key]
+                        and not (key == "language" and src.metadata[key] == "und")]
+                lost += [f"{flag.name.replace('_', ' ')} flag" for flag in KEPT_DISPOSITIONS
+                         if src.disposition & flag and not disposition & flag]
+                if lost:
+                    notes.append(f"{kind} stream #{i}: its {', '.join(lost)} can't be held in {fmt}; lost (.mkv "
+                                 "keeps them)")
+        return notes
 
     def fixup_notes(self) -> list[str]:
         return [str(f) for f in self.fixups.values() if f.count] + [
@@ -908,6 +955,11 @@ def hdr10_params(codec: str, mastering: bytes, light: bytes) -> tuple[str, str]:
     return "", ""
 
 
+# a copied stream's dispositions a reader acts on (which track plays, forced subtitles, commentary): named when
+# the output container loses them
+_D = av.stream.Disposition
+KEPT_DISPOSITIONS = (_D.default, _D.forced, _D.comment, _D.hearing_impaired, _D.visual_impaired, _D.dub,
+                     _D.original, _D.lyrics, _D.karaoke, _D.captions, _D.descriptions)
 # muxers that write a video stream's display matrix (a phone's rotation): MOV/MP4's track matrix, Matroska's
 # projection; MPEG-TS, AVI, NUT... drop it without a word
 DISPLAY_MATRIX = ("mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp", "matroska", "webm")

@@ -299,7 +299,7 @@ def test_mpegts_keeps_h264_and_aac(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name, words", [
-    ("out.ogg", ("ogg can't start with video libx264, audio opus (#1)", "use .mkv")),  # the AAC re-encoded, not H.264
+    ("out.ogg", ("ogg can't hold h264 video (--codec libx264)", "use .mkv")),  # asked before anything loads
     ("out.y4m", ("yuv4mpegpipe can't hold libx264 video", "pick a --codec it holds or use .mkv")),
 ])
 def test_container_refusing_streams_at_its_header(tmp_path: Path, name: str, words: tuple) -> None:

@@ -863,7 +863,8 @@ def test_ffmpeg_reason_is_read_from_its_log(tmp_path: Path) -> None:
 def test_codec_a_container_cannot_hold_names_those_it_can(tmp_path: Path) -> None:
     code, err = run(str(SAMPLE_CLIP), str(tmp_path / "o.mov"), "--codec", "ffv1", "--variant", "mks",
                     "--max-frames", "1")
-    assert code == 1 and "mov can't hold ffv1 video; pick a --codec it can hold (libx264, libx265" in error_line(err)
+    assert code == 1 and "mov can't hold ffv1 video (--codec ffv1); pick a --codec it can hold (libx264, libx265) or" \
+        in error_line(err)
     assert "webm" not in err and not (tmp_path / "o.mov").exists()
 
 
@@ -894,7 +895,42 @@ def test_what_a_container_or_encoder_cannot_keep_is_named(tmp_path: Path) -> Non
         assert len(c.chapters()) == 1
     if "yuv420p10le" not in [f.name for f in av.codec.Codec("libvpx-vp9", "w").video_formats or []]:
         code, err = run(str(src), str(tmp_path / "o.webm"), "--variant", "mks", "--codec", "libvpx-vp9")
-        assert code == 0 and "the input is 10-bit but libvpx-vp9 here encodes yuv420p: written 8-bit" in err, err
+        assert code == 0 and "the input is 10-bit but libvpx-vp9 here encodes yuv420p: written 8-bit 4:2:0" in err, err
+
+
+def test_12_bit_444_kept_where_the_encoder_has_it_else_said(tmp_path: Path) -> None:
+    """A 12-bit 4:4:4 source was written 10-bit even into FFV1 (which holds 12 bits), and SVT-AV1 (4:2:0 only)
+    halved its chroma without a word. Now the depth and subsampling are kept where the encoder has them, else the
+    note says what was lost and which encoders keep it."""
+    src = tmp_path / "d12.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("ffv1", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv444p12le"
+        for i in range(3):
+            f = av.VideoFrame(64, 48, "yuv444p12le")
+            y = ((np.arange(64 * 48).reshape(48, 64) * 7 + i) % 3500 + 256).astype("<u2")
+            for plane, values in zip(f.planes, (y, np.full_like(y, 2048), np.full_like(y, 1500)), strict=True):
+                np.frombuffer(plane, dtype="<u2").reshape(plane.height, -1)[:, :64] = values
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+
+    def luma(path: Path) -> tuple[str, np.ndarray]:
+        with av.open(str(path)) as c:
+            f = next(c.decode(video=0))
+            return f.format.name, np.frombuffer(f.planes[0], dtype="<u2").reshape(f.height, -1)[:, :f.width]
+
+    code, err = run(str(src), str(tmp_path / "o12.mkv"), "--variant", "mks", "--codec", "ffv1")
+    assert code == 0 and "note: the input is" not in err, err
+    code, err = run(str(src), str(tmp_path / "o10.mkv"), "--variant", "mks", "--codec", "ffv1", "--pix-fmt",
+                    "yuv444p10le")
+    assert code == 0, err
+    (fmt12, y12), (_, y10) = luma(tmp_path / "o12.mkv"), luma(tmp_path / "o10.mkv")
+    assert fmt12 == "yuv444p12le" and (y12 % 4 != 0).mean() > 0.5  # 12 bits of real precision, not 10 shifted
+    assert np.abs(y12 / 4 - y10).max() <= 0.5
+    code, err = run(str(src), str(tmp_path / "o.webm"), "--variant", "mks", "--codec", "libsvtav1")
+    assert code == 0 and "note: the input is 12-bit 4:4:4 but libsvtav1 here encodes yuv420p10le: written 10-bit " \
+        "4:2:0 (libx265 or ffv1 keep yuv444p12le)" in err, err
 
 
 def test_a_still_listed_first_is_not_the_video(tmp_path: Path) -> None:

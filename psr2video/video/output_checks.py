@@ -72,19 +72,35 @@ def default_codec(path: str, fmt: str | None) -> tuple[str, str | None]:
 def container_problem(path: str, fmt: str | None, codec: str) -> str | None:
     """Why OUT's container can't hold ``codec``'s video, or None: said before anything loads (a scale-out run
     muxes its segments into OUT at the end, where MPEG-TS took FFV1 as a data stream no player shows)."""
-    from .writer import _holds as holds_as_video
+    from .writer import codec_available
 
     probe = _probe(path, fmt)
     if probe is None:
         return None
     with probe:
-        if _holds(probe, codec) is not False:
+        if _holds(probe, codec) is None or _takes_video(probe, codec):
             return None
         name = av.codec.Codec(codec, "w").canonical_name
         others = [c for c in ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1")
-                  if c != codec and holds_as_video(probe, c)]
+                  if c != codec and codec_available(c) and _takes_video(probe, c)]
         return (f"{probe.format.name} can't hold {name} video (--codec {codec}); pick a --codec it can hold"
                 + (f" ({', '.join(others)})" if others else "") + " or use .mkv")
+
+
+def _takes_video(probe: av.container.OutputContainer, codec: str) -> bool:
+    """Whether ``probe``'s kind of container holds ``codec``'s video: at add_stream, and for muxers that refuse
+    only at their header (MOV: AV1 "only supported in MP4"), on a header written in memory."""
+    from .writer import HEADER_REFUSERS, header_takes
+
+    fmt = probe.format.name
+    if not _holds(probe, codec):
+        return False
+
+    def make(p: av.container.OutputContainer) -> None:
+        s = p.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+
+    return fmt not in HEADER_REFUSERS or header_takes(fmt, make, always=True)
 
 
 def _probe(path: str, fmt: str | None) -> av.container.OutputContainer | None:

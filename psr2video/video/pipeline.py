@@ -51,11 +51,14 @@ from .reader import (
 )
 from .trim import Trim, Window, container_origin, part_window
 from .writer import (
+    SUBSAMPLING_NAME,
     EncodeItem,
     EndOfVideo,
     OutputError,
     Writer,
     codec_available,
+    encodes,
+    ideal_pix_fmt,
     is_disk_full,
     output_ticks,
     pick_pix_fmt,
@@ -413,9 +416,18 @@ class _Run:
         cw, ch = (1, 1) if color.from_rgb else PLANAR.get(color.work_fmt, (1, 1, 8))[:2]
         pix_fmt = pick_pix_fmt(opts.codec, color.bits, cw, ch, color.work_fmt.startswith("gray"), opts.pix_fmt)
         ow, oh, obits = PLANAR.get(pix_fmt, (1, 1, 8))  # nv12 and the like: 4:2:0, 8-bit
-        if not opts.pix_fmt and obits < min(color.bits, 10):  # depth lost: this build's encoder has no deeper form
-            self.warn(f"note: the input is {color.bits}-bit but {opts.codec} here encodes {pix_fmt}: written "
-                      f"{obits}-bit (libx265 or libsvtav1 keep 10 bits)")
+        if not opts.pix_fmt:  # what this build's encoder has no form for is said, with the encoders that have it
+            gray = color.work_fmt.startswith("gray")
+            lost = [f"{color.bits}-bit"] if obits < color.bits else []
+            if not color.from_rgb and not gray and ow + oh > cw + ch:  # coarser chroma than the input's
+                lost.append(SUBSAMPLING_NAME[(cw, ch)])
+            if lost:
+                ideal = ideal_pix_fmt(color.bits, cw, ch, gray)
+                keep = [c for c in ("libx265", "ffv1") if c != opts.codec and encodes(c, ideal)]
+                form = "grey" if pix_fmt.startswith("gray") else SUBSAMPLING_NAME.get((ow, oh), "4:2:0")
+                self.warn(f"note: the input is {' '.join(lost)} but {opts.codec} here encodes {pix_fmt}: written "
+                          f"{obits}-bit {form}"
+                          + (f" ({' or '.join(keep)} keep {ideal})" if keep else ""))
         scale = self.up.scale
         model_size = (info.width * scale, info.height * scale)
         if opts.size is not None:

@@ -131,25 +131,46 @@ def codec_available(name: str) -> bool:
         return False
 
 
+SUBSAMPLING = {(1, 1): "420", (1, 0): "422", (0, 0): "444"}  # (chroma shift w, h) -> its name
+SUBSAMPLING_NAME = {(1, 1): "4:2:0", (1, 0): "4:2:2", (0, 0): "4:4:4"}
+DEPTHS = (8, 10, 12, 16)
+
+
 def pick_pix_fmt(codec: str, bits: int, shift_w: int, shift_h: int, gray: bool, requested: str | None) -> str:
-    """The output pixel format: as requested, else the input's subsampling and depth if the codec has it."""
+    """The output pixel format: as requested, else the input's subsampling and depth where the codec has them
+    (a 12-bit 4:4:4 source stays 12-bit 4:4:4 in FFV1 or x265; they were written 10-bit), else the nearest deeper,
+    else the deepest shallower, then 4:2:0."""
     formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
     if requested:
         if formats and requested not in formats:
             raise OutputError(f"{codec} can't encode --pix-fmt {requested} (it takes {', '.join(formats)})")
         return requested
-    sub = {(1, 1): "420", (1, 0): "422", (0, 0): "444"}.get((shift_w, shift_h), "420")
-    deep = 10 if bits > 8 else 8
-    cands = []
-    if gray:
-        cands += ["gray" if deep == 8 else "gray10le"]
-    cands += [f"yuv{sub}p" + ("10le" if deep > 8 else ""), "yuv420p" + ("10le" if deep > 8 else ""), "yuv420p"]
-    for c in cands:
+    depths = _depths(bits)
+    kinds = (["gray"] if gray else []) + [f"yuv{SUBSAMPLING.get((shift_w, shift_h), '420')}p", "yuv420p"]
+    for c in (_pix_name(k, b) for k in kinds for b in depths):
         if not formats or c in formats:
             return c
     if "nv12" in formats:
         return "nv12"
     return formats[0]
+
+
+def encodes(codec: str, pix_fmt: str) -> bool:
+    """Whether this build has ``codec`` and it encodes ``pix_fmt``."""
+    return codec_available(codec) and pix_fmt in [f.name for f in av.codec.Codec(codec, "w").video_formats or []]
+
+
+def ideal_pix_fmt(bits: int, shift_w: int, shift_h: int, gray: bool) -> str:
+    """The pixel format that keeps the input's subsampling and depth (what ``pick_pix_fmt`` tries first)."""
+    return _pix_name("gray" if gray else f"yuv{SUBSAMPLING.get((shift_w, shift_h), '420')}p", _depths(bits)[0])
+
+
+def _depths(bits: int) -> list[int]:
+    return [b for b in DEPTHS if b >= bits] + [b for b in reversed(DEPTHS) if b < bits]
+
+
+def _pix_name(kind: str, bits: int) -> str:
+    return kind if bits == 8 else f"{kind}{bits}le"
 
 
 def guess_format(path: str, fmt: str | None) -> str:

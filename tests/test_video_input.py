@@ -554,6 +554,35 @@ def test_stream_facts_a_container_loses_are_named(tmp_path: Path) -> None:
     assert not any("title" in ln or "language" in ln for ln in said["mp4"]), said  # MP4 keeps them ("name")
 
 
+def test_klv_data_copied_into_ts_named_where_it_cannot_go(tmp_path: Path) -> None:
+    """A drone's KLV telemetry (an MPEG-TS data stream with a codec FFmpeg knows) was dropped as "no codec" even
+    into .ts, which holds it; now it is copied packet for packet, and named as dropped where it can't go."""
+    src = tmp_path / "klv.ts"
+    sent = []
+    with av.open(str(src), "w", format="mpegts") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        d = out.add_data_stream("klv")
+        out.start_encoding()
+        for i in range(25):
+            f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            out.mux(v.encode(f))
+            if i % 5 == 0:
+                sent.append(b"\x06\x0e\x2b\x34" + bytes([i]) * 20)
+                pk = av.Packet(sent[-1])
+                pk.stream, pk.time_base, pk.pts, pk.dts = d, Fraction(1, 25), i, i
+                out.mux(pk)
+        out.mux(v.encode(None))
+    code, err = run(str(src), str(tmp_path / "o.ts"), "--variant", "mks")
+    assert code == 0 and "data stream" not in err, err
+    with av.open(str(tmp_path / "o.ts")) as c:
+        assert [bytes(p) for p in c.demux() if p.stream.type == "data" and p.size] == sent
+    code, err = run(str(src), str(tmp_path / "o.mkv"), "--variant", "mks")
+    assert code == 0 and "warning: data stream #1 (klv) can't be carried in matroska; dropped (use .ts to keep it)" \
+        in err, err
+
+
 def test_audio_file_with_cover_art_is_no_video(tmp_path: Path) -> None:
     """A song with its album picture (M4A/MP3 with an attached picture): it was upscaled as a one-frame video and
     then called truncated at 0 s (exit 1, 'damaged'). Now one line: no video, only cover art."""

@@ -423,8 +423,16 @@ class Writer(threading.Thread):
             except Exception as e:  # noqa: BLE001
                 self.warn(f"warning: attachment {_stream_label(s)} can't be copied: {e}; dropped")
             return
-        if kind == "data" and s.codec_context is None:  # no codec: nothing FFmpeg can copy as a stream
-            self._say_codecless_data(s)
+        if kind == "data" and s.codec_context is None:  # PyAV opens no decoder for data: its codec by name
+            name = getattr(s, "name", None) or ""
+            if name in ("", "none") or self._carried_otherwise(s):  # nothing FFmpeg can copy as a stream
+                self._say_codecless_data(s)
+                return
+            if not header_takes(fmt, lambda p: stream_from_template(p, s), always=True):  # KLV into Matroska
+                self.warn(f"warning: data stream #{s.index} ({name}) can't be carried in {fmt}; dropped (use "
+                          f"{'.ts' if name == 'klv' else 'the input container'} to keep it)")
+                return
+            self.copy_map[s.index] = stream_from_template(self.out, s)  # KLV (drone telemetry) into MPEG-TS
             return
         if kind == "video" and s.disposition & ATTACHED_PIC and fmt == "matroska" and self._cover_attachment(s):
             return
@@ -490,6 +498,16 @@ class Writer(threading.Thread):
             if layout.name == f"{layout.nb_channels} channels" and layout.nb_channels in DEFAULT_LAYOUTS:
                 o.codec_context.layout = DEFAULT_LAYOUTS[layout.nb_channels]  # the label only; samples as they are
         self.copy_map[s.index] = o
+
+    def _carried_otherwise(self, s: Any) -> bool:
+        """Whether a data stream is a timecode or chapter track (carried as a tag or as chapters, not copied)."""
+        md = s.metadata or {}
+        if md.get("timecode") or "timecode" in md.get("handler_name", "").lower():
+            return True
+        try:
+            return bool(self._inp.chapters()) and getattr(s, "name", None) in ("text", "bin_data", None, "", "none")
+        except Exception:  # noqa: BLE001
+            return False
 
     def _say_codecless_data(self, s: Any) -> None:
         """A data stream without a codec (an MP4 chapter text track, a QuickTime timecode track): what it

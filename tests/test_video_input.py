@@ -1000,6 +1000,32 @@ def test_avi_gets_the_frame_rate_as_its_time_base(tmp_path: Path) -> None:
         assert sum(1 for p in c.demux(s) if p.size) == 6
 
 
+def test_vfr_into_avi_keeps_time_by_leaving_frames_out(tmp_path: Path) -> None:
+    """A VFR source (10 fps, then 50 fps) into AVI (one frame per 1/average-rate tick): the faster stretch was
+    nudged a tick per frame and ended 0.8 s after its sound on a 2 s clip. Now a frame with no tick left is left
+    out, as ffmpeg does, and said; the rest stay within a tick of their times."""
+    src = tmp_path / "vfr.mkv"
+    times = [i / 10 for i in range(10)] + [1 + i / 50 for i in range(50)]
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=30)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = Fraction(1, 1000)
+        v.options = {"bf": "0"}
+        for i, t in enumerate(times):
+            f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")
+            f.pts, f.time_base = round(t * 1000), Fraction(1, 1000)
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    dst = tmp_path / "o.avi"
+    code, err = run(str(src), str(dst), "--variant", "mks", "--codec", "ffv1")
+    assert code == 0, err
+    assert "frame(s) of the variable-rate input that came sooner than that after the one before were left out" in err
+    with av.open(str(dst)) as c:
+        got = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+        tick = float(c.streams.video[0].time_base)
+    assert 30 <= len(got) < len(times) and got[-1] <= times[-1] + 2 * tick, (len(got), got[-3:])
+
+
 def _clip_with_tone(path: Path, acodec: str, rate: int, start: float, seconds: float = 1.0,
                     layout: str = "stereo", gap: float = 0.0) -> Path:
     """25 frames of video and a 440 Hz tone in ``acodec`` at ``rate`` Hz that starts ``start`` s in; with ``gap``,

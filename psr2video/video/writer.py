@@ -229,11 +229,13 @@ class Writer(threading.Thread):
         # a frame without any time (raw .h264/.hevc elementary streams) comes one frame after the last
         self._frame_step = int(round(1 / (Fraction(rate) * time_base))) if rate and time_base else 0
         self._missing_pts = 0
+        self.dropped = 0  # frames AVI had no tick for (a VFR source faster than its average rate)
         self.fixups: dict[int, TimestampFixup] = {}  # output stream index -> what was fixed
         self._muxed: dict[int, int] = {}  # output stream index -> copied packets muxed
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
         self.out = self._open(path, fmt, mux_options)
-        if self.out.format.name == "avi" and rate:
+        self._avi = self.out.format.name == "avi"
+        if self._avi and rate:
             # AVI has one frame per tick of its time base: the input's (1 ms for Matroska) made a "1000 fps"
             # header padded with empty frames and broke B-frame order; frame times become frame numbers (the
             # scale-out join's copied packets too: it retimes them to this time base)
@@ -630,21 +632,28 @@ class Writer(threading.Thread):
                 if not self.is_alive():
                     raise (self.error or RuntimeError("writer stopped")) from None
 
-    def _frame(self, item: EncodeItem) -> av.VideoFrame:
+    def _frame(self, item: EncodeItem) -> av.VideoFrame | None:
+        """The frame to encode, timed in the output's time base; None for a frame AVI has no tick left for."""
         if item.ready is not None:
             item.ready.synchronize()
-        fr = av.VideoFrame.from_dlpack(tuple(item.planes), format=self.pix_fmt)
-        for k, v in self.color_tags.items():
-            setattr(fr, k, v)
-        pts = item.pts
+        pts = exact = item.pts
         if pts is not None and item.time_base != self.time_base:
-            pts = exact_ticks(Fraction(pts) * Fraction(item.time_base) / Fraction(self.time_base))
+            exact = Fraction(pts) * Fraction(item.time_base) / Fraction(self.time_base)
+            pts = exact_ticks(exact)
         if pts is None:  # no time at all: one frame period after the last (as FFmpeg's frame-rate guess does)
             pts = (self._last_pts + max(self._tick, self._frame_step)) if self._last_pts is not None else 0
             self._missing_pts += 1
         elif self._last_pts is not None and pts < self._last_pts + self._tick:
+            if self._avi and self._last_pts + 1 - exact > 1:
+                # AVI holds one frame per tick (1/average rate): a VFR source's faster stretch, nudged a tick on
+                # each, fell behind its sound by a frame per frame; dropped instead, as ffmpeg does (said)
+                self.dropped += 1
+                return None
             pts = self._last_pts + self._tick
             self._fixed_pts += 1
+        fr = av.VideoFrame.from_dlpack(tuple(item.planes), format=self.pix_fmt)
+        for k, v in self.color_tags.items():
+            setattr(fr, k, v)
         self._last_pts = pts
         fr.pts = pts
         fr.time_base = self.time_base
@@ -710,8 +719,10 @@ class Writer(threading.Thread):
                 if isinstance(item, PacketItem):
                     self._copy(item)
                     continue
-                self.frames += 1
-                self._encode(self._frame(item))
+                fr = self._frame(item)
+                if fr is not None:  # (None: an AVI tick already taken, see _frame)
+                    self.frames += 1
+                    self._encode(fr)
             if self._encodes:  # the encoder's lookahead: most of the time with slow presets
                 self._encode(None)
             for idx, t in self.transcode.items():  # the audio decoders' and encoders' last samples
@@ -780,7 +791,11 @@ class Writer(threading.Thread):
         return notes
 
     def fixup_notes(self) -> list[str]:
-        return [str(f) for f in self.fixups.values() if f.count] + [
+        rate = f"1/{float(1 / Fraction(self.time_base)):g} s" if self.time_base else "one tick"
+        return [f"AVI holds one frame per {rate} (the video's average rate): {self.dropped} frame(s) of the "
+                "variable-rate input that came sooner than that after the one before were left out, as ffmpeg "
+                "does, keeping the sound in time (.mkv or .mp4 keep every frame)"] * bool(self.dropped) + [
+            str(f) for f in self.fixups.values() if f.count] + [
             f"audio stream #{i}: {t.damaged} damaged packet(s) could not be decoded for re-encoding; skipped"
             for i, t in self.transcode.items() if t.damaged] + [
             f"audio stream #{i}: {t.gaps} gap(s) in the sound were filled with silence when it was re-encoded "

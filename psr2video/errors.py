@@ -29,6 +29,11 @@ class PsrError(Exception):
     """A problem the user can fix (bad file, missing weights, wrong setting); the message says how."""
 
 
+class SettingError(PsrError, ValueError):
+    """A setting that can't work (a device, backend, precision, tile, variant or scale the choice doesn't fit);
+    a ValueError too, as Python callers of the Upscaler have caught."""
+
+
 def first_line(exc: BaseException, with_type: bool = False) -> str:
     """The first line of an exception's message (its type name when it has none), for one-line reports."""
     text = str(exc).strip()

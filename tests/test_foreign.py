@@ -430,3 +430,48 @@ def test_stress_holds_checkpoints_and_onnx_files_to_mks2021(tmp_path, compact):
     near = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")  # noqa: E731 - only the baseline is read
     mks = {r.card: r.psnr_mks for r in run_suite(near, 2, "fp32", real=[], alpha=1.0)}
     assert ours == mks
+
+
+@pytest.fixture(scope="module")
+def swinir(tmp_path_factory):
+    """A tiny SwinIR (window attention) with its attention weights made strong, so that mixing frames shows."""
+    from safetensors.torch import save_file
+    from spandrel.architectures.SwinIR import SwinIR
+
+    torch.manual_seed(0)
+    net = SwinIR(upscale=2, in_chans=3, img_size=16, window_size=8, img_range=1.0, depths=[2], embed_dim=12,
+                 num_heads=[2], mlp_ratio=2, upsampler="pixelshuffledirect").eval()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "attn" in name:
+                p.mul_(20)
+    path = tmp_path_factory.mktemp("swinir") / "2x_SwinIR_test.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
+
+
+def test_window_attention_frames_do_not_mix_in_a_batch(swinir):
+    """SwinIR works out its batch with Python arithmetic that the ONNX trace froze at 1: on ONNX Runtime a
+    frame's output changed by up to 0.28 with the frame that shared its batch. Now such a model runs one frame
+    per call (fixed batch 1), and on PyTorch a batch's channels-last output is handed on contiguous (the video
+    writer refused it: 'plane 1 must be contiguous')."""
+    a, b = frame(32, 32), torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    ort = Upscaler(model_file=swinir, backend="onnxruntime", device="cpu")
+    assert ort.descriptor.fixed_batch == 1
+    assert (ort(torch.cat([a, b]))[0] - ort(a)[0]).abs().max().item() < 1e-5
+    pt = Upscaler(model_file=swinir, backend="torch", device="cpu")
+    y = pt(torch.cat([a, b]))
+    assert y.is_contiguous() and (y[0] - ort(a)[0]).abs().max().item() < 1e-4
+
+
+def test_a_checkpoint_that_cannot_run_is_one_line_before_any_frame(swinir):
+    """spandrel says SwinIR runs in bf16, but it builds its attention mask in float32 at any size but its training
+    one: the run failed on every frame (VapourSynth too). The model is now tried once on a small input."""
+    from psr2video.errors import PsrError
+
+    with pytest.raises(PsrError, match=r"can't run in bf16 here .*; use --precision fp32"):
+        Upscaler(model_file=swinir, backend="torch", device="cpu", precision="bf16")
+    with pytest.raises(PsrError):  # the library's user errors share one base (WeightsError was a bare ValueError)
+        Upscaler(variant="realtime", scale=4)
+    with pytest.raises(PsrError, match="CUDA"):
+        Upscaler(variant="mks", device="cuda:7")

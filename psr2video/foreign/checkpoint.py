@@ -18,6 +18,7 @@ import logging
 import math
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from ..models.registry import ModelDescriptor
 from .errors import ForeignModelError
 
 log = logging.getLogger("psr2video.foreign")
+# spandrel's SwinIR/HAT call torch.meshgrid without indexing=: torch's deprecation notice, printed into a user's
+# run once per process, is about their code, not the user's
+warnings.filterwarnings("ignore", message=r"torch\.meshgrid: in an upcoming release", category=UserWarning)
 
 CHECKPOINT_EXTS = (".pth", ".pt", ".ckpt", ".safetensors")
 # tile context in input pixels: enough for the convolutional families; attention families get more
@@ -179,5 +183,8 @@ def load_checkpoint(path: str | Path) -> SpandrelModel:
         variant=path.stem, scale=int(desc.scale), in_channels=3, out_channels=3, alpha=0.0,
         size_multiple=multiple, min_size=max(1, req.minimum), square=req.square,
         tile_overlap=OVERLAP.get(tiling, 16), fused=True, params=sum(p.numel() for p in net.parameters()),
-        tiling=tiling, precisions=precisions, arch=arch, source=str(path))
+        tiling=tiling, precisions=precisions, arch=arch, source=str(path),
+        # window attention (SwinIR, HAT, DAT...) works out the batch with Python arithmetic that an ONNX trace
+        # freezes at the example's 1: an exported graph mixed the frames of a batch (up to 0.28 off, silently)
+        fixed_batch=1 if window_multiple(desc.model) > 1 else 0)
     return net

@@ -17,7 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import first_line
+from ..errors import PsrError, SettingError, first_line
 from ..fileio import atomic_path
 from ..names import BASELINES, SCALES, VARIANTS
 from ..paths import weights_preset
@@ -39,7 +39,7 @@ SPECS: dict[str, ArchSpec] = {
 TILE_OVERLAP = {"realtime": 16, "stream": 32, "photo": 32, "pro": 48, "mks": 8, "bicubic": 8}
 
 
-class WeightsError(ValueError):
+class WeightsError(PsrError, ValueError):
     """A weights file is missing, unreadable, or does not match what was asked for."""
 
 
@@ -113,9 +113,9 @@ class Bicubic(nn.Module):
 
 def _check(variant: str, scale: int) -> None:
     if variant not in VARIANTS + BASELINES:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS + BASELINES)}")
+        raise SettingError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS + BASELINES)}")
     if scale not in SCALES:
-        raise ValueError(f"unsupported scale {scale}; choose one of {', '.join(map(str, SCALES))}")
+        raise SettingError(f"unsupported scale {scale}; choose one of {', '.join(map(str, SCALES))}")
 
 
 def describe(net: nn.Module, variant: str, scale: int, fused: bool = False) -> ModelDescriptor:
@@ -125,7 +125,7 @@ def describe(net: nn.Module, variant: str, scale: int, fused: bool = False) -> M
         alpha=spec.alpha if spec else getattr(net, "alpha", 1.0),
         width=spec.width if spec else 0,
         window=spec.window if spec else 0,
-        tile_overlap=TILE_OVERLAP[variant],
+        tile_overlap=TILE_OVERLAP.get(variant, 16),  # a module of the caller's own: the convolutional default
         tile_align=spec.window if spec and spec.window else 1,
         fused=fused, params=count_params(net), float_base=getattr(net, "float_base", False),
     )

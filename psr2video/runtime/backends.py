@@ -14,6 +14,7 @@ from typing import Protocol
 
 import torch
 
+from ..errors import SettingError
 from ..names import BACKENDS
 
 
@@ -94,7 +95,7 @@ def parse_backend(backend: str | BackendConfig) -> BackendConfig | str:
         return ORTBackend(provider=name.split("-", 1)[1])
     if name in ("tensorrt", "trt"):
         return TRTBackend()
-    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    raise SettingError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
 def backend_label(config: BackendConfig) -> str:

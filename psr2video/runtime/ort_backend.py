@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import SettingError
 from ..machine import cpu_name
 from ..models.registry import ModelDescriptor
 from .backends import ORTBackend
@@ -87,25 +88,25 @@ def choose_providers(provider: str, device: torch.device) -> list[str]:
     provider = provider.lower()
     if device.type == "cpu":
         if provider not in ("auto", "cpu"):
-            raise ValueError(f"ONNX Runtime provider {provider!r} needs --device cuda")
+            raise SettingError(f"ONNX Runtime provider {provider!r} needs --device cuda")
         return ["CPUExecutionProvider"]
     if provider == "auto":
         chosen = [p for p in (PROVIDERS["tensorrt"], PROVIDERS["cuda"]) if p in have]
         if PROVIDERS["tensorrt"] in chosen and not tensorrt_ep_matches()[0]:
             chosen.remove(PROVIDERS["tensorrt"])
         if not chosen:
-            raise ValueError("onnxruntime has no GPU provider here (install onnxruntime-gpu) ; "
+            raise SettingError("onnxruntime has no GPU provider here (install onnxruntime-gpu) ; "
                              "use --backend torch or --device cpu")
         return chosen + ["CPUExecutionProvider"]
     if provider not in PROVIDERS:
-        raise ValueError(f"unknown ONNX Runtime provider {provider!r}; choose auto, cpu, cuda or tensorrt")
+        raise SettingError(f"unknown ONNX Runtime provider {provider!r}; choose auto, cpu, cuda or tensorrt")
     if PROVIDERS[provider] not in have:
-        raise ValueError(f"ONNX Runtime provider {PROVIDERS[provider]} is not installed "
+        raise SettingError(f"ONNX Runtime provider {PROVIDERS[provider]} is not installed "
                          f"(available: {', '.join(have)})")
     if provider == "tensorrt":
         ok, why = tensorrt_ep_matches()
         if not ok:
-            raise ValueError(f"ONNX Runtime's TensorRT provider can't run here: {why}; use --backend tensorrt "
+            raise SettingError(f"ONNX Runtime's TensorRT provider can't run here: {why}; use --backend tensorrt "
                              "(native) or the cuda provider")
     return [PROVIDERS[provider]] + (["CUDAExecutionProvider"] if provider == "tensorrt" else []) + [
         "CPUExecutionProvider"]
@@ -120,7 +121,7 @@ class ORTRunner:
         import onnxruntime as ort
 
         if precision not in ("fp32", "fp16", "int8"):
-            raise ValueError(f"the onnxruntime backend runs fp32, fp16 or int8, not {precision}")
+            raise SettingError(f"the onnxruntime backend runs fp32, fp16 or int8, not {precision}")
         self.config, self.device, self.descriptor, self.precision = config, device, descriptor, precision
         self.cache = cache or EngineCache()
         self.providers = choose_providers(config.provider, device)
@@ -161,12 +162,12 @@ class ORTRunner:
             return
         gpu = [p for p in self.providers if p != "CPUExecutionProvider" and p in active]
         if gpu and self.config.provider != "auto":  # a pinned provider (onnxruntime-tensorrt) never falls back
-            raise ValueError(f"ONNX Runtime: {self.provider} did not start (its libraries did not load); "
+            raise SettingError(f"ONNX Runtime: {self.provider} did not start (its libraries did not load); "
                              f"use --backend onnxruntime to let it fall back to {gpu[0]}")
         if not gpu:
             import onnxruntime as ort
 
-            raise ValueError(f"ONNX Runtime fell back to the CPU: {self.provider} did not start (onnxruntime "
+            raise SettingError(f"ONNX Runtime fell back to the CPU: {self.provider} did not start (onnxruntime "
                              f"{ort.__version__} could not load its CUDA/cuDNN/TensorRT libraries); install the "
                              "CUDA libraries it was built for, or use --backend torch")
         log.warning("ONNX Runtime: %s did not start; running on %s", self.provider, gpu[0])

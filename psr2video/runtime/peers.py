@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import SettingError
 from ..models.registry import ModelDescriptor
 
 # name -> (features, convs)
@@ -45,7 +46,7 @@ class SRVGGNetCompact(nn.Module):
 def build_peer(name: str, scale: int = 2, seed: int = 0) -> SRVGGNetCompact:
     """A peer with random weights and a ``descriptor`` so ``Upscaler(model=...)`` can run it."""
     if name not in PEERS:
-        raise ValueError(f"unknown peer {name!r}; choose one of {', '.join(PEERS)}")
+        raise SettingError(f"unknown peer {name!r}; choose one of {', '.join(PEERS)}")
     feat, conv = PEERS[name]
     torch.manual_seed(seed)
     net = SRVGGNetCompact(feat, conv, scale).eval()

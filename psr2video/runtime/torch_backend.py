@@ -7,6 +7,7 @@ import copy
 import torch
 from torch import nn
 
+from ..errors import SettingError
 from ..models.registry import ModelDescriptor
 from .backends import TorchBackend
 
@@ -19,10 +20,10 @@ class TorchRunner:
     def __init__(self, config: TorchBackend, model: nn.Module, descriptor: ModelDescriptor, precision: str,
                  device: torch.device) -> None:
         if precision not in DTYPES:
-            raise ValueError(f"the torch backend runs fp32, fp16 or bf16, not {precision} "
+            raise SettingError(f"the torch backend runs fp32, fp16 or bf16, not {precision} "
                              "(int8 needs --backend onnxruntime or tensorrt)")
         if precision == "fp16" and device.type == "cpu":
-            raise ValueError("fp16 needs a CUDA device; on the CPU use fp32 or bf16")
+            raise SettingError("fp16 needs a CUDA device; on the CPU use fp32 or bf16")
         self.config, self.device, self.compute_dtype = config, device, DTYPES[precision]
         # what to feed: float32 for models that keep their base path float32 (they cast the rest inside)
         self.dtype = torch.float32 if descriptor.float_base else self.compute_dtype
@@ -41,7 +42,7 @@ class TorchRunner:
         self.fn = torch.compile(model, dynamic=True) if config.compile else model
         self._graphs: dict[tuple, tuple] = {}
         if config.cuda_graphs and device.type != "cuda":
-            raise ValueError("CUDA graphs need a CUDA device")
+            raise SettingError("CUDA graphs need a CUDA device")
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

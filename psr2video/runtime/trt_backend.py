@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from .. import paths
-from ..errors import PsrError, first_line
+from ..errors import PsrError, SettingError, first_line
 from ..fileio import write_atomic
 from ..models.registry import ModelDescriptor
 from .backends import TRTBackend
@@ -73,20 +73,20 @@ def load_profiles(path: str | Path | None = None) -> dict[str, dict]:
     profiles: dict[str, dict] = {}
     for p in files:
         if not p.is_file():  # a file the user named (PSR2VIDEO_PROFILES) that isn't there is said, not skipped
-            raise ValueError(f"profile file {p} not found (from $PSR2VIDEO_PROFILES)" if not path else
+            raise SettingError(f"profile file {p} not found (from $PSR2VIDEO_PROFILES)" if not path else
                              f"profile file {p} not found")
         try:
             with open(p, "rb") as f:
                 profiles.update(tomllib.load(f).get("profiles", {}))
         except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"profile file {p}: {e}") from None
+            raise SettingError(f"profile file {p}: {e}") from None
     return profiles
 
 
 def _dims(v: Iterable[int]) -> Shape:
     t = tuple(int(x) for x in v)
     if len(t) != 4:
-        raise ValueError(f"a profile shape is NCHW (4 numbers), got {t}")
+        raise SettingError(f"a profile shape is NCHW (4 numbers), got {t}")
     return t  # type: ignore[return-value]
 
 
@@ -110,10 +110,10 @@ class ShapeProfile:
         object.__setattr__(self, "max", hi)
         label = self.name or self.label()
         if lo[1] != 3 or mid[1] != 3 or hi[1] != 3:
-            raise ValueError(f"profile {label}: the model takes 3 channels, got {lo[1]}/{mid[1]}/{hi[1]}")
+            raise SettingError(f"profile {label}: the model takes 3 channels, got {lo[1]}/{mid[1]}/{hi[1]}")
         for i, dim in enumerate("NCHW"):
             if not 1 <= lo[i] <= mid[i] <= hi[i]:
-                raise ValueError(f"profile {label}: {dim} must satisfy 1 <= min <= opt <= max, got "
+                raise SettingError(f"profile {label}: {dim} must satisfy 1 <= min <= opt <= max, got "
                                  f"{lo[i]} / {mid[i]} / {hi[i]}")
 
     @classmethod
@@ -128,7 +128,7 @@ class ShapeProfile:
         sizes and the profile's batch range (widened to take ``batch``)."""
         profiles = profiles or load_profiles()
         if name not in profiles:
-            raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(profiles)} or give --shape WxH")
+            raise SettingError(f"unknown profile {name!r}; choose one of {', '.join(profiles)} or give --shape WxH")
         p = profiles[name]
         (w0, h0), (w1, h1), (w2, h2) = p["min"], p["opt"], p["max"]
         if not dynamic and name != "dynamic":
@@ -388,12 +388,12 @@ def plan_profile(shapes: Sequence[Shape], pinned: ShapeProfile | None = None,
         bad = [s for s in shapes if not pinned.contains(s)]
         if bad:
             n, _, h, w = bad[0]
-            raise ValueError(f"TensorRT profile {pinned.name} ({pinned.describe()}) can't take {n} frame(s) "
+            raise SettingError(f"TensorRT profile {pinned.name} ({pinned.describe()}) can't take {n} frame(s) "
                              f"of {w}x{h}; pick another profile, lower --batch, or use --tile")
         return pinned
     if static_shape:
         if len({tuple(s) for s in shapes}) != 1:
-            raise ValueError("a static profile takes one shape")
+            raise SettingError("a static profile takes one shape")
         return ShapeProfile.static(shapes[0][0], shapes[0][2], shapes[0][3])
     base = ShapeProfile.named("dynamic", dynamic=True, batch=max(s[0] for s in shapes))
     return base if base.contains_all(shapes) else ShapeProfile.covering(shapes, base)
@@ -427,13 +427,13 @@ class TRTRunner:
                  device: torch.device, cache: EngineCache | None = None, profile: ShapeProfile | None = None,
                  calibration: str | Path | None = None, echo: Callable[[str], None] | None = None) -> None:
         if device.type != "cuda":
-            raise ValueError(f"the tensorrt backend needs a CUDA device, not {device}; "
+            raise SettingError(f"the tensorrt backend needs a CUDA device, not {device}; "
                              f"use --backend {backend_hint(model)}")
         ok, why = trt_available()
         if not ok:
-            raise ValueError(f"the tensorrt backend can't run here: {why}; use --backend {backend_hint(model)}")
+            raise SettingError(f"the tensorrt backend can't run here: {why}; use --backend {backend_hint(model)}")
         if precision not in ("fp32", "fp16", "int8"):
-            raise ValueError(f"the tensorrt backend runs fp32, fp16 or int8, not {precision}")
+            raise SettingError(f"the tensorrt backend runs fp32, fp16 or int8, not {precision}")
         if descriptor.fixed_size:
             config = replace(config, static_shape=True)  # a fixed graph has exactly one shape profile
         self.config, self.descriptor, self.precision, self.device = config, descriptor, precision, device
@@ -545,7 +545,7 @@ class TRTRunner:
                 stream.wait_stream(caller)
             ctx = self._context(ld, stream)
             if not ctx.set_input_shape(INPUT_NAME, shape):
-                raise ValueError(f"TensorRT refused input {shape} (engine profile {ld.profile.label()})")
+                raise SettingError(f"TensorRT refused input {shape} (engine profile {ld.profile.label()})")
             y = torch.empty(tuple(ctx.get_tensor_shape(OUTPUT_NAME)), dtype=ld.out_dtype, device=self.device)
             ctx.set_tensor_address(INPUT_NAME, x.data_ptr())
             ctx.set_tensor_address(OUTPUT_NAME, y.data_ptr())

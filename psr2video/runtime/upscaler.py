@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import PsrError
+from ..errors import PsrError, SettingError, first_line
 from ..models.registry import ModelDescriptor, describe, load_model
 from ..names import PRECISIONS, device_name_problem
 from .auto import resolve
@@ -35,14 +35,14 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(device, torch.device) and (problem := device_name_problem(str(device))) is not None:
-        raise ValueError(problem)
+        raise SettingError(problem)
     dev = torch.device(device)
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {str(device)!r}; use auto, cpu, cuda or cuda:N")
+        raise SettingError(f"unsupported device {str(device)!r}; use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} requested but CUDA is not available here; use cpu")
+        raise SettingError(f"device {device} requested but CUDA is not available here; use cpu")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device {device} requested but this machine has {torch.cuda.device_count()} CUDA "
+        raise SettingError(f"device {device} requested but this machine has {torch.cuda.device_count()} CUDA "
                          f"device(s) (cuda:0 ... cuda:{torch.cuda.device_count() - 1})")
     return dev
 
@@ -81,13 +81,13 @@ class Upscaler:
         self.device = resolve_device(device)
         if model_file is not None:
             if variant not in (None, "stream"):  # "stream" is the default, not a choice
-                raise ValueError("model_file= says what the model is; drop variant=")
+                raise SettingError("model_file= says what the model is; drop variant=")
             model = _load_model_file(model_file, scale, weights, model)
         elif model is None:
             model = load_model(variant, scale, weights=weights)  # a baseline is built there (and refuses weights)
         elif getattr(model, "descriptor", None) is None:
             if variant is None:
-                raise ValueError("a bare model needs variant= and scale= to describe it")
+                raise SettingError("a bare model needs variant= and scale= to describe it")
             model.descriptor = describe(model, variant, scale or 2)
         if hasattr(model, "fuse_for_release"):
             model = model.fuse_for_release()
@@ -96,32 +96,43 @@ class Upscaler:
         d = self.descriptor
         self.scale = d.scale
         if precision is not None and precision in PRECISIONS and precision not in d.precisions:
-            raise ValueError(f"{d.variant} ({d.arch}) does not run in {precision}; it runs in "
+            raise SettingError(f"{d.variant} ({d.arch}) does not run in {precision}; it runs in "
                              f"{', '.join(d.precisions)}")  # before a backend is picked for a precision it lacks
         if backend is None:  # not chosen: PyTorch where the model is a module, else what can run it (ONNX)
             backend = "torch" if "torch" in d.backends else "auto"
         cfg, self.backend_reason = resolve(backend, self.device, precision)
         if cfg.name not in d.backends:
             if self.backend_reason == "asked for":
-                raise ValueError(f"{d.variant} ({d.arch}) runs on the {' or '.join(d.backends)} backend, "
+                raise SettingError(f"{d.variant} ({d.arch}) runs on the {' or '.join(d.backends)} backend, "
                                  f"not {cfg.name}")
             # e.g. an ONNX file on CUDA without TensorRT/onnxruntime-gpu
-            raise ValueError(f"{d.variant} runs on {' or '.join(d.backends)} and neither can run on "
+            raise SettingError(f"{d.variant} runs on {' or '.join(d.backends)} and neither can run on "
                              f"{self.device.type} here (install onnxruntime-gpu or tensorrt, or use --device cpu)")
         self.precision = precision or default_precision(d, self.device, cfg.name)
         if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+            raise SettingError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.precision not in d.precisions:
-            raise ValueError(f"{d.variant} ({d.arch}) does not run in {self.precision}; it runs in "
+            raise SettingError(f"{d.variant} ({d.arch}) does not run in {self.precision}; it runs in "
                              f"{', '.join(d.precisions)}")
         self.backend = cfg
         if not isinstance(cfg, TorchBackend):  # the export and engine cache keys: hashed once, here
             from .export import with_weights_hash
 
             self.descriptor = d = with_weights_hash(d, self.model)
-        self.runner = make_runner(self.backend, self.model, d, self.precision, self.device)
+        try:
+            self.runner = make_runner(self.backend, self.model, d, self.precision, self.device)
+        except RuntimeError as e:  # a foreign model the exporter can't trace: one line, not torch's trace
+            if not d.source:
+                raise
+            raise SettingError(f"{d.variant} ({d.arch}) can't be exported for the {cfg.name} backend "
+                               f"({first_line(e)}); try --backend torch") from None
+        if d.source and isinstance(cfg, TorchBackend):
+            self._try_model()
         self.tile = int(tile)
         self.tile_overlap = d.tile_overlap if tile_overlap is None else int(tile_overlap)
+        if self.tile < 0 or self.tile_overlap < 0:  # (a negative overlap failed later as a shape mismatch)
+            raise SettingError(f"tile and tile_overlap are pixel counts (0 or more), not {self.tile} and "
+                               f"{self.tile_overlap}")
         if d.fixed_size:
             self._check_fixed_tiling()
         elif self.tile and d.tiling == "internal":
@@ -133,6 +144,20 @@ class Upscaler:
         self.tta = bool(tta)
         self._nonfinite: torch.Tensor | None = None  # device-side count, read only when asked for
         self._nonfinite_cpu = 0
+
+    def _try_model(self) -> None:
+        """A foreign checkpoint, run once on a small non-square input before any frame: spandrel says SwinIR runs
+        in bf16, but it makes its attention mask in float32 at any size but its training one, and a file whose
+        layers don't fit together fails only on its first input (a traceback per frame, mid-run)."""
+        d = self.descriptor
+        h, w = d.input_size(9, 17)
+        try:
+            with torch.inference_mode():
+                self.runner(torch.rand(1, d.in_channels, h, w, device=self.device, dtype=self.runner.dtype))
+        except RuntimeError as e:
+            hint = "; use --precision fp32" if self.precision != "fp32" else ""
+            raise SettingError(f"{d.variant} ({d.arch}) can't run in {self.precision} here ({first_line(e)})"
+                               f"{hint}") from None
 
     def _fixed_tile(self) -> tuple[int, int]:
         """(largest tile, context px) that fit a fixed-size graph's input."""
@@ -149,7 +174,7 @@ class Upscaler:
         if ov == 0:
             self.tile_overlap = 0
         if self.tile and self.tile + 2 * ov > min(fh, fw):
-            raise ValueError(f"--tile {self.tile} plus {ov} px of context on each side exceeds the {fw}x{fh} "
+            raise SettingError(f"--tile {self.tile} plus {ov} px of context on each side exceeds the {fw}x{fh} "
                              f"input of {self.descriptor.variant}; use --tile {best} or less")
 
     def check_size(self, height: int, width: int) -> None:
@@ -198,10 +223,12 @@ class Upscaler:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.descriptor.in_channels:
-            raise ValueError(f"expected NCHW with {self.descriptor.in_channels} channels, got {tuple(x.shape)}")
+            raise SettingError(f"expected NCHW with {self.descriptor.in_channels} channels, got {tuple(x.shape)}")
         if not x.is_floating_point():  # a uint8 frame would be read as 0-255 "intensities" and clamp to white
-            raise ValueError(f"expected a float tensor in [0, 1], got {x.dtype} (divide 8-bit frames by 255)")
+            raise SettingError(f"expected a float tensor in [0, 1], got {x.dtype} (divide 8-bit frames by 255)")
         y = self._ensemble(x) if self.tta else self._tiled(x)
+        if not y.is_contiguous():  # a model may hand back channels-last (SwinIR at batch 2): consumers (the
+            y = y.contiguous()  # encoder's planes, numpy, VapourSynth) take plain NCHW
         if not y.is_floating_point():
             return y
         if y.is_cuda:  # count on the device (no sync); the replacement is one more cheap kernel
@@ -238,7 +265,7 @@ class Upscaler:
         if th < h or tw < w:
             self.check_size(h, w)  # no tile asked for: says how to tile
             fh, fw = self.descriptor.fixed_size
-            raise ValueError(f"a {w}x{h} input does not fit the {fw}x{fh} input of {self.descriptor.variant}; "
+            raise SettingError(f"a {w}x{h} input does not fit the {fw}x{fh} input of {self.descriptor.variant}; "
                              "use a smaller --tile")
         y = self._run(F.pad(x, (0, tw - w, 0, th - h), mode="replicate"))
         return y[..., :h * self.scale, :w * self.scale]
@@ -272,8 +299,8 @@ def _load_model_file(path: str | Path, scale: int | None, weights, model) -> nn.
     from ..foreign import load_model_file
 
     if weights is not None or model is not None:
-        raise ValueError("give model_file= alone, not with weights= or model=")
+        raise SettingError("give model_file= alone, not with weights= or model=")
     net = load_model_file(path)
     if scale is not None and net.descriptor.scale != scale:
-        raise ValueError(f"{Path(path).name} is a x{net.descriptor.scale} model, not x{scale}")
+        raise SettingError(f"{Path(path).name} is a x{net.descriptor.scale} model, not x{scale}")
     return net

@@ -7,6 +7,7 @@ checked by reading it back with PyAV (no ffprobe on the test machines), not with
 from __future__ import annotations
 
 import io
+import math
 import struct
 import sys
 from fractions import Fraction
@@ -680,6 +681,46 @@ def test_subtitles_converted_between_mp4_and_mkv(tmp_path: Path) -> None:
 
 
 # --- counts --------------------------------------------------------------------------------------------------
+def test_overlapping_cues_into_mp4_keep_their_times() -> None:
+    """MP4's mov_text shows one sample at a time, and FFmpeg's muxer laid overlapping cues end to end: the second
+    of two overlapping lines began when the first ended, and every later cue ran late. Now the overlap is shown
+    with both lines, and every cue starts and ends where it did."""
+    from psr2video.video.writer import CueTimeline
+
+    t = CueTimeline()
+    got = t.add(1000, 3000, "Top") + t.add(2000, 4000, "Bottom") + t.add(4500, 5000, "Last") + t.flush()
+    assert got == [(1000, 2000, "Top"), (2000, 3000, "Top\nBottom"), (3000, 4000, "Bottom"), (4500, 5000, "Last")]
+    t = CueTimeline()  # a cue without a length lasts until the next
+    assert t.add(0, math.inf, "a") + t.add(700, 900, "b") + t.flush() == [(0, 700, "a"), (700, 900, "b")]
+
+
+def test_overlapping_srt_into_mp4_end_to_end(tmp_path: Path) -> None:
+    srt = tmp_path / "ov.srt"
+    srt.write_text("1\n00:00:01,000 --> 00:00:03,000\nTop line\n\n2\n00:00:02,000 --> 00:00:04,000\nBottom line\n\n"
+                   "3\n00:00:04,500 --> 00:00:05,000\nLast\n")
+    src = tmp_path / "ov.mkv"
+    with av.open(str(src), "w") as out, av.open(str(srt)) as sub:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        s = out.add_stream_from_template(sub.streams[0])
+        for i in range(130):
+            f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+        for pkt in sub.demux():
+            if pkt.dts is not None:
+                pkt.stream = s
+                out.mux(pkt)
+    code, err = run(str(src), str(tmp_path / "o.mp4"), "--variant", "mks")
+    assert code == 0, err
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        cues = [(round(float(p.pts * p.time_base), 3), round(float((p.pts + p.duration) * p.time_base), 3),
+                 bytes(p)[2:].decode()) for p in c.demux(c.streams.subtitles[0]) if p.size > 2]
+    assert cues == [(1.0, 2.0, "Top line"), (2.0, 3.0, "Top line\nBottom line"), (3.0, 4.0, "Bottom line"),
+                    (4.5, 5.0, "Last")], cues
+
+
 def test_sample_frame_count() -> None:
     """The HUD's total for the bundled sample is its real frame count (was 133: the audio's duration)."""
     from psr2video.video.reader import open_input, stream_info

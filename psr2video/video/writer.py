@@ -258,6 +258,7 @@ class Writer(threading.Thread):
         self.copy_map: dict[int, Any] = {}
         self.convert: dict[int, Callable[[bytes], bytes | None]] = {}  # input index -> payload rewrite
         self.transcode: dict[int, AudioTranscode] = {}  # input index -> audio re-encoded for this container
+        self.cues: dict[int, tuple[CueTimeline, str]] = {}  # input index -> text cues merged for mov_text
         self._inp = inp
         self._timecode: str | None = None  # a timecode track's start, for the video stream's tag
         for s in copy_streams:
@@ -478,6 +479,8 @@ class Writer(threading.Thread):
                 o.codec_context.subtitle_header = _ASS_HEADER
                 o.time_base = s.time_base
                 self.convert[s.index] = lambda data, a=name, b=target: convert_text_sub(data, a, b)
+                if target == "mov_text":  # one sample at a time: overlapping cues merged, not moved
+                    self.cues[s.index] = (CueTimeline(), name)
                 self.warn(f"note: subtitle stream #{s.index} ({name}) is written as {target} for {fmt} (text kept, "
                           "styling dropped)")
                 break
@@ -677,6 +680,9 @@ class Writer(threading.Thread):
             for out_pkt in t.encode(pkt):
                 self._mux_copy(out_pkt, idx)
             return
+        if idx in self.cues:
+            self._mux_cues(idx, pkt, o)
+            return
         conv = self.convert.get(idx)
         if conv is not None:
             data = conv(bytes(pkt))
@@ -687,6 +693,23 @@ class Writer(threading.Thread):
             pkt = new
         pkt.stream = o
         self._mux_copy(pkt, idx)
+
+    def _mux_cues(self, idx: int, pkt: av.Packet | None, o: Any) -> None:
+        """A text cue into mov_text through its stream's ``CueTimeline`` (None: the end, the rest given out)."""
+        timeline, src = self.cues[idx]
+        if pkt is None:
+            ready, tb = timeline.flush(), o.time_base
+        else:
+            text = sub_text(bytes(pkt), src)
+            if pkt.pts is None or not text:
+                return
+            end = pkt.pts + pkt.duration if pkt.duration else math.inf
+            ready, tb = timeline.add(pkt.pts, end, text), pkt.time_base
+        for start, stop, text in ready:
+            new = av.Packet(pack_sub_text(text, "mov_text"))
+            new.pts = new.dts = start
+            new.duration, new.time_base, new.stream = stop - start, tb, o
+            self._mux_copy(new, idx)
 
     def _mux_copy(self, pkt: av.Packet, idx: int) -> None:
         """Mux a packet of the output stream made for input stream ``idx``, its timestamps made increasing in the
@@ -728,6 +751,8 @@ class Writer(threading.Thread):
             for idx, t in self.transcode.items():  # the audio decoders' and encoders' last samples
                 for out_pkt in t.encode(None):
                     self._mux_copy(out_pkt, idx)
+            for idx in self.cues:  # the cues still on screen at the end
+                self._mux_cues(idx, None, self.copy_map[idx])
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             self.error = e
             # keep draining so the producer never blocks on a dead writer
@@ -1042,6 +1067,49 @@ def convert_text_sub(data: bytes, src: str, dst: str) -> bytes | None:
 
     mov_text: 16-bit big-endian length, UTF-8 text, style boxes; Matroska SRT: the text; Matroska ASS:
     ``ReadOrder,Layer,Style,Name,MarginL,MarginR,MarginV,Effect,Text`` with ``{...}`` overrides."""
+    text = sub_text(data, src)
+    return pack_sub_text(text, dst) if text else None
+
+
+def pack_sub_text(text: str, dst: str) -> bytes:
+    raw = text.encode("utf-8")
+    return struct.pack(">H", len(raw)) + raw if dst == "mov_text" else raw
+
+
+class CueTimeline:
+    """Text cues for MP4's mov_text, which shows one sample at a time: cues that overlap (a sign over the
+    dialogue, two speakers) become consecutive samples, each with the lines of every cue on screen then, so no
+    cue moves. (FFmpeg's muxer laid them end to end: a cue began when the one before ended, and every later cue
+    ran late.) Times are ticks of the stream's time base; a cue without a length lasts until the next begins."""
+
+    def __init__(self) -> None:
+        self.active: list[tuple[float, str]] = []  # (end, text) of the cues on screen, in the order they began
+        self.at: int | None = None  # where the samples given out so far end
+
+    def add(self, start: int, end: float, text: str) -> list[tuple[int, int, str]]:
+        """The cue from ``start`` to ``end``; the samples (start, end, text) now complete."""
+        self.active = [(start if e == math.inf else e, t) for e, t in self.active]  # "until the next": ends here
+        out = self._until(start)
+        if self.at is None or (not self.active and self.at < start):
+            self.at = start  # (a cue that begins before what was given out, out of order, shows from there)
+        self.active.append((end, text))
+        return out
+
+    def flush(self) -> list[tuple[int, int, str]]:
+        return self._until(max((e for e, _ in self.active if e != math.inf), default=self.at or 0))
+
+    def _until(self, t: float) -> list[tuple[int, int, str]]:
+        out = []
+        while self.active and self.at is not None and self.at < t:
+            nxt = min(min(e for e, _ in self.active), t)
+            out.append((self.at, int(nxt), "\n".join(text for _, text in self.active)))
+            self.at = int(nxt)
+            self.active = [(e, x) for e, x in self.active if e > nxt]
+        return out
+
+
+def sub_text(data: bytes, src: str) -> str:
+    """The plain text of one text subtitle packet of ``src`` (mov_text, SRT, ASS/SSA, WebVTT)."""
     if src == "mov_text":
         n = struct.unpack(">H", data[:2])[0] if len(data) >= 2 else 0
         text = data[2:2 + n].decode("utf-8", "replace")
@@ -1051,11 +1119,7 @@ def convert_text_sub(data: bytes, src: str, dst: str) -> bytes | None:
             text = text.split(",", 8)[-1]
             text = re.sub(r"\{[^}]*\}", "", text).replace("\\N", "\n").replace("\\n", "\n")
         text = re.sub(r"<[^>]+>", "", text)
-    text = text.strip()
-    if not text:
-        return None
-    raw = text.encode("utf-8")
-    return struct.pack(">H", len(raw)) + raw if dst == "mov_text" else raw
+    return text.strip()
 
 
 def _codec_name(s: Any) -> str:

@@ -65,3 +65,15 @@ def test_plain_progress_line_says_elapsed() -> None:
     hud.stop()
     lines = out.getvalue().splitlines()
     assert lines and all("elapsed 0:01:1" in ln for ln in lines), lines
+
+
+def test_a_total_the_run_passes_is_no_longer_shown() -> None:
+    """Joined recordings (cat a.ts b.ts) report the length of one: the HUD said 'frame 545/300' with ETA 0:00:00.
+    Past the expected count the total and the ETA are dropped, as for a source of unknown length."""
+    from psr2video.video.hud import Stats
+
+    s = Stats(total=300)
+    s.done = 200
+    assert s.known_total == 300 and "frame 200/300 |" in s.line()
+    s.done = 301
+    assert s.known_total == 0 and "frame 301 |" in s.line() and "ETA" not in s.line()

@@ -93,11 +93,17 @@ class Stats:
         return (n1 - n0) / (t1 - t0) if t1 > t0 else self.fps_avg
 
     @property
+    def known_total(self) -> int:
+        """The expected frames while they are believable (0 once the run passes them: a container's length
+        that undercounts, e.g. joined recordings whose timestamps start again, no longer gives a total or ETA)."""
+        return self.total if self.total and self.done <= self.total else 0
+
+    @property
     def eta(self) -> float | None:
         fps = self.fps_now
-        if not self.total or fps <= 0:
+        if not self.known_total or fps <= 0:
             return None
-        return max(self.total - self.done, 0) / fps
+        return max(self.known_total - self.done, 0) / fps
 
     def memory(self) -> str:
         if self.device is not None and self.device.type == "cuda":
@@ -121,7 +127,7 @@ class Stats:
 
     def line(self) -> str:
         rt = f" ({self.fps_now / self.src_fps:.2f}x realtime)" if self.src_fps else ""
-        tot = f"/{self.total}" if self.total else ""
+        tot = f"/{self.known_total}" if self.known_total else ""
         eta = self.eta
         stages = " ".join(f"{k} {v:.1f}" for k, v in self.stage_ms.items())
         return (f"frame {self.done}{tot} | {self.fps_now:.1f} fps now, {self.fps_avg:.1f} avg{rt} | "
@@ -163,8 +169,8 @@ class Hud:
         t = Table.grid(padding=(0, 2))
         t.add_column(style="bold cyan")
         t.add_column()
-        tot = f" / {s.total}" if s.total else ""
-        pct = f"  ({100 * s.done / s.total:.0f} %)" if s.total else ""
+        tot = f" / {s.known_total}" if s.known_total else ""
+        pct = f"  ({100 * s.done / s.known_total:.0f} %)" if s.known_total else ""
         t.add_row("frames", f"{s.done}{tot}{pct}   encoded {s.encoded}")
         rt = f"   {s.fps_now / s.src_fps:.2f}x realtime (source {s.src_fps:.3g} fps)" if s.src_fps else ""
         t.add_row("speed", f"{s.fps_now:.1f} fps now, {s.fps_avg:.1f} avg{rt}")

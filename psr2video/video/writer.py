@@ -230,6 +230,7 @@ class Writer(threading.Thread):
         self._frame_step = int(round(1 / (Fraction(rate) * time_base))) if rate and time_base else 0
         self._missing_pts = 0
         self.dropped = 0  # frames AVI had no tick for (a VFR source faster than its average rate)
+        self._last_exact: Fraction | int = 0  # the last frame's own time in output ticks (unrounded)
         self.fixups: dict[int, TimestampFixup] = {}  # output stream index -> what was fixed
         self._muxed: dict[int, int] = {}  # output stream index -> copied packets muxed
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
@@ -647,17 +648,19 @@ class Writer(threading.Thread):
             pts = (self._last_pts + max(self._tick, self._frame_step)) if self._last_pts is not None else 0
             self._missing_pts += 1
         elif self._last_pts is not None and pts < self._last_pts + self._tick:
-            if self._avi and self._last_pts + 1 - exact > 1:
-                # AVI holds one frame per tick (1/average rate): a VFR source's faster stretch, nudged a tick on
-                # each, fell behind its sound by a frame per frame; dropped instead, as ffmpeg does (said)
+            if self._avi and 0 < exact - self._last_exact < 1 and self._last_pts + 1 - exact > 1:
+                # AVI holds one frame per tick (1/average rate): a VFR source's faster stretch (frames less than a
+                # tick apart in its own times), nudged a tick on each, fell behind its sound by a frame per frame;
+                # dropped instead, as ffmpeg does (said). Decode-order times that go back are nudged, not dropped.
                 self.dropped += 1
+                self._last_exact = exact
                 return None
             pts = self._last_pts + self._tick
             self._fixed_pts += 1
         fr = av.VideoFrame.from_dlpack(tuple(item.planes), format=self.pix_fmt)
         for k, v in self.color_tags.items():
             setattr(fr, k, v)
-        self._last_pts = pts
+        self._last_pts, self._last_exact = pts, (exact if exact is not None else pts)
         fr.pts = pts
         fr.time_base = self.time_base
         if self._fields is not None:  # mark the frame interlaced with its field order

@@ -13,9 +13,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+from .errors import PsrError, first_line
 from .names import IMAGE_EXTS
+
+
+class PictureFolderError(PsrError, FileNotFoundError):
+    """An image folder that is missing or holds no pictures: one line for the user (still a
+    FileNotFoundError for library callers)."""
+
+
+class PictureReadError(PsrError, ValueError):
+    """A picture file that can't be decoded (not an image, truncated, damaged): one line naming the file."""
 
 
 def list_images(folders: str | Path | Sequence[str | Path], what: str = "image") -> list[Path]:
@@ -24,17 +34,26 @@ def list_images(folders: str | Path | Sequence[str | Path], what: str = "image")
     files: list[Path] = []
     for folder in map(Path, folders):
         if not folder.is_dir():
-            raise FileNotFoundError(f"{what} folder not found: {folder}")
+            raise PictureFolderError(f"{what} folder not found: {folder}")
         files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
     if not files:
-        raise FileNotFoundError(f"no images in {', '.join(map(str, folders))}")
+        raise PictureFolderError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) in {', '.join(map(str, folders))}")
     return files
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    """An image file as an RGB PIL image (palette, grey and alpha images converted)."""
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    """An image file as an RGB PIL image (palette, grey and alpha images converted); a file that is not a
+    picture Pillow can decode raises ``PictureReadError`` naming it (a missing or unreadable file keeps its
+    OSError, which names it too)."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except UnidentifiedImageError:
+        raise PictureReadError(f"can't read picture {path}: not an image file, or one Pillow can't decode") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, OSError) and e.errno is not None:  # the file system's error (permission, I/O): kept
+            raise
+        raise PictureReadError(f"can't read picture {path}: {first_line(e)}") from None
 
 
 def rgb_array(path: str | Path) -> np.ndarray:

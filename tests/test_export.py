@@ -193,3 +193,65 @@ def test_int8_of_shipped_weights_meets_the_aim(tmp_path):
     path = E.export_onnx(net, tmp_path / "q.onnx", "int8", calibration=calib)
     checks = E.verify_onnx(path, net, [("card", E.synthetic_image(75, 93, seed=9))])
     assert checks[0].psnr >= E.INT8_TARGET, checks
+
+
+def _one_error_line(r) -> str:
+    """The refusal a user sees: exit 1 and one ``Error: ...`` line on stderr, no traceback."""
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 1 and "Traceback" not in r.output and len(lines) == 1, r.output
+    assert lines[0].startswith("Error: "), r.output
+    return lines[0]
+
+
+def test_export_refuses_an_opset_torch_cannot_write(tmp_path):
+    """Above the installed torch's newest opset: one line naming the range (it was a page of torch IR and a
+    RuntimeError traceback), before anything is loaded or written; below 17 likewise."""
+    from torch.onnx import _constants
+
+    from psr2video.cli import cli
+
+    top = getattr(_constants, "ONNX_MAX_OPSET", None)
+    if top is None:
+        pytest.skip("this torch does not say its newest opset")
+    for opset, words in ((top + 1, f"opset {top + 1} is newer than torch"), (16, "opset 16 is too old")):
+        out = tmp_path / "z.onnx"
+        r = CliRunner().invoke(cli, ["export", "-v", "realtime", "--untrained", "-p", "fp32", "--opset", str(opset),
+                                     "-o", str(out)])
+        line = _one_error_line(r)
+        assert words in line and f"use 17 to {top}" in line, line
+        assert list(tmp_path.iterdir()) == []
+    assert E.max_opset() == top
+    with pytest.raises(E.ExportError, match=f"use 17 to {top}"):
+        E.check_opset(top + 1)
+    E.check_opset(top)
+    E.check_opset(17)
+
+
+def test_export_refuses_unusable_verify_and_calibration_pictures(tmp_path):
+    """A --verify-dir without pictures is refused before exporting (it wrote the file, then crashed in min());
+    a damaged picture in it or in --calibration is named (it was a PIL traceback, or "can't write OUT")."""
+    from PIL import Image
+
+    from psr2video.cli import cli
+
+    empty, pics, out = tmp_path / "empty", tmp_path / "pics", tmp_path / "out"
+    empty.mkdir()
+    pics.mkdir()
+    out.mkdir()
+    (empty / "notes.txt").write_text("not a picture")
+    rng = np.random.default_rng(0)
+    for n in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(pics / f"{n}.png")
+    (pics / "c.png").write_bytes(b"garbage bytes, not a png")
+    base = ["export", "-v", "realtime", "--untrained"]
+    line = _one_error_line(CliRunner().invoke(cli, [*base, "-o", str(out / "v.onnx"), "--verify-dir", str(empty)]))
+    assert f"no pictures to verify on in {empty}" in line and "--no-verify" in line, line
+    line = _one_error_line(CliRunner().invoke(cli, [*base, "-o", str(out / "v.onnx"), "--verify-dir", str(pics)]))
+    assert f"can't read picture {pics / 'c.png'}" in line, line
+    line = _one_error_line(CliRunner().invoke(cli, [*base, "-p", "fp32,int8", "-o", str(out), "--no-verify",
+                                                    "--calibration", str(pics)]))
+    assert f"can't read picture {pics / 'c.png'}" in line and "can't write" not in line, line
+    assert list(out.iterdir()) == []  # nothing exported, not even the fp32 file before the int8 one
+    with pytest.raises(E.ExportError, match="no pictures to verify on"):
+        E.verify_images(empty)
+    assert E.check_floor("fp32", [])[1] is not None  # nothing compared is not a pass

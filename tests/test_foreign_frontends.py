@@ -228,3 +228,57 @@ def test_vapoursynth_model_file(core, models):
         core.psr2.Upscale(clip, model=str(models["onnx"]), variant="stream")
     tiled = core.psr2.Upscale(clip, model=str(models["fixed"]), tile=32, device="cpu")
     assert (tiled.width, tiled.height) == (80, 48) and torch.isfinite(_frame_tensor(tiled.get_frame(0))).all()
+
+
+def _dataset(folder: Path, size: tuple[int, int] = (180, 200), n: int = 2) -> Path:
+    """A small image folder (``n`` random HxW PNGs) standing in for Set5."""
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def _error_line(r) -> str:
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 1 and "Traceback" not in r.output and len(lines) == 1, r.output
+    assert lines[0].startswith("Error: "), r.output
+    return lines[0]
+
+
+def test_eval_refuses_a_fixed_size_graph_in_one_line(tmp_path):
+    """A foreign ONNX file with a static 64x64 input: eval gives the picture CLI's and bench model's line (it
+    was a FitError traceback) before measuring anything, and runs it with --tile."""
+
+    class X2(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 12, 3, padding=1)
+            self.shuffle = torch.nn.PixelShuffle(2)
+
+        def forward(self, x):
+            return self.shuffle(self.conv(x))
+
+    torch.manual_seed(0)
+    f = export_onnx_file(X2().eval(), tmp_path / "x2_fixed64.onnx", torch.rand(1, 3, 64, 64), None)
+    ds = _dataset(tmp_path / "ds")  # 200x180 HR: 100x90 LR
+    args = ["eval", "--model", str(f), "--dataset", str(ds), "--no-ssim"]
+    line = _error_line(CliRunner().invoke(cli, args))
+    assert "x2_fixed64 only takes inputs up to 64x64, not 100x90: run it tiled with --tile 32" in line, line
+    r = CliRunner().invoke(cli, [*args, "--tile", "32"])
+    assert r.exit_code == 0 and "x2_fixed64.onnx" in r.output, r.output
+
+
+def test_eval_refuses_empty_datasets_and_damaged_pictures_in_one_line(tmp_path):
+    """A dataset folder without pictures (it was a FileNotFoundError traceback) and one with a damaged picture
+    (a PIL traceback): one line each, naming the folder or the file."""
+    empty = tmp_path / "emptyds"
+    empty.mkdir()
+    line = _error_line(CliRunner().invoke(cli, ["eval", "--variant", "realtime", "--dataset", str(empty)]))
+    assert f"dataset '{empty}' has no images" in line, line
+    ds = _dataset(tmp_path / "ds", size=(40, 48))
+    (ds / "z.png").write_bytes(b"garbage bytes, not a png")
+    line = _error_line(CliRunner().invoke(cli, ["eval", "--variant", "bicubic", "--dataset", str(ds), "--no-ssim"]))
+    assert f"can't read picture {ds / 'z.png'}" in line, line

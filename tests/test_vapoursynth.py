@@ -347,3 +347,43 @@ def test_pyav_source_random_access(core):
     assert clip.num_frames >= 12
     for n in (11, 3, 7, 0, 10):
         np.testing.assert_array_equal(np.asarray(clip.get_frame(n)[0]), ref[n])
+
+
+def test_vspipe_fps_of_a_very_fast_run(monkeypatch, tmp_path):
+    """A tiny clip renders in "0.00 seconds" by vspipe's clock: the bench reports vspipe's own fps figure (from
+    its unrounded time), not a ZeroDivisionError; without a usable figure, the frames over the run's wall time."""
+    from psr2video.vs import bench as vs_bench
+
+    def fake_run(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, 0, "", "Output 4 frames in 0.00 seconds (5000.00 fps)\n")
+
+    monkeypatch.setattr(vs_bench.subprocess, "run", fake_run)
+    fps, cmd = vs_bench.time_vspipe(tmp_path / "clip.mkv", 4, {"variant": "mks"}, tmp_path)
+    assert fps == pytest.approx(5000.0) and "bench.vpy" in cmd
+    assert vs_bench.vspipe_fps("Output 4 frames in 0.00 seconds (4357.11 fps)\n", 0.5) == pytest.approx(4357.11)
+    assert vs_bench.vspipe_fps("Output 4 frames in 2.00 seconds (2.00 fps)", 9.0) == pytest.approx(2.0)
+    assert vs_bench.vspipe_fps("Output 4 frames in 0.00 seconds (inf fps)", 0.5) == pytest.approx(8.0)
+    assert vs_bench.vspipe_fps("Output 0 frames in 0.00 seconds (nan fps)", 0.5) == 0.0
+    assert vs_bench.vspipe_fps("Script evaluation failed", 0.5) is None
+
+
+@pytest.mark.slow  # a real vspipe run, as test_bench_smoke
+def test_bench_on_a_tiny_clip(vspipe_env, monkeypatch, tmp_path):
+    """A 66x50 clip: vspipe's run takes "0.00 seconds"; the bench still prints its figures."""
+    import av
+
+    clip = tmp_path / "small.mkv"
+    with av.open(str(clip), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 66, 50, "yuv420p"
+        for i in range(6):
+            frame = av.VideoFrame.from_ndarray(np.full((50, 66, 3), i * 30, np.uint8), format="rgb24")
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    monkeypatch.setenv("XDG_CONFIG_HOME", vspipe_env["XDG_CONFIG_HOME"])
+    for _ in range(3):  # "0.00 seconds" comes most runs, not every run
+        r = CliRunner().invoke(cli, ["vs", "bench", "--variant", "mks", "--frames", "1", "--clip", str(clip),
+                                     "--device", "cpu", "--repeat", "1"])
+        assert r.exit_code == 0 and "vspipe (psr2)" in r.output and "ratio" in r.output, r.output

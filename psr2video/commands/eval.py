@@ -9,20 +9,49 @@ from pathlib import Path
 import click
 
 from .. import paths
-from ..errors import UserError
+from ..errors import UserError, command_errors
 from .common import check_device_name, check_writable
 
 BASELINE_METHODS = ("bicubic", "lanczos", "mks")
 
 
 def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
+    """The dataset folders, each checked to hold pictures before anything is measured."""
+    from ..names import IMAGE_EXTS
+    from ..pictures import list_images
+
     out = []
     for n in names:
         p = Path(n) if Path(n).is_dir() else root / n
         if not p.is_dir():
             raise UserError(f"dataset {n!r} not found (looked for {p}); pass a folder or --data-root")
+        try:
+            list_images(p)
+        except FileNotFoundError:
+            raise UserError(f"dataset {n!r} has no images ({', '.join(sorted(IMAGE_EXTS))}) in {p}") from None
         out.append(p)
     return out
+
+
+def _check_fit(models, folders: list[Path], scale: int) -> None:
+    """Refuse up front, in the one line the picture CLI and ``bench model`` give (``Upscaler.check_size``), a
+    fixed-size graph that can't take a dataset's LR pictures whole when no --tile was given."""
+    from PIL import Image
+
+    from ..pictures import list_images
+
+    fixed = [up for _, up in models if getattr(up.descriptor, "fixed_size", None) and not up.tile]
+    if not fixed:
+        return
+    for folder in folders:
+        for path in list_images(folder):
+            try:
+                with Image.open(path) as im:  # the header only
+                    w, h = im.size
+            except Exception:  # noqa: BLE001 - a damaged picture is reported by name when it is evaluated
+                continue
+            for up in fixed:
+                up.check_size(h // scale, w // scale)  # make_lr's LR size
 
 
 @click.command("eval")
@@ -62,6 +91,7 @@ def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
               help="With --stress: write a side-by-side PNG of the text card (HR, MKS2021, each model).")
 @click.option("--shipped", is_flag=True,
               help="Every shipped weights file and the baselines, with the clean, --video and --stress tables.")
+@command_errors()
 def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, data_root, degraded, alpha, no_ssim,
              tta, device, json_out, record, video, video_dataset, crf, clips, stress, picture, shipped) -> None:
     """Measure PSNR-Y / SSIM-Y with the standard SR protocol (bicubic LR, Y channel, shaved border).
@@ -100,6 +130,7 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
         methods = [m for name, fn in methods
                    for m in ([(name, fn)] + ([(f"{name} +tta", tensor_fn(twins[name]))] if name in twins else []))]
     folders = _datasets(data_root, datasets)
+    _check_fit(models, folders, scale)
     results, table = _clean_table(methods, folders, scale, no_ssim, degraded)
     console = Console()
     console.print(table)

@@ -44,6 +44,7 @@ def export(variant, scale, weights, untrained, precision, output, opset, fp32_io
         ExportError,
         calibration_tensors,
         check_floor,
+        check_opset,
         export_onnx,
         verify_images,
         verify_onnx,
@@ -55,11 +56,15 @@ def export(variant, scale, weights, untrained, precision, output, opset, fp32_io
     for p in precisions:
         if p not in EXPORT_PRECISIONS:
             raise UserError(f"unknown precision {p!r}; choose from {', '.join(EXPORT_PRECISIONS)}")
+    check_opset(opset)  # before loading anything: torch's own refusal is a page of its IR and a traceback
     model = load_for_command(variant, scale, weights, untrained)
     if output and len(precisions) > 1 and Path(output).suffix == ".onnx":
         raise UserError("several precisions need --output to be a folder")
     out_dir = Path(output) if output and (len(precisions) > 1 or Path(output).is_dir()) else None
+    # every input is read before anything is written: a folder without pictures or a damaged picture is
+    # refused (naming it) with no file left behind
     images, note = ([], "") if no_verify else verify_images(verify_dir, sizes=((75, 93), (64, 100)))
+    calib = calibration_tensors(calibration, calibration_frames) if "int8" in precisions else None
     if not no_verify:
         click.echo(f"verifying on {len(images)} crops: {note}")
     failures = []
@@ -68,8 +73,7 @@ def export(variant, scale, weights, untrained, precision, output, opset, fp32_io
         path = (out_dir / name) if out_dir else Path(output) if output else Path(name)
         t0 = time.perf_counter()
         try:
-            calib = calibration_tensors(calibration, calibration_frames) if p == "int8" else None
-            export_onnx(model, path, p, opset=opset, fp16_io=not fp32_io, calibration=calib)
+            export_onnx(model, path, p, opset=opset, fp16_io=not fp32_io, calibration=calib if p == "int8" else None)
         except ExportError as e:
             raise UserError(str(e)) from None
         except OSError as e:  # named as the user wrote it, not our temporary file beside it

@@ -40,13 +40,14 @@ from .. import paths, pictures
 from ..errors import PsrError
 from ..fileio import atomic_path
 from ..metrics import psnr
-from ..names import EXPORT_PRECISIONS
+from ..names import EXPORT_PRECISIONS, IMAGE_EXTS
 
 log = logging.getLogger("psr2video.export")
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 DEFAULT_OPSET = 17
+MIN_OPSET = 17
 # bump when the export-time rewrites change (it is part of the cache key)
 GRAPH_REWRITES = "lrtail1-streamsplit2-fp32base1"
 EXPORTER_VERSION = f"torch-{torch.__version__.split('+')[0]}-torchscript-{GRAPH_REWRITES}"
@@ -91,14 +92,41 @@ def graph_module(net: nn.Module) -> nn.Module:
     return net.for_export(inplace=True) if hasattr(net, "for_export") and getattr(net, "fused", False) else net
 
 
+def max_opset() -> int | None:
+    """The newest ONNX opset the installed torch can write (None when this torch does not say)."""
+    try:
+        from torch.onnx import _constants
+    except ImportError:
+        return None
+    top = getattr(_constants, "ONNX_MAX_OPSET", None)
+    return int(top) if isinstance(top, int) else None
+
+
+def check_opset(opset: int) -> None:
+    """Refuse, before anything is exported, an opset this exporter can't write (one line naming the range)."""
+    top = max_opset()
+    supported = f"{MIN_OPSET} to {top}" if top else f"{MIN_OPSET} or newer"
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is too old; use {supported}")
+    if top is not None and opset > top:
+        raise ExportError(f"opset {opset} is newer than torch {torch.__version__.split('+')[0]} can export; "
+                          f"use {supported}")
+
+
 def _torch_export(net: nn.Module, path: Path, example: torch.Tensor, opset: int) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                          OUTPUT_NAME: {0: "batch", 2: "height_out", 3: "width_out"}},
-            opset_version=opset, do_constant_folding=True, dynamo=False)
+        try:
+            torch.onnx.export(
+                net, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                              OUTPUT_NAME: {0: "batch", 2: "height_out", 3: "width_out"}},
+                opset_version=opset, do_constant_folding=True, dynamo=False)
+        except RuntimeError as e:  # a torch without ONNX_MAX_OPSET: its own refusal, as one line
+            if "Unsupported onnx_opset_version" not in str(e):
+                raise
+            raise ExportError(f"opset {opset} is newer than torch {torch.__version__.split('+')[0]} can "
+                              f"export; use {MIN_OPSET} or an opset it supports") from None
 
 
 def export_onnx(model: nn.Module, path: str | Path, precision: str = "fp32", opset: int = DEFAULT_OPSET,
@@ -110,8 +138,7 @@ def export_onnx(model: nn.Module, path: str | Path, precision: str = "fp32", ops
     """
     if precision not in EXPORT_PRECISIONS:
         raise ExportError(f"cannot export precision {precision!r}; choose one of {', '.join(EXPORT_PRECISIONS)}")
-    if opset < 17:
-        raise ExportError(f"opset {opset} is too old; use 17 or newer")
+    check_opset(opset)
     path = Path(path)
     if precision == "int8" and not calibration:
         raise ExportError("int8 export needs calibration frames (a video or an image folder)")
@@ -255,10 +282,18 @@ class Check:
 
 def verify_images(folder: str | Path | None = None, limit: int = 3, sizes: Sequence[tuple[int, int]] = ((75, 93),),
                   ) -> tuple[list[tuple[str, torch.Tensor]], str]:
-    """Verification inputs: centre crops (odd, not multiples of 16) of real images, plus a note."""
+    """Verification inputs: centre crops (odd, not multiples of 16) of real images, plus a note.
+
+    A ``folder`` named by the caller must hold pictures (``ExportError`` otherwise: nothing would be
+    verified); without one, the validation images, else a synthetic test card. A picture that can't be
+    read raises ``pictures.PictureReadError`` naming it."""
+    given = folder is not None
     folder = Path(folder) if folder else default_verify_dir()
-    if folder is not None and folder.is_dir():
-        base = pictures.image_tensors(folder, limit)
+    base = pictures.image_tensors(folder, limit) if folder is not None and folder.is_dir() else []
+    if given and not base:
+        raise ExportError(f"no pictures to verify on in {folder} ({', '.join(sorted(IMAGE_EXTS))}); "
+                          "pass a folder with images, or --no-verify")
+    if base:
         note = f"real images from {folder}"
     else:
         base = [("synthetic", synthetic_image(128, 160))]
@@ -304,6 +339,8 @@ def verify_onnx(path: str | Path, model: nn.Module, images: Sequence[tuple[str, 
 
 def check_floor(precision: str, checks: Sequence[Check]) -> tuple[float, str | None]:
     """Worst PSNR and a failure message if it is below the precision's floor."""
+    if not checks:  # nothing compared is not a pass
+        return float("nan"), f"{precision} export was not verified: no pictures to compare on"
     worst = min(c.psnr for c in checks)
     floor = PSNR_FLOOR[precision]
     if worst < floor:

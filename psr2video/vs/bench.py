@@ -7,8 +7,9 @@
    source and converts them to RGBS in VapourSynth, exactly as the vspipe script does.
 2. Times the ``Upscaler`` alone on those frames (already tensors; output synchronised on its device).
 3. Times ``vspipe`` on a script doing source -> RGBS -> psr2.Upscale -> raw RGBS to /dev/null (vspipe's own
-   "Output N frames in S seconds" figure: script evaluation and model loading are not counted, one
-   warm-up frame is rendered while the script is evaluated).
+   "Output N frames in S seconds (F fps)" figure, F from its unrounded time: script evaluation and model
+   loading are not counted, one warm-up frame is rendered while the script is evaluated; a run too fast for
+   vspipe's figure falls back to the wall time of the whole vspipe run, a lower bound).
 
 Without shipped weights for the variant, an untrained model of the same architecture is saved to a
 temporary file (speed does not depend on the weights' values). Each side is timed ``--repeat`` times
@@ -81,19 +82,39 @@ def time_upscaler(frames: list[torch.Tensor], kwargs: dict, repeat: int = 1) -> 
     return best, repr(up)
 
 
+VSPIPE_OUTPUT = re.compile(r"Output (\d+) frames in ([\d.]+) seconds \(([\d.]+|inf|nan) fps\)")
+
+
+def vspipe_fps(text: str, wall: float) -> float | None:
+    """Frames per second from vspipe's "Output N frames in S seconds (F fps)" line in ``text`` (None when
+    there is none). F is computed from vspipe's unrounded time, so it is the figure for a run that prints
+    "0.00 seconds"; when neither F nor N / S is a positive finite figure, N over ``wall`` (the whole vspipe
+    run, script evaluation included: a lower bound)."""
+    m = VSPIPE_OUTPUT.search(text)
+    if not m:
+        return None
+    frames, seconds, fps = int(m.group(1)), float(m.group(2)), float(m.group(3))
+    if 0 < fps < float("inf"):
+        return fps
+    if seconds > 0:
+        return frames / seconds
+    return frames / max(wall, 1e-9)
+
+
 def time_vspipe(clip: Path, n: int, kwargs: dict, workdir: Path) -> tuple[float, str]:
     script = workdir / "bench.vpy"
     script.write_text(SCRIPT.format(clip=str(clip), n=n, kwargs=kwargs))
     vspipe = Path(sys.executable).parent / "vspipe"
     cmd = [str(vspipe if vspipe.is_file() else "vspipe"), str(script), os.devnull]
+    t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
-    m = re.search(r"Output (\d+) frames in ([\d.]+) seconds \(([\d.]+) fps\)", r.stderr + r.stdout)
-    if r.returncode != 0 or not m:
+    fps = vspipe_fps(r.stderr + r.stdout, time.perf_counter() - t0)
+    if r.returncode != 0 or fps is None:
         text = (r.stderr + r.stdout).strip()
         hint = ("\nhint: run 'psr2video vs install' (builds the plugin and runs 'vapoursynth config')"
                 if "vapoursynth config" in text or "psr2" in text else "")
         raise UserError(f"vspipe failed:\n{text}{hint}")
-    return int(m.group(1)) / float(m.group(2)), " ".join(cmd)
+    return fps, " ".join(cmd)
 
 
 def run(clip: Path | None, variant: str, scale: int, weights: str | None, frames: int | None, backend: str,

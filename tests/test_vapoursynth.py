@@ -240,7 +240,7 @@ def test_format_errors(core, make, expected):
     ({"variant": "mks", "device": "gpu"}, "unknown device 'gpu'; use auto, cpu, cuda or cuda:N"),
     # the shared messages name CLI flags; a script is told its own arguments
     ({"variant": "realtime", "backend": "onnxruntime-cuda", "device": "cpu"}, 'needs device="cuda"'),
-    ({"variant": "realtime", "backend": "tensorrt", "device": "cpu"}, 'use backend="onnxruntime" or torch'),
+    ({"variant": "realtime", "backend": "tensorrt", "device": "cpu"}, 'use backend="onnxruntime" or backend="torch"'),
 ])
 def test_argument_errors(core, kw, expected):
     clip = core.std.BlankClip(format=vs.RGBS, width=16, height=16)
@@ -387,3 +387,20 @@ def test_bench_on_a_tiny_clip(vspipe_env, monkeypatch, tmp_path):
         r = CliRunner().invoke(cli, ["vs", "bench", "--variant", "mks", "--frames", "1", "--clip", str(clip),
                                      "--device", "cpu", "--repeat", "1"])
         assert r.exit_code == 0 and "vspipe (psr2)" in r.output and "ratio" in r.output, r.output
+
+
+def test_per_frame_errors_use_script_words() -> None:
+    """A frame that fails (a fixed-size graph given a larger frame of a variable-size clip) said '--tile 32' in a
+    script, where the argument is tile=32; and the library's own messages carried a Python type name."""
+    from psr2video.runtime.upscaler import FitError
+    from psr2video.vs.filter import Instance, PluginError
+
+    inst = Instance.__new__(Instance)
+
+    def fail(*a):
+        raise FitError("x2_fixed64 only takes inputs up to 64x64, not 96x80: run it tiled with --tile 32")
+
+    inst._process = fail
+    with pytest.raises(PluginError) as e:
+        inst.process(None, None, 96, 80, 0, 0)
+    assert str(e.value) == "frame 96x80: x2_fixed64 only takes inputs up to 64x64, not 96x80: run it tiled with tile=32"

@@ -226,7 +226,7 @@ def load_model(variant: str | None = None, scale: int | None = None, weights: st
         if weights is None:
             shipped = ", ".join(list_shipped()) or "none"
             raise WeightsError(f"no shipped weights for {variant} x{scale or 2} (shipped: {shipped}); "
-                               "give a weights file (--weights FILE; weights=\"FILE\" in VapourSynth) or train one "
+                               "give a weights file (--weights FILE) or train one "
                                "with 'psr2video train'")
     else:
         weights = resolve_weights(variant, scale, weights)

@@ -64,7 +64,7 @@ class EngineBuildError(PsrError, RuntimeError):
 def backend_hint(model: nn.Module) -> str:
     """The other backends a model runs on: an ONNX file has no PyTorch form."""
     backends = getattr(getattr(model, "descriptor", None), "backends", ("torch", "onnxruntime"))
-    return " or ".join(b for b in ("onnxruntime", "torch") if b in backends) or "onnxruntime"
+    return " or --backend ".join(b for b in ("onnxruntime", "torch") if b in backends) or "onnxruntime"
 
 
 def load_profiles(path: str | Path | None = None) -> dict[str, dict]:

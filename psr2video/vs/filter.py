@@ -127,7 +127,8 @@ class Instance:
         except PluginError:
             raise
         except Exception as e:  # noqa: BLE001 - e.g. out of GPU memory: fail this frame with one line
-            raise PluginError(f"frame {w}x{h}: {type(e).__name__}: {first_line(e)}") from None
+            what = "" if isinstance(e, PsrError) else f"{type(e).__name__}: "  # ours is written for the user
+            raise PluginError(script_words(f"frame {w}x{h}: {what}{first_line(e)}")) from None
 
     def _process(self, src, dst, w: int, h: int, src_stride: int, dst_stride: int) -> None:
         slot: _Slot = self._pool.get()  # blocks (without the GIL) while all num_streams are busy

@@ -255,3 +255,15 @@ def test_export_refuses_unusable_verify_and_calibration_pictures(tmp_path):
     with pytest.raises(E.ExportError, match="no pictures to verify on"):
         E.verify_images(empty)
     assert E.check_floor("fp32", [])[1] is not None  # nothing compared is not a pass
+
+
+def test_export_refuses_weights_it_would_ignore(tmp_path):
+    """--weights with a fixed resampler (mks, bicubic) or with --untrained was accepted and ignored (the export
+    silently held no weights of the file given); engine build shares the same loader."""
+    from psr2video.cli import cli
+
+    for args, words in ((["-v", "mks", "--weights", "clean"], "mks is a fixed resampler with no weights"),
+                        (["-v", "realtime", "--untrained", "--weights", "clean"], "--untrained takes none")):
+        r = CliRunner().invoke(cli, ["export", *args, "-p", "fp32", "-o", str(tmp_path / "z.onnx")])
+        assert words in _one_error_line(r)
+        assert list(tmp_path.iterdir()) == []

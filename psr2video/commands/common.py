@@ -14,6 +14,9 @@ def load_for_command(variant: str, scale: int, weights: str | None, untrained: b
 
     from ..models.registry import WeightsError, build_model, load_model
 
+    if weights and (untrained or variant in BASELINES):  # (they were accepted and ignored)
+        why = "--untrained takes none" if untrained else f"{variant} is a fixed resampler with no weights"
+        raise UserError(f"--weights is for a trained model; {why}")
     try:
         if untrained or variant in BASELINES:
             torch.manual_seed(seed)

@@ -1222,3 +1222,37 @@ def test_extra_stream_a_container_refuses_at_its_header_is_dropped_not_the_run(t
     assert code == 0 and "warning: video stream #1 (av1) can't be carried in mov; dropped (use .mkv to keep it)" in err
     with av.open(str(tmp_path / "o.mov")) as c:
         assert [s.codec_context.name for s in c.streams] == ["h264"] and sum(1 for _ in c.decode(video=0)) == 10
+
+
+def test_sparse_subtitles_are_no_timestamp_jump() -> None:
+    """A subtitle stream in MPEG-TS can go 40 s without a line: only sound and picture are checked for jumps
+    (as ffmpeg does); the subtitles move with whatever jump the file had."""
+    from psr2video.video.continuity import Continuity
+
+    class Stream:
+        def __init__(self, index: int, type_: str) -> None:
+            self.index, self.type = index, type_
+
+    class Packet:
+        def __init__(self, stream: Stream, t: float) -> None:
+            self.stream, self.time_base = stream, Fraction(1, 90000)
+            self.pts = self.dts = round(t * 90000)
+            self.duration = 3600
+
+    class TS:
+        class format:
+            flags = av.format.Flags.ts_discont.value
+
+    c = Continuity(TS())
+    video, sub = Stream(0, "video"), Stream(1, "subtitle")
+    times = []
+    for t, s in [(3, video), (4, sub), (3.04, video), (43, sub), (3.08, video)]:
+        p = Packet(s, t)
+        c(p)
+        times.append(p.pts / 90000)
+    assert c.jumps == [] and times == [3, 4, 3.04, 43, 3.08]
+    p = Packet(video, 0.0)  # the video starts again: a join, and the subtitles after it move with it
+    c(p)
+    q = Packet(sub, 0.5)
+    c(q)
+    assert len(c.jumps) == 1 and p.pts / 90000 == pytest.approx(3.12) and q.pts / 90000 == pytest.approx(3.62)

@@ -57,7 +57,9 @@ class Continuity:
         tb = Fraction(pkt.time_base)
         i = pkt.stream.index
         newest = len(self.offsets) - 1
-        if pkt.dts is None:
+        if pkt.dts is None or pkt.stream.type not in ("video", "audio"):
+            # subtitles and data are sparse (a minute without a line is no jump): they move with the file, as
+            # ffmpeg checks only sound and picture
             self._move(pkt, self.offsets[self._epoch.get(i, newest)], tb)
             return
         raw = pkt.dts * tb

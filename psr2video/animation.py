@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import PsrError
 from .fileio import atomic_path
-from .output_size import SizeSpec
+from .output_size import SizeSpec, check_format
 
 ANIMATION_EXTS = frozenset({".gif", ".png", ".webp"})  # the picture formats that hold an animation
 # what a video file may be written to as an animation (an APNG from a video would surprise: most viewers show a
@@ -50,23 +50,28 @@ class AnimationError(PsrError):
     """An animation that can't be read or written (named with the user's path)."""
 
 
+# what Pillow raises reading a damaged or cut-off picture (a broken PNG chunk is a SyntaxError; UnidentifiedImageError
+# is an OSError)
+PIL_DAMAGE = (IndexError, OSError, EOFError, ValueError, SyntaxError)
+
+
 def n_frames(im: Any) -> int:
     """How many frames an open picture holds; a damaged one (Pillow raises while counting) the frames that
     can be reached."""
     at = im.tell()  # Pillow's own count, when it raises, leaves the picture on the frame it stopped at
     try:
         return int(getattr(im, "n_frames", 1))
-    except (IndexError, OSError, EOFError, ValueError):
+    except PIL_DAMAGE:
         n = 0
         try:
             while True:
                 im.seek(n)
                 n += 1
-        except (IndexError, OSError, EOFError, ValueError):
+        except PIL_DAMAGE:
             pass
         try:  # back where it was (the counting walked to the last frame it could reach)
             im.seek(at)
-        except (IndexError, OSError, EOFError, ValueError):
+        except PIL_DAMAGE:
             pass
         return max(n, 1)
 
@@ -74,13 +79,13 @@ def n_frames(im: Any) -> int:
 def frame_count(path: Path) -> int:
     """How many frames the animation at ``path`` holds (1 for a still, an unreadable file, or pages that are not
     an animation)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
             animated = getattr(im, "is_animated", False) and im.format in ANIMATED_FORMATS
             return n_frames(im) if animated else 1
-    except (UnidentifiedImageError, OSError, ValueError, IndexError):
+    except PIL_DAMAGE:
         return 1
 
 
@@ -124,7 +129,7 @@ def _check_memory(src: Path, frames: int, w: int, h: int, scale: int) -> None:
 def read(path: Path, scale: int, notes: list[str]) -> Animation:
     """Every frame of the animation at ``path``, composited; refused before decoding when it would not fit in
     memory at ``scale``. A damaged file keeps the frames before the damage, said in ``notes``."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
@@ -139,7 +144,7 @@ def read(path: Path, scale: int, notes: list[str]) -> Animation:
                 notes.append(f"note: {path.name} has more than 8 bits per sample; its frames are written 8-bit")
             try:
                 total, damaged = int(getattr(im, "n_frames", 1)), False
-            except (IndexError, OSError, EOFError, ValueError):  # cut off (a partial download): what can be reached
+            except PIL_DAMAGE:  # cut off (a partial download): what can be reached
                 total, damaged = n_frames(im), True
             _check_memory(path, total, im.width, im.height, scale)
             frames, durations = [], []
@@ -147,7 +152,7 @@ def read(path: Path, scale: int, notes: list[str]) -> Animation:
                 try:
                     im.seek(i)
                     im.load()  # WebP sets a frame's duration when it is loaded
-                except (OSError, EOFError, IndexError, ValueError) as e:
+                except PIL_DAMAGE as e:
                     if len(frames) <= default_image:
                         raise
                     notes.append(f"warning: {path.name} is damaged at frame {i + 1} of {total} ({e}); the "
@@ -157,7 +162,7 @@ def read(path: Path, scale: int, notes: list[str]) -> Animation:
                 durations.append(float(im.info.get("duration") or 0))
             if damaged and len(frames) == total:
                 notes.append(f"warning: {path.name} is damaged after frame {total}; the frames before it are kept")
-    except (UnidentifiedImageError, OSError, ValueError, EOFError, IndexError) as e:
+    except PIL_DAMAGE as e:
         raise AnimationError(f"not a readable animation: {path} ({e})") from None
     default = None
     if default_image:  # the APNG's picture for viewers that don't animate: not a frame of the animation
@@ -358,6 +363,8 @@ def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[...
             notes.append(f"note: {src.name} has non-square pixels (SAR {anim.sar.numerator}:{anim.sar.denominator}); "
                          f"--size writes square ones ({to[0]}x{to[1]} shows the same shape)")
         anim.sar = Fraction(1)
+    first = anim.frames[0]
+    check_format(*(to or (max(1, round(first.width * up.scale * anim.sar)), first.height * up.scale)), ext)
     out, last = [], time.monotonic()
     for i, frame in enumerate(anim.frames, 1):
         out.append(upscale_image(up, frame, src.name, notes, to))

@@ -28,7 +28,7 @@ from .animation import (
 from .errors import PsrError
 from .fileio import atomic_path, visible_files
 from .names import PICTURE_EXTS
-from .output_size import SizeError, SizeSpec, resample
+from .output_size import SizeError, SizeSpec, check_format, resample
 
 # the 8-bit modes a picture is read in: with alpha, grey, or colour
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -58,7 +58,7 @@ def readable_picture(path: str) -> bool:
     try:
         with Image.open(path):
             return True
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return False
 
 
@@ -110,7 +110,7 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
         im = Image.open(path)
         raw = im.tile[0][3] if getattr(im, "tile", None) else ""  # the stored layout (gone after load)
         im.load()
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise PictureError(f"not a readable picture: {path} ({e})") from None
     notes, info = [], dict(im.info)
     info["extra"] = picture_metadata.read(im)  # text chunks, a comment, PNG's colour chunks
@@ -256,6 +256,7 @@ def upscale_picture(up: Any, src: Path, out_ext: str = ".png", size: SizeSpec | 
     if size is not None:
         turned = _exif_orientation(im) in (5, 6, 7, 8)  # stored on its side: the box is turned to match
         to = size.fit(im.width, im.height, rotation=90 if turned else 0)
+    check_format(*(to or (im.width * up.scale, im.height * up.scale)), out_ext)
     if deep:
         # FFmpeg's exact samples wherever they are the picture Pillow reads, for 8-bit outputs too (one rounding,
         # and a 16-bit PNG's see-through colour, which Pillow misses)
@@ -300,6 +301,7 @@ def upscale_grab(up: Any, src: Path, out_ext: str, trim: Any, size: SizeSpec | N
         notes.append(f"note: {src.name} has non-square pixels (SAR {anim.sar.numerator}:{anim.sar.denominator}); "
                      f"the frame is resampled to {to[0]}x{to[1]} square pixels (Lanczos), as a picture can't say "
                      "its pixel shape")
+    check_format(*(to or (frame.width * up.scale, frame.height * up.scale)), out_ext)
     deep = anim.info.get("deep")
     if deep is None:
         return upscale_image(up, frame, src.name, notes, to), notes

@@ -24,6 +24,19 @@ MAX_SIDE = 16384  # what libx264/libx265 and the players take; far past any mode
 class SizeError(PsrError, ValueError):
     """A --size that gives an output past MAX_SIDE for this picture's shape."""
 
+# the largest side a picture format can hold (WebP's 14-bit sizes; JPEG's and GIF's 16-bit ones)
+FORMAT_MAX_SIDE = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535, ".gif": 65535}
+
+
+def check_format(width: int, height: int, ext: str) -> None:
+    """SizeError when a ``width`` x ``height`` output is larger than an ``ext`` picture can be (said before any
+    work: the encoder refused it at the end, with a traceback)."""
+    top = FORMAT_MAX_SIDE.get(ext.lower())
+    if top and max(width, height) > top:
+        raise SizeError(f"the output would be {width}x{height} pixels, and {ext} holds at most {top} a side (use "
+                        ".png, or --size to fit it)")
+
+
 _SPEC = re.compile(r"^\s*(\d*)\s*[xX:]\s*(\d*)\s*$")
 
 
@@ -161,4 +174,4 @@ def notes(spec: SizeSpec, size: tuple[int, int], model_size: tuple[int, int], sa
     return out
 
 
-__all__ = ["MAX_SIDE", "SizeError", "SizeSpec", "notes", "resample"]
+__all__ = ["FORMAT_MAX_SIDE", "MAX_SIDE", "SizeError", "SizeSpec", "check_format", "notes", "resample"]

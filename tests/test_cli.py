@@ -103,3 +103,24 @@ def test_eval_video_vs_lanczos_column_always_filled(tmp_path, pan_folder, with_l
     assert ("against lanczos on the same clips" in " ".join(video.split())) is not with_lanczos, video
     if with_lanczos:
         assert rows["lanczos"]["psnr_vs_lanczos"] == 0 and rows["lanczos"]["temporal_vs_lanczos"] == 1
+
+
+def test_sigterm_unwinds_like_ctrl_c_in_commands_that_clean_up() -> None:
+    """SIGTERM during a picture or animation run killed the process and left its hidden temporary file; the
+    commands that clean up after themselves take it as they take Ctrl-C (unwind: finally blocks remove the file,
+    'interrupted', exit 130)."""
+    import signal
+
+    from psr2video.commands.common import interruptible
+    from psr2video.errors import Interrupted
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        interruptible()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with pytest.raises(Interrupted):
+                signal.getsignal(sig)(sig, None)
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)

@@ -434,3 +434,51 @@ def test_text_comment_and_colour_chunks_are_carried(tmp_path: Path) -> None:
     assert Image.open(tmp_path / "c2.png").text == {"Comment": "shot on a phone"}
     code, out = run(str(tmp_path / "c.jpg"), str(tmp_path / "c2.webp"), "--variant", "mks", "-q")
     assert code == 0 and "c.jpg's comment can't be held in .webp; left out" in out, out
+
+
+def broken_png(path: Path) -> Path:
+    """An 80x60 PNG whose second IDAT chunk has a garbage type: Pillow raises SyntaxError reading it."""
+    import io
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.fromarray(noise(60, 80, 3)).save(buf, "PNG")
+    data = buf.getvalue()
+    i = data.index(b"IDAT") - 4  # split the picture data into two IDAT chunks, the second with a bad type
+    n = struct.unpack(">I", data[i:i + 4])[0]
+    body = data[i + 8:i + 8 + n]
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    half = len(body) // 2
+    path.write_bytes(data[:i] + chunk(b"IDAT", body[:half]) + chunk(b"\xe0\xc0\x8b\xff", body[half:])
+                     + data[i + 12 + n:])
+    return path
+
+
+def test_a_broken_png_is_one_line_and_a_folder_goes_on(tmp_path: Path) -> None:
+    """Pillow raises SyntaxError for a broken PNG chunk: a traceback for one file, and a folder stopped at it with
+    the other pictures never written."""
+    bad = broken_png(tmp_path / "a.png")
+    one_line_error(*run(str(bad), str(tmp_path / "o.png"), "--variant", "mks"), "not a readable picture", "a.png")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    broken_png(folder / "a.png")
+    Image.fromarray(noise(20, 30, 3)).save(folder / "b.png")
+    code, out = run(str(folder), str(tmp_path / "out"), "--variant", "mks")
+    assert code != 0 and "Traceback" not in out and "a.png" in out and "skipped" in out, out
+    assert (tmp_path / "out" / "b.png").exists()
+
+
+def test_an_output_past_the_format_limit_is_refused_before_the_work(tmp_path: Path) -> None:
+    """WebP holds at most 16383 pixels a side: a 9000x4 picture x2 into .webp failed in the encoder after the work
+    with a traceback ('encoding error 5'); --size up to 16384 passed the same way. Now one line, before."""
+    src = tmp_path / "wide.png"
+    Image.fromarray(noise(4, 9000, 3)).save(src)
+    one_line_error(*run(str(src), str(tmp_path / "o.webp"), "--variant", "mks"),
+                   "the output would be 18000x8 pixels, and .webp holds at most 16383 a side")
+    assert not list(tmp_path.glob("o*")) and not list(tmp_path.glob(".o*"))
+    code, out = run(str(src), str(tmp_path / "o.png"), "--variant", "mks")
+    assert code == 0, out

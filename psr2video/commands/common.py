@@ -51,8 +51,9 @@ def split_list(values: tuple[str, ...]) -> list[str]:
 
 
 def interruptible() -> None:
-    """Ctrl-C from here on unwinds (``errors.Interrupted``: ``finally`` blocks remove temporary files; the entry
-    point says "interrupted", exit 130) instead of the start-up handler's immediate exit."""
+    """Ctrl-C (and SIGTERM, as a video run takes it) from here on unwinds (``errors.Interrupted``: ``finally``
+    blocks remove temporary files; the entry point says "interrupted", exit 130) instead of the start-up handler's
+    immediate exit, or, for SIGTERM, dying with a temporary file left behind."""
     import signal
     import threading
 
@@ -61,8 +62,11 @@ def interruptible() -> None:
     def unwind(signum: int, frame: object) -> None:
         raise Interrupted
 
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, unwind)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, unwind)
 
 
 def check_writable(path: str | Path | None, flag: str) -> None:

@@ -252,6 +252,12 @@ def upscale_picture(up: Any, src: Path, out_ext: str = ".png", size: SizeSpec | 
     from . import deep_pictures
 
     im, info, notes, deep = _read(src)
+    if out_ext in NO_EXIF and _exif_orientation(im) != 1:  # shown turned, and OUT can't say so: turned here
+        from PIL import ImageOps
+
+        im, deep = ImageOps.exif_transpose(im), False  # (8-bit OUT: the 16-bit reading buys nothing here)
+        notes.append(f"note: {src.name} is shown turned (EXIF orientation), which {out_ext} can't say: its pixels "
+                     "are turned instead")
     to = None
     if size is not None:
         turned = _exif_orientation(im) in (5, 6, 7, 8)  # stored on its side: the box is turned to match
@@ -396,9 +402,12 @@ def _save(im: Any, src_info: dict, dst: Path) -> str | None:
         im = im.convert("RGB" if im.mode == "RGBA" else "L")
     if ext in (".jpg", ".jpeg"):
         opts.update(quality=95, subsampling=0)
+        if opts.get("exif") and not opts["exif"].startswith(b"Exif\x00\x00"):
+            # WebP (and PNG) hold the bare TIFF block; JPEG's APP1 needs its header, or readers ignore it all
+            opts["exif"] = b"Exif\x00\x00" + opts["exif"]
     elif ext == ".webp":
         opts.update(quality=95, method=4)
-    elif ext in (".bmp", ".gif"):  # they hold neither (said by the caller)
+    elif ext in NO_EXIF:  # they hold neither (said by the caller)
         opts.pop("exif", None)
         opts.pop("icc_profile", None)
     extra = src_info.get("extra") or {}
@@ -416,6 +425,7 @@ def _save(im: Any, src_info: dict, dst: Path) -> str | None:
         raise PictureError(f"can't write {dst}: {e.strerror or e}") from None
 
 
+NO_EXIF = (".bmp", ".gif")  # they hold no EXIF (nor an ICC profile)
 NO_ALPHA = (".jpg", ".jpeg", ".bmp")  # BMP's 32-bit form has an alpha readers ignore (Pillow reads it as RGB)
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
             ".bmp": "BMP", ".gif": "GIF"}

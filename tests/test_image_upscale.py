@@ -482,3 +482,21 @@ def test_an_output_past_the_format_limit_is_refused_before_the_work(tmp_path: Pa
     assert not list(tmp_path.glob("o*")) and not list(tmp_path.glob(".o*"))
     code, out = run(str(src), str(tmp_path / "o.png"), "--variant", "mks")
     assert code == 0, out
+
+
+def test_exif_orientation_kept_or_applied(tmp_path: Path) -> None:
+    """A phone photo stored on its side (EXIF orientation 6): WebP's EXIF into JPEG was written without the
+    'Exif' header that JPEG readers look for (lost, no note: the photo showed sideways); into BMP/GIF, which hold
+    no EXIF, the pixels stayed on their side and --size x100 gave 100x50. Now kept, or the pixels are turned."""
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "Cam"
+    webp, jpg = tmp_path / "phone.webp", tmp_path / "phone.jpg"
+    Image.fromarray(noise(20, 40, 3)).save(webp, exif=exif.tobytes(), lossless=True)
+    Image.fromarray(noise(20, 40, 3)).save(jpg, exif=exif.tobytes())
+    assert run(str(webp), str(tmp_path / "o.jpg"), "--variant", "mks")[0] == 0
+    with Image.open(tmp_path / "o.jpg") as im:
+        assert dict(im.getexif()) == {0x0112: 6, 0x010F: "Cam"}
+    code, out = run(str(jpg), str(tmp_path / "o.bmp"), "--variant", "mks", "--size", "x100")
+    assert code == 0 and "its pixels are turned instead" in out, out
+    with Image.open(tmp_path / "o.bmp") as im:
+        assert im.size == (50, 100)

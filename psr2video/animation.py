@@ -310,8 +310,9 @@ def _frame_image(f: Any) -> tuple[Any, int]:
 
 
 def _gif_pace(anim: Animation, notes: list[str], name: str) -> None:
-    """A video's frames thinned to GIF's pace: a frame starts at least 20 ms (rounded to GIF's 1/100 s) after
-    the one before, as browsers play shorter delays as 100 ms; 60 fps becomes 40 (20 and 30 ms in turn)."""
+    """A video's (or a WebP/APNG's) frames thinned to GIF's pace: a frame starts at least 20 ms (rounded to GIF's
+    1/100 s) after the one before, as browsers play shorter delays as 100 ms; 60 fps becomes 40 (20 and 30 ms in
+    turn)."""
     starts = [0.0, *itertools.accumulate(anim.durations)]
     total = starts.pop()
     kept: list[int] = []
@@ -354,7 +355,7 @@ def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[...
     _check_writable(dst)
     notes: list[str] = []
     anim = read_video(src, up.scale, notes, max_frames, trim) if video else read(src, up.scale, notes)
-    if video and ext == ".gif":
+    if ext == ".gif" and (video or src.suffix.lower() != ".gif"):  # (a GIF's own delays are its author's)
         _gif_pace(anim, notes, src.name)
     to = None
     if size is not None:  # the frames are turned already; their pixel shape is resampled square with the rest

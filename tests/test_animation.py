@@ -381,3 +381,16 @@ def test_a_cut_gif_into_a_still_is_its_first_frame_and_folders_are_made(tmp_path
     assert code == 0, out
     with Image.open(tmp_path / "new" / "deeper" / "a.gif") as g:
         assert g.n_frames == 3
+
+
+def test_fast_webp_into_gif_is_paced_like_a_video(tmp_path: Path) -> None:
+    """A 60 fps animated WebP into GIF kept delays of 10 and 20 ms, which browsers play as 100 ms: six times too
+    slow. It is thinned to GIF's 50 frames/s as a video is (said); a GIF's own delays stay its author's."""
+    src = tmp_path / "fast.webp"
+    frames = [Image.fromarray(noise(12, 16, 3, seed=i)) for i in range(6)]
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=[17, 16, 17, 17, 16, 17], loop=0,
+                   lossless=True)
+    code, out = run(str(src), str(tmp_path / "o.gif"), "--variant", "mks")
+    assert code == 0 and "GIF plays at most 50 frames/s" in out, out
+    _, durations, _ = frames_of(tmp_path / "o.gif")
+    assert all(d >= 20 for d in durations) and sum(durations) == pytest.approx(100, abs=10), durations

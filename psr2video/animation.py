@@ -202,6 +202,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
                          f"a video file to keep {'them' if len(others) > 1 else 'it'})")
         sar = pixel_shape(s)
         frames, times, rotation = [], [], 0
+        last_ms: float | None = None  # the last frame's own length (a VFR clip's final hold), where it says it
         info_deep = None
         win = None
         end = video_end(c)
@@ -231,6 +232,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
                     img = img.rotate(rotation, expand=True)
                 frames.append(img)
                 times.append(float(f.time) if f.time is not None else None)
+                last_ms = float(f.duration * f.time_base) * 1000 if f.duration and f.time_base else None
                 _check_memory(path, len(frames), f.width, f.height, scale)
                 if len(frames) == max_frames:
                     break
@@ -253,7 +255,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
     step = 1000 / float(rate) if rate else 40.0
     ms = [t * 1000 if t is not None else None for t in times]
     durations = [(b - a) if a is not None and b is not None and b > a else step for a, b in itertools.pairwise(ms)]
-    durations.append(step)
+    durations.append(last_ms or step)
     if part_end is not None and ms[-1] is not None and float(part_end) * 1000 > ms[-1]:
         durations[-1] = float(part_end) * 1000 - ms[-1]  # on screen until the part ends (VFR: not one period)
     if any(f.mode == "RGBA" for f in frames):

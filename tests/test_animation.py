@@ -394,3 +394,20 @@ def test_fast_webp_into_gif_is_paced_like_a_video(tmp_path: Path) -> None:
     assert code == 0 and "GIF plays at most 50 frames/s" in out, out
     _, durations, _ = frames_of(tmp_path / "o.gif")
     assert all(d >= 20 for d in durations) and sum(durations) == pytest.approx(100, abs=10), durations
+
+
+def test_the_last_frame_keeps_its_length_between_animations_and_video(tmp_path: Path) -> None:
+    """A GIF whose last frame holds 3 s into .mkv/.mp4 lasted 1.1 s (every packet got 1/average rate), and a VFR
+    video's 3 s last frame into .gif became one frame period: every frame keeps its own length."""
+    src = tmp_path / "hold.gif"
+    frames = [Image.fromarray(noise(12, 16, 3, seed=i)) for i in range(4)]
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=[100, 100, 100, 3000], loop=0)
+    for ext in (".mkv", ".mp4"):
+        out = tmp_path / f"hold{ext}"
+        code, err = run(str(src), str(out), "--variant", "mks")
+        assert code == 0, err
+        with av.open(str(out)) as c:
+            assert c.duration / 1e6 == pytest.approx(3.3, abs=0.01), ext
+    code, err = run(str(tmp_path / "hold.mkv"), str(tmp_path / "back.gif"), "--variant", "mks")
+    assert code == 0, err
+    assert frames_of(tmp_path / "back.gif")[1] == [100, 100, 100, 3000]

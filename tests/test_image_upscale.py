@@ -500,3 +500,19 @@ def test_exif_orientation_kept_or_applied(tmp_path: Path) -> None:
     assert code == 0 and "its pixels are turned instead" in out, out
     with Image.open(tmp_path / "o.bmp") as im:
         assert im.size == (50, 100)
+
+
+def test_see_through_edges_keep_their_colour(tmp_path: Path) -> None:
+    """A white sticker on transparent black: upscaled as stored, the hidden black bled into the edge (a pixel at
+    alpha 205 came out 205, not 255: a dark fringe over any background). Visible pixels now take the premultiplied
+    upscale's colour; the colour hidden under alpha 0 far from the edge (a texture's RGB under its mask) stays."""
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 1] = 200  # hidden green under alpha 0
+    rgba[10:30, 10:30] = (255, 255, 255, 255)
+    src = tmp_path / "sticker.png"
+    Image.fromarray(rgba, "RGBA").save(src)
+    assert run(str(src), str(tmp_path / "o.png"), "--variant", "mks")[0] == 0
+    out = np.asarray(Image.open(tmp_path / "o.png").convert("RGBA")).astype(int)
+    visible = out[..., 3] >= 128
+    assert out[visible][:, :3].min() >= 250, out[visible][:, :3].min()
+    assert tuple(out[2, 2, :3]) == (0, 200, 0) and out[2, 2, 3] == 0

@@ -57,6 +57,8 @@ def interruptible() -> None:
     import signal
     import threading
 
+    import click
+
     from ..errors import Interrupted
 
     def unwind(signum: int, frame: object) -> None:
@@ -64,9 +66,13 @@ def interruptible() -> None:
 
     if threading.current_thread() is not threading.main_thread():
         return
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, unwind)
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)
+           if signal.getsignal(sig) is not signal.SIG_IGN}
+    for sig in old:
+        signal.signal(sig, unwind)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:  # the command's end gives them back (a caller running commands in-process keeps its own)
+        ctx.call_on_close(lambda: [signal.signal(sig, h) for sig, h in old.items()])
 
 
 def check_writable(path: str | Path | None, flag: str) -> None:

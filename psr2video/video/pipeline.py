@@ -310,7 +310,7 @@ class DeviceStage:
         t0 = time.perf_counter()
         host, ready = self._download(yuv)
         self._time("download", t0, n)
-        return [EncodeItem(it.index, it.pts, it.time_base, tuple(h[i] for h in host), ready)
+        return [EncodeItem(it.index, it.pts, it.time_base, tuple(h[i] for h in host), ready, it.duration)
                 for i, it in enumerate(batch)]
 
 

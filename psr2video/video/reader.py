@@ -51,6 +51,7 @@ class VideoItem:
     # the frame's own pts (its packet's) when ``pts`` was guessed otherwise (decode-order times): what a
     # scale-out plan cuts by
     own_pts: int | None = None
+    duration: int = 0  # how long the frame is shown (``time_base`` ticks; 0 = not said): a GIF's 3 s last frame
 
     @property
     def time(self) -> float:
@@ -820,8 +821,11 @@ class Reader(threading.Thread):
             self.warn(f"warning: {self.end.resized}")
         planes, bits, sw, sh, keep = frame_planes(fr, self.size, self.color)
         shift = self._ticks(tb)  # the part's start: its frames are timed from 0 (0 without --start)
+        duration = int(getattr(fr, "duration", 0) or 0)
+        if duration and pts is not None and self.window is not None and self.window.hi is not None:
+            duration = max(0, min(duration, math.ceil(self.window.hi / tb) - pts))  # shown to the part's end
         item = VideoItem(self._n, None if pts is None else pts - shift, tb, planes, bits, sw, sh, keep,
-                         None if fr.pts is None else fr.pts - shift)
+                         None if fr.pts is None else fr.pts - shift, duration)
         if not self._put(item):
             return False
         self._n += 1

@@ -82,6 +82,7 @@ class EncodeItem:
     time_base: Fraction
     planes: tuple[Any, ...]  # CPU torch tensors (uint8 / uint16), one per plane
     ready: Any = None  # a CUDA event to wait for before touching the planes (download in flight)
+    duration: int = 0  # how long the frame is shown, in ``time_base`` ticks (0: not said)
 
 
 @dataclass
@@ -230,6 +231,7 @@ class Writer(threading.Thread):
         self._frame_step = int(round(1 / (Fraction(rate) * time_base))) if rate and time_base else 0
         self._missing_pts = 0
         self.dropped = 0  # frames AVI had no tick for (a VFR source faster than its average rate)
+        self._durations: dict[int, int] = {}  # output pts -> the frame's length (output ticks), for its packet
         self._last_exact: Fraction | int = 0  # the last frame's own time in output ticks (unrounded)
         self.fixups: dict[int, TimestampFixup] = {}  # output stream index -> what was fixed
         self._muxed: dict[int, int] = {}  # output stream index -> copied packets muxed
@@ -661,6 +663,9 @@ class Writer(threading.Thread):
         for k, v in self.color_tags.items():
             setattr(fr, k, v)
         self._last_pts, self._last_exact = pts, (exact if exact is not None else pts)
+        if item.duration and not self._avi:  # given to the packet the encoder makes of it (they drop it)
+            self._durations[pts] = max(1, exact_ticks(Fraction(item.duration) * Fraction(item.time_base)
+                                                      / Fraction(self.time_base)))
         fr.pts = pts
         fr.time_base = self.time_base
         if self._fields is not None:  # mark the frame interlaced with its field order
@@ -730,6 +735,10 @@ class Writer(threading.Thread):
     def _encode(self, frame: av.VideoFrame | None) -> None:
         t0 = time.perf_counter()
         for pkt in self.vstream.encode(frame):
+            if (d := self._durations.pop(pkt.pts, None)) is not None and pkt.time_base:
+                # the frame's own length (encoders give every packet 1/rate): a VFR source's, and the last
+                # frame's, which is how long the video lasts (a GIF's 3 s hold became 0.82 s)
+                pkt.duration = exact_ticks(Fraction(d) * Fraction(self.time_base) / Fraction(pkt.time_base))
             self.out.mux(pkt)
             self.bytes_hint += pkt.size
         if self.stats is not None:

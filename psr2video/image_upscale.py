@@ -113,6 +113,8 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise PictureError(f"not a readable picture: {path} ({e})") from None
     notes, info = [], dict(im.info)
+    if info.get("dpi") and max(info["dpi"]) < 2:  # Pillow's 1 dpi for a TIFF that says none: not carried
+        info.pop("dpi")
     info["extra"] = picture_metadata.read(im)  # text chunks, a comment, PNG's colour chunks
     deep = im.mode in _DEEP_MODES or ";16" in str(raw) or ";12" in str(raw)
     frames = n_frames(im)
@@ -147,7 +149,10 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
             top = 65535.0  # the format's range, not the picture's brightest value (a dark picture stays dark)
         else:
             top = float(a.max())
-        im = Image.fromarray(np.clip(np.rint(a / top * 255.0), 0, 255).astype(np.uint8), "L")
+        grey = Image.fromarray(np.clip(np.rint(a / top * 255.0), 0, 255).astype(np.uint8), "L")
+        see = im.info.get("transparency")  # a 16-bit grey PNG's see-through value (tRNS): lost without a word
+        im = grey if not isinstance(see, int) else Image.merge(
+            "LA", (grey, Image.fromarray(np.where(a == see, 0, 255).astype(np.uint8), "L")))
     elif im.mode not in ("RGB", "RGBA", "L", "LA"):  # CMYK without a profile, YCbCr, premultiplied: as RGB(A)
         im = im.convert("RGBA" if im.mode in _ALPHA_MODES else "RGB")
     icc = info.get("icc_profile")

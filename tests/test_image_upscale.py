@@ -516,3 +516,34 @@ def test_see_through_edges_keep_their_colour(tmp_path: Path) -> None:
     visible = out[..., 3] >= 128
     assert out[visible][:, :3].min() >= 250, out[visible][:, :3].min()
     assert tuple(out[2, 2, :3]) == (0, 200, 0) and out[2, 2, 3] == 0
+
+
+def test_a_tiff_without_resolution_is_not_written_at_1_dpi(tmp_path: Path) -> None:
+    """Pillow reads a TIFF with no resolution as 1 dpi, which was carried: a JPEG that prints 1,000 times too
+    large."""
+    src = tmp_path / "scan.tif"
+    Image.fromarray(noise(8, 8, 3)).save(src)
+    assert run(str(src), str(tmp_path / "o.jpg"), "--variant", "mks")[0] == 0
+    with Image.open(tmp_path / "o.jpg") as im:
+        assert im.info.get("dpi") in (None, (72, 72))
+
+
+def test_16_bit_grey_with_a_see_through_value_stays_see_through(tmp_path: Path) -> None:
+    """A 16-bit grey PNG whose tRNS makes value 0 see-through came out opaque grey with only 'written 8-bit'."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    g = np.tile((np.arange(40) * 1600).astype(">u2"), (30, 1))
+    g[:, :10] = 0
+    raw = b"".join(b"\0" + g[r].tobytes() for r in range(30))
+    src = tmp_path / "g16.png"
+    src.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40, 30, 16, 0, 0, 0, 0))
+                    + chunk(b"tRNS", b"\0\0") + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    assert run(str(src), str(tmp_path / "o.png"), "--variant", "mks")[0] == 0
+    with Image.open(tmp_path / "o.png") as im:
+        assert im.mode == "LA"
+        alpha = np.asarray(im.getchannel("A"))
+    assert alpha[:, :15].max() == 0 and alpha[:, 26:].min() >= 250  # (x2: the see-through 10 columns are 20)

@@ -165,3 +165,11 @@ def test_each_containers_encoder_is_checked_before_the_model_loads(season: Path,
         assert c.streams.video[0].codec_context.name in ("libdav1d", "av1", "libaom-av1")  # AV1 decoders
     one_line_error(*run("upscale", str(season), str(tmp_path / "o2"), "--variant", "mks", "--codec", "libx264"),
                    "webm")
+
+
+def test_crop_in_a_folder_says_the_pictures_are_whole(season: Path, tmp_path: Path) -> None:
+    """--crop cut the videos and was dropped for the folder's pictures without a word (a single picture refuses
+    it); now said, as --start is."""
+    code, err = run("upscale", str(season), str(tmp_path / "out"), "--variant", "mks", "--crop", "0:0:4:4", "-q")
+    assert code == 0 and "--crop cuts the videos' edges; the 1 picture(s) and animation(s) are upscaled whole" in err
+    assert Image.open(tmp_path / "out" / "extras" / "poster.jpg").size == (60, 40)

@@ -159,6 +159,9 @@ def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path
         _warn(line)
     if pictures and video["trim"] is not None:
         _warn(f"note: --start/--end cut the videos; the {len(pictures)} picture(s) and animation(s) are upscaled whole")
+    if pictures and video["crop"]:
+        _warn(f"note: --crop cuts the videos' edges; the {len(pictures)} picture(s) and animation(s) are upscaled "
+              "whole")
     if others:
         _warn(f"note: {len(others)} other file(s) under {input} (e.g. {others[0].name}) are neither videos nor "
               "pictures; not copied")

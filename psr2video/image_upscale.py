@@ -88,6 +88,8 @@ def plan(input: str, output: str, overwrite: bool, skip_existing: bool = False) 
             raise PictureError(f"can't write {output}: folder {dst.parent} does not exist")
         if dst.exists() and dst.resolve() == src.resolve():
             raise PictureError("OUT is the same file as IN")
+        if dst.is_dir():  # before "exists; use -y", which -y could not cure
+            raise PictureError(f"{output} is a folder, not an output file; name the file, e.g. {dst / src.name}")
         jobs = [Job(src, dst)]
     if skip_existing:
         return [j for j in jobs if not j.dst.exists()]

@@ -547,3 +547,13 @@ def test_16_bit_grey_with_a_see_through_value_stays_see_through(tmp_path: Path) 
         assert im.mode == "LA"
         alpha = np.asarray(im.getchannel("A"))
     assert alpha[:, :15].max() == 0 and alpha[:, 26:].min() >= 250  # (x2: the see-through 10 columns are 20)
+
+
+def test_out_a_folder_named_like_a_picture(tmp_path: Path) -> None:
+    """OUT 'sub.png' that is a folder: '-y to overwrite' was offered, and with -y the model loaded and then failed."""
+    src = tmp_path / "a.png"
+    Image.fromarray(noise(8, 8, 3)).save(src)
+    (tmp_path / "sub.png").mkdir()
+    for extra in ((), ("-y",)):
+        one_line_error(*run(str(src), str(tmp_path / "sub.png"), "--variant", "mks", *extra),
+                       "sub.png is a folder, not an output file")

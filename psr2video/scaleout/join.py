@@ -218,7 +218,8 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
             writer.close()
             if writer.error is not None:
                 raise writer.error
-            for line in writer.fixup_notes():  # copied streams' timestamps fixed, re-encoded audio's damaged packets
+            # copied streams' timestamps fixed, re-encoded audio's damaged packets; what the container lost of them
+            for line in writer.fixup_notes() + writer.lost_facts():
                 warn(f"note: {line}")
             Path(tmp).replace(output)
             ok = True

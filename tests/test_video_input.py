@@ -631,13 +631,13 @@ def test_ts_refuses_video_it_would_write_as_data(tmp_path: Path, workers: tuple[
 
 
 def make_mov_text(path: Path) -> None:
-    from psr2video.video.writer import _ASS_HEADER
+    from psr2video.video.subtitles import ASS_HEADER
 
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
         s = out.add_stream("mov_text")
-        s.codec_context.subtitle_header = _ASS_HEADER
+        s.codec_context.subtitle_header = ASS_HEADER
         s.time_base = TB
         for i in range(10):
             f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")
@@ -685,7 +685,7 @@ def test_overlapping_cues_into_mp4_keep_their_times() -> None:
     """MP4's mov_text shows one sample at a time, and FFmpeg's muxer laid overlapping cues end to end: the second
     of two overlapping lines began when the first ended, and every later cue ran late. Now the overlap is shown
     with both lines, and every cue starts and ends where it did."""
-    from psr2video.video.writer import CueTimeline
+    from psr2video.video.subtitles import CueTimeline
 
     t = CueTimeline()
     got = t.add(1000, 3000, "Top") + t.add(2000, 4000, "Bottom") + t.add(4500, 5000, "Last") + t.flush()

@@ -98,7 +98,8 @@ def judge(name: str, kind: str, precision: str, hr_img: torch.Tensor, fn: RawFn,
     if detail > DETAIL_LIMIT:
         why.append(f"|detail| {detail:.3g} > {DETAIL_LIMIT:g}")
     if kind in STRICT_KINDS and p < pm:
-        why.append(f"PSNR {p:.2f} < MKS2021 {pm:.2f}")
+        why.append(f"PSNR {p:.2f} < MKS2021 {pm:.2f}" if round(p, 2) < round(pm, 2)
+                   else f"PSNR {p:.4f} < MKS2021 {pm:.4f}")  # (to two places the two read the same)
     return CardResult(name, kind, precision, round(detail, 4), round(oor, 6), round(p, 3), round(pm, 3),
                       finite, not why, "; ".join(why))
 

@@ -160,3 +160,41 @@ def test_bench_scaleout_bad_json_path_is_one_line_before_timing(tmp_path):
     r = CliRunner().invoke(cli, ["bench", "scaleout", "--json", "/proc/psr2video/s.json", "--workers", "1"])
     assert r.exit_code == 1 and "can't write --json /proc/psr2video/s.json" in r.output, r.output
     assert "machine:" not in r.output and "Traceback" not in r.output, r.output
+
+
+@pytest.mark.parametrize("codec", ["ffv1", "libvpx-vp9"])
+def test_bench_pipeline_passes_only_the_encoder_settings_given(codec, tmp_path, monkeypatch):
+    """``bench pipeline --codec ffv1`` (or libvpx-vp9) was refused: its --crf/--preset defaults always reached the
+    encoder check ("ffv1 is lossless: it takes no --crf or --preset"). x264/x265 keep the cheap defaults the
+    README's figures use; other encoders get only what is given, and a setting the user gives is still checked."""
+    import tempfile
+
+    from psr2video.cli import cli
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its scratch encodes go under tmp_path
+    r = CliRunner().invoke(cli, ["bench", "pipeline", "--codec", codec, "--frames", "2", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert f" {codec} " in r.output and "pipeline / FFmpeg" in r.output
+    r = CliRunner().invoke(cli, ["bench", "pipeline", "--codec", "ffv1", "--crf", "20"])
+    assert r.exit_code == 1 and "ffv1 is lossless" in r.output, r.output
+
+
+@pytest.mark.parametrize("scale", ["0", "-2", "5"])
+def test_bench_pipeline_scale_is_a_supported_scale(scale):
+    """``bench pipeline --scale 0`` (or -2) benchmarked x2 while printing the user's command."""
+    from psr2video.cli import cli
+
+    r = CliRunner().invoke(cli, ["bench", "pipeline", "--scale", scale])
+    assert r.exit_code == 2 and f"'{scale}' is not one of '2', '3', '4'" in r.output, r.output
+    assert "machine:" not in r.output
+
+
+def test_bench_model_empty_variant_is_one_line(tmp_path):
+    """``bench model -v ""`` said "min() iterable argument is empty" after timing."""
+    from psr2video.cli import cli
+
+    r = CliRunner().invoke(cli, ["bench", "model", "-v", "", "--no-peers", "--no-baselines", "--device", "cpu",
+                                 "--json", str(tmp_path / "b.json")])
+    assert r.exit_code == 1, r.output
+    assert r.output.strip().splitlines() == [
+        "Error: --variant is empty; give one or more of realtime, stream, photo, pro, mks, bicubic (or a --model file)"]

@@ -426,3 +426,266 @@ def test_val_video_pans_in_validation(images, tmp_path, monkeypatch):
         cfg["data"]["val_video"] = bad
         with pytest.raises(ConfigError, match=msg):  # refused before any step, not at the first validation
             Trainer(cfg, out=tmp_path / "run2", quiet=True)
+
+
+# ---- user mistakes: one line, found before step 1, nothing of the user's lost ----
+
+def _toml(path, images, train=""):
+    """A tiny config file for the CLI: the fixture's pictures, 16-px patches, 2 steps; ``train``: more [train] keys."""
+    path.write_text(f'[data]\ntrain = ["{images}"]\nval = ["{images}"]\npatch = 16\nbatch = 2\n'
+                    f"[optim]\nwarmup = 1\n[train]\nsteps = 2\nlog_every = 1\nval_every = 2\nckpt_every = 2\n{train}\n")
+    return path
+
+
+def _one_error_line(r, words):
+    assert r.exit_code == 1, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], r.output
+    assert "Traceback" not in r.output
+
+
+def test_fresh_run_into_a_run_folder_is_refused_unless_overwrite(images, tmp_path, monkeypatch):
+    """A fresh run overwrote last.pt and log.jsonl without a word and left another run's best.safetensors; and a
+    resumed run trimmed the log before its config error (a missing val_video folder) was said."""
+    from psr2video.cli import cli
+
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    out = tmp_path / "run"
+    Trainer(_cfg(images), out=out, quiet=True).fit(2)
+    (out / "log.jsonl").write_text((out / "log.jsonl").read_text() + '{"step": 99, "loss": 1.0}\n')
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert {"last.pt", "log.jsonl", "best.safetensors", "final.safetensors"} <= set(before)
+    with pytest.raises(ConfigError, match="holds a training run .*--resume.*--overwrite"):
+        Trainer(_cfg(images), out=out, quiet=True)
+    conf = _toml(tmp_path / "tiny.toml", images)
+    r = CliRunner().invoke(cli, ["train", "--config", str(conf), "--out", str(out), "--quiet"])
+    _one_error_line(r, "holds a training run")
+    bad = _cfg(images)
+    bad["data"]["val_video"] = {"folder": str(tmp_path / "nope")}
+    with pytest.raises(ConfigError, match="val_video folder not found"):
+        Trainer(bad, out=out, quiet=True, resume=True)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # nothing touched, the log not trimmed
+    with pytest.raises(ConfigError, match="--resume .* --overwrite"):
+        Trainer(_cfg(images), out=out, quiet=True, resume=True, overwrite=True)
+    Trainer(_cfg(images), out=out, quiet=True, overwrite=True)  # starts over: the old run's files are gone
+    assert not any((out / f).exists() for f in ("last.pt", "log.jsonl", "best.safetensors", "final.safetensors"))
+    r = CliRunner().invoke(cli, ["train", "--config", str(conf), "--out", str(out), "--quiet", "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert read_metadata(out / "final.safetensors")["steps"] == 2
+
+
+def test_val_folders_and_enumerations_are_checked_before_step_1(images, tmp_path):
+    """A missing val folder, a truncated picture in it and an optim.schedule typo were found at the first validation
+    or after warmup (up to 1,000 steps of training lost)."""
+    cfg = _cfg(images)
+    cfg["data"]["val"] = [str(tmp_path / "nope")]
+    with pytest.raises(ConfigError, match="data.val: validation folder not found"):
+        Trainer(cfg, out=tmp_path / "run", quiet=True)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "cut.png").write_bytes((images / "im0.png").read_bytes()[:200])
+    cfg["data"]["val"] = [str(images), str(broken)]
+    with pytest.raises(ConfigError, match="data.val: can't read picture .*cut.png"):
+        Trainer(cfg, out=tmp_path / "run", quiet=True)
+    cfg = _cfg(images)
+    cfg["optim"]["schedule"] = "cosin"
+    with pytest.raises(ConfigError, match="optim.schedule: unknown schedule 'cosin'; choose from cosine"):
+        Trainer(cfg, out=tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_single_folder_string_is_a_one_folder_list(images, tmp_path):
+    """``train = "folder"`` iterated the string's characters (and walked the file system from "/")."""
+    conf = tmp_path / "one.toml"
+    conf.write_text(f'[data]\ntrain = "{images}"\nval = "{images}"\npatch = 16\nbatch = 2\n')
+    cfg = load_config(conf)
+    assert cfg["data"]["train"] == [str(images)] and cfg["data"]["val"] == [str(images)]
+    tr = Trainer(cfg, out=tmp_path / "run", quiet=True)
+    assert len(tr.sampler().images) == 4
+
+
+def test_resume_with_another_config_is_refused_or_said(images, tmp_path, monkeypatch, capsys):
+    """A changed lr or patch was silent on --resume; a changed variant (or a removed init) was torch's whole
+    state_dict dump."""
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    Trainer(_cfg(images), out=tmp_path / "a", quiet=True).fit(2)
+    changed = _cfg(images)
+    changed["optim"]["lr"] = 5e-2
+    changed["data"]["patch"] = 32
+    capsys.readouterr()
+    assert Trainer(changed, out=tmp_path / "a", quiet=True, resume=True).step == 2
+    err = capsys.readouterr().err
+    assert "optim.lr 0.005 -> 0.05" in err and "data.patch 16 -> 32" in err
+    stream = _cfg(images)
+    stream["model"]["variant"] = "stream"
+    with pytest.raises(ConfigError, match='model.variant = "realtime", this config says model.variant = "stream"'):
+        Trainer(stream, out=tmp_path / "a", quiet=True, resume=True)
+    # a checkpoint without its config (older runs): still one line, not the state_dict dump
+    ckpt = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    del ckpt["config"]
+    torch.save(ckpt, tmp_path / "a" / "last.pt")
+    with pytest.raises(ConfigError, match="does not hold a stream x2 net"):
+        Trainer(stream, out=tmp_path / "a", quiet=True, resume=True)
+    # a run started from a fused init resumes with the init removed from the config: the checkpoint says the form
+    init = tmp_path / "a" / "final.safetensors"
+    b = Trainer(_cfg(images, init=str(init)), out=tmp_path / "b", quiet=True)
+    b.fit(2)
+    again = Trainer(_cfg(images), out=tmp_path / "b", quiet=True, resume=True)
+    assert again.step == 2
+    for pa, pb in zip(b.net.parameters(), again.net.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb)
+
+
+def test_prefetch_below_one_is_refused(images, tmp_path):
+    """``data.prefetch = 0`` made the prefetch queue unbounded (7 GB instead of 1 GB)."""
+    for bad in (0, -3):
+        cfg = _cfg(images)
+        cfg["data"]["prefetch"] = bad
+        with pytest.raises(ConfigError, match=f"data.prefetch must be a whole number >= 1, got {bad}"):
+            Trainer(cfg, out=tmp_path / "run", quiet=True)
+
+
+@pytest.mark.parametrize("toml, words", [
+    ("[data]\npatch = [32]", "data.patch must be a whole number >= 1, got [32]"),
+    ("[data]\npatch = 0", "data.patch must be a whole number >= 1, got 0"),
+    ("[data]\npatch = 32.5", "data.patch must be a whole number >= 1, got 32.5"),
+    ("[data]\npatch = 33", "data.patch 33 must be a multiple of model.scale 2"),
+    ("[data]\nbatch = 0", "data.batch must be a whole number >= 1, got 0"),
+    ("[data]\nbatch = -1", "data.batch must be a whole number >= 1, got -1"),
+    ('[data]\nbatch = "big"', "data.batch must be a whole number >= 1, got 'big'"),
+    ('[data]\naugment = "no"', "data.augment must be true or false, got 'no'"),
+    ("[data]\nsynthetic = 3.0", "data.synthetic must be a number in [0, 1], got 3.0"),
+    ("[data]\ndegrade = 5", "data.degrade must be a table"),
+    ("[data.degrade]\nnoise = {prbo = 0.5}", "unknown data.degrade.noise key(s) prbo"),
+    ("[data.degrade]\nvhs = {prob = 0.5}", "unknown data.degrade key(s) vhs"),
+    ('[data.degrade]\nvideo = {codecs = ["libx246"]}',
+     "data.degrade.video.codecs: unknown encoder 'libx246'; choose from libx264, libx265"),
+    ('[data.degrade]\nvideo = {presets = ["fastest"]}', "data.degrade.video.presets: unknown preset 'fastest'"),
+    ("[data.degrade]\njpeg = {quality = [95, 40]}", "data.degrade.jpeg.quality must be [low, high]"),
+    ("model = 3", "model must be a table"),
+    ('[model]\nvariant = "tiny"', "model.variant: unknown variant 'tiny'"),
+    ("[model]\nscale = 5", "model.scale: unknown scale 5"),
+    ("[optim]\nbetas = [0.9]", "optim.betas must be [beta1, beta2], two numbers in [0, 1), got [0.9]"),
+    ("[optim]\nwarmup = -5", "optim.warmup must be a whole number >= 0, got -5"),
+    ("[optim]\nlr = 0", "optim.lr must be a number > 0, got 0"),
+    ("[loss]\nl3 = 1.0", "unknown loss key(s) l3"),
+    ("[loss]\nl1 = 0", "the [loss] table enables no loss"),
+    ("[train]\nema = 5.0", "train.ema must be a number in [0, 1), got 5.0"),
+    ('[train]\namp = "fp8"', "train.amp: unknown precision 'fp8'; choose from bf16, fp16, fp32"),
+    ("[train]\nthreads = 0", "train.threads must be a whole number >= 1, got 0"),
+    ("[train]\nlog_every = 0", "train.log_every must be a whole number >= 1, got 0"),
+    ("[train]\nval_every = 0", "train.val_every must be a whole number >= 1, got 0"),
+    ("[train]\nckpt_every = 0", "train.ckpt_every must be a whole number >= 1, got 0"),
+    ('[train]\ndevice = "gpu"', "train.device: unknown device 'gpu'"),
+])
+def test_config_value_mistakes_name_the_key(toml, words, tmp_path):
+    """Wrong types and values were tracebacks, or taken (``augment = "no"`` as true), or ignored (a typo inside a
+    [data.degrade] table), or "invalid literal for int() with base 10: 'big'" without the key."""
+    conf = tmp_path / "bad.toml"
+    conf.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(conf)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_train_cli_mistakes_are_one_line(images, tmp_path):
+    """Through the CLI (now under @command_errors): a PNG as the config, a bad --device, a bad init file, an
+    unwritable --out, a damaged or foreign last.pt: one line each, exit 1."""
+    from psr2video.cli import cli
+
+    def train(*args):
+        return CliRunner().invoke(cli, ["train", "--quiet", *map(str, args)])
+
+    png = tmp_path / "conf.toml"
+    png.write_bytes((images / "im0.png").read_bytes())
+    _one_error_line(train("--config", png), "is not a TOML file")
+    conf = _toml(tmp_path / "tiny.toml", images)
+    out = tmp_path / "run"
+    _one_error_line(train("--config", conf, "--out", out, "--device", "gpu"), "--device: unknown device 'gpu'")
+    if not torch.cuda.is_available():
+        _one_error_line(train("--config", conf, "--out", out, "--device", "cuda"), "CUDA is not available")
+    _one_error_line(train("--config", conf, "--out", "/proc/psr2video/run"), "can't write to the run folder")
+    for init, words in ((images / "im0.png", "is not a readable training checkpoint"),
+                        (ROOT / "psr2video" / "models" / "weights" / "stream_x2.safetensors",
+                         "is a stream x2 model; this config trains realtime x2")):
+        if init.is_file():
+            bad = _toml(tmp_path / "init.toml", images, train=f'init = "{init}"')
+            _one_error_line(train("--config", bad, "--out", out), words)
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"PK\x03\x04 cut short")
+    _one_error_line(train("--config", conf, "--out", out, "--resume"), "is not a readable training checkpoint")
+    torch.save({"weights": torch.zeros(2)}, out / "last.pt")
+    _one_error_line(train("--config", conf, "--out", out, "--resume"), "is not a psr2video training checkpoint")
+    assert sorted(f.name for f in out.iterdir()) == ["last.pt"]
+
+
+def test_a_full_disk_while_checkpointing_is_one_line(images, tmp_path, monkeypatch):
+    """A full disk while writing last.pt was torch's "unexpected pos" traceback; the previous checkpoint stays."""
+    import errno
+    import pathlib
+
+    from psr2video.train.trainer import RunError
+
+    tr = Trainer(_cfg(images), out=tmp_path / "run", quiet=True)
+    tr.save_checkpoint()
+    kept = (tmp_path / "run" / "last.pt").read_bytes()
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    with pytest.raises(RunError, match="can't write the checkpoint .*last.pt at step 0: disk full"):
+        tr.save_checkpoint()
+    monkeypatch.undo()
+    assert (tmp_path / "run" / "last.pt").read_bytes() == kept
+    assert [f.name for f in (tmp_path / "run").iterdir() if f.name.startswith(".")] == []
+
+
+def test_resume_at_the_end_writes_a_final_that_failed(images, tmp_path, monkeypatch):
+    """final.safetensors failing (a full disk) after last.pt was saved at the last step: --resume said "already at
+    step N >= N", exited 0 and never wrote it. The failed write is one line; --resume writes final (and best)."""
+    import psr2video.train.trainer as trainer_mod
+    from psr2video.train.trainer import RunError
+
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    real = trainer_mod.save_weights
+
+    def fails_for_final(net, path, **info):
+        if path.name == "final.safetensors":
+            raise OSError(28, "No space left on device")
+        return real(net, path, **info)
+
+    monkeypatch.setattr(trainer_mod, "save_weights", fails_for_final)
+    out = tmp_path / "run"
+    with pytest.raises(RunError, match="can't write .*final.safetensors at step 2: disk full; .*--resume"):
+        Trainer(_cfg(images), out=out, quiet=True).fit(2)
+    monkeypatch.setattr(trainer_mod, "save_weights", real)
+    assert not (out / "final.safetensors").exists()
+    (out / "best.safetensors").unlink()  # as if it had failed too: the last validation made step 2 the best
+    val = Trainer(_cfg(images), out=out, quiet=True, resume=True).fit(2)
+    assert val and read_metadata(out / "final.safetensors")["steps"] == 2
+    assert read_metadata(out / "best.safetensors")["steps"] == 2
+    assert Trainer(_cfg(images), out=out, quiet=True, resume=True).fit(2) == {}  # now nothing is missing
+
+
+def test_weights_files_get_the_usual_permissions(images, tmp_path, monkeypatch):
+    """best/final.safetensors were written 0600 while the run's other files were 0644."""
+    import os
+
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    mask = os.umask(0o022)
+    try:
+        Trainer(_cfg(images), out=tmp_path / "run", quiet=True).fit(1)
+    finally:
+        os.umask(mask)
+    for f in ("best.safetensors", "final.safetensors", "last.pt"):
+        assert (tmp_path / "run" / f).stat().st_mode & 0o777 == 0o644, f
+
+
+def test_config_checks_know_every_loss():
+    """config.py names the losses itself (losses.py imports it, not the reverse): the lists must agree."""
+    from psr2video.train import config
+    from psr2video.train.losses import PIXEL_LOSSES, PerceptualLoss
+
+    assert config.PIXEL_LOSS_NAMES == tuple(PIXEL_LOSSES)
+    assert config.PERCEPTUAL_LAYERS == tuple(PerceptualLoss.LAYERS)

@@ -57,6 +57,9 @@ def bench_model(variants, models, scale, size, batch, tile, backend, precision, 
     w, h = parse_shape(size, "--size", "320x180")  # argument mistakes first: milliseconds, not a torch import
     check_device_name(device)
     check_writable(json_path, "--json")  # said before minutes of timing, not after
+    if not split_list(variants) and not models:  # -v "": nothing of ours to time
+        raise UserError(f"--variant is empty; give one or more of {', '.join(VARIANTS + BASELINES)} (or a --model "
+                        "file)")
     import torch
 
     from ..machine import describe, machine_info
@@ -163,22 +166,28 @@ def bench_resize(folder: str | None, variant: str, limit: int, device: str, iter
 @bench.command("pipeline")
 @click.argument("clip", required=False)
 @click.option("--variant", default="mks", show_default=True, help="Model (mks needs no weights).")
-@click.option("--scale", type=int, default=2, show_default=True)
+@click.option("--scale", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
 @click.option("--weights", default=None, help="Weights file or shipped preset (clean) for a real variant.")
 @click.option("--backend", default="auto", show_default=True)
 @click.option("--precision", default=None)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--codec", default="libx264", show_default=True)
-@click.option("--preset", default="ultrafast", show_default=True, help="Encoder preset (same for both encodes).")
-@click.option("--crf", type=float, default=20, show_default=True)
+@click.option("--preset", default=None,
+              help="Encoder preset (same for both encodes; default: ultrafast for libx264/libx265, else the "
+                   "encoder's own).")
+@click.option("--crf", type=float, default=None,
+              help="Quality (same for both encodes; default: 20 where the encoder takes a CRF, else none).")
 @click.option("--frames", "n", type=click.IntRange(min=0), default=0, help="Frames to run (0 = the whole clip).")
 @click.option("--ffmpeg-binary", is_flag=True, help="Time the ffmpeg binary instead of a PyAV filter graph.")
 @command_errors()
-def bench_pipeline(clip: str | None, variant: str, scale: int, weights: str | None, backend: str,
-                   precision: str | None, device: str, batch: int, codec: str, preset: str, crf: float, n: int,
-                   ffmpeg_binary: bool) -> None:
-    """Pipeline fps vs the model alone vs FFmpeg's own decode + scale + encode (CLIP: default the sample)."""
+def bench_pipeline(clip: str | None, variant: str, scale: str, weights: str | None, backend: str,
+                   precision: str | None, device: str, batch: int, codec: str, preset: str | None,
+                   crf: float | None, n: int, ffmpeg_binary: bool) -> None:
+    """Pipeline fps vs the model alone vs FFmpeg's own decode + scale + encode (CLIP: default the sample).
+
+    x264/x265 encode at preset ultrafast and CRF 20 unless told (the encode should not hide the pipeline); other
+    encoders get only what is given (ffv1 takes neither, libvpx-vp9 no preset)."""
     import shutil
     import tempfile
     import threading
@@ -186,7 +195,7 @@ def bench_pipeline(clip: str | None, variant: str, scale: int, weights: str | No
     from ..machine import describe
     from ..video import pipeline
     from ..video.bench_pipeline import load_frames, time_ffmpeg_binary, time_ffmpeg_pyav, time_model
-    from ..video.output_checks import encoder_problem
+    from ..video.output_checks import CRF_RANGE, encoder_problem
     from ..video.reader import open_input, stream_info
     from ..video.writer import Writer, pick_pix_fmt
     from .upscale import make_upscaler
@@ -196,9 +205,13 @@ def bench_pipeline(clip: str | None, variant: str, scale: int, weights: str | No
         raise UserError(f"clip not found: {clip}")
     if ffmpeg_binary and not shutil.which("ffmpeg"):
         raise UserError("--ffmpeg-binary: there is no ffmpeg on PATH (leave it out to time FFmpeg through PyAV)")
+    if codec in ("libx264", "libx265"):  # the figures in the README: the encode kept cheap next to the model
+        preset = preset or "ultrafast"
+    if crf is None and codec in CRF_RANGE:
+        crf = 20.0
     if (problem := encoder_problem(codec, crf, preset)) is not None:
         raise UserError(problem)
-    up = make_upscaler(variant, scale, weights, backend, precision, device, 0)
+    up = make_upscaler(variant, int(scale), weights, backend, precision, device, 0)
     with open_input(clip) as c:
         info = stream_info(c)
     pix_fmt = pick_pix_fmt(codec, info.bits, 1, 1, False, None)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..cards import random_patch
 from ..pictures import list_images, rgb_array
+from .config import ConfigError
 
 
 def load_images(folders: Sequence[str | Path], min_size: int = 0) -> list[torch.Tensor]:
@@ -27,7 +28,7 @@ def load_images(folders: Sequence[str | Path], min_size: int = 0) -> list[torch.
         if min(a.shape[:2]) >= min_size:
             out.append(torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous())
     if not out:
-        raise ValueError(f"no training image is at least {min_size} px on its short side")
+        raise ConfigError(f"no training image is at least {min_size} px on its short side")
     return out
 
 
@@ -83,12 +84,12 @@ class PatchSampler:
                  augment: bool = True, degrade: Callable[[torch.Tensor, torch.Generator], Any] | None = None,
                  synthetic: float = 0.0, degrade_share: float = 1.0, rescale: float = 1.0):
         if patch % scale:
-            raise ValueError(f"HR patch {patch} must be a multiple of the scale {scale}")
+            raise ConfigError(f"HR patch {patch} must be a multiple of the scale {scale}")
         if not 0.0 < rescale <= 1.0:
-            raise ValueError(f"rescale {rescale} must be in (0, 1]: the smallest factor an HR image is shrunk by")
+            raise ConfigError(f"rescale {rescale} must be in (0, 1]: the smallest factor an HR image is shrunk by")
         self.images = [im for im in images if min(im.shape[-2:]) >= patch]
         if not self.images:
-            raise ValueError(f"no training image is at least {patch} px on its short side")
+            raise ConfigError(f"no training image is at least {patch} px on its short side")
         self.scale, self.patch, self.batch, self.seed, self.augment = scale, patch, batch, seed, augment
         self.degrade = degrade
         self.synthetic, self.degrade_share, self.rescale = float(synthetic), float(degrade_share), float(rescale)

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .config import ConfigError
 from .data import downscale
 
 STAGES = ("blur", "noise", "jpeg", "h264", "video")
@@ -143,9 +144,9 @@ class Degrader:
     def __init__(self, scale: int, cfg: dict, pairs: bool = False) -> None:
         unknown = set(cfg) - set(STAGES)
         if unknown:
-            raise ValueError(f"unknown degradation(s) {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}")
+            raise ConfigError(f"unknown degradation(s) {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}")
         if pairs and int((cfg.get("video") or {}).get("frames", 2)) <= 2:
-            raise ValueError("a temporal loss needs panning clips: set frames = 3 or more in [data.degrade] video")
+            raise ConfigError("a temporal loss needs panning clips: set frames = 3 or more in [data.degrade] video")
         self.scale, self.cfg, self.pairs = scale, cfg, pairs
 
     def _on(self, name: str, g: torch.Generator) -> dict | None:

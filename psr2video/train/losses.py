@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..metrics import gaussian_window, ssim_parts
+from .config import ConfigError
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -89,23 +90,28 @@ class PerceptualLoss(nn.Module):
     def __init__(self, weights: str | Path | None, layers: dict[str, float] | None = None) -> None:
         super().__init__()
         if not weights:
-            raise ValueError("the perceptual loss needs a local VGG19 weights file: set loss.perceptual_weights "
-                             "to a torchvision vgg19 state dict (.pth or .safetensors)")
+            raise ConfigError("the perceptual loss needs a local VGG19 weights file: set loss.perceptual_weights "
+                              "to a torchvision vgg19 state dict (.pth or .safetensors)")
         path = Path(weights)
         if not path.is_file():
-            raise ValueError(f"perceptual loss weights not found: {path}")
+            raise ConfigError(f"perceptual loss weights not found: {path}")
         try:
             from torchvision.models import vgg19
         except ImportError:
-            raise ValueError("the perceptual loss needs torchvision (pip install torchvision)") from None
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            raise ConfigError("the perceptual loss needs torchvision (pip install torchvision)") from None
         net = vgg19()
-        net.load_state_dict(state)
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state = load_file(str(path))
+            else:
+                state = torch.load(str(path), map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        except Exception as e:  # noqa: BLE001 - a damaged file or another net's state: torch raises several types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"loss.perceptual_weights {path} is not a torchvision vgg19 state dict "
+                              f"({first})") from None
         self.layers = layers or {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
         last = max(self.LAYERS[k] for k in self.layers)
         self.features = net.features[: last + 1].eval()
@@ -164,11 +170,11 @@ class CombinedLoss(nn.Module):
             elif name in PIXEL_LOSSES:
                 mod = PIXEL_LOSSES[name]()
             else:
-                raise ValueError(f"unknown loss {name!r}; choose from {', '.join([*PIXEL_LOSSES, 'perceptual'])}")
+                raise ConfigError(f"unknown loss {name!r}; choose from {', '.join([*PIXEL_LOSSES, 'perceptual'])}")
             self.terms[name] = mod
             self.weights[name] = float(w)
         if not self.terms:
-            raise ValueError("the [loss] table enables no loss")
+            raise ConfigError("the [loss] table enables no loss")
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         total, parts = 0.0, {}

@@ -9,90 +9,49 @@ pickled code). Batches depend only on ``(seed, step)``, so a resumed run continu
 from __future__ import annotations
 
 import copy
+import errno
+import io
 import json
 import math
+import os
+import re
 import shlex
 import signal
 import sys
 import threading
 import time
-import tomllib
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import PsrError
+from ..errors import PsrError, first_line
 from ..fileio import atomic_path
 from ..models import build_model, save_weights
+from .config import DEFAULTS, ROOT, ConfigError, check_config, load_config
+from .config import resolve as _resolve
 from .data import PatchSampler, Prefetcher, load_images
 from .losses import CombinedLoss, TemporalLoss
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULTS: dict = {
-    "model": {"variant": "realtime", "scale": 2, "alpha": None, "zero_tail": True},
-    "data": {"train": ["../shared/data/train/T91", "../shared/data/train/BSD200"], "patch": 64, "batch": 32,
-             "augment": True, "prefetch": 6, "synthetic": 0.0, "degrade_share": 1.0,
-             "rescale": 1.0,
-             "val": ["../shared/data/val/Set5", "../shared/data/val/Set14"],
-             "val_video": {}, "degrade": {}},
-    "loss": {"l1": 1.0},
-    "optim": {"lr": 2e-3, "weight_decay": 1e-4, "betas": [0.9, 0.99], "schedule": "cosine", "warmup": 500,
-              "min_lr": 1e-6, "milestones": [], "gamma": 0.5, "grad_clip": 1.0},
-    "gan": {"enabled": False, "weight": 0.005, "lr": 1e-4, "betas": [0.0, 0.99], "r1": 1.0, "r2": 1.0,
-            "channels": [64, 128, 256, 512], "penalty_every": 1, "start": 0},
-    "train": {"steps": 20000, "seed": 0, "ema": 0.999, "threads": 2, "device": "auto", "amp": "bf16",
-              "val_every": 2000, "ckpt_every": 1000, "log_every": 100, "out": None, "init": None,
-              "channels_last": True},
-}
+__all__ = ["DEFAULTS", "ROOT", "ConfigError", "EMA", "RunError", "Trainer", "check_config", "load_config", "lr_at"]
+
+RUN_FILES = ("last.pt", "log.jsonl", "best.safetensors", "final.safetensors", "curves.png")
+# keys that make the net (or the discriminator) what it is: a checkpoint resumes only with the same ones
+MODEL_KEYS = ("model.variant", "model.scale", "model.alpha")
+# keys that never change what a resumed run does (where it runs; init: the checkpoint holds the weights)
+RESUME_FREE_KEYS = ("train.device", "train.threads", "train.out", "train.init")
 
 
-class ConfigError(PsrError, ValueError):
-    """A bad config file or value (reported as one line by the CLI)."""
+try:
+    from safetensors import SafetensorError
+
+    _SAFETENSORS_ERRORS: tuple[type[BaseException], ...] = (SafetensorError,)
+except ImportError:  # an older safetensors: its errors are OSError / RuntimeError
+    _SAFETENSORS_ERRORS = ()
 
 
-def _merge(base: dict, over: dict, where: str = "") -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if k not in base and where not in ("loss", "data.degrade", "data.val_video"):
-            raise ConfigError(f"unknown config key {where + '.' if where else ''}{k}")
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            out[k] = _merge(base[k], v, f"{where + '.' if where else ''}{k}")
-        else:
-            out[k] = v
-    return out
-
-
-def load_config(path: str | Path | None = None, **overrides) -> dict:
-    """DEFAULTS merged with a TOML file and ``section__key=value`` overrides; relative data paths resolve
-    against the repository root (where ``../shared`` lives), then the config's folder."""
-    cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            user = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: {e}") from None
-        if "loss" in user:
-            cfg["loss"] = {}
-        cfg = _merge(cfg, user)
-    for key, v in overrides.items():
-        sec, _, k = key.partition("__")
-        cfg[sec][k] = v
-    cfg["_config"] = str(path) if path else None
-    return cfg
-
-
-def _resolve(p: str, cfg_path: str | None) -> Path:
-    q = Path(p).expanduser()
-    if q.is_absolute():
-        return q
-    for base in (ROOT, Path(cfg_path).parent if cfg_path else None, Path.cwd()):
-        if base is not None and (base / q).exists():
-            return (base / q).resolve()
-    return (ROOT / q).resolve()
+class RunError(PsrError):
+    """A run that can't go on (a checkpoint or weights file that can't be written or read): one line."""
 
 
 def lr_at(step: int, cfg: dict, total: int) -> float:
@@ -128,38 +87,104 @@ class EMA:
             b.copy_(src)
 
 
-def _val_video_spec(cfg: dict) -> tuple[Path, int, int | None] | None:
-    """``data.val_video`` checked up front (folder, crf, clip limit), not at the first validation."""
-    v = cfg["data"]["val_video"]
-    if not v:
+MISSING = object()
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1} (empty tables give nothing)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _show(v: object) -> str:
+    return "(unset)" if v is MISSING else json.dumps(v)
+
+
+def _why(e: BaseException) -> str:
+    """Why a write failed, in a few words ("disk full", "Permission denied", ...)."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    text = str(e)
+    if m := re.search(r"\(os error (\d+)\)", text):  # safetensors (Rust): "I/O error: ... (os error 28)"
+        code = int(m.group(1))
+        return "disk full" if code in (errno.ENOSPC, errno.EDQUOT) else os.strerror(code)
+    return first_line(e)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _device(name: str) -> torch.device:
+    """``auto`` -> CUDA when there is one, else the CPU; a CUDA device this machine lacks is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)  # the name was checked with the config (cpu, cuda, cuda:N)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name} requested but CUDA is not available here; use cpu (or auto)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+def _weights_steps(path: Path) -> int | None:
+    """The ``steps`` a weights file written by a run says it holds (None: no such file, or unreadable)."""
+    from ..models import read_metadata
+
+    try:
+        return read_metadata(path).get("steps")
+    except Exception:  # noqa: BLE001 - missing or damaged: the caller writes it again
         return None
-    if unknown := sorted(set(v) - {"folder", "crf", "clips"}):
-        raise ConfigError(f"unknown data.val_video key(s) {', '.join(unknown)} (folder, crf, clips)")
-    if "folder" not in v:
-        raise ConfigError('data.val_video needs folder = "..." (HR images to pan across)')
-    folder = _resolve(v["folder"], cfg.get("_config"))
-    if not folder.is_dir():
-        raise ConfigError(f"data.val_video folder not found: {folder}")
-    return folder, int(v.get("crf", 23)), int(v.get("clips", 0)) or None
 
 
 class Trainer:
+    """A training run in the folder ``out``.
+
+    Everything the run needs (the config's keys, the device, every training and validation picture, the init
+    weights, the checkpoint) is read and checked here, before anything in ``out`` changes. A fresh run refuses a
+    folder that holds a run unless ``overwrite`` (then the old run's files are removed); ``resume`` continues from
+    ``out/last.pt`` and refuses a checkpoint of another model (variant, scale, alpha), saying which training
+    settings differ when only those do.
+    """
+
     def __init__(self, cfg: dict, out: str | Path | None = None, resume: bool = False, quiet: bool = False,
-                 command: str | None = None) -> None:
+                 command: str | None = None, overwrite: bool = False) -> None:
+        check_config(cfg)
+        if resume and overwrite:
+            raise ConfigError("--resume continues the run in the folder and --overwrite deletes it: give one of them")
         self.cfg, self.quiet = cfg, quiet
-        t = cfg["train"]
-        torch.set_num_threads(int(t["threads"]))
-        dev = t["device"]
-        self.device = torch.device("cuda" if dev == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if dev == "auto" else dev))
-        m = cfg["model"]
+        t, m = cfg["train"], cfg["model"]
+        self.device = _device(t["device"])
         name = Path(cfg["_config"]).stem if cfg.get("_config") else f"{m['variant']}_x{m['scale']}"
         self.out = Path(out or t["out"] or ROOT / "runs" / name)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"the run folder {self.out} is a file, not a folder")
         self.command = command or shlex.join(["psr2video", "train", *sys.argv[1:]])
-        torch.manual_seed(int(t["seed"]))
-        m = cfg["model"]
         self.variant, self.scale = m["variant"], int(m["scale"])
+        self.log_path = self.out / "log.jsonl"
+        # what the run reads, read now: a bad folder or picture is said before step 1, not at a validation
+        self._images = self._training_images()
+        patch = cfg["data"]["patch"]
+        if not any(min(im.shape[-2:]) >= patch for im in self._images):
+            raise ConfigError(f"data.patch {patch}: no training picture is at least {patch} px on its short side")
+        self._check_val_folders()
+        self.val_video = self._val_video_spec()
+        if self.val_video:
+            self._val_clips()
+        ckpt = self._read_checkpoint(self.checkpoint_path()) if resume and self.checkpoint_path().is_file() else None
+        if ckpt is None:
+            self._check_fresh(resume, overwrite)
+        torch.set_num_threads(int(t["threads"]))
+        torch.manual_seed(int(t["seed"]))
         self.net = build_model(self.variant, self.scale, alpha=m.get("alpha"))
         if m.get("zero_tail", True):  # start exactly at the MKS base; the detail path grows from zero
             with torch.no_grad():
@@ -167,14 +192,13 @@ class Trainer:
                 self.net.tail.bias.zero_()
         self.mem = torch.channels_last if t.get("channels_last", True) else torch.contiguous_format
         self.net = self.net.to(self.device, memory_format=self.mem)
-        if t.get("init"):
-            init = _resolve(t["init"], cfg.get("_config"))
-            if resume and not init.is_file() and self.checkpoint_path().is_file():
-                # the checkpoint holds the weights; the init only decided the net's form (fused or not), so a
-                # committed checkpoint resumes on a fresh checkout without the previous stage's output
-                self._match_checkpoint_form()
-            else:
-                self._load_init(init)
+        if ckpt is not None:
+            # the checkpoint holds the weights and says the net's form (fused or not): train.init is not read, so a
+            # committed checkpoint resumes on a fresh checkout without the previous stage's output
+            self._check_resume_config(ckpt)
+            self._match_checkpoint_form(ckpt)
+        elif t.get("init"):
+            self._load_init(_resolve(t["init"], cfg.get("_config")))
         self.ema = EMA(self.net, float(t["ema"]))
         o = cfg["optim"]
         decay, no_decay = [], []
@@ -185,10 +209,8 @@ class Trainer:
                                      lr=float(o["lr"]), betas=tuple(o["betas"]))
         self.loss = CombinedLoss(cfg["loss"]).to(self.device)
         self.temporal = float(cfg["loss"].get("temporal") or 0)
-        if self.temporal:
-            video = (cfg["data"]["degrade"] or {}).get("video") or {}
-            if int(video.get("frames", 2)) <= 2:
-                raise ConfigError("[loss] temporal needs panning clips: [data.degrade] video with frames = 3 or more")
+        if self.temporal:  # check_config made sure of panning clips
+            video = cfg["data"]["degrade"]["video"]
             # the previous frame's target has up to `motion` px of replicated edge
             self.temporal_loss = TemporalLoss(border=int(video.get("motion", 3))).to(self.device)
         self.gan = None
@@ -207,34 +229,180 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.step = 0
         self.best = -1.0
-        if resume:
-            self._resume()
-        self.log_path = self.out / "log.jsonl"
+        if ckpt is not None:
+            self._resume(ckpt)
+        elif resume:
+            self._print(f"no checkpoint at {self.checkpoint_path()}: starting from step 0")
+        # all checked: now the run folder changes
+        self._prepare_out(remove_old=ckpt is None and overwrite)
         self._trim_log()
-        self.val_video = _val_video_spec(cfg)
+
+    # ---- what the run reads, checked up front ----
+    def _training_images(self) -> list[torch.Tensor]:
+        from ..pictures import PictureFolderError, PictureReadError
+
+        folders = [_resolve(p, self.cfg.get("_config")) for p in self.cfg["data"]["train"]]
+        try:
+            return load_images(folders)
+        except (PictureFolderError, PictureReadError) as e:
+            raise ConfigError(f"data.train: {e}") from None
+        except OSError as e:  # the file system's own error (permission, I/O) on a picture
+            raise ConfigError(f"data.train: can't read {e.filename or folders}: {e.strerror or e}") from None
+
+    def _check_val_folders(self) -> None:
+        """Every ``data.val`` folder exists and every picture in it decodes (a validation runs only every
+        ``val_every`` steps: a bad folder found there cost the training since the last checkpoint)."""
+        from ..pictures import PictureFolderError, PictureReadError, list_images, load_rgb
+
+        for f in self.cfg["data"]["val"]:
+            folder = _resolve(f, self.cfg.get("_config"))
+            try:
+                for p in list_images([folder], what="validation"):
+                    load_rgb(p)
+            except (PictureFolderError, PictureReadError) as e:
+                raise ConfigError(f"data.val: {e}") from None
+            except OSError as e:
+                raise ConfigError(f"data.val: can't read {e.filename or folder}: {e.strerror or e}") from None
+
+    def _val_video_spec(self) -> tuple[Path, int, int | None] | None:
+        """``data.val_video`` (folder, crf, clip limit); its keys were checked with the config."""
+        v = self.cfg["data"]["val_video"]
+        if not v:
+            return None
+        folder = _resolve(v["folder"], self.cfg.get("_config"))
+        if not folder.is_dir():
+            raise ConfigError(f"data.val_video folder not found: {folder}")
+        return folder, int(v.get("crf", 23)), int(v.get("clips", 0)) or None
+
+    def _check_fresh(self, resume: bool, overwrite: bool) -> None:
+        """A fresh run never writes over another run's files without being told to (``overwrite``)."""
+        held = [f for f in RUN_FILES if f != "curves.png" and (self.out / f).exists()]
+        if not held or overwrite:
+            return
+        what = f"{self.out} holds a training run ({', '.join(held)})"
+        if resume:
+            raise ConfigError(f"{what} but no last.pt to resume from; start over with --overwrite (deletes them) "
+                              "or choose another --out")
+        raise ConfigError(f"{what}; continue it with --resume, or start over with --overwrite (deletes them), or "
+                          "choose another --out")
+
+    def _prepare_out(self, remove_old: bool) -> None:
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe = self.out / f".psr2video-write-test.{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(f"can't write to the run folder {self.out}: {e.strerror or e}") from None
+        if remove_old:
+            removed = [f for f in RUN_FILES if (self.out / f).is_file()]
+            for f in removed:
+                (self.out / f).unlink()
+            if removed:
+                self._note(f"--overwrite: removed the previous run's {', '.join(removed)} from {self.out}")
 
     # ---- checkpoints ----
+    def _read_checkpoint(self, path: Path, what: str = "checkpoint") -> dict:
+        """A training checkpoint (``last.pt``), or a ConfigError saying why it can't be one."""
+        hint = ("; start over with --overwrite" if what == "checkpoint" else
+                " (give a psr2video .safetensors file or a training run's last.pt)")
+        try:
+            s = torch.load(str(path), map_location=self.device if what == "checkpoint" else "cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch raises several types for a damaged or foreign file
+            why = first_line(e).split(". ")[0]  # torch's first sentence ("Weights only load failed", "... zip ...")
+            raise ConfigError(f"{what} {path} is not a readable training checkpoint: damaged, cut short or another "
+                              f"kind of file ({why}){hint}") from None
+        if not isinstance(s, dict) or not {"step", "model", "ema", "opt"} <= set(s):
+            raise ConfigError(f"{what} {path} is not a psr2video training checkpoint (it has no model, ema, opt and "
+                              f"step){hint}")
+        return s
+
+    def _fit_state(self, net: nn.Module, state: object, what: str) -> None:
+        """Load ``state`` into ``net``; a state of another net is one line, not torch's list of every tensor."""
+        mine = net.state_dict()
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ConfigError(f"{what} holds no {self.variant} x{self.scale} weights")
+        missing, extra = sorted(set(mine) - set(state)), sorted(set(state) - set(mine))
+        shape = [k for k in mine if k in state and state[k].shape != mine[k].shape]
+        if missing or extra or shape:
+            eg = (shape or missing or extra)[0]
+            raise ConfigError(f"{what} does not fit a {self.variant} x{self.scale} net ({len(shape)} tensor(s) of "
+                              f"another shape, {len(missing)} missing, {len(extra)} unexpected; e.g. {eg})")
+        net.load_state_dict(state)
+
     def _load_init(self, path: Path) -> None:
         from safetensors.torch import load_file
 
         if not path.is_file():
             raise ConfigError(f"train.init file not found: {path}")
+        what = f"train.init {path}"
         if path.suffix == ".safetensors":
             from ..models import read_metadata
 
-            if read_metadata(path).get("fused"):
+            try:
+                meta = read_metadata(path)
+            except PsrError as e:
+                raise ConfigError(f"train.init: {e}") from None
+            if (meta.get("variant"), meta.get("scale")) != (self.variant, self.scale):
+                raise ConfigError(f"{what} is a {meta.get('variant')} x{meta.get('scale')} model; this config trains "
+                                  f"{self.variant} x{self.scale} (model.variant, model.scale)")
+            if meta.get("fused"):
                 # Fine-tune the release form itself: plain convs (the re-parameterisation branches only
                 # help optimisation from scratch); the run exports it as it is.
                 self.net = self.net.fuse_for_release().to(self.device, memory_format=self.mem)
                 for p in self.net.parameters():
                     p.requires_grad_(True)
-            state = load_file(str(path))
+            try:
+                state = load_file(str(path))
+            except Exception as e:  # noqa: BLE001 - safetensors raises its own type for a damaged file
+                raise ConfigError(f"{what} is not a readable .safetensors file ({first_line(e)})") from None
         else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)["ema"]
-        self.net.load_state_dict(state)
+            s = self._read_checkpoint(path, what="train.init")
+            old = self._checkpoint_config(s)
+            if old and (old["model"].get("variant"), old["model"].get("scale")) != (self.variant, self.scale):
+                raise ConfigError(f"{what} is a {old['model'].get('variant')} x{old['model'].get('scale')} run; this "
+                                  f"config trains {self.variant} x{self.scale} (model.variant, model.scale)")
+            state = s["ema"]
+        self._fit_state(self.net, state, what)
 
-    def _match_checkpoint_form(self) -> None:
-        keys = set(torch.load(str(self.checkpoint_path()), map_location="cpu", weights_only=True)["model"])
+    @staticmethod
+    def _checkpoint_config(ckpt: dict) -> dict | None:
+        try:
+            old = json.loads(ckpt.get("config") or "null")
+        except (TypeError, ValueError):
+            return None
+        return old if isinstance(old, dict) and isinstance(old.get("model"), dict) else None
+
+    def _check_resume_config(self, ckpt: dict) -> None:
+        """A checkpoint resumes only the model it holds: a changed variant, scale or alpha is refused; changed
+        training settings (lr, patch, data ...) are said, and the run goes on with them."""
+        old = self._checkpoint_config(ckpt)
+        if old is None:
+            return
+        before, now, defaults = _flat(old), _flat(self.cfg), _flat(DEFAULTS)
+        open_tables = ("loss.", "data.degrade.", "data.val_video.")  # tables a config replaces whole
+        diffs = []
+        for k in sorted(set(before) | set(now)):
+            if k.startswith("_") or k in RESUME_FREE_KEYS:
+                continue
+            a = before.get(k, MISSING if k.startswith(open_tables) else defaults.get(k, MISSING))
+            b = now.get(k, MISSING)
+            if a != b:
+                diffs.append((k, a, b))
+        hard = [d for d in diffs if d[0] in MODEL_KEYS
+                or (d[0] == "gan.channels" and "disc" in ckpt and self.cfg["gan"]["enabled"])]
+        p = self.checkpoint_path()
+        if hard:
+            raise ConfigError(f"{p} is a run of {', '.join(f'{k} = {_show(a)}' for k, a, _ in hard)}, this config "
+                              f"says {', '.join(f'{k} = {_show(b)}' for k, _, b in hard)}: --resume continues the "
+                              "same model; put them back, or start a new run (another --out, or --overwrite)")
+        if diffs:
+            self._note(f"note: resuming with settings that differ from {p}'s: "
+                       f"{', '.join(f'{k} {_show(a)} -> {_show(b)}' for k, a, b in diffs)}; the run goes on with the "
+                       "new ones")
+
+    def _match_checkpoint_form(self, ckpt: dict) -> None:
+        keys = set(ckpt["model"]) if isinstance(ckpt["model"], dict) else set()
         if keys == set(self.net.state_dict()):
             return
         fused = self.net.fuse_for_release() if hasattr(self.net, "fuse_for_release") else None
@@ -254,46 +422,69 @@ class Trainer:
         if self.gan is not None:
             state["disc"] = self.disc.state_dict()
             state["opt_d"] = self.opt_d.state_dict()
-        with atomic_path(self.checkpoint_path()) as tmp:
-            torch.save(state, tmp)
-
-    def _resume(self) -> None:
         p = self.checkpoint_path()
-        if not p.is_file():
-            self._print(f"no checkpoint at {p}: starting from step 0")
-            return
-        s = torch.load(str(p), map_location=self.device, weights_only=True)
-        self.net.load_state_dict(s["model"])
-        self.ema.net.load_state_dict(s["ema"])
-        self.opt.load_state_dict(s["opt"])
-        self.scaler.load_state_dict(s["scaler"])
-        if self.gan is not None and "disc" in s:
-            self.disc.load_state_dict(s["disc"])
-            self.opt_d.load_state_dict(s["opt_d"])
-        self.step, self.best = int(s["step"]), float(s["best"])
+        had = p.is_file()
+        buf = io.BytesIO()
+        torch.save(state, buf)  # in memory first: torch's writer turns a full disk into "unexpected pos 704 vs 598"
+        try:
+            with atomic_path(p) as tmp:
+                tmp.write_bytes(buf.getbuffer())
+        except OSError as e:
+            kept = "the previous checkpoint is kept" if had else "no checkpoint was written"
+            raise RunError(f"can't write the checkpoint {p} at step {self.step}: {_why(e)} ({kept})") from None
+
+    def _resume(self, s: dict) -> None:
+        p = self.checkpoint_path()
+        self._fit_state(self.net, s["model"], str(p))
+        self._fit_state(self.ema.net, s["ema"], f"{p} (EMA)")
+        try:
+            self.opt.load_state_dict(s["opt"])
+            if "scaler" in s:
+                self.scaler.load_state_dict(s["scaler"])
+            if self.gan is not None and "disc" in s:
+                self._fit_state(self.disc, s["disc"], f"{p} (discriminator)")
+                self.opt_d.load_state_dict(s["opt_d"])
+            self.step, self.best = int(s["step"]), float(s["best"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            raise ConfigError(f"{p} does not fit this run's optimiser or discriminator ({first_line(e)}); start over "
+                              "with --overwrite") from None
         self._print(f"resumed from {p} at step {self.step}")
 
     def _trim_log(self) -> None:
         if not self.log_path.is_file():
             return
         rows = [r for r in self.log_path.read_text().splitlines() if r.strip()]
-        keep = [r for r in rows if json.loads(r).get("step", 0) <= self.step]
+        keep = []
+        for r in rows:
+            try:
+                if json.loads(r).get("step", 0) <= self.step:
+                    keep.append(r)
+            except (ValueError, AttributeError):  # a row cut short by a crash: dropped
+                pass
         if len(keep) != len(rows):
-            self.log_path.write_text("".join(r + "\n" for r in keep))
+            with atomic_path(self.log_path) as tmp:
+                tmp.write_text("".join(r + "\n" for r in keep))
 
     def _log(self, row: dict) -> None:
-        with self.log_path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        try:
+            with self.log_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as e:
+            raise RunError(f"can't write {self.log_path} at step {self.step}: {_why(e)}") from None
 
     def _print(self, msg: str) -> None:
         if not self.quiet:
             print(msg, flush=True)
 
+    @staticmethod
+    def _note(msg: str) -> None:
+        """Something the user must hear even with ``quiet`` (files removed, settings changed): on stderr."""
+        print(msg, file=sys.stderr, flush=True)
+
     # ---- data ----
     def sampler(self) -> PatchSampler:
         d = self.cfg["data"]
-        folders = [_resolve(p, self.cfg.get("_config")) for p in d["train"]]
-        images = load_images(folders)
+        images = self._images
         degrade = None
         if d.get("degrade"):
             from .degrade import Degrader
@@ -383,10 +574,17 @@ class Trainer:
         """``data.val_video``: compressed pans (``psr2video.video_eval``) built once per run, so a video model
         is also judged, and kept as best, on the input it is made for."""
         if not hasattr(self, "_clips"):
+            from ..pictures import PictureFolderError, PictureReadError
             from ..video_eval import build_clips
 
             folder, crf, limit = self.val_video
-            self._clips = (f"{folder.name} pans CRF {crf}", build_clips(folder, self.scale, crf, limit=limit))
+            try:
+                clips = build_clips(folder, self.scale, crf, limit=limit)
+            except (PictureFolderError, PictureReadError, ValueError) as e:
+                raise ConfigError(f"data.val_video: {e}") from None
+            except OSError as e:
+                raise ConfigError(f"data.val_video: can't read {e.filename or folder}: {e.strerror or e}") from None
+            self._clips = (f"{folder.name} pans CRF {crf}", clips)
         return self._clips
 
     @torch.no_grad()
@@ -403,14 +601,20 @@ class Trainer:
         return max(r.detail for r in rows), failures(rows)
 
     def export(self, path: Path, validation: dict | None = None) -> Path:
-        """Save the fused EMA weights with the recipe (data, steps, command, validation) in the header."""
+        """Save the fused EMA weights with the recipe (data, steps, command, validation) in the header, readable
+        by all as any file the user writes (the umask decides); a failed write is a one-line ``RunError``."""
         d = self.cfg["data"]
         lr_how = f"degraded: {json.dumps(d['degrade'])}" if d["degrade"] else "antialiased bicubic LR"
         info = {"data": f"{', '.join(d['train'])} ({lr_how}, {d['patch']} px HR crops, batch {d['batch']})",
                 "steps": self.step, "command": self.command, "loss": json.dumps(self.cfg["loss"]),
                 "validation": validation or {}, "ema": self.cfg["train"]["ema"]}
         net = copy.deepcopy(self.ema.net).cpu().to(memory_format=torch.contiguous_format)
-        return save_weights(net.fuse_for_release(), path, **info)
+        try:
+            save_weights(net.fuse_for_release(), path, **info)
+            os.chmod(path, 0o666 & ~_umask())  # (safetensors writes 0600)
+        except (OSError, RuntimeError, *_SAFETENSORS_ERRORS) as e:
+            raise RunError(f"can't write {path} at step {self.step}: {_why(e)}") from None
+        return path
 
     def plot(self) -> None:
         try:
@@ -435,15 +639,18 @@ class Trainer:
         axes[1].set_xlabel("step")
         axes[1].legend()
         fig.tight_layout()
-        fig.savefig(self.out / "curves.png", dpi=90)
-        plt.close(fig)
+        try:
+            fig.savefig(self.out / "curves.png", dpi=90)
+        except OSError as e:
+            raise RunError(f"can't write {self.out / 'curves.png'} at step {self.step}: {_why(e)}") from None
+        finally:
+            plt.close(fig)
 
     def fit(self, steps: int | None = None) -> dict:
         t = self.cfg["train"]
         total = int(steps or t["steps"])
         if self.step >= total:
-            self._print(f"already at step {self.step} >= {total}")
-            return {}
+            return self._finish_done_run(total)
         sampler = self.sampler()
         pre = Prefetcher(sampler, self.step, depth=int(self.cfg["data"]["prefetch"]))
         every_log, every_val, every_ckpt = int(t["log_every"]), int(t["val_every"]), int(t["ckpt_every"])
@@ -509,12 +716,42 @@ class Trainer:
                     self.save_checkpoint()
                 if self.step >= total:
                     break
+        except RunError as e:
+            raise RunError(f"{e}; fix that and continue from the last checkpoint with --resume") from None
         finally:
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
             pre.close()
             if bar is not None:
                 bar.stop()
-        final = self.export(self.out / "final.safetensors", last_val)
+        final = self._export_final(last_val)
         self._print(f"done: {final}")
         return last_val
+
+    def _export_final(self, validation: dict) -> Path:
+        try:
+            return self.export(self.out / "final.safetensors", validation)
+        except RunError as e:
+            raise RunError(f"{e}; {self.checkpoint_path()} holds step {self.step}: run again with --resume to write "
+                           "it") from None
+
+    def _finish_done_run(self, total: int) -> dict:
+        """Resumed at or past the last step: nothing to train, but a final (and best) that a failed write left
+        missing is written now from the checkpoint's EMA."""
+        final = self.out / "final.safetensors"
+        if _weights_steps(final) == self.step:
+            self._print(f"already at step {self.step} >= {total}")
+            return {}
+        self._print(f"at step {self.step} >= {total}, but {final} does not hold step {self.step}: writing it")
+        val = self.validate()
+        _, failed = self.stress()
+        best = self.out / "best.safetensors"
+        score = sum(v["psnr"] for v in val.values())
+        # the last validation made this EMA the best, and best.safetensors did not get it: write it too
+        if not failed and score >= self.best - 1e-6 and _weights_steps(best) != self.step:
+            self.best = max(self.best, score)
+            self.export(best, val)
+            self._print(f"wrote {best}")
+        final = self._export_final(val)
+        self._print(f"done: {final}")
+        return val

@@ -257,7 +257,7 @@ def test_found_in_review(tmp_path: Path) -> None:
     assert code == 0 and "icc.webp's ICC profile can't be held in .gif; left out" in out, out
     (tmp_path / "dir.gif").mkdir()
     one_line_error(*run(str(tmp_path / "full.gif"), str(tmp_path / "dir.gif"), "--variant", "mks", "-y"),
-                   "it is a folder")
+                   "dir.gif is a folder, not an output file")
 
 
 def test_video_rotation_pixel_shape_and_alpha(tmp_path: Path) -> None:

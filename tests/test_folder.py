@@ -93,9 +93,10 @@ def test_a_bad_file_is_named_and_the_others_written(season: Path, tmp_path: Path
 def test_ctrl_c_finalises_the_current_video_and_stops(tmp_path: Path) -> None:
     root = tmp_path / "long"
     root.mkdir()
-    n = 6000
-    for name in ("a.mkv", "b.mkv"):
-        make_clip(root / name, 64, 48, pts=list(range(0, 40 * n, 40)), audio=("aac",), subtitle=False)
+    n = 18000  # ~20 s of work: a parent delayed a few seconds on a loaded machine still signals mid-run (with
+    # 6,000 frames the signal once landed after the first video's run had returned, before its summary)
+    for name, frames in (("a.mkv", n), ("b.mkv", 10)):
+        make_clip(root / name, 64, 48, pts=list(range(0, 40 * frames, 40)), audio=("aac",), subtitle=False)
     out = tmp_path / "out"
     p = subprocess.Popen([sys.executable, "-m", "psr2video", str(root), str(out), "--variant", "mks", "--codec",
                           "libx264", "--preset", "ultrafast"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

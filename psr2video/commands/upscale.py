@@ -105,7 +105,7 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
               help="Quality (lower = better; NVENC: its -cq) [default: "
                    + ", ".join(f"{crf} {codec}" for codec, crf in DEFAULT_CRF.items()) + "; ffv1 is lossless].")
 @click.option("--preset", default=None,
-              help="Encoder preset (x264/x265: ultrafast..veryslow; svtav1: 0-13; nvenc: p1-p7) [default: "
+              help="Encoder preset (x264/x265: ultrafast..veryslow; svtav1: -2..13; nvenc: p1-p7) [default: "
                    + ", ".join(f"{p} {codec}" for codec, p in DEFAULT_PRESET.items())
                    + "; libvpx-vp9 and ffv1 take none].")
 @click.option("--pix-fmt", "pix_fmt", default=None,

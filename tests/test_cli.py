@@ -116,7 +116,8 @@ def test_sigterm_unwinds_like_ctrl_c_in_commands_that_clean_up() -> None:
 
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sig in saved:  # (a runner started in the background has SIGINT ignored: then it stays ignored)
+            signal.signal(sig, signal.SIG_DFL)
         interruptible()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with pytest.raises(Interrupted):

@@ -19,6 +19,7 @@ from .animation import (
     ANIMATED_FORMATS,
     ANIMATION_EXTS,
     FROM_VIDEO_EXTS,
+    PIL_DAMAGE,
     AnimationError,
     frame_count,
     n_frames,
@@ -53,12 +54,12 @@ def is_picture(path: str) -> bool:
 
 def readable_picture(path: str) -> bool:
     """Whether IN is a picture PIL can read (also GIF, ICO, PPM... that are never written)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path):
             return True
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except PIL_DAMAGE:  # (UnidentifiedImageError is an OSError)
         return False
 
 
@@ -106,13 +107,13 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     """The picture as a PIL image in an 8-bit mode (RGB, RGBA, L or LA), its metadata (``info``: ICC profile,
     EXIF, DPI), the notes on what reading it changed, and whether its samples are deeper than 8 bits (then
     the caller reads them again at 16 bits where it can, or says they were written 8-bit)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         im = Image.open(path)
         raw = im.tile[0][3] if getattr(im, "tile", None) else ""  # the stored layout (gone after load)
         im.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except PIL_DAMAGE as e:
         raise PictureError(f"not a readable picture: {path} ({e})") from None
     notes, info = [], dict(im.info)
     if info.get("dpi") and max(info["dpi"]) < 2:  # Pillow's 1 dpi for a TIFF that says none: not carried

@@ -28,6 +28,7 @@ from torch import nn
 from ..errors import PsrError, first_line
 from ..fileio import atomic_path
 from ..models import build_model, save_weights
+from ..runtime.upscaler import resolve_device
 from .config import DEFAULTS, ROOT, ConfigError, check_config, load_config
 from .config import resolve as _resolve
 from .data import PatchSampler, Prefetcher, load_images
@@ -124,18 +125,6 @@ def _umask() -> int:
     return mask
 
 
-def _device(name: str) -> torch.device:
-    """``auto`` -> CUDA when there is one, else the CPU; a CUDA device this machine lacks is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)  # the name was checked with the config (cpu, cuda, cuda:N)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name} requested but CUDA is not available here; use cpu (or auto)")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"device {name} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return dev
-
-
 def _weights_steps(path: Path) -> int | None:
     """The ``steps`` a weights file written by a run says it holds (None: no such file, or unreadable)."""
     from ..models import read_metadata
@@ -163,7 +152,7 @@ class Trainer:
             raise ConfigError("--resume continues the run in the folder and --overwrite deletes it: give one of them")
         self.cfg, self.quiet = cfg, quiet
         t, m = cfg["train"], cfg["model"]
-        self.device = _device(t["device"])
+        self.device = resolve_device(t["device"])  # the Upscaler's: a CUDA device this machine lacks, one line
         name = Path(cfg["_config"]).stem if cfg.get("_config") else f"{m['variant']}_x{m['scale']}"
         self.out = Path(out or t["out"] or ROOT / "runs" / name)
         if self.out.exists() and not self.out.is_dir():

@@ -58,7 +58,7 @@ def default_codec(path: str, fmt: str | None) -> tuple[str, str | None]:
         for codec in DEFAULT_CODECS:
             if not codec_available(codec):
                 continue
-            held = _holds(probe, codec)
+            held = _adds_video(probe, codec)
             if held is False:
                 continue
             if held is None:
@@ -78,7 +78,7 @@ def container_problem(path: str, fmt: str | None, codec: str) -> str | None:
     if probe is None:
         return None
     with probe:
-        if _holds(probe, codec) is None or _takes_video(probe, codec):
+        if _takes_video(probe, codec) is not False:  # held, or some other trouble the run names
             return None
         name = av.codec.Codec(codec, "w").canonical_name
         others = [c for c in ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1")
@@ -87,14 +87,16 @@ def container_problem(path: str, fmt: str | None, codec: str) -> str | None:
                 + (f" ({', '.join(others)})" if others else "") + " or use .mkv")
 
 
-def _takes_video(probe: av.container.OutputContainer, codec: str) -> bool:
+def _takes_video(probe: av.container.OutputContainer, codec: str) -> bool | None:
     """Whether ``probe``'s kind of container holds ``codec``'s video: at add_stream, and for muxers that refuse
-    only at their header (MOV: AV1 "only supported in MP4"), on a header written in memory."""
+    only at their header (MOV: AV1 "only supported in MP4"), on a header written in memory; None for some other
+    trouble."""
     from .writer import HEADER_REFUSERS, header_takes
 
     fmt = probe.format.name
-    if not _holds(probe, codec):
-        return False
+    added = _adds_video(probe, codec)
+    if not added:
+        return added
 
     def make(p: av.container.OutputContainer) -> None:
         s = p.add_stream(codec, rate=25)
@@ -116,7 +118,7 @@ def _probe(path: str, fmt: str | None) -> av.container.OutputContainer | None:
         return None
 
 
-def _holds(probe: av.container.OutputContainer, codec: str) -> bool | None:
+def _adds_video(probe: av.container.OutputContainer, codec: str) -> bool | None:
     """Whether ``probe``'s muxer takes ``codec`` as video when the stream is added (FFmpeg's own answer, and
     the writer's ``VIDEO_ONLY`` for muxers that take anything); None for some other trouble."""
     from .writer import VIDEO_ONLY, _refused

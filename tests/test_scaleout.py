@@ -709,8 +709,7 @@ def test_decode_order_timestamps_join(tmp_path: Path, name: str, output: str, co
     and each segment nudged them one tick of the cut's finer NUT time base; rounded back to the source's at the
     join that gave two frames one time (AVI: a segment's nudged end also overran the next one's start), and
     the join failed ('Invalid argument') after all the work. Now the times are the single-process run's (AVI)
-    or at least strictly increasing, with every frame (ffv1: an AVI output has the single-process times too; with
-    B-frames in the output they can be a frame or two off, see the README)."""
+    or at least strictly increasing, with every frame (ffv1: an AVI output has the single-process times too)."""
     src = make_decode_order_clip(tmp_path / name, codec=codec)
     out = tmp_path / output
     frames, _ = scaleout_without_ray(src, out)
@@ -721,13 +720,29 @@ def test_decode_order_timestamps_join(tmp_path: Path, name: str, output: str, co
     assert got == want
 
 
-@pytest.mark.parametrize("name", ["bframes.avi", "decode-order.mkv"])
-def test_decode_order_nudges_are_the_single_process_ones(tmp_path: Path, name: str) -> None:
+def test_avi_source_into_avi_with_b_frames_is_the_single_process_file(tmp_path: Path) -> None:
+    """An AVI with B-frames, upscaled into AVI with libx264's B-frames: the joined file sat one or two frames off
+    the single-process one (each timed its frames by a reorder delay's guess). Both time an AVI's frames in
+    display order now, and the joined packets' times are the single-process file's, every frame."""
+    src = make_decode_order_clip(tmp_path / "bframes.avi")
+    multi, single = tmp_path / "multi.avi", tmp_path / "single.avi"
+    frames, _ = scaleout_without_ray(src, multi, codec="libx264")
+    r = CliRunner().invoke(cli, ["upscale", str(src), str(single), "--variant", "mks", "--codec", "libx264", "-q"])
+    assert r.exit_code == 0, r.output
+    times = []
+    for f in (multi, single):
+        with av.open(str(f)) as c:
+            times.append([(p.pts, p.dts) for p in c.demux(c.streams.video[0]) if p.size])
+    assert frames == len(times[0]) == 48 and times[0] == times[1]
+
+
+def test_decode_order_nudges_are_the_single_process_ones(tmp_path: Path) -> None:
     """Each segment guessed its frames' times afresh from its cut (whose NUT keeps no dts): the first frames after
     every cut were timed off and nudged, the join nudged more, and the summed 'frames nudged' note said many times
     the single-process count (84 + 3 vs 1 on a 100-frame AVI). Segments now start with the source's dts and
-    timestamp guess; the count is the single-process one, give or take one per cut."""
-    src = make_decode_order_clip(tmp_path / name, n=96)
+    timestamp guess; the count is the single-process one, give or take one per cut. (An AVI's frames are timed in
+    display order now, with nothing to nudge: ``test_avi_with_b_frames_is_timed_in_display_order``.)"""
+    src = make_decode_order_clip(tmp_path / "decode-order.mkv", n=96)
     counts: dict[str, int] = {}
     frames, moved = scaleout_without_ray(src, tmp_path / "out.mkv", seconds=1.0, counts=counts)
     code, err = upscale(str(src), str(tmp_path / "ref.mkv"))
@@ -855,7 +870,7 @@ def test_segment_result_carries_its_own_counts(tmp_path: Path, monkeypatch: pyte
 def test_counts_are_summed_at_the_end(ray_local, tmp_path: Path) -> None:
     """Scale-out said nothing of the frames whose times were nudged (a single-process run says it once at the
     end); now one summed line, as the single-process run words it."""
-    src = make_decode_order_clip(tmp_path / "in.avi")
+    src = make_decode_order_clip(tmp_path / "in.mkv")
     code, err = upscale(str(src), str(tmp_path / "one.mkv"))
     assert code == 0 and "were nudged" in err, err
     code, err = upscale(str(src), str(tmp_path / "many.mkv"), "--workers", "2", "--segment-seconds", SEG)

@@ -17,7 +17,7 @@ import io
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import av
 
@@ -316,20 +316,30 @@ def check_geometry(path: str, crop: Any, size: Any, fmt: str | None = None) -> N
         size.fit(w, h, *source_shape(path))
 
 
-def guess_state(path: str) -> tuple[int, int]:
-    """The source's timestamp guess after its first frames (``reader.guess_state``): a source with decode-order
-    times has settled on dts by then, as a single-process run has at any later cut."""
+class TimeGuess(NamedTuple):
+    """How a single-process run times the source's frames: ``PtsGuess``'s counts after the first frames (a
+    source with decode-order times has settled on dts by then, as a single-process run has at any later cut),
+    and whether frames take their packets' times in display order (``DisplayOrder``: AVI)."""
+
+    faulty_pts: int
+    faulty_dts: int
+    sorted: bool = False
+
+
+def guess_state(path: str) -> TimeGuess:
+    """The source's ``TimeGuess`` (``reader.guess_state``, ``reader.sorts_times``)."""
     from ..video.reader import guess_state as state
+    from ..video.reader import sorts_times
 
     with av.open(path) as c:
-        return state(c)
+        return TimeGuess(*state(c), sorts_times(c))
 
 
-def timing(packets: list[Packet], time_base: Fraction, seg: Segment, guess: tuple[int, int]) -> object:
+def timing(packets: list[Packet], time_base: Fraction, seg: Segment, guess: TimeGuess) -> object:
     """The segment's ``SourceTiming``: its packets' dts from the scan and those of the ``LOOKAHEAD`` packets
     after it (the frames the decoder still holds at the cut come out with those in a single-process run), and
     ``guess`` after the first segment (the first starts where a single-process run starts, afresh)."""
     from ..video.reader import SourceTiming
 
     return SourceTiming(tuple(p.dts for p in packets[seg.first:seg.last + 1 + LOOKAHEAD]), time_base,
-                        guess if seg.start is not None else (0, 0))
+                        tuple(guess[:2]) if seg.start is not None else (0, 0), guess.sorted)

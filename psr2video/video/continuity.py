@@ -17,6 +17,8 @@ from fractions import Fraction
 
 import av
 
+from .display_order import DisplayOrder, sorts_times
+
 DELTA_MAX = 10  # s: a jump forward or back by more than this is a discontinuity (ffmpeg's -dts_delta_threshold)
 BACK_MAX = {"video": Fraction(1, 10)}  # s: a stream's dts going back by more than this is one too (ffmpeg's)
 BACK_MAX_OTHER = 1  # s: for sound and the rest (ffmpeg: 0.1 s, which opens a gap in the picture at a splice)
@@ -122,6 +124,13 @@ def _frame_time(stream: av.stream.Stream) -> Fraction:
 
 
 def decode(c: av.container.InputContainer, stream: av.stream.Stream) -> Iterator[av.VideoFrame]:
-    """``c.decode(stream)`` with the times the video reader gives its frames (joined recordings follow on)."""
+    """``c.decode(stream)`` with the times the video reader gives its frames (joined recordings follow on; an
+    AVI's frames take their packets' times in display order)."""
+    order = DisplayOrder.for_stream(stream) if sorts_times(c) else None
     for pkt in Continuity(c).packets(c.demux(stream)):
-        yield from pkt.decode()
+        if order is not None and pkt.size:
+            order.fed(pkt.dts if pkt.dts is not None else pkt.pts)
+        for fr in pkt.decode():
+            if order is not None:
+                fr.pts = order(fr.pts)
+            yield fr

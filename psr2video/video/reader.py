@@ -27,6 +27,7 @@ from ..errors import PsrError
 from ..names import image_sequence
 from .color import PLANAR, SEMIPLANAR, ColorInfo, decide_color
 from .continuity import Continuity
+from .display_order import DisplayOrder, sorts_times
 from .trim import SEEK_PAD, SEEK_RETRY, PacketCut, Window, container_origin, seek, worth_seeking
 
 # --start/--end
@@ -548,6 +549,7 @@ class SourceTiming:
     dts: tuple[int | None, ...]
     time_base: Fraction
     guess: tuple[int, int] = (0, 0)
+    sorted: bool = False  # the source's frames are timed by ``DisplayOrder`` (an AVI): the cut's (NUT) are too
 
 
 def exact_ticks(v: Fraction) -> int:
@@ -613,6 +615,8 @@ class Reader(threading.Thread):
         self._period = 0.0  # the latest frame's duration, or the step to it from the one before (s)
         self._timed = False  # a frame with a timestamp has been seen
         self._pts_guess = PtsGuess(*(timing.guess if timing is not None else (0, 0)))
+        self._sorts = timing.sorted if timing is not None else sorts_times(container)
+        self._order = self._display_order()
         # a scale-out cut (NUT) loses the source's dts and its demuxer derives others: the source's, per packet
         self._dts = [] if timing is None else [exact_ticks(d * timing.time_base / self.tb) if d is not None else None
                                                for d in timing.dts]
@@ -747,6 +751,8 @@ class Reader(threading.Thread):
             if self._vpackets < len(self._dts) and self._dts[self._vpackets] is not None:
                 pkt.dts = self._dts[self._vpackets]
             self._vpackets += 1
+        if self._order is not None and pkt.size:
+            self._order.fed(pkt.dts if pkt.dts is not None else pkt.pts)
         if pkt.dts is not None or pkt.size:
             self.damage.packet(pkt)
         self._settle_flag()
@@ -803,7 +809,8 @@ class Reader(threading.Thread):
         if self._past_end:  # the part is over: frames the decoder still held (drained, timed otherwise) are not in it
             return True
         tb = fr.time_base or self.tb
-        pts = self._pts_guess(fr.pts, getattr(fr, "dts", None))  # every frame, kept or not: its state goes on
+        # every frame, kept or not: the guess's state goes on
+        pts = self._pts_guess(fr.pts, getattr(fr, "dts", None)) if self._order is None else self._order(fr.pts)
         place = self._place(pts, tb) if self.window is not None else 0
         if place > 0:  # past the part's end: nothing of it is reported (the reading stops soon)
             return True
@@ -846,6 +853,9 @@ class Reader(threading.Thread):
         self._last_good = at
         self.damage.frame(at)
 
+    def _display_order(self) -> DisplayOrder | None:
+        return DisplayOrder.for_stream(self.vstream) if self._sorts else None
+
     # --- --start/--end ----------------------------------------------------------------------------------
     def _seek(self, target: Fraction) -> None:
         """Read from the keyframe at or before ``target`` (s, the file's times), decoding from there; where that
@@ -860,6 +870,7 @@ class Reader(threading.Thread):
             self._demux = self.continuity.packets(self.container.demux())  # the last reading may have met the end
             self._held.clear()
             self._pts_guess = PtsGuess()
+            self._order = self._display_order()
             self.damage = DamageLog(self.container, self.vstream.average_rate or self.vstream.guessed_rate)
         self._past_end = False  # a frame at or past the part's end came out of the decoder: no more decoding
         self._reach: dict[int, float] = {}  # stream -> the latest packet time read (s)

@@ -720,6 +720,18 @@ def test_decode_order_timestamps_join(tmp_path: Path, name: str, output: str, co
     assert got == want
 
 
+def test_a_join_the_muxer_refuses_is_one_line(tmp_path: Path) -> None:
+    """Matroska with decode-order times into AVI with libx264's B-frames: AVI's muxer refused a joined packet and
+    the run ended in a raw 'Invalid argument' traceback after all the work. The join's refusal is one line now
+    (the driver adds where the finished segments are kept)."""
+    from psr2video.scaleout.join import JoinError
+
+    src = make_decode_order_clip(tmp_path / "decode-order.mkv")
+    with pytest.raises(JoinError, match=r"^the muxer refused the joined video \(.+\)$") as e:
+        scaleout_without_ray(src, tmp_path / "out.avi", codec="libx264")
+    assert "\n" not in str(e.value) and not (tmp_path / "out.avi").exists()
+
+
 def test_avi_source_into_avi_with_b_frames_is_the_single_process_file(tmp_path: Path) -> None:
     """An AVI with B-frames, upscaled into AVI with libx264's B-frames: the joined file sat one or two frames off
     the single-process one (each timed its frames by a reorder delay's guess). Both time an AVI's frames in

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import first_line
 from . import split
 from .hud import Board, Progress, ScaleoutHud
-from .join import join
+from .join import JoinError, join
 from .manifest import WorkDir
 from .tasks import Placement, Settings, upscale_segment
 
@@ -223,7 +223,12 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             t2 = time.perf_counter()
             files = [wd.file(s.index) for s in segments]
             want = sum(wd.frames(s.index) for s in segments)
-            frames, nudged = join(job.input, files, job.output, job.settings.codec, job.fmt, warn=warn, window=win)
+            try:
+                frames, nudged = join(job.input, files, job.output, job.settings.codec, job.fmt, warn=warn,
+                                      window=win)
+            except JoinError as e:
+                raise ScaleoutError(f"joining the segments into {job.output} failed: {e}; the finished segments "
+                                    f"are kept in {wd.path}") from None
             if frames != want:
                 raise ScaleoutError(f"joined {frames} frames but the segments hold {want}; kept {wd.path}")
             counts: dict[str, int] = {}

@@ -183,7 +183,7 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
     (--start/--end): every stream moved back with it, the other streams, chapters and timecode cut to it."""
     from ..video.pipeline import partial_path
     from ..video.reader import PacketItem, main_video, stream_info
-    from ..video.writer import EndOfVideo, Writer
+    from ..video.writer import EndOfVideo, Writer, ffmpeg_reason
 
     check_headers(files)
     tmp = partial_path(output)
@@ -209,15 +209,18 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
             moved = 0 if window is None else window.ticks(tb)
             merged = heapq.merge(_video_packets(files, writer.vstream, tb, fixed, writer._tick, moved),
                                  _source_packets(inp, copied, window), key=lambda x: (x[0], x[1]))
-            for _, _, pkt in merged:
-                writer.put(PacketItem(pkt))
-            writer.put(EndOfVideo())
-            writer.join()
-            if writer.error is not None:
-                raise writer.error
-            writer.close()
-            if writer.error is not None:
-                raise writer.error
+            try:
+                for _, _, pkt in merged:
+                    writer.put(PacketItem(pkt))
+                writer.put(EndOfVideo())
+                writer.join()
+                if writer.error is not None:
+                    raise writer.error
+                writer.close()
+                if writer.error is not None:
+                    raise writer.error
+            except av.error.FFmpegError as e:  # the muxer refused a packet: said in one line, segments kept
+                raise JoinError(f"the muxer refused the joined video ({ffmpeg_reason(e)})") from None
             # copied streams' timestamps fixed, re-encoded audio's damaged packets; what the container lost of them
             for line in writer.fixup_notes() + writer.lost_facts():
                 warn(f"note: {line}")

@@ -125,3 +125,19 @@ def test_sigterm_unwinds_like_ctrl_c_in_commands_that_clean_up() -> None:
     finally:
         for s, h in saved.items():
             signal.signal(s, h)
+
+
+def test_a_fifo_or_device_out_is_refused_not_replaced(tmp_path: Path) -> None:
+    """OUT a FIFO (or /dev/null, a benchmarking habit) with -y: the finished file was renamed over it, so the FIFO's
+    reader got nothing and the FIFO (as root, /dev/null itself) became a regular file. One line now, OUT untouched."""
+    import os
+    import stat
+
+    from psr2video.paths import SAMPLE_CLIP
+
+    fifo = tmp_path / "out.mkv"
+    os.mkfifo(fifo)
+    r = CliRunner().invoke(cli, [str(SAMPLE_CLIP), str(fifo), "-y", "--variant", "mks"])
+    assert r.exit_code == 1 and "is not a regular file (a device or a FIFO)" in r.output, r.output
+    assert f"psr2video IN - > {fifo}" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode)

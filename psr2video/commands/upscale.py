@@ -470,6 +470,9 @@ def check_paths(input: str, output: str, overwrite: bool) -> None:
         if out.is_dir():  # before "exists; use -y", which -y could not cure
             example = out / (Path(input).name if input != "-" else "out.mkv")
             raise UserError(f"{output} is a directory, not an output file; name the file, e.g. {example}")
+        if out.exists() and not out.is_file():  # a device or FIFO: the finished file's rename would replace it
+            raise UserError(f"{output} is not a regular file (a device or a FIFO), which writing a file there "
+                            f"would replace; write to stdout and redirect instead: psr2video IN - > {output}")
         if out.exists() and not overwrite:
             raise UserError(f"{output} exists; use -y to overwrite")
         if not out.parent.exists():

@@ -1105,6 +1105,39 @@ def test_avi_with_b_frames_is_timed_in_display_order(tmp_path: Path) -> None:
     assert [(round(t * 24), level) for t, level in _levels(back)] == [(i, i) for i in range(48)]
 
 
+@pytest.mark.parametrize("ext", ["mkv", "mp4", "ts"])
+def test_a_listed_track_that_never_comes_is_left_out_said(tmp_path: Path, ext: str) -> None:
+    """A DVB recording whose programme lists an audio track it never sends (an audio description, a second
+    language): FFmpeg knows no sample rate for it and every muxer refused to start ('matroska can't start with
+    ... (sample rate not set); use .mkv', into .mkv too), so the file could not be upscaled at all. The empty
+    track is left out with a warning and the rest is written."""
+    src = tmp_path / "recording.ts"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = out.add_stream("aac", rate=48000)
+        a.layout = "stereo"
+        silent = out.add_stream("mp2", rate=48000)  # listed, never sent
+        silent.layout = "stereo"
+        k = 0
+        for i in range(25):
+            out.mux(v.encode(av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")))
+            while k * 1024 < (i + 1) / 25 * 48000:
+                af = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+                af.sample_rate, af.pts = 48000, k * 1024
+                out.mux(a.encode(af))
+                k += 1
+        out.mux(v.encode(None))
+        out.mux(a.encode(None))
+    dst = tmp_path / f"o.{ext}"
+    code, err = run(str(src), str(dst), "--variant", "mks")
+    assert code == 0, err
+    assert "warning: audio stream #2 (mp3) has no sound parameters" in err and "left out" in err, err
+    with av.open(str(dst)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
+        assert sum(1 for p in c.demux(c.streams.audio[0]) if p.size) > 40
+
+
 def _clip_with_tone(path: Path, acodec: str, rate: int, start: float, seconds: float = 1.0,
                     layout: str = "stereo", gap: float = 0.0) -> Path:
     """25 frames of video and a 440 Hz tone in ``acodec`` at ``rate`` Hz that starts ``start`` s in; with ``gap``,

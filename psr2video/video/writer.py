@@ -300,8 +300,8 @@ class Writer(threading.Thread):
             if len(held) == 1:
                 raise OutputError(f"{fmt} can't hold {codec} video ({why}); pick a --codec it holds or use .mkv"
                                   ) from None
-            raise OutputError(f"{fmt} can't start with {', '.join(held)} ({why}); use .mkv, which holds them all, "
-                              "or a container made for these codecs") from None
+            fix = "" if fmt == "matroska" else "; use .mkv, which holds them all, or a container made for these codecs"
+            raise OutputError(f"{fmt} can't start with {', '.join(held)} ({why}){fix}") from None
         if self.vstream.time_base and self.time_base:  # e.g. Matroska's 1 ms for a 1 us input time base
             self._tick = max(1, math.ceil(Fraction(self.vstream.time_base) / Fraction(self.time_base)))
 
@@ -440,6 +440,14 @@ class Writer(threading.Thread):
                           f"{'.ts' if name == 'klv' else 'the input container'} to keep it)")
                 return
             self.copy_map[s.index] = stream_from_template(self.out, s)  # KLV (drone telemetry) into MPEG-TS
+            return
+        if (kind == "audio" and not (s.codec_context.sample_rate and s.codec_context.channels)) or (
+                kind == "video" and not (s.codec_context.width and s.codec_context.height)):
+            # no muxer starts with it ("sample rate not set"): a DVB recording's programme lists an audio
+            # description or second language it never sends
+            what = "sound" if kind == "audio" else "picture"
+            self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) has no {what} parameters (FFmpeg found "
+                      "no packet of it: a track the file lists but never carries, as DVB recordings do); left out")
             return
         if kind == "video" and s.disposition & ATTACHED_PIC and fmt == "matroska" and self._cover_attachment(s):
             return

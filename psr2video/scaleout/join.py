@@ -20,7 +20,7 @@ from typing import Any
 
 import av
 
-from ..video.reader import exact_ticks
+from ..video.reader import exact_ticks, fill_dts
 
 
 class JoinError(Exception):
@@ -83,7 +83,7 @@ def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int
                     pending.append(p)
                     if p.dts is None:
                         continue
-                _fill_dts(pending)
+                fill_dts(pending)
                 for q in pending:
                     if last_dts is not None and q.dts is not None and q.dts < last_dts + tick:
                         q.dts = last_dts + tick
@@ -92,19 +92,6 @@ def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int
                     n += 1
                     yield t, n, q
                 pending = []
-
-
-def _fill_dts(packets: list[Any]) -> None:
-    """dts for leading packets that have none: back from the last packet's dts by their durations, or their
-    pts when no packet of the segment has a dts (intra-only codecs)."""
-    if not packets or packets[-1].dts is None:
-        for q in packets:
-            q.dts = q.pts
-        return
-    d = packets[-1].dts
-    for q in reversed(packets[:-1]):
-        d -= q.duration or 1
-        q.dts = d
 
 
 def _source_packets(inp: Any, streams: list[Any], window: Any = None) -> Iterator[tuple[float, int, Any]]:

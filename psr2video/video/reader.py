@@ -559,6 +559,19 @@ def exact_ticks(v: Fraction) -> int:
     return int(v) if v.denominator == 1 else math.floor(v + Fraction(1, 2))
 
 
+def fill_dts(packets: list[Any]) -> None:
+    """dts for leading packets that have none (a B-frame stream's reorder delay): back from the last packet's dts
+    by their durations (one tick where none is given), or their pts when no packet has a dts."""
+    if not packets or packets[-1].dts is None:
+        for q in packets:
+            q.dts = q.pts
+        return
+    d = packets[-1].dts
+    for q in reversed(packets[:-1]):
+        d -= q.duration or 1
+        q.dts = d
+
+
 def guess_state(container: av.container.InputContainer, frames: int = 64) -> tuple[int, int]:
     """``PtsGuess``'s counts after the first ``frames`` frames of ``container``'s main video: a source whose
     frames' pts go back (decode-order times) has faulty_pts > faulty_dts, and a single-process run times its
@@ -608,6 +621,7 @@ class Reader(threading.Thread):
         self.continuity = Continuity(container)  # joined recordings' timestamps made to follow on (MPEG-TS/PS)
         self._demux = self.continuity.packets(container.demux())  # every stream: positions show skipped stretches
         self._held: list[Any] = []  # packets and frames read by prime()
+        self._undated: dict[int, list[av.Packet]] = {}  # copied video stream -> its leading packets without dts
         self._deinterlace = Deinterlacer() if deinterlace else None
         self._n = 0
         self._last_good = 0.0
@@ -724,7 +738,7 @@ class Reader(threading.Thread):
                 if not self._frame(fr):
                     return False
                 t0 = time.perf_counter()
-        return not self.stop.is_set()
+        return self._flush_undated() and not self.stop.is_set()
 
     def _packet(self, pkt: av.Packet, hold: bool = False) -> bool:
         """A packet of another stream: noted for damage, queued (or held by prime) when its stream is copied."""
@@ -735,8 +749,29 @@ class Reader(threading.Thread):
             attached = pkt.pts is None or bool(pkt.stream.disposition & av.stream.Disposition.attached_pic)
             if attached:
                 pkt.pts = pkt.dts = 0  # an attached picture (cover art) has no time of its own
-            else:  # a second video stream's first packets (B-frame delay): timed by their pts
+            elif pkt.stream.type == "video":  # a second video stream's first packets (B-frame delay): their dts
+                self._undated.setdefault(pkt.stream.index, []).append(pkt)  # come back from the first dated one
+                return True
+            else:
                 pkt.dts = pkt.pts
+        elif held := self._undated.pop(pkt.stream.index, None):
+            fill_dts([*held, pkt])
+            for q in held:
+                if not self._dated(q, hold):
+                    return False
+        return self._dated(pkt, hold, attached)
+
+    def _flush_undated(self) -> bool:
+        """A copied video stream that never gave a dts (its end came first): timed by pts."""
+        for held in self._undated.values():
+            fill_dts(held)
+            for q in held:
+                if not self._dated(q):
+                    return False
+        self._undated.clear()
+        return True
+
+    def _dated(self, pkt: av.Packet, hold: bool = False, attached: bool = False) -> bool:
         if not self._past_end:  # past a part's end the video is no longer read: no gap is damage there
             self.damage.packet(pkt)
         if self.window is not None and not attached and not self._cut_packet(pkt):
@@ -869,6 +904,7 @@ class Reader(threading.Thread):
             self.continuity = Continuity(self.container)  # the jumps before the seek's keyframe are not known
             self._demux = self.continuity.packets(self.container.demux())  # the last reading may have met the end
             self._held.clear()
+            self._undated.clear()
             self._pts_guess = PtsGuess()
             self._order = self._display_order()
             self.damage = DamageLog(self.container, self.vstream.average_rate or self.vstream.guessed_rate)

@@ -305,17 +305,18 @@ def test_hdr10_warns_where_the_encoder_cannot(hdr_clip: Path, tmp_path: Path) ->
 
 
 # --- interlacing ---------------------------------------------------------------------------------------------
-def make_interlaced(path: Path, n: int = 6) -> None:
-    """Interlaced H.264, top field first (x264 takes the field order from frame flags: set with setfield)."""
+def make_interlaced(path: Path, n: int = 6, field: str = "tff") -> None:
+    """Interlaced H.264, top field first (or ``field`` "bff"; x264 takes the field order from frame flags: set
+    with setfield)."""
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
         v.options = {"preset": "ultrafast", "crf": "18"}
         v.codec_context.flags |= av.codec.context.Flags.interlaced_dct
-        v.codec_context.field_order = 2  # AV_FIELD_TT
+        v.codec_context.field_order = 2 if field == "tff" else 3  # AV_FIELD_TT / BB
         g = av.filter.Graph()
         src = g.add_buffer(width=64, height=48, format="yuv420p", time_base=Fraction(1, 25))
-        sf = g.add("setfield", "tff")
+        sf = g.add("setfield", field)
         sink = g.add("buffersink")
         src.link_to(sf)
         sf.link_to(sink)
@@ -348,6 +349,26 @@ def test_interlaced_keeps_field_order_or_deinterlaces(tmp_path: Path) -> None:
         assert c.streams.video[0].codec_context.field_order in (0, 1)
         frames = list(c.decode(video=0))
     assert len(frames) == 6 and not any(f.interlaced_frame for f in frames)
+
+
+@pytest.mark.parametrize("ext", ["mp4", "ts"])
+def test_bottom_field_first_is_read_from_the_frames(tmp_path: Path, ext: str) -> None:
+    """Bottom-field-first H.264 in MP4 or MPEG-TS: the stream-level field order is the parser's guess (top first),
+    and the run said 'top field first' and wrote the output top field first (judder on an interlaced display),
+    while --deinterlace (bwdif, parity=auto) followed the frames' own flag. The frames' flag decides now."""
+    from psr2video.video.reader import top_field_first
+
+    src = tmp_path / f"bff.{ext}"
+    make_interlaced(src, field="bff")
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].codec_context.field_order == 2  # (the guess the run used to take)
+        assert top_field_first(next(c.decode(video=0))) is False
+    out = tmp_path / "o.mkv"
+    code, err = run(str(src), str(out), "--variant", "mks")
+    assert code == 0 and "interlaced input (bottom field first)" in err, err
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.field_order == 3
+        assert top_field_first(next(c.decode(video=0))) is False
 
 
 # --- MPEG-TS splices: overlapping audio timestamps, a size change -------------------------------------------

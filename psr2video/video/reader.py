@@ -1095,6 +1095,30 @@ class Deinterlacer:
                 return out
 
 
+def top_field_first(frame: av.VideoFrame) -> bool | None:
+    """The interlaced frame's own top-field-first flag, which PyAV doesn't expose: FFmpeg's ``separatefields``
+    gives the first field in time first, so it is the top field's rows (0, 2, ...) or the bottom's; None when the
+    rows can't tell (a flat picture, or planes that are not in memory: a CUDA frame)."""
+    if frame.format.name not in PLANAR and frame.format.name not in SEMIPLANAR or frame.height < 2:
+        return None
+    try:
+        graph, src, sink = one_filter_graph(frame.width, frame.height, frame.format.name, Fraction(1, 25),
+                                            "separatefields", "")
+        src.push(frame)
+        first = sink.pull()
+    except (av.error.FFmpegError, ValueError):
+        return None
+
+    def luma(f: av.VideoFrame, rows: int) -> np.ndarray:
+        plane = f.planes[0]
+        step = 2 if f.format.components[0].bits > 8 else 1
+        return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :f.width * step]
+
+    y, field = luma(frame, frame.height), luma(first, first.height)
+    top, bottom = np.array_equal(field, y[0::2][:len(field)]), np.array_equal(field, y[1::2][:len(field)])
+    return top if top != bottom else None
+
+
 def first_frame(frame: av.VideoFrame, cc: Any) -> FirstFrame:
     """The facts only a decoded frame (and the decoder after it) carries."""
     from av.sidedata.sidedata import Type
@@ -1104,6 +1128,8 @@ def first_frame(frame: av.VideoFrame, cc: Any) -> FirstFrame:
         side.setdefault(kind, bytes(sd))
     order = int(getattr(cc, "field_order", 0) or 0)
     interlaced = frame.interlaced_frame or order > 1
+    if frame.interlaced_frame and (top := top_field_first(frame)) is not None and (order in (2, 4)) != top:
+        order = 2 if top else 3  # the frame's own flag (what bwdif follows), over the parser's stream-level guess
     return FirstFrame(rotation=int(frame.rotation or 0), interlaced=interlaced,
                       field_order=order if order > 1 else (2 if interlaced else 1),
                       mastering=side.get(Type.MASTERING_DISPLAY_METADATA, b""),

@@ -1191,6 +1191,39 @@ def test_a_copied_b_frame_video_keeps_its_times(tmp_path: Path, ext: str) -> Non
     assert [round(t * 25) for t in times(dst)] == list(range(12))
 
 
+def test_mkvmerge_statistics_stay_with_the_streams_they_describe(tmp_path: Path) -> None:
+    """mkvmerge tags every track with its bitrate and frame count (BPS, NUMBER_OF_FRAMES, ...), which MediaInfo
+    and players show: they were copied onto the re-encoded video (50 frames said of 13 written). The video's are
+    dropped now, a copied stream keeps its own, and a part (--duration) drops those of the copied streams too."""
+    src = tmp_path / "mkvmerge.mkv"
+    _clip_with_tone(src, "aac", 48000, 0.0, seconds=2.0)
+    tagged = tmp_path / "tagged.mkv"
+    stats = {"BPS-eng": "123456", "NUMBER_OF_FRAMES-eng": "50", "NUMBER_OF_BYTES-eng": "30000",
+             "_STATISTICS_WRITING_APP-eng": "mkvmerge v80", "title": "main"}
+    with av.open(str(src)) as inp, av.open(str(tagged), "w") as out:
+        m = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for o in m.values():
+            o.metadata.update(stats)
+        for pkt in inp.demux():
+            if pkt.dts is not None:
+                pkt.stream = m[pkt.stream.index]
+                out.mux(pkt)
+
+    def tags(path: Path) -> list[set[str]]:
+        with av.open(str(path)) as c:
+            return [{k.split("-")[0] for k in s.metadata} for s in c.streams]
+
+    assert tags(tagged)[0] >= {"BPS", "NUMBER_OF_FRAMES", "title"}
+    whole, part = tmp_path / "whole.mkv", tmp_path / "part.mkv"
+    assert run(str(tagged), str(whole), "--variant", "mks")[0] == 0
+    assert run(str(tagged), str(part), "--variant", "mks", "--duration", "0.5")[0] == 0
+    video, audio = tags(whole)
+    assert "title" in video and not video & {"BPS", "NUMBER_OF_FRAMES", "NUMBER_OF_BYTES", "_STATISTICS_WRITING_APP"}
+    assert {"BPS", "NUMBER_OF_FRAMES", "title"} <= audio
+    video, audio = tags(part)
+    assert "title" in audio and not audio & {"BPS", "NUMBER_OF_FRAMES", "NUMBER_OF_BYTES"}
+
+
 def _clip_with_tone(path: Path, acodec: str, rate: int, start: float, seconds: float = 1.0,
                     layout: str = "stereo", gap: float = 0.0) -> Path:
     """25 frames of video and a 440 Hz tone in ``acodec`` at ``rate`` Hz that starts ``start`` s in; with ``gap``,

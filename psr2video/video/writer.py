@@ -67,6 +67,20 @@ def ffmpeg_errors():
         av.logging.set_level(prev)
 
 
+MKV_STATISTICS = ("BPS", "NUMBER_OF_FRAMES", "NUMBER_OF_BYTES")  # mkvmerge's, with _STATISTICS_* and DURATION
+
+
+def carried_tags(tags: dict[str, str], stats: bool, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """A stream's tags for its copy: never the input's DURATION (a piped header would promise the input's length);
+    with ``stats`` (a re-encoded stream, or a part of one) not mkvmerge's statistics either, which MediaInfo and
+    players show as the stream's bitrate and frame count. Tags may carry a language (``BPS-eng``)."""
+    def gone(key: str) -> bool:
+        base = key.split("-")[0].upper()
+        return base in ("DURATION", *drop) or stats and (base in MKV_STATISTICS or base.startswith("_STATISTICS_"))
+
+    return {k: v for k, v in tags.items() if not gone(k)}
+
+
 def ffmpeg_reason(e: BaseException) -> str:
     """FFmpeg's reason for ``e``: its logged line when there is one, else the error's own text."""
     text = str(e)
@@ -506,7 +520,7 @@ class Writer(threading.Thread):
             self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be carried in {fmt}; dropped ({keep})")
             return
         try:
-            o.metadata.update({k: v for k, v in s.metadata.items() if k.upper() != "DURATION"})
+            o.metadata.update(carried_tags(s.metadata, stats=self.window is not None))  # a part: not the whole's
             o.disposition = s.disposition
         except Exception:  # noqa: BLE001 - cosmetic
             pass
@@ -576,8 +590,7 @@ class Writer(threading.Thread):
     def _copy_metadata(self, inp: av.container.InputContainer) -> None:
         try:
             vin = main_video(inp)
-            self.vstream.metadata.update({k: v for k, v in vin.metadata.items()
-                                          if k.lower() not in ("encoder", "duration")})
+            self.vstream.metadata.update(carried_tags(vin.metadata, stats=True, drop=("ENCODER",)))
             if self._timecode and not any(k.lower() == "timecode" for k in self.vstream.metadata):
                 self.vstream.metadata["timecode"] = self._timecode  # MOV/MP4 rebuild a tmcd track from it
             self.out.metadata.update({k: v for k, v in inp.metadata.items() if k.lower() != "encoder"})
@@ -899,7 +912,7 @@ class AudioTranscode:
                                   for x in layouts) if o is not None), None)
             if o is None:
                 continue
-            o.metadata.update({k: v for k, v in s.metadata.items() if k.upper() != "DURATION"})
+            o.metadata.update(carried_tags(s.metadata, stats=True))
             o.disposition = s.disposition
             return cls(o, src)
         return None

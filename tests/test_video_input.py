@@ -1224,6 +1224,30 @@ def test_mkvmerge_statistics_stay_with_the_streams_they_describe(tmp_path: Path)
     assert "title" in audio and not audio & {"BPS", "NUMBER_OF_FRAMES", "NUMBER_OF_BYTES"}
 
 
+@pytest.mark.parametrize("codec, ext, loc", [("mjpeg", "avi", C.LOC_CENTER), ("libx264", "mkv", C.LOC_TOPLEFT)])
+def test_chroma_siting_is_tagged_as_subsampled(tmp_path: Path, codec: str, ext: str, loc: int) -> None:
+    """The device stage subsamples the output's chroma at the input's siting (a camera's centre-sited MJPEG, a
+    top-left-sited UHD clip), but the output carried no siting tag: players took it as left-sited and the chroma
+    sat half an output pixel off. The output is tagged with the siting it was made at."""
+    src = tmp_path / f"in.{ext}"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream(codec, rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        v.codec_context.chroma_sample_location = loc
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24").reformat(format=v.pix_fmt)
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    with av.open(str(src)) as c:
+        assert next(c.decode(video=0)).chroma_location == loc
+    dst = tmp_path / "o.mkv"
+    code, err = run(str(src), str(dst), "--variant", "mks")
+    assert code == 0, err
+    with av.open(str(dst)) as c:
+        assert next(c.decode(video=0)).chroma_location == loc
+
+
 def _clip_with_tone(path: Path, acodec: str, rate: int, start: float, seconds: float = 1.0,
                     layout: str = "stereo", gap: float = 0.0) -> Path:
     """25 frames of video and a 440 Hz tone in ``acodec`` at ``rate`` Hz that starts ``start`` s in; with ``gap``,

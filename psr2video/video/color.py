@@ -114,8 +114,11 @@ class ColorInfo:
             trc = {SPACE_BT709: TRC_BT709, SPACE_BT470BG: TRC_SMPTE170M, SPACE_SMPTE170M: TRC_SMPTE170M,
                    SPACE_BT2020_NCL: TRC_BT709}.get(self.space, TRC_UNSPECIFIED)
         space = self.space if self.space in KRKB else SPACE_BT709
+        # the chroma siting the device stage subsampled at (the input's): untagged, players assume left and a
+        # centre-sited MJPEG's or top-left-sited UHD clip's chroma sat half an output pixel off
         return {"colorspace": space, "color_primaries": prim, "color_trc": trc,
-                "color_range": RANGE_FULL if self.full_range else RANGE_LIMITED}
+                "color_range": RANGE_FULL if self.full_range else RANGE_LIMITED,
+                "chroma_location": self.chroma_location}
 
 
 def _work_format(pix_fmt: str) -> tuple[str, int, bool, bool]:

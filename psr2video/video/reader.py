@@ -272,7 +272,7 @@ def stream_info(c: av.container.InputContainer) -> StreamInfo:
     rate = s.average_rate or s.guessed_rate or None
     frames = s.frames or (int(round(dur * rate)) if dur and rate else 0)
     color = decide_color(cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc, cc.height or 0, pix,
-                         getattr(cc, "chroma_location", None))
+                         cc.chroma_sample_location)
     return StreamInfo(cc.width, cc.height, pix, color.bits, s.time_base or Fraction(1, 1000), rate, frames, dur,
                       color, cc.name)
 

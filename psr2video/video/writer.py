@@ -70,6 +70,9 @@ def ffmpeg_errors():
 MKV_STATISTICS = ("BPS", "NUMBER_OF_FRAMES", "NUMBER_OF_BYTES")  # mkvmerge's, with _STATISTICS_* and DURATION
 
 
+CODEC_TAG = {"chroma_location": "chroma_sample_location"}  # a frame's colour tag -> the codec context's name
+
+
 def carried_tags(tags: dict[str, str], stats: bool, drop: tuple[str, ...] = ()) -> dict[str, str]:
     """A stream's tags for its copy: never the input's DURATION (a piped header would promise the input's length);
     with ``stats`` (a re-encoded stream, or a part of one) not mkvmerge's statistics either, which MediaInfo and
@@ -265,7 +268,7 @@ class Writer(threading.Thread):
             if rate:  # the segments' NUT has its own (Matroska read it back as "1000 fps"): the source's, as encoded
                 self.vstream.codec_context.framerate = Fraction(rate)
             for k, v in color_tags.items():  # the segments' container (NUT) has none
-                setattr(self.vstream.codec_context, k, v)
+                setattr(self.vstream.codec_context, CODEC_TAG.get(k, k), v)
         else:
             self.vstream = self._add_video(codec, width, height, pix_fmt, crf, preset, time_base, rate)
             if not square_pixels:  # --size resamples to square pixels: nothing to carry
@@ -364,7 +367,7 @@ class Writer(threading.Thread):
         cc = vs.codec_context
         cc.time_base = time_base
         for k, v in self.color_tags.items():
-            setattr(cc, k, v)
+            setattr(cc, CODEC_TAG.get(k, k), v)
         cc.thread_count = 0
         if vcodec.name in ("hevc", "libx265", "hevc_nvenc") or vcodec.canonical_name == "hevc":
             if self.out.format.name in ("mp4", "mov", "ipod"):

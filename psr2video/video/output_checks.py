@@ -101,6 +101,8 @@ def _takes_video(probe: av.container.OutputContainer, codec: str) -> bool | None
     def make(p: av.container.OutputContainer) -> None:
         s = p.add_stream(codec, rate=25)
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        if codec == "libx265":
+            s.options = {"x265-params": "log-level=error"}  # its banner, 20 lines on stderr, at every start
 
     return fmt not in HEADER_REFUSERS or header_takes(fmt, make, always=True)
 

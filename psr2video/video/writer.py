@@ -248,6 +248,7 @@ class Writer(threading.Thread):
         # a frame without any time (raw .h264/.hevc elementary streams) comes one frame after the last
         self._frame_step = int(round(1 / (Fraction(rate) * time_base))) if rate and time_base else 0
         self._missing_pts = 0
+        self._enc_dts: int | None = None  # the last encoded packet's dts
         self.dropped = 0  # frames AVI had no tick for (a VFR source faster than its average rate)
         self._durations: dict[int, int] = {}  # output pts -> the frame's length (output ticks), for its packet
         self._last_exact: Fraction | int = 0  # the last frame's own time in output ticks (unrounded)
@@ -757,9 +758,20 @@ class Writer(threading.Thread):
         self.out.mux(pkt)
         self._muxed[o.index] = self._muxed.get(o.index, 0) + 1
 
+    def _sane_dts(self, pkt: av.Packet) -> None:
+        """x265 (FFmpeg's wrapper) can give a clip shorter than its reorder delay (1-2 frames, a fine time base)
+        a dts of about -2**46 (a delay it never set): MP4/MOV refused the packet ('pts/dts pair unsupported') after
+        the work. Such a dts, further back than any reorder reaches, becomes the packet's pts (no reordering)."""
+        if pkt.pts is not None and pkt.dts is not None:
+            reach = 32 * self._frame_step if self._frame_step else int(2 / Fraction(self.time_base))
+            if pkt.dts < pkt.pts - reach:
+                pkt.dts = pkt.pts if self._enc_dts is None else max(self._enc_dts + 1, pkt.pts)
+            self._enc_dts = pkt.dts
+
     def _encode(self, frame: av.VideoFrame | None) -> None:
         t0 = time.perf_counter()
         for pkt in self.vstream.encode(frame):
+            self._sane_dts(pkt)
             if (d := self._durations.pop(pkt.pts, None)) is not None and pkt.time_base:
                 # the frame's own length (encoders give every packet 1/rate): a VFR source's, and the last
                 # frame's, which is how long the video lasts (a GIF's 3 s hold became 0.82 s)

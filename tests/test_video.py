@@ -98,13 +98,14 @@ def mux_subtitles(out: av.container.OutputContainer, srt: av.container.InputCont
     srt.close()
 
 
-def anamorphic_clip(path: Path) -> Path:
-    """Three 64x48 H.264 frames with 4:3 pixels (shown 16:9), no other stream."""
+def anamorphic_clip(path: Path, n: int = 3) -> Path:
+    """``n`` 64x48 H.264 frames with 4:3 pixels (shown 16:9), a keyframe every 6, no other stream."""
     with av.open(str(path), "w") as c:
         v = c.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.options = {"x264-params": "keyint=6:min-keyint=6:scenecut=0"}
         v.codec_context.sample_aspect_ratio = Fraction(4, 3)
-        write_frames(c, v, (np.full((48, 64, 3), 40 * i, np.uint8) for i in range(3)))
+        write_frames(c, v, (np.full((48, 64, 3), 10 * i, np.uint8) for i in range(n)))
     return path
 
 
@@ -454,3 +455,35 @@ def test_stop_before_the_first_frame_writes_nothing(tmp_path: Path) -> None:
               warn=lambda m: None, on_start=lambda st, r: stop.set())
     assert res.stopped and res.frames == 0
     assert out.read_bytes() == b"the user's old file" and not Path(partial_path(str(out))).exists()
+
+
+@pytest.mark.parametrize("ext, codec", [("mp4", "libvpx-vp9"), ("mkv", "ffv1")])
+def test_the_join_carries_the_pixel_shape(tmp_path: Path, ext: str, codec: str) -> None:
+    """An anamorphic source (SAR 4:3) joined from segments whose codec keeps no SAR in its bitstream (VP9, FFV1):
+    the join's video stream was made from the NUT segments without the source's pixel shape, so an .mp4 came out
+    squashed to 4:3 (a single run keeps 16:9). The join carries it as a single run does, and says once what the
+    container can't hold (FFV1 in Matroska), naming OUT's container."""
+    src = anamorphic_clip(tmp_path / "sar.mkv", n=18)
+    out = tmp_path / f"out.{ext}"
+    said: list[str] = []
+    from psr2video.scaleout import split
+    from psr2video.scaleout.join import join
+    from psr2video.scaleout.tasks import Placement, Settings, upscale_segment
+
+    packets, tb = split.scan(str(src))
+    segs = split.plan(packets, tb, 0.2, min_segments=2)
+    st = Settings("mks", 2, None, "auto", None, 0, 1, codec, None, None, None)
+    files = []
+    for seg, data in split.cut(str(src), segs, {s.index for s in segs}):
+        r = upscale_segment(st, Placement(), seg, data, None, 0, None, split.source_color(str(src)))
+        files.append(tmp_path / f"segment{seg.index}.nut")
+        files[-1].write_bytes(r.data)
+    assert len(files) >= 2
+    join(str(src), files, str(out), codec, None, warn=said.append)
+    with av.open(str(out)) as c:
+        s = c.streams.video[0]
+        shape = (s.sample_aspect_ratio, s.display_aspect_ratio)
+    if ext == "mp4":
+        assert shape == (Fraction(4, 3), Fraction(16, 9)) and not said, (shape, said)
+    else:
+        assert [ln for ln in said if "non-square pixels" in ln and "ffv1 in matroska" in ln], said

@@ -225,7 +225,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             want = sum(wd.frames(s.index) for s in segments)
             try:
                 frames, nudged = join(job.input, files, job.output, job.settings.codec, job.fmt, warn=warn,
-                                      window=win)
+                                      window=win, square_pixels=job.settings.size is not None)
             except JoinError as e:
                 raise ScaleoutError(f"joining the segments into {job.output} failed: {e}; the finished segments "
                                     f"are kept in {wd.path}") from None

@@ -164,10 +164,11 @@ def source_frame_facts(source: str) -> Any:
 
 
 def join(source: str, files: list[Path], output: str, codec: str, fmt: str | None,
-         warn: Callable[[str], None] = print, window: Any = None) -> tuple[int, int]:
+         warn: Callable[[str], None] = print, window: Any = None, square_pixels: bool = False) -> tuple[int, int]:
     """Write ``output`` from the segment ``files`` and the source's other streams; (the video packet count, the
     frames whose times the join moved to keep them increasing across the segments). ``window``: a part
-    (--start/--end): every stream moved back with it, the other streams, chapters and timecode cut to it."""
+    (--start/--end): every stream moved back with it, the other streams, chapters and timecode cut to it.
+    ``square_pixels``: --size resampled to square pixels (else the source's pixel shape is carried)."""
     from ..video.pipeline import partial_path
     from ..video.reader import PacketItem, main_video, stream_info
     from ..video.writer import EndOfVideo, Writer, ffmpeg_reason
@@ -188,7 +189,7 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
                             pix_fmt=template.codec_context.pix_fmt, crf=None, preset=None,
                             time_base=info.time_base, rate=info.rate, color_tags=info.color.output_tags(), fmt=fmt,
                             warn=warn, first=source_frame_facts(source),
-                            video_template=template, out_name=output, window=window)
+                            video_template=template, out_name=output, window=window, square_pixels=square_pixels)
             copied = [s for s in copy if s.index in writer.copy_map]
             writer.start()
             fixed = [0]

@@ -272,9 +272,9 @@ class Writer(threading.Thread):
                 setattr(self.vstream.codec_context, CODEC_TAG.get(k, k), v)
         else:
             self.vstream = self._add_video(codec, width, height, pix_fmt, crf, preset, time_base, rate)
-            if not square_pixels:  # --size resamples to square pixels: nothing to carry
-                self._carry_sar(inp)
-            self._say_lost_colour_tags(codec)
+        if not square_pixels:  # --size resamples to square pixels: nothing to carry (the join: nor does NUT)
+            self._carry_sar(inp)
+        self._say_lost_colour_tags(codec)
         self._encodes = video_template is None  # else the video is copied (a scale-out join): no encoder to flush
         self._carry_frame_facts(codec, first or FirstFrame(), deinterlaced)
         self.copy_map: dict[int, Any] = {}

@@ -1262,6 +1262,26 @@ def test_x265_into_mov_prints_no_banner(tmp_path: Path, capfd: pytest.CaptureFix
     assert len(times) == 2 and all(abs(p - d) < 1000 for p, d in times), times
 
 
+def test_an_mp4_with_its_index_at_the_end_from_a_pipe_is_one_line(tmp_path: Path) -> None:
+    """An MP4 whose moov comes after its media (FFmpeg's default), piped in: the demuxer finds the index at the
+    end and can't go back for the media, and the run said only 'FFmpeg: [Errno 1094995529] Invalid data found
+    when processing input'. One line now, with what to do."""
+    import subprocess
+
+    src = tmp_path / "late.mp4"
+    with av.open(str(SAMPLE_CLIP)) as inp, av.open(str(src), "w") as out:
+        v = out.add_stream_from_template(inp.streams.video[0])
+        for pkt in inp.demux(inp.streams.video[0]):
+            if pkt.dts is not None:
+                pkt.stream = v
+                out.mux(pkt)
+    r = subprocess.run([sys.executable, "-m", "psr2video", "-", str(tmp_path / "o.mkv"), "--variant", "mks"],
+                       input=src.read_bytes(), capture_output=True, timeout=120)
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("Error: can't read stdin: ") and "+faststart" in err, err
+
+
 def _clip_with_tone(path: Path, acodec: str, rate: int, start: float, seconds: float = 1.0,
                     layout: str = "stereo", gap: float = 0.0) -> Path:
     """25 frames of video and a 440 Hz tone in ``acodec`` at ``rate`` Hz that starts ``start`` s in; with ``gap``,

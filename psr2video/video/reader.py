@@ -649,7 +649,15 @@ class Reader(threading.Thread):
         """Read up to the first decoded frame (held for ``run``) and describe it. After a seek to a part (--start)
         whose first frame is past the part's start (a coarse index, an MPEG-TS seek landing mid-GOP), the reading
         starts again further back; where that never reaches it, the part begins at its first frame reached, said."""
-        first = self._prime()
+        try:
+            first = self._prime()
+        except av.error.FFmpegError as e:  # nothing read yet: the input is the trouble, in one line
+            name = self.container.name
+            piped = not Path(str(name)).is_file()
+            mp4 = "mp4" in self.container.format.name.split(",")
+            hint = ("; an MP4/MOV whose index (moov) is at its end can't be read from a pipe: give the file's name, "
+                    "or remux it with ffmpeg -movflags +faststart" if piped and mp4 else "")
+            raise InputError(f"can't read {'stdin' if piped else name}: {_short(e)}{hint}") from None
         for back in SEEK_RETRY:
             if not self._late():
                 return first

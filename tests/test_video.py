@@ -487,3 +487,14 @@ def test_the_join_carries_the_pixel_shape(tmp_path: Path, ext: str, codec: str) 
         assert shape == (Fraction(4, 3), Fraction(16, 9)) and not said, (shape, said)
     else:
         assert [ln for ln in said if "non-square pixels" in ln and "ffv1 in matroska" in ln], said
+
+
+def test_pix_fmt_gray_says_the_colour_is_dropped(tmp_path: Path) -> None:
+    """--pix-fmt gray on a colour source wrote brightness only without a word; said now (a grey source is not)."""
+    src = make_clip(tmp_path / "in.mkv", 64, 32, pts=[0, 40], codec="ffv1", audio=(), subtitle=False)
+    code, err = upscale(str(src), str(tmp_path / "out.mkv"), "--codec", "ffv1", "--pix-fmt", "gray")
+    assert code == 0 and "note: --pix-fmt gray holds brightness only: the input's colour is dropped" in err, err
+    grey = make_clip(tmp_path / "grey.mkv", 64, 32, pts=[0, 40], codec="ffv1", pix_fmt="gray", audio=(),
+                     subtitle=False)
+    code, err = upscale(str(grey), str(tmp_path / "g.mkv"), "--codec", "ffv1", "--pix-fmt", "gray")
+    assert code == 0 and "colour is dropped" not in err, err

@@ -276,3 +276,14 @@ def test_frames_that_dont_cover_the_video_crop_nothing(tmp_path: Path) -> None:
     code, err = run("upscale", str(src), str(tmp_path / "o.mkv"), "--variant", "mks", "--crop", "auto", "-q",
                     "--max-frames", "3")
     assert code == 0 and "don't cover the video" in err and "nothing cropped" in err, err
+
+
+def test_a_short_part_is_measured_on_every_frame(tmp_path: Path) -> None:
+    """--crop auto on a 0.5 s part looked at every 10th frame from its start: 1 or 2 frames decided the crop ('from
+    1 frames'). A part of 2 s or less is measured on every frame."""
+    from psr2video.video.crop import detect
+    from psr2video.video.trim import Trim
+
+    src = boxed(tmp_path / "in.mkv", n=100)
+    found, frames, covered = detect(str(src), trim=Trim.from_options("1.5", None, "0.5"))
+    assert covered and frames >= 12 and (found.top, found.bottom) == (8, 8), (found, frames)

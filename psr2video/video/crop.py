@@ -182,10 +182,11 @@ def detect(path: str, fmt: str | None = None, fps: Any = None, trim: Any = None)
                             break
                 covered = reached == SAMPLES
             else:  # (a part: from the keyframe before it, to its end)
+                every = 1 if 0 < length <= 2.0 else 10  # a short part: every frame (1-2 of a 0.5 s part, before)
                 for i, frame in enumerate(decode_part(c, s, win)):
                     if i >= SEQUENTIAL:
                         break
-                    if i % 10 == 0:
+                    if i % every == 0:
                         look(frame, i)
                 else:
                     covered = True  # the whole video (or part) was read
@@ -219,10 +220,10 @@ def resolve(crop: Crop | str | None, path: str, say: Any, fmt: str | None = None
         say(f"note: --crop auto: no frame of {name} showed a picture to measure; nothing cropped")
         return None
     if not found:
-        say(f"note: --crop auto: {name} has no black bars ({frames} frames looked at, across {part}); nothing "
+        say(f"note: --crop auto: {name} has no black bars ({frames} frame(s) looked at, across {part}); nothing "
             "cropped")
         return None
-    say(f"note: --crop auto: black bars of {name} cut off: {found} (top:bottom:left:right, from {frames} frames "
+    say(f"note: --crop auto: black bars of {name} cut off: {found} (top:bottom:left:right, from {frames} frame(s) "
         f"across {part}; --crop T:B:L:R to choose)")
     return found
 

@@ -171,3 +171,108 @@ def test_engine_cli_list_build_clear(tmp_path, monkeypatch):
     assert r.exit_code == 1 and "cannot build TensorRT engines here" in r.output
     r = run(cli, ["engine", "build", "--untrained", "--shape", "12xfoo"])
     assert r.exit_code == 1 and "WIDTHxHEIGHT" in r.output
+
+
+@pytest.mark.parametrize("sidecar", ["null", "[]", "3", '"text"', '{"fields": []}'])
+def test_a_sidecar_that_is_json_but_not_ours_is_unreadable_metadata(tmp_path, monkeypatch, sidecar):
+    """JSON that is not an object made every run, `engine list` and `engine clear` traceback: it is unreadable
+    metadata, so the artifact is rebuilt, listed as stale and cleared."""
+    from psr2video.cli import cli
+
+    cache = EngineCache(tmp_path / "engines")
+    build, calls = _writer()
+    p = cache.get_or_build(FIELDS, "onnx", ".onnx", build)
+    cache.meta_path(p).write_text(sidecar)
+    assert cache.check(p).problem == "unreadable metadata"
+    assert cache.find("onnx", lambda f: True) == []
+    monkeypatch.setenv("PSR2VIDEO_CACHE", str(tmp_path))
+    r = CliRunner().invoke(cli, ["engine", "list"])
+    assert r.exit_code == 0 and "STALE: unreadable metadata" in r.output, r.output
+    assert cache.get_or_build(FIELDS, "onnx", ".onnx", build, echo=lambda m: None) == p and len(calls) == 2
+    cache.meta_path(p).write_text(sidecar)
+    r = CliRunner().invoke(cli, ["engine", "clear", "--stale"])
+    assert r.exit_code == 0 and "removed 1 stale" in r.output and not p.exists(), r.output
+
+
+def test_two_modules_with_the_same_weights_do_not_share_an_export(tmp_path):
+    """A bare model= module was keyed by its state dict alone: a Sigmoid net ran the cached ReLU net's graph."""
+    from torch import nn
+
+    from psr2video import Upscaler
+
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.ReLU(), nn.PixelShuffle(2))
+    b = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.Sigmoid(), nn.PixelShuffle(2))
+    b.load_state_dict(a.state_dict())
+    assert weights_hash(a) == weights_hash(b)
+    x = torch.rand(1, 3, 16, 16)
+    for net in (a, b):
+        on_torch = Upscaler(variant="mine", scale=2, model=net, backend="torch", device="cpu")(x)
+        on_ort = Upscaler(variant="mine", scale=2, model=net, backend="onnxruntime", device="cpu")(x)
+        assert (on_torch - on_ort).abs().max().item() < 1e-5
+    # ParagonSR2 is described by its ArchSpec: the same variant name built with other blocks is another model
+    small, big = build_model("realtime", 2), build_model("realtime", 2, blocks=2)
+    assert onnx_fields(small, small.descriptor, "fp32")["module"] != onnx_fields(big, big.descriptor, "fp32")["module"]
+
+
+def _pictures(folder, seed: int, n: int = 2):
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_int8_calibration_is_keyed_by_content_and_prebuilt_files_are_used(tmp_path):
+    """Two calibration folders of the same name and count shared a key; and a run that names no calibration (the
+    Upscaler, upscale) never found what `engine build --calibration X` had built. Now the label is the pictures'
+    content, and such a run uses the int8 file prebuilt for the model."""
+    from psr2video.runtime.export import cached_onnx, calibration_label
+    from psr2video.runtime.ort_backend import ORTRunner
+
+    a, b = _pictures(tmp_path / "A" / "frames", 1), _pictures(tmp_path / "B" / "frames", 2)
+    assert calibration_label(a) != calibration_label(b)
+    assert calibration_label(a) == calibration_label(_pictures(tmp_path / "C" / "frames", 1))
+    torch.manual_seed(0)
+    net = build_model("realtime", 2).fuse_for_release()
+    d = net.descriptor
+    cache = EngineCache(tmp_path / "engines")
+    say = []
+    built = cached_onnx(net, d, "int8", cache, calibration=a, echo=say.append)
+    assert cached_onnx(net, d, "int8", cache, calibration=b, echo=say.append) != built  # other pictures: rebuilt
+    later = cached_onnx(net, d, "int8", cache, calibration=a, echo=say.append)
+    assert later == built and sum("building" in m for m in say) == 2
+    # no calibration named: the newest int8 file prebuilt for this model (B's), not a third one
+    from psr2video.runtime.backends import ORTBackend
+
+    n = len(say)
+    runner = ORTRunner(ORTBackend(), net, d, "int8", torch.device("cpu"), cache=cache, echo=say.append)
+    assert cache.check(runner.onnx_path).meta["fields"]["calibration"] == calibration_label(b)
+    assert not any("building ONNX realtime" in m for m in say[n:])
+    other = build_model("realtime", 2).fuse_for_release()  # another model: nothing prebuilt, default pictures
+    assert onnx_fields(other, other.descriptor, "int8", cache=cache)["calibration"] == calibration_label(None)
+
+
+def test_engine_build_int8_calibration_is_what_a_later_run_uses(tmp_path, monkeypatch):
+    """The prebuild command must make what runs use: `engine build -p int8 --calibration X` on the CPU, then an
+    int8 Upscaler of the same model (it names no calibration) loads those artifacts and builds nothing."""
+    from psr2video import Upscaler
+    from psr2video.cli import cli
+    from psr2video.runtime.export import calibration_label
+
+    monkeypatch.setenv("PSR2VIDEO_CACHE", str(tmp_path))
+    frames = _pictures(tmp_path / "frames", 3)
+    r = CliRunner().invoke(cli, ["engine", "build", "-v", "realtime", "--untrained", "-p", "int8", "--calibration",
+                                 str(frames), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    cache = EngineCache(tmp_path / "engines")
+    before = {e.path.name for e in cache.entries()}
+    assert len(before) == 2  # the int8 ONNX and its ONNX Runtime CPU graph
+    torch.manual_seed(0)  # what `--untrained` builds
+    up = Upscaler("realtime", 2, model=build_model("realtime", 2), backend="onnxruntime", precision="int8",
+                  device="cpu")
+    assert {e.path.name for e in cache.entries()} == before
+    assert cache.check(up.runner.onnx_path).meta["fields"]["calibration"] == calibration_label(frames)

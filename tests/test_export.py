@@ -267,3 +267,42 @@ def test_export_refuses_weights_it_would_ignore(tmp_path):
         r = CliRunner().invoke(cli, ["export", *args, "-p", "fp32", "-o", str(tmp_path / "z.onnx")])
         assert words in _one_error_line(r)
         assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_export_keeps_biases_float_for_tensorrt(tmp_path):
+    """quantize_static's default QuantizeBias=True gave DequantizeLinear nodes of INT32 biases, which onnx-tensorrt
+    can't parse; the biases stay float (and the CPU int8 path still runs)."""
+    net = _net("realtime")
+    calib = E.random_crops([E.synthetic_image(96, 96, s) for s in range(2)], 4, 48)
+    path = E.export_onnx(net, tmp_path / "q.onnx", "int8", calibration=calib)
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: i.data_type for i in graph.initializer}
+    dq_inputs = [n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"]
+    assert dq_inputs and not [i for i in dq_inputs if inits.get(i) == onnx.TensorProto.INT32]
+    conv_biases = [n.input[2] for n in graph.node if n.op_type == "Conv" and len(n.input) > 2]
+    assert conv_biases and all(inits.get(b) == onnx.TensorProto.FLOAT for b in conv_biases)
+    checks = E.verify_onnx(path, net, [("card", E.synthetic_image(33, 41))])
+    assert np.isfinite(checks[0].psnr) and checks[0].psnr > 15
+
+
+def test_export_output_ending_in_a_separator_is_a_folder(tmp_path):
+    """`-o newdir/` for one precision wrote a FILE named newdir; a trailing separator names a folder, made."""
+    from psr2video.cli import cli
+
+    r = CliRunner().invoke(cli, ["export", "-v", "realtime", "--untrained", "-p", "fp16", "--no-verify",
+                                 "-o", f"{tmp_path / 'newdir'}/"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "newdir").is_dir() and (tmp_path / "newdir" / "realtime_x2_fp16.onnx").is_file()
+    (tmp_path / "afile").write_text("x")
+    line = _one_error_line(CliRunner().invoke(cli, ["export", "-v", "realtime", "--untrained", "--no-verify",
+                                                    "-o", f"{tmp_path / 'afile'}/"]))
+    assert "is a file, not a folder" in line, line
+
+
+def test_export_calibration_frames_must_be_positive(tmp_path):
+    from psr2video.cli import cli
+
+    r = CliRunner().invoke(cli, ["export", "-v", "realtime", "--untrained", "-p", "int8", "--calibration-frames",
+                                 "-3", "-o", str(tmp_path / "q.onnx")])
+    assert r.exit_code == 2 and "--calibration-frames" in r.output and "x>=1" in r.output, r.output
+    assert "Traceback" not in r.output and list(tmp_path.iterdir()) == []

@@ -475,3 +475,114 @@ def test_a_checkpoint_that_cannot_run_is_one_line_before_any_frame(swinir):
         Upscaler(variant="realtime", scale=4)
     with pytest.raises(PsrError, match="CUDA"):
         Upscaler(variant="mks", device="cuda:7")
+
+
+# ------------------------------------------------------------------------- quantised, fixed batch, tiling
+def _qdq_file(tmp_path: Path, compact) -> Path:
+    """An int8 QDQ community file (ONNX Runtime's quantize_static, its defaults: bias quantised to int32)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    src = export_onnx_file(compact, tmp_path / "f32.onnx", torch.rand(1, 3, 32, 32),
+                           {"inp": {0: "n", 2: "h", 3: "w"}, "out": {0: "n", 2: "H", 3: "W"}}, names=("inp", "out"))
+
+    class Reader:
+        def __init__(self) -> None:
+            self.it = iter([{"inp": np.random.default_rng(i).random((1, 3, 32, 32), np.float32)} for i in range(2)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    out = tmp_path / "x2_qdq.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_static(str(src), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return out
+
+
+def test_a_qdq_file_runs_in_fp32_and_refuses_fp16_in_one_line(tmp_path, compact):
+    """A QDQ graph converted to fp16 got half Q/DQ scales (invalid before opset 19): a traceback, and the broken
+    rewrite stayed in the cache marked ok. It is fp32-only now, and fp32 is its default on CUDA too."""
+    from psr2video.runtime.engine_cache import EngineCache
+    from psr2video.runtime.upscaler import default_precision
+
+    f = _qdq_file(tmp_path, compact)
+    d = load_model_file(f).descriptor
+    assert d.precisions == ("fp32",) and "int8 QDQ" in d.arch
+    assert default_precision(d, torch.device("cuda"), "onnxruntime") == "fp32"
+    with pytest.raises(ValueError, match=r"^x2_qdq \(ONNX \(fp32, int8 QDQ, NCHW\)\) does not run in fp16; it runs "
+                                         r"in fp32$"):
+        Upscaler(model_file=f, backend="onnxruntime", device="cpu", precision="fp16")
+    x = frame(20, 24)
+    with torch.no_grad():
+        ref = compact(x).clamp(0, 1)
+    assert psnr(Upscaler(model_file=f, backend="onnxruntime", device="cpu")(x), ref) > 30
+    assert all(e.problem is None for e in EngineCache().entries(full_hash=True))
+
+
+def test_a_rewrite_that_does_not_load_never_enters_the_cache(tmp_path, compact, monkeypatch):
+    """Whatever the rewrite gets wrong, the file is loaded back before the cache renames it into place: a broken
+    graph is one line and leaves no artifact behind (it was cached and marked ok)."""
+    from onnx import helper
+
+    from psr2video.foreign import onnx_file
+    from psr2video.runtime.engine_cache import EngineCache
+    from psr2video.runtime.export import cached_onnx
+
+    f = export_onnx_file(compact, tmp_path / "c.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    m = load_model_file(f)
+    real = onnx_file.rewrite
+
+    def broken(*a, **k):  # what the fp16 converter did to a QDQ graph: a node input of a type its op refuses
+        g = real(*a, **k)
+        g.graph.node.append(helper.make_node("DequantizeLinear", ["output", "output"], ["junk"]))
+        return g
+
+    monkeypatch.setattr(onnx_file, "rewrite", broken)
+    cache = EngineCache()
+    with pytest.raises(ForeignModelError, match=r"^c.onnx: its fp16 rewrite is not a valid ONNX graph \(.*\); use "
+                                                r"--precision fp32$"):
+        cached_onnx(m, m.descriptor, "fp16", cache)
+    assert cache.entries() == []
+
+
+def test_a_fixed_batch_above_one_loads_and_takes_any_batch(tmp_path, compact):
+    """A graph fixed to batch 2 was probed with one image and refused; the README says any --batch is split into
+    calls of the graph's batch."""
+    f = export_onnx_file(compact, tmp_path / "b2.onnx", torch.rand(2, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    up = Upscaler(model_file=f, backend="onnxruntime", device="cpu")
+    assert up.descriptor.fixed_batch == 2 and up.descriptor.scale == 2
+    x = torch.rand(3, 3, 20, 28, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(up(x), compact(x).clamp(0, 1), atol=1e-4, rtol=0)
+
+
+def test_tiles_of_a_size_multiple_model_start_on_its_grid(tmp_path):
+    """A PixelUnshuffle(4) graph tiled off its 4-px grid differed from the whole frame by up to 1.0 whatever the
+    overlap: tile_align is the size multiple, and a tiled frame equals the untiled one."""
+    torch.manual_seed(0)
+    net = NeedsMultiple().eval()
+    f = export_onnx_file(net, tmp_path / "mult4.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    assert load_model_file(f).descriptor.tile_align == 4
+    x = frame(45, 70)
+    whole = Upscaler(model_file=f, backend="onnxruntime", device="cpu")(x)
+    for tile, overlap in ((17, 3), (30, 6)):
+        y = Upscaler(model_file=f, backend="onnxruntime", device="cpu", tile=tile, tile_overlap=overlap)(x)
+        assert (y - whole).abs().max().item() < 1e-5, (tile, overlap)
+
+
+def test_tiles_of_a_pixel_unshuffle_checkpoint_start_on_its_grid(tmp_path):
+    """A Real-ESRGAN x2plus-like checkpoint pixel-unshuffles its input (spandrel: size multiple 4): its tiles keep
+    to that grid, so tiled equals whole on PyTorch (it was 0.04 off whatever the overlap)."""
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    torch.manual_seed(0)
+    arch = ESRGAN(in_nc=12, out_nc=3, num_filters=8, num_blocks=1, scale=4, shuffle_factor=2)
+    path = tmp_path / "2x_RealESRGAN_x2plus_like.pth"
+    torch.save(arch.state_dict(), path)
+    d = load_model_file(path).descriptor
+    assert (d.scale, d.size_multiple, d.tile_align) == (2, 4, 4)
+    x = frame(30, 41)
+    whole = Upscaler(model_file=path, backend="torch", device="cpu")(x)
+    y = Upscaler(model_file=path, backend="torch", device="cpu", tile=13, tile_overlap=12)(x)
+    assert (y - whole).abs().max().item() < 1e-5

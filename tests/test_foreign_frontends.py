@@ -282,3 +282,25 @@ def test_eval_refuses_empty_datasets_and_damaged_pictures_in_one_line(tmp_path):
     (ds / "z.png").write_bytes(b"garbage bytes, not a png")
     line = _error_line(CliRunner().invoke(cli, ["eval", "--variant", "bicubic", "--dataset", str(ds), "--no-ssim"]))
     assert f"can't read picture {ds / 'z.png'}" in line, line
+
+
+def test_bench_model_refuses_a_fixed_size_graph_before_loading_anything(models, tmp_path):
+    """The fixed 64x64 graph listed after a variant was refused only once the variant had loaded and warmed up."""
+    r = CliRunner().invoke(cli, ["bench", "model", "-v", "realtime", "--model", str(models["fixed"]), "--no-peers",
+                                 "--no-baselines", "--size", "96x64", "--warmup", "1", "--iters", "1", "--backend",
+                                 "onnxruntime", "--json", str(tmp_path / "b.json")])
+    assert r.exit_code == 1 and "only takes inputs up to 64x64, not 96x64: run it tiled" in r.output, r.output
+    assert "loaded" not in r.output and "Traceback" not in r.output, r.output
+
+
+@pytest.mark.parametrize("suite, words", [("--stress", "--stress (its test cards)"), ("--video", "--video (its pans)")])
+def test_eval_refuses_a_fixed_size_graph_for_the_suites_before_the_clean_table(models, tmp_path, pan_folder, suite,
+                                                                                 words):
+    """A fixed 64x64 graph that takes the dataset's pictures whole but not the --stress suite's frames or the --video
+    pans: it printed the whole clean table, then failed on the suite; now one line before any measuring."""
+    ds = _dataset(tmp_path / "ds", size=(100, 120))  # 60x50 LR: fits the 64x64 graph
+    r = CliRunner().invoke(cli, ["eval", "--model", str(models["fixed"]), "--dataset", str(ds), "--no-ssim", suite,
+                                 "--video-dataset", str(pan_folder)])
+    assert "PSNR-Y" not in r.output, r.output  # nothing measured
+    line = _error_line(r)
+    assert words in line and "only takes inputs up to 64x64" in line and "--tile" in line, line

@@ -11,6 +11,7 @@ The GPU tests at the end run the real thing when a device is lent and skip here 
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from fractions import Fraction
@@ -656,3 +657,101 @@ def test_upscale_profile_option_is_checked_before_anything_runs(tmp_path):
         r = CliRunner().invoke(cli, ["upscale", str(src), str(tmp_path / "o.mkv"), "--variant", "mks", *args])
         assert r.exit_code == 1 and msg in r.output and "Traceback" not in r.output, r.output
         assert not (tmp_path / "o.mkv").exists()
+
+
+def _runner_on_stand_ins(monkeypatch, precision: str = "fp16", calibration=None):
+    """A TRTRunner on the fake TensorRT (with a Runtime that records what it deserialises), no CUDA needed."""
+    import contextlib
+
+    fake, calls = fake_tensorrt()
+    calls["loaded"] = []
+
+    class Engine:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def get_tensor_dtype(self, name):
+            return fake.DataType.HALF if precision == "fp16" else fake.DataType.FLOAT
+
+    class Runtime:
+        def __init__(self, logger) -> None:
+            pass
+
+        def deserialize_cuda_engine(self, data: bytes):
+            calls["loaded"].append(bytes(data))
+            return Engine(bytes(data))
+
+    fake.Runtime, fake.DataType = Runtime, types.SimpleNamespace(FLOAT="FLOAT", HALF="HALF")
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(trt_backend, "gpu_fields", lambda device: {"gpu": "Stand-in GPU", "cc": "9.0"})
+    monkeypatch.setattr(trt_backend, "trt_available", lambda: (True, "TensorRT 11.4.0"))
+    monkeypatch.setattr(trt_backend, "_device_scope", lambda device: contextlib.nullcontext())
+    return fake, calls
+
+
+def test_a_changed_engine_of_the_same_size_is_rebuilt_not_loaded(tmp_path, monkeypatch):
+    """Engines were checked by size only before deserialize_cuda_engine: one changed in place (same size) was
+    loaded as it was; it is hashed first now, dropped and rebuilt."""
+    fake, calls = _runner_on_stand_ins(monkeypatch)
+    torch.manual_seed(0)
+    net = build_model("realtime", 2).fuse_for_release()
+    cache, say, shape = EngineCache(tmp_path / "engines"), lambda m: None, (1, 3, 720, 1280)
+    path = trt_backend.cached_engine(net, net.descriptor, "fp16", ShapeProfile.named("720p"), torch.device("cpu"),
+                                     cache=cache, echo=say)
+    assert calls["builds"] == 1 and path.read_bytes() == b"ENGINE"
+    path.write_bytes(b"EVIL!!")  # same size, other bytes
+    runner = trt_backend.TRTRunner(TRTBackend(), net, net.descriptor, "fp16", torch.device("cuda"), cache=cache,
+                                   echo=say)
+    runner.prepare([shape])
+    assert calls["loaded"] == [b"ENGINE"] and calls["builds"] == 2 and path.read_bytes() == b"ENGINE"
+    path.write_bytes(b"EVIL!!")  # `engine build` (cached_engine) hashes too: rebuilt, not reported ready
+    assert trt_backend.cached_engine(net, net.descriptor, "fp16", ShapeProfile.named("720p"), torch.device("cpu"),
+                                     cache=cache, echo=say).read_bytes() == b"ENGINE"
+    assert calls["builds"] == 3
+
+
+def test_a_run_without_a_calibration_uses_the_prebuilt_int8_engine(tmp_path, monkeypatch):
+    """`engine build -p int8 --calibration X` built engines no run ever used (runs ask for no calibration and were
+    keyed by the default pictures): a run now finds the prebuilt int8 model and its engine."""
+    import numpy as np
+    from PIL import Image
+
+    fake, calls = _runner_on_stand_ins(monkeypatch, "int8")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(
+            frames / f"{i}.png")
+    torch.manual_seed(0)
+    net = build_model("realtime", 2).fuse_for_release()
+    cache, say = EngineCache(tmp_path / "engines"), lambda m: None
+    prof = ShapeProfile.named("720p")
+    built = trt_backend.cached_engine(net, net.descriptor, "int8", prof, torch.device("cpu"), cache=cache,
+                                      calibration=frames, echo=say)
+    runner = trt_backend.TRTRunner(TRTBackend(), net, net.descriptor, "int8", torch.device("cuda"), cache=cache,
+                                   echo=say)
+    runner.prepare([(1, 3, 720, 1280)])
+    assert runner.engine_path == built and calls["builds"] == 1
+    assert len([e for e in cache.entries() if e.meta["kind"] == "onnx"]) == 1  # no default-calibrated export
+
+
+@pytest.mark.parametrize("toml, words", [
+    ("[profiles.weird]\nmin = [64]\n", "[profiles.weird] has no opt or max"),
+    ("[profiles.weird]\nmin = [64]\nopt = [64, 64]\nmax = [64, 64]\n", "min must be [width, height]"),
+    ("[profiles]\nweird = 3\n", "[profiles.weird] must be a table"),
+    ("profiles = [1, 2]\n", "'profiles' must be a table"),
+    ("[profiles.weird]\nmin = [64, 64]\nopt = [64, 64]\nmax = [64, 64]\nbatch = 4\n", "batch must be [min, opt, max]"),
+])
+def test_malformed_profile_files_are_one_line(tmp_path, monkeypatch, toml, words):
+    """$PSR2VIDEO_PROFILES entries missing a size, or not tables, were a KeyError/TypeError traceback."""
+    from click.testing import CliRunner
+
+    from psr2video.cli import cli
+
+    f = tmp_path / "mine.toml"
+    f.write_text(toml)
+    monkeypatch.setenv("PSR2VIDEO_PROFILES", str(f))
+    with pytest.raises(ValueError, match=re.escape(words)):
+        trt_backend.load_profiles()
+    r = CliRunner().invoke(cli, ["engine", "build", "--untrained", "--profile", "weird", "--device", "cpu"])
+    assert r.exit_code == 1 and words in r.output and "Traceback" not in r.output, r.output

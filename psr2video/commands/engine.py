@@ -71,7 +71,8 @@ def engine_clear(stale):
 @click.option("--device", default="auto", show_default=True)
 @click.option("--workspace", type=float, default=4.0, show_default=True, help="TensorRT workspace GiB")
 @click.option("--opt-level", type=int, default=3, show_default=True, help="TensorRT builder optimisation level")
-@click.option("--calibration", type=click.Path(exists=True), help="int8: video or image folder to calibrate on")
+@click.option("--calibration", type=click.Path(exists=True),
+              help="int8: video or image folder to calibrate on (later int8 runs of this model use what it builds)")
 @command_errors()
 def engine_build(variant, scale, weights, untrained, precision, profiles, shape, dynamic, batch, backend, device,
                  workspace, opt_level, calibration):

@@ -33,16 +33,24 @@ def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
     return out
 
 
-def _check_fit(models, folders: list[Path], scale: int) -> None:
+def _check_fit(models, folders: list[Path], scale: int, suites: list[tuple[str, int, int]] = ()) -> None:
     """Refuse up front, in the one line the picture CLI and ``bench model`` give (``Upscaler.check_size``), a
-    fixed-size graph that can't take a dataset's LR pictures whole when no --tile was given."""
+    fixed-size graph that can't take a dataset's LR pictures whole when no --tile was given; likewise the
+    (what, LR height, LR width) inputs of the --stress and --video suites (it failed after the clean table)."""
     from PIL import Image
 
     from ..pictures import list_images
+    from ..runtime.upscaler import FitError
 
     fixed = [up for _, up in models if getattr(up.descriptor, "fixed_size", None) and not up.tile]
     if not fixed:
         return
+    for what, h, w in suites:
+        for up in fixed:
+            try:
+                up.check_size(h, w)
+            except FitError as e:
+                raise UserError(f"{what}: {e}") from None
     for folder in folders:
         for path in list_images(folder):
             try:
@@ -130,7 +138,12 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
         methods = [m for name, fn in methods
                    for m in ([(name, fn)] + ([(f"{name} +tta", tensor_fn(twins[name]))] if name in twins else []))]
     folders = _datasets(data_root, datasets)
-    _check_fit(models, folders, scale)
+    real = None
+    if stress:  # decoded once: their sizes are checked now, the suite runs on them later
+        from ..stress import real_frames
+
+        real = real_frames()
+    _check_fit(models, folders, scale, _suite_sizes(scale, real if stress else None, video))
     results, table = _clean_table(methods, folders, scale, no_ssim, degraded)
     console = Console()
     console.print(table)
@@ -140,7 +153,7 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
                                        clips, no_ssim)
     failed: list[str] = []
     if stress:
-        report["stress"], failed = _stress_tables(console, models)
+        report["stress"], failed = _stress_tables(console, models, real)
         if picture:
             from ..stress import side_by_side
 
@@ -252,13 +265,32 @@ def _video_table(console, methods, folder: Path, scale: int, crf: int, clips: in
              "psnr_vs_lanczos": r.psnr - ref.psnr, "temporal_vs_lanczos": r.temporal / ref.temporal} for r in rows]
 
 
-def _stress_tables(console, models) -> tuple[list, list[str]]:
+def _suite_sizes(scale: int, real, video: bool) -> list[tuple[str, int, int]]:
+    """(what, LR height, LR width) of the pictures the --stress suite (its cards and ``real`` frames) and the --video
+    pans hand the models."""
+    import inspect
+
+    from ..stress import run_suite
+    from ..video_eval import build_clips
+
+    out = []
+    if real is not None:
+        cw, ch = inspect.signature(run_suite).parameters["size"].default
+        out.append(("--stress (its test cards)", ch // scale, cw // scale))
+        out += [(f"--stress (frame {name})", int(t.shape[-2]) // scale, int(t.shape[-1]) // scale) for name, t in real]
+    if video:
+        vw, vh = inspect.signature(build_clips).parameters["size"].default
+        out.append(("--video (its pans)", vh // scale, vw // scale))
+    return out
+
+
+def _stress_tables(console, models, real=None) -> tuple[list, list[str]]:
     """The stress suite per model: PyTorch models in fp32 and fp16 on the raw (unclamped) output; any
     other runner (e.g. an ONNX file) through its Upscaler as configured."""
 
     from ..stress import failures, real_frames, run_suite, stress_model, table
 
-    real, out, failed = real_frames(), [], []
+    real, out, failed = real_frames() if real is None else real, [], []
     for name, up in models:
         net = getattr(up, "model", None)
         if _torch_runs(up):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import time
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from .common import interruptible, load_for_command, split_list
               help="fp16 export of a model without a float32 base path: float32 I/O (casts in the graph)")
 @click.option("--calibration", type=click.Path(exists=True),
               help="int8: video file or image folder to calibrate on (default: validation images)")
-@click.option("--calibration-frames", type=int, default=16, show_default=True)
+@click.option("--calibration-frames", type=click.IntRange(min=1), default=16, show_default=True,
+              help="int8: how many frames (or pictures) of --calibration to calibrate on")
 @click.option("--verify-dir", type=click.Path(exists=True, file_okay=False),
               help="images to verify against PyTorch (default: ../shared/data/val/Set5)")
 @click.option("--no-verify", is_flag=True, help="skip the PyTorch comparison")
@@ -58,13 +60,22 @@ def export(variant, scale, weights, untrained, precision, output, opset, fp32_io
             raise UserError(f"unknown precision {p!r}; choose from {', '.join(EXPORT_PRECISIONS)}")
     check_opset(opset)  # before loading anything: torch's own refusal is a page of its IR and a traceback
     model = load_for_command(variant, scale, weights, untrained)
-    if output and len(precisions) > 1 and Path(output).suffix == ".onnx":
+    # OUT ending in a path separator names a folder (made if need be), like several precisions do
+    as_folder = bool(output) and output.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep))
+    if output and len(precisions) > 1 and Path(output).suffix == ".onnx" and not as_folder:
         raise UserError("several precisions need --output to be a folder")
-    out_dir = Path(output) if output and (len(precisions) > 1 or Path(output).is_dir()) else None
+    if output and Path(output).exists() and not Path(output).is_dir() and (as_folder or len(precisions) > 1):
+        raise UserError(f"--output {output} is a file, not a folder")
+    out_dir = Path(output) if output and (as_folder or len(precisions) > 1 or Path(output).is_dir()) else None
     # every input is read before anything is written: a folder without pictures or a damaged picture is
     # refused (naming it) with no file left behind
     images, note = ([], "") if no_verify else verify_images(verify_dir, sizes=((75, 93), (64, 100)))
     calib = calibration_tensors(calibration, calibration_frames) if "int8" in precisions else None
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"can't make the folder {out_dir}: {e.strerror or e}") from None
     if not no_verify:
         click.echo(f"verifying on {len(images)} crops: {note}")
     failures = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +186,27 @@ def load_proto(path: Path):
 
 
 # ------------------------------------------------------------------------------------------ rewriting
+# operators of a quantised graph (QDQ and QOperator formats, ONNX Runtime's contrib forms included)
+QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+                       "QLinearMatMul", "ConvInteger", "MatMulInteger", "QLinearAdd", "QLinearMul",
+                       "QLinearSigmoid", "QLinearLeakyRelu", "QLinearConcat", "QLinearAveragePool",
+                       "QLinearGlobalAveragePool"})
+
+
+def is_quantized(model) -> bool:
+    """True for a graph with quantisation operators anywhere (subgraphs included)."""
+    def walk(g) -> bool:
+        for n in g.node:
+            if n.op_type in QUANT_OPS:
+                return True
+            for a in n.attribute:
+                if (a.HasField("g") and walk(a.g)) or any(walk(sg) for sg in a.graphs):
+                    return True
+        return False
+
+    return walk(model.graph)
+
+
 def _upcast(model) -> None:
     """fp16/bf16 graph -> fp32 in place: initializers, constants, casts and declared types.
 
@@ -306,10 +328,18 @@ def rewrite(model, info: OnnxGraphInfo, precision: str, fixed_hw: tuple[int, int
     return m
 
 
-def save_single_file(model, path: Path) -> None:
+def save_single_file(model, path: Path, name: str = "", precision: str = "fp32") -> None:
+    """Write ``model`` to ``path`` and load it back in ONNX Runtime (CPU): a rewrite that does not load (a type
+    the converter got wrong) is refused here, before the engine cache renames it into place and marks it ok."""
     onnx = _onnx()
     onnx.save_model(model, str(path), save_as_external_data=False)
-    onnx.checker.check_model(str(path))
+    try:
+        onnx.checker.check_model(str(path))
+        _session_from_file(path)
+    except Exception as e:  # noqa: BLE001 - the checker and ONNX Runtime raise their own types
+        what = name or path.name
+        raise ForeignModelError(f"{what}: its {precision} rewrite is not a valid ONNX graph ({first_line(e)})"
+                                + ("; use --precision fp32" if precision != "fp32" else "")) from None
 
 
 # ---------------------------------------------------------------------------------------------- probe
@@ -329,25 +359,37 @@ def _session(model):
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def _try(sess, h: int, w: int) -> tuple[int, ...] | None:
-    x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+def _session_from_file(path: Path):
+    """A CPU session on ``path`` without graph optimisations: loading it is the check (types, shapes, kernels)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _try(sess, h: int, w: int, batch: int = 1) -> tuple[int, ...] | None:
+    x = np.random.default_rng(0).random((batch, 3, h, w), dtype=np.float32)
     try:
         return tuple(sess.run(None, {"input": x})[0].shape)
     except Exception:  # ORT raises its own exception types for shape errors inside the graph
         return None
 
 
-def probe(name: str, fp32_model, fixed: tuple[int, int] | None) -> ProbeResult:
-    """Scale, size multiple and minimum size measured by running the fp32 NCHW rewrite on the CPU."""
+def probe(name: str, fp32_model, fixed: tuple[int, int] | None, batch: int = 1) -> ProbeResult:
+    """Scale, size multiple and minimum size measured by running the fp32 NCHW rewrite on the CPU (with
+    ``batch`` images: the graph's fixed batch, 1 for a dynamic one)."""
     sess = _session(fp32_model)
+    n = max(1, batch)
     if fixed:
         base = fixed
     else:
-        base = next(((s, s) for s in (PROBE_BASE, 128, 256) if _try(sess, s, s)), None)
+        base = next(((s, s) for s in (PROBE_BASE, 128, 256) if _try(sess, s, s, n)), None)
         if base is None:
             raise ForeignModelError(f"{name} did not run on 64x64, 128x128 or 256x256 test inputs in ONNX Runtime; "
                                     "is it an image-to-image model?")
-    out = _try(sess, *base)
+    out = _try(sess, *base, n)
     if out is None or len(out) != 4:
         raise ForeignModelError(f"{name} did not run on a {base[1]}x{base[0]} input in ONNX Runtime")
     oc, oh, ow = out[1], out[2], out[3]
@@ -366,7 +408,7 @@ def probe(name: str, fp32_model, fixed: tuple[int, int] | None) -> ProbeResult:
     b = base[0]
     for m in PROBE_MULTIPLES:
         h, w = b + m, b + 2 * m
-        if _try(sess, h, w) == (1, 3, h * scale, w * scale):
+        if _try(sess, h, w, n) == (n, 3, h * scale, w * scale):
             return ProbeResult(scale, m, b if b > PROBE_BASE else 1, oc)
     return ProbeResult(scale, 128, b, oc)  # runs at 64 and multiples of 64 only: pad to 128 to be safe
 
@@ -377,7 +419,8 @@ def _probe_cache_path(sha: str) -> Path:
     return cache_root() / "foreign" / f"{sha[:32]}.json"
 
 
-def cached_probe(name: str, sha: str, fp32_model: Callable[[], Any], fixed: tuple[int, int] | None) -> ProbeResult:
+def cached_probe(name: str, sha: str, fp32_model: Callable[[], Any], fixed: tuple[int, int] | None,
+                 batch: int = 1) -> ProbeResult:
     """``probe`` once per file (and ONNX Runtime version); later loads read the answer from the cache and
     never build the fp32 rewrite (``fp32_model`` is called only on a miss)."""
     import onnxruntime as ort
@@ -388,7 +431,7 @@ def cached_probe(name: str, sha: str, fp32_model: Callable[[], Any], fixed: tupl
         return ProbeResult(**json.loads(p.read_text()))
     except (OSError, ValueError, TypeError):
         pass
-    r = probe(name, fp32_model(), fixed)
+    r = probe(name, fp32_model(), fixed, batch)
     try:
         write_atomic(p, json.dumps(r.__dict__))
     except OSError as e:  # a read-only cache only costs the probe next time
@@ -411,15 +454,22 @@ class OnnxFileModel(nn.Module):
         self.sha256 = source_sha256(self.path)
         self.info = read_graph(self.path, self.proto)
         pr = cached_probe(self.path.name, self.sha256,
-                          lambda: rewrite(self.proto, self.info, "fp32", self.info.fixed_hw), self.info.fixed_hw)
+                          lambda: rewrite(self.proto, self.info, "fp32", self.info.fixed_hw), self.info.fixed_hw,
+                          self.info.batch or 1)
         self.scale = pr.scale
         fixed = self.info.fixed_hw
-        precisions = ("fp32", "fp16")
+        # a quantised (QDQ / QOperator) graph already says its precision: its scales must stay float32 (ONNX
+        # before opset 19 has no fp16 scales), and halving the float parts around its int8 ops buys nothing
+        self.quantized = is_quantized(self.proto)
+        precisions = ("fp32",) if self.quantized else ("fp32", "fp16")
+        kind = f"{self.info.io_dtype}{', int8 QDQ' if self.quantized else ''}"
         self.descriptor = ModelDescriptor(
             variant=self.path.stem, scale=pr.scale, in_channels=3, out_channels=3, alpha=0.0,
             size_multiple=pr.size_multiple, min_size=pr.min_size, tile_overlap=DEFAULT_OVERLAP,
+            # tiles start on the graph's size grid (a pixel-unshuffle by 4 sees other pixel groups off it)
+            tile_align=math.lcm(1, pr.size_multiple),
             fused=True, params=self.info.params, fixed_size=fixed, fixed_batch=self.info.batch or 0,
-            precisions=precisions, backends=("onnxruntime", "tensorrt"), arch=f"ONNX ({self.info.io_dtype}, "
+            precisions=precisions, backends=("onnxruntime", "tensorrt"), arch=f"ONNX ({kind}, "
             f"{self.info.layout}{', ' + 'x'.join(map(str, fixed)) if fixed else ''})", source=str(self.path),
             source_sha256=self.sha256, layout=self.info.layout, io_dtype=self.info.io_dtype)
 
@@ -435,6 +485,8 @@ class OnnxFileModel(nn.Module):
 
     def write_onnx(self, path: Path, precision: str) -> None:
         """Our graph contract in ``precision`` (fp32 or fp16) written to ``path`` as a single file."""
-        if precision not in ("fp32", "fp16"):
-            raise ForeignModelError(f"{self.path.name}: an ONNX file runs in fp32 or fp16, not {precision}")
-        save_single_file(rewrite(self.proto, self.info, precision, self.info.fixed_hw), path)
+        if precision not in self.descriptor.precisions:
+            raise ForeignModelError(f"{self.path.name} ({self.descriptor.arch}) runs in "
+                                    f"{' or '.join(self.descriptor.precisions)}, not {precision}")
+        save_single_file(rewrite(self.proto, self.info, precision, self.info.fixed_hw), path, self.path.name,
+                         precision)

@@ -103,6 +103,12 @@ def time_entries(names: list[str], scale: int, backend: str, precision: str | No
 
     w, h = size
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for name in names:  # a fixed-size graph that can't take --size whole: said before any entry loads or warms up
+        if is_model_file(name):
+            net, _, _ = build_entry(name, scale)
+            if net.descriptor.fixed_size:
+                Upscaler(name, net.descriptor.scale, model=net, backend=backend, precision=precision, device=device,
+                         clamp=False, tile=tile).check_size(h, w)
     entries = []
     for name in names:
         net, label, kind = build_entry(name, scale)

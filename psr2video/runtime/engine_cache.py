@@ -104,6 +104,8 @@ class EngineCache:
             meta = json.loads(mp.read_text())
         except (OSError, ValueError):
             return Entry(path, None, "unreadable metadata")
+        if not isinstance(meta, dict) or not isinstance(meta.get("fields", {}), dict):  # JSON, but not ours
+            return Entry(path, None, "unreadable metadata")
         size = path.stat().st_size
         if meta.get("cache_format") != CACHE_FORMAT:
             return Entry(path, meta, f"cache format {meta.get('cache_format')} != {CACHE_FORMAT}")

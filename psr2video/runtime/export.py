@@ -38,7 +38,7 @@ from torch import nn
 
 from .. import paths, pictures
 from ..errors import PsrError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, sha256_file
 from ..metrics import psnr
 from ..names import EXPORT_PRECISIONS, IMAGE_EXTS
 
@@ -54,6 +54,8 @@ EXPORTER_VERSION = f"torch-{torch.__version__.split('+')[0]}-torchscript-{GRAPH_
 # verification floors (PSNR in dB between the ONNX Runtime output and PyTorch fp32, both clamped)
 PSNR_FLOOR = {"fp32": 60.0, "fp16": 45.0, "int8": 0.0}
 INT8_TARGET = 35.0
+CALIBRATION_FRAMES = 16  # calibration_tensors' defaults (part of the int8 cache key's calibration label)
+CALIBRATION_CROP = 96
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".ts", ".m2ts")
 
 
@@ -212,7 +214,9 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: Sequ
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
                 op_types_to_quantize=["Conv", "MatMul"], nodes_to_exclude=exclude,
                 calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+                # biases stay float: a DequantizeLinear of an INT32 bias is what onnx-tensorrt can't parse, and
+                # TensorRT folds a float bias into its int8 convolution anyway
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
     finally:
         root.setLevel(level)
     return Path(out_path)
@@ -254,7 +258,8 @@ def random_crops(frames: Iterable[torch.Tensor], count: int, size: int, seed: in
     return out
 
 
-def calibration_tensors(source: str | Path | None, count: int = 16, size: int = 96) -> list[torch.Tensor]:
+def calibration_tensors(source: str | Path | None, count: int = CALIBRATION_FRAMES, size: int = CALIBRATION_CROP,
+                        ) -> list[torch.Tensor]:
     """Calibration crops from ``source`` (video or image folder), or from the validation set if None."""
     if source is None:
         folder = default_verify_dir()
@@ -349,12 +354,59 @@ def check_floor(precision: str, checks: Sequence[Check]) -> tuple[float, str | N
 
 
 # ------------------------------------------------------------------------------------------------ cached
-def calibration_label(source: str | Path | None) -> str:
-    if source is not None:
-        p = Path(source)
-        return f"{p.name}:{p.stat().st_size if p.is_file() else len(list(p.iterdir()))}"
-    d = default_verify_dir()
-    return f"default:{d.name}" if d else "default:synthetic"
+def calibration_label(source: str | Path | None, count: int = CALIBRATION_FRAMES) -> str:
+    """The int8 cache key's name for a calibration source: its content (what a run calibrates on), not its name.
+
+    A video or picture file: the file's SHA-256. A folder: the names and contents of the pictures read from it
+    (the first ``count``). None: the default validation pictures (``default:...``)."""
+    if source is None:
+        d = default_verify_dir()
+        if d is None:
+            return "default:synthetic"
+        return f"default:{d.name}:{_pictures_hash(d, None)}"
+    p = Path(source)
+    if p.is_dir():
+        return f"{p.name}:{_pictures_hash(p, count)}:{count}x{CALIBRATION_CROP}"
+    if not p.is_file():
+        raise ExportError(f"calibration source not found: {source}")
+    return f"{p.name}:{sha256_file(p)[:16]}:{count}x{CALIBRATION_CROP}"
+
+
+def _pictures_hash(folder: Path, count: int | None) -> str:
+    """SHA-256 (16 hex digits) of the relative names and bytes of the pictures ``pictures.image_tensors`` reads."""
+    import hashlib
+
+    try:
+        files = pictures.list_images(folder)[:count]
+    except (FileNotFoundError, ValueError):  # no pictures: calibration_tensors says so
+        files = []
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(folder)}:{sha256_file(f)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def module_structure(model: nn.Module) -> str:
+    """What the weights hash can't see: the module's class and layout (16 hex digits). Two modules with the same
+    state dict (a ReLU net and a Sigmoid one) export different graphs. ParagonSR2 is described by its ArchSpec;
+    any other module by its class, its source and its ``repr`` (every submodule and its settings)."""
+    import hashlib
+    import inspect
+    import json
+
+    spec = getattr(model, "spec", None)
+    if spec is not None and hasattr(spec, "to_dict"):  # fused or not: the same spec, the same exported graph
+        cls = type(model)
+        body = json.dumps(spec.to_dict(), sort_keys=True, default=str)
+    else:
+        net = model.fuse_for_release() if hasattr(model, "fuse_for_release") else model
+        cls = type(net)
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):  # defined in a REPL or a C extension
+            source = ""
+        body = f"{source}\n{net!r}"
+    return hashlib.sha256(f"{cls.__module__}.{cls.__qualname__}\n{body}".encode()).hexdigest()[:16]
 
 
 def model_weights_hash(model: nn.Module) -> str:
@@ -374,38 +426,69 @@ def with_weights_hash(descriptor, model: nn.Module):
 
 
 def onnx_fields(model: nn.Module, descriptor, precision: str, opset: int = DEFAULT_OPSET, fp16_io: bool = True,
-                calibration: str | Path | None = None) -> dict:
-    """Everything that determines the bytes of an exported ONNX file (the engine cache key)."""
+                calibration: str | Path | None = None, cache=None) -> dict:
+    """Everything that determines the bytes of an exported ONNX file (the engine cache key).
+
+    int8 without a ``calibration`` source and with a ``cache``: the calibration of the int8 file already built for
+    this model (``engine build -p int8 --calibration X``; the newest one), else the default pictures."""
     own = getattr(model, "onnx_cache_fields", None)
     if own is not None:  # a model that is an ONNX file already (psr2video/foreign/onnx_file.py)
         return own(precision, opset=opset, fp16_io=fp16_io)
     fields = {"variant": descriptor.variant, "scale": descriptor.scale, "precision": precision,
-              "weights": descriptor.weights_hash or model_weights_hash(model), "opset": opset,
-              "exporter": EXPORTER_VERSION, "alpha": descriptor.alpha}
+              "weights": descriptor.weights_hash or model_weights_hash(model), "module": module_structure(model),
+              "opset": opset, "exporter": EXPORTER_VERSION, "alpha": descriptor.alpha}
     if precision == "fp16" and not descriptor.float_base:
         fields["fp16_io"] = bool(fp16_io)
     if precision == "int8":
         import onnxruntime
 
-        fields["calibration"] = calibration_label(calibration)
         fields["quantizer"] = f"onnxruntime-{onnxruntime.__version__}"
+        prebuilt = prebuilt_calibration(cache, fields) if calibration is None and cache is not None else None
+        fields["calibration"] = prebuilt or calibration_label(calibration)
     return fields
+
+
+def _norm(fields: dict, drop: tuple[str, ...] = ()) -> str:
+    """Key fields as they read back from a sidecar (JSON), minus ``drop``."""
+    import json
+
+    return json.dumps({k: v for k, v in fields.items() if k not in drop}, sort_keys=True, default=str)
+
+
+def prebuilt_calibration(cache, fields: dict) -> str | None:
+    """The calibration label of the newest valid int8 ONNX in ``cache`` whose key is ``fields`` but for the
+    calibration (None when there is none): a run that names no calibration uses what was prebuilt."""
+    want = _norm(fields, ("calibration",))
+    found = [(c if isinstance(c := e.meta.get("created"), int | float) else 0, str(e.meta["fields"]["calibration"]))
+             for e in cache.find("onnx", lambda f: "calibration" in f and _norm(f, ("calibration",)) == want)]
+    return max(found)[1] if found else None
 
 
 def cached_onnx(model: nn.Module, descriptor, precision: str, cache=None, opset: int = DEFAULT_OPSET,
                 fp16_io: bool = True, calibration: str | Path | None = None, echo=None) -> Path:
-    """The exported ONNX for ``model`` from the engine cache, exported (once) when absent or stale."""
+    """The exported ONNX for ``model`` from the engine cache, exported (once) when absent or stale.
+
+    int8 without ``calibration``: the int8 file already built for this model when there is one (whatever it
+    was calibrated on), else one calibrated on the default pictures."""
     from .engine_cache import EngineCache
 
     cache = cache or EngineCache()
-    fields = onnx_fields(model, descriptor, precision, opset, fp16_io, calibration)
+    fields = onnx_fields(model, descriptor, precision, opset, fp16_io, calibration, cache=cache)
+    if precision == "int8" and calibration is None and cache.check(cache.path_for(fields, "onnx", ".onnx"),
+                                                                   full_hash=False).problem is not None:
+        fields = onnx_fields(model, descriptor, precision, opset, fp16_io)  # gone since: the default pictures
 
     def build(tmp: Path) -> None:
         writer = getattr(model, "write_onnx", None)
         if writer is not None:  # an ONNX file: rewritten into our graph contract, not exported
             writer(tmp, precision)
             return
-        calib = calibration_tensors(calibration) if precision == "int8" else None
+        calib = None
+        if precision == "int8":
+            if calibration is None and fields["calibration"] != calibration_label(None):
+                raise ExportError(f"the int8 model calibrated on {fields['calibration']} left the cache while "
+                                  "this run started; run again")
+            calib = calibration_tensors(calibration)
         export_onnx(model, tmp, precision, opset=opset, fp16_io=fp16_io, calibration=calib,
                     example_hw=descriptor.input_size(48, 48))  # what the Upscaler pads a 48x48 tile to
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import json
 import logging
 import sys
@@ -77,10 +78,41 @@ def load_profiles(path: str | Path | None = None) -> dict[str, dict]:
                              f"profile file {p} not found")
         try:
             with open(p, "rb") as f:
-                profiles.update(tomllib.load(f).get("profiles", {}))
+                table = tomllib.load(f).get("profiles", {})
         except tomllib.TOMLDecodeError as e:
             raise SettingError(f"profile file {p}: {e}") from None
+        if not isinstance(table, dict):
+            raise SettingError(f"profile file {p}: 'profiles' must be a table of [profiles.NAME] sections")
+        for name, entry in table.items():
+            _check_profile_entry(p, name, entry)
+        profiles.update(table)
     return profiles
+
+
+def _check_profile_entry(path: Path, name: str, entry: Any) -> None:
+    """A [profiles.NAME] section as ``ShapeProfile.named`` reads it, or one line naming what is wrong (it was a
+    KeyError or TypeError traceback)."""
+    where = f"profile file {path}: [profiles.{name}]"
+    example = "e.g. min = [64, 64], opt = [1280, 720], max = [1920, 1088]"
+    if not isinstance(entry, dict):
+        raise SettingError(f"{where} must be a table with min, opt and max [width, height] ({example})")
+
+    def ints(v: Any, n: int) -> bool:
+        return (isinstance(v, list) and len(v) == n
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v))
+
+    missing = [key for key in ("min", "opt", "max") if key not in entry]
+    if missing:
+        raise SettingError(f"{where} has no {' or '.join(missing)} ({example})")
+    for key in ("min", "opt", "max"):
+        if not ints(entry[key], 2):
+            raise SettingError(f"{where}: {key} must be [width, height] in pixels (two whole numbers >= 1), "
+                               f"not {entry[key]!r}")
+    if "batch" in entry and not ints(entry["batch"], 3):
+        raise SettingError(f"{where}: batch must be [min, opt, max] frames (three whole numbers >= 1), "
+                           f"not {entry['batch']!r}")
+    if "max_batch" in entry and not ints([entry["max_batch"]], 1):
+        raise SettingError(f"{where}: max_batch must be a whole number >= 1, not {entry['max_batch']!r}")
 
 
 def _dims(v: Iterable[int]) -> Shape:
@@ -309,15 +341,19 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, precision: str, pr
 
 
 def engine_fields(model: nn.Module, descriptor: ModelDescriptor, precision: str, device: torch.device,
-                  config: TRTBackend | None = None, calibration: str | Path | None = None) -> dict:
-    """The engine cache key fields for everything but the profile (model, precision, TensorRT, GPU)."""
+                  config: TRTBackend | None = None, calibration: str | Path | None = None,
+                  cache: EngineCache | None = None) -> dict:
+    """The engine cache key fields for everything but the profile (model, precision, TensorRT, GPU).
+
+    int8 without ``calibration``: keyed by the int8 ONNX already in ``cache`` (what ``engine build --calibration``
+    made), as ``cached_onnx`` picks it."""
     import tensorrt as trt
 
     config = config or TRTBackend()
     src = onnx_precision(precision)
     with _device_scope(device):
         gpu = gpu_fields(device)
-    return {**onnx_fields(model, descriptor, src, calibration=calibration), "precision": precision,
+    return {**onnx_fields(model, descriptor, src, calibration=calibration, cache=cache), "precision": precision,
             "onnx_precision": src, "tensorrt": trt.__version__, **gpu, "strongly_typed": True,
             "workspace_gib": config.workspace_gib, "opt_level": config.opt_level}
 
@@ -358,10 +394,10 @@ def cached_engine(model: nn.Module, descriptor: ModelDescriptor, precision: str,
     config = config or TRTBackend()
     cache = cache or EngineCache()
     say = echo or stderr_echo
-    fields = {**engine_fields(model, descriptor, precision, device, config, calibration),
+    fields = {**engine_fields(model, descriptor, precision, device, config, calibration, cache),
               "profile": profile.label()}
     path = cache.path_for(fields, "trt", ".engine")
-    if cache.check(path, full_hash=False).problem is None:
+    if cache.check(path).problem is None:  # hashed: a changed engine of the same size is rebuilt, not loaded
         return path
     onnx_path = cached_onnx(model, descriptor, fields["onnx_precision"], cache, calibration=calibration, echo=say)
     tc = cache.dir / "timing" / f"tensorrt-{trt.__version__}-{fields['gpu'].replace(' ', '_')}.cache"
@@ -458,7 +494,7 @@ class TRTRunner:
     def fields(self) -> dict:
         if self._fields is None:
             self._fields = engine_fields(self.model, self.descriptor, self.precision, self.device, self.config,
-                                         self.calibration)
+                                         self.calibration, self.cache)
         return self._fields
 
     def _accept(self, prof: ShapeProfile) -> bool:
@@ -490,9 +526,15 @@ class TRTRunner:
 
         with _device_scope(self.device):
             runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-            engine = runtime.deserialize_cuda_engine(path.read_bytes())
+            data = path.read_bytes()
+            # the bytes read are the bytes checked: a changed engine of the same size is never deserialised
+            meta = self.cache.check(path, full_hash=False)
+            problem = meta.problem or (None if hashlib.sha256(data).hexdigest() == meta.meta.get("sha256")
+                                       else "content hash mismatch")
+            engine = None if problem else runtime.deserialize_cuda_engine(data)
             if engine is None:
-                self.cache.invalidate(path, "TensorRT could not deserialize it (a TensorRT or driver change?)")
+                self.cache.invalidate(path, problem or "TensorRT could not deserialize it (a TensorRT or driver "
+                                      "change?)")
                 path = cached_engine(self.model, self.descriptor, self.precision, profile, self.device, self.config,
                                      self.cache, self.calibration, self.echo)
                 engine = runtime.deserialize_cuda_engine(path.read_bytes())

@@ -761,10 +761,10 @@ class Writer(threading.Thread):
     def _sane_dts(self, pkt: av.Packet) -> None:
         """x265 (FFmpeg's wrapper) can give a clip shorter than its reorder delay (1-2 frames, a fine time base)
         a dts of about -2**46 (a delay it never set): MP4/MOV refused the packet ('pts/dts pair unsupported') after
-        the work. Such a dts, further back than any reorder reaches, becomes the packet's pts (no reordering)."""
+        the work. Such a dts, more than a day before its pts, becomes the packet's pts (no reordering); a real one
+        can lag its pts by seconds (a VFR pause before a B-frame group)."""
         if pkt.pts is not None and pkt.dts is not None:
-            reach = 32 * self._frame_step if self._frame_step else int(2 / Fraction(self.time_base))
-            if pkt.dts < pkt.pts - reach:
+            if pkt.dts < pkt.pts - 86400 / Fraction(self.time_base):
                 pkt.dts = pkt.pts if self._enc_dts is None else max(self._enc_dts + 1, pkt.pts)
             self._enc_dts = pkt.dts
 

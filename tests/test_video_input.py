@@ -1282,6 +1282,34 @@ def test_an_mp4_with_its_index_at_the_end_from_a_pipe_is_one_line(tmp_path: Path
     assert err.strip().splitlines()[-1].startswith("Error: can't read stdin: ") and "+faststart" in err, err
 
 
+def test_an_mp4_with_decode_order_times_is_timed_in_display_order(tmp_path: Path) -> None:
+    """An MP4 muxed without composition offsets (pts = dts, in decode order; the shared data's box_640x480.mp4 is
+    one): FFmpeg's best-effort guess timed its frames by the dts of the packet fed when each came out, two
+    frames late, and the frames between the first and third lost their times. Decided at the first frame (the
+    codec reorders, the packets' pts are their dts), the frames take the packets' times in display order."""
+    src = tmp_path / "decode-order.mp4"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        v.time_base = Fraction(1, 12288)
+        v.options = {"preset": "veryfast", "x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=3"}
+        packets = []
+        for i in range(48):
+            f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 20 + i * 4, np.uint8), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 24)
+            packets += v.encode(f)
+        packets += v.encode(None)
+        d0 = packets[0].dts
+        for pkt in packets:
+            pkt.pts = pkt.dts = pkt.dts - d0
+            out.mux(pkt)
+    assert [round(t * 24) for t, _ in _levels(src)] != list(range(48))  # (FFmpeg's own view: scrambled)
+    dst = tmp_path / "o.mkv"
+    code, err = run(str(src), str(dst), "--variant", "mks", "--codec", "ffv1")
+    assert code == 0 and "nudged" not in err, err
+    assert [(round(t * 24), level) for t, level in _levels(dst)] == [(i, i) for i in range(48)]
+
+
 def _clip_with_tone(path: Path, acodec: str, rate: int, start: float, seconds: float = 1.0,
                     layout: str = "stereo", gap: float = 0.0) -> Path:
     """25 frames of video and a 440 Hz tone in ``acodec`` at ``rate`` Hz that starts ``start`` s in; with ``gap``,

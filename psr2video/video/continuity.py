@@ -125,12 +125,14 @@ def _frame_time(stream: av.stream.Stream) -> Fraction:
 
 def decode(c: av.container.InputContainer, stream: av.stream.Stream) -> Iterator[av.VideoFrame]:
     """``c.decode(stream)`` with the times the video reader gives its frames (joined recordings follow on; an
-    AVI's frames take their packets' times in display order)."""
-    order = DisplayOrder.for_stream(stream) if sorts_times(c) else None
+    file with decode-order times, an AVI, has its frames take their packets' times in display order)."""
+    order = DisplayOrder.for_stream(stream, True if sorts_times(c) else None)
     for pkt in Continuity(c).packets(c.demux(stream)):
-        if order is not None and pkt.size:
-            order.fed(pkt.dts if pkt.dts is not None else pkt.pts)
+        if pkt.size:
+            order.fed(pkt.pts, pkt.dts)
         for fr in pkt.decode():
-            if order is not None:
+            if order.active is None:
+                order.decide(bool(stream.codec_context.has_b_frames))
+            if order.active:
                 fr.pts = order(fr.pts)
             yield fr

@@ -629,7 +629,9 @@ class Reader(threading.Thread):
         self._period = 0.0  # the latest frame's duration, or the step to it from the one before (s)
         self._timed = False  # a frame with a timestamp has been seen
         self._pts_guess = PtsGuess(*(timing.guess if timing is not None else (0, 0)))
-        self._sorts = timing.sorted if timing is not None else sorts_times(container)
+        # frames timed by their packets' times in display order: AVI; a file with decode-order times (decided at
+        # the first frame); a scale-out cut as its source was decided
+        self._sorts: bool | None = timing.sorted if timing is not None else (True if sorts_times(container) else None)
         self._order = self._display_order()
         # a scale-out cut (NUT) loses the source's dts and its demuxer derives others: the source's, per packet
         self._dts = [] if timing is None else [exact_ticks(d * timing.time_base / self.tb) if d is not None else None
@@ -795,7 +797,7 @@ class Reader(threading.Thread):
                 pkt.dts = self._dts[self._vpackets]
             self._vpackets += 1
         if self._order is not None and pkt.size:
-            self._order.fed(pkt.dts if pkt.dts is not None else pkt.pts)
+            self._order.fed(pkt.pts, pkt.dts)
         if pkt.dts is not None or pkt.size:
             self.damage.packet(pkt)
         self._settle_flag()
@@ -852,8 +854,11 @@ class Reader(threading.Thread):
         if self._past_end:  # the part is over: frames the decoder still held (drained, timed otherwise) are not in it
             return True
         tb = fr.time_base or self.tb
+        order = self._order
+        if order is not None and order.active is None:
+            order.decide(bool(self.vstream.codec_context.has_b_frames))
         # every frame, kept or not: the guess's state goes on
-        pts = self._pts_guess(fr.pts, getattr(fr, "dts", None)) if self._order is None else self._order(fr.pts)
+        pts = self._pts_guess(fr.pts, getattr(fr, "dts", None)) if order is None or not order.active else order(fr.pts)
         place = self._place(pts, tb) if self.window is not None else 0
         if place > 0:  # past the part's end: nothing of it is reported (the reading stops soon)
             return True
@@ -897,7 +902,7 @@ class Reader(threading.Thread):
         self.damage.frame(at)
 
     def _display_order(self) -> DisplayOrder | None:
-        return DisplayOrder.for_stream(self.vstream) if self._sorts else None
+        return None if self._sorts is False else DisplayOrder.for_stream(self.vstream, self._sorts)
 
     # --- --start/--end ----------------------------------------------------------------------------------
     def _seek(self, target: Fraction) -> None:

@@ -1088,6 +1088,29 @@ def test_vfr_into_avi_keeps_time_by_leaving_frames_out(tmp_path: Path) -> None:
     assert 30 <= len(got) < len(times) and got[-1] <= times[-1] + 2 * tick, (len(got), got[-3:])
 
 
+def _level_clip(path: Path, decode_order: bool = False) -> Path:
+    """48 flat frames at 24 fps, level 20 + 4 per frame, H.264 with 3 B-frames; ``decode_order``: muxed with
+    pts = dts (decode-order times, no composition offsets)."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        if decode_order:
+            v.time_base = Fraction(1, 12288)
+        v.options = {"preset": "veryfast", "x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=3"}
+        packets = []
+        for i in range(48):
+            f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 20 + i * 4, np.uint8), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 24)
+            packets += v.encode(f)
+        packets += v.encode(None)
+        d0 = packets[0].dts
+        for pkt in packets:
+            if decode_order:
+                pkt.pts = pkt.dts = pkt.dts - d0
+            out.mux(pkt)
+    return path
+
+
 def _levels(path: Path) -> list[tuple[Fraction, int]]:
     """Each decoded frame's time and the flat level it was made with (20 + 4 per frame)."""
     with av.open(str(path)) as c:
@@ -1101,16 +1124,7 @@ def test_avi_with_b_frames_is_timed_in_display_order(tmp_path: Path) -> None:
     frame's time and moved every later frame a reorder delay (2 ticks here; more with more decoder threads)
     behind its sound, with a 'nudged' note. Frames now take the packets' times in display order, as players time
     AVI: an XviD-era AVI, and an AVI psr2video wrote with x264's B-frames, read back frame-exact."""
-    src = tmp_path / "b.avi"
-    with av.open(str(src), "w") as out:
-        v = out.add_stream("libx264", rate=24)
-        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
-        v.options = {"preset": "veryfast", "x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=3"}
-        for i in range(48):
-            f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 20 + i * 4, np.uint8), format="rgb24")
-            f.pts, f.time_base = i, Fraction(1, 24)
-            out.mux(v.encode(f))
-        out.mux(v.encode(None))
+    src = _level_clip(tmp_path / "b.avi")
     want = [(Fraction(i, 24), i) for i in range(48)]
     assert _levels(src) != want  # (what FFmpeg itself hands on: decode-order times)
     dst = tmp_path / "o.mkv"
@@ -1287,22 +1301,7 @@ def test_an_mp4_with_decode_order_times_is_timed_in_display_order(tmp_path: Path
     one): FFmpeg's best-effort guess timed its frames by the dts of the packet fed when each came out, two
     frames late, and the frames between the first and third lost their times. Decided at the first frame (the
     codec reorders, the packets' pts are their dts), the frames take the packets' times in display order."""
-    src = tmp_path / "decode-order.mp4"
-    with av.open(str(src), "w") as out:
-        v = out.add_stream("libx264", rate=24)
-        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
-        v.time_base = Fraction(1, 12288)
-        v.options = {"preset": "veryfast", "x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=3"}
-        packets = []
-        for i in range(48):
-            f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 20 + i * 4, np.uint8), format="rgb24")
-            f.pts, f.time_base = i, Fraction(1, 24)
-            packets += v.encode(f)
-        packets += v.encode(None)
-        d0 = packets[0].dts
-        for pkt in packets:
-            pkt.pts = pkt.dts = pkt.dts - d0
-            out.mux(pkt)
+    src = _level_clip(tmp_path / "decode-order.mp4", decode_order=True)
     assert [round(t * 24) for t, _ in _levels(src)] != list(range(48))  # (FFmpeg's own view: scrambled)
     dst = tmp_path / "o.mkv"
     code, err = run(str(src), str(dst), "--variant", "mks", "--codec", "ffv1")

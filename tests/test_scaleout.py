@@ -3,6 +3,7 @@ font, cut into 4+ segments; the joined output must equal the single-process run 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -432,17 +433,68 @@ def test_resume_redoes_only_missing(ray_local, clip, tmp_path: Path) -> None:
 
 @pytest.mark.slow  # CI runs it (--run-slow); Ray's start-up alone is ~6 s of the default suite
 def test_failing_segment_is_named(ray_local, clip, tmp_path: Path) -> None:
+    """A segment whose worker dies every time is retried, then named in one line with its attempts. A user's
+    mistake that only a worker finds (--backend tensorrt on workers without a GPU) fails at once, in the
+    single-process words: it was retried three times, with Ray's task tracebacks, before the one line."""
     from dataclasses import replace
 
     from psr2video.scaleout import ScaleoutError, run
+    from psr2video.scaleout.hud import Progress
+
+    class KillAlways(Progress):
+        def report(self, worker, pid, segment, done, total, fps, finished=False):
+            if segment == 1 and not finished:
+                os.kill(pid, 9)
+                return None
+            return super().report(worker, pid, segment, done, total, fps, finished)
 
     src, _ = clip
     job = _job(src, tmp_path / "out.mkv")
-    job.settings = replace(job.settings, pix_fmt="bgr0")  # ffv1 takes it; the pipeline writes planar YUV only
     job.retries = 1
-    with pytest.raises(ScaleoutError, match=r"segment \d+ \([\d.]+-[\d.]+ s\) failed after 2 attempt\(s\)") as e:
+    killer = ray_local.remote(num_cpus=0)(KillAlways).remote()
+    with pytest.raises(ScaleoutError, match=r"segment 1 \([\d.]+-[\d.]+ s\) failed after 2 attempt\(s\)") as e:
+        run(job, quiet=True, progress=killer)
+    assert "\n" not in str(e.value) and "the worker process died" in str(e.value)
+    job = _job(src, tmp_path / "out2.mkv")
+    job.settings = replace(job.settings, backend="tensorrt")
+    with pytest.raises(ScaleoutError, match=r"^the tensorrt backend needs a CUDA device.* \(segment \d+, ") as e:
         run(job, quiet=True)
-    assert "\n" not in str(e.value)
+    assert "\n" not in str(e.value) and "attempt" not in str(e.value)
+
+
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_progress_actor_that_dies_does_not_stop_the_run(ray_local, clip, tmp_path: Path) -> None:
+    """The HUD's progress actor killed (the OOM killer, a lost node): the workers' reports and the driver's polls
+    raised ActorDiedError, the tasks failed and the run ended in a traceback. Progress is best effort now, and
+    the driver's own actor is restarted by Ray."""
+    from psr2video.scaleout import run
+    from psr2video.scaleout.driver import progress_actor
+    from psr2video.scaleout.hud import Progress
+
+    class DiesAtSegment1(Progress):
+        def report(self, worker, pid, segment, done, total, fps, finished=False):
+            if segment == 1:
+                os._exit(1)
+            return super().report(worker, pid, segment, done, total, fps, finished)
+
+    src, ref = clip
+    out = tmp_path / "out.mkv"
+    dying = ray_local.remote(num_cpus=0, max_restarts=0)(DiesAtSegment1).remote()
+    s = run(_job(src, out), quiet=True, progress=dying)
+    assert s.frames == len(decoded(ref))
+    assert_same(out, ref)
+    actor = progress_actor(ray_local)  # the driver's own: back after its process is killed
+    ray_local.kill(actor, no_restart=False)
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            assert ray_local.get(actor.snapshot.remote(), timeout=10) == ({}, {})
+            break
+        except ray_local.exceptions.RayActorError:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
 
 
 @pytest.mark.slow  # CI runs it (--run-slow)
@@ -676,22 +728,25 @@ def make_decode_order_clip(path: Path, n: int = 48, codec: str = "libx264", open
 
 
 def scaleout_without_ray(src: Path, out: Path, codec: str = "ffv1", seconds: float = 0.5,
-                         counts: dict[str, int] | None = None) -> tuple[int, int]:
-    """What a scale-out run does, in this process: scan, plan, cut, upscale each segment, join; the segments'
-    end-of-run counts are summed into ``counts``."""
+                         counts: dict[str, int] | None = None, min_segments: int = 3) -> tuple[int, int]:
+    """What a scale-out run does, in this process: scan, plan, cut, upscale each segment, check it brought back
+    the frames the driver expects of it, join; the segments' end-of-run counts are summed into ``counts``."""
     from psr2video.scaleout import split
+    from psr2video.scaleout.driver import expected_frames
     from psr2video.scaleout.join import join
     from psr2video.scaleout.tasks import Placement, Settings, upscale_segment
 
     packets, tb = split.scan(str(src))
     segs = split.plan(packets, tb, seconds, min_segments=2)
-    assert len(segs) >= 3
+    assert len(segs) >= min_segments
     st = Settings("mks", 2, None, "auto", None, 0, 1, codec, None, None, None)
     files = []
     guess = split.guess_state(str(src))
-    for seg, data in split.cut(str(src), segs, {s.index for s in segs}):
-        r = upscale_segment(st, Placement(), seg, data, None, 0, None, split.source_color(str(src)),
-                            split.timing(packets, tb, seg, guess))
+    expected = expected_frames(packets, segs)
+    for seg, data in split.cut(str(src), segs, {s.index for s in segs}, split.discarded_tail(packets)):
+        r = upscale_segment(st, Placement(), seg, data, None, expected[seg.index], None, split.source_color(str(src)),
+                            split.timing(packets, tb, seg, guess), shown=split.shown_span(packets))
+        assert r.frames >= expected[seg.index], f"segment {seg.index}: {r.frames} of {expected[seg.index]} frames"
         for k, v in r.counts.items():
             if counts is not None:
                 counts[k] = counts.get(k, 0) + v
@@ -955,3 +1010,332 @@ def test_local_ray_that_fails_to_start_is_one_line(tmp_path: Path, monkeypatch: 
     assert code == 1 and len(lines) == 1, err
     assert lines[0].startswith("Error: can't start Ray on this machine: The current node timed out"), err
     assert not (tmp_path / "out.mkv").exists()
+
+
+def _fake_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in for Ray that can't start: what is checked before Ray starts is all a test sees."""
+    import types
+
+    def init(**_: object) -> None:
+        raise AssertionError("Ray was started; the mistake should have been found before")
+
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(is_initialized=lambda: False, init=init))
+
+
+def test_segment_notes_about_the_cut_container_are_left_out(tmp_path: Path) -> None:
+    """A source with non-square pixels into ffv1: every segment said 'non-square pixels ... ffv1 in nut ... use an
+    .mp4 / .mov file' (the segment's NUT container, N times); the join says what holds for OUT, once."""
+    from psr2video.scaleout import split
+    from psr2video.scaleout.tasks import Placement, Settings, upscale_segment
+
+    src = tmp_path / "anamorphic.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=24)  # the pixel shape in the bitstream: the cut keeps it
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        v.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        v.options = {"preset": "veryfast", "x264-params": "keyint=6:min-keyint=6:scenecut=0:bframes=0"}
+        for i in range(12):
+            f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), i * 20, np.uint8), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 24)
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    packets, tb = split.scan(str(src))
+    segs = split.plan(packets, tb, 0.25)
+    st = Settings("mks", 2, None, "torch", None, 0, 1, "ffv1", None, None, None)
+    seg, data = next(iter(split.cut(str(src), segs, {0})))
+    r = upscale_segment(st, Placement(), seg, data, None, 6, None, split.source_color(str(src)))
+    assert r.frames == 6 and seg.end is not None
+    assert not [n for n in r.notes if "non-square" in n or re.search(r"\bnut\b", n)], r.notes
+
+
+def make_mid_gop_clip(path: Path, skip: int = 5, n: int = 48, bframes: int = 0) -> Path:
+    """A capture that starts mid-GOP (a TS recording, an HLS piece, a stream-copied cut): libx264 with a keyframe
+    every 12 frames, written from its ``skip``-th packet, so the first packets have no keyframe before them."""
+    out = av.open(str(path), "w")
+    v = out.add_stream("libx264", rate=24)
+    v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+    v.time_base = v.codec_context.time_base = TB
+    v.options = {"preset": "veryfast", "x264-params": f"keyint=12:min-keyint=12:scenecut=0:bframes={bframes}"}
+    rng = np.random.default_rng(2)
+    packets = []
+    for i in range(n):
+        f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (24, 32, 3)).astype(np.uint8), format="rgb24")
+        f.pts, f.time_base = round(i * 1000 / 24), TB
+        packets += v.encode(f)
+    packets += v.encode(None)
+    for p in packets[skip:]:
+        out.mux(p)
+    out.close()
+    return path
+
+
+@pytest.mark.parametrize("bframes", [0, 2])
+def test_source_that_starts_mid_gop(tmp_path: Path, bframes: int) -> None:
+    """The packets before the first keyframe give no frame (no decoder outputs a frame without its references),
+    but they were counted for the first segment: 'segment 0 (0.00-1.58 s) upscaled 24 of its 31 frames' where a
+    single run writes them all. Each segment now brings back the frames it is expected to, and the joined video
+    is the single-process one frame for frame."""
+    from psr2video.scaleout import split
+    from psr2video.scaleout.driver import expected_frames
+
+    src = make_mid_gop_clip(tmp_path / "midgop.mkv", bframes=bframes)
+    packets, tb = split.scan(str(src))
+    assert not packets[0].key
+    ref = tmp_path / "ref.mkv"
+    assert upscale(str(src), str(ref))[0] == 0
+    want = decoded(ref)
+    segs = split.plan(packets, tb, 0.5, min_segments=2)
+    assert sum(expected_frames(packets, segs).values()) == len(want)
+    out = tmp_path / "out.mkv"
+    frames, _ = scaleout_without_ray(src, out)  # asserts every segment's count
+    assert frames == len(want)
+    assert_same(out, ref)
+
+
+def make_edit_list_clip(path: Path, n: int = 36, cut_ms: int = 0, start_ms: int = 0) -> Path:
+    """An MP4 (libx264, B-frames) whose edit list leaves out the frames before ``start_ms`` (the pre-roll of a
+    stream-copied cut: their times are negative) and the last ``cut_ms`` ms (the edit is shortened in place)."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        v.time_base = v.codec_context.time_base = TB
+        v.options = {"preset": "veryfast", "x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=2"}
+        rng = np.random.default_rng(3)
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (24, 32, 3)).astype(np.uint8), format="rgb24")
+            f.pts, f.time_base = round(i * 1000 / 24) - start_ms, TB
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    return shorten_edit_list(path, cut_ms) if cut_ms else path
+
+
+def shorten_edit_list(path: Path, ms: int) -> Path:
+    """End an MP4's edit list ``ms`` earlier (in place): the frames past its new end are discarded."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.find(b"elst") + 12  # version 0, one entry: its duration (movie time scale: ms)
+    data[at:at + 4] = struct.pack(">I", struct.unpack(">I", data[at:at + 4])[0] - ms)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_frames_the_container_discards_are_not_written(tmp_path: Path) -> None:
+    """An MP4 whose edit list ends before its last frame (the shared box_640x480.mp4): a single run's decoder drops
+    that frame (the demuxer marks its packet discarded), but a cut keeps no such mark and the segment wrote it:
+    456 frames where a single run writes 455 (here 36 for 35). The segments drop it by its time now."""
+    from psr2video.scaleout import split
+
+    src = make_edit_list_clip(tmp_path / "edit.mp4", cut_ms=60)
+    packets, _ = split.scan(str(src))
+    assert sum(p.discard for p in packets) == 1 and not packets[-1].discard  # not the last in decode order
+    ref = tmp_path / "ref.mkv"
+    assert upscale(str(src), str(ref))[0] == 0
+    out = tmp_path / "out.mkv"
+    frames, _ = scaleout_without_ray(src, out, min_segments=2)
+    assert frames == len(decoded(ref)) == 35
+    assert_same(out, ref)
+
+
+def test_discarded_last_frame_of_a_decode_order_source(tmp_path: Path) -> None:
+    """The shared box_640x480.mp4: times in decode order (pts = dts) and an edit list that ends before the last
+    packet. Dropping its frame by its own time after the reader had timed it left the frames before it one time
+    off; the cut leaves the discarded packets at the end out, so the frames come out, and are timed, as in a
+    single run."""
+    from psr2video.scaleout import split
+
+    src = shorten_edit_list(make_decode_order_clip(tmp_path / "decode-order.mp4"), 50)
+    packets, _ = split.scan(str(src))
+    assert [p.discard for p in packets[-2:]] == [False, True] and split.discarded_tail(packets) == 47
+    ref = tmp_path / "ref.mkv"
+    assert upscale(str(src), str(ref))[0] == 0
+    out = tmp_path / "out.mkv"
+    frames, _ = scaleout_without_ray(src, out, min_segments=2)
+    assert frames == len(decoded(ref)) == 47
+    assert_same(out, ref)
+
+
+def test_frames_before_time_zero_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream-copied MP4 cut keeps the frames from the keyframe before its start, at negative times, which NUT
+    (the cuts' container) refuses: the cutter's FFmpeg error came out as a traceback after Ray's start. It is one
+    line before Ray starts now."""
+    src = make_edit_list_clip(tmp_path / "cut.mp4", start_ms=125)
+    _fake_ray(monkeypatch)
+    code, err = upscale(str(src), str(tmp_path / "out.mkv"), "--workers", "2")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "before time 0" in lines[0], err
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    ("audio", "no video stream in"), ("garbage", "not a readable video file"), ("empty", "not a readable video file"),
+    ("moovless", "not a readable video file")])
+def test_unreadable_or_videoless_input_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: str,
+                                                   words: str) -> None:
+    """An audio-only file, garbage, an empty file or an MP4 cut before its moov with --workers: a Python traceback
+    (max() of an empty list, av.error.InvalidDataError); now the single run's one line, before Ray starts."""
+    src = tmp_path / "in.mkv"
+    if make == "audio":
+        src = tmp_path / "in.mka"
+        with av.open(str(src), "w") as out:
+            a = out.add_stream("aac", rate=48000)
+            a.layout = "stereo"
+            fr = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+            fr.sample_rate, fr.pts = 48000, 0
+            for p in [*a.encode(fr), *a.encode(None)]:
+                out.mux(p)
+    elif make == "moovless":
+        src = tmp_path / "in.mp4"
+        full = tmp_path / "full.mp4"
+        with av.open(str(full), "w") as out:  # the moov is written at the end: cut before it
+            v = out.add_stream("libx264", rate=24)
+            v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+            for i in range(24):
+                f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), i * 9, np.uint8), format="rgb24")
+                f.pts, f.time_base = i, Fraction(1, 24)
+                out.mux(v.encode(f))
+            out.mux(v.encode(None))
+        src.write_bytes(full.read_bytes()[:full.stat().st_size // 2])
+    else:
+        src.write_bytes(b"" if make == "empty" else b"\x00junk!")
+    _fake_ray(monkeypatch)
+    code, err = upscale(str(src), str(tmp_path / "out.mkv"), "--workers", "2")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], err
+
+
+@pytest.mark.parametrize(("codec", "pix_fmt", "words"), [
+    ("libx264", "pal8", "libx264 can't encode --pix-fmt pal8"),
+    ("ffv1", "bgr0", "--pix-fmt bgr0 is not a planar YUV/grey format")])
+def test_pix_fmt_the_pipeline_refuses_is_one_line_before_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             codec: str, pix_fmt: str, words: str) -> None:
+    """--pix-fmt pal8 with --workers: every worker refused it, with Ray's task tracebacks, three times each,
+    before the one line. It is checked on the driver now, with the single run's words, before Ray starts."""
+    src = make_clip(tmp_path / "in.mkv", n=4)
+    _fake_ray(monkeypatch)
+    r = CliRunner().invoke(cli, ["upscale", str(src), str(tmp_path / "out.mkv"), "--variant", "mks", "-q",
+                                 "--codec", codec, "--pix-fmt", pix_fmt, "--workers", "2"])
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 1 and len(lines) == 1 and words in lines[0], r.output
+
+
+def test_user_error_in_a_worker_is_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's mistake that only a worker finds (--backend tensorrt on a worker without a GPU) was retried
+    three times (retry_exceptions=True); it is raised as SegmentError now, which is not in the classes Ray
+    retries (RETRY_ON), also where the library's error is a RuntimeError too (EngineBuildError)."""
+    from psr2video.runtime.trt_backend import EngineBuildError
+    from psr2video.scaleout import split, tasks
+    from psr2video.scaleout.tasks import RETRY_ON, Placement, SegmentError, Settings, upscale_segment
+
+    src = make_clip(tmp_path / "in.mkv", n=12)
+    packets, tb = split.scan(str(src))
+    seg, data = next(iter(split.cut(str(src), split.plan(packets, tb, 10.0), {0})))
+    st = Settings("mks", 2, None, "tensorrt", None, 0, 1, "ffv1", None, None, None)
+    with pytest.raises(SegmentError, match="the tensorrt backend needs a CUDA device") as e:
+        upscale_segment(st, Placement(), seg, data, None, 12)
+    assert not isinstance(e.value, RETRY_ON)
+
+    def build_fails(*_: object) -> None:
+        raise EngineBuildError("the engine can't be built for this GPU")
+
+    monkeypatch.setattr(tasks, "_upscaler", build_fails)
+    assert isinstance(EngineBuildError("x"), RETRY_ON)  # why it is wrapped
+    with pytest.raises(SegmentError, match="can't be built") as e:
+        upscale_segment(dataclasses.replace(st, backend="torch"), Placement(), seg, data, None, 12)
+    assert not isinstance(e.value, RETRY_ON)
+
+
+def test_worker_reports_its_segment_frame_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HUD showed '22/153', '1/129' for 24-frame segments: the pipeline sets its Stats' total to its own guess
+    from the cut, over the segment's count. Every report now carries the segment's own count; a progress actor
+    that has died is left alone (the segment is still done)."""
+    import types
+
+    from psr2video.scaleout import split
+    from psr2video.scaleout.tasks import Placement, Settings, upscale_segment
+
+    class Dead(Exception):
+        pass
+
+    reports: list[tuple] = []
+
+    def get(ref: object, timeout: float | None = None) -> object:
+        if ref == "dead":
+            raise Dead("the actor died")
+        return ref
+
+    exceptions = types.SimpleNamespace(RayActorError=Dead, GetTimeoutError=TimeoutError, ObjectLostError=KeyError)
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(get=get, exceptions=exceptions))
+
+    class Actor:
+        def __init__(self, dies: bool) -> None:
+            self.report = types.SimpleNamespace(remote=lambda *a: "dead" if dies else reports.append(a) or a)
+
+    src = make_clip(tmp_path / "in.mkv", n=24)
+    packets, tb = split.scan(str(src))
+    segs = split.plan(packets, tb, 0.5)
+    st = Settings("mks", 2, None, "torch", None, 0, 1, "ffv1", None, None, None)
+    got = dict(split.cut(str(src), segs, {0, 1}))
+    r = upscale_segment(st, Placement(), segs[0], got[segs[0]], None, 12, Actor(dies=False))
+    assert r.frames == 12 and reports and {a[4] for a in reports} == {12}, reports  # (.., done, total, ..)
+    assert reports[-1][3] == 12 and reports[-1][6] is True
+    assert upscale_segment(st, Placement(), segs[1], got[segs[1]], None, 12, Actor(dies=True)).frames == 12
+
+
+def test_hud_lists_only_workers_heard_from_lately() -> None:
+    """The table listed every worker pid ever seen as 'idle', exited ones (killed and replaced) included; it lists
+    those heard from in the last 30 s now, as the plain line does, and counts a retried segment once."""
+    import io
+    import time
+
+    from psr2video.scaleout.hud import Board, ScaleoutHud, WorkerState
+
+    now = time.time()
+    board = Board(48, 4)
+    board.workers = {"h:pid1": WorkerState(1, 0, 0, 12, 0.0, True, now - 120),  # exited long ago
+                     "h:pid2": WorkerState(2, 1, 5, 12, 0.0, False, now - 120),  # killed mid-segment 1
+                     "h:pid3": WorkerState(3, 1, 7, 12, 2.0, False, now),  # segment 1 again
+                     "h:pid4": WorkerState(4, 2, 12, 12, 0.0, True, now - 1)}  # just finished segment 2
+    board.finished = {0: 12, 2: 12}
+    hud = ScaleoutHud(board, "t", stream=io.StringIO())
+    assert hud._table().row_count == 2
+    assert board.done == 12 + 12 + 7
+    assert "h:pid2" not in board.line() and "h:pid3" in board.line()
+
+
+def _summary(**kw: object):
+    from psr2video.scaleout import Summary
+    from psr2video.scaleout.tasks import Placement
+
+    base = dict(frames=240, segments=10, redone=[8, 9], reused=list(range(8)), seconds=16.0, workers=2,
+                placement=Placement("cpu", 1), work_dir=Path("w"), upscaled=48)
+    return Summary(**{**base, **kw})
+
+
+def test_summary_speed_is_of_the_frames_upscaled_now(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resumed run said 'done: 240 frames in 17.3 s (13.8 fps) ... (2 upscaled, 8 resumed)' with 48 frames
+    upscaled: the speed counted the resumed frames. And '1 frames'."""
+    import psr2video.scaleout as so
+
+    src = make_clip(tmp_path / "in.mkv", n=4)
+    _fake_ray(monkeypatch)
+    for summary, words in ((_summary(), "done: 240 frames (48 upscaled in this run) in 16.0 s (3.0 fps)"),
+                           (_summary(frames=1, segments=1, redone=[0], reused=[], upscaled=1),
+                            "done: 1 frame in 16.0 s (0.1 fps) on 2 CPU (1 thread each) worker(s), 1 segment")):
+        monkeypatch.setattr(so, "run", lambda *a, s=summary, **k: s)
+        code, err = upscale(str(src), str(tmp_path / "out.mkv"), "--workers", "2")
+        assert code == 0 and words in err, err
+
+
+def test_second_ctrl_c_is_one_line_and_exit_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second Ctrl-C (while Ray starts) printed click's 'Aborted!' and exit 1; a single run says 'psr2video:
+    aborted; partial output removed' and exits 130, and so does scale-out now."""
+    import psr2video.scaleout as so
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    src = make_clip(tmp_path / "in.mkv", n=4)
+    _fake_ray(monkeypatch)
+    monkeypatch.setattr(so, "run", interrupted)
+    code, err = upscale(str(src), str(tmp_path / "out.mkv"), "--workers", "2")
+    assert code == 130 and err.strip().splitlines() == ["psr2video: aborted; partial output removed"], err

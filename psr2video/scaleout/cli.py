@@ -86,6 +86,9 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
     except Interrupted as e:
         click.echo(f"psr2video: {e}", err=True)
         sys.exit(130)
+    except KeyboardInterrupt:  # a second Ctrl-C (before the first could stop the run cleanly)
+        click.echo(f"psr2video: {aborted_line(output)}", err=True)
+        sys.exit(130)
     except (ScaleoutError, WorkDirBusy) as e:
         raise error(str(e)) from None
     except Exception as e:
@@ -98,10 +101,7 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    kind = "GPU" if s.placement.device == "cuda" else f"CPU ({s.placement.threads} thread(s) each)"
-    fps = s.frames / s.seconds if s.seconds else 0.0
-    click.echo(f"done: {s.frames} frames in {s.seconds:.1f} s ({fps:.1f} fps) on {s.workers} {kind} worker(s), "
-               f"{s.segments} segments ({len(s.redone)} upscaled, {len(s.reused)} resumed) -> {output}", err=True)
+    click.echo(done_line(s, output), err=True)
     from ..video.pipeline import count_lines
 
     c = s.counts
@@ -117,3 +117,28 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
         else:
             raise error(f"{'; '.join(problems)}; the frames that decoded were written to {output} "
                         "(use --ignore-errors to accept)")
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def done_line(s: Any, output: str) -> str:
+    """The summary of a scale-out run (a ``Summary``): the speed is of the frames upscaled in this run, not of
+    those of segments resumed from the work folder."""
+    kind = "GPU" if s.placement.device == "cuda" else f"CPU ({_n(s.placement.threads, 'thread')} each)"
+    fps = s.upscaled / s.seconds if s.seconds else 0.0
+    now = f" ({s.upscaled} upscaled in this run)" if s.reused else ""
+    return (f"done: {_n(s.frames, 'frame')}{now} in {s.seconds:.1f} s ({fps:.1f} fps) on {s.workers} {kind} "
+            f"worker(s), {_n(s.segments, 'segment')} ({len(s.redone)} upscaled, {len(s.reused)} resumed) -> {output}")
+
+
+def aborted_line(output: str) -> str:
+    """What a second Ctrl-C leaves: OUT is not written (the join writes it under a temporary name); the finished
+    segments stay for a re-run."""
+    from .manifest import work_dir
+
+    wd = work_dir(output)
+    kept = any(wd.glob("*.nut")) if wd.is_dir() else False
+    return "aborted; partial output removed" + (f" (finished segments are kept in {wd}; run the same command "
+                                                "again to resume)" if kept else "")

@@ -21,7 +21,7 @@ from . import split
 from .hud import Board, Progress, ScaleoutHud
 from .join import JoinError, join
 from .manifest import WorkDir
-from .tasks import Placement, Settings, upscale_segment
+from .tasks import RETRY_ON, Placement, SegmentError, Settings, best_effort, upscale_segment
 
 RAY_HINT = "--workers/--ray run on Ray, which is not installed: pip install 'psr2video[ray]'"
 
@@ -53,7 +53,7 @@ class Job:
 
 @dataclass
 class Summary:
-    frames: int
+    frames: int  # in OUT
     segments: int
     redone: list[int]
     reused: list[int]
@@ -66,6 +66,7 @@ class Summary:
     # the single-process run's end-of-run counts, summed over the segments (and the join's own nudges):
     # timed_pts, fixed_pts, nonfinite
     counts: dict[str, int] = field(default_factory=dict)
+    upscaled: int = 0  # frames upscaled by this run (not those of segments resumed from the work folder)
 
 
 def import_ray() -> Any:
@@ -158,9 +159,12 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
 
     ``progress``: a Ray actor handle with ``Progress``'s methods (default: a fresh ``Progress`` actor).
     """
+    from ..video.reader import open_input
+
     ray = import_ray()
     stop = stop or threading.Event()
     t0 = time.perf_counter()
+    open_input(job.input).close()  # an unreadable file, or one without video: the single run's one line
     packets, tb = split.scan(job.input)
     if not packets:
         raise ScaleoutError(f"no video packets in {job.input}")
@@ -175,7 +179,13 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
     part = part_ticks(win, tb)
     if part is not None and not any(split.in_part(p.pts, part) for p in packets):  # said before Ray starts
         raise ScaleoutError(f"no video frame of {job.input} lies in the part {job.trim.describe()} (--start/--end)")
+    if (first := split.plan(packets, tb, job.segment_seconds, part=part)) and any(
+            p.pts is not None and p.pts < 0 for p in packets[first[0].first:]):
+        raise ScaleoutError(f"{job.input} has video frames before time 0 (a stream-copied cut keeps them from the "
+                            "keyframe before its start, not shown), which the cuts (NUT files) can't hold; run it "
+                            "without --workers/--ray, or remux it first (ffmpeg -i IN -c copy IN.mkv)")
     color = split.source_color(job.input)
+    check_pix_fmt(color, job.settings.codec, job.settings.pix_fmt)  # each worker would refuse it (said once, now)
     shape = split.source_shape(job.input) if job.settings.size else None
     guess = split.guess_state(job.input)
     if part is not None and guess[0] > guess[1]:  # the segments keep frames by their packets' times
@@ -188,7 +198,14 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
     wdata = Path(job.weights).read_bytes() if job.weights else None  # hashed into job.settings already
     main = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main else None  # ray.init replaces it
-    started = _connect(ray, job)
+    # every failure is read and said here, in one line; Ray would log each task's unread one with its traceback
+    unhandled = os.environ.get(UNHANDLED)
+    os.environ[UNHANDLED] = "1"
+    try:
+        started = _connect(ray, job)
+    except BaseException:
+        _restore_env(UNHANDLED, unhandled)
+        raise
     if started and main and callable(sigterm):  # the caller's SIGTERM handler (stop cleanly), not Ray's sys.exit
         signal.signal(signal.SIGTERM, sigterm)
     try:
@@ -209,6 +226,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
                 warn(wd.reset_note)
             segments = wd.segments(tb)  # a resumed folder's own plan, when only --workers/--segment-seconds differ
             expected = expected_frames(packets, segments)
+            shown = split.shown_span(packets)
             todo = [s for s in segments if s.index not in done]
             if done:
                 warn(f"resuming: {len(done)} of {len(segments)} segments already done in {wd.path}")
@@ -219,7 +237,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
                 timings = {s.index: split.timing(packets, tb, s, guess) for s in todo}
                 _upscale(ray, job, wd, todo, expected, board, workers, place, resources, wdata, stop, warn,
                          quiet, progress, color, short_ok=segments[-1].index if truncated else None,
-                         timings=timings, shape=shape)
+                         timings=timings, shape=shape, shown=shown, drop_from=split.discarded_tail(packets))
             t2 = time.perf_counter()
             files = [wd.file(s.index) for s in segments]
             want = sum(wd.frames(s.index) for s in segments)
@@ -238,17 +256,43 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             if nudged:  # frames the join moved: one count per frame at most
                 counts["fixed_pts"] = min(frames, counts.get("fixed_pts", 0) + nudged)
             t3 = time.perf_counter()
+            upscaled = sum(wd.frames(s.index) for s in todo)
             if not job.keep_work:
                 wd.remove()
         return Summary(frames, len(segments), [s.index for s in todo], sorted(done), time.perf_counter() - t0,
                        workers, place, wd.path, {"plan": t1 - t0, "upscale": t2 - t1, "join": t3 - t2}, truncated,
-                       counts)
+                       counts, upscaled)
     finally:
         if started:
             _PROGRESS.clear()
             ray.shutdown()
             if main:
                 signal.signal(signal.SIGTERM, sigterm)
+        _restore_env(UNHANDLED, unhandled)
+
+
+UNHANDLED = "RAY_IGNORE_UNHANDLED_ERRORS"
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def check_pix_fmt(color: Any, codec: str, pix_fmt: str | None) -> None:
+    """Refuse, before the source is split, a --pix-fmt the single-process run refuses at its set-up (the encoder
+    doesn't take it, or it is no planar YUV/grey format), with its line (OutputError): every worker would."""
+    if not pix_fmt:
+        return
+    from ..video.color import PLANAR
+    from ..video.writer import OutputError, pick_pix_fmt
+
+    cw, ch = (1, 1) if color.from_rgb else PLANAR.get(color.work_fmt, (1, 1, 8))[:2]
+    chosen = pick_pix_fmt(codec, color.bits, cw, ch, color.work_fmt.startswith("gray"), pix_fmt)
+    if chosen not in PLANAR:  # the pipeline's device stage says the same
+        raise OutputError(f"--pix-fmt {chosen} is not a planar YUV/grey format the pipeline writes")
 
 
 def part_window(job: Job) -> Any:
@@ -279,8 +323,9 @@ def part_ticks(win: Any, tb: Fraction) -> tuple[int | None, int | None] | None:
 
 
 def expected_frames(packets: list[split.Packet], segments: list[split.Segment]) -> dict[int, int]:
-    """Frames per segment: the source's packets with start <= pts < end."""
-    pts = sorted(p.pts for p in packets if p.pts is not None)
+    """Frames per segment: the source's packets with start <= pts < end whose frames a single run's decoder
+    gives out (``split.shown``: not those before the first keyframe, its leading frames or discarded ones)."""
+    pts = split.shown(packets)
     return {s.index: (len(pts) if s.end is None else bisect_left(pts, s.end))
             - (0 if s.start is None else bisect_left(pts, s.start)) for s in segments}
 
@@ -289,21 +334,25 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
              workers: int, place: Placement, resources: dict[str, float], wdata: bytes | None,
              stop: threading.Event, warn: Any, quiet: bool, progress: Any, color: Any = None,
              short_ok: int | None = None, timings: dict[int, Any] | None = None,
-             shape: tuple[Fraction, int] | None = None) -> None:
+             shape: tuple[Fraction, int] | None = None, shown: tuple[int | None, int | None] | None = None,
+             drop_from: int | None = None) -> None:
     """Feed the cuts to Ray tasks (a bounded number in flight), keep each result as it comes.
 
     A segment must bring back every frame of its span (``expected``: the source's packets there), unless it says
     where its input was damaged, or it is ``short_ok`` (the last one, when the source ends early): both are said
     as a single-process run says them. A short one is not kept (the join would be short without a word)."""
-    task = ray.remote(upscale_segment).options(max_retries=job.retries, retry_exceptions=True, **resources)
+    # a user's mistake (SegmentError) fails at once; only what a retry can cure is retried
+    task = ray.remote(upscale_segment).options(max_retries=job.retries, retry_exceptions=list(RETRY_ON),
+                                               **resources)
     if progress is None:
         progress = progress_actor(ray)
     weights_ref = ray.put(wdata) if wdata is not None else None
     hud = ScaleoutHud(board, f"psr2video {job.settings.variant} x{job.settings.scale} on {workers} "
                              f"{'GPU' if place.device == 'cuda' else 'CPU'} worker(s)", quiet=quiet)
-    cuts = iter(split.cut(job.input, todo, {s.index for s in todo}))
+    cuts = iter(split.cut(job.input, todo, {s.index for s in todo}, drop_from))
     pending: dict[Any, split.Segment] = {}
     more = True
+    poll_after = 0.0
     said: set[str] = set()
     hud.start()
     try:
@@ -315,12 +364,18 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
                     more = False
                     break
                 ref = task.remote(job.settings, place, seg, data, weights_ref, expected[seg.index], progress, color,
-                                  (timings or {}).get(seg.index), shape)
+                                  (timings or {}).get(seg.index), shape, shown)
                 pending[ref] = seg
             if not pending:
                 break
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            board.workers, board.finished = ray.get(progress.snapshot.remote())
+            if time.monotonic() >= poll_after:  # best effort: a dead or restarting actor costs the HUD only
+                ok, snap = best_effort(lambda: ray.get(progress.snapshot.remote(), timeout=2.0))
+                if ok:
+                    board.workers = snap[0]
+                    board.finished.update(snap[1])
+                else:
+                    poll_after = time.monotonic() + 5.0
             hud.update()
             if stop.is_set():
                 _cancel(ray, pending)
@@ -332,8 +387,13 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
                     out = ray.get(ref)
                 except Exception as e:  # noqa: BLE001 - Ray wraps the task's failure; report it in one line
                     _cancel(ray, pending)
-                    raise ScaleoutError(f"segment {seg.index} ({seg.span()}) failed after {job.retries + 1} "
-                                        f"attempt(s) and was not retried again: {_cause(e)}; the finished "
+                    cause = getattr(e, "cause", None)
+                    if isinstance(cause, SegmentError):  # the user's to fix: the single-process line, not retried
+                        raise ScaleoutError(f"{first_line(cause)} (segment {seg.index}, {seg.span()}; the finished "
+                                            f"segments are kept in {wd.path})") from None
+                    tries = (f"failed after {job.retries + 1} attempt(s) and was not retried again"
+                             if _retried(e) else "failed")
+                    raise ScaleoutError(f"segment {seg.index} ({seg.span()}) {tries}: {_cause(e)}; the finished "
                                         f"segments are kept in {wd.path}") from None
                 want = expected[seg.index]
                 if out.frames < want and not out.damaged and seg.index != short_ok:
@@ -364,11 +424,17 @@ _PROGRESS: dict[str, Any] = {}  # Ray job id -> the progress actor (kept: its pr
 
 
 def progress_actor(ray: Any) -> Any:
-    """The driver's progress actor, reset for a new run."""
-    job = ray.get_runtime_context().get_job_id()
+    """The driver's progress actor, reset for a new run: on the driver's node (a lost node does not take it), and
+    restarted by Ray if its process dies (its state is only the HUD's; workers and driver treat it as best
+    effort)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ctx = ray.get_runtime_context()
+    job = ctx.get_job_id()
     if job not in _PROGRESS:
         _PROGRESS.clear()
-        _PROGRESS[job] = ray.remote(num_cpus=0)(Progress).remote()
+        here = NodeAffinitySchedulingStrategy(node_id=ctx.get_node_id(), soft=False)
+        _PROGRESS[job] = ray.remote(num_cpus=0, max_restarts=-1, scheduling_strategy=here)(Progress).remote()
     actor = _PROGRESS[job]
     actor.reset.remote()
     return actor
@@ -380,6 +446,12 @@ def _cancel(ray: Any, pending: dict[Any, Any]) -> None:
             ray.cancel(ref)  # the task gets KeyboardInterrupt; its worker (and loaded model) stays
         except Exception:  # noqa: BLE001 - already finished or gone
             pass
+
+
+def _retried(e: BaseException) -> bool:
+    """Whether Ray retried the failure ``e`` of a task: a worker or node lost, or an exception in ``RETRY_ON``."""
+    cause = getattr(e, "cause", None)  # a RayTaskError: the task's own exception; else Ray's (a lost worker)
+    return isinstance(cause, RETRY_ON) if isinstance(cause, BaseException) else True
 
 
 def _cause(e: BaseException) -> str:

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+STALE = 30.0  # seconds after its last report that a worker is no longer listed
+
 
 @dataclass
 class WorkerState:
@@ -58,8 +60,11 @@ class Board:
 
     @property
     def done(self) -> int:
-        running = sum(w.done for w in self.workers.values() if not w.finished and w.segment not in self.finished)
-        return self.reused_frames + sum(self.finished.values()) + running
+        running: dict[int, int] = {}  # a segment retried after its worker died: counted once
+        for w in self.workers.values():
+            if not w.finished and w.segment not in self.finished:
+                running[w.segment] = max(running.get(w.segment, 0), w.done)
+        return self.reused_frames + sum(self.finished.values()) + sum(running.values())
 
     @property
     def fps(self) -> float:
@@ -73,9 +78,14 @@ class Board:
             return None
         return max(self.total_frames - self.done, 0) / fps
 
-    def line(self) -> str:
+    def current(self) -> dict[str, WorkerState]:
+        """The workers heard from in the last ``STALE`` seconds: a worker that exited (killed and replaced, or
+        let go by Ray) is not listed for ever."""
         now = time.time()
-        active = {k: w for k, w in self.workers.items() if not w.finished and now - w.seen < 30}
+        return {k: w for k, w in self.workers.items() if now - w.seen < STALE}
+
+    def line(self) -> str:
+        active = {k: w for k, w in self.current().items() if not w.finished}
         per = ", ".join(f"{k} seg {w.segment} {w.fps:.1f} fps" for k, w in sorted(active.items()))
         eta = self.eta
         return (f"frames {self.done}/{self.total_frames} | segments {len(self.finished) + self.reused}/"
@@ -108,7 +118,7 @@ class ScaleoutHud:
                         f"{b.segments} segments, {b.fps:.1f} fps total" + (f", ETA {_dur(eta)}" if eta else ""))
         for col in ("worker", "segment", "frames", "fps"):
             t.add_column(col)
-        for k, w in sorted(b.workers.items()):
+        for k, w in sorted(b.current().items()):
             state = "idle" if w.finished else f"{w.done}/{w.total}"
             t.add_row(k, str(w.segment), state, "-" if w.finished else f"{w.fps:.1f}")
         return t

@@ -39,6 +39,7 @@ class Packet:
     duration: int = 0  # in the stream's time base; 0 when the container gives none
     idr: bool | None = None  # keyframes of H.264/HEVC: an IDR (closed GOP) or not (open: leading frames); else None
     jump: bool = False  # the timestamps jump here (MPEG-TS/PS joined recordings): a single run moves what follows
+    discard: bool = False  # decoded, not shown: the container says so (outside an MP4 edit list); a cut loses it
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,33 @@ def scan(path: str) -> tuple[list[Packet], Fraction]:
             continuity(p)  # (only to find jumps: the cuts and the join read the file's own times)
             pkts.append(Packet(pts, dts, bool(p.is_keyframe), p.size, p.duration or 0,
                                _idr(codec, bytes(p), prefix) if p.is_keyframe else None,
-                               len(continuity.jumps) > jumps))
+                               len(continuity.jumps) > jumps, bool(p.is_discard)))
     return pkts, tb
+
+
+def shown_span(packets: list[Packet]) -> tuple[int | None, int | None] | None:
+    """The pts of the first frame the source shows and the first past its last one, when its container discards
+    some packets (outside an MP4 edit list: a single run's decoder drops their frames, but a cut keeps no such
+    mark, so a segment drops them by their times); None when it discards none."""
+    if not any(p.discard for p in packets):
+        return None
+    pts = [p.pts for p in packets if not p.discard and p.pts is not None]
+    if not pts:
+        return None
+    return min(pts), max(pts) + 1
+
+
+def shown(packets: list[Packet]) -> list[int]:
+    """The pts of the frames a single run's decoder gives out, sorted, as far as the headers tell: not the
+    packets before the first keyframe, nor that keyframe's leading frames (pts before it), whose references are
+    missing (a TS capture, an HLS piece or a stream-copied cut that starts mid-GOP), nor the discarded ones. A
+    decoder that conceals such frames gives more; the first segment, which decodes from the first packet as a
+    single run does, then keeps them too."""
+    first = next((i for i, p in enumerate(packets) if p.key and p.pts is not None), None)
+    if first is None:
+        return sorted(p.pts for p in packets if p.pts is not None and not p.discard)
+    k0 = packets[first].pts
+    return sorted(p.pts for p in packets[first:] if p.pts is not None and p.pts >= k0 and not p.discard)
 
 
 def timing_problem(packets: list[Packet], time_base: Fraction) -> str | None:
@@ -195,16 +221,29 @@ def in_part(pts: int | None, part: tuple[int | None, int | None] | None) -> bool
     return pts is not None and (lo is None or pts >= lo) and (hi is None or pts < hi)
 
 
-def cut(path: str, segments: list[Segment], wanted: set[int]) -> CutIter:
-    """Yield (segment, bytes of a video-only NUT file) for the wanted segments, in order, in one demux pass."""
-    return CutIter(path, segments, wanted)
+def cut(path: str, segments: list[Segment], wanted: set[int], drop_from: int | None = None) -> CutIter:
+    """Yield (segment, bytes of a video-only NUT file) for the wanted segments, in order, in one demux pass.
+    ``drop_from``: the decode-order index from which the source's packets are all discarded (``discarded_tail``):
+    they are left out of the cuts."""
+    return CutIter(path, segments, wanted, drop_from)
+
+
+def discarded_tail(packets: list[Packet]) -> int | None:
+    """The index of the first of the packets at the end (decode order) that the container discards (an MP4 edit
+    list that ends before them), or None. A single run's decoder decodes and drops their frames; a cut leaves them
+    out, so that the frames before them come out of the decoder as in a single run (with the times that the
+    decode order gives them, where the source's times are decode-order ones)."""
+    i = len(packets)
+    while i > 0 and packets[i - 1].discard:
+        i -= 1
+    return i if 0 < i < len(packets) else None
 
 
 class CutIter:
     """One pass over the source's video packets, muxing each wanted segment's packets into memory."""
 
-    def __init__(self, path: str, segments: list[Segment], wanted: set[int]) -> None:
-        self.path, self.segments, self.wanted = path, segments, wanted
+    def __init__(self, path: str, segments: list[Segment], wanted: set[int], drop_from: int | None = None) -> None:
+        self.path, self.segments, self.wanted, self.drop_from = path, segments, wanted, drop_from
 
     def __iter__(self):
         from ..video.reader import main_video
@@ -220,6 +259,7 @@ class CutIter:
             open_: dict[int, tuple[Segment, io.BytesIO, av.container.OutputContainer, av.stream.Stream]] = {}
             pending = list(todo)
             past: set[int] = set()  # segments whose look-ahead past the cut has ended
+            dated: dict[int, int] = {}  # segment -> the dts of its cut's last dated packet
             i = -1
             for pkt in c.demux(vin):
                 if not pkt.size:
@@ -234,11 +274,19 @@ class CutIter:
                     if i > s.last and (s.index in past or not _lookahead(s, i, pkt.pts)):
                         past.add(s.index)  # the look-ahead stops at the first packet it can't take
                         continue
-                    if s.first <= i:
+                    if s.first <= i and (self.drop_from is None or i < self.drop_from):
                         p = av.Packet(bytes(pkt))
                         p.pts, p.dts, p.duration, p.time_base = pkt.pts, pkt.dts, pkt.duration, pkt.time_base
                         p.is_keyframe = pkt.is_keyframe
                         p.stream = o
+                        last = dated.get(s.index)
+                        if p.dts is None and last is not None and (p.pts is None or p.pts > last):
+                            # NUT takes no dts-less packet after dated ones (Matroska with B-frames that starts
+                            # mid-GOP has them before its first keyframe); the segment's reader times its frames
+                            # by the scan's dts, not by these
+                            p.dts = last + 1
+                        if p.dts is not None:
+                            dated[s.index] = p.dts
                         out.mux(p)
                 for s, buf, out, _ in [v for v in open_.values() if _closes(v[0], i)]:
                     del open_[s.index]
@@ -327,12 +375,15 @@ class TimeGuess(NamedTuple):
 
 
 def guess_state(path: str) -> TimeGuess:
-    """The source's ``TimeGuess`` (``reader.guess_state``, ``reader.sorts_times``)."""
+    """The source's ``TimeGuess`` (``reader.guess_state``, ``display_order.decided_order``)."""
+    from ..video.display_order import decided_order
     from ..video.reader import guess_state as state
-    from ..video.reader import sorts_times
+    from ..video.reader import main_video
 
     with av.open(path) as c:
-        return TimeGuess(*state(c), sorts_times(c))
+        guess = state(c)
+    with av.open(path) as c:
+        return TimeGuess(*guess, decided_order(c, main_video(c)))
 
 
 def timing(packets: list[Packet], time_base: Fraction, seg: Segment, guess: TimeGuess) -> object:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import tempfile
 import time
@@ -17,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ..errors import PsrError
 from ..fileio import write_atomic
 from ..output_size import SizeSpec
 from ..video.crop import Crop
@@ -71,30 +73,62 @@ class SegmentResult:
 COUNTS = ("timed_pts", "fixed_pts", "nonfinite")  # the counts a segment brings back
 
 
+class SegmentError(PsrError):
+    """A user's mistake that surfaced in a worker (a setting the worker's hardware or encoder refuses): the
+    single-process run's one line, raised again as this class so that Ray does not retry it (``RETRY_ON`` holds
+    only what a retry can cure; some library errors are RuntimeErrors too)."""
+
+
+# what a task's failure is retried for (worker crashes and lost nodes are retried by Ray in any case): the system's
+# failures (I/O, memory, CUDA/driver errors); not a user's mistake, which fails the same way every time
+RETRY_ON: tuple[type[BaseException], ...] = (OSError, MemoryError, RuntimeError, EOFError)
+REPORT_TIMEOUT = 5.0  # seconds a worker waits for the progress actor before it stops reporting
+
+
+def best_effort(call: Any) -> tuple[bool, Any]:
+    """(True, what ``call`` returns) for a ``ray.get`` on the progress actor; (False, None) when the actor is
+    dead, restarting or does not answer in time: progress is for the HUD, and a task must not fail or block on
+    it."""
+    import ray
+
+    try:
+        return True, call()
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, ray.exceptions.ObjectLostError):
+        return False, None
+
+
 def _stats_class():
     """A pipeline Stats that reports frames done to the progress actor, at most every 0.5 s.
 
     The report waits for the actor's answer (a few ms), so the HUD never lags and a supervisor can act on a
-    worker while its segment runs.
+    worker while its segment runs; an actor that is gone or does not answer is left alone for the rest of the
+    segment. The pipeline sets ``total`` to its own guess from the cut; the segment's frame count is reported.
     """
     from ..video.hud import Stats
 
     class Reporting(Stats):
         def __init__(self, progress: Any, index: int, worker: str, expected: int) -> None:
             super().__init__()
-            self.total = expected
+            self.total = self.segment_frames = expected  # the pipeline overwrites total, not this
             self._progress, self._index, self._worker = progress, index, worker
             self._sent = 0.0
+
+        def report(self, done: int, fps: float, finished: bool = False) -> None:
+            if self._progress is None:
+                return
+            import ray
+
+            ref = self._progress.report.remote(self._worker, os.getpid(), self._index, done, self.segment_frames, fps,
+                                               finished)
+            if not best_effort(lambda: ray.get(ref, timeout=REPORT_TIMEOUT))[0]:
+                self._progress = None
 
         def frame_done(self, n: int, media_time: float) -> None:
             super().frame_done(n, media_time)
             now = time.monotonic()
             if self._progress is not None and (now - self._sent >= 0.5 or self._sent == 0.0):
                 self._sent = now
-                import ray
-
-                ray.get(self._progress.report.remote(self._worker, os.getpid(), self._index, self.done,
-                                                      self.total, self.fps_now))
+                self.report(self.done, self.fps_now)
 
     return Reporting
 
@@ -128,12 +162,27 @@ def _upscaler(settings: Settings, place: Placement, weights: bytes | None) -> An
 
 def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: bytes, weights: bytes | None,
                     expected: int, progress: Any = None, color: Any = None, timing: Any = None,
-                    shape: tuple[Fraction, int] | None = None) -> SegmentResult:
+                    shape: tuple[Fraction, int] | None = None,
+                    shown: tuple[int | None, int | None] | None = None) -> SegmentResult:
     """Upscale the frames of ``seg`` (from its cut) into an encoded video-only segment (NUT bytes).
     ``color``: the source's ColorInfo (the cut has lost the container's colour tags); ``timing``: the source's
     SourceTiming for the cut (its packets' dts and the timestamp guess's state), so that the frames get the
     single-process run's times; ``shape``: the source's pixel shape and display rotation, for --size (the cut
-    keeps no display matrix)."""
+    keeps no display matrix); ``shown``: the pts (``seg.time_base`` ticks) of the first frame the source shows and
+    the first past its last (``split.shown_span``): the frames of packets its container discards (an MP4 edit
+    list), which a single run's decoder drops and the cut no longer marks, are dropped by their times.
+    A user's mistake is raised as ``SegmentError`` (not retried)."""
+    try:
+        return _upscale_segment(settings, place, seg, cut, weights, expected, progress, color, timing, shape, shown)
+    except SegmentError:
+        raise
+    except PsrError as e:
+        raise SegmentError(str(e)) from None
+
+
+def _upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: bytes, weights: bytes | None,
+                     expected: int, progress: Any, color: Any, timing: Any, shape: tuple[Fraction, int] | None,
+                     shown: tuple[int | None, int | None] | None) -> SegmentResult:
     import torch
 
     from ..video import pipeline
@@ -150,6 +199,11 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
         out = Path(tmp) / f"segment.{CUT_FORMAT}"
         tb = Fraction(seg.time_base)
         keep = (None if seg.start is None else seg.start * tb, None if seg.end is None else seg.end * tb)
+        span = keep
+        if shown is not None:  # the source's discarded frames: outside what it shows
+            first, past = (None if t is None else t * tb for t in shown)
+            keep = (first if keep[0] is None else keep[0] if first is None else max(keep[0], first),
+                    past if keep[1] is None else keep[1] if past is None else min(keep[1], past))
         opts = pipeline.Options(input=str(src), output=str(out), scale=settings.scale, codec=settings.codec,
                                 crf=settings.crf, preset=settings.preset, pix_fmt=settings.pix_fmt,
                                 fmt=CUT_FORMAT, batch=settings.batch, hwaccel=place.hwaccel, keep=keep,
@@ -161,17 +215,22 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
         data = out.read_bytes()
     res.nonfinite -= nonfinite
     # damage reported inside the segment's own span (not the dropped frames at its cuts)
-    lo = keep[0] if keep[0] is not None else -1e18
-    hi = keep[1] if keep[1] is not None else 1e18
+    lo = span[0] if span[0] is not None else -1e18
+    hi = span[1] if span[1] is not None else 1e18
     damaged = [str(d) for d in res.damaged if d.end >= lo and d.start < hi]
-    if progress is not None:
-        import ray
-
-        ray.get(progress.report.remote(worker, os.getpid(), seg.index, res.frames, expected, 0.0, True))
+    stats.report(res.frames, 0.0, True)
     return SegmentResult(seg.index, data, res.frames, res.seconds, worker, damaged,
                          [n for n in notes if (not n.startswith("note: ") or "cropped" in n or "--size" in n)
-                          and "has no colour tags" not in n],  # the segment's NUT: the join writes the tags
+                          and not about_the_cut(n)],
                          {k: int(getattr(res, k)) for k in COUNTS if getattr(res, k)})
+
+
+def about_the_cut(note: str) -> bool:
+    """Whether a segment's note is about its own NUT container, not about OUT: NUT keeps no colour tags and
+    can't be given non-square pixels, but the join writes OUT with the source's tags and pixel shape and says
+    once what OUT can't hold (as a single-process run does). A --size note (the pixel shape it fits) is OUT's."""
+    return "--size" not in note and ("has no colour tags" in note or "non-square pixels" in note
+            or re.search(rf"\b{CUT_FORMAT}\b", note) is not None)
 
 
 def sha256(data: bytes) -> str:

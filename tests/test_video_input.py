@@ -1309,6 +1309,34 @@ def test_an_mp4_with_decode_order_times_is_timed_in_display_order(tmp_path: Path
     assert [(round(t * 24), level) for t, level in _levels(dst)] == [(i, i) for i in range(48)]
 
 
+def test_closed_captions_in_the_video_are_said_lost(tmp_path: Path) -> None:
+    """US broadcast captures and DVDs carry EIA-608/708 captions inside the video stream (H.264 SEI, MPEG-2 user
+    data), which FFmpeg hands on as frame side data: the re-encoded output lost them without a word. Said now,
+    with what to do (PyAV can't give side data to the frames it encodes), once in scale-out (the join says it)."""
+    from psr2video.scaleout.tasks import about_the_cut
+
+    src = tmp_path / "cc.h264"
+    cc = bytes([0xFC, 0x94, 0x20, 0xFC, 0x94, 0x2C])  # two CEA-608 byte pairs
+    payload = bytes([0xB5, 0x00, 0x31]) + b"GA94" + bytes([0x03, 0x40 | 2, 0xFF]) + cc + bytes([0xFF])
+    sei = b"\x00\x00\x00\x01\x06" + bytes([4, len(payload)]) + payload + b"\x80"  # user data registered (T.35)
+    with av.open(str(src), "w", format="h264") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.options = {"bf": "0"}
+        packets = [p for i in range(6) for p in v.encode(av.VideoFrame.from_ndarray(pattern(48, 64, i),
+                                                                                  format="rgb24"))]
+        for pkt in packets + v.encode(None):
+            q = av.Packet(sei + bytes(pkt))
+            q.pts, q.dts, q.stream = pkt.pts, pkt.dts, v
+            out.mux(q)
+    with av.open(str(src)) as c:  # (what the case needs: FFmpeg finds the captions)
+        assert "A53_CC" in [k.name for k in next(c.decode(video=0)).side_data.keys()]
+    code, err = run(str(src), str(tmp_path / "o.mkv"), "--variant", "mks")
+    line = next((ln for ln in err.splitlines() if "closed captions" in ln), "")
+    assert code == 0 and line.startswith("warning: the input's closed captions (EIA-608/708) can't be carried"), err
+    assert "ccextractor" in line and about_the_cut(line)
+
+
 def _clip_with_tone(path: Path, acodec: str, rate: int, start: float, seconds: float = 1.0,
                     layout: str = "stereo", gap: float = 0.0) -> Path:
     """25 frames of video and a 440 Hz tone in ``acodec`` at ``rate`` Hz that starts ``start`` s in; with ``gap``,

@@ -157,7 +157,8 @@ def source_frame_facts(source: str) -> Any:
             s = main_video(c)
             for frame in c.decode(s):
                 f = first_frame(frame, s.codec_context)
-                return FirstFrame(rotation=f.rotation, interlaced=f.interlaced, field_order=f.field_order)
+                return FirstFrame(rotation=f.rotation, interlaced=f.interlaced, field_order=f.field_order,
+                                  lost=f.lost)
     except av.error.FFmpegError:  # a damaged start: the segments and the run already say so
         pass
     return FirstFrame()

@@ -230,6 +230,7 @@ def about_the_cut(note: str) -> bool:
     can't be given non-square pixels, but the join writes OUT with the source's tags and pixel shape and says
     once what OUT can't hold (as a single-process run does). A --size note (the pixel shape it fits) is OUT's."""
     return "--size" not in note and ("has no colour tags" in note or "non-square pixels" in note
+            or "held in the source's video bitstream" in note  # (the join says it once)
             or re.search(rf"\b{CUT_FORMAT}\b", note) is not None)
 
 

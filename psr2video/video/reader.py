@@ -105,6 +105,7 @@ class FirstFrame:
     mastering: bytes = b""  # AVMasteringDisplayMetadata
     light_level: bytes = b""  # AVContentLightMetadata
     hw_decoded: bool = False  # by the hardware decoder (a CUDA frame, or one it handed back as NV12/P010)
+    lost: tuple[str, ...] = ()  # what rides in the video bitstream and no re-encode carries (captions, DV, HDR10+)
 
 
 @dataclass
@@ -1108,6 +1109,19 @@ class Deinterlacer:
                 return out
 
 
+def _bitstream_only() -> tuple[tuple[tuple[Any, ...], str], ...]:
+    from av.sidedata.sidedata import Type
+
+    return (((Type.A53_CC,), "closed captions (EIA-608/708)"),
+            ((Type.DOVI_RPU_BUFFER, Type.DOVI_METADATA), "Dolby Vision metadata"),
+            ((Type.DYNAMIC_HDR_PLUS,), "HDR10+ dynamic metadata"))
+
+
+# side data of the first frame that lives in the source's bitstream (SEI, RPU) and that a re-encode here can't carry:
+# PyAV can't attach side data to the frames handed to the encoder
+BITSTREAM_ONLY = _bitstream_only()
+
+
 def top_field_first(frame: av.VideoFrame) -> bool | None:
     """The interlaced frame's own top-field-first flag, which PyAV doesn't expose: FFmpeg's ``separatefields``
     gives the first field in time first, so it is the top field's rows (0, 2, ...) or the bottom's; None when the
@@ -1143,7 +1157,8 @@ def first_frame(frame: av.VideoFrame, cc: Any) -> FirstFrame:
     interlaced = frame.interlaced_frame or order > 1
     if frame.interlaced_frame and (top := top_field_first(frame)) is not None and (order in (2, 4)) != top:
         order = 2 if top else 3  # the frame's own flag (what bwdif follows), over the parser's stream-level guess
-    return FirstFrame(rotation=int(frame.rotation or 0), interlaced=interlaced,
+    lost = tuple(what for kinds, what in BITSTREAM_ONLY if any(k in side for k in kinds))
+    return FirstFrame(rotation=int(frame.rotation or 0), interlaced=interlaced, lost=lost,
                       field_order=order if order > 1 else (2 if interlaced else 1),
                       mastering=side.get(Type.MASTERING_DISPLAY_METADATA, b""),
                       light_level=side.get(Type.CONTENT_LIGHT_LEVEL, b""),

@@ -402,8 +402,18 @@ class Writer(threading.Thread):
                       "square pixels (use libx264 or libx265, or an .mp4 / .mov file, to keep the shape)")
 
     def _carry_frame_facts(self, codec: str, first: FirstFrame, deinterlaced: bool) -> None:
-        """Display rotation, field order and HDR10 side data of the input, carried or named."""
+        """Display rotation, field order and HDR10 side data of the input, carried or named; what rides in its
+        bitstream only (captions, Dolby Vision, HDR10+) named as lost."""
         vs = self.vstream
+        if first.lost:
+            hints = []
+            if any("captions" in w for w in first.lost):
+                hints.append("extract the captions first (e.g. ccextractor IN) to keep them as a subtitle file")
+            if any("Dolby Vision" in w for w in first.lost):
+                hints.append("players show its HDR10 base layer; a profile 5 stream has none, and its colours will "
+                             "be wrong")
+            self.warn(f"warning: the input's {' and '.join(first.lost)} can't be carried (held in the source's video "
+                      "bitstream, which is re-encoded)" + "".join(f"; {h}" for h in hints))
         if first.rotation and self.out.format.name.split(",")[0] in DISPLAY_MATRIX:
             vs.set_display_rotation(first.rotation)
             self.warn(f"note: the input is shown rotated by {first.rotation} degrees (display matrix); the output "

@@ -1337,6 +1337,37 @@ def test_closed_captions_in_the_video_are_said_lost(tmp_path: Path) -> None:
     assert "ccextractor" in line and about_the_cut(line)
 
 
+@pytest.mark.parametrize("start, shown", [("3", [(0, b"first")]), ("7", [(0, b"second")]), ("0.2", []),
+                                          ("0.5", [(Fraction(1, 2), b"first")]), ("20", [(0, b"third")])])
+def test_a_bitmap_subtitle_on_screen_when_a_part_starts_is_kept(tmp_path: Path, start: str, shown: list) -> None:
+    """Bitmap subtitles (PGS, DVB, DVD) carry no duration: each is shown until the stream's next packet. A part
+    (--start) beginning while one was on screen left it out, and the screen stayed empty until the next one. The
+    last one before the part is now kept, from the part's start (none when the part starts before the first), where
+    the part is read from the file's start and where it is sought (20 s)."""
+    src = tmp_path / "bitmap.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        v.options = {"x264-params": "keyint=25:min-keyint=25:scenecut=0"}
+        sub = out.add_stream("dvdsub")
+        sub.time_base = Fraction(1, 1000)
+        for t, data in ((1000, b"first"), (6000, b"second"), (15000, b"third")):
+            pkt = av.Packet(data)
+            pkt.pts = pkt.dts = t
+            pkt.time_base, pkt.stream = Fraction(1, 1000), sub
+            out.mux(pkt)
+        for i in range(750):
+            out.mux(v.encode(av.VideoFrame.from_ndarray(pattern(24, 32, i), format="rgb24")))
+        out.mux(v.encode(None))
+    dst = tmp_path / "part.mkv"
+    code, err = run(str(src), str(dst), "--variant", "mks", "--start", start, "--duration", "0.5" if start == "0.2"
+                    else "1.5")
+    assert code == 0, err
+    with av.open(str(dst)) as c:
+        got = [(p.pts * p.time_base, bytes(p)) for p in c.demux(c.streams.subtitles[0]) if p.size]
+    assert got == shown, got
+
+
 def _clip_with_tone(path: Path, acodec: str, rate: int, start: float, seconds: float = 1.0,
                     layout: str = "stereo", gap: float = 0.0) -> Path:
     """25 frames of video and a 440 Hz tone in ``acodec`` at ``rate`` Hz that starts ``start`` s in; with ``gap``,

@@ -118,6 +118,9 @@ def _source_packets(inp: Any, streams: list[Any], window: Any = None) -> Iterato
                 return
             if not cut(pkt):
                 continue
+            for q in cut.on_screen():  # the part has begun: the bitmap subtitles on screen go first
+                n += 1
+                yield float(q.dts * q.time_base), -n, q
         ts = pkt.dts
         n += 1
         yield float(ts * pkt.time_base), -n, pkt

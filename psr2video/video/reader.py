@@ -785,8 +785,16 @@ class Reader(threading.Thread):
     def _dated(self, pkt: av.Packet, hold: bool = False, attached: bool = False) -> bool:
         if not self._past_end:  # past a part's end the video is no longer read: no gap is damage there
             self.damage.packet(pkt)
-        if self.window is not None and not attached and not self._cut_packet(pkt):
-            return True
+        if self.window is not None and not attached:
+            if not self._cut_packet(pkt):
+                return True
+            assert self._cut is not None
+            for q in self._cut.on_screen():  # the part has begun: the bitmap subtitles on screen go first
+                if not self._queue(q, hold):
+                    return False
+        return self._queue(pkt, hold)
+
+    def _queue(self, pkt: av.Packet, hold: bool) -> bool:
         if hold:
             self._held.append(PacketItem(pkt))
             return True
@@ -866,6 +874,10 @@ class Reader(threading.Thread):
         self._track(fr, pts, tb)
         if place < 0:  # before the part (decoded from the keyframe before it): timed, not kept
             return True
+        if self._cut is not None and self._cut.shown:  # the part's first frame: bitmap subtitles on screen go first
+            for q in self._cut.on_screen():
+                if q.stream.index in self.copy_ids and not self._put(PacketItem(q)):
+                    return False
         if fr.is_corrupt:
             self.damage.bad_packet(fr.time if fr.pts is not None else self._last_good)
         if self.size is None:
@@ -1020,7 +1032,8 @@ class Reader(threading.Thread):
                             found.append(PacketItem(own))
         except (av.error.FFmpegError, OSError, ValueError):
             return []
-        return found
+        assert self._cut is not None
+        return found + [PacketItem(q) for q in self._cut.on_screen()]
 
     def _part_done(self) -> bool:
         """The part's end is behind: the video's, and every copied audio (or video) stream's, or the demuxer

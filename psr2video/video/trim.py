@@ -154,6 +154,7 @@ class PacketCut:
     def __init__(self, window: Window) -> None:
         self.window = window
         self.lead: set[tuple[int, int, bytes]] = set()  # subtitles (stream, pts, text) begun before the part, kept
+        self.shown: dict[int, Any] = {}  # bitmap subtitle stream -> its last packet before the part (``on_screen``)
         self._ticks: dict[Fraction, int] = {}
 
     def ticks(self, time_base: Fraction) -> int:
@@ -171,6 +172,13 @@ class PacketCut:
         if at is None or win.after(at * tb):
             return False
         subtitle = pkt.stream.type == "subtitle" and pkt.duration
+        if win.before(at * tb) and pkt.stream.type == "subtitle" and not pkt.duration:
+            # a bitmap subtitle (PGS, DVB, DVD) lasts until the stream's next packet: the last one before the part
+            # is on screen when it starts (or is the empty one that cleared the screen)
+            last = self.shown.get(pkt.stream.index)
+            if last is None or at >= (last.pts if last.pts is not None else last.dts):
+                self.shown[pkt.stream.index] = pkt
+            return False
         if win.before(at * tb):
             lo = math.ceil(win.lo / tb)
             key = (pkt.stream.index, at, bytes(pkt))  # lines begun together (ASS signs and dialogue) are two
@@ -191,6 +199,21 @@ class PacketCut:
         if pkt.dts is not None:
             pkt.dts -= shift
         return True
+
+    def on_screen(self) -> list[Any]:
+        """The bitmap subtitles on screen when the part starts (each stream's last packet before it), moved to the
+        part's start; each once (two readings may meet it). Asked for when the part has begun."""
+        out = []
+        for pkt in self.shown.values():
+            tb = Fraction(pkt.time_base)
+            key = (pkt.stream.index, pkt.pts if pkt.pts is not None else pkt.dts, bytes(pkt))
+            if key in self.lead:
+                continue
+            self.lead.add(key)
+            pkt.pts = pkt.dts = math.ceil(self.window.lo / tb) - self.ticks(tb)
+            out.append(pkt)
+        self.shown.clear()
+        return out
 
 
 # a part starting closer than this to the video's start is read from the start: decoding that little costs less than

@@ -6,10 +6,13 @@ used, so ``--help`` stays fast and a missing optional dependency only affects it
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import click
 
@@ -94,6 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, Interrupted):
         click.echo("psr2video: interrupted", err=True)
         sys.exit(130)
+    except OSError as e:  # a name the file system can't hold, met wherever a path is first looked at
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        name = Path(str(e.filename or "")).name
+        click.echo(f"Error: file name too long ({len(os.fsencode(name))} bytes; file systems hold 255): "
+                   f"{name[:60]}{'...' if len(name) > 60 else ''}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise OSError(errno.EISDIR if path.is_dir() else errno.EINVAL,
                       "a folder" if path.is_dir() else "not a regular file", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = beside(path, f".{os.getpid()}.tmp")
     try:
         yield tmp
         with open(tmp, "rb") as f:
@@ -33,6 +33,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+NAME_MAX = 255  # bytes of one file name (ext4, XFS, APFS, NTFS in UTF-16 units)
+
+
+def beside(path: Path, tail: str) -> Path:
+    """A hidden temporary name for ``path`` in its folder: ``.NAME`` + ``tail``, or, where that is longer than a
+    file name may be (an anime episode's 82-character Japanese title is 246 bytes), a digest of the name
+    keeping its extension; the name as given could be written, so its temporary must be too."""
+    name = f".{path.name}{tail}"
+    if len(os.fsencode(name)) > NAME_MAX:
+        name = f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}{tail}{path.suffix}"
+    return path.with_name(name)
 
 
 def write_atomic(path: str | Path, data: bytes | bytearray | memoryview | str) -> None:
@@ -46,10 +59,20 @@ def write_atomic(path: str | Path, data: bytes | bytearray | memoryview | str) -
 
 def visible_files(folder: str | Path) -> list[Path]:
     """The files under ``folder``, sorted, without hidden ones or those in hidden folders (``.git``, macOS's
-    ``._name`` resource forks, our own partial outputs)."""
+    ``._name`` resource forks, our own partial outputs). Linked folders are followed (a season folder of links
+    into a library), each real folder once (a link back up would loop); a broken link is not a file."""
     root = Path(folder)
-    return sorted(p for p in root.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    seen: set[str] = set()
+    found = []
+    for here, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(here) / f for f in files if not f.startswith(".") and (Path(here) / f).is_file()]
+    return sorted(found)
 
 
 def sha256_file(path: str | Path) -> str:

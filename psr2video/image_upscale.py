@@ -81,8 +81,10 @@ def plan(input: str, output: str, overwrite: bool, skip_existing: bool = False) 
         files = [p for p in visible_files(src) if p.suffix.lower() in PICTURE_EXTS]  # not ._x.jpg, .git/
         if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
             raise PictureError(f"OUT {output} is inside IN {input}; give a folder outside it")
-        if not files:
-            raise PictureError(f"no pictures ({', '.join(sorted(PICTURE_EXTS))}) in {input}")
+        if not files:  # (a folder with videos is upscaled by the folder command)
+            others = visible_files(src)
+            what = f" ({len(others)} other file(s), e.g. {others[0].name})" if others else " (it is empty)"
+            raise PictureError(f"no videos or pictures in {input}{what}")
         jobs = [Job(p, dst / p.relative_to(src)) for p in files]
     else:
         if not dst.parent.exists():
@@ -467,6 +469,18 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
     t0 = time.perf_counter()
     unreadable: list[str] = []  # what went wrong, per picture not written
     frames = 0
+
+    def skip(e: Exception, job: Job) -> None:
+        """A picture not written: raised for one file; in a folder it is named and the others go on."""
+        if isinstance(e, SizeError) or str(job.src) not in str(e):  # the others name the file already
+            e = PictureError(f"{job.src}: {e}")
+        if failed is not None:
+            failed.append(str(e))
+        elif len(jobs) == 1:
+            raise PictureError(str(e)) from None
+        say(f"warning: {e}; skipped")
+        unreadable.append(str(e))
+
     for i, job in enumerate(jobs, 1):
         try:
             # a video file (by name and content) into .gif/.webp: an animation
@@ -487,14 +501,7 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
             else:
                 out, info, notes = upscale_picture(up, job.src, ext, size)
         except (PictureError, AnimationError, SizeError) as e:  # unreadable, broken, a --size it can't take
-            if isinstance(e, SizeError):  # the others name the file already
-                e = PictureError(f"{job.src}: {e}")
-            if failed is not None:
-                failed.append(str(e))
-            elif len(jobs) == 1:
-                raise PictureError(str(e)) from None
-            say(f"warning: {e}; skipped")  # one bad file in a folder doesn't stop the others
-            unreadable.append(str(e) if str(job.src) in str(e) else f"{job.src}: {e}")
+            skip(e, job)
             continue
         see_through = (not isinstance(out, Deep) and out.mode in ("RGBA", "LA")  # Deep: .png/.tif, which hold it
                        and out.getchannel("A").getextrema()[0] < 255)
@@ -507,8 +514,12 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
         if lost := picture_metadata.lost(info.get("extra") or {}, ext):
             notes.append(f"note: {job.src.name}'s {' and '.join(lost)} can't be held in {job.dst.suffix}; left out "
                          "(.png keeps them)")
-        if (note := _save(out, info, job.dst)) is not None:
-            notes.append(note)
+        try:
+            if (note := _save(out, info, job.dst)) is not None:
+                notes.append(note)
+        except PictureError as e:  # can't be written (a name too long, a file where its folder should be)
+            skip(e, job)
+            continue
         frames += 1
         for n in notes:
             say(n)

@@ -141,3 +141,26 @@ def test_a_fifo_or_device_out_is_refused_not_replaced(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "is not a regular file (a device or a FIFO)" in r.output, r.output
     assert f"psr2video IN - > {fifo}" in r.output and len(r.output.strip().splitlines()) == 1, r.output
     assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_long_file_names(tmp_path: Path) -> None:
+    """A video named with 246 bytes (82 Japanese characters: an anime episode's title) could not be upscaled: the
+    temporary '.NAME.partial.mkv' passed the file system's 255 bytes and the error blamed the codec ('matroska
+    can't hold libx264 video (File name too long)'). Its temporary is a digest now; a name past 255 bytes itself
+    is one line, not a traceback."""
+    import shutil
+    import subprocess
+    import sys
+
+    from psr2video.paths import SAMPLE_CLIP
+
+    name = "話" * 82  # 246 bytes in UTF-8
+    src = tmp_path / f"{name}.mkv"
+    shutil.copy(SAMPLE_CLIP, src)
+    r = CliRunner().invoke(cli, [str(src), str(tmp_path / f"{name}.x2.mkv"), "--variant", "mks", "--max-frames", "2"])
+    assert r.exit_code == 0 and (tmp_path / f"{name}.x2.mkv").exists(), r.output
+    too_long = tmp_path / ("y" * 260 + ".mkv")
+    p = subprocess.run([sys.executable, "-m", "psr2video", str(src), str(too_long), "--variant", "mks"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and p.stderr.strip().startswith("Error: file name too long (264 bytes"), p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1

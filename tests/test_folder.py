@@ -174,3 +174,55 @@ def test_crop_in_a_folder_says_the_pictures_are_whole(season: Path, tmp_path: Pa
     code, err = run("upscale", str(season), str(tmp_path / "out"), "--variant", "mks", "--crop", "0:0:4:4", "-q")
     assert code == 0 and "--crop cuts the videos' edges; the 1 picture(s) and animation(s) are upscaled whole" in err
     assert Image.open(tmp_path / "out" / "extras" / "poster.jpg").size == (60, 40)
+
+
+def test_a_damaged_video_is_not_left_under_its_out_name(season: Path, tmp_path: Path) -> None:
+    """A truncated video in a folder wrote the frames that decoded under its OUT name, so the --skip-existing
+    re-run the tool itself advises took it as done and ended with exit 0: the damage was never said again. It is
+    kept as NAME.damaged.EXT now (--skip-existing tries it again; --ignore-errors accepts it as done), and a later
+    complete run removes that file."""
+    full = make_clip(tmp_path / "long.mkv", w=64, h=36, pts=[i * 40 for i in range(60)], subtitle=False)
+    data = full.read_bytes()
+    (season / "cut.mkv").write_bytes(data[: len(data) * 2 // 3])
+    out = tmp_path / "out"
+    code, err = run("upscale", str(season), str(out), "--variant", "mks", "-q")
+    assert code == 1 and "kept as cut.damaged.mkv instead, so that --skip-existing tries it again" in err, err
+    assert (out / "cut.damaged.mkv").exists() and not (out / "cut.mkv").exists()
+    code, err = run("upscale", str(season), str(out), "--variant", "mks", "-q", "--skip-existing")
+    assert code == 1 and "cut.mkv" in err.strip().splitlines()[-1], err  # tried again, said again
+    code, err = run("upscale", str(season), str(out), "--variant", "mks", "-q", "--skip-existing",
+                    "--ignore-errors")
+    assert code == 0 and (out / "cut.mkv").exists() and not (out / "cut.damaged.mkv").exists(), err
+    assert "the damaged cut.damaged.mkv of an earlier run is removed" in err
+
+
+def test_a_picture_that_cant_be_written_does_not_stop_the_others(season: Path, tmp_path: Path) -> None:
+    """One picture whose OUT can't be written (here a file where its output folder must go) stopped every picture
+    after it, and the summary said the others were written. It is named and skipped; the rest are written, and
+    a video whose output folder can't be made is one warning, not a traceback that ends the folder."""
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(season / "zz.png")
+    (season / "sub").mkdir()
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(season / "sub" / "a.png")
+    make_clip(season / "sub" / "b.mkv", w=48, h=32, subtitle=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").write_bytes(b"a file where the folder goes")
+    code, err = run("upscale", str(season), str(out), "--variant", "mks", "-q")
+    assert code == 1 and "Traceback" not in err, err
+    assert (out / "zz.png").exists() and (out / "extras" / "poster.jpg").exists() and (out / "e01.mkv").exists()
+    assert "can't make the folder" in err and "sub/b.mkv" in err
+    assert err.strip().splitlines()[-1].startswith("Error: 2 of 6 files had a problem"), err
+
+
+def test_linked_folders_are_followed_once(season: Path, tmp_path: Path) -> None:
+    """A season folder of links into a library: rglob did not follow linked folders, and their videos were left
+    out without a word. They are followed, each real folder once (a link back up does not loop)."""
+    from psr2video.fileio import visible_files
+
+    library = tmp_path / "library"
+    library.mkdir()
+    make_clip(library / "e05.mkv", w=48, h=32, subtitle=False)
+    (season / "linked").symlink_to(library, target_is_directory=True)
+    (season / "extras" / "up").symlink_to(season, target_is_directory=True)
+    names = [p.relative_to(season).as_posix() for p in visible_files(season)]
+    assert "linked/e05.mkv" in names and not any(n.startswith("extras/up/") for n in names), names

@@ -404,3 +404,40 @@ def test_per_frame_errors_use_script_words() -> None:
     with pytest.raises(PluginError) as e:
         inst.process(None, None, 96, 80, 0, 0)
     assert str(e.value) == "frame 96x80: x2_fixed64 only takes inputs up to 64x64, not 96x80: run it tiled with tile=32"
+
+
+def test_the_grey_clip_hint_runs() -> None:
+    """The refusal of a grey clip suggested a conversion that fails on the usual grey clip, a YUV luma plane (it
+    keeps its _Matrix, which RGB can't have: 'Resize error 1026'). The suggested line now runs as written."""
+    import re
+
+    from psr2video.vs.filter import PluginError, check_format
+
+    core = vs.core
+    yuv = core.std.SetFrameProps(core.std.BlankClip(format=vs.YUV420P8, color=[128, 128, 128]), _Matrix=1)
+    clip = core.std.ShufflePlanes(yuv, 0, vs.GRAY)
+    with pytest.raises(PluginError) as e:
+        check_format({"format": "Gray8", "color_family": clip.format.color_family, "sample_type": 0, "bits": 8})
+    line = re.search(r"add (clip = .*?\)) before it", str(e.value)).group(1)
+    scope = {"core": core, "vs": vs, "clip": clip}
+    exec(line, scope)
+    assert scope["clip"].format.id == vs.RGBS and np.asarray(scope["clip"].get_frame(0)[0])[0, 0] > 0.5
+
+
+def test_script_words_do_not_repeat_the_script_form() -> None:
+    """'runs with --model (model= in Python/VapourSynth)' became 'runs with model= (model= in ...)' in a script."""
+    from psr2video.vs.filter import script_words
+
+    msg = "x.pth is not readable; another project's checkpoint runs with --model (model= in Python/VapourSynth)"
+    assert script_words(msg) == "x.pth is not readable; another project's checkpoint runs with model=..."
+
+
+@pytest.mark.parametrize("args, said", [(["--device", "gpu"], "unknown device 'gpu'"),
+                                        (["--variant", "stream", "--weights", "nope.safetensors"],
+                                         "weights file not found: nope.safetensors"),
+                                        (["--frames", "-1"], "'--frames': -1 is not in the range")])
+def test_vs_bench_mistakes_are_one_line(args: list[str], said: str) -> None:
+    """vs bench printed tracebacks for a wrong device, missing weights or a damaged clip, and timed the whole clip
+    for --frames -1."""
+    r = CliRunner().invoke(cli, ["vs", "bench", *args])
+    assert r.exit_code in (1, 2) and said in r.output and "Traceback" not in r.output, r.output

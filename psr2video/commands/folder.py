@@ -83,10 +83,15 @@ def _stopped_name(dst: Path) -> Path:
     return dst.with_name(f"{dst.stem}.stopped{dst.suffix}")
 
 
-def _say_stop(jobs: list[VideoJob], i: int, finished: int, cut_short: bool, started: bool = True) -> None:
+def _damaged_name(dst: Path) -> Path:
+    return dst.with_name(f"{dst.stem}.damaged{dst.suffix}")
+
+
+def _say_stop(jobs: list[VideoJob], i: int, finished: int, cut_short: bool, started: bool = True,
+              failed: list[str] | None = None) -> None:
     """After a stop in video ``i`` (1-based; ``started``: it was being upscaled, else it was about to be): its
     finalised, cut-short output (when the stop came after its first frame) is moved to NAME.stopped.EXT, still
-    playable, so that ``--skip-existing`` redoes it; the line says how to go on."""
+    playable, so that ``--skip-existing`` redoes it; the line says how to go on, and which files failed."""
     job = jobs[i - 1]
     kept = ""
     if cut_short and job.dst.exists():
@@ -94,7 +99,8 @@ def _say_stop(jobs: list[VideoJob], i: int, finished: int, cut_short: bool, star
         kept = f" (cut short: kept as {_stopped_name(job.dst)}, playable)"
     left = [j.src.name for j in jobs[i if started else i - 1:]]
     where = f"; {job.src.name} was stopped{kept}" if started else ""
-    _warn(f"stopped: {finished} of {len(jobs)} videos were finished{where}"
+    bad = f"; {len(failed)} had a problem (said above)" if failed else ""
+    _warn(f"stopped: {finished} of {len(jobs)} videos were finished{where}{bad}"
           + (f"; not started: {', '.join(left[:3])}{' ...' if len(left) > 3 else ''}" if left else "")
           + "; run the same command with --skip-existing to go on")
 
@@ -144,6 +150,8 @@ def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path
         pictures = plan(input, output, overwrite, skip_existing) if has_pictures else []
     except PictureError as e:
         raise UserError(str(e)) from None
+    if skip_existing and (left := sum(p.suffix.lower() in PICTURE_EXTS for p in files) - len(pictures)):
+        notes.append(f"note: --skip-existing: {left} picture(s) whose OUT exists are left out")
     if not jobs and not pictures:
         _warn(f"every file under {input} has its OUT already (--skip-existing); nothing to do")
         return
@@ -189,9 +197,8 @@ def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path
         for i, job in enumerate(jobs, 1):
             current[0] = file_stop = threading.Event()
             if stop.is_set():  # Ctrl-C between two files (or as this one begins): it is not opened
-                _say_stop(jobs, i, finished, cut_short=False, started=False)
+                _say_stop(jobs, i, finished, cut_short=False, started=False, failed=failed)
                 sys.exit(130)
-            job.dst.parent.mkdir(parents=True, exist_ok=True)
             opts = pipeline.Options(input=str(job.src), output=str(job.dst), codec=codecs[job.dst.suffix.lower()],
                                     crf=video["crf"], preset=video["preset"], pix_fmt=video["pix_fmt"],
                                     batch=video["batch"], overlay_fps=video["overlay_fps"],
@@ -199,28 +206,37 @@ def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path
                                     deinterlace=video["deinterlace"], size=size, trim=video["trim"])
             res = None
             try:
+                try:
+                    job.dst.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise UserError(f"can't make the folder {job.dst.parent}: {e.strerror or e}") from None
                 # auto: this file's own bars (in the part asked for)
                 opts.crop = resolve_crop(video["crop"], str(job.src), _warn, trim=video["trim"])
                 res, snapshot = run_video(up, opts, f"[{i}/{len(jobs)}] {job.src.name}", quiet, file_stop,
                                           say_backend=say_backend and i == 1)
                 report(res, snapshot, str(job.dst), ignore_errors, stopped_by=stop.by)
                 finished += 1
-                if _stopped_name(job.dst).exists():  # the cut-short file of an earlier, stopped run
-                    _stopped_name(job.dst).unlink()
-                    _warn(f"note: {job.dst.name} is complete now; the cut-short {_stopped_name(job.dst).name} of "
-                          "the stopped run is removed")
+                for leftover, what in ((_stopped_name(job.dst), "cut-short"), (_damaged_name(job.dst), "damaged")):
+                    if leftover.exists():  # of an earlier run that was stopped, or met damage
+                        leftover.unlink()
+                        _warn(f"note: {job.dst.name} is complete now; the {what} {leftover.name} of an earlier run "
+                              "is removed")
             except UserError as e:  # this file's problem (damaged, unreadable, refused): the others go on
-                _warn(f"warning: {job.src}: {e.format_message()}")
-                failed.append(f"{job.src}: {e.format_message()}")
+                msg = e.format_message()
+                if res is not None and res.frames and job.dst.exists():  # damaged input: the frames that decoded
+                    job.dst.replace(_damaged_name(job.dst))  # not under OUT's name, which --skip-existing takes as
+                    msg += f"; kept as {_damaged_name(job.dst).name} instead, so that --skip-existing tries it again"
+                _warn(f"warning: {job.src}: {msg}")
+                failed.append(f"{job.src}: {msg}")
             except KeyboardInterrupt:
                 _warn("psr2video: aborted; partial output removed")
                 sys.exit(130)
             except SystemExit:  # stopped (Ctrl-C, SIGTERM): this file is finalised, the rest not started
-                _say_stop(jobs, i, finished, cut_short=res is not None and res.frames > 0)
+                _say_stop(jobs, i, finished, cut_short=res is not None and res.frames > 0, failed=failed)
                 raise
     pics = f", {done_pictures} of {len(pictures)} pictures" if pictures else ""
     _warn(f"done: {finished} of {len(jobs)} videos{pics} -> {output}")
     if failed:
         total = len(jobs) + len(pictures)
-        raise UserError(f"{len(failed)} of {total} files had a problem (first: {failed[0]}); the others were "
-                        "written")
+        rest = "the others were written" if finished + done_pictures else "none was written"
+        raise UserError(f"{len(failed)} of {total} files had a problem (first: {failed[0]}); {rest}")

@@ -47,21 +47,25 @@ def install(quiet: bool, force: bool, plugin_dir: Path | None, no_check: bool, n
 
 
 @vs.command("bench")
-@click.option("--clip", type=click.Path(dir_okay=False, path_type=Path), help="input video (default: samples/*.mkv)")
+@click.option("--clip", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="input video (default: samples/*.mkv)")
 @click.option("--variant", type=click.Choice(MODELS), default="realtime", show_default=True)
 @click.option("--scale", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
 @click.option("--weights", help="weights file or shipped preset (clean) (default: shipped, else untrained weights "
                                 "of the variant)")
-@click.option("--frames", type=int, help="frames to time (default 16 on CPU, 200 on CUDA)")
+@click.option("--frames", type=click.IntRange(min=1), help="frames to time (default 16 on CPU, 200 on CUDA)")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None)
-@click.option("--repeat", type=int, default=2, show_default=True, help="best of N runs for each side")
+@click.option("--repeat", type=click.IntRange(min=1), default=2, show_default=True,
+              help="best of N runs for each side")
 def bench(clip: Path | None, variant: str, scale: str, weights: str | None, frames: int | None, backend: str,
           device: str, precision: str | None, repeat: int) -> None:
     """vspipe through core.psr2.Upscale vs the Upscaler alone, on the same frames."""
+    from ..errors import user_errors
     from ..vs.bench import run
 
     argv = sys.argv[sys.argv.index("bench") + 1:] if "bench" in sys.argv else []
-    run(clip, variant, int(scale), weights, frames, backend, device, precision, repeat,
-        command=" ".join(["psr2video vs bench", *argv]), echo=click.echo)
+    with user_errors():  # a missing/damaged clip, a device or weights mistake: one line
+        run(clip, variant, int(scale), weights, frames, backend, device, precision, repeat,
+            command=" ".join(["psr2video vs bench", *argv]), echo=click.echo)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import os
 import queue
 import threading
 import time
@@ -26,6 +27,7 @@ import av
 import numpy as np
 import torch
 
+from ..fileio import NAME_MAX, beside
 from ..output_size import SizeSpec, resample
 from ..output_size import notes as size_notes
 from .color import PLANAR, ColorInfo, rgb_to_yuv, yuv_to_rgb
@@ -322,8 +324,11 @@ def output_size(width: int, height: int, scale: int, pix_fmt: str) -> tuple[int,
 
 
 def partial_path(out: str) -> str:
+    """OUT's temporary name while it is written (``.NAME.partial.EXT``; a digest of the name where that would be
+    too long for a file name)."""
     p = Path(out)
-    return str(p.with_name(f".{p.stem}.partial{p.suffix}"))
+    tmp = p.with_name(f".{p.stem}.partial{p.suffix}")
+    return str(tmp if len(os.fsencode(tmp.name)) <= NAME_MAX else beside(p, ".partial"))
 
 
 class _Run:

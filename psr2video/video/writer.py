@@ -311,7 +311,7 @@ class Writer(threading.Thread):
                 self.out.start_encoding()
         except Exception as e:  # noqa: BLE001 - FFmpeg's errno-typed errors
             if is_disk_full(e) or getattr(e, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS,
-                                                                errno.ENOENT, errno.EISDIR):
+                                                                errno.ENOENT, errno.EISDIR, errno.ENAMETOOLONG):
                 raise OutputError(describe_output_error(self.shown, e)) from None
             fmt = self.out.format.name
             why = ffmpeg_reason(e)

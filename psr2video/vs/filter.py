@@ -43,14 +43,16 @@ def check_format(info: dict) -> np.dtype:
     back = " (and convert back afterwards)"
     if cf == CF_UNDEFINED:
         raise PluginError("clips with a variable format are not supported; make the format constant first, "
-                          "e.g. clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s=\"709\")")
+                          "e.g. clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s=\"709\") when every "
+                          "frame is YUV (a clip joined from RGB and YUV sources: convert each source before joining)")
     if cf == CF_YUV:
         raise PluginError(f"input is {fmt} (YUV) but psr2 works on RGBS or RGBH; add "
                           "clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s=\"709\") before it "
                           f"(with the clip's own matrix, e.g. \"170m\" for SD){back}")
     if cf == CF_GRAY:
-        raise PluginError(f"input is {fmt} (Gray) but psr2 works on RGBS or RGBH; add "
-                          "clip = core.resize.Point(core.std.ShufflePlanes(clip, [0, 0, 0], vs.RGB), format=vs.RGBS)")
+        raise PluginError(f"input is {fmt} (Gray) but psr2 works on RGBS or RGBH; add clip = core.resize.Point("
+                          "core.std.SetFrameProps(core.std.ShufflePlanes(clip, [0, 0, 0], vs.RGB), _Matrix=0), "
+                          f"format=vs.RGBS) before it (a luma plane keeps its YUV matrix, which RGB can't have){back}")
     if cf != CF_RGB:
         raise PluginError(f"input format {fmt} is not supported; convert to vs.RGBS")
     if st == ST_INTEGER:
@@ -211,9 +213,10 @@ def script_words(msg: str) -> str:
     def arg(m: re.Match) -> str:
         name, value = m.group(1), m.group(2)
         if value is None:
-            return f"{name}="
+            return f"{name}=..."
         return f"{name}={value}" if value.isdigit() else f'{name}="{value}"'
 
+    msg = re.sub(r" \(\w+= in Python/VapourSynth\)", "", msg)  # the flag's own script form, said twice after this
     return re.sub(r"--(" + "|".join(ARGS) + r")\b(?: ([A-Za-z0-9][\w:.-]*))?", arg, msg)
 
 

@@ -1339,3 +1339,27 @@ def test_second_ctrl_c_is_one_line_and_exit_130(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(so, "run", interrupted)
     code, err = upscale(str(src), str(tmp_path / "out.mkv"), "--workers", "2")
     assert code == 130 and err.strip().splitlines() == ["psr2video: aborted; partial output removed"], err
+
+
+def test_a_full_disk_in_a_worker_is_retried_not_called_a_mistake(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """User mistakes in a worker are raised as SegmentError so that Ray does not retry them; a worker's full disk
+    was wrapped the same way and failed the whole run at once, as if the user had erred. It stays retryable."""
+    import errno
+
+    import psr2video.video.writer as W
+    from psr2video.scaleout import split
+    from psr2video.scaleout.tasks import Placement, SegmentError, Settings, upscale_segment
+
+    def full(self, frame):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(W.Writer, "_encode", full)
+    src = make_clip(tmp_path / "in.mkv")
+    packets, tb = split.scan(str(src))
+    segs = split.plan(packets, tb, 0.5, min_segments=2)
+    st = Settings("mks", 2, None, "auto", None, 0, 1, "ffv1", None, None, None)
+    seg, data = next(iter(split.cut(str(src), segs, {segs[0].index})))
+    with pytest.raises(Exception) as e:
+        upscale_segment(st, Placement(), seg, data, None, 10, None, split.source_color(str(src)))
+    assert "disk full" in str(e.value) and not isinstance(e.value, SegmentError), repr(e.value)

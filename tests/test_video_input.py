@@ -1368,6 +1368,111 @@ def test_a_bitmap_subtitle_on_screen_when_a_part_starts_is_kept(tmp_path: Path, 
     assert got == shown, got
 
 
+def _reader_times(path: Path, threads: int = 0) -> list[int | None]:
+    """The reader's frame times (in the stream's ticks) for ``path``, decoded with ``threads`` threads."""
+    from psr2video.video.reader import EndItem, Reader, VideoItem, open_input, stream_info
+
+    c = open_input(str(path))
+    r = Reader(c, stream_info(c).color, threads=threads)
+    r.prime()
+    r.start()
+    out = []
+    while not isinstance(item := r.queue.get(), EndItem):
+        if isinstance(item, VideoItem):
+            out.append(item.pts)
+    c.close()
+    return out
+
+
+def test_display_order_forgets_packets_that_give_no_frame(tmp_path: Path) -> None:
+    """Frames timed in display order (AVI, decode-order MP4) took the k-th earliest time of every packet fed: a
+    damaged AVI chunk, or the packets before the first keyframe of an MP4 cut mid-GOP, left a time behind, and
+    every later frame took the time of the frame before it (7 frames early to the end of a cut file). A packet
+    that fails to decode, one that later packets' frames overtake, and those before the first keyframe drop out."""
+    clean, bad = tmp_path / "clean.avi", tmp_path / "bad.avi"
+    with av.open(str(clean), "w") as out:
+        v = out.add_stream("mjpeg", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuvj420p"
+        for i in range(30):
+            out.mux(v.encode(av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")))
+        out.mux(v.encode(None))
+    with av.open(str(clean)) as inp, av.open(str(bad), "w") as out:
+        vo = out.add_stream_from_template(inp.streams.video[0])
+        for n, pkt in enumerate(p for p in inp.demux(video=0) if p.size):
+            if n == 10:  # a chunk whose data is garbage
+                q = av.Packet(b"\x00\x01garbage" * 4)
+                q.pts, q.dts, q.is_keyframe, q.time_base = pkt.pts, pkt.dts, pkt.is_keyframe, pkt.time_base
+                pkt = q
+            pkt.stream = vo
+            out.mux(pkt)
+    assert _reader_times(bad) == [i for i in range(30) if i != 10]
+    whole, cut = _level_clip(tmp_path / "whole.mp4", decode_order=True), tmp_path / "cut.mp4"
+    with av.open(str(whole)) as inp, av.open(str(cut), "w") as out:
+        vo = out.add_stream_from_template(inp.streams.video[0])
+        for n, pkt in enumerate(p for p in inp.demux(video=0) if p.size):
+            if n >= 5:  # cut mid-GOP: the first packets' references are gone
+                pkt.stream = vo
+                out.mux(pkt)
+    with av.open(str(cut)) as c:
+        s = c.streams.video[0]
+        shown = sorted(p.pts for p in c.demux(s) if p.size and p.pts >= 12 * 512)  # from the keyframe (frame 12)
+    assert _reader_times(cut)[:10] == shown[:10]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 0])
+def test_the_display_order_decision_does_not_follow_the_threads(tmp_path: Path, threads: int) -> None:
+    """Whether a file has decode-order times was decided from the packets fed before the first frame came out,
+    which the decoder's threads decide: an ordinary MP4 (composition offsets) whose first GOP starts I P P P was
+    taken for one with one or two threads, and every frame was timed two frames early (the first before 0). Only
+    packets whose pts are their dts count as decode-order times now."""
+    src = tmp_path / "pfirst.mp4"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.options = {"preset": "veryfast", "x264-params": "keyint=50:scenecut=0:bframes=3:b-adapt=0"}
+        for i in range(30):
+            f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")
+            f.pts = i
+            if 0 < i < 4:
+                f.pict_type = av.video.frame.PictureType.P
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    with av.open(str(src)) as c:
+        want = sorted(p.pts for p in c.demux(c.streams.video[0]) if p.size)
+    assert _reader_times(src, threads) == want
+
+
+def test_a_track_that_begins_late_is_looked_for_further(tmp_path: Path) -> None:
+    """A recording whose second sound track begins 8 s in, past the 5 s FFmpeg looks at for parameters: it was
+    taken for a track that never comes and left out, with its 4 s of sound. A file is looked at further (60 s)
+    when a track has no parameters; the sound is carried."""
+    src = tmp_path / "late.ts"
+    with av.open(str(src), "w", format="mpegts") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        v.options = {"bf": "0"}
+        a = out.add_stream("mp2", rate=48000)
+        a.layout = "stereo"
+        k = 0
+        for i in range(300):  # 12 s, sound from 8 s
+            out.mux(v.encode(av.VideoFrame.from_ndarray(pattern(24, 32, i), format="rgb24")))
+            while i >= 200 and k * 1152 < (i + 1 - 200) / 25 * 48000:
+                af = av.AudioFrame.from_ndarray(np.zeros((2, 1152), np.float32), format="fltp", layout="stereo")
+                af.sample_rate, af.pts = 48000, 8 * 48000 + k * 1152
+                out.mux(a.encode(af))
+                k += 1
+        out.mux(v.encode(None))
+        out.mux(a.encode(None))
+    with av.open(str(src)) as c:  # (what the case needs: FFmpeg's first look finds no sample rate)
+        assert c.streams.audio[0].codec_context.sample_rate == 0
+    dst = tmp_path / "o.mkv"
+    code, err = run(str(src), str(dst), "--variant", "mks")
+    assert code == 0 and "no sound parameters" not in err, err
+    with av.open(str(dst)) as c:
+        audio = [p for p in c.demux(c.streams.audio[0]) if p.size]
+        assert len(audio) > 150 and abs(float(audio[0].pts * audio[0].time_base) - 8) < 0.2
+
+
 def _clip_with_tone(path: Path, acodec: str, rate: int, start: float, seconds: float = 1.0,
                     layout: str = "stereo", gap: float = 0.0) -> Path:
     """25 frames of video and a 440 Hz tone in ``acodec`` at ``rate`` Hz that starts ``start`` s in; with ``gap``,

@@ -174,14 +174,14 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
     (--start/--end): every stream moved back with it, the other streams, chapters and timecode cut to it.
     ``square_pixels``: --size resampled to square pixels (else the source's pixel shape is carried)."""
     from ..video.pipeline import partial_path
-    from ..video.reader import PacketItem, main_video, stream_info
+    from ..video.reader import PacketItem, main_video, open_input, stream_info
     from ..video.writer import EndOfVideo, Writer, ffmpeg_reason
 
     check_headers(files)
     tmp = partial_path(output)
     writer = None
     ok = False
-    with av.open(source) as inp, av.open(str(files[0])) as first:
+    with open_input(source) as inp, av.open(str(files[0])) as first:
         try:
             info = stream_info(inp)
             vin = main_video(inp)

@@ -171,12 +171,15 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
     keeps no display matrix); ``shown``: the pts (``seg.time_base`` ticks) of the first frame the source shows and
     the first past its last (``split.shown_span``): the frames of packets its container discards (an MP4 edit
     list), which a single run's decoder drops and the cut no longer marks, are dropped by their times.
-    A user's mistake is raised as ``SegmentError`` (not retried)."""
+    A user's mistake is raised as ``SegmentError`` (not retried); a full disk is not a mistake, and is
+    retried."""
     try:
         return _upscale_segment(settings, place, seg, cut, weights, expected, progress, color, timing, shape, shown)
     except SegmentError:
         raise
     except PsrError as e:
+        if "disk full" in str(e):  # the machine's trouble (a worker's full temporary folder): retried, maybe
+            raise  # elsewhere (a TensorRT engine that can't be built is the same on every try: not retried)
         raise SegmentError(str(e)) from None
 
 

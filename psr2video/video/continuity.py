@@ -126,10 +126,10 @@ def _frame_time(stream: av.stream.Stream) -> Fraction:
 def decode(c: av.container.InputContainer, stream: av.stream.Stream) -> Iterator[av.VideoFrame]:
     """``c.decode(stream)`` with the times the video reader gives its frames (joined recordings follow on; an
     file with decode-order times, an AVI, has its frames take their packets' times in display order)."""
-    order = DisplayOrder.for_stream(stream, True if sorts_times(c) else None)
+    order = DisplayOrder(True if sorts_times(c) else None)
     for pkt in Continuity(c).packets(c.demux(stream)):
         if pkt.size:
-            order.fed(pkt.pts, pkt.dts)
+            order.fed(pkt.pts, pkt.dts, bool(pkt.is_keyframe))
         for fr in pkt.decode():
             if order.active is None:
                 order.decide(bool(stream.codec_context.has_b_frames))

@@ -1,74 +1,87 @@
-"""Frame times for files that store decode-order times (AVI; MP4/Matroska muxed without composition offsets),
-shared by every reader of frames."""
+"""Frame times for files that store decode-order times (AVI; MP4 muxed without composition offsets), shared by
+every reader of frames (the video reader, animations and frame grabs, the scale-out plan)."""
 
 from __future__ import annotations
 
 import heapq
-from fractions import Fraction
+from collections import Counter
 from typing import Any
 
 
 class DisplayOrder:
     """Frame times for a container that stores decode-order times (AVI: one chunk per tick, in decode order, its
     demuxer's "pts" derived from them; an MP4 muxed without composition offsets: pts = dts). Frames come out of
-    the decoder in display order, so the k-th frame shown takes the k-th earliest time of the packets fed, as
-    players time such files. FFmpeg's best-effort guess (``PtsGuess``) falls back on the dts of the packet fed
-    when a frame comes out instead: a reorder delay plus frame threading's late, which put B-frame AVIs and the
-    shared data's box_640x480.mp4 two frames behind their sound and lost the times of the frames between.
+    the decoder in display order, so the k-th frame shown takes the k-th earliest time of the packets that give
+    frames, as players time such files. FFmpeg's best-effort guess (``PtsGuess``) falls back on the dts of the
+    packet fed when a frame comes out instead: a reorder delay plus frame threading's late, which put B-frame
+    AVIs and the shared data's box_640x480.mp4 two frames behind their sound and lost the times between.
+
+    Each frame carries its own packet's pts (``own``), so the packets that gave no frame are known: one whose
+    decoding failed at once, and one that ``WINDOW`` packets fed after it have overtaken (no reorder reaches that
+    far), drop out of the times; packets before the first keyframe (a file cut mid-GOP) are never counted.
 
     ``active``: True (AVI, or a scale-out cut of a source that is), False (never), None: decided at the first
-    frame from the packets fed before it (``decide``). A packet that never gives a frame (damage) would leave its
-    time behind for good: a time further behind the frame's own packet than any reorder reaches is forgotten."""
+    frame (``decide``)."""
 
-    REACH = 32  # frame periods: more than any decoder's reorder depth (H.264: 16)
+    WINDOW = 24  # packets: more than any decoder's reorder depth (H.264: 16 frames; x265: 16 B-frames)
 
-    @classmethod
-    def for_stream(cls, stream: Any, active: bool | None) -> DisplayOrder:
-        rate = stream.average_rate or stream.guessed_rate
-        tb = Fraction(stream.time_base or Fraction(1, 1000))
-        return cls(round(1 / (Fraction(rate) * tb)) if rate else 1, active)
-
-    def __init__(self, period: int, active: bool | None = True) -> None:
-        self.reach = self.REACH * max(1, period)  # in the stream's ticks
+    def __init__(self, active: bool | None = True) -> None:
         self.active = active
-        self.times: list[int] = []
+        self.times: list[int] = []  # a heap of the counted packets' times
+        self.lost: Counter[int] = Counter()  # times in the heap of packets that gave no frame
+        self.pending: dict[int, tuple[int, int]] = {}  # own pts -> (packet number, time): no frame yet
         self.seen: list[tuple[int | None, int | None]] = []  # (pts, dts) of the packets fed before deciding
+        self.count = 0
+        self.started = False  # a keyframe was fed
 
-    def fed(self, pts: int | None, dts: int | None) -> None:
+    def fed(self, pts: int | None, dts: int | None, key: bool) -> None:
         """A packet given to the decoder (not a flush packet)."""
         if self.active is False:
+            return
+        self.started = self.started or key
+        if not self.started:  # before the first keyframe: it gives no frame
             return
         if self.active is None:
             self.seen.append((pts, dts))
         t = dts if dts is not None else pts
-        if t is not None:
-            heapq.heappush(self.times, t)
+        if t is None:
+            return
+        self.count += 1
+        heapq.heappush(self.times, t)
+        if pts is not None:
+            self.pending[pts] = (self.count, t)
+
+    def failed(self, pts: int | None) -> None:
+        """The packet of ``pts`` did not decode: it gives no frame."""
+        if pts is not None and (entry := self.pending.pop(pts, None)) is not None:
+            self.lost[entry[1]] += 1
 
     def decide(self, reorders: bool) -> None:
         """At the first frame: on when the codec reorders (B-frames) and the packets fed so far carry decode-order
-        times (pts = dts + a constant, increasing); off otherwise (their own pts are the frames' times)."""
+        times (``decode_order_times``); off otherwise (their own pts are the frames' times)."""
         if self.active is None:
             self.active = reorders and decode_order_times(self.seen)
             self.seen = []
             if not self.active:
-                self.times = []
+                self.times, self.pending = [], {}
 
     def __call__(self, own: int | None) -> int | None:
         """The time of the next frame shown; ``own``: its packet's (decode-order) time."""
-        if own is not None:
-            while len(self.times) > 1 and self.times[0] < own - self.reach:
-                heapq.heappop(self.times)
+        mine = self.pending.pop(own, None) if own is not None else None
+        if mine is not None:  # packets this far behind the frame's own that gave none never will
+            for p, t in [(p, t) for p, (n, t) in self.pending.items() if n < mine[0] - self.WINDOW]:
+                del self.pending[p]
+                self.lost[t] += 1
+        while self.times and self.lost[self.times[0]]:
+            self.lost[heapq.heappop(self.times)] -= 1
         return heapq.heappop(self.times) if self.times else own
 
 
 def decode_order_times(packets: list[tuple[int | None, int | None]]) -> bool:
-    """Whether packets (pts, dts) in decode order carry decode-order times: every pts a constant after its dts,
-    increasing. With B-frames a file muxed with composition offsets has pts going back and varying offsets."""
-    if len(packets) < 2 or any(p is None or d is None for p, d in packets):
-        return False
-    offsets = {p - d for p, d in packets}  # type: ignore[operator]
-    rising = all(b[0] > a[0] for a, b in zip(packets, packets[1:], strict=False))  # type: ignore[operator]
-    return len(offsets) == 1 and min(offsets) >= 0 and rising
+    """Whether packets (pts, dts) carry decode-order times: every pts equal to its dts. A file muxed with
+    composition offsets never starts so when it has B-frames (its first frame is shown a reorder delay after it is
+    decoded), however many of its packets are looked at (so the answer doesn't follow the decoder's threads)."""
+    return bool(packets) and all(p is not None and p == d for p, d in packets)
 
 
 def sorts_times(container: Any) -> bool:
@@ -81,11 +94,11 @@ def decided_order(container: Any, stream: Any) -> bool:
     a single-process run makes, for a scale-out plan (reads up to the first frame; the container is then spent)."""
     if sorts_times(container):
         return True
-    order = DisplayOrder.for_stream(stream, None)
+    order = DisplayOrder(None)
     for pkt in container.demux(stream):
         if not pkt.size:
             continue
-        order.fed(pkt.pts, pkt.dts)
+        order.fed(pkt.pts, pkt.dts, bool(pkt.is_keyframe))
         try:
             frames = pkt.decode()
         except Exception:  # noqa: BLE001 - a damaged start: what was fed decides

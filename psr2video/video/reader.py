@@ -31,6 +31,7 @@ from .display_order import DisplayOrder, sorts_times
 from .trim import SEEK_PAD, SEEK_RETRY, PacketCut, Window, container_origin, seek, worth_seeking
 
 # --start/--end
+PROBE_SECONDS = 60  # how far into a file FFmpeg looks for a track it found no parameters for (``unprobed``)
 INTERLEAVE = 30.0  # s: how far past a part's end other streams' packets may still come (muxers interleave closer)
 SUBTITLE_LOOKBACK = 30  # s: how long before a part a subtitle still shown when it starts may begin
 
@@ -209,6 +210,9 @@ def _open(path: str, fmt: str | None, hwaccel: str | None, gpu: int | None = Non
             if p.is_dir():
                 raise InputError(f"input is a directory, not a video: {path}")
             c = av.open(path, "r", format=fmt, options=options, **kwargs)
+            if any(unprobed(s) for s in c.streams):  # a track whose first packet lies past FFmpeg's first look
+                c.close()
+                c = av.open(path, "r", format=fmt, options={**options, **DEEP_PROBE}, **kwargs)
     except InputError:
         raise
     except (av.error.InvalidDataError, av.error.EOFError) as e:
@@ -216,6 +220,18 @@ def _open(path: str, fmt: str | None, hwaccel: str | None, gpu: int | None = Non
     except av.error.FFmpegError as e:
         raise InputError(f"can't open {path}: {_short(e)}") from None
     return _with_video(c, f"no video stream in {path}")
+
+
+# FFmpeg looks 5 s (and 5 MB) into a file for its streams' parameters; a broadcast's second sound track may begin
+# later (a programme starting mid-recording): a minute, as ffmpeg's own -analyzeduration 60M would
+DEEP_PROBE = {"analyzeduration": str(PROBE_SECONDS * 1_000_000), "probesize": str(256 << 20)}
+
+
+def unprobed(s: Any) -> bool:
+    """Whether FFmpeg found no parameters (no sample rate, no size) for an audio or video stream in what it read."""
+    cc = s.codec_context
+    return (s.type == "audio" and not (cc.sample_rate and cc.channels)) or (
+        s.type == "video" and not (cc.width and cc.height))
 
 
 def main_video(c: av.container.Container) -> av.video.stream.VideoStream:
@@ -655,12 +671,13 @@ class Reader(threading.Thread):
         try:
             first = self._prime()
         except av.error.FFmpegError as e:  # nothing read yet: the input is the trouble, in one line
-            name = self.container.name
-            piped = not Path(str(name)).is_file()
+            name = str(self.container.name)
+            piped = not Path(name).is_file()  # stdin, a named pipe
             mp4 = "mp4" in self.container.format.name.split(",")
             hint = ("; an MP4/MOV whose index (moov) is at its end can't be read from a pipe: give the file's name, "
                     "or remux it with ffmpeg -movflags +faststart" if piped and mp4 else "")
-            raise InputError(f"can't read {'stdin' if piped else name}: {_short(e)}{hint}") from None
+            shown = "stdin" if name in ("<stdin>", "-", "") else name
+            raise InputError(f"can't read {shown}: {_short(e)}{hint}") from None
         for back in SEEK_RETRY:
             if not self._late():
                 return first
@@ -806,7 +823,7 @@ class Reader(threading.Thread):
                 pkt.dts = self._dts[self._vpackets]
             self._vpackets += 1
         if self._order is not None and pkt.size:
-            self._order.fed(pkt.pts, pkt.dts)
+            self._order.fed(pkt.pts, pkt.dts, bool(pkt.is_keyframe))
         if pkt.dts is not None or pkt.size:
             self.damage.packet(pkt)
         self._settle_flag()
@@ -815,6 +832,8 @@ class Reader(threading.Thread):
             bad = flagged = pkt.is_corrupt
         except av.error.FFmpegError:
             frames, bad, flagged = [], True, False
+            if self._order is not None:
+                self._order.failed(pkt.pts)
         if bad and not (self.window is not None and pkt.pts is not None and self.window.before(pkt.pts * self.tb)):
             # (before the part: leading frames of an open GOP after the seek lack their references, as expected)
             at = float(pkt.pts * self.tb) if pkt.pts is not None else self._last_good
@@ -915,7 +934,7 @@ class Reader(threading.Thread):
         self.damage.frame(at)
 
     def _display_order(self) -> DisplayOrder | None:
-        return None if self._sorts is False else DisplayOrder.for_stream(self.vstream, self._sorts)
+        return None if self._sorts is False else DisplayOrder(self._sorts)
 
     # --- --start/--end ----------------------------------------------------------------------------------
     def _seek(self, target: Fraction) -> None:

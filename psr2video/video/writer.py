@@ -31,7 +31,17 @@ import av.logging
 
 from ..errors import PsrError, first_line
 from ..names import DEFAULT_CRF, DEFAULT_PRESET
-from .reader import FirstFrame, PacketItem, exact_ticks, main_video, one_filter_graph, pixel_shape, video_start
+from .reader import (
+    PROBE_SECONDS,
+    FirstFrame,
+    PacketItem,
+    exact_ticks,
+    main_video,
+    one_filter_graph,
+    pixel_shape,
+    unprobed,
+    video_start,
+)
 from .subtitles import ASS_HEADER, TEXT_SUBS, CueTimeline, convert_text_sub, pack_sub_text, sub_text
 from .trim import Window, shift_timecode, trim_chapters
 
@@ -469,13 +479,13 @@ class Writer(threading.Thread):
                 return
             self.copy_map[s.index] = stream_from_template(self.out, s)  # KLV (drone telemetry) into MPEG-TS
             return
-        if (kind == "audio" and not (s.codec_context.sample_rate and s.codec_context.channels)) or (
-                kind == "video" and not (s.codec_context.width and s.codec_context.height)):
+        if unprobed(s):
             # no muxer starts with it ("sample rate not set"): a DVB recording's programme lists an audio
             # description or second language it never sends
             what = "sound" if kind == "audio" else "picture"
-            self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) has no {what} parameters (FFmpeg found "
-                      "no packet of it: a track the file lists but never carries, as DVB recordings do); left out")
+            self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) has no {what} parameters: FFmpeg found no "
+                      f"packet of it in the first {PROBE_SECONDS} s of the file (a track the file lists but never "
+                      "carries, as DVB recordings do); left out")
             return
         if kind == "video" and s.disposition & ATTACHED_PIC and fmt == "matroska" and self._cover_attachment(s):
             return

@@ -184,7 +184,7 @@ def load_checkpoint(path: str | Path) -> SpandrelModel:
         size_multiple=multiple, min_size=max(1, req.minimum), square=req.square,
         # tiles start on the model's grid: a pixel-unshuffle (Real-ESRGAN x2/x1) or attention window groups
         # other pixels off it, and a tiled frame would differ from the whole one whatever the overlap
-        tile_align=math.lcm(1, multiple),
+        tile_align=multiple,
         tile_overlap=OVERLAP.get(tiling, 16), fused=True, params=sum(p.numel() for p in net.parameters()),
         tiling=tiling, precisions=precisions, arch=arch, source=str(path),
         # window attention (SwinIR, HAT, DAT...) works out the batch with Python arithmetic that an ONNX trace

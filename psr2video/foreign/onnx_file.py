@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -467,7 +466,7 @@ class OnnxFileModel(nn.Module):
             variant=self.path.stem, scale=pr.scale, in_channels=3, out_channels=3, alpha=0.0,
             size_multiple=pr.size_multiple, min_size=pr.min_size, tile_overlap=DEFAULT_OVERLAP,
             # tiles start on the graph's size grid (a pixel-unshuffle by 4 sees other pixel groups off it)
-            tile_align=math.lcm(1, pr.size_multiple),
+            tile_align=max(1, pr.size_multiple),
             fused=True, params=self.info.params, fixed_size=fixed, fixed_batch=self.info.batch or 0,
             precisions=precisions, backends=("onnxruntime", "tensorrt"), arch=f"ONNX ({kind}, "
             f"{self.info.layout}{', ' + 'x'.join(map(str, fixed)) if fixed else ''})", source=str(self.path),

@@ -284,15 +284,10 @@ def _restore_env(name: str, value: str | None) -> None:
 def check_pix_fmt(color: Any, codec: str, pix_fmt: str | None) -> None:
     """Refuse, before the source is split, a --pix-fmt the single-process run refuses at its set-up (the encoder
     doesn't take it, or it is no planar YUV/grey format), with its line (OutputError): every worker would."""
-    if not pix_fmt:
-        return
-    from ..video.color import PLANAR
-    from ..video.writer import OutputError, pick_pix_fmt
+    if pix_fmt:
+        from ..video.pipeline import output_pix_fmt
 
-    cw, ch = (1, 1) if color.from_rgb else PLANAR.get(color.work_fmt, (1, 1, 8))[:2]
-    chosen = pick_pix_fmt(codec, color.bits, cw, ch, color.work_fmt.startswith("gray"), pix_fmt)
-    if chosen not in PLANAR:  # the pipeline's device stage says the same
-        raise OutputError(f"--pix-fmt {chosen} is not a planar YUV/grey format the pipeline writes")
+        output_pix_fmt(color, codec, pix_fmt)
 
 
 def part_window(job: Job) -> Any:

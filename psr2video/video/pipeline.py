@@ -182,9 +182,7 @@ class DeviceStage:
         self.color = color
         self.out_color = out_color or color  # the output's range may differ (--pix-fmt yuvj*: full range)
         self.out_w, self.out_h = out_size
-        if out_pix_fmt not in PLANAR:
-            raise OutputError(f"--pix-fmt {out_pix_fmt} is not a planar YUV/grey format the pipeline writes")
-        self.sw, self.sh, self.bits = PLANAR[out_pix_fmt]
+        self.sw, self.sh, self.bits = PLANAR[planar(out_pix_fmt)]
         self.gray = out_pix_fmt.startswith("gray")
         self.stats = stats
         self.overlay = overlay
@@ -323,6 +321,26 @@ def output_size(width: int, height: int, scale: int, pix_fmt: str) -> tuple[int,
     return (w - (w % 2 if sw else 0), h - (h % 2 if sh else 0))
 
 
+def subsampling(color: ColorInfo) -> tuple[int, int]:
+    """The source's chroma shifts (width, height) as the device stage reads it (RGB is converted to 4:4:4)."""
+    return (1, 1) if color.from_rgb else PLANAR.get(color.work_fmt, (1, 1, 8))[:2]
+
+
+def planar(pix_fmt: str) -> str:
+    """``pix_fmt``, refused when the device stage can't write it (not a planar YUV/grey format)."""
+    if pix_fmt not in PLANAR:
+        raise OutputError(f"--pix-fmt {pix_fmt} is not a planar YUV/grey format the pipeline writes")
+    return pix_fmt
+
+
+def output_pix_fmt(color: ColorInfo, codec: str, requested: str | None) -> str:
+    """The output pixel format for a source of ``color`` (``writer.pick_pix_fmt``: as requested, else the source's
+    subsampling and depth where ``codec`` has them), refused as the device stage would (a scale-out run asks this
+    before any worker starts)."""
+    cw, ch = subsampling(color)
+    return planar(pick_pix_fmt(codec, color.bits, cw, ch, color.work_fmt.startswith("gray"), requested))
+
+
 def partial_path(out: str) -> str:
     """OUT's temporary name while it is written (``.NAME.partial.EXT``; a digest of the name where that would be
     too long for a file name)."""
@@ -420,8 +438,8 @@ class _Run:
         """The output pixel format (the input's subsampling and depth where the codec has them; RGB input is
         written 4:2:0, what players expect) and size (even where the format subsamples; --size's box)."""
         opts, color = self.opts, info.color
-        cw, ch = (1, 1) if color.from_rgb else PLANAR.get(color.work_fmt, (1, 1, 8))[:2]
-        pix_fmt = pick_pix_fmt(opts.codec, color.bits, cw, ch, color.work_fmt.startswith("gray"), opts.pix_fmt)
+        cw, ch = subsampling(color)
+        pix_fmt = output_pix_fmt(color, opts.codec, opts.pix_fmt)
         ow, oh, obits = PLANAR.get(pix_fmt, (1, 1, 8))  # nv12 and the like: 4:2:0, 8-bit
         if not opts.pix_fmt:  # what this build's encoder has no form for is said, with the encoders that have it
             gray = color.work_fmt.startswith("gray")

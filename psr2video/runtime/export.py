@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import os
 import random
@@ -369,7 +370,15 @@ def calibration_label(source: str | Path | None, count: int = CALIBRATION_FRAMES
         return f"{p.name}:{_pictures_hash(p, count)}:{count}x{CALIBRATION_CROP}"
     if not p.is_file():
         raise ExportError(f"calibration source not found: {source}")
-    return f"{p.name}:{sha256_file(p)[:16]}:{count}x{CALIBRATION_CROP}"
+    st = p.stat()
+    return f"{p.name}:{_digest(str(p.resolve()), st.st_size, st.st_mtime_ns)[:16]}:{count}x{CALIBRATION_CROP}"
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """A calibration file's SHA-256, once per run for the same file (the key is asked for per engine profile and
+    per ONNX lookup; a calibration video can be gigabytes); ``size`` and ``mtime_ns`` notice a changed file."""
+    return sha256_file(path)
 
 
 def _pictures_hash(folder: Path, count: int | None) -> str:

@@ -1129,11 +1129,15 @@ def test_frames_the_container_discards_are_not_written(tmp_path: Path) -> None:
     src = make_edit_list_clip(tmp_path / "edit.mp4", cut_ms=60)
     packets, _ = split.scan(str(src))
     assert sum(p.discard for p in packets) == 1 and not packets[-1].discard  # not the last in decode order
-    ref = tmp_path / "ref.mkv"
+    scaleout_is_single(src, tmp_path, 35)
+
+
+def scaleout_is_single(src: Path, tmp_path: Path, frames: int) -> None:
+    """A scale-out run (two segments at least, no Ray) writes the single-process run's ``frames`` frames."""
+    ref, out = tmp_path / "ref.mkv", tmp_path / "out.mkv"
     assert upscale(str(src), str(ref))[0] == 0
-    out = tmp_path / "out.mkv"
-    frames, _ = scaleout_without_ray(src, out, min_segments=2)
-    assert frames == len(decoded(ref)) == 35
+    written, _ = scaleout_without_ray(src, out, min_segments=2)
+    assert written == len(decoded(ref)) == frames
     assert_same(out, ref)
 
 
@@ -1147,12 +1151,7 @@ def test_discarded_last_frame_of_a_decode_order_source(tmp_path: Path) -> None:
     src = shorten_edit_list(make_decode_order_clip(tmp_path / "decode-order.mp4"), 50)
     packets, _ = split.scan(str(src))
     assert [p.discard for p in packets[-2:]] == [False, True] and split.discarded_tail(packets) == 47
-    ref = tmp_path / "ref.mkv"
-    assert upscale(str(src), str(ref))[0] == 0
-    out = tmp_path / "out.mkv"
-    frames, _ = scaleout_without_ray(src, out, min_segments=2)
-    assert frames == len(decoded(ref)) == 47
-    assert_same(out, ref)
+    scaleout_is_single(src, tmp_path, 47)
 
 
 def test_frames_before_time_zero_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -566,7 +566,7 @@ class SourceTiming:
     dts: tuple[int | None, ...]
     time_base: Fraction
     guess: tuple[int, int] = (0, 0)
-    sorted: bool = False  # the source's frames are timed by ``DisplayOrder`` (an AVI): the cut's (NUT) are too
+    sorted: bool = False  # the source's frames are timed by ``DisplayOrder`` (AVI, decode-order MP4): the cut's too
 
 
 def exact_ticks(v: Fraction) -> int:

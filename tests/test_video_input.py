@@ -1442,19 +1442,16 @@ def test_the_display_order_decision_does_not_follow_the_threads(tmp_path: Path, 
     assert _reader_times(src, threads) == want
 
 
-def test_a_track_that_begins_late_is_looked_for_further(tmp_path: Path) -> None:
-    """A recording whose second sound track begins 8 s in, past the 5 s FFmpeg looks at for parameters: it was
-    taken for a track that never comes and left out, with its 4 s of sound. A file is looked at further (60 s)
-    when a track has no parameters; the sound is carried."""
-    src = tmp_path / "late.ts"
-    with av.open(str(src), "w", format="mpegts") as out:
+def _late_track_ts(late: Path) -> Path:
+    """12 s of MPEG-TS whose sound track (MP2) begins 8 s in, past FFmpeg's first 5 s look."""
+    with av.open(str(late), "w", format="mpegts") as out:
         v = out.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
         v.options = {"bf": "0"}
         a = out.add_stream("mp2", rate=48000)
         a.layout = "stereo"
         k = 0
-        for i in range(300):  # 12 s, sound from 8 s
+        for i in range(300):
             out.mux(v.encode(av.VideoFrame.from_ndarray(pattern(24, 32, i), format="rgb24")))
             while i >= 200 and k * 1152 < (i + 1 - 200) / 25 * 48000:
                 af = av.AudioFrame.from_ndarray(np.zeros((2, 1152), np.float32), format="fltp", layout="stereo")
@@ -1463,6 +1460,14 @@ def test_a_track_that_begins_late_is_looked_for_further(tmp_path: Path) -> None:
                 k += 1
         out.mux(v.encode(None))
         out.mux(a.encode(None))
+    return late
+
+
+def test_a_track_that_begins_late_is_looked_for_further(tmp_path: Path) -> None:
+    """A recording whose second sound track begins 8 s in, past the 5 s FFmpeg looks at for parameters: it was
+    taken for a track that never comes and left out, with its 4 s of sound. A file is looked at further (60 s)
+    when a track has no parameters; the sound is carried."""
+    src = _late_track_ts(tmp_path / "late.ts")
     with av.open(str(src)) as c:  # (what the case needs: FFmpeg's first look finds no sample rate)
         assert c.streams.audio[0].codec_context.sample_rate == 0
     dst = tmp_path / "o.mkv"
@@ -1471,6 +1476,58 @@ def test_a_track_that_begins_late_is_looked_for_further(tmp_path: Path) -> None:
     with av.open(str(dst)) as c:
         audio = [p for p in c.demux(c.streams.audio[0]) if p.size]
         assert len(audio) > 150 and abs(float(audio[0].pts * audio[0].time_base) - 8) < 0.2
+
+
+def test_a_frame_lost_without_an_error_shifts_only_a_window() -> None:
+    """A decoder that drops a frame without an error (MPEG-4 part 2 with a damaged B-frame, leading B-frames after
+    a seek to an open GOP): its time was handed out to the next frame, and every later frame took its
+    predecessor's time to the end of the file. Once ``WINDOW`` packets have overtaken it, one time is skipped."""
+    from psr2video.video.display_order import DisplayOrder
+
+    order = DisplayOrder(True)
+    got = []
+    for n in range(60):  # no reordering, to keep it plain: packet n is shown n-th; packet 10 gives no frame
+        order.fed(n, n, n == 0)
+        if n != 10:
+            got.append(order(n))
+    want = [n for n in range(60) if n != 10]
+    wrong = [i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b]
+    assert wrong and len(wrong) <= DisplayOrder.WINDOW + 1 and got[max(wrong) + 1:] == want[max(wrong) + 1:], wrong
+
+
+@pytest.mark.parametrize("threads", [1, 2, 0])
+def test_a_decoding_error_is_put_on_the_packet_that_failed(tmp_path: Path, threads: int) -> None:
+    """With frame threading FFmpeg reports a packet's decoding error when a later packet is fed (thread_count - 1
+    later): the packet fed then was taken for the failed one, so a frame's time and the damage's place followed
+    the machine's core count. They are the single-thread ones at every thread count."""
+    clean = _level_clip(tmp_path / "clean.avi")
+    bad = tmp_path / "bad.avi"
+    with av.open(str(clean)) as inp, av.open(str(bad), "w") as out:
+        vo = out.add_stream_from_template(inp.streams.video[0])
+        for n, pkt in enumerate(p for p in inp.demux(video=0) if p.size):
+            if n == 20:
+                q = av.Packet(b"\x00\x00\x00\x01garbage" * 4)
+                q.pts, q.dts, q.is_keyframe, q.time_base = pkt.pts, pkt.dts, pkt.is_keyframe, pkt.time_base
+                pkt = q
+            pkt.stream = vo
+            out.mux(pkt)
+    assert _reader_times(bad, threads) == _reader_times(bad, 1)
+
+
+def test_a_late_track_from_a_pipe_is_looked_for_too(tmp_path: Path) -> None:
+    """A pipe can't be opened twice: a track that begins past FFmpeg's first 5 s was left out from stdin (said as
+    'not in the first 60 s'), and a named pipe opened twice lost its first 11 s. A pipe is looked at far enough
+    at once."""
+    import subprocess
+
+    late = _late_track_ts(tmp_path / "late.ts")
+    dst = tmp_path / "o.mkv"
+    r = subprocess.run([sys.executable, "-m", "psr2video", "-", str(dst), "--variant", "mks", "-q"],
+                       input=late.read_bytes(), capture_output=True, timeout=300)
+    assert r.returncode == 0 and b"no sound parameters" not in r.stderr, r.stderr
+    with av.open(str(dst)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"] and c.streams.video[0].frames in (0, 300)
+        assert sum(1 for p in c.demux(c.streams.video[0]) if p.size) == 300
 
 
 def _clip_with_tone(path: Path, acodec: str, rate: int, start: float, seconds: float = 1.0,

@@ -17,13 +17,15 @@ class DisplayOrder:
     AVIs and the shared data's box_640x480.mp4 two frames behind their sound and lost the times between.
 
     Each frame carries its own packet's pts (``own``), so the packets that gave no frame are known: one whose
-    decoding failed at once, and one that ``WINDOW`` packets fed after it have overtaken (no reorder reaches that
-    far), drop out of the times; packets before the first keyframe (a file cut mid-GOP) are never counted.
+    decoding failed, and one that ``WINDOW`` packets fed after it have overtaken (no reorder reaches that far),
+    drop out of the times; packets before the first keyframe (a file cut mid-GOP) are never counted. A lost
+    packet's time may have been handed out already (the frames after it then took their predecessors' times):
+    one time is skipped then, so the error lasts the ``WINDOW`` frames it took to tell, not to the file's end.
 
     ``active``: True (AVI, or a scale-out cut of a source that is), False (never), None: decided at the first
     frame (``decide``)."""
 
-    WINDOW = 24  # packets: more than any decoder's reorder depth (H.264: 16 frames; x265: 16 B-frames)
+    WINDOW = 20  # packets: more than any decoder's reorder depth (H.264: 16 frames; x265: 16 B-frames)
 
     def __init__(self, active: bool | None = True) -> None:
         self.active = active
@@ -33,6 +35,8 @@ class DisplayOrder:
         self.seen: list[tuple[int | None, int | None]] = []  # (pts, dts) of the packets fed before deciding
         self.count = 0
         self.started = False  # a keyframe was fed
+        self.last: int | None = None  # the last time handed out
+        self.owed = 0  # times to skip: lost packets' times that were handed out already
 
     def fed(self, pts: int | None, dts: int | None, key: bool) -> None:
         """A packet given to the decoder (not a flush packet)."""
@@ -54,7 +58,18 @@ class DisplayOrder:
     def failed(self, pts: int | None) -> None:
         """The packet of ``pts`` did not decode: it gives no frame."""
         if pts is not None and (entry := self.pending.pop(pts, None)) is not None:
-            self.lost[entry[1]] += 1
+            self._lose(entry[1])
+
+    def _lose(self, t: int) -> None:
+        if self.last is not None and t <= self.last:
+            self.owed += 1
+        else:
+            self.lost[t] += 1
+
+    def _pop(self) -> int | None:
+        while self.times and self.lost[self.times[0]]:
+            self.lost[heapq.heappop(self.times)] -= 1
+        return heapq.heappop(self.times) if self.times else None
 
     def decide(self, reorders: bool) -> None:
         """At the first frame: on when the codec reorders (B-frames) and the packets fed so far carry decode-order
@@ -71,10 +86,15 @@ class DisplayOrder:
         if mine is not None:  # packets this far behind the frame's own that gave none never will
             for p, t in [(p, t) for p, (n, t) in self.pending.items() if n < mine[0] - self.WINDOW]:
                 del self.pending[p]
-                self.lost[t] += 1
-        while self.times and self.lost[self.times[0]]:
-            self.lost[heapq.heappop(self.times)] -= 1
-        return heapq.heappop(self.times) if self.times else own
+                self._lose(t)
+        while self.owed and len(self.times) > 1:  # (the frame in hand keeps a time)
+            self._pop()
+            self.owed -= 1
+        t = self._pop()
+        if t is None:
+            return own
+        self.last = t
+        return t
 
 
 def decode_order_times(packets: list[tuple[int | None, int | None]]) -> bool:

@@ -10,6 +10,7 @@ Items put on the queue, in container order:
 
 from __future__ import annotations
 
+import collections
 import math
 import queue
 import sys
@@ -22,6 +23,8 @@ from typing import Any
 
 import av
 import numpy as np
+from av.codec.codec import Capabilities
+from av.codec.context import ThreadType
 
 from ..errors import PsrError
 from ..names import image_sequence
@@ -201,16 +204,18 @@ def _open(path: str, fmt: str | None, hwaccel: str | None, gpu: int | None = Non
 
         kwargs["hwaccel"] = HWAccel(**hwaccel_args(hwaccel, gpu))
     try:
-        if path == "-":
-            c = av.open(sys.stdin.buffer, "r", format=fmt, options=options, **kwargs)
+        if path == "-":  # a pipe can't be read twice: looked at far enough at once (FFmpeg stops looking as soon
+            c = av.open(sys.stdin.buffer, "r", format=fmt, options={**options, **PIPE_PROBE}, **kwargs)  # as it can)
         else:
             p = Path(path)
             if not p.exists():
                 raise InputError(f"input not found: {path}")
             if p.is_dir():
                 raise InputError(f"input is a directory, not a video: {path}")
+            if not p.is_file():  # a named pipe, as stdin
+                options = {**options, **PIPE_PROBE}
             c = av.open(path, "r", format=fmt, options=options, **kwargs)
-            if any(unprobed(s) for s in c.streams):  # a track whose first packet lies past FFmpeg's first look
+            if p.is_file() and any(unprobed(s) for s in c.streams):  # a track that begins past FFmpeg's first look
                 c.close()
                 c = av.open(path, "r", format=fmt, options={**options, **DEEP_PROBE}, **kwargs)
     except InputError:
@@ -225,6 +230,7 @@ def _open(path: str, fmt: str | None, hwaccel: str | None, gpu: int | None = Non
 # FFmpeg looks 5 s (and 5 MB) into a file for its streams' parameters; a broadcast's second sound track may begin
 # later (a programme starting mid-recording): a minute, as ffmpeg's own -analyzeduration 60M would
 DEEP_PROBE = {"analyzeduration": str(PROBE_SECONDS * 1_000_000), "probesize": str(256 << 20)}
+PIPE_PROBE = {**DEEP_PROBE, "probesize": str(64 << 20)}  # what FFmpeg looks at in a pipe is held in memory
 
 
 def unprobed(s: Any) -> bool:
@@ -639,6 +645,7 @@ class Reader(threading.Thread):
         self._demux = self.continuity.packets(container.demux())  # every stream: positions show skipped stretches
         self._held: list[Any] = []  # packets and frames read by prime()
         self._undated: dict[int, list[av.Packet]] = {}  # copied video stream -> its leading packets without dts
+        self._fed: collections.deque[int | None] = collections.deque(maxlen=64)  # pts of the video packets fed
         self._deinterlace = Deinterlacer() if deinterlace else None
         self._n = 0
         self._last_good = 0.0
@@ -822,8 +829,10 @@ class Reader(threading.Thread):
             if self._vpackets < len(self._dts) and self._dts[self._vpackets] is not None:
                 pkt.dts = self._dts[self._vpackets]
             self._vpackets += 1
-        if self._order is not None and pkt.size:
-            self._order.fed(pkt.pts, pkt.dts, bool(pkt.is_keyframe))
+        if pkt.size:
+            self._fed.append(pkt.pts)
+            if self._order is not None:
+                self._order.fed(pkt.pts, pkt.dts, bool(pkt.is_keyframe))
         if pkt.dts is not None or pkt.size:
             self.damage.packet(pkt)
         self._settle_flag()
@@ -832,11 +841,12 @@ class Reader(threading.Thread):
             bad = flagged = pkt.is_corrupt
         except av.error.FFmpegError:
             frames, bad, flagged = [], True, False
-            if self._order is not None:
-                self._order.failed(pkt.pts)
-        if bad and not (self.window is not None and pkt.pts is not None and self.window.before(pkt.pts * self.tb)):
+        failed = pkt.pts if not bad or flagged else self._failed_pts()  # (a decoding error: a packet fed before)
+        if bad and not flagged and self._order is not None:
+            self._order.failed(failed)
+        if bad and not (self.window is not None and failed is not None and self.window.before(failed * self.tb)):
             # (before the part: leading frames of an open GOP after the seek lack their references, as expected)
-            at = float(pkt.pts * self.tb) if pkt.pts is not None else self._last_good
+            at = float(failed * self.tb) if failed is not None else self._last_good
             if flagged and self.continuity.active:  # the demuxer's flag, the decoder content: a join's?
                 self._settle_flag(final=True)  # one at a time
                 self._flag = (at, len(self.continuity.jumps), 0)
@@ -846,6 +856,15 @@ class Reader(threading.Thread):
             for fr in frames:
                 self._flushed(fr)
         return frames
+
+    def _failed_pts(self) -> int | None:
+        """The pts of the packet a decoding error is about: with frame threading FFmpeg reports it when the packet
+        ``thread_count - 1`` later is fed (the times would follow the machine's cores), else the one just fed."""
+        cc = self.vstream.codec_context
+        threads = (cc.thread_count if cc.codec.capabilities & Capabilities.frame_threads
+                   and cc.thread_type & ThreadType.FRAME else 1)
+        back = max(1, threads)
+        return self._fed[-back] if len(self._fed) >= back else None
 
     def _settle_flag(self, final: bool = False) -> None:
         """A video packet the MPEG-TS demuxer flagged (continuity counter broken) that decoded is damage unless the

@@ -484,8 +484,8 @@ class Writer(threading.Thread):
             # description or second language it never sends
             what = "sound" if kind == "audio" else "picture"
             self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) has no {what} parameters: FFmpeg found no "
-                      f"packet of it in the first {PROBE_SECONDS} s of the file (a track the file lists but never "
-                      "carries, as DVB recordings do); left out")
+                      f"packet of it in the first {PROBE_SECONDS} s (64 MB from a pipe; a track the file lists but "
+                      "never carries, as DVB recordings do); left out")
             return
         if kind == "video" and s.disposition & ATTACHED_PIC and fmt == "matroska" and self._cover_attachment(s):
             return

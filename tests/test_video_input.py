@@ -1514,19 +1514,19 @@ def test_a_decoding_error_is_put_on_the_packet_that_failed(tmp_path: Path, threa
     assert _reader_times(bad, threads) == _reader_times(bad, 1)
 
 
-def test_a_late_track_from_a_pipe_is_looked_for_too(tmp_path: Path) -> None:
-    """A pipe can't be opened twice: a track that begins past FFmpeg's first 5 s was left out from stdin (said as
-    'not in the first 60 s'), and a named pipe opened twice lost its first 11 s. A pipe is looked at far enough
-    at once."""
+def test_a_late_track_from_a_pipe_is_said_as_such(tmp_path: Path) -> None:
+    """A pipe can't be opened twice, and looking a minute into it at once would hold a live pipe's start: a track
+    that begins past FFmpeg's first 5 s is left out from stdin, said so (it was said as 'not in the first 60 s'),
+    with the way to keep it."""
     import subprocess
 
     late = _late_track_ts(tmp_path / "late.ts")
     dst = tmp_path / "o.mkv"
     r = subprocess.run([sys.executable, "-m", "psr2video", "-", str(dst), "--variant", "mks", "-q"],
                        input=late.read_bytes(), capture_output=True, timeout=300)
-    assert r.returncode == 0 and b"no sound parameters" not in r.stderr, r.stderr
+    err = r.stderr.decode()
+    assert r.returncode == 0 and "in the part of the pipe it looked at (5 s; give the file's name" in err, err
     with av.open(str(dst)) as c:
-        assert [s.type for s in c.streams] == ["video", "audio"] and c.streams.video[0].frames in (0, 300)
         assert sum(1 for p in c.demux(c.streams.video[0]) if p.size) == 300
 
 

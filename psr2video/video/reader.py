@@ -204,18 +204,18 @@ def _open(path: str, fmt: str | None, hwaccel: str | None, gpu: int | None = Non
 
         kwargs["hwaccel"] = HWAccel(**hwaccel_args(hwaccel, gpu))
     try:
-        if path == "-":  # a pipe can't be read twice: looked at far enough at once (FFmpeg stops looking as soon
-            c = av.open(sys.stdin.buffer, "r", format=fmt, options={**options, **PIPE_PROBE}, **kwargs)  # as it can)
+        if path == "-":
+            c = av.open(sys.stdin.buffer, "r", format=fmt, options=options, **kwargs)
         else:
             p = Path(path)
             if not p.exists():
                 raise InputError(f"input not found: {path}")
             if p.is_dir():
                 raise InputError(f"input is a directory, not a video: {path}")
-            if not p.is_file():  # a named pipe, as stdin
-                options = {**options, **PIPE_PROBE}
             c = av.open(path, "r", format=fmt, options=options, **kwargs)
-            if p.is_file() and any(unprobed(s) for s in c.streams):  # a track that begins past FFmpeg's first look
+            # a track that begins past FFmpeg's first look: a file is looked at again, further (a pipe can't be
+            # read twice, and looking further at once would hold a live pipe's start for up to a minute)
+            if p.is_file() and any(unprobed(s) for s in c.streams):
                 c.close()
                 c = av.open(path, "r", format=fmt, options={**options, **DEEP_PROBE}, **kwargs)
     except InputError:
@@ -230,7 +230,6 @@ def _open(path: str, fmt: str | None, hwaccel: str | None, gpu: int | None = Non
 # FFmpeg looks 5 s (and 5 MB) into a file for its streams' parameters; a broadcast's second sound track may begin
 # later (a programme starting mid-recording): a minute, as ffmpeg's own -analyzeduration 60M would
 DEEP_PROBE = {"analyzeduration": str(PROBE_SECONDS * 1_000_000), "probesize": str(256 << 20)}
-PIPE_PROBE = {**DEEP_PROBE, "probesize": str(64 << 20)}  # what FFmpeg looks at in a pipe is held in memory
 
 
 def unprobed(s: Any) -> bool:

@@ -483,9 +483,11 @@ class Writer(threading.Thread):
             # no muxer starts with it ("sample rate not set"): a DVB recording's programme lists an audio
             # description or second language it never sends
             what = "sound" if kind == "audio" else "picture"
+            where = (f"the first {PROBE_SECONDS} s of the file" if Path(str(self._inp.name)).is_file()
+                     else "the part of the pipe it looked at (5 s; give the file's name to look a minute in)")
             self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) has no {what} parameters: FFmpeg found no "
-                      f"packet of it in the first {PROBE_SECONDS} s (64 MB from a pipe; a track the file lists but "
-                      "never carries, as DVB recordings do); left out")
+                      f"packet of it in {where} (a track the file lists but never carries, as DVB recordings do); "
+                      "left out")
             return
         if kind == "video" and s.disposition & ATTACHED_PIC and fmt == "matroska" and self._cover_attachment(s):
             return

@@ -17,6 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import export_onnx_file
+from test_export import _one_error_line
 
 from psr2video import Upscaler
 from psr2video.cli import cli
@@ -241,13 +242,6 @@ def _dataset(folder: Path, size: tuple[int, int] = (180, 200), n: int = 2) -> Pa
     return folder
 
 
-def _error_line(r) -> str:
-    lines = r.stderr.strip().splitlines()
-    assert r.exit_code == 1 and "Traceback" not in r.output and len(lines) == 1, r.output
-    assert lines[0].startswith("Error: "), r.output
-    return lines[0]
-
-
 def test_eval_refuses_a_fixed_size_graph_in_one_line(tmp_path):
     """A foreign ONNX file with a static 64x64 input: eval gives the picture CLI's and bench model's line (it
     was a FitError traceback) before measuring anything, and runs it with --tile."""
@@ -265,7 +259,7 @@ def test_eval_refuses_a_fixed_size_graph_in_one_line(tmp_path):
     f = export_onnx_file(X2().eval(), tmp_path / "x2_fixed64.onnx", torch.rand(1, 3, 64, 64), None)
     ds = _dataset(tmp_path / "ds")  # 200x180 HR: 100x90 LR
     args = ["eval", "--model", str(f), "--dataset", str(ds), "--no-ssim"]
-    line = _error_line(CliRunner().invoke(cli, args))
+    line = _one_error_line(CliRunner().invoke(cli, args))
     assert "x2_fixed64 only takes inputs up to 64x64, not 100x90: run it tiled with --tile 32" in line, line
     r = CliRunner().invoke(cli, [*args, "--tile", "32"])
     assert r.exit_code == 0 and "x2_fixed64.onnx" in r.output, r.output
@@ -276,11 +270,11 @@ def test_eval_refuses_empty_datasets_and_damaged_pictures_in_one_line(tmp_path):
     (a PIL traceback): one line each, naming the folder or the file."""
     empty = tmp_path / "emptyds"
     empty.mkdir()
-    line = _error_line(CliRunner().invoke(cli, ["eval", "--variant", "realtime", "--dataset", str(empty)]))
+    line = _one_error_line(CliRunner().invoke(cli, ["eval", "--variant", "realtime", "--dataset", str(empty)]))
     assert f"dataset '{empty}' has no images" in line, line
     ds = _dataset(tmp_path / "ds", size=(40, 48))
     (ds / "z.png").write_bytes(b"garbage bytes, not a png")
-    line = _error_line(CliRunner().invoke(cli, ["eval", "--variant", "bicubic", "--dataset", str(ds), "--no-ssim"]))
+    line = _one_error_line(CliRunner().invoke(cli, ["eval", "--variant", "bicubic", "--dataset", str(ds), "--no-ssim"]))
     assert f"can't read picture {ds / 'z.png'}" in line, line
 
 
@@ -302,5 +296,5 @@ def test_eval_refuses_a_fixed_size_graph_for_the_suites_before_the_clean_table(m
     r = CliRunner().invoke(cli, ["eval", "--model", str(models["fixed"]), "--dataset", str(ds), "--no-ssim", suite,
                                  "--video-dataset", str(pan_folder)])
     assert "PSNR-Y" not in r.output, r.output  # nothing measured
-    line = _error_line(r)
+    line = _one_error_line(r)
     assert words in line and "only takes inputs up to 64x64" in line and "--tile" in line, line

@@ -334,7 +334,7 @@ def save_single_file(model, path: Path, name: str = "", precision: str = "fp32")
     onnx.save_model(model, str(path), save_as_external_data=False)
     try:
         onnx.checker.check_model(str(path))
-        _session_from_file(path)
+        _session(Path(path))
     except Exception as e:  # noqa: BLE001 - the checker and ONNX Runtime raise their own types
         what = name or path.name
         raise ForeignModelError(f"{what}: its {precision} rewrite is not a valid ONNX graph ({first_line(e)})"
@@ -350,22 +350,17 @@ class ProbeResult:
     out_channels: int
 
 
-def _session(model):
+def _session(model: Any):
+    """A quiet CPU session on an ONNX model (a proto) or file (a path: loading it, without graph optimisations,
+    is the check of a rewrite: types, shapes, kernels)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 4
+    if isinstance(model, Path):
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-
-def _session_from_file(path: Path):
-    """A CPU session on ``path`` without graph optimisations: loading it is the check (types, shapes, kernels)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 4
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 def _try(sess, h: int, w: int, batch: int = 1) -> tuple[int, ...] | None:

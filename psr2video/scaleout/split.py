@@ -367,7 +367,7 @@ def check_geometry(path: str, crop: Any, size: Any, fmt: str | None = None) -> N
 class TimeGuess(NamedTuple):
     """How a single-process run times the source's frames: ``PtsGuess``'s counts after the first frames (a
     source with decode-order times has settled on dts by then, as a single-process run has at any later cut),
-    and whether frames take their packets' times in display order (``DisplayOrder``: AVI)."""
+    and whether frames take their packets' times in display order (``DisplayOrder``: AVI, decode-order MP4)."""
 
     faulty_pts: int
     faulty_dts: int

@@ -195,7 +195,7 @@ def bench_pipeline(clip: str | None, variant: str, scale: str, weights: str | No
     from ..machine import describe
     from ..video import pipeline
     from ..video.bench_pipeline import load_frames, time_ffmpeg_binary, time_ffmpeg_pyav, time_model
-    from ..video.output_checks import CRF_RANGE, encoder_problem
+    from ..video.output_checks import CRF_RANGE, encoder_problem, resolve_encoder
     from ..video.reader import open_input, stream_info
     from ..video.writer import Writer, pick_pix_fmt
     from .upscale import make_upscaler
@@ -205,6 +205,9 @@ def bench_pipeline(clip: str | None, variant: str, scale: str, weights: str | No
         raise UserError(f"clip not found: {clip}")
     if ffmpeg_binary and not shutil.which("ffmpeg"):
         raise UserError("--ffmpeg-binary: there is no ffmpeg on PATH (leave it out to time FFmpeg through PyAV)")
+    codec, problem = resolve_encoder(codec)
+    if problem is not None:
+        raise UserError(problem)
     if codec in ("libx264", "libx265"):  # the figures in the README: the encode kept cheap next to the model
         preset = preset or "ultrafast"
     if crf is None and codec in CRF_RANGE:

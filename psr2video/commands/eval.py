@@ -114,6 +114,8 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
         raise UserError("--record stores clean-protocol results only; drop --degraded")
     if picture and not (stress or shipped):  # refused, not ignored (it wrote nothing and exited 0)
         raise UserError("--picture draws the stress suite's text card: add --stress")
+    if stress and not (variants or weights or model_files or shipped):  # it ran nothing and exited 0
+        raise UserError("--stress tests models: name them (--variant, --weights, --model) or use --shipped")
     check_device_name(device)  # a typo is refused even when only the baselines run (they ignore the device)
     check_writable(json_out, "--json")
     check_writable(picture, "--picture")

@@ -8,6 +8,7 @@ written, and the run ends with an error that counts them; Ctrl-C finalises the v
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -46,7 +47,7 @@ def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool, sk
     not write, said) and the notes; refuses, before anything loads, what can't work."""
     from ..video.writer import EXT_FORMAT
 
-    kept = set(EXT_FORMAT) - {".mka"} | {".mpg", ".mpeg", ".mts"}  # the containers written and tested here
+    kept = set(EXT_FORMAT) - {".mka", ".y4m"} | {".mpg", ".mpeg", ".mts"}  # the containers written and tested here
 
     src, dst = Path(input), Path(output)
     if (dst.exists() and not dst.is_dir()) or (not dst.exists() and dst.suffix.lower() in VIDEO_EXTS | PICTURE_EXTS):
@@ -80,11 +81,21 @@ def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool, sk
 
 
 def _stopped_name(dst: Path) -> Path:
-    return dst.with_name(f"{dst.stem}.stopped{dst.suffix}")
+    return _aside(dst, "stopped")
 
 
 def _damaged_name(dst: Path) -> Path:
-    return dst.with_name(f"{dst.stem}.damaged{dst.suffix}")
+    return _aside(dst, "damaged")
+
+
+def _aside(dst: Path, word: str) -> Path:
+    """NAME.WORD.EXT beside OUT; a name that would pass the file system's 255 bytes (OUT's own can be 255) loses
+    the end of its NAME instead (checking it raised "file name too long" and ended the whole folder run)."""
+    from ..fileio import NAME_MAX
+
+    tail = os.fsencode(f".{word}{dst.suffix}")
+    stem = os.fsencode(dst.stem)[: NAME_MAX - len(tail)]
+    return dst.with_name(os.fsdecode(stem.decode("utf-8", "ignore").encode()) + os.fsdecode(tail))
 
 
 def _say_stop(jobs: list[VideoJob], i: int, finished: int, cut_short: bool, started: bool = True,
@@ -143,13 +154,20 @@ def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path
 
     for name, flag in ONE_FILE_ONLY.items():
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
-            raise UserError(f"{flag} is for one file; IN is a folder (each file's own format is read)")
-    jobs, notes = plan_videos(input, output, folder_videos(files), overwrite, skip_existing)
+            why = ("each file's own format is read" if name in ("fmt", "in_fmt")
+                   else "it times a picture sequence given as IN" if name == "in_fps"
+                   else "scale-out cuts one video at its keyframes; a folder's files run one after another")
+            raise UserError(f"{flag} is for one file; IN is a folder ({why})")
+    # OUTs that exist are counted over videos and pictures together, for one line
+    jobs, notes = plan_videos(input, output, folder_videos(files), True, skip_existing)
     has_pictures = any(p.suffix.lower() in PICTURE_EXTS for p in files)
     try:
-        pictures = plan(input, output, overwrite, skip_existing) if has_pictures else []
+        pictures = plan(input, output, True, skip_existing) if has_pictures else []
     except PictureError as e:
         raise UserError(str(e)) from None
+    if not overwrite and (existing := [j.dst for j in [*jobs, *pictures] if j.dst.exists()]):
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise UserError(f"{existing[0]} exists{more}; use -y to overwrite, or --skip-existing to leave those out")
     if skip_existing and (left := sum(p.suffix.lower() in PICTURE_EXTS for p in files) - len(pictures)):
         notes.append(f"note: --skip-existing: {left} picture(s) whose OUT exists are left out")
     if not jobs and not pictures:

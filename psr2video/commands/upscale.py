@@ -182,6 +182,12 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
             if source(name) is not click.core.ParameterSource.DEFAULT:
                 raise UserError(f"{flag} is a scale-out setting: add --workers N (or --ray ADDRESS)")
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
+    if codec is not None:  # FFmpeg's encoder for the name (hevc -> libx265): every check and table keys on it
+        from ..video.output_checks import resolve_encoder
+
+        codec, problem = resolve_encoder(codec)
+        if problem is not None:
+            raise UserError(problem)
     size = parse_size(size_text)
     crop = parse_crop(crop_text)
     trim = parse_trim(start_text, end_text, duration_text)

@@ -5,6 +5,7 @@ not FFmpeg's text about a partial file after the model has loaded."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,39 @@ import av
 
 from ..errors import first_line
 from .writer import EXT_FORMAT, Writer, quiet_encoder_logs
+
+
+def resolve_encoder(codec: str) -> tuple[str, str | None]:
+    """FFmpeg's video encoder for ``--codec`` (``hevc`` -> libx265, ``av1`` -> libsvtav1, as ffmpeg picks it), so
+    that every table keyed by encoder (CRF ranges, HDR10, logs) sees the encoder that runs; and why it can't
+    encode video (unknown, or an audio/subtitle encoder), or None."""
+    try:
+        found = av.codec.Codec(codec, "w")
+    except Exception:  # noqa: BLE001 - PyAV raises several types for an unknown name
+        return codec, f"encoder {codec} is not in this FFmpeg build"
+    if found.type != "video":
+        return codec, f"--codec {codec} is an {found.type} encoder; give a video one (e.g. libx264, libx265, libsvtav1)"
+    return found.name, None
+
+
+@functools.cache
+def encoder_takes(codec: str) -> frozenset[str]:
+    """The encoder's own options (FFmpeg's private AVOptions): ``crf``, ``cq``, ``preset``... An encoder without
+    them would ignore --crf/--preset without a word (mpeg4, ProRes), so those are refused instead."""
+    try:
+        ctx = av.codec.CodecContext.create(codec, "w")
+    except Exception:  # noqa: BLE001
+        return frozenset()
+    return frozenset(o.name for o in ctx.supported_options.private)
+
+
+def probe_pix_fmt(codec: str) -> str:
+    """A pixel format the encoder opens with for a probe: yuv420p, or its own first (ProRes: 4:2:2 10-bit)."""
+    try:
+        formats = [f.name for f in av.codec.Codec(codec, "w").video_formats or ()]
+    except Exception:  # noqa: BLE001
+        return "yuv420p"
+    return "yuv420p" if not formats or "yuv420p" in formats else formats[0]
 
 
 def output_format_problem(path: str, fmt: str | None) -> str | None:
@@ -41,7 +75,7 @@ def output_format_problem(path: str, fmt: str | None) -> str | None:
 
 # the default encoder, and the ones tried in turn for a container that can't hold H.264 (WebM): SVT-AV1 before
 # libvpx-vp9, ffmpeg's own WebM default, which at its default settings encodes an upscaled frame many times slower
-DEFAULT_CODECS = ("libx264", "libsvtav1", "libvpx-vp9", "libx265")
+DEFAULT_CODECS = ("libx264", "libsvtav1", "libvpx-vp9", "libx265", "rawvideo")  # rawvideo: Y4M (a pipe to x264)
 
 
 def default_codec(path: str, fmt: str | None) -> tuple[str, str | None]:
@@ -58,7 +92,8 @@ def default_codec(path: str, fmt: str | None) -> tuple[str, str | None]:
         for codec in DEFAULT_CODECS:
             if not codec_available(codec):
                 continue
-            held = _adds_video(probe, codec)
+            quiet_encoder_logs(codec)
+            held = _takes_video(probe, codec)
             if held is False:
                 continue
             if held is None:
@@ -81,8 +116,11 @@ def container_problem(path: str, fmt: str | None, codec: str) -> str | None:
         if _takes_video(probe, codec) is not False:  # held, or some other trouble the run names
             return None
         name = av.codec.Codec(codec, "w").canonical_name
-        others = [c for c in ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1")
-                  if c != codec and codec_available(c) and _takes_video(probe, c)]
+        others = []
+        for c in ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1"):
+            quiet_encoder_logs(c)  # SVT-AV1's banner would come before the one line
+            if c != codec and codec_available(c) and _takes_video(probe, c):
+                others.append(c)
         return (f"{probe.format.name} can't hold {name} video (--codec {codec}); pick a --codec it can hold"
                 + (f" ({', '.join(others)})" if others else "") + " or use .mkv")
 
@@ -100,7 +138,7 @@ def _takes_video(probe: av.container.OutputContainer, codec: str) -> bool | None
 
     def make(p: av.container.OutputContainer) -> None:
         s = p.add_stream(codec, rate=25)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.width, s.height, s.pix_fmt = 64, 48, probe_pix_fmt(codec)
         if codec == "libx265":
             s.options = {"x265-params": "log-level=error"}  # its banner, 20 lines on stderr, at every start
 
@@ -164,15 +202,18 @@ def encoder_problem(codec: str, crf: float | None, preset: str | None) -> str | 
     """Why the encoder won't start with these settings, or None: it is opened once on a small picture before
     anything loads, so a mistyped --preset, a --crf out of range or an NVENC encoder without an NVIDIA GPU is one
     line at once, not FFmpeg's avcodec_open2 text after the model has loaded."""
-    try:
-        av.codec.Codec(codec, "w")
-    except Exception:  # noqa: BLE001 - PyAV raises several types for an unknown name
-        return f"encoder {codec} is not in this FFmpeg build"
+    codec, problem = resolve_encoder(codec)
+    if problem is not None:
+        return problem
     quiet_encoder_logs(codec)
     if codec == "libvpx-vp9" and preset:
         return "libvpx-vp9 takes no --preset (it would be ignored); leave it out"
     if codec == "ffv1" and (crf is not None or preset):
         return "ffv1 is lossless: it takes no --crf or --preset"
+    takes_crf = bool({"crf", "cq"} & encoder_takes(codec))
+    if (crf is not None and not takes_crf) or (preset and "preset" not in encoder_takes(codec)):
+        what = "--crf" if crf is not None and not takes_crf else "--preset"
+        return f"{codec} takes no {what} (it would be ignored); leave it out or pick libx264, libx265 or libsvtav1"
     takes = ", ".join(f for f in (f"--crf {CRF_RANGE[codec]}" if codec in CRF_RANGE else "",
                                   f"--preset {PRESETS[codec]}" if codec in PRESETS else "") if f)
     if crf is not None and codec in CRF_RANGE:  # x264 clamps --crf 100 to 51 without a word: refuse it here
@@ -181,7 +222,7 @@ def encoder_problem(codec: str, crf: float | None, preset: str | None) -> str | 
             return f"{codec} refused --crf {crf:g}; it takes {takes}"
     ctx = av.codec.CodecContext.create(codec, "w")
     ctx.width = ctx.height = 256
-    ctx.pix_fmt = "yuv420p"
+    ctx.pix_fmt = probe_pix_fmt(codec)
     ctx.time_base, ctx.framerate = Fraction(1, 25), Fraction(25)
     ctx.options = Writer._codec_options(codec, crf, preset)
     try:

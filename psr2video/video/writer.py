@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import math
@@ -31,6 +32,7 @@ import av.logging
 
 from ..errors import PsrError, first_line
 from ..names import DEFAULT_CRF, DEFAULT_PRESET
+from .color import PRIM_BT709, SPACE_BT709, TRC_BT709
 from .reader import (
     PROBE_SECONDS,
     FirstFrame,
@@ -46,7 +48,21 @@ from .subtitles import ASS_HEADER, TEXT_SUBS, CueTimeline, convert_text_sub, pac
 from .trim import Window, shift_timecode, trim_chapters
 
 EXT_FORMAT = {".mkv": "matroska", ".mka": "matroska", ".webm": "webm", ".mp4": "mp4", ".m4v": "mp4",
-              ".mov": "mov", ".ts": "mpegts", ".m2ts": "mpegts", ".avi": "avi", ".nut": "nut"}
+              ".mov": "mov", ".ts": "mpegts", ".m2ts": "mpegts", ".avi": "avi", ".nut": "nut", ".y4m": "yuv4mpegpipe"}
+
+
+# ISO 639-2 has two codes for 20 languages (B: fre, ger, chi; T: fra, deu, zho). MOV keeps a language as a
+# Macintosh code whose table FFmpeg keys by one of the two (fra but ger, chi, dut): Matroska's B codes (mkvmerge
+# writes fre, cze) were lost in .mov. The other code of each pair, and the one MOV holds (measured, FFmpeg 7)
+_ISO639_PAIRS = (("alb", "sqi"), ("arm", "hye"), ("baq", "eus"), ("bur", "mya"), ("chi", "zho"), ("cze", "ces"),
+                 ("dut", "nld"), ("fre", "fra"), ("geo", "kat"), ("ger", "deu"), ("gre", "ell"), ("ice", "isl"),
+                 ("mac", "mkd"), ("mao", "mri"), ("may", "msa"), ("per", "fas"), ("rum", "ron"), ("slo", "slk"),
+                 ("tib", "bod"), ("wel", "cym"))
+ISO639_OTHER = {a: b for pair in _ISO639_PAIRS for a, b in (pair, pair[::-1])}
+_MOV_HOLDS = {"alb", "arm", "baq", "bur", "chi", "ces", "dut", "fra", "geo", "ger", "gre", "ice", "mac", "may",
+              "per", "ron", "slk", "tib", "wel"}
+MOV_LANGUAGE = {code: ISO639_OTHER[code] for code in ISO639_OTHER if ISO639_OTHER[code] in _MOV_HOLDS
+                and code not in _MOV_HOLDS}
 
 
 class OutputError(PsrError):
@@ -132,7 +148,7 @@ def stream_from_template(out: av.container.OutputContainer, template: Any) -> An
 # muxers that take any stream at add_stream and refuse some only when the header is written (FFmpeg's mov: Opus
 # and FLAC "only supported in MP4", AV1 video): a copied stream is tried on a probe in memory first, so audio can be
 # re-encoded and anything else named as dropped
-HEADER_REFUSERS = {"mov", "mpeg", "vob", "dvd", "svcd", "ogg", "ogv"}
+HEADER_REFUSERS = {"mov", "mpeg", "vob", "dvd", "svcd", "ogg", "ogv", "yuv4mpegpipe"}
 
 
 def header_takes(fmt: str, make: Callable[[Any], Any], always: bool = False) -> bool:
@@ -259,18 +275,24 @@ class Writer(threading.Thread):
         self._frame_step = int(round(1 / (Fraction(rate) * time_base))) if rate and time_base else 0
         self._missing_pts = 0
         self._enc_dts: int | None = None  # the last encoded packet's dts
-        self.dropped = 0  # frames AVI had no tick for (a VFR source faster than its average rate)
+        self.dropped = 0  # frames AVI (Y4M, MPEG-2 video) had no tick for (a VFR source faster than its average rate)
         self._durations: dict[int, int] = {}  # output pts -> the frame's length (output ticks), for its packet
         self._last_exact: Fraction | int = 0  # the last frame's own time in output ticks (unrounded)
         self.fixups: dict[int, TimestampFixup] = {}  # output stream index -> what was fixed
         self._muxed: dict[int, int] = {}  # output stream index -> copied packets muxed
+        self._fed: collections.deque[int] = collections.deque()  # AVI: the times of frames given to the encoder
+        self._late_audio: dict[int, Fraction] = {}  # input index -> a copied AVI audio track's start (it plays early)
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
         self.out = self._open(path, fmt, mux_options)
         self._avi = self.out.format.name == "avi"
-        if self._avi and rate:
-            # AVI has one frame per tick of its time base: the input's (1 ms for Matroska) made a "1000 fps"
-            # header padded with empty frames and broke B-frame order; frame times become frame numbers (the
-            # scale-out join's copied packets too: it retimes them to this time base)
+        # AVI has one frame per tick of its time base: the input's (1 ms for Matroska) made a "1000 fps" header
+        # padded with empty frames and broke B-frame order; Y4M writes the tick as its rate (F1000:1: a 25 fps clip
+        # played 40x too fast) and MPEG-1/2 video only opens at one frame per tick. Frame times become frame
+        # numbers (the scale-out join's copied packets too: it retimes them to this time base)
+        self._per_tick = (("AVI" if self._avi else "Y4M" if self.out.format.name == "yuv4mpegpipe"
+                           else "MPEG-2 video" if codec in ("mpeg1video", "mpeg2video") and video_template is None
+                           else None) if rate else None)
+        if self._per_tick:
             self.time_base = time_base = 1 / Fraction(rate)
             self._frame_step = 1
         if video_template is not None:  # scale-out join: encoded segments are copied (PacketItems on vstream)
@@ -343,6 +365,8 @@ class Writer(threading.Thread):
             # writes the header once the first fragment is known, with the edit list that starts B-frame video at
             # its first pts: with empty_moov the video played two frames (80 ms at 25 fps) after the audio.
             options["movflags"] = "frag_keyframe+delay_moov+default_base_moof"
+        if fmt == "yuv4mpegpipe":  # 10/12/16-bit and 4:4:4 Y4M (x264, x265 and aomenc read them) are "unofficial"
+            options.setdefault("strict", "unofficial")
         try:
             if path == "-":
                 return av.open(sys.stdout.buffer, "w", format=fmt or "matroska", options=options)
@@ -394,6 +418,12 @@ class Writer(threading.Thread):
         if fmt in ("avi", "nut") and codec in lost:
             self.warn(f"warning: {fmt} has no colour tags and {codec} does not carry its {lost[codec]} itself: "
                       "players will guess them (use .mkv to keep them)")
+        tags = self.color_tags
+        if fmt == "yuv4mpegpipe" and (tags.get("colorspace"), tags.get("color_primaries"),
+                                      tags.get("color_trc")) != (SPACE_BT709, PRIM_BT709, TRC_BT709):
+            # the encoder it feeds (x264 --demuxer y4m) writes none, and players take an upscaled frame as BT.709
+            self.warn("warning: Y4M holds no colour matrix, primaries or transfer and this video is not BT.709: "
+                      "give them to the encoder it feeds (x264/x265: --colormatrix, --colorprim, --transfer)")
 
     def _carry_sar(self, inp: av.container.InputContainer) -> None:
         """The input's pixel shape (a DVD's or a 1440x1080 HDV capture's non-square pixels): both axes are scaled
@@ -537,6 +567,8 @@ class Writer(threading.Thread):
                           "styling dropped)")
                 break
         if o is None and kind == "audio" and (t := AudioTranscode.add(self.out, s)) is not None:
+            if self._avi:  # AVI's audio has no start time: a late start is silence in front (else it plays early)
+                t.starts_at(Fraction(0))
             self.transcode[s.index] = t
             o = t.stream
             self.warn(f"note: audio stream #{s.index} ({name or '?'}) can't be carried in {fmt} as it is: re-encoded "
@@ -547,6 +579,8 @@ class Writer(threading.Thread):
             return
         try:
             o.metadata.update(carried_tags(s.metadata, stats=self.window is not None))  # a part: not the whole's
+            if fmt == "mov" and (lang := o.metadata.get("language")) in MOV_LANGUAGE:
+                o.metadata["language"] = MOV_LANGUAGE[lang]
             o.disposition = s.disposition
         except Exception:  # noqa: BLE001 - cosmetic
             pass
@@ -698,7 +732,7 @@ class Writer(threading.Thread):
             pts = (self._last_pts + max(self._tick, self._frame_step)) if self._last_pts is not None else 0
             self._missing_pts += 1
         elif self._last_pts is not None and pts < self._last_pts + self._tick:
-            if self._avi and 0 < exact - self._last_exact < 1 and self._last_pts + 1 - exact > 1:
+            if self._per_tick and 0 < exact - self._last_exact < 1 and self._last_pts + 1 - exact > 1:
                 # AVI holds one frame per tick (1/average rate): a VFR source's faster stretch (frames less than a
                 # tick apart in its own times), nudged a tick on each, fell behind its sound by a frame per frame;
                 # dropped instead, as ffmpeg does (said). Decode-order times that go back are nudged, not dropped.
@@ -777,6 +811,9 @@ class Writer(threading.Thread):
         if fix is None:
             fix = self.fixups[o.index] = TimestampFixup(f"{o.type} stream #{idx}", self.out.format.flags)
         fix(pkt)
+        if self._avi and o.type == "audio" and o.index not in self._muxed and idx not in self.transcode \
+                and pkt.pts is not None and pkt.time_base and pkt.pts * pkt.time_base > AudioTranscode.GAP:
+            self._late_audio[idx] = pkt.pts * Fraction(pkt.time_base)  # copied: AVI plays it from 0 (said)
         self.out.mux(pkt)
         self._muxed[o.index] = self._muxed.get(o.index, 0) + 1
 
@@ -792,7 +829,15 @@ class Writer(threading.Thread):
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
         t0 = time.perf_counter()
+        if self._avi and frame is not None:
+            self._fed.append(frame.pts)
         for pkt in self.vstream.encode(frame):
+            if self._avi and self._fed:
+                # AVI stores no pts: a chunk's time is its place (its dts), and a reader times the k-th frame shown
+                # with the k-th earliest. The encoder's dts are its pts shifted by the reorder delay in frames,
+                # which for a variable-rate source are other ticks than the frames' own (63 of 68 frames of a VFR
+                # AVI landed up to 0.4 s late with x264's B-frames): the k-th packet takes the k-th frame's time
+                pkt.dts = pkt.pts = self._fed.popleft()
             self._sane_dts(pkt)
             if (d := self._durations.pop(pkt.pts, None)) is not None and pkt.time_base:
                 # the frame's own length (encoders give every packet 1/rate): a VFR source's, and the last
@@ -874,7 +919,8 @@ class Writer(threading.Thread):
                 continue
             for (_, i), (md, disposition) in zip(made, back_kind, strict=True):
                 src = self._inp.streams[i]
-                kept = {"language": {md.get("language")},  # MP4 reads a track's title back as its "name"
+                kept = {"language": {md.get("language"), ISO639_OTHER.get(md.get("language") or "")},
+                        # MP4 reads a track's title back as its "name"
                         "title": {md.get("title"), md.get("name"), md.get("handler_name")}}
                 lost = [f"{key} {src.metadata[key]!r}" for key in ("language", "title")
                         if src.metadata.get(key) and src.metadata[key] not in kept[key]
@@ -888,14 +934,17 @@ class Writer(threading.Thread):
 
     def fixup_notes(self) -> list[str]:
         rate = f"1/{float(1 / Fraction(self.time_base)):g} s" if self.time_base else "one tick"
-        return [f"AVI holds one frame per {rate} (the video's average rate): {self.dropped} frame(s) of the "
-                "variable-rate input that came sooner than that after the one before were left out, as ffmpeg "
+        return [f"{self._per_tick} holds one frame per {rate} (the video's average rate): {self.dropped} frame(s) "
+                "of the variable-rate input that came sooner than that after the one before were left out, as ffmpeg "
                 "does, keeping the sound in time (.mkv or .mp4 keep every frame)"] * bool(self.dropped) + [
             str(f) for f in self.fixups.values() if f.count] + [
             f"audio stream #{i}: {t.damaged} damaged packet(s) could not be decoded for re-encoding; skipped"
             for i, t in self.transcode.items() if t.damaged] + [
             f"audio stream #{i}: {t.gaps} gap(s) in the sound were filled with silence when it was re-encoded "
-            "(timing kept)" for i, t in self.transcode.items() if t.gaps]
+            "(timing kept)" for i, t in self.transcode.items() if t.gaps] + [
+            f"audio stream #{i} starts {float(t):.2f} s into the video, which AVI can't hold (its audio has no start "
+            f"time): it plays {float(t):.2f} s early (use .mkv or .mp4 to keep it in time)"
+            for i, t in self._late_audio.items()]
 
 
 class AudioTranscode:
@@ -918,6 +967,10 @@ class AudioTranscode:
         self.damaged = 0
         self.gaps = 0
         self._next: Fraction | None = None  # where the next decoded sample belongs, in seconds
+
+    def starts_at(self, t: Fraction) -> None:
+        """The sound begins at ``t`` (AVI: 0), so a later first sample gets silence in front, as a gap does."""
+        self._next = t
 
     @classmethod
     def add(cls, out: av.container.OutputContainer, s: Any) -> AudioTranscode | None:
@@ -995,7 +1048,9 @@ class AudioTranscode:
             if fr.pts is not None and fr.time_base is not None:
                 t = fr.pts * Fraction(fr.time_base)
                 if self._next is not None and t - self._next > self.GAP:
-                    out += self.stream.encode(_silence(fr, int(round((t - self._next) * fr.sample_rate))))
+                    quiet = _silence(fr, int(round((t - self._next) * fr.sample_rate)))
+                    quiet.pts, quiet.time_base = int(round(self._next / fr.time_base)), fr.time_base
+                    out += self.stream.encode(quiet)
                     self.gaps += 1
                 self._next = t
             if self._next is not None:

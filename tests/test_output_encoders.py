@@ -1,0 +1,202 @@
+"""The output side as an encoder uses it: FFmpeg's encoder names, encoders other than x264/x265/SVT-AV1 (ProRes,
+MPEG-2, rawvideo into Y4M), what they take, AVI's timing and MOV's languages; and the folder and eval refusals a
+README walk-through found. Real files through the real CLI."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_image_upscale import one_line_error  # noqa: E402
+from test_image_upscale import run as cli  # noqa: E402
+from test_video import make_clip  # noqa: E402
+from test_video_input import (  # noqa: E402
+    _clip_with_tone,
+    _loud_onset,
+    error_line,
+    hdr_clip,  # noqa: F401 - a fixture
+    hdr_side_data,
+    run,
+)
+
+from psr2video.video import color as C  # noqa: E402
+
+
+def test_ffmpegs_plain_codec_names_are_its_encoders(hdr_clip: Path, tmp_path: Path) -> None:  # noqa: F811
+    """`--codec hevc` (or h264, av1) is what ffmpeg runs as libx265: the CRF range, the defaults and HDR10 keyed
+    by encoder saw "hevc" as some other encoder (HDR10 metadata "can't be given to hevc" and dropped, --crf 99
+    clamped by x264 without a word)."""
+    code, err = run(str(hdr_clip), str(tmp_path / "o.mkv"), "--variant", "mks", "--codec", "hevc")
+    assert code == 0, err
+    assert "can't be given" not in err and "encoded 0 frames" not in err, err
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        assert c.streams.video[0].codec_context.name == "hevc"
+    (md, cll), (md2, cll2) = hdr_side_data(hdr_clip), hdr_side_data(tmp_path / "o.mkv")
+    assert md and cll2 == cll and md2 == pytest.approx(md, rel=2e-3, abs=2e-4)
+    clip = make_clip(tmp_path / "in.mkv")
+    code, err = run(str(clip), str(tmp_path / "o2.mkv"), "--variant", "mks", "--codec", "h264", "--crf", "99")
+    assert code == 1 and "libx264 refused --crf 99" in error_line(err), err
+
+
+@pytest.mark.parametrize("codec", ["aac", "srt"])
+def test_a_codec_that_is_not_a_video_encoder_is_one_line(tmp_path: Path, codec: str) -> None:
+    clip = make_clip(tmp_path / "in.mkv")
+    code, err = run(str(clip), str(tmp_path / "o.mkv"), "--variant", "mks", "--codec", codec)
+    assert code == 1 and "give a video one" in error_line(err), err
+    assert not (tmp_path / "o.mkv").exists()
+
+
+def test_prores_into_mov(tmp_path: Path) -> None:
+    """ProRes (4:2:2 10-bit only) was refused before the run: the encoder and the container were probed at
+    yuv420p, which it can't take ("refused its settings", then "mov can't hold prores")."""
+    clip = make_clip(tmp_path / "in.mkv")
+    code, err = run(str(clip), str(tmp_path / "o.mov"), "--variant", "mks", "--codec", "prores_ks")
+    assert code == 0, err
+    with av.open(str(tmp_path / "o.mov")) as c:
+        s = c.streams.video[0]
+        assert s.codec_context.name == "prores" and s.format.name == "yuv422p10le"
+        assert sum(1 for _ in c.decode(s)) == 10
+
+
+@pytest.mark.parametrize(("codec", "args", "words"), [
+    ("mpeg4", ("--crf", "3"), "mpeg4 takes no --crf"),
+    ("prores_ks", ("--preset", "slow"), "prores_ks takes no --preset"),
+])
+def test_settings_an_encoder_would_ignore_are_refused(tmp_path: Path, codec: str, args: tuple[str, ...],
+                                                      words: str) -> None:
+    """mpeg4 with --crf 2 and --crf 30 gave files of the same size: refused, as for libvpx-vp9's --preset."""
+    clip = make_clip(tmp_path / "in.mkv")
+    code, err = run(str(clip), str(tmp_path / "o.mkv"), "--variant", "mks", "--codec", codec, *args)
+    assert code == 1 and words in error_line(err), err
+
+
+@pytest.mark.parametrize("ext", [".mpg", ".mkv"])
+def test_mpeg2_video_from_a_millisecond_time_base(tmp_path: Path, ext: str) -> None:
+    """MPEG-2 video opens only at one frame per tick: from a Matroska source (1 ms) it failed after the model
+    loaded ("can't start with these settings"); its frames are now numbered at the frame rate, as AVI's."""
+    clip = make_clip(tmp_path / "in.mkv", pts=[i * 40 for i in range(10)])
+    out = tmp_path / f"o{ext}"
+    code, err = run(str(clip), str(out), "--variant", "mks", "--codec", "mpeg2video")
+    assert code == 0, err
+    with av.open(str(out)) as c:
+        s = c.streams.video[0]
+        times = [float(f.time) for f in c.decode(s)]
+    # (MPEG-PS starts its clock half a second in, as ffmpeg's muxer does)
+    assert s.codec_context.name == "mpeg2video" and [round(t - times[0], 3) for t in times] == [
+        round(0.04 * i, 3) for i in range(10)]
+
+
+def test_y4m_has_the_frame_rate_and_picks_rawvideo(tmp_path: Path) -> None:
+    """`out.y4m` asked for libx264, which Y4M can't hold, naming no way out; to stdout its header said F1000:1
+    (the tick of a Matroska source), so a 25 fps clip piped into x264 played 40 times too fast. 10-bit Y4M,
+    which x264/x265 read, needs FFmpeg's "unofficial" flag."""
+    clip = make_clip(tmp_path / "in.mkv", pts=[i * 40 for i in range(10)])
+    out = tmp_path / "o.y4m"
+    code, err = run(str(clip), str(out), "--variant", "mks")
+    assert code == 0 and "encoding with rawvideo" in err, err
+    assert out.read_bytes().startswith(b"YUV4MPEG2 W96 H64 F25:1 ")
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 10
+    deep = make_clip(tmp_path / "deep.mkv", codec="ffv1", pix_fmt="yuv420p10le", space=C.SPACE_SMPTE170M,
+                     pts=[i * 40 for i in range(10)])
+    code, err = run(str(deep), str(tmp_path / "d.y4m"), "--variant", "mks")
+    assert code == 0 and "Y4M holds no colour matrix" in err, err
+    assert (tmp_path / "d.y4m").read_bytes().startswith(b"YUV4MPEG2 W96 H64 F25:1 Ip A0:0 C420p10 ")
+
+
+def _opus_late(path: Path, start: float) -> Path:
+    """Video from 0 and an Opus track (which AVI can't hold) whose 440 Hz tone starts ``start`` s in."""
+    return _clip_with_tone(path, "libopus", 48000, start)
+
+
+def test_avi_keeps_a_late_sound_in_time(tmp_path: Path) -> None:
+    """AVI's audio has no start time: a track that starts 0.5 s after the video played 0.5 s early, without a
+    word. Re-encoded audio now gets the silence in front; copied audio (no re-encoding) is said."""
+    src = _opus_late(tmp_path / "late.mkv", 0.5)
+    code, err = run(str(src), str(tmp_path / "o.avi"), "--variant", "mks")
+    assert code == 0 and "re-encoded" in err, err
+    assert abs(_loud_onset(tmp_path / "o.avi") - _loud_onset(src)) < 0.03, err
+    aac = _clip_with_tone(tmp_path / "aac.mkv", "aac", 48000, 0.5)
+    code, err = run(str(aac), str(tmp_path / "a.avi"), "--variant", "mks")
+    assert code == 0 and "audio stream #1 starts 0.4" in err and "which AVI can't hold" in err, err  # (AAC primes)
+
+
+def _vfr_pts() -> list[int]:
+    gaps = [40, 80, 120, 40, 40, 80, 40, 120, 80, 40] * 3
+    return [int(x) for x in np.cumsum([0, *gaps])]
+
+
+def _chunk_ticks(path: Path) -> list[int]:
+    with av.open(str(path)) as c:
+        return sorted(p.dts for p in c.demux(c.streams.video[0]) if p.size)
+
+
+def test_vfr_into_avi_with_b_frames_keeps_the_frames_times(tmp_path: Path) -> None:
+    """AVI times a chunk by its place (its dts): libx264's dts are its pts shifted by the reorder delay in
+    frames, which from a variable-rate source are other ticks than the frames' own (63 of 68 frames of the
+    shared tree clip landed up to 0.4 s late). The ticks are now the frames' own, as with FFV1 (no B-frames)."""
+    src = make_clip(tmp_path / "vfr.mkv", pts=_vfr_pts())
+    for codec in ("libx264", "ffv1"):
+        code, err = run(str(src), str(tmp_path / f"{codec}.avi"), "--variant", "mks", "--codec", codec)
+        assert code == 0, err
+    assert _chunk_ticks(tmp_path / "libx264.avi") == _chunk_ticks(tmp_path / "ffv1.avi")
+
+
+def test_mov_keeps_matroskas_language_codes(tmp_path: Path) -> None:
+    """mkvmerge writes ISO 639-2/B codes (fre, cze); MOV's table knows those languages by their other code
+    (fra, ces), and the track lost its language ("can't be held in mov")."""
+    src = tmp_path / "in.mkv"
+    make_clip(src, audio=("aac", "aac"), subtitle=False)
+    with av.open(str(src)) as i, av.open(str(tmp_path / "lang.mkv"), "w") as o:
+        streams = {}
+        for s, lang in zip(i.streams, ("eng", "fre", "cze"), strict=True):
+            streams[s.index] = o.add_stream_from_template(s)
+            streams[s.index].metadata["language"] = lang
+        for p in i.demux():
+            if p.dts is not None:
+                p.stream = streams[p.stream.index]
+                o.mux(p)
+    code, err = run(str(tmp_path / "lang.mkv"), str(tmp_path / "o.mov"), "--variant", "mks")
+    assert code == 0 and "can't be held in mov" not in err, err
+    with av.open(str(tmp_path / "o.mov")) as c:
+        assert [s.metadata.get("language") for s in c.streams.audio] == ["fra", "ces"]
+
+
+def test_a_folder_video_with_a_long_name_does_not_stop_the_others(tmp_path: Path) -> None:
+    """After each video the folder run looked for NAME.stopped.EXT of an earlier run: 8 bytes longer than a
+    255-byte name, the look raised "file name too long" and ended the run; the files after it were never
+    written."""
+    root = tmp_path / "in"
+    root.mkdir()
+    long = "b" * (255 - len(".mkv")) + ".mkv"
+    make_clip(root / long, subtitle=False)
+    make_clip(root / "z.mkv", subtitle=False)
+    code, err = cli("upscale", str(root), str(tmp_path / "out"), "--variant", "mks", "-q")
+    assert code == 0 and "done: 2 of 2 videos" in err, err
+    assert (tmp_path / "out" / long).exists() and (tmp_path / "out" / "z.mkv").exists()
+
+
+def test_a_folder_counts_existing_pictures_with_the_videos(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    make_clip(root / "a.mkv", subtitle=False)
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8, 3), 9, np.uint8)).save(root / "p.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.mkv").write_bytes(b"old")
+    (out / "p.png").write_bytes(b"old")
+    one_line_error(*cli("upscale", str(root), str(out), "--variant", "mks"), "exists (and 1 more)", "-y")
+    one_line_error(*cli("upscale", str(root), str(tmp_path / "o2"), "--variant", "mks", "--workers", "2"),
+                   "--workers is for one file", "scale-out cuts one video")
+
+
+def test_eval_stress_without_models_is_refused(tmp_path: Path) -> None:
+    """`eval --stress` alone printed the baselines' table, ran no stress suite and exited 0."""
+    one_line_error(*cli("eval", "--stress", "--dataset", str(tmp_path)), "--stress tests models", "--shipped")

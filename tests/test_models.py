@@ -148,3 +148,20 @@ def test_unknown_variant_and_scale() -> None:
         build_model("huge", 2)
     with pytest.raises(ValueError, match="unsupported scale"):
         build_model("stream", 5)
+
+
+def test_a_file_whose_tensors_dont_match_its_metadata_says_which(tmp_path) -> None:
+    """The message ended at torch's header line ("Error(s) in loading state_dict for ParagonSR2:"): which
+    tensors are missing, extra or of another shape is said now, in the one line."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    src = shipped_files()["realtime_x2"]
+    with safe_open(str(src), "pt") as f:
+        meta = f.metadata()
+    state = load_file(str(src))
+    name = sorted(state)[0]
+    del state[name]
+    save_file(state, str(tmp_path / "broken.safetensors"), metadata=meta)
+    with pytest.raises(WeightsError, match=rf"1 tensor\(s\) missing \({name}\)"):
+        load_model(weights=str(tmp_path / "broken.safetensors"))

@@ -177,3 +177,125 @@ def test_tta_is_the_mean_over_mirror_images(backend: str) -> None:
     assert torch.allclose(got, want.clamp(0, 1), atol=1e-6)
     assert torch.allclose(tiled, got, atol=1e-5)
     assert (got - plain(x).clamp(0, 1)).abs().max() > 1e-3  # it does something
+
+
+def test_a_bare_module_runs_at_its_own_scale() -> None:
+    """A module without a descriptor is described by its own ``.scale`` (it was taken to be x2: a x3
+    MagicKernelSharp2021 reported "mks x2", and tiled it returned a 40x40 mosaic of a 60x60 picture), and a
+    ``scale=`` that disagrees with a module's own scale is refused (it was ignored: x2 ran when x4 was asked)."""
+    from psr2video import MagicKernelSharp2021
+    from psr2video.errors import SettingError
+    from psr2video.models.paragonsr2 import ParagonSR2
+    from psr2video.models.registry import SPECS
+
+    x = torch.rand(1, 3, 20, 20)
+    m = MagicKernelSharp2021(3)
+    with torch.no_grad():
+        want = m(x).clamp(0, 1)
+    for tile in (0, 8):
+        up = Upscaler(model=m, variant="mks", device="cpu", tile=tile)
+        assert up.scale == 3 and "mks x3" in repr(up)
+        y = up(x)
+        assert y.shape == (1, 3, 60, 60) and (y - want).abs().max().item() < 1e-5
+    assert Upscaler(model=MagicKernelSharp2021(4), device="cpu").descriptor.variant == "mks"  # named by its class
+    up = Upscaler(model=ParagonSR2(SPECS["realtime"], 4), device="cpu", tile=8)
+    assert up.scale == 4 and up.descriptor.variant == "realtime" and up(x).shape == (1, 3, 80, 80)
+    with pytest.raises(SettingError, match=r"x3 model \(its \.scale\), not x2"):
+        Upscaler(model=MagicKernelSharp2021(3), variant="mks", scale=2, device="cpu")
+    with pytest.raises(SettingError, match=r"x2 model \(realtime\), not x4"):
+        Upscaler(model=load_model("realtime", 2), scale=4, device="cpu")
+    assert Upscaler(model=load_model("realtime", 2), scale=2, device="cpu").scale == 2
+    mine = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, padding=1), torch.nn.PixelShuffle(2))
+    with pytest.raises(SettingError, match="needs scale= .*Sequential has no .scale"):  # not guessed: x2
+        Upscaler(model=mine, variant="mine", device="cpu")
+    assert Upscaler(model=mine, scale=2, device="cpu").descriptor.variant == "Sequential"
+
+
+def test_a_weights_file_names_its_own_variant_and_scale() -> None:
+    """``Upscaler(weights=FILE)`` with no variant= takes the file's variant, as the CLI and VapourSynth do (the
+    default variant, stream, was taken as a choice and a realtime file refused); a variant given is checked."""
+    from psr2video.models.registry import shipped_weights_path
+
+    path = shipped_weights_path("realtime", 2)
+    up = Upscaler(weights=path, device="cpu")
+    assert up.descriptor.variant == "realtime" and up.scale == 2
+    with pytest.raises(WeightsError, match="holds variant 'realtime', not 'stream'"):
+        Upscaler(variant="stream", weights=path, device="cpu")
+    with pytest.raises(WeightsError, match="not x4"):
+        Upscaler(weights=path, scale=4, device="cpu")
+    assert Upscaler(device="cpu").descriptor.variant == "stream"  # nothing named: the product's default
+
+
+def test_mks_int8_leaves_the_resampler_float() -> None:
+    """Reduced precision never touches the base path: ``--variant mks --precision int8`` quantised the Magic
+    Kernel Sharp resampler itself (5 QuantizeLinear nodes, up to 5 8-bit codes off fp32); its int8 graph is
+    its fp32 graph."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    x = torch.rand(1, 3, 24, 40)
+    ref = Upscaler(variant="mks", device="cpu", backend="torch")(x)
+    up = Upscaler(variant="mks", device="cpu", backend="onnxruntime", precision="int8")
+    ops = [n.op_type for n in onnx.load(str(up.runner.onnx_path)).graph.node]
+    assert "QuantizeLinear" not in ops and "DequantizeLinear" not in ops
+    assert (up(x) - ref).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("variant", ["realtime", "stream", "mks"])
+def test_a_nonfinite_input_pixel_stays_a_local_defect(variant: str) -> None:
+    """One NaN/inf input pixel (an upstream filter that divided by zero) spread through every convolution and
+    blacked out a whole block of the output (114x114 for stream x2); a frame with 1% NaN came out black."""
+    up = Upscaler(variant=variant, scale=2, device="cpu")
+    x = torch.full((1, 3, 96, 96), 0.6)
+    clean = up(x)
+    x[0, :, 30, 30] = float("nan")
+    x[0, 1, 70, 60] = float("inf")
+    x[0, 2, 20, 80] = float("-inf")
+    for tile in (0, 40):
+        up.tile = tile
+        y = up(x)
+        changed = int(((y - clean).abs().amax(1) > 0.02).sum())
+        assert bool(torch.isfinite(y).all()) and changed < 400, changed  # ~100: the bad pixels' neighbourhoods
+    up.tile = 0
+    x = torch.full((1, 3, 24, 24), 0.6)
+    x.view(-1)[::97] = float("nan")
+    y = up(x)
+    assert float((y < 0.3).float().mean()) < 0.05 and abs(float(y.mean()) - 0.6) < 0.02
+
+
+def test_photo_tiles_are_seamless_and_pro_tiles_are_said_to_approximate(caplog) -> None:
+    """Photo's 16 shifted-window blocks see further than one window: at the old default overlap (32) tiles were
+    4e-3 off the whole frame (untrained, LayerScale 1); at its default now they match. Pro pools over the whole
+    input (squeeze-excitation), so no overlap makes its tiles exact: its descriptor says so and a tiled pro
+    Upscaler warns."""
+    torch.manual_seed(2)  # wide and low: seams between 4 columns of tiles, at a fraction of a square's time
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 24), size=(48, 192), mode="bicubic").clamp(0, 1)
+    x[..., :, 96:] *= 0.3
+    torch.manual_seed(1)
+    net = build_model("photo", 2, ls_init=1.0, width=16)  # photo's depth and window (what its reach is), narrow
+    whole = Upscaler(model=net, device="cpu", clamp=False)(x)
+    up = Upscaler(model=net, device="cpu", clamp=False, tile=48)
+    assert up.tile_overlap == build_model("photo", 2).descriptor.tile_overlap
+    assert (up(x) - whole).abs().max().item() < 1e-4
+    assert build_model("photo", 2).descriptor.tiling == "supported"
+    pro = build_model("pro", 2, width=16, groups=1, blocks=1)
+    assert pro.descriptor.tiling == "discouraged"
+    with caplog.at_level("WARNING", logger="psr2video.runtime"):
+        Upscaler(model=pro, device="cpu", tile=64)
+    assert "only approximates" in caplog.text
+
+
+def test_small_api_mistakes_are_one_line() -> None:
+    """An empty frame raised torch's RuntimeError; ``scale="2"`` said "unsupported scale 2" of a string."""
+    from psr2video.errors import SettingError
+
+    up = Upscaler(variant="mks", device="cpu")
+    for shape in ((1, 3, 0, 8), (1, 3, 8, 0)):
+        with pytest.raises(SettingError, match="at least 1x1"):
+            up(torch.rand(*shape))
+    assert up(torch.rand(0, 3, 5, 7)).shape == (0, 3, 10, 14)
+    for bad in ("2", 2.0, True, 0):
+        with pytest.raises(SettingError, match=f"unsupported scale {bad!r}"):
+            Upscaler(variant="mks", scale=bad, device="cpu")
+    with pytest.raises(SettingError, match="unsupported scale 5; choose one of 2, 3, 4"):
+        Upscaler(variant="mks", scale=5, device="cpu")

@@ -60,6 +60,9 @@ class MagicKernelSharp2021(nn.Module):
 
     pad = 4
     float_base = True  # takes any float input, computes and returns float32 (float64 for float64 input)
+    # exported on its own (--variant mks), int8 quantises none of it: "" is the whole graph (the resampler is
+    # the base path, which reduced precision never touches; its int8 file is its fp32 graph)
+    int8_keep_float = ("",)
 
     def __init__(self, scale: int, alpha: float = 1.0, channels: int = 3) -> None:
         super().__init__()

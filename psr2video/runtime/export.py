@@ -197,12 +197,13 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: Sequ
     """Static INT8 QDQ quantisation of ``fp32_path`` calibrated on ``calibration`` (NCHW tensors).
 
     ``keep_float``: submodule names of the traced model whose nodes stay float (the model's own
-    ``int8_keep_float``; the TorchScript exporter names every node ``/<submodule path>/<op>``)."""
+    ``int8_keep_float``; the TorchScript exporter names every node ``/<submodule path>/<op>``); ``""`` names
+    the traced model itself: every node stays float."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     m = onnx.load(str(fp32_path))
-    scopes = tuple(f"/{name}/" for name in keep_float)
+    scopes = tuple(f"/{name}/" if name else "/" for name in keep_float)
     exclude = [n.name for n in m.graph.node if n.name.startswith(scopes)]
     root = logging.getLogger()
     level = root.level
@@ -500,6 +501,8 @@ def cached_onnx(model: nn.Module, descriptor, precision: str, cache=None, opset:
             calib = calibration_tensors(calibration)
         export_onnx(model, tmp, precision, opset=opset, fp16_io=fp16_io, calibration=calib,
                     example_hw=descriptor.input_size(48, 48))  # what the Upscaler pads a 48x48 tile to
+        if (check := getattr(model, "check_onnx", None)) is not None:  # a foreign module: traced at one size
+            check(tmp)
 
     return cache.get_or_build(fields, "onnx", ".onnx", build, describe=f"ONNX {descriptor.variant} "
                               f"x{descriptor.scale} {precision}", echo=echo)

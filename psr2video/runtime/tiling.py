@@ -2,7 +2,8 @@
 
 Each tile is run with ``overlap`` input pixels of real context on every side (clipped at the frame
 edge) and only its centre is kept, so when the overlap covers the model's receptive field the result
-equals the untiled output. Tile origins are aligned to the model's attention window grid.
+equals the untiled output (a model that pools over the whole frame, pro, only approximates it: its descriptor
+says ``tiling="discouraged"``). Tile origins are aligned to the model's attention window grid.
 """
 
 from __future__ import annotations

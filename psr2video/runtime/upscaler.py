@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import PsrError, SettingError, first_line
+from ..models.magic import MagicKernelSharp2021
 from ..models.registry import ModelDescriptor, describe, load_model
 from ..names import PRECISIONS, device_name_problem
 from .auto import resolve
@@ -73,22 +75,27 @@ class Upscaler:
     >>> y = up(torch.rand(1, 3, 64, 64))   # (1, 3, 128, 128)
     """
 
-    def __init__(self, variant: str | None = "stream", scale: int | None = None,
+    def __init__(self, variant: str | None = None, scale: int | None = None,
                  weights: str | Path | None = None, backend: str | BackendConfig | None = None,
                  precision: str | None = None, device: str | torch.device | None = "auto", tile: int = 0,
                  tile_overlap: int | None = None, model: nn.Module | None = None, clamp: bool = True,
                  model_file: str | Path | None = None, tta: bool = False) -> None:
         self.device = resolve_device(device)
+        scale = _check_scale(scale)
         if model_file is not None:
-            if variant not in (None, "stream"):  # "stream" is the default, not a choice
+            if variant not in (None, "stream"):  # "stream" was the default once: not a choice
                 raise SettingError("model_file= says what the model is; drop variant=")
             model = _load_model_file(model_file, scale, weights, model)
         elif model is None:
+            # no variant: a weights file names its own (and its scale), else the product's default, stream
+            if variant is None and weights is None:
+                variant = "stream"
             model = load_model(variant, scale, weights=weights)  # a baseline is built there (and refuses weights)
         elif getattr(model, "descriptor", None) is None:
-            if variant is None:
-                raise SettingError("a bare model needs variant= and scale= to describe it")
-            model.descriptor = describe(model, variant, scale or 2)
+            model.descriptor = _describe_bare(model, variant, scale)
+        elif scale is not None and model.descriptor.scale != scale:  # never run x2 when x4 was asked for
+            raise SettingError(f"the model given is a x{model.descriptor.scale} model "
+                               f"({model.descriptor.variant}), not x{scale}")
         if hasattr(model, "fuse_for_release"):
             model = model.fuse_for_release()
         self.model = model.eval()
@@ -137,6 +144,8 @@ class Upscaler:
             self._check_fixed_tiling()
         elif self.tile and d.tiling == "internal":
             log.warning("%s (%s) tiles internally; --tile on top of it may cost quality", d.variant, d.arch)
+        elif self.tile and d.tiling == "discouraged":  # e.g. pro: global pooling, which no tile can see
+            log.warning("%s (%s) looks at the whole frame; tiled output only approximates it", d.variant, d.arch)
         self.clamp = clamp
         # self-ensemble: the mean of the outputs for the frame and its three mirror images, 4x the model time.
         # Mirrors keep every frame's shape (transposes would not: a TensorRT engine or a fixed-size graph takes
@@ -226,6 +235,12 @@ class Upscaler:
             raise SettingError(f"expected NCHW with {self.descriptor.in_channels} channels, got {tuple(x.shape)}")
         if not x.is_floating_point():  # a uint8 frame would be read as 0-255 "intensities" and clamp to white
             raise SettingError(f"expected a float tensor in [0, 1], got {x.dtype} (divide 8-bit frames by 255)")
+        if x.shape[2] == 0 or x.shape[3] == 0:
+            raise SettingError(f"expected frames of at least 1x1 pixels, got {tuple(x.shape)}")
+        if x.shape[0] == 0:  # no frames: nothing to run (a backend may not take a batch of 0)
+            return torch.empty((0, self.descriptor.out_channels, x.shape[2] * self.scale, x.shape[3] * self.scale),
+                               device=self.device, dtype=self.dtype)
+        x = _finite_input(x)
         y = self._ensemble(x) if self.tta else self._tiled(x)
         if not y.is_contiguous():  # a model may hand back channels-last (SwinIR at batch 2): consumers (the
             y = y.contiguous()  # encoder's planes, numpy, VapourSynth) take plain NCHW
@@ -286,12 +301,59 @@ class Upscaler:
         return torch.cat(outs)
 
 
+def _finite_input(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with NaN -> 0, +inf -> 1, -inf -> 0 (an upstream filter that divided by zero): every convolution
+    spreads a non-finite value over its whole footprint, so one bad pixel blacked out a block of the output (the
+    output's NaNs become 0); replaced here, the damage stays at that pixel and its neighbours. CUDA: one
+    elementwise kernel (no sync); CPU: one reduction, and the replacement only when it finds some."""
+    if x.is_cuda or not math.isfinite(float(x.sum(dtype=torch.float32))):
+        return torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0)
+    return x
+
+
 def default_precision(d: ModelDescriptor, device: torch.device, backend: str = "torch") -> str:
     """fp16 on CUDA and fp32 on the CPU, unless the model can't run in half (then bf16 on torch, or fp32)."""
     if device.type != "cuda":
         return "fp32"
     order = ("fp16", "bf16", "fp32") if backend == "torch" else ("fp16", "fp32")
     return next(p for p in order if p in d.precisions)
+
+
+def _check_scale(scale) -> int | None:
+    """``scale`` as an int (None: not given); anything but a whole number >= 1 is refused in one line, showing
+    the value as given (the string ``"2"`` is not the number 2)."""
+    if scale is None:
+        return None
+    try:
+        value = operator.index(scale)  # int, numpy ints; not bool, float or str
+    except TypeError:
+        value = None
+    if value is None or isinstance(scale, bool) or value < 1:
+        raise SettingError(f"unsupported scale {scale!r}; give a whole number such as 2, 3 or 4")
+    return int(value)
+
+
+def _describe_bare(model: nn.Module, variant: str | None, scale: int | None) -> ModelDescriptor:
+    """The descriptor of a module without one: its scale is its own ``.scale`` (a ParagonSR2 or
+    MagicKernelSharp2021 module, most upscalers), and a ``scale=`` that disagrees is refused (neither: refused,
+    never guessed); its variant is ``variant=``, else its own ArchSpec's (ParagonSR2), ``mks`` for a bare
+    MagicKernelSharp2021, else its class name."""
+    own = getattr(model, "scale", None)
+    try:
+        own = operator.index(own) if own is not None and not isinstance(own, bool) else None
+    except TypeError:  # a float or tensor attribute of the module's own: not a scale to trust
+        own = None
+    if own is not None and scale is not None and own != scale:
+        raise SettingError(f"the model given is a x{own} model (its .scale), not x{scale}")
+    scale = own if own is not None else scale
+    if variant is None:
+        spec = getattr(model, "spec", None)
+        variant = getattr(spec, "variant", None) or ("mks" if isinstance(model, MagicKernelSharp2021)
+                                                     else type(model).__name__)
+    if scale is None:
+        raise SettingError(f"a bare model needs scale= to describe it ({type(model).__name__} has no .scale "
+                           "attribute)")
+    return describe(model, variant, scale)
 
 
 def _load_model_file(path: str | Path, scale: int | None, weights, model) -> nn.Module:

@@ -586,3 +586,234 @@ def test_tiles_of_a_pixel_unshuffle_checkpoint_start_on_its_grid(tmp_path):
     whole = Upscaler(model_file=path, backend="torch", device="cpu")(x)
     y = Upscaler(model_file=path, backend="torch", device="cpu", tile=13, tile_overlap=12)(x)
     assert (y - whole).abs().max().item() < 1e-5
+
+
+# ------------------------------------------------------------- exports checked at other sizes and batches
+REFUSED = "2x_DITN.pth's ONNX export does not run at other sizes (traced at 48x48): use --backend torch"
+
+
+def _spandrel_file(path: Path, arch: str, **kw) -> Path:
+    """A spandrel architecture with random weights saved as ``path`` (a .pth)."""
+    import importlib
+
+    torch.manual_seed(0)
+    net = getattr(importlib.import_module(f"spandrel.architectures.{arch}"), arch)(**kw).eval()
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def ditn(tmp_path) -> Path:
+    """DITN: its reshapes use Python ints of the input size, so its export runs at the traced size only."""
+    return _spandrel_file(tmp_path / "2x_DITN.pth", "DITN", dim=12, ITL_blocks=1, SAL_blocks=1, patch_size=8,
+                          upscale=2)
+
+
+def test_an_export_that_runs_only_at_its_trace_size_is_refused_and_remembered(ditn):
+    """The export was traced at 48x48 and never run at another size: DITN's graph failed (ORT Reshape) at every
+    other size, a traceback mid-run. check_onnx runs it at another size (and batch 2) against PyTorch before the
+    cache keeps it: refused in one line, nothing cached, and a later load knows without exporting again."""
+    from psr2video.runtime.engine_cache import EngineCache
+    from psr2video.runtime.export import ExportError, cached_onnx
+
+    m = load_model_file(ditn)
+    with pytest.raises(ExportError) as e:
+        cached_onnx(m, m.descriptor, "fp32")
+    assert str(e.value) == REFUSED
+    assert not [p for p in EngineCache().dir.glob("*.onnx")]
+    assert load_model_file(ditn).onnx_refusal == REFUSED
+
+
+def test_an_export_whose_crop_branch_was_traced_away_is_refused(tmp_path):
+    """RealCUGAN x2 crops its output with a branch the trace froze: through the Python API on ONNX Runtime a 53x37
+    frame came back 108x76 (not 106x74), silently. Its export is refused naming the sizes."""
+    from spandrel.architectures.RealCUGAN import UpCunet2x
+
+    from psr2video.runtime.export import ExportError, cached_onnx
+
+    torch.manual_seed(0)
+    torch.save(UpCunet2x().state_dict(), tmp_path / "up2x.pth")
+    m = load_model_file(tmp_path / "up2x.pth")
+    with pytest.raises(ExportError) as e:
+        cached_onnx(m, m.descriptor, "fp32")
+    assert str(e.value) == ("up2x.pth's ONNX export does not run at other sizes (traced at 48x48: 53x37 gives "
+                            "108x76, not 106x74): use --backend torch")
+
+
+def test_auto_runs_a_refused_export_on_pytorch_with_one_note(ditn, caplog):
+    """backend auto picks ONNX Runtime on the CPU: a foreign checkpoint whose export is refused runs on PyTorch,
+    said in one note line; asked for, ONNX Runtime is refused in the same one line (no traceback at a frame)."""
+    import logging
+
+    from psr2video.errors import SettingError
+
+    with caplog.at_level(logging.WARNING):
+        up = Upscaler(model_file=ditn, backend="auto", device="cpu")
+    notes = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert up.backend.name == "torch"
+    assert notes == [f"note: {REFUSED.removesuffix(': use --backend torch')}; running it on PyTorch (backend auto)"]
+    x = frame(37, 29)
+    ref = Upscaler(model_file=ditn, backend="torch", device="cpu")(x)
+    assert up(x).shape == (1, 3, 74, 58) and torch.equal(up(x), ref)
+    for _ in range(2):  # exported and refused, then refused from the kept verdict: the same line
+        with pytest.raises(SettingError) as e:
+            Upscaler(model_file=ditn, backend="onnxruntime", device="cpu")
+        assert str(e.value) == REFUSED
+
+
+def test_cli_refused_export_is_one_line_and_auto_carries_on(ditn, tmp_path, caplog):
+    """The CLI on a picture and a folder (an odd-sized picture among them): auto writes every picture on PyTorch
+    after one note; --backend onnxruntime is one error line, exit 1, nothing written."""
+    from click.testing import CliRunner
+    from PIL import Image
+    from test_export import _one_error_line
+
+    from psr2video.cli import cli
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in (("a.png", (31, 41)), ("b.png", (48, 48))):
+        Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(pics / name)
+    r = CliRunner().invoke(cli, [str(pics / "a.png"), str(tmp_path / "o.png"), "-y", "--model", str(ditn),
+                                 "--backend", "onnxruntime"])
+    assert _one_error_line(r) == f"Error: {REFUSED}" and not (tmp_path / "o.png").exists()
+    r = CliRunner().invoke(cli, [str(pics), str(tmp_path / "out"), "-y", "--model", str(ditn)])
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert [m for m in caplog.messages if "running it on PyTorch" in m]  # the note (on stderr outside pytest)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    assert Image.open(tmp_path / "out" / "a.png").size == (82, 62)
+
+
+def test_an_export_that_mixes_a_batch_runs_one_frame_per_call(tmp_path):
+    """RGT works out its attention windows from the batch with Python ints: the export, traced at batch 1,
+    mixed the frames of a --batch 2 on ONNX Runtime (0.0093 off, silently). check_onnx compares batch 2 with
+    frame by frame: the model then runs one frame per call (on ONNX Runtime still), from this load on."""
+    f = _spandrel_file(tmp_path / "2x_RGT.pth", "RGT", embed_dim=32, depth=[1], num_heads=[2], upscale=2,
+                       img_size=32)
+    assert load_model_file(f).descriptor.fixed_batch == 0
+    up = Upscaler(model_file=f, backend="onnxruntime", device="cpu")
+    assert up.backend.name == "onnxruntime" and up.descriptor.fixed_batch == 1
+    x = torch.rand(2, 3, 40, 48, generator=torch.Generator().manual_seed(3))
+    both = up(x)
+    assert torch.equal(both, torch.cat([up(x[:1]), up(x[1:])]))
+    ref = Upscaler(model_file=f, backend="torch", device="cpu")(x)
+    assert (both - ref).abs().max().item() < 1e-4
+    assert load_model_file(f).descriptor.fixed_batch == 1  # kept: later loads know before any session
+
+
+def test_an_export_torch_cannot_write_is_quiet_and_auto_runs_pytorch(tmp_path, capfd):
+    """SAFMN's adaptive pooling can't be exported: torch's exporter dumped its whole IR graph on stderr (270 KB
+    for the released model) before the one-line error. Now: nothing from the exporter, and auto runs PyTorch."""
+    f = _spandrel_file(tmp_path / "2x_SAFMN.pth", "SAFMN", dim=8, n_blocks=1, upscaling_factor=2)
+    capfd.readouterr()
+    up = Upscaler(model_file=f, backend="auto", device="cpu")
+    said = "".join(capfd.readouterr())  # torch's C++ log goes to stdout or stderr
+    assert up.backend.name == "torch" and "IR graph" not in said and len(said) < 500, said[:500]
+    assert up(frame(21, 30)).shape == (1, 3, 42, 60)
+
+
+def test_a_long_model_file_name_runs_on_onnxruntime(tmp_path, compact):
+    """The cache's artifact names carry the variant, a foreign model's file name: a 230-character name failed on
+    every non-torch backend with 'File name too long'. The readable part is cut; the key keeps it unique."""
+    from psr2video.runtime.engine_cache import EngineCache
+
+    name = "2x_" + "a" * 230 + ".onnx"
+    f = export_onnx_file(compact, tmp_path / name, torch.rand(1, 3, 32, 32), {"input": {0: "n", 2: "h", 3: "w"}})
+    y = Upscaler(model_file=f, backend="onnxruntime", device="cpu")(frame())
+    assert y.shape == (1, 3, 90, 140)
+    names = [p.name for p in EngineCache().dir.iterdir()]
+    assert names and max(len(n.encode()) for n in names) < 200
+    from psr2video.runtime.engine_cache import short_label
+    long = "ü" * 100 + "_x2_fp32"
+    assert len(short_label(long).encode()) <= 80 and short_label(long).endswith("_x2_fp32")
+    assert short_label("2x_SPAN_x2_fp32") == "2x_SPAN_x2_fp32"
+
+
+def test_scale_given_as_a_string_is_not_called_a_mismatch(tmp_path, compact):
+    """scale="2" for a x2 file said 'is a x2 model, not x2'."""
+    from psr2video.errors import SettingError
+
+    f = export_onnx_file(compact, tmp_path / "2x_dyn.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    try:  # taken as 2, or refused showing the string as given: never "not x2" for a x2 file
+        assert Upscaler(model_file=f, scale="2", backend="onnxruntime", device="cpu").scale == 2
+    except SettingError as e:
+        assert "'2'" in str(e) and "not x2" not in str(e), str(e)
+    with pytest.raises(SettingError, match=r"x2 model, not x3"):
+        Upscaler(model_file=f, scale=3, backend="onnxruntime", device="cpu")
+
+
+def test_a_folder_given_as_the_model_is_called_a_folder(tmp_path):
+    """A folder given as the model (Python model_file=) said 'model file not found'."""
+    folder = tmp_path / "models.pth"
+    folder.mkdir()
+    for call in (lambda: load_model_file(folder), lambda: Upscaler(model_file=folder, device="cpu")):
+        with pytest.raises(ForeignModelError, match=r"models\.pth is a directory, not a model file$"):
+            call()
+
+
+def test_export_and_engine_build_take_a_model_file(span, tmp_path):
+    """'another project's checkpoint runs with --model': export and engine build now have --model (the export
+    verified against PyTorch and checked at other sizes; engine build prebuilds what upscale --model uses)."""
+    from click.testing import CliRunner
+    from test_export import _one_error_line
+
+    from psr2video.cli import cli
+    from psr2video.runtime.engine_cache import EngineCache
+
+    _, d = span
+    out = tmp_path / "span.onnx"
+    r = CliRunner().invoke(cli, ["export", "--model", str(d / "2x_SPAN_test.pth"), "-o", str(out)])
+    assert r.exit_code == 0 and out.is_file() and "fp32: PSNR vs PyTorch fp32" in r.output, r.output
+    assert "(ok)" in r.output
+    r = CliRunner().invoke(cli, ["engine", "build", "--model", str(out), "--device", "cpu"])
+    assert r.exit_code == 0 and "ready" in r.output, r.output
+    assert any(p.suffix == ".onnx" for p in EngineCache().dir.iterdir())
+    r = CliRunner().invoke(cli, ["export", "--model", str(out)])
+    assert "is an ONNX file already" in _one_error_line(r)
+    r = CliRunner().invoke(cli, ["export", "--model", str(d / "2x_SPAN_test.pth"), "-p", "int8"])
+    assert "not int8" in _one_error_line(r)
+
+
+class Unshuffle3(nn.Module):
+    """x2 through a pixel-unshuffle by 3: runs on multiples of 3 only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(27, 3 * 36, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        detail = F.pixel_shuffle(self.conv(F.pixel_unshuffle(x, 3)), 6)
+        return F.interpolate(x, scale_factor=2, mode="nearest") + 0.01 * detail
+
+
+class Times255(nn.Module):
+    """A x2 model whose output is 0..255."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2, mode="nearest") * 255
+
+
+def test_onnx_probe_finds_a_multiple_of_3(tmp_path):
+    """The probe tried sizes that are powers of two only: a graph that pixel-unshuffles by 3 was 'not an
+    image-to-image model'."""
+    torch.manual_seed(0)
+    net = Unshuffle3().eval()
+    f = export_onnx_file(net, tmp_path / "2x_unshuffle3.onnx", torch.rand(1, 3, 63, 63),
+                         {"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "H", 3: "W"}})
+    d = load_model_file(f).descriptor
+    assert (d.scale, d.size_multiple, d.min_size) == (2, 3, 9)
+    x = frame(36, 54)
+    with torch.no_grad():
+        ref = net(x).clamp(0, 1)
+    up = Upscaler(model_file=f, backend="onnxruntime", device="cpu")
+    assert (up(x) - ref).abs().max().item() < 1e-5
+    assert up(frame(37, 53)).shape == (1, 3, 74, 106)
+
+
+def test_onnx_whose_output_is_0_255_is_refused(tmp_path):
+    """A graph whose output is 0..255 ran with no word, every frame white: refused in one line."""
+    g = export_onnx_file(Times255(), tmp_path / "2x_255.onnx", torch.rand(1, 3, 32, 32),
+                         {"input": {0: "n", 2: "h", 3: "w"}})
+    with pytest.raises(ForeignModelError, match=r"^2x_255\.onnx seems to output 0\.\.255, not 0\.\.1"):
+        load_model_file(g)

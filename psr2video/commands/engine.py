@@ -57,6 +57,9 @@ def engine_clear(stale):
 @click.option("--weights", "-w", type=click.Path(dir_okay=False),
               help="weights file or shipped preset (clean) (default: shipped weights)")
 @click.option("--untrained", is_flag=True, help="build for an untrained net (random weights, for testing)")
+@click.option("--model", "model_file", type=click.Path(dir_okay=False),
+              help="a model file of your own instead of a variant (.onnx, or a .pth/.pt/.ckpt/.safetensors that "
+                   "spandrel knows): what upscale --model then finds ready")
 @click.option("--precision", "-p", type=click.Choice(EXPORT_PRECISIONS), default=None,
               help="default: fp16 on CUDA, fp32 on the CPU")
 @click.option("--profile", "profiles", multiple=True,
@@ -74,8 +77,8 @@ def engine_clear(stale):
 @click.option("--calibration", type=click.Path(exists=True),
               help="int8: video or image folder to calibrate on (later int8 runs of this model use what it builds)")
 @command_errors()
-def engine_build(variant, scale, weights, untrained, precision, profiles, shape, dynamic, batch, backend, device,
-                 workspace, opt_level, calibration):
+def engine_build(variant, scale, weights, untrained, model_file, precision, profiles, shape, dynamic, batch, backend,
+                 device, workspace, opt_level, calibration):
     """Prebuild artifacts into the engine cache so the first run starts at once.
 
     With CUDA and TensorRT: one TensorRT engine per profile; `upscale`/`vspipe` load it for any input it
@@ -109,7 +112,13 @@ def engine_build(variant, scale, weights, untrained, precision, profiles, shape,
         backend = "tensorrt" if has_trt and dev.type == "cuda" else "onnxruntime"
     if backend == "tensorrt" and not (has_trt and dev.type == "cuda"):
         raise UserError(f"cannot build TensorRT engines here: {why}")
-    model = load_for_command(variant, scale, weights, untrained)
+    if model_file is not None:
+        from .export import load_model_file_for_export
+
+        model = load_model_file_for_export(model_file, weights, untrained, [precision] if precision else [])
+        variant, scale = model.descriptor.variant, model.descriptor.scale
+    else:
+        model = load_for_command(variant, scale, weights, untrained)
     if hasattr(model, "fuse_for_release"):
         model = model.fuse_for_release()
     model.descriptor = with_weights_hash(model.descriptor, model)  # once for every profile's cache key
@@ -127,6 +136,8 @@ def engine_build(variant, scale, weights, untrained, precision, profiles, shape,
                                      echo=click.echo)
             except EngineBuildError as e:
                 raise UserError(str(e)) from None
+            except RuntimeError as e:  # a foreign module the exporter can't write
+                raise UserError(_export_failure(model_file, e)) from None
             click.echo(f"[{i}/{len(plist)}] ready: {path.name} ({time.perf_counter() - t0:.1f} s)")
     else:
         from ..runtime.ort_backend import ORTRunner
@@ -139,8 +150,25 @@ def engine_build(variant, scale, weights, untrained, precision, profiles, shape,
                                calibration=calibration, echo=click.echo)
         except ValueError as e:
             raise UserError(str(e)) from None
+        except RuntimeError as e:  # a foreign module the exporter can't write
+            raise UserError(_export_failure(model_file, e)) from None
         if dev.type == "cuda":  # ORT's TensorRT provider builds lazily per shape: warm each profile once
             for prof in plist:
                 runner(torch.rand(prof.opt, device=dev))
         click.echo(f"[1/1] ready: {runner.model_path.name}")
     click.echo(f"done in {time.perf_counter() - t_all:.1f} s")
+
+
+def _export_failure(model_file: str | None, e: RuntimeError) -> str:
+    """One line for an export that failed: the refusal itself (ExportError: check_onnx), or the exporter's error
+    for a model file; anything else is a bug, re-raised by the caller's handler."""
+    from pathlib import Path
+
+    from ..errors import PsrError
+    from ..runtime.auto import export_error_line
+
+    if isinstance(e, PsrError):
+        return str(e)
+    if model_file is None:
+        raise e
+    return f"{Path(model_file).name} can't be exported to ONNX ({export_error_line(e)}); it runs on --backend torch"

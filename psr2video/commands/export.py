@@ -20,6 +20,9 @@ from .common import interruptible, load_for_command, split_list
 @click.option("--weights", "-w", type=click.Path(dir_okay=False),
               help="weights file or shipped preset (clean) (default: shipped weights)")
 @click.option("--untrained", is_flag=True, help="export an untrained net with random weights (for testing)")
+@click.option("--model", "model_file", type=click.Path(dir_okay=False),
+              help="another project's checkpoint (.pth/.pt/.ckpt/.safetensors that spandrel knows) instead of a "
+                   "variant: its scale comes from the file, and the export is checked at other sizes too")
 @click.option("--precision", "-p", multiple=True, default=("fp32",), show_default=True,
               help="fp32, fp16, int8; repeat or comma-separate for several")
 @click.option("--output", "-o", type=click.Path(), help="output .onnx (a folder when several precisions)")
@@ -34,8 +37,8 @@ from .common import interruptible, load_for_command, split_list
               help="images to verify against PyTorch (default: ../shared/data/val/Set5)")
 @click.option("--no-verify", is_flag=True, help="skip the PyTorch comparison")
 @command_errors()
-def export(variant, scale, weights, untrained, precision, output, opset, fp32_io, calibration, calibration_frames,
-           verify_dir, no_verify):
+def export(variant, scale, weights, untrained, model_file, precision, output, opset, fp32_io, calibration,
+           calibration_frames, verify_dir, no_verify):
     """Export a fused model to ONNX (input "input", output "output", NCHW, dynamic batch/height/width).
 
     Every export is checked against PyTorch fp32 on real images at odd, non-multiple-of-16 sizes and the
@@ -59,7 +62,17 @@ def export(variant, scale, weights, untrained, precision, output, opset, fp32_io
         if p not in EXPORT_PRECISIONS:
             raise UserError(f"unknown precision {p!r}; choose from {', '.join(EXPORT_PRECISIONS)}")
     check_opset(opset)  # before loading anything: torch's own refusal is a page of its IR and a traceback
-    model = load_for_command(variant, scale, weights, untrained)
+    if model_file is not None:
+        model = load_model_file_for_export(model_file, weights, untrained, precisions)
+        variant, scale = model.descriptor.variant, model.descriptor.scale
+    else:
+        model = load_for_command(variant, scale, weights, untrained)
+    d = model.descriptor
+    # a foreign module is traced where the Upscaler runs it (padded to its size multiple), and verified there
+    example = {"example_hw": d.input_size(48, 48)} if model_file is not None else {}
+    sizes = ((75, 93), (64, 100))
+    if model_file is not None:
+        sizes = tuple(d.input_size(h, w) for h, w in sizes)
     # OUT ending in a path separator names a folder (made if need be), like several precisions do
     as_folder = bool(output) and output.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep))
     if output and len(precisions) > 1 and Path(output).suffix == ".onnx" and not as_folder:
@@ -69,7 +82,7 @@ def export(variant, scale, weights, untrained, precision, output, opset, fp32_io
     out_dir = Path(output) if output and (as_folder or len(precisions) > 1 or Path(output).is_dir()) else None
     # every input is read before anything is written: a folder without pictures or a damaged picture is
     # refused (naming it) with no file left behind
-    images, note = ([], "") if no_verify else verify_images(verify_dir, sizes=((75, 93), (64, 100)))
+    images, note = ([], "") if no_verify else verify_images(verify_dir, sizes=sizes)
     calib = calibration_tensors(calibration, calibration_frames) if "int8" in precisions else None
     if out_dir is not None:
         try:
@@ -84,9 +97,26 @@ def export(variant, scale, weights, untrained, precision, output, opset, fp32_io
         path = (out_dir / name) if out_dir else Path(output) if output else Path(name)
         t0 = time.perf_counter()
         try:
-            export_onnx(model, path, p, opset=opset, fp16_io=not fp32_io, calibration=calib if p == "int8" else None)
+            export_onnx(model, path, p, opset=opset, fp16_io=not fp32_io, calibration=calib if p == "int8" else None,
+                        **example)
+            if (check := getattr(model, "check_onnx", None)) is not None:  # other sizes, batch 2
+                try:
+                    check(path)
+                except ExportError:
+                    path.unlink(missing_ok=True)
+                    raise
+                if model.descriptor.fixed_batch == 1 and not d.fixed_batch:
+                    click.echo(f"note: {path.name} mixes the frames of a batch (its batch arithmetic was traced "
+                               "at 1): run it one frame per call")
         except ExportError as e:
             raise UserError(str(e)) from None
+        except RuntimeError as e:  # the exporter's own refusal of a foreign module (an operator it can't write)
+            if model_file is None:
+                raise
+            from ..runtime.auto import export_error_line
+
+            raise UserError(f"{Path(model_file).name} can't be exported to ONNX ({export_error_line(e)}); it runs on "
+                            "--backend torch") from None
         except OSError as e:  # named as the user wrote it, not our temporary file beside it
             why = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
             raise UserError(f"can't write {path}: {why}") from None
@@ -108,3 +138,34 @@ def export(variant, scale, weights, untrained, precision, output, opset, fp32_io
             failures.append(problem)
     if failures:
         raise UserError("; ".join(failures))
+
+
+def load_model_file_for_export(model_file: str, weights: str | None, untrained: bool, precisions) -> object:
+    """``--model FILE`` for ``export`` / ``engine build``: a model file (psr2video/foreign) that is not mixed with
+    --weights/--untrained, in precisions it runs in (``precisions``: those asked for; empty: not checked)."""
+    import click
+
+    from ..foreign import load_model_file
+    from ..models.registry import WeightsError
+
+    ctx = click.get_current_context(silent=True)
+    if weights is not None or untrained:
+        raise UserError(f"give --model FILE alone, not with {'--weights' if weights is not None else '--untrained'}")
+    if ctx is not None and "variant" in ctx.params and (
+            ctx.get_parameter_source("variant") is not click.core.ParameterSource.DEFAULT):
+        raise UserError("--model FILE says what the model is; drop --variant")
+    if ctx is not None and "scale" in ctx.params and (
+            ctx.get_parameter_source("scale") is not click.core.ParameterSource.DEFAULT):
+        raise UserError("--model FILE says its scale; drop --scale")
+    try:
+        model = load_model_file(model_file)
+    except WeightsError as e:
+        raise UserError(str(e)) from None
+    d = model.descriptor
+    if ctx is not None and ctx.command.name == "export" and "torch" not in d.backends:
+        raise UserError(f"{Path(model_file).name} is an ONNX file already: it runs with --model as it is "
+                        "(engine build --model prebuilds its rewrite and engines)")
+    for p in precisions:
+        if p not in d.precisions:
+            raise UserError(f"{d.variant} ({d.arch}) runs in {', '.join(d.precisions)}, not {p}")
+    return model

@@ -42,6 +42,8 @@ def is_psr2video_weights(path: Path) -> bool:
 def load_model_file(path: str | Path) -> nn.Module:
     """Any supported model file as a module with a ``descriptor`` (ForeignModelError when it can't run)."""
     p = Path(path)
+    if p.is_dir():
+        raise ForeignModelError(f"{p} is a directory, not a model file")
     if not p.is_file():
         raise ForeignModelError(f"model file not found: {p}")
     ext = p.suffix.lower()

@@ -22,6 +22,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -108,9 +109,101 @@ class SpandrelModel(nn.Module):
         self.scale = int(desc.scale)
         # spandrel's per-architecture call (a few models return tuples); plain call for the others
         self._call = getattr(desc, "_call_fn", None)
+        self._structure_key = ""  # load_checkpoint sets it: the key of the verdicts check_onnx may keep
+        self.onnx_refusal: str | None = None  # why its ONNX export was refused (an earlier run's check_onnx)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._call(self.net, x) if self._call is not None else self.net(x)
+
+    def _refuse(self, name: str, line: str) -> None:
+        """Raise the refusal of a graph that does not run at other sizes (the trace froze this architecture's
+        shapes: the same for every weight and precision), kept for later loads (``onnx_refusal``)."""
+        from ..runtime.export import ExportError
+
+        save_verdict(self._structure_key, "refused", line.removeprefix(name))  # said with each file's name
+        self.onnx_refusal = line
+        raise ExportError(line) from None
+
+    def check_onnx(self, path: Path) -> None:
+        """Refuse (ExportError, one line) an ONNX export of this module that does not run, or differs from
+        PyTorch, at a size other than the one it was traced at; and make the module run one frame per call when
+        the export mixes the frames of a batch (Python arithmetic on the batch, frozen at the trace's 1).
+
+        The exporter traces once, at the size the Upscaler pads a 48x48 tile to, batch 1: an architecture that
+        works out shapes in Python (DITN's reshapes, RealCUGAN's crop branch, FDAT's windows) gets a graph that
+        fails, or silently crops, at every other size. Called by runtime/export.py:cached_onnx after the export,
+        before the cache keeps the file (a refused export is never cached). The verdicts are kept beside the
+        ONNX probe cache, per architecture and tensor shapes: later loads get ``fixed_batch=1`` from the start,
+        and an fp32 refusal as ``onnx_refusal``, which the Upscaler says (or, for ``auto``, runs PyTorch)
+        without exporting again.
+        """
+        try:
+            import onnxruntime as ort
+        except ImportError as e:  # native TensorRT without onnxruntime: nothing to run the graph with here
+            log.warning("%s: the ONNX export is not checked at other sizes (onnxruntime does not import: %s)",
+                        self.descriptor.variant, e)
+            return
+
+        from ..runtime.export import PSNR_FLOOR, ExportError, prepare
+
+        d = self.descriptor
+        name = Path(d.source).name if d.source else d.variant
+        eh, ew = d.input_size(48, 48)  # what runtime/export.py:cached_onnx traces at
+        h, w = next((s for s in (d.input_size(*c) for c in ((37, 53), (75, 93), (101, 67)))
+                     if s[0] != eh and s[1] != ew), d.input_size(75, 93))
+        where = f"traced at {ew}x{eh}"
+        refuse = f"{name}'s ONNX export does not run at other sizes ({where}"
+        onnx = _onnx_module()
+        graph = onnx.load(str(path), load_external_data=False)
+        int8 = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.graph.node)
+        so = ort.SessionOptions()
+        so.log_severity_level = 4  # the failures below are ours to say, in one line
+        try:
+            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime raises its own types
+            raise ExportError(f"{name}'s ONNX export does not load in ONNX Runtime ({first_line(e)}): use "
+                              "--backend torch") from None
+        inp = sess.get_inputs()[0]
+        half = inp.type == "tensor(float16)"
+        precision = "int8" if int8 else "fp16" if half else "fp32"
+        n = d.fixed_batch or 2
+        x = torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            ref = prepare(self)(x).float().clamp(0, 1)
+
+        def run(t: torch.Tensor) -> torch.Tensor:
+            y = sess.run(None, {inp.name: t.numpy().astype(np.float16 if half else np.float32)})[0]
+            return torch.from_numpy(np.asarray(y, dtype=np.float32))
+
+        try:
+            ones = [run(x[i:i + 1]) for i in range(n)] if not d.fixed_batch else [run(x)]
+            y = torch.cat(ones)
+        except Exception:  # noqa: BLE001 - ONNX Runtime's shape failures (Reshape, Add, Concat...)
+            self._refuse(name, f"{refuse}): use --backend torch")
+        if y.shape != ref.shape:  # e.g. a branch that crops at some sizes, traced away
+            self._refuse(name, f"{refuse}: {w}x{h} gives {y.shape[-1]}x{y.shape[-2]}, not {ref.shape[-1]}x"
+                         f"{ref.shape[-2]}): use --backend torch")
+        err = float(torch.mean((y.clamp(0, 1).double() - ref.double()) ** 2))
+        db = 10 * math.log10(1 / err) if err > 0 else math.inf
+        if db < PSNR_FLOOR[precision] or not math.isfinite(float(y.sum())):
+            line = (f"{name}'s ONNX export differs from PyTorch (PSNR {db:.1f} dB at {w}x{h}, {where}): use "
+                    "--backend torch")
+            if precision != "fp32":  # half precision may overflow with these weights only: not kept
+                raise ExportError(line)
+            self._refuse(name, line)
+        if d.fixed_batch:
+            return
+        try:
+            both = run(x)
+        except Exception:  # noqa: BLE001 - a batch the trace froze at 1
+            both = None
+        tol = 1e-4 if precision == "fp32" else 4e-3
+        if both is not None and both.shape == y.shape and float((both - y).abs().max()) <= tol:
+            return
+        # the graph mixes (or refuses) a batch: every backend runs this model one frame per call from now on
+        save_verdict(self._structure_key, "batch1", "its ONNX export mixes the frames of a batch")
+        self.descriptor = d.with_(fixed_batch=1)
+        log.info("%s: its ONNX export mixes the frames of a batch; it runs one frame per call", name)
 
 
 def window_multiple(model: nn.Module) -> int:
@@ -127,6 +220,50 @@ def window_multiple(model: nn.Module) -> int:
     if isinstance(ws, (tuple, list)) and ws and all(isinstance(v, int) and v > 0 for v in ws):
         return math.lcm(*ws)
     return 1
+
+
+def _onnx_module():
+    import onnx
+
+    return onnx
+
+
+def structure_key(arch: str, state: dict) -> str:
+    """What decides how an export of a spandrel model treats a batch: its architecture and tensor shapes (not
+    the weights), and the torch and spandrel versions that traced it."""
+    import hashlib
+
+    spandrel = _spandrel()
+    shapes = ";".join(f"{k}:{tuple(v.shape)}" for k, v in sorted(state.items()) if isinstance(v, torch.Tensor))
+    return hashlib.sha256(f"{arch}|{shapes}|{torch.__version__}|{spandrel.__version__}".encode()).hexdigest()
+
+
+def _verdict_path(key: str, kind: str) -> Path:
+    from ..paths import cache_root
+
+    return cache_root() / "foreign" / f"{key[:32]}.{kind}"
+
+
+def read_verdict(key: str, kind: str) -> str | None:
+    """What an earlier export of this architecture (and tensor shapes) found: ``batch1`` (it mixed the frames of a
+    batch) or ``refused`` (it did not run at other sizes: the refusal's line); None when nothing was kept."""
+    if not key:
+        return None
+    try:
+        return _verdict_path(key, kind).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def save_verdict(key: str, kind: str, text: str) -> None:
+    from ..fileio import write_atomic
+
+    if not key:
+        return
+    try:
+        write_atomic(_verdict_path(key, kind), text + "\n")
+    except OSError as e:  # a read-only cache: found again (and said again) at the next export
+        log.debug("could not keep the %s verdict: %s", kind, e)
 
 
 # the sub-networks a training checkpoint keeps next to each other, the averaged generator first
@@ -174,6 +311,7 @@ def load_checkpoint(path: str | Path) -> SpandrelModel:
         raise ForeignModelError(f"{path.name} ({arch}) maps {desc.input_channels} to {desc.output_channels} "
                                 "channels; psr2video runs RGB (3 -> 3) models")
     net = SpandrelModel(desc).eval()
+    net._structure_key = key = structure_key(arch, desc.model.state_dict())
     req = desc.size_requirements
     multiple = math.lcm(max(1, req.multiple_of), window_multiple(desc.model))
     tiling = desc.tiling.name.lower()
@@ -189,5 +327,9 @@ def load_checkpoint(path: str | Path) -> SpandrelModel:
         tiling=tiling, precisions=precisions, arch=arch, source=str(path),
         # window attention (SwinIR, HAT, DAT...) works out the batch with Python arithmetic that an ONNX trace
         # freezes at the example's 1: an exported graph mixed the frames of a batch (up to 0.28 off, silently)
-        fixed_batch=1 if window_multiple(desc.model) > 1 else 0)
+        # and an architecture whose export mixed a batch before (SpandrelModel.check_onnx found it) too
+        fixed_batch=1 if window_multiple(desc.model) > 1 or read_verdict(key, "batch1") else 0)
+    # an export of this architecture refused before: the Upscaler says so (auto: runs PyTorch) without exporting
+    refused = read_verdict(key, "refused")
+    net.onnx_refusal = f"{path.name}{refused}" if refused else None
     return net

@@ -32,8 +32,13 @@ from .errors import ForeignModelError
 log = logging.getLogger("psr2video.foreign")
 
 REWRITE_VERSION = "onnxfile-2"  # bump when write_onnx changes the bytes it writes (part of the cache key)
+PROBE_VERSION = "probe-2"  # bump when probe() measures differently (part of the probe cache's key)
 PROBE_BASE = 64  # probe input size: a multiple of every power of two up to 64
-PROBE_MULTIPLES = (1, 2, 4, 8, 16, 32, 64)
+# then sizes that are multiples of 3 too (a pixel-unshuffle by 3 or 6), then larger ones (a minimum size)
+PROBE_BASES = (PROBE_BASE, 96, 128, 192, 256)
+PROBE_MULTIPLES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96)
+# a model whose output is 0..255 (not 0..1) gives white frames: refused when its mean on a [0, 1] input is above
+OUTPUT_MEAN_LIMIT = 2.0
 DEFAULT_OVERLAP = 16  # tile context for a graph whose receptive field we can't know
 
 
@@ -363,12 +368,17 @@ def _session(model: Any):
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def _try(sess, h: int, w: int, batch: int = 1) -> tuple[int, ...] | None:
+def _run(sess, h: int, w: int, batch: int = 1) -> np.ndarray | None:
     x = np.random.default_rng(0).random((batch, 3, h, w), dtype=np.float32)
     try:
-        return tuple(sess.run(None, {"input": x})[0].shape)
+        return sess.run(None, {"input": x})[0]
     except Exception:  # ORT raises its own exception types for shape errors inside the graph
         return None
+
+
+def _try(sess, h: int, w: int, batch: int = 1) -> tuple[int, ...] | None:
+    y = _run(sess, h, w, batch)
+    return None if y is None else tuple(y.shape)
 
 
 def probe(name: str, fp32_model, fixed: tuple[int, int] | None, batch: int = 1) -> ProbeResult:
@@ -379,11 +389,13 @@ def probe(name: str, fp32_model, fixed: tuple[int, int] | None, batch: int = 1) 
     if fixed:
         base = fixed
     else:
-        base = next(((s, s) for s in (PROBE_BASE, 128, 256) if _try(sess, s, s, n)), None)
+        base = next(((s, s) for s in PROBE_BASES if _try(sess, s, s, n)), None)
         if base is None:
-            raise ForeignModelError(f"{name} did not run on 64x64, 128x128 or 256x256 test inputs in ONNX Runtime; "
-                                    "is it an image-to-image model?")
-    out = _try(sess, *base, n)
+            sizes = ", ".join(f"{s}x{s}" for s in PROBE_BASES)
+            raise ForeignModelError(f"{name} did not run on {sizes} test inputs in ONNX Runtime; is it an "
+                                    "image-to-image model?")
+    y = _run(sess, *base, n)
+    out = None if y is None else tuple(y.shape)
     if out is None or len(out) != 4:
         raise ForeignModelError(f"{name} did not run on a {base[1]}x{base[0]} input in ONNX Runtime")
     oc, oh, ow = out[1], out[2], out[3]
@@ -397,14 +409,27 @@ def probe(name: str, fp32_model, fixed: tuple[int, int] | None, batch: int = 1) 
                                 "an upscaler; psr2video runs 2x, 3x and 4x models")
     if scale < 1:
         raise ForeignModelError(f"{name} shrinks images ({base[1]}x{base[0]} -> {ow}x{oh}); not an upscaler")
+    mean = float(np.nanmean(np.asarray(y, dtype=np.float64)))
+    if mean > OUTPUT_MEAN_LIMIT:
+        raise ForeignModelError(f"{name} seems to output 0..255, not 0..1 (mean {mean:.0f} on a [0, 1] test input); "
+                                "psr2video runs models whose input and output are in [0, 1]")
     if fixed:
         return ProbeResult(scale, 1, 1, oc)
     b = base[0]
-    for m in PROBE_MULTIPLES:
+    for m in (m for m in PROBE_MULTIPLES if b % m == 0):
         h, w = b + m, b + 2 * m
         if _try(sess, h, w, n) == (n, 3, h * scale, w * scale):
-            return ProbeResult(scale, m, b if b > PROBE_BASE else 1, oc)
+            return ProbeResult(scale, m, _min_size(sess, b, m, n) if b > PROBE_BASE else 1, oc)
     return ProbeResult(scale, 128, b, oc)  # runs at 64 and multiples of 64 only: pad to 128 to be safe
+
+
+def _min_size(sess, base: int, m: int, n: int) -> int:
+    """The smallest of a few sizes on ``m``'s grid below ``base`` that the graph runs at (``base`` when none): a
+    graph that did not run at 64 because it needs a multiple of 3, not a minimum size, gets no minimum of 96."""
+    for s in sorted({-(-x // m) * m for x in (8, 16, 32, 48, 64)}):
+        if s < base and _try(sess, s, s, n) is not None:
+            return s
+    return base
 
 
 def _probe_cache_path(sha: str) -> Path:
@@ -419,7 +444,7 @@ def cached_probe(name: str, sha: str, fp32_model: Callable[[], Any], fixed: tupl
     never build the fp32 rewrite (``fp32_model`` is called only on a miss)."""
     import onnxruntime as ort
 
-    key = hashlib.sha256(f"{sha}:{ort.__version__}:{REWRITE_VERSION}".encode()).hexdigest()
+    key = hashlib.sha256(f"{sha}:{ort.__version__}:{REWRITE_VERSION}:{PROBE_VERSION}".encode()).hexdigest()
     p = _probe_cache_path(key)
     try:
         return ProbeResult(**json.loads(p.read_text()))

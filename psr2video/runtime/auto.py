@@ -120,3 +120,34 @@ def resolve(backend: str | BackendConfig, device: torch.device,
             return TorchBackend(), "bf16 was asked for: only PyTorch runs it"
         return resolve_auto(device)
     return cfg, "asked for"
+
+
+_HINTS = (": use --backend torch", "; use --backend torch", "; try --backend torch")
+
+
+def export_error_line(error: BaseException, limit: int = 160) -> str:
+    """The torch exporter's error in one short line: its first line runs on with the IR node it failed at
+    (``[Caused by the value '74 defined in (%74 : Float(...) = onnx::Slice(...), scope: ...``)."""
+    line = first_line(error).split(" [Caused by", 1)[0].strip()
+    return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
+
+
+def export_fallback(descriptor, reason: str, error: BaseException) -> tuple[BackendConfig, str] | None:
+    """``auto`` picked ONNX Runtime or TensorRT for a foreign checkpoint (a module PyTorch runs) whose ONNX export
+    failed or was refused (SpandrelModel.check_onnx: it does not run at other sizes): (TorchBackend(), why), said
+    in one note line. None when the backend was asked for, or the model can't run on PyTorch: the error stands.
+    """
+    if reason == "asked for" or not descriptor.source or "torch" not in descriptor.backends:
+        return None
+    from pathlib import Path
+
+    from ..errors import PsrError
+
+    if isinstance(error, PsrError):  # our refusal (check_onnx): already one line naming the file
+        why = first_line(error)
+        for hint in _HINTS:
+            why = why.removesuffix(hint)
+    else:
+        why = f"{Path(descriptor.source).name} can't be exported to ONNX ({export_error_line(error)})"
+    log.warning("note: %s; running it on PyTorch (backend auto)", why)
+    return TorchBackend(), f"{why}: PyTorch instead"

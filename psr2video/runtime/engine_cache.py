@@ -56,6 +56,22 @@ def make_key(fields: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+LABEL_BYTES = 80  # the readable part of an artifact's name; the key makes it unique
+
+
+def short_label(label: str, limit: int = LABEL_BYTES) -> str:
+    """``label`` cut to ``limit`` UTF-8 bytes (the middle elided), so an artifact's name, its sidecar, lock and
+    temporary file stay under the file systems' 255-byte limit whatever the model file is called (a variant is
+    a foreign model's file name: ``2x_<200 characters>.pth`` failed on every non-torch backend)."""
+    raw = label.encode()
+    if len(raw) <= limit:
+        return label
+    half = (limit - 2) // 2
+    head = raw[:half].decode(errors="ignore")
+    tail = raw[-half:].decode(errors="ignore")
+    return f"{head}..{tail}"
+
+
 @dataclass
 class Entry:
     path: Path
@@ -82,7 +98,7 @@ class EngineCache:
         key = make_key({**fields, "kind": kind})
         label = "_".join(str(fields[k]) if k != "scale" else f"x{fields[k]}"
                          for k in ("variant", "scale", "precision") if k in fields)
-        return self.dir / f"{label}_{kind}-{key}{suffix}"
+        return self.dir / f"{short_label(label)}_{kind}-{key}{suffix}"
 
     @staticmethod
     def lock_path(path: Path) -> Path:

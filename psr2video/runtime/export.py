@@ -116,8 +116,28 @@ def check_opset(opset: int) -> None:
                           f"use {supported}")
 
 
+@contextlib.contextmanager
+def _quiet_exporter_log():
+    """Mute the TorchScript exporter's C++ log for one export. torch turns it on for every export and leaves it
+    on (its ``setup_onnx_logging`` tests the function ``_jit_is_onnx_log_enabled``, always true, not its result),
+    and an export that fails then prints the whole IR graph (a SAFMN checkpoint: 270 KB before the one-line
+    error)."""
+    log_fn = getattr(torch._C, "_jit_onnx_log", None)
+    is_on, set_on = (getattr(torch._C, n, None) for n in ("_jit_is_onnx_log_enabled", "_jit_set_onnx_log_enabled"))
+    was_on = is_on() if is_on is not None else None
+    if log_fn is not None:
+        torch._C._jit_onnx_log = lambda *args: None
+    try:
+        yield
+    finally:
+        if log_fn is not None:
+            torch._C._jit_onnx_log = log_fn
+        if was_on is not None and set_on is not None:
+            set_on(was_on)
+
+
 def _torch_export(net: nn.Module, path: Path, example: torch.Tensor, opset: int) -> None:
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter_log():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(

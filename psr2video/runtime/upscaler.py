@@ -19,11 +19,15 @@ from ..errors import PsrError, SettingError, first_line
 from ..models.magic import MagicKernelSharp2021
 from ..models.registry import ModelDescriptor, describe, load_model
 from ..names import PRECISIONS, device_name_problem
-from .auto import resolve
+from .auto import export_error_line, export_fallback, resolve
 from .backends import BackendConfig, ORTBackend, Runner, TorchBackend, TRTBackend, backend_label
 from .tiling import tile_shapes, tiled_apply
 
 log = logging.getLogger("psr2video.runtime")
+
+
+class ExportRefused(PsrError, RuntimeError):
+    """A foreign model's ONNX export was refused (SpandrelModel.check_onnx), now or by an earlier run."""
 
 
 class FitError(PsrError, ValueError):
@@ -127,12 +131,27 @@ class Upscaler:
 
             self.descriptor = d = with_weights_hash(d, self.model)
         try:
+            refused = None if isinstance(cfg, TorchBackend) else getattr(self.model, "onnx_refusal", None)
+            if refused:  # an earlier run's check of this architecture's export: not exported (and refused) again
+                raise ExportRefused(refused)
             self.runner = make_runner(self.backend, self.model, d, self.precision, self.device)
-        except RuntimeError as e:  # a foreign model the exporter can't trace: one line, not torch's trace
+        except RuntimeError as e:  # a foreign model the exporter can't trace (or whose export was refused)
             if not d.source:
                 raise
-            raise SettingError(f"{d.variant} ({d.arch}) can't be exported for the {cfg.name} backend "
-                               f"({first_line(e)}); try --backend torch") from None
+            fallback = export_fallback(d, self.backend_reason, e)  # auto: PyTorch instead, with a note
+            if fallback is None:
+                raise SettingError(str(e) if isinstance(e, PsrError) else
+                                   f"{d.variant} ({d.arch}) can't be exported for the {cfg.name} backend "
+                                   f"({export_error_line(e)}); try --backend torch") from None
+            cfg, self.backend_reason = fallback
+            self.backend = cfg
+            if precision is None:
+                self.precision = default_precision(d, self.device, cfg.name)
+            self.runner = make_runner(cfg, self.model, d, self.precision, self.device)
+        # the export's check may have found that the model must run one frame per call (check_onnx)
+        fb = getattr(getattr(self.model, "descriptor", None), "fixed_batch", d.fixed_batch)
+        if fb != d.fixed_batch:
+            self.descriptor = d = d.with_(fixed_batch=fb)
         if d.source and isinstance(cfg, TorchBackend):
             self._try_model()
         self.tile = int(tile)
@@ -306,7 +325,7 @@ def _finite_input(x: torch.Tensor) -> torch.Tensor:
     spreads a non-finite value over its whole footprint, so one bad pixel blacked out a block of the output (the
     output's NaNs become 0); replaced here, the damage stays at that pixel and its neighbours. CUDA: one
     elementwise kernel (no sync); CPU: one reduction, and the replacement only when it finds some."""
-    if x.is_cuda or not math.isfinite(float(x.sum(dtype=torch.float32))):
+    if x.is_cuda or not math.isfinite(float(x.detach().sum(dtype=torch.float32))):
         return torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0)
     return x
 

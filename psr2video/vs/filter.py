@@ -176,6 +176,8 @@ def create(info: dict, variant: str | None = None, scale: int | None = None, wei
     if model is not None:  # any model file (psr2video/foreign): the file says what it is
         if variant is not None or weights is not None:
             raise PluginError("model=\"FILE\" says what the model is; drop variant= and weights=")
+        if Path(model).is_dir():
+            raise PluginError(f"{model} is a directory, not a model file")
         if not Path(model).is_file():
             raise PluginError(f"model file not found: {model}")
     elif weights is not None:

@@ -4,7 +4,9 @@ README walk-through found. Real files through the real CLI."""
 
 from __future__ import annotations
 
+import os
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -200,3 +202,148 @@ def test_a_folder_counts_existing_pictures_with_the_videos(tmp_path: Path) -> No
 def test_eval_stress_without_models_is_refused(tmp_path: Path) -> None:
     """`eval --stress` alone printed the baselines' table, ran no stress suite and exited 0."""
     one_line_error(*cli("eval", "--stress", "--dataset", str(tmp_path)), "--stress tests models", "--shipped")
+
+
+def test_avi_frames_keep_their_ticks_when_the_sound_starts_before_0(tmp_path: Path) -> None:
+    """AAC starts 21 ms before 0 (its priming): FFmpeg's shift of every stream by it put frame 1 on tick 2 of
+    the AVI (an empty chunk after the first frame, every later frame a tick late), with FFV1 always and with
+    libx264 once its packets were retimed."""
+    src = make_clip(tmp_path / "in.mkv", pts=[i * 40 for i in range(10)])  # (AAC audio)
+    for codec in ("ffv1", "libx264"):
+        out = tmp_path / f"{codec}.avi"
+        code, err = run(str(src), str(out), "--variant", "mks", "--codec", codec)
+        assert code == 0, err
+        with av.open(str(out)) as c:
+            chunks = [(p.dts, p.size > 0) for p in c.demux(c.streams.video[0]) if p.dts is not None]
+        assert chunks == [(i, True) for i in range(10)], (codec, chunks)
+
+
+def test_duplicate_times_into_avi_are_left_out_not_drifted(tmp_path: Path) -> None:
+    pts = [0, 40, 40, 80, 120, 120, 160, 200, 240, 280]
+    src = make_clip(tmp_path / "dup.mkv", pts=pts, codec="ffv1", pix_fmt="yuv420p", audio=())
+    code, err = run(str(src), str(tmp_path / "o.avi"), "--variant", "mks", "--codec", "ffv1")
+    assert code == 0 and "2 frame(s) of the variable-rate input" in err and "left out" in err, err
+    with av.open(str(tmp_path / "o.avi")) as c:
+        assert sorted(p.dts for p in c.demux(c.streams.video[0]) if p.size) == [0, 1, 2, 3, 4, 5, 6, 7]
+
+
+def test_vfr_into_y4m_repeats_frames_across_gaps(tmp_path: Path) -> None:
+    """Y4M has no times: a 1 s hold was squeezed out and a 12.5 fps stretch played twice as fast; the frame
+    before a gap is now repeated on every tick, as ffmpeg's constant-rate output does (said)."""
+    pts = [0, 40, 80, 160, 240, 1240, 1280]  # a 12.5 fps stretch, then a 1 s hold
+    src = make_clip(tmp_path / "vfr.mkv", pts=pts, audio=(), subtitle=False)
+    code, err = run(str(src), str(tmp_path / "o.y4m"), "--variant", "mks")
+    assert code == 0 and "repeated where frames are further apart" in err, err
+    with av.open(str(tmp_path / "o.y4m")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 33  # 1.28 s at 25 fps, and the last frame
+
+
+def test_mpeg2_with_workers_is_refused_before_the_work(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mkv")
+    code, err = run(str(src), str(tmp_path / "o.mkv"), "--variant", "mks", "--codec", "mpeg2video", "--workers", "2")
+    assert code == 1 and "run it without --workers" in error_line(err), err
+
+
+def test_a_raw_h264_stream_is_timed_at_its_own_rate(tmp_path: Path) -> None:
+    """An elementary stream has no times: its frames were timed at the raw demuxer's default 25 fps, not the 30
+    the stream says (20% slow); DV's "average rate" was its 60000 tick (MP4 refused it after the work)."""
+    raw = tmp_path / "in.h264"
+    with av.open(str(raw), "w", format="h264") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.options = {"preset": "ultrafast"}
+        for i in range(30):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * i, np.uint8), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 30)
+            out.mux(s.encode(f.reformat(format="yuv420p")))
+        out.mux(s.encode(None))
+    code, err = run(str(raw), str(tmp_path / "o.mkv"), "--variant", "mks")
+    assert code == 0, err
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        times = [float(f.time) for f in c.decode(video=0)]
+    assert len(times) == 30 and times[-1] == pytest.approx(29 / 30, abs=0.002)
+
+
+def _dv(path: Path, n: int = 4) -> Path:
+    """PAL DV (bottom field first, always; the container says no field order)."""
+    with av.open(str(path), "w", format="dv") as out:
+        s = out.add_stream("dvvideo", rate=25)
+        s.width, s.height, s.pix_fmt = 720, 576, "yuv420p"
+        for i in range(n):
+            y = np.zeros((576, 720, 3), np.uint8)
+            y[1::2, :, :] = 40 * (i + 1)  # the fields differ: which comes first can be told
+            y[:, (i * 40) % 700:(i * 40) % 700 + 20] = 255
+            f = av.VideoFrame.from_ndarray(y, format="rgb24").reformat(format="yuv420p")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    return path
+
+
+def test_dv_is_bottom_field_first_and_25_fps(tmp_path: Path) -> None:
+    src = _dv(tmp_path / "in.dv")
+    code, err = run(str(src), str(tmp_path / "o.mp4"), "--variant", "mks")
+    assert code == 0 and "interlaced input (bottom field first)" in err, err
+    from psr2video.video.reader import top_field_first
+
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        s = c.streams.video[0]
+        assert s.average_rate == 25 and top_field_first(next(c.decode(s))) is False  # (the frames' own flag)
+
+
+def test_untagged_grey_is_full_range(tmp_path: Path) -> None:
+    """FFmpeg reads untagged grey as full range; read as limited, a 16-bit FFV1 archive lost every code below
+    limited-range black, even into FFV1."""
+    src = tmp_path / "grey.mkv"
+    with av.open(str(src), "w") as out:
+        s = out.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 32, 24, "gray16le"
+        for i in range(3):
+            a = np.tile(np.linspace(0, 65535, 32, dtype=np.uint16), (24, 1))
+            f = av.VideoFrame.from_ndarray(a, format="gray16le")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    code, err = run(str(src), str(tmp_path / "o.mkv"), "--variant", "mks", "--codec", "ffv1")
+    assert code == 0 and "full range" in err, err
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        a = next(c.decode(video=0)).to_ndarray()
+    assert a.min() == 0 and a.max() == 65535
+
+
+def test_interlaced_into_mpeg2_keeps_its_field_order(tmp_path: Path) -> None:
+    """MPEG-2 takes the field order from each frame's flags, which only x264 was given: a DVD's fields were
+    written as progressive frames (shown combed)."""
+    src = _dv(tmp_path / "in.dv")
+    code, err = run(str(src), str(tmp_path / "o.mkv"), "--variant", "mks", "--codec", "mpeg2video")
+    assert code == 0, err
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        f = next(c.decode(video=0))
+        assert f.interlaced_frame
+    code, err = run(str(src), str(tmp_path / "o.webm"), "--variant", "mks")
+    assert code == 0 and "webm can't say the field order" in err, err
+
+
+def test_vp9_alpha_in_its_container_is_said(tmp_path: Path) -> None:
+    """VP9's alpha rides in Matroska side data, which FFmpeg's vp9 decoder skips: it was lost without a word."""
+    src = tmp_path / "a.webm"
+    with av.open(str(src), "w") as out:
+        s = out.add_stream("libvpx-vp9", rate=25)
+        s.width, s.height, s.pix_fmt = 32, 24, "yuva420p"
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(np.full((24, 32, 4), 100, np.uint8), format="rgba")
+            f = f.reformat(format="yuva420p")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    code, err = run(str(src), str(tmp_path / "o.mkv"), "--variant", "mks")
+    assert code == 0 and "alpha channel (vp9 alpha in its container) is not carried" in err, err
+
+
+def test_aside_names_keep_their_bytes(tmp_path: Path) -> None:
+    from psr2video.commands.folder import _aside
+
+    odd = Path(os.fsdecode(b"caf\xe9.mkv"))
+    assert os.fsencode(_aside(odd, "stopped").name) == b"caf\xe9.stopped.mkv"
+    long = _aside(Path("é" * 126 + ".mkv"), "damaged")
+    assert len(os.fsencode(long.name)) <= 255 and long.name.endswith(".damaged.mkv")

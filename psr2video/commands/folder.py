@@ -94,8 +94,10 @@ def _aside(dst: Path, word: str) -> Path:
     from ..fileio import NAME_MAX
 
     tail = os.fsencode(f".{word}{dst.suffix}")
-    stem = os.fsencode(dst.stem)[: NAME_MAX - len(tail)]
-    return dst.with_name(os.fsdecode(stem.decode("utf-8", "ignore").encode()) + os.fsdecode(tail))
+    stem = os.fsencode(dst.stem)
+    if len(stem) + len(tail) > NAME_MAX:  # cut on a character's edge (a name's other bytes are kept as they are)
+        stem = stem[: NAME_MAX - len(tail)].decode("utf-8", "ignore").encode()
+    return dst.with_name(os.fsdecode(stem + tail))
 
 
 def _say_stop(jobs: list[VideoJob], i: int, finished: int, cut_short: bool, started: bool = True,

@@ -241,6 +241,10 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
             _warn(note)
     if (problem := encoder_problem(codec, crf, preset) or container_problem(output, fmt, codec)) is not None:
         raise UserError(problem)
+    if (workers is not None or ray_address is not None) and codec in ("mpeg1video", "mpeg2video"):
+        # a frame per tick: each segment would leave out its own frames, and the join would refuse them
+        raise UserError(f"--codec {codec} numbers frames at the frame rate, which --workers segments can't share; "
+                        "run it without --workers/--ray")
     if crop == "auto":
         from ..video.crop import resolve
 

@@ -149,15 +149,19 @@ def decide_color(space: int | None, color_range: int | None, primaries: int | No
     """The ColorInfo for a stream's pixel format and tags.
 
     YUV: the tagged matrix (untagged HD, height >= 720, is BT.709; SD is BT.601) and range (``yuvj*`` is
-    full; untagged is limited). RGB and palette sources have no YUV matrix of their own: they are converted
-    once to limited-range YUV with the matrix an untagged stream of that height would get, and tagged as
-    exactly that, so the reader's conversion, the device stage and the output tags agree.
+    full; untagged is limited, untagged grey full, as swscale reads them). RGB and palette sources have no YUV
+    matrix of their own: they are converted once to limited-range YUV with the matrix an untagged stream of
+    that height would get, and tagged as exactly that, so the reader's conversion, the device stage and the
+    output tags agree.
     """
     work, bits, rgb, alpha = _work_format(pix_fmt)
     guessed = rgb or space not in KRKB
     if guessed:
         space = SPACE_BT709 if height >= 720 else SPACE_SMPTE170M
-    full = not rgb and (color_range == RANGE_FULL or pix_fmt.startswith("yuvj"))
+    # untagged grey is full range, as FFmpeg's swscale reads it (film scans, depth maps): read as limited, a
+    # 16-bit FFV1 grey archive lost everything below limited-range black, even into FFV1
+    full = not rgb and (color_range == RANGE_FULL or pix_fmt.startswith("yuvj")
+                        or (pix_fmt.startswith(("gray", "ya")) and color_range != RANGE_LIMITED))
     loc = chroma_location if chroma_location in (LOC_LEFT, LOC_CENTER, LOC_TOPLEFT) else LOC_LEFT
     if rgb:
         loc = LOC_LEFT  # we subsample the chroma ourselves: MPEG-2 siting, the default players assume

@@ -138,7 +138,7 @@ def detect(path: str, fmt: str | None = None, fps: Any = None, trim: Any = None)
     (a part read from the start: its frames only)."""
     import av
 
-    from .reader import InputError, main_video, open_input, video_end, video_start
+    from .reader import InputError, main_video, open_input, video_end, video_rate, video_start
     from .trim import container_origin, decode_part
 
     try:
@@ -167,7 +167,7 @@ def detect(path: str, fmt: str | None = None, fps: Any = None, trim: Any = None)
             length = (end - start) if end is not None else 0.0
             if length > 2.0 and c.format.name != "image2" and s.time_base:
                 spacing = length / (SAMPLES + 1)
-                rate = float(s.average_rate or s.guessed_rate or 25)
+                rate = float(video_rate(s) or 25)
                 half = max(spacing / 2, 1.5 / rate)  # a point's frame lies within this of it (and a frame or so)
                 reached = 0
                 for k in range(1, SAMPLES + 1):

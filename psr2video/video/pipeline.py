@@ -476,6 +476,10 @@ class _Run:
                  "decoding in software")
         if info.color.alpha:
             warn(f"note: the input's alpha channel ({info.pix_fmt}) is not carried (the output has none)")
+        elif self.reader is not None and str(self.reader.vstream.metadata.get("alpha_mode", "")) == "1":
+            # VP9 (WebM) alpha rides beside the frames in Matroska's side data, which FFmpeg's vp9 decoder skips
+            warn(f"note: the input's alpha channel ({info.codec} alpha in its container) is not carried (the output "
+                 "has none)")
         if opts.deinterlace and not first.interlaced:
             warn("note: --deinterlace: the input is not flagged interlaced; every frame is deinterlaced anyway")
         elif opts.deinterlace:

@@ -285,13 +285,30 @@ def sw_pix_fmt(c: av.container.InputContainer) -> str:
     return "yuv420p"
 
 
+# demuxers of elementary streams, which hold no timestamps of their own: the stream's "average rate" is the
+# demuxer's default (25) or its tick (DV: 60000), and FFmpeg's guess from the bitstream is the frame rate
+ELEMENTARY = frozenset({"h264", "hevc", "vvc", "mpegvideo", "m4v", "cavsvideo", "vc1", "dv", "obu", "avs2", "avs3",
+                        "dirac", "rawvideo"})
+
+
+def video_rate(s: Any) -> Fraction | None:
+    """A video stream's frame rate: the average over its timestamps, as ffmpeg reports it; for an elementary
+    stream (a raw .h264 written at 30 fps was timed at 25 and ran 20% slow; DV said 60000 fps, which MP4 refused
+    after the work), or an average no video has (above 1000 fps), FFmpeg's guessed rate."""
+    avg, guess = s.average_rate, s.guessed_rate
+    fmt = getattr(getattr(getattr(s, "container", None), "format", None), "name", "")
+    if guess and (set(fmt.split(",")) & ELEMENTARY or (avg and avg > 1000)):
+        return Fraction(guess)
+    return Fraction(avg) if avg else Fraction(guess) if guess else None
+
+
 def stream_info(c: av.container.InputContainer) -> StreamInfo:
     s = main_video(c)
     cc = s.codec_context
     pix = sw_pix_fmt(c)  # under hwaccel pix_fmt is "cuda": the stream holds sw_format
     end = video_end(c)
     dur = None if end is None else max(end - video_start(c), 0.0)
-    rate = s.average_rate or s.guessed_rate or None
+    rate = video_rate(s)
     frames = s.frames or (int(round(dur * rate)) if dur and rate else 0)
     color = decide_color(cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc, cc.height or 0, pix,
                          cc.chroma_sample_location)
@@ -638,7 +655,7 @@ class Reader(threading.Thread):
         self.size = (cc.width, cc.height) if cc.width and cc.height else None
         self.tb = self.vstream.time_base or Fraction(1, 1000)
         self.end = EndItem()
-        self.damage = DamageLog(container, self.vstream.average_rate or self.vstream.guessed_rate)
+        self.damage = DamageLog(container, video_rate(self.vstream))
         self.first: FirstFrame | None = None
         self.continuity = Continuity(container)  # joined recordings' timestamps made to follow on (MPEG-TS/PS)
         self._demux = self.continuity.packets(container.demux())  # every stream: positions show skipped stretches
@@ -970,7 +987,7 @@ class Reader(threading.Thread):
             self._undated.clear()
             self._pts_guess = PtsGuess()
             self._order = self._display_order()
-            self.damage = DamageLog(self.container, self.vstream.average_rate or self.vstream.guessed_rate)
+            self.damage = DamageLog(self.container, video_rate(self.vstream))
         self._past_end = False  # a frame at or past the part's end came out of the decoder: no more decoding
         self._reach: dict[int, float] = {}  # stream -> the latest packet time read (s)
         self._first_seen: dict[int, float] = {}  # stream -> its first packet's time read (s): passed over?
@@ -1005,7 +1022,7 @@ class Reader(threading.Thread):
         if pts is not None:
             t: Fraction | float = pts * Fraction(tb)
         else:
-            rate = self.vstream.average_rate or self.vstream.guessed_rate
+            rate = video_rate(self.vstream)
             t = (float(container_origin(self.container)) if self._clock != self._clock
                  else self._clock + (float(1 / rate) if rate else 0.04))
         self._clock = float(t)
@@ -1176,7 +1193,7 @@ def top_field_first(frame: av.VideoFrame) -> bool | None:
     """The interlaced frame's own top-field-first flag, which PyAV doesn't expose: FFmpeg's ``separatefields``
     gives the first field in time first, so it is the top field's rows (0, 2, ...) or the bottom's; None when the
     rows can't tell (a flat picture, or planes that are not in memory: a CUDA frame)."""
-    if frame.format.name not in PLANAR and frame.format.name not in SEMIPLANAR or frame.height < 2:
+    if frame.format.name == "cuda" or frame.height < 2:  # (any software format: its first plane's rows)
         return None
     try:
         graph, src, sink = one_filter_graph(frame.width, frame.height, frame.format.name, Fraction(1, 25),
@@ -1205,8 +1222,11 @@ def first_frame(frame: av.VideoFrame, cc: Any) -> FirstFrame:
         side.setdefault(kind, bytes(sd))
     order = int(getattr(cc, "field_order", 0) or 0)
     interlaced = frame.interlaced_frame or order > 1
-    if frame.interlaced_frame and (top := top_field_first(frame)) is not None and (order in (2, 4)) != top:
-        order = 2 if top else 3  # the frame's own flag (what bwdif follows), over the parser's stream-level guess
+    if frame.interlaced_frame and (top := top_field_first(frame)) is not None and (order < 2 or (order in (2, 4))
+                                                                                != top):
+        # the frame's own flag (what bwdif follows), over the parser's stream-level guess, or where the container
+        # says none (DV, always bottom field first, was written top field first)
+        order = 2 if top else 3
     lost = tuple(what for kinds, what in BITSTREAM_ONLY if any(k in side for k in kinds))
     return FirstFrame(rotation=int(frame.rotation or 0), interlaced=interlaced, lost=lost,
                       field_order=order if order > 1 else (2 if interlaced else 1),

@@ -275,14 +275,22 @@ class Writer(threading.Thread):
         self._frame_step = int(round(1 / (Fraction(rate) * time_base))) if rate and time_base else 0
         self._missing_pts = 0
         self._enc_dts: int | None = None  # the last encoded packet's dts
-        self.dropped = 0  # frames AVI (Y4M, MPEG-2 video) had no tick for (a VFR source faster than its average rate)
+        self.dropped = 0  # frames AVI (Y4M, MPEG-2 video) had no tick for (a VFR source faster than its average)
+        self.repeated = 0  # Y4M: frames repeated across a longer gap (it has no times)
+        self._shown: av.VideoFrame | None = None  # Y4M: the last frame written, repeated across a gap
         self._durations: dict[int, int] = {}  # output pts -> the frame's length (output ticks), for its packet
         self._last_exact: Fraction | int = 0  # the last frame's own time in output ticks (unrounded)
         self.fixups: dict[int, TimestampFixup] = {}  # output stream index -> what was fixed
         self._muxed: dict[int, int] = {}  # output stream index -> copied packets muxed
         self._fed: collections.deque[int] = collections.deque()  # AVI: the times of frames given to the encoder
+        self._dts_shift: int | None = None  # AVI: what moves a first frame before 0 to 0
         self._late_audio: dict[int, Fraction] = {}  # input index -> a copied AVI audio track's start (it plays early)
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
+        if guess_format(path, fmt) == "avi" and video_template is None:
+            # AVI places a video chunk by its dts in whole ticks: FFmpeg's shift of every stream by the earliest
+            # negative time (AAC's priming, 21 ms) moved frame 1 on a tick and left an empty chunk, every frame
+            # after the first a tick late; the frames' own ticks are kept (_encode), and audio has no time in AVI
+            mux_options = {**(mux_options or {}), "avoid_negative_ts": "disabled"}
         self.out = self._open(path, fmt, mux_options)
         self._avi = self.out.format.name == "avi"
         # AVI has one frame per tick of its time base: the input's (1 ms for Matroska) made a "1000 fps" header
@@ -465,14 +473,19 @@ class Writer(threading.Thread):
         if first.interlaced and not deinterlaced:
             order = {2: "top field first", 3: "bottom field first", 4: "top field first", 5: "bottom field first"}
             vs.codec_context.field_order = first.field_order
-            if codec == "libx264":
+            if codec in ("libx264", "mpeg2video"):
                 vs.codec_context.flags |= av.codec.context.Flags.interlaced_dct
-                # x264 codes interlaced pictures from frame flags that PyAV can't set: setfield sets them
+                # x264 and MPEG-2 code interlaced pictures from frame flags that PyAV can't set: setfield sets them
+                # (MPEG-2 flagged every frame progressive: a DVD's fields were shown combed)
                 self._fields = one_filter_graph(vs.width, vs.height, vs.pix_fmt, self.time_base, "setfield",
                                                 "bff" if first.field_order in (3, 5) else "tff")
-            self.warn(f"note: interlaced input ({order.get(first.field_order, 'field order unknown')}): the model "
-                      "ran on whole frames and the output keeps the field order; --deinterlace gives progressive "
-                      "output")
+            what = order.get(first.field_order, "field order unknown")
+            if self.out.format.name == "webm":  # FFmpeg's WebM muxer writes no field order, and VP9/AV1 hold none
+                self.warn(f"note: interlaced input ({what}): the model ran on whole frames, but webm can't say the "
+                          "field order (players take it as progressive): use .mkv to keep it, or --deinterlace")
+            else:
+                self.warn(f"note: interlaced input ({what}): the model ran on whole frames and the output keeps the "
+                          "field order; --deinterlace gives progressive output")
         if first.mastering or first.light_level:
             key, params = hdr10_params(codec, first.mastering, first.light_level)
             if key:
@@ -651,6 +664,8 @@ class Writer(threading.Thread):
         try:
             vin = main_video(inp)
             self.vstream.metadata.update(carried_tags(vin.metadata, stats=True, drop=("ENCODER",)))
+            if self.out.format.name == "mov" and (lang := self.vstream.metadata.get("language")) in MOV_LANGUAGE:
+                self.vstream.metadata["language"] = MOV_LANGUAGE[lang]  # (as for the copied streams)
             if self._timecode and not any(k.lower() == "timecode" for k in self.vstream.metadata):
                 self.vstream.metadata["timecode"] = self._timecode  # MOV/MP4 rebuild a tmcd track from it
             self.out.metadata.update({k: v for k, v in inp.metadata.items() if k.lower() != "encoder"})
@@ -732,10 +747,12 @@ class Writer(threading.Thread):
             pts = (self._last_pts + max(self._tick, self._frame_step)) if self._last_pts is not None else 0
             self._missing_pts += 1
         elif self._last_pts is not None and pts < self._last_pts + self._tick:
-            if self._per_tick and 0 < exact - self._last_exact < 1 and self._last_pts + 1 - exact > 1:
+            if self._per_tick and 0 <= exact - self._last_exact < 1 and (self._last_pts + 1 - exact > 1
+                                                                         or exact == self._last_exact):
                 # AVI holds one frame per tick (1/average rate): a VFR source's faster stretch (frames less than a
                 # tick apart in its own times), nudged a tick on each, fell behind its sound by a frame per frame;
-                # dropped instead, as ffmpeg does (said). Decode-order times that go back are nudged, not dropped.
+                # dropped instead, as ffmpeg does (said), and so is a frame at the same time as the one before (each
+                # nudged a tick on, they drifted behind the sound). Decode-order times that go back are nudged.
                 self.dropped += 1
                 self._last_exact = exact
                 return None
@@ -827,6 +844,19 @@ class Writer(threading.Thread):
                 pkt.dts = pkt.pts if self._enc_dts is None else max(self._enc_dts + 1, pkt.pts)
             self._enc_dts = pkt.dts
 
+    def _fill_to(self, pts: int) -> None:
+        """Y4M has no times (a frame per tick): the frame before a longer gap in a variable-rate video is repeated
+        on every tick until ``pts`` (a 1 s hold was squeezed out, a 12.5 fps stretch played twice as fast); its
+        encoder (rawvideo) takes each at once, so one frame object serves them all."""
+        if self._per_tick != "Y4M" or self._shown is None:
+            return
+        prev = self._shown.pts
+        for t in range(prev + 1, pts):
+            self._shown.pts = t
+            self._encode(self._shown)
+            self.repeated += 1
+        self._shown.pts = prev
+
     def _encode(self, frame: av.VideoFrame | None) -> None:
         t0 = time.perf_counter()
         if self._avi and frame is not None:
@@ -837,7 +867,10 @@ class Writer(threading.Thread):
                 # with the k-th earliest. The encoder's dts are its pts shifted by the reorder delay in frames,
                 # which for a variable-rate source are other ticks than the frames' own (63 of 68 frames of a VFR
                 # AVI landed up to 0.4 s late with x264's B-frames): the k-th packet takes the k-th frame's time
-                pkt.dts = pkt.pts = self._fed.popleft()
+                # (from 0: the muxer's own shift is off, see _open)
+                if self._dts_shift is None:
+                    self._dts_shift = -min(0, self._fed[0])
+                pkt.dts = pkt.pts = self._fed.popleft() + self._dts_shift
             self._sane_dts(pkt)
             if (d := self._durations.pop(pkt.pts, None)) is not None and pkt.time_base:
                 # the frame's own length (encoders give every packet 1/rate): a VFR source's, and the last
@@ -861,7 +894,9 @@ class Writer(threading.Thread):
                 fr = self._frame(item)
                 if fr is not None:  # (None: an AVI tick already taken, see _frame)
                     self.frames += 1
+                    self._fill_to(fr.pts)
                     self._encode(fr)
+                    self._shown = fr
             if self._encodes:  # the encoder's lookahead: most of the time with slow presets
                 self._encode(None)
             for idx, t in self.transcode.items():  # the audio decoders' and encoders' last samples
@@ -934,9 +969,14 @@ class Writer(threading.Thread):
 
     def fixup_notes(self) -> list[str]:
         rate = f"1/{float(1 / Fraction(self.time_base)):g} s" if self.time_base else "one tick"
+        why = {"AVI": "as ffmpeg does, keeping the sound in time (.mkv or .mp4 keep every frame)",
+               "Y4M": "as ffmpeg's constant-rate output does",
+               "MPEG-2 video": "as ffmpeg does (libx264 or libx265 keep every frame)"}.get(self._per_tick or "", "")
+        repeated = f" and {self.repeated} repeated where frames are further apart, so that they keep their times" \
+            if self.repeated else ""
         return [f"{self._per_tick} holds one frame per {rate} (the video's average rate): {self.dropped} frame(s) "
-                "of the variable-rate input that came sooner than that after the one before were left out, as ffmpeg "
-                "does, keeping the sound in time (.mkv or .mp4 keep every frame)"] * bool(self.dropped) + [
+                f"of the variable-rate input that came sooner than that after the one before were left out{repeated}, "
+                f"{why}"] * bool(self.dropped or self.repeated) + [
             str(f) for f in self.fixups.values() if f.count] + [
             f"audio stream #{i}: {t.damaged} damaged packet(s) could not be decoded for re-encoding; skipped"
             for i, t in self.transcode.items() if t.damaged] + [

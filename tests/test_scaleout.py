@@ -775,14 +775,24 @@ def test_decode_order_timestamps_join(tmp_path: Path, name: str, output: str, co
     assert got == want
 
 
-def test_a_join_the_muxer_refuses_is_one_line(tmp_path: Path) -> None:
-    """Matroska with decode-order times into AVI with libx264's B-frames: AVI's muxer refused a joined packet and
-    the run ended in a raw 'Invalid argument' traceback after all the work. The join's refusal is one line now
-    (the driver adds where the finished segments are kept)."""
-    from psr2video.scaleout.join import JoinError
+def test_a_join_the_muxer_refuses_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A joined packet the muxer refuses (it was Matroska with decode-order times into AVI with libx264's
+    B-frames, which joins now; here a packet whose pts comes before its dts) ended the run in a raw 'Invalid
+    argument' traceback after all the work. The join's refusal is one line now (the driver adds where the
+    finished segments are kept)."""
+    from psr2video.scaleout import join as J
 
+    packets = J._video_packets
+
+    def one_bad(*args, **kwargs):
+        for i, (t, n, p) in enumerate(packets(*args, **kwargs)):
+            if i == 5 and p.dts is not None:
+                p.pts = p.dts - 3
+            yield t, n, p
+
+    monkeypatch.setattr(J, "_video_packets", one_bad)
     src = make_decode_order_clip(tmp_path / "decode-order.mkv")
-    with pytest.raises(JoinError, match=r"^the muxer refused the joined video \(.+\)$") as e:
+    with pytest.raises(J.JoinError, match=r"^the muxer refused the joined video \(.+\)$") as e:
         scaleout_without_ray(src, tmp_path / "out.avi", codec="libx264")
     assert "\n" not in str(e.value) and not (tmp_path / "out.avi").exists()
 
@@ -1362,3 +1372,38 @@ def test_a_full_disk_in_a_worker_is_retried_not_called_a_mistake(tmp_path: Path,
     with pytest.raises(Exception) as e:
         upscale_segment(st, Placement(), seg, data, None, 10, None, split.source_color(str(src)))
     assert "disk full" in str(e.value) and not isinstance(e.value, SegmentError), repr(e.value)
+
+
+# 25 fps, a 12.5 fps stretch, a 50 fps one (frames closer than AVI's tick), a 1 s hold; keyframes every 20
+_VFR_HOLD = ([i * 40 for i in range(25)] + [1000 + i * 80 for i in range(12)] + [1960 + i * 20 for i in range(25)]
+             + [3000, 3040, 3080, 4080, 4120, 4160], 20)
+# gaps of 1-3 frames, keyframes every 10: the last cut's own average rate is none
+_VFR_GAPS = ([int(t) for t in np.cumsum([0, *[40, 80, 120, 40, 40, 80, 40, 120, 80, 40] * 4])], 10)
+
+
+@pytest.mark.slow  # CI runs it (--run-slow)
+@pytest.mark.parametrize("times, keyint", [_VFR_HOLD, _VFR_GAPS])
+def test_vfr_into_avi_joins(ray_local, tmp_path: Path, times: list[int], keyint: int) -> None:
+    """AVI stores no pts: a variable-rate source's frames, nudged onto the join's ticks, got a pts before their
+    shifted dts and the muxer refused the joined video after all the work; the i-th packet now takes the i-th
+    presentation time, as the single-process writer does (each frame on its own tick, in order). And each
+    segment's encoder is given the source's frame rate: a cut's own (none, for a short VFR tail) made x264 pick
+    another level for it, and the join refused the segments as "encoded with other parameters"."""
+    src = tmp_path / "vfr.mkv"
+    with av.open(str(src), "w") as o:
+        v = o.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
+        v.options = {"preset": "veryfast", "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes=3"}
+        for i, t in enumerate(times):
+            f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), i * 5 % 256, np.uint8), format="rgb24")
+            f.pts, f.time_base = int(t), Fraction(1, 1000)
+            o.mux(v.encode(f.reformat(format="yuv420p")))
+        o.mux(v.encode(None))
+    out = tmp_path / "multi.avi"
+    r = CliRunner().invoke(cli, ["upscale", str(src), str(out), "--variant", "mks", "-q", "--workers", "2",
+                                 "--segment-seconds", "1"])
+    assert r.exit_code == 0, r.output
+    with av.open(str(out)) as c:
+        ticks = [p.dts for p in c.demux(c.streams.video[0]) if p.size]
+    assert len(ticks) == len(times) and ticks == sorted(set(ticks))  # (the 50 fps stretch nudged, said)

@@ -184,7 +184,8 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
         raise ScaleoutError(f"{job.input} has video frames before time 0 (a stream-copied cut keeps them from the "
                             "keyframe before its start, not shown), which the cuts (NUT files) can't hold; run it "
                             "without --workers/--ray, or remux it first (ffmpeg -i IN -c copy IN.mkv)")
-    color = split.source_color(job.input)
+    info = split.source_info(job.input)
+    color = info.color
     check_pix_fmt(color, job.settings.codec, job.settings.pix_fmt)  # each worker would refuse it (said once, now)
     shape = split.source_shape(job.input) if job.settings.size else None
     guess = split.guess_state(job.input)
@@ -234,7 +235,7 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
                           reused=len(done))
             t1 = time.perf_counter()
             if todo:
-                timings = {s.index: split.timing(packets, tb, s, guess) for s in todo}
+                timings = {s.index: split.timing(packets, tb, s, guess, info.rate) for s in todo}
                 _upscale(ray, job, wd, todo, expected, board, workers, place, resources, wdata, stop, warn,
                          quiet, progress, color, short_ok=segments[-1].index if truncated else None,
                          timings=timings, shape=shape, shown=shown, drop_from=split.discarded_tail(packets))

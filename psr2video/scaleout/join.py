@@ -28,7 +28,7 @@ class JoinError(Exception):
 
 
 def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int] | None = None, tick: int = 1,
-                   moved: int = 0) -> Iterator[tuple[float, int, Any]]:
+                   moved: int = 0, placed: bool = False) -> Iterator[tuple[float, int, Any]]:
     """The segments' video packets in order, retimed to the output's time base ``tb`` (exact when it is the
     source's: NUT refines it; rounded when it is coarser, e.g. AVI's one tick per frame).
 
@@ -43,7 +43,11 @@ def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int
     NUT stores presentation times only: with B-frames its demuxer gives no dts for a segment's first packets
     (the reorder delay), and Matroska's muxer refuses a packet without one. Those are filled in going back
     from the first known dts a frame at a time (what the encoder wrote: the delay before the keyframe), and
-    dts is kept strictly increasing across the cuts. A part (--start) moves every time back by ``moved`` ticks."""
+    dts is kept strictly increasing across the cuts. A part (--start) moves every time back by ``moved`` ticks.
+
+    ``placed`` (AVI, which stores no pts: a chunk's time is its place) gives the i-th packet in decode order the
+    i-th time in presentation order as both its times, as the single-process writer does; a variable-rate
+    source's frames, nudged onto ticks, otherwise got a pts before their shifted dts and the muxer refused them."""
     n, last_dts, last_pts = 0, None, None
     for f in files:
         with av.open(str(f)) as c:
@@ -76,6 +80,8 @@ def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int
                     p = av.Packet(bytes(pkt))
                     p.pts = None if pkt.pts is None else when[pkt.pts] - moved
                     p.dts = None if pkt.dts is None else exact_ticks(pkt.dts * stb / tb) + d - moved
+                    if placed and i < len(order):
+                        p.dts = p.pts = when[order[i]] - moved
                     p.duration = exact_ticks(pkt.duration * stb / tb) if pkt.duration else 0
                     p.time_base = tb
                     p.is_keyframe = pkt.is_keyframe
@@ -199,7 +205,8 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
             fixed = [0]
             tb = Fraction(writer.time_base)  # the source's; AVI: one tick per frame of the source's rate
             moved = 0 if window is None else window.ticks(tb)
-            merged = heapq.merge(_video_packets(files, writer.vstream, tb, fixed, writer._tick, moved),
+            merged = heapq.merge(_video_packets(files, writer.vstream, tb, fixed, writer._tick, moved,
+                                                placed=writer._avi),
                                  _source_packets(inp, copied, window), key=lambda x: (x[0], x[1]))
             try:
                 for _, _, pkt in merged:

@@ -335,10 +335,15 @@ def truncation(path: str, packets: list[Packet], time_base: Fraction) -> str:
 def source_color(path: str) -> object:
     """The source's colour decision (pipeline's ColorInfo), made once from the source itself: the cuts are NUT,
     which keeps no container colour tags, and every segment must convert with the single-process matrix."""
+    return source_info(path).color
+
+
+def source_info(path: str) -> Any:
+    """The source's StreamInfo (its colour decision and frame rate, which the cuts can't tell)."""
     from ..video.reader import stream_info
 
     with av.open(path) as c:
-        return stream_info(c).color
+        return stream_info(c)
 
 
 def source_shape(path: str) -> tuple[Fraction, int]:
@@ -386,11 +391,12 @@ def guess_state(path: str) -> TimeGuess:
         return TimeGuess(*guess, decided_order(c, main_video(c)))
 
 
-def timing(packets: list[Packet], time_base: Fraction, seg: Segment, guess: TimeGuess) -> object:
+def timing(packets: list[Packet], time_base: Fraction, seg: Segment, guess: TimeGuess,
+           rate: Fraction | None = None) -> object:
     """The segment's ``SourceTiming``: its packets' dts from the scan and those of the ``LOOKAHEAD`` packets
     after it (the frames the decoder still holds at the cut come out with those in a single-process run), and
     ``guess`` after the first segment (the first starts where a single-process run starts, afresh)."""
     from ..video.reader import SourceTiming
 
     return SourceTiming(tuple(p.dts for p in packets[seg.first:seg.last + 1 + LOOKAHEAD]), time_base,
-                        tuple(guess[:2]) if seg.start is not None else (0, 0), guess.sorted)
+                        tuple(guess[:2]) if seg.start is not None else (0, 0), guess.sorted, rate)

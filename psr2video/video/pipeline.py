@@ -405,7 +405,8 @@ class _Run:
         self.tmp = opts.output if opts.output == "-" else partial_path(opts.output)
         stats.out_path = "" if self.tmp == "-" else self.tmp
         self.writer = Writer(self.tmp, inp, copy, width=w, height=h, codec=opts.codec, pix_fmt=pix_fmt, crf=opts.crf,
-                             preset=opts.preset, time_base=opts.time_base or info.time_base, rate=info.rate,
+                             preset=opts.preset, time_base=opts.time_base or info.time_base,
+                             rate=getattr(opts.timing, "rate", None) or info.rate,
                              color_tags=out_color.output_tags(), fmt=opts.fmt, depth=depth, stats=stats,
                              warn=self.warn, first=first, deinterlaced=opts.deinterlace,
                              mux_options=opts.mux_options, out_name=opts.output, square_pixels=self.resize,

@@ -589,6 +589,9 @@ class SourceTiming:
     time_base: Fraction
     guess: tuple[int, int] = (0, 0)
     sorted: bool = False  # the source's frames are timed by ``DisplayOrder`` (AVI, decode-order MP4): the cut's too
+    # the source's frame rate, given to every segment's encoder: a cut's own average (a short VFR tail: none)
+    # made x264 pick another level for one segment, and the join refused it after all the work
+    rate: Fraction | None = None
 
 
 def exact_ticks(v: Fraction) -> int:

@@ -338,6 +338,13 @@ def test_vp9_alpha_in_its_container_is_said(tmp_path: Path) -> None:
         out.mux(s.encode(None))
     code, err = run(str(src), str(tmp_path / "o.mkv"), "--variant", "mks")
     assert code == 0 and "alpha channel (vp9 alpha in its container) is not carried" in err, err
+    # an animation keeps it: libvpx's decoder reads it (the animation was opaque)
+    code, err = run(str(src), str(tmp_path / "o.webp"), "--variant", "mks")
+    assert code == 0, err
+    from PIL import Image
+
+    with Image.open(tmp_path / "o.webp") as im:
+        assert im.mode == "RGBA" and abs(int(np.asarray(im)[..., 3].mean()) - 100) <= 3
 
 
 def test_aside_names_keep_their_bytes(tmp_path: Path) -> None:

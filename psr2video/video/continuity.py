@@ -123,14 +123,27 @@ def _frame_time(stream: av.stream.Stream) -> Fraction:
     return Fraction(0)
 
 
+def alpha_decoder(stream: av.stream.Stream) -> av.CodecContext | None:
+    """libvpx's VP9 decoder for a VP9 stream whose alpha rides in its container (WebM/Matroska ``alpha_mode``:
+    the usual transparent video), which FFmpeg's own vp9 decoder skips (the pictures and animations made from
+    it were opaque); None for any other stream, or a build without libvpx."""
+    if stream.codec_context.name != "vp9" or str(stream.metadata.get("alpha_mode", "")) != "1":
+        return None
+    try:
+        return av.CodecContext.create("libvpx-vp9", "r")
+    except Exception:  # noqa: BLE001 - not in this FFmpeg build
+        return None
+
+
 def decode(c: av.container.InputContainer, stream: av.stream.Stream) -> Iterator[av.VideoFrame]:
     """``c.decode(stream)`` with the times the video reader gives its frames (joined recordings follow on; an
     file with decode-order times, an AVI, has its frames take their packets' times in display order)."""
     order = DisplayOrder(True if sorts_times(c) else None)
+    alpha = alpha_decoder(stream)
     for pkt in Continuity(c).packets(c.demux(stream)):
         if pkt.size:
             order.fed(pkt.pts, pkt.dts, bool(pkt.is_keyframe))
-        for fr in pkt.decode():
+        for fr in (pkt.decode() if alpha is None else alpha.decode(pkt)):
             if order.active is None:
                 order.decide(bool(stream.codec_context.has_b_frames))
             if order.active:

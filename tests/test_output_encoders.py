@@ -66,6 +66,7 @@ def test_prores_into_mov(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("codec", "args", "words"), [
+    ("mjpeg", (), "mjpeg stores JPEG's own colours"),
     ("mpeg4", ("--crf", "3"), "mpeg4 takes no --crf"),
     ("prores_ks", ("--preset", "slow"), "prores_ks takes no --preset"),
 ])

@@ -210,6 +210,9 @@ def encoder_problem(codec: str, crf: float | None, preset: str | None) -> str | 
         return "libvpx-vp9 takes no --preset (it would be ignored); leave it out"
     if codec == "ffv1" and (crf is not None or preset):
         return "ffv1 is lossless: it takes no --crf or --preset"
+    if codec == "mjpeg":  # (it also opened only at full range: "refused its settings")
+        return ("mjpeg stores JPEG's own colours (BT.601, full range), which every decoder assumes and this video's "
+                "are not converted to; for an intermediate use ffv1 (lossless) or libx264 --crf 0")
     takes_crf = bool({"crf", "cq"} & encoder_takes(codec))
     if (crf is not None and not takes_crf) or (preset and "preset" not in encoder_takes(codec)):
         what = "--crf" if crf is not None and not takes_crf else "--preset"

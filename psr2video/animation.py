@@ -184,7 +184,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
     HxWx3 in [0, 1], turned as the picture is)."""
     import av
 
-    from .video.reader import main_video, pixel_shape, shown_length, video_end
+    from .video.reader import main_video, pixel_shape, shown_length, video_end, video_rate
     from .video.trim import TrimError, container_origin, decode_part, frames_from
 
     what = "a picture" if grab else "an animation"
@@ -215,7 +215,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
         source = decode_part(c, s, win)
         if grab:  # the frame on screen at the start: among the frames from the keyframe at or before it
             assert win is not None
-            rate = s.average_rate or s.guessed_rate
+            rate = video_rate(s)
             source = _shown_at(win.lo if not win.open_start else container_origin(c), frames_from(c, s, win),
                                container_origin(c), Fraction(rate) if rate else None)
         try:
@@ -244,7 +244,7 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
             raise AnimationError(f"no video frame of {path} lies in the part {trim.describe()} (--start/--end)")
         if not frames:
             raise AnimationError(f"no video frames could be decoded from {path}")
-        rate = s.average_rate or s.guessed_rate or s.codec_context.framerate
+        rate = video_rate(s) or s.codec_context.framerate
         part_end = (win.hi if win is not None and win.hi is not None and not grab and len(frames) != max_frames
                     and (end is None or win.hi < end) else None)
     if rotation:

@@ -245,9 +245,39 @@ def test_mpeg2_with_workers_is_refused_before_the_work(tmp_path: Path) -> None:
     assert code == 1 and "run it without --workers" in error_line(err), err
 
 
+def test_avi_keeps_a_sound_that_starts_before_the_picture(tmp_path: Path) -> None:
+    """Sound from 0.5 s before the first frame: AVI holds that as the video's delay (FFmpeg's shift of every
+    stream); with the shift off (for AAC's 21 ms of priming) the sound played 0.5 s late."""
+    src = tmp_path / "lead.mkv"
+    with av.open(str(src), "w", options={"avoid_negative_ts": "disabled"}) as out:  # (kept before 0)
+        v = out.add_stream("ffv1", rate=25)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        a = out.add_stream("pcm_s16le", rate=48000)
+        a.layout = "mono"
+        for k in range(-24000, 48000, 1200):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 1200), np.int16), format="s16", layout="mono")
+            af.sample_rate, af.pts, af.time_base = 48000, k, Fraction(1, 48000)
+            out.mux(a.encode(af))
+        for i in range(25):
+            f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 9 * i, np.uint8), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            out.mux(v.encode(f.reformat(format="yuv420p")))
+        out.mux(v.encode(None))
+    with av.open(str(src)) as c:
+        assert c.streams.audio[0].start_time * c.streams.audio[0].time_base < -0.4  # the lead is there
+    code, err = run(str(src), str(tmp_path / "o.avi"), "--variant", "mks", "--codec", "ffv1")
+    assert code == 0, err
+    with av.open(str(tmp_path / "o.avi")) as c:  # the sound plays from the file's start; each frame at its
+        s = c.streams.video[0]  # chunk's place (a tick each) in the index; the first can't be moved from 0 (AVI
+        second = [p.dts for p in c.demux(s) if p.size][1] / s.average_rate  # pads only between chunks)
+    assert abs(second - 0.54) < 0.03, second
+
+
 def test_a_raw_h264_stream_is_timed_at_its_own_rate(tmp_path: Path) -> None:
     """An elementary stream has no times: its frames were timed at the raw demuxer's default 25 fps, not the 30
-    the stream says (20% slow); DV's "average rate" was its 60000 tick (MP4 refused it after the work)."""
+    the stream says (20% slow); DV's "average rate" was its 60000 tick (MP4 refused it after the work). A part of
+    it is cut on exact times (30 x 1/30 s as floats fell short of 1 s: 31 frames), and an animation made of it
+    has its rate."""
     raw = tmp_path / "in.h264"
     with av.open(str(raw), "w", format="h264") as out:
         s = out.add_stream("libx264", rate=30)
@@ -263,6 +293,20 @@ def test_a_raw_h264_stream_is_timed_at_its_own_rate(tmp_path: Path) -> None:
     with av.open(str(tmp_path / "o.mkv")) as c:
         times = [float(f.time) for f in c.decode(video=0)]
     assert len(times) == 30 and times[-1] == pytest.approx(29 / 30, abs=0.002)
+    code, err = run(str(raw), str(tmp_path / "part.mkv"), "--variant", "mks", "--start", "0.5", "--duration", "0.5")
+    assert code == 0, err
+    with av.open(str(tmp_path / "part.mkv")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 15
+    code, err = run(str(raw), str(tmp_path / "a.gif"), "--variant", "mks")
+    assert code == 0, err
+    from PIL import Image
+
+    with Image.open(tmp_path / "a.gif") as im:
+        total = 0
+        for i in range(im.n_frames):
+            im.seek(i)
+            total += im.info["duration"]
+    assert im.n_frames == 30 and abs(total - 1000) <= 30
 
 
 def _dv(path: Path, n: int = 4) -> Path:
@@ -310,6 +354,26 @@ def test_untagged_grey_is_full_range(tmp_path: Path) -> None:
     with av.open(str(tmp_path / "o.mkv")) as c:
         a = next(c.decode(video=0)).to_ndarray()
     assert a.min() == 0 and a.max() == 65535
+
+
+def test_grey_written_where_no_range_is_held_reads_back_the_same(tmp_path: Path) -> None:
+    """Grey output is written full range (as untagged grey is read): into AVI, which holds no range tag, its
+    limited-range codes were read back as full, washed out."""
+    src = make_clip(tmp_path / "in.mkv", pts=[i * 40 for i in range(5)], audio=(), subtitle=False)
+    code, err = run(str(src), str(tmp_path / "g.avi"), "--variant", "mks", "--pix-fmt", "gray", "--codec", "ffv1")
+    assert code == 0, err
+    code, err = run(str(tmp_path / "g.avi"), str(tmp_path / "g2.mkv"), "--variant", "mks", "--codec", "ffv1")
+    assert code == 0, err
+
+    def codes(p: Path) -> np.ndarray:  # the stored luma codes, as they are: lowest, highest
+        with av.open(str(p)) as c:
+            f = next(c.decode(video=0))
+            y = np.frombuffer(f.planes[0], np.uint8).reshape(-1, f.planes[0].line_size)[:, :f.width]
+            return np.array([y.min(), y.max()], float)
+
+    full = (codes(src) - 16) * 255 / 219  # the source's limited range, stretched
+    assert np.abs(codes(tmp_path / "g.avi") - full).max() < 3  # written full range
+    assert np.abs(codes(tmp_path / "g2.mkv") - codes(tmp_path / "g.avi")).max() <= 1  # and read back as that
 
 
 def test_interlaced_into_mpeg2_keeps_its_field_order(tmp_path: Path) -> None:

@@ -243,8 +243,8 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
         raise UserError(problem)
     if (workers is not None or ray_address is not None) and codec in ("mpeg1video", "mpeg2video"):
         # a frame per tick: each segment would leave out its own frames, and the join would refuse them
-        raise UserError(f"--codec {codec} numbers frames at the frame rate, which --workers segments can't share; "
-                        "run it without --workers/--ray")
+        raise UserError(f"{codec} (MPEG video) numbers frames at the frame rate, which --workers segments can't "
+                        "share; run it without --workers/--ray, or pick --codec libx264")
     if crop == "auto":
         from ..video.crop import resolve
 

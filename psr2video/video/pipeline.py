@@ -389,6 +389,9 @@ class _Run:
         if pix_fmt.startswith("yuvj") and not info.color.full_range:  # yuvj* is full range by definition (the
             out_color = dataclasses.replace(info.color, full_range=True)  # encoders flag it so): codes to match
             self.warn(f"note: --pix-fmt {pix_fmt} is full range; the limited-range input is written full range")
+        elif pix_fmt.startswith("gray") and not info.color.full_range and not info.color.work_fmt.startswith("gray"):
+            # colour made grey: written full range, as untagged grey is read back (AVI, NUT hold no range tag)
+            out_color = dataclasses.replace(info.color, full_range=True)
         if pix_fmt.startswith("gray") and not info.color.work_fmt.startswith("gray"):
             self.warn(f"note: --pix-fmt {pix_fmt} holds brightness only: the input's colour is dropped")
         prepare = getattr(self.up, "prepare", None)

@@ -995,7 +995,7 @@ class Reader(threading.Thread):
         self._reach: dict[int, float] = {}  # stream -> the latest packet time read (s)
         self._first_seen: dict[int, float] = {}  # stream -> its first packet's time read (s): passed over?
         self.kept: dict[int, int] = {}  # copied stream -> packets kept in the part
-        self._clock = math.nan  # the latest frame's time in the file (s), for frames without a timestamp
+        self._clock: Fraction | None = None  # the latest frame's time in the file (s), for frames without one
         self._cut = None if self.window is None else PacketCut(self.window)  # the other streams' packets
         self._first_pts: int | None = None  # the first decoded frame's (after a seek: is it late?)
         self._waited_for: list[int] | None = None  # copied audio/video streams the part's end waits for
@@ -1025,10 +1025,10 @@ class Reader(threading.Thread):
         if pts is not None:
             t: Fraction | float = pts * Fraction(tb)
         else:
-            rate = video_rate(self.vstream)
-            t = (float(container_origin(self.container)) if self._clock != self._clock
-                 else self._clock + (float(1 / rate) if rate else 0.04))
-        self._clock = float(t)
+            rate = video_rate(self.vstream)  # (exact: 30 x 1/30 s as floats fell short of 1 s, a frame off a part)
+            t = (Fraction(container_origin(self.container)) if self._clock is None
+                 else self._clock + (1 / Fraction(rate) if rate else Fraction(1, 25)))
+        self._clock = Fraction(t)
         if self.window.after(t):
             self._past_end = True
             return 1

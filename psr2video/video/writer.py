@@ -233,6 +233,13 @@ def output_ticks(path: str, fmt: str | None, rate: Fraction | None) -> tuple[Fra
     return (1 / Fraction(rate),) if rate and guess_format(path, fmt) == "avi" else ()
 
 
+def _lead(streams: list[Any]) -> Fraction:
+    """How long before 0 the earliest of ``streams`` starts (seconds; 0 when none does)."""
+    starts = [Fraction(s.start_time) * Fraction(s.time_base) for s in streams
+              if s.start_time is not None and s.time_base]
+    return max(Fraction(0), -min(starts, default=Fraction(0)))
+
+
 def quiet_encoder_logs(codec: str) -> None:
     """SVT-AV1 prints a 20-line banner (and thread-priority warnings) per encoder unless SVT_LOG says otherwise;
     errors only, as x265 gets log-level=error. A user's own SVT_LOG wins. Read when the encoder starts."""
@@ -286,10 +293,13 @@ class Writer(threading.Thread):
         self._dts_shift: int | None = None  # AVI: what moves a first frame before 0 to 0
         self._late_audio: dict[int, Fraction] = {}  # input index -> a copied AVI audio track's start (it plays early)
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
-        if guess_format(path, fmt) == "avi" and video_template is None:
+        if guess_format(path, fmt) == "avi" and video_template is None and window is None and rate \
+                and _lead(copy_streams) < 1 / Fraction(rate):
             # AVI places a video chunk by its dts in whole ticks: FFmpeg's shift of every stream by the earliest
-            # negative time (AAC's priming, 21 ms) moved frame 1 on a tick and left an empty chunk, every frame
-            # after the first a tick late; the frames' own ticks are kept (_encode), and audio has no time in AVI
+            # negative time, when it is less than a tick (AAC's priming, 21 ms), moved frame 1 on a tick and left
+            # an empty chunk, every frame after the first a tick late: off for such a lead (the frames keep their
+            # own ticks, see _encode). A longer lead (sound from 0.5 s before the picture) needs the shift: AVI
+            # holds it as the video's delay (with it off, the sound played that much late)
             mux_options = {**(mux_options or {}), "avoid_negative_ts": "disabled"}
         self.out = self._open(path, fmt, mux_options)
         self._avi = self.out.format.name == "avi"
@@ -972,11 +982,12 @@ class Writer(threading.Thread):
         why = {"AVI": "as ffmpeg does, keeping the sound in time (.mkv or .mp4 keep every frame)",
                "Y4M": "as ffmpeg's constant-rate output does",
                "MPEG-2 video": "as ffmpeg does (libx264 or libx265 keep every frame)"}.get(self._per_tick or "", "")
-        repeated = f" and {self.repeated} repeated where frames are further apart, so that they keep their times" \
-            if self.repeated else ""
-        return [f"{self._per_tick} holds one frame per {rate} (the video's average rate): {self.dropped} frame(s) "
-                f"of the variable-rate input that came sooner than that after the one before were left out{repeated}, "
-                f"{why}"] * bool(self.dropped or self.repeated) + [
+        what = [f"{self.dropped} frame(s) of the variable-rate input that came sooner than that after the one "
+                "before were left out"] * bool(self.dropped) + [
+            f"{self.repeated} frame(s) were repeated where frames are further apart, so that they keep their times"
+            ] * bool(self.repeated)
+        return [f"{self._per_tick} holds one frame per {rate} (the video's average rate): {'; '.join(what)}, "
+                f"{why}"] * bool(what) + [
             str(f) for f in self.fixups.values() if f.count] + [
             f"audio stream #{i}: {t.damaged} damaged packet(s) could not be decoded for re-encoding; skipped"
             for i, t in self.transcode.items() if t.damaged] + [

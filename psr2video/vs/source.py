@@ -176,7 +176,9 @@ class PyAVDecoder:
             if value and int(value) not in (0, 2, 3):
                 props[key] = int(value)
         # FFmpeg: 1 = MPEG (limited), 2 = JPEG (full); open_clip maps this to _Range (R81+) or _ColorRange
-        props["full_range"] = rgb or frame.color_range == 2 or self.idx.pix_fmt.startswith("yuvj")
+        # (untagged grey is full range, as FFmpeg's swscale and the video command read it)
+        props["full_range"] = (rgb or frame.color_range == 2 or self.idx.pix_fmt.startswith("yuvj")
+                               or (self.idx.pix_fmt.startswith(("gray", "ya")) and frame.color_range != 1))
         if self.idx.sar:
             props["_SARNum"], props["_SARDen"] = self.idx.sar
         return props

@@ -419,3 +419,20 @@ def test_aside_names_keep_their_bytes(tmp_path: Path) -> None:
     assert os.fsencode(_aside(odd, "stopped").name) == b"caf\xe9.stopped.mkv"
     long = _aside(Path("é" * 126 + ".mkv"), "damaged")
     assert len(os.fsencode(long.name)) <= 255 and long.name.endswith(".damaged.mkv")
+
+
+def test_mp4_keeps_the_last_frames_hold_with_b_frames(tmp_path: Path) -> None:
+    """MP4/MOV end a track at its last packet in decode order: with B-frames that is not the last frame shown,
+    and a GIF's 2 s final hold came out as an MP4 of 1.0 s (the MKV kept 3.0 s)."""
+    from PIL import Image
+
+    frames = [Image.new("RGB", (32, 24), (40 * i, 90, 200 - 30 * i)) for i in range(5)]
+    frames[0].save(tmp_path / "h.gif", save_all=True, append_images=frames[1:], duration=[100, 200, 300, 400, 2000],
+                   loop=0)
+    for ext in (".mp4", ".mov"):
+        code, err = run(str(tmp_path / "h.gif"), str(tmp_path / f"o{ext}"), "--variant", "mks")
+        assert code == 0, err
+        with av.open(str(tmp_path / f"o{ext}")) as c:
+            s = c.streams.video[0]
+            assert float(s.duration * s.time_base) == pytest.approx(3.0, abs=0.02), ext
+            assert [round(float(f.time), 3) for f in c.decode(s)] == [0.0, 0.1, 0.3, 0.6, 1.0]

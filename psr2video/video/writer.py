@@ -290,6 +290,9 @@ class Writer(threading.Thread):
         self.fixups: dict[int, TimestampFixup] = {}  # output stream index -> what was fixed
         self._muxed: dict[int, int] = {}  # output stream index -> copied packets muxed
         self._fed: collections.deque[int] = collections.deque()  # AVI: the times of frames given to the encoder
+        self._held: av.Packet | None = None  # MP4/MOV: the latest encoded packet, muxed when the next comes
+        self._shown_end: int | None = None  # MP4/MOV: where the last frame shown ends (packet time base)
+        self._delay: int | None = None  # MP4/MOV: the first packet's pts - dts (the encoder's reorder delay)
         self._dts_shift: int | None = None  # AVI: what moves a first frame before 0 to 0
         self._late_audio: dict[int, Fraction] = {}  # input index -> a copied AVI audio track's start (it plays early)
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
@@ -303,6 +306,7 @@ class Writer(threading.Thread):
             mux_options = {**(mux_options or {}), "avoid_negative_ts": "disabled"}
         self.out = self._open(path, fmt, mux_options)
         self._avi = self.out.format.name == "avi"
+        self._track_ends_by_dts = self.out.format.name in ("mp4", "mov", "ipod", "3gp", "3g2", "psp", "ismv", "f4v")
         # AVI has one frame per tick of its time base: the input's (1 ms for Matroska) made a "1000 fps" header
         # padded with empty frames and broke B-frame order; Y4M writes the tick as its rate (F1000:1: a 25 fps clip
         # played 40x too fast) and MPEG-1/2 video only opens at one frame per tick. Frame times become frame
@@ -877,7 +881,7 @@ class Writer(threading.Thread):
                 # with the k-th earliest. The encoder's dts are its pts shifted by the reorder delay in frames,
                 # which for a variable-rate source are other ticks than the frames' own (63 of 68 frames of a VFR
                 # AVI landed up to 0.4 s late with x264's B-frames): the k-th packet takes the k-th frame's time
-                # (from 0: the muxer's own shift is off, see _open)
+                # (the muxer's own shift is off for a lead under a tick, see __init__)
                 if self._dts_shift is None:
                     self._dts_shift = -min(0, self._fed[0])
                 pkt.dts = pkt.pts = self._fed.popleft() + self._dts_shift
@@ -886,8 +890,26 @@ class Writer(threading.Thread):
                 # the frame's own length (encoders give every packet 1/rate): a VFR source's, and the last
                 # frame's, which is how long the video lasts (a GIF's 3 s hold became 0.82 s)
                 pkt.duration = exact_ticks(Fraction(d) * Fraction(self.time_base) / Fraction(pkt.time_base))
-            self.out.mux(pkt)
             self.bytes_hint += pkt.size
+            if not self._track_ends_by_dts:
+                self.out.mux(pkt)
+                continue
+            # MP4/MOV end a track at its last packet in decode order (dts + duration): with B-frames that is not
+            # the last frame shown, and the last frame's hold was lost (a GIF's 2 s hold: the MP4 lasted 1.0 s, the
+            # MKV 3.0 s). Each packet waits for the next; the last is made to reach the end of the last frame
+            if pkt.pts is not None and pkt.duration:
+                self._shown_end = max(self._shown_end or 0, pkt.pts + pkt.duration)
+            if self._delay is None and pkt.pts is not None and pkt.dts is not None:
+                self._delay = pkt.pts - pkt.dts  # the edit list shows the track from its first pts
+            if self._held is not None:
+                self.out.mux(self._held)
+            self._held = pkt
+        if frame is None and self._held is not None:
+            last, self._held = self._held, None
+            end = None if self._shown_end is None else self._shown_end - (self._delay or 0)  # in dts terms
+            if last.dts is not None and end is not None and end > last.dts + last.duration:
+                last.duration = end - last.dts
+            self.out.mux(last)
         if self.stats is not None:
             self.stats.add("encode", time.perf_counter() - t0, 1 if frame is not None else 0)
             self.stats.set_encoded(self.frames, self.bytes_hint)

@@ -817,3 +817,153 @@ def test_onnx_whose_output_is_0_255_is_refused(tmp_path):
                          {"input": {0: "n", 2: "h", 3: "w"}})
     with pytest.raises(ForeignModelError, match=r"^2x_255\.onnx seems to output 0\.\.255, not 0\.\.1"):
         load_model_file(g)
+
+
+# ------------------------------------------------------------------------- export verdicts (review fixes)
+from psr2video.errors import SettingError  # noqa: E402 - with the tests below
+
+
+def _rgt(tmp_path: Path) -> Path:
+    return _spandrel_file(tmp_path / "2x_RGT.pth", "RGT", embed_dim=32, depth=[1], num_heads=[2], upscale=2,
+                          img_size=32)
+
+
+def _verdicts() -> list[str]:
+    from psr2video.paths import cache_root
+
+    folder = cache_root() / "foreign"
+    return sorted(p.suffix for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_a_broken_checkpoint_does_not_refuse_its_architecture(tmp_path, monkeypatch):
+    """A diverged snapshot (NaN out of PyTorch) was refused as 'differs from PyTorch (PSNR inf dB)' and the verdict
+    kept per architecture: every healthy checkpoint of that architecture was refused (auto: PyTorch) for good.
+    Now it is said for what it is, and no difference in values (weights-dependent) is kept."""
+    import psr2video.runtime.export as E
+    from psr2video.runtime.export import ExportError, cached_onnx
+
+    torch.manual_seed(0)
+    state = SRVGGNetCompact(16, 2, 2).state_dict()
+    torch.save(state, tmp_path / "2x_compact.pth")
+    convs = [k for k, v in state.items() if k.endswith("weight") and v.dim() == 4][:2]
+    torch.save({k: v * 1e25 if k in convs else v for k, v in state.items()}, tmp_path / "2x_diverged.pth")
+    bad = load_model_file(tmp_path / "2x_diverged.pth")
+    with pytest.raises(ExportError) as e:
+        cached_onnx(bad, bad.descriptor, "fp32")
+    assert str(e.value) == "2x_diverged.pth outputs NaN/inf in PyTorch too: the checkpoint looks broken"
+    monkeypatch.setitem(E.PSNR_FLOOR, "fp32", 1000.0)  # a difference in values: this export only
+    good = load_model_file(tmp_path / "2x_compact.pth")
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        cached_onnx(good, good.descriptor, "fp32")
+    assert _verdicts() == []
+    monkeypatch.setitem(E.PSNR_FLOOR, "fp32", 60.0)
+    assert load_model_file(tmp_path / "2x_compact.pth").onnx_refusal is None
+    up = Upscaler(model_file=tmp_path / "2x_compact.pth", backend="onnxruntime", device="cpu")
+    assert up.backend.name == "onnxruntime"
+
+
+def test_engine_clear_removes_the_export_verdicts(ditn):
+    """A kept verdict outlived 'engine clear' (the only way to start over was to find cache/foreign by hand)."""
+    from click.testing import CliRunner
+
+    from psr2video.cli import cli
+
+    assert load_model_file(ditn).onnx_refusal is None
+    with pytest.raises(SettingError):
+        Upscaler(model_file=ditn, backend="onnxruntime", device="cpu")
+    assert _verdicts() == [".refused"]
+    r = CliRunner().invoke(cli, ["engine", "clear"])
+    assert r.exit_code == 0 and "removed 1 export verdict(s) of model files" in r.output, r.output
+    assert _verdicts() == [] and load_model_file(ditn).onnx_refusal is None
+
+
+def test_a_cached_export_keeps_its_batch_finding_without_the_verdict(tmp_path):
+    """The 'mixes the frames of a batch' finding lived only in cache/foreign (keyed with the torch/spandrel
+    versions), the cached ONNX's key had neither: verdict lost (an upgrade, an unwritable foreign/, a copied
+    engines/ folder), the cached ONNX ran unchecked at batch 2, mixing frames. The graph now carries it."""
+    import shutil
+
+    from psr2video.paths import cache_root
+
+    f = _rgt(tmp_path)
+    assert Upscaler(model_file=f, backend="onnxruntime", device="cpu").descriptor.fixed_batch == 1
+    shutil.rmtree(cache_root() / "foreign")
+    assert load_model_file(f).descriptor.fixed_batch == 0  # the verdict is gone
+    up = Upscaler(model_file=f, backend="onnxruntime", device="cpu")  # a cache hit: no check runs
+    assert up.descriptor.fixed_batch == 1
+    x = torch.rand(2, 3, 40, 48, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(up(x), torch.cat([up(x[:1]), up(x[1:])]))
+
+
+def test_an_fp16_graph_with_fp32_io_is_judged_as_fp16(span, tmp_path, monkeypatch):
+    """check_onnx read the precision from the input's dtype: an fp16 graph with fp32 I/O (export -p fp16
+    --fp32-io) was held to the fp32 floor (and its refusal kept for the architecture)."""
+    import psr2video.runtime.export as E
+
+    _, d = span
+    m = load_model_file(d / "2x_SPAN_test.pth")
+    p = tmp_path / "span16.onnx"
+    E.export_onnx(m, p, "fp16", fp16_io=False, example_hw=m.descriptor.input_size(48, 48))
+    monkeypatch.setitem(E.PSNR_FLOOR, "fp32", 1000.0)  # what an fp16 graph can't meet: not its floor
+    m.check_onnx(p)
+    assert _verdicts() == []
+
+
+def test_every_export_of_a_batch_mixing_model_says_so(tmp_path):
+    """The second 'export --model' of RGT wrote the same frame-mixing file without the note (the kept verdict had
+    made fixed_batch 1 at load, and the note was said only when the check found it)."""
+    from click.testing import CliRunner
+
+    from psr2video.cli import cli
+
+    f = _rgt(tmp_path)
+    for i in (1, 2):
+        out = tmp_path / f"rgt_{i}.onnx"
+        r = CliRunner().invoke(cli, ["export", "--model", str(f), "-o", str(out), "--no-verify"])
+        assert r.exit_code == 0 and f"note: {out.name} mixes the frames of a batch" in r.output, (i, r.output)
+
+
+def test_auto_fp16_on_the_cpu_is_one_line_without_the_fallback_note(tmp_path, caplog):
+    """auto with --precision fp16 on the CPU, export refused: the note said 'running it on PyTorch', then the run
+    failed with 'fp16 needs a CUDA device'. Now one line, no note (as --backend torch -p fp16 on the CPU)."""
+    import logging
+
+    from spandrel.architectures.RealCUGAN import UpCunet2x
+
+    torch.manual_seed(0)
+    torch.save(UpCunet2x().state_dict(), tmp_path / "up2x.pth")
+    with caplog.at_level(logging.WARNING), pytest.raises(SettingError) as e:
+        Upscaler(model_file=tmp_path / "up2x.pth", backend="auto", device="cpu", precision="fp16")
+    assert str(e.value).startswith("up2x.pth's ONNX export does not run at other sizes")
+    assert "needs a CUDA device for fp16" in str(e.value)
+    assert not [m for m in caplog.messages if "running it on PyTorch" in m]
+
+
+def test_export_default_name_of_a_long_model_file_is_shortened(span, tmp_path, monkeypatch):
+    """'export --model' named its output after the whole stem: 'File name too long' for a 250-character one."""
+    from click.testing import CliRunner
+
+    from psr2video.cli import cli
+
+    _, d = span
+    f = tmp_path / f"2x_{'b' * 247}.pth"
+    f.write_bytes((d / "2x_SPAN_test.pth").read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    r = CliRunner().invoke(cli, ["export", "--model", str(f), "--no-verify"])
+    assert r.exit_code == 0, r.output
+    [written] = list(out.iterdir())
+    assert written.name.endswith("_x2_fp32.onnx") and len(written.name.encode()) < 255
+
+
+def test_the_fallback_is_said_once(ditn, caplog):
+    """A video run said the fallback twice: the note, then 'backend auto -> torch: <the same>: PyTorch instead'
+    (commands/video_run.py prints the backend's reason): the reason now points at the note."""
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        up = Upscaler(model_file=ditn, backend="auto", device="cpu")
+    said = [m for m in caplog.messages if "does not run at other sizes" in m]
+    assert up.backend.name == "torch" and len(said) == 1
+    assert "does not run at other sizes" not in up.backend_reason

@@ -43,12 +43,17 @@ def engine_list(verify):
 @click.option("--stale", is_flag=True, help="only remove stale or truncated artifacts")
 @command_errors()
 def engine_clear(stale):
-    """Remove cached artifacts."""
+    """Remove cached artifacts (all: and what the exports of model files were found to need)."""
     from ..runtime.engine_cache import EngineCache
 
     cache = EngineCache()
     n = cache.clear(stale_only=stale)
     click.echo(f"removed {n} {'stale ' if stale else ''}artifact(s) from {cache.dir}")
+    if not stale:  # the kept export verdicts of --model files (psr2video/foreign): found again at the next export
+        from ..foreign.checkpoint import clear_verdicts
+
+        if v := clear_verdicts():
+            click.echo(f"removed {v} export verdict(s) of model files")
 
 
 @engine.command("build")

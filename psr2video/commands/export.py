@@ -44,6 +44,7 @@ def export(variant, scale, weights, untrained, model_file, precision, output, op
     Every export is checked against PyTorch fp32 on real images at odd, non-multiple-of-16 sizes and the
     PSNR between them printed (floors: fp32 60 dB, fp16 45 dB; int8 is reported, aim 35 dB).
     """
+    from ..runtime.engine_cache import short_label
     from ..runtime.export import (
         INT8_TARGET,
         ExportError,
@@ -93,7 +94,8 @@ def export(variant, scale, weights, untrained, model_file, precision, output, op
         click.echo(f"verifying on {len(images)} crops: {note}")
     failures = []
     for p in precisions:
-        name = f"{variant}_x{scale}_{p}{'_fp32io' if p == 'fp16' and fp32_io else ''}.onnx"
+        # a model file's stem can be as long as a file name may be: the default name is cut as the cache's are
+        name = f"{short_label(variant)}_x{scale}_{p}{'_fp32io' if p == 'fp16' and fp32_io else ''}.onnx"
         path = (out_dir / name) if out_dir else Path(output) if output else Path(name)
         t0 = time.perf_counter()
         try:
@@ -101,11 +103,11 @@ def export(variant, scale, weights, untrained, model_file, precision, output, op
                         **example)
             if (check := getattr(model, "check_onnx", None)) is not None:  # other sizes, batch 2
                 try:
-                    check(path)
+                    check(path, precision=p)
                 except ExportError:
                     path.unlink(missing_ok=True)
                     raise
-                if model.descriptor.fixed_batch == 1 and not d.fixed_batch:
+                if getattr(model, "mixes_batch", False):  # found now or by an earlier run: this file mixes too
                     click.echo(f"note: {path.name} mixes the frames of a batch (its batch arithmetic was traced "
                                "at 1): run it one frame per call")
         except ExportError as e:

@@ -111,20 +111,37 @@ class SpandrelModel(nn.Module):
         self._call = getattr(desc, "_call_fn", None)
         self._structure_key = ""  # load_checkpoint sets it: the key of the verdicts check_onnx may keep
         self.onnx_refusal: str | None = None  # why its ONNX export was refused (an earlier run's check_onnx)
+        self.mixes_batch = False  # its ONNX export mixes the frames of a batch (check_onnx found it, now or before)
+
+    def recall_onnx_findings(self, weights_hash: str, cache=None) -> None:
+        """What a cached ONNX export of these weights carries (``mark_fixed_batch``): a cache hit runs no check,
+        and the verdict files may be gone (another torch/spandrel, a copied engines/ folder, a read-only cache)."""
+        if self.mixes_batch or self.descriptor.fixed_batch or not weights_hash:
+            return
+        from ..runtime.engine_cache import EngineCache
+
+        cache = cache or EngineCache()
+        for e in cache.find("onnx", lambda f: f.get("weights") == weights_hash):
+            if onnx_fixed_batch(e.path) == 1:
+                self.mixes_batch = True
+                self.descriptor = self.descriptor.with_(fixed_batch=1)
+                return
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._call(self.net, x) if self._call is not None else self.net(x)
 
     def _refuse(self, name: str, line: str) -> None:
         """Raise the refusal of a graph that does not run at other sizes (the trace froze this architecture's
-        shapes: the same for every weight and precision), kept for later loads (``onnx_refusal``)."""
+        shapes: the same for every weight and precision), kept for later loads (``onnx_refusal``). Only such
+        structural findings are kept per architecture: a difference in values depends on the weights (and the
+        precision) and refuses this export only."""
         from ..runtime.export import ExportError
 
         save_verdict(self._structure_key, "refused", line.removeprefix(name))  # said with each file's name
         self.onnx_refusal = line
         raise ExportError(line) from None
 
-    def check_onnx(self, path: Path) -> None:
+    def check_onnx(self, path: Path, precision: str | None = None) -> None:
         """Refuse (ExportError, one line) an ONNX export of this module that does not run, or differs from
         PyTorch, at a size other than the one it was traced at; and make the module run one frame per call when
         the export mixes the frames of a batch (Python arithmetic on the batch, frozen at the trace's 1).
@@ -134,8 +151,12 @@ class SpandrelModel(nn.Module):
         fails, or silently crops, at every other size. Called by runtime/export.py:cached_onnx after the export,
         before the cache keeps the file (a refused export is never cached). The verdicts are kept beside the
         ONNX probe cache, per architecture and tensor shapes: later loads get ``fixed_batch=1`` from the start,
-        and an fp32 refusal as ``onnx_refusal``, which the Upscaler says (or, for ``auto``, runs PyTorch)
-        without exporting again.
+        and a structural refusal (the graph does not run at another size, or gives another shape) as
+        ``onnx_refusal``, which the Upscaler says (or, for ``auto``, runs PyTorch) without exporting again. A
+        difference in values (PSNR, NaN) depends on the weights and the precision: it refuses this export only.
+        The batch finding is also written into the ONNX file (``mark_fixed_batch``), so a cached graph keeps it
+        whatever happens to the verdict files. ``precision``: what the export was asked for (default: read from
+        the graph: an fp16 graph with fp32 I/O is fp16).
         """
         try:
             import onnxruntime as ort
@@ -165,11 +186,16 @@ class SpandrelModel(nn.Module):
                               "--backend torch") from None
         inp = sess.get_inputs()[0]
         half = inp.type == "tensor(float16)"
-        precision = "int8" if int8 else "fp16" if half else "fp32"
+        if precision is None:
+            fp16_inside = half or any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.graph.initializer)
+            precision = "int8" if int8 else "fp16" if fp16_inside else "fp32"
         n = d.fixed_batch or 2
         x = torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
-            ref = prepare(self)(x).float().clamp(0, 1)
+            ref = prepare(self)(x).float()
+        if not bool(torch.isfinite(ref).all()):  # the weights, not the export: a diverged training snapshot
+            raise ExportError(f"{name} outputs NaN/inf in PyTorch too: the checkpoint looks broken")
+        ref = ref.clamp(0, 1)
 
         def run(t: torch.Tensor) -> torch.Tensor:
             y = sess.run(None, {inp.name: t.numpy().astype(np.float16 if half else np.float32)})[0]
@@ -186,12 +212,12 @@ class SpandrelModel(nn.Module):
         err = float(torch.mean((y.clamp(0, 1).double() - ref.double()) ** 2))
         db = 10 * math.log10(1 / err) if err > 0 else math.inf
         if db < PSNR_FLOOR[precision] or not math.isfinite(float(y.sum())):
-            line = (f"{name}'s ONNX export differs from PyTorch (PSNR {db:.1f} dB at {w}x{h}, {where}): use "
-                    "--backend torch")
-            if precision != "fp32":  # half precision may overflow with these weights only: not kept
-                raise ExportError(line)
-            self._refuse(name, line)
+            # these weights (and this precision) only: refused for this export, not kept for the architecture
+            raise ExportError(f"{name}'s ONNX export differs from PyTorch (PSNR {db:.1f} dB at {w}x{h}, {where}): "
+                              "use --backend torch")
         if d.fixed_batch:
+            if self.mixes_batch:  # found before (a verdict): the graph it describes carries it too
+                mark_fixed_batch(path, graph)
             return
         try:
             both = run(x)
@@ -202,8 +228,48 @@ class SpandrelModel(nn.Module):
             return
         # the graph mixes (or refuses) a batch: every backend runs this model one frame per call from now on
         save_verdict(self._structure_key, "batch1", "its ONNX export mixes the frames of a batch")
+        mark_fixed_batch(path, graph)  # with the graph: a cached ONNX keeps it even when the verdict is lost
+        self.mixes_batch = True
         self.descriptor = d.with_(fixed_batch=1)
         log.info("%s: its ONNX export mixes the frames of a batch; it runs one frame per call", name)
+
+
+FIXED_BATCH_KEY = "psr2video.fixed_batch"  # ONNX metadata: the batch the graph must run at (its frames mix)
+
+
+def mark_fixed_batch(path: Path, graph=None) -> None:
+    """Write into the ONNX file at ``path`` that its graph must run one frame per call."""
+    onnx = _onnx_module()
+    graph = graph if graph is not None else onnx.load(str(path), load_external_data=False)
+    if any(p.key == FIXED_BATCH_KEY for p in graph.metadata_props):
+        return
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.graph.initializer):
+        return  # its weights live beside it: rewriting would drop them; the verdict file still says it
+    graph.metadata_props.add(key=FIXED_BATCH_KEY, value="1")
+    onnx.save(graph, str(path))
+
+
+def onnx_fixed_batch(path: Path) -> int:
+    """The batch ``mark_fixed_batch`` wrote into an ONNX file (0: none)."""
+    try:
+        graph = _onnx_module().load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - a damaged file: the cache says so elsewhere
+        return 0
+    return next((int(p.value) for p in graph.metadata_props if p.key == FIXED_BATCH_KEY and p.value.isdigit()), 0)
+
+
+def clear_verdicts() -> int:
+    """Remove the kept export verdicts (``engine clear``); how many were removed."""
+    from ..paths import cache_root
+
+    n = 0
+    folder = cache_root() / "foreign"
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.suffix in (".refused", ".batch1") and p.is_file():
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
 
 
 def window_multiple(model: nn.Module) -> int:
@@ -332,4 +398,5 @@ def load_checkpoint(path: str | Path) -> SpandrelModel:
     # an export of this architecture refused before: the Upscaler says so (auto: runs PyTorch) without exporting
     refused = read_verdict(key, "refused")
     net.onnx_refusal = f"{path.name}{refused}" if refused else None
+    net.mixes_batch = bool(read_verdict(key, "batch1"))
     return net

@@ -132,16 +132,19 @@ def export_error_line(error: BaseException, limit: int = 160) -> str:
     return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
 
 
-def export_fallback(descriptor, reason: str, error: BaseException) -> tuple[BackendConfig, str] | None:
+def export_fallback(descriptor, reason: str, error: BaseException, precision: str | None = None,
+                    device_type: str = "cpu") -> tuple[BackendConfig, str] | None:
     """``auto`` picked ONNX Runtime or TensorRT for a foreign checkpoint (a module PyTorch runs) whose ONNX export
     failed or was refused (SpandrelModel.check_onnx: it does not run at other sizes): (TorchBackend(), why), said
-    in one note line. None when the backend was asked for, or the model can't run on PyTorch: the error stands.
+    in one note line (the returned reason only points at it: a video run prints it too). None when the backend
+    was asked for, or the model can't run on PyTorch: the error stands. ``precision`` fp16 asked for on the CPU,
+    which PyTorch does not run there (as ``--backend torch`` says): refused in one line, without the note.
     """
     if reason == "asked for" or not descriptor.source or "torch" not in descriptor.backends:
         return None
     from pathlib import Path
 
-    from ..errors import PsrError
+    from ..errors import PsrError, SettingError
 
     if isinstance(error, PsrError):  # our refusal (check_onnx): already one line naming the file
         why = first_line(error)
@@ -149,5 +152,8 @@ def export_fallback(descriptor, reason: str, error: BaseException) -> tuple[Back
             why = why.removesuffix(hint)
     else:
         why = f"{Path(descriptor.source).name} can't be exported to ONNX ({export_error_line(error)})"
+    if precision == "fp16" and device_type != "cuda":
+        raise SettingError(f"{why}, and PyTorch, which would run it instead, needs a CUDA device for fp16; on the "
+                           "CPU use --precision fp32 or bf16")
     log.warning("note: %s; running it on PyTorch (backend auto)", why)
-    return TorchBackend(), f"{why}: PyTorch instead"
+    return TorchBackend(), "its ONNX export can't be used (the note above)"

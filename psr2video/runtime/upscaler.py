@@ -138,7 +138,7 @@ class Upscaler:
         except RuntimeError as e:  # a foreign model the exporter can't trace (or whose export was refused)
             if not d.source:
                 raise
-            fallback = export_fallback(d, self.backend_reason, e)  # auto: PyTorch instead, with a note
+            fallback = export_fallback(d, self.backend_reason, e, precision, self.device.type)  # auto: PyTorch
             if fallback is None:
                 raise SettingError(str(e) if isinstance(e, PsrError) else
                                    f"{d.variant} ({d.arch}) can't be exported for the {cfg.name} backend "
@@ -148,6 +148,10 @@ class Upscaler:
             if precision is None:
                 self.precision = default_precision(d, self.device, cfg.name)
             self.runner = make_runner(cfg, self.model, d, self.precision, self.device)
+        else:  # a cached export runs no check: what it was found to need travels in the file (check_onnx)
+            if (recall := getattr(self.model, "recall_onnx_findings", None)) is not None and not isinstance(
+                    cfg, TorchBackend):
+                recall(d.weights_hash)
         # the export's check may have found that the model must run one frame per call (check_onnx)
         fb = getattr(getattr(self.model, "descriptor", None), "fixed_batch", d.fixed_batch)
         if fb != d.fixed_batch:

@@ -2,8 +2,9 @@
 
 ``psr2video anim.gif anim_x2.gif`` keeps what makes it an animation: each frame's own duration, the loop count
 (or none: a GIF without one plays once) and transparency, across the three formats (GIF in, WebP out works too).
-Frames are read fully composited (Pillow applies each frame's disposal and blending), so every frame the model
-sees is the picture a viewer shows, and the writer stores only what changed from one frame to the next.
+Frames are read fully composited (Pillow applies each frame's disposal and blending; a GIF's frames are drawn
+onto our own canvas, where disposal 2 clears to transparent as browsers show it: ``_GifCanvas``), so every frame
+the model sees is the picture a viewer shows, and the writer stores only what changed from one frame to the next.
 
 GIF holds 256 colours, and the upscaled frames hold many more (the smooth edges are the point). One palette is
 built for the whole animation from pixels of every frame, so a colour doesn't change from frame to frame (see
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import picture_metadata
 from .errors import PsrError
 from .fileio import atomic_path
 from .output_size import SizeSpec, check_format
@@ -133,7 +135,13 @@ def read(path: Path, scale: int, notes: list[str]) -> Animation:
 
     try:
         with Image.open(path) as im:
-            info = {k: im.info[k] for k in ("icc_profile", "exif", "comment") if im.info.get(k)}
+            info = {k: im.info[k] for k in ("icc_profile", "exif", "comment", "dpi") if im.info.get(k)}
+            if info.get("dpi") and max(info["dpi"]) < 2:  # no real DPI (as for a still)
+                del info["dpi"]
+            extra = picture_metadata.read(im)  # PNG text and colour chunks, XMP
+            extra.pop("comment", None)  # (GIF's and WebP's comment: info["comment"])
+            if extra:
+                info["extra"] = extra
             loop = int(im.info.get("loop", 0 if im.format != "GIF" else -1))
             if im.format == "GIF":  # GIF counts repeats after the first play, and without its loop block plays once
                 plays = 0 if loop == 0 else loop + 1 if loop > 0 else 1
@@ -148,20 +156,26 @@ def read(path: Path, scale: int, notes: list[str]) -> Animation:
                 total, damaged = n_frames(im), True
             _check_memory(path, total, im.width, im.height, scale)
             frames, durations = [], []
+            gif = _GifCanvas(path) if im.format == "GIF" else None
             for i in range(total):
                 try:
+                    if gif is not None and i:
+                        gif.before_seek(im)
                     im.seek(i)
                     im.load()  # WebP sets a frame's duration when it is loaded
+                    frame = gif.frame(im) if gif is not None else im.convert("RGBA")
                 except PIL_DAMAGE as e:
                     if len(frames) <= default_image:
                         raise
                     notes.append(f"warning: {path.name} is damaged at frame {i + 1} of {total} ({e}); the "
                                  f"{i} frames before it are kept")
                     break
-                frames.append(im.convert("RGBA"))
+                frames.append(frame)
                 durations.append(float(im.info.get("duration") or 0))
             if damaged and len(frames) == total:
                 notes.append(f"warning: {path.name} is damaged after frame {total}; the frames before it are kept")
+            if gif is not None:
+                gif.close()
     except PIL_DAMAGE as e:
         raise AnimationError(f"not a readable animation: {path} ({e})") from None
     default = None
@@ -171,6 +185,67 @@ def read(path: Path, scale: int, notes: list[str]) -> Animation:
         frames = [f.convert("RGB") for f in frames]
         default = default.convert("RGB") if default else None
     return Animation(frames, durations, plays, info, default)
+
+
+class _GifCanvas:
+    """A GIF's frames composited as browsers show them. Pillow restores a disposal-2 ("restore to background")
+    area to the background colour (opaque; black without a background), where browsers clear it to transparent:
+    here every frame is drawn onto our own RGBA canvas. Which pixels a frame draws is learnt from a twin decoder
+    of the same file whose canvas is the inverse of Pillow's before each frame: a pixel the frame draws is the
+    same in both, one it leaves is not."""
+
+    def __init__(self, path: Path) -> None:
+        from PIL import Image
+
+        self.twin = Image.open(path)
+        self.canvas: Any = None  # our composite of the last frame (HxWx4 uint8)
+        self.before: Any = None  # the canvas before the last frame was drawn (disposal 3 restores it)
+        self.disposal, self.extent = 0, None
+        self.off = False  # Pillow's own compositing (a grey GIF without a palette)
+
+    def before_seek(self, im: Any) -> None:
+        """Before ``im`` moves to its next frame: the twin on the frame ``im`` is on, its canvas inverted."""
+        if self.twin.tell() != im.tell():
+            self.twin.seek(im.tell())
+        self.twin.load()
+        # the mode Pillow composites the next frame in: a palette first frame becomes RGB(A) (inverting palette
+        # indices could land on an equal colour); a grey GIF without a palette is left to Pillow's compositing
+        mode = ("RGBA" if "transparency" in im.info else "RGB") if im.mode == "P" else im.mode
+        if mode not in ("RGB", "RGBA"):
+            self.off = True
+            return
+        self.twin.im = im.convert(mode).point(lambda v: 255 - v).im
+        self.twin._mode = mode
+        self.twin.info.pop("transparency", None)  # (Pillow drops it so when it leaves the palette mode)
+        dispose = getattr(im, "dispose", None)
+        self.twin.dispose = (im._new(dispose).convert(mode).point(lambda v: 255 - v).im if dispose is not None
+                             else None)
+
+    def frame(self, im: Any) -> Any:
+        from PIL import Image
+
+        a = np.asarray(im.convert("RGBA"))
+        if self.off:
+            return im.convert("RGBA")
+        if im.tell() == 0 or self.canvas is None or self.canvas.shape != a.shape:
+            self.canvas, self.before = a.copy(), np.zeros_like(a)
+        else:
+            self.twin.seek(im.tell())
+            self.twin.load()
+            b = np.asarray(self.twin.convert("RGBA"))
+            drawn = (a == b).all(-1) if b.shape == a.shape else np.ones(a.shape[:2], bool)
+            base = self.canvas.copy()
+            if self.extent is not None and self.disposal in (2, 3):
+                x0, y0, x1, y1 = self.extent
+                base[y0:y1, x0:x1] = 0 if self.disposal == 2 else self.before[y0:y1, x0:x1]
+            self.before = base.copy()
+            base[drawn] = a[drawn]
+            self.canvas = base
+        self.disposal, self.extent = getattr(im, "disposal_method", 0), getattr(im, "dispose_extent", None)
+        return Image.fromarray(self.canvas.copy(), "RGBA")
+
+    def close(self) -> None:
+        self.twin.close()
 
 
 def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, trim: Any = None,
@@ -359,9 +434,16 @@ def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[...
     anim = read_video(src, up.scale, notes, max_frames, trim) if video else read(src, up.scale, notes)
     if ext == ".gif" and (video or src.suffix.lower() != ".gif"):  # (a GIF's own delays are its author's)
         _gif_pace(anim, notes, src.name)
+    orientation = _orientation(anim.info)
+    if ext == ".gif" and orientation != 1:  # shown turned, and GIF can't say so: turned here, as a still is
+        anim.frames = [_turn(f, orientation) for f in anim.frames]
+        notes.append(f"note: {src.name} is shown turned (EXIF orientation), which {ext} can't say: its frames are "
+                     "turned instead")
+        orientation = 1
     to = None
     if size is not None:  # the frames are turned already; their pixel shape is resampled square with the rest
-        to = size.fit(anim.frames[0].width, anim.frames[0].height, anim.sar)
+        sideways = orientation in (5, 6, 7, 8)  # stored on its side (the EXIF kept says so): the box turned to match
+        to = size.fit(anim.frames[0].width, anim.frames[0].height, anim.sar, rotation=90 if sideways else 0)
         if anim.sar != 1:
             notes.append(f"note: {src.name} has non-square pixels (SAR {anim.sar.numerator}:{anim.sar.denominator}); "
                          f"--size writes square ones ({to[0]}x{to[1]} shows the same shape)")
@@ -393,10 +475,37 @@ def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[...
     return notes, len(out)
 
 
+def _orientation(info: dict) -> int:
+    """The EXIF orientation of an animation's ``info`` (1 = as stored)."""
+    if not info.get("exif"):
+        return 1
+    from PIL import Image
+
+    try:
+        exif = Image.Exif()
+        exif.load(info["exif"])
+        return int(exif.get(0x0112, 1))
+    except (TypeError, ValueError, OSError, SyntaxError):
+        return 1
+
+
+def _turn(im: Any, orientation: int) -> Any:
+    """A frame turned as EXIF ``orientation`` says it is shown (Pillow's ``ImageOps.exif_transpose``)."""
+    from PIL import Image
+
+    method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}.get(orientation)
+    return im.transpose(method) if method is not None else im
+
+
 def _lost_metadata(anim: Animation, ext: str, name: str) -> list[str]:
-    """Notes for what ``ext`` can't hold of the animation's metadata (GIF: ICC and EXIF; WebP: a comment)."""
-    keys = {".gif": (("icc_profile", "ICC profile"), ("exif", "EXIF")), ".webp": (("comment", "comment"),)}
+    """Notes for what ``ext`` can't hold of the animation's metadata (GIF: ICC, EXIF, DPI, PNG text and colour
+    chunks, XMP; WebP: a comment, DPI, PNG text and colour chunks)."""
+    keys = {".gif": (("icc_profile", "ICC profile"), ("exif", "EXIF"), ("dpi", "DPI")),
+            ".webp": (("comment", "comment"), ("dpi", "DPI"))}
     lost = [what for key, what in keys.get(ext, ()) if anim.info.get(key)]
+    lost += [w for w in picture_metadata.lost(anim.info.get("extra") or {}, ext) if w not in lost]
     return [f"note: {name}'s {' and '.join(lost)} can't be held in {ext}; left out"] if lost else []
 
 
@@ -445,8 +554,6 @@ def gif_frames(frames: list[Any]) -> list[Any]:
 
 def write(frames: list[Any], anim: Animation, dst: Path) -> None:
     """The frames written to ``dst`` as an animation with ``anim``'s durations, loop and metadata, atomically."""
-    from PIL import PngImagePlugin
-
     ext = dst.suffix.lower()
     # GIF counts in 1/100 s, WebP and APNG (as Pillow writes it) in ms: each frame's start is rounded, not each
     # duration (30 fps into GIF is 30, 40, 30 ms..., not 30 ms each, which would play 10% fast)
@@ -461,18 +568,27 @@ def write(frames: list[Any], anim: Animation, dst: Path) -> None:
             opts["loop"] = max(0, plays - 1)
         if anim.alpha:  # each frame replaces the last (whole frames are written), so transparent areas clear
             opts.update(transparency=_TRANSPARENT, disposal=2)
+        # Pillow's palette optimisation drops the entries the first frame doesn't use: the transparent entry of an
+        # animation whose first frame is opaque would go, and every later hole with it
+        opts["optimize"] = False
         if anim.info.get("comment"):
             opts["comment"] = anim.info["comment"]
     else:
         opts.update({k: v for k, v in anim.info.items() if k in ("icc_profile", "exif")})
         opts["loop"] = plays
+        extra = dict(anim.info.get("extra") or {})
         if ext == ".webp":
             opts.update(quality=95, method=4)
+            if extra.get("xmp"):
+                opts["xmp"] = extra["xmp"]
         else:
+            if anim.info.get("dpi"):
+                opts["dpi"] = anim.info["dpi"]
             if anim.info.get("comment"):
-                text = PngImagePlugin.PngInfo()
                 comment = anim.info["comment"]
-                text.add_text("Comment", comment.decode("latin-1") if isinstance(comment, bytes) else str(comment))
+                extra["comment"] = comment.decode("latin-1") if isinstance(comment, bytes) else str(comment)
+            text = picture_metadata.png_info(extra, icc=bool(opts.get("icc_profile")))
+            if text is not None:  # the text chunks (a comment as ``Comment``), colour chunks and XMP, as a still's
                 opts["pnginfo"] = text
             if anim.default is not None:  # an APNG's picture for viewers that don't animate, kept in its place
                 first, rest = anim.default, frames

@@ -42,9 +42,16 @@ def read(path: Path) -> tuple[np.ndarray, str] | None:
         with Image.open(path) as im:
             if getattr(im, "is_animated", False):  # FFmpeg's first frame is not an APNG's default image
                 return None
-        with av.open(str(path)) as c:
-            frame = next(c.decode(video=0))
-    except (av.error.FFmpegError, StopIteration, IndexError, ValueError, OSError):
+        frame = _first_frame(str(path))
+        if frame is None and path.suffix.lower() == ".png":
+            # FFmpeg refuses a PNG whose eXIf chunk starts with JPEG's "Exif\0\0" header (older writers put it
+            # there; Pillow reads it): its samples read without that chunk (the EXIF comes from Pillow's reading)
+            data = path.read_bytes()
+            if data[:8] == b"\x89PNG\r\n\x1a\n":
+                frame = _first_frame(io.BytesIO(data[:8] + b"".join(c for t, c in _chunks(data) if t != b"eXIf")))
+        if frame is None:
+            return None
+    except (IndexError, ValueError, OSError):
         return None
     fmt = frame.format
     depth = max((c.bits for c in fmt.components), default=8)
@@ -62,6 +69,17 @@ def read(path: Path) -> tuple[np.ndarray, str] | None:
         return None
     a = a.astype(np.float32) / 65535.0
     return (a[..., None] if a.ndim == 2 else a), mode
+
+
+def _first_frame(src: Any) -> Any:
+    """FFmpeg's first decoded frame of ``src`` (a path or a file object); None when it can't decode it."""
+    import av
+
+    try:
+        with av.open(src) as c:
+            return next(c.decode(video=0))
+    except (av.error.FFmpegError, StopIteration, IndexError, ValueError, OSError):
+        return None
 
 
 def agrees(got: tuple[np.ndarray, str], im: Any, key_colour: bool = False) -> bool:
@@ -117,6 +135,8 @@ def write(a: np.ndarray, mode: str, info: dict, dst: Path, tmp: Path) -> None:
 def tiff_metadata_problem(info: dict) -> str | None:
     """What a 16-bit TIFF from FFmpeg can't hold of ``info`` (None: nothing)."""
     lost = [what for key, what in (("icc_profile", "ICC profile"), ("exif", "EXIF")) if info.get(key)]
+    if (info.get("extra") or {}).get("xmp"):
+        lost.append("XMP")
     return " and ".join(lost) or None
 
 

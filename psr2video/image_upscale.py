@@ -118,6 +118,10 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     except PIL_DAMAGE as e:
         raise PictureError(f"not a readable picture: {path} ({e})") from None
     notes, info = [], dict(im.info)
+    while isinstance(info.get("exif"), bytes) and info["exif"][:12] == b"Exif\x00\x00" * 2:
+        # a PNG eXIf chunk holding JPEG's header too (older writers), which Pillow prefixes again: written back
+        # as it is, FFmpeg (and so a 16-bit reading of the output) refuses the file
+        info["exif"] = info["exif"][6:]
     if info.get("dpi") and max(info["dpi"]) < 2:  # Pillow's 1 dpi for a TIFF that says none: not carried
         info.pop("dpi")
     info["extra"] = picture_metadata.read(im)  # text chunks, a comment, PNG's colour chunks
@@ -127,6 +131,8 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     planar = _planar_deep_tiff(im)
     if planar:  # Pillow reads each 16-bit plane's low bytes as 8-bit samples: noise, no error
         im, deep = _planar_from_ffmpeg(path, im, planar), True
+    if im.mode == "RGBA" and str(raw).startswith("LA;16"):  # Pillow reads 16-bit grey + alpha as 8-bit RGBA:
+        im = im.convert("LA")  # kept grey (R = G = B: nothing lost), as an 8-bit grey + alpha picture is
     plain = im.mode in ("RGB", "RGBA", "L") or im.mode.startswith("I;16")  # no colour conversion below
     if animated:
         notes.append(f"note: {path.name} is an animation of {frames} frames; only the first is upscaled "
@@ -150,8 +156,15 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
             top = max(1.0, float(a.max()))
         elif ";12" in str(raw):  # 12-bit TIFF samples (Pillow's mode says I;16)
             top = 4095.0
-        elif im.mode.startswith("I;16") or ";16" in str(raw) or a.max() <= 65535:
+        elif im.mode.startswith("I;16") or ";16" in str(raw):
             top = 65535.0  # the format's range, not the picture's brightest value (a dark picture stays dark)
+        elif a.min() >= 0 and a.max() <= 255:
+            # 32-bit integers all within 0-255: 8-bit values in a wide container (Pillow's own mode "I"
+            # saves an 8-bit picture so); read at their 8-bit range, said (the full 32-bit range would be black)
+            top = 255.0
+            notes.append(f"note: {path.name} holds 32-bit integer samples, all within 0-255: read as 8-bit values")
+        elif a.max() <= 65535:
+            top = 65535.0  # 16-bit values in a 32-bit container: the 16-bit range (a dark picture stays dark)
         else:
             top = float(a.max())
         grey = Image.fromarray(np.clip(np.rint(a / top * 255.0), 0, 255).astype(np.uint8), "L")
@@ -167,7 +180,8 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
         notes.append(f"note: {path.name}'s ICC profile ({space.decode('latin-1').strip()}) does not describe the "
                      f"{im.mode} picture written; left out")
     if deep and not plain:
-        notes.append(f"note: {path.name} has more than 8 bits per sample; written 8-bit")
+        why = " (16-bit grey with alpha is read at 8 bits here)" if im.mode == "LA" else ""
+        notes.append(f"note: {path.name} has more than 8 bits per sample; written 8-bit{why}")
     return im, info, notes, deep and plain
 
 
@@ -280,7 +294,9 @@ def upscale_picture(up: Any, src: Path, out_ext: str = ".png", size: SizeSpec | 
         agree = got is not None and deep_pictures.agrees(got, im, key_colour="transparency" in info)
         lost = deep_pictures.tiff_metadata_problem(info) if out_ext in (".tif", ".tiff") else None
         why = ""
-        if got is not None and not agree:  # a tiled or premultiplied TIFF FFmpeg reads wrong: Pillow's reading
+        if got is None:  # FFmpeg refuses the file
+            why = " (FFmpeg's 16-bit decoder can't read it; Pillow's 8-bit reading is used)"
+        elif not agree:  # a tiled or premultiplied TIFF FFmpeg reads wrong: Pillow's reading
             why = " (FFmpeg's 16-bit decoder and Pillow disagree on its samples; Pillow's 8-bit reading is used)"
         elif agree and lost:
             why = f" (a 16-bit TIFF from here can't hold its {lost}; use .png to keep 16 bits and the {lost})"
@@ -353,11 +369,15 @@ def upscale_tensor(up: Any, x: Any, mode: str, name: str, notes: list[str], to: 
     colour = x[:, :3] if x.shape[1] >= 3 else x[:, :1].expand(-1, 3, -1, -1)
     d, tile = up.descriptor, up.tile
     h, w = x.shape[-2:]
-    if (not tile and str(up.device) == "cpu" and w * h > AUTO_TILE_PIXELS and d.tiling == "supported"
-            and not d.fixed_size):
+    # a model that looks at the whole frame (pro: global pooling) is tiled too: whole, a large picture needs tens
+    # of GB on the CPU (2048x2048 pro: ~58 GB, estimated); its tiles only approximate the whole picture, which the
+    # note says
+    if (not tile and str(up.device) == "cpu" and w * h > AUTO_TILE_PIXELS
+            and d.tiling in ("supported", "discouraged") and not d.fixed_size):
         up.tile = AUTO_TILE
-        note = (f"note: {name} ({w}x{h}) is upscaled in {AUTO_TILE}-px tiles on the CPU (the "
-                "same result in bounded memory; --tile to choose)")
+        same = ("the same result in bounded memory" if d.tiling == "supported" else
+                f"bounded memory; {d.variant} looks at the whole picture, which the tiles only approximate")
+        note = f"note: {name} ({w}x{h}) is upscaled in {AUTO_TILE}-px tiles on the CPU ({same}; --tile to choose)"
         if note not in notes:
             notes.append(note)
     with torch.inference_mode():
@@ -445,6 +465,8 @@ def _save(im: Any, src_info: dict, dst: Path) -> str | None:
         write(gif_frames([im]), Animation([im], [0.0], 1, picture_metadata.save_options(extra, ext)), dst)
         return
     opts.update(picture_metadata.save_options(extra, ext, icc=bool(opts.get("icc_profile"))))
+    if ext in (".tif", ".tiff") and extra.get("xmp"):
+        opts["exif"] = picture_metadata.tiff_exif(opts.get("exif"), extra)
     try:
         with atomic_path(dst) as tmp:
             im.save(tmp, format=_FORMATS[ext], **opts)
@@ -514,6 +536,9 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
         if lost := picture_metadata.lost(info.get("extra") or {}, ext):
             notes.append(f"note: {job.src.name}'s {' and '.join(lost)} can't be held in {job.dst.suffix}; left out "
                          "(.png keeps them)")
+        if (info.get("extra") or {}).get("iptc"):
+            notes.append(f"note: {job.src.name}'s IPTC (captions, credits) is not written by psr2video; left out "
+                         "(its XMP and EXIF are carried where the output holds them)")
         try:
             if (note := _save(out, info, job.dst)) is not None:
                 notes.append(note)

@@ -1,13 +1,17 @@
 """What a still picture says about itself besides its pixels, ICC profile, EXIF and DPI: PNG text chunks (tEXt,
-zTXt, iTXt: Stable Diffusion's ``parameters``, ComfyUI's ``workflow``, titles, authors), a JPEG/GIF comment, and
-PNG's colour chunks (gAMA, cHRM, sRGB). Carried where the output format holds them, named where it does not.
+zTXt, iTXt: Stable Diffusion's ``parameters``, ComfyUI's ``workflow``, titles, authors), a JPEG/GIF comment,
+PNG's colour chunks (gAMA, cHRM, sRGB) and XMP (rights, keywords: JPEG's APP1, WebP's XMP chunk, TIFF's tag 700,
+PNG's iTXt "XML:com.adobe.xmp"). Carried where the output format holds them, named where it does not. IPTC
+(JPEG's APP13, TIFF's tag 33723) is never written here (Pillow can't): named.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-_KEYS = ("text", "comment", "gamma", "chromaticity", "srgb")
+_KEYS = ("text", "comment", "gamma", "chromaticity", "srgb", "xmp", "iptc")
+XMP_KEY = "XML:com.adobe.xmp"  # PNG's iTXt keyword for XMP
+XMP_OUT = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")  # the outputs written with XMP
 
 
 def read(im: Any) -> dict[str, Any]:
@@ -20,6 +24,18 @@ def read(im: Any) -> dict[str, Any]:
         for key in ("gamma", "chromaticity", "srgb"):
             if im.info.get(key) is not None:
                 out[key] = im.info[key]
+    xmp = im.info.get("xmp") or im.info.get(XMP_KEY)
+    if xmp:
+        out["xmp"] = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
+        if out.get("text"):  # written as XMP, not as a text chunk (PNG in): one copy in the output
+            out["text"].pop(XMP_KEY, None)
+            if not out["text"]:
+                del out["text"]
+    if im.format == "JPEG" and any(m == "APP13" and d.startswith(b"Photoshop 3.0")
+                                   for m, d in getattr(im, "applist", ())):
+        out["iptc"] = True
+    elif im.format == "TIFF" and 33723 in getattr(im, "tag_v2", {}):
+        out["iptc"] = True
     comment = im.info.get("comment")
     if comment and im.format in ("JPEG", "GIF", "WEBP"):
         out["comment"] = comment.decode("utf-8", "replace") if isinstance(comment, bytes) else str(comment)
@@ -32,9 +48,26 @@ def save_options(extra: dict[str, Any], ext: str, icc: bool = False) -> dict[str
     if ext == ".png":
         info = png_info(extra, icc)
         return {"pnginfo": info} if info is not None else {}
+    opts: dict[str, Any] = {}
+    if ext in (".jpg", ".jpeg", ".webp") and extra.get("xmp"):  # (TIFF's tag 700 goes in with its EXIF: tiff_exif)
+        opts["xmp"] = extra["xmp"]
     if ext in (".jpg", ".jpeg", ".gif") and extra.get("comment"):
-        return {"comment": extra["comment"].encode("utf-8")}
-    return {}
+        opts["comment"] = extra["comment"].encode("utf-8")
+    return opts
+
+
+def tiff_exif(exif: Any, extra: dict[str, Any]) -> Any:
+    """The EXIF to write into a TIFF (Pillow writes its tags into the TIFF's own IFD) with ``extra``'s XMP as tag
+    700; ``exif`` as it is where there is no XMP."""
+    if not extra.get("xmp"):
+        return exif
+    from PIL import Image
+
+    out = Image.Exif()
+    if exif:
+        out.load(exif if isinstance(exif, bytes) else exif.tobytes())
+    out[700] = extra["xmp"]
+    return out
 
 
 def png_info(extra: dict[str, Any], icc: bool = False) -> Any:
@@ -46,7 +79,7 @@ def png_info(extra: dict[str, Any], icc: bool = False) -> Any:
     if extra.get("comment") and "Comment" not in text:
         text["Comment"] = extra["comment"]
     colour = [k for k in ("gamma", "chromaticity", "srgb") if extra.get(k) is not None and not (k == "srgb" and icc)]
-    if not text and not colour:
+    if not text and not colour and not extra.get("xmp"):
         return None
     info = PngImagePlugin.PngInfo()
     for key, value in text.items():
@@ -59,6 +92,8 @@ def png_info(extra: dict[str, Any], icc: bool = False) -> Any:
                 info.add_text(key, value, zip=len(value) > 1024)
             except UnicodeEncodeError:  # tEXt holds Latin-1 only
                 info.add_itxt(key, value, zip=len(value) > 1024)
+    if extra.get("xmp"):
+        info.add_itxt(XMP_KEY, extra["xmp"].decode("utf-8", "replace"))
     if extra.get("gamma") is not None:
         info.add(b"gAMA", round(float(extra["gamma"]) * 100000).to_bytes(4, "big"))
     if extra.get("chromaticity") is not None:
@@ -77,10 +112,12 @@ def lost(extra: dict[str, Any], ext: str) -> list[str]:
         out.append(f"PNG text ({', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''})")
     if extra.get("comment") and ext not in (".png", ".jpg", ".jpeg", ".gif"):
         out.append("comment")
+    if extra.get("xmp") and ext not in XMP_OUT:
+        out.append("XMP")
     if ext != ".png":
         out += [what for key, what in (("gamma", "gamma (gAMA)"), ("chromaticity", "chromaticities (cHRM)"))
                 if extra.get(key) is not None]
     return out
 
 
-__all__ = ["lost", "png_info", "read", "save_options"]
+__all__ = ["XMP_KEY", "XMP_OUT", "lost", "png_info", "read", "save_options", "tiff_exif"]

@@ -411,3 +411,112 @@ def test_the_last_frame_keeps_its_length_between_animations_and_video(tmp_path: 
     code, err = run(str(tmp_path / "hold.mkv"), str(tmp_path / "back.gif"), "--variant", "mks")
     assert code == 0, err
     assert frames_of(tmp_path / "back.gif")[1] == [100, 100, 100, 3000]
+
+
+def test_gif_keeps_transparency_when_the_first_frame_is_opaque(tmp_path: Path) -> None:
+    """An opaque first frame and a see-through hole in the second: the GIF keeps its transparent entry (Pillow's
+    palette optimisation would drop it, as the first frame doesn't use it) and the hole stays see-through."""
+    src = tmp_path / "in.png"
+    a = np.concatenate([noise(24, 32, 3, seed=2) // 8, np.full((24, 32, 1), 255, np.uint8)], 2)
+    b = a.copy()
+    b[..., :3] += 192  # colours the first frame doesn't use: Pillow would optimise its palette
+    b[4:16, 4:16, 3] = 0
+    Image.fromarray(a[..., :3], "RGB").save(src, save_all=True, append_images=[Image.fromarray(b, "RGBA")],
+                                            duration=100, loop=0)
+    code, out = run(str(src), str(tmp_path / "out.gif"), "--variant", "mks", "-q")
+    assert code == 0, out
+    got, _, _ = frames_of(tmp_path / "out.gif")
+    assert got[0][..., 3].min() == 255
+    assert got[1][10:30, 10:30, 3].max() == 0 and got[1][36:, 36:, 3].min() == 255
+
+
+def _gif_block(img: Image.Image, left: int, top: int, disposal: int) -> bytes:
+    """One GIF frame (control block, descriptor, local palette, data) at (left, top) with ``disposal``, taken
+    from the GIF Pillow writes of the palette picture ``img``."""
+    import io
+    import struct
+
+    b = io.BytesIO()
+    img.save(b, "GIF")
+    d = b.getvalue()
+    flags, pos = d[10], 13
+    gct = 3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0
+    table, pos = d[pos:pos + gct], pos + gct
+    while d[pos] == 0x21:  # extensions
+        pos += 2
+        while d[pos]:
+            pos += d[pos] + 1
+        pos += 1
+    desc, rest = bytearray(d[pos:pos + 10]), d[pos + 10:-1]
+    struct.pack_into("<HH", desc, 1, left, top)
+    if gct and not desc[9] & 0x80:  # the global table made local
+        desc[9] |= 0x80 | (flags & 7)
+        rest = table + rest
+    return bytes([0x21, 0xF9, 4, disposal << 2]) + struct.pack("<H", 10) + b"\0\0" + bytes(desc) + rest
+
+
+def test_gif_disposal_2_clears_to_transparent_as_browsers_show_it(tmp_path: Path) -> None:
+    """An opaque first frame, a partial sprite frame with disposal 2 (restore to background), then a frame drawn
+    elsewhere: the sprite's area becomes see-through in the third frame, as browsers show it (Pillow's own
+    compositing paints it opaque black)."""
+    import struct
+
+    bg = Image.fromarray(noise(24, 32, 3, seed=3) // 4 + 128, "RGB").quantize(64)
+    sprite = Image.fromarray(np.full((8, 8, 3), (250, 20, 20), np.uint8)).quantize(4)
+    tile = Image.fromarray(np.full((4, 4, 3), (20, 20, 250), np.uint8)).quantize(4)
+    src = tmp_path / "in.gif"
+    src.write_bytes(b"GIF89a" + struct.pack("<HHBBB", 32, 24, 0, 0, 0) + _gif_block(bg, 0, 0, 1)
+                    + _gif_block(sprite, 8, 8, 2) + _gif_block(tile, 24, 0, 1) + b";")
+    code, out = run(str(src), str(tmp_path / "out.png"), "--variant", "mks", "-q")
+    assert code == 0, out
+    got, _, _ = frames_of(tmp_path / "out.png")
+    assert len(got) == 3 and got[0][..., 3].min() == 255
+    assert got[1][18:30, 18:30, 3].min() == 255 and got[1][20:28, 20:28, 0].min() > 200  # the sprite
+    assert got[2][18:30, 18:30, 3].max() <= 16  # cleared, not black
+    assert got[2][:, 40:, 3].min() >= 250 and got[2][2:6, 50:54, 2].min() > 200  # the rest, and the new tile
+
+
+def test_apng_text_and_dpi_are_carried_or_named(tmp_path: Path) -> None:
+    """An APNG's text chunks and DPI: kept in an APNG, as a still PNG keeps them, and named where the output can't
+    hold them (WebP, GIF)."""
+    from PIL import PngImagePlugin
+
+    src = tmp_path / "in.png"
+    frames = [f.convert("RGB") for f in sprite_frames(alpha=False)[:3]]
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "My loop")
+    info.add_itxt("parameters", "prompt: cat", "en", "")
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100, loop=0, pnginfo=info, dpi=(300, 300))
+    code, out = run(str(src), str(tmp_path / "out.png"), "--variant", "mks")
+    assert code == 0 and "left out" not in out, out
+    with Image.open(tmp_path / "out.png") as im:
+        assert im.n_frames == 3 and im.text["Title"] == "My loop" and im.text["parameters"] == "prompt: cat"
+        assert [round(v) for v in im.info["dpi"]] == [300, 300]
+    for ext in (".webp", ".gif"):
+        code, out = run(str(src), str(tmp_path / f"out{ext}"), "--variant", "mks")
+        want = f"in.png's DPI and PNG text (Title, parameters) can't be held in {ext}; left out"
+        assert code == 0 and want in out, out
+
+
+def test_an_animation_shown_turned_is_turned_into_gif(tmp_path: Path) -> None:
+    """An animated WebP whose EXIF says it is shown turned (orientation 6), written to GIF (which holds no EXIF):
+    its frames are turned, as a still's pixels are, and --size fits the turned picture."""
+    src = tmp_path / "in.webp"
+    a = np.zeros((24, 32, 3), np.uint8)
+    a[:, :16] = (250, 20, 20)  # stored: red on the left; shown turned a quarter clockwise: red on top
+    a[:, 16:] = (20, 20, 250)
+    b = a.copy()
+    b[20:, 28:] = (20, 250, 20)
+    frames = [Image.fromarray(a), Image.fromarray(b)]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100, loop=0, exif=exif.tobytes(),
+                   lossless=True)
+    code, out = run(str(src), str(tmp_path / "out.gif"), "--variant", "mks")
+    assert code == 0 and "in.webp is shown turned (EXIF orientation), which .gif can't say" in out, out
+    got, _, _ = frames_of(tmp_path / "out.gif")
+    assert len(got) == 2 and got[0].shape == (64, 48, 4)
+    assert got[0][4:28, :, 0].min() > 200 and got[0][36:60, :, 2].min() > 200
+    code, out = run(str(src), str(tmp_path / "small.gif"), "--variant", "mks", "--size", "30x40")
+    assert code == 0, out
+    assert frames_of(tmp_path / "small.gif")[0][0].shape == (40, 30, 4)

@@ -557,3 +557,139 @@ def test_out_a_folder_named_like_a_picture(tmp_path: Path) -> None:
     for extra in ((), ("-y",)):
         one_line_error(*run(str(src), str(tmp_path / "sub.png"), "--variant", "mks", *extra),
                        "sub.png is a folder, not an output file")
+
+
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:rights>(c) Artist</dc:rights>'
+       b'</rdf:Description></rdf:RDF></x:xmpmeta>')
+
+
+@pytest.mark.parametrize("src_ext", [".jpg", ".webp", ".tif", ".png"])
+def test_xmp_is_carried_or_named(tmp_path: Path, src_ext: str) -> None:
+    """XMP (rights, keywords) from a JPEG, WebP, TIFF or PNG is written into every output that holds it (JPEG,
+    WebP, TIFF with its EXIF kept, PNG as an iTXt chunk) and named where the output can't (BMP)."""
+    from PIL import PngImagePlugin
+
+    src = tmp_path / f"in{src_ext}"
+    im = Image.fromarray(noise(16, 16, 3), "RGB")
+    exif = Image.Exif()
+    exif[0x013B] = "Artist"
+    if src_ext == ".tif":
+        im.save(src, tiffinfo={700: XMP})
+    elif src_ext == ".png":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+        im.save(src, pnginfo=info)
+    else:
+        im.save(src, xmp=XMP, exif=exif, **({"lossless": True} if src_ext == ".webp" else {}))
+    for ext in (".jpg", ".webp", ".tif", ".png"):
+        code, out = run(str(src), str(tmp_path / f"out{ext}"), "--variant", "mks")
+        assert code == 0 and "XMP" not in out and "text" not in out, out
+        with Image.open(tmp_path / f"out{ext}") as got:
+            got.load()
+            assert got.info.get("xmp") == XMP, (ext, got.info.keys())
+            if src_ext in (".jpg", ".webp"):
+                assert got.getexif().get(0x013B) == "Artist", ext
+    code, out = run(str(src), str(tmp_path / "out.bmp"), "--variant", "mks")
+    assert code == 0 and "in" + src_ext + "'s XMP can't be held in .bmp; left out" in out, out
+
+
+def test_jpeg_iptc_is_named(tmp_path: Path) -> None:
+    """A JPEG's IPTC block (APP13), which Pillow can't write, is named in a note, not dropped silently."""
+    buf = tmp_path / "plain.jpg"
+    Image.fromarray(noise(16, 16, 3), "RGB").save(buf)
+    data = buf.read_bytes()
+    iptc = b"Photoshop 3.0\x008BIM\x04\x04\x00\x00\x00\x00\x00\x07\x1c\x02t\x00\x03(c)"
+    src = tmp_path / "in.jpg"
+    src.write_bytes(data[:2] + b"\xff\xed" + (len(iptc) + 2).to_bytes(2, "big") + iptc + data[2:])
+    code, out = run(str(src), str(tmp_path / "out.jpg"), "--variant", "mks")
+    assert code == 0 and "in.jpg's IPTC (captions, credits) is not written by psr2video; left out" in out, out
+
+
+@pytest.mark.parametrize("tiling", ["supported", "discouraged"])
+def test_large_pictures_are_auto_tiled_on_the_cpu_for_whole_frame_models_too(monkeypatch: pytest.MonkeyPatch,
+                                                                             tiling: str) -> None:
+    """A picture past AUTO_TILE_PIXELS on the CPU runs in tiles for a model that looks at the whole frame (pro:
+    tiling "discouraged", tens of GB whole), the note saying the tiles only approximate the whole picture."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from psr2video import image_upscale
+
+    class Up:
+        descriptor = SimpleNamespace(tiling=tiling, fixed_size=False, variant="pro")
+        tile, device, scale, seen = 0, "cpu", 2, []
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            self.seen.append(self.tile)
+            return torch.nn.functional.interpolate(x, scale_factor=2)
+
+    monkeypatch.setattr(image_upscale, "AUTO_TILE_PIXELS", 16 * 16)
+    monkeypatch.setattr(image_upscale, "AUTO_TILE", 12)
+    up, notes = Up(), []
+    y = image_upscale.upscale_tensor(up, torch.rand(1, 3, 20, 20), "RGB", "big.png", notes)
+    assert y.shape == (1, 3, 40, 40) and up.seen == [12] and up.tile == 0
+    assert len(notes) == 1 and "big.png (20x20) is upscaled in 12-px tiles on the CPU" in notes[0]
+    assert ("pro looks at the whole picture, which the tiles only approximate" in notes[0]) == (tiling != "supported")
+
+
+def _png16(path: Path, a: np.ndarray, colour_type: int, extra: tuple[tuple[bytes, bytes], ...] = ()) -> Path:
+    """A 16-bit PNG of ``a`` (HxWxC uint16; colour type 0 grey, 2 RGB, 4 grey + alpha) with ``extra`` chunks
+    before its data, written by hand (Pillow writes neither 16-bit RGB nor 16-bit grey + alpha)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    h, w = a.shape[:2]
+    rows = b"".join(b"\0" + a[y].astype(">u2").tobytes() for y in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))
+                     + b"".join(chunk(k, d) for k, d in extra) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_32_bit_integer_tiff_of_8_bit_values_is_not_black(tmp_path: Path) -> None:
+    """A 32-bit integer grey TIFF whose samples all lie within 0-255 (Pillow's mode I saves an 8-bit picture so):
+    read at the 8-bit range, said, not as a fraction of 65535 (black)."""
+    g = noise(16, 16, 1)[..., 0]
+    Image.fromarray(g.astype(np.int32), "I").save(tmp_path / "in.tif")
+    code, out = run(str(tmp_path / "in.tif"), str(tmp_path / "out.png"), "--variant", "mks")
+    assert code == 0 and "in.tif holds 32-bit integer samples, all within 0-255: read as 8-bit values" in out, out
+    got = np.asarray(Image.open(tmp_path / "out.png"), np.float64)
+    assert got.shape == (32, 32) and abs(got.mean() - g.mean()) < 8
+
+
+def test_a_16_bit_grey_alpha_png_stays_grey_alpha(tmp_path: Path) -> None:
+    """A 16-bit grey + alpha PNG (Pillow reads it as 8-bit RGBA) comes out grey + alpha, the note saying why it
+    is 8-bit."""
+    g = noise(16, 16, 1)[..., 0].astype(np.uint16) * 257
+    alpha = np.zeros_like(g)
+    alpha[4:12, 4:12] = 65535
+    src = _png16(tmp_path / "in.png", np.dstack([g, alpha]), 4)
+    code, out = run(str(src), str(tmp_path / "out.png"), "--variant", "mks")
+    assert code == 0 and "written 8-bit (16-bit grey with alpha is read at 8 bits here)" in out, out
+    with Image.open(tmp_path / "out.png") as im:
+        assert im.mode == "LA" and im.size == (32, 32)
+        assert im.getchannel("A").getpixel((16, 16)) == 255 and im.getchannel("A").getpixel((1, 1)) == 0
+
+
+def test_a_16_bit_png_whose_exif_has_a_jpeg_header_stays_16_bit(tmp_path: Path) -> None:
+    """A 16-bit PNG whose eXIf chunk starts with JPEG's "Exif\\0\\0" (older writers), which FFmpeg refuses: read
+    at 16 bits without that chunk and written 16-bit with its EXIF (without the extra header, so the output is
+    readable at 16 bits too)."""
+    import av
+
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    a = noise(16, 16, 3).astype(np.uint16) * 257 + 3  # not 8-bit values: 16 bits to keep
+    src = _png16(tmp_path / "in.png", a, 2, ((b"eXIf", exif.tobytes()),))
+    assert exif.tobytes().startswith(b"Exif\0\0")
+    code, out = run(str(src), str(tmp_path / "out.png"), "--variant", "mks")
+    assert code == 0 and "8-bit" not in out, out
+    with Image.open(tmp_path / "out.png") as im:
+        assert "16" in str(im.tile[0][3]) and im.getexif().get(0x010F) == "Canon"
+    with av.open(str(tmp_path / "out.png")) as c:
+        assert next(c.decode(video=0)).format.name == "rgb48be"

@@ -204,7 +204,17 @@ class _GifCanvas:
         self.off = False  # Pillow's own compositing (a grey GIF without a palette)
 
     def before_seek(self, im: Any) -> None:
-        """Before ``im`` moves to its next frame: the twin on the frame ``im`` is on, its canvas inverted."""
+        """Before ``im`` moves to its next frame: the twin on the frame ``im`` is on, its canvas inverted. This
+        sets Pillow's private frame state (``im``, ``_mode``, ``dispose``): a Pillow that keeps it otherwise
+        falls back to Pillow's own compositing rather than failing the read."""
+        if self.off:
+            return
+        try:
+            self._invert_twin(im)
+        except (AttributeError, TypeError, ValueError):
+            self.off = True
+
+    def _invert_twin(self, im: Any) -> None:
         if self.twin.tell() != im.tell():
             self.twin.seek(im.tell())
         self.twin.load()

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_image_upscale import one_line_error  # noqa: E402
 from test_image_upscale import run as cli  # noqa: E402
-from test_video import make_clip  # noqa: E402
+from test_video import make_clip, raw_h264  # noqa: E402
 from test_video_input import (  # noqa: E402
     _clip_with_tone,
     _loud_onset,
@@ -278,16 +278,7 @@ def test_a_raw_h264_stream_is_timed_at_its_own_rate(tmp_path: Path) -> None:
     the stream says (20% slow); DV's "average rate" was its 60000 tick (MP4 refused it after the work). A part of
     it is cut on exact times (30 x 1/30 s as floats fell short of 1 s: 31 frames), and an animation made of it
     has its rate."""
-    raw = tmp_path / "in.h264"
-    with av.open(str(raw), "w", format="h264") as out:
-        s = out.add_stream("libx264", rate=30)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        s.options = {"preset": "ultrafast"}
-        for i in range(30):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * i, np.uint8), format="rgb24")
-            f.pts, f.time_base = i, Fraction(1, 30)
-            out.mux(s.encode(f.reformat(format="yuv420p")))
-        out.mux(s.encode(None))
+    raw = raw_h264(tmp_path / "in.h264", 30, 30, 64, 48, 8)
     code, err = run(str(raw), str(tmp_path / "o.mkv"), "--variant", "mks")
     assert code == 0, err
     with av.open(str(tmp_path / "o.mkv")) as c:

@@ -19,7 +19,7 @@ from psr2video.video.trim import Trim, TrimError, Window, clock, parse_time, shi
 sys.path.insert(0, str(Path(__file__).parent))
 from test_crop import boxed  # noqa: E402
 from test_image_upscale import one_line_error, run  # noqa: E402
-from test_video import mux_subtitles  # noqa: E402
+from test_video import mux_subtitles, raw_h264  # noqa: E402
 
 TB = Fraction(1, 1000)
 FPS = 25
@@ -657,17 +657,7 @@ def test_frame_grab_of_a_long_still_and_of_a_raw_stream(tmp_path: Path) -> None:
     from PIL import Image
 
     slides = grey_vfr_clip(tmp_path / "slides.mkv", (0, 1000, 15000, 16000, 17000), first=20)
-    raw = tmp_path / "raw.h264"
-    with av.open(str(raw), "w", format="h264") as out:
-        v = out.add_stream("libx264", rate=25)
-        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
-        v.options = {"preset": "ultrafast"}
-        for i in range(75):
-            f = av.VideoFrame.from_ndarray(np.full((32, 48, 3), 3 * i, np.uint8), format="rgb24")
-            f = f.reformat(format="yuv420p")
-            f.pts = i
-            out.mux(v.encode(f))
-        out.mux(v.encode(None))
+    raw = raw_h264(tmp_path / "raw.h264", 25, 75, 48, 32, 3)
     for src, start, level in ((slides, "12", 60), (slides, "0.5", 20), (raw, "1.5", 3 * 37)):
         png = tmp_path / "g.png"
         code, log = run("upscale", str(src), str(png), "--variant", "mks", "-q", "-y", "--start", start)

@@ -29,6 +29,21 @@ def pattern(h: int, w: int, i: int) -> np.ndarray:
     return (np.stack([r, g, b], -1) * 255).round().astype(np.uint8)
 
 
+def raw_h264(path: Path, rate: int, n: int, w: int, h: int, step: int) -> Path:
+    """An H.264 elementary stream (no timestamps): ``n`` flat grey frames of level ``step * i`` at ``rate`` fps."""
+    with av.open(str(path), "w", format="h264") as out:
+        v = out.add_stream("libx264", rate=rate)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        v.options = {"preset": "ultrafast"}
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(np.full((h, w, 3), step * i, np.uint8), format="rgb24")
+            f = f.reformat(format="yuv420p")
+            f.pts, f.time_base = i, Fraction(1, rate)
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    return path
+
+
 def make_clip(path: Path, w: int = 48, h: int = 32, pts: list[int] | None = None, codec: str = "libx264",
               pix_fmt: str = "yuv420p", space: int | None = C.SPACE_BT709, full_range: bool = False,
               audio: tuple[str, ...] = ("aac",), subtitle: bool = True, font: bool = False,

@@ -123,11 +123,16 @@ def _frame_time(stream: av.stream.Stream) -> Fraction:
     return Fraction(0)
 
 
+def container_alpha(stream: av.stream.Stream) -> bool:
+    """Whether a VP9 stream's alpha rides in its container (WebM/Matroska ``alpha_mode``: the usual transparent
+    video), which FFmpeg's own vp9 decoder skips."""
+    return stream.codec_context.name == "vp9" and str(stream.metadata.get("alpha_mode", "")) == "1"
+
+
 def alpha_decoder(stream: av.stream.Stream) -> av.CodecContext | None:
-    """libvpx's VP9 decoder for a VP9 stream whose alpha rides in its container (WebM/Matroska ``alpha_mode``:
-    the usual transparent video), which FFmpeg's own vp9 decoder skips (the pictures and animations made from
-    it were opaque); None for any other stream, or a build without libvpx."""
-    if stream.codec_context.name != "vp9" or str(stream.metadata.get("alpha_mode", "")) != "1":
+    """libvpx's VP9 decoder for a stream with ``container_alpha``, which reads it (the pictures and animations
+    made from it were opaque); None for any other stream, or a build without libvpx."""
+    if not container_alpha(stream):
         return None
     try:
         return av.CodecContext.create("libvpx-vp9", "r")

@@ -31,6 +31,7 @@ from ..fileio import NAME_MAX, beside
 from ..output_size import SizeSpec, resample
 from ..output_size import notes as size_notes
 from .color import PLANAR, ColorInfo, rgb_to_yuv, yuv_to_rgb
+from .continuity import container_alpha
 from .crop import Crop
 from .hud import Stats, burn_text
 from .reader import (
@@ -386,13 +387,13 @@ class _Run:
         pix_fmt, (w, h) = self._output_format(info, first)
         res.out_size, res.pix_fmt, res.color = (w, h), pix_fmt, info.color
         out_color = info.color
+        made_grey = pix_fmt.startswith("gray") and not info.color.work_fmt.startswith("gray")
         if pix_fmt.startswith("yuvj") and not info.color.full_range:  # yuvj* is full range by definition (the
             out_color = dataclasses.replace(info.color, full_range=True)  # encoders flag it so): codes to match
             self.warn(f"note: --pix-fmt {pix_fmt} is full range; the limited-range input is written full range")
-        elif pix_fmt.startswith("gray") and not info.color.full_range and not info.color.work_fmt.startswith("gray"):
-            # colour made grey: written full range, as untagged grey is read back (AVI, NUT hold no range tag)
-            out_color = dataclasses.replace(info.color, full_range=True)
-        if pix_fmt.startswith("gray") and not info.color.work_fmt.startswith("gray"):
+        elif made_grey and not info.color.full_range:  # written full range, as untagged grey is read back (AVI
+            out_color = dataclasses.replace(info.color, full_range=True)  # and NUT hold no range tag)
+        if made_grey:
             self.warn(f"note: --pix-fmt {pix_fmt} holds brightness only: the input's colour is dropped")
         prepare = getattr(self.up, "prepare", None)
         if prepare is not None:  # a fixed-size graph's fit; TensorRT: find or build an engine now, not mid-run
@@ -480,8 +481,7 @@ class _Run:
                  "decoding in software")
         if info.color.alpha:
             warn(f"note: the input's alpha channel ({info.pix_fmt}) is not carried (the output has none)")
-        elif self.reader is not None and str(self.reader.vstream.metadata.get("alpha_mode", "")) == "1":
-            # VP9 (WebM) alpha rides beside the frames in Matroska's side data, which FFmpeg's vp9 decoder skips
+        elif self.reader is not None and container_alpha(self.reader.vstream):
             warn(f"note: the input's alpha channel ({info.codec} alpha in its container) is not carried (the output "
                  "has none)")
         if opts.deinterlace and not first.interlaced:

@@ -447,6 +447,11 @@ class Writer(threading.Thread):
             self.warn("warning: Y4M holds no colour matrix, primaries or transfer and this video is not BT.709: "
                       "give them to the encoder it feeds (x264/x265: --colormatrix, --colorprim, --transfer)")
 
+    def _mov_language(self, stream: Any) -> None:
+        """A stream's language as MOV holds it (``MOV_LANGUAGE``: Matroska's fre, cze, deu...)."""
+        if self.out.format.name == "mov" and (lang := stream.metadata.get("language")) in MOV_LANGUAGE:
+            stream.metadata["language"] = MOV_LANGUAGE[lang]
+
     def _carry_sar(self, inp: av.container.InputContainer) -> None:
         """The input's pixel shape (a DVD's or a 1440x1080 HDV capture's non-square pixels): both axes are scaled
         alike, so the same sample aspect ratio keeps the picture's shape (without it a player shows the stored
@@ -606,8 +611,7 @@ class Writer(threading.Thread):
             return
         try:
             o.metadata.update(carried_tags(s.metadata, stats=self.window is not None))  # a part: not the whole's
-            if fmt == "mov" and (lang := o.metadata.get("language")) in MOV_LANGUAGE:
-                o.metadata["language"] = MOV_LANGUAGE[lang]
+            self._mov_language(o)
             o.disposition = s.disposition
         except Exception:  # noqa: BLE001 - cosmetic
             pass
@@ -678,8 +682,7 @@ class Writer(threading.Thread):
         try:
             vin = main_video(inp)
             self.vstream.metadata.update(carried_tags(vin.metadata, stats=True, drop=("ENCODER",)))
-            if self.out.format.name == "mov" and (lang := self.vstream.metadata.get("language")) in MOV_LANGUAGE:
-                self.vstream.metadata["language"] = MOV_LANGUAGE[lang]  # (as for the copied streams)
+            self._mov_language(self.vstream)
             if self._timecode and not any(k.lower() == "timecode" for k in self.vstream.metadata):
                 self.vstream.metadata["timecode"] = self._timecode  # MOV/MP4 rebuild a tmcd track from it
             self.out.metadata.update({k: v for k, v in inp.metadata.items() if k.lower() != "encoder"})

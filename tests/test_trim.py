@@ -189,6 +189,20 @@ def test_part_cuts_subtitles_chapters_and_timecode(clips: dict[str, Path], tmp_p
     assert tags["timecode"] == "01:00:01:08"  # frame 33 of a 25 fps clip that starts at 01:00:00:00
 
 
+@pytest.mark.parametrize("source", ["mkv", "mp4"])
+def test_max_frames_cuts_the_chapters(clips: dict[str, Path], source: str, tmp_path: Path) -> None:
+    """A run that ends early (40 of 100 frames: 1.6 s) ends its chapters with it: a 10-frame try of a film kept
+    all its chapters, the last ones past the end of the file; a chapter that begins after the end is left out."""
+    out = tmp_path / f"try.{source}"
+    code, log = run("upscale", str(clips[source]), str(out), "--variant", "mks", "-q", "--max-frames", "40")
+    assert code == 0, log
+    with av.open(str(out)) as c:
+        chapters = [(float(ch["start"] * ch["time_base"]), float(ch["end"] * ch["time_base"]),
+                     ch["metadata"]["title"]) for ch in c.chapters()]
+    assert [(round(b, 3), t) for b, _, t in chapters] == [(0.0, "one"), (1.5, "two")]
+    assert 1.6 <= chapters[-1][1] < 1.7, chapters
+
+
 def test_part_from_a_pipe(clips: dict[str, Path], tmp_path: Path) -> None:
     """stdin can't seek: it is read from the start and what lies before the part is dropped, with the same
     frames and the subtitle begun before the part."""

@@ -534,7 +534,7 @@ class _Run:
             raise end.error
         if writer.error is not None:
             raise writer.error
-        writer.close()
+        writer.close(cut=end.stopped or self.stop.is_set() or bool(self.reader and self.reader.capped))
         stats.finish()
         if writer.error is not None:
             raise writer.error

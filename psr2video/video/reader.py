@@ -956,6 +956,11 @@ class Reader(threading.Thread):
         self._n += 1
         return not (self.max_frames and self._n >= self.max_frames)
 
+    @property
+    def capped(self) -> bool:
+        """Whether the reading stopped at --max-frames."""
+        return bool(self.max_frames and self._n >= self.max_frames)
+
     def _track(self, fr: av.VideoFrame, pts: int | None, tb: Fraction) -> None:
         """How far the stream got, for truncation and damage (frames before a part too): the frame's own time as
         well (decode-order times are guessed from dts, a reorder delay behind the container's end, which read as a

@@ -75,6 +75,8 @@ DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}
 ATTACHED_PIC = av.stream.Disposition.attached_pic
 # muxers that write no chapters / no container-level tags (FFmpeg's mpegts keeps only service names)
 NO_CHAPTERS = {"mpegts", "avi", "mpeg", "vob", "yuv4mpegpipe", "flv", "h264", "hevc"}
+# muxers that take chapters until their trailer (set at close, they can be cut to a run that ended early)
+LATE_CHAPTERS = {"matroska", "webm", "mp4", "mov", "ipod"}
 NO_CONTAINER_TAGS = {"mpegts", "mpeg", "vob", "yuv4mpegpipe", "h264", "hevc"}
 CONTAINER_BOOKKEEPING = {"encoder", "major_brand", "minor_version", "compatible_brands", "creation_time", "duration"}
 
@@ -296,6 +298,8 @@ class Writer(threading.Thread):
         self._dts_shift: int | None = None  # AVI: what moves a first frame before 0 to 0
         self._late_audio: dict[int, Fraction] = {}  # input index -> a copied AVI audio track's start (it plays early)
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
+        self._chapters: list[dict[str, Any]] = []  # set at close (LATE_CHAPTERS), cut where the run ended early
+        self._end = Fraction(0)  # where the written streams end (s, the chapters' times)
         if guess_format(path, fmt) == "avi" and video_template is None and window is None and rate \
                 and _lead(copy_streams) < 1 / Fraction(rate):
             # AVI places a video chunk by its dts in whole ticks: FFmpeg's shift of every stream by the earliest
@@ -694,6 +698,8 @@ class Writer(threading.Thread):
             if chapters and fmt in NO_CHAPTERS:
                 self.warn(f"warning: the input's {len(chapters)} chapter(s) can't be carried in {fmt}; dropped "
                           "(use .mkv or .mp4 to keep them)")
+            elif chapters and self.path != "-" and fmt in LATE_CHAPTERS:
+                self._chapters = chapters
             elif chapters:
                 self.out.set_chapters(chapters)
             tags = sorted(k for k in inp.metadata if k.lower() not in CONTAINER_BOOKKEEPING)
@@ -784,6 +790,8 @@ class Writer(threading.Thread):
                                                       / Fraction(self.time_base)))
         fr.pts = pts
         fr.time_base = self.time_base
+        length = self._durations.get(pts) or self._frame_step
+        self._end = max(self._end, (pts + length) * Fraction(self.time_base))
         if self._fields is not None:  # mark the frame interlaced with its field order
             self._fields[1].push(fr)
             fr = self._fields[2].pull()
@@ -845,6 +853,8 @@ class Writer(threading.Thread):
         if fix is None:
             fix = self.fixups[o.index] = TimestampFixup(f"{o.type} stream #{idx}", self.out.format.flags)
         fix(pkt)
+        if pkt.pts is not None and pkt.time_base:
+            self._end = max(self._end, (pkt.pts + (pkt.duration or 0)) * Fraction(pkt.time_base))
         if self._avi and o.type == "audio" and o.index not in self._muxed and idx not in self.transcode \
                 and pkt.pts is not None and pkt.time_base and pkt.pts * pkt.time_base > AudioTranscode.GAP:
             self._late_audio[idx] = pkt.pts * Fraction(pkt.time_base)  # copied: AVI plays it from 0 (said)
@@ -948,8 +958,19 @@ class Writer(threading.Thread):
             except queue.Empty:
                 pass
 
-    def close(self) -> None:
+    def close(self, cut: bool = False) -> None:
+        """Finish the file; ``cut``: the run ended early (Ctrl-C, --max-frames), and the chapters end with it (a
+        10-frame try of a film kept its 40 chapters, 39 past the end)."""
         t0 = time.perf_counter()
+        if self._chapters and self.error is None:
+            chapters = self._chapters
+            if cut:
+                chapters = [ch for ch in trim_chapters(chapters, Window(Fraction(0), self._end, Fraction(0), True))
+                            if ch["end"] > ch["start"]]
+            try:
+                self.out.set_chapters(chapters)
+            except Exception as e:  # noqa: BLE001
+                self.warn(f"warning: chapters not copied: {e}")
         try:
             with ffmpeg_errors():
                 self.out.close()

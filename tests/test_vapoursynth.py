@@ -349,6 +349,17 @@ def test_pyav_source_random_access(core):
         np.testing.assert_array_equal(np.asarray(clip.get_frame(n)[0]), ref[n])
 
 
+def test_pyav_source_rate_of_an_elementary_stream(core, tmp_path):
+    """A raw .h264 (no timestamps) written at 30 fps is a 30 fps clip, as the CLI reads it (its demuxer's
+    default 25 fps made the clip run 20 % slow)."""
+    from test_video import raw_h264
+
+    from psr2video.vs.source import open_clip
+
+    clip = open_clip(raw_h264(tmp_path / "raw.h264", 30, 12, 48, 32, 10), core)
+    assert (clip.fps_num, clip.fps_den) == (30, 1) and clip.num_frames == 12
+
+
 def test_vspipe_fps_of_a_very_fast_run(monkeypatch, tmp_path):
     """A tiny clip renders in "0.00 seconds" by vspipe's clock: the bench reports vspipe's own fps figure (from
     its unrounded time), not a ZeroDivisionError; without a usable figure, the frames over the run's wall time."""

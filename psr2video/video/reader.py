@@ -29,7 +29,7 @@ from av.codec.context import ThreadType
 from ..errors import PsrError
 from ..names import image_sequence
 from .color import PLANAR, SEMIPLANAR, ColorInfo, decide_color
-from .continuity import Continuity
+from .continuity import Continuity, video_rate
 from .display_order import DisplayOrder, sorts_times
 from .trim import SEEK_PAD, SEEK_RETRY, PacketCut, Window, container_origin, seek, worth_seeking
 
@@ -283,23 +283,6 @@ def sw_pix_fmt(c: av.container.InputContainer) -> str:
         if got:
             return got
     return "yuv420p"
-
-
-# demuxers of elementary streams, which hold no timestamps of their own: the stream's "average rate" is the
-# demuxer's default (25) or its tick (DV: 60000), and FFmpeg's guess from the bitstream is the frame rate
-ELEMENTARY = frozenset({"h264", "hevc", "vvc", "mpegvideo", "m4v", "cavsvideo", "vc1", "dv", "obu", "avs2", "avs3",
-                        "dirac", "rawvideo"})
-
-
-def video_rate(s: Any) -> Fraction | None:
-    """A video stream's frame rate: the average over its timestamps, as ffmpeg reports it; for an elementary
-    stream (a raw .h264 written at 30 fps was timed at 25 and ran 20% slow; DV said 60000 fps, which MP4 refused
-    after the work), or an average no video has (above 1000 fps), FFmpeg's guessed rate."""
-    avg, guess = s.average_rate, s.guessed_rate
-    fmt = getattr(getattr(getattr(s, "container", None), "format", None), "name", "")
-    if guess and (set(fmt.split(",")) & ELEMENTARY or (avg and avg > 1000)):
-        return Fraction(guess)
-    return Fraction(avg) if avg else Fraction(guess) if guess else None
 
 
 def stream_info(c: av.container.InputContainer) -> StreamInfo:

@@ -23,6 +23,7 @@ import av
 import numpy as np
 
 from ..errors import PsrError
+from ..video.continuity import video_rate
 
 # pix_fmt -> (VapourSynth format name, numpy dtype, plane order to VS planes)
 FORMATS: dict[str, tuple[str, type, tuple[int, ...]]] = {
@@ -64,8 +65,7 @@ class PyAVIndex:
                     keys.append(p.pts)
             self.width, self.height = s.codec_context.width, s.codec_context.height
             self.pix_fmt = s.codec_context.format.name if s.codec_context.format else FALLBACK
-            rate = s.average_rate or s.guessed_rate or Fraction(25)
-            self.fps = Fraction(rate)
+            self.fps = video_rate(s) or Fraction(25)
             sar = s.sample_aspect_ratio
             self.sar = (sar.numerator, sar.denominator) if sar and sar.numerator > 0 else None
         if not pts:

@@ -170,6 +170,28 @@ def test_mov_keeps_matroskas_language_codes(tmp_path: Path) -> None:
         assert [s.metadata.get("language") for s in c.streams.audio] == ["fra", "ces"]
 
 
+def test_the_upscaled_videos_lost_language_and_title_are_named(tmp_path: Path) -> None:
+    """The copied streams' lost languages and titles were named, the upscaled video's not: its Klingon
+    language left a .mov, and its language and title a .ts, without a word."""
+    src = tmp_path / "in.mkv"
+    make_clip(src, audio=(), subtitle=False)
+    with av.open(str(src)) as i, av.open(str(tmp_path / "tagged.mkv"), "w") as o:
+        v = o.add_stream_from_template(i.streams.video[0])
+        v.metadata.update({"language": "tlh", "title": "Main feature"})
+        for p in i.demux():
+            if p.dts is not None:
+                p.stream = v
+                o.mux(p)
+    want = {"mov": "its language 'tlh' can't", "ts": "its language 'tlh', title 'Main feature' can't", "mkv": None}
+    for ext, note in want.items():
+        code, err = run(str(tmp_path / "tagged.mkv"), str(tmp_path / f"o.{ext}"), "--variant", "mks")
+        assert code == 0, err
+        if note is None:
+            assert "can't be held" not in err, err
+        else:
+            assert f"note: video stream #0: {note} be held in" in err, err
+
+
 def test_a_folder_video_with_a_long_name_does_not_stop_the_others(tmp_path: Path) -> None:
     """After each video the folder run looked for NAME.stopped.EXT of an earlier run: 8 bytes longer than a
     255-byte name, the look raised "file name too long" and ended the run; the files after it were never

@@ -982,20 +982,24 @@ class Writer(threading.Thread):
             self.stats.add("encode", time.perf_counter() - t0, 0)
 
     def lost_facts(self) -> list[str]:
-        """What the finished file lost of the copied streams without a word from the muxer, read back from it:
+        """What the finished file lost of the input's streams without a word from the muxer, read back from it:
         a language, a title, a disposition (default, forced, commentary...) the container has no place for
-        (MPEG-TS keeps no titles, AVI no languages, MOV no commentary flag), or an empty track it left out (MP4).
-        Nothing for stdout or a failed run."""
-        if self.path == "-" or self.error is not None or not self.copy_map:
+        (MPEG-TS keeps no titles, AVI no languages, MOV no commentary flag, nor a language outside its Macintosh
+        codes), or an empty track it left out (MP4); the upscaled video's language and title too. Nothing for
+        stdout or a failed run."""
+        if self.path == "-" or self.error is not None:
             return []
         try:
             with av.open(self.path) as back:
                 got = [(s.type, dict(s.metadata or {}), s.disposition) for s in back.streams
                        if s.index != self._vindex]
-        except (av.error.FFmpegError, OSError):
+                video = dict(back.streams[self._vindex].metadata or {})
+        except (av.error.FFmpegError, OSError, IndexError):
             return []
         fmt = self.out.format.name
-        notes = []
+        main = main_video(self._inp)
+        notes = [f"video stream #{main.index}: its {lost} can't be held in {fmt}; lost (.mkv keeps them)"
+                 for lost in [", ".join(self._lost(main, video, None))] if lost]
         for kind in ("audio", "subtitle", "video", "data"):  # (attachments, chapter and timecode tracks are extra)
             made = [(o, i) for o, i, k in self._layout if k == kind]
             back_kind = [(md, d) for k, md, d in got if k == kind]
@@ -1009,19 +1013,25 @@ class Writer(threading.Thread):
             elif len(back_kind) > len(made):  # a stream the muxer added (MP4's chapter text track): no guessing
                 continue
             for (_, i), (md, disposition) in zip(made, back_kind, strict=True):
-                src = self._inp.streams[i]
-                kept = {"language": {md.get("language"), ISO639_OTHER.get(md.get("language") or "")},
-                        # MP4 reads a track's title back as its "name"
-                        "title": {md.get("title"), md.get("name"), md.get("handler_name")}}
-                lost = [f"{key} {src.metadata[key]!r}" for key in ("language", "title")
-                        if src.metadata.get(key) and src.metadata[key] not in kept[key]
-                        and not (key == "language" and src.metadata[key] == "und")]
-                lost += [f"{flag.name.replace('_', ' ')} flag" for flag in KEPT_DISPOSITIONS
-                         if src.disposition & flag and not disposition & flag]
-                if lost:
+                if lost := self._lost(self._inp.streams[i], md, disposition):
                     notes.append(f"{kind} stream #{i}: its {', '.join(lost)} can't be held in {fmt}; lost (.mkv "
                                  "keeps them)")
         return notes
+
+    @staticmethod
+    def _lost(src: Any, md: dict[str, str], disposition: Any) -> list[str]:
+        """What of ``src``'s language, title and (unless None) dispositions its copy, read back as ``md`` and
+        ``disposition``, does not hold."""
+        kept = {"language": {md.get("language"), ISO639_OTHER.get(md.get("language") or "")},
+                # MP4 reads a track's title back as its "name"
+                "title": {md.get("title"), md.get("name"), md.get("handler_name")}}
+        lost = [f"{key} {src.metadata[key]!r}" for key in ("language", "title")
+                if src.metadata.get(key) and src.metadata[key] not in kept[key]
+                and not (key == "language" and src.metadata[key] == "und")]
+        if disposition is not None:
+            lost += [f"{flag.name.replace('_', ' ')} flag" for flag in KEPT_DISPOSITIONS
+                     if src.disposition & flag and not disposition & flag]
+        return lost
 
     def fixup_notes(self) -> list[str]:
         rate = f"1/{float(1 / Fraction(self.time_base)):g} s" if self.time_base else "one tick"

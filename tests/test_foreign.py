@@ -855,11 +855,40 @@ def test_a_broken_checkpoint_does_not_refuse_its_architecture(tmp_path, monkeypa
     good = load_model_file(tmp_path / "2x_compact.pth")
     with pytest.raises(ExportError, match="differs from PyTorch"):
         cached_onnx(good, good.descriptor, "fp32")
-    assert _verdicts() == []
+    assert _verdicts() == [".differs"]  # kept for this export (weights, precision, floor) alone
     monkeypatch.setitem(E.PSNR_FLOOR, "fp32", 60.0)
     assert load_model_file(tmp_path / "2x_compact.pth").onnx_refusal is None
     up = Upscaler(model_file=tmp_path / "2x_compact.pth", backend="onnxruntime", device="cpu")
     assert up.backend.name == "onnxruntime"
+
+
+def test_an_export_that_differs_is_not_made_again(tmp_path, monkeypatch):
+    """An export refused for differing from PyTorch was exported (and refused) again on every run: each 'auto' run
+    of a large model paid the export only to run PyTorch. The refusal is kept for that export alone: the next run
+    says it and falls back at once; other weights of the architecture export as before."""
+    import psr2video.runtime.export as E
+    from psr2video.runtime.export import ExportError, cached_onnx
+
+    torch.manual_seed(0)
+    torch.save(SRVGGNetCompact(16, 2, 2).state_dict(), tmp_path / "2x_compact.pth")
+    torch.save(SRVGGNetCompact(16, 2, 2).state_dict(), tmp_path / "2x_other.pth")
+    monkeypatch.setitem(E.PSNR_FLOOR, "fp32", 1000.0)
+    m = load_model_file(tmp_path / "2x_compact.pth")
+    with pytest.raises(ExportError, match="differs from PyTorch") as first:
+        cached_onnx(m, m.descriptor, "fp32")
+    exports = []
+    real = E.export_onnx
+    monkeypatch.setattr(E, "export_onnx", lambda *a, **k: exports.append(1) or real(*a, **k))
+    m = load_model_file(tmp_path / "2x_compact.pth")
+    with pytest.raises(ExportError) as again:
+        cached_onnx(m, m.descriptor, "fp32")
+    assert str(again.value) == str(first.value) and exports == []
+    up = Upscaler(model_file=tmp_path / "2x_compact.pth", backend="auto", device="cpu")
+    assert up.backend.name == "torch" and "ONNX export can't be used" in up.backend_reason and exports == []
+    other = load_model_file(tmp_path / "2x_other.pth")
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        cached_onnx(other, other.descriptor, "fp32")
+    assert exports == [1]
 
 
 def test_engine_clear_removes_the_export_verdicts(ditn):

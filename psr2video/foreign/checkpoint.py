@@ -141,7 +141,14 @@ class SpandrelModel(nn.Module):
         self.onnx_refusal = line
         raise ExportError(line) from None
 
-    def check_onnx(self, path: Path, precision: str | None = None) -> None:
+    def known_difference(self, verdict: str) -> str | None:
+        """The refusal of this very export (these weights, precision and versions: ``verdict``, cached_onnx's key)
+        that an earlier run's ``check_onnx`` found to differ from PyTorch; None when none was kept. Each ``auto``
+        run exported it again (minutes for a large model) only to refuse it and run PyTorch."""
+        text = read_verdict(verdict, "differs") if verdict else None
+        return f"{Path(self.descriptor.source or self.descriptor.variant).name}{text}" if text else None
+
+    def check_onnx(self, path: Path, precision: str | None = None, verdict: str = "") -> None:
         """Refuse (ExportError, one line) an ONNX export of this module that does not run, or differs from
         PyTorch, at a size other than the one it was traced at; and make the module run one frame per call when
         the export mixes the frames of a batch (Python arithmetic on the batch, frozen at the trace's 1).
@@ -156,7 +163,8 @@ class SpandrelModel(nn.Module):
         difference in values (PSNR, NaN) depends on the weights and the precision: it refuses this export only.
         The batch finding is also written into the ONNX file (``mark_fixed_batch``), so a cached graph keeps it
         whatever happens to the verdict files. ``precision``: what the export was asked for (default: read from
-        the graph: an fp16 graph with fp32 I/O is fp16).
+        the graph: an fp16 graph with fp32 I/O is fp16). ``verdict``: the key a difference in values is kept
+        under for this export alone (``known_difference``).
         """
         try:
             import onnxruntime as ort
@@ -212,9 +220,12 @@ class SpandrelModel(nn.Module):
         err = float(torch.mean((y.clamp(0, 1).double() - ref.double()) ** 2))
         db = 10 * math.log10(1 / err) if err > 0 else math.inf
         if db < PSNR_FLOOR[precision] or not math.isfinite(float(y.sum())):
-            # these weights (and this precision) only: refused for this export, not kept for the architecture
-            raise ExportError(f"{name}'s ONNX export differs from PyTorch (PSNR {db:.1f} dB at {w}x{h}, {where}): "
-                              "use --backend torch")
+            # these weights (and this precision) only: kept for this export, not for the architecture
+            line = (f"{name}'s ONNX export differs from PyTorch (PSNR {db:.1f} dB at {w}x{h}, {where}): use "
+                    "--backend torch")
+            if verdict:
+                save_verdict(verdict, "differs", line.removeprefix(name))
+            raise ExportError(line)
         if d.fixed_batch:
             if self.mixes_batch:  # found before (a verdict): the graph it describes carries it too
                 mark_fixed_batch(path, graph)

@@ -500,13 +500,21 @@ def cached_onnx(model: nn.Module, descriptor, precision: str, cache=None, opset:
 
     int8 without ``calibration``: the int8 file already built for this model when there is one (whatever it
     was calibrated on), else one calibrated on the default pictures."""
-    from .engine_cache import EngineCache
+    from .engine_cache import EngineCache, make_key
 
     cache = cache or EngineCache()
     fields = onnx_fields(model, descriptor, precision, opset, fp16_io, calibration, cache=cache)
     if precision == "int8" and calibration is None and cache.check(cache.path_for(fields, "onnx", ".onnx"),
                                                                    full_hash=False).problem is not None:
         fields = onnx_fields(model, descriptor, precision, opset, fp16_io)  # gone since: the default pictures
+
+    check = getattr(model, "check_onnx", None)  # a foreign module: traced at one size, checked at others
+    verdict = ""
+    if check is not None:  # an export found to differ from PyTorch before is not made (and refused) again
+        verdict = make_key({**fields, "kind": "onnx-check", "floor": PSNR_FLOOR.get(precision),
+                            "torch": torch.__version__})
+        if (line := model.known_difference(verdict)) is not None:
+            raise ExportError(line)
 
     def build(tmp: Path) -> None:
         writer = getattr(model, "write_onnx", None)
@@ -521,8 +529,8 @@ def cached_onnx(model: nn.Module, descriptor, precision: str, cache=None, opset:
             calib = calibration_tensors(calibration)
         export_onnx(model, tmp, precision, opset=opset, fp16_io=fp16_io, calibration=calib,
                     example_hw=descriptor.input_size(48, 48))  # what the Upscaler pads a 48x48 tile to
-        if (check := getattr(model, "check_onnx", None)) is not None:  # a foreign module: traced at one size
-            check(tmp)
+        if check is not None:
+            check(tmp, verdict=verdict)
 
     return cache.get_or_build(fields, "onnx", ".onnx", build, describe=f"ONNX {descriptor.variant} "
                               f"x{descriptor.scale} {precision}", echo=echo)

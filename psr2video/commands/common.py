@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import click
 
 from ..errors import UserError
-from ..names import BASELINES, device_name_problem
+from ..names import BASELINES, MODELS, SCALES, device_name_problem
+
+
+def model_options(untrained: str, model: str) -> Callable[[Any], Any]:
+    """The options that name the model a command works on (``--variant``, ``--scale``, ``--weights``,
+    ``--untrained``, ``--model``), alike in export and engine build; ``untrained``/``model``: their help."""
+    options = [
+        click.option("--variant", "-v", type=click.Choice(MODELS), default="realtime", show_default=True),
+        click.option("--scale", "-s", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True),
+        click.option("--weights", "-w", type=click.Path(dir_okay=False),
+                     help="weights file or shipped preset (clean) (default: shipped weights)"),
+        click.option("--untrained", is_flag=True, help=untrained),
+        click.option("--model", "model_file", type=click.Path(dir_okay=False), help=model)]
+
+    def wrap(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return wrap
 
 
 def load_for_command(variant: str, scale: int, weights: str | None, untrained: bool, seed: int = 0):

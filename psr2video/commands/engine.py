@@ -7,8 +7,8 @@ import time
 import click
 
 from ..errors import UserError, command_errors
-from ..names import ENGINE_BACKENDS, EXPORT_PRECISIONS, MODELS, SCALES
-from .common import load_for_command, parse_shape, split_list
+from ..names import ENGINE_BACKENDS, EXPORT_PRECISIONS
+from .common import load_for_command, model_options, parse_shape, split_list
 
 
 @click.group("engine")
@@ -57,14 +57,9 @@ def engine_clear(stale):
 
 
 @engine.command("build")
-@click.option("--variant", "-v", type=click.Choice(MODELS), default="realtime", show_default=True)
-@click.option("--scale", "-s", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
-@click.option("--weights", "-w", type=click.Path(dir_okay=False),
-              help="weights file or shipped preset (clean) (default: shipped weights)")
-@click.option("--untrained", is_flag=True, help="build for an untrained net (random weights, for testing)")
-@click.option("--model", "model_file", type=click.Path(dir_okay=False),
-              help="a model file of your own instead of a variant (.onnx, or a .pth/.pt/.ckpt/.safetensors that "
-                   "spandrel knows): what upscale --model then finds ready")
+@model_options(untrained="build for an untrained net (random weights, for testing)",
+               model="a model file of your own instead of a variant (.onnx, or a .pth/.pt/.ckpt/.safetensors that "
+                     "spandrel knows): what upscale --model then finds ready")
 @click.option("--precision", "-p", type=click.Choice(EXPORT_PRECISIONS), default=None,
               help="default: fp16 on CUDA, fp32 on the CPU")
 @click.option("--profile", "profiles", multiple=True,

@@ -10,19 +10,14 @@ from pathlib import Path
 import click
 
 from ..errors import UserError, command_errors
-from ..names import EXPORT_PRECISIONS, MODELS, SCALES
-from .common import interruptible, load_for_command, split_list
+from ..names import EXPORT_PRECISIONS
+from .common import interruptible, load_for_command, model_options, split_list
 
 
 @click.command("export")
-@click.option("--variant", "-v", type=click.Choice(MODELS), default="realtime", show_default=True)
-@click.option("--scale", "-s", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True)
-@click.option("--weights", "-w", type=click.Path(dir_okay=False),
-              help="weights file or shipped preset (clean) (default: shipped weights)")
-@click.option("--untrained", is_flag=True, help="export an untrained net with random weights (for testing)")
-@click.option("--model", "model_file", type=click.Path(dir_okay=False),
-              help="another project's checkpoint (.pth/.pt/.ckpt/.safetensors that spandrel knows) instead of a "
-                   "variant: its scale comes from the file, and the export is checked at other sizes too")
+@model_options(untrained="export an untrained net with random weights (for testing)",
+               model="another project's checkpoint (.pth/.pt/.ckpt/.safetensors that spandrel knows) instead of a "
+                     "variant: its scale comes from the file, and the export is checked at other sizes too")
 @click.option("--precision", "-p", multiple=True, default=("fp32",), show_default=True,
               help="fp32, fp16, int8; repeat or comma-separate for several")
 @click.option("--output", "-o", type=click.Path(), help="output .onnx (a folder when several precisions)")

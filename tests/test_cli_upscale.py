@@ -113,6 +113,18 @@ def test_webm_without_codec_is_written_in_av1(clip: Path, tmp_path: Path) -> Non
     one_line_error(code, err, "webm can't hold h264 video")
 
 
+def test_cant_hold_suggests_mkv_only_where_it_holds_the_codec(clip: Path, tmp_path: Path) -> None:
+    """"matroska can't hold webp video ...; pick a --codec it can hold (...) or use .mkv" told a .mkv to use .mkv,
+    and an .mp4 too, though Matroska can't hold WebP video either; a codec Matroska holds still gets the hint."""
+    for ext in ("mkv", "mp4"):
+        code, err = run_cli(str(clip), str(tmp_path / f"o.{ext}"), "--variant", "mks", "--codec", "libwebp")
+        one_line_error(code, err, "can't hold webp video (--codec libwebp); pick a --codec it can hold (libx264")
+        assert ".mkv" not in err, err
+    code, err = run_cli(str(clip), str(tmp_path / "o.ts"), "--variant", "mks", "--codec", "ffv1")
+    one_line_error(code, err, "mpegts can't hold ffv1 video")
+    assert err.rstrip().endswith("or use .mkv"), err
+
+
 def test_unwritable_output(clip: Path, tmp_path: Path) -> None:
     one_line_error(*run_cli(str(clip), str(tmp_path / "no" / "such" / "o.mkv"), "--variant", "mks"),
                    "does not exist")

@@ -107,7 +107,7 @@ def default_codec(path: str, fmt: str | None) -> tuple[str, str | None]:
 def container_problem(path: str, fmt: str | None, codec: str) -> str | None:
     """Why OUT's container can't hold ``codec``'s video, or None: said before anything loads (a scale-out run
     muxes its segments into OUT at the end, where MPEG-TS took FFV1 as a data stream no player shows)."""
-    from .writer import codec_available
+    from .writer import codec_available, or_mkv
 
     probe = _probe(path, fmt)
     if probe is None:
@@ -122,7 +122,7 @@ def container_problem(path: str, fmt: str | None, codec: str) -> str | None:
             if c != codec and codec_available(c) and _takes_video(probe, c):
                 others.append(c)
         return (f"{probe.format.name} can't hold {name} video (--codec {codec}); pick a --codec it can hold"
-                + (f" ({', '.join(others)})" if others else "") + " or use .mkv")
+                + (f" ({', '.join(others)})" if others else "") + or_mkv(probe.format.name, codec))
 
 
 def _takes_video(probe: av.container.OutputContainer, codec: str) -> bool | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import io
 import math
 import os
 import queue
@@ -79,6 +80,18 @@ NO_CHAPTERS = {"mpegts", "avi", "mpeg", "vob", "yuv4mpegpipe", "flv", "h264", "h
 LATE_CHAPTERS = {"matroska", "webm", "mp4", "mov", "ipod"}
 NO_CONTAINER_TAGS = {"mpegts", "mpeg", "vob", "yuv4mpegpipe", "h264", "hevc"}
 CONTAINER_BOOKKEEPING = {"encoder", "major_brand", "minor_version", "compatible_brands", "creation_time", "duration"}
+
+
+def or_mkv(fmt: str, codec: str) -> str:
+    """The end of a "can't hold" line: use Matroska, where it holds ``codec`` and OUT is not one already (a .mkv
+    that can't hold libwebp was told to use .mkv, and so was an .mp4, though Matroska can't hold it either)."""
+    if fmt == "matroska":
+        return ""
+    mkv = av.open(io.BytesIO(), "w", format="matroska")
+    try:
+        return " or use .mkv" if _holds(mkv, codec) else ""
+    finally:
+        mkv.close()
 
 
 @contextlib.contextmanager
@@ -374,7 +387,7 @@ class Writer(threading.Thread):
             fmt = self.out.format.name
             why = ffmpeg_reason(e)
             if len(held) == 1:
-                raise OutputError(f"{fmt} can't hold {codec} video ({why}); pick a --codec it holds or use .mkv"
+                raise OutputError(f"{fmt} can't hold {codec} video ({why}); pick a --codec it holds{or_mkv(fmt, codec)}"
                                   ) from None
             fix = "" if fmt == "matroska" else "; use .mkv, which holds them all, or a container made for these codecs"
             raise OutputError(f"{fmt} can't start with {', '.join(held)} ({why}){fix}") from None
@@ -420,7 +433,7 @@ class Writer(threading.Thread):
             held = [c for c in ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1")
                     if c != codec and _holds(self.out, c)]
             raise OutputError(f"{fmt} can't hold {vcodec.canonical_name} video; pick a --codec it can hold"
-                              + (f" ({', '.join(held)})" if held else "") + " or use .mkv") from None
+                              + (f" ({', '.join(held)})" if held else "") + or_mkv(fmt, codec)) from None
         except Exception as e:  # noqa: BLE001
             raise OutputError(f"can't use encoder {codec}: {e}") from None
         vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt

@@ -192,6 +192,28 @@ def test_the_upscaled_videos_lost_language_and_title_are_named(tmp_path: Path) -
             assert f"note: video stream #0: {note} be held in" in err, err
 
 
+def test_the_upscaled_video_keeps_its_dispositions(tmp_path: Path) -> None:
+    """The upscaled video's own dispositions were dropped, .mkv to .mkv too (default|original came out 0); now
+    carried, and what a container can't hold named (not "default": the one video there is)."""
+    src = tmp_path / "in.mkv"
+    make_clip(src, audio=(), subtitle=False)
+    d = av.stream.Disposition
+    with av.open(str(src)) as i, av.open(str(tmp_path / "flagged.mkv"), "w") as o:
+        v = o.add_stream_from_template(i.streams.video[0])
+        v.disposition = d.default | d.original
+        for p in i.demux():
+            if p.dts is not None:
+                p.stream = v
+                o.mux(p)
+    code, err = run(str(tmp_path / "flagged.mkv"), str(tmp_path / "o.mkv"), "--variant", "mks")
+    assert code == 0 and "can't be held" not in err, err
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        assert c.streams.video[0].disposition == d.default | d.original
+    code, err = run(str(tmp_path / "flagged.mkv"), str(tmp_path / "o.mp4"), "--variant", "mks")
+    assert code == 0 and "note: video stream #0: its original flag can't be held in mp4" in err, err
+    assert "default flag" not in err, err
+
+
 def test_a_folder_video_with_a_long_name_does_not_stop_the_others(tmp_path: Path) -> None:
     """After each video the folder run looked for NAME.stopped.EXT of an earlier run: 8 bytes longer than a
     255-byte name, the look raised "file name too long" and ended the run; the files after it were never

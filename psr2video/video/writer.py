@@ -699,6 +699,8 @@ class Writer(threading.Thread):
         try:
             vin = main_video(inp)
             self.vstream.metadata.update(carried_tags(vin.metadata, stats=True, drop=("ENCODER",)))
+            # its dispositions (default, original...): a .mkv of a .mkv had lost them
+            self.vstream.disposition = av.stream.Disposition(int(vin.disposition) & ~int(ATTACHED_PIC))
             self._mov_language(self.vstream)
             if self._timecode and not any(k.lower() == "timecode" for k in self.vstream.metadata):
                 self.vstream.metadata["timecode"] = self._timecode  # MOV/MP4 rebuild a tmcd track from it
@@ -998,7 +1000,7 @@ class Writer(threading.Thread):
         """What the finished file lost of the input's streams without a word from the muxer, read back from it:
         a language, a title, a disposition (default, forced, commentary...) the container has no place for
         (MPEG-TS keeps no titles, AVI no languages, MOV no commentary flag, nor a language outside its Macintosh
-        codes), or an empty track it left out (MP4); the upscaled video's language and title too. Nothing for
+        codes), or an empty track it left out (MP4); the upscaled video's too. Nothing for
         stdout or a failed run."""
         if self.path == "-" or self.error is not None:
             return []
@@ -1006,13 +1008,13 @@ class Writer(threading.Thread):
             with av.open(self.path) as back:
                 got = [(s.type, dict(s.metadata or {}), s.disposition) for s in back.streams
                        if s.index != self._vindex]
-                video = dict(back.streams[self._vindex].metadata or {})
+                video = (dict(back.streams[self._vindex].metadata or {}), back.streams[self._vindex].disposition)
         except (av.error.FFmpegError, OSError, IndexError):
             return []
         fmt = self.out.format.name
         main = main_video(self._inp)
         notes = [f"video stream #{main.index}: its {lost} can't be held in {fmt}; lost (.mkv keeps them)"
-                 for lost in [", ".join(self._lost(main, video, None))] if lost]
+                 for lost in [", ".join(self._lost(main, *video, MAIN_DISPOSITIONS))] if lost]
         for kind in ("audio", "subtitle", "video", "data"):  # (attachments, chapter and timecode tracks are extra)
             made = [(o, i) for o, i, k in self._layout if k == kind]
             back_kind = [(md, d) for k, md, d in got if k == kind]
@@ -1032,18 +1034,17 @@ class Writer(threading.Thread):
         return notes
 
     @staticmethod
-    def _lost(src: Any, md: dict[str, str], disposition: Any) -> list[str]:
-        """What of ``src``'s language, title and (unless None) dispositions its copy, read back as ``md`` and
-        ``disposition``, does not hold."""
+    def _lost(src: Any, md: dict[str, str], disposition: Any, flags: tuple[Any, ...] = ()) -> list[str]:
+        """What of ``src``'s language, title and dispositions (``flags``, default KEPT_DISPOSITIONS) its copy, read
+        back as ``md`` and ``disposition``, does not hold."""
         kept = {"language": {md.get("language"), ISO639_OTHER.get(md.get("language") or "")},
                 # MP4 reads a track's title back as its "name"
                 "title": {md.get("title"), md.get("name"), md.get("handler_name")}}
         lost = [f"{key} {src.metadata[key]!r}" for key in ("language", "title")
                 if src.metadata.get(key) and src.metadata[key] not in kept[key]
                 and not (key == "language" and src.metadata[key] == "und")]
-        if disposition is not None:
-            lost += [f"{flag.name.replace('_', ' ')} flag" for flag in KEPT_DISPOSITIONS
-                     if src.disposition & flag and not disposition & flag]
+        lost += [f"{flag.name.replace('_', ' ')} flag" for flag in flags or KEPT_DISPOSITIONS
+                 if src.disposition & flag and not disposition & flag]
         return lost
 
     def fixup_notes(self) -> list[str]:
@@ -1285,6 +1286,8 @@ def hdr10_params(codec: str, mastering: bytes, light: bytes) -> tuple[str, str]:
 _D = av.stream.Disposition
 KEPT_DISPOSITIONS = (_D.default, _D.forced, _D.comment, _D.hearing_impaired, _D.visual_impaired, _D.dub,
                      _D.original, _D.lyrics, _D.karaoke, _D.captions, _D.descriptions)
+# the upscaled video's, named when lost: not "default" (the one video there is: no choice for a player to make)
+MAIN_DISPOSITIONS = tuple(f for f in KEPT_DISPOSITIONS if f != _D.default)
 # muxers that write a video stream's display matrix (a phone's rotation): MOV/MP4's track matrix, Matroska's
 # projection; MPEG-TS, AVI, NUT... drop it without a word
 DISPLAY_MATRIX = ("mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp", "matroska", "webm")

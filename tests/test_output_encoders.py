@@ -214,6 +214,30 @@ def test_the_upscaled_video_keeps_its_dispositions(tmp_path: Path) -> None:
     assert "default flag" not in err, err
 
 
+def test_low_rate_mp3_into_mp4_is_re_encoded(tmp_path: Path) -> None:
+    """MP3 at 11025 Hz (an old FLV's or AVI's) stopped an .mp4 run at its header ("muxing mp3 at 11025hz is not
+    standard"), after the model loaded; it is re-encoded to AAC, said, as MOV's refusals are."""
+    src = tmp_path / "in.mkv"
+    make_clip(src, audio=(), subtitle=False)
+    with av.open(str(src)) as i, av.open(str(tmp_path / "mp3.mkv"), "w") as o:
+        v = o.add_stream_from_template(i.streams.video[0])
+        a = o.add_stream("libmp3lame", rate=11025)
+        a.layout = "mono"
+        for p in i.demux():
+            if p.dts is not None:
+                p.stream = v
+                o.mux(p)
+        for k in range(10):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts = 11025, k * 1152
+            o.mux(a.encode(f))
+        o.mux(a.encode(None))
+    code, err = run(str(tmp_path / "mp3.mkv"), str(tmp_path / "o.mp4"), "--variant", "mks")
+    assert code == 0 and "note: audio stream #1 (mp3) can't be carried in mp4 as it is: re-encoded as aac" in err, err
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+
+
 def test_a_folder_video_with_a_long_name_does_not_stop_the_others(tmp_path: Path) -> None:
     """After each video the folder run looked for NAME.stopped.EXT of an earlier run: 8 bytes longer than a
     255-byte name, the look raised "file name too long" and ended the run; the files after it were never

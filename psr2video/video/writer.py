@@ -161,9 +161,10 @@ def stream_from_template(out: av.container.OutputContainer, template: Any) -> An
 
 
 # muxers that take any stream at add_stream and refuse some only when the header is written (FFmpeg's mov: Opus
-# and FLAC "only supported in MP4", AV1 video): a copied stream is tried on a probe in memory first, so audio can be
+# and FLAC "only supported in MP4", AV1 video; mp4: MP3 below 16 kHz, an old FLV's or AVI's, "not standard"): a
+# copied stream is tried on a probe in memory first, so audio can be
 # re-encoded and anything else named as dropped
-HEADER_REFUSERS = {"mov", "mpeg", "vob", "dvd", "svcd", "ogg", "ogv", "yuv4mpegpipe"}
+HEADER_REFUSERS = {"mov", "mp4", "ipod", "mpeg", "vob", "dvd", "svcd", "ogg", "ogv", "yuv4mpegpipe"}
 
 
 def header_takes(fmt: str, make: Callable[[Any], Any], always: bool = False) -> bool:

@@ -129,6 +129,25 @@ def test_avi_keeps_a_late_sound_in_time(tmp_path: Path) -> None:
     assert code == 0 and "audio stream #1 starts 0.4" in err and "which AVI can't hold" in err, err  # (AAC primes)
 
 
+def test_a_hole_in_copied_audio_stays_where_the_container_times_by_samples(tmp_path: Path) -> None:
+    """AVI (any audio) and MOV/MP4 (PCM) time a copied track by its samples: a 0.5 s hole closed up, and the
+    sound after it played 0.5 s early, without a word. PCM gets its silence back (a late start in AVI too);
+    other audio in AVI is said."""
+    src = _clip_with_tone(tmp_path / "gap.mkv", "pcm_s16le", 48000, 0.0, gap=0.5)
+    for ext in ("mov", "mp4", "avi"):
+        code, err = run(str(src), str(tmp_path / f"o.{ext}"), "--variant", "mks")
+        assert code == 0 and "1 gap(s) in the sound were filled with silence" in err, err
+        assert abs(_loud_onset(tmp_path / f"o.{ext}") - _loud_onset(src)) < 0.03, ext
+    late = _clip_with_tone(tmp_path / "late.mkv", "pcm_s16le", 48000, 0.5)
+    code, err = run(str(late), str(tmp_path / "late.avi"), "--variant", "mks")
+    assert code == 0 and "filled with silence" in err and "it plays" not in err, err
+    assert abs(_loud_onset(tmp_path / "late.avi") - _loud_onset(late)) < 0.03
+    aac = _clip_with_tone(tmp_path / "aac.mkv", "aac", 48000, 0.0, gap=0.5)
+    code, err = run(str(aac), str(tmp_path / "a.avi"), "--variant", "mks")
+    assert code == 0 and "audio stream #1 has 1 gap(s) in its sound (the first: 0.49 s at 0.49 s)" in err, err
+    assert "which avi can't hold in a copied track (it times audio by its samples)" in err, err
+
+
 def _vfr_pts() -> list[int]:
     gaps = [40, 80, 120, 40, 40, 80, 40, 120, 80, 40] * 3
     return [int(x) for x in np.cumsum([0, *gaps])]

@@ -184,6 +184,24 @@ def header_takes(fmt: str, make: Callable[[Any], Any], always: bool = False) -> 
         return False
 
 
+def sample_timed(fmt: str, codec: str) -> bool:
+    """Whether a ``fmt`` container times a copied ``codec`` audio track by its samples, not its timestamps, so
+    that a hole in it closes up: AVI, any audio (its audio has no times); MOV/MP4, PCM (measured: AAC keeps its
+    times there)."""
+    return fmt == "avi" or (fmt in ("mov", "mp4", "ipod") and codec.startswith("pcm_"))
+
+
+def pcm_silence(codec: str, samples: int, channels: int) -> bytes | None:
+    """``samples`` x ``channels`` of silence in linear PCM ``codec`` (signed and float: zeros; unsigned: the
+    middle value), or None for another codec (A-law, mu-law, compressed audio)."""
+    m = re.fullmatch(r"pcm_([suf])(\d+)(le|be)?(?:_planar)?", codec)
+    if m is None or int(m[2]) % 8:
+        return None
+    size = int(m[2]) // 8
+    middle = (1 << (8 * size - 1) if m[1] == "u" else 0).to_bytes(size, "big" if m[3] == "be" else "little")
+    return middle * (samples * channels)
+
+
 def codec_available(name: str) -> bool:
     try:
         av.codec.Codec(name, "w")
@@ -311,6 +329,9 @@ class Writer(threading.Thread):
         self._delay: int | None = None  # MP4/MOV: the first packet's pts - dts (the encoder's reorder delay)
         self._dts_shift: int | None = None  # AVI: what moves a first frame before 0 to 0
         self._late_audio: dict[int, Fraction] = {}  # input index -> a copied AVI audio track's start (it plays early)
+        self._audio_next: dict[int, int | None] = {}  # output index -> where a copied audio track's last packet ended
+        self._filled: dict[int, int] = {}  # input index -> holes in a copied PCM track filled with silence
+        self._holes: dict[int, list[tuple[Fraction, Fraction]]] = {}  # input index -> (at, length) closed up (said)
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
         self._chapters: list[dict[str, Any]] = []  # set at close (LATE_CHAPTERS), cut where the run ended early
         self._end = Fraction(0)  # where the written streams end (s, the chapters' times)
@@ -871,11 +892,35 @@ class Writer(threading.Thread):
         fix(pkt)
         if pkt.pts is not None and pkt.time_base:
             self._end = max(self._end, (pkt.pts + (pkt.duration or 0)) * Fraction(pkt.time_base))
-        if self._avi and o.type == "audio" and o.index not in self._muxed and idx not in self.transcode \
-                and pkt.pts is not None and pkt.time_base and pkt.pts * pkt.time_base > AudioTranscode.GAP:
-            self._late_audio[idx] = pkt.pts * Fraction(pkt.time_base)  # copied: AVI plays it from 0 (said)
+        if o.type == "audio" and idx not in self.transcode and pkt.pts is not None and pkt.time_base:
+            self._mind_gap(pkt, idx)
         self.out.mux(pkt)
         self._muxed[o.index] = self._muxed.get(o.index, 0) + 1
+
+    def _mind_gap(self, pkt: av.Packet, idx: int) -> None:
+        """A hole in a copied audio track (a recorder's dropout; in AVI, a late start too) where the container
+        times audio by its samples, not its timestamps (``sample_timed``: AVI; PCM in MOV/MP4): it closed up, and
+        all that followed played early (0.5 s after a 0.5 s hole), in silence. Linear PCM gets the silence it held;
+        other audio is said."""
+        o, tb = pkt.stream, Fraction(pkt.time_base)
+        end = self._audio_next.get(o.index, 0 if self._avi else None)
+        self._audio_next[o.index] = pkt.pts + pkt.duration if pkt.duration else None  # (no length: nothing known)
+        cc = o.codec_context
+        if end is None or not sample_timed(self.out.format.name, cc.name) or (pkt.pts - end) * tb <= AudioTranscode.GAP:
+            return
+        step = max(1, round(Fraction(4096) / (tb * cc.sample_rate))) if cc.sample_rate else 0  # 4096 samples a packet
+        if step and pcm_silence(cc.name, 1, cc.channels) is not None:
+            for t in range(end, pkt.pts, step):
+                n = min(step, pkt.pts - t)
+                fill = av.Packet(pcm_silence(cc.name, round(n * tb * cc.sample_rate), cc.channels))
+                fill.pts = fill.dts = t
+                fill.duration, fill.time_base, fill.stream = n, pkt.time_base, o
+                self.out.mux(fill)
+            self._filled[idx] = self._filled.get(idx, 0) + 1
+        elif o.index not in self._muxed:  # AVI: a copied track that starts late plays from 0 (said)
+            self._late_audio[idx] = pkt.pts * tb
+        else:
+            self._holes.setdefault(idx, []).append((end * tb, (pkt.pts - end) * tb))
 
     def _sane_dts(self, pkt: av.Packet) -> None:
         """x265 (FFmpeg's wrapper) can give a clip shorter than its reorder delay (1-2 frames, a fine time base)
@@ -1049,6 +1094,7 @@ class Writer(threading.Thread):
         return lost
 
     def fixup_notes(self) -> list[str]:
+        fmt = self.out.format.name
         rate = f"1/{float(1 / Fraction(self.time_base)):g} s" if self.time_base else "one tick"
         why = {"AVI": "as ffmpeg does, keeping the sound in time (.mkv or .mp4 keep every frame)",
                "Y4M": "as ffmpeg's constant-rate output does",
@@ -1066,7 +1112,13 @@ class Writer(threading.Thread):
             "(timing kept)" for i, t in self.transcode.items() if t.gaps] + [
             f"audio stream #{i} starts {float(t):.2f} s into the video, which AVI can't hold (its audio has no start "
             f"time): it plays {float(t):.2f} s early (use .mkv or .mp4 to keep it in time)"
-            for i, t in self._late_audio.items()]
+            for i, t in self._late_audio.items()] + [
+            f"audio stream #{i}: {n} gap(s) in the sound were filled with silence ({fmt} times a copied track by its "
+            "samples, and what followed a gap played early)" for i, n in self._filled.items()] + [
+            f"audio stream #{i} has {len(h)} gap(s) in its sound (the first: {float(h[0][1]):.2f} s at "
+            f"{float(h[0][0]):.2f} s), which {fmt} can't hold in a copied track (it times audio by its samples): what "
+            f"follows each gap plays that much early (use .mkv{' or .mp4' if self._avi else ''} to keep it in time)"
+            for i, h in self._holes.items()]
 
 
 class AudioTranscode:

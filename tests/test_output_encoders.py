@@ -148,6 +148,20 @@ def test_a_hole_in_copied_audio_stays_where_the_container_times_by_samples(tmp_p
     assert "which avi can't hold in a copied track (it times audio by its samples)" in err, err
 
 
+@pytest.mark.parametrize(("layout", "loud"), [("2.1", [0, 1, 3]), ("5.0(side)", [0, 1, 2, 4, 5])])
+def test_a_layout_opus_cant_open_is_remixed_not_dropped(tmp_path: Path, layout: str, loud: list[int]) -> None:
+    """libopus opens none of 2.1, 4.0 and DVD's 5.0(side): such AC-3 tracks were dropped from a .webm. They are
+    remixed into 5.1, said, every channel's sound where 5.1 has it (LFE to LFE, sides to backs)."""
+    src = _clip_with_tone(tmp_path / "in.mkv", "ac3", 48000, 0.0, layout=layout)
+    code, err = run(str(src), str(tmp_path / "o.webm"), "--variant", "mks")
+    assert code == 0 and "re-encoded as libopus" in err and f"5.1 (was {layout})" in err, err
+    with av.open(str(tmp_path / "o.webm")) as c:
+        s = c.streams.audio[0]
+        x = np.concatenate([f.to_ndarray() for f in c.decode(s)], axis=1)
+    assert s.layout.name == "5.1"
+    assert [i for i, ch in enumerate(x) if np.sqrt(np.mean(ch.astype(float) ** 2)) > 0.05] == loud
+
+
 def _vfr_pts() -> list[int]:
     gaps = [40, 80, 120, 40, 40, 80, 40, 120, 80, 40] * 3
     return [int(x) for x in np.cumsum([0, *gaps])]

@@ -1156,7 +1156,10 @@ class AudioTranscode:
         fmt = out.format.name
         # the source's layout, else the usual one of its channel count (5.1(side), what FFmpeg calls DVD AC-3, is
         # refused by libopus and ALAC: 5.1, as ffmpeg's command line remaps it)
-        layouts = list(dict.fromkeys(x for x in (src.layout.name, DEFAULT_LAYOUTS.get(src.channels))
+        # then, remixed (said: "5.1 (was 2.1)"), the layouts every target opens: 2.1, 4.0 and DVD's 5.0(side) AC-3
+        # were dropped from .webm (libopus opens none of them), 7.1 PCM from .ts
+        remix = (("5.1", "7.1") if src.channels <= 6 else ("7.1", "5.1")) if src.channels > 2 else ()
+        layouts = list(dict.fromkeys(x for x in (src.layout.name, DEFAULT_LAYOUTS.get(src.channels), *remix, "stereo")
                                      if x and x != f"{src.channels} channels"))
         for target in (("flac", "alac") if lossless else ()) + cls.TARGETS:  # each encoder looked up once
             try:

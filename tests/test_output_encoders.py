@@ -271,6 +271,27 @@ def test_low_rate_mp3_into_mp4_is_re_encoded(tmp_path: Path) -> None:
         assert c.streams.audio[0].codec_context.name == "aac"
 
 
+def test_tags_a_container_cant_hold_are_named(tmp_path: Path) -> None:
+    """MP4/MOV/AVI have no place for some tags (a film's DIRECTOR, LICENSE; an audio track's COMMENT): they were
+    lost without a word. Now named; Matroska keeps them all, and nothing is said."""
+    src = tmp_path / "in.mkv"
+    make_clip(src, subtitle=False)
+    with av.open(str(src)) as i, av.open(str(tmp_path / "tags.mkv"), "w") as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        streams[1].metadata.update({"COMMENT": "remastered 2019"})
+        o.metadata.update({"title": "My Film", "DIRECTOR": "Jane Doe", "GENRE": "Drama"})
+        for p in i.demux():
+            if p.dts is not None:
+                p.stream = streams[p.stream.index]
+                o.mux(p)
+    code, err = run(str(tmp_path / "tags.mkv"), str(tmp_path / "o.mp4"), "--variant", "mks")
+    assert code == 0, err
+    assert "note: the input's container tag(s) DIRECTOR can't be held in mp4; lost (.mkv keeps them)" in err, err
+    assert "note: audio stream #1: its tag(s) COMMENT can't be held in mp4" in err, err
+    code, err = run(str(tmp_path / "tags.mkv"), str(tmp_path / "o.mkv"), "--variant", "mks")
+    assert code == 0 and "can't be held" not in err, err
+
+
 def test_a_folder_video_with_a_long_name_does_not_stop_the_others(tmp_path: Path) -> None:
     """After each video the folder run looked for NAME.stopped.EXT of an earlier run: 8 bytes longer than a
     255-byte name, the look raised "file name too long" and ended the run; the files after it were never

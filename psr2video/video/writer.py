@@ -79,6 +79,10 @@ NO_CHAPTERS = {"mpegts", "avi", "mpeg", "vob", "yuv4mpegpipe", "flv", "h264", "h
 # muxers that take chapters until their trailer (set at close, they can be cut to a run that ended early)
 LATE_CHAPTERS = {"matroska", "webm", "mp4", "mov", "ipod"}
 NO_CONTAINER_TAGS = {"mpegts", "mpeg", "vob", "yuv4mpegpipe", "h264", "hevc"}
+# a stream's tags not named when a container loses them: said otherwise (language, title), the muxer's own
+# (handler, vendor, encoder, creation time), or carried otherwise (MOV/MP4's timecode track, VP9's alpha mode)
+NOT_NAMED_TAGS = ("LANGUAGE", "TITLE", "HANDLER_NAME", "VENDOR_ID", "ENCODER", "CREATION_TIME", "TIMECODE",
+                  "ALPHA_MODE")
 CONTAINER_BOOKKEEPING = {"encoder", "major_brand", "minor_version", "compatible_brands", "creation_time", "duration"}
 
 
@@ -123,6 +127,12 @@ def carried_tags(tags: dict[str, str], stats: bool, drop: tuple[str, ...] = ()) 
         return base in ("DURATION", *drop) or stats and (base in MKV_STATISTICS or base.startswith("_STATISTICS_"))
 
     return {k: v for k, v in tags.items() if not gone(k)}
+
+
+def user_tags(tags: dict[str, str]) -> list[str]:
+    """A container's tags that say something of the film (not CONTAINER_BOOKKEEPING, nor the software that wrote
+    it: AVI's ``software``, an MP4's ``encoder-eng``), whose loss is worth naming."""
+    return [k for k in tags if k.split("-")[0].lower() not in (*CONTAINER_BOOKKEEPING, "software")]
 
 
 def ffmpeg_reason(e: BaseException) -> str:
@@ -739,7 +749,7 @@ class Writer(threading.Thread):
                 self._chapters = chapters
             elif chapters:
                 self.out.set_chapters(chapters)
-            tags = sorted(k for k in inp.metadata if k.lower() not in CONTAINER_BOOKKEEPING)
+            tags = sorted(user_tags(inp.metadata))
             if tags and fmt in NO_CONTAINER_TAGS:
                 self.warn(f"warning: the input's container tags ({', '.join(tags)}) can't be carried in {fmt}; "
                           "dropped (use .mkv or .mp4 to keep them)")
@@ -1055,12 +1065,16 @@ class Writer(threading.Thread):
                 got = [(s.type, dict(s.metadata or {}), s.disposition) for s in back.streams
                        if s.index != self._vindex]
                 video = (dict(back.streams[self._vindex].metadata or {}), back.streams[self._vindex].disposition)
+                have = {k.lower() for k in back.metadata}
         except (av.error.FFmpegError, OSError, IndexError):
             return []
         fmt = self.out.format.name
         main = main_video(self._inp)
-        notes = [f"video stream #{main.index}: its {lost} can't be held in {fmt}; lost (.mkv keeps them)"
-                 for lost in [", ".join(self._lost(main, *video, MAIN_DISPOSITIONS))] if lost]
+        tags = [k for k in user_tags(self._inp.metadata) if k.lower() not in have]
+        notes = [f"the input's container tag(s) {', '.join(tags)} can't be held in {fmt}; lost (.mkv keeps them)"
+                 ] * bool(tags and fmt not in NO_CONTAINER_TAGS)  # (those formats keep none: said at the start)
+        notes += [f"video stream #{main.index}: its {lost} can't be held in {fmt}; lost (.mkv keeps them)"
+                  for lost in [", ".join(self._lost(main, *video, MAIN_DISPOSITIONS))] if lost]
         for kind in ("audio", "subtitle", "video", "data"):  # (attachments, chapter and timecode tracks are extra)
             made = [(o, i) for o, i, k in self._layout if k == kind]
             back_kind = [(md, d) for k, md, d in got if k == kind]
@@ -1081,8 +1095,8 @@ class Writer(threading.Thread):
 
     @staticmethod
     def _lost(src: Any, md: dict[str, str], disposition: Any, flags: tuple[Any, ...] = ()) -> list[str]:
-        """What of ``src``'s language, title and dispositions (``flags``, default KEPT_DISPOSITIONS) its copy, read
-        back as ``md`` and ``disposition``, does not hold."""
+        """What of ``src``'s language, title, dispositions (``flags``, default KEPT_DISPOSITIONS) and other tags
+        its copy, read back as ``md`` and ``disposition``, does not hold."""
         kept = {"language": {md.get("language"), ISO639_OTHER.get(md.get("language") or "")},
                 # MP4 reads a track's title back as its "name"
                 "title": {md.get("title"), md.get("name"), md.get("handler_name")}}
@@ -1091,7 +1105,9 @@ class Writer(threading.Thread):
                 and not (key == "language" and src.metadata[key] == "und")]
         lost += [f"{flag.name.replace('_', ' ')} flag" for flag in flags or KEPT_DISPOSITIONS
                  if src.disposition & flag and not disposition & flag]
-        return lost
+        have = {k.lower() for k in md}
+        tags = [k for k in carried_tags(src.metadata, stats=True, drop=NOT_NAMED_TAGS) if k.lower() not in have]
+        return lost + [f"tag(s) {', '.join(tags)}"] * bool(tags)
 
     def fixup_notes(self) -> list[str]:
         fmt = self.out.format.name

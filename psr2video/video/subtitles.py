@@ -20,8 +20,10 @@ ASS_HEADER = (b"[Script Info]\nScriptType: v4.00+\nPlayResX: 384\nPlayResY: 288\
 # FFmpeg's mov muxer ends a mov_text cue with an empty sample of no length once another stream's packet has a
 # larger dts, compared as raw numbers across time bases: with Matroska's 1 ms against the video's 1/12800 it wrote
 # one after every cue. In a fragmented MP4 (stdout) such a sample last in a fragment is given the length of the one
-# before: every later cue moved (a cue shown 1.1-1.5 s came out at 1.70-2.10 s). In a time base finer than every
-# other stream's the comparison holds in seconds, and the gaps are empty samples of ours (CueTimeline(fill=True)).
+# before: every later cue moved (a cue shown 1.1-1.5 s came out at 1.70-2.10 s), or the muxer aborted the run. In a
+# time base finer than the others' (video 1/12800-1/90000, audio up to 1/192000) the comparison holds in seconds
+# and it writes almost none (measured: gaps of 2 min, 48 kHz audio); the gaps are empty samples of ours instead
+# (CueTimeline(fill=True)).
 MOV_TEXT_TIME_BASE = Fraction(1, 1_000_000)
 LONGEST_SAMPLE = 3600  # seconds: a sample's length is 32 bits of MOV_TEXT_TIME_BASE (71 min); longer ones split
 

@@ -45,7 +45,15 @@ from .reader import (
     unprobed,
     video_start,
 )
-from .subtitles import ASS_HEADER, TEXT_SUBS, CueTimeline, convert_text_sub, pack_sub_text, sub_text
+from .subtitles import (
+    ASS_HEADER,
+    MOV_TEXT_TIME_BASE,
+    TEXT_SUBS,
+    CueTimeline,
+    convert_text_sub,
+    pack_sub_text,
+    sub_text,
+)
 from .trim import Window, shift_timecode, trim_chapters
 
 EXT_FORMAT = {".mkv": "matroska", ".mka": "matroska", ".webm": "webm", ".mp4": "mp4", ".m4v": "mp4",
@@ -622,6 +630,13 @@ class Writer(threading.Thread):
             self.warn(f"warning: subtitle stream #{s.index} ({name or '?'}) can't be carried in {fmt} (it holds only "
                       f"{kinds} subtitles); dropped (use .mkv to keep it)")
             return
+        if kind == "subtitle" and fmt == "nut" and name in TEXT_SUBS:
+            # NUT stores no packet durations: every text cue reads back 0 s long (ASS copied there was never
+            # shown); bitmap subtitles carry their own end and are copied
+            self.warn(f"warning: subtitle stream #{s.index} ({name}) can't be carried in nut (it stores no "
+                      "subtitle durations: every cue would last 0 s and never be shown); dropped (use .mkv to keep "
+                      "it)")
+            return
         try:
             if (kind == "audio" and name not in AUDIO_ONLY.get(fmt, (name,))) or not header_takes(
                     fmt, lambda p: stream_from_template(p, s)):
@@ -633,6 +648,13 @@ class Writer(threading.Thread):
                 self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be copied: {e}; dropped")
                 return
             o = None
+        if o is not None and name == "mov_text" and self.path == "-" and fmt in ("mp4", "mov", "ipod"):
+            # fragmented (see _open): a sample of no length last in a fragment (FFmpeg writes them) made FFmpeg's
+            # muxer abort the run; the cues are laid out again as converted ones are (see MOV_TEXT_TIME_BASE)
+            o.time_base = MOV_TEXT_TIME_BASE
+            self.cues[s.index] = (CueTimeline.for_mov_text(s.time_base), name)
+            self.warn(f"note: subtitle stream #{s.index} (mov_text) is written again for the fragmented {fmt} on "
+                      "stdout (text and times kept, styling dropped)")
         if o is None and name in TEXT_SUBS:  # text subtitles the container can't hold as they are: the text in
             for target in ("mov_text", "subrip", "webvtt"):  # a text format it can hold
                 try:
@@ -640,10 +662,10 @@ class Writer(threading.Thread):
                 except ValueError:
                     continue
                 o.codec_context.subtitle_header = ASS_HEADER
-                o.time_base = s.time_base
+                o.time_base = MOV_TEXT_TIME_BASE if target == "mov_text" else s.time_base  # (see there)
                 self.convert[s.index] = lambda data, a=name, b=target: convert_text_sub(data, a, b)
                 if target == "mov_text":  # one sample at a time: overlapping cues merged, not moved
-                    self.cues[s.index] = (CueTimeline(), name)
+                    self.cues[s.index] = (CueTimeline.for_mov_text(s.time_base), name)
                 self.warn(f"note: subtitle stream #{s.index} ({name}) is written as {target} for {fmt} (text kept, "
                           "styling dropped)")
                 break
@@ -877,7 +899,7 @@ class Writer(threading.Thread):
         """A text cue into mov_text through its stream's ``CueTimeline`` (None: the end, the rest given out)."""
         timeline, src = self.cues[idx]
         if pkt is None:
-            ready, tb = timeline.flush(), o.time_base
+            ready, tb = timeline.flush(), timeline.time_base  # (the input's ticks, as every cue's)
         else:
             text = sub_text(bytes(pkt), src)
             if pkt.pts is None or not text:

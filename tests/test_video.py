@@ -472,6 +472,35 @@ def test_stop_before_the_first_frame_writes_nothing(tmp_path: Path) -> None:
     assert out.read_bytes() == b"the user's old file" and not Path(partial_path(str(out))).exists()
 
 
+def test_a_stopped_run_keeps_every_frame_up_to_its_end(tmp_path: Path) -> None:
+    """A stop (Ctrl-C, SIGTERM) with the reader's queue full (the model is the slow stage): the reader made room
+    for its end marker by dropping the oldest queued frame, and the output lacked a frame 8 before its end. Now
+    the frames written are the first N, none missing."""
+    import threading
+    import time
+
+    from psr2video import Upscaler
+    from psr2video.video.hud import Stats
+    from psr2video.video.pipeline import Options, run
+
+    class SlowStats(Stats):  # the model's pace, slower than the reader's: the queue fills, then Ctrl-C
+        def frame_done(self, n: int, media_time: float) -> None:
+            super().frame_done(n, media_time)
+            time.sleep(0.05 if self.done < 10 else 0.3)
+            if self.done >= 10:
+                stop.set()
+
+    src = make_clip(tmp_path / "in.mkv", pts=list(range(0, 2400, 40)), audio=(), subtitle=False)
+    out = tmp_path / "o.mkv"
+    stop = threading.Event()
+    res = run(Options(input=str(src), output=str(out)), Upscaler("mks", 2, device="cpu"), stop=stop,
+              stats=SlowStats(), warn=lambda m: None)
+    assert res.stopped and 10 <= res.frames < 60
+    with av.open(str(out)) as c:
+        times = [f.pts for f in c.decode(video=0)]
+    assert times == list(range(0, 40 * res.frames, 40))
+
+
 @pytest.mark.parametrize("ext, codec", [("mp4", "libvpx-vp9"), ("mkv", "ffv1")])
 def test_the_join_carries_the_pixel_shape(tmp_path: Path, ext: str, codec: str) -> None:
     """An anamorphic source (SAR 4:3) joined from segments whose codec keeps no SAR in its bitstream (VP9, FFV1):

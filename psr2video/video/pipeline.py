@@ -590,6 +590,7 @@ class _Run:
     def close(self) -> None:
         if self.reader is not None:
             self.stop.set()
+            self.reader.abandon()
             if self.reader.is_alive():
                 self.reader.join(timeout=5)
         with contextlib.suppress(Exception):

@@ -632,6 +632,7 @@ class Reader(threading.Thread):
         self.copy_ids: set[int] = set()
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.max_frames = max_frames
+        self._abandoned = False  # the consumer is gone (``abandon``)
         self.stop = stop or threading.Event()
         self.stats = stats
         self.warn = warn or (lambda msg: None)
@@ -1122,17 +1123,19 @@ class Reader(threading.Thread):
             self.end.truncated = truncation(self.container, self._latest, self._period)
 
     def _finish(self) -> None:
-        """Queue the end marker; it must arrive even when the consumer is slow or gone."""
-        while True:
+        """Queue the end marker behind every item queued: a stopped run's consumer drains them all (making room
+        by dropping the oldest queued frame cut a frame out of the middle of a stopped output: 8 frames before
+        its end, the queue's depth). A consumer that is gone (``abandon``) takes nothing more: given up then."""
+        while not self._abandoned:
             try:
                 self.queue.put(self.end, timeout=0.1)
                 return
             except queue.Full:
-                if self.stop.is_set():
-                    try:
-                        self.queue.get_nowait()
-                    except queue.Empty:
-                        pass
+                continue
+
+    def abandon(self) -> None:
+        """The consumer reads no more (a failed or closed run): the end marker is not waited for."""
+        self._abandoned = True
 
 
 def one_filter_graph(width: int, height: int, fmt: str, time_base: Fraction, name: str,

@@ -162,6 +162,42 @@ def test_a_layout_opus_cant_open_is_remixed_not_dropped(tmp_path: Path, layout: 
     assert [i for i, ch in enumerate(x) if np.sqrt(np.mean(ch.astype(float) ** 2)) > 0.05] == loud
 
 
+def test_a_joined_avi_keeps_the_frames_ticks_beside_primed_aac(tmp_path: Path) -> None:
+    """AAC's priming starts the sound 21 ms before the picture: FFmpeg's shift of every stream by it put the
+    joined AVI's frames a tick late after the first (an empty chunk at tick 1; the picture a frame behind the
+    sound); the single-process run kept them, the join (a Writer with a video template) did not. Now alike."""
+    from test_scaleout import scaleout_without_ray
+
+    src = tmp_path / "aac.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        v.options = {"preset": "veryfast", "x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=2"}
+        a = out.add_stream("aac", rate=48000)
+        a.layout = "stereo"
+        for i in range(36):
+            f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), i * 7 % 256, np.uint8), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 24)
+            out.mux(v.encode(f))
+        for k in range(72):
+            af = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+            af.sample_rate, af.pts = 48000, k * 1024
+            out.mux(a.encode(af))
+        out.mux(v.encode(None))
+        out.mux(a.encode(None))
+    with av.open(str(src)) as c:
+        assert next(p.pts for p in c.demux(audio=0)) < 0  # the priming
+    multi, single = tmp_path / "multi.avi", tmp_path / "single.avi"
+    scaleout_without_ray(src, multi, "ffv1")
+    code, err = run(str(src), str(single), "--variant", "mks", "--codec", "ffv1")
+    assert code == 0, err
+    ticks = []
+    for f in (multi, single):
+        with av.open(str(f)) as c:
+            ticks.append([(p.pts, p.dts) for p in c.demux(c.streams.video[0]) if p.size])
+    assert ticks[0] == ticks[1] and ticks[1][:2] == [(0, 0), (1, 1)]
+
+
 def _vfr_pts() -> list[int]:
     gaps = [40, 80, 120, 40, 40, 80, 40, 120, 80, 40] * 3
     return [int(x) for x in np.cumsum([0, *gaps])]
@@ -290,6 +326,18 @@ def test_tags_a_container_cant_hold_are_named(tmp_path: Path) -> None:
     assert "note: audio stream #1: its tag(s) COMMENT can't be held in mp4" in err, err
     code, err = run(str(tmp_path / "tags.mkv"), str(tmp_path / "o.mkv"), "--variant", "mks")
     assert code == 0 and "can't be held" not in err, err
+
+
+def test_a_subtitle_mp4_makes_default_is_named(tmp_path: Path) -> None:
+    """FFmpeg's MOV/MP4 muxer enables the first subtitle track when none is default (Apple players show it): a
+    track that was off came out on, without a word. It can't be helped there; it is said."""
+    src = make_clip(tmp_path / "in.mkv")
+    with av.open(str(src)) as c:
+        assert not c.streams.subtitles[0].disposition & av.stream.Disposition.default
+    code, err = run(str(src), str(tmp_path / "o.mp4"), "--variant", "mks")
+    assert code == 0 and "subtitle stream #2 is not a default track, but mp4 marks it default" in err, err
+    code, err = run(str(src), str(tmp_path / "o.mkv"), "--variant", "mks")
+    assert code == 0 and "marks it default" not in err, err
 
 
 def test_a_folder_video_with_a_long_name_does_not_stop_the_others(tmp_path: Path) -> None:

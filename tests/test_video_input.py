@@ -533,6 +533,9 @@ def test_cover_art_kept_in_mp4(tmp_path: Path) -> None:
     assert code == 0 and "warning: cover art (stream #1) (mjpeg) can't be carried in mpegts" in err, err
     with av.open(str(tmp_path / "out.ts")) as c:
         assert [s.type for s in c.streams] == ["video"]
+    # WebM refuses it at add_stream: it was named "video stream #1"
+    code, err = run(str(src), str(tmp_path / "out.webm"), "--variant", "mks")
+    assert code == 0 and "warning: cover art (stream #1) (mjpeg) can't be carried in webm; dropped" in err, err
 
 
 def test_stream_facts_a_container_loses_are_named(tmp_path: Path) -> None:

@@ -285,6 +285,12 @@ def output_ticks(path: str, fmt: str | None, rate: Fraction | None) -> tuple[Fra
     return (1 / Fraction(rate),) if rate and guess_format(path, fmt) == "avi" else ()
 
 
+def _what(s: Any) -> str:
+    """A stream as a warning names it: cover art for an attached picture (an MP4's cover into .webm was "video
+    stream #5")."""
+    return f"cover art (stream #{s.index})" if s.disposition & ATTACHED_PIC else f"{s.type} stream #{s.index}"
+
+
 def _lead(streams: list[Any]) -> Fraction:
     """How long before 0 the earliest of ``streams`` starts (seconds; 0 when none does)."""
     starts = [Fraction(s.start_time) * Fraction(s.time_base) for s in streams
@@ -353,7 +359,7 @@ class Writer(threading.Thread):
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
         self._chapters: list[dict[str, Any]] = []  # set at close (LATE_CHAPTERS), cut where the run ended early
         self._end = Fraction(0)  # where the written streams end (s, the chapters' times)
-        if guess_format(path, fmt) == "avi" and video_template is None and window is None and rate \
+        if guess_format(path, fmt) == "avi" and window is None and rate \
                 and _lead(copy_streams) < 1 / Fraction(rate):
             # AVI places a video chunk by its dts in whole ticks: FFmpeg's shift of every stream by the earliest
             # negative time, when it is less than a tick (AAC's priming, 21 ms), moved frame 1 on a tick and left
@@ -422,7 +428,8 @@ class Writer(threading.Thread):
                 self.out.start_encoding()
         except Exception as e:  # noqa: BLE001 - FFmpeg's errno-typed errors
             if is_disk_full(e) or getattr(e, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS,
-                                                                errno.ENOENT, errno.EISDIR, errno.ENAMETOOLONG):
+                                                                errno.ENOENT, errno.EISDIR, errno.ENAMETOOLONG,
+                                                                errno.ENOTDIR):
                 raise OutputError(describe_output_error(self.shown, e)) from None
             fmt = self.out.format.name
             why = ffmpeg_reason(e)
@@ -618,8 +625,7 @@ class Writer(threading.Thread):
         # the muxer's own answer (PyAV refuses only what FFmpeg says a format can't hold; the supported_codecs
         # list is no guide: formats without codec tables, mpegts among them, list only their default codecs)
         if kind == "video" and name not in VIDEO_ONLY.get(fmt, (name,)):
-            what = f"cover art (stream #{s.index})" if s.disposition & ATTACHED_PIC else f"video stream #{s.index}"
-            self.warn(f"warning: {what} ({name or '?'}) can't be carried in {fmt} (it would be written as a data "
+            self.warn(f"warning: {_what(s)} ({name or '?'}) can't be carried in {fmt} (it would be written as a data "
                       "stream no player shows); dropped (use .mkv to keep it)")
             return
         if kind == "subtitle" and fmt in BITMAP_SUBTITLES_ONLY and name not in BITMAP_SUBTITLES_ONLY[fmt]:
@@ -678,7 +684,7 @@ class Writer(threading.Thread):
                       f"as {t.describe()} (timing kept; use .mkv to copy it untouched)")
         if o is None:
             keep = "use .mkv to keep it" if fmt != "matroska" else "it has no Matroska form"
-            self.warn(f"warning: {kind} stream #{s.index} ({name or '?'}) can't be carried in {fmt}; dropped ({keep})")
+            self.warn(f"warning: {_what(s)} ({name or '?'}) can't be carried in {fmt}; dropped ({keep})")
             return
         try:
             o.metadata.update(carried_tags(s.metadata, stats=self.window is not None))  # a part: not the whole's
@@ -1110,9 +1116,15 @@ class Writer(threading.Thread):
             elif len(back_kind) > len(made):  # a stream the muxer added (MP4's chapter text track): no guessing
                 continue
             for (_, i), (md, disposition) in zip(made, back_kind, strict=True):
-                if lost := self._lost(self._inp.streams[i], md, disposition):
+                src = self._inp.streams[i]
+                if lost := self._lost(src, md, disposition):
                     notes.append(f"{kind} stream #{i}: its {', '.join(lost)} can't be held in {fmt}; lost (.mkv "
                                  "keeps them)")
+                if kind == "subtitle" and disposition & _D.default and not src.disposition & _D.default:
+                    # FFmpeg's MOV/MP4 muxer enables the first track of a kind when none is default: no way out
+                    notes.append(f"subtitle stream #{i} is not a default track, but {fmt} marks it default (its muxer "
+                                 "enables the first subtitle track when none is): players may show it (.mkv keeps "
+                                 "it off)")
         return notes
 
     @staticmethod

@@ -889,6 +889,12 @@ def test_an_export_that_differs_is_not_made_again(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="differs from PyTorch"):
         cached_onnx(other, other.descriptor, "fp32")
     assert exports == [1]
+    from click.testing import CliRunner
+
+    from psr2video.cli import cli
+
+    r = CliRunner().invoke(cli, ["engine", "clear"])  # starting over: the kept findings go too
+    assert r.exit_code == 0 and "removed 2 export verdict(s)" in r.output and _verdicts() == [], r.output
 
 
 def test_engine_clear_removes_the_export_verdicts(ditn):

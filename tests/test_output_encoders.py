@@ -340,6 +340,25 @@ def test_a_subtitle_mp4_makes_default_is_named(tmp_path: Path) -> None:
     assert code == 0 and "marks it default" not in err, err
 
 
+def test_an_mp4_tracks_title_is_carried(tmp_path: Path) -> None:
+    """FFmpeg reads an MP4 track's title back as "name" and writes one only from "title": an .mp4's titled video
+    and audio tracks lost their titles in an .mp4 or .mov, without a word. Carried now, into .mkv as titles."""
+    src = tmp_path / "in.mkv"
+    make_clip(src, subtitle=False)
+    with av.open(str(src)) as i, av.open(str(tmp_path / "titled.mp4"), "w") as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        streams[0].metadata["title"], streams[1].metadata["title"] = "Main feature", "Stereo"
+        for p in i.demux():
+            if p.dts is not None:
+                p.stream = streams[p.stream.index]
+                o.mux(p)
+    for ext, key in (("mp4", "name"), ("mov", "name"), ("mkv", "title")):
+        code, err = run(str(tmp_path / "titled.mp4"), str(tmp_path / f"o.{ext}"), "--variant", "mks")
+        assert code == 0 and "can't be held" not in err, err
+        with av.open(str(tmp_path / f"o.{ext}")) as c:
+            assert [s.metadata.get(key) for s in c.streams] == ["Main feature", "Stereo"], ext
+
+
 def test_a_folder_video_with_a_long_name_does_not_stop_the_others(tmp_path: Path) -> None:
     """After each video the folder run looked for NAME.stopped.EXT of an earlier run: 8 bytes longer than a
     255-byte name, the look raised "file name too long" and ended the run; the files after it were never

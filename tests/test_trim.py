@@ -203,6 +203,19 @@ def test_max_frames_cuts_the_chapters(clips: dict[str, Path], source: str, tmp_p
     assert 1.6 <= chapters[-1][1] < 1.7, chapters
 
 
+def test_a_long_subtitle_does_not_keep_the_chapters_of_a_stopped_run(tmp_path: Path) -> None:
+    """A subtitle on screen from 0.5 s to 3.5 s is copied whole into a 40-frame try: the chapters were cut to its
+    end (3.5 s), not the picture's and sound's (1.6 s)."""
+    src = long_clip(tmp_path / "src.mkv", subs=((500, 3500, "long"),))
+    out = tmp_path / "try.mkv"
+    code, log = run("upscale", str(src), str(out), "--variant", "mks", "-q", "--max-frames", "40")
+    assert code == 0, log
+    with av.open(str(out)) as c:
+        chapters = [(float(ch["start"] * ch["time_base"]), float(ch["end"] * ch["time_base"]),
+                     ch["metadata"]["title"]) for ch in c.chapters()]
+    assert [t for _, _, t in chapters] == ["one", "two"] and chapters[-1][1] < 1.7, chapters
+
+
 def test_part_from_a_pipe(clips: dict[str, Path], tmp_path: Path) -> None:
     """stdin can't seek: it is read from the start and what lies before the part is dropped, with the same
     frames and the subtitle begun before the part."""

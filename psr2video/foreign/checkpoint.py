@@ -277,7 +277,7 @@ def clear_verdicts() -> int:
     folder = cache_root() / "foreign"
     if folder.is_dir():
         for p in folder.iterdir():
-            if p.suffix in (".refused", ".batch1") and p.is_file():
+            if p.suffix in (".refused", ".batch1", ".differs") and p.is_file():
                 p.unlink(missing_ok=True)
                 n += 1
     return n

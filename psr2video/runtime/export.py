@@ -511,8 +511,14 @@ def cached_onnx(model: nn.Module, descriptor, precision: str, cache=None, opset:
     check = getattr(model, "check_onnx", None)  # a foreign module: traced at one size, checked at others
     verdict = ""
     if check is not None:  # an export found to differ from PyTorch before is not made (and refused) again
+        try:  # what runs the check: the verdict of an ONNX Runtime kernel's fault ends with that ONNX Runtime
+            import onnxruntime
+
+            ort = onnxruntime.__version__
+        except ImportError:
+            ort = "none"
         verdict = make_key({**fields, "kind": "onnx-check", "floor": PSNR_FLOOR.get(precision),
-                            "torch": torch.__version__})
+                            "torch": torch.__version__, "onnxruntime": ort})
         if (line := model.known_difference(verdict)) is not None:
             raise ExportError(line)
 

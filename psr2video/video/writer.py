@@ -127,14 +127,18 @@ CODEC_TAG = {"chroma_location": "chroma_sample_location"}  # a frame's colour ta
 
 
 def carried_tags(tags: dict[str, str], stats: bool, drop: tuple[str, ...] = ()) -> dict[str, str]:
-    """A stream's tags for its copy: never the input's DURATION (a piped header would promise the input's length);
-    with ``stats`` (a re-encoded stream, or a part of one) not mkvmerge's statistics either, which MediaInfo and
-    players show as the stream's bitrate and frame count. Tags may carry a language (``BPS-eng``)."""
+    """A stream's tags for its copy (an MP4 track's ``name`` as its title): never the input's DURATION (a piped
+    header would promise the input's length); with ``stats`` (a re-encoded stream, or a part of one) not
+    mkvmerge's statistics either, which MediaInfo and players show as the stream's bitrate and frame count. Tags
+    may carry a language (``BPS-eng``)."""
     def gone(key: str) -> bool:
         base = key.split("-")[0].upper()
         return base in ("DURATION", *drop) or stats and (base in MKV_STATISTICS or base.startswith("_STATISTICS_"))
 
-    return {k: v for k, v in tags.items() if not gone(k)}
+    out = {k: v for k, v in tags.items() if not gone(k)}
+    if "name" in out and not any(k.lower() == "title" for k in out):  # MP4/MOV's track title as FFmpeg reads it
+        out["title"] = out.pop("name")  # back, which its muxer writes only from "title" (the title was lost)
+    return out
 
 
 def user_tags(tags: dict[str, str]) -> list[str]:
@@ -358,7 +362,7 @@ class Writer(threading.Thread):
         self._holes: dict[int, list[tuple[Fraction, Fraction]]] = {}  # input index -> (at, length) closed up (said)
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
         self._chapters: list[dict[str, Any]] = []  # set at close (LATE_CHAPTERS), cut where the run ended early
-        self._end = Fraction(0)  # where the written streams end (s, the chapters' times)
+        self._end = Fraction(0)  # where the written picture and sound end (s, the chapters' times)
         if guess_format(path, fmt) == "avi" and window is None and rate \
                 and _lead(copy_streams) < 1 / Fraction(rate):
             # AVI places a video chunk by its dts in whole ticks: FFmpeg's shift of every stream by the earliest
@@ -928,7 +932,7 @@ class Writer(threading.Thread):
         if fix is None:
             fix = self.fixups[o.index] = TimestampFixup(f"{o.type} stream #{idx}", self.out.format.flags)
         fix(pkt)
-        if pkt.pts is not None and pkt.time_base:
+        if pkt.pts is not None and pkt.time_base and o.type == "audio":  # (a subtitle may run on: not the end)
             self._end = max(self._end, (pkt.pts + (pkt.duration or 0)) * Fraction(pkt.time_base))
         if o.type == "audio" and idx not in self.transcode and pkt.pts is not None and pkt.time_base:
             self._mind_gap(pkt, idx)
@@ -1134,13 +1138,13 @@ class Writer(threading.Thread):
         kept = {"language": {md.get("language"), ISO639_OTHER.get(md.get("language") or "")},
                 # MP4 reads a track's title back as its "name"
                 "title": {md.get("title"), md.get("name"), md.get("handler_name")}}
-        lost = [f"{key} {src.metadata[key]!r}" for key in ("language", "title")
-                if src.metadata.get(key) and src.metadata[key] not in kept[key]
-                and not (key == "language" and src.metadata[key] == "und")]
+        given = carried_tags(src.metadata, stats=True)  # (an MP4 track's "name" is its title)
+        lost = [f"{key} {given[key]!r}" for key in ("language", "title")
+                if given.get(key) and given[key] not in kept[key] and not (key == "language" and given[key] == "und")]
         lost += [f"{flag.name.replace('_', ' ')} flag" for flag in flags or KEPT_DISPOSITIONS
                  if src.disposition & flag and not disposition & flag]
         have = {k.lower() for k in md}
-        tags = [k for k in carried_tags(src.metadata, stats=True, drop=NOT_NAMED_TAGS) if k.lower() not in have]
+        tags = [k for k in given if k.split("-")[0].upper() not in NOT_NAMED_TAGS and k.lower() not in have]
         return lost + [f"tag(s) {', '.join(tags)}"] * bool(tags)
 
     def fixup_notes(self) -> list[str]:

@@ -561,3 +561,63 @@ def test_cpu_fallback_of_the_default_model_is_said(clip: Path, tmp_path: Path) -
     code, err = run_cli(str(clip), str(tmp_path / "b.mkv"), "--device", "cpu", "-q", "--max-frames", "2",
                         "--variant", "stream")
     assert code == 0 and "no GPU here" not in err, err
+
+
+@pytest.mark.parametrize("name", ["x.mkv", "x.gif", "x.png", "sub/x.mkv"])
+def test_out_below_a_file_is_one_line_before_the_model(clip: Path, tmp_path: Path, name: str) -> None:
+    """A file where OUT's folder must be said "matroska can't hold libx264 video (Not a directory)" after the model
+    loaded (an animation or a picture: "File exists"); it is named up front now."""
+    (tmp_path / "outfile").write_bytes(b"a file")
+    out = tmp_path / "outfile" / name
+    code, err = run_cli(str(clip), str(out), "--variant", "mks", "-y", *(["--start", "0"] if name == "x.png" else []))
+    one_line_error(code, err, f"can't write {out}: {tmp_path / 'outfile'} is a file, not a folder")
+    assert "Upscaler(" not in err and (tmp_path / "outfile").read_bytes() == b"a file"
+
+
+def test_scale_zero_is_refused(clip: Path, tmp_path: Path) -> None:
+    """``--scale 0`` was taken as 2 without a word (``scale or 2``)."""
+    one_line_error(*run_cli(str(clip), str(tmp_path / "o.mkv"), "--variant", "mks", "--scale", "0"),
+                   "unsupported --scale 0")
+    assert not (tmp_path / "o.mkv").exists()
+
+
+@pytest.mark.parametrize("closed,args,words", [(0, ["-", "o.mkv"], "stdin is closed"),
+                                               (1, ["IN", "-"], "stdout is closed")])
+def test_a_closed_standard_stream_is_one_line(clip: Path, tmp_path: Path, closed: int, args: list, words: str
+                                              ) -> None:
+    """``psr2video - o.mkv <&-`` and ``psr2video a.mkv - >&-`` ended in an AttributeError traceback after the model
+    loaded; one line now, before any heavy import."""
+    code = ("import sys\nfrom psr2video.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    sys.stderr.write(f'exit {e.code} {\"torch\" in sys.modules}\\n')\n")
+    args = [str(clip) if a == "IN" else a for a in args]
+    p = subprocess.run([sys.executable, "-c", code, *args, "--variant", "mks", "-y"], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=lambda: os.close(closed))
+    assert p.stderr.strip().splitlines()[-1] == "exit 1 False", p.stderr
+    one_line_error(1, p.stderr, words)
+    assert not (tmp_path / "o.mkv").exists()
+
+
+def test_a_broken_link_as_out_is_not_replaced_without_y(clip: Path, tmp_path: Path) -> None:
+    """An OUT that is a link to nothing (``ln -s nowhere/t.mkv d.mkv``) was replaced without -y; with -y the link
+    is replaced by the file (its target is not made)."""
+    for name in ("d.mkv", "d.png"):
+        link = tmp_path / name
+        link.symlink_to(tmp_path / "nowhere" / f"t{link.suffix}")
+        extra = ["--start", "0"] if name == "d.png" else []
+        one_line_error(*run_cli(str(clip), str(link), "--variant", "mks", *extra), f"{link} exists", "-y")
+        assert link.is_symlink()
+        code, err = run_cli(str(clip), str(link), "--variant", "mks", "-y", "--max-frames", "2", *extra)
+        assert code == 0 and link.is_file() and not link.is_symlink(), err
+        assert not (tmp_path / "nowhere").exists()
+
+
+def test_encoder_wording(clip: Path, tmp_path: Path) -> None:
+    """"--codec ass is an subtitle encoder"; and --codec png (RGB only) said "--pix-fmt rgb24 is not a planar ..."
+    though no --pix-fmt was given: it names the codec now (a grey video still gets grey PNG by itself)."""
+    one_line_error(*run_cli(str(clip), str(tmp_path / "o.mkv"), "--codec", "ass"), "--codec ass is a subtitle encoder")
+    one_line_error(*run_cli(str(clip), str(tmp_path / "o.mkv"), "--codec", "aac"), "--codec aac is an audio encoder")
+    for ext in (".mov", ".mp3"):
+        code, err = run_cli(str(clip), str(tmp_path / f"o{ext}"), "--codec", "png", "--variant", "mks")
+        one_line_error(code, err, "png encodes no planar YUV/grey format for this video")
+        assert "--pix-fmt rgb24" not in err, err

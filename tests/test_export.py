@@ -306,3 +306,37 @@ def test_export_calibration_frames_must_be_positive(tmp_path):
                                  "-3", "-o", str(tmp_path / "q.onnx")])
     assert r.exit_code == 2 and "--calibration-frames" in r.output and "x>=1" in r.output, r.output
     assert "Traceback" not in r.output and list(tmp_path.iterdir()) == []
+
+
+def test_export_does_not_replace_a_file_without_y(tmp_path, monkeypatch):
+    """``export -o precious.mp4`` replaced any file without a word, and so did the default name in the working
+    folder: refused now without -y (before the model loads), and -y replaces it."""
+    from psr2video.cli import cli
+
+    precious = tmp_path / "precious.mp4"
+    precious.write_bytes(b"a video")
+    base = ["export", "-v", "mks", "--no-verify"]
+    line = _one_error_line(CliRunner().invoke(cli, [*base, "-o", str(precious)]))
+    assert line == f"Error: {precious} exists; use -y to overwrite" and precious.read_bytes() == b"a video"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mks_x2_fp32.onnx").write_bytes(b"mine")
+    assert "mks_x2_fp32.onnx exists; use -y" in _one_error_line(CliRunner().invoke(cli, base))
+    assert (tmp_path / "mks_x2_fp32.onnx").read_bytes() == b"mine"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "mks_x2_fp16.onnx").write_bytes(b"mine")
+    assert "mks_x2_fp16.onnx exists; use -y" in _one_error_line(CliRunner().invoke(cli, [*base, "-p", "fp32,fp16",
+                                                                                          "-o", "d"]))
+    assert list((tmp_path / "d").iterdir()) == [tmp_path / "d" / "mks_x2_fp16.onnx"]
+    r = CliRunner().invoke(cli, [*base, "-y"])
+    assert r.exit_code == 0 and onnx.load(str(tmp_path / "mks_x2_fp32.onnx")) is not None, r.output
+
+
+def test_export_below_a_file_is_one_line(tmp_path):
+    """``-o outfile/x.onnx`` with ``outfile`` a file said "File exists"; named up front now."""
+    from psr2video.cli import cli
+
+    (tmp_path / "outfile").write_bytes(b"a file")
+    for out in ("x.onnx", "sub/x.onnx", "sub/"):  # (a trailing / names a folder)
+        line = _one_error_line(CliRunner().invoke(cli, ["export", "-v", "mks", "--no-verify", "-o",
+                                                        f"{tmp_path}/outfile/{out}"]))
+        assert f"{tmp_path / 'outfile'} is a file, not a folder" in line, line

@@ -226,3 +226,82 @@ def test_linked_folders_are_followed_once(season: Path, tmp_path: Path) -> None:
     (season / "extras" / "up").symlink_to(season, target_is_directory=True)
     names = [p.relative_to(season).as_posix() for p in visible_files(season)]
     assert "linked/e05.mkv" in names and not any(n.startswith("extras/up/") for n in names), names
+
+
+def test_an_out_that_is_one_of_the_inputs_is_refused_even_with_y(tmp_path: Path) -> None:
+    """IN inside OUT (``psr2video lib/a lib -y``): lib/a/a/ep.mkv's OUT is lib/a/ep.mkv, itself an input, which
+    was overwritten and then upscaled again (exit 0). Refused before anything loads, -y or not, videos and
+    pictures alike, and nothing is touched."""
+    lib = tmp_path / "lib"
+    (lib / "a" / "a").mkdir(parents=True)
+    make_clip(lib / "a" / "ep.mkv", w=48, h=32, subtitle=False)
+    make_clip(lib / "a" / "a" / "ep.mkv", w=64, h=36, subtitle=False)
+    before = (lib / "a" / "ep.mkv").read_bytes()
+    for extra in ([], ["-y"]):
+        code, err = run("upscale", str(lib / "a"), str(lib), "--variant", "mks", "-q", *extra)
+        one_line_error(code, err, f"{lib / 'a' / 'ep.mkv'}, the OUT of {lib / 'a' / 'a' / 'ep.mkv'}",
+                       "is one of the inputs")
+        assert "Upscaler(" not in err, err
+    assert (lib / "a" / "ep.mkv").read_bytes() == before and not (lib / "ep.mkv").exists()
+    pics = tmp_path / "pics"  # a folder of pictures only (the picture path's own plan)
+    (pics / "a" / "a").mkdir(parents=True)
+    for p in (pics / "a" / "p.png", pics / "a" / "a" / "p.png"):
+        Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(p)
+    before = (pics / "a" / "p.png").read_bytes()
+    code, err = run("upscale", str(pics / "a"), str(pics), "--variant", "mks", "-q", "-y")
+    one_line_error(code, err, "is one of the inputs")
+    assert (pics / "a" / "p.png").read_bytes() == before
+
+
+def test_a_linked_folder_under_in_that_leads_to_out_is_out_inside_in(tmp_path: Path) -> None:
+    """IN holding a link to OUT: the "OUT inside IN" check compared the paths as written, the run followed the
+    link, and the next -y run upscaled the previous outputs again (OUT/outlink/e1.mkv). Links are resolved."""
+    src, out = tmp_path / "in", tmp_path / "outreal"
+    src.mkdir()
+    make_clip(src / "e1.mkv", w=48, h=32, subtitle=False)
+    (src / "outlink").symlink_to(out, target_is_directory=True)  # OUT not made yet: the run would make it
+    for extra in ([], ["-y"]):
+        code, err = run("upscale", str(src), str(out), "--variant", "mks", "-q", *extra)
+        one_line_error(code, err, f"OUT {out} is inside IN {src}", f"through the linked folder {src / 'outlink'}")
+    assert not out.exists()
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(src / "p.png")  # pictures only
+    (src / "e1.mkv").unlink()
+    out.mkdir()
+    one_line_error(*run("upscale", str(src), str(out), "--variant", "mks", "-q"), "is inside IN")
+    assert list(out.iterdir()) == []
+
+
+def test_a_broken_link_as_out_is_not_replaced_without_y(season: Path, tmp_path: Path) -> None:
+    """An OUT that is a link to nothing was taken as "not there" and replaced without -y."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "e01.mkv").symlink_to(tmp_path / "nowhere" / "e01.mkv")
+    code, err = run("upscale", str(season), str(out), "--variant", "mks", "-q")
+    one_line_error(code, err, f"{out / 'e01.mkv'} exists", "-y", "--skip-existing")
+    assert (out / "e01.mkv").is_symlink() and list(out.iterdir()) == [out / "e01.mkv"]
+    code, err = run("upscale", str(season), str(out), "--variant", "mks", "-q", "--skip-existing")
+    assert code == 0 and "--skip-existing: 1 video(s) whose OUT exists are left out" in err, err
+    assert (out / "e01.mkv").is_symlink()
+
+
+def test_out_below_a_file_is_one_line_before_the_model(season: Path, tmp_path: Path) -> None:
+    """A file where OUT's folder must go failed every video on its own ("can't make the folder ... File
+    exists"): one line now, before the model loads."""
+    (tmp_path / "outfile").write_bytes(b"a file")
+    code, err = run("upscale", str(season), str(tmp_path / "outfile" / "x"), "--variant", "mks", "-q")
+    one_line_error(code, err, f"can't write {tmp_path / 'outfile' / 'x'}: {tmp_path / 'outfile'} is a file, not a "
+                   "folder")
+    assert "Upscaler(" not in err, err
+
+
+def test_a_damaged_videos_line_says_only_where_its_frames_are(season: Path, tmp_path: Path) -> None:
+    """A damaged video's line said its frames "were written to out/cut.mkv" and "kept as cut.damaged.mkv
+    instead": only the second is true."""
+    full = make_clip(tmp_path / "long.mkv", w=64, h=36, pts=[i * 40 for i in range(60)], subtitle=False)
+    data = full.read_bytes()
+    (season / "cut.mkv").write_bytes(data[: len(data) * 2 // 3])
+    out = tmp_path / "out"
+    code, err = run("upscale", str(season), str(out), "--variant", "mks", "-q")
+    line = next(ln for ln in err.splitlines() if ln.startswith("warning:") and "cut.mkv" in ln)
+    assert code == 1 and f"written to {out / 'cut.mkv'}" not in err, err
+    assert "the frames that decoded were kept as cut.damaged.mkv instead" in line, line

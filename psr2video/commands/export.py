@@ -31,9 +31,10 @@ from .common import interruptible, load_for_command, model_options, split_list
 @click.option("--verify-dir", type=click.Path(exists=True, file_okay=False),
               help="images to verify against PyTorch (default: ../shared/data/val/Set5)")
 @click.option("--no-verify", is_flag=True, help="skip the PyTorch comparison")
+@click.option("-y", "--overwrite", is_flag=True, help="Overwrite an .onnx file that exists.")
 @command_errors()
 def export(variant, scale, weights, untrained, model_file, precision, output, opset, fp32_io, calibration,
-           calibration_frames, verify_dir, no_verify):
+           calibration_frames, verify_dir, no_verify, overwrite):
     """Export a fused model to ONNX (input "input", output "output", NCHW, dynamic batch/height/width).
 
     Every export is checked against PyTorch fp32 on real images at odd, non-multiple-of-16 sizes and the
@@ -58,6 +59,7 @@ def export(variant, scale, weights, untrained, model_file, precision, output, op
         if p not in EXPORT_PRECISIONS:
             raise UserError(f"unknown precision {p!r}; choose from {', '.join(EXPORT_PRECISIONS)}")
     check_opset(opset)  # before loading anything: torch's own refusal is a page of its IR and a traceback
+    check_output(output, len(precisions) > 1, overwrite)
     if model_file is not None:
         model = load_model_file_for_export(model_file, weights, untrained, precisions)
         variant, scale = model.descriptor.variant, model.descriptor.scale
@@ -69,13 +71,16 @@ def export(variant, scale, weights, untrained, model_file, precision, output, op
     sizes = ((75, 93), (64, 100))
     if model_file is not None:
         sizes = tuple(d.input_size(h, w) for h, w in sizes)
-    # OUT ending in a path separator names a folder (made if need be), like several precisions do
-    as_folder = bool(output) and output.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep))
-    if output and len(precisions) > 1 and Path(output).suffix == ".onnx" and not as_folder:
-        raise UserError("several precisions need --output to be a folder")
-    if output and Path(output).exists() and not Path(output).is_dir() and (as_folder or len(precisions) > 1):
-        raise UserError(f"--output {output} is a file, not a folder")
-    out_dir = Path(output) if output and (as_folder or len(precisions) > 1 or Path(output).is_dir()) else None
+    out_dir = _out_dir(output, len(precisions) > 1)
+
+    def onnx_path(p: str) -> Path:
+        # a model file's stem can be as long as a file name may be: the default name is cut as the cache's are
+        name = f"{short_label(variant)}_x{scale}_{p}{'_fp32io' if p == 'fp16' and fp32_io else ''}.onnx"
+        return (out_dir / name) if out_dir else Path(output) if output else Path(name)
+
+    from .folder import refuse_existing
+
+    refuse_existing([onnx_path(p) for p in precisions], overwrite, folder=False)  # the names the model gives
     # every input is read before anything is written: a folder without pictures or a damaged picture is
     # refused (naming it) with no file left behind
     images, note = ([], "") if no_verify else verify_images(verify_dir, sizes=sizes)
@@ -89,9 +94,7 @@ def export(variant, scale, weights, untrained, model_file, precision, output, op
         click.echo(f"verifying on {len(images)} crops: {note}")
     failures = []
     for p in precisions:
-        # a model file's stem can be as long as a file name may be: the default name is cut as the cache's are
-        name = f"{short_label(variant)}_x{scale}_{p}{'_fp32io' if p == 'fp16' and fp32_io else ''}.onnx"
-        path = (out_dir / name) if out_dir else Path(output) if output else Path(name)
+        path = onnx_path(p)
         t0 = time.perf_counter()
         try:
             export_onnx(model, path, p, opset=opset, fp16_io=not fp32_io, calibration=calib if p == "int8" else None,
@@ -135,6 +138,34 @@ def export(variant, scale, weights, untrained, model_file, precision, output, op
             failures.append(problem)
     if failures:
         raise UserError("; ".join(failures))
+
+
+def _out_dir(output: str | None, several: bool) -> Path | None:
+    """The folder ``--output`` names (OUT ending in a path separator, an existing folder, or any OUT for
+    ``several`` precisions), or None for one file; a file where a folder must be is refused."""
+    # OUT ending in a path separator names a folder (made if need be), like several precisions do
+    as_folder = bool(output) and output.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep))
+    if output and several and Path(output).suffix == ".onnx" and not as_folder:
+        raise UserError("several precisions need --output to be a folder")
+    if output and Path(output).exists() and not Path(output).is_dir() and (as_folder or several):
+        raise UserError(f"--output {output} is a file, not a folder")
+    return Path(output) if output and (as_folder or several or Path(output).is_dir()) else None
+
+
+def check_output(output: str | None, several: bool, overwrite: bool) -> None:
+    """Before anything loads: a file where OUT's folder must be (the write said "File exists"), and an OUT file
+    that exists without -y (it was replaced without a word, whatever it held)."""
+    from .folder import out_folder_problem, refuse_existing
+
+    if not output:
+        return
+    if (problem := out_folder_problem(output.rstrip(os.sep) or output)) is not None:
+        raise UserError(problem)
+    if _out_dir(output, several) is not None:  # the file names come with the model: checked once it is loaded
+        return
+    if os.path.exists(output) and not os.path.isfile(output):  # a device: said as the write says it
+        raise UserError(f"can't write {output}: not a regular file")
+    refuse_existing([Path(output)], overwrite, folder=False)
 
 
 def load_model_file_for_export(model_file: str, weights: str | None, untrained: bool, precisions) -> object:

@@ -8,6 +8,7 @@ written, and the run ends with an error that counts them; Ctrl-C finalises the v
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -41,10 +42,11 @@ class VideoJob:
     dst: Path
 
 
-def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool, skip_existing: bool = False
-                ) -> tuple[list[VideoJob], list[str]]:
+def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool, skip_existing: bool = False,
+                inputs: list[Path] | None = None) -> tuple[list[VideoJob], list[str]]:
     """Each video's OUT (the same name and sub-folder under ``output``; .mkv for a kind of file the product does
-    not write, said) and the notes; refuses, before anything loads, what can't work."""
+    not write, said) and the notes; refuses, before anything loads, what can't work (an OUT that is one of
+    ``inputs``, every file the run reads, default ``videos``)."""
     from ..video.writer import EXT_FORMAT
 
     kept = set(EXT_FORMAT) - {".mka", ".y4m"} | {".mpg", ".mpeg", ".mts"}  # the containers written and tested here
@@ -52,8 +54,9 @@ def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool, sk
     src, dst = Path(input), Path(output)
     if (dst.exists() and not dst.is_dir()) or (not dst.exists() and dst.suffix.lower() in VIDEO_EXTS | PICTURE_EXTS):
         raise UserError(f"IN is a folder, so OUT must be a folder too: {output} is a file name")
-    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
-        raise UserError(f"OUT {output} is inside IN {input}; give a folder outside it")
+    if (problem := out_folder_problem(output)) is not None:
+        raise UserError(problem)
+    check_out_outside_in(input, output)
     jobs, notes, renamed = [], [], []
     for v in videos:
         out = dst / v.relative_to(src)
@@ -70,14 +73,83 @@ def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool, sk
         if j.dst in seen:
             raise UserError(f"{seen[j.dst]} and {j.src} would both be written to {j.dst}; move one of them")
         seen[j.dst] = j.src
-    existing = [j.dst for j in jobs if j.dst.exists()]
+    refuse_inputs_as_outputs(jobs, videos if inputs is None else inputs)
+    existing = [j.dst for j in jobs if os.path.lexists(j.dst)]  # a broken link too: it is replaced, not followed
     if existing and skip_existing:
-        jobs = [j for j in jobs if not j.dst.exists()]
+        jobs = [j for j in jobs if not os.path.lexists(j.dst)]
         notes.append(f"note: --skip-existing: {len(existing)} video(s) whose OUT exists are left out")
-    elif existing and not overwrite:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise UserError(f"{existing[0]} exists{more}; use -y to overwrite, or --skip-existing to leave those out")
+    else:
+        refuse_existing(existing, overwrite, folder=True)
     return jobs, notes
+
+
+def out_folder_problem(output: str) -> str | None:
+    """Why OUT can't be written because a file stands where its folder (or one above it) must be, or None: said
+    now, where FFmpeg's "Not a directory" came after the model loaded, named as a container problem."""
+    for d in Path(output).parents:  # the nearest that exists decides
+        if os.path.exists(d):
+            return None if os.path.isdir(d) else f"can't write {output}: {d} is a file, not a folder"
+    return None
+
+
+def check_out_outside_in(input: str, output: str) -> None:
+    """OUT inside IN would have the next run read the outputs as inputs and upscale them again; links are
+    resolved, and a linked folder under IN (which the run follows) that leads to OUT counts as inside too."""
+    out = Path(os.path.realpath(output))
+    src = Path(os.path.realpath(input))
+    for real, here in _walked_folders(Path(input)).items():
+        if out == real or real in out.parents:
+            via = "" if out == src or src in out.parents else f" (through the linked folder {here})"
+            raise UserError(f"OUT {output} is inside IN {input}{via}; give a folder outside it")
+
+
+def _walked_folders(root: Path) -> dict[Path, Path]:
+    """The real folders a folder run reads, each with the path it is reached by, walked as
+    ``fileio.visible_files`` walks them (linked folders followed, each real folder once, hidden ones left out);
+    a link to nothing counts as its target, which the run may make (OUT) and the next run would then read."""
+    seen: dict[Path, Path] = {}
+    for here, dirs, files in os.walk(root, followlinks=True):
+        real = Path(os.path.realpath(here))
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen[real] = Path(here)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            link = Path(here) / name
+            if not name.startswith(".") and link.is_symlink() and not link.exists():
+                seen.setdefault(Path(os.path.realpath(link)), link)
+    return seen
+
+
+def refuse_inputs_as_outputs(jobs: list[Any], inputs: list[Path]) -> None:
+    """An OUT that is one of the files read (IN inside OUT: lib/a/a/ep.mkv -> lib/a/ep.mkv) would be replaced
+    before its own turn, and the replacement upscaled again: refused, even with -y. Files are compared as the
+    file system knows them (links, other spellings of a path), not by name."""
+    ids: dict[tuple[int, int], Path] = {}
+    for p in inputs:
+        with contextlib.suppress(OSError):
+            st = os.stat(p)
+            ids[(st.st_dev, st.st_ino)] = p
+    for j in jobs:
+        try:
+            st = os.stat(j.dst)
+        except OSError:  # not there (or a broken link): not an input
+            continue
+        if (same := ids.get((st.st_dev, st.st_ino))) is not None:
+            alias = "" if same == j.dst else f" ({same})"
+            raise UserError(f"{j.dst}, the OUT of {j.src}, is one of the inputs{alias}: writing it would replace "
+                            "that input; give an OUT folder that holds none of IN's files")
+
+
+def refuse_existing(dsts: list[Path], overwrite: bool, folder: bool) -> None:
+    """OUTs that exist (a broken link too: writing replaces it) without -y: one line for all of them."""
+    if overwrite or not (existing := [d for d in dsts if os.path.lexists(d)]):
+        return
+    more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+    broken = " (a broken link)" if not more and not os.path.exists(existing[0]) else ""
+    skip = ", or --skip-existing to leave those out" if folder else ""
+    raise UserError(f"{existing[0]} exists{broken}{more}; use -y to overwrite{skip}")
 
 
 def _stopped_name(dst: Path) -> Path:
@@ -118,7 +190,8 @@ def _say_stop(jobs: list[VideoJob], i: int, finished: int, cut_short: bool, star
           + "; run the same command with --skip-existing to go on")
 
 
-def _codecs(jobs: list[VideoJob], codec: str | None, crf: float | None, preset: str | None) -> dict[str, str]:
+def _codecs(jobs: list[VideoJob], codec: str | None, crf: float | None, preset: str | None,
+            pix_fmt: str | None = None) -> dict[str, str]:
     """The encoder per output extension (``--codec``, or the default for that container: SVT-AV1 for .webm),
     each checked with the settings before anything loads, and the default's note said once per extension."""
     from ..video.output_checks import default_codec, encoder_problem, output_format_problem
@@ -161,21 +234,22 @@ def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path
                    else "scale-out cuts one video at its keyframes; a folder's files run one after another")
             raise UserError(f"{flag} is for one file; IN is a folder ({why})")
     # OUTs that exist are counted over videos and pictures together, for one line
-    jobs, notes = plan_videos(input, output, folder_videos(files), True, skip_existing)
+    jobs, notes = plan_videos(input, output, folder_videos(files), True, skip_existing, inputs=files)
     has_pictures = any(p.suffix.lower() in PICTURE_EXTS for p in files)
     try:
-        pictures = plan(input, output, True, skip_existing) if has_pictures else []
+        pictures = plan(input, output, True, False) if has_pictures else []
     except PictureError as e:
         raise UserError(str(e)) from None
-    if not overwrite and (existing := [j.dst for j in [*jobs, *pictures] if j.dst.exists()]):
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise UserError(f"{existing[0]} exists{more}; use -y to overwrite, or --skip-existing to leave those out")
+    refuse_inputs_as_outputs(pictures, files)
+    if skip_existing:
+        pictures = [j for j in pictures if not os.path.lexists(j.dst)]
+    refuse_existing([j.dst for j in [*jobs, *pictures]], overwrite, folder=True)
     if skip_existing and (left := sum(p.suffix.lower() in PICTURE_EXTS for p in files) - len(pictures)):
         notes.append(f"note: --skip-existing: {left} picture(s) whose OUT exists are left out")
     if not jobs and not pictures:
         _warn(f"every file under {input} has its OUT already (--skip-existing); nothing to do")
         return
-    codecs = _codecs(jobs, video["codec"], video["crf"], video["preset"])
+    codecs = _codecs(jobs, video["codec"], video["crf"], video["preset"], video["pix_fmt"])
     others = [p for p in files if p.suffix.lower() not in VIDEO_EXTS | PICTURE_EXTS]
     up = make_up()
     what = [f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}"]
@@ -245,7 +319,10 @@ def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path
                 msg = e.format_message()
                 if res is not None and res.frames and job.dst.exists():  # damaged input: the frames that decoded
                     job.dst.replace(_damaged_name(job.dst))  # not under OUT's name, which --skip-existing takes as
-                    msg += f"; kept as {_damaged_name(job.dst).name} instead, so that --skip-existing tries it again"
+                    # done; the line says where they are now, not the OUT name they were first written to
+                    kept = f"kept as {_damaged_name(job.dst).name} instead, so that --skip-existing tries it again"
+                    said = f"written to {job.dst} "
+                    msg = msg.replace(said, kept + " ", 1) if said in msg else f"{msg}; {kept}"
                 _warn(f"warning: {job.src}: {msg}")
                 failed.append(f"{job.src}: {msg}")
             except KeyboardInterrupt:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -170,8 +172,8 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     weights_file = weights is not None and not weights_preset(weights)
     if weights_file and ctx.get_parameter_source("variant") is click.core.ParameterSource.DEFAULT:
         variant = None  # a psr2video weights file says which variant and scale it is (as in VapourSynth)
-    if model_file is None and not weights_file:
-        scale = scale or 2
+    if model_file is None and not weights_file and scale is None:  # (--scale 0 is refused below, not taken as 2)
+        scale = 2
     if model_file is not None and (workers is not None or ray_address is not None):
         raise UserError("--model with --workers/--ray is not supported yet; run it without scale-out")
     if profile is not None and (workers is not None or ray_address is not None):  # refused, not ignored
@@ -182,6 +184,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
             if source(name) is not click.core.ParameterSource.DEFAULT:
                 raise UserError(f"{flag} is a scale-out setting: add --workers N (or --ray ADDRESS)")
     check_args(scale, tile, weights)  # before any heavy import: a mistake costs milliseconds, not a torch import
+    check_std_streams(input, output)
     if codec is not None:  # FFmpeg's encoder for the name (hevc -> libx265): every check and table keys on it
         from ..video.output_checks import resolve_encoder
 
@@ -347,10 +350,21 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
                                 "animated picture is upscaled whole")
             raise UserError(f"{flag} is a video option; a picture is written lossless (PNG, TIFF, BMP) or at "
                             "quality 95 (JPEG, WebP), by OUT's extension")
+    from .folder import check_out_outside_in, out_folder_problem, refuse_existing, refuse_inputs_as_outputs
+
+    folder = Path(input).is_dir()
+    if (problem := out_folder_problem(output)) is not None:  # "File exists" came after the model loaded
+        raise UserError(problem)
     try:
-        jobs = plan(input, output, overwrite, skip_existing)
+        jobs = plan(input, output, True, False)  # OUTs that exist are refused below: a broken link too
     except PictureError as e:
         raise UserError(str(e)) from None
+    if folder:  # links resolved: a linked folder under IN that leads to OUT, an OUT that is one of IN's files
+        check_out_outside_in(input, output)
+        refuse_inputs_as_outputs(jobs, [j.src for j in jobs])
+    if skip_existing:
+        jobs = [j for j in jobs if not os.path.lexists(j.dst)]
+    refuse_existing([j.dst for j in jobs], overwrite, folder=folder)
     if not jobs:
         _warn(f"every picture under {input} has its OUT already (--skip-existing); nothing to do")
         return
@@ -471,10 +485,40 @@ def sequence_rate(input: str, fps: str | None) -> Fraction | None:
     return rate
 
 
+def check_std_streams(input: str, output: str) -> None:
+    """'-' with that stream closed (``<&-``, ``>&-``): one line now, not a traceback after the model loaded."""
+    if input == "-" and _closed(sys.stdin):
+        raise UserError("IN is '-' but stdin is closed; pipe the video in (... | psr2video - OUT) or give a file")
+    if output == "-" and _closed(sys.stdout):
+        raise UserError("OUT is '-' but stdout is closed; pipe it on (psr2video IN - | ...) or give a file name")
+
+
+def _closed(stream) -> bool:
+    """Whether a standard stream is gone: None (its descriptor was closed when Python started), closed, or a
+    descriptor that is no longer open. A stream without a descriptor (a test runner's) is open."""
+    if stream is None or getattr(stream, "closed", False):
+        return True
+    try:
+        fd = stream.fileno()
+    except io.UnsupportedOperation:
+        return False
+    except (OSError, ValueError):
+        return True
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
+
+
 def check_paths(input: str, output: str, overwrite: bool) -> None:
     """Refuse what can't work before anything is loaded: missing input, OUT = IN, OUT exists, no folder."""
     if output != "-":
+        from .folder import out_folder_problem, refuse_existing
+
         out = Path(output)
+        if (problem := out_folder_problem(output)) is not None:  # before "does not exist" and FFmpeg's ENOTDIR
+            raise UserError(problem)
         if input != "-" and out.exists() and Path(input).exists() and out.resolve() == Path(input).resolve():
             raise UserError("OUT is the same file as IN")
         if out.is_dir():  # before "exists; use -y", which -y could not cure
@@ -483,8 +527,7 @@ def check_paths(input: str, output: str, overwrite: bool) -> None:
         if out.exists() and not out.is_file():  # a device or FIFO: the finished file's rename would replace it
             raise UserError(f"{output} is not a regular file (a device or a FIFO), which writing a file there "
                             f"would replace; write to stdout and redirect instead: psr2video IN - > {output}")
-        if out.exists() and not overwrite:
-            raise UserError(f"{output} exists; use -y to overwrite")
+        refuse_existing([out], overwrite, folder=False)
         if not out.parent.exists():
             raise UserError(f"can't write {output}: folder {out.parent} does not exist")
     from ..names import image_sequence

@@ -27,7 +27,9 @@ def resolve_encoder(codec: str) -> tuple[str, str | None]:
     except Exception:  # noqa: BLE001 - PyAV raises several types for an unknown name
         return codec, f"encoder {codec} is not in this FFmpeg build"
     if found.type != "video":
-        return codec, f"--codec {codec} is an {found.type} encoder; give a video one (e.g. libx264, libx265, libsvtav1)"
+        article = "an" if found.type[:1] in "aeiou" else "a"  # an audio, a subtitle, a data encoder
+        return codec, (f"--codec {codec} is {article} {found.type} encoder; give a video one (e.g. libx264, libx265, "
+                       "libsvtav1)")
     return found.name, None
 
 

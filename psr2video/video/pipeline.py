@@ -339,7 +339,11 @@ def output_pix_fmt(color: ColorInfo, codec: str, requested: str | None) -> str:
     subsampling and depth where ``codec`` has them), refused as the device stage would (a scale-out run asks this
     before any worker starts)."""
     cw, ch = subsampling(color)
-    return planar(pick_pix_fmt(codec, color.bits, cw, ch, color.work_fmt.startswith("gray"), requested))
+    chosen = pick_pix_fmt(codec, color.bits, cw, ch, color.work_fmt.startswith("gray"), requested)
+    if requested is None and chosen not in PLANAR:  # the encoder's own first format, not the user's --pix-fmt
+        raise OutputError(f"{codec} encodes no planar YUV/grey format for this video (its first, {chosen}, is not "
+                          "one the pipeline writes); pick --codec libx264, libx265, libsvtav1 or ffv1")
+    return planar(chosen)
 
 
 def partial_path(out: str) -> str:

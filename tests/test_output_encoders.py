@@ -198,6 +198,18 @@ def test_a_joined_avi_keeps_the_frames_ticks_beside_primed_aac(tmp_path: Path) -
     assert ticks[0] == ticks[1] and ticks[1][:2] == [(0, 0), (1, 1)]
 
 
+def test_flac_into_avi_is_re_encoded_as_pcm(tmp_path: Path) -> None:
+    """AVI's muxer takes FLAC and writes it so that it reads back mistimed (96 kHz 5.1: 2 s of sound timed 0 to
+    0.26 s), in silence. Re-encoded instead, losslessly, into PCM (AVI takes neither FLAC nor ALAC in time)."""
+    src = _clip_with_tone(tmp_path / "flac.mkv", "flac", 96000, 0.0, layout="5.1")
+    code, err = run(str(src), str(tmp_path / "o.avi"), "--variant", "mks")
+    assert code == 0 and "audio stream #1 (flac) can't be carried in avi as it is: re-encoded as pcm_s16le" in err
+    with av.open(str(tmp_path / "o.avi")) as c:
+        frames = list(c.decode(audio=0))
+    end = float(frames[-1].pts * frames[-1].time_base) + frames[-1].samples / 96000
+    assert abs(end - sum(f.samples for f in frames) / 96000) < 0.01 and end > 0.9, end
+
+
 def _vfr_pts() -> list[int]:
     gaps = [40, 80, 120, 40, 40, 80, 40, 120, 80, 40] * 3
     return [int(x) for x in np.cumsum([0, *gaps])]

@@ -648,7 +648,8 @@ class Writer(threading.Thread):
                       "it)")
             return
         try:
-            if (kind == "audio" and name not in AUDIO_ONLY.get(fmt, (name,))) or not header_takes(
+            if (kind == "audio" and (name not in AUDIO_ONLY.get(fmt, (name,)) or name in AUDIO_MISTIMED.get(fmt, ()))
+                    ) or not header_takes(
                     fmt, lambda p: stream_from_template(p, s)):
                 # MOV with Opus/FLAC, TS with PCM: audio re-encoded; MOV with an extra AV1 video: named as dropped
                 raise ValueError("format does not support it")
@@ -1215,17 +1216,19 @@ class AudioTranscode:
         remix = (("5.1", "7.1") if src.channels <= 6 else ("7.1", "5.1")) if src.channels > 2 else ()
         layouts = list(dict.fromkeys(x for x in (src.layout.name, DEFAULT_LAYOUTS.get(src.channels), *remix, "stereo")
                                      if x and x != f"{src.channels} channels"))
-        for target in (("flac", "alac") if lossless else ()) + cls.TARGETS:  # each encoder looked up once
+        # lossless into FLAC, ALAC, else PCM (AVI, which mistimes FLAC), as deep as the source
+        pcm = "pcm_s16le" if src.format is not None and src.format.bytes <= 2 else "pcm_s24le"
+        for target in (("flac", "alac", pcm) if lossless else ()) + cls.TARGETS:  # each encoder looked up once
             try:
                 enc = av.codec.Codec(target, "w")
             except Exception:  # noqa: BLE001 - not in this FFmpeg build
                 continue
-            if fmt in AUDIO_ONLY and enc.name not in AUDIO_ONLY[fmt]:
+            if (fmt in AUDIO_ONLY and enc.name not in AUDIO_ONLY[fmt]) or enc.name in AUDIO_MISTIMED.get(fmt, ()):
                 continue
             rates = enc.audio_rates
             rate = src.sample_rate if not rates or src.sample_rate in rates else (
                 48000 if 48000 in rates else max(rates))
-            lossless_target = target in ("flac", "alac")
+            lossless_target = target in ("flac", "alac", pcm)
             # the source's sample depth for a lossless target (ALAC defaults to 32-bit)
             depth = next((f for f in enc.audio_formats or [] if lossless_target and src.format is not None
                           and f.bytes == src.format.bytes and not f.name.startswith("flt")), None)
@@ -1404,6 +1407,9 @@ DISPLAY_MATRIX = ("mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp", "mat
 SAR_IN_BITSTREAM = ("libx264", "libx265", "h264", "hevc", "h264_nvenc", "hevc_nvenc")
 # containers whose muxer takes any audio stream but holds only these readably (MPEG-TS wrote PCM as a "vvc" video
 # stream and FLAC as data): any other audio is re-encoded
+# audio a muxer takes and writes so that it reads back mistimed: re-encoded instead (AVI's FLAC at 96 kHz 5.1:
+# 2 s of sound read back as 0.26 s)
+AUDIO_MISTIMED = {"avi": ("flac",)}
 AUDIO_ONLY = {"mpegts": ("mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd", "opus", "s302m")}
 # containers whose muxer takes any video stream but holds only these as video (MPEG-TS wrote FFV1, AV1, VP9 and
 # a cover's MJPEG as a "data" stream no player shows, and the run ended well): other video is refused or dropped

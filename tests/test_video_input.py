@@ -1722,3 +1722,152 @@ def test_sparse_subtitles_are_no_timestamp_jump() -> None:
     q = Packet(sub, 0.5)
     c(q)
     assert len(c.jumps) == 1 and p.pts / 90000 == pytest.approx(3.12) and q.pts / 90000 == pytest.approx(3.62)
+
+
+# --- fixer J: VFR MPEG-TS, raw streams' stop time and progress, a 1 ms tick's average rate ----------------------
+def vfr_ts(path: Path, steps: list[int], drop: range | None = None) -> Path:
+    """An MPEG-TS of frames ``steps`` (90 kHz ticks) apart; ``drop``: frames whose packets are cut out whole (the
+    TS packets of their PES), as a lossy capture loses them."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = Fraction(1, 90000)
+        v.options = {"preset": "ultrafast", "bf": "0", "g": "12"}
+        t = 0
+        for i, step in enumerate(steps):
+            f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")
+            f.pts, f.time_base = t, Fraction(1, 90000)
+            out.mux(v.encode(f))
+            t += step
+        out.mux(v.encode(None))
+    if drop is not None:
+        data = path.read_bytes()
+        pk = [data[i:i + 188] for i in range(0, len(data), 188)]
+        pid = {k: ((p[1] & 0x1F) << 8) | p[2] for k, p in enumerate(pk)}
+        starts = [k for k, p in enumerate(pk) if pid[k] == 0x100 and p[1] & 0x40]
+        cut = set(range(starts[drop.start], starts[drop.stop]))
+        path.write_bytes(b"".join(p for k, p in enumerate(pk) if not (k in cut and pid[k] == 0x100)))
+    return path
+
+
+def test_a_vfr_ts_changing_pace_is_not_damage(tmp_path: Path) -> None:
+    """25 fps and 5 fps stretches in turn: a longer step after regular ones read as '~4 frames missing' (exit 1)
+    though every frame decoded. Frames lost from a capture break the packets' continuity counter too, and are still
+    damage."""
+    steps = [3600 if (i // 12) % 2 == 0 else 18000 for i in range(48)]
+    src = vfr_ts(tmp_path / "vfr.ts", steps)
+    code, err = run(str(src), str(tmp_path / "o.mkv"), "--variant", "mks")
+    assert code == 0 and "damaged" not in err, err
+    assert n_frames(tmp_path / "o.mkv") == 48
+    lossy = vfr_ts(tmp_path / "lossy.ts", [3600] * 48, drop=range(20, 25))
+    code, err = run(str(lossy), str(tmp_path / "o2.mkv"), "--variant", "mks")
+    assert code == 1 and "frames missing" in error_line(err), err
+
+
+def raw_h264(path: Path, n: int) -> Path:
+    with av.open(str(path), "w", format="h264") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.options = {"preset": "ultrafast", "bf": "0"}
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("start", [None, 1.0])
+def test_a_stopped_raw_stream_names_its_last_frames_time(tmp_path: Path, start: float | None) -> None:
+    """A raw .h264's frames have no timestamps: a stop said 'the last at 0.00 s' (with --start 1: '1.00 s') for a
+    frame further on, the time a user resumes from with --start. It is the time the output gives the frame."""
+    import threading
+
+    from psr2video import Upscaler
+    from psr2video.video.hud import Stats
+    from psr2video.video.pipeline import Options
+    from psr2video.video.pipeline import run as run_pipeline
+    from psr2video.video.trim import Trim
+
+    src = raw_h264(tmp_path / "in.h264", 60)
+    stop = threading.Event()
+
+    class Stopping(Stats):
+        def frame_done(self, n: int, media_time: float) -> None:
+            super().frame_done(n, media_time)
+            if self.done >= 12:
+                stop.set()
+
+    out = tmp_path / "o.mkv"
+    trim = None if start is None else Trim(start=Fraction(1), end=None)
+    res = run_pipeline(Options(input=str(src), output=str(out), trim=trim), Upscaler("mks", 2, device="cpu"),
+                       stop=stop, stats=Stopping(), warn=lambda m: None)
+    assert res.stopped and res.frames >= 12
+    with av.open(str(out)) as c:
+        last = [float(f.pts * f.time_base) for f in c.decode(video=0)][-1]
+    assert res.stop_time == pytest.approx(last + (start or 0.0), abs=0.005)
+    assert res.stop_time == pytest.approx((res.frames - 1) / 25 + (start or 0.0), abs=0.005)
+
+
+@pytest.mark.parametrize("args", [{"max_frames": 1000}, {"trim": (1, 60)}])
+def test_a_cap_on_a_stream_of_unknown_length_is_no_total(tmp_path: Path, args: dict) -> None:
+    """A raw stream's length is unknown: --max-frames 1000 was shown as its total ('frame 70/1000', an ETA for
+    1000 frames of a 60-frame stream), and --start 1 --end 60 made a total of 1475 from --end. The cap is a bound
+    now, and a part of unknown end has no total."""
+    from psr2video import Upscaler
+    from psr2video.video.hud import Stats
+    from psr2video.video.pipeline import Options
+    from psr2video.video.pipeline import run as run_pipeline
+    from psr2video.video.trim import Trim
+
+    src = raw_h264(tmp_path / "in.h264", 60)
+    seen = {}
+
+    def started(st: Stats, res) -> None:
+        seen.update(total=st.total, length=getattr(st, "length", 0), cap=getattr(st, "cap", 0), expected=res.expected)
+
+    trim = Trim(start=Fraction(args["trim"][0]), end=Fraction(args["trim"][1])) if "trim" in args else None
+    res = run_pipeline(Options(input=str(src), output=str(tmp_path / "o.mkv"), trim=trim,
+                               max_frames=args.get("max_frames", 0)), Upscaler("mks", 2, device="cpu"),
+                       warn=lambda m: None, on_start=started)
+    assert res.frames == (60 if "max_frames" in args else 35)
+    assert seen["total"] == 0 and seen["length"] == 0 and seen["expected"] == 0, seen
+    assert seen["cap"] == args.get("max_frames", 0)
+
+
+def test_an_average_rate_of_one_tick_is_not_the_frame_rate(tmp_path: Path) -> None:
+    """A VFR MP4 remuxed into Matroska averages its 1 ms tick: FFmpeg reports avg_frame_rate 1000/1 (its own guess,
+    av_guess_frame_rate, takes r_frame_rate, 25/1). The '> 1000' guard let exactly 1000 through: 9600 frames
+    expected of 80, 0.01x realtime. A VFR stream's length x rate is no frame count either."""
+    from psr2video.video.continuity import video_rate
+    from psr2video.video.reader import open_input, stream_info
+
+    mp4 = tmp_path / "vfr.mp4"
+    with av.open(str(mp4), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = Fraction(1, 1000)
+        v.codec_context.time_base = Fraction(1, 1000)
+        v.options = {"preset": "ultrafast", "bf": "0"}
+        t = 0
+        for i in range(40):
+            f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")
+            f.pts, f.time_base = t, Fraction(1, 1000)
+            out.mux(v.encode(f))
+            t += 40 if (i // 10) % 2 == 0 else 200
+        out.mux(v.encode(None))
+    mkv = tmp_path / "vfr.mkv"
+    with av.open(str(mp4)) as i, av.open(str(mkv), "w") as o:
+        s = o.add_stream_from_template(i.streams.video[0])
+        for p in i.demux(i.streams.video[0]):
+            if p.dts is not None:
+                p.stream = s
+                o.mux(p)
+    with open_input(str(mkv)) as c:
+        s = c.streams.video[0]
+        assert s.average_rate == 1000 and s.guessed_rate == 25  # what FFmpeg reports for such a file
+        assert video_rate(s) == 25
+        info = stream_info(c)
+    assert info.rate == 25 and info.frames == 0  # not 9600, nor 240: the count is unknown
+    with open_input(str(mp4)) as c:
+        assert stream_info(c).frames == 40  # MP4 keeps a count

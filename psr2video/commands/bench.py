@@ -21,6 +21,20 @@ from ..names import BACKENDS, BASELINES, PRECISIONS, SCALES, VARIANTS
 from .common import check_device_name, check_writable, parse_shape, split_list
 
 
+def _machine(device) -> dict:
+    """The machine as the figures were measured on it: the GPU only where the run used it (--device cpu on a
+    CUDA host printed the GPU, or 'no CUDA')."""
+    import torch
+
+    from ..machine import machine_info
+
+    dev = None if str(device) == "auto" else torch.device(device)  # "auto": the GPU where there is one
+    info = machine_info(dev)
+    if dev is not None and dev.type == "cpu" and torch.cuda.is_available():
+        info["gpu"] = "GPU not used (--device cpu)"
+    return info
+
+
 @click.group()
 def bench() -> None:
     """Benchmarks (figures, not pass/fail): model speed and end-to-end pipeline speed."""
@@ -47,7 +61,8 @@ def bench() -> None:
 @click.option("--min-seconds", type=float, default=0.0, help="keep timing until this long has passed")
 @click.option("--peers/--no-peers", default=True, show_default=True, help="Real-ESRGAN Compact family")
 @click.option("--baselines/--no-baselines", default=True, show_default=True, help="bicubic and MKS2021")
-@click.option("--threads", type=click.IntRange(min=0), default=0, help="torch CPU threads (0: leave as is)")
+@click.option("--threads", type=click.IntRange(min=0), default=0,
+              help="CPU threads: torch's, and ONNX Runtime's intra-op threads per session (0: leave as is)")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default="runs/bench_model.json",
               show_default=True)
 @command_errors()
@@ -62,7 +77,7 @@ def bench_model(variants, models, scale, size, batch, tile, backend, precision, 
                         "file)")
     import torch
 
-    from ..machine import describe, machine_info
+    from ..machine import describe
     from ..runtime.bench_model import format_table, target_lines, time_entries
     from ..runtime.peers import PEERS
     from ..runtime.upscaler import resolve_device
@@ -95,13 +110,13 @@ def bench_model(variants, models, scale, size, batch, tile, backend, precision, 
         cfg, reason = resolve("auto", dev, precision)
         backend = cfg.name
         click.echo(f"backend auto -> {backend}: {reason}")
-    info = machine_info(dev)
+    info = _machine(dev)
     command = "psr2video bench model " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "model"] else [])
     click.echo(f"machine: {describe(info)}")
     click.echo(f"command: {command.strip()}")
     try:
         rows = time_entries(names, int(scale), backend, precision, dev, (w, h), batch, warmup, iters, min_seconds,
-                            echo=lambda m: click.echo(m, err=True), tile=tile)
+                            echo=lambda m: click.echo(m, err=True), tile=tile, threads=threads)
     except ValueError as e:
         raise UserError(str(e)) from None
     click.echo(format_table(rows))
@@ -197,7 +212,7 @@ def bench_pipeline(clip: str | None, variant: str, scale: str, weights: str | No
     from ..video.bench_pipeline import load_frames, time_ffmpeg_binary, time_ffmpeg_pyav, time_model
     from ..video.output_checks import CRF_RANGE, encoder_problem, resolve_encoder
     from ..video.reader import open_input, stream_info
-    from ..video.writer import Writer, pick_pix_fmt
+    from ..video.writer import Writer
     from .upscale import make_upscaler
 
     clip = clip or str(paths.SAMPLE_CLIP)
@@ -217,12 +232,15 @@ def bench_pipeline(clip: str | None, variant: str, scale: str, weights: str | No
     up = make_upscaler(variant, int(scale), weights, backend, precision, device, 0)
     with open_input(clip) as c:
         info = stream_info(c)
-    pix_fmt = pick_pix_fmt(codec, info.bits, 1, 1, False, None)
+    # what the pipeline itself writes (the source's subsampling and depth where the codec has them), for the label
+    # and for FFmpeg's run: a 4:4:4 source was labelled and encoded 4:2:0 by the peer against our 4:4:4
+    pix_fmt = pipeline.output_pix_fmt(info.color, codec, None)
     size = pipeline.output_size(info.width, info.height, up.scale, pix_fmt)
     options = Writer._codec_options(codec, crf, preset)
-    click.echo(f"machine: {describe()}")
+    click.echo(f"machine: {describe(_machine(up.device))}")
     click.echo(f"command: psr2video bench pipeline {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}".rstrip())
-    click.echo(f"clip: {clip} ({info.width}x{info.height} {info.pix_fmt} {info.codec}, {info.frames} frames) -> "
+    count = f"{info.frames} frames" if info.frames else "frame count unknown"  # a raw stream says none (not 0)
+    click.echo(f"clip: {clip} ({info.width}x{info.height} {info.pix_fmt} {info.codec}, {count}) -> "
                f"{size[0]}x{size[1]} {pix_fmt} {codec} {options}; {up!r}, batch {batch}")
     with tempfile.TemporaryDirectory(prefix="psr2bench") as d:
         # 1. the pipeline (twice: the first run warms caches, builds engines)
@@ -270,7 +288,7 @@ def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, prese
 
     CLIP needs keyframes every few seconds to split; without one a 320x180 clip is made (8 s, a keyframe a second).
     """
-    from ..machine import describe, machine_info
+    from ..machine import describe
 
     if clip is not None and not Path(clip).exists():  # before importing Ray: a typo costs milliseconds
         raise UserError(f"clip not found: {clip}")
@@ -290,7 +308,7 @@ def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, prese
     from ..scaleout.bench import bench_scaleout as run_bench
     from ..scaleout.bench import save
 
-    info = machine_info(device)
+    info = _machine(device)  # the driver's machine; its GPU only where the workers are given one
     click.echo(f"machine: {describe(info)}")
     click.echo(f"command: psr2video bench scaleout {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}".rstrip())
     what = clip or "made now: 320x180 libx264, 8 s, a keyframe every second"

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 
@@ -99,6 +100,15 @@ def as_user_error(e: Exception, output: str) -> Exception:
     return UserError(line)
 
 
+def written_size(output: str, stats) -> int:
+    """OUT's size as written: the whole file (audio, subtitles, the container's own bytes), not the video's
+    bytes the stats fall back on once the temporary name they watch is gone."""
+    try:
+        return Path(output).stat().st_size
+    except OSError:
+        return stats.out_size()
+
+
 def report(res, stats, output: str, ignore_errors: bool, stopped_by: str = "Ctrl-C") -> None:
     """The summary after a run; exit 130 after Ctrl-C, and an error for a damaged input unless accepted."""
     fps = res.frames / res.seconds if res.seconds else 0.0
@@ -106,9 +116,10 @@ def report(res, stats, output: str, ignore_errors: bool, stopped_by: str = "Ctrl
     if res.stopped and not res.frames:  # Ctrl-C while setting up: nothing written, OUT untouched
         warn(f"stopped by {stopped_by} before the first frame; nothing written")
         sys.exit(130)
+    rt = stats.realtime  # media time over wall time: frames over the nominal rate is wrong for VFR
     warn(f"done: {res.frames} frame{'s' if res.frames != 1 else ''} in {res.seconds:.1f} s ({fps:.1f} fps"
-          + (f", {fps / stats.src_fps:.2f}x realtime" if stats.src_fps else "") + f") -> {where}"
-          + (f" ({stats.out_size() / 2**20:.1f} MiB)" if output != "-" else ""))
+          + (f", {rt:.2f}x realtime" if rt is not None else "") + f") -> {where}"
+          + (f" ({written_size(output, stats) / 2**20:.1f} MiB)" if output != "-" else ""))
     if stats.stage_total:
         warn("stage time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stats.stage_total.items()))
     from ..video.pipeline import count_lines
@@ -116,8 +127,9 @@ def report(res, stats, output: str, ignore_errors: bool, stopped_by: str = "Ctrl
     for line in count_lines(res.timed_pts, res.fixed_pts, res.notes, res.nonfinite):
         warn(line)
     if res.stopped:
-        warn(f"stopped by {stopped_by} after frame {res.frames} (the last at {res.stop_time:.2f} s of the input); "
-              f"the output is finalised and playable")
+        at = (f"the last at {res.stop_time:.2f} s of the input" if res.stop_time == res.stop_time
+              else "its time in the input is unknown: no timestamps, no frame rate")  # not a made-up 0.00 s
+        warn(f"stopped by {stopped_by} after frame {res.frames} ({at}); the output is finalised and playable")
         sys.exit(130)
     problems = [f"damaged input at {', '.join(map(str, res.damaged))}"] if res.damaged else []
     if res.truncated:

@@ -120,10 +120,12 @@ ELEMENTARY = frozenset({"h264", "hevc", "vvc", "mpegvideo", "m4v", "cavsvideo", 
 def video_rate(s: av.stream.Stream) -> Fraction | None:
     """A video stream's frame rate: the average over its timestamps, as ffmpeg reports it; for an elementary
     stream (a raw .h264 written at 30 fps was timed at 25 and ran 20% slow; DV said 60000 fps, which MP4 refused
-    after the work), or an average no video has (above 1000 fps), FFmpeg's guessed rate."""
+    after the work), or an average no video has (1000 fps and above: a Matroska stream remuxed from a VFR MP4
+    averages its 1 ms tick, 1000/1, where FFmpeg's own guess, av_guess_frame_rate, gives its r_frame_rate), FFmpeg's
+    guessed rate."""
     avg, guess = s.average_rate, s.guessed_rate
     fmt = getattr(getattr(getattr(s, "container", None), "format", None), "name", "")
-    if guess and (set(fmt.split(",")) & ELEMENTARY or (avg and avg > 1000)):
+    if guess and (set(fmt.split(",")) & ELEMENTARY or (avg and avg >= 1000)):
         return Fraction(guess)
     return Fraction(avg) if avg else Fraction(guess) if guess else None
 

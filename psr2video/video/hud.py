@@ -8,6 +8,7 @@ averages of milliseconds per frame.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import sys
 import threading
@@ -22,18 +23,24 @@ import torch
 @dataclass
 class Stats:
     total: int = 0  # expected frames (0 = unknown)
+    exact: bool = True  # ``total`` is a count (the container's), not an estimate from length x frame rate
+    length: float = 0.0  # media seconds the run covers, when known (0 = unknown): progress and ETA by media time
+    cap: int = 0  # --max-frames: the most frames the run can give, not what it will give
     src_fps: float = 0.0
     start: float = field(default_factory=time.perf_counter)
     done: int = 0  # frames through the device stage
     encoded: int = 0
     out_bytes: int = 0
     out_path: str = ""
-    last_time: float = 0.0  # media time (s) of the last frame through the device stage
+    final_path: str = ""  # OUT, which ``out_path`` (its temporary name) becomes at the end
+    last_time: float = math.nan  # media time (s) of the last frame through the device stage (NaN: not known)
+    first_time: float = math.nan  # and of the first
+    step: float = 0.0  # s between the last two frames: how long the last one is shown
     stage_ms: dict[str, float] = field(default_factory=dict)
     stage_total: dict[str, float] = field(default_factory=dict)
     queues: dict[str, Any] = field(default_factory=dict)
     device: torch.device | None = None
-    _recent: list[tuple[float, int]] = field(default_factory=list)
+    _recent: list[tuple[float, int, float]] = field(default_factory=list)  # (wall time, done, media time)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, stage: str, seconds: float, frames: int = 1) -> None:
@@ -47,12 +54,25 @@ class Stats:
             self.stage_total[stage] = self.stage_total.get(stage, 0.0) + seconds
 
     def frame_done(self, n: int, media_time: float) -> None:
+        """``n`` frames through the device stage, the last at ``media_time`` (NaN: it has no timestamp, a raw
+        stream's: timed one frame period after the previous, as the writer times it, so a stop names its time)."""
         now = time.perf_counter()
         with self._lock:
+            first = not self.done
+            period = 1.0 / self.src_fps if self.src_fps else math.nan
+            if media_time == media_time:
+                t = media_time
+            elif first:
+                t = (n - 1) * period
+            else:
+                t = self.last_time + n * period
+            if first:
+                self.first_time = t - (n - 1) * (period if period == period else 0.0)
+            elif t == t and self.last_time == self.last_time and t > self.last_time:
+                self.step = (t - self.last_time) / n
             self.done += n
-            if media_time == media_time:  # not NaN
-                self.last_time = media_time
-            self._recent.append((now, self.done))
+            self.last_time = t
+            self._recent.append((now, self.done, t))
             while len(self._recent) > 2 and now - self._recent[0][0] > 2.0:
                 self._recent.pop(0)
 
@@ -89,21 +109,94 @@ class Stats:
         with self._lock:
             if len(self._recent) < 2:
                 return self.fps_avg
-            (t0, n0), (t1, n1) = self._recent[0], self._recent[-1]
+            (t0, n0, _), (t1, n1, _) = self._recent[0], self._recent[-1]
         return (n1 - n0) / (t1 - t0) if t1 > t0 else self.fps_avg
+
+    @property
+    def media_done(self) -> float:
+        """Media seconds the frames done cover (the last one shown for the step before it); NaN when unknown."""
+        if not self.done or self.last_time != self.last_time or self.first_time != self.first_time:
+            return math.nan
+        step = self.step or (1.0 / self.src_fps if self.src_fps else 0.0)
+        return max(self.last_time - self.first_time + step, 0.0)
+
+    @property
+    def realtime(self) -> float | None:
+        """Media time over wall time for the whole run (not frames over the nominal rate: a VFR stream's frames
+        cover more or less than 1/rate each); None when the frames' times are unknown."""
+        m = self.media_done
+        return m / self.elapsed if m == m and self.elapsed > 0 else None
+
+    @property
+    def realtime_now(self) -> float | None:
+        if self.end:
+            return self.realtime
+        with self._lock:
+            recent = [r for r in self._recent if r[2] == r[2]]
+        if len(recent) < 2 or recent[-1][0] <= recent[0][0] or recent[-1][2] < recent[0][2]:
+            return self.realtime
+        return (recent[-1][2] - recent[0][2]) / (recent[-1][0] - recent[0][0])
 
     @property
     def known_total(self) -> int:
         """The expected frames while they are believable (0 once the run passes them: a container's length
-        that undercounts, e.g. joined recordings whose timestamps start again, no longer gives a total or ETA)."""
-        return self.total if self.total and self.done <= self.total else 0
+        that undercounts, e.g. joined recordings whose timestamps start again, no longer gives a total or ETA);
+        a --max-frames below them lowers them."""
+        tot = min(self.total, self.cap) if self.total and self.cap else self.total
+        return tot if tot and self.done <= tot else 0
+
+    @property
+    def media_fraction(self) -> float | None:
+        """How far through the run's media length the frames done are (None when the length is unknown)."""
+        m = self.media_done
+        return min(m / self.length, 1.0) if self.length > 0 and m == m else None
+
+    @property
+    def progress(self) -> float | None:
+        """The fraction done while the run's end is known: by frames where their count is exact, else by media
+        time (a --max-frames that comes first ends it sooner); None once the run has ended, or with no known end
+        (a cap alone is only a bound)."""
+        if self.end:
+            return None
+        if self.known_total and self.exact:
+            return self.done / self.known_total
+        f = self.media_fraction
+        if f is None:
+            return None
+        return min(max(f, self.done / self.cap if self.cap else 0.0), 1.0)
+
+    def total_text(self) -> str:
+        """The frame total as shown after the count: '100' (a count), '~236' (an estimate: the frames done over
+        the media fraction they cover, so a VFR stream's converges), 'at most 1000' (a cap, with no known end),
+        or ''."""
+        if self.known_total and self.exact:
+            return str(self.known_total)
+        if self.end:
+            return ""
+        f = self.media_fraction
+        est = round(self.done / f) if f else self.known_total
+        if est and self.cap:
+            est = min(est, self.cap)
+        if est and est >= self.done:
+            return f"~{est}"
+        return f"at most {self.cap}" if self.cap and self.cap >= self.done else ""
 
     @property
     def eta(self) -> float | None:
-        fps = self.fps_now
-        if not self.known_total or fps <= 0:
+        """Seconds left: by frames where their count is exact, else by media time at the current realtime
+        factor, or by the cap where that comes first; None with no known end, and once the run has ended."""
+        if self.end:
             return None
-        return max(self.known_total - self.done, 0) / fps
+        fps = self.fps_now
+        if self.known_total and self.exact:
+            return max(self.known_total - self.done, 0) / fps if fps > 0 else None
+        rt, m = self.realtime_now, self.media_done
+        if not self.length or not rt or m != m:
+            return None
+        left = max(self.length - m, 0.0) / rt
+        if self.cap and fps > 0:
+            left = min(left, max(self.cap - self.done, 0) / fps)
+        return left
 
     def memory(self) -> str:
         if self.device is not None and self.device.type == "cuda":
@@ -117,17 +210,24 @@ class Stats:
             return "?"
 
     def out_size(self) -> int:
-        try:
-            return max(Path(self.out_path).stat().st_size, self.out_bytes) if self.out_path else self.out_bytes
-        except OSError:
-            return self.out_bytes
+        """Bytes written so far: the file (audio, subtitles and the container's own bytes too), under its
+        temporary name while the run goes on, under OUT once it has been renamed; else the video's bytes."""
+        for path in (self.out_path, self.final_path if self.end else ""):
+            if path:
+                try:
+                    return max(Path(path).stat().st_size, self.out_bytes)
+                except OSError:
+                    continue
+        return self.out_bytes
 
     def depths(self) -> str:
         return " ".join(f"{k} {q.qsize()}/{q.maxsize}" for k, q in self.queues.items())
 
     def line(self) -> str:
-        rt = f" ({self.fps_now / self.src_fps:.2f}x realtime)" if self.src_fps else ""
-        tot = f"/{self.known_total}" if self.known_total else ""
+        r = self.realtime_now
+        rt = f" ({r:.2f}x realtime)" if r is not None else ""
+        tot = self.total_text()
+        tot = "" if not tot else f"/{tot}" if tot[0] != "a" else f" ({tot})"
         eta = self.eta
         stages = " ".join(f"{k} {v:.1f}" for k, v in self.stage_ms.items())
         return (f"frame {self.done}{tot} | {self.fps_now:.1f} fps now, {self.fps_avg:.1f} avg{rt} | "
@@ -169,10 +269,14 @@ class Hud:
         t = Table.grid(padding=(0, 2))
         t.add_column(style="bold cyan")
         t.add_column()
-        tot = f" / {s.known_total}" if s.known_total else ""
-        pct = f"  ({100 * s.done / s.known_total:.0f} %)" if s.known_total else ""
+        tot = s.total_text()
+        tot = "" if not tot else f" / {tot}" if tot[0] != "a" else f" ({tot})"
+        p = s.progress
+        pct = f"  ({100 * p:.0f} %)" if p is not None else ""
         t.add_row("frames", f"{s.done}{tot}{pct}   encoded {s.encoded}")
-        rt = f"   {s.fps_now / s.src_fps:.2f}x realtime (source {s.src_fps:.3g} fps)" if s.src_fps else ""
+        r = s.realtime_now
+        rt = f"   {r:.2f}x realtime" if r is not None else ""
+        rt += f" (source {s.src_fps:.3g} fps)" if s.src_fps else ""
         t.add_row("speed", f"{s.fps_now:.1f} fps now, {s.fps_avg:.1f} avg{rt}")
         t.add_row("ms/frame", "  ".join(f"{k} {v:.1f}" for k, v in s.stage_ms.items()) or "-")
         t.add_row("queues", s.depths() or "-")

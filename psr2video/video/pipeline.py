@@ -402,16 +402,21 @@ class _Run:
         prepare = getattr(self.up, "prepare", None)
         if prepare is not None:  # a fixed-size graph's fit; TensorRT: find or build an engine now, not mid-run
             prepare(opts.batch, info.height, info.width)
-        frames = info.frames if win is None else self._part_frames(info.rate, win)
-        res.expected = min(frames, opts.max_frames) if opts.max_frames and frames else (opts.max_frames or frames)
+        if win is None:  # a count the container keeps is exact; length x rate is an estimate (wrong for VFR)
+            frames, length, exact = info.frames, info.duration or 0.0, bool(main_video(inp).frames)
+        else:
+            (frames, length), exact = self._part_frames(info.rate, win), False
+        # --max-frames is a bound, not a total: a stream of unknown length may end first
+        res.expected = min(frames, opts.max_frames) if opts.max_frames and frames else frames
         vin = main_video(inp)
         copy = [s for s in inp.streams if s is not vin and s.type in ("audio", "subtitle", "data", "attachment",
                                                                       "video")]
-        stats.total = res.expected
+        stats.total, stats.exact, stats.length, stats.cap = frames, exact, length, opts.max_frames
         stats.src_fps = float(info.rate) if info.rate else 0.0
         stats.device = self.up.device
         self.tmp = opts.output if opts.output == "-" else partial_path(opts.output)
         stats.out_path = "" if self.tmp == "-" else self.tmp
+        stats.final_path = "" if self.tmp == "-" else opts.output
         self.writer = Writer(self.tmp, inp, copy, width=w, height=h, codec=opts.codec, pix_fmt=pix_fmt, crf=opts.crf,
                              preset=opts.preset, time_base=opts.time_base or info.time_base,
                              rate=getattr(opts.timing, "rate", None) or info.rate,
@@ -435,13 +440,16 @@ class _Run:
         return part_window(trim, self.inp, main_video(self.inp),
                            output_ticks(self.opts.output, self.opts.fmt, info.rate))
 
-    def _part_frames(self, rate: Fraction | None, win: Window) -> int:
-        """About how many frames the part holds (for the progress), 0 when the rate or the end is unknown."""
+    def _part_frames(self, rate: Fraction | None, win: Window) -> tuple[int, float]:
+        """About how many frames the part holds and how long it is (s), for the progress; 0 for what is unknown.
+        Where the video's end is unknown (a raw stream) so is the part's: --end is only a bound, and the part's
+        length from it made a 4 s stream's progress say 15/1475."""
         end = video_end(self.inp)
-        if rate is None or (end is None and win.hi is None):
-            return 0
-        hi = float(win.hi) if end is None else min(end, float(win.hi)) if win.hi is not None else end
-        return max(0, int(round((hi - max(float(win.lo), video_start(self.inp))) * float(rate))))
+        if end is None:
+            return 0, 0.0
+        hi = end if win.hi is None else min(end, float(win.hi))
+        length = max(0.0, hi - max(float(win.lo), video_start(self.inp)))
+        return (int(round(length * float(rate))) if rate else 0), length
 
     def _output_format(self, info: StreamInfo, first: FirstFrame) -> tuple[str, tuple[int, int]]:
         """The output pixel format (the input's subsampling and depth where the codec has them; RGB input is
@@ -544,7 +552,9 @@ class _Run:
             raise writer.error
         res.frames = writer.frames
         res.stopped = end.stopped or self.stop.is_set()
-        # where a player (and --start) puts it: the file's time, less the container's start (1.4 s in MPEG-TS)
+        # where a player (and --start) puts it: the file's time, less the container's start (1.4 s in MPEG-TS);
+        # untimed frames (a raw stream) are timed from the frame rate in Stats, as the writer times them; NaN when
+        # neither is known
         res.stop_time = (stats.last_time + (float(self.window.moved) if self.window is not None else 0.0)
                          - float(container_origin(self.inp)))
         res.damaged, res.truncated, res.resized = end.damaged, end.truncated, end.resized

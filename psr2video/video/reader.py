@@ -292,7 +292,11 @@ def stream_info(c: av.container.InputContainer) -> StreamInfo:
     end = video_end(c)
     dur = None if end is None else max(end - video_start(c), 0.0)
     rate = video_rate(s)
-    frames = s.frames or (int(round(dur * rate)) if dur and rate else 0)
+    # the container's count, else length x rate where the stream's average rate is its base rate (FFmpeg's
+    # r_frame_rate, within 0.5 %: a 23.976 fps file timed in ms); where they differ it is VFR (or timed in a 1 ms
+    # tick), and the product is no count
+    even = bool(s.average_rate and s.guessed_rate) and abs(s.average_rate / s.guessed_rate - 1) < Fraction(1, 200)
+    frames = s.frames or (int(round(dur * rate)) if dur and rate and even else 0)
     color = decide_color(cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc, cc.height or 0, pix,
                          cc.chroma_sample_location)
     return StreamInfo(cc.width, cc.height, pix, color.bits, s.time_base or Fraction(1, 1000), rate, frames, dur,
@@ -457,7 +461,9 @@ JOIN_SLACK = 4  # video packets: how soon after a flagged packet a timestamp jum
 
 class DamageLog:
     """Finds damage three ways: packets the demuxer or decoder flags, stretches the demuxer skipped (packet
-    positions and frame timestamps, Matroska), and frames missing from a so-far regular sequence (MPEG-TS)."""
+    positions and frame timestamps, Matroska), and frames missing from a so-far regular sequence (MPEG-TS) where
+    the demuxer saw the packets' continuity counter break beside it: a longer step alone is a VFR stream changing
+    pace (a valid 25 fps / 5 fps capture failed as '~4 frames missing')."""
 
     def __init__(self, container: av.container.InputContainer, rate: Fraction | None) -> None:
         self.spans: list[Damage] = []
@@ -475,6 +481,7 @@ class DamageLog:
         self._last_frame = math.nan
         self._last_video = math.nan  # the latest video packet's pts
         self._regular = 0  # consecutive frame steps of exactly one period
+        self._broken: list[float] = []  # times of the latest video packets the demuxer flagged (MPEG-TS: counter)
 
     def packet(self, pkt: av.Packet) -> None:
         """Every demuxed packet (all streams, in file order)."""
@@ -495,6 +502,8 @@ class DamageLog:
                 self._hole = 0
             else:
                 self.flush()
+        if self.by_time and video and t == t and pkt.is_corrupt:
+            self._broken = [*self._broken[-7:], t]
         if t == t:
             dur = float(pkt.duration * pkt.time_base) if pkt.duration and pkt.time_base else 0.0
             self._last_time = t + dur if self._last_time != self._last_time else max(self._last_time, t + dur)
@@ -507,9 +516,16 @@ class DamageLog:
         if t != t or prev != prev or not self.by_time:
             return
         step = t - prev
-        if self._regular >= 4 and step > GAP_FRAMES * self.period > 0:
+        if self._regular >= 4 and step > GAP_FRAMES * self.period > 0 and self._counter_broke(prev, t):
             self._add(Damage(prev + self.period, t, missing=int(round(step / self.period)) - 1))
         self._regular = self._regular + 1 if abs(step - self.period) < 0.02 * self.period else 0
+
+    def _counter_broke(self, prev: float, t: float) -> bool:
+        """Whether a video packet the demuxer flagged lies beside the step from ``prev`` to ``t``: lost packets
+        break the continuity counter (flagging the packet being gathered, a frame or two before the gap; B-frames
+        move it a few more), where a change of pace leaves it whole."""
+        slack = JOIN_SLACK * self.period
+        return any(prev - slack <= b <= t + slack for b in self._broken)
 
     def flush(self) -> None:
         """A skipped stretch that lost no video frame (or ended the file) is reported by packet times."""

@@ -16,8 +16,45 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import PsrError
 from .metrics import psnr_y, ssim_y
 from .pictures import list_images, load_rgb
+
+SSIM_WINDOW = 11  # metrics.ssim_y's window
+
+
+class PictureSizeError(PsrError, ValueError):
+    """A picture too small to be measured at a scale (no pixel left after the crop and shave, or fewer than
+    SSIM's window): one line naming it and the smallest size that works."""
+
+
+def min_size(scale: int, ssim: bool = True) -> int:
+    """The smallest side an HR picture can have at ``scale``: cropped to a multiple of ``scale`` and shaved by
+    ``scale`` px on each side, it keeps SSIM's 11x11 window (1 px for PSNR alone)."""
+    need = (SSIM_WINDOW if ssim else 1) + 2 * scale
+    return -(-need // scale) * scale
+
+
+def check_size(path: str | Path, size: tuple[int, int], scale: int, ssim: bool = True, hint: bool = True) -> None:
+    """Refuse a (width, height) picture too small to measure at ``scale`` (``PictureSizeError``; ``hint``: say
+    the size PSNR alone needs)."""
+    n = min_size(scale, ssim)
+    w, h = size
+    if min(w, h) < n:
+        without = f" ({min_size(scale, False)}x{min_size(scale, False)} without SSIM)" if ssim and hint else ""
+        raise PictureSizeError(f"{path} is {w}x{h} px, too small to measure at x{scale}: pictures need at least "
+                               f"{n}x{n} px{without}")
+
+
+def check_folder_sizes(folder: str | Path, scale: int, ssim: bool = True) -> None:
+    """``check_size`` for every picture in ``folder``, from their headers: said before any model runs."""
+    for path in list_images(folder):
+        try:
+            with Image.open(path) as im:
+                size = im.size
+        except Exception:  # noqa: BLE001 - a damaged picture is reported by name when it is read
+            continue
+        check_size(path, size, scale, ssim)
 
 UpscaleFn = Callable[[Image.Image, int], Image.Image]
 
@@ -65,7 +102,9 @@ class Result:
 
 def evaluate(fn: UpscaleFn, folder: str | Path, scale: int, method: str = "", ssim: bool = True,
              jpeg_quality: int | None = None) -> Result:
-    """Mean PSNR-Y / SSIM-Y of ``fn`` over every image in ``folder``."""
+    """Mean PSNR-Y / SSIM-Y of ``fn`` over every image in ``folder``; a picture too small to measure is refused
+    (``PictureSizeError``) before any is upscaled."""
+    check_folder_sizes(folder, scale, ssim)
     rows = []
     for path in list_images(folder):
         hr, lr = make_lr(load_rgb(path), scale, jpeg_quality)
@@ -89,7 +128,10 @@ def record_validation(path: Path, rows: dict) -> None:
     from .models.registry import META_KEY, read_metadata
 
     meta = read_metadata(path)
-    meta["validation"] = {**meta.get("validation", {}), **rows}
+    old = meta.get("validation", {})
+    # per set: a run without SSIM (--no-ssim) keeps the SSIM recorded before (the same weights gave it)
+    meta["validation"] = {**old, **{k: {**(old[k] if isinstance(old.get(k), dict) else {}), **v}
+                                    for k, v in rows.items()}}
     tensors = load_file(str(path))
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})

@@ -57,6 +57,9 @@ def ssim_parts(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float 
     """Per-image (SSIM, contrast-structure) of NCHW tensors, channels averaged, valid region only; MS-SSIM
     (train/losses.py) combines the second term over scales and passes its window ``k`` built once."""
     c = a.shape[1]
+    win = window if k is None else int(k.shape[-1])
+    if min(a.shape[-2:]) < win:  # conv2d's own error ("padded input size ... Kernel size") names no picture
+        raise ValueError(f"SSIM needs at least {win}x{win} pixels (its window), got {a.shape[-1]}x{a.shape[-2]}")
     if k is None:
         k = gaussian_window(window, sigma).to(a).expand(c, 1, window, window)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2

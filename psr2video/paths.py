@@ -17,6 +17,8 @@ from pathlib import Path
 
 import platformdirs
 
+from .errors import PsrError
+
 PACKAGE = Path(__file__).resolve().parent
 CHECKOUT = PACKAGE.parent  # the repository root in a source checkout (site-packages when installed)
 BUILTIN_PROFILES = PACKAGE / "runtime" / "profiles.toml"
@@ -38,6 +40,17 @@ def cache_root() -> Path:
     """``$PSR2VIDEO_CACHE``, else the user cache folder for psr2video."""
     env = os.environ.get("PSR2VIDEO_CACHE")
     return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("psr2video", appauthor=False))
+
+
+class CacheError(PsrError, OSError):
+    """The cache folder can't be made or written: one line naming it and $PSR2VIDEO_CACHE."""
+
+
+def cache_problem(folder: Path, e: OSError) -> str:
+    """Why ``folder`` (in the cache) can't be used, naming the variable that moves the cache."""
+    why = e.strerror or str(e)
+    where = "$PSR2VIDEO_CACHE" if os.environ.get("PSR2VIDEO_CACHE") else "the user cache folder"
+    return f"can't write the cache folder {folder} ({why}; from {where}): set $PSR2VIDEO_CACHE to a writable folder"
 
 
 def engines_dir() -> Path:

@@ -41,19 +41,55 @@ def list_images(folders: str | Path | Sequence[str | Path], what: str = "image")
     return files
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """An image file as an RGB PIL image (palette, grey and alpha images converted); a file that is not a
-    picture Pillow can decode raises ``PictureReadError`` naming it (a missing or unreadable file keeps its
-    OSError, which names it too)."""
+# Pillow's modes for 16-bit grey (PNG, TIFF; "I" is how older Pillows open a 16-bit PNG): its convert("RGB")
+# clips them at 255, so a 16-bit picture read almost white everywhere; they are scaled here instead.
+WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+WIDE_MAX = 65535.0
+
+
+def _grey16(im: Image.Image) -> np.ndarray:
+    """A 16-bit grey image as float64 HxW in [0, 1] (values above 65535 or below 0 in an "I" image clipped)."""
+    return np.clip(np.asarray(im, dtype=np.float64) / WIDE_MAX, 0.0, 1.0)
+
+
+def _open(path: str | Path, convert):
+    """``convert(image)`` of a picture file, with the errors ``load_rgb`` promises."""
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            return convert(im)
     except UnidentifiedImageError:
         raise PictureReadError(f"can't read picture {path}: not an image file, or one Pillow can't decode") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         if isinstance(e, OSError) and e.errno is not None:  # the file system's error (permission, I/O): kept
             raise
         raise PictureReadError(f"can't read picture {path}: {first_line(e)}") from None
+
+
+def _rgb8(im: Image.Image) -> Image.Image:
+    if im.mode in WIDE_MODES:  # scaled to 8 bits (65535 -> 255), not clipped
+        g = np.round(_grey16(im) * 255.0).astype(np.uint8)
+        return Image.fromarray(g).convert("RGB")
+    return im.convert("RGB")
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """An image file as an RGB PIL image (palette, grey, 16-bit grey, CMYK and alpha images converted); a file
+    that is not a picture Pillow can decode raises ``PictureReadError`` naming it (a missing or unreadable file
+    keeps its OSError, which names it too)."""
+    return _open(path, _rgb8)
+
+
+def _float(im: Image.Image) -> torch.Tensor:
+    if im.mode in WIDE_MODES:  # all 16 bits kept
+        g = torch.from_numpy(_grey16(im).astype(np.float32))
+        return g[None].expand(3, -1, -1).contiguous()
+    return to_tensor(im)
+
+
+def load_tensor(path: str | Path) -> torch.Tensor:
+    """An image file as float 3xHxW in [0, 1]: ``load_rgb``'s picture, but a 16-bit grey one keeps its 16 bits
+    (export verification, int8 calibration and the stress suite's extra frames take floats)."""
+    return _open(path, _float)
 
 
 def rgb_array(path: str | Path) -> np.ndarray:
@@ -76,7 +112,7 @@ def image_tensors(folder: str | Path, limit: int | None = None) -> list[tuple[st
         if not Path(folder).is_dir():
             raise
         return []
-    return [(p.name, to_tensor(load_rgb(p))[None]) for p in files[:limit]]
+    return [(p.name, load_tensor(p)[None]) for p in files[:limit]]
 
 
 def video_frames(path: str | Path, count: int = 16, stride: int = 10, start: int = 0,
@@ -108,7 +144,7 @@ def frames_from(source: str | Path, count: int = 16) -> list[tuple[str, torch.Te
     if not p.exists():
         raise FileNotFoundError(f"not found: {p}")
     if p.suffix.lower() in IMAGE_EXTS:
-        return [(p.name, to_tensor(load_rgb(p))[None])]
+        return [(p.name, load_tensor(p)[None])]
     frames = video_frames(p, count)
     if not frames:
         raise ValueError(f"no video frames could be decoded from {p}")

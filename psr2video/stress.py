@@ -32,11 +32,14 @@ from .cards import CARDS, card
 from .metrics import psnr_y
 from .models.magic import MagicKernelSharp2021
 from .paths import SAMPLE_CLIP
-from .pictures import load_rgb, to_tensor, video_frames
+from .pictures import load_tensor, video_frames
 
 DETAIL_LIMIT = 1.0
 RANGE_SLACK = 0.1
 STRICT_KINDS = ("text", "ui")  # cards on which the model may not lose to MKS2021
+# ... by more than this (dB): a model that ties MKS2021 (14.0329 vs 14.0329 to 4 places) is not worse; float
+# noise in the last bits of an fp16 or ONNX run must not fail it
+PSNR_SLACK = 0.01
 RawFn = Callable[[torch.Tensor], torch.Tensor]  # LR NCHW float32 [0, 1] (CPU) -> raw SR, unclamped
 
 
@@ -74,7 +77,7 @@ def real_frames(count: int = 2, extra: Sequence[str | Path] = ()) -> list[tuple[
     if SAMPLE_CLIP.is_file():
         out += [(f"sample_frame{n.rsplit('#', 1)[1]}", t[0])
                 for n, t in video_frames(SAMPLE_CLIP, count, stride=50, start=10)]
-    return out + [(Path(p).stem, to_tensor(load_rgb(p))) for p in extra]
+    return out + [(Path(p).stem, load_tensor(p)) for p in extra]
 
 
 def judge(name: str, kind: str, precision: str, hr_img: torch.Tensor, fn: RawFn, scale: int,
@@ -97,7 +100,7 @@ def judge(name: str, kind: str, precision: str, hr_img: torch.Tensor, fn: RawFn,
         why.append("NaN/inf in the output")
     if detail > DETAIL_LIMIT:
         why.append(f"|detail| {detail:.3g} > {DETAIL_LIMIT:g}")
-    if kind in STRICT_KINDS and p < pm:
+    if kind in STRICT_KINDS and p < pm - PSNR_SLACK:
         why.append(f"PSNR {p:.2f} < MKS2021 {pm:.2f}" if round(p, 2) < round(pm, 2)
                    else f"PSNR {p:.4f} < MKS2021 {pm:.4f}")  # (to two places the two read the same)
     return CardResult(name, kind, precision, round(detail, 4), round(oor, 6), round(p, 3), round(pm, 3),

@@ -276,3 +276,35 @@ def test_engine_build_int8_calibration_is_what_a_later_run_uses(tmp_path, monkey
                   device="cpu")
     assert {e.path.name for e in cache.entries()} == before
     assert cache.check(up.runner.onnx_path).meta["fields"]["calibration"] == calibration_label(frames)
+
+
+def test_an_unwritable_cache_builds_in_a_temp_folder_with_a_note(tmp_path, monkeypatch, caplog):
+    # PSR2VIDEO_CACHE=/proc/x gave a bare "No such file or directory: /proc/psr" and no run: the cache only saves
+    # time, so the build goes to a temporary folder for the process, said once
+    import tempfile
+
+    from psr2video.runtime import engine_cache
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("PSR2VIDEO_CACHE", str(tmp_path / "file" / "cache"))
+    monkeypatch.setattr(engine_cache, "_TEMP", [])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    build, calls = _writer()
+    with caplog.at_level("WARNING", logger="psr2video.engine_cache"):
+        p = EngineCache().get_or_build(FIELDS, "onnx", ".onnx", build)
+        assert EngineCache().get_or_build(FIELDS, "onnx", ".onnx", build) == p  # built once, said once
+    assert p.is_relative_to(tmp_path / "tmp") and p.read_bytes() == b"artifact-bytes" and len(calls) == 1
+    notes = [r.getMessage() for r in caplog.records if "can't write the cache folder" in r.getMessage()]
+    assert len(notes) == 1 and str(tmp_path / "file" / "cache") in notes[0] and "$PSR2VIDEO_CACHE" in notes[0]
+
+
+def test_an_unwritable_cache_is_one_line_where_the_cache_is_the_point(tmp_path, monkeypatch):
+    from psr2video.errors import PsrError
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("PSR2VIDEO_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.raises(PsrError) as e:
+        EngineCache(fallback=False).get_or_build(FIELDS, "onnx", ".onnx", _writer()[0])
+    msg = str(e.value)
+    assert "\n" not in msg and str(tmp_path / "file" / "cache") in msg and "$PSR2VIDEO_CACHE" in msg

@@ -340,3 +340,18 @@ def test_export_below_a_file_is_one_line(tmp_path):
         line = _one_error_line(CliRunner().invoke(cli, ["export", "-v", "mks", "--no-verify", "-o",
                                                         f"{tmp_path}/outfile/{out}"]))
         assert f"{tmp_path / 'outfile'} is a file, not a folder" in line, line
+
+
+def test_verify_dir_pictures_smaller_than_the_crops_are_skipped_or_refused(tmp_path):
+    # a 1x1 picture was "verified" on 1x1 crops (PSNR 148 dB, ok) instead of the odd sizes promised
+    from PIL import Image
+
+    small = tmp_path / "small"
+    small.mkdir()
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(small / "a.png")
+    with pytest.raises(E.ExportError, match=r"smaller than the 93x75 .*a\.png \(1x1\)"):
+        E.verify_images(small)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (80, 120, 3), np.uint8)).save(small / "b.png")
+    images, note = E.verify_images(small, sizes=((75, 93), (64, 100)))
+    assert [n for n, _ in images] == ["b.png@93x75", "b.png@100x64"] and "a.png (1x1)" in note

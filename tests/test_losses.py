@@ -167,3 +167,17 @@ def test_r3gan_discriminator_step_separates():
         opt.step()
         first = parts["d_adv"] if first is None else first
     assert parts["d_adv"] < first
+
+
+@pytest.mark.parametrize("h, w", [(7, 9), (3, 3), (1, 1)])
+def test_ssim_on_a_picture_smaller_than_its_window_says_so(h, w):
+    # conv2d's own error ("Calculated padded input size ... Kernel size: (11 x 11)") named neither picture nor fix
+    import numpy as np
+
+    from psr2video.metrics import ssim, ssim_y
+
+    with pytest.raises(ValueError, match=rf"at least 11x11 pixels .*got {w}x{h}"):
+        ssim(torch.rand(1, 3, h, w), torch.rand(1, 3, h, w))
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ssim_y(np.zeros((h, w, 3), np.uint8), np.zeros((h, w, 3), np.uint8))
+    assert ms_ssim(torch.rand(1, 3, 11, 11), torch.rand(1, 3, 11, 11)).shape == (1,)  # small patches still train

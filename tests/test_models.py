@@ -165,3 +165,25 @@ def test_a_file_whose_tensors_dont_match_its_metadata_says_which(tmp_path) -> No
     save_file(state, str(tmp_path / "broken.safetensors"), metadata=meta)
     with pytest.raises(WeightsError, match=rf"1 tensor\(s\) missing \({name}\)"):
         load_model(weights=str(tmp_path / "broken.safetensors"))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_with_non_finite_values_are_refused_in_one_line(tmp_path, bad) -> None:
+    # a diverged training run's final.safetensors drew an all-black picture with exit 0
+    from psr2video import Upscaler
+
+    net = build_model("realtime", 2).fuse_for_release()
+    p = save_weights(net, tmp_path / "diverged.safetensors")
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(p), framework="pt") as f:
+        meta = f.metadata()
+    state = load_file(str(p))
+    name = sorted(state)[-1]
+    state[name] = state[name].clone().fill_(bad)
+    save_file(state, str(p), metadata=meta)
+    for load in (lambda: load_model(weights=p), lambda: Upscaler(variant=None, scale=None, weights=p, device="cpu")):
+        with pytest.raises(WeightsError) as e:
+            load()
+        assert "\n" not in str(e.value) and "NaN/inf" in str(e.value) and name in str(e.value)

@@ -90,3 +90,14 @@ def test_one_psnr_for_tensors_arrays_and_the_y_protocol() -> None:
     assert psnr(a, a) == float("inf")
     img = np.zeros((8, 8, 3), np.uint8)
     assert psnr_y(img, img) == float("inf")
+
+
+def test_a_cache_problem_names_the_folder_and_the_variable(monkeypatch, tmp_path) -> None:
+    e = FileNotFoundError(2, "No such file or directory", "/proc/psr")
+    monkeypatch.setenv("PSR2VIDEO_CACHE", "/proc/psr")
+    msg = paths.cache_problem(Path("/proc/psr/engines"), e)
+    assert "/proc/psr/engines" in msg and "No such file or directory" in msg and "from $PSR2VIDEO_CACHE" in msg
+    monkeypatch.delenv("PSR2VIDEO_CACHE")
+    msg = paths.cache_problem(tmp_path, e)
+    assert "from the user cache folder" in msg and "set $PSR2VIDEO_CACHE" in msg
+    assert issubclass(paths.CacheError, OSError)

@@ -306,10 +306,12 @@ def test_eval_record_writes_metadata(tmp_path):
     data_dir("val", "Set5")
     w = tmp_path / "rt.safetensors"
     shutil.copy(ROOT / "psr2video" / "models" / "weights" / "realtime_x2.safetensors", w)
+    before = read_metadata(w)["validation"].get("Set5", {})
     r = CliRunner().invoke(cli, ["eval", "--weights", str(w), "--dataset", "Set5", "--no-ssim", "--record"])
     assert r.exit_code == 0, r.output
     v = read_metadata(w)["validation"]["Set5"]
-    assert v["psnr"] > 34.0 and "ssim" not in v  # --no-ssim: the Set5 entry is replaced, not merged
+    # --no-ssim: the PSNR is replaced, an SSIM recorded before (the same weights) is kept
+    assert v["psnr"] > 34.0 and v.get("ssim") == before.get("ssim")
     r = CliRunner().invoke(cli, ["eval", "--weights", str(w), "--dataset", "Set5", "--record", "--degraded"])
     assert r.exit_code == 1 and "drop --degraded" in r.output and "PSNR" not in r.output  # refused before any run
 
@@ -689,3 +691,204 @@ def test_config_checks_know_every_loss():
 
     assert config.PIXEL_LOSS_NAMES == tuple(PIXEL_LOSSES)
     assert config.PERCEPTUAL_LAYERS == tuple(PerceptualLoss.LAYERS)
+
+
+def _val_row(names, psnr):
+    return {n: {"psnr": p, "ssim": 0.9} for n, p in zip(names, psnr, strict=True)}
+
+
+def test_resume_with_changed_val_sets_plots_and_judges_best_on_the_shared_sets(images, tmp_path, monkeypatch, capsys):
+    # the plot took its series from the first log row (KeyError at every validation once a set was dropped), and
+    # best was a sum over all sets: dropping one froze it, adding one faked it
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(images, other)
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    vals = iter([_val_row([images.name, "other"], [30.0, 28.0]),  # run 1: best
+                 _val_row([images.name], [30.5]),  # Set "other" dropped: better on the shared set -> best
+                 _val_row([images.name, "new"], [29.0, 40.0])])  # a set added: worse on the shared one -> not best
+    monkeypatch.setattr(Trainer, "validate", lambda self: next(vals))
+    run = tmp_path / "run"
+
+    def go(val, steps):
+        cfg = _cfg(images)
+        cfg["train"].update(val_every=2, ckpt_every=2)
+        cfg["data"]["val"] = val
+        Trainer(cfg, out=run, quiet=True, resume=steps > 2).fit(steps)
+        return read_metadata(run / "best.safetensors")["steps"]
+
+    assert go([str(images), str(other)], 2) == 2
+    assert go([str(images)], 4) == 4
+    assert "a new best must beat it on the sets both have" in capsys.readouterr().err
+    new = tmp_path / "new"
+    shutil.copytree(images, new)
+    assert go([str(images), str(new)], 6) == 4
+    rows = [json.loads(r) for r in (run / "log.jsonl").read_text().splitlines()]
+    assert [sorted(r["val"]) for r in rows if "val" in r] == [sorted([images.name, "other"]), [images.name],
+                                                                  sorted([images.name, "new"])]
+    assert (run / "curves.png").is_file()
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_good_checkpoint(images, tmp_path, monkeypatch):
+    from psr2video.train.trainer import RunError
+
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    cfg = _cfg(images)
+    cfg["train"]["ckpt_every"] = 2
+    tr = Trainer(cfg, out=tmp_path / "run", quiet=True)
+    loss = tr.loss
+
+    def nan_from_step_4(sr, hr):
+        value, parts = loss(sr, hr)
+        return (value * float("nan") if tr.step >= 3 else value), parts
+
+    tr.loss = nan_from_step_4
+    with pytest.raises(RunError) as e:
+        tr.fit(10)
+    msg = str(e.value)
+    assert "\n" not in msg and "diverged" in msg and "step 4" in msg and "keeps step 2" in msg
+    assert "optim.lr" in msg and "--resume" in msg
+    assert not any((tmp_path / "run" / f).exists() for f in ("final.safetensors", "best.safetensors"))
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ck["step"] == 2 and all(torch.isfinite(t).all() for t in ck["model"].values() if t.is_floating_point())
+
+
+def test_non_finite_weights_are_never_written(images, tmp_path):
+    from psr2video.train.trainer import RunError
+
+    tr = Trainer(_cfg(images), out=tmp_path / "run", quiet=True)
+    with torch.no_grad():
+        next(tr.ema.net.parameters()).fill_(float("inf"))
+    for write in (lambda: tr.export(tmp_path / "run" / "final.safetensors"), tr.save_checkpoint):
+        with pytest.raises(RunError, match="NaN/inf"):
+            write()
+    assert not (tmp_path / "run" / "final.safetensors").exists() and not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_val_picture_too_small_for_ssim_is_refused_before_step_1(images, tmp_path):
+    import shutil
+
+    folder = tmp_path / "val"
+    shutil.copytree(images, folder)
+    Image.new("RGB", (9, 7), (90, 120, 30)).save(folder / "tiny.png")
+    cfg = _cfg(images)
+    cfg["data"]["val"] = [str(folder)]
+    with pytest.raises(ConfigError) as e:
+        Trainer(cfg, out=tmp_path / "run", quiet=True)
+    assert "tiny.png" in str(e.value) and "9x7" in str(e.value) and "16x16" in str(e.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_default_run_folder_is_runs_config_name_in_the_working_folder(images, tmp_path, monkeypatch):
+    made = []
+    monkeypatch.setattr(Trainer, "_prepare_out", lambda self, remove_old: made.append(self.out))
+    (tmp_path / "my_run.toml").write_text("")
+    cfg = _cfg(images)
+    cfg["_config"] = str(tmp_path / "my_run.toml")
+    monkeypatch.chdir(tmp_path / "..")
+    Trainer(cfg, quiet=True)
+    assert [p.resolve() for p in made] == [(tmp_path / ".." / "runs" / "my_run").resolve()]
+
+
+@pytest.mark.parametrize("no_ssim, size, fits", [(False, (9, 7), False), (False, (16, 16), True),
+                                                  (True, (9, 7), True), (True, (1, 1), False), (False, (3, 3), False)])
+def test_eval_refuses_a_picture_too_small_to_measure_in_one_line(tmp_path, no_ssim, size, fits):
+    from psr2video.cli import cli
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), np.uint8)).save(folder / "a.png")
+    r = CliRunner().invoke(cli, ["eval", "--variant", "bicubic", "--dataset", str(folder)]
+                           + (["--no-ssim"] if no_ssim else []))
+    if fits:
+        assert r.exit_code == 0, r.output
+        return
+    assert r.exit_code == 1, r.output
+    line = r.output.strip()
+    assert "\n" not in line and "a.png" in line and f"{size[0]}x{size[1]}" in line
+    assert ("6x6" if no_ssim else "16x16") in line
+
+
+def test_record_without_ssim_keeps_the_recorded_ssim(tmp_path):
+    from psr2video.evaluate import record_validation
+    from psr2video.models import build_model, save_weights
+
+    w = tmp_path / "w.safetensors"
+    save_weights(build_model("realtime", 2).fuse_for_release(), w, validation={"Set5": {"psnr": 30.0, "ssim": 0.9}})
+    record_validation(w, {"Set5": {"psnr": 31.0}, "Set14": {"psnr": 28.0}})
+    assert read_metadata(w)["validation"] == {"Set5": {"psnr": 31.0, "ssim": 0.9}, "Set14": {"psnr": 28.0}}
+
+
+def _png16(path, arr):
+    """A 16-bit PNG written by hand (grey HxW: colour type 0; RGB HxWx3: 2): Pillow writes no 16-bit RGB."""
+    import struct
+    import zlib
+
+    h, w = arr.shape[:2]
+    raw = b"".join(b"\0" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2 if arr.ndim == 3 else 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
+
+
+def test_16_bit_pictures_read_like_their_8_bit_selves(tmp_path):
+    # Pillow's convert("RGB") clips 16-bit grey at 255: a 16-bit PNG read almost white everywhere
+    from psr2video.pictures import load_rgb, rgb_array
+
+    g8 = np.random.default_rng(1).integers(0, 256, (20, 24), np.uint8)
+    g16 = g8.astype(np.uint16) * 257
+    Image.fromarray(g16).save(tmp_path / "i16.png")  # opens as I;16
+    Image.frombytes("I;16B", (24, 20), g16.astype(">u2").tobytes()).save(tmp_path / "i16b.tif")
+    Image.fromarray(g16.astype(np.int32)).save(tmp_path / "i32.tif")  # opens as I
+    _png16(tmp_path / "rgb16.png", np.stack([g16, g16, g16], -1))
+    modes = {f: Image.open(tmp_path / f).mode for f in ("i16.png", "i16b.tif", "i32.tif", "rgb16.png")}
+    assert modes == {"i16.png": "I;16", "i16b.tif": "I;16B", "i32.tif": "I", "rgb16.png": "RGB"}
+    for f in modes:
+        a = rgb_array(tmp_path / f)
+        assert a.shape == (20, 24, 3) and np.abs(a.astype(int) - g8[..., None]).max() <= 1, f
+    # the other modes still convert as before
+    rgb = np.random.default_rng(2).integers(0, 256, (20, 24, 3), np.uint8)
+    Image.fromarray(rgb).convert("P").save(tmp_path / "p.png")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    Image.fromarray(np.stack([g8, g8], -1), "LA").save(tmp_path / "la.png")
+    for f in ("p.png", "cmyk.jpg", "la.png"):
+        with Image.open(tmp_path / f) as im:
+            assert np.array_equal(rgb_array(tmp_path / f), np.asarray(im.convert("RGB"))), f
+        assert load_rgb(tmp_path / f).mode == "RGB"
+
+
+def test_16_bit_grey_keeps_its_precision_as_floats(tmp_path):
+    from psr2video.pictures import image_tensors, load_tensor
+
+    g16 = (np.arange(20 * 24).reshape(20, 24) * 131).astype(np.uint16)
+    Image.fromarray(g16).save(tmp_path / "i16.png")
+    t = load_tensor(tmp_path / "i16.png")
+    assert t.shape == (3, 20, 24) and torch.allclose(t[1].double(), torch.from_numpy(g16 / 65535.0), atol=1e-6)
+    assert torch.equal(image_tensors(tmp_path)[0][1][0], t)
+
+
+def test_a_checkpoint_that_kept_only_the_sum_starts_best_over_when_val_changed(images, tmp_path, monkeypatch,
+                                                                                 capsys):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(images, other)
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    vals = iter([_val_row([images.name, "other"], [30.0, 28.0]), _val_row([images.name], [29.0])])
+    monkeypatch.setattr(Trainer, "validate", lambda self: next(vals))
+    cfg = _cfg(images)
+    cfg["train"].update(val_every=2, ckpt_every=2)
+    cfg["data"]["val"] = [str(images), str(other)]
+    Trainer(cfg, out=tmp_path / "run", quiet=True).fit(2)
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    ck.pop("best_val", None)  # as written before best_val was kept
+    torch.save(ck, tmp_path / "run" / "last.pt")
+    cfg["data"]["val"] = [str(images)]
+    Trainer(cfg, out=tmp_path / "run", quiet=True, resume=True).fit(4)
+    assert "best starts over" in capsys.readouterr().err
+    assert read_metadata(tmp_path / "run" / "best.safetensors")["steps"] == 4

@@ -299,3 +299,13 @@ def test_small_api_mistakes_are_one_line() -> None:
             Upscaler(variant="mks", scale=bad, device="cpu")
     with pytest.raises(SettingError, match="unsupported scale 5; choose one of 2, 3, 4"):
         Upscaler(variant="mks", scale=5, device="cpu")
+
+
+def test_a_numpy_array_is_a_setting_error_naming_what_it_takes() -> None:
+    import numpy as np
+
+    from psr2video.errors import SettingError
+
+    up = Upscaler(variant="mks", scale=2, device="cpu")
+    with pytest.raises(SettingError, match=r"torch\.Tensor.*numpy\.ndarray.*torch\.from_numpy"):
+        up(np.random.rand(1, 3, 16, 16).astype(np.float32))

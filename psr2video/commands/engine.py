@@ -123,7 +123,7 @@ def engine_build(variant, scale, weights, untrained, model_file, precision, prof
         model = model.fuse_for_release()
     model.descriptor = with_weights_hash(model.descriptor, model)  # once for every profile's cache key
     precision = precision or default_precision(model.descriptor, dev, backend)  # the same default as upscale
-    cache = EngineCache()
+    cache = EngineCache(fallback=False)  # prebuilding is the point: an unwritable cache is one line, not a temp folder
     click.echo(f"engine cache: {cache.dir}")
     t_all = time.perf_counter()
     if backend == "tensorrt":

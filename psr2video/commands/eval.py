@@ -140,6 +140,10 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
         methods = [m for name, fn in methods
                    for m in ([(name, fn)] + ([(f"{name} +tta", tensor_fn(twins[name]))] if name in twins else []))]
     folders = _datasets(data_root, datasets)
+    from ..evaluate import check_folder_sizes
+
+    for f in folders:  # a picture too small for the crop, shave and SSIM window: one line before any model runs
+        check_folder_sizes(f, scale, ssim=not no_ssim)
     real = None
     if stress:  # decoded once: their sizes are checked now, the suite runs on them later
         from ..stress import real_frames

@@ -137,6 +137,11 @@ def _mismatch(net: nn.Module, state: dict) -> str:
     return "; ".join(parts)
 
 
+def non_finite(state: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the tensors of a state dict that hold NaN or inf."""
+    return [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
 def describe(net: nn.Module, variant: str, scale: int, fused: bool = False) -> ModelDescriptor:
     spec = SPECS.get(variant)
     return ModelDescriptor(
@@ -271,6 +276,10 @@ def load_model(variant: str | None = None, scale: int | None = None, weights: st
     if meta.get("fused"):
         net = net.fuse_for_release()
     state = load_file(str(weights))
+    bad = non_finite(state)
+    if bad:  # a diverged training run's output: every picture would come out black, with exit 0
+        raise WeightsError(f"{weights} holds NaN/inf values ({len(bad)} tensor(s), e.g. {bad[0]}): the output of a "
+                           "training run that diverged; use an earlier checkpoint's or best weights")
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from filelock import FileLock
 from torch import nn
 
 from ..fileio import atomic_path, sha256_file, write_atomic
-from ..paths import engines_dir
+from ..paths import CacheError, cache_problem, engines_dir
 
 log = logging.getLogger("psr2video.engine_cache")
 
@@ -83,11 +84,29 @@ class Entry:
         return self.path.stat().st_size if self.path.exists() else 0
 
 
-class EngineCache:
-    """A folder of artifacts keyed by everything that could change their bytes."""
+_TEMP: list[Path] = []  # this process's stand-in for a cache folder it can't write (removed at exit)
+_NOTED: set[Path] = set()  # the unwritable cache folders already said
 
-    def __init__(self, root: str | Path | None = None) -> None:
+
+def _temp_dir() -> Path:
+    if not _TEMP:
+        import atexit
+
+        _TEMP.append(Path(tempfile.mkdtemp(prefix="psr2video-cache-")))
+        atexit.register(shutil.rmtree, _TEMP[0], True)
+    return _TEMP[0]
+
+
+class EngineCache:
+    """A folder of artifacts keyed by everything that could change their bytes.
+
+    A cache folder that can't be made or written only costs time: with ``fallback`` (the default) builds go to
+    a temporary folder for this process, said in one line; without it (``engine build``, whose point is the
+    cache) it is a one-line ``CacheError`` naming the folder and $PSR2VIDEO_CACHE."""
+
+    def __init__(self, root: str | Path | None = None, fallback: bool = True) -> None:
         self.dir = Path(root) if root is not None else engines_dir()
+        self.fallback = fallback
 
     def __repr__(self) -> str:
         return f"EngineCache({self.dir})"
@@ -150,7 +169,8 @@ class EngineCache:
         path = self.path_for(fields, kind, suffix)
         if self.check(path).problem is None:
             return path
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if not self._writable(echo):
+            path = self.path_for(fields, kind, suffix)  # in the temporary folder now
         with FileLock(self.lock_path(path)):
             entry = self.check(path)
             if entry.problem is None:  # another process finished it while we waited
@@ -172,6 +192,24 @@ class EngineCache:
             write_atomic(self.meta_path(path), json.dumps(meta, indent=1, sort_keys=True, default=str))
             say(f"built {path.name} in {seconds:.1f} s ({meta['size'] / 2**20:.2f} MiB)")
         return path
+
+    def _writable(self, echo: Callable[[str], None] | None) -> bool:
+        """Make the cache folder and try a write there; True when it works. Otherwise switch to this process's
+        temporary folder with a note (``fallback``) or raise ``CacheError``."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.dir, prefix=".write-test."):
+                pass
+            return True
+        except OSError as e:
+            if not self.fallback:
+                raise CacheError(cache_problem(self.dir, e)) from None
+            temp = _temp_dir()
+            if self.dir not in _NOTED:  # once per folder and process, not at every model
+                _NOTED.add(self.dir)
+                (echo or log.warning)(f"note: {cache_problem(self.dir, e)}; building in {temp} for this run only")
+            self.dir = temp
+            return False
 
     def find(self, kind: str, match: Callable[[dict], bool]) -> list[Entry]:
         """Valid artifacts of ``kind`` whose key fields satisfy ``match`` (e.g. engines for any profile)."""

@@ -325,13 +325,22 @@ def verify_images(folder: str | Path | None = None, limit: int = 3, sizes: Seque
     else:
         base = [("synthetic", synthetic_image(128, 160))]
         note = "no validation images found: a synthetic test card (set PSR2VIDEO_DATA for real images)"
-    out = []
+    out, small = [], []
     for name, t in base:
         h, w = t.shape[-2:]
-        for sh, sw in sizes:
-            ch, cw = min(sh, h), min(sw, w)
-            y, x = (h - ch) // 2, (w - cw) // 2
-            out.append((f"{name}@{cw}x{ch}", t[..., y:y + ch, x:x + cw].contiguous()))
+        fits = [(sh, sw) for sh, sw in sizes if sh <= h and sw <= w]
+        if not fits:  # a crop of the whole small picture would not be the odd size promised (1x1 "verified")
+            small.append(f"{name} ({w}x{h})")
+        for sh, sw in fits:
+            y, x = (h - sh) // 2, (w - sw) // 2
+            out.append((f"{name}@{sw}x{sh}", t[..., y:y + sh, x:x + sw].contiguous()))
+    need = " or ".join(f"{sw}x{sh}" for sh, sw in sizes)
+    named = f"{', '.join(small[:3])}{' ...' if len(small) > 3 else ''}"
+    if small and not out:
+        raise ExportError(f"every picture to verify on in {folder} is smaller than the {need} px crops the check "
+                          f"uses ({named}); pass larger pictures, or --no-verify")
+    if small:
+        note += f" ({len(small)} smaller than {need} px skipped: {named})"
     return out, note
 
 

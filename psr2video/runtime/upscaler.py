@@ -254,6 +254,9 @@ class Upscaler:
                 raise FitError(str(e)) from None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):  # a NumPy array or PIL image: said, not an AttributeError on .ndim
+            raise SettingError(f"expected a torch.Tensor (NCHW float in [0, 1]), got {type(x).__module__}."
+                               f"{type(x).__name__}; convert it first, e.g. torch.from_numpy(a) for a NumPy array")
         if x.ndim != 4 or x.shape[1] != self.descriptor.in_channels:
             raise SettingError(f"expected NCHW with {self.descriptor.in_channels} channels, got {tuple(x.shape)}")
         if not x.is_floating_point():  # a uint8 frame would be read as 0-255 "intensities" and clamp to white

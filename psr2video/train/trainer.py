@@ -55,6 +55,19 @@ class RunError(PsrError):
     """A run that can't go on (a checkpoint or weights file that can't be written or read): one line."""
 
 
+class DivergedError(RunError):
+    """Training diverged (a NaN/inf loss or weights): stopped at once, so no non-finite weights are ever
+    written as a checkpoint, best or final; the message says which step and how to go on."""
+
+
+def non_finite(net: nn.Module) -> str | None:
+    """The name of the first tensor of ``net`` that holds NaN or inf (None: every tensor is finite)."""
+    for name, t in net.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
 def lr_at(step: int, cfg: dict, total: int) -> float:
     o = cfg["optim"]
     base, warm = float(o["lr"]), int(o["warmup"])
@@ -154,7 +167,8 @@ class Trainer:
         t, m = cfg["train"], cfg["model"]
         self.device = resolve_device(t["device"])  # the Upscaler's: a CUDA device this machine lacks, one line
         name = Path(cfg["_config"]).stem if cfg.get("_config") else f"{m['variant']}_x{m['scale']}"
-        self.out = Path(out or t["out"] or ROOT / "runs" / name)
+        # the working folder's runs/<config name>, as --help and the README say (not the checkout's)
+        self.out = Path(out or t["out"] or Path("runs") / name)
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"the run folder {self.out} is a file, not a folder")
         self.command = command or shlex.join(["psr2video", "train", *sys.argv[1:]])
@@ -218,8 +232,13 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.step = 0
         self.best = -1.0
+        # {val set: PSNR} of the validation kept as best: a resumed run whose data.val changed compares on the
+        # sets both have (None: a checkpoint from before it was kept, compared by self.best, a sum, as then)
+        self.best_val: dict[str, float] | None = {}
+        self._ckpt_step: int | None = None  # the step the checkpoint on disk holds (None: none written)
         if ckpt is not None:
             self._resume(ckpt)
+            self._check_best_sets(ckpt)
         elif resume:
             self._print(f"no checkpoint at {self.checkpoint_path()}: starting from step 0")
         # all checked: now the run folder changes
@@ -239,16 +258,18 @@ class Trainer:
             raise ConfigError(f"data.train: can't read {e.filename or folders}: {e.strerror or e}") from None
 
     def _check_val_folders(self) -> None:
-        """Every ``data.val`` folder exists and every picture in it decodes (a validation runs only every
-        ``val_every`` steps: a bad folder found there cost the training since the last checkpoint)."""
+        """Every ``data.val`` folder exists and every picture in it decodes and is large enough for PSNR and SSIM
+        at this scale (a validation runs only every ``val_every`` steps: a bad folder found there cost the
+        training since the last checkpoint)."""
+        from ..evaluate import PictureSizeError, check_size
         from ..pictures import PictureFolderError, PictureReadError, list_images, load_rgb
 
         for f in self.cfg["data"]["val"]:
             folder = _resolve(f, self.cfg.get("_config"))
             try:
                 for p in list_images([folder], what="validation"):
-                    load_rgb(p)
-            except (PictureFolderError, PictureReadError) as e:
+                    check_size(p, load_rgb(p).size, self.scale, hint=False)  # validation measures SSIM too
+            except (PictureFolderError, PictureReadError, PictureSizeError) as e:
                 raise ConfigError(f"data.val: {e}") from None
             except OSError as e:
                 raise ConfigError(f"data.val: can't read {e.filename or folder}: {e.strerror or e}") from None
@@ -317,6 +338,10 @@ class Trainer:
             eg = (shape or missing or extra)[0]
             raise ConfigError(f"{what} does not fit a {self.variant} x{self.scale} net ({len(shape)} tensor(s) of "
                               f"another shape, {len(missing)} missing, {len(extra)} unexpected; e.g. {eg})")
+        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:  # a diverged run's weights: training on from them gives NaN at once
+            raise ConfigError(f"{what} holds NaN/inf values ({len(bad)} tensor(s), e.g. {bad[0]}): the weights of a "
+                              "run that diverged")
         net.load_state_dict(state)
 
     def _load_init(self, path: Path) -> None:
@@ -404,8 +429,28 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out / "last.pt"
 
+    def _diverged(self, what: str) -> DivergedError:
+        """The one line that stops a diverging run: the step, the checkpoint that is kept, how to go on."""
+        lr = self.cfg["optim"]["lr"]
+        if self._ckpt_step is None:
+            how = (f"no checkpoint was written yet; lower optim.lr (now {lr:g}) or set optim.grad_clip and start "
+                   "again with --overwrite")
+        else:
+            how = (f"{self.checkpoint_path()} keeps step {self._ckpt_step}, the last good one; lower optim.lr (now "
+                   f"{lr:g}) or set optim.grad_clip, and continue it with --resume")
+        return DivergedError(f"training diverged: {what}; stopped, {how}")
+
+    def _check_finite(self, when: str) -> None:
+        """Refuse to go on (and to write anything) once the net or its EMA holds NaN/inf."""
+        for net, which in ((self.net, "weights"), (self.ema.net, "EMA weights")):
+            bad = non_finite(net)
+            if bad:
+                raise self._diverged(f"the {which} hold NaN/inf ({bad}) {when}")
+
     def save_checkpoint(self) -> None:
-        state = {"step": self.step, "best": self.best, "model": self.net.state_dict(),
+        self._check_finite(f"at step {self.step}")  # the checkpoint on disk stays the last good one
+        state = {"step": self.step, "best": self.best, "best_val": json.dumps(self.best_val),
+                 "model": self.net.state_dict(),
                  "ema": self.ema.net.state_dict(), "opt": self.opt.state_dict(), "scaler": self.scaler.state_dict(),
                  "config": json.dumps(self.cfg)}
         if self.gan is not None:
@@ -421,6 +466,7 @@ class Trainer:
         except OSError as e:
             kept = "the previous checkpoint is kept" if had else "no checkpoint was written"
             raise RunError(f"can't write the checkpoint {p} at step {self.step}: {_why(e)} ({kept})") from None
+        self._ckpt_step = self.step
 
     def _resume(self, s: dict) -> None:
         p = self.checkpoint_path()
@@ -434,10 +480,58 @@ class Trainer:
                 self._fit_state(self.disc, s["disc"], f"{p} (discriminator)")
                 self.opt_d.load_state_dict(s["opt_d"])
             self.step, self.best = int(s["step"]), float(s["best"])
+            self.best_val = json.loads(s["best_val"]) if "best_val" in s else None
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
             raise ConfigError(f"{p} does not fit this run's optimiser or discriminator ({first_line(e)}); start over "
                               "with --overwrite") from None
+        self._ckpt_step = self.step
         self._print(f"resumed from {p} at step {self.step}")
+
+    def _val_names(self) -> list[str]:
+        """The names validation gives its sets (a folder's name; the pans' own)."""
+        names = [_resolve(f, self.cfg.get("_config")).name for f in self.cfg["data"]["val"]]
+        return names + ([self._val_clips()[0]] if self.val_video else [])
+
+    def _check_best_sets(self, ckpt: dict) -> None:
+        """A resumed run whose validation sets changed: "best" is judged on the sets both the best and this
+        run have (a sum over other sets would freeze it, or fake it), said once; none in common, or a
+        checkpoint that kept only the sum, and best starts over."""
+        now = self._val_names()
+        if self.best_val is None:  # a checkpoint from before best_val: its config says what the sum was over
+            old = self._checkpoint_config(ckpt)
+            same = old is None or all(old.get("data", {}).get(k, DEFAULTS["data"][k]) == self.cfg["data"][k]
+                                      for k in ("val", "val_video"))
+            if not same and self.best > -1.0:
+                self._note(f"note: data.val changed since {self.checkpoint_path()} was written and it kept only "
+                           "the sum of the best PSNRs: best starts over at the next validation")
+                self.best, self.best_val = -1.0, {}
+            return
+        if not self.best_val or set(self.best_val) == set(now):
+            return
+        shared = [k for k in now if k in self.best_val]
+        change = f"{', '.join(self.best_val)} -> {', '.join(now)}"
+        if shared:
+            self._note(f"note: the validation sets changed since the best was kept ({change}): a new best must "
+                       f"beat it on the sets both have ({', '.join(shared)})")
+        else:
+            self._note(f"note: the validation sets changed since the best was kept ({change}), none in common: "
+                       "best starts over at the next validation")
+            self.best, self.best_val = -1.0, {}
+
+    def _beats_best(self, val: dict, slack: float = 0.0) -> bool:
+        """Whether ``val`` beats the best so far: summed PSNR over the sets both have (all of them unless a
+        resumed run changed data.val)."""
+        now = {k: float(v["psnr"]) for k, v in val.items()}
+        if self.best_val is None:
+            return sum(now.values()) > self.best - slack
+        shared = [k for k in now if k in self.best_val]
+        if not shared:
+            return True
+        return sum(now[k] for k in shared) > sum(float(self.best_val[k]) for k in shared) - slack
+
+    def _keep_best(self, val: dict) -> None:
+        self.best = sum(v["psnr"] for v in val.values())
+        self.best_val = {k: v["psnr"] for k, v in val.items()}
 
     def _trim_log(self) -> None:
         if not self.log_path.is_file():
@@ -597,6 +691,9 @@ class Trainer:
         info = {"data": f"{', '.join(d['train'])} ({lr_how}, {d['patch']} px HR crops, batch {d['batch']})",
                 "steps": self.step, "command": self.command, "loss": json.dumps(self.cfg["loss"]),
                 "validation": validation or {}, "ema": self.cfg["train"]["ema"]}
+        bad = non_finite(self.ema.net)
+        if bad:  # never a NaN model as best or final: it draws a black picture
+            raise self._diverged(f"the EMA weights hold NaN/inf ({bad}) at step {self.step}, not written to {path}")
         net = copy.deepcopy(self.ema.net).cpu().to(memory_format=torch.contiguous_format)
         try:
             save_weights(net.fuse_for_release(), path, **info)
@@ -622,8 +719,10 @@ class Trainer:
             axes[0].set_yscale("log")
         axes[0].set_title("training loss")
         axes[0].set_xlabel("step")
-        for name in (va[0]["val"] if va else {}):
-            axes[1].plot([r["step"] for r in va], [r["val"][name]["psnr"] for r in va], marker="o", label=name)
+        # every set any row has, each where it was measured (a resumed run may have changed data.val)
+        for name in dict.fromkeys(k for r in va for k in r["val"]):
+            have = [r for r in va if name in r["val"]]
+            axes[1].plot([r["step"] for r in have], [r["val"][name]["psnr"] for r in have], marker="o", label=name)
         axes[1].set_title(f"validation PSNR-Y x{self.scale} (EMA)")
         axes[1].set_xlabel("step")
         axes[1].legend()
@@ -667,6 +766,8 @@ class Trainer:
                     self._print(f"stopped at step {self.step}; checkpoint {self.checkpoint_path()} (use --resume)")
                     raise KeyboardInterrupt
                 row = self.train_step(lr_img, hr, total)
+                if not math.isfinite(row["loss"]):
+                    raise self._diverged(f"the loss is {row['loss']} at step {self.step}")
                 for k, v in row.items():
                     if k != "step":
                         acc.setdefault(k, []).append(v)
@@ -687,7 +788,6 @@ class Trainer:
                     stress, failed = self.stress()
                     self._log({"step": self.step, "val": last_val, "stress_detail_max": round(stress, 4),
                                "stress_failures": failed})
-                    score = sum(v["psnr"] for v in last_val.values())
                     txt = " ".join(f"{k} {v['psnr']:.3f}/" + (f"{v['ssim']:.4f}" if "ssim" in v else
                                                                 f"temporal {v['temporal']:.3f}")
                                    for k, v in last_val.items())
@@ -695,8 +795,8 @@ class Trainer:
                     if failed:
                         more = " ..." if len(failed) > 1 else ""
                         txt += f" (fails the stress suite: {failed[0]}{more}; not kept as best)"
-                    elif score > self.best:
-                        self.best = score
+                    elif self._beats_best(last_val):
+                        self._keep_best(last_val)
                         self.export(self.out / "best.safetensors", last_val)
                         txt += " (best)"
                     self._print(f"val step {self.step}: {txt}")
@@ -705,6 +805,8 @@ class Trainer:
                     self.save_checkpoint()
                 if self.step >= total:
                     break
+        except DivergedError:
+            raise
         except RunError as e:
             raise RunError(f"{e}; fix that and continue from the last checkpoint with --resume") from None
         finally:
@@ -735,10 +837,9 @@ class Trainer:
         val = self.validate()
         _, failed = self.stress()
         best = self.out / "best.safetensors"
-        score = sum(v["psnr"] for v in val.values())
         # the last validation made this EMA the best, and best.safetensors did not get it: write it too
-        if not failed and score >= self.best - 1e-6 and _weights_steps(best) != self.step:
-            self.best = max(self.best, score)
+        if not failed and self._beats_best(val, slack=1e-6) and _weights_steps(best) != self.step:
+            self._keep_best(val)
             self.export(best, val)
             self._print(f"wrote {best}")
         final = self._export_final(val)

@@ -206,6 +206,9 @@ def header_takes(fmt: str, make: Callable[[Any], Any], always: bool = False) -> 
         return False
 
 
+FILL_MAX = Fraction(60)  # the longest hole in a copied PCM track filled with silence (s); a longer one is said
+
+
 def sample_timed(fmt: str, codec: str) -> bool:
     """Whether a ``fmt`` container times a copied ``codec`` audio track by its samples, not its timestamps, so
     that a hole in it closes up: AVI, any audio (its audio has no times); MOV/MP4, PCM (measured: AAC keeps its
@@ -358,7 +361,7 @@ class Writer(threading.Thread):
         self._dts_shift: int | None = None  # AVI: what moves a first frame before 0 to 0
         self._late_audio: dict[int, Fraction] = {}  # input index -> a copied AVI audio track's start (it plays early)
         self._audio_next: dict[int, int | None] = {}  # output index -> where a copied audio track's last packet ended
-        self._filled: dict[int, int] = {}  # input index -> holes in a copied PCM track filled with silence
+        self._filled: dict[int, list[tuple[Fraction, Fraction]]] = {}  # input index -> (at, length) filled
         self._holes: dict[int, list[tuple[Fraction, Fraction]]] = {}  # input index -> (at, length) closed up (said)
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
         self._chapters: list[dict[str, Any]] = []  # set at close (LATE_CHAPTERS), cut where the run ended early
@@ -944,7 +947,8 @@ class Writer(threading.Thread):
         """A hole in a copied audio track (a recorder's dropout; in AVI, a late start too) where the container
         times audio by its samples, not its timestamps (``sample_timed``: AVI; PCM in MOV/MP4): it closed up, and
         all that followed played early (0.5 s after a 0.5 s hole), in silence. Linear PCM gets the silence it held;
-        other audio is said."""
+        other audio, and a hole longer than FILL_MAX (a broken timestamp: 10 minutes of silence made a 1 s clip
+        115 MB), is said."""
         o, tb = pkt.stream, Fraction(pkt.time_base)
         end = self._audio_next.get(o.index, 0 if self._avi else None)
         self._audio_next[o.index] = pkt.pts + pkt.duration if pkt.duration else None  # (no length: nothing known)
@@ -952,14 +956,14 @@ class Writer(threading.Thread):
         if end is None or not sample_timed(self.out.format.name, cc.name) or (pkt.pts - end) * tb <= AudioTranscode.GAP:
             return
         step = max(1, round(Fraction(4096) / (tb * cc.sample_rate))) if cc.sample_rate else 0  # 4096 samples a packet
-        if step and pcm_silence(cc.name, 1, cc.channels) is not None:
+        if step and pcm_silence(cc.name, 1, cc.channels) is not None and (pkt.pts - end) * tb <= FILL_MAX:
             for t in range(end, pkt.pts, step):
                 n = min(step, pkt.pts - t)
                 fill = av.Packet(pcm_silence(cc.name, round(n * tb * cc.sample_rate), cc.channels))
                 fill.pts = fill.dts = t
                 fill.duration, fill.time_base, fill.stream = n, pkt.time_base, o
                 self.out.mux(fill)
-            self._filled[idx] = self._filled.get(idx, 0) + 1
+            self._filled.setdefault(idx, []).append((end * tb, (pkt.pts - end) * tb))
         elif o.index not in self._muxed:  # AVI: a copied track that starts late plays from 0 (said)
             self._late_audio[idx] = pkt.pts * tb
         else:
@@ -1104,8 +1108,11 @@ class Writer(threading.Thread):
         fmt = self.out.format.name
         main = main_video(self._inp)
         tags = [k for k in user_tags(self._inp.metadata) if k.lower() not in have]
-        notes = [f"the input's container tag(s) {', '.join(tags)} can't be held in {fmt}; lost (.mkv keeps them)"
-                 ] * bool(tags and fmt not in NO_CONTAINER_TAGS)  # (those formats keep none: said at the start)
+        # (MOV/MP4 could hold any tag, a phone's com.apple.* location too, but FFmpeg's muxer writes only those it
+        # has an atom for; the formats that keep none are said at the start)
+        why = (f"FFmpeg's {fmt} muxer writes no atom for" if fmt in ("mov", "mp4", "ipod") else f"{fmt} can't hold")
+        notes = [f"the input's container tag(s) {', '.join(tags)}: {why} them; lost (.mkv keeps them)"
+                 ] * bool(tags and fmt not in NO_CONTAINER_TAGS)
         notes += [f"video stream #{main.index}: its {lost} can't be held in {fmt}; lost (.mkv keeps them)"
                   for lost in [", ".join(self._lost(main, *video, MAIN_DISPOSITIONS))] if lost]
         for kind in ("audio", "subtitle", "video", "data"):  # (attachments, chapter and timecode tracks are extra)
@@ -1168,8 +1175,9 @@ class Writer(threading.Thread):
             f"audio stream #{i} starts {float(t):.2f} s into the video, which AVI can't hold (its audio has no start "
             f"time): it plays {float(t):.2f} s early (use .mkv or .mp4 to keep it in time)"
             for i, t in self._late_audio.items()] + [
-            f"audio stream #{i}: {n} gap(s) in the sound were filled with silence ({fmt} times a copied track by its "
-            "samples, and what followed a gap played early)" for i, n in self._filled.items()] + [
+            f"audio stream #{i}: {len(h)} gap(s) in the sound were filled with silence (the first: "
+            f"{float(h[0][1]):.2f} s at {float(h[0][0]):.2f} s; {fmt} times a copied track by its samples, and what "
+            "followed a gap played early)" for i, h in self._filled.items()] + [
             f"audio stream #{i} has {len(h)} gap(s) in its sound (the first: {float(h[0][1]):.2f} s at "
             f"{float(h[0][0]):.2f} s), which {fmt} can't hold in a copied track (it times audio by its samples): what "
             f"follows each gap plays that much early (use .mkv{' or .mp4' if self._avi else ''} to keep it in time)"
@@ -1267,7 +1275,10 @@ class AudioTranscode:
         cc = self.stream.codec_context
         rate = f"{cc.bit_rate // 1000} kb/s" if cc.bit_rate else "lossless"
         src = self.decoder.layout.name
-        relabel = f", {cc.layout.name} (was {src})" if src != cc.layout.name and "channels" not in src else ""
+        # said where the channels were remixed (3 unlabelled channels into 5.1 too), not for a label alone
+        remixed = cc.layout.nb_channels != self.decoder.layout.nb_channels
+        said = src != cc.layout.name and (remixed or "channels" not in src)
+        relabel = f", {cc.layout.name} (was {src})" if said else ""
         return f"{cc.name} {rate}{relabel}"
 
     def encode(self, pkt: av.Packet | None) -> list[av.Packet]:

@@ -1407,3 +1407,146 @@ def test_vfr_into_avi_joins(ray_local, tmp_path: Path, times: list[int], keyint:
     with av.open(str(out)) as c:
         ticks = [p.dts for p in c.demux(c.streams.video[0]) if p.size]
     assert len(ticks) == len(times) and ticks == sorted(set(ticks))  # (the 50 fps stretch nudged, said)
+
+
+def _video_timing(path: Path) -> list[tuple[int, int]]:
+    """(pts, duration) of the video packets, in presentation order."""
+    with av.open(str(path)) as c:
+        return sorted((p.pts, p.duration) for p in c.demux(c.streams.video[0]) if p.size)
+
+
+def make_ms_avi(path: Path, n: int = 72) -> Path:
+    """An AVI of 24 fps frames with B-frames on a 1 ms time base (as PyAV writes it: the file's rate is 1000)."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        v.time_base = v.codec_context.time_base = TB
+        v.options = {"preset": "veryfast", "x264-params": "keyint=24:min-keyint=24:scenecut=0:bframes=2"}
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), i * 3 % 256, np.uint8), format="rgb24")
+            f.pts, f.time_base = round(i * 1000 / 24), TB
+            out.mux(v.encode(f.reformat(format="yuv420p")))
+        out.mux(v.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("name", ["ms.avi", "vfr.mkv"])
+def test_joined_frames_last_what_they_last_in_a_single_run(tmp_path: Path, name: str) -> None:
+    """A segment's NUT keeps no durations and its demuxer guessed them (none for its first ~20 packets, its average
+    frame after them): an AVI source into Matroska gave some frames 1 ms and others 42 ms, and a VFR source's
+    60 ms frames 40 ms. The join gives each frame its source packet's duration, as a single-process run does."""
+    src = make_ms_avi(tmp_path / name) if name.endswith(".avi") else make_clip(tmp_path / name, n=72)
+    multi, single = tmp_path / "multi.mkv", tmp_path / "single.mkv"
+    frames, _ = scaleout_without_ray(src, multi, seconds=0.5)
+    code, err = upscale(str(src), str(single))
+    assert code == 0, err
+    assert frames == 72 and _video_timing(multi) == _video_timing(single)
+    tags = []
+    for f in (multi, single):
+        with av.open(str(f)) as c:
+            tags.append(c.streams.video[0].metadata.get("DURATION"))
+    assert tags[0] == tags[1], tags  # (the last frame's duration: 5.000 for 4.999 s)
+
+
+@pytest.mark.slow  # CI runs it (--run-slow)
+@pytest.mark.parametrize("ext, codec", [("mkv", "ffv1"), ("mp4", "libx264")])
+def test_part_end_cuts_the_last_frame_as_a_single_run_does(ray_local, tmp_path: Path, ext: str, codec: str) -> None:
+    """--end inside a frame: a single-process run shows the last frame up to the part's end; scale-out kept its
+    whole duration (41 ms for 25 ms), and an MP4's video track ran past the part (35329 ticks for 34800): MP4
+    ends a track at its last packet in decode order, which the single-process writer makes reach that end."""
+    src = make_clip(tmp_path / "in.mkv", n=60)
+    single, multi = tmp_path / f"single.{ext}", tmp_path / f"multi.{ext}"
+    part = ["--start", "0.5", "--end", "1.93", "--variant", "mks", "--codec", codec, "-q"]
+    for out, more in ((single, []), (multi, ["--workers", "2", "--segment-seconds", SEG])):
+        r = CliRunner().invoke(cli, ["upscale", str(src), str(out), *part, *more])
+        assert r.exit_code == 0, r.output
+    got, want = _video_timing(multi), _video_timing(single)
+    if codec == "ffv1":
+        assert got == want and got[-1][0] + got[-1][1] == 1430, (got[-3:], want[-3:])
+    lengths = []
+    for f in (single, multi):
+        with av.open(str(f)) as c:
+            v = c.streams.video[0]
+            lengths.append(float(v.duration * v.time_base) if v.duration else v.metadata.get("DURATION"))
+    assert lengths[0] == lengths[1] and [p for p, _ in got] == [p for p, _ in want], lengths
+
+
+def test_long_output_name_is_taken_with_workers(tmp_path: Path) -> None:
+    """A single-process run writes an OUT whose name is near the longest a file name can be (its temporary is
+    shortened to a digest); with --workers the probe beside OUT and the work folder's lock ('.NAME.psr2video-
+    work.lock') were too long, and the run was refused as if OUT could not be written."""
+    from psr2video.scaleout.cli import _unwritable
+    from psr2video.scaleout.manifest import WorkDir
+
+    out = tmp_path / ("a" * 240 + ".mkv")
+    assert _unwritable(str(out)) is None
+    with WorkDir(str(out)) as wd:
+        assert len(os.fsencode(wd.path.name + ".lock")) <= 255 and wd.path.parent == tmp_path
+        wd.path.mkdir()
+    assert WorkDir(str(tmp_path / "b.mkv")).path.name == ".b.mkv.psr2video-work"  # short names as they were
+
+
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_failure_before_any_segment_keeps_no_work_folder(ray_local, clip, tmp_path: Path) -> None:
+    """A run that failed before a segment was finished said 'the finished segments are kept in WORK', which held
+    only the plan; the folder is removed, and not named."""
+    from dataclasses import replace
+
+    from psr2video.scaleout import ScaleoutError, run
+    from psr2video.scaleout.manifest import work_dir
+
+    src, _ = clip
+    out = tmp_path / "out.mkv"
+    job = _job(src, out)
+    job.settings = replace(job.settings, backend="tensorrt")  # every worker refuses it
+    with pytest.raises(ScaleoutError, match=r"\(segment \d+, [\d.]+-[\d.]+ s\)$") as e:
+        run(job, quiet=True)
+    assert "kept" not in str(e.value) and not work_dir(str(out)).exists(), str(e.value)
+
+
+@pytest.mark.slow  # CI runs it (--run-slow)
+def test_stopped_run_leaves_no_worker_temporary_files(ray_local, clip, tmp_path: Path) -> None:
+    """A stopped run cancelled its tasks and shut Ray down at once: a task still writing its segment was killed
+    before it removed its temporary folder (the cut and a .segment.partial.nut in /tmp/psr2video-seg-*, unsaid).
+    The run waits for its cancelled tasks now, and they write under the work folder (its 'scratch', emptied by
+    the next run), not the system's temporary folder."""
+    import tempfile
+
+    from psr2video.scaleout import Interrupted, run
+    from psr2video.scaleout.manifest import work_dir
+
+    def system_temps() -> set[Path]:
+        return set(Path(tempfile.gettempdir()).glob("psr2video-seg-*"))
+
+    src, _ = clip
+    out = tmp_path / "out.mkv"
+    wd = work_dir(str(out))
+    before = system_temps()
+    with pytest.raises(Interrupted, match="run the same command again"):
+        run(_job(src, out), quiet=True, stop=_StopAfterFirst(wd / "manifest.json"))
+    assert system_temps() <= before and not list((wd / "scratch").iterdir())
+    (wd / "scratch" / "psr2video-seg-left").mkdir()  # a killed worker's
+    with pytest.raises(Interrupted):
+        run(_job(src, out), quiet=True, stop=_StopAfterFirst(wd / "manifest.json"))
+    assert not (wd / "scratch" / "psr2video-seg-left").exists()
+
+
+def test_mpegts_output_has_the_single_process_times(tmp_path: Path) -> None:
+    """With B-frames a segment's first packets have no dts in its NUT; the join filled them in a frame duration at
+    a time, where the encoder's are the presentation times less its reorder delay: the first dts of an MPEG-TS
+    OUT was a tick off, and the muxer's start offset moved every stream of it by 90 ticks (1 ms) from the
+    single-process file. A Matroska OUT's video DURATION tag said 5.000 for 4.999 s (NUT's guessed duration)."""
+    src = make_clip(tmp_path / "in.mkv", n=48)
+    multi, single = tmp_path / "multi.ts", tmp_path / "single.ts"
+    scaleout_without_ray(src, multi, codec="libx264")
+    r = CliRunner().invoke(cli, ["upscale", str(src), str(single), "--variant", "mks", "--codec", "libx264", "-q"])
+    assert r.exit_code == 0, r.output
+    times: list[list[object]] = [[], []]
+    for k, f in enumerate((multi, single)):
+        with av.open(str(f)) as c:
+            kinds = [s.type for s in c.streams]
+        for i, kind in enumerate(kinds):  # every packet's times; the video's pts (its bits and dts differ at the cuts)
+            with av.open(str(f)) as c:
+                got = [(p.pts, p.dts) for p in c.demux(c.streams[i]) if p.size]
+            times[k].append((kind, sorted(t for t, _ in got) if kind == "video" else got))
+    assert "audio" in kinds and times[0] == times[1]

@@ -20,10 +20,11 @@ def _unwritable(output: str) -> str | None:
     from pathlib import Path
 
     from ..video.writer import describe_output_error
+    from .manifest import short_name
 
     out = Path(output)
-    try:
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+    try:  # a short name where OUT's is near the longest a file name can be (a single run writes it)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=short_name(out, ".", 14), suffix=".probe"):
             return None
     except OSError as e:
         return describe_output_error(output, e)

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import first_line
 from . import split
 from .hud import Board, Progress, ScaleoutHud
-from .join import JoinError, join
+from .join import JoinError, join, source_lengths
 from .manifest import WorkDir
 from .tasks import RETRY_ON, Placement, SegmentError, Settings, best_effort, upscale_segment
 
@@ -244,10 +244,10 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             want = sum(wd.frames(s.index) for s in segments)
             try:
                 frames, nudged = join(job.input, files, job.output, job.settings.codec, job.fmt, warn=warn,
-                                      window=win, square_pixels=job.settings.size is not None)
+                                      window=win, square_pixels=job.settings.size is not None,
+                                      lengths=source_lengths(job.input, packets, tb))
             except JoinError as e:
-                raise ScaleoutError(f"joining the segments into {job.output} failed: {e}; the finished segments "
-                                    f"are kept in {wd.path}") from None
+                raise ScaleoutError(f"joining the segments into {job.output} failed: {e}{_kept(wd)}") from None
             if frames != want:
                 raise ScaleoutError(f"joined {frames} frames but the segments hold {want}; kept {wd.path}")
             counts: dict[str, int] = {}
@@ -360,7 +360,7 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
                     more = False
                     break
                 ref = task.remote(job.settings, place, seg, data, weights_ref, expected[seg.index], progress, color,
-                                  (timings or {}).get(seg.index), shape, shown)
+                                  (timings or {}).get(seg.index), shape, shown, str(wd.scratch))
                 pending[ref] = seg
             if not pending:
                 break
@@ -375,6 +375,7 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
             hud.update()
             if stop.is_set():
                 _cancel(ray, pending)
+                wd.keep_plan = True  # said, and resumed by the same command
                 raise Interrupted(f"interrupted: {len(wd.manifest.done)} of {board.segments} segments are kept in "
                                   f"{wd.path}; run the same command again to resume")
             for ref in ready:
@@ -385,12 +386,12 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
                     _cancel(ray, pending)
                     cause = getattr(e, "cause", None)
                     if isinstance(cause, SegmentError):  # the user's to fix: the single-process line, not retried
-                        raise ScaleoutError(f"{first_line(cause)} (segment {seg.index}, {seg.span()}; the finished "
-                                            f"segments are kept in {wd.path})") from None
+                        raise ScaleoutError(f"{first_line(cause)} (segment {seg.index}, {seg.span()}"
+                                            f"{_kept(wd)})") from None
                     tries = (f"failed after {job.retries + 1} attempt(s) and was not retried again"
                              if _retried(e) else "failed")
-                    raise ScaleoutError(f"segment {seg.index} ({seg.span()}) {tries}: {_cause(e)}; the finished "
-                                        f"segments are kept in {wd.path}") from None
+                    raise ScaleoutError(f"segment {seg.index} ({seg.span()}) {tries}: {_cause(e)}{_kept(wd)}"
+                                        ) from None
                 want = expected[seg.index]
                 if out.frames < want and not out.damaged and seg.index != short_ok:
                     _cancel(ray, pending)
@@ -400,7 +401,7 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
                            timing.guess[0] > timing.guess[1] else
                            "the others were decoded outside its span, or not at all")
                     raise ScaleoutError(f"segment {seg.index} ({seg.span()}) upscaled {out.frames} of its {want} "
-                                        f"frames ({why}); the finished segments are kept in {wd.path}")
+                                        f"frames ({why}){_kept(wd)}")
                 wd.add(out)
                 board.finished[seg.index] = out.frames
                 for d in out.damaged:
@@ -413,6 +414,8 @@ def _upscale(ray: Any, job: Job, wd: WorkDir, todo: list[split.Segment], expecte
                         continue
                     warn(f"segment {seg.index}: {n}")
     finally:
+        if pending:  # an unforeseen failure or a second Ctrl-C: stopped, not waited for (Ray's shutdown ends them)
+            _cancel(ray, pending, wait=0)
         hud.stop()
 
 
@@ -436,12 +439,28 @@ def progress_actor(ray: Any) -> Any:
     return actor
 
 
-def _cancel(ray: Any, pending: dict[Any, Any]) -> None:
+CANCEL_WAIT = 10.0  # seconds a stopped run waits for its cancelled tasks to remove their temporary files
+
+
+def _cancel(ray: Any, pending: dict[Any, Any], wait: float = CANCEL_WAIT) -> None:
+    """Cancel the tasks in flight and wait (``wait`` s at most) until they have ended: a cancelled task removes its
+    cut and partial segment as it ends, and Ray's shutdown right after would kill it first, leaving them."""
     for ref in pending:
         try:
             ray.cancel(ref)  # the task gets KeyboardInterrupt; its worker (and loaded model) stays
         except Exception:  # noqa: BLE001 - already finished or gone
             pass
+    if wait > 0 and pending:
+        try:
+            ray.wait(list(pending), num_returns=len(pending), timeout=wait)
+        except Exception:  # noqa: BLE001 - best effort: what is left is removed by the next run
+            pass
+
+
+def _kept(wd: WorkDir) -> str:
+    """'; the finished segments are kept in WORK' for a failure's line, or '' when none had finished: the folder,
+    which holds only the plan then, is removed (``WorkDir.__exit__``)."""
+    return f"; the finished segments are kept in {wd.path}" if wd.manifest is not None and wd.manifest.done else ""
 
 
 def _retried(e: BaseException) -> bool:

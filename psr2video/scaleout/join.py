@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 import re
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -28,7 +29,9 @@ class JoinError(Exception):
 
 
 def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int] | None = None, tick: int = 1,
-                   moved: int = 0, placed: bool = False) -> Iterator[tuple[float, int, Any]]:
+                   moved: int = 0, placed: bool = False, end: int | None = None,
+                   lengths: dict[Fraction, Fraction] | None = None, ends_by_dts: bool = False
+                   ) -> Iterator[tuple[float, int, Any]]:
     """The segments' video packets in order, retimed to the output's time base ``tb`` (exact when it is the
     source's: NUT refines it; rounded when it is coarser, e.g. AVI's one tick per frame).
 
@@ -42,13 +45,29 @@ def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int
 
     NUT stores presentation times only: with B-frames its demuxer gives no dts for a segment's first packets
     (the reorder delay), and Matroska's muxer refuses a packet without one. Those are filled in going back
-    from the first known dts a frame at a time (what the encoder wrote: the delay before the keyframe), and
-    dts is kept strictly increasing across the cuts. A part (--start) moves every time back by ``moved`` ticks.
+    from the first known dts by the steps between the segment's first frames (what the encoder wrote: the k-th
+    dts is the k-th presentation time less the delay; going back by durations put an MPEG-TS output's every
+    stream a tick off the single-process one's), and dts is kept strictly increasing across the cuts. A part
+    (--start) moves every time back by ``moved`` ticks.
 
     ``placed`` (AVI, which stores no pts: a chunk's time is its place) gives the i-th packet in decode order the
     i-th time in presentation order as both its times, as the single-process writer does; a variable-rate
-    source's frames, nudged onto ticks, otherwise got a pts before their shifted dts and the muxer refused them."""
+    source's frames, nudged onto ticks, otherwise got a pts before their shifted dts and the muxer refused them.
+
+    A frame lasts what its packet lasts in the source (``lengths``: the source's packet durations by their times,
+    in seconds), or has no duration (the container's default), as in a single-process run, where the decoder hands
+    each frame its packet's duration and the encoder gives none to the others: a segment's NUT keeps no durations,
+    and its demuxer guessed them (none for a segment's first packets, its average frame after them; an AVI
+    source into Matroska got 1 ms and 42 ms frames).
+    ``end``: a part's end (--end, ``tb`` ticks before the move): a frame is shown up to it at most, as the
+    single-process reader cuts its frames' durations (the last one kept its whole duration past the part's end).
+    ``ends_by_dts`` (MP4/MOV, which end a track at its last packet in decode order): that packet is made to reach
+    the end of the last frame shown, as the single-process writer makes it (a part's MP4 track was a tick short).
+    """
     n, last_dts, last_pts = 0, None, None
+    held: tuple[float, int, Any] | None = None  # the latest packet, given out when the next one comes
+    shown_end: int | None = None
+    delay: int | None = None
     for f in files:
         with av.open(str(f)) as c:
             s = c.streams.video[0]
@@ -70,6 +89,7 @@ def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int
         with av.open(str(f)) as c:
             s = c.streams.video[0]
             pending: list[Any] = []  # the leading packets without a dts, until one has it
+            shown = [when[y] - moved for y in order]  # the output times in presentation order
             i = -1
             for pkt in itertools.chain(c.demux(s), [None]):  # streamed: a segment can be gigabytes
                 if pkt is not None:
@@ -83,21 +103,53 @@ def _video_packets(files: list[Path], stream: Any, tb: Fraction, fixed: list[int
                     if placed and i < len(order):
                         p.dts = p.pts = when[order[i]] - moved
                     p.duration = exact_ticks(pkt.duration * stb / tb) if pkt.duration else 0
+                    if lengths is not None and pkt.pts is not None:
+                        length = lengths.get(pkt.pts * stb)
+                        p.duration = max(1, exact_ticks(length / tb)) if length else 0
+                    if end is not None and p.duration and p.pts is not None:
+                        p.duration = max(0, min(p.duration, end - moved - p.pts))
                     p.time_base = tb
                     p.is_keyframe = pkt.is_keyframe
                     p.stream = stream
                     pending.append(p)
                     if p.dts is None:
                         continue
-                fill_dts(pending)
+                _fill_dts(pending, shown, i - len(pending) + 1)
                 for q in pending:
                     if last_dts is not None and q.dts is not None and q.dts < last_dts + tick:
                         q.dts = last_dts + tick
                     last_dts = q.dts if q.dts is not None else last_dts
                     t = float((q.dts if q.dts is not None else (q.pts or 0)) * tb)
                     n += 1
-                    yield t, n, q
+                    if q.pts is not None and q.duration:
+                        shown_end = max(shown_end or 0, q.pts + q.duration)
+                    if delay is None and q.pts is not None and q.dts is not None:
+                        delay = q.pts - q.dts  # the edit list shows the track from its first pts
+                    if held is not None:
+                        yield held
+                    held = t, n, q
                 pending = []
+    if held is not None:
+        last = held[2]
+        if ends_by_dts and last.dts is not None and shown_end is not None and \
+                shown_end - (delay or 0) > last.dts + last.duration:
+            last.duration = shown_end - (delay or 0) - last.dts
+        yield held
+
+
+def _fill_dts(pending: list[Any], shown: list[int], first: int) -> None:
+    """dts for the packets without one before the last of ``pending`` (decode-order indices ``first``...): back from
+    its dts by the steps between the presentation times ``shown`` of the same indices, as an encoder with a
+    reorder delay times them; ``fill_dts`` (by durations) where those times are not known."""
+    last = first + len(pending) - 1
+    if len(pending) < 2 or pending[-1].dts is None or first < 0 or last >= len(shown):
+        fill_dts(pending)
+        return
+    d = pending[-1].dts
+    for k in range(len(pending) - 2, -1, -1):
+        d -= shown[first + k + 1] - shown[first + k]
+        if pending[k].dts is None:
+            pending[k].dts = d
 
 
 def _source_packets(inp: Any, streams: list[Any], window: Any = None) -> Iterator[tuple[float, int, Any]]:
@@ -155,33 +207,30 @@ def check_headers(files: list[Path]) -> None:
                             "remove the work folder and run again")
 
 
-def source_frame_facts(source: str) -> Any:
-    """The display matrix and field order of the source's first frame (a FirstFrame), for the output's video
-    stream: the segments are NUT, which keeps neither. HDR10 metadata is left out: every segment's encoder
-    was given it, so it is in the segments' bitstream already."""
-    from ..video.reader import FirstFrame, first_frame, main_video
+def source_lengths(source: str, packets: list[Any] | None = None, time_base: Fraction | None = None
+                   ) -> dict[Fraction, Fraction]:
+    """The durations of the source's video packets that have one, by their pts (seconds): ``split.scan``'s
+    ``packets`` in ``time_base``, or scanned here."""
+    if packets is None or time_base is None:
+        from .split import scan
 
-    try:
-        with av.open(source) as c:
-            s = main_video(c)
-            for frame in c.decode(s):
-                f = first_frame(frame, s.codec_context)
-                return FirstFrame(rotation=f.rotation, interlaced=f.interlaced, field_order=f.field_order,
-                                  lost=f.lost)
-    except av.error.FFmpegError:  # a damaged start: the segments and the run already say so
-        pass
-    return FirstFrame()
+        packets, time_base = scan(source)
+    tb = Fraction(time_base)
+    return {p.pts * tb: p.duration * tb for p in packets if p.pts is not None and p.duration}
 
 
 def join(source: str, files: list[Path], output: str, codec: str, fmt: str | None,
-         warn: Callable[[str], None] = print, window: Any = None, square_pixels: bool = False) -> tuple[int, int]:
+         warn: Callable[[str], None] = print, window: Any = None, square_pixels: bool = False,
+         lengths: dict[Fraction, Fraction] | None = None) -> tuple[int, int]:
     """Write ``output`` from the segment ``files`` and the source's other streams; (the video packet count, the
     frames whose times the join moved to keep them increasing across the segments). ``window``: a part
     (--start/--end): every stream moved back with it, the other streams, chapters and timecode cut to it.
-    ``square_pixels``: --size resampled to square pixels (else the source's pixel shape is carried)."""
+    ``square_pixels``: --size resampled to square pixels (else the source's pixel shape is carried).
+    ``lengths``: ``source_lengths`` (scanned here when not given)."""
     from ..video.pipeline import partial_path
     from ..video.reader import PacketItem, main_video, open_input, stream_info
     from ..video.writer import EndOfVideo, Writer, ffmpeg_reason
+    from .split import source_frame_facts
 
     check_headers(files)
     tmp = partial_path(output)
@@ -205,8 +254,12 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
             fixed = [0]
             tb = Fraction(writer.time_base)  # the source's; AVI: one tick per frame of the source's rate
             moved = 0 if window is None else window.ticks(tb)
+            end = None if window is None or window.hi is None else math.ceil(window.hi / tb)
+            if lengths is None:
+                lengths = source_lengths(source)
             merged = heapq.merge(_video_packets(files, writer.vstream, tb, fixed, writer._tick, moved,
-                                                placed=writer._avi),
+                                                placed=writer._avi, end=end, lengths=lengths,
+                                                ends_by_dts=writer._track_ends_by_dts),
                                  _source_packets(inp, copied, window), key=lambda x: (x[0], x[1]))
             try:
                 for _, _, pkt in merged:

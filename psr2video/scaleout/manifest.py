@@ -9,7 +9,9 @@ after each finished segment (temporary file + rename), and a lock keeps two runs
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from fractions import Fraction
@@ -18,22 +20,36 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ..fileio import sha256_file, write_atomic
+from ..fileio import NAME_MAX, sha256_file, write_atomic
 from .split import Segment
 from .tasks import SegmentResult, Settings, sha256
 
 # 2: segments time their frames from the source's dts and timestamp guess (SourceTiming); a folder of version-1
 # segments is started afresh rather than joined with segments timed the other way
 VERSION = 2
+SCRATCH = "scratch"  # the workers' temporary folders (tasks._scratch)
 
 
 class WorkDirBusy(Exception):
     """Another run holds the work folder."""
 
 
+LOCK = ".lock"  # the work folder's lock file: its name and this
+
+
+def short_name(output: str | Path, tail: str, room: int = 0) -> str:
+    """``.NAME`` + ``tail``, or ``.DIGEST`` + ``tail`` where that and ``room`` bytes more would be longer than a file
+    name may be: an OUT a single-process run can write (its temporary is shortened so too) must not be refused."""
+    name = Path(output).name
+    short = f".{name}{tail}"
+    if len(os.fsencode(short)) + room > NAME_MAX:
+        short = f".{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}{tail}"
+    return short
+
+
 def work_dir(output: str) -> Path:
-    out = Path(output)
-    return out.with_name(f".{out.name}.psr2video-work")
+    """``.OUT.psr2video-work`` beside OUT (a digest of OUT's name where the name of its lock would be too long)."""
+    return Path(output).with_name(short_name(output, ".psr2video-work", len(LOCK)))
 
 
 @dataclass
@@ -71,9 +87,10 @@ class WorkDir:
 
     def __init__(self, output: str) -> None:
         self.path = work_dir(output)
-        self._lock = FileLock(str(self.path) + ".lock")
+        self._lock = FileLock(str(self.path) + LOCK)
         self.manifest: Manifest | None = None
         self.reset_note = ""
+        self.keep_plan = False  # kept by a failure that finished no segment too (a stop: it says where the folder is)
 
     def __enter__(self) -> WorkDir:
         try:
@@ -83,6 +100,8 @@ class WorkDir:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if exc[0] is not None and self.manifest is not None and not self.manifest.done and not self.keep_plan:
+            self.remove()  # a failed run that finished no segment: nothing to resume from (and not said)
         self._lock.release()
         Path(self._lock.lock_file).unlink(missing_ok=True)
 
@@ -111,11 +130,18 @@ class WorkDir:
                 done.add(int(key))
             else:
                 del have.done[key]
-        for f in self.path.iterdir():  # leftovers of an interrupted write
+        for f in self.path.iterdir():  # leftovers of an interrupted write, and of workers killed mid-segment
             if f.name.endswith(".tmp"):
                 f.unlink()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        self.scratch.mkdir()
         self._save()
         return done
+
+    @property
+    def scratch(self) -> Path:
+        """Where the workers on this machine write a segment's cut and output while they work (``tasks._scratch``)."""
+        return self.path / SCRATCH
 
     def segments(self, time_base: Fraction) -> list[Segment]:
         """The plan the folder's segments were made for."""

@@ -350,11 +350,28 @@ def source_shape(path: str) -> tuple[Fraction, int]:
     """The source's pixel shape and display rotation, for --size: the cuts are NUT, which keeps no display
     matrix, and every segment must fit the box as a single-process run does."""
     from ..video.reader import main_video, pixel_shape
-    from .join import source_frame_facts
 
     with av.open(path) as c:
         sar = pixel_shape(main_video(c))
     return sar, source_frame_facts(path).rotation
+
+
+def source_frame_facts(source: str) -> Any:
+    """The display matrix and field order of the source's first frame (a FirstFrame), for the output's video
+    stream: the segments are NUT, which keeps neither. HDR10 metadata is left out: every segment's encoder
+    was given it, so it is in the segments' bitstream already."""
+    from ..video.reader import FirstFrame, first_frame, main_video
+
+    try:
+        with av.open(source) as c:
+            s = main_video(c)
+            for frame in c.decode(s):
+                f = first_frame(frame, s.codec_context)
+                return FirstFrame(rotation=f.rotation, interlaced=f.interlaced, field_order=f.field_order,
+                                  lost=f.lost)
+    except av.error.FFmpegError:  # a damaged start: the segments and the run already say so
+        pass
+    return FirstFrame()
 
 
 def check_geometry(path: str, crop: Any, size: Any, fmt: str | None = None) -> None:

@@ -163,7 +163,7 @@ def _upscaler(settings: Settings, place: Placement, weights: bytes | None) -> An
 def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: bytes, weights: bytes | None,
                     expected: int, progress: Any = None, color: Any = None, timing: Any = None,
                     shape: tuple[Fraction, int] | None = None,
-                    shown: tuple[int | None, int | None] | None = None) -> SegmentResult:
+                    shown: tuple[int | None, int | None] | None = None, scratch: str | None = None) -> SegmentResult:
     """Upscale the frames of ``seg`` (from its cut) into an encoded video-only segment (NUT bytes).
     ``color``: the source's ColorInfo (the cut has lost the container's colour tags); ``timing``: the source's
     SourceTiming for the cut (its packets' dts and the timestamp guess's state), so that the frames get the
@@ -171,10 +171,12 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
     keeps no display matrix); ``shown``: the pts (``seg.time_base`` ticks) of the first frame the source shows and
     the first past its last (``split.shown_span``): the frames of packets its container discards (an MP4 edit
     list), which a single run's decoder drops and the cut no longer marks, are dropped by their times.
+    ``scratch``: the run's folder for the cut and the segment being written (``_scratch``).
     A user's mistake is raised as ``SegmentError`` (not retried); a full disk is not a mistake, and is
     retried."""
     try:
-        return _upscale_segment(settings, place, seg, cut, weights, expected, progress, color, timing, shape, shown)
+        return _upscale_segment(settings, place, seg, cut, weights, expected, progress, color, timing, shape, shown,
+                                scratch)
     except SegmentError:
         raise
     except PsrError as e:
@@ -185,7 +187,7 @@ def upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: byt
 
 def _upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: bytes, weights: bytes | None,
                      expected: int, progress: Any, color: Any, timing: Any, shape: tuple[Fraction, int] | None,
-                     shown: tuple[int | None, int | None] | None) -> SegmentResult:
+                     shown: tuple[int | None, int | None] | None, scratch: str | None = None) -> SegmentResult:
     import torch
 
     from ..video import pipeline
@@ -196,7 +198,7 @@ def _upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: by
     up = _upscaler(settings, place, weights)
     nonfinite = int(getattr(up, "nonfinite", 0))  # the worker's Upscaler counts over all its segments
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="psr2video-seg-") as tmp:
+    with _scratch(scratch) as tmp:
         src = Path(tmp) / f"cut.{CUT_FORMAT}"
         src.write_bytes(cut)
         out = Path(tmp) / f"segment.{CUT_FORMAT}"
@@ -226,6 +228,18 @@ def _upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: by
                          [n for n in notes if (not n.startswith("note: ") or "cropped" in n or "--size" in n)
                           and not about_the_cut(n)],
                          {k: int(getattr(res, k)) for k in COUNTS if getattr(res, k)})
+
+
+SCRATCH_PREFIX = "psr2video-seg-"
+
+
+def _scratch(folder: str | None) -> Any:
+    """A segment's temporary folder: in the run's work folder (``folder``) where this worker sees it (a worker on the
+    driver's machine), so that what a killed worker leaves there is kept and said with the work folder, and removed
+    by the next run (``WorkDir.open``); else in the system's temporary folder (a node of its own)."""
+    if folder is not None and Path(folder).is_dir():
+        return tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=folder, ignore_cleanup_errors=True)
+    return tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, ignore_cleanup_errors=True)
 
 
 def about_the_cut(note: str) -> bool:

@@ -8,6 +8,7 @@ import os
 import sys
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -235,20 +236,26 @@ def test_vfr_into_avi_with_b_frames_keeps_the_frames_times(tmp_path: Path) -> No
     assert _chunk_ticks(tmp_path / "libx264.avi") == _chunk_ticks(tmp_path / "ffv1.avi")
 
 
+def _retagged(src: Path, dst: Path, edit: Any) -> Path:
+    """``src``'s packets remuxed into ``dst``, ``edit(out, streams)`` first (streams by input index): the tags and
+    dispositions a test gives its input."""
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        edit(o, streams)
+        for p in i.demux():
+            if p.dts is not None:
+                p.stream = streams[p.stream.index]
+                o.mux(p)
+    return dst
+
+
 def test_mov_keeps_matroskas_language_codes(tmp_path: Path) -> None:
     """mkvmerge writes ISO 639-2/B codes (fre, cze); MOV's table knows those languages by their other code
     (fra, ces), and the track lost its language ("can't be held in mov")."""
     src = tmp_path / "in.mkv"
     make_clip(src, audio=("aac", "aac"), subtitle=False)
-    with av.open(str(src)) as i, av.open(str(tmp_path / "lang.mkv"), "w") as o:
-        streams = {}
-        for s, lang in zip(i.streams, ("eng", "fre", "cze"), strict=True):
-            streams[s.index] = o.add_stream_from_template(s)
-            streams[s.index].metadata["language"] = lang
-        for p in i.demux():
-            if p.dts is not None:
-                p.stream = streams[p.stream.index]
-                o.mux(p)
+    _retagged(src, tmp_path / "lang.mkv", lambda o, streams: [streams[k].metadata.update(language=lang)
+                                                              for k, lang in enumerate(("eng", "fre", "cze"))])
     code, err = run(str(tmp_path / "lang.mkv"), str(tmp_path / "o.mov"), "--variant", "mks")
     assert code == 0 and "can't be held in mov" not in err, err
     with av.open(str(tmp_path / "o.mov")) as c:
@@ -260,13 +267,8 @@ def test_the_upscaled_videos_lost_language_and_title_are_named(tmp_path: Path) -
     language left a .mov, and its language and title a .ts, without a word."""
     src = tmp_path / "in.mkv"
     make_clip(src, audio=(), subtitle=False)
-    with av.open(str(src)) as i, av.open(str(tmp_path / "tagged.mkv"), "w") as o:
-        v = o.add_stream_from_template(i.streams.video[0])
-        v.metadata.update({"language": "tlh", "title": "Main feature"})
-        for p in i.demux():
-            if p.dts is not None:
-                p.stream = v
-                o.mux(p)
+    _retagged(src, tmp_path / "tagged.mkv",
+              lambda o, streams: streams[0].metadata.update({"language": "tlh", "title": "Main feature"}))
     want = {"mov": "its language 'tlh' can't", "ts": "its language 'tlh', title 'Main feature' can't", "mkv": None}
     for ext, note in want.items():
         code, err = run(str(tmp_path / "tagged.mkv"), str(tmp_path / f"o.{ext}"), "--variant", "mks")
@@ -283,13 +285,8 @@ def test_the_upscaled_video_keeps_its_dispositions(tmp_path: Path) -> None:
     src = tmp_path / "in.mkv"
     make_clip(src, audio=(), subtitle=False)
     d = av.stream.Disposition
-    with av.open(str(src)) as i, av.open(str(tmp_path / "flagged.mkv"), "w") as o:
-        v = o.add_stream_from_template(i.streams.video[0])
-        v.disposition = d.default | d.original
-        for p in i.demux():
-            if p.dts is not None:
-                p.stream = v
-                o.mux(p)
+    _retagged(src, tmp_path / "flagged.mkv", lambda o, streams: setattr(streams[0], "disposition",
+                                                                         d.default | d.original))
     code, err = run(str(tmp_path / "flagged.mkv"), str(tmp_path / "o.mkv"), "--variant", "mks")
     assert code == 0 and "can't be held" not in err, err
     with av.open(str(tmp_path / "o.mkv")) as c:
@@ -328,14 +325,11 @@ def test_tags_a_container_cant_hold_are_named(tmp_path: Path) -> None:
     lost without a word. Now named; Matroska keeps them all, and nothing is said."""
     src = tmp_path / "in.mkv"
     make_clip(src, subtitle=False)
-    with av.open(str(src)) as i, av.open(str(tmp_path / "tags.mkv"), "w") as o:
-        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+    def edit(o: Any, streams: dict[int, Any]) -> None:
         streams[1].metadata.update({"COMMENT": "remastered 2019"})
         o.metadata.update({"title": "My Film", "DIRECTOR": "Jane Doe", "GENRE": "Drama"})
-        for p in i.demux():
-            if p.dts is not None:
-                p.stream = streams[p.stream.index]
-                o.mux(p)
+
+    _retagged(src, tmp_path / "tags.mkv", edit)
     code, err = run(str(tmp_path / "tags.mkv"), str(tmp_path / "o.mp4"), "--variant", "mks")
     assert code == 0, err
     assert "note: the input's container tag(s) DIRECTOR: FFmpeg's mp4 muxer writes no atom for them; lost" in err, err
@@ -361,13 +355,8 @@ def test_an_mp4_tracks_title_is_carried(tmp_path: Path) -> None:
     and audio tracks lost their titles in an .mp4 or .mov, without a word. Carried now, into .mkv as titles."""
     src = tmp_path / "in.mkv"
     make_clip(src, subtitle=False)
-    with av.open(str(src)) as i, av.open(str(tmp_path / "titled.mp4"), "w") as o:
-        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
-        streams[0].metadata["title"], streams[1].metadata["title"] = "Main feature", "Stereo"
-        for p in i.demux():
-            if p.dts is not None:
-                p.stream = streams[p.stream.index]
-                o.mux(p)
+    _retagged(src, tmp_path / "titled.mp4", lambda o, streams: [streams[k].metadata.update(title=t)
+                                                                for k, t in enumerate(("Main feature", "Stereo"))])
     for ext, key in (("mp4", "name"), ("mov", "name"), ("mkv", "title")):
         code, err = run(str(tmp_path / "titled.mp4"), str(tmp_path / f"o.{ext}"), "--variant", "mks")
         assert code == 0 and "can't be held" not in err, err

@@ -589,17 +589,16 @@ def write(frames: list[Any], anim: Animation, dst: Path) -> None:
         extra = dict(anim.info.get("extra") or {})
         if ext == ".webp":
             opts.update(quality=95, method=4)
-            if extra.get("xmp"):
-                opts["xmp"] = extra["xmp"]
         else:
             if anim.info.get("dpi"):
                 opts["dpi"] = anim.info["dpi"]
             if anim.info.get("comment"):
                 comment = anim.info["comment"]
                 extra["comment"] = comment.decode("latin-1") if isinstance(comment, bytes) else str(comment)
-            text = picture_metadata.png_info(extra, icc=bool(opts.get("icc_profile")))
-            if text is not None:  # the text chunks (a comment as ``Comment``), colour chunks and XMP, as a still's
-                opts["pnginfo"] = text
+        # WebP's XMP; APNG's text chunks (a comment as ``Comment``), colour chunks and XMP: as a still's
+        opts.update(picture_metadata.save_options(extra, ".webp" if ext == ".webp" else ".png",
+                                                  icc=bool(opts.get("icc_profile"))))
+        if ext != ".webp":
             if anim.default is not None:  # an APNG's picture for viewers that don't animate, kept in its place
                 first, rest = anim.default, frames
                 opts["default_image"] = True

@@ -190,8 +190,7 @@ def _say_stop(jobs: list[VideoJob], i: int, finished: int, cut_short: bool, star
           + "; run the same command with --skip-existing to go on")
 
 
-def _codecs(jobs: list[VideoJob], codec: str | None, crf: float | None, preset: str | None,
-            pix_fmt: str | None = None) -> dict[str, str]:
+def _codecs(jobs: list[VideoJob], codec: str | None, crf: float | None, preset: str | None) -> dict[str, str]:
     """The encoder per output extension (``--codec``, or the default for that container: SVT-AV1 for .webm),
     each checked with the settings before anything loads, and the default's note said once per extension."""
     from ..video.output_checks import default_codec, encoder_problem, output_format_problem
@@ -249,7 +248,7 @@ def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path
     if not jobs and not pictures:
         _warn(f"every file under {input} has its OUT already (--skip-existing); nothing to do")
         return
-    codecs = _codecs(jobs, video["codec"], video["crf"], video["preset"], video["pix_fmt"])
+    codecs = _codecs(jobs, video["codec"], video["crf"], video["preset"])
     others = [p for p in files if p.suffix.lower() not in VIDEO_EXTS | PICTURE_EXTS]
     up = make_up()
     what = [f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}"]

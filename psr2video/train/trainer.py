@@ -28,6 +28,7 @@ from torch import nn
 from ..errors import PsrError, first_line
 from ..fileio import atomic_path
 from ..models import build_model, save_weights
+from ..models.registry import non_finite
 from ..runtime.upscaler import resolve_device
 from .config import DEFAULTS, ROOT, ConfigError, check_config, load_config
 from .config import resolve as _resolve
@@ -58,14 +59,6 @@ class RunError(PsrError):
 class DivergedError(RunError):
     """Training diverged (a NaN/inf loss or weights): stopped at once, so no non-finite weights are ever
     written as a checkpoint, best or final; the message says which step and how to go on."""
-
-
-def non_finite(net: nn.Module) -> str | None:
-    """The name of the first tensor of ``net`` that holds NaN or inf (None: every tensor is finite)."""
-    for name, t in net.state_dict().items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            return name
-    return None
 
 
 def lr_at(step: int, cfg: dict, total: int) -> float:
@@ -338,7 +331,7 @@ class Trainer:
             eg = (shape or missing or extra)[0]
             raise ConfigError(f"{what} does not fit a {self.variant} x{self.scale} net ({len(shape)} tensor(s) of "
                               f"another shape, {len(missing)} missing, {len(extra)} unexpected; e.g. {eg})")
-        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        bad = non_finite(state)
         if bad:  # a diverged run's weights: training on from them gives NaN at once
             raise ConfigError(f"{what} holds NaN/inf values ({len(bad)} tensor(s), e.g. {bad[0]}): the weights of a "
                               "run that diverged")
@@ -443,9 +436,8 @@ class Trainer:
     def _check_finite(self, when: str) -> None:
         """Refuse to go on (and to write anything) once the net or its EMA holds NaN/inf."""
         for net, which in ((self.net, "weights"), (self.ema.net, "EMA weights")):
-            bad = non_finite(net)
-            if bad:
-                raise self._diverged(f"the {which} hold NaN/inf ({bad}) {when}")
+            if bad := non_finite(net.state_dict()):
+                raise self._diverged(f"the {which} hold NaN/inf ({bad[0]}) {when}")
 
     def save_checkpoint(self) -> None:
         self._check_finite(f"at step {self.step}")  # the checkpoint on disk stays the last good one
@@ -691,9 +683,8 @@ class Trainer:
         info = {"data": f"{', '.join(d['train'])} ({lr_how}, {d['patch']} px HR crops, batch {d['batch']})",
                 "steps": self.step, "command": self.command, "loss": json.dumps(self.cfg["loss"]),
                 "validation": validation or {}, "ema": self.cfg["train"]["ema"]}
-        bad = non_finite(self.ema.net)
-        if bad:  # never a NaN model as best or final: it draws a black picture
-            raise self._diverged(f"the EMA weights hold NaN/inf ({bad}) at step {self.step}, not written to {path}")
+        if bad := non_finite(self.ema.net.state_dict()):  # never a NaN model as best or final: a black picture
+            raise self._diverged(f"the EMA weights hold NaN/inf ({bad[0]}) at step {self.step}, not written to {path}")
         net = copy.deepcopy(self.ema.net).cpu().to(memory_format=torch.contiguous_format)
         try:
             save_weights(net.fuse_for_release(), path, **info)

@@ -165,6 +165,11 @@ class Stats:
             return None
         return min(max(f, self.done / self.cap if self.cap else 0.0), 1.0)
 
+    def total_after(self, sep: str) -> str:
+        """``total_text`` as it follows the count: ``sep`` before a total, a bound in brackets."""
+        tot = self.total_text()
+        return "" if not tot else f" ({tot})" if tot.startswith("at most") else f"{sep}{tot}"
+
     def total_text(self) -> str:
         """The frame total as shown after the count: '100' (a count), '~236' (an estimate: the frames done over
         the media fraction they cover, so a VFR stream's converges), 'at most 1000' (a cap, with no known end),
@@ -226,8 +231,7 @@ class Stats:
     def line(self) -> str:
         r = self.realtime_now
         rt = f" ({r:.2f}x realtime)" if r is not None else ""
-        tot = self.total_text()
-        tot = "" if not tot else f"/{tot}" if tot[0] != "a" else f" ({tot})"
+        tot = self.total_after("/")
         eta = self.eta
         stages = " ".join(f"{k} {v:.1f}" for k, v in self.stage_ms.items())
         return (f"frame {self.done}{tot} | {self.fps_now:.1f} fps now, {self.fps_avg:.1f} avg{rt} | "
@@ -269,8 +273,7 @@ class Hud:
         t = Table.grid(padding=(0, 2))
         t.add_column(style="bold cyan")
         t.add_column()
-        tot = s.total_text()
-        tot = "" if not tot else f" / {tot}" if tot[0] != "a" else f" ({tot})"
+        tot = s.total_after(" / ")
         p = s.progress
         pct = f"  ({100 * p:.0f} %)" if p is not None else ""
         t.add_row("frames", f"{s.done}{tot}{pct}   encoded {s.encoded}")

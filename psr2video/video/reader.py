@@ -658,7 +658,8 @@ class Reader(threading.Thread):
         self.size = (cc.width, cc.height) if cc.width and cc.height else None
         self.tb = self.vstream.time_base or Fraction(1, 1000)
         self.end = EndItem()
-        self.damage = DamageLog(container, video_rate(self.vstream))
+        self._rate = video_rate(self.vstream)  # (fixed for the stream: asked per untimed frame)
+        self.damage = DamageLog(container, self._rate)
         self.first: FirstFrame | None = None
         self.continuity = Continuity(container)  # joined recordings' timestamps made to follow on (MPEG-TS/PS)
         self._demux = self.continuity.packets(container.demux())  # every stream: positions show skipped stretches
@@ -995,7 +996,8 @@ class Reader(threading.Thread):
             self._undated.clear()
             self._pts_guess = PtsGuess()
             self._order = self._display_order()
-            self.damage = DamageLog(self.container, video_rate(self.vstream))
+            self._rate = video_rate(self.vstream)
+            self.damage = DamageLog(self.container, self._rate)
         self._past_end = False  # a frame at or past the part's end came out of the decoder: no more decoding
         self._reach: dict[int, float] = {}  # stream -> the latest packet time read (s)
         self._first_seen: dict[int, float] = {}  # stream -> its first packet's time read (s): passed over?
@@ -1030,7 +1032,7 @@ class Reader(threading.Thread):
         if pts is not None:
             t: Fraction | float = pts * Fraction(tb)
         else:
-            rate = video_rate(self.vstream)  # (exact: 30 x 1/30 s as floats fell short of 1 s, a frame off a part)
+            rate = self._rate  # (exact: 30 x 1/30 s as floats fell short of 1 s, a frame off a part)
             t = (Fraction(container_origin(self.container)) if self._clock is None
                  else self._clock + (1 / Fraction(rate) if rate else Fraction(1, 25)))
         self._clock = Fraction(t)

@@ -873,8 +873,9 @@ class Writer(threading.Thread):
                                                       / Fraction(self.time_base)))
         fr.pts = pts
         fr.time_base = self.time_base
-        length = self._durations.get(pts) or self._frame_step
-        self._end = max(self._end, (pts + length) * Fraction(self.time_base))
+        if self._chapters:  # (read only to cut them at close)
+            length = self._durations.get(pts) or self._frame_step
+            self._end = max(self._end, (pts + length) * Fraction(self.time_base))
         if self._fields is not None:  # mark the frame interlaced with its field order
             self._fields[1].push(fr)
             fr = self._fields[2].pull()
@@ -936,7 +937,7 @@ class Writer(threading.Thread):
         if fix is None:
             fix = self.fixups[o.index] = TimestampFixup(f"{o.type} stream #{idx}", self.out.format.flags)
         fix(pkt)
-        if pkt.pts is not None and pkt.time_base and o.type == "audio":  # (a subtitle may run on: not the end)
+        if self._chapters and pkt.pts is not None and pkt.time_base and o.type == "audio":  # (a subtitle may run on)
             self._end = max(self._end, (pkt.pts + (pkt.duration or 0)) * Fraction(pkt.time_base))
         if o.type == "audio" and idx not in self.transcode and pkt.pts is not None and pkt.time_base:
             self._mind_gap(pkt, idx)
@@ -949,11 +950,14 @@ class Writer(threading.Thread):
         all that followed played early (0.5 s after a 0.5 s hole), in silence. Linear PCM gets the silence it held;
         other audio, and a hole longer than FILL_MAX (a broken timestamp: 10 minutes of silence made a 1 s clip
         115 MB), is said."""
-        o, tb = pkt.stream, Fraction(pkt.time_base)
+        o = pkt.stream
+        cc = o.codec_context
+        if not sample_timed(self.out.format.name, cc.name):  # (most outputs: nothing to track)
+            return
+        tb = Fraction(pkt.time_base)
         end = self._audio_next.get(o.index, 0 if self._avi else None)
         self._audio_next[o.index] = pkt.pts + pkt.duration if pkt.duration else None  # (no length: nothing known)
-        cc = o.codec_context
-        if end is None or not sample_timed(self.out.format.name, cc.name) or (pkt.pts - end) * tb <= AudioTranscode.GAP:
+        if end is None or (pkt.pts - end) * tb <= AudioTranscode.GAP:
             return
         step = max(1, round(Fraction(4096) / (tb * cc.sample_rate))) if cc.sample_rate else 0  # 4096 samples a packet
         if step and pcm_silence(cc.name, 1, cc.channels) is not None and (pkt.pts - end) * tb <= FILL_MAX:

@@ -102,9 +102,10 @@ class Result:
 
 def evaluate(fn: UpscaleFn, folder: str | Path, scale: int, method: str = "", ssim: bool = True,
              jpeg_quality: int | None = None) -> Result:
-    """Mean PSNR-Y / SSIM-Y of ``fn`` over every image in ``folder``; a picture too small to measure is refused
-    (``PictureSizeError``) before any is upscaled."""
-    check_folder_sizes(folder, scale, ssim)
+    """Mean PSNR-Y / SSIM-Y of ``fn`` over every image in ``folder``. Pictures too small to measure are the
+    caller's to refuse, once and before any model runs (``check_folder_sizes``, ``check_size``: eval for every
+    folder before its methods, training for its val folders when it starts), not again per method and per
+    validation."""
     rows = []
     for path in list_images(folder):
         hr, lr = make_lr(load_rgb(path), scale, jpeg_quality)

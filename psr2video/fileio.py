@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -38,13 +39,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 NAME_MAX = 255  # bytes of one file name (ext4, XFS, APFS, NTFS in UTF-16 units)
 
 
-def beside(path: Path, tail: str) -> Path:
-    """A hidden temporary name for ``path`` in its folder: ``.NAME`` + ``tail``, or, where that is longer than a
-    file name may be (an anime episode's 82-character Japanese title is 246 bytes), a digest of the name
-    keeping its extension; the name as given could be written, so its temporary must be too."""
+def beside(path: Path, tail: str, room: int = 0, keep_ext: bool = True) -> Path:
+    """A hidden name for ``path`` in its folder (a temporary file, a work folder): ``.NAME`` + ``tail``, or, where
+    that and ``room`` bytes more (what is added to it later, as a lock file's ``.lock``) would be longer than a
+    file name may be (an anime episode's 82-character Japanese title is 246 bytes), a digest of the name, keeping
+    its extension where ``keep_ext`` (a temporary file's format is known by it); the name as given could be
+    written, so this one must be too."""
     name = f".{path.name}{tail}"
-    if len(os.fsencode(name)) > NAME_MAX:
-        name = f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}{tail}{path.suffix}"
+    if len(os.fsencode(name)) + room > NAME_MAX:
+        name = f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}{tail}{path.suffix if keep_ext else ''}"
     return path.with_name(name)
 
 
@@ -57,22 +60,44 @@ def write_atomic(path: str | Path, data: bytes | bytearray | memoryview | str) -
             tmp.write_bytes(data)
 
 
-def visible_files(folder: str | Path) -> list[Path]:
+@dataclass(frozen=True)
+class Walk:
+    """A folder as a folder run reads it (``walk``)."""
+
+    files: list[Path]  # the visible files, sorted
+    folders: dict[Path, Path]  # each real folder read, with the path it is reached by; a broken link's target too
+
+
+def walk(folder: str | Path) -> Walk:
     """The files under ``folder``, sorted, without hidden ones or those in hidden folders (``.git``, macOS's
-    ``._name`` resource forks, our own partial outputs). Linked folders are followed (a season folder of links
-    into a library), each real folder once (a link back up would loop); a broken link is not a file."""
+    ``._name`` resource forks, our own partial outputs), and the real folders they are read from. Linked folders
+    are followed (a season folder of links into a library), each real folder once (a link back up would loop); a
+    broken link is not a file, but its target counts as a folder read: the run may make it (OUT), and the next run
+    would then read it. One walk gives a folder run both (its inputs, and where its OUT must not be)."""
     root = Path(folder)
-    seen: set[str] = set()
+    folders: dict[Path, Path] = {}
     found = []
     for here, dirs, files in os.walk(root, followlinks=True):
-        real = os.path.realpath(here)
-        if real in seen:
+        real = Path(os.path.realpath(here))
+        if real in folders:
             dirs[:] = []
             continue
-        seen.add(real)
+        folders[real] = Path(here)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [Path(here) / f for f in files if not f.startswith(".") and (Path(here) / f).is_file()]
-    return sorted(found)
+        for name in files:
+            if name.startswith("."):
+                continue
+            path = Path(here) / name
+            if path.is_file():
+                found.append(path)
+            elif path.is_symlink() and not path.exists():
+                folders.setdefault(Path(os.path.realpath(path)), path)
+    return Walk(sorted(found), folders)
+
+
+def visible_files(folder: str | Path) -> list[Path]:
+    """``walk(folder)``'s files: every visible file under ``folder``, sorted."""
+    return walk(folder).files
 
 
 def sha256_file(path: str | Path) -> str:

@@ -69,40 +69,25 @@ class Job:
     dst: Path
 
 
-def plan(input: str, output: str, overwrite: bool, skip_existing: bool = False) -> list[Job]:
-    """The pictures to write: one file to one file, or every picture under a folder into an output folder (the
-    same names and sub-folders; with ``skip_existing``, those whose OUT exists are left out). Refuses, before
-    anything loads, what can't work: an existing OUT without -y, OUT = IN, a missing folder, a folder without
-    pictures."""
+def plan(input: str, output: str, files: list[Path] | None = None) -> list[Job]:
+    """The pictures to write: one file to one file, or every picture of a folder's ``files`` (its visible files,
+    ``fileio.walk``'s; walked here when not given) into an output folder, under the same names and sub-folders
+    (none: an empty list). Refuses, before anything loads, what can't work for pictures: OUT = IN, a missing
+    folder, a folder OUT for one picture, a file OUT for a folder. What every folder run checks (OUT inside IN,
+    an OUT that is an input, OUTs that exist: -y, --skip-existing) is the caller's (``commands.folder``)."""
     src, dst = Path(input), Path(output)
     if src.is_dir():
         if (dst.exists() and not dst.is_dir()) or dst.suffix.lower() in PICTURE_EXTS:
             raise PictureError(f"IN is a folder of pictures, so OUT must be a folder too: {output} is a file name")
-        files = [p for p in visible_files(src) if p.suffix.lower() in PICTURE_EXTS]  # not ._x.jpg, .git/
-        if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
-            raise PictureError(f"OUT {output} is inside IN {input}; give a folder outside it")
-        if not files:  # (a folder with videos is upscaled by the folder command)
-            others = visible_files(src)
-            what = f" ({len(others)} other file(s), e.g. {others[0].name})" if others else " (it is empty)"
-            raise PictureError(f"no videos or pictures in {input}{what}")
-        jobs = [Job(p, dst / p.relative_to(src)) for p in files]
-    else:
-        if not dst.parent.exists():
-            raise PictureError(f"can't write {output}: folder {dst.parent} does not exist")
-        if dst.exists() and dst.resolve() == src.resolve():
-            raise PictureError("OUT is the same file as IN")
-        if dst.is_dir():  # before "exists; use -y", which -y could not cure
-            raise PictureError(f"{output} is a folder, not an output file; name the file, e.g. {dst / src.name}")
-        jobs = [Job(src, dst)]
-    if skip_existing:
-        return [j for j in jobs if not j.dst.exists()]
-    if not overwrite:
-        existing = [j.dst for j in jobs if j.dst.exists()]
-        if existing:
-            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-            skip = ", or --skip-existing to leave those out" if src.is_dir() else ""
-            raise PictureError(f"{existing[0]} exists{more}; use -y to overwrite{skip}")
-    return jobs
+        files = visible_files(src) if files is None else files  # not ._x.jpg, .git/
+        return [Job(p, dst / p.relative_to(src)) for p in files if p.suffix.lower() in PICTURE_EXTS]
+    if not dst.parent.exists():
+        raise PictureError(f"can't write {output}: folder {dst.parent} does not exist")
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise PictureError("OUT is the same file as IN")
+    if dst.is_dir():  # before "exists; use -y", which -y could not cure
+        raise PictureError(f"{output} is a folder, not an output file; name the file, e.g. {dst / src.name}")
+    return [Job(src, dst)]
 
 
 def _read(path: Path) -> tuple[Any, dict, list[str], bool]:

@@ -20,7 +20,9 @@ def cpu_name() -> str:
 
 
 def machine_info(device: Any = None) -> dict:
-    """CPU, cores, load, library versions and (on CUDA) the GPU, as a dict for JSON results."""
+    """CPU, cores, load, library versions and the GPU, as a dict for JSON results: the machine as the figures
+    were measured on it, so the GPU only where the run used it (``device`` None or "auto": the GPU where there is
+    one; a CPU device on a CUDA host: "GPU not used (--device cpu)", where the GPU, or 'no CUDA', was said)."""
     import torch
 
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_name(),
@@ -36,10 +38,12 @@ def machine_info(device: Any = None) -> dict:
         except ImportError:
             continue
         info[mod] = str(getattr(m, "__version__", "?"))
-    dev = torch.device(device) if device is not None else None
+    dev = None if device is None or str(device) == "auto" else torch.device(device)
     if torch.cuda.is_available() and (dev is None or dev.type == "cuda"):
         p = torch.cuda.get_device_properties(dev if dev is not None and dev.index is not None else 0)
         info["gpu"] = f"{p.name} (cc {p.major}.{p.minor}, {p.total_memory / 2**30:.0f} GiB)"
+    elif dev is not None and dev.type == "cpu" and torch.cuda.is_available():
+        info["gpu"] = "GPU not used (--device cpu)"
     return info
 
 

@@ -271,15 +271,15 @@ def test_bench_pipeline_says_and_compares_what_the_pipeline_writes(tmp_path, mon
     '0 frames'; and the machine line is the device's the run used (--device cpu on a CUDA host printed the GPU)."""
     import tempfile
 
+    from psr2video import machine
     from psr2video.cli import cli
-    from psr2video.commands import bench
     from psr2video.video import bench_pipeline
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     peer, machines = [], []
     monkeypatch.setattr(bench_pipeline, "time_ffmpeg_pyav", lambda *a: peer.append(a[-1]) or 1.0)
-    real_machine = getattr(bench, "_machine", None)
-    monkeypatch.setattr(bench, "_machine", lambda dev: machines.append(str(dev)) or real_machine(dev), raising=False)
+    real_machine = machine.machine_info
+    monkeypatch.setattr(machine, "machine_info", lambda dev=None: machines.append(str(dev)) or real_machine(dev))
     clip = yuv444_clip(tmp_path / "c444.mkv")
     r = CliRunner().invoke(cli, ["bench", "pipeline", str(clip), "--frames", "2", "--device", "cpu"])
     assert r.exit_code == 0, r.output
@@ -301,8 +301,8 @@ def test_bench_pipeline_says_and_compares_what_the_pipeline_writes(tmp_path, mon
 
 def test_the_machine_line_is_the_device_used(monkeypatch):
     """--device cpu on a CUDA host: bench pipeline printed GPU 0, bench model and scaleout 'no CUDA'."""
-    from psr2video.commands.bench import _machine
+    from psr2video.machine import machine_info
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _machine("cpu")["gpu"] == "GPU not used (--device cpu)"
-    assert _machine(torch.device("cpu"))["gpu"] == "GPU not used (--device cpu)"
+    assert machine_info("cpu")["gpu"] == "GPU not used (--device cpu)"
+    assert machine_info(torch.device("cpu"))["gpu"] == "GPU not used (--device cpu)"

@@ -21,20 +21,6 @@ from ..names import BACKENDS, BASELINES, PRECISIONS, SCALES, VARIANTS
 from .common import check_device_name, check_writable, parse_shape, split_list
 
 
-def _machine(device) -> dict:
-    """The machine as the figures were measured on it: the GPU only where the run used it (--device cpu on a
-    CUDA host printed the GPU, or 'no CUDA')."""
-    import torch
-
-    from ..machine import machine_info
-
-    dev = None if str(device) == "auto" else torch.device(device)  # "auto": the GPU where there is one
-    info = machine_info(dev)
-    if dev is not None and dev.type == "cpu" and torch.cuda.is_available():
-        info["gpu"] = "GPU not used (--device cpu)"
-    return info
-
-
 @click.group()
 def bench() -> None:
     """Benchmarks (figures, not pass/fail): model speed and end-to-end pipeline speed."""
@@ -77,7 +63,7 @@ def bench_model(variants, models, scale, size, batch, tile, backend, precision, 
                         "file)")
     import torch
 
-    from ..machine import describe
+    from ..machine import describe, machine_info
     from ..runtime.bench_model import format_table, target_lines, time_entries
     from ..runtime.peers import PEERS
     from ..runtime.upscaler import resolve_device
@@ -110,7 +96,7 @@ def bench_model(variants, models, scale, size, batch, tile, backend, precision, 
         cfg, reason = resolve("auto", dev, precision)
         backend = cfg.name
         click.echo(f"backend auto -> {backend}: {reason}")
-    info = _machine(dev)
+    info = machine_info(dev)
     command = "psr2video bench model " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "model"] else [])
     click.echo(f"machine: {describe(info)}")
     click.echo(f"command: {command.strip()}")
@@ -207,7 +193,7 @@ def bench_pipeline(clip: str | None, variant: str, scale: str, weights: str | No
     import tempfile
     import threading
 
-    from ..machine import describe
+    from ..machine import describe, machine_info
     from ..video import pipeline
     from ..video.bench_pipeline import load_frames, time_ffmpeg_binary, time_ffmpeg_pyav, time_model
     from ..video.output_checks import CRF_RANGE, encoder_problem, resolve_encoder
@@ -237,7 +223,7 @@ def bench_pipeline(clip: str | None, variant: str, scale: str, weights: str | No
     pix_fmt = pipeline.output_pix_fmt(info.color, codec, None)
     size = pipeline.output_size(info.width, info.height, up.scale, pix_fmt)
     options = Writer._codec_options(codec, crf, preset)
-    click.echo(f"machine: {describe(_machine(up.device))}")
+    click.echo(f"machine: {describe(machine_info(up.device))}")
     click.echo(f"command: psr2video bench pipeline {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}".rstrip())
     count = f"{info.frames} frames" if info.frames else "frame count unknown"  # a raw stream says none (not 0)
     click.echo(f"clip: {clip} ({info.width}x{info.height} {info.pix_fmt} {info.codec}, {count}) -> "
@@ -288,7 +274,7 @@ def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, prese
 
     CLIP needs keyframes every few seconds to split; without one a 320x180 clip is made (8 s, a keyframe a second).
     """
-    from ..machine import describe
+    from ..machine import describe, machine_info
 
     if clip is not None and not Path(clip).exists():  # before importing Ray: a typo costs milliseconds
         raise UserError(f"clip not found: {clip}")
@@ -308,7 +294,7 @@ def bench_scaleout(clip: str | None, variant: str, scale: int, codec: str, prese
     from ..scaleout.bench import bench_scaleout as run_bench
     from ..scaleout.bench import save
 
-    info = _machine(device)  # the driver's machine; its GPU only where the workers are given one
+    info = machine_info(device)  # the driver's machine; its GPU only where the workers are given one
     click.echo(f"machine: {describe(info)}")
     click.echo(f"command: psr2video bench scaleout {' '.join(sys.argv[3:]) if len(sys.argv) > 3 else ''}".rstrip())
     what = clip or "made now: 320x180 libx264, 8 s, a keyframe every second"

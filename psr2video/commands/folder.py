@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from ..errors import UserError
+from ..fileio import Walk
 from ..names import PICTURE_EXTS, VIDEO_EXTS
 
 # options that mean one file: refused for a folder, not ignored
@@ -32,7 +33,7 @@ def _warn(msg: str) -> None:
 
 
 def folder_videos(files: list[Path]) -> list[Path]:
-    """The video files (by extension) of a folder's ``files`` (``fileio.visible_files``)."""
+    """The video files (by extension) of a folder's ``files`` (``fileio.walk``'s)."""
     return [p for p in files if p.suffix.lower() in VIDEO_EXTS]
 
 
@@ -42,11 +43,13 @@ class VideoJob:
     dst: Path
 
 
-def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool, skip_existing: bool = False,
-                inputs: list[Path] | None = None) -> tuple[list[VideoJob], list[str]]:
-    """Each video's OUT (the same name and sub-folder under ``output``; .mkv for a kind of file the product does
-    not write, said) and the notes; refuses, before anything loads, what can't work (an OUT that is one of
-    ``inputs``, every file the run reads, default ``videos``)."""
+def plan_videos(input: str, output: str, tree: Walk, skip_existing: bool = False
+                ) -> tuple[list[VideoJob], list[str]]:
+    """Each video's OUT of the folder ``tree`` (``fileio.walk(input)``: the same name and sub-folder under
+    ``output``; .mkv for a kind of file the product does not write, said) and the notes; with ``skip_existing``
+    those whose OUT exists are left out, said. Refuses, before anything loads, what can't work (OUT inside IN, an
+    OUT that is one of the files the run reads); OUTs that exist without -y are the caller's to refuse, over the
+    videos and the pictures together."""
     from ..video.writer import EXT_FORMAT
 
     kept = set(EXT_FORMAT) - {".mka", ".y4m"} | {".mpg", ".mpeg", ".mts"}  # the containers written and tested here
@@ -56,9 +59,9 @@ def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool, sk
         raise UserError(f"IN is a folder, so OUT must be a folder too: {output} is a file name")
     if (problem := out_folder_problem(output)) is not None:
         raise UserError(problem)
-    check_out_outside_in(input, output)
+    check_out_outside_in(input, output, tree.folders)
     jobs, notes, renamed = [], [], []
-    for v in videos:
+    for v in folder_videos(tree.files):
         out = dst / v.relative_to(src)
         if out.suffix.lower() not in kept:  # .wmv, .flv, .y4m, .rm...: read, not written (H.264 in ASF, Ogg, Y4M,
             out = out.with_suffix(".mkv")  # MXF or RealMedia is refused or unplayable)
@@ -73,13 +76,11 @@ def plan_videos(input: str, output: str, videos: list[Path], overwrite: bool, sk
         if j.dst in seen:
             raise UserError(f"{seen[j.dst]} and {j.src} would both be written to {j.dst}; move one of them")
         seen[j.dst] = j.src
-    refuse_inputs_as_outputs(jobs, videos if inputs is None else inputs)
-    existing = [j.dst for j in jobs if os.path.lexists(j.dst)]  # a broken link too: it is replaced, not followed
-    if existing and skip_existing:
+    refuse_inputs_as_outputs(jobs, tree.files)
+    # a broken link counts as existing: it is replaced, not followed
+    if skip_existing and (existing := [j.dst for j in jobs if os.path.lexists(j.dst)]):
         jobs = [j for j in jobs if not os.path.lexists(j.dst)]
         notes.append(f"note: --skip-existing: {len(existing)} video(s) whose OUT exists are left out")
-    else:
-        refuse_existing(existing, overwrite, folder=True)
     return jobs, notes
 
 
@@ -92,34 +93,17 @@ def out_folder_problem(output: str) -> str | None:
     return None
 
 
-def check_out_outside_in(input: str, output: str) -> None:
+def check_out_outside_in(input: str, output: str, folders: dict[Path, Path]) -> None:
     """OUT inside IN would have the next run read the outputs as inputs and upscale them again; links are
-    resolved, and a linked folder under IN (which the run follows) that leads to OUT counts as inside too."""
+    resolved, and a linked folder under IN (which the run follows) that leads to OUT counts as inside too.
+    ``folders``: the real folders the run reads, each with the path it is reached by (``fileio.walk``'s); IN
+    itself is always checked."""
     out = Path(os.path.realpath(output))
     src = Path(os.path.realpath(input))
-    for real, here in _walked_folders(Path(input)).items():
+    for real, here in {src: Path(input), **folders}.items():
         if out == real or real in out.parents:
             via = "" if out == src or src in out.parents else f" (through the linked folder {here})"
             raise UserError(f"OUT {output} is inside IN {input}{via}; give a folder outside it")
-
-
-def _walked_folders(root: Path) -> dict[Path, Path]:
-    """The real folders a folder run reads, each with the path it is reached by, walked as
-    ``fileio.visible_files`` walks them (linked folders followed, each real folder once, hidden ones left out);
-    a link to nothing counts as its target, which the run may make (OUT) and the next run would then read."""
-    seen: dict[Path, Path] = {}
-    for here, dirs, files in os.walk(root, followlinks=True):
-        real = Path(os.path.realpath(here))
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen[real] = Path(here)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            link = Path(here) / name
-            if not name.startswith(".") and link.is_symlink() and not link.exists():
-                seen.setdefault(Path(os.path.realpath(link)), link)
-    return seen
 
 
 def refuse_inputs_as_outputs(jobs: list[Any], inputs: list[Path]) -> None:
@@ -211,12 +195,12 @@ def _codecs(jobs: list[VideoJob], codec: str | None, crf: float | None, preset: 
     return out
 
 
-def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path], *, overwrite: bool,
+def upscale_folder(ctx: click.Context, input: str, output: str, tree: Walk, *, overwrite: bool,
                    skip_existing: bool, quiet: bool,
                    ignore_errors: bool, make_up: Callable[[], Any], video: dict[str, Any], size: Any,
                    say_backend: bool, after_load: Callable[[Any], None]) -> None:
-    """Upscale every video (and picture) of ``files``, under ``input``, into ``output``; ``video`` holds the video
-    options
+    """Upscale every video (and picture) of ``tree`` (``fileio.walk(input)``) into ``output``; ``video`` holds the
+    video options
     (codec, crf, preset, pix_fmt, batch, overlay_fps, max_frames, hwaccel, deinterlace, crop: auto is measured
     per file, trim: the same part of each video)."""
     from ..image_upscale import PictureError, plan
@@ -233,10 +217,11 @@ def upscale_folder(ctx: click.Context, input: str, output: str, files: list[Path
                    else "scale-out cuts one video at its keyframes; a folder's files run one after another")
             raise UserError(f"{flag} is for one file; IN is a folder ({why})")
     # OUTs that exist are counted over videos and pictures together, for one line
-    jobs, notes = plan_videos(input, output, folder_videos(files), True, skip_existing, inputs=files)
+    files = tree.files
+    jobs, notes = plan_videos(input, output, tree, skip_existing)
     has_pictures = any(p.suffix.lower() in PICTURE_EXTS for p in files)
     try:
-        pictures = plan(input, output, True, False) if has_pictures else []
+        pictures = plan(input, output, files) if has_pictures else []
     except PictureError as e:
         raise UserError(str(e)) from None
     refuse_inputs_as_outputs(pictures, files)

@@ -211,14 +211,15 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
                         "is refused without -y, or overwritten with it")
     if skip_existing and overwrite:
         raise UserError("give -y (overwrite every OUT) or --skip-existing (leave those files out), not both")
+    tree = None  # a folder IN, walked once: its files, and the folders OUT must not be in
     if input != "-" and output != "-" and Path(input).is_dir():
-        from ..fileio import visible_files
+        from ..fileio import walk
         from .folder import folder_videos, upscale_folder
 
-        files = visible_files(input)
-        if folder_videos(files):  # a folder of videos (and maybe pictures): one Upscaler for every file
+        tree = walk(input)
+        if folder_videos(tree.files):  # a folder of videos (and maybe pictures): one Upscaler for every file
             return upscale_folder(
-                ctx, input, output, files, overwrite=overwrite, skip_existing=skip_existing, quiet=quiet,
+                ctx, input, output, tree, overwrite=overwrite, skip_existing=skip_existing, quiet=quiet,
                 ignore_errors=ignore_errors,
                 make_up=lambda: make_upscaler(variant, scale, weights, backend, precision, device, tile, profile,
                                               model_file, tta),
@@ -227,7 +228,8 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
                 size=size, say_backend=backend == "auto", after_load=lambda up: cpu_stream_note(ctx, up, model_file))
     if input != "-" and output != "-" and (is_picture(output) or Path(input).is_dir()):
         return upscale_pictures(ctx, input, output, overwrite, quiet, variant, scale, weights, backend, precision,
-                                device, tile, profile, model_file, tta, max_frames, size, skip_existing, trim)
+                                device, tile, profile, model_file, tta, max_frames, size, skip_existing, trim,
+                                tree)
     check_paths(input, output, overwrite)
     if trim is not None and input != "-" and (is_picture(input) or readable_picture(input)):
         from ..animation import frame_count
@@ -313,8 +315,9 @@ VIDEO_ONLY = ("codec", "crf", "preset", "pix_fmt", "fmt", "in_fmt", "batch", "ov
 
 def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: bool, quiet: bool, variant, scale,
                      weights, backend, precision, device, tile, profile, model_file, tta: bool = False,
-                     max_frames: int = 0, size=None, skip_existing: bool = False, trim=None) -> None:
-    """``psr2video in.png out.png`` / ``psr2video pics/ out/``: still pictures through the same Upscaler."""
+                     max_frames: int = 0, size=None, skip_existing: bool = False, trim=None, tree=None) -> None:
+    """``psr2video in.png out.png`` / ``psr2video pics/ out/``: still pictures through the same Upscaler
+    (``tree``: a folder IN's ``fileio.walk``, when the caller has it)."""
     from ..animation import ANIMATION_EXTS, FROM_VIDEO_EXTS, frame_count
     from ..image_upscale import PictureError, is_picture, plan, readable_picture, run
 
@@ -355,12 +358,20 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
     folder = Path(input).is_dir()
     if (problem := out_folder_problem(output)) is not None:  # "File exists" came after the model loaded
         raise UserError(problem)
+    if folder and tree is None:
+        from ..fileio import walk
+
+        tree = walk(input)
     try:
-        jobs = plan(input, output, True, False)  # OUTs that exist are refused below: a broken link too
+        jobs = plan(input, output, tree.files if folder else None)  # OUTs that exist: refused below
     except PictureError as e:
         raise UserError(str(e)) from None
     if folder:  # links resolved: a linked folder under IN that leads to OUT, an OUT that is one of IN's files
-        check_out_outside_in(input, output)
+        # (with no picture, IN itself only: "no pictures" is said before a linked folder's problem)
+        check_out_outside_in(input, output, tree.folders if jobs else {})
+        if not jobs:  # (a folder with videos is upscaled by the folder command)
+            what = f" ({len(tree.files)} other file(s), e.g. {tree.files[0].name})" if tree.files else " (it is empty)"
+            raise UserError(f"no videos or pictures in {input}{what}")
         refuse_inputs_as_outputs(jobs, [j.src for j in jobs])
     if skip_existing:
         jobs = [j for j in jobs if not os.path.lexists(j.dst)]

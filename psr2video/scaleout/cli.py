@@ -19,12 +19,13 @@ def _unwritable(output: str) -> str | None:
     import tempfile
     from pathlib import Path
 
+    from ..fileio import beside
     from ..video.writer import describe_output_error
-    from .manifest import short_name
 
     out = Path(output)
     try:  # a short name where OUT's is near the longest a file name can be (a single run writes it)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=short_name(out, ".", 14), suffix=".probe"):
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=beside(out, ".", 14, keep_ext=False).name,
+                                         suffix=".probe"):
             return None
     except OSError as e:
         return describe_output_error(output, e)

@@ -9,9 +9,7 @@ after each finished segment (temporary file + rename), and a lock keeps two runs
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from fractions import Fraction
@@ -20,7 +18,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ..fileio import NAME_MAX, sha256_file, write_atomic
+from ..fileio import beside, sha256_file, write_atomic
 from .split import Segment
 from .tasks import SegmentResult, Settings, sha256
 
@@ -37,19 +35,9 @@ class WorkDirBusy(Exception):
 LOCK = ".lock"  # the work folder's lock file: its name and this
 
 
-def short_name(output: str | Path, tail: str, room: int = 0) -> str:
-    """``.NAME`` + ``tail``, or ``.DIGEST`` + ``tail`` where that and ``room`` bytes more would be longer than a file
-    name may be: an OUT a single-process run can write (its temporary is shortened so too) must not be refused."""
-    name = Path(output).name
-    short = f".{name}{tail}"
-    if len(os.fsencode(short)) + room > NAME_MAX:
-        short = f".{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}{tail}"
-    return short
-
-
 def work_dir(output: str) -> Path:
     """``.OUT.psr2video-work`` beside OUT (a digest of OUT's name where the name of its lock would be too long)."""
-    return Path(output).with_name(short_name(output, ".psr2video-work", len(LOCK)))
+    return beside(Path(output), ".psr2video-work", len(LOCK), keep_ext=False)
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """YUV <-> RGB on the device (torch), with the right matrix, range, chroma siting and bit depth.
 
 Rules (README, "Colour"):
-- the matrix comes from the stream's tag; untagged content is BT.709 when its height is >= 720, else BT.601;
+- the matrix comes from the stream's tag; untagged content is BT.709 when its height is >= 720, else BT.601
+  (576-line SD with PAL primaries, other SD with SMPTE-C's); a matrix we have no conversion for (YCgCo) is
+  read as that guess and said so;
 - the range comes from the tag (``yuvj*`` formats are full range); untagged is limited ("TV") range;
 - RGB/palette sources are converted once (in the reader) to limited-range YUV with that same matrix and tagged
   so; packed YUV is unpacked to the matching planar format with its own matrix and range (``decide_color``);
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 # AVChromaLocation); PyAV exposes these as plain ints on frames and codec contexts.
 SPACE_RGB, SPACE_BT709, SPACE_UNSPECIFIED, SPACE_FCC, SPACE_BT470BG, SPACE_SMPTE170M = 0, 1, 2, 4, 5, 6
 SPACE_SMPTE240M, SPACE_BT2020_NCL, SPACE_BT2020_CL = 7, 9, 10
+SPACE_YCGCO = 8
 RANGE_UNSPECIFIED, RANGE_LIMITED, RANGE_FULL = 0, 1, 2
 PRIM_BT709, PRIM_UNSPECIFIED, PRIM_BT470BG, PRIM_SMPTE170M, PRIM_BT2020 = 1, 2, 5, 6, 9
 TRC_BT709, TRC_UNSPECIFIED, TRC_SMPTE170M = 1, 2, 6
@@ -57,6 +60,13 @@ SEMIPLANAR = {"nv12": (8, 0), "p010le": (10, 6), "p016le": (16, 0), "p012le": (1
 # swscale's names for the matrices (RGB/packed input is converted to planar YUV once, in the reader)
 SWS_SPACE = {SPACE_BT709: "ITU709", SPACE_FCC: "FCC", SPACE_BT470BG: "ITU601", SPACE_SMPTE170M: "SMPTE170M",
              SPACE_SMPTE240M: "SMPTE240M", SPACE_BT2020_NCL: "BT2020", SPACE_BT2020_CL: "BT2020"}
+# matrices a stream can be tagged with that the device stage has no conversion for (read as the untagged guess):
+# named as the tag they are, not as "untagged"
+OTHER_SPACE_NAMES = {SPACE_YCGCO: "YCgCo", 12: "chroma-derived non-constant luminance",
+                     13: "chroma-derived constant luminance", 14: "ICtCp", 15: "IPT-C2", 16: "YCgCo-R (even)",
+                     17: "YCgCo-R (odd)"}
+# frame heights of 625-line (PAL/SECAM) video: untagged, its primaries are EBU/BT.470BG, not SMPTE-C (525-line NTSC)
+PAL_HEIGHTS = (576, 288, 608)
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class ColorInfo:
     work_fmt: str = ""  # the planar format the reader hands on ("" = the source's own planes)
     from_rgb: bool = False  # RGB/palette source: converted to limited-range YUV with ``space``
     alpha: bool = False  # the source has an alpha channel (not carried)
+    tagged_space: int = SPACE_UNSPECIFIED  # the stream's own matrix tag where it is one we can't convert with
 
     @property
     def krkb(self) -> tuple[float, float]:
@@ -91,6 +102,9 @@ class ColorInfo:
 
     def describe(self) -> str:
         g = " (untagged, guessed)" if self.guessed_space else ""
+        if self.guessed_space and self.tagged_space not in (SPACE_UNSPECIFIED, SPACE_RGB):
+            tag = OTHER_SPACE_NAMES.get(self.tagged_space, f"matrix {self.tagged_space}")
+            g = f" (tagged {tag}, read as {'BT.601' if self.space == SPACE_SMPTE170M else 'BT.709'})"
         src = f" (from {self.source_fmt})" if self.from_rgb else ""
         return f"{self.name}{g}, {'full' if self.full_range else 'limited'} range{src}"
 
@@ -144,6 +158,17 @@ def _work_format(pix_fmt: str) -> tuple[str, int, bool, bool]:
     return f"yuv{sub}p{suffix}", bits, False, alpha
 
 
+def quarter_chroma(pix_fmt: str) -> bool:
+    """Whether ``pix_fmt`` keeps a quarter of the width's chroma (4:1:1, NTSC DV and DVCPRO; 4:1:0): read through
+    4:4:4, it is written 4:2:0 (the chroma it has fits half the width, and every player decodes 4:2:0), not
+    4:4:4 (H.264 High 4:4:4 Predictive, which few players decode)."""
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+    except (ValueError, TypeError):
+        return False
+    return not fmt.is_rgb and len(fmt.components) >= 3 and fmt.chroma_width(16) == 4
+
+
 def decide_color(space: int | None, color_range: int | None, primaries: int | None, transfer: int | None,
                  height: int, pix_fmt: str = "", chroma_location: int | None = None) -> ColorInfo:
     """The ColorInfo for a stream's pixel format and tags.
@@ -156,6 +181,7 @@ def decide_color(space: int | None, color_range: int | None, primaries: int | No
     """
     work, bits, rgb, alpha = _work_format(pix_fmt)
     guessed = rgb or space not in KRKB
+    tagged = int(space) if not rgb and space is not None and space not in KRKB else SPACE_UNSPECIFIED
     if guessed:
         space = SPACE_BT709 if height >= 720 else SPACE_SMPTE170M
     # untagged grey is full range, as FFmpeg's swscale reads it (film scans, depth maps): read as limited, a
@@ -168,9 +194,11 @@ def decide_color(space: int | None, color_range: int | None, primaries: int | No
     prim = int(primaries or PRIM_UNSPECIFIED)
     if rgb and prim == PRIM_UNSPECIFIED:
         prim = PRIM_BT709  # sRGB primaries
+    elif prim == PRIM_UNSPECIFIED and guessed and height in PAL_HEIGHTS:
+        prim = PRIM_BT470BG  # untagged 576-line SD is PAL/SECAM: its output was tagged with NTSC's primaries
     return ColorInfo(space=int(space), full_range=full, primaries=prim, transfer=int(transfer or TRC_UNSPECIFIED),
                      chroma_location=loc, guessed_space=guessed and not rgb, bits=bits, source_fmt=pix_fmt,
-                     work_fmt=work, from_rgb=rgb, alpha=alpha)
+                     work_fmt=work, from_rgb=rgb, alpha=alpha, tagged_space=tagged)
 
 
 def _levels(bits: int, full: bool) -> tuple[float, float, float, float]:

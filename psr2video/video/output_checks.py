@@ -131,7 +131,7 @@ def _takes_video(probe: av.container.OutputContainer, codec: str) -> bool | None
     """Whether ``probe``'s kind of container holds ``codec``'s video: at add_stream, and for muxers that refuse
     only at their header (MOV: AV1 "only supported in MP4"), on a header written in memory; None for some other
     trouble."""
-    from .writer import HEADER_REFUSERS, header_takes
+    from .writer import DNXHR_MIN, HEADER_REFUSERS, dnxhr_profile, header_takes
 
     fmt = probe.format.name
     added = _adds_video(probe, codec)
@@ -143,6 +143,9 @@ def _takes_video(probe: av.container.OutputContainer, codec: str) -> bool | None
         s.width, s.height, s.pix_fmt = 64, 48, probe_pix_fmt(codec)
         if codec == "libx265":
             s.options = {"x265-params": "log-level=error"}  # its banner, 20 lines on stderr, at every start
+        elif codec == "dnxhd":  # DNxHR opens only at its own sizes (from 256x120) with a profile
+            s.width, s.height = DNXHR_MIN
+            s.options = {"profile": dnxhr_profile(s.pix_fmt)}
 
     return fmt not in HEADER_REFUSERS or header_takes(fmt, make, always=True)
 
@@ -229,7 +232,7 @@ def encoder_problem(codec: str, crf: float | None, preset: str | None) -> str | 
     ctx.width = ctx.height = 256
     ctx.pix_fmt = probe_pix_fmt(codec)
     ctx.time_base, ctx.framerate = Fraction(1, 25), Fraction(25)
-    ctx.options = Writer._codec_options(codec, crf, preset)
+    ctx.options = Writer._codec_options(codec, crf, preset, ctx.pix_fmt)
     try:
         with _quiet_stderr():  # the encoder's own complaint ("x264 [error]: invalid preset") is said below
             ctx.open()

@@ -30,7 +30,7 @@ import torch
 from ..fileio import NAME_MAX, beside
 from ..output_size import SizeSpec, resample
 from ..output_size import notes as size_notes
-from .color import PLANAR, ColorInfo, rgb_to_yuv, yuv_to_rgb
+from .color import PLANAR, ColorInfo, quarter_chroma, rgb_to_yuv, yuv_to_rgb
 from .continuity import container_alpha
 from .crop import Crop
 from .hud import Stats, burn_text
@@ -60,9 +60,12 @@ from .writer import (
     OutputError,
     Writer,
     codec_available,
+    colour_kept,
     encodes,
+    guess_format,
     ideal_pix_fmt,
     is_disk_full,
+    mkv_keeps_colour,
     output_ticks,
     pick_pix_fmt,
 )
@@ -106,6 +109,11 @@ class Options:
     # scale-out: the source's dts of the cut's packets and its timestamp guess's state at the cut (the cut's NUT
     # keeps neither), so the segment's frames get the single-process run's times
     timing: SourceTiming | None = None
+    # scale-out: the container the joined OUT is written in (FFmpeg's muxer name), whose colour fields decide the
+    # output's range (a segment is NUT, which records none); None: this output's own
+    out_container: str | None = None
+    # the encoder was psr2video's default, not --codec: a 10-bit source written as 10-bit H.264 gets a note
+    codec_default: bool = False
 
 
 @dataclass
@@ -322,15 +330,67 @@ def output_size(width: int, height: int, scale: int, pix_fmt: str) -> tuple[int,
     return (w - (w % 2 if sw else 0), h - (h % 2 if sh else 0))
 
 
+def output_colour(color: ColorInfo, pix_fmt: str, codec: str, container: str) -> tuple[ColorInfo, list[str]]:
+    """The output's colour decision for a source of ``color`` written as ``pix_fmt`` by ``codec`` into ``container``
+    (FFmpeg's muxer name; "" when unknown), and the notes that say what changed: ``yuvj*`` is full range (the
+    encoders flag it so); a colour source written grey is full range, as untagged grey is read back (AVI and NUT
+    hold no range tag); a full-range source is written as limited-range codes where the output can't record full
+    range (``writer.colour_kept``: ProRes, MPEG-2, MOV's MPEG-4, AVI...), which read it back as limited: the
+    levels are folded into the device stage's conversion, so the picture looks as it did."""
+    out, notes = color, []
+    made_grey = pix_fmt.startswith("gray") and not color.work_fmt.startswith("gray")
+    if pix_fmt.startswith("yuvj") and not color.full_range:
+        out = dataclasses.replace(color, full_range=True)
+        notes.append(f"note: --pix-fmt {pix_fmt} is full range; the limited-range input is written full range")
+    elif made_grey and not color.full_range:
+        out = dataclasses.replace(color, full_range=True)
+    elif (color.full_range and container and not pix_fmt.startswith(("yuvj", "gray"))
+          and "range" not in colour_kept(codec, container)):
+        out = dataclasses.replace(color, full_range=False)
+        keep = ("use .mkv" if container != "matroska" and mkv_keeps_colour(codec)
+                else "use --codec libx264, libx265 or libsvtav1")
+        notes.append(f"note: {codec} in {container} can't record full range: the full-range input is written as "
+                     f"limited-range codes, which look the same ({keep} to keep full range)")
+    if made_grey:
+        notes.append(f"note: --pix-fmt {pix_fmt} holds brightness only: the input's colour is dropped")
+    return out, notes
+
+
+def output_container(path: str, fmt: str | None) -> str:
+    """The muxer FFmpeg writes OUT with (its extension's, or --format; "" when it can't tell)."""
+    if found := guess_format(path, fmt):
+        return found
+    try:
+        return av.format.ContainerFormat(Path(path).suffix.lstrip(".").lower(), "w").name
+    except (ValueError, av.error.FFmpegError):
+        pass
+    import io
+
+    class Named(io.BytesIO):  # PyAV hands a file object's name to FFmpeg, which guesses the muxer from it
+        name = Path(path).name
+
+    try:
+        with av.open(Named(), "w") as probe:
+            return probe.format.name
+    except Exception:  # noqa: BLE001 - no muxer: the run names it
+        return ""
+
+
 def subsampling(color: ColorInfo) -> tuple[int, int]:
     """The source's chroma shifts (width, height) as the device stage reads it (RGB is converted to 4:4:4)."""
-    return (1, 1) if color.from_rgb else PLANAR.get(color.work_fmt, (1, 1, 8))[:2]
+    if color.from_rgb or quarter_chroma(color.source_fmt):  # 4:1:1 DV: 4:2:0, not 4:4:4 (see quarter_chroma)
+        return (1, 1)
+    return PLANAR.get(color.work_fmt, (1, 1, 8))[:2]
 
 
-def planar(pix_fmt: str) -> str:
-    """``pix_fmt``, refused when the device stage can't write it (not a planar YUV/grey format)."""
+def planar(pix_fmt: str, codec: str | None = None) -> str:
+    """``pix_fmt``, refused when the device stage can't write it (not a planar YUV/grey format), naming those of
+    ``codec``'s formats it writes."""
     if pix_fmt not in PLANAR:
-        raise OutputError(f"--pix-fmt {pix_fmt} is not a planar YUV/grey format the pipeline writes")
+        formats = [f.name for f in av.codec.Codec(codec, "w").video_formats or ()] if codec else []
+        writable = [f for f in formats if f in PLANAR]
+        raise OutputError(f"--pix-fmt {pix_fmt} is not a planar YUV/grey format the pipeline writes"
+                          + (f" ({codec} takes {', '.join(writable)})" if writable else ""))
     return pix_fmt
 
 
@@ -343,7 +403,7 @@ def output_pix_fmt(color: ColorInfo, codec: str, requested: str | None) -> str:
     if requested is None and chosen not in PLANAR:  # the encoder's own first format, not the user's --pix-fmt
         raise OutputError(f"{codec} encodes no planar YUV/grey format for this video (its first, {chosen}, is not "
                           "one the pipeline writes); pick --codec libx264, libx265, libsvtav1 or ffv1")
-    return planar(chosen)
+    return planar(chosen, codec)
 
 
 def partial_path(out: str) -> str:
@@ -390,15 +450,11 @@ class _Run:
         self._notes(info, first)
         pix_fmt, (w, h) = self._output_format(info, first)
         res.out_size, res.pix_fmt, res.color = (w, h), pix_fmt, info.color
-        out_color = info.color
-        made_grey = pix_fmt.startswith("gray") and not info.color.work_fmt.startswith("gray")
-        if pix_fmt.startswith("yuvj") and not info.color.full_range:  # yuvj* is full range by definition (the
-            out_color = dataclasses.replace(info.color, full_range=True)  # encoders flag it so): codes to match
-            self.warn(f"note: --pix-fmt {pix_fmt} is full range; the limited-range input is written full range")
-        elif made_grey and not info.color.full_range:  # written full range, as untagged grey is read back (AVI
-            out_color = dataclasses.replace(info.color, full_range=True)  # and NUT hold no range tag)
-        if made_grey:
-            self.warn(f"note: --pix-fmt {pix_fmt} holds brightness only: the input's colour is dropped")
+        # a scale-out segment (NUT, the source's colour given) decides for the joined OUT's container, or not at all
+        container = opts.out_container or ("" if opts.color is not None else output_container(opts.output, opts.fmt))
+        out_color, notes = output_colour(info.color, pix_fmt, opts.codec, container)
+        for line in notes:
+            self.warn(line)
         prepare = getattr(self.up, "prepare", None)
         if prepare is not None:  # a fixed-size graph's fit; TensorRT: find or build an engine now, not mid-run
             prepare(opts.batch, info.height, info.width)
@@ -470,6 +526,9 @@ class _Run:
                 self.warn(f"note: the input is {' '.join(lost)} but {opts.codec} here encodes {pix_fmt}: written "
                           f"{obits}-bit {form}"
                           + (f" ({' or '.join(keep)} keep {ideal})" if keep else ""))
+            elif opts.codec_default and opts.codec == "libx264" and obits > 8:
+                self.warn(f"note: the input is {color.bits}-bit: written as {obits}-bit H.264, which few devices "
+                          "play (--codec libx265 is the usual choice for 10-bit video)")
         scale = self.up.scale
         model_size = (info.width * scale, info.height * scale)
         if opts.size is not None:

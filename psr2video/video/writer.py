@@ -33,7 +33,7 @@ import av.logging
 
 from ..errors import PsrError, first_line
 from ..names import DEFAULT_CRF, DEFAULT_PRESET
-from .color import PRIM_BT709, SPACE_BT709, TRC_BT709
+from .color import PLANAR, PRIM_BT709, SPACE_BT709, TRC_BT709
 from .reader import (
     PROBE_SECONDS,
     FirstFrame,
@@ -92,6 +92,63 @@ NO_CONTAINER_TAGS = {"mpegts", "mpeg", "vob", "yuv4mpegpipe", "h264", "hevc"}
 NOT_NAMED_TAGS = ("LANGUAGE", "TITLE", "HANDLER_NAME", "VENDOR_ID", "ENCODER", "CREATION_TIME", "TIMECODE",
                   "ALPHA_MODE")
 CONTAINER_BOOKKEEPING = {"encoder", "major_brand", "minor_version", "compatible_brands", "creation_time", "duration"}
+# a phone's QuickTime metadata keys and the key FFmpeg's MOV/MP4 muxer writes an atom for (its own keys are dropped
+# unless written as mdta, which players read less widely), per muxer: read back, MOV keeps all three (udta ©xyz,
+# ©mak, ©mod), MP4 (ipod, 3gp...) only the place
+APPLE_TAGS = {"com.apple.quicktime.location.iso6709": "location", "com.apple.quicktime.make": "make",
+              "com.apple.quicktime.model": "model"}
+APPLE_TAGS_HELD = {"mov": ("location", "make", "model"),
+                   **{f: ("location",) for f in ("mp4", "ipod", "3gp", "3g2", "ismv", "f4v")}}
+
+# What a (codec, container) pair records of the output's colour tags, where it records less than all of them
+# (range, matrix, primaries, transfer); "*": every other container; pairs not listed keep all four. Measured (this
+# build: libavformat/libavcodec 63.1 through PyAV 19, 256x144, two frames): every encoder of the build written into
+# each container it takes (matroska, webm, mp4, mov, avi, nut, mpegts, mpeg, vob, dvd, svcd, mxf, ipod, 3gp, 3g2,
+# ismv, f4v, yuv4mpegpipe), once at full range with BT.709 (8-bit) and once at limited range with BT.2020 matrix and
+# primaries and PQ transfer (10-bit where the encoder has it), then read back with PyAV: the decoded frame's tags,
+# the container's merged with the bitstream's, as a player gets them. H.264, HEVC and AV1 carry all four in their
+# bitstream (VUI / sequence header) in every container; VP9 its matrix and range; ProRes and MPEG-1/2 no range
+# (their decoders say limited whatever the container holds); MOV has no range field (DNxHR's own atom has one).
+_TAGS3 = frozenset({"matrix", "primaries", "transfer"})
+_NONE: frozenset[str] = frozenset()
+_ALL = frozenset({"range", "matrix", "primaries", "transfer"})
+_IN_AVI_NUT = {"avi": _NONE, "nut": _NONE}
+COLOUR_KEPT: dict[str, dict[str, frozenset[str]]] = {
+    "vp9": {"avi": frozenset({"range", "matrix"}), "nut": frozenset({"range", "matrix"})},
+    "vp8": {"matroska": frozenset({"primaries", "transfer"}), "webm": frozenset({"primaries", "transfer"}),
+            **_IN_AVI_NUT},
+    "ffv1": {**_IN_AVI_NUT, "ismv": _NONE},
+    "prores": {"*": _TAGS3},
+    "v210": {"mov": _TAGS3, **_IN_AVI_NUT},
+    "mpeg4": {"matroska": _ALL, "mp4": _ALL, "mov": _TAGS3, "*": _NONE},
+    "mpeg2video": {"*": _TAGS3},
+    "mpeg1video": {"matroska": _TAGS3, "mp4": _TAGS3, "mov": _TAGS3, "*": _NONE},
+    "dnxhd": {"mov": frozenset({"range", "primaries", "transfer"})},
+    "cfhd": {"mov": _TAGS3, **_IN_AVI_NUT},
+    "magicyuv": {"mov": _TAGS3, **_IN_AVI_NUT},
+    "rawvideo": {"yuv4mpegpipe": frozenset({"range"}), **_IN_AVI_NUT},
+    **{c: _IN_AVI_NUT for c in ("utvideo", "huffyuv", "ffvhuff", "h263p", "snow")},
+}
+COLOUR_FIELDS = ("range", "matrix", "primaries", "transfer")
+# decoders that read every stream with one value of a field, whatever was written (measured as above, with BT.601,
+# BT.470BG, SMPTE 240M and BT.2020 matrices): lost only where the output's value is another
+DECODER_READS = {"dnxhd": {"matrix": ("colorspace", SPACE_BT709)}, "vp8": {"matrix": ("colorspace", 5)}}
+NO_COLOUR_FIELDS = ("avi", "nut", "mpegts", "mpeg", "vob", "dvd")  # containers without colour fields of their own
+
+
+def colour_kept(codec: str, fmt: str) -> frozenset[str]:
+    """Which of the output's colour tags (``COLOUR_FIELDS``) encoder ``codec`` in container ``fmt`` records
+    (``COLOUR_KEPT``, measured); all four for a pair not measured."""
+    kept = COLOUR_KEPT.get(_canonical(codec), {})
+    return kept.get(fmt.split(",")[0], kept.get("*", _ALL))
+
+
+def _canonical(codec: str) -> str:
+    """The format an encoder writes (libvpx -> vp8, prores_ks -> prores); the name itself when unknown."""
+    try:
+        return av.codec.Codec(codec, "w").canonical_name
+    except Exception:  # noqa: BLE001 - an unknown encoder
+        return codec
 
 
 def or_mkv(fmt: str, codec: str) -> str:
@@ -227,6 +284,36 @@ def pcm_silence(codec: str, samples: int, channels: int) -> bytes | None:
     return middle * (samples * channels)
 
 
+# DNxHR's profile for each pixel format FFmpeg's dnxhd encoder takes (HQ: 8-bit 4:2:2, HQX: 10-bit 4:2:2, 444: 10-bit
+# 4:4:4); any size from DNXHR_MIN up (measured: 256x120 opens, 255x120 and 256x119 are refused "too small")
+DNXHR_PROFILES = {"yuv422p": "dnxhr_hq", "yuv422p10le": "dnxhr_hqx", "yuv444p10le": "dnxhr_444",
+                  "gbrp10le": "dnxhr_444"}
+DNXHR_MIN = (256, 120)
+
+
+def dnxhr_profile(pix_fmt: str) -> str:
+    """The DNxHR profile ``dnxhd`` encodes ``pix_fmt`` with (HQ for a format it has no profile for)."""
+    return DNXHR_PROFILES.get(pix_fmt, "dnxhr_hq")
+
+
+def _turned(degrees: int) -> str:
+    """How a display matrix's counter-clockwise ``degrees`` (0-359) turn the picture, in words."""
+    if degrees in (90, 270):
+        return f", a quarter turn {'counter-clockwise' if degrees == 90 else 'clockwise'}"
+    return ", upside down" if degrees == 180 else ""
+
+
+def mkv_keeps_colour(codec: str) -> bool:
+    """Whether Matroska holds ``codec`` and records every colour tag of it."""
+    if len(colour_kept(codec, "matroska")) < len(COLOUR_FIELDS):
+        return False
+    mkv = av.open(io.BytesIO(), "w", format="matroska")
+    try:
+        return _holds(mkv, codec)
+    finally:
+        mkv.close()
+
+
 def codec_available(name: str) -> bool:
     try:
         av.codec.Codec(name, "w")
@@ -247,7 +334,11 @@ def pick_pix_fmt(codec: str, bits: int, shift_w: int, shift_h: int, gray: bool, 
     formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
     if requested:
         if formats and requested not in formats:
-            raise OutputError(f"{codec} can't encode --pix-fmt {requested} (it takes {', '.join(formats)})")
+            # only those the pipeline writes (planar YUV and grey): it refused the rest (nv12...) once asked for
+            writable = [f for f in formats if f in PLANAR]
+            raise OutputError(f"{codec} can't encode --pix-fmt {requested} ("
+                              + (f"it takes {', '.join(writable)})" if writable else
+                                 "it takes no planar YUV/grey format the pipeline writes)"))
         return requested
     depths = _depths(bits)
     kinds = (["gray"] if gray else []) + [f"yuv{SUBSAMPLING.get((shift_w, shift_h), '420')}p", "yuv420p"]
@@ -256,6 +347,9 @@ def pick_pix_fmt(codec: str, bits: int, shift_w: int, shift_h: int, gray: bool, 
             return c
     if "nv12" in formats:
         return "nv12"
+    for c in (_pix_name(k, b) for b in depths for k in ("yuv422p", "yuv444p")):  # DNxHR: 10-bit 4:2:2 for a
+        if c in formats:  # 10-bit 4:2:0 source (its first format is 8-bit)
+            return c
     return formats[0]
 
 
@@ -424,10 +518,10 @@ class Writer(threading.Thread):
         cc = self.vstream.codec_context
         if encodes and not cc.is_open:  # the encoder first: its refusal is about --codec/--crf/--preset
             try:
-                cc.open()
+                with ffmpeg_errors():  # the encoder's own reason ("input must be at least ..."), not just EINVAL
+                    cc.open()
             except Exception as e:  # noqa: BLE001 - FFmpeg's errno-typed errors
-                raise OutputError(f"encoder {codec} can't start with these settings "
-                                  f"({getattr(e, 'strerror', None) or first_line(e)})") from None
+                raise OutputError(f"encoder {codec} can't start with these settings ({ffmpeg_reason(e)})") from None
         # named now: after a failed start PyAV can crash reading a stream's codec context
         held = [f"video {codec}"] + [f"{o.type} {_codec_name(o) or '?'} (#{i})" for i, o in self.copy_map.items()]
         try:
@@ -490,6 +584,9 @@ class Writer(threading.Thread):
                               + (f" ({', '.join(held)})" if held else "") + or_mkv(fmt, codec)) from None
         except Exception as e:  # noqa: BLE001
             raise OutputError(f"can't use encoder {codec}: {e}") from None
+        if codec == "dnxhd" and (width < DNXHR_MIN[0] or height < DNXHR_MIN[1]):
+            raise OutputError(f"dnxhd (DNxHR) codes pictures of at least {DNXHR_MIN[0]}x{DNXHR_MIN[1]}; this output is "
+                              f"{width}x{height} (--size for a larger one, or another --codec)")
         vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
         vs.time_base = time_base
         cc = vs.codec_context
@@ -500,17 +597,35 @@ class Writer(threading.Thread):
         if vcodec.name in ("hevc", "libx265", "hevc_nvenc") or vcodec.canonical_name == "hevc":
             if self.out.format.name in ("mp4", "mov", "ipod"):
                 cc.codec_tag = "hvc1"  # what Apple's players need (FFmpeg writes hev1 unless told)
-        vs.options = self._codec_options(codec, crf, preset)
+        vs.options = self._codec_options(codec, crf, preset, pix_fmt)
         return vs
 
     def _say_lost_colour_tags(self, codec: str) -> None:
-        """AVI and NUT have no colour fields: the tags survive only in a bitstream that holds them (H.264, HEVC
-        and AV1 fully, VP9 its matrix and range, FFV1 nothing), and a player then guesses (BT.601 for SD)."""
+        """The colour tags the output can't record (``colour_kept``: AVI and NUT have no colour fields, MOV no
+        range; a bitstream may hold them: H.264, HEVC and AV1 fully, VP9 its matrix and range), which a player then
+        guesses (BT.601 for SD). A full-range source is written limited where the range is lost (the pipeline
+        folds it into the conversion and says so, ``output_colour``); the others are named here. Y4M: below."""
         fmt = self.out.format.name
-        lost = {"ffv1": "colour matrix, primaries, transfer and range", "libvpx-vp9": "colour primaries and transfer"}
-        if fmt in ("avi", "nut") and codec in lost:
-            self.warn(f"warning: {fmt} has no colour tags and {codec} does not carry its {lost[codec]} itself: "
-                      "players will guess them (use .mkv to keep them)")
+        if fmt == "yuv4mpegpipe":
+            lost = []
+        else:
+            kept = colour_kept(codec, fmt)
+            reads = DECODER_READS.get(_canonical(codec), {})
+            lost = [f for f in ("matrix", "primaries", "transfer") if f not in kept
+                    and not (f in reads and self.color_tags.get(reads[f][0]) == reads[f][1])]
+            if "range" not in kept and self.color_tags.get("color_range") == 2 and not self.pix_fmt.startswith("gray"):
+                lost.append("range")  # (untagged grey is read as full range: the pipeline writes it so)
+        if lost:
+            what = ", ".join(lost[:-1]) + (" and " if len(lost) > 1 else "") + lost[-1]
+            where = ("use .mkv to keep them" if fmt != "matroska" and mkv_keeps_colour(codec)
+                     else "use --codec libx264, libx265 or libsvtav1 to keep them")
+            them = "it" if len(lost) == 1 else "them"
+            if fmt in NO_COLOUR_FIELDS:
+                self.warn(f"warning: {fmt} has no colour tags and {codec} does not carry its colour {what} itself: "
+                          f"players will guess {them} ({where})")
+            else:
+                self.warn(f"warning: {codec} in {fmt} can't record the video's colour {what}: players will guess "
+                          f"{them} ({where})")
         tags = self.color_tags
         if fmt == "yuv4mpegpipe" and (tags.get("colorspace"), tags.get("color_primaries"),
                                       tags.get("color_trc")) != (SPACE_BT709, PRIM_BT709, TRC_BT709):
@@ -552,21 +667,23 @@ class Writer(threading.Thread):
                              "be wrong")
             self.warn(f"warning: the input's {' and '.join(first.lost)} can't be carried (held in the source's video "
                       "bitstream, which is re-encoded)" + "".join(f"; {h}" for h in hints))
+        turn = first.rotation % 360  # FFmpeg's angle is counter-clockwise in -180..180: "-90" was a phone's 270
         if first.rotation and self.out.format.name.split(",")[0] in DISPLAY_MATRIX:
             vs.set_display_rotation(first.rotation)
-            self.warn(f"note: the input is shown rotated by {first.rotation} degrees (display matrix); the output "
-                      "carries the same display matrix (the pixels are not rotated)")
+            self.warn(f"note: the input is shown rotated by {turn} degrees (display matrix){_turned(turn)}; the "
+                      "output carries the same display matrix (the pixels are not rotated)")
         elif first.rotation:
-            self.warn(f"warning: the input is shown rotated by {first.rotation} degrees (display matrix), which "
+            self.warn(f"warning: the input is shown rotated by {turn} degrees (display matrix), which "
                       f"{self.out.format.name} can't hold: the output shows the pixels unrotated (use .mp4, .mov or "
                       ".mkv to keep the rotation)")
         if first.interlaced and not deinterlaced:
             order = {2: "top field first", 3: "bottom field first", 4: "top field first", 5: "bottom field first"}
             vs.codec_context.field_order = first.field_order
-            if codec in ("libx264", "mpeg2video"):
+            if codec in FIELD_CODERS:
                 vs.codec_context.flags |= av.codec.context.Flags.interlaced_dct
-                # x264 and MPEG-2 code interlaced pictures from frame flags that PyAV can't set: setfield sets them
-                # (MPEG-2 flagged every frame progressive: a DVD's fields were shown combed)
+                # x264, MPEG-2, ProRes... code interlaced pictures from frame flags that PyAV can't set: setfield
+                # sets them (MPEG-2 flagged every frame progressive: a DVD's fields were shown combed; ProRes was
+                # coded progressive while its MOV said bottom field first)
                 self._fields = one_filter_graph(vs.width, vs.height, vs.pix_fmt, self.time_base, "setfield",
                                                 "bff" if first.field_order in (3, 5) else "tff")
             what = order.get(first.field_order, "field order unknown")
@@ -766,13 +883,16 @@ class Writer(threading.Thread):
     def _copy_metadata(self, inp: av.container.InputContainer) -> None:
         try:
             vin = main_video(inp)
-            self.vstream.metadata.update(carried_tags(vin.metadata, stats=True, drop=("ENCODER",)))
+            # not VP9's ALPHA_MODE (WebM's AlphaMode element): the output has no alpha plane to go with it
+            self.vstream.metadata.update(carried_tags(vin.metadata, stats=True, drop=("ENCODER", "ALPHA_MODE")))
             # its dispositions (default, original...): a .mkv of a .mkv had lost them
             self.vstream.disposition = av.stream.Disposition(int(vin.disposition) & ~int(ATTACHED_PIC))
             self._mov_language(self.vstream)
             if self._timecode and not any(k.lower() == "timecode" for k in self.vstream.metadata):
                 self.vstream.metadata["timecode"] = self._timecode  # MOV/MP4 rebuild a tmcd track from it
             self.out.metadata.update({k: v for k, v in inp.metadata.items() if k.lower() != "encoder"})
+            for key, atom in self._apple_tags(inp.metadata).items():  # a phone's place, make and model: under the
+                self.out.metadata.setdefault(atom, inp.metadata[key])  # keys FFmpeg's MOV/MP4 muxer writes
             chapters = inp.chapters()
             if self.window is not None:
                 chapters = trim_chapters(chapters, self.window)
@@ -792,6 +912,12 @@ class Writer(threading.Thread):
         except Exception as e:  # noqa: BLE001
             self.warn(f"warning: metadata/chapters not copied: {e}")
 
+    def _apple_tags(self, tags: dict[str, str]) -> dict[str, str]:
+        """The input's QuickTime keys (``APPLE_TAGS``) this output's muxer writes under its own key: input key ->
+        that key."""
+        held = APPLE_TAGS_HELD.get(self.out.format.name.split(",")[0], ())
+        return {k: APPLE_TAGS[k.lower()] for k in tags if APPLE_TAGS.get(k.lower()) in held}
+
     def _move_timecodes(self, inp: av.container.InputContainer) -> None:
         """A part's timecode names its own first frame: the source's, that many frames on (or left out, said,
         where it can't be told)."""
@@ -810,9 +936,11 @@ class Writer(threading.Thread):
                     md[k] = moved
 
     @staticmethod
-    def _codec_options(codec: str, crf: float | None, preset: str | None) -> dict[str, str]:
+    def _codec_options(codec: str, crf: float | None, preset: str | None, pix_fmt: str = "") -> dict[str, str]:
         if codec == "ffv1":
             return {"level": "3", "slices": "4", "slicecrc": "1"}
+        if codec == "dnxhd":  # FFmpeg's default profile (DNxHD) takes only some 1080/720 sizes and bitrates
+            return {"profile": dnxhr_profile(pix_fmt)}
         crf = DEFAULT_CRF.get(codec, 20) if crf is None else crf
         preset = preset or DEFAULT_PRESET.get(codec)
         opts: dict[str, str] = {}
@@ -1111,7 +1239,8 @@ class Writer(threading.Thread):
             return []
         fmt = self.out.format.name
         main = main_video(self._inp)
-        tags = [k for k in user_tags(self._inp.metadata) if k.lower() not in have]
+        moved = self._apple_tags(self._inp.metadata)  # (carried under the muxer's own key)
+        tags = [k for k in user_tags(self._inp.metadata) if k.lower() not in have and moved.get(k) not in have]
         # (MOV/MP4 could hold any tag, a phone's com.apple.* location too, but FFmpeg's muxer writes only those it
         # has an atom for; the formats that keep none are said at the start)
         why = (f"FFmpeg's {fmt} muxer writes no atom for" if fmt in ("mov", "mp4", "ipod") else f"{fmt} can't hold")
@@ -1420,6 +1549,11 @@ MAIN_DISPOSITIONS = tuple(f for f in KEPT_DISPOSITIONS if f != _D.default)
 # projection; MPEG-TS, AVI, NUT... drop it without a word
 DISPLAY_MATRIX = ("mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp", "matroska", "webm")
 SAR_IN_BITSTREAM = ("libx264", "libx265", "h264", "hevc", "h264_nvenc", "hevc_nvenc")
+# encoders that code an interlaced picture as fields when asked (the interlaced_dct flag and each frame's field flags,
+# set by setfield), measured by reading the field flag back: libx264, MPEG-2/MPEG-4 part 2, ProRes (both; "prores"
+# is prores_aw), FFV1 (frame flags only). Not DNxHR (FFmpeg refuses interlaced DNxHR), nor libx265 (x265 takes
+# each frame as one field: a field-coded output needs separated fields), VP9 or AV1 (no field coding)
+FIELD_CODERS = ("libx264", "mpeg2video", "mpeg4", "prores_ks", "prores_aw", "prores", "ffv1")
 # containers whose muxer takes any audio stream but holds only these readably (MPEG-TS wrote PCM as a "vvc" video
 # stream and FLAC as data): any other audio is re-encoded
 # audio a muxer takes and writes so that it reads back mistimed: re-encoded instead (AVI's FLAC at 96 kHz 5.1:

@@ -39,6 +39,7 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
                      ignore_errors: bool, quiet: bool, error: type[Exception], **unused: Any) -> None:
     """Run one upscale on Ray; ``error`` is the command's one-line user error class."""
     from ..fileio import sha256_file
+    from ..video.pipeline import output_container
     from . import RAY_HINT, Interrupted, Job, ScaleoutError, Settings, run
     from .manifest import WorkDirBusy
 
@@ -60,7 +61,8 @@ def scaleout_upscale(input: str, output: str, *, workers: int, address: str | No
     settings = Settings(variant, scale, sha256_file(weights) if weights else None, backend,
                         precision, tile, batch, codec, crf, preset, pix_fmt, tta,
                         None if size is None else str(size), str(crop) if crop else None,
-                        None if trim is None else f"{trim.start}-{'' if trim.end is None else trim.end}")
+                        None if trim is None else f"{trim.start}-{'' if trim.end is None else trim.end}",
+                        container=output_container(output, fmt))
     job = Job(input, output, settings, weights=weights, device=device, hwaccel=hwaccel, fmt=fmt, workers=workers,
               address=address, segment_seconds=segment_seconds, keep_work=keep_work, trim=trim)
     stop = threading.Event()

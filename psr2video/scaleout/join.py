@@ -227,7 +227,7 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
     (--start/--end): every stream moved back with it, the other streams, chapters and timecode cut to it.
     ``square_pixels``: --size resampled to square pixels (else the source's pixel shape is carried).
     ``lengths``: ``source_lengths`` (scanned here when not given)."""
-    from ..video.pipeline import partial_path
+    from ..video.pipeline import output_colour, output_container, partial_path
     from ..video.reader import PacketItem, main_video, open_input, stream_info
     from ..video.writer import EndOfVideo, Writer, ffmpeg_reason
     from .split import source_frame_facts
@@ -243,10 +243,15 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
             copy = [s for s in inp.streams if s is not vin and s.type in ("audio", "subtitle", "data",
                                                                           "attachment", "video")]
             template = first.streams.video[0]
+            # the tags of the codes the segments wrote (limited where OUT can't record full range; yuvj: full)
+            out_color, notes = output_colour(info.color, template.codec_context.pix_fmt, codec,
+                                             output_container(output, fmt))
+            for line in notes:
+                warn(line)
             writer = Writer(tmp, inp, copy, width=template.codec_context.width,
                             height=template.codec_context.height, codec=codec,
                             pix_fmt=template.codec_context.pix_fmt, crf=None, preset=None,
-                            time_base=info.time_base, rate=info.rate, color_tags=info.color.output_tags(), fmt=fmt,
+                            time_base=info.time_base, rate=info.rate, color_tags=out_color.output_tags(), fmt=fmt,
                             warn=warn, first=source_frame_facts(source),
                             video_template=template, out_name=output, window=window, square_pixels=square_pixels)
             copied = [s for s in copy if s.index in writer.copy_map]

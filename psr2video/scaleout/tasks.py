@@ -46,6 +46,9 @@ class Settings:
     size: str | None = None  # --size, as given (WxH, xH or Wx)
     crop: str | None = None  # --crop, resolved (T:B:L:R; auto is measured once, on the source)
     part: str | None = None  # --start/--end, in seconds from the file's start ('90-120', '90-'; exact fractions)
+    # OUT's container (FFmpeg's muxer name): a full-range source is written as limited-range codes where OUT can't
+    # record full range (pipeline.output_colour); the segments are NUT, which records none
+    container: str | None = None
 
 
 @dataclass
@@ -213,6 +216,7 @@ def _upscale_segment(settings: Settings, place: Placement, seg: Segment, cut: by
                                 crf=settings.crf, preset=settings.preset, pix_fmt=settings.pix_fmt,
                                 fmt=CUT_FORMAT, batch=settings.batch, hwaccel=place.hwaccel, keep=keep,
                                 mux_options=dict(CUT_OPTIONS), color=color, time_base=tb,
+                                out_container=settings.container,
                                 timing=timing, size=None if settings.size is None else SizeSpec.parse(settings.size),
                                 shape=shape, crop=None if settings.crop is None else Crop.parse(settings.crop))
         stats = _stats_class()(progress, seg.index, worker, expected)

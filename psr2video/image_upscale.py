@@ -2,8 +2,10 @@
 
 A picture keeps what it holds: its alpha channel (upscaled with the MKS2021 resampler, the model's own base path:
 a model made for RGB is no judge of transparency), grey stays grey, and its ICC profile, EXIF and DPI are written
-again. Lossless formats (PNG, TIFF, BMP) stay lossless; JPEG and WebP are written at quality 95 (JPEG without
-chroma subsampling). Every file is written under a temporary name and renamed when complete, as videos are.
+again (a TIFF's EXIF from its own tags). Lossless formats (PNG, TIFF with its source's compression, BMP, TGA) stay
+lossless, and so does a lossless WebP; JPEG (also .jfif, .jpe), WebP and AVIF are written at quality 95 (JPEG and
+AVIF without chroma subsampling). Every file is written under a temporary name and renamed when complete, as
+videos are.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from struct import error as struct_error
 from typing import Any
 
 from . import picture_metadata
@@ -25,8 +28,10 @@ from .animation import (
     n_frames,
     read_video,
     upscale_animation,
+    webp_lossless,
+    webp_options,
 )
-from .errors import PsrError
+from .errors import PsrError, first_line
 from .fileio import atomic_path, visible_files
 from .names import PICTURE_EXTS
 from .output_size import SizeError, SizeSpec, check_format, resample
@@ -96,13 +101,27 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     the caller reads them again at 16 bits where it can, or says they were written 8-bit)."""
     from PIL import Image
 
+    notes: list[str] = []
     try:
-        im = Image.open(path)
+        try:
+            im = Image.open(path)
+        except PIL_DAMAGE:  # a PNG whose text (or other optional) chunk is damaged: read without that chunk
+            if (im := _png_without_bad_chunks(path, notes)) is None:
+                raise
         raw = im.tile[0][3] if getattr(im, "tile", None) else ""  # the stored layout (gone after load)
+        stored = int(im.tag_v2.get(0x0112, 1)) if im.format == "TIFF" else 1  # (TIFF's Orientation tag)
         im.load()
     except PIL_DAMAGE as e:
         raise PictureError(f"not a readable picture: {path} ({e})") from None
-    notes, info = [], dict(im.info)
+    info = dict(im.info)
+    if im.format == "TIFF":
+        # Pillow turns a TIFF as its Orientation tag says while loading it (and drops the tag): FFmpeg's reading
+        # of the same file (16 bits) is turned to match; the EXIF written says nothing of it (not turned twice)
+        if stored in range(2, 9) and 0x0112 not in im.tag_v2:
+            info["tiff_turned"] = stored
+        if not info.get("exif") and (exif := _tiff_exif(im)) is not None:
+            info["exif"], info["tiff_exif"] = exif, True
+        info["tiff_compression"] = str(info.get("compression") or "raw")  # kept where it is lossless
     while isinstance(info.get("exif"), bytes) and info["exif"][:12] == b"Exif\x00\x00" * 2:
         # a PNG eXIf chunk holding JPEG's header too (older writers), which Pillow prefixes again: written back
         # as it is, FFmpeg (and so a 16-bit reading of the output) refuses the file
@@ -110,12 +129,14 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     if info.get("dpi") and max(info["dpi"]) < 2:  # Pillow's 1 dpi for a TIFF that says none: not carried
         info.pop("dpi")
     info["extra"] = picture_metadata.read(im)  # text chunks, a comment, PNG's colour chunks
+    if im.format == "WEBP" and webp_lossless(path):
+        info["lossless"] = True  # written lossless again into .webp (not at quality 95)
     deep = im.mode in _DEEP_MODES or ";16" in str(raw) or ";12" in str(raw)
     frames = n_frames(im)
     animated = getattr(im, "is_animated", False) and im.format in ANIMATED_FORMATS
     planar = _planar_deep_tiff(im)
     if planar:  # Pillow reads each 16-bit plane's low bytes as 8-bit samples: noise, no error
-        im, deep = _planar_from_ffmpeg(path, im, planar), True
+        im, deep = _planar_from_ffmpeg(path, im, planar, info.get("tiff_turned", 1)), True
     if im.mode == "RGBA" and str(raw).startswith("LA;16"):  # Pillow reads 16-bit grey + alpha as 8-bit RGBA:
         im = im.convert("LA")  # kept grey (R = G = B: nothing lost), as an 8-bit grey + alpha picture is
     plain = im.mode in ("RGB", "RGBA", "L") or im.mode.startswith("I;16")  # no colour conversion below
@@ -170,6 +191,78 @@ def _read(path: Path) -> tuple[Any, dict, list[str], bool]:
     return im, info, notes, deep and plain
 
 
+# the TIFF tags that are EXIF's (its IFD0 is a TIFF IFD): what the picture is and who made it, with the Exif and GPS
+# sub-IFDs; not the tags that describe the stored pixels (size, strips, compression), which the writer makes, nor
+# Software (the program that wrote this file)
+_TIFF_EXIF_TAGS = (0x010E, 0x010F, 0x0110, 0x0132, 0x013B, 0x8298)  # description, make, model, date, artist, (c)
+_TIFF_SUB_IFDS = (0x8769, 0x8825)  # Exif, GPS
+
+
+def _png_without_bad_chunks(path: Path, notes: list[str]) -> Any:
+    """The PNG at ``path`` opened without its ancillary chunks (text, colour, EXIF: those a reader may skip) whose
+    checksum is wrong, which Pillow refuses the whole file for ("cannot identify image file"), named in
+    ``notes``; None when it is not a PNG or none is wrong (then its damage is elsewhere: refused)."""
+    import io
+    import zlib
+
+    from PIL import Image
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    kept, dropped, i = [data[:8]], [], 8
+    while i + 12 <= len(data):
+        n = int.from_bytes(data[i:i + 4], "big")
+        kind, chunk = data[i + 4:i + 8], data[i:i + 12 + n]
+        crc = int.from_bytes(data[i + 8 + n:i + 12 + n], "big")
+        if kind[:1].islower() and len(chunk) == 12 + n and zlib.crc32(data[i + 4:i + 8 + n]) != crc:
+            dropped.append(kind.decode("latin-1"))  # ancillary (lower-case first letter) and damaged
+        else:
+            kept.append(chunk)
+        i += 12 + n
+    kept.append(data[i:])
+    if not dropped:
+        return None
+    im = Image.open(io.BytesIO(b"".join(kept)))
+    notes.append(f"note: {path.name} has {len(dropped)} damaged chunk{'s' if len(dropped) > 1 else ''} "
+                 f"({', '.join(sorted(set(dropped)))}; wrong checksum) that a reader may skip; read without "
+                 f"{'them' if len(dropped) > 1 else 'it'}")
+    return im
+
+
+def _tiff_exif(im: Any) -> bytes | None:
+    """The EXIF a TIFF holds as its own tags (Pillow gives a TIFF no ``exif`` in ``info``), as an EXIF block;
+    None when it holds none of them."""
+    from PIL import Image
+
+    try:
+        tags = im.getexif()
+        out = Image.Exif()
+        for tag in _TIFF_EXIF_TAGS:
+            if tags.get(tag) not in (None, "", b""):
+                out[tag] = tags[tag]
+        if tags.get(0x0112, 1) != 1:  # still there: a Pillow that does not turn a TIFF as it loads it
+            out[0x0112] = tags[0x0112]
+        for ifd in _TIFF_SUB_IFDS:
+            if ifd in tags and (sub := tags.get_ifd(ifd)):
+                out.get_ifd(ifd).update(sub)
+        return out.tobytes() if len(out) or any(out.get_ifd(i) for i in _TIFF_SUB_IFDS) else None
+    except (KeyError, TypeError, ValueError, OSError, SyntaxError, struct_error):
+        return None
+
+
+def turn_array(a: Any, orientation: int) -> Any:
+    """HxWxC ``a`` turned as EXIF ``orientation`` says it is shown (as Pillow's ``ImageOps.exif_transpose``)."""
+    import numpy as np
+
+    turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
+             6: lambda a: np.rot90(a, -1), 7: lambda a: a.swapaxes(0, 1)[::-1, ::-1], 8: lambda a: np.rot90(a)}
+    return np.ascontiguousarray(turns[orientation](a)) if orientation in turns else a
+
+
 def _planar_deep_tiff(im: Any) -> int:
     """The bits per sample of a TIFF whose several samples per pixel are stored plane by plane
     (PlanarConfiguration 2) at more than 8 bits, else 0: Pillow reads it without an error as the wrong bytes (a
@@ -183,16 +276,18 @@ def _planar_deep_tiff(im: Any) -> int:
     return deep if tags.get(284) == 2 and int(tags.get(277, 1)) > 1 and deep > 8 else 0
 
 
-def _planar_from_ffmpeg(path: Path, im: Any, bits: int) -> Any:
-    """The planar deep TIFF ``im`` as FFmpeg's TIFF decoder reads it (it takes planar samples), at 8 bits for
-    the caller's 8-bit path; its 16-bit samples are read again there. Refused when FFmpeg can't read it either:
-    Pillow's reading is not the picture."""
+def _planar_from_ffmpeg(path: Path, im: Any, bits: int, turned: int = 1) -> Any:
+    """The planar deep TIFF ``im`` as FFmpeg's TIFF decoder reads it (it takes planar samples), turned as Pillow
+    turned ``im`` (``turned``: its Orientation tag), at 8 bits for the caller's 8-bit path; its 16-bit samples
+    are read again there. Refused when FFmpeg can't read it either: Pillow's reading is not the picture."""
     import numpy as np
     from PIL import Image
 
     from . import deep_pictures
 
     got = deep_pictures.read(path)
+    if got is not None:
+        got = turn_array(got[0], turned), got[1]
     if got is None or got[0].shape[:2] != (im.height, im.width):
         raise PictureError(f"can't read {path}: a TIFF with {bits}-bit samples stored plane by plane that "
                            "FFmpeg's decoder can't read either (Pillow reads such files wrong); save it interleaved "
@@ -276,8 +371,13 @@ def upscale_picture(up: Any, src: Path, out_ext: str = ".png", size: SizeSpec | 
         # FFmpeg's exact samples wherever they are the picture Pillow reads, for 8-bit outputs too (one rounding,
         # and a 16-bit PNG's see-through colour, which Pillow misses)
         got = deep_pictures.read(src)
+        if got is not None and info.get("tiff_turned"):  # Pillow turned it as its Orientation tag says
+            got = turn_array(got[0], info["tiff_turned"]), got[1]
         agree = got is not None and deep_pictures.agrees(got, im, key_colour="transparency" in info)
-        lost = deep_pictures.tiff_metadata_problem(info) if out_ext in (".tif", ".tiff") else None
+        tif = out_ext in (".tif", ".tiff")
+        # a TIFF's own EXIF tags (camera, date) don't cost its 16 bits: left out of a 16-bit TIFF, said
+        lost = deep_pictures.tiff_metadata_problem(
+            {k: v for k, v in info.items() if not (k == "exif" and info.get("tiff_exif"))}) if tif else None
         why = ""
         if got is None:  # FFmpeg refuses the file
             why = " (FFmpeg's 16-bit decoder can't read it; Pillow's 8-bit reading is used)"
@@ -295,6 +395,9 @@ def upscale_picture(up: Any, src: Path, out_ext: str = ".png", size: SizeSpec | 
         y = upscale_tensor(up, torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None], mode, src.name,
                            notes, to)
         if out_ext in deep_pictures.DEEP_OUT and not lost:
+            if tif and info.get("tiff_exif"):
+                notes.append(f"note: {src.name}'s EXIF (camera, date) can't be held in a 16-bit TIFF written here; "
+                             "left out (.png keeps 16 bits and the EXIF)")
             return Deep(y[0].permute(1, 2, 0).numpy(), mode), info, notes
         notes.append(f"note: {src.name} has more than 8 bits per sample; written 8-bit{why}")
         return _image(y, mode), info, notes
@@ -410,7 +513,9 @@ def _unbleed(up: Any, premultiplied: Any, straight: Any, alpha: Any, mode: str) 
 def _save(im: Any, src_info: dict, dst: Path) -> str | None:
     """Write ``im`` (a PIL image, or ``Deep``) to ``dst`` under a temporary name, with the source's ICC profile,
     EXIF and DPI; a note when it could not be written as it is."""
-    ext = dst.suffix.lower()
+    ext = kind(dst.suffix)
+    if src_info.get("exif"):  # its PixelX/YDimension say the size written, not the source's
+        src_info = {**src_info, "exif": picture_metadata.exif_with_size(src_info["exif"], im.width, im.height)}
     if isinstance(im, Deep):
         from . import deep_pictures
 
@@ -431,17 +536,22 @@ def _save(im: Any, src_info: dict, dst: Path) -> str | None:
         if src_info.get(key):
             opts[key] = src_info[key]
     if ext in NO_ALPHA and im.mode in ("RGBA", "LA"):  # said by the caller
-        im = im.convert("RGB" if im.mode == "RGBA" else "L")
-    if ext in (".jpg", ".jpeg"):
+        im = on_white(im)
+    if ext in JPEG_EXTS:
         opts.update(quality=95, subsampling=0)
         if opts.get("exif") and not opts["exif"].startswith(b"Exif\x00\x00"):
             # WebP (and PNG) hold the bare TIFF block; JPEG's APP1 needs its header, or readers ignore it all
             opts["exif"] = b"Exif\x00\x00" + opts["exif"]
     elif ext == ".webp":
-        opts.update(quality=95, method=4)
+        opts.update(webp_options(bool(src_info.get("lossless"))))
+    elif ext == ".avif":
+        opts.update(quality=95, subsampling="4:4:4")  # as JPEG: no chroma subsampling
+        _check_avif(dst)
     elif ext in NO_EXIF:  # they hold neither (said by the caller)
         opts.pop("exif", None)
         opts.pop("icc_profile", None)
+        if ext == ".tga" and src_info.get("compression") == "tga_rle":  # run-length coded, as the source was
+            opts["compression"] = "tga_rle"
     extra = src_info.get("extra") or {}
     if ext == ".gif":  # 256 colours, chosen as for an animation's frames
         from .animation import Animation, gif_frames, write
@@ -450,19 +560,98 @@ def _save(im: Any, src_info: dict, dst: Path) -> str | None:
         write(gif_frames([im]), Animation([im], [0.0], 1, picture_metadata.save_options(extra, ext)), dst)
         return
     opts.update(picture_metadata.save_options(extra, ext, icc=bool(opts.get("icc_profile"))))
-    if ext in (".tif", ".tiff") and extra.get("xmp"):
-        opts["exif"] = picture_metadata.tiff_exif(opts.get("exif"), extra)
+    if ext in (".tif", ".tiff"):
+        if extra.get("xmp"):
+            opts["exif"] = picture_metadata.tiff_exif(opts.get("exif"), extra)
+        if (how := _tiff_compression(src_info.get("tiff_compression"))) is not None:
+            opts["compression"] = how
+    note = _jpeg_oversize(opts, dst) if ext in JPEG_EXTS else None
     try:
         with atomic_path(dst) as tmp:
             im.save(tmp, format=_FORMATS[ext], **opts)
     except OSError as e:
         raise PictureError(f"can't write {dst}: {e.strerror or e}") from None
+    except ValueError as e:  # Pillow's refusals of what it was given (a block too long, a mode it can't write)
+        raise PictureError(f"can't write {dst}: {first_line(e)}") from None
+    return note
 
 
-NO_EXIF = (".bmp", ".gif")  # they hold no EXIF (nor an ICC profile)
+# a JPEG segment holds 65533 bytes after its length; XMP's APP1 spends 29 of them on its name (Pillow refuses a
+# longer block with a ValueError; ICC profiles are split over several segments by Pillow, so any size fits)
+_JPEG_SEGMENT = 65533
+_JPEG_BLOCKS = (("exif", "EXIF", 0), ("xmp", "XMP", 29), ("comment", "comment", 0))
+
+
+def _jpeg_oversize(opts: dict[str, Any], dst: Path) -> str | None:
+    """The EXIF, XMP or comment in ``opts`` too long for one JPEG segment, taken out of ``opts``; a note naming
+    each and its size (None: all fit)."""
+    left = []
+    for key, what, overhead in _JPEG_BLOCKS:
+        block = opts.get(key)
+        if block is None:
+            continue
+        n = len(block.tobytes() if hasattr(block, "tobytes") else block)
+        if n > _JPEG_SEGMENT - overhead:
+            del opts[key]
+            left.append(f"{what} ({n / 1024:.0f} KB)")
+    if not left:
+        return None
+    return (f"note: {dst.name}: the {' and the '.join(left)} {'is' if len(left) == 1 else 'are'} longer than a JPEG "
+            "segment holds (64 KB); left out (.png keeps " + ("it)" if len(left) == 1 else "them)"))
+
+
+JPEG_EXTS = (".jpg", ".jpeg")
+NO_EXIF = (".bmp", ".gif", ".tga")  # they hold no EXIF (nor an ICC profile)
+NO_DPI = (".webp", ".gif", ".avif", ".tga")  # they hold no resolution (as animations: animation._lost_metadata)
 NO_ALPHA = (".jpg", ".jpeg", ".bmp")  # BMP's 32-bit form has an alpha readers ignore (Pillow reads it as RGB)
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
-            ".bmp": "BMP", ".gif": "GIF"}
+            ".bmp": "BMP", ".gif": "GIF", ".avif": "AVIF", ".tga": "TGA"}
+_ALIASES = {".jfif": ".jpg", ".jpe": ".jpg"}  # other names of JPEG files
+
+
+def kind(ext: str) -> str:
+    """OUT's extension as this module knows its format (.jfif and .jpe are .jpg)."""
+    ext = ext.lower()
+    return _ALIASES.get(ext, ext)
+
+
+def avif_problem(output: str) -> str | None:
+    """Why ``output`` (an .avif OUT) can't be written here, or None: this Pillow has no AVIF codec."""
+    from PIL import features
+
+    if Path(output).suffix.lower() != ".avif" or features.check("avif"):
+        return None
+    return (f"can't write {output}: this Pillow was built without AVIF (libavif); write .png (lossless) or .webp "
+            "instead")
+
+
+# the TIFF compressions kept from a TIFF source (lossless, and Pillow writes them for any picture written here);
+# another (JPEG's lossy one, a 1-bit scan's CCITT Group 3/4, which can't hold the upscale's greys) is Deflate's
+_TIFF_KEPT = ("raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits")
+
+
+def _tiff_compression(source: str | None) -> str | None:
+    """The compression a TIFF is written with: its TIFF source's (see ``_TIFF_KEPT``), else Deflate; None (Pillow's
+    default: none) when the source was not a TIFF."""
+    if source is None:
+        return None
+    return source if source in _TIFF_KEPT else "tiff_adobe_deflate"
+
+
+def on_white(im: Any) -> Any:
+    """An RGBA or LA picture laid on white (for a format without alpha): a see-through pixel shows as a viewer
+    shows it on a page, not as the colour stored under it (often black)."""
+    from PIL import Image
+
+    mode = "RGB" if im.mode == "RGBA" else "L"
+    out = Image.new(mode, im.size, (255, 255, 255) if mode == "RGB" else 255)
+    out.paste(im.convert(mode), mask=im.getchannel("A"))
+    return out
+
+
+def _check_avif(dst: Path) -> None:
+    if (problem := avif_problem(str(dst))) is not None:
+        raise PictureError(problem)
 
 
 def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = False,
@@ -502,6 +691,7 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
                 if not quiet and len(jobs) > 1:
                     say(f"[{i}/{len(jobs)}] {job.src} -> {job.dst} (animation)")
                 continue
+            ext = kind(ext)  # (.jfif, .jpe: JPEG)
             if trim is not None and not is_picture(str(job.src)) and not readable_picture(str(job.src)):
                 out, notes = upscale_grab(up, job.src, ext, trim, size)  # the frame at --start
                 info: dict = {}
@@ -513,10 +703,11 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
         see_through = (not isinstance(out, Deep) and out.mode in ("RGBA", "LA")  # Deep: .png/.tif, which hold it
                        and out.getchannel("A").getextrema()[0] < 255)
         if see_through and ext in NO_ALPHA:  # an opaque alpha loses nothing
-            notes.append(f"note: {job.src.name} has an alpha channel, which {job.dst.suffix} can't hold; dropped "
-                         "(use .png or .webp to keep it)")
-        lost = [what for key, what in (("icc_profile", "ICC profile"), ("exif", "EXIF")) if info.get(key)]
-        if lost and ext in (".bmp", ".gif"):
+            notes.append(f"note: {job.src.name} has an alpha channel, which {job.dst.suffix} can't hold; dropped, "
+                         "its see-through parts laid on white (use .png or .webp to keep it)")
+        lost = [what for key, what in (("icc_profile", "ICC profile"), ("exif", "EXIF")) if info.get(key)
+                and ext in NO_EXIF] + (["DPI"] if info.get("dpi") and ext in NO_DPI else [])
+        if lost:
             notes.append(f"note: {job.src.name}'s {' and '.join(lost)} can't be held in {job.dst.suffix}; left out")
         if lost := picture_metadata.lost(info.get("extra") or {}, ext):
             notes.append(f"note: {job.src.name}'s {' and '.join(lost)} can't be held in {job.dst.suffix}; left out "
@@ -536,6 +727,7 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
         if not quiet and len(jobs) > 1:
             say(f"[{i}/{len(jobs)}] {job.src} -> {job.dst} ({out.width}x{out.height})")
     if unreadable and failed is None:
+        rest = "none was written" if len(unreadable) == len(jobs) else "the others were written"
         raise PictureError(f"{len(unreadable)} of {len(jobs)} pictures could not be upscaled (first: {unreadable[0]}); "
-                           "the others were written")
+                           f"{rest}")
     return len(jobs) - len(unreadable), frames, time.perf_counter() - t0

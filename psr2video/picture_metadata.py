@@ -11,7 +11,7 @@ from typing import Any
 
 _KEYS = ("text", "comment", "gamma", "chromaticity", "srgb", "xmp", "iptc")
 XMP_KEY = "XML:com.adobe.xmp"  # PNG's iTXt keyword for XMP
-XMP_OUT = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")  # the outputs written with XMP
+XMP_OUT = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".avif")  # the outputs written with XMP
 
 
 def read(im: Any) -> dict[str, Any]:
@@ -49,7 +49,8 @@ def save_options(extra: dict[str, Any], ext: str, icc: bool = False) -> dict[str
         info = png_info(extra, icc)
         return {"pnginfo": info} if info is not None else {}
     opts: dict[str, Any] = {}
-    if ext in (".jpg", ".jpeg", ".webp") and extra.get("xmp"):  # (TIFF's tag 700 goes in with its EXIF: tiff_exif)
+    # (TIFF's tag 700 goes in with its EXIF: tiff_exif)
+    if ext in (".jpg", ".jpeg", ".webp", ".avif") and extra.get("xmp"):
         opts["xmp"] = extra["xmp"]
     if ext in (".jpg", ".jpeg", ".gif") and extra.get("comment"):
         opts["comment"] = extra["comment"].encode("utf-8")
@@ -68,6 +69,44 @@ def tiff_exif(exif: Any, extra: dict[str, Any]) -> Any:
         out.load(exif if isinstance(exif, bytes) else exif.tobytes())
     out[700] = extra["xmp"]
     return out
+
+
+def exif_with_size(exif: Any, width: int, height: int) -> Any:
+    """``exif`` (an EXIF block, bare or after JPEG's ``Exif\\0\\0``) with its PixelXDimension and PixelYDimension
+    (the Exif IFD's 0xA002, 0xA003) saying ``width`` x ``height``, the size written; changed where they stand
+    (nothing else of the block is rewritten: a maker note's offsets stay right). As it is where it has neither, a
+    value of the size does not fit its field, or it can't be parsed."""
+    import struct
+
+    if not isinstance(exif, bytes | bytearray):
+        return exif
+    head = 6 if exif[:6] == b"Exif\x00\x00" else 0
+    b = bytearray(exif)
+    try:
+        order = {b"II": "<", b"MM": ">"}[bytes(b[head:head + 2])]
+
+        def entries(ifd: int) -> Any:
+            n = struct.unpack_from(order + "H", b, head + ifd)[0]
+            for k in range(n):
+                at = head + ifd + 2 + 12 * k
+                yield at, struct.unpack_from(order + "HHI", b, at)
+
+        ifd0 = struct.unpack_from(order + "I", b, head + 4)[0]
+        sub = next((struct.unpack_from(order + "I", b, at + 8)[0] for at, (tag, _, _) in entries(ifd0)
+                    if tag == 0x8769), None)
+        if sub is None:
+            return exif
+        for at, (tag, kind, count) in entries(sub):
+            value = {0xA002: width, 0xA003: height}.get(tag)
+            if value is None or count != 1:
+                continue
+            if kind == 3 and value <= 0xFFFF:  # SHORT: the first two bytes of the value field
+                struct.pack_into(order + "H", b, at + 8, value)
+            elif kind == 4:  # LONG
+                struct.pack_into(order + "I", b, at + 8, value)
+    except (KeyError, struct.error):
+        return exif
+    return bytes(b)
 
 
 def png_info(extra: dict[str, Any], icc: bool = False) -> Any:
@@ -120,4 +159,4 @@ def lost(extra: dict[str, Any], ext: str) -> list[str]:
     return out
 
 
-__all__ = ["XMP_KEY", "XMP_OUT", "lost", "png_info", "read", "save_options", "tiff_exif"]
+__all__ = ["XMP_KEY", "XMP_OUT", "exif_with_size", "lost", "png_info", "read", "save_options", "tiff_exif"]

@@ -520,3 +520,40 @@ def test_an_animation_shown_turned_is_turned_into_gif(tmp_path: Path) -> None:
     code, out = run(str(src), str(tmp_path / "small.gif"), "--variant", "mks", "--size", "30x40")
     assert code == 0, out
     assert frames_of(tmp_path / "small.gif")[0][0].shape == (40, 30, 4)
+
+
+def test_a_frame_longer_than_gif_holds_is_repeated(tmp_path: Path) -> None:
+    """A GIF frame's delay holds 655.35 s: a longer frame (a WebP's, an APNG's) is written as repeats of the same
+    picture, the whole time kept (Pillow's GIF writer raised OverflowError: a traceback), also when it follows
+    see-through frames (disposal 2)."""
+    for alpha in (False, True):
+        frames = [Image.new("RGBA", (16, 12), (i * 100, 50, 50, 255 if not alpha or i else 0)) for i in range(3)]
+        src = tmp_path / f"long_{alpha}.webp"
+        frames[0].save(src, save_all=True, append_images=frames[1:], duration=[100, 1400000, 100], loop=0,
+                       lossless=True)
+        out = tmp_path / f"long_{alpha}.gif"
+        code, log = run(str(src), str(out), "--variant", "mks", "-q")
+        assert code == 0 and "Traceback" not in log, log
+        got, durations, _ = frames_of(out)
+        assert sum(durations) == 1400200 and max(durations) <= 655350 and len(got) == 5, durations
+        assert all(np.array_equal(got[1], g) for g in got[2:4]) and not np.array_equal(got[1], got[4])
+        assert got[1][0, 0, 3] == 255 and abs(int(got[1][0, 0, 0]) - 100) <= 8
+
+
+def test_a_lossless_animated_webp_stays_lossless(tmp_path: Path) -> None:
+    """An animated WebP whose frames are lossless (VP8L) is written lossless (it came back at quality 95); a lossy
+    one stays lossy; an animation's EXIF PixelX/YDimension say the size written."""
+    frames = sprite_frames(alpha=False)
+    exif = Image.Exif()
+    exif.get_ifd(0x8769).update({0xA002: 32, 0xA003: 24})
+    frames[0].save(tmp_path / "lossless.webp", save_all=True, append_images=frames[1:], duration=DURATIONS, loop=0,
+                   lossless=True, exif=exif)
+    frames[0].save(tmp_path / "lossy.webp", save_all=True, append_images=frames[1:], duration=DURATIONS, loop=0,
+                   quality=80)
+    for name, lossless in (("lossless.webp", True), ("lossy.webp", False)):
+        code, log = run(str(tmp_path / name), str(tmp_path / f"x2_{name}"), "--variant", "mks", "-q")
+        assert code == 0, log
+        data = (tmp_path / f"x2_{name}").read_bytes()
+        assert (b"VP8L" in data, b"VP8 " in data) == (lossless, not lossless), name
+    sub = Image.open(tmp_path / "x2_lossless.webp").getexif().get_ifd(0x8769)
+    assert (sub.get(0xA002), sub.get(0xA003)) == (64, 48)

@@ -305,3 +305,11 @@ def test_a_damaged_videos_line_says_only_where_its_frames_are(season: Path, tmp_
     line = next(ln for ln in err.splitlines() if ln.startswith("warning:") and "cut.mkv" in ln)
     assert code == 1 and f"written to {out / 'cut.mkv'}" not in err, err
     assert "the frames that decoded were kept as cut.damaged.mkv instead" in line, line
+
+
+def test_an_out_folder_that_cant_be_made_is_refused_before_the_model(season: Path, tmp_path: Path) -> None:
+    """Videos and pictures into an OUT that can't be made: one line before the model loads (each file was tried
+    and failed after the model loaded); the folder command and the pictures' use the same probe."""
+    code, log = run(str(season), "/proc/psr2video-test-out", "--variant", "mks")
+    one_line_error(code, log, "can't write into /proc/psr2video-test-out")
+    assert "Upscaler(" not in log, log

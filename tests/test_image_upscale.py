@@ -693,3 +693,223 @@ def test_a_16_bit_png_whose_exif_has_a_jpeg_header_stays_16_bit(tmp_path: Path) 
         assert "16" in str(im.tile[0][3]) and im.getexif().get(0x010F) == "Canon"
     with av.open(str(tmp_path / "out.png")) as c:
         assert next(c.decode(video=0)).format.name == "rgb48be"
+
+
+def test_exif_xmp_or_a_comment_too_long_for_jpeg_is_left_out_said(tmp_path: Path) -> None:
+    """A JPEG segment holds 64 KB: a longer EXIF, XMP or comment (fine in PNG or GIF) is left out of a .jpg with a
+    note naming it and its size, the picture written (Pillow raised "EXIF data is too long": a traceback)."""
+    from PIL import PngImagePlugin
+
+    base = Image.fromarray(noise(8, 10, 3), "RGB")
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif[0x010E] = "x" * 70000
+    base.save(tmp_path / "exif.png", exif=exif)
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", '<x:xmpmeta xmlns:x="adobe:ns:meta/">' + "a" * 70000 + "</x:xmpmeta>")
+    base.save(tmp_path / "xmp.png", pnginfo=info)
+    base.save(tmp_path / "comment.gif", comment=b"c" * 70000)
+    for name, what in (("exif.png", "EXIF"), ("xmp.png", "XMP"), ("comment.gif", "comment")):
+        out = tmp_path / f"{name}.jpg"
+        code, log = run(str(tmp_path / name), str(out), "--variant", "mks", "-q")
+        assert code == 0 and "Traceback" not in log, log
+        assert f"the {what} (68 KB) is longer than a JPEG segment holds (64 KB); left out" in log, log
+        assert Image.open(out).size == (20, 16)
+    small = Image.Exif()
+    small[0x010F] = "Canon"
+    base.save(tmp_path / "fine.png", exif=small)  # a small one is carried, unsaid
+    code, log = run(str(tmp_path / "fine.png"), str(tmp_path / "fine.jpg"), "--variant", "mks", "-q")
+    assert code == 0 and "segment" not in log and Image.open(tmp_path / "fine.jpg").getexif()[0x010F] == "Canon"
+
+
+def test_a_lossless_webp_stays_lossless(tmp_path: Path) -> None:
+    """A lossless WebP (VP8L) is written lossless again (it came back lossy at quality 95); a lossy one, and a
+    PNG, at quality 95 (the README's measure: lossless, an upscaled photo is 3.4-4.6 times larger)."""
+    pic = Image.fromarray(noise(12, 16, 3), "RGB")
+    pic.save(tmp_path / "lossless.webp", lossless=True)
+    pic.save(tmp_path / "lossy.webp", quality=80)
+    pic.save(tmp_path / "pic.png")
+    for name, lossless in (("lossless.webp", True), ("lossy.webp", False), ("pic.png", False)):
+        out = tmp_path / f"x2_{name}.webp"
+        code, log = run(str(tmp_path / name), str(out), "--variant", "mks", "-q")
+        assert code == 0, log
+        data = out.read_bytes()
+        assert (b"VP8L" in data, b"VP8 " in data) == (lossless, not lossless), name
+    code, log = run(str(tmp_path / "lossless.webp"), str(tmp_path / "same.webp"), "--variant", "mks", "-q")
+    from psr2video import Upscaler
+
+    x = torch.from_numpy(np.asarray(pic, np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        want = (Upscaler("mks", 2, device="cpu")(x)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "same.webp").convert("RGB")), want)  # every sample
+
+
+def test_avif_tga_and_jpegs_other_names_are_pictures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """.avif is written as a picture through Pillow (it went through the video path: a turned photo written
+    sideways, alpha, ICC and EXIF lost), .jfif and .jpe as JPEG, .tga as TGA (they were "use .mkv..."); a folder's
+    .avif and .tga pictures are upscaled, not "not copied". Without Pillow's AVIF codec: one line, before the
+    model loads."""
+    from PIL import features
+
+    rgba = noise(10, 14, 4)
+    rgba[..., 3] = 255
+    rgba[:3, :3, 3] = 0
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Cam"
+    Image.fromarray(rgba[..., :3], "RGB").save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "sticker.png")
+    for src, out in (("photo.jpg", "p.jfif"), ("photo.jpg", "p.jpe"), ("sticker.png", "s.tga")):
+        code, log = run(str(tmp_path / src), str(tmp_path / out), "--variant", "mks", "-q")
+        assert code == 0, log
+        im = Image.open(tmp_path / out)
+        assert im.format == ("TGA" if out.endswith("tga") else "JPEG") and im.size == (28, 20), out
+    assert Image.open(tmp_path / "s.tga").mode == "RGBA"
+    assert Image.open(tmp_path / "p.jfif").getexif().get(0x0112) == 6  # turned as the source is shown
+    one_line_error(*run(str(tmp_path / "photo.jpg"), str(tmp_path / "newdir"), "--variant", "mks"),
+                   "photo.jpg is a picture", ".png", "e.g. newdir.png")  # (it said "use .mkv, .mp4...")
+    if features.check("avif"):
+        for src, out in (("photo.jpg", "p.avif"), ("sticker.png", "s.avif")):
+            code, log = run(str(tmp_path / src), str(tmp_path / out), "--variant", "mks", "-q")
+            assert code == 0, log
+        p, s = Image.open(tmp_path / "p.avif"), Image.open(tmp_path / "s.avif")
+        assert p.format == "AVIF" and p.size == (28, 20) and p.getexif().get(0x0112) == 6
+        assert p.getexif().get(0x010F) == "Cam"
+        assert s.mode == "RGBA" and np.asarray(s)[0, 0, 3] < 20 and np.asarray(s)[-1, -1, 3] == 255
+        pics = tmp_path / "pics"
+        pics.mkdir()
+        Image.fromarray(rgba[..., :3], "RGB").save(pics / "a.avif")
+        Image.fromarray(rgba, "RGBA").save(pics / "b.tga")
+        code, log = run(str(pics), str(tmp_path / "pics_x2"), "--variant", "mks", "-q")
+        assert code == 0 and "done: 2 pictures" in log and "not copied" not in log, log
+        assert Image.open(tmp_path / "pics_x2" / "a.avif").size == (28, 20)
+        assert Image.open(tmp_path / "pics_x2" / "b.tga").size == (28, 20)
+    monkeypatch.setattr(features, "check", lambda name: False if name == "avif" else True)
+    code, log = run(str(tmp_path / "photo.jpg"), str(tmp_path / "none.avif"), "--variant", "mks")
+    one_line_error(code, log, "without AVIF", ".png", ".webp")
+    assert "Upscaler(" not in log and not (tmp_path / "none.avif").exists()
+
+
+def test_a_folder_into_an_out_that_cant_be_written(tmp_path: Path) -> None:
+    """An OUT folder that can't be made is refused before the model loads (every picture was upscaled, then each
+    failed); when every picture fails, the line says none was written (it said "the others were written")."""
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    Image.fromarray(noise(8, 8, 3), "RGB").save(pics / "one.png")
+    code, log = run(str(pics), "/proc/psr2video-test-out", "--variant", "mks")
+    one_line_error(code, log, "can't write into /proc/psr2video-test-out")
+    assert "Upscaler(" not in log, log
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"not a png")
+    (bad / "b.png").write_bytes(b"nor this")
+    code, log = run(str(bad), str(tmp_path / "bad_x2"), "--variant", "mks", "-q")
+    one_line_error(code, log, "2 of 2 pictures could not be upscaled", "none was written")
+
+
+def deep_tiff(path: Path, samples: np.ndarray, planar: bool = False, orientation: int = 1,
+              make: bytes = b"") -> Path:
+    """An uncompressed 16-bit RGB TIFF written by hand, interleaved or plane by plane, with an Orientation tag (and
+    a Make tag): Pillow 13 turns such a file as it loads it, FFmpeg's decoder does not."""
+    import struct
+
+    h, w, c = samples.shape
+    strips = ([np.ascontiguousarray(samples[..., i]).astype("<u2").tobytes() for i in range(c)] if planar
+              else [samples.astype("<u2").tobytes()])
+    k = len(strips)
+    tags = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, c, "bits"), (259, 3, 1, 1), (262, 3, 1, 2),
+            (273, 4, k, "offsets"), (274, 3, 1, orientation), (277, 3, 1, c), (278, 4, 1, h), (279, 4, k, "counts"),
+            (284, 3, 1, 2 if planar else 1)]
+    if make:
+        tags.insert(5, (271, 2, len(make) + 1, "make"))
+    first = 8 + 2 + len(tags) * 12 + 4
+    at = {"bits": first, "offsets": first + 2 * c, "counts": first + 2 * c + 4 * k,
+          "make": first + 2 * c + 8 * k}
+    data = at["make"] + (len(make) + 1 if make else 0)
+    if k == 1:  # one value: in the tag itself
+        at["offsets"], at["counts"] = data, len(strips[0])
+    out = b"II" + struct.pack("<HIH", 42, 8, len(tags))
+    out += b"".join(struct.pack("<HHII", t, kind, n, at.get(v, v) if isinstance(v, str) else v)
+                    for t, kind, n, v in tags)
+    out += struct.pack("<I", 0) + struct.pack(f"<{c}H", *[16] * c)
+    out += struct.pack(f"<{k}I", *[data + i * len(strips[0]) for i in range(k)])
+    out += struct.pack(f"<{k}I", *[len(s) for s in strips]) + (make + b"\0" if make else b"") + b"".join(strips)
+    path.write_bytes(out)
+    return path
+
+
+def test_tiff_exif_and_orientation(tmp_path: Path) -> None:
+    """A TIFF's EXIF (its own Make, Model, DateTime tags: Pillow gives a TIFF no ``exif``) is carried; a 16-bit TIFF
+    with an Orientation tag, which Pillow 13 turns as it loads it and FFmpeg doesn't, stays 16-bit (it was written
+    8-bit "FFmpeg's decoder and Pillow disagree"; plane by plane it was refused), turned once; LZW stays LZW."""
+    exif = Image.Exif()
+    exif[271], exif[272], exif[306] = "Nikon", "D850", "2020:01:01 10:00:00"
+    Image.fromarray(noise(10, 12, 3), "RGB").save(tmp_path / "cam.tif", exif=exif, compression="tiff_lzw")
+    for ext in (".jpg", ".tif", ".png", ".webp"):
+        code, log = run(str(tmp_path / "cam.tif"), str(tmp_path / f"x2{ext}"), "--variant", "mks", "-q")
+        assert code == 0, log
+        got = Image.open(tmp_path / f"x2{ext}").getexif()
+        assert (got.get(271), got.get(272), got.get(306)) == ("Nikon", "D850", "2020:01:01 10:00:00"), ext
+    assert Image.open(tmp_path / "x2.tif").info["compression"] == "tiff_lzw"
+    yy, xx = np.mgrid[0:12, 0:16]
+    samples = np.stack([xx * 4000 + 3, yy * 5000 + 1, (xx + yy) * 2000], -1).astype(np.uint16)
+    shown = np.rot90(samples, -1)  # orientation 6: shown turned a quarter clockwise
+    from psr2video import Upscaler
+
+    x = torch.from_numpy(shown.astype(np.float32) / 65535).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        want = Upscaler("mks", 2, device="cpu")(x)[0].permute(1, 2, 0).numpy() * 65535
+    for planar in (False, True):
+        src = deep_tiff(tmp_path / f"o6_{planar}.tif", samples, planar=planar, orientation=6, make=b"Nikon")
+        code, log = run(str(src), str(tmp_path / f"o6_{planar}.png"), "--variant", "mks", "-q")
+        assert code == 0 and "8-bit" not in log, log
+        fmt, got = deep_frame(tmp_path / f"o6_{planar}.png")
+        assert fmt == "rgb48be" and got.shape == (32, 24, 3) and np.abs(got - want).max() <= 1.0, planar
+        out = Image.open(tmp_path / f"o6_{planar}.png")
+        assert out.getexif().get(0x0112) in (None, 1) and out.getexif().get(271) == "Nikon"  # turned once
+    code, log = run(str(src), str(tmp_path / "o6.tif"), "--variant", "mks", "-q")
+    assert code == 0 and "EXIF (camera, date) can't be held in a 16-bit TIFF" in log, log
+    fmt, got = deep_frame(tmp_path / "o6.tif")
+    assert fmt.startswith("rgb48") and np.abs(got - want).max() <= 1.0
+
+
+def test_small_losses_found_in_review(tmp_path: Path) -> None:
+    """EXIF PixelX/YDimension say the size written; DPI into .webp is named; alpha into .jpg is laid on white (not
+    the hidden colour, black); a 1-bit Group 4 TIFF is written Deflate, not uncompressed; a PNG whose text chunk
+    has a wrong checksum is read without it, said (it was "cannot identify image file")."""
+    import zlib
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769).update({0xA002: 12, 0xA003: 10})
+    Image.fromarray(noise(10, 12, 3), "RGB").save(tmp_path / "p.jpg", exif=exif, dpi=(300, 300))
+    code, log = run(str(tmp_path / "p.jpg"), str(tmp_path / "p2.jpg"), "--variant", "mks", "-q")
+    assert code == 0, log
+    sub = Image.open(tmp_path / "p2.jpg").getexif().get_ifd(0x8769)
+    assert (sub.get(0xA002), sub.get(0xA003)) == (24, 20)
+    code, log = run(str(tmp_path / "p.jpg"), str(tmp_path / "p2.webp"), "--variant", "mks", "-q")
+    assert code == 0 and "p.jpg's DPI can't be held in .webp; left out" in log, log
+    a = np.zeros((10, 12, 4), np.uint8)
+    a[:, 6:] = (200, 30, 30, 255)
+    Image.fromarray(a, "RGBA").save(tmp_path / "s.png")
+    code, log = run(str(tmp_path / "s.png"), str(tmp_path / "s.jpg"), "--variant", "mks", "-q")
+    assert code == 0 and "laid on white" in log, log
+    assert min(Image.open(tmp_path / "s.jpg").getpixel((1, 1))) >= 250
+    Image.fromarray(noise(16, 16, 1)[..., 0] > 128).save(tmp_path / "scan.tif", compression="group4")
+    code, log = run(str(tmp_path / "scan.tif"), str(tmp_path / "scan2.tif"), "--variant", "mks", "-q")
+    assert code == 0 and Image.open(tmp_path / "scan2.tif").info["compression"] == "tiff_adobe_deflate", log
+    png = tmp_path / "crc.png"
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "kept")
+    info.add_text("Author", "damaged")
+    Image.fromarray(noise(8, 8, 3), "RGB").save(png, pnginfo=info)
+    data = bytearray(png.read_bytes())
+    at = data.index(b"tEXtAuthor")
+    data[at + 4] ^= 0x20  # "author": its checksum no longer matches
+    assert zlib.crc32(bytes(data[at:at + 4 + len("Author\0damaged")])) != int.from_bytes(
+        data[at + 4 + len("Author\0damaged"):at + 8 + len("Author\0damaged")], "big")
+    png.write_bytes(bytes(data))
+    code, log = run(str(png), str(tmp_path / "crc2.png"), "--variant", "mks", "-q")
+    assert code == 0 and "crc.png has 1 damaged chunk (tEXt; wrong checksum)" in log, log
+    assert Image.open(tmp_path / "crc2.png").text == {"Title": "kept"}

@@ -247,6 +247,11 @@ def test_ten_bit_h264_by_default_is_noted(tmp_path: Path) -> None:
     said.clear()
     run_pipeline(Options(input=str(src), output=str(tmp_path / "o2.mkv")), up, warn=said.append)
     assert not any("few devices" in s for s in said), said
+    # the command line: said for its default encoder, not for a --codec the user chose
+    code, err = run(str(src), str(tmp_path / "o3.mkv"), "--variant", "mks")
+    assert code == 0 and "few devices" in err, err
+    code, err = run(str(src), str(tmp_path / "o4.mkv"), "--variant", "mks", "--codec", "libx264")
+    assert code == 0 and "few devices" not in err, err
 
 
 def _read_back_tags(tmp_path: Path, codec: str, fmt: str, ext: str) -> set[str]:

@@ -93,6 +93,21 @@ def out_folder_problem(output: str) -> str | None:
     return None
 
 
+def out_folder_unwritable(output: str) -> str | None:
+    """Why no file can be written under the folder OUT, or None: OUT (and the folders above it) is made now and a
+    file made in it and removed, before the model loads; found only at the end, every file was upscaled first
+    and then failed one by one."""
+    out = Path(output)
+    probe = out / f".psr2video.{os.getpid()}.probe"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+    except OSError as e:
+        return f"can't write into {output}: {e.strerror or e}"
+    probe.unlink(missing_ok=True)
+    return None
+
+
 def check_out_outside_in(input: str, output: str, folders: dict[Path, Path]) -> None:
     """OUT inside IN would have the next run read the outputs as inputs and upscale them again; links are
     resolved, and a linked folder under IN (which the run follows) that leads to OUT counts as inside too.
@@ -235,6 +250,8 @@ def upscale_folder(ctx: click.Context, input: str, output: str, tree: Walk, *, o
         return
     codecs = _codecs(jobs, video["codec"], video["crf"], video["preset"])
     others = [p for p in files if p.suffix.lower() not in VIDEO_EXTS | PICTURE_EXTS]
+    if (problem := out_folder_unwritable(output)) is not None:
+        raise UserError(problem)
     up = make_up()
     what = [f"{len(jobs)} video{'s' if len(jobs) != 1 else ''}"]
     if pictures:
@@ -281,7 +298,8 @@ def upscale_folder(ctx: click.Context, input: str, output: str, tree: Walk, *, o
                                     crf=video["crf"], preset=video["preset"], pix_fmt=video["pix_fmt"],
                                     batch=video["batch"], overlay_fps=video["overlay_fps"],
                                     max_frames=video["max_frames"], hwaccel=video["hwaccel"],
-                                    deinterlace=video["deinterlace"], size=size, trim=video["trim"])
+                                    deinterlace=video["deinterlace"], size=size, trim=video["trim"],
+                                    codec_default=video["codec"] is None)
             res = None
             try:
                 try:

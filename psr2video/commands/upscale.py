@@ -239,7 +239,14 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     from ..video.output_checks import container_problem, default_codec, encoder_problem, output_format_problem
 
     if (problem := output_format_problem(output, fmt)) is not None:
+        if fmt is None and input != "-" and rate is None and (is_picture(input) or readable_picture(input)):
+            ext = Path(output).suffix
+            what = f"extension {ext!r}" if ext else "a name without an extension"
+            problem = (f"can't tell what to write for {output} ({what}); {Path(input).name} is a picture: name OUT "
+                       f"as one (.png, .jpg, .webp, .avif, .tif, .bmp, .tga or .gif, e.g. {Path(output).stem}.png), or "
+                       "a video file (.mkv, .mp4, .mov or .webm)")
         raise UserError(problem)
+    codec_default = codec is None  # (a 10-bit source into 10-bit H.264 gets a note: few devices play it)
     if codec is None:
         codec, note = default_codec(output, fmt)
         if note:
@@ -285,7 +292,7 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     opts = pipeline.Options(input=input, output=output, scale=scale, codec=codec, crf=crf, preset=preset,
                             pix_fmt=pix_fmt, fmt=fmt, in_fmt=in_fmt, in_fps=rate, batch=batch, overlay_fps=overlay_fps,
                             max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace, size=size, crop=crop,
-                            trim=trim)
+                            trim=trim, codec_default=codec_default)
     with ctrl_c_stops() as stop:
         try:
             res, snapshot = run_video(up, opts, f"psr2video {variant} x{scale}", quiet, stop,
@@ -319,7 +326,7 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
     """``psr2video in.png out.png`` / ``psr2video pics/ out/``: still pictures through the same Upscaler
     (``tree``: a folder IN's ``fileio.walk``, when the caller has it)."""
     from ..animation import ANIMATION_EXTS, FROM_VIDEO_EXTS, frame_count
-    from ..image_upscale import PictureError, is_picture, plan, readable_picture, run
+    from ..image_upscale import PictureError, avif_problem, is_picture, plan, readable_picture, run
 
     if not Path(input).exists():
         from ..names import image_sequence
@@ -351,13 +358,19 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
             if name in ("start_text", "end_text", "duration_text"):
                 raise UserError(f"{flag} cuts a part of a video (into a video, GIF or WebP); a picture or an "
                                 "animated picture is upscaled whole")
-            raise UserError(f"{flag} is a video option; a picture is written lossless (PNG, TIFF, BMP) or at "
-                            "quality 95 (JPEG, WebP), by OUT's extension")
-    from .folder import check_out_outside_in, out_folder_problem, refuse_existing, refuse_inputs_as_outputs
+            raise UserError(f"{flag} is a video option; a picture is written lossless (PNG, TIFF, BMP, TGA; WebP "
+                            "from a lossless WebP) or at quality 95 (JPEG, WebP, AVIF), by OUT's extension")
+    from .folder import (
+        check_out_outside_in,
+        out_folder_problem,
+        out_folder_unwritable,
+        refuse_existing,
+        refuse_inputs_as_outputs,
+    )
 
     folder = Path(input).is_dir()
-    if (problem := out_folder_problem(output)) is not None:  # "File exists" came after the model loaded
-        raise UserError(problem)
+    if (problem := out_folder_problem(output) or avif_problem(output)) is not None:  # "File exists" came after
+        raise UserError(problem)  # the model loaded
     if folder and tree is None:
         from ..fileio import walk
 
@@ -379,6 +392,8 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
     if not jobs:
         _warn(f"every picture under {input} has its OUT already (--skip-existing); nothing to do")
         return
+    if folder and (problem := out_folder_unwritable(output)) is not None:  # not after every picture is upscaled
+        raise UserError(problem)
     up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file, tta)
     what = f"{len(jobs)} pictures" if len(jobs) > 1 else "1 picture"
     if grab:

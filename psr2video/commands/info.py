@@ -18,16 +18,23 @@ def _version(mod: str) -> str:
 
 
 def _plugin_state() -> str:
-    """Whether ``core.psr2`` will autoload (the shim is built into VapourSynth's plugin folder)."""
+    """Whether ``core.psr2`` will autoload (the shim is built into VapourSynth's plugin folder, or into a folder
+    ``VAPOURSYNTH_EXTRA_PLUGIN_PATH`` names: ``vs install --plugin-dir``)."""
     if importlib.util.find_spec("vapoursynth") is None:
         return "no VapourSynth (pip install 'psr2video[vapoursynth]')"
-    try:
-        from ..vs.install import installed_path
+    from ..vs.install import LIB_NAME, extra_plugin_paths, installed_path
 
+    try:
         path = installed_path()
     except Exception as e:  # noqa: BLE001 - e.g. a vapoursynth without get_plugin_dir
         return f"unknown ({e})"
-    return f"installed ({path})" if path.is_file() else "not installed (psr2video vs install)"
+    if path.is_file():
+        return f"installed ({path})"
+    # vs install --plugin-dir DIR, with VAPOURSYNTH_EXTRA_PLUGIN_PATH=DIR set as it says
+    extra = next((d / LIB_NAME for d in extra_plugin_paths() if (d / LIB_NAME).is_file()), None)
+    if extra is not None:
+        return f"installed ({extra}, through VAPOURSYNTH_EXTRA_PLUGIN_PATH)"
+    return "not installed (psr2video vs install)"
 
 
 @click.command()

@@ -218,7 +218,10 @@ def script_words(msg: str) -> str:
             return f"{name}=..."
         return f"{name}={value}" if value.isdigit() else f'{name}="{value}"'
 
-    msg = re.sub(r" \(\w+= in Python/VapourSynth\)", "", msg)  # the flag's own script form, said twice after this
+    # the flag's own script form, said twice after this: "(tile=... in Python/VapourSynth; tiles plus ...)" keeps
+    # what follows the semicolon
+    msg = re.sub(r" \(\w+=(?:\.\.\.)? in Python/VapourSynth(?:; ([^)]*))?\)",
+                 lambda m: f" ({m.group(1)})" if m.group(1) else "", msg)
     return re.sub(r"--(" + "|".join(ARGS) + r")\b(?: ([A-Za-z0-9][\w:.-]*))?", arg, msg)
 
 

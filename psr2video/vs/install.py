@@ -131,9 +131,15 @@ def install(quiet: bool = False, force: bool = False, plugin_dir: Path | None = 
 
 def uninstall(plugin_dir: Path | None = None, quiet: bool = False) -> None:
     out = installed_path(plugin_dir)
+    was = out.is_file()
     for p in (out, out.parent / STAMP_NAME):
         p.unlink(missing_ok=True)
     if out.parent.is_dir() and not any(out.parent.iterdir()):
         out.parent.rmdir()
     if not quiet:
-        print(f"removed {out}")
+        print(f"removed {out}" if was else f"not installed: {out} (nothing to remove)")
+
+
+def extra_plugin_paths() -> list[Path]:
+    """The plugin folders of ``VAPOURSYNTH_EXTRA_PLUGIN_PATH`` (where ``vs install --plugin-dir`` asks for it)."""
+    return [Path(d) for d in os.environ.get("VAPOURSYNTH_EXTRA_PLUGIN_PATH", "").split(os.pathsep) if d]

@@ -24,8 +24,10 @@ MAX_SIDE = 16384  # what libx264/libx265 and the players take; far past any mode
 class SizeError(PsrError, ValueError):
     """A --size that gives an output past MAX_SIDE for this picture's shape."""
 
-# the largest side a picture format can hold (WebP's 14-bit sizes; JPEG's and GIF's 16-bit ones)
-FORMAT_MAX_SIDE = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535, ".gif": 65535}
+# the largest side a picture format can hold (WebP's 14-bit sizes; JPEG's, GIF's and TGA's 16-bit ones; AVIF:
+# measured with Pillow, 65536 wide was written and then not readable)
+FORMAT_MAX_SIDE = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535, ".jfif": 65535, ".jpe": 65535, ".gif": 65535,
+                   ".avif": 65535, ".tga": 65535}
 
 
 def check_format(width: int, height: int, ext: str) -> None:

@@ -369,7 +369,10 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
         part_end = (win.hi if win is not None and win.hi is not None and not grab and len(frames) != max_frames
                     and (end is None or win.hi < end) else None)
     if rotation:
-        notes.append(f"note: {path.name} is shown rotated by {rotation} degrees (display matrix); the frames are "
+        from .video.writer import turn_words
+
+        notes.append(f"note: {path.name} is shown rotated by {rotation} degrees (display matrix)"
+                     f"{turn_words(rotation)}; the frames are "
                      f"turned so, as {what} has no display matrix")
     if rotation in (90, 270):
         sar = 1 / sar

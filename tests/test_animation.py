@@ -285,7 +285,8 @@ def test_video_rotation_pixel_shape_and_alpha(tmp_path: Path) -> None:
     code, out = run(str(clip("rot.mp4", "yuv420p", "libx264", rotation=90)), str(tmp_path / "rot.webp"),
                     "--variant", "mks", "-q")
     got = frames_of(tmp_path / "rot.webp")[0]
-    assert code == 0 and "shown rotated by 90 degrees" in out and got[0].shape == (96, 64, 4), out
+    assert code == 0 and "shown rotated by 90 degrees (display matrix), a quarter turn counter-clockwise" in out, out
+    assert got[0].shape == (96, 64, 4)
     assert got[0][90, 4, 1] > 200  # counter-clockwise: the top-left corner is now bottom left
 
     code, out = run(str(clip("sar.mkv", "yuv420p", "libx264", sar=Fraction(2, 1))), str(tmp_path / "sar.gif"),

@@ -296,7 +296,7 @@ def dnxhr_profile(pix_fmt: str) -> str:
     return DNXHR_PROFILES.get(pix_fmt, "dnxhr_hq")
 
 
-def _turned(degrees: int) -> str:
+def turn_words(degrees: int) -> str:
     """How a display matrix's counter-clockwise ``degrees`` (0-359) turn the picture, in words."""
     if degrees in (90, 270):
         return f", a quarter turn {'counter-clockwise' if degrees == 90 else 'clockwise'}"
@@ -670,7 +670,7 @@ class Writer(threading.Thread):
         turn = first.rotation % 360  # FFmpeg's angle is counter-clockwise in -180..180: "-90" was a phone's 270
         if first.rotation and self.out.format.name.split(",")[0] in DISPLAY_MATRIX:
             vs.set_display_rotation(first.rotation)
-            self.warn(f"note: the input is shown rotated by {turn} degrees (display matrix){_turned(turn)}; the "
+            self.warn(f"note: the input is shown rotated by {turn} degrees (display matrix){turn_words(turn)}; the "
                       "output carries the same display matrix (the pixels are not rotated)")
         elif first.rotation:
             self.warn(f"warning: the input is shown rotated by {turn} degrees (display matrix), which "

@@ -75,11 +75,18 @@ def webp_lossless(path: Path) -> bool:
     return b"VP8L" in kinds and b"VP8 " not in kinds
 
 
-def webp_options(lossless: bool) -> dict[str, Any]:
-    """Pillow's WebP save options: lossless where the source WebP was (its author's choice, kept), else quality
-    95. A lossless format's picture (PNG, GIF, TIFF) into .webp is written at quality 95: lossless, an upscaled
-    photo came out 3.4-4.6 times larger (Set14 through realtime x2), only 10-30% smaller than the same PNG."""
-    return {"lossless": True, "method": 4} if lossless else {"quality": 95, "method": 4}
+QUALITY = 95  # JPEG, WebP and AVIF outputs without --quality
+LOSSY_EXTS = (".jpg", ".jpeg", ".jfif", ".jpe", ".webp", ".avif")  # what --quality is for
+
+
+def webp_options(lossless: bool, quality: int | None = None) -> dict[str, Any]:
+    """Pillow's WebP save options: ``quality`` (--quality) where given, else lossless where the source WebP was
+    (its author's choice, kept), else quality 95. A lossless format's picture (PNG, GIF, TIFF) into .webp is
+    written at quality 95: lossless, an upscaled photo came out 3.4-4.6 times larger (Set14 through realtime x2),
+    only 10-30% smaller than the same PNG."""
+    if lossless and quality is None:
+        return {"lossless": True, "method": 4}
+    return {"quality": QUALITY if quality is None else quality, "method": 4}
 
 
 class AnimationError(PsrError):
@@ -470,11 +477,13 @@ def _check_writable(dst: Path) -> None:
 
 def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[..., Any],
                       say: Callable[[str], None], quiet: bool = False, video: bool = False,
-                      max_frames: int = 0, size: SizeSpec | None = None, trim: Any = None) -> tuple[list[str], int]:
+                      max_frames: int = 0, size: SizeSpec | None = None, trim: Any = None,
+                      quality: int | None = None) -> tuple[list[str], int]:
     """Upscale every frame of ``src`` (an animated picture, or a video file when ``video``: its first
     ``max_frames``, 0 = all, of the part ``trim`` when given) with ``up`` through ``upscale_image`` (the stills' own:
     ``image_upscale.upscale_image``; ``size``: resampled there to fit that box, pixels made square) and write
-    the animation to ``dst`` (its format by extension); (the notes on what changed, frames written)."""
+    the animation to ``dst`` (its format by extension; ``quality``: a WebP's, --quality); (the notes on what
+    changed, frames written)."""
     from PIL import Image
 
     ext = dst.suffix.lower()
@@ -520,7 +529,7 @@ def upscale_animation(up: Any, src: Path, dst: Path, upscale_image: Callable[...
         frames = f"{len(out)} frame{'s' if len(out) != 1 else ''}"
         say(f"{src.name}: {frames}, {sum(anim.durations) / 1000:.2f} s, {plays} -> {dst.name} "
             f"({out[0].width}x{out[0].height} {_FORMATS[ext]})")
-    write(gif_frames(out) if ext == ".gif" else out, anim, dst)
+    write(gif_frames(out) if ext == ".gif" else out, anim, dst, quality)
     return notes, len(out)
 
 
@@ -601,8 +610,9 @@ def gif_frames(frames: list[Any]) -> list[Any]:
     return out
 
 
-def write(frames: list[Any], anim: Animation, dst: Path) -> None:
-    """The frames written to ``dst`` as an animation with ``anim``'s durations, loop and metadata, atomically."""
+def write(frames: list[Any], anim: Animation, dst: Path, quality: int | None = None) -> None:
+    """The frames written to ``dst`` as an animation with ``anim``'s durations, loop and metadata, atomically
+    (``quality``: a WebP's, --quality)."""
     ext = dst.suffix.lower()
     # GIF counts in 1/100 s, WebP and APNG (as Pillow writes it) in ms: each frame's start is rounded, not each
     # duration (30 fps into GIF is 30, 40, 30 ms..., not 30 ms each, which would play 10% fast)
@@ -632,7 +642,7 @@ def write(frames: list[Any], anim: Animation, dst: Path) -> None:
         opts["loop"] = plays
         extra = dict(anim.info.get("extra") or {})
         if ext == ".webp":
-            opts.update(webp_options(bool(anim.info.get("lossless"))))
+            opts.update(webp_options(bool(anim.info.get("lossless")), quality))
         else:
             if anim.info.get("dpi"):
                 opts["dpi"] = anim.info["dpi"]

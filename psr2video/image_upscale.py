@@ -23,6 +23,7 @@ from .animation import (
     ANIMATION_EXTS,
     FROM_VIDEO_EXTS,
     PIL_DAMAGE,
+    QUALITY,
     AnimationError,
     frame_count,
     n_frames,
@@ -510,9 +511,10 @@ def _unbleed(up: Any, premultiplied: Any, straight: Any, alpha: Any, mode: str) 
     return torch.lerp(straight.float(), unmul.float(), w.float())
 
 
-def _save(im: Any, src_info: dict, dst: Path) -> str | None:
+def _save(im: Any, src_info: dict, dst: Path, quality: int | None = None) -> str | None:
     """Write ``im`` (a PIL image, or ``Deep``) to ``dst`` under a temporary name, with the source's ICC profile,
-    EXIF and DPI; a note when it could not be written as it is."""
+    EXIF and DPI (``quality``: a JPEG's, WebP's or AVIF's, --quality); a note when it could not be written as it
+    is."""
     ext = kind(dst.suffix)
     if src_info.get("exif"):  # its PixelX/YDimension say the size written, not the source's
         src_info = {**src_info, "exif": picture_metadata.exif_with_size(src_info["exif"], im.width, im.height)}
@@ -538,14 +540,15 @@ def _save(im: Any, src_info: dict, dst: Path) -> str | None:
     if ext in NO_ALPHA and im.mode in ("RGBA", "LA"):  # said by the caller
         im = on_white(im)
     if ext in JPEG_EXTS:
-        opts.update(quality=95, subsampling=0)
+        opts.update(quality=QUALITY if quality is None else quality, subsampling=0)
         if opts.get("exif") and not opts["exif"].startswith(b"Exif\x00\x00"):
             # WebP (and PNG) hold the bare TIFF block; JPEG's APP1 needs its header, or readers ignore it all
             opts["exif"] = b"Exif\x00\x00" + opts["exif"]
     elif ext == ".webp":
-        opts.update(webp_options(bool(src_info.get("lossless"))))
+        opts.update(webp_options(bool(src_info.get("lossless")), quality))
     elif ext == ".avif":
-        opts.update(quality=95, subsampling="4:4:4")  # as JPEG: no chroma subsampling
+        opts.update(quality=QUALITY if quality is None else quality, subsampling="4:4:4")  # as JPEG: no chroma
+        # subsampling
         _check_avif(dst)
     elif ext in NO_EXIF:  # they hold neither (said by the caller)
         opts.pop("exif", None)
@@ -656,10 +659,11 @@ def _check_avif(dst: Path) -> None:
 
 def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = False,
         max_frames: int = 0, size: SizeSpec | None = None, failed: list[str] | None = None,
-        trim: Any = None) -> tuple[int, int, float]:
+        trim: Any = None, quality: int | None = None) -> tuple[int, int, float]:
     """Upscale every job's picture with ``up`` (a video into an animation: its first ``max_frames``, 0 = all, of
     the part ``trim`` (--start/--end) when given; a video into a still picture: its frame at ``trim.start``;
-    ``size``: each resampled to fit that box); (files written, frames upscaled, seconds). A picture that can't
+    ``size``: each resampled to fit that box; ``quality``: JPEG's, WebP's and AVIF's, --quality); (files written,
+    frames upscaled, seconds). A picture that can't
     be read is skipped, and the run raises at the end, unless ``failed`` is given: then each is added there
     ("path: why") and the run returns."""
     t0 = time.perf_counter()
@@ -684,7 +688,8 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
             video = ext in FROM_VIDEO_EXTS and not is_picture(str(job.src)) and not readable_picture(str(job.src))
             if video or (ext in ANIMATION_EXTS and frame_count(job.src) > 1):
                 notes, n_frames = upscale_animation(up, job.src, job.dst, upscale_image, say, quiet,
-                                                     video=video, max_frames=max_frames, size=size, trim=trim)
+                                                     video=video, max_frames=max_frames, size=size, trim=trim,
+                                                     quality=quality)
                 frames += n_frames
                 for n in notes:
                     say(n)
@@ -716,7 +721,7 @@ def run(up: Any, jobs: list[Job], say: Callable[[str], None], quiet: bool = Fals
             notes.append(f"note: {job.src.name}'s IPTC (captions, credits) is not written by psr2video; left out "
                          "(its XMP and EXIF are carried where the output holds them)")
         try:
-            if (note := _save(out, info, job.dst)) is not None:
+            if (note := _save(out, info, job.dst, quality)) is not None:
                 notes.append(note)
         except PictureError as e:  # can't be written (a name too long, a file where its folder should be)
             skip(e, job)

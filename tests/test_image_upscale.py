@@ -920,3 +920,46 @@ def test_small_losses_found_in_review(tmp_path: Path) -> None:
     code, log = run(str(png), str(tmp_path / "crc2.png"), "--variant", "mks", "-q")
     assert code == 0 and "crc.png has 1 damaged chunk (tEXt; wrong checksum)" in log, log
     assert Image.open(tmp_path / "crc2.png").text == {"Title": "kept"}
+
+
+def test_quality_chooses_a_lossy_pictures_quality(tmp_path: Path) -> None:
+    """JPEG, WebP and AVIF were always written at quality 95 (a q75 web photo came out 6.6x its size), with no way
+    to choose: --quality sets it (a lossless WebP source too, when asked); where no OUT is lossy it is refused, not
+    ignored (a .png, a folder of them, a video: --crf)."""
+    from PIL import features
+
+    src = tmp_path / "in.png"
+    Image.fromarray(noise(40, 48, 3)).save(src)
+    exts = (".jpg", ".webp", ".avif") if features.check("avif") else (".jpg", ".webp")
+    for ext in exts:
+        sizes = {}
+        for q in (None, 40):
+            out = tmp_path / f"o{q}{ext}"
+            code, said = run(str(src), str(out), "--variant", "mks", *(("--quality", str(q)) if q else ()))
+            assert code == 0, said
+            sizes[q] = out.stat().st_size
+        assert sizes[40] < sizes[None] * 0.8, (ext, sizes)
+    lossless = tmp_path / "ll.webp"
+    Image.fromarray(noise(40, 48, 3)).save(lossless, lossless=True)
+    code, said = run(str(lossless), str(tmp_path / "ll_x2.webp"), "--variant", "mks", "--quality", "60")
+    assert code == 0 and b"VP8 " in (tmp_path / "ll_x2.webp").read_bytes()[:64], said  # lossy, as asked
+    frames = [Image.fromarray(noise(24, 32, 3, seed)) for seed in (1, 2)]
+    frames[0].save(anim := tmp_path / "a.webp", save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    sizes = {}
+    for q in (None, 30):
+        code, said = run(str(anim), str(out := tmp_path / f"a{q}.webp"), "--variant", "mks",
+                         *(("--quality", str(q)) if q else ()))
+        assert code == 0, said
+        sizes[q] = out.stat().st_size
+    assert sizes[30] < sizes[None] * 0.5, sizes  # lossless (its source's) against quality 30
+    one_line_error(*run(str(src), str(tmp_path / "x.png"), "--variant", "mks", "--quality", "80"),
+                   "--quality is for pictures written .jpg, .webp or .avif; x.png is written lossless")
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    Image.fromarray(noise(8, 8, 3)).save(folder / "a.png")
+    one_line_error(*run(str(folder), str(tmp_path / "pngs_x2"), "--variant", "mks", "--quality", "80"),
+                   "no picture under IN is written so")
+    assert not (tmp_path / "pngs_x2").exists()
+    clip = make_clip(tmp_path / "clip.mkv", pts=[0, 1])
+    one_line_error(*run(str(clip), str(tmp_path / "v.mkv"), "--variant", "mks", "--quality", "80"),
+                   "a video's quality is --crf")

@@ -121,6 +121,18 @@ def check_out_outside_in(input: str, output: str, folders: dict[Path, Path]) -> 
             raise UserError(f"OUT {output} is inside IN {input}{via}; give a folder outside it")
 
 
+def check_quality(quality: int | None, jobs: list, folder: bool) -> None:
+    """--quality where no OUT is a lossy picture (.jpg, .webp, .avif): refused, not ignored."""
+    from ..animation import LOSSY_EXTS
+
+    if quality is None or any(j.dst.suffix.lower() in LOSSY_EXTS for j in jobs):
+        return
+    what = ("no picture under IN is written so" if folder
+            else f"{jobs[0].dst.name} is written lossless" if jobs[0].dst.suffix.lower() != ".gif"
+            else f"{jobs[0].dst.name} is written with 256 colours")
+    raise UserError(f"--quality is for pictures written .jpg, .webp or .avif; {what}")
+
+
 def refuse_inputs_as_outputs(jobs: list[Any], inputs: list[Path]) -> None:
     """An OUT that is one of the files read (IN inside OUT: lib/a/a/ep.mkv -> lib/a/ep.mkv) would be replaced
     before its own turn, and the replacement upscaled again: refused, even with -y. Files are compared as the
@@ -213,11 +225,11 @@ def _codecs(jobs: list[VideoJob], codec: str | None, crf: float | None, preset: 
 def upscale_folder(ctx: click.Context, input: str, output: str, tree: Walk, *, overwrite: bool,
                    skip_existing: bool, quiet: bool,
                    ignore_errors: bool, make_up: Callable[[], Any], video: dict[str, Any], size: Any,
-                   say_backend: bool, after_load: Callable[[Any], None]) -> None:
+                   say_backend: bool, after_load: Callable[[Any], None], quality: int | None = None) -> None:
     """Upscale every video (and picture) of ``tree`` (``fileio.walk(input)``) into ``output``; ``video`` holds the
     video options
     (codec, crf, preset, pix_fmt, batch, overlay_fps, max_frames, hwaccel, deinterlace, crop: auto is measured
-    per file, trim: the same part of each video)."""
+    per file, trim: the same part of each video); ``quality``: the pictures' (--quality)."""
     from ..image_upscale import PictureError, plan
     from ..image_upscale import run as run_pictures
     from ..video import pipeline
@@ -240,6 +252,7 @@ def upscale_folder(ctx: click.Context, input: str, output: str, tree: Walk, *, o
     except PictureError as e:
         raise UserError(str(e)) from None
     refuse_inputs_as_outputs(pictures, files)
+    check_quality(quality, pictures, True)
     if skip_existing:
         pictures = [j for j in pictures if not os.path.lexists(j.dst)]
     refuse_existing([j.dst for j in [*jobs, *pictures]], overwrite, folder=True)
@@ -273,7 +286,8 @@ def upscale_folder(ctx: click.Context, input: str, output: str, tree: Walk, *, o
     if pictures:
         interruptible()  # Ctrl-C among the pictures unwinds: no temporary file is left
         try:
-            done_pictures = run_pictures(up, pictures, _warn, quiet=quiet, size=size, failed=failed)[0]
+            done_pictures = run_pictures(up, pictures, _warn, quiet=quiet, size=size, failed=failed,
+                                         quality=quality)[0]
         except Exception as e:  # noqa: BLE001 - a model that can't take a picture: one line, the videos still run
             err = as_user_error(e, output)
             if err is e:

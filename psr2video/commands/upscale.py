@@ -110,6 +110,9 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
               help="Encoder preset (x264/x265: ultrafast..veryslow; svtav1: -2..13; nvenc: p1-p7) [default: "
                    + ", ".join(f"{p} {codec}" for codec, p in DEFAULT_PRESET.items())
                    + "; libvpx-vp9 and ffv1 take none].")
+@click.option("--quality", type=click.IntRange(1, 100), default=None,
+              help="Quality of pictures written .jpg, .webp or .avif (animated WebP too), 1-100 [default: 95; a "
+                   "lossless WebP stays lossless]. A video's is --crf.")
 @click.option("--pix-fmt", "pix_fmt", default=None,
               help="Output pixel format [default: the input's subsampling; 10-bit in -> 10-bit out if the codec "
                    "can].")
@@ -146,7 +149,8 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
             weights: str | None, model_file: str | None, backend: str,
             precision: str | None, tile: int, tta: bool, device: str, batch: int, profile: str | None,
             codec: str | None, crf: float | None,
-            preset: str | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None, in_fps: str | None,
+            preset: str | None, quality: int | None, pix_fmt: str | None, fmt: str | None, in_fmt: str | None,
+            in_fps: str | None,
             overwrite: bool, skip_existing: bool,
             overlay_fps: bool, ignore_errors: bool, max_frames: int, hwaccel: str | None, deinterlace: bool,
             quiet: bool, workers: int | None = None, ray_address: str | None = None, segment_seconds: float = 60.0,
@@ -225,11 +229,14 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
                                               model_file, tta),
                 video=dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, batch=batch, overlay_fps=overlay_fps,
                            max_frames=max_frames, hwaccel=hwaccel, deinterlace=deinterlace, crop=crop, trim=trim),
-                size=size, say_backend=backend == "auto", after_load=lambda up: cpu_stream_note(ctx, up, model_file))
+                size=size, quality=quality, say_backend=backend == "auto",
+                after_load=lambda up: cpu_stream_note(ctx, up, model_file))
     if input != "-" and output != "-" and (is_picture(output) or Path(input).is_dir()):
         return upscale_pictures(ctx, input, output, overwrite, quiet, variant, scale, weights, backend, precision,
                                 device, tile, profile, model_file, tta, max_frames, size, skip_existing, trim,
-                                tree)
+                                tree, quality)
+    if quality is not None:  # refused, not ignored
+        raise UserError("--quality is for pictures written .jpg, .webp or .avif; a video's quality is --crf")
     check_paths(input, output, overwrite)
     if trim is not None and input != "-" and (is_picture(input) or readable_picture(input)):
         from ..animation import frame_count
@@ -322,7 +329,8 @@ VIDEO_ONLY = ("codec", "crf", "preset", "pix_fmt", "fmt", "in_fmt", "batch", "ov
 
 def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: bool, quiet: bool, variant, scale,
                      weights, backend, precision, device, tile, profile, model_file, tta: bool = False,
-                     max_frames: int = 0, size=None, skip_existing: bool = False, trim=None, tree=None) -> None:
+                     max_frames: int = 0, size=None, skip_existing: bool = False, trim=None, tree=None,
+                     quality: int | None = None) -> None:
     """``psr2video in.png out.png`` / ``psr2video pics/ out/``: still pictures through the same Upscaler
     (``tree``: a folder IN's ``fileio.walk``, when the caller has it)."""
     from ..animation import ANIMATION_EXTS, FROM_VIDEO_EXTS, frame_count
@@ -359,9 +367,11 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
                 raise UserError(f"{flag} cuts a part of a video (into a video, GIF or WebP); a picture or an "
                                 "animated picture is upscaled whole")
             raise UserError(f"{flag} is a video option; a picture is written lossless (PNG, TIFF, BMP, TGA; WebP "
-                            "from a lossless WebP) or at quality 95 (JPEG, WebP, AVIF), by OUT's extension")
+                            "from a lossless WebP) or at quality 95 (JPEG, WebP, AVIF; --quality to choose), by "
+                            "OUT's extension")
     from .folder import (
         check_out_outside_in,
+        check_quality,
         out_folder_problem,
         out_folder_unwritable,
         refuse_existing,
@@ -388,6 +398,7 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
         refuse_inputs_as_outputs(jobs, [j.src for j in jobs])
     if skip_existing:
         jobs = [j for j in jobs if not os.path.lexists(j.dst)]
+    check_quality(quality, jobs, folder)
     refuse_existing([j.dst for j in jobs], overwrite, folder=folder)
     if not jobs:
         _warn(f"every picture under {input} has its OUT already (--skip-existing); nothing to do")
@@ -406,7 +417,8 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
     _warn(f"{input} -> {output}: {up!r}, {what}")
     interruptible()
     try:
-        n, frames, seconds = run(up, jobs, _warn, quiet=quiet, max_frames=max_frames, size=size, trim=trim)
+        n, frames, seconds = run(up, jobs, _warn, quiet=quiet, max_frames=max_frames, size=size, trim=trim,
+                                 quality=quality)
     except PictureError as e:
         raise UserError(str(e)) from None
     except Exception as e:  # a model that can't take the picture (a fixed-size graph without --tile): one line

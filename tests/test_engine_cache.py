@@ -308,3 +308,14 @@ def test_an_unwritable_cache_is_one_line_where_the_cache_is_the_point(tmp_path, 
         EngineCache(fallback=False).get_or_build(FIELDS, "onnx", ".onnx", _writer()[0])
     msg = str(e.value)
     assert "\n" not in msg and str(tmp_path / "file" / "cache") in msg and "$PSR2VIDEO_CACHE" in msg
+
+
+def test_what_a_build_found_is_kept_in_the_sidecar_not_the_key(tmp_path):
+    """``found``: facts learnt while building (a foreign export's batch finding, a rewrite's opset), kept for
+    readers that must not open the artifact; the key (and so the path) is the same with or without them."""
+    cache = EngineCache(tmp_path)
+    fields = {"variant": "v", "scale": 2, "precision": "fp32"}
+    p = cache.get_or_build(fields, "onnx", ".onnx", _writer()[0], found=lambda: {"fixed_batch": 1, "opset": 17})
+    assert p == cache.path_for(fields, "onnx", ".onnx")
+    (e,) = cache.find("onnx", lambda f: f == fields)
+    assert e.meta["found"] == {"fixed_batch": 1, "opset": 17} and e.meta["fields"] == fields

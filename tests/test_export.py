@@ -355,3 +355,84 @@ def test_verify_dir_pictures_smaller_than_the_crops_are_skipped_or_refused(tmp_p
     Image.fromarray(rng.integers(0, 255, (80, 120, 3), np.uint8)).save(small / "b.png")
     images, note = E.verify_images(small, sizes=((75, 93), (64, 100)))
     assert [n for n, _ in images] == ["b.png@93x75", "b.png@100x64"] and "a.png (1x1)" in note
+
+
+def _ditn(tmp_path):
+    """DITN (spandrel's class, random weights): its export runs at the traced size only, so it is refused."""
+    pytest.importorskip("spandrel")
+    from spandrel.architectures.DITN import DITN
+
+    torch.manual_seed(0)
+    f = tmp_path / "2x_DITN.pth"
+    net = DITN(dim=12, ITL_blocks=1, SAL_blocks=1, patch_size=8, upscale=2).eval()
+    torch.save(net.state_dict(), f)
+    return f
+
+
+def test_a_refused_export_leaves_the_file_it_was_to_replace(tmp_path):
+    """export -y: the new file was renamed over PATH, then refused by check_onnx and unlinked: the old file was
+    gone too. And the refusal said "use --backend torch", which export does not take."""
+    from psr2video.cli import cli
+
+    f = _ditn(tmp_path)
+    out = tmp_path / "dat.onnx"
+    out.write_text("precious")
+    for cmd in (["export", "--model", str(f), "-o", str(out), "-y", "--no-verify"],
+                ["engine", "build", "--model", str(f), "--device", "cpu"]):
+        line = _one_error_line(CliRunner().invoke(cli, cmd))
+        assert "does not run at other sizes" in line and "--backend torch" not in line.replace(
+            "upscale --backend torch", ""), line
+        assert line.endswith("it runs only on PyTorch (upscale --backend torch): nothing to "
+                             + ("export" if cmd[0] == "export" else "prebuild")), line
+    assert out.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2x_DITN.pth", "dat.onnx"]  # no temporary file left
+
+
+def test_export_never_writes_over_its_own_input(tmp_path):
+    """--model s.pth -o s.pth -y replaced the checkpoint with its ONNX (and --weights w.safetensors -o w...)."""
+    from psr2video.cli import cli
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "2x_c.pth"
+    from psr2video.runtime.peers import SRVGGNetCompact
+
+    torch.save(SRVGGNetCompact(8, 2, 2).state_dict(), ckpt)
+    before = ckpt.read_bytes()
+    line = _one_error_line(CliRunner().invoke(cli, ["export", "--model", str(ckpt), "-o", str(ckpt), "-y"]))
+    assert line == f"Error: OUT is the same file as IN ({ckpt})"
+    from psr2video.models.registry import shipped_weights_path
+
+    w = tmp_path / "w.onnx"  # a weights file named like an export
+    w.write_bytes(shipped_weights_path("realtime", 2).read_bytes())
+    line = _one_error_line(CliRunner().invoke(cli, ["export", "-v", "realtime", "--weights", str(w), "-o", str(w),
+                                                    "-y", "--no-verify"]))
+    assert "OUT is the same file as IN" in line and ckpt.read_bytes() == before
+
+
+def test_export_says_when_out_does_not_end_in_onnx_and_checks_a_scale_given(tmp_path):
+    from psr2video.cli import cli
+    from psr2video.runtime.peers import SRVGGNetCompact
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "2x_c.pth"
+    torch.save(SRVGGNetCompact(8, 2, 2).state_dict(), ckpt)
+    r = CliRunner().invoke(cli, ["export", "--model", str(ckpt), "-o", str(tmp_path / "c.pth2"), "--no-verify",
+                                 "--scale", "2"])  # the file's own scale: checked, not refused
+    assert r.exit_code == 0, r.output
+    assert r.output.count("does not end in .onnx") == 1 and (tmp_path / "c.pth2").is_file()
+    r = CliRunner().invoke(cli, ["export", "--model", str(ckpt), "-o", str(tmp_path / "c.onnx"), "--scale", "3"])
+    assert _one_error_line(r) == "Error: 2x_c.pth is a x2 model, not x3"
+    r = CliRunner().invoke(cli, ["export", "--model", str(ckpt), "-o", str(tmp_path / "d.onnx"), "--no-verify"])
+    assert r.exit_code == 0 and "does not end in .onnx" not in r.output, r.output
+
+
+def test_a_calibration_video_that_does_not_decode_is_named(tmp_path):
+    """"Error: [Errno 1094995529] Invalid data found when processing input: 'bad.mp4'"."""
+    from psr2video.cli import cli
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    r = CliRunner().invoke(cli, ["export", "-v", "realtime", "-p", "int8", "-o", str(tmp_path / "e.onnx"),
+                                 "--calibration", str(bad), "--no-verify"])
+    assert _one_error_line(r) == ("Error: can't decode the calibration video bad.mp4 (invalid data found when "
+                                  "processing input)")

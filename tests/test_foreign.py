@@ -1002,3 +1002,107 @@ def test_the_fallback_is_said_once(ditn, caplog):
     said = [m for m in caplog.messages if "does not run at other sizes" in m]
     assert up.backend.name == "torch" and len(said) == 1
     assert "does not run at other sizes" not in up.backend_reason
+
+
+# ------------------------------------------------------------------------------ helper-83's review (fixer O)
+def test_an_empty_onnx_file_is_not_an_onnx_model(tmp_path):
+    """A 0-byte .onnx parses as an empty model: it "has 0 inputs ()"."""
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(ForeignModelError, match=r"^empty\.onnx is not an ONNX model \(empty file\?\)$"):
+        load_model_file(tmp_path / "empty.onnx")
+
+
+def test_an_onnx_file_with_a_symbolic_channel_axis_runs_as_nchw(tmp_path, compact):
+    """['n', 'c', 'h', 'w'] was refused: "can't tell NCHW from NHWC"; NCHW is the exporters' default, and the
+    probe confirms 3 -> 3 channels."""
+    f = export_onnx_file(compact, tmp_path / "2x_dynC.onnx", torch.rand(1, 3, 32, 32),
+                         {"input": {0: "n", 1: "c", 2: "h", 3: "w"}, "output": {0: "n", 1: "c", 2: "H", 3: "W"}})
+    up = Upscaler(model_file=f, backend="onnxruntime", device="cpu")
+    assert up.descriptor.layout == "NCHW" and up.scale == 2
+    with torch.no_grad():
+        ref = compact(frame()).clamp(0, 1)
+    assert psnr(up(frame()), ref) > 60
+
+
+def _compact_sd(seed: int) -> dict:
+    from spandrel.architectures.Compact.__arch.SRVGG import SRVGGNetCompact as Compact
+
+    torch.manual_seed(seed)
+    return Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2).state_dict()
+
+
+def test_checkpoints_with_training_metadata(tmp_path):
+    """A numpy iteration count or best PSNR next to the weights (BasicSR, many trainers) was refused as code
+    ("a whole pickled model?"): numpy scalars load (no code runs); argparse options are named as metadata."""
+    import argparse
+
+    sd = _compact_sd(0)
+    torch.save({"params_ema": sd, "iter": np.int64(5000), "best": np.float32(30.1)}, tmp_path / "2x_np.pth")
+    net = load_model_file(tmp_path / "2x_np.pth")
+    assert net.descriptor.scale == 2 and all(torch.equal(net.net.state_dict()[k], v) for k, v in sd.items())
+    torch.save({"params_ema": sd, "args": argparse.Namespace(lr=1e-4)}, tmp_path / "2x_ns.pth")
+    with pytest.raises(ForeignModelError) as e:
+        load_model_file(tmp_path / "2x_ns.pth")
+    assert str(e.value) == ("2x_ns.pth holds training metadata (argparse options) besides the weights, which "
+                            "psr2video does not unpickle; re-save only the state dict (with a tool you trust)")
+    torch.save({"params_ema": sd, "losses": np.zeros(3)}, tmp_path / "2x_arr.pth")  # arrays: still not unpickled
+    with pytest.raises(ForeignModelError, match=r"holds training metadata \(numpy values\)"):
+        load_model_file(tmp_path / "2x_arr.pth")
+
+
+def test_a_checkpoint_of_nested_state_dicts_uses_the_ema_one(tmp_path):
+    """{"net_g": sd, "net_g_ema": sd} was "an unknown architecture" (only flat prefixes were looked into)."""
+    plain, ema = _compact_sd(0), _compact_sd(1)
+    torch.save({"net_g": plain, "net_g_ema": {f"module.{k}": v for k, v in ema.items()}, "iter": 3},
+               tmp_path / "2x_nested.pth")
+    net = load_model_file(tmp_path / "2x_nested.pth")
+    got = net.net.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in ema.items())
+
+
+def test_engine_clear_removes_the_onnx_probe_results_and_list_shows_the_opset(tmp_path, compact):
+    """'engine clear' left cache/foreign/*.json (the probe results of ONNX files); 'engine list' showed
+    "opset ?" for the rewritten ONNX files."""
+    from click.testing import CliRunner
+
+    from psr2video.cli import cli
+    from psr2video.paths import cache_root
+
+    f = export_onnx_file(compact, tmp_path / "c.onnx", torch.rand(1, 3, 32, 32), {"input": {2: "h", 3: "w"}})
+    Upscaler(model_file=f, backend="onnxruntime", device="cpu")
+    assert [p.suffix for p in (cache_root() / "foreign").iterdir()] == [".json"]
+    r = CliRunner().invoke(cli, ["engine", "list"])
+    onnx_lines = [ln for ln in r.output.splitlines() if "_onnx-" in ln]
+    assert r.exit_code == 0 and len(onnx_lines) == 1 and "opset 17" in onnx_lines[0], r.output
+    r = CliRunner().invoke(cli, ["engine", "clear"])
+    assert r.exit_code == 0 and "removed 1 ONNX probe result(s) of model files" in r.output, r.output
+    assert list((cache_root() / "foreign").iterdir()) == []
+
+
+def test_a_cached_export_keeps_its_batch_finding_in_its_sidecar(tmp_path, monkeypatch):
+    """recall_onnx_findings loaded every cached ONNX of the weights (onnx.load of a possibly large file) at each
+    Upscaler build to read one flag: the finding is now kept in the cache entry's sidecar; an entry written
+    before that (no 'found') is still read from its file."""
+    import json
+    import shutil
+
+    from psr2video.foreign import checkpoint
+    from psr2video.paths import cache_root
+    from psr2video.runtime.engine_cache import EngineCache
+
+    f = _rgt(tmp_path)
+    assert Upscaler(model_file=f, backend="onnxruntime", device="cpu").descriptor.fixed_batch == 1
+    (entry,) = EngineCache().find("onnx", lambda _: True)
+    assert entry.meta["found"] == {"fixed_batch": 1}
+    shutil.rmtree(cache_root() / "foreign")  # the verdict is gone: only the cache entry knows
+    opened = []
+    real = checkpoint.onnx_fixed_batch
+    monkeypatch.setattr(checkpoint, "onnx_fixed_batch", lambda p: opened.append(p) or real(p))
+    assert Upscaler(model_file=f, backend="onnxruntime", device="cpu").descriptor.fixed_batch == 1
+    assert opened == []
+    meta_path = EngineCache.meta_path(entry.path)  # an entry written before: read from its file, as before
+    meta = json.loads(meta_path.read_text())
+    del meta["found"]
+    meta_path.write_text(json.dumps(meta))
+    assert Upscaler(model_file=f, backend="onnxruntime", device="cpu").descriptor.fixed_batch == 1
+    assert opened == [entry.path]

@@ -309,3 +309,75 @@ def test_a_numpy_array_is_a_setting_error_naming_what_it_takes() -> None:
     up = Upscaler(variant="mks", scale=2, device="cpu")
     with pytest.raises(SettingError, match=r"torch\.Tensor.*numpy\.ndarray.*torch\.from_numpy"):
         up(np.random.rand(1, 3, 16, 16).astype(np.float32))
+
+
+def _span_file(tmp_path):
+    """A small SPAN checkpoint (spandrel's own class, random weights): it rebuilds its eval weights in forward."""
+    pytest.importorskip("spandrel")
+    from spandrel.architectures.SPAN import SPAN
+
+    torch.manual_seed(0)
+    f = tmp_path / "2x_SPAN_compile.pth"
+    torch.save(SPAN(num_in_ch=3, num_out_ch=3, feature_channels=16, upscale=2).eval().state_dict(), f)
+    return f
+
+
+def test_a_model_that_fails_under_torch_compile_at_its_second_call_is_one_line(tmp_path, monkeypatch):
+    """torch-compile with a SPAN checkpoint: the first compiled call passed the one-call check, the second (the
+    first frame) was a 100-line inductor traceback (an AssertionError, which the check did not catch either)."""
+    from psr2video.errors import SettingError
+
+    calls = []
+
+    def compile_that_breaks_at_the_second_call(model, **_):
+        def run(x):
+            calls.append(x.shape)
+            if len(calls) >= 2:
+                raise AssertionError("expected size 3==3, stride 1==9 at dim=1\nError in op: input\n...")
+            return model(x)
+        return run
+
+    monkeypatch.setattr(torch, "compile", compile_that_breaks_at_the_second_call)
+    f = _span_file(tmp_path)
+    with pytest.raises(SettingError) as e:
+        Upscaler(model_file=f, backend="torch-compile", device="cpu")
+    line = str(e.value)
+    assert "\n" not in line and "can't run under torch.compile (AssertionError: expected size" in line, line
+    assert line.endswith("; use --backend torch") and len(calls) == 2
+    calls.clear()
+    assert Upscaler(model_file=f, backend="torch", device="cpu")(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+    assert calls == []  # eager: torch.compile is never called
+
+
+@pytest.mark.slow  # torch.compile of SPAN: about a minute on two cores
+def test_span_under_torch_compile_is_refused_in_one_line(tmp_path, monkeypatch):
+    from psr2video.errors import SettingError
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    with pytest.raises(SettingError, match=r"can't run under torch\.compile \(.*\); use --backend torch$"):
+        Upscaler(model_file=_span_file(tmp_path), backend="torch-compile", device="cpu")
+
+
+def test_a_bare_module_with_the_wrong_scale_is_refused() -> None:
+    """Upscaler(model=<a x2 module without .scale>, scale=3) returned x2 frames (tiled: a raw shape error)."""
+    from psr2video.errors import SettingError
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, padding=1), torch.nn.PixelShuffle(2))
+    for kw in ({}, {"tile": 16}):
+        with pytest.raises(SettingError,
+                           match=r"^the model given turns 24x16 into 48x32 \(x2\), not x3; give scale=2$"):
+            Upscaler(model=torch.nn.Sequential(*net), scale=3, device="cpu", **kw)
+    assert Upscaler(model=net, scale=2, device="cpu", tile=16)(torch.rand(1, 3, 40, 40)).shape == (1, 3, 80, 80)
+
+
+def test_tile_and_overlap_must_be_whole_numbers() -> None:
+    """tile=2.5 ran as 2 and tile="64" was taken, without a word."""
+    from psr2video.errors import SettingError
+
+    for kw in ({"tile": 2.5}, {"tile": "64"}, {"tile": True}, {"tile": 64, "tile_overlap": 4.5}):
+        with pytest.raises(SettingError, match=r"is a whole number of pixels, not "):
+            Upscaler(variant="mks", scale=2, device="cpu", **kw)
+    import numpy as np
+
+    assert Upscaler(variant="mks", scale=2, device="cpu", tile=np.int64(32)).tile == 32

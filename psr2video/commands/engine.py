@@ -31,12 +31,24 @@ def engine_list(verify):
         f = (e.meta or {}).get("fields", {})
         kind = (e.meta or {}).get("kind", "?")
         extra = f.get("tensorrt") and f"trt {f['tensorrt']} {f.get('gpu', '')} {f.get('profile', '')}" or (
-            f.get("ort") and f"ort {f['ort']} {f.get('provider', '')}") or f"opset {f.get('opset', '?')}"
+            f.get("ort") and f"ort {f['ort']} {f.get('provider', '')}") or f"opset {_opset(e, f)}"
         state = "ok" if e.problem is None else f"STALE: {e.problem}"
         total += e.size
         click.echo(f"  {e.path.name:<58} {kind:<8} {e.size / 2**20:8.2f} MiB  "
                    f"{(e.meta or {}).get('build_seconds', 0):6.1f} s  {extra}  [{state}]")
     click.echo(f"total {total / 2**20:.2f} MiB")
+
+
+def _opset(entry, fields: dict) -> str:
+    """The opset of an ONNX artifact: its key's (our exports), what the build recorded (a rewritten model file),
+    else read from the file (an entry written before either)."""
+    found = (entry.meta or {}).get("found")
+    opset = fields.get("opset") or (found.get("opset") if isinstance(found, dict) else None)
+    if not opset and entry.path.suffix == ".onnx" and entry.problem is None:
+        from ..runtime.export import onnx_opset
+
+        opset = onnx_opset(entry.path)
+    return str(opset or "?")
 
 
 @engine.command("clear")
@@ -54,6 +66,10 @@ def engine_clear(stale):
 
         if v := clear_verdicts():
             click.echo(f"removed {v} export verdict(s) of model files")
+        from ..foreign.onnx_file import clear_probes
+
+        if n := clear_probes():  # what the probe runs measured of ONNX files (measured again at the next load)
+            click.echo(f"removed {n} ONNX probe result(s) of model files")
 
 
 @engine.command("build")
@@ -165,10 +181,11 @@ def _export_failure(model_file: str | None, e: RuntimeError) -> str:
     from pathlib import Path
 
     from ..errors import PsrError
-    from ..runtime.auto import export_error_line
+    from ..runtime.auto import export_error_line, pytorch_only, without_torch_hint
 
-    if isinstance(e, PsrError):
-        return str(e)
+    if isinstance(e, PsrError):  # check_onnx ends its refusal "use --backend torch", an option engine build lacks
+        line, hinted = without_torch_hint(str(e))
+        return pytorch_only(line, "prebuild") if hinted else line
     if model_file is None:
         raise e
-    return f"{Path(model_file).name} can't be exported to ONNX ({export_error_line(e)}); it runs on --backend torch"
+    return pytorch_only(f"{Path(model_file).name} can't be exported to ONNX ({export_error_line(e)})", "prebuild")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import time
 from pathlib import Path
@@ -60,6 +61,11 @@ def export(variant, scale, weights, untrained, model_file, precision, output, op
             raise UserError(f"unknown precision {p!r}; choose from {', '.join(EXPORT_PRECISIONS)}")
     check_opset(opset)  # before loading anything: torch's own refusal is a page of its IR and a traceback
     check_output(output, len(precisions) > 1, overwrite)
+    inputs = [f for f in (model_file, weights) if f is not None]
+    if output and _out_dir(output, len(precisions) > 1) is None:
+        refuse_input_as_output([Path(output)], inputs)
+        if Path(output).suffix.lower() != ".onnx":
+            click.echo(f"note: {output} does not end in .onnx; it is written as ONNX all the same")
     if model_file is not None:
         model = load_model_file_for_export(model_file, weights, untrained, precisions)
         variant, scale = model.descriptor.variant, model.descriptor.scale
@@ -81,6 +87,7 @@ def export(variant, scale, weights, untrained, model_file, precision, output, op
     from .folder import refuse_existing
 
     refuse_existing([onnx_path(p) for p in precisions], overwrite, folder=False)  # the names the model gives
+    refuse_input_as_output([onnx_path(p) for p in precisions], inputs)
     # every input is read before anything is written: a folder without pictures or a damaged picture is
     # refused (naming it) with no file left behind
     images, note = ([], "") if no_verify else verify_images(verify_dir, sizes=sizes)
@@ -96,27 +103,25 @@ def export(variant, scale, weights, untrained, model_file, precision, output, op
     for p in precisions:
         path = onnx_path(p)
         t0 = time.perf_counter()
-        try:
+        check = getattr(model, "check_onnx", None)  # other sizes, batch 2: on the new file before it takes
+        try:  # PATH's name, so a refused export leaves the file -y was to replace as it was
             export_onnx(model, path, p, opset=opset, fp16_io=not fp32_io, calibration=calib if p == "int8" else None,
-                        **example)
-            if (check := getattr(model, "check_onnx", None)) is not None:  # other sizes, batch 2
-                try:
-                    check(path, precision=p)
-                except ExportError:
-                    path.unlink(missing_ok=True)
-                    raise
-                if getattr(model, "mixes_batch", False):  # found now or by an earlier run: this file mixes too
-                    click.echo(f"note: {path.name} mixes the frames of a batch (its batch arithmetic was traced "
-                               "at 1): run it one frame per call")
+                        check=None if check is None else functools.partial(check, precision=p), **example)
+            if check is not None and getattr(model, "mixes_batch", False):  # found now or by an earlier run
+                click.echo(f"note: {path.name} mixes the frames of a batch (its batch arithmetic was traced "
+                           "at 1): run it one frame per call")
         except ExportError as e:
-            raise UserError(str(e)) from None
+            from ..runtime.auto import pytorch_only, without_torch_hint
+
+            line, hinted = without_torch_hint(str(e))
+            raise UserError(pytorch_only(line, "export") if hinted else line) from None
         except RuntimeError as e:  # the exporter's own refusal of a foreign module (an operator it can't write)
             if model_file is None:
                 raise
-            from ..runtime.auto import export_error_line
+            from ..runtime.auto import export_error_line, pytorch_only
 
-            raise UserError(f"{Path(model_file).name} can't be exported to ONNX ({export_error_line(e)}); it runs on "
-                            "--backend torch") from None
+            raise UserError(pytorch_only(f"{Path(model_file).name} can't be exported to ONNX "
+                                         f"({export_error_line(e)})", "export")) from None
         except OSError as e:  # named as the user wrote it, not our temporary file beside it
             why = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
             raise UserError(f"can't write {path}: {why}") from None
@@ -152,6 +157,18 @@ def _out_dir(output: str | None, several: bool) -> Path | None:
     return Path(output) if output and (as_folder or several or Path(output).is_dir()) else None
 
 
+def refuse_input_as_output(outputs: list[Path], inputs: list[str]) -> None:
+    """OUT naming the checkpoint being exported (``--model s.pth -o s.pth -y`` replaced it with its own ONNX)."""
+    for out in outputs:
+        for src in inputs:
+            try:
+                same = os.path.samefile(out, src)
+            except OSError:  # OUT does not exist yet: it can't be IN
+                same = False
+            if same:
+                raise UserError(f"OUT is the same file as IN ({src})")
+
+
 def check_output(output: str | None, several: bool, overwrite: bool) -> None:
     """Before anything loads: a file where OUT's folder must be (the write said "File exists"), and an OUT file
     that exists without -y (it was replaced without a word, whatever it held)."""
@@ -182,14 +199,16 @@ def load_model_file_for_export(model_file: str, weights: str | None, untrained: 
     if ctx is not None and "variant" in ctx.params and (
             ctx.get_parameter_source("variant") is not click.core.ParameterSource.DEFAULT):
         raise UserError("--model FILE says what the model is; drop --variant")
-    if ctx is not None and "scale" in ctx.params and (
-            ctx.get_parameter_source("scale") is not click.core.ParameterSource.DEFAULT):
-        raise UserError("--model FILE says its scale; drop --scale")
     try:
         model = load_model_file(model_file)
     except WeightsError as e:
         raise UserError(str(e)) from None
     d = model.descriptor
+    if ctx is not None and "scale" in ctx.params and (  # as upscale does: checked, not refused when it agrees
+            ctx.get_parameter_source("scale") is not click.core.ParameterSource.DEFAULT):
+        asked = ctx.params["scale"]
+        if str(asked) != str(d.scale):
+            raise UserError(f"{Path(model_file).name} is a x{d.scale} model, not x{asked}")
     if ctx is not None and ctx.command.name == "export" and "torch" not in d.backends:
         raise UserError(f"{Path(model_file).name} is an ONNX file already: it runs with --model as it is "
                         "(engine build --model prebuilds its rewrite and engines)")

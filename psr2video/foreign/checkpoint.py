@@ -14,6 +14,7 @@ has installed it, its architectures are registered too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import pickle
@@ -59,8 +60,37 @@ def _spandrel():
     return spandrel
 
 
+# what training scripts save next to the weights (an iteration count as a numpy scalar, argparse's options, an
+# OmegaConf config, a loss history array): data, not a model, but torch's weights-only unpickler refuses it
+_METADATA = {"argparse": "argparse options", "omegaconf": "an OmegaConf config", "numpy": "numpy values",
+             "pathlib": "file paths"}
+
+
+def _numpy_safe_globals() -> list:
+    """The numpy globals a numpy scalar or dtype pickles as (``np.int64(5000)``: ``numpy._core.multiarray.scalar``
+    and ``numpy.dtype``, plus the dtype classes): they rebuild a number from its dtype and bytes and call nothing
+    else, so they are let through the weights-only unpickler. Arrays (``_reconstruct``) and everything else are
+    still refused."""
+    out: list = [np.dtype]
+    for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            with warnings.catch_warnings():  # numpy 2 warns that numpy.core is numpy._core
+                warnings.simplefilter("ignore")
+                out.append(__import__(mod, fromlist=["scalar"]).scalar)
+            break
+        except (ImportError, AttributeError):
+            continue
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        out += [c for n in dir(dtypes) if n.endswith("DType") and isinstance(c := getattr(dtypes, n), type)]
+    return out
+
+
 def _refusal(path: Path, e: Exception) -> str:
     found = re.search(r"GLOBAL ([\w.]+)", str(e)) or re.search(r"global '?([\w.]+)", str(e), re.IGNORECASE)
+    if found and (what := _METADATA.get(found.group(1).split(".")[0])):
+        return (f"{path.name} holds training metadata ({what}) besides the weights, which psr2video does not "
+                "unpickle; re-save only the state dict (with a tool you trust)")
     what = f"calls {found.group(1)}" if found else "needs more than tensors and containers"
     # a class of the user's own (not os.system and the like): most likely torch.save(model), not of the weights
     whole = found and not re.match(r"(posix|nt|os|builtins|subprocess|sys|shutil|socket)\b", found.group(1))
@@ -89,7 +119,9 @@ def safe_state_dict(path: Path) -> dict:
         raise ForeignModelError(f"{path.name} is not a PyTorch checkpoint (neither a zip archive nor a pickle; "
                                 "a failed download or another format?)")
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        allow = getattr(torch.serialization, "safe_globals", None)  # torch 2.5+
+        with allow(_numpy_safe_globals()) if allow else contextlib.nullcontext():  # an iteration count: np.int64
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise ForeignModelError(_refusal(path, e)) from None
     except Exception as e:  # noqa: BLE001 - torch's unpickler raises KeyError, EOFError... on damaged files
@@ -115,17 +147,26 @@ class SpandrelModel(nn.Module):
 
     def recall_onnx_findings(self, weights_hash: str, cache=None) -> None:
         """What a cached ONNX export of these weights carries (``mark_fixed_batch``): a cache hit runs no check,
-        and the verdict files may be gone (another torch/spandrel, a copied engines/ folder, a read-only cache)."""
+        and the verdict files may be gone (another torch/spandrel, a copied engines/ folder, a read-only cache).
+        Read from the cache entry's sidecar (``onnx_findings``, kept when the export was); only an entry written
+        before that is opened (every Upscaler build loaded each cached export of the weights, however large)."""
         if self.mixes_batch or self.descriptor.fixed_batch or not weights_hash:
             return
         from ..runtime.engine_cache import EngineCache
 
         cache = cache or EngineCache()
         for e in cache.find("onnx", lambda f: f.get("weights") == weights_hash):
-            if onnx_fixed_batch(e.path) == 1:
+            found = (e.meta or {}).get("found")
+            kept = found.get("fixed_batch") if isinstance(found, dict) else None
+            if (kept if isinstance(kept, int) else onnx_fixed_batch(e.path)) == 1:
                 self.mixes_batch = True
                 self.descriptor = self.descriptor.with_(fixed_batch=1)
                 return
+
+    def onnx_findings(self) -> dict:
+        """What the engine cache keeps beside an export of this module that passed ``check_onnx`` (read back by
+        ``recall_onnx_findings`` without opening the file): whether its graph must run one frame per call."""
+        return {"fixed_batch": 1 if self.mixes_batch else 0}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._call(self.net, x) if self._call is not None else self.net(x)
@@ -356,6 +397,11 @@ def _prefixed_nets(state: dict) -> list[dict]:
         head, dot, rest = k.partition(".")
         if dot and isinstance(v, torch.Tensor):
             groups.setdefault(head, {})[rest] = v
+    # {"net_g": sd, "net_g_ema": sd}: state dicts as top-level values (spandrel unwraps only a few known keys)
+    for k, v in state.items():
+        if isinstance(k, str) and k not in groups and isinstance(v, dict) and len(v) > 1 and all(
+                isinstance(t, torch.Tensor) for t in v.values()):
+            groups[k] = _spandrel().canonicalize_state_dict(v)
     known = [p for p in _NET_PREFIXES if p in groups]
     others = sorted((p for p in groups if p not in known and len(groups[p]) > 1), key=lambda p: -len(groups[p]))
     return [groups[p] for p in known + others]

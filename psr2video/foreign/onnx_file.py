@@ -84,6 +84,8 @@ def read_graph(path: Path, model=None) -> OnnxGraphInfo:
     if model is None:
         model = load_proto(path)
     g = model.graph
+    if not g.node:  # a 0-byte file parses as an empty model: it "had 0 inputs ()"
+        raise ForeignModelError(f"{path.name} is not an ONNX model (empty file?)")
     inits = {i.name for i in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
     if len(inputs) != 1:
@@ -110,8 +112,8 @@ def read_graph(path: Path, model=None) -> OnnxGraphInfo:
         raise ForeignModelError(f"{path.name}: can't tell NCHW from NHWC in its input shape {din}")
     c_axis, h_axis, w_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
     ch = din[c_axis]
-    if not isinstance(ch, int):
-        raise ForeignModelError(f"{path.name} has a dynamic channel count {din}; psr2video needs 3 (RGB)")
+    if not isinstance(ch, int):  # a symbolic channel count: fed 3, and the probe runs it 3 -> 3 or refuses it
+        ch = 3
     if ch != 3:
         raise ForeignModelError(f"{path.name} takes {ch}-channel images; psr2video feeds RGB (3 channels)")
     och = dout[c_axis] if len(dout) == 4 and isinstance(dout[c_axis], int) else None
@@ -128,7 +130,9 @@ def read_graph(path: Path, model=None) -> OnnxGraphInfo:
 
 
 def _layout(din: list, dout: list) -> str | None:
-    """NCHW when the channel axis is 1, NHWC when it is 3 (decided by which axis holds a small constant)."""
+    """NCHW when the channel axis is 1, NHWC when it is 3 (decided by which axis holds a small constant). A
+    symbolic channel axis (``['n', 'c', 'h', 'w']``) is NCHW, the exporters' default, unless the other two
+    axes fix the height and width around it (``[n, 64, 64, c]``); the probe then has to run it 3 -> 3."""
     small = (1, 2, 3, 4)
     c1 = isinstance(din[1], int) and din[1] in small
     c3 = isinstance(din[3], int) and din[3] in small
@@ -136,6 +140,10 @@ def _layout(din: list, dout: list) -> str | None:
         return "NCHW"
     if c3 and not c1:
         return "NHWC"
+    if not c1 and not c3:
+        if isinstance(din[1], int) and isinstance(din[2], int) and not isinstance(din[3], int):
+            return "NHWC"
+        return "NCHW"
     if c1 and c3:  # e.g. 1x3x...x3: ask the output (the channel axis keeps its size, the others grow)
         if len(dout) == 4 and dout[1] == din[1] and dout[3] != din[3]:
             return "NCHW"
@@ -438,6 +446,20 @@ def _probe_cache_path(sha: str) -> Path:
     return cache_root() / "foreign" / f"{sha[:32]}.json"
 
 
+def clear_probes() -> int:
+    """Remove the kept probe results of ONNX files (``engine clear``); how many were removed."""
+    from ..paths import cache_root
+
+    n = 0
+    folder = cache_root() / "foreign"
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.suffix == ".json" and p.is_file():
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
 def cached_probe(name: str, sha: str, fp32_model: Callable[[], Any], fixed: tuple[int, int] | None,
                  batch: int = 1) -> ProbeResult:
     """``probe`` once per file (and ONNX Runtime version); later loads read the answer from the cache and
@@ -501,6 +523,10 @@ class OnnxFileModel(nn.Module):
 
         return {"variant": self.descriptor.variant, "scale": self.scale, "precision": precision,
                 "source_sha256": self.sha256, "rewrite": REWRITE_VERSION, "onnx": onnx.__version__}
+
+    def onnx_findings(self) -> dict:
+        """What the engine cache keeps beside the rewrite (``engine list`` shows its opset)."""
+        return {"opset": self.info.opset}
 
     def write_onnx(self, path: Path, precision: str) -> None:
         """Our graph contract in ``precision`` (fp32 or fp16) written to ``path`` as a single file."""

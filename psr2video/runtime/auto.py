@@ -125,6 +125,21 @@ def resolve(backend: str | BackendConfig, device: torch.device,
 _HINTS = (": use --backend torch", "; use --backend torch", "; try --backend torch")
 
 
+def without_torch_hint(line: str) -> tuple[str, bool]:
+    """``line`` without its closing "use --backend torch" (what the Upscaler says of an export it can't use),
+    and whether it had one: ``export`` and ``engine build`` have no --backend, and auto runs PyTorch itself."""
+    for hint in _HINTS:
+        if line.endswith(hint):
+            return line.removesuffix(hint), True
+    return line, False
+
+
+def pytorch_only(line: str, what: str) -> str:
+    """The line ``export`` / ``engine build`` say for a model whose ONNX export can't be used (``line``, with or
+    without the Upscaler's hint): it runs on PyTorch only, and there is nothing to export or prebuild."""
+    return f"{without_torch_hint(line)[0]}; it runs only on PyTorch (upscale --backend torch): nothing to {what}"
+
+
 def export_error_line(error: BaseException, limit: int = 160) -> str:
     """The torch exporter's error in one short line: its first line runs on with the IR node it failed at
     (``[Caused by the value '74 defined in (%74 : Float(...) = onnx::Slice(...), scope: ...``)."""
@@ -147,9 +162,7 @@ def export_fallback(descriptor, reason: str, error: BaseException, precision: st
     from ..errors import PsrError, SettingError
 
     if isinstance(error, PsrError):  # our refusal (check_onnx): already one line naming the file
-        why = first_line(error)
-        for hint in _HINTS:
-            why = why.removesuffix(hint)
+        why = without_torch_hint(first_line(error))[0]
     else:
         why = f"{Path(descriptor.source).name} can't be exported to ONNX ({export_error_line(error)})"
     if precision == "fp16" and device_type != "cuda":

@@ -159,11 +159,13 @@ class EngineCache:
 
     # the one entry point ------------------------------------------------------------------------------
     def get_or_build(self, fields: dict, kind: str, suffix: str, build: Callable[[Path], None],
-                     describe: str | None = None, echo: Callable[[str], None] | None = None) -> Path:
+                     describe: str | None = None, echo: Callable[[str], None] | None = None,
+                     found: Callable[[], dict] | None = None) -> Path:
         """Return the artifact for ``fields``; build it (once, across processes) when absent or stale.
 
         ``build(tmp_path)`` must write the artifact to ``tmp_path``; it is renamed into place only when
-        the build returns normally.
+        the build returns normally. ``found()``: what the build found out about the artifact (not part of its
+        key), kept in the sidecar as ``found`` for readers that must not open the artifact to learn it.
         """
         say = echo or (lambda m: log.info(m))
         path = self.path_for(fields, kind, suffix)
@@ -189,6 +191,8 @@ class EngineCache:
             meta = {"cache_format": CACHE_FORMAT, "kind": kind, "fields": fields, "size": path.stat().st_size,
                     "sha256": sha256_file(path), "build_seconds": round(seconds, 3), "created": time.time(),
                     "python": sys.version.split()[0], "pid": os.getpid()}
+            if found is not None:
+                meta["found"] = found()
             write_atomic(self.meta_path(path), json.dumps(meta, indent=1, sort_keys=True, default=str))
             say(f"built {path.name} in {seconds:.1f} s ({meta['size'] / 2**20:.2f} MiB)")
         return path

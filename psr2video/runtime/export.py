@@ -29,7 +29,7 @@ import logging
 import os
 import random
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,10 +154,12 @@ def _torch_export(net: nn.Module, path: Path, example: torch.Tensor, opset: int)
 
 def export_onnx(model: nn.Module, path: str | Path, precision: str = "fp32", opset: int = DEFAULT_OPSET,
                 fp16_io: bool = True, calibration: Sequence[torch.Tensor] | None = None,
-                example_hw: tuple[int, int] = (48, 48)) -> Path:
+                example_hw: tuple[int, int] = (48, 48), check: Callable[[Path], None] | None = None) -> Path:
     """Write ``model`` (fused first) as ONNX to ``path``; returns the path. Does not verify.
 
-    ``calibration``: NCHW float tensors in [0, 1] for ``int8`` (see ``calibration_tensors``).
+    ``calibration``: NCHW float tensors in [0, 1] for ``int8`` (see ``calibration_tensors``). ``check``: called
+    with the written file before it takes ``path``'s name; what it raises leaves ``path`` as it was (``export
+    -y`` of a refused export deleted the file it was to replace).
     """
     if precision not in EXPORT_PRECISIONS:
         raise ExportError(f"cannot export precision {precision!r}; choose one of {', '.join(EXPORT_PRECISIONS)}")
@@ -189,7 +191,20 @@ def export_onnx(model: nn.Module, path: str | Path, precision: str = "fp32", ops
                 with contextlib.suppress(FileNotFoundError):
                     fp32.unlink()
         _check_single_file(tmp, path)
+        if check is not None:
+            check(tmp)
     return path
+
+
+def onnx_opset(path: str | Path) -> int | None:
+    """The default-domain opset an ONNX file imports (None: unreadable)."""
+    import onnx
+
+    try:
+        m = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError, onnx's own types
+        return None
+    return next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def _check_single_file(path: Path, shown: Path | None = None) -> None:
@@ -263,6 +278,9 @@ def frames_from(source: str | Path, count: int = 16) -> list[tuple[str, torch.Te
     except FileNotFoundError:
         raise ExportError(f"calibration source not found: {source}") from None
     except ValueError as e:
+        if getattr(e, "errno", None) is not None and (why := getattr(e, "strerror", None)):  # FFmpeg's (av.error)
+            raise ExportError(f"can't decode the calibration video {Path(source).name} ({why[:1].lower()}{why[1:]})"
+                              ) from None
         raise ExportError(str(e)) from None
 
 
@@ -548,4 +566,5 @@ def cached_onnx(model: nn.Module, descriptor, precision: str, cache=None, opset:
             check(tmp, verdict=verdict)
 
     return cache.get_or_build(fields, "onnx", ".onnx", build, describe=f"ONNX {descriptor.variant} "
-                              f"x{descriptor.scale} {precision}", echo=echo)
+                              f"x{descriptor.scale} {precision}", echo=echo,
+                              found=getattr(model, "onnx_findings", None))

@@ -158,8 +158,8 @@ class Upscaler:
             self.descriptor = d = d.with_(fixed_batch=fb)
         if d.source and isinstance(cfg, TorchBackend):
             self._try_model()
-        self.tile = int(tile)
-        self.tile_overlap = d.tile_overlap if tile_overlap is None else int(tile_overlap)
+        self.tile = _pixel_count("tile", tile)
+        self.tile_overlap = d.tile_overlap if tile_overlap is None else _pixel_count("tile_overlap", tile_overlap)
         if self.tile < 0 or self.tile_overlap < 0:  # (a negative overlap failed later as a shape mismatch)
             raise SettingError(f"tile and tile_overlap are pixel counts (0 or more), not {self.tile} and "
                                f"{self.tile_overlap}")
@@ -183,10 +183,28 @@ class Upscaler:
         layers don't fit together fails only on its first input (a traceback per frame, mid-run)."""
         d = self.descriptor
         h, w = d.input_size(9, 17)
+        x = torch.rand(1, d.in_channels, h, w, device=self.device, dtype=self.runner.dtype)
+        compiled = isinstance(self.backend, TorchBackend) and self.backend.compile
         try:
             with torch.inference_mode():
-                self.runner(torch.rand(1, d.in_channels, h, w, device=self.device, dtype=self.runner.dtype))
-        except RuntimeError as e:
+                # torch.compile: twice, as a frame would: spandrel's SPAN rebuilds its weights inside forward,
+                # so the graph compiled at the first call failed at the second (a 100-line inductor traceback)
+                for _ in range(2 if compiled else 1):
+                    self.runner(x)
+        except Exception as e:  # noqa: BLE001 - inductor raises AssertionError, dynamo its own types
+            eager_ok = False
+            if compiled:  # the model itself, without the compiler: is it the compiler or the precision?
+                try:
+                    with torch.inference_mode():
+                        self.runner.model(x.to(memory_format=self.runner.memory_format))
+                    eager_ok = True
+                except Exception:  # noqa: BLE001 - said below as the precision's failure
+                    pass
+            if eager_ok:
+                raise SettingError(f"{d.variant} ({d.arch}) can't run under torch.compile "
+                                   f"({_short(first_line(e, with_type=True))}); use --backend torch") from None
+            if not isinstance(e, RuntimeError):
+                raise
             hint = "; use --precision fp32" if self.precision != "fp32" else ""
             raise SettingError(f"{d.variant} ({d.arch}) can't run in {self.precision} here ({first_line(e)})"
                                f"{hint}") from None
@@ -345,6 +363,10 @@ def default_precision(d: ModelDescriptor, device: torch.device, backend: str = "
     return next(p for p in order if p in d.precisions)
 
 
+def _short(line: str, limit: int = 160) -> str:
+    return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
+
+
 def _check_scale(scale) -> int | None:
     """``scale`` as an int (None: not given); anything but a whole number >= 1 is refused in one line, showing
     the value as given (the string ``"2"`` is not the number 2)."""
@@ -359,6 +381,39 @@ def _check_scale(scale) -> int | None:
     return int(value)
 
 
+def _pixel_count(name: str, value) -> int:
+    """``tile``/``tile_overlap`` as an int: 2.5 was cut to 2 and the string "64" taken, without a word."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return int(operator.index(value))  # int, numpy ints; not float or str
+    except TypeError:
+        raise SettingError(f"{name} is a whole number of pixels, not {value!r}") from None
+
+
+def _probe_scale(model: nn.Module, scale: int) -> None:
+    """Run a bare module once on a small input: a ``scale=`` it does not upscale by is refused in one line (a x2
+    module given scale=3 returned x2 frames, or failed tiled with a shape mismatch). A module that does not run
+    at that size is left to say so on its first frame (it may need larger inputs)."""
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+    h, w = 16, 24
+    try:
+        with torch.inference_mode():
+            y = model.eval()(torch.rand(1, 3, h, w, device=device, dtype=dtype))
+    except Exception:  # noqa: BLE001 - see above
+        return
+    if not isinstance(y, torch.Tensor) or y.ndim != 4:
+        return
+    oh, ow = y.shape[-2:]
+    if (oh, ow) == (h * scale, w * scale):
+        return
+    whole = oh % h == 0 and ow % w == 0 and oh // h == ow // w and oh // h >= 1
+    got, fix = (f"x{oh // h}", f"; give scale={oh // h}") if whole else ("not a whole-number upscale", "")
+    raise SettingError(f"the model given turns {w}x{h} into {ow}x{oh} ({got}), not x{scale}{fix}")
+
+
 def _describe_bare(model: nn.Module, variant: str | None, scale: int | None) -> ModelDescriptor:
     """The descriptor of a module without one: its scale is its own ``.scale`` (a ParagonSR2 or
     MagicKernelSharp2021 module, most upscalers), and a ``scale=`` that disagrees is refused (neither: refused,
@@ -371,6 +426,8 @@ def _describe_bare(model: nn.Module, variant: str | None, scale: int | None) -> 
         own = None
     if own is not None and scale is not None and own != scale:
         raise SettingError(f"the model given is a x{own} model (its .scale), not x{scale}")
+    if own is None and scale is not None:  # scale= alone describes it: checked on one small input
+        _probe_scale(model, scale)
     scale = own if own is not None else scale
     if variant is None:
         spec = getattr(model, "spec", None)

@@ -312,16 +312,9 @@ def onnx_fixed_batch(path: Path) -> int:
 
 def clear_verdicts() -> int:
     """Remove the kept export verdicts (``engine clear``); how many were removed."""
-    from ..paths import cache_root
+    from .kept import clear_kept
 
-    n = 0
-    folder = cache_root() / "foreign"
-    if folder.is_dir():
-        for p in folder.iterdir():
-            if p.suffix in (".refused", ".batch1", ".differs") and p.is_file():
-                p.unlink(missing_ok=True)
-                n += 1
-    return n
+    return clear_kept((".refused", ".batch1", ".differs"))
 
 
 def window_multiple(model: nn.Module) -> int:
@@ -357,9 +350,9 @@ def structure_key(arch: str, state: dict) -> str:
 
 
 def _verdict_path(key: str, kind: str) -> Path:
-    from ..paths import cache_root
+    from .kept import kept_path
 
-    return cache_root() / "foreign" / f"{key[:32]}.{kind}"
+    return kept_path(key, f".{kind}")
 
 
 def read_verdict(key: str, kind: str) -> str | None:

@@ -441,23 +441,16 @@ def _min_size(sess, base: int, m: int, n: int) -> int:
 
 
 def _probe_cache_path(sha: str) -> Path:
-    from ..paths import cache_root
+    from .kept import kept_path
 
-    return cache_root() / "foreign" / f"{sha[:32]}.json"
+    return kept_path(sha, ".json")
 
 
 def clear_probes() -> int:
     """Remove the kept probe results of ONNX files (``engine clear``); how many were removed."""
-    from ..paths import cache_root
+    from .kept import clear_kept
 
-    n = 0
-    folder = cache_root() / "foreign"
-    if folder.is_dir():
-        for p in folder.iterdir():
-            if p.suffix == ".json" and p.is_file():
-                p.unlink(missing_ok=True)
-                n += 1
-    return n
+    return clear_kept((".json",))
 
 
 def cached_probe(name: str, sha: str, fp32_model: Callable[[], Any], fixed: tuple[int, int] | None,

@@ -29,6 +29,7 @@ import numpy as np
 from . import picture_metadata
 from .errors import PsrError, first_line
 from .fileio import atomic_path
+from .names import JPEG_ALIASES
 from .output_size import SizeSpec, check_format
 
 ANIMATION_EXTS = frozenset({".gif", ".png", ".webp"})  # the picture formats that hold an animation
@@ -76,7 +77,7 @@ def webp_lossless(path: Path) -> bool:
 
 
 QUALITY = 95  # JPEG, WebP and AVIF outputs without --quality
-LOSSY_EXTS = (".jpg", ".jpeg", ".jfif", ".jpe", ".webp", ".avif")  # what --quality is for
+LOSSY_EXTS = (".jpg", ".jpeg", *JPEG_ALIASES, ".webp", ".avif")  # what --quality is for
 
 
 def webp_options(lossless: bool, quality: int | None = None) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def webp_options(lossless: bool, quality: int | None = None) -> dict[str, Any]:
     only 10-30% smaller than the same PNG."""
     if lossless and quality is None:
         return {"lossless": True, "method": 4}
-    return {"quality": QUALITY if quality is None else quality, "method": 4}
+    return {"quality": quality or QUALITY, "method": 4}
 
 
 class AnimationError(PsrError):

@@ -34,7 +34,7 @@ from .animation import (
 )
 from .errors import PsrError, first_line
 from .fileio import atomic_path, visible_files
-from .names import PICTURE_EXTS
+from .names import JPEG_ALIASES, PICTURE_EXTS
 from .output_size import SizeError, SizeSpec, check_format, resample
 
 # the 8-bit modes a picture is read in: with alpha, grey, or colour
@@ -540,15 +540,14 @@ def _save(im: Any, src_info: dict, dst: Path, quality: int | None = None) -> str
     if ext in NO_ALPHA and im.mode in ("RGBA", "LA"):  # said by the caller
         im = on_white(im)
     if ext in JPEG_EXTS:
-        opts.update(quality=QUALITY if quality is None else quality, subsampling=0)
+        opts.update(quality=quality or QUALITY, subsampling=0)
         if opts.get("exif") and not opts["exif"].startswith(b"Exif\x00\x00"):
             # WebP (and PNG) hold the bare TIFF block; JPEG's APP1 needs its header, or readers ignore it all
             opts["exif"] = b"Exif\x00\x00" + opts["exif"]
     elif ext == ".webp":
         opts.update(webp_options(bool(src_info.get("lossless")), quality))
     elif ext == ".avif":
-        opts.update(quality=QUALITY if quality is None else quality, subsampling="4:4:4")  # as JPEG: no chroma
-        # subsampling
+        opts.update(quality=quality or QUALITY, subsampling="4:4:4")  # as JPEG: no chroma subsampling
         _check_avif(dst)
     elif ext in NO_EXIF:  # they hold neither (said by the caller)
         opts.pop("exif", None)
@@ -609,13 +608,12 @@ NO_DPI = (".webp", ".gif", ".avif", ".tga")  # they hold no resolution (as anima
 NO_ALPHA = (".jpg", ".jpeg", ".bmp")  # BMP's 32-bit form has an alpha readers ignore (Pillow reads it as RGB)
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
             ".bmp": "BMP", ".gif": "GIF", ".avif": "AVIF", ".tga": "TGA"}
-_ALIASES = {".jfif": ".jpg", ".jpe": ".jpg"}  # other names of JPEG files
 
 
 def kind(ext: str) -> str:
     """OUT's extension as this module knows its format (.jfif and .jpe are .jpg)."""
     ext = ext.lower()
-    return _ALIASES.get(ext, ext)
+    return JPEG_ALIASES.get(ext, ext)
 
 
 def avif_problem(output: str) -> str | None:

@@ -40,7 +40,8 @@ def device_name_problem(device: str) -> str | None:
 IMAGE_EXTS = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})  # pictures read and written
 # what ``psr2video in out`` treats as a picture (GIF too, still or animated; AVIF, TGA and JPEG's other names;
 # not an image folder's training or evaluation picture: 256 colours make a poor HR)
-PICTURE_EXTS = IMAGE_EXTS | {".gif", ".avif", ".tga", ".jfif", ".jpe"}
+JPEG_ALIASES = {".jfif": ".jpg", ".jpe": ".jpg"}  # other names of JPEG files
+PICTURE_EXTS = IMAGE_EXTS | {".gif", ".avif", ".tga"} | set(JPEG_ALIASES)
 # what a folder IN upscales as videos (by name: a folder of thousands of files is not probed one by one)
 VIDEO_EXTS = frozenset({".mkv", ".mp4", ".m4v", ".mov", ".avi", ".webm", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg",
                         ".vob", ".wmv", ".asf", ".flv", ".f4v", ".ogv", ".nut", ".3gp", ".y4m", ".mxf", ".dv",

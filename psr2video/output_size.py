@@ -19,6 +19,7 @@ from typing import Any
 from .errors import PsrError
 
 MAX_SIDE = 16384  # what libx264/libx265 and the players take; far past any model's useful output
+MIN_SIDE = 16  # a smaller side asked for is a slip ("x2" meaning twice wrote a 4x2 video), not a wish
 
 
 class SizeError(PsrError, ValueError):
@@ -56,9 +57,14 @@ class SizeSpec:
         if m is None or not (m.group(1) or m.group(2)):
             raise ValueError(f"--size expects WIDTHxHEIGHT, xHEIGHT or WIDTHx (e.g. 1920x1080, x1080), got {text!r}")
         w, h = (int(g) if g else None for g in m.groups())
-        for side in (w, h):
-            if side is not None and not 2 <= side <= MAX_SIDE:
-                raise ValueError(f"--size {text}: each side must be 2 to {MAX_SIDE} pixels")
+        for side, what in ((w, "wide"), (h, "high")):
+            if side is not None and side < MIN_SIDE:  # "x2", "2x": a user meaning "twice", not 2 pixels
+                times = {2: "twice the size use --scale 2 (the default)", 3: "three times the size use --scale 3",
+                         4: "four times the size use --scale 4"}.get(side)
+                raise ValueError(f"--size {text.strip()} asks for {side} pixel{'s' if side != 1 else ''} {what} "
+                                 f"(each side must be at least {MIN_SIDE})" + (f"; for {times}" if times else ""))
+            if side is not None and side > MAX_SIDE:
+                raise ValueError(f"--size {text.strip()}: each side must be {MIN_SIDE} to {MAX_SIDE} pixels")
         return cls(w, h)
 
     def __str__(self) -> str:

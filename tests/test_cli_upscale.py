@@ -563,6 +563,16 @@ def test_cpu_fallback_of_the_default_model_is_said(clip: Path, tmp_path: Path) -
     assert code == 0 and "no GPU here" not in err, err
 
 
+def test_a_bad_in_with_the_default_model_is_one_line(tmp_path: Path) -> None:
+    """The default (stream) model was built and its CPU note said before IN was opened: a file that is not a
+    video got two lines. The note now comes once IN is read (its first frame), so a user's mistake is one line."""
+    bad = tmp_path / "notvid.mkv"
+    bad.write_text("hello\n")
+    code, err = run_cli(str(bad), str(tmp_path / "o.mkv"), "--device", "cpu")
+    one_line_error(code, err, "not a readable video file")
+    assert [ln for ln in err.splitlines() if ln.strip()] == [ln for ln in err.splitlines() if ln.startswith("Error")]
+
+
 @pytest.mark.parametrize("name", ["x.mkv", "x.gif", "x.png", "sub/x.mkv"])
 def test_out_below_a_file_is_one_line_before_the_model(clip: Path, tmp_path: Path, name: str) -> None:
     """A file where OUT's folder must be said "matroska can't hold libx264 video (Not a directory)" after the model
@@ -621,3 +631,58 @@ def test_encoder_wording(clip: Path, tmp_path: Path) -> None:
         code, err = run_cli(str(clip), str(tmp_path / f"o{ext}"), "--codec", "png", "--variant", "mks")
         one_line_error(code, err, "png encodes no planar YUV/grey format for this video")
         assert "--pix-fmt rgb24" not in err, err
+
+
+def test_ctrl_c_on_a_pipe_to_a_player_is_a_stopped_run(tmp_path: Path) -> None:
+    """`psr2video IN - | player` and Ctrl-C in the terminal: the signal goes to the whole process group, the player
+    quits on it too, and the writes that follow hit a closed pipe. That is the stop the user asked for (summary,
+    exit 130), not "Error: stdout was closed by the reading program (broken pipe)"."""
+    src = make_clip(tmp_path / "long.mkv", 64, 48, pts=list(range(0, 40 * 3000, 40)), audio=(), subtitle=False)
+    got = tmp_path / "got.mkv"
+    p = subprocess.Popen([sys.executable, "-m", "psr2video", str(src), "-", "--variant", "mks", "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         preexec_fn=terminal_sigint, process_group=0)  # a shell's pipeline: its own group
+    with open(got, "wb") as sink:
+        player = subprocess.Popen(["cat"], stdin=p.stdout, stdout=sink, preexec_fn=terminal_sigint,
+                                  process_group=p.pid)
+    p.stdout.close()
+    try:
+        deadline = time.monotonic() + 60
+        while got.stat().st_size < 20000 and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # frames are flowing to the player
+        os.killpg(p.pid, signal.SIGINT)  # what the terminal's Ctrl-C does
+        _, err = p.communicate(timeout=60)
+    finally:
+        player.kill()
+        p.kill()
+        player.wait()
+    assert player.returncode == -signal.SIGINT, err
+    if "done: " in err and p.returncode == 0:  # a faster machine finished before the Ctrl-C
+        return
+    assert p.returncode == 130, err
+    assert "broken pipe" not in err and "Error" not in err and "Traceback" not in err, err
+    assert "stopped by Ctrl-C after frame" in err and "done: " in err, err
+
+
+def test_a_part_of_a_numbered_picture_sequence(tmp_path: Path) -> None:
+    """A numbered sequence (render/shot.%04d.png --fps 25) is read as a video, so --start/--end cut a part of it
+    as of any video; it was refused as "a still picture" (the pattern reads as a picture's name)."""
+    from PIL import Image
+
+    render = tmp_path / "render"
+    render.mkdir()
+    for k in range(30):
+        Image.new("RGB", (64, 36), (8 * k, 100, 50)).save(render / f"shot.{1001 + k:04d}.png")
+    pattern = str(render / "shot.%04d.png")
+    for args, first, n in ((("--start", "0.8"), 20, 10), (("--end", "0.4"), 0, 10),
+                           (("--start", "0.2", "--duration", "0.2"), 5, 5)):
+        out = tmp_path / f"part{first}.mkv"
+        code, err = run_cli(pattern, str(out), "--fps", "25", "--variant", "mks", "-q", "--codec", "ffv1", *args)
+        assert code == 0, err
+        with av.open(str(out)) as c:
+            frames = list(c.decode(video=0))
+        assert len(frames) == n, (args, len(frames))
+        times = [round(float(f.time), 3) for f in frames]
+        assert times == [round(times[0] + 0.04 * i, 3) for i in range(n)] and times[0] < 0.05, (args, times)
+        reds = [int(f.to_ndarray(format="rgb24")[10, 10, 0]) for f in frames]
+        assert all(abs(r - 8 * (first + i)) <= 3 for i, r in enumerate(reds)), (args, reds)

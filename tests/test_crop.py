@@ -111,13 +111,30 @@ def test_crop_auto_upscales_the_picture_inside_the_bars(tmp_path: Path) -> None:
                                                                                     strict=True))
 
 
+@pytest.mark.parametrize("crop, words", [
+    ("42:42:0:0", "--crop 42:42:0:0 leaves less than 8x8 of the 160x90 frame (160x6); nothing to upscale"),
+    ("100:0:0:0", "leaves less than 8x8 of the 160x90 frame (it cuts 100 of its 90 rows)"),
+    ("50:50:90:90", "(it cuts 100 of its 90 rows and 180 of its 160 columns)")])
+def test_a_crop_leaving_less_than_8x8_says_so(crop: str, words: str) -> None:
+    """The rule is "less than 8x8": 160x6 was said as "leaves 160x6" (which reads as plenty), and a crop past the
+    frame as "leaves 160x-10"; now the rule, and what is left or how far past the frame it cuts."""
+    from psr2video.video.crop import CropError
+
+    with pytest.raises(CropError) as e:
+        Crop.parse(crop).check(160, 90, 1, 1)
+    assert words in str(e.value) and "-" not in str(e.value).split("frame")[1], str(e.value)
+    Crop.parse("40:42:0:0").check(160, 90, 1, 1)  # 160x8 is taken
+
+
 def test_crop_mistakes_are_one_line(tmp_path: Path) -> None:
     src = boxed(tmp_path / "in.mkv", n=10)
     out = tmp_path / "o.mkv"
     one_line_error(*run("upscale", str(src), str(out), "--variant", "mks", "--crop", "7:8:0:0"),
                    "every edge must be even (odd: 7)")
     one_line_error(*run("upscale", str(src), str(out), "--variant", "mks", "--crop", "30:30:0:0"),
-                   "leaves 64x4 of the 64x64 frame")
+                   "leaves less than 8x8 of the 64x64 frame (64x4); nothing to upscale")
+    one_line_error(*run("upscale", str(src), str(out), "--variant", "mks", "--crop", "100:0:0:0"),
+                   "leaves less than 8x8 of the 64x64 frame (it cuts 100 of its 64 rows)")  # not "64x-36"
     one_line_error(*run("upscale", str(src), str(out), "--variant", "mks", "--crop", "8x8"), "--crop expects")
     assert not out.exists() and not list(tmp_path.glob(".o*"))
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "p.png")
@@ -203,7 +220,8 @@ def test_crop_auto_on_what_has_no_picture_or_cant_seek(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     one_line_error(*run("upscale", str(fifo), str(tmp_path / "p.mkv"), "--crop", "auto"), "a pipe or stdin")
     src = boxed(tmp_path / "in.mkv", n=10)
-    for crop, words in (("7:8:0:0", "every edge must be even"), ("30:30:0:0", "leaves 64x4")):
+    for crop, words in (("7:8:0:0", "every edge must be even"),
+                        ("30:30:0:0", "leaves less than 8x8 of the 64x64 frame (64x4)")):
         one_line_error(*run("upscale", str(src), str(tmp_path / "w.mkv"), "--variant", "mks", "--crop", crop,
                             "--workers", "2"), words)
     one_line_error(*run("upscale", str(src), str(tmp_path / "w.mkv"), "--variant", "mks", "--size", "x20000",

@@ -123,6 +123,41 @@ def test_ctrl_c_finalises_the_current_video_and_stops(tmp_path: Path) -> None:
     assert not (out / "a.stopped.mkv").exists() and "the cut-short a.stopped.mkv of an earlier run is removed" in err
 
 
+def test_a_stopped_folder_names_the_stopped_file_and_paths_under_in(tmp_path: Path) -> None:
+    """Ctrl-C in a folder run: the summary's done line named sub/a.mkv, renamed to sub/a.stopped.mkv right after,
+    and the files not started were bare names (b.mkv for more/b.mkv). Now the done line names the file as it is,
+    and the stop line names each file by its path under IN."""
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    (root / "tail").mkdir()
+    n = 3000  # ~5 s of work on an idle 2-core CPU: still under way 0.3 s after its start line
+    make_clip(root / "sub" / "a.mkv", 64, 48, pts=list(range(0, 40 * n, 40)), audio=(), subtitle=False)
+    make_clip(root / "tail" / "b.mkv", 64, 48, pts=list(range(0, 400, 40)), audio=(), subtitle=False)
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "psr2video", str(root), str(out), "--variant", "mks", "--preset",
+                          "ultrafast"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT, preexec_fn=terminal_sigint)
+    lines = []
+    while not any("a.mkv ->" in line for line in lines):  # the first video's start line
+        line = p.stderr.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    import time
+
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    err = "".join(lines) + err
+    if p.returncode == 0:  # a much faster machine finished both first
+        pytest.skip("the run ended before the Ctrl-C")
+    assert p.returncode == 130 and "Traceback" not in err, err
+    stopped = out / "sub" / "a.stopped.mkv"
+    done = [ln for ln in err.splitlines() if ln.startswith("done: ")]
+    assert len(done) == 1 and done[0].split(" -> ")[1].startswith(f"{stopped} ("), err
+    assert "sub/a.mkv was stopped (cut short: kept as" in err and "not started: tail/b.mkv;" in err, err
+    assert stopped.exists() and not (out / "sub" / "a.mkv").exists()
+
+
 def test_skip_existing_goes_on_where_a_run_stopped(season: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / "extras").mkdir(parents=True)

@@ -50,6 +50,29 @@ def test_fit(spec: str, w: int, h: int, sar, rotation: int, even: bool, want: tu
     assert SizeSpec.parse(spec).fit(w, h, Fraction(sar), rotation, even, even) == want
 
 
+@pytest.mark.parametrize("text, words", [
+    ("x2", "--size x2 asks for 2 pixels high (each side must be at least 16); for twice the size use --scale 2"),
+    ("2x", "--size 2x asks for 2 pixels wide"), ("3x", "for three times the size use --scale 3"),
+    ("15x15", "--size 15x15 asks for 15 pixels wide (each side must be at least 16)")])
+def test_a_side_below_16_is_refused_with_a_hint(tmp_path: Path, text: str, words: str) -> None:
+    """Users type --size x2 / 2x meaning "twice": that wrote a 4x2 / 2x2-pixel video, exit 0. A side below 16 is
+    refused for a video and a picture alike, with --scale named where it reads as a factor; 16 is taken."""
+    with pytest.raises(ValueError, match=r"at least 16"):
+        SizeSpec.parse(text)
+    assert SizeSpec.parse("x16").height == 16
+    src = make_clip(tmp_path / "in.mkv", audio=(), subtitle=False)
+    pic = tmp_path / "in.png"
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(pic)
+    for source, out in ((src, tmp_path / "o.mkv"), (pic, tmp_path / "o.png")):
+        code, said = run("upscale", str(source), str(out), "--variant", "mks", "--size", text)
+        one_line_error(code, said, words)
+        assert not out.exists()
+    if "15" in text:
+        with pytest.raises(ValueError) as e:
+            SizeSpec.parse(text)
+        assert "--scale" not in str(e.value)  # not a factor: no hint
+
+
 def test_a_strip_past_the_largest_side_is_one_line(tmp_path: Path) -> None:
     from psr2video.output_size import SizeError
 

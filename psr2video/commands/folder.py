@@ -184,17 +184,26 @@ def _aside(dst: Path, word: str) -> Path:
 
 
 def _say_stop(jobs: list[VideoJob], i: int, finished: int, cut_short: bool, started: bool = True,
-              failed: list[str] | None = None) -> None:
+              failed: list[str] | None = None, root: Path | None = None) -> None:
     """After a stop in video ``i`` (1-based; ``started``: it was being upscaled, else it was about to be): its
     finalised, cut-short output (when the stop came after its first frame) is moved to NAME.stopped.EXT, still
-    playable, so that ``--skip-existing`` redoes it; the line says how to go on, and which files failed."""
+    playable, so that ``--skip-existing`` redoes it (the caller moves it before its summary, which names it); the
+    line says how to go on, and which files failed, each named by its path under IN (``root``)."""
     job = jobs[i - 1]
     kept = ""
     if cut_short and job.dst.exists():
         job.dst.replace(_stopped_name(job.dst))
+    if cut_short and _stopped_name(job.dst).exists():
         kept = f" (cut short: kept as {_stopped_name(job.dst)}, playable)"
-    left = [j.src.name for j in jobs[i if started else i - 1:]]
-    where = f"; {job.src.name} was stopped{kept}" if started else ""
+
+    def under_in(src: Path) -> str:  # sub/b.mkv, not a bare b.mkv that may be in several sub-folders
+        try:
+            return str(src.relative_to(root)) if root is not None else src.name
+        except ValueError:
+            return src.name
+
+    left = [under_in(j.src) for j in jobs[i if started else i - 1:]]
+    where = f"; {under_in(job.src)} was stopped{kept}" if started else ""
     bad = f"; {len(failed)} had a problem (said above)" if failed else ""
     _warn(f"stopped: {finished} of {len(jobs)} videos were finished{where}{bad}"
           + (f"; not started: {', '.join(left[:3])}{' ...' if len(left) > 3 else ''}" if left else "")
@@ -306,7 +315,7 @@ def upscale_folder(ctx: click.Context, input: str, output: str, tree: Walk, *, o
         for i, job in enumerate(jobs, 1):
             current[0] = file_stop = threading.Event()
             if stop.is_set():  # Ctrl-C between two files (or as this one begins): it is not opened
-                _say_stop(jobs, i, finished, cut_short=False, started=False, failed=failed)
+                _say_stop(jobs, i, finished, cut_short=False, started=False, failed=failed, root=Path(input))
                 sys.exit(130)
             opts = pipeline.Options(input=str(job.src), output=str(job.dst), codec=codecs[job.dst.suffix.lower()],
                                     crf=video["crf"], preset=video["preset"], pix_fmt=video["pix_fmt"],
@@ -324,7 +333,11 @@ def upscale_folder(ctx: click.Context, input: str, output: str, tree: Walk, *, o
                 opts.crop = resolve_crop(video["crop"], str(job.src), _warn, trim=video["trim"])
                 res, snapshot = run_video(up, opts, f"[{i}/{len(jobs)}] {job.src.name}", quiet, file_stop,
                                           say_backend=say_backend and i == 1)
-                report(res, snapshot, str(job.dst), ignore_errors, stopped_by=stop.by)
+                written = job.dst
+                if res.stopped and res.frames and job.dst.exists():  # cut short: moved aside before the summary,
+                    written = _stopped_name(job.dst)  # whose done line names (and sizes) the file it is now
+                    job.dst.replace(written)
+                report(res, snapshot, str(written), ignore_errors, stopped_by=stop.by)
                 finished += 1
                 for leftover, what in ((_stopped_name(job.dst), "cut-short"), (_damaged_name(job.dst), "damaged")):
                     if leftover.exists():  # of an earlier run that was stopped, or met damage
@@ -345,7 +358,8 @@ def upscale_folder(ctx: click.Context, input: str, output: str, tree: Walk, *, o
                 _warn("psr2video: aborted; partial output removed")
                 sys.exit(130)
             except SystemExit:  # stopped (Ctrl-C, SIGTERM): this file is finalised, the rest not started
-                _say_stop(jobs, i, finished, cut_short=res is not None and res.frames > 0, failed=failed)
+                _say_stop(jobs, i, finished, cut_short=res is not None and res.frames > 0, failed=failed,
+                          root=Path(input))
                 raise
     pics = f", {done_pictures} of {len(pictures)} pictures" if pictures else ""
     _warn(f"done: {finished} of {len(jobs)} videos{pics} -> {output}")

@@ -238,7 +238,8 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     if quality is not None:  # refused, not ignored
         raise UserError("--quality is for pictures written .jpg, .webp or .avif; a video's quality is --crf")
     check_paths(input, output, overwrite)
-    if trim is not None and input != "-" and (is_picture(input) or readable_picture(input)):
+    if trim is not None and input != "-" and rate is None and (is_picture(input) or readable_picture(input)):
+        # (a numbered sequence, its rate known, is read as a video: a part of it is cut like any video's)
         from ..animation import frame_count
 
         if frame_count(Path(input)) <= 1:
@@ -288,7 +289,6 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
                                 max_frames=max_frames, overlay_fps=overlay_fps, in_fmt=in_fmt,
                                 deinterlace=deinterlace, size=size, crop=crop, trim=trim)
     up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file, tta)
-    cpu_stream_note(ctx, up, model_file)
     scale = up.scale
     if model_file is not None:
         variant = f"{up.descriptor.variant} ({up.descriptor.arch})"
@@ -303,7 +303,8 @@ def upscale(ctx: click.Context, input: str, output: str, variant: str, scale: in
     with ctrl_c_stops() as stop:
         try:
             res, snapshot = run_video(up, opts, f"psr2video {variant} x{scale}", quiet, stop,
-                                      say_backend=backend == "auto")
+                                      say_backend=backend == "auto",  # the CPU note once IN is read: a bad IN
+                                      first_note=lambda: cpu_stream_note(ctx, up, model_file))  # is one line
         except KeyboardInterrupt:
             _warn("psr2video: aborted; partial output removed")
             sys.exit(130)

@@ -29,9 +29,11 @@ def _silence_stdout() -> None:
         pass
 
 
-def run_video(up, opts, title: str, quiet: bool, stop: threading.Event, say_backend: bool = False):
+def run_video(up, opts, title: str, quiet: bool, stop: threading.Event, say_backend: bool = False,
+              first_note=None):
     """One video through the pipeline with the HUD: (the pipeline's Result, the stats' snapshot). A user's file
-    or setting raises a one-line UserError; a bug in our code keeps its traceback."""
+    or setting raises a one-line UserError; a bug in our code keeps its traceback. ``first_note`` (a callable)
+    says its piece once IN is open and its first frame read, before the start line: a bad IN is one line."""
     from ..video import pipeline
     from ..video.hud import Hud, Stats
 
@@ -39,6 +41,8 @@ def run_video(up, opts, title: str, quiet: bool, stop: threading.Event, say_back
     hud = Hud(stats, title, quiet=quiet)
 
     def started(st, res):
+        if first_note is not None:
+            first_note()
         part = f", part {opts.trim.describe()}" if getattr(opts, "trim", None) is not None else ""
         warn(f"{opts.input} -> {opts.output}: {up!r}, {res.out_size[0]}x{res.out_size[1]} {res.pix_fmt} "
               f"{opts.codec}, colour {res.color.describe() if res.color else '?'}{part}")
@@ -129,7 +133,12 @@ def report(res, stats, output: str, ignore_errors: bool, stopped_by: str = "Ctrl
     if res.stopped:
         at = (f"the last at {res.stop_time:.2f} s of the input" if res.stop_time == res.stop_time
               else "its time in the input is unknown: no timestamps, no frame rate")  # not a made-up 0.00 s
-        warn(f"stopped by {stopped_by} after frame {res.frames} ({at}); the output is finalised and playable")
+        if getattr(res, "pipe_closed", False):  # `IN - | player`: the player quit on the same Ctrl-C
+            _silence_stdout()  # nothing more may go to the closed pipe (not even Python's final flush)
+            warn(f"stopped by {stopped_by} after frame {res.frames} ({at}); the program reading stdout quit "
+                 "on it too, before the output's end was written")
+        else:
+            warn(f"stopped by {stopped_by} after frame {res.frames} ({at}); the output is finalised and playable")
         sys.exit(130)
     problems = [f"damaged input at {', '.join(map(str, res.damaged))}"] if res.damaged else []
     if res.truncated:

@@ -17,6 +17,7 @@ from ..errors import PsrError
 SAMPLES = 12  # frames looked at by --crop auto, spread over the video
 BLACK_LIMIT = 24  # luma steps (8-bit) above black that still count as black (FFmpeg's cropdetect default)
 _SPEC = re.compile(r"^\s*(\d+):(\d+):(\d+):(\d+)\s*$")
+MIN_SIDE = 8  # a crop must leave at least this many pixels each way
 
 
 class CropError(PsrError, ValueError):
@@ -52,8 +53,12 @@ class Crop:
     def check(self, width: int, height: int, sub_w: int, sub_h: int) -> None:
         """Refuse a crop that leaves nothing, or cuts through a chroma sample (4:2:0 needs even edges)."""
         w, h = self.size(width, height)
-        if w < 8 or h < 8:
-            raise CropError(f"--crop {self} leaves {w}x{h} of the {width}x{height} frame; nothing to upscale")
+        if w < MIN_SIDE or h < MIN_SIDE:  # what is left, or what the crop cuts past the frame (never a size < 0)
+            cut = [f"{self.top + self.bottom} of its {height} rows" if h <= 0 else "",
+                   f"{self.left + self.right} of its {width} columns" if w <= 0 else ""]
+            left = f"{w}x{h}" if w > 0 and h > 0 else "it cuts " + " and ".join(c for c in cut if c)
+            raise CropError(f"--crop {self} leaves less than {MIN_SIDE}x{MIN_SIDE} of the {width}x{height} frame "
+                            f"({left}); nothing to upscale")
         odd = [v for v, step in ((self.left, sub_w), (self.right, sub_w), (self.top, sub_h), (self.bottom, sub_h))
                if step and v % 2]
         if odd:

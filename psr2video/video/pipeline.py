@@ -133,6 +133,7 @@ class Result:
     color: ColorInfo | None = None
     expected: int = 0
     nonfinite: int = 0  # NaN/inf model outputs replaced before encoding
+    pipe_closed: bool = False  # stopped (Ctrl-C/SIGTERM) and the program reading stdout quit on the same signal
 
 
 def count_lines(timed_pts: int, fixed_pts: int, notes: list[str], nonfinite: int) -> list[str]:
@@ -614,8 +615,7 @@ class _Run:
         # where a player (and --start) puts it: the file's time, less the container's start (1.4 s in MPEG-TS);
         # untimed frames (a raw stream) are timed from the frame rate in Stats, as the writer times them; NaN when
         # neither is known
-        res.stop_time = (stats.last_time + (float(self.window.moved) if self.window is not None else 0.0)
-                         - float(container_origin(self.inp)))
+        res.stop_time = self._stop_time()
         res.damaged, res.truncated, res.resized = end.damaged, end.truncated, end.resized
         res.fixed_pts, res.timed_pts = writer._fixed_pts, writer._missing_pts
         jumps = self.reader.continuity.note() if self.reader is not None else None
@@ -643,6 +643,22 @@ class _Run:
         self.tmp = None
         return res
 
+    def _stop_time(self) -> float:
+        return (self.stats.last_time + (float(self.window.moved) if self.window is not None else 0.0)
+                - float(container_origin(self.inp)))
+
+    def stopped_on_closed_pipe(self) -> Result:
+        """The result of a run stopped (Ctrl-C, SIGTERM) whose stdout reader quit on the same signal before the
+        output was finished (`psr2video IN - | player`, Ctrl-C in the terminal): a stopped run, not a broken pipe
+        error; the frames the encoder took, timed as a finished run's."""
+        res, stats = self.res, self.stats
+        stats.finish()
+        res.frames = self.writer.frames if self.writer is not None else 0
+        res.stopped = res.pipe_closed = True
+        res.stop_time = self._stop_time()
+        res.seconds = stats.elapsed
+        return res
+
     def abort(self, e: BaseException) -> BaseException:
         """Stop everything, remove the partial output; the exception to raise (user-facing where it is one)."""
         self.stop.set()
@@ -656,7 +672,7 @@ class _Run:
             if self.opts.output == "-":
                 return OutputError("disk full while writing to stdout")
             return OutputError(f"disk full while writing {self.opts.output}; partial output removed")
-        if getattr(e, "errno", None) == errno.EPIPE or isinstance(e, BrokenPipeError):
+        if is_broken_pipe(e):
             return OutputError("stdout was closed by the reading program (broken pipe)")
         return e
 
@@ -668,6 +684,10 @@ class _Run:
                 self.reader.join(timeout=5)
         with contextlib.suppress(Exception):
             self.inp.close()
+
+
+def is_broken_pipe(e: BaseException) -> bool:
+    return getattr(e, "errno", None) == errno.EPIPE or isinstance(e, BrokenPipeError)
 
 
 def kept(item: VideoItem, keep: tuple[Fraction | None, Fraction | None]) -> bool:
@@ -703,7 +723,10 @@ def run(opts: Options, upscaler: Any, stop: threading.Event | None = None, stats
         job.set_up(on_start)
         return job.finish(job.pump())
     except BaseException as e:
+        stopped = stop.is_set()  # by Ctrl-C/SIGTERM (the caller's handler), before abort sets it too
         err = job.abort(e)
+        if stopped and opts.output == "-" and is_broken_pipe(e):  # the reader quit on the same Ctrl-C
+            return job.stopped_on_closed_pipe()
         if err is e:
             raise
         raise err from None

@@ -812,6 +812,19 @@ def test_a_folder_into_an_out_that_cant_be_written(tmp_path: Path) -> None:
     (bad / "b.png").write_bytes(b"nor this")
     code, log = run(str(bad), str(tmp_path / "bad_x2"), "--variant", "mks", "-q")
     one_line_error(code, log, "2 of 2 pictures could not be upscaled", "none was written")
+    # the probe leaves nothing behind: a model that then fails to load left an empty OUT tree
+    (tmp_path / "bogus.onnx").write_bytes(b"not a model")
+    code, log = run(str(pics), str(tmp_path / "out" / "sub"), "--model", str(tmp_path / "bogus.onnx"))
+    one_line_error(code, log, "bogus.onnx")
+    assert not (tmp_path / "out").exists()
+    # --quality with --skip-existing over a finished folder: nothing to do (it was refused as "no picture ... so")
+    done = tmp_path / "done"
+    done.mkdir()
+    Image.fromarray(noise(8, 8, 3), "RGB").save(pics / "two.jpg")
+    code, log = run(str(pics), str(done), "--variant", "mks", "-q")
+    assert code == 0, log
+    code, log = run(str(pics), str(done), "--variant", "mks", "--skip-existing", "--quality", "80")
+    assert code == 0 and "nothing to do" in log, log
 
 
 def deep_tiff(path: Path, samples: np.ndarray, planar: bool = False, orientation: int = 1,

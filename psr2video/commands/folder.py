@@ -9,6 +9,7 @@ written, and the run ends with an error that counts them; Ctrl-C finalises the v
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import threading
@@ -94,18 +95,23 @@ def out_folder_problem(output: str) -> str | None:
 
 
 def out_folder_unwritable(output: str) -> str | None:
-    """Why no file can be written under the folder OUT, or None: OUT (and the folders above it) is made now and a
-    file made in it and removed, before the model loads; found only at the end, every file was upscaled first
-    and then failed one by one."""
+    """Why no file can be written under the folder OUT, or None: OUT (and the folders above it) is made and a file
+    made in it, then both removed, before the model loads (found only at the end, every file was upscaled first and
+    then failed one by one; a model that then fails to load leaves no empty OUT behind)."""
     out = Path(output)
+    missing = list(itertools.takewhile(lambda p: not p.exists(), [out, *out.parents]))  # deepest first
     probe = out / f".psr2video.{os.getpid()}.probe"
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe.touch()
+        probe.unlink()
+        return None
     except OSError as e:
         return f"can't write into {output}: {e.strerror or e}"
-    probe.unlink(missing_ok=True)
-    return None
+    finally:
+        for folder in missing:  # made here: the run makes them again
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def check_out_outside_in(input: str, output: str, folders: dict[Path, Path]) -> None:

@@ -397,9 +397,9 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
             what = f" ({len(tree.files)} other file(s), e.g. {tree.files[0].name})" if tree.files else " (it is empty)"
             raise UserError(f"no videos or pictures in {input}{what}")
         refuse_inputs_as_outputs(jobs, [j.src for j in jobs])
+    check_quality(quality, jobs, folder)  # (before --skip-existing: a finished folder is "nothing to do")
     if skip_existing:
         jobs = [j for j in jobs if not os.path.lexists(j.dst)]
-    check_quality(quality, jobs, folder)
     refuse_existing([j.dst for j in jobs], overwrite, folder=folder)
     if not jobs:
         _warn(f"every picture under {input} has its OUT already (--skip-existing); nothing to do")

@@ -26,9 +26,9 @@ class SizeError(PsrError, ValueError):
     """A --size that gives an output past MAX_SIDE for this picture's shape."""
 
 # the largest side a picture format can hold (WebP's 14-bit sizes; JPEG's, GIF's and TGA's 16-bit ones; AVIF:
-# measured with Pillow, 65536 wide was written and then not readable)
-FORMAT_MAX_SIDE = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535, ".jfif": 65535, ".jpe": 65535, ".gif": 65535,
-                   ".avif": 65535, ".tga": 65535}
+# measured with Pillow, 65536 wide was written and then not readable); .jfif and .jpe come as .jpg
+# (image_upscale.kind)
+FORMAT_MAX_SIDE = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535, ".gif": 65535, ".avif": 65535, ".tga": 65535}
 
 
 def check_format(width: int, height: int, ext: str) -> None:

@@ -221,3 +221,43 @@ def test_text_subtitles_not_written_into_nut(tmp_path: Path) -> None:
                 "would last 0 s and never be shown); dropped (use .mkv to keep it)") in err, err
     with av.open(str(tmp_path / "o.nut")) as c:
         assert [s.type for s in c.streams] == ["video"]
+
+
+# --- a line on screen when a part starts ----------------------------------------------------------------------------
+def test_ass_timed_effects_go_on_from_a_part_start() -> None:
+    """What is left of a line 1.6 s long, 0.8 s in: its fade in done, its \\move half way, two of four karaoke
+    syllables sung, a \\t under way (negative start: renderers interpolate from there); what a line says is kept."""
+    from psr2video.video.subtitles import ass_after
+
+    line = (ASS + "{\\fad(300,200)\\move(0,400,600,400)\\t(400,1200,\\frz90)}{\\k40}Ka{\\kf40}ra{\\k40}o{\\k40}ke"
+            ).encode()
+    got = ass_after(line, Fraction(8, 10), Fraction(16, 10)).decode()
+    assert got == (ASS + "{\\fade(0,0,255,0,0,600,800)\\move(300,400,600,400,0,800)\\t(-400,400,\\frz90)}"
+                   "{\\k0}Ka{\\kf0}ra{\\k40}o{\\k40}ke")
+    half = ass_after((ASS + "{\\fad(400,0)\\k50}A{\\k50}B").encode(), Fraction(1, 10), Fraction(2)).decode()
+    assert half == ASS + "{\\fade(191,0,255,0,300,1900,1900)\\k40}A{\\k50}B"  # 1/4 into the fade: alpha 191
+    done = ass_after((ASS + "{\\move(0,0,10,10,0,500)\\t(0,500,\\frz9)}x").encode(), Fraction(6, 10), Fraction(2))
+    assert done.decode() == ASS + "{\\pos(10,10)\\frz9}x"
+    plain = (ASS + "{\\an8\\pos(1,2)}no timed effect").encode()
+    assert ass_after(plain, Fraction(1), Fraction(2)) == plain
+    assert sub_text(got.encode(), "ass") == "Karaoke"
+
+
+def test_ass_line_on_screen_at_start_goes_on(tmp_path: Path) -> None:
+    """Karaoke lines 0.2-1.8 s (one with a fade in and a \\move), cut at --start 1.0 and 1.5: their effects went
+    on from 0 again (the fade and the move replayed, every syllable sung again); now they go on from where they
+    were (a shorter line padded in its first override block, a longer one written anew)."""
+    fx = ASS + "{\\fad(300,0)\\move(0,400,600,400)}{\\k40}Ka{\\k40}ra{\\k40}o{\\k40}ke"
+    kara = ASS + "{\\k40}Ka{\\k40}ra{\\k40}o{\\k40}ke"
+    src = make_subs(tmp_path / "in.mkv", [(fx, 200, 1600), (kara, 200, 1600)])
+    for start, want in (("1.0", [ASS + "{\\fade(0,0,255,0,0,800,800)\\move(300,400,600,400,0,800)}"
+                                      "{\\k0}Ka{\\k0}ra{\\k40}o{\\k40}ke",
+                                 ASS + "{  \\k0}Ka{\\k0}ra{\\k40}o{\\k40}ke"]),
+                        ("1.5", [ASS + "{\\fade(0,0,255,0,0,300,300)\\move(487.5,400,600,400,0,300)}"
+                                      "{\\k0}Ka{\\k0}ra{\\k0}o{\\k30}ke",
+                                 ASS + "{   \\k0}Ka{\\k0}ra{\\k0}o{\\k30}ke"])):
+        out = tmp_path / f"cut{start}.mkv"
+        code, err = run(str(src), str(out), "--variant", "mks", "--start", start)
+        assert code == 0, err
+        got = sorted((t, e, text.decode()) for t, e, text in shown(out)[0])
+        assert got == sorted((0.0, round(1.8 - float(start), 3), w) for w in want), got

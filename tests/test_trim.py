@@ -772,3 +772,16 @@ def test_frame_grab_of_10_bit_video_keeps_16_bits(tmp_path: Path) -> None:
     assert np.mean(row % 257 == 0) < 0.5  # 16-bit samples, not 8-bit ones widened (v * 257)
     code, log = run("upscale", str(src), str(jpg), "--variant", "mks", "-q", "--start", "0.04")
     assert code == 0 and "10-bit video; the frame is written 8-bit (.png or .tif keep 16 bits)" in log, log
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_max_frames_cuts_the_subtitles(tmp_path: Path, ext: str) -> None:
+    """A 40-frame try (1.6 s) ends its subtitles with the picture, as a part's end does: a line shown 0.5-3.5 s
+    ran on to 3.5 s (the file lasted that long), one from 2.0 s was kept past the end."""
+    src = long_clip(tmp_path / "src.mkv", subs=((500, 3500, "long"), (2000, 2500, "after")))
+    out = tmp_path / f"try.{ext}"
+    code, log = run("upscale", str(src), str(out), "--variant", "mks", "-q", "--max-frames", "40")
+    assert code == 0, log
+    texts = [(t, d, p[2:] if ext == "mp4" else p) for t, d, p in packets(out, "subtitle")]  # (mov_text: a length)
+    got = [(round(t, 3), round(d, 3), p) for t, d, p in texts if p]
+    assert got == [(0.5, 1.1, b"long")], got

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import first_line
+from ..video.crop import Crop
 from . import split
 from .hud import Board, Progress, ScaleoutHud
 from .join import JoinError, join, source_lengths
@@ -245,7 +246,8 @@ def run(job: Job, warn: Any = print, quiet: bool = False, stop: threading.Event 
             try:
                 frames, nudged = join(job.input, files, job.output, job.settings.codec, job.fmt, warn=warn,
                                       window=win, square_pixels=job.settings.size is not None,
-                                      lengths=source_lengths(job.input, packets, tb))
+                                      lengths=source_lengths(job.input, packets, tb),
+                                      crop=Crop.parse(job.settings.crop) if job.settings.crop else None)
             except JoinError as e:
                 raise ScaleoutError(f"joining the segments into {job.output} failed: {e}{_kept(wd)}") from None
             if frames != want:

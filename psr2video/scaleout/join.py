@@ -173,7 +173,7 @@ def _source_packets(inp: Any, streams: list[Any], window: Any = None) -> Iterato
             continue
         if cut is not None:
             if until is not None and pkt.dts * pkt.time_base > until:
-                return
+                break
             if not cut(pkt):
                 continue
             for q in cut.on_screen():  # the part has begun: the bitmap subtitles on screen go first
@@ -182,6 +182,10 @@ def _source_packets(inp: Any, streams: list[Any], window: Any = None) -> Iterato
         ts = pkt.dts
         n += 1
         yield float(ts * pkt.time_base), -n, pkt
+    if cut is not None:  # on screen at the part's start, with no kept packet after it to go before (an ASS line
+        for q in cut.on_screen():  # rewritten for the part, a bitmap subtitle, in a file of video and subtitles)
+            n += 1
+            yield float(q.dts * q.time_base), -n, q
 
 
 def _headers(codec: str, extradata: bytes) -> bytes:
@@ -221,10 +225,11 @@ def source_lengths(source: str, packets: list[Any] | None = None, time_base: Fra
 
 def join(source: str, files: list[Path], output: str, codec: str, fmt: str | None,
          warn: Callable[[str], None] = print, window: Any = None, square_pixels: bool = False,
-         lengths: dict[Fraction, Fraction] | None = None) -> tuple[int, int]:
+         lengths: dict[Fraction, Fraction] | None = None, crop: Any = None) -> tuple[int, int]:
     """Write ``output`` from the segment ``files`` and the source's other streams; (the video packet count, the
     frames whose times the join moved to keep them increasing across the segments). ``window``: a part
     (--start/--end): every stream moved back with it, the other streams, chapters and timecode cut to it.
+    ``crop``: --crop (a Crop): bitmap subtitles placed on the cropped frame, as the single-process writer does.
     ``square_pixels``: --size resampled to square pixels (else the source's pixel shape is carried).
     ``lengths``: ``source_lengths`` (scanned here when not given)."""
     from ..video.pipeline import output_colour, output_container, partial_path
@@ -253,7 +258,8 @@ def join(source: str, files: list[Path], output: str, codec: str, fmt: str | Non
                             pix_fmt=template.codec_context.pix_fmt, crf=None, preset=None,
                             time_base=info.time_base, rate=info.rate, color_tags=out_color.output_tags(), fmt=fmt,
                             warn=warn, first=source_frame_facts(source),
-                            video_template=template, out_name=output, window=window, square_pixels=square_pixels)
+                            video_template=template, out_name=output, window=window, square_pixels=square_pixels,
+                            crop=crop)
             copied = [s for s in copy if s.index in writer.copy_map]
             writer.start()
             fixed = [0]

@@ -480,7 +480,7 @@ class _Run:
                              color_tags=out_color.output_tags(), fmt=opts.fmt, depth=depth, stats=stats,
                              warn=self.warn, first=first, deinterlaced=opts.deinterlace,
                              mux_options=opts.mux_options, out_name=opts.output, square_pixels=self.resize,
-                             window=win)
+                             window=win, crop=opts.crop)
         reader.copy_ids = set(self.writer.copy_map)
         self.stage = DeviceStage(self.up, info.color, (w, h), pix_fmt, stats, opts.overlay_fps, out_color=out_color,
                                  resize=self.resize, crop=opts.crop)

@@ -131,3 +131,130 @@ def ass_text(text: str) -> str:
         elif not drawing:
             out.append(part)
     return "".join(out).replace("\\N", "\n").replace("\\n", "\n").replace("\\h", "\u00a0")
+
+
+_ASS_BLOCK = re.compile(r"\{[^}]*\}")
+_ASS_TIMED = re.compile(r"\\(fade|fad|move|t)\s*\(")
+_ASS_KARAOKE = re.compile(r"\\(kf|ko|k|K)(\d+(?:\.\d*)?)")
+
+
+def ass_after(data: bytes, elapsed: Fraction, duration: Fraction) -> bytes:
+    """A Matroska ASS line (``ReadOrder,...,Text``) ``duration`` s long, moved to start ``elapsed`` s later (a
+    part begun while it was on screen): its timed effects, which count from the line's start, made to count from
+    the new one, so they go on where they were rather than start again: ``\\fad``/``\\fade`` (the alpha reached
+    then, the rest of the fade), ``\\move`` (the point reached, the rest of the path; ``\\pos`` once done), ``\\t``
+    (its times less ``elapsed``; its tags themselves once done) and the karaoke syllables (``\\k``, ``\\kf``,
+    ``\\ko``, ``\\K``: those sung take 0, the one being sung what is left of it). Anything it can't read is left
+    as it is."""
+    text = data.decode("utf-8", "surrogateescape")
+    head = text.split(",", 8)
+    if len(head) < 9 or "{" not in head[8] or elapsed <= 0:
+        return data
+    e, d0 = Fraction(elapsed) * 1000, Fraction(duration) * 1000  # ms, as ASS times its effects
+    sung = [Fraction(0), e / 10]  # (karaoke: where the syllables so far end, in cs; the elapsed time in cs)
+
+    def block(m: re.Match[str]) -> str:
+        return _ass_karaoke(_ass_timed(m.group(0), e, d0), sung)
+
+    head[8] = _ASS_BLOCK.sub(block, head[8])
+    return ",".join(head).encode("utf-8", "surrogateescape")
+
+
+def _num(v: Fraction | float) -> str:
+    r = round(float(v), 2)
+    return str(int(r)) if r == int(r) else f"{r:.2f}".rstrip("0")
+
+
+def _ass_timed(blk: str, e: Fraction, d0: Fraction) -> str:
+    """The \\fad, \\fade, \\move and \\t tags of one override block, rewritten for a line that starts ``e`` ms
+    later (``d0``: its length before, ms)."""
+    out, i = [], 0
+    while (m := _ASS_TIMED.search(blk, i)) is not None:
+        j, depth = m.end(), 1
+        while j < len(blk) and depth:
+            depth += {"(": 1, ")": -1}.get(blk[j], 0)
+            j += 1
+        if depth:  # unclosed (renderers read to the block's end): left as it is
+            break
+        inner = blk[m.end():j - 1]
+        new = _ass_tag(m.group(1), inner, e, d0)
+        out.append(blk[i:m.start()] + (new if new is not None else blk[m.start():j]))
+        i = j
+    out.append(blk[i:])
+    return "".join(out)
+
+
+def _ass_tag(name: str, inner: str, e: Fraction, d0: Fraction) -> str | None:
+    if name == "t":
+        parts = inner.split(",", 3)
+        nums = []
+        for p in parts:
+            try:
+                nums.append(Fraction(p.strip()))
+            except (ValueError, ZeroDivisionError):
+                break
+        tags = ",".join(parts[len(nums):])
+        if len(nums) not in (0, 1, 2, 3) or not tags.lstrip().startswith("\\"):
+            return None
+        t1, t2 = (nums[0], nums[1]) if len(nums) >= 2 else (Fraction(0), Fraction(0))
+        accel = nums[2] if len(nums) == 3 else nums[0] if len(nums) == 1 else None
+        t2 = t2 or d0  # (0: the line's end)
+        if e >= t2:
+            return tags  # done: its tags hold from the start
+        return f"\\t({_num(t1 - e)},{_num(t2 - e)},{'' if accel is None else _num(accel) + ','}{tags})"
+    try:
+        args = [Fraction(a.strip()) for a in inner.split(",")]
+    except (ValueError, ZeroDivisionError):
+        return None
+    if name == "move" and len(args) in (4, 6):
+        x1, y1, x2, y2 = args[:4]
+        t1, t2 = args[4:6] if len(args) == 6 else (Fraction(0), d0)
+        if t1 > t2:
+            t1, t2 = t2, t1
+        if (t1 <= 0 and t2 <= 0) or t1 == t2:  # (how renderers read these: over the whole line)
+            t1, t2 = Fraction(0), d0
+        if e >= t2:
+            return f"\\pos({_num(x2)},{_num(y2)})"
+        k = max(Fraction(0), (e - t1) / (t2 - t1))
+        return (f"\\move({_num(x1 + (x2 - x1) * k)},{_num(y1 + (y2 - y1) * k)},{_num(x2)},{_num(y2)},"
+                f"{_num(max(Fraction(0), t1 - e))},{_num(t2 - e)})")
+    if name == "fad" and len(args) == 2:
+        a, times = [Fraction(255), Fraction(0), Fraction(255)], [Fraction(0), args[0], d0 - args[1], d0]
+    elif name == "fade" and len(args) == 7:
+        a, times = args[:3], args[3:]
+    else:
+        return None
+    now = _alpha_at(e, a, times)
+    new = [t - e for t in times]
+    a1 = now if new[0] < 0 else a[0]
+    a2 = now if new[2] < 0 else a[1]
+    new = [max(Fraction(0), t) for t in new]
+    return f"\\fade({_num(round(a1))},{_num(round(a2))},{_num(a[2])},{','.join(_num(t) for t in new)})"
+
+
+def _alpha_at(t: Fraction, a: list[Fraction], times: list[Fraction]) -> Fraction:
+    """A \\fade's alpha ``t`` ms into the line (as renderers compute it)."""
+    t1, t2, t3, t4 = times
+    if t < t1:
+        return a[0]
+    if t < t2:
+        return a[0] + (a[1] - a[0]) * (t - t1) / (t2 - t1)
+    if t < t3:
+        return a[1]
+    if t < t4:
+        return a[1] + (a[2] - a[1]) * (t - t3) / (t4 - t3)
+    return a[2]
+
+
+def _ass_karaoke(blk: str, sung: list[Fraction]) -> str:
+    """The karaoke syllables of one override block, those already sung ``sung[1]`` cs into the line taking 0
+    (highlighted from the start), the one being sung what is left of it (``sung[0]``: where the syllables before
+    this block end, carried on)."""
+    def one(m: re.Match[str]) -> str:
+        start, length = sung[0], Fraction(m.group(2))
+        sung[0] = start + length
+        if start >= sung[1]:
+            return m.group(0)
+        return f"\\{m.group(1)}{_num(max(Fraction(0), start + length - sung[1]))}"
+
+    return _ASS_KARAOKE.sub(one, blk)

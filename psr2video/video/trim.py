@@ -154,7 +154,11 @@ class PacketCut:
     def __init__(self, window: Window) -> None:
         self.window = window
         self.lead: set[tuple[int, int, bytes]] = set()  # subtitles (stream, pts, text) begun before the part, kept
-        self.shown: dict[int, Any] = {}  # bitmap subtitle stream -> its last packet before the part (``on_screen``)
+        # bitmap subtitle stream -> its last packet before the part (``on_screen``); and ASS lines begun before it,
+        # rewritten (``_ready``: given out as they are, moved with the part)
+        self.shown: dict[Any, Any] = {}
+        self._ready: set[int] = set()
+        self._set: dict[int, list[Any]] = {}  # bitmap subtitle stream -> the packets at the time of its ``shown``
         self._ticks: dict[Fraction, int] = {}
 
     def ticks(self, time_base: Fraction) -> int:
@@ -176,7 +180,15 @@ class PacketCut:
             # a bitmap subtitle (PGS, DVB, DVD) lasts until the stream's next packet: the last one before the part
             # is on screen when it starts (or is the empty one that cleared the screen)
             last = self.shown.get(pkt.stream.index)
-            if last is None or at >= (last.pts if last.pts is not None else last.dts):
+            before = None if last is None else last.pts if last.pts is not None else last.dts
+            if before is None or at >= before:
+                # a PGS display set demuxed a segment a packet (FFmpeg's .sup and M2TS readers) shares one time:
+                # the earlier packets of the last one go with it (its end segment alone shows nothing)
+                held = self._set.setdefault(pkt.stream.index, [])
+                if before is None or at > before:
+                    held.clear()
+                elif last is not None:
+                    held.append(last)
                 self.shown[pkt.stream.index] = pkt
             return False
         if win.before(at * tb):
@@ -185,6 +197,15 @@ class PacketCut:
             if not subtitle or at + pkt.duration <= lo or key in self.lead:
                 return False
             self.lead.add(key)
+            if not _from_part_start(pkt, (lo - at) * tb):  # (a DVD subpicture whose own stop came first)
+                return False
+            if (moved := _ass_from(pkt, lo - at)) is not None:  # its timed effects rewritten: given out as a new
+                moved.pts = moved.dts = lo  # packet with the bitmap subtitles on screen (``on_screen``)
+                if win.hi is not None and (lo + moved.duration) * tb > win.hi:
+                    moved.duration = math.ceil(win.hi / tb) - lo
+                self.shown[("ass", pkt.stream.index, len(self.shown))] = moved
+                self._ready.add(id(moved))
+                return False
             pkt.duration -= lo - at
             if pkt.dts is not None:
                 pkt.dts += lo - at
@@ -206,14 +227,70 @@ class PacketCut:
         out = []
         for pkt in self.shown.values():
             tb = Fraction(pkt.time_base)
-            key = (pkt.stream.index, pkt.pts if pkt.pts is not None else pkt.dts, bytes(pkt))
+            if id(pkt) in self._ready:
+                pkt.pts -= self.ticks(tb)
+                pkt.dts = pkt.pts
+                out.append(pkt)
+                continue
+            at = pkt.pts if pkt.pts is not None else pkt.dts
+            key = (pkt.stream.index, at, bytes(pkt))
             if key in self.lead:
                 continue
             self.lead.add(key)
-            pkt.pts = pkt.dts = math.ceil(self.window.lo / tb) - self.ticks(tb)
-            out.append(pkt)
+            lo = math.ceil(self.window.lo / tb)
+            if not _from_part_start(pkt, (lo - at) * tb):  # a DVD subpicture that had left the screen
+                continue
+            for q in [*self._set.get(pkt.stream.index, ()), pkt]:
+                q.pts = q.dts = lo - self.ticks(tb)
+                out.append(q)
         self.shown.clear()
+        self._set.clear()
+        self._ready.clear()
         return out
+
+
+def _ass_from(pkt: Any, elapsed: int) -> Any:
+    """An ASS line begun ``elapsed`` ticks before the part, its timed effects (\\fad, \\fade, \\move, \\t,
+    the karaoke syllables) made to count from the part's start: rewritten in place where the new text is no longer
+    (spaces pad its first override block, which renderers skip), else a new packet of what is left of it (given
+    out with the bitmap subtitles on screen); None where the packet itself is moved."""
+    name = getattr(pkt.stream.codec_context, "name", "") if pkt.stream is not None else ""
+    if name not in ("ass", "ssa") or elapsed <= 0:
+        return None
+    from .subtitles import ass_after
+
+    tb = Fraction(pkt.time_base)
+    data = bytes(pkt)
+    new = ass_after(data, elapsed * tb, pkt.duration * tb)
+    if new == data:
+        return None
+    if len(new) <= len(data):
+        brace = new.index(b"{", len(b",".join(new.split(b",", 8)[:8])) + 1) + 1
+        pkt.update(new[:brace] + b" " * (len(data) - len(new)) + new[brace:])
+        return None
+    import av
+
+    out = av.Packet(new)
+    out.stream = pkt.stream
+    out.time_base, out.duration = pkt.time_base, pkt.duration - elapsed
+    return out
+
+
+def _from_part_start(pkt: Any, elapsed: Fraction) -> bool:
+    """A subtitle packet begun ``elapsed`` s before the part, about to be moved to its start: a DVD subpicture's
+    own times (its control sequences' dates, its stop command) made to count from there; False for one that had
+    already left the screen."""
+    name = getattr(pkt.stream.codec_context, "name", "") if pkt.stream is not None else ""
+    if name in ("dvd_subtitle", "dvdsub"):
+        from .bitmap_subs import spu_after
+
+        data = bytes(pkt)
+        new = spu_after(data, elapsed)
+        if new is None:
+            return False
+        if new != data:
+            pkt.update(new)  # (the same size: dates edited in place)
+    return True
 
 
 # a part starting closer than this to the video's start is read from the start: decoding that little costs less than

@@ -33,6 +33,7 @@ import av.logging
 
 from ..errors import PsrError, first_line
 from ..names import DEFAULT_CRF, DEFAULT_PRESET
+from .bitmap_subs import BitmapEdit, dvd_canvas, dvd_extradata_sized
 from .color import PLANAR, PRIM_BT709, SPACE_BT709, TRC_BT709
 from .reader import (
     PROBE_SECONDS,
@@ -419,7 +420,7 @@ class Writer(threading.Thread):
                  depth: int = 8, stats: Any = None, warn: Callable[[str], None] = print,
                  first: FirstFrame | None = None, deinterlaced: bool = False, video_template: Any = None,
                  mux_options: dict[str, str] | None = None, out_name: str | None = None,
-                 square_pixels: bool = False, window: Window | None = None) -> None:
+                 square_pixels: bool = False, window: Window | None = None, crop: Any = None) -> None:
         super().__init__(name="psr2-writer", daemon=True)
         self.path = path
         self.shown = out_name or path  # errors name the user's OUT, not our temporary file for it
@@ -433,6 +434,7 @@ class Writer(threading.Thread):
         self.color_tags = color_tags
         self.time_base = time_base
         self.window = window  # --start/--end: the part copied; chapters and timecode move with it
+        self.crop = crop if crop else None  # --crop (T:B:L:R of the source): bitmap subtitles placed on what is left
         self._rate = rate
         self._last_pts: int | None = None
         self._fixed_pts = 0
@@ -460,6 +462,9 @@ class Writer(threading.Thread):
         self._fields: Any = None  # (graph, buffer, sink) of setfield: marks frames interlaced (libx264)
         self._chapters: list[dict[str, Any]] = []  # set at close (LATE_CHAPTERS), cut where the run ended early
         self._end = Fraction(0)  # where the written picture and sound end (s, the chapters' times)
+        self._video_end = Fraction(0)  # where the written picture ends (s): copied subtitles wait to be cut there
+        self._sub_wait: collections.deque[tuple[av.Packet, int]] = collections.deque()  # (see _hold_subtitle)
+        self._bitmaps: dict[int, BitmapEdit] = {}  # input index -> its bitmap subtitle packets' edit (crop, MP4)
         if guess_format(path, fmt) == "avi" and window is None and rate \
                 and _lead(copy_streams) < 1 / Fraction(rate):
             # AVI places a video chunk by its dts in whole ticks: FFmpeg's shift of every stream by the earliest
@@ -470,6 +475,10 @@ class Writer(threading.Thread):
             mux_options = {**(mux_options or {}), "avoid_negative_ts": "disabled"}
         self.out = self._open(path, fmt, mux_options)
         self._avi = self.out.format.name == "avi"
+        # MPEG-TS written as Blu-ray's M2TS (192-byte packets), which also holds PGS subtitles
+        self._m2ts = self.out.format.name == "mpegts" and (
+            Path(path).suffix.lower() in (".m2ts", ".mts") or str((mux_options or {}).get("mpegts_m2ts_mode", "")) in (
+                "1", "true"))
         self._track_ends_by_dts = self.out.format.name in ("mp4", "mov", "ipod", "3gp", "3g2", "psp", "ismv", "f4v")
         # AVI has one frame per tick of its time base: the input's (1 ms for Matroska) made a "1000 fps" header
         # padded with empty frames and broke B-frame order; Y4M writes the tick as its rate (F1000:1: a 25 fps clip
@@ -552,6 +561,9 @@ class Writer(threading.Thread):
             # writes the header once the first fragment is known, with the edit list that starts B-frame video at
             # its first pts: with empty_moov the video played two frames (80 ms at 25 fps) after the audio.
             options["movflags"] = "frag_keyframe+delay_moov+default_base_moof"
+        if fmt in ("", "mpegts") and path != "-" and Path(path).suffix.lower() == ".mts":
+            # AVCHD's .mts is M2TS (192-byte packets), which holds PGS; FFmpeg's muxer turns it on for .m2ts only
+            options.setdefault("mpegts_m2ts_mode", "1")
         if fmt == "yuv4mpegpipe":  # 10/12/16-bit and 4:4:4 Y4M (x264, x265 and aomenc read them) are "unofficial"
             options.setdefault("strict", "unofficial")
         try:
@@ -752,13 +764,15 @@ class Writer(threading.Thread):
             self.warn(f"warning: {_what(s)} ({name or '?'}) can't be carried in {fmt} (it would be written as a data "
                       "stream no player shows); dropped (use .mkv to keep it)")
             return
-        if kind == "subtitle" and fmt in BITMAP_SUBTITLES_ONLY and name not in BITMAP_SUBTITLES_ONLY[fmt]:
+        if kind == "subtitle" and fmt in BITMAP_SUBTITLES_ONLY and name not in BITMAP_SUBTITLES_ONLY[fmt] \
+                and not (name == "hdmv_pgs_subtitle" and self._m2ts):
             # FFmpeg's mpegts muxer takes any subtitle but writes it as untyped private data (it would read back as
             # a "data" stream no player shows), MPEG-PS as a DVD subpicture stream (read back as garbage dvdsub):
             # named as dropped, not carried in name only
             kinds = "DVB" if fmt == "mpegts" else "DVD"
+            also = " (PGS in .m2ts)" if fmt == "mpegts" else ""
             self.warn(f"warning: subtitle stream #{s.index} ({name or '?'}) can't be carried in {fmt} (it holds only "
-                      f"{kinds} subtitles); dropped (use .mkv to keep it)")
+                      f"{kinds} subtitles{also}); dropped (use .mkv to keep it)")
             return
         if kind == "subtitle" and fmt == "nut" and name in TEXT_SUBS:
             # NUT stores no packet durations: every text cue reads back 0 s long (ASS copied there was never
@@ -817,11 +831,46 @@ class Writer(threading.Thread):
             o.disposition = s.disposition
         except Exception:  # noqa: BLE001 - cosmetic
             pass
+        if kind == "subtitle" and s.index not in self.convert and s.index not in self.cues:
+            self._edit_subtitles(s, o, name)
         if kind == "audio" and s.index not in self.transcode:
             layout = o.codec_context.layout
             if layout.name == f"{layout.nb_channels} channels" and layout.nb_channels in DEFAULT_LAYOUTS:
                 o.codec_context.layout = DEFAULT_LAYOUTS[layout.nb_channels]  # the label only; samples as they are
         self.copy_map[s.index] = o
+
+    def _edit_subtitles(self, s: Any, o: Any, name: str) -> None:
+        """A copied subtitle stream's geometry under --crop, and DVD subpictures' lengths in MP4/MOV: DVD and PGS
+        rectangles moved onto the cropped frame (``BitmapEdit``), ASS named as placed on the uncropped one."""
+        crop = self.crop
+        dvd, pgs = name == "dvd_subtitle", name == "hdmv_pgs_subtitle"
+        if crop is not None and name in ("ass", "ssa"):
+            # ASS places its lines on a PlayResX x PlayResY canvas that players fit over the picture: \pos, \move,
+            # \clip, margins and drawings would all have to move, and the canvas change shape (left as written)
+            self.warn(f"note: subtitle stream #{s.index} ({name}) is positioned on the uncropped frame (--crop "
+                      f"{crop}): players fit its canvas over the cropped picture, so its lines can sit higher or "
+                      "lower and look squeezed (extract it and fix PlayResX/PlayResY and positions to match)")
+        elif crop is not None and (dvd or pgs):
+            edit = BitmapEdit(name, crop)
+            if dvd:
+                canvas = dvd_canvas(s.codec_context.extradata) or self._source_size()
+                if canvas is not None:
+                    edit.canvas = canvas
+                    w, h = crop.size(*canvas)
+                    o.codec_context.extradata = dvd_extradata_sized(s.codec_context.extradata, w, h)
+            self._bitmaps[s.index] = edit
+        elif crop is not None and name in ("dvb_subtitle", "xsub"):
+            self.warn(f"note: subtitle stream #{s.index} ({name}) is placed on the uncropped frame (--crop {crop}): "
+                      "players fit it over the cropped picture (moved and squeezed)")
+        if dvd and self._track_ends_by_dts:  # its subpictures need a length there (see BitmapEdit)
+            self._bitmaps.setdefault(s.index, BitmapEdit(name, None)).lengths = True
+
+    def _source_size(self) -> tuple[int, int] | None:
+        """The source's main picture size (where a DVD subtitle stream names no canvas of its own)."""
+        for v in self._inp.streams.video:
+            if not v.disposition & ATTACHED_PIC and v.codec_context is not None and v.codec_context.width:
+                return v.codec_context.width, v.codec_context.height
+        return None
 
     def _carried_otherwise(self, s: Any) -> bool:
         """Whether a data stream is a timecode or chapter track (carried as a tag or as chapters, not copied)."""
@@ -1001,9 +1050,10 @@ class Writer(threading.Thread):
                                                       / Fraction(self.time_base)))
         fr.pts = pts
         fr.time_base = self.time_base
+        length = self._durations.get(pts) or self._frame_step
+        self._video_end = max(self._video_end, (pts + length) * Fraction(self.time_base))
         if self._chapters:  # (read only to cut them at close)
-            length = self._durations.get(pts) or self._frame_step
-            self._end = max(self._end, (pts + length) * Fraction(self.time_base))
+            self._end = max(self._end, self._video_end)
         if self._fields is not None:  # mark the frame interlaced with its field order
             self._fields[1].push(fr)
             fr = self._fields[2].pull()
@@ -1013,8 +1063,11 @@ class Writer(threading.Thread):
         """Mux a copied packet; timestamps that don't increase are fixed like FFmpeg's muxer front end does."""
         pkt = item.packet
         if pkt.stream is self.vstream:  # a copied video packet (scale-out join)
+            if pkt.pts is not None and pkt.time_base:
+                self._video_end = max(self._video_end, (pkt.pts + (pkt.duration or 0)) * Fraction(pkt.time_base))
             self.out.mux(pkt)
             self.frames += 1
+            self._release_subtitles()
             return
         idx = pkt.stream.index
         o = self.copy_map.get(idx)
@@ -1035,6 +1088,11 @@ class Writer(threading.Thread):
             new = av.Packet(data)
             new.pts, new.dts, new.duration, new.time_base = pkt.pts, pkt.dts, pkt.duration, pkt.time_base
             pkt = new
+        if (edit := self._bitmaps.get(idx)) is not None:
+            for q in edit.feed(pkt, self.warn, idx):
+                q.stream = o
+                self._mux_copy(q, idx)
+            return
         pkt.stream = o
         self._mux_copy(pkt, idx)
 
@@ -1065,12 +1123,50 @@ class Writer(threading.Thread):
         if fix is None:
             fix = self.fixups[o.index] = TimestampFixup(f"{o.type} stream #{idx}", self.out.format.flags)
         fix(pkt)
+        if o.type == "subtitle" and self._hold_subtitle(pkt, idx):
+            return
         if self._chapters and pkt.pts is not None and pkt.time_base and o.type == "audio":  # (a subtitle may run on)
             self._end = max(self._end, (pkt.pts + (pkt.duration or 0)) * Fraction(pkt.time_base))
         if o.type == "audio" and idx not in self.transcode and pkt.pts is not None and pkt.time_base:
             self._mind_gap(pkt, idx)
         self.out.mux(pkt)
         self._muxed[o.index] = self._muxed.get(o.index, 0) + 1
+
+    # a copied subtitle waits (at most this long past its start, s) for the picture to reach its end, so that a run
+    # ended early (--max-frames, Ctrl-C) ends it with the picture; what the muxers themselves buffer (FFmpeg's
+    # max_interleave_delta), and what a cue usually lasts
+    SUBTITLE_WAIT = 10
+
+    def _hold_subtitle(self, pkt: av.Packet, idx: int) -> bool:
+        """Whether a subtitle packet (its times final) waits for the picture to pass its end (``_release``):
+        one with a length, in Matroska/WebM or a seekable MP4/MOV, whose muxers take a packet a few seconds late."""
+        if not pkt.duration or pkt.pts is None or not pkt.time_base or not self._waits:
+            return False
+        self._sub_wait.append((pkt, idx))
+        self._release_subtitles()
+        return True
+
+    @property
+    def _waits(self) -> bool:
+        return self.out.format.name in ("matroska", "webm") or (self._track_ends_by_dts and self.path != "-")
+
+    def _release_subtitles(self, end: Fraction | None = None, final: bool = False) -> None:
+        """Mux the waiting subtitles the picture has passed (or waited SUBTITLE_WAIT for); ``final``: all of them,
+        each cut at ``end`` (the picture's end, the run ended early) where given."""
+        while self._sub_wait:
+            pkt, idx = self._sub_wait[0]
+            tb = Fraction(pkt.time_base)
+            start, stop = pkt.pts * tb, (pkt.pts + pkt.duration) * tb
+            if not final and stop > self._video_end and self._video_end - start < self.SUBTITLE_WAIT:
+                return
+            self._sub_wait.popleft()
+            if final and end is not None:
+                if start >= end:
+                    continue  # begins after the picture's end
+                if stop > end:
+                    pkt.duration = max(1, math.ceil(end / tb) - pkt.pts)
+            self.out.mux(pkt)
+            self._muxed[pkt.stream.index] = self._muxed.get(pkt.stream.index, 0) + 1
 
     def _mind_gap(self, pkt: av.Packet, idx: int) -> None:
         """A hole in a copied audio track (a recorder's dropout; in AVI, a late start too) where the container
@@ -1182,6 +1278,8 @@ class Writer(threading.Thread):
                     self._fill_to(fr.pts)
                     self._encode(fr)
                     self._shown = fr
+                    if self._sub_wait:
+                        self._release_subtitles()
             if self._encodes:  # the encoder's lookahead: most of the time with slow presets
                 self._encode(None)
             for idx, t in self.transcode.items():  # the audio decoders' and encoders' last samples
@@ -1189,6 +1287,10 @@ class Writer(threading.Thread):
                     self._mux_copy(out_pkt, idx)
             for idx in self.cues:  # the cues still on screen at the end
                 self._mux_cues(idx, None, self.copy_map[idx])
+            for idx, edit in self._bitmaps.items():  # a PGS display set left unfinished, DVD's last subpicture
+                for q in edit.feed(None, self.warn, idx, self._video_end):
+                    q.stream = self.copy_map[idx]
+                    self._mux_copy(q, idx)
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             self.error = e
             # keep draining so the producer never blocks on a dead writer
@@ -1202,6 +1304,11 @@ class Writer(threading.Thread):
         """Finish the file; ``cut``: the run ended early (Ctrl-C, --max-frames), and the chapters end with it (a
         10-frame try of a film kept its 40 chapters, 39 past the end)."""
         t0 = time.perf_counter()
+        if self.error is None:
+            try:  # the subtitles still waiting, cut with the picture where the run ended early
+                self._release_subtitles(self._video_end if cut else None, final=True)
+            except Exception as e:  # noqa: BLE001
+                self.error = e
         if self._chapters and self.error is None:
             chapters = self._chapters
             if cut:
@@ -1565,7 +1672,7 @@ AUDIO_ONLY = {"mpegts": ("mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", 
 VIDEO_ONLY = {"mpegts": ("h264", "hevc", "vvc", "mpeg1video", "mpeg2video", "mpeg4", "vc1", "dirac", "cavs", "avs2",
                          "avs3")}
 # containers whose muxer takes any subtitle stream but holds only these (the rest would be written unreadable)
-BITMAP_SUBTITLES_ONLY = {"mpegts": ("dvb_subtitle", "dvb_teletext"),
+BITMAP_SUBTITLES_ONLY = {"mpegts": ("dvb_subtitle", "dvb_teletext"),  # (and PGS in .m2ts: Writer._m2ts)
                          **{f: ("dvd_subtitle",) for f in ("mpeg", "vob", "dvd", "svcd")}}
 def _codec_name(s: Any) -> str:
     cc = s.codec_context

@@ -112,6 +112,51 @@ def test_frames_in_decoder_order_any_request_order(core, tmp_path, kind):
         np.testing.assert_array_equal(np.asarray(clip.get_frame(n)[0]), ref[n], err_msg=f"frame {n}")
 
 
+MPEG2_PS = {"closed-gop-mpg": ("mpeg", {"g": "12", "bf": "2", "flags": "+cgop", "sc_threshold": "1000000000"}),
+            "open-gop-mpg": ("mpeg", {"g": "12", "bf": "3", "sc_threshold": "1000000000"}),
+            "open-gop-dense-keys-mpg": ("mpeg", {"g": "12", "bf": "2"}),
+            "closed-gop-vob": ("vob", {"g": "9", "bf": "2", "flags": "+cgop", "sc_threshold": "1000000000"})}
+
+
+@pytest.mark.parametrize("kind", list(MPEG2_PS))
+def test_mpeg_ps_seeks_give_the_frames_asked_for(core, tmp_path, kind):
+    """An MPEG-PS (.mpg/.vob) demuxer can land a seek inside a frame: it gives a partial packet, then stamps the
+    packets after it with their neighbours' times, so the frames decoded there were numbered, cached and served as
+    their neighbours (14-19 of 120 wrong in reverse order, some "cannot be decoded"). A seek is now followed only
+    where the packets read are the index's (else it seeks further back), so any order gives the sequential frames."""
+    from psr2video.vs.source import PyAVIndex
+
+    fmt, options = MPEG2_PS[kind]
+    path = _encode(tmp_path / f"ps.{'vob' if fmt == 'vob' else 'mpg'}", "mpeg2video", 120, options=options, fmt=fmt)
+    assert PyAVIndex(path).seekable  # (else it is read from the start: no seek to check)
+    ref = _luma_reference(path)
+    assert len(ref) == 120
+    for order in (list(range(119, -1, -1)), random.Random(3).sample(range(120), 120)):
+        clip = open_clip(path, core)
+        assert clip.num_frames == 120
+        for n in order:
+            np.testing.assert_array_equal(np.asarray(clip.get_frame(n)[0]), ref[n], err_msg=f"frame {n}")
+
+
+def test_packets_that_stop_being_the_index_s_are_read_from_the_start(tmp_path):
+    """Where the packets read after a seek stop being the index's (a demuxer that stamps them differently after a
+    seek than from the start), the frames after are not numbered by those stamps: that frame is read from the start."""
+    from psr2video.vs.source import PyAVDecoder, PyAVIndex
+
+    path = _encode(tmp_path / "k.mkv", "libx264", 40, options=X264_B)
+    ref = _luma_reference(path)
+    idx = PyAVIndex(path)
+    dec = PyAVDecoder(path, idx)
+    k = idx.keys[2][0]
+    idx.packets[k + 3] = (-1, 1, False)  # as if the demuxer read that packet otherwise from the start
+    starts = []
+    real = dec.container_at
+    dec.container_at = lambda key: starts.append(key) or real(key)
+    planes, _ = dec.get(k + 6)
+    np.testing.assert_array_equal(planes[0], ref[k + 6])
+    assert starts[-1] is None and idx.keys[2] in starts  # (the seek to its keyframe, then the start)
+
+
 def test_a_cut_tail_is_not_served_as_other_frames(core, tmp_path):
     """A last packet that gives no frame (box_640x480.mp4's) was a frame of the clip showing the one before it; the
     clip now ends where the decoder does."""

@@ -10,15 +10,18 @@ pictures decoded to count the frames a damaged or cut tail really gives. A frame
 presentation time of its packet where the file stores those, else (AVI, an MP4 muxed without composition offsets:
 decode-order times; an MPEG-PS whose demuxer guessed some pts twice) the way the video command times decode-order
 files (``DisplayOrder``: the k-th frame shown takes the k-th earliest packet time). A request seeks to a keyframe
-early enough for that (re-seeking further back when the first frame decoded there comes after the one asked for)
-and continues forward from there; a frame the decoder never gives is an error, never another frame. An elementary
+early enough for that and continues forward from there, decoding from the first keyframe packet read that is one of
+the index's, every packet after it checked against the index (an MPEG-PS demuxer can land inside a frame: it then
+gives a partial packet and stamps the packets after it with their neighbours' times); it re-seeks further back when
+the packets read there are not the index's or the first frame decoded comes after the one asked for, and reads
+from the start when none is. A frame the decoder never gives is an error, never another frame. An elementary
 stream without timestamps (.h264, .hevc) is read from its start (reopened to go back). Decoded frames are kept in
 a small cache, so the parallel, slightly out-of-order requests of VapourSynth stay cheap.
 
 The clip keeps the source's depth and subsampling (``layout``): YUV/GRAY/RGB of 8 to 16 bits, 32-bit float; alpha
 is dropped, packed and semi-planar formats become planar, palette and Bayer pictures RGB. A 4:2:0 or 4:2:2 picture
 of odd width or height (which VapourSynth can't hold) becomes 4:4:4 of the same depth. Frame properties: _Matrix,
-_Primaries, _Transfer, _Range (or _ColorRange), _ChromaLocation, _SARNum/_SARDen from the stream; _FieldBased and
+_Primaries, _Transfer, _Range (or _ColorRange), _SARNum/_SARDen from the stream; _FieldBased, _ChromaLocation and
 _DurationNum/_DurationDen (to the next frame's time: variable frame rates kept) per frame.
 """
 
@@ -76,15 +79,6 @@ class Layout:
     def order(self) -> tuple[int, ...]:
         """FFmpeg planes in VapourSynth's order (gbrp planes are G, B, R)."""
         return (2, 0, 1) if self.family == "RGB" else (0,) if self.family == "GRAY" else (0, 1, 2)
-
-    @property
-    def name(self) -> str:
-        if self.family == "GRAY":
-            return "GRAYS" if self.is_float else f"GRAY{self.bits}"
-        if self.family == "RGB":
-            return "RGBS" if self.is_float else f"RGB{3 * self.bits}"
-        sub = {(0, 0): "444", (1, 0): "422", (1, 1): "420", (0, 1): "440", (2, 0): "411", (2, 2): "410"}
-        return f"YUV{sub.get((self.ssw, self.ssh), '')}P{'S' if self.is_float else self.bits}"
 
     def vs_format(self, core):
         import vapoursynth as vs
@@ -171,7 +165,7 @@ class PyAVIndex:
             if not container.streams.video:
                 raise SourceError(f"{path} has no video stream")
             s = container.streams.video[stream_index]
-            packets = [(p.pts, p.dts, bool(p.is_keyframe)) for p in container.demux(s) if p.size]
+            demuxed = [(p.pts, p.dts, p.size, bool(p.is_keyframe)) for p in container.demux(s) if p.size]
             avi = sorts_times(container)
             cc = s.codec_context
             self.width, self.height = cc.width, cc.height
@@ -180,10 +174,10 @@ class PyAVIndex:
             self.fps = video_rate(s) or Fraction(25)
             sar = s.sample_aspect_ratio
             self.sar = (sar.numerator, sar.denominator) if sar and sar.numerator > 0 else None
-        if not packets:
+        if not demuxed:
             raise SourceError(f"{path}: the video stream has no frames")
-        first_key = next((i for i, p in enumerate(packets) if p[2]), 0)  # those before it give no frame
-        packets = packets[first_key:]
+        first_key = next((i for i, p in enumerate(demuxed) if p[3]), 0)  # those before it give no frame
+        packets = [(pts, dts, key) for pts, dts, _, key in demuxed[first_key:]]
         self.first, self.field_order = self._first_frame(path, stream_index)
         self.pix_fmt = self.first.format.name
         self.width, self.height = self.width or self.first.width, self.height or self.first.height
@@ -216,6 +210,16 @@ class PyAVIndex:
                 keys = [(i, p, d, p) for i, (p, d, k) in enumerate(packets) if k]
             self.keys = [(i, min(p, d) if d is not None else p, t) for i, p, d, t in keys]
             self.times = sorted(self.times)
+        # the packets from the first keyframe as a demuxer reading from the start gives them, (time, size, keyframe):
+        # a seek is followed only where the packets read there are these (an MPEG-PS demuxer landing inside a frame
+        # gives a partial packet, then stamps every packet after with its neighbour's times). ``seek_slack``: the
+        # packets a seek may land before a keyframe; past that many unplaced ones it has read a keyframe that is
+        # not the index's: the seek failed
+        self.packets = [((d if d is not None else p) if self.decode_order else p, size, key)
+                        for p, d, size, key in demuxed[first_key:]]
+        at = [i for i, _, _ in self.keys] + [len(self.packets)]
+        self.seek_slack = max((b - a for a, b in zip(at, at[1:], strict=False)), default=0) + 4
+        self.key_packets = {self.packets[i]: i for i, _, _ in self.keys}
         self.num_frames = len(self.times) if self.times is not None else len(packets)
 
     @staticmethod
@@ -270,15 +274,37 @@ class _Session:
         self.last = -1  # the last frame number produced (trusted)
         self.anchored = self.from_start  # a trusted frame before the one asked for was produced
         self.done = False
+        self.placed = False  # after a seek: a keyframe packet of the index's was read, decoding started there
+        self.failed = False  # after a seek: the packets read were not the index's (none placed, or one differed)
         self.it = self._frames(key)
 
     def _frames(self, key):
         dec, idx = self.dec, self.dec.idx
-        c = dec.container_at(key)
+        c, seeked = dec.container_at(key)
+        self.from_start = self.anchored = not seeked
         s = c.streams.video[dec.stream_index]
         order = DisplayOrder(True) if idx.decode_order else None
         fed, own, serial, sure = 0, {}, -1, self.from_start
+        # after a seek, decoding starts at the first keyframe packet that is one of the index's, and every packet
+        # after it must be the index's next: a demuxer that landed inside a frame (MPEG-PS) gives a partial packet,
+        # then packets stamped with their neighbours' times, whose frames would be numbered as those neighbours
+        place, skipped = None, 0
         for pkt in c.demux(s):
+            if pkt.size and seeked:
+                got = ((pkt.dts if pkt.dts is not None else pkt.pts) if idx.decode_order else pkt.pts, pkt.size,
+                       bool(pkt.is_keyframe))
+                if place is None:
+                    place = idx.key_packets.get(got)
+                    self.placed = place is not None
+                    if place is None:
+                        skipped += 1
+                        if skipped > idx.seek_slack:
+                            break
+                        continue
+                else:
+                    place += 1
+                    if place >= len(idx.packets) or idx.packets[place] != got:
+                        break
             if pkt.size:
                 fed += 1
                 if order is not None:
@@ -304,7 +330,20 @@ class _Session:
                     n, trusted = idx.index_of(fr.pts), True
                 if n is not None:
                     yield n, trusted, fr
-        self.done = True
+        else:
+            self.done = True
+            return
+        self.done = self.failed = True
+
+
+def _next_try(s: _Session, back: int) -> int | None:
+    """How many keyframes further back to seek after session ``s`` did not reach the frame asked for: one more when
+    its first frame came after that one; after a seek whose packets were not the index's, twice as far (a failed
+    seek costs a few packets), and from the start (None) where they stopped being the index's once placed (an
+    earlier keyframe would meet the same)."""
+    if not s.failed:
+        return back + 1
+    return None if s.placed else 2 * back + 1
 
 
 class PyAVDecoder:
@@ -319,24 +358,26 @@ class PyAVDecoder:
         self.session: _Session | None = None
 
     def container_at(self, key: tuple[int, int, int] | None):
-        """The container, positioned at ``key`` (None: reopened at the start: elementary streams can't seek, and a
-        failed seek reads from the start too: its frames are numbered all the same)."""
-        if self.container is None or key is None:
-            if self.container is not None:
-                self.container.close()
-            self.container = av.open(self.path)
-            self.container.streams.video[self.stream_index].thread_type = "AUTO"
-            if key is None:
-                return self.container
-        s = self.container.streams.video[self.stream_index]
-        try:
-            self.container.seek(key[1], stream=s, backward=True, any_frame=False)
-            s.codec_context.flush_buffers()
-        except (av.error.FFmpegError, PermissionError, OSError):  # read from the start instead
+        """The container positioned at ``key``, and whether it seeked there (None, or a seek the demuxer refuses:
+        reopened at the start, as elementary streams are read: its frames are numbered all the same)."""
+        if self.container is None and key is not None:
+            self._reopen()
+        if key is not None:
+            s = self.container.streams.video[self.stream_index]
+            try:
+                self.container.seek(key[1], stream=s, backward=True, any_frame=False)
+                s.codec_context.flush_buffers()
+                return self.container, True
+            except (av.error.FFmpegError, PermissionError, OSError):  # read from the start instead
+                pass
+        self._reopen()
+        return self.container, False
+
+    def _reopen(self) -> None:
+        if self.container is not None:
             self.container.close()
-            self.container = av.open(self.path)
-            self.container.streams.video[self.stream_index].thread_type = "AUTO"
-        return self.container
+        self.container = av.open(self.path)
+        self.container.streams.video[self.stream_index].thread_type = "AUTO"
 
     def _planes(self, frame: av.VideoFrame) -> list[np.ndarray]:
         lay = self.layout
@@ -388,21 +429,23 @@ class PyAVDecoder:
                 self.cache.move_to_end(n)
                 return self.cache[n]
             s = self.session
-            back = 0
+            back: int | None = 0
             if s is not None and not s.done and s.anchored and s.last < n <= s.last + FORWARD_DECODE_LIMIT:
                 self._run(s, n)
                 if n in self.cache:
                     return self.cache[n]
-                raise self._missing(n)
+                if not s.failed:
+                    raise self._missing(n)
+                back = _next_try(s, back)
             while True:
-                key = self.idx.key_for(n, back) if self.idx.seekable else None
+                key = self.idx.key_for(n, back) if self.idx.seekable and back is not None else None
                 s = self.session = _Session(self, key)
                 self._run(s, n)
                 if n in self.cache:
                     return self.cache[n]
-                if s.anchored or key is None:  # decoded up to n from before it: the decoder gives no frame n
-                    raise self._missing(n)
-                back += 1  # the first frame decoded from that keyframe came after n: seek further back
+                if s.from_start or (s.anchored and not s.failed):  # decoded up to n from before it: the decoder
+                    raise self._missing(n)  # gives no frame n
+                back = _next_try(s, back)
 
     def _missing(self, n: int) -> SourceError:
         return SourceError(f"{self.path}: frame {n} cannot be decoded (the decoder gives no frame there: a damaged "
@@ -424,14 +467,14 @@ class PyAVDecoder:
         with self.lock:
             back, n = 0, self.idx.num_frames - 1
             while True:
-                key = self.idx.key_for(n, back) if self.idx.seekable else None
+                key = self.idx.key_for(n, back) if self.idx.seekable and back is not None else None
                 s = self.session = _Session(self, key)
                 self._run(s, self.idx.num_frames, convert=False)
-                if s.last >= 0 and (s.anchored or key is None):
+                if s.last >= 0 and (s.from_start or (s.anchored and not s.failed)):
                     return s.last
-                if key is None:
+                if s.from_start:
                     raise SourceError(f"{self.path}: the video stream has no decodable frame")
-                back += 1
+                back = _next_try(s, back)
 
     def color_props(self) -> dict:
         """VapourSynth frame properties describing the stream's colour (from its first frame)."""
@@ -441,10 +484,7 @@ class PyAVDecoder:
             matrix = int(frame.colorspace or 2)
             if matrix in (0, 2, 3):  # rgb/unspecified/reserved: guess from the size like most players
                 matrix = 1 if self.idx.height >= 600 else 6
-            props["_Matrix"] = matrix
-            loc = int(frame.chroma_location or 0)  # FFmpeg: 0 unspecified, 1 left ... 6 bottom; VS: 0 left ...
-            if loc and (lay.ssw or lay.ssh):
-                props["_ChromaLocation"] = loc - 1
+            props["_Matrix"] = matrix  # (_ChromaLocation: each frame's own, _props)
         elif lay.family == "RGB":
             props["_Matrix"] = 0
         for key, value in (("_Primaries", frame.color_primaries), ("_Transfer", frame.color_trc)):

@@ -785,3 +785,25 @@ def test_max_frames_cuts_the_subtitles(tmp_path: Path, ext: str) -> None:
     texts = [(t, d, p[2:] if ext == "mp4" else p) for t, d, p in packets(out, "subtitle")]  # (mov_text: a length)
     got = [(round(t, 3), round(d, 3), p) for t, d, p in texts if p]
     assert got == [(0.5, 1.1, b"long")], got
+
+
+def test_a_part_with_no_frame_of_a_chaptered_file_is_one_line(tmp_path: Path) -> None:
+    """A cut-off file with chapters, its part past where it stops: PyAV's 'warning: chapters not copied: Container is
+    not open' (the header was never written) came before the one-line error."""
+    src = tmp_path / "c.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        out.set_chapters([{"id": 1, "start": 0, "end": 1500, "time_base": Fraction(1, 1000), "metadata": {}},
+                          {"id": 2, "start": 1500, "end": 3000, "time_base": Fraction(1, 1000), "metadata": {}}])
+        for i in range(75):
+            f = av.VideoFrame.from_ndarray(np.random.default_rng(i).integers(0, 255, (48, 64, 3), np.uint8),
+                                           format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 3])
+    code, out = run(str(cut), str(tmp_path / "o.mkv"), "--variant", "mks", "--start", "2.8")
+    one_line_error(code, out)
+    assert "chapters" not in out, out

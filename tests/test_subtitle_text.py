@@ -198,6 +198,21 @@ def test_converted_ass_in_piped_mp4_keeps_its_times(tmp_path: Path) -> None:
     assert shown(data) == [[(0.0, 0.5, b"SIGN"), (0.5, 1.1, b"SIGN\ndialog"), (1.1, 1.5, b"SIGN")]]
 
 
+def test_piped_mp4_part_ends_with_its_picture(tmp_path: Path) -> None:
+    """A part to stdout as MP4 with a cue on screen at its end: FFmpeg's muxer ended the last cue with an empty
+    sample of no length, which the fragment gave the length of the one before: the file claimed 0.6 s for 0.45 s of
+    picture (1.9 s for 1.2 s in the reviewer's clip; written to a file it was right)."""
+    from test_video import make_clip
+
+    src = make_clip(tmp_path / "in.mkv", pts=list(range(0, 2000, 40)))  # AAC, and SRT cues 0-0.2 and 0.3-0.5 s
+    code, data, err = piped(str(src), "--format", "mp4", "--end", "0.45")
+    assert code == 0, err
+    with av.open(io.BytesIO(data)) as c:
+        assert c.duration / 1e6 < 0.5, c.duration
+        last = [p for p in c.demux(*c.streams.subtitles) if p.dts is not None][-1]
+        assert float((last.pts + last.duration) * last.time_base) <= 0.452  # ours, 1 ms, and FFmpeg's after it
+
+
 def test_mp4_mov_text_copied_to_piped_mp4(tmp_path: Path) -> None:
     """An MP4's mov_text (FFmpeg writes samples of no length into it) copied into the fragmented MP4 of stdout made
     FFmpeg's muxer abort the run (SIGABRT, no message, a broken file): now written again, at the same times."""

@@ -1107,6 +1107,11 @@ class Writer(threading.Thread):
                 return
             end = pkt.pts + pkt.duration if pkt.duration else math.inf
             ready, tb = timeline.add(pkt.pts, end, text), pkt.time_base
+        if pkt is None and self.path == "-" and timeline.at is not None:
+            # the last cue's end: FFmpeg's muxer writes an empty sample of no length there, which a fragment
+            # gives the length of the one before (a part's MP4 on stdout lasted 1.9 s for 1.2 s of picture); one
+            # of ours, 1 tick long, ends it instead (the muxer writes none after an empty sample)
+            ready.append((timeline.at, timeline.at + 1, ""))
         for start, stop, text in ready:
             new = av.Packet(pack_sub_text(text, "mov_text"))
             new.pts = new.dts = start

@@ -65,7 +65,7 @@ from .writer import (
     guess_format,
     ideal_pix_fmt,
     is_disk_full,
-    mkv_keeps_colour,
+    keep_colour_hint,
     output_ticks,
     pick_pix_fmt,
 )
@@ -348,10 +348,9 @@ def output_colour(color: ColorInfo, pix_fmt: str, codec: str, container: str) ->
     elif (color.full_range and container and not pix_fmt.startswith(("yuvj", "gray"))
           and "range" not in colour_kept(codec, container)):
         out = dataclasses.replace(color, full_range=False)
-        keep = ("use .mkv" if container != "matroska" and mkv_keeps_colour(codec)
-                else "use --codec libx264, libx265 or libsvtav1")
         notes.append(f"note: {codec} in {container} can't record full range: the full-range input is written as "
-                     f"limited-range codes, which look the same ({keep} to keep full range)")
+                     f"limited-range codes, which look the same ({keep_colour_hint(codec, container)} to keep full "
+                     "range)")
     if made_grey:
         notes.append(f"note: --pix-fmt {pix_fmt} holds brightness only: the input's colour is dropped")
     return out, notes

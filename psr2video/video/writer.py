@@ -304,6 +304,14 @@ def turn_words(degrees: int) -> str:
     return ", upside down" if degrees == 180 else ""
 
 
+def keep_colour_hint(codec: str, fmt: str) -> str:
+    """How to keep the colour tags ``codec`` in ``fmt`` loses: Matroska where it holds the codec and them all, else
+    an encoder whose bitstream carries them."""
+    if fmt != "matroska" and mkv_keeps_colour(codec):
+        return "use .mkv"
+    return "use --codec libx264, libx265 or libsvtav1"
+
+
 def mkv_keeps_colour(codec: str) -> bool:
     """Whether Matroska holds ``codec`` and records every colour tag of it."""
     if len(colour_kept(codec, "matroska")) < len(COLOUR_FIELDS):
@@ -629,8 +637,7 @@ class Writer(threading.Thread):
                 lost.append("range")  # (untagged grey is read as full range: the pipeline writes it so)
         if lost:
             what = ", ".join(lost[:-1]) + (" and " if len(lost) > 1 else "") + lost[-1]
-            where = ("use .mkv to keep them" if fmt != "matroska" and mkv_keeps_colour(codec)
-                     else "use --codec libx264, libx265 or libsvtav1 to keep them")
+            where = f"{keep_colour_hint(codec, fmt)} to keep them"
             them = "it" if len(lost) == 1 else "them"
             if fmt in NO_COLOUR_FIELDS:
                 self.warn(f"warning: {fmt} has no colour tags and {codec} does not carry its colour {what} itself: "

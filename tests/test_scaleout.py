@@ -95,7 +95,7 @@ def copied(path: Path) -> dict[str, object]:
 def upscale(*args: str) -> tuple[int, str]:
     r = CliRunner().invoke(cli, ["upscale", *args, "--variant", "mks", "--codec", "ffv1", "-q"],
                            catch_exceptions=False)
-    return r.exit_code, r.stderr if hasattr(r, "stderr") else r.output
+    return r.exit_code, r.stderr if r.stderr_bytes is not None else r.output  # (click 8.1: mixed, no stderr)
 
 
 def test_without_ray_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1551,3 +1551,21 @@ def test_mpegts_output_has_the_single_process_times(tmp_path: Path) -> None:
                 got = [(p.pts, p.dts) for p in c.demux(c.streams[i]) if p.size]
             times[k].append((kind, sorted(t for t, _ in got) if kind == "video" else got))
     assert "audio" in kinds and times[0] == times[1]
+
+
+def test_a_video_only_join_keeps_its_chapters(tmp_path: Path) -> None:
+    """A video-only source's chapters were dropped by the join once the writer set chapters only where something
+    had been muxed: the join's copied video packets counted nowhere (helper-98)."""
+    src = make_decode_order_clip(tmp_path / "v.mkv")
+    with av.open(str(src)) as i, av.open(str(tmp_path / "vc.mkv"), "w") as o:
+        s = o.add_stream_from_template(i.streams.video[0])
+        o.set_chapters([{"id": 1, "start": 0, "end": 1000, "time_base": Fraction(1, 1000), "metadata": {"title": "a"}},
+                        {"id": 2, "start": 1000, "end": 2000, "time_base": Fraction(1, 1000),
+                         "metadata": {"title": "b"}}])
+        for p in i.demux(i.streams.video[0]):
+            if p.dts is not None:
+                p.stream = s
+                o.mux(p)
+    scaleout_without_ray(tmp_path / "vc.mkv", tmp_path / "out.mkv", codec="libx264")
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        assert [ch["metadata"].get("title") for ch in c.chapters()] == ["a", "b"]

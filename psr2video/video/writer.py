@@ -1323,7 +1323,7 @@ class Writer(threading.Thread):
                 self.error = e
         # (nothing written, the header neither: a run that failed before its first frame is said by the run; the
         # chapters' "Container is not open" came before that one line)
-        if self._chapters and self.error is None and (self.bytes_hint or any(self._muxed.values())):
+        if self._chapters and self.error is None and (self.frames or any(self._muxed.values())):
             chapters = self._chapters
             if cut:
                 chapters = [ch for ch in trim_chapters(chapters, Window(Fraction(0), self._end, Fraction(0), True))

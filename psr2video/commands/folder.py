@@ -192,13 +192,11 @@ def _aside(dst: Path, word: str) -> Path:
 def _say_stop(jobs: list[VideoJob], i: int, finished: int, cut_short: bool, started: bool = True,
               failed: list[str] | None = None, root: Path | None = None) -> None:
     """After a stop in video ``i`` (1-based; ``started``: it was being upscaled, else it was about to be): its
-    finalised, cut-short output (when the stop came after its first frame) is moved to NAME.stopped.EXT, still
-    playable, so that ``--skip-existing`` redoes it (the caller moves it before its summary, which names it); the
+    finalised, cut-short output (when the stop came after its first frame) is NAME.stopped.EXT, still playable,
+    so that ``--skip-existing`` redoes it (the caller moved it there before its summary, which names it); the
     line says how to go on, and which files failed, each named by its path under IN (``root``)."""
     job = jobs[i - 1]
     kept = ""
-    if cut_short and job.dst.exists():
-        job.dst.replace(_stopped_name(job.dst))
     if cut_short and _stopped_name(job.dst).exists():
         kept = f" (cut short: kept as {_stopped_name(job.dst)}, playable)"
 

@@ -101,3 +101,28 @@ def gpu_backend_unready(backend: str) -> str | None:
         provider, why = auto.ort_gpu_provider(torch.device("cuda"))
         return None if provider else f"ONNX Runtime has no working GPU provider: {why}"
     return None
+
+
+@pytest.fixture(scope="session")
+def nvdec(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Skip, saying why, where FFmpeg's NVDEC can't decode here: a VM without the driver's libnvcuvid decodes
+    ``--hwaccel cuda`` in software (the product falls back, said once), which a GPU test would take for the
+    hardware path and pass without testing it."""
+    import av
+    import numpy as np
+    from av.codec.hwaccel import HWAccel
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    clip = tmp_path_factory.mktemp("nvdec") / "probe.mp4"
+    with av.open(str(clip), "w") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        for i in range(2):
+            out.mux(s.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), 40 * i, np.uint8), format="rgb24")))
+        out.mux(s.encode(None))
+    try:
+        with av.open(str(clip), hwaccel=HWAccel("cuda", allow_software_fallback=False)) as c:
+            next(c.decode(video=0))
+    except Exception as e:  # noqa: BLE001 - any failure means no NVDEC here
+        pytest.skip(f"NVDEC can't decode here ({type(e).__name__}: {e}); libnvcuvid missing from this machine?")

@@ -31,7 +31,7 @@ TB = Fraction(1, 1000)
 def run(*args: str) -> tuple[int, str]:
     """psr2video upscale ARGS in this process, its notes included (not -q)."""
     r = CliRunner().invoke(cli, ["upscale", *args], catch_exceptions=False)
-    return r.exit_code, r.stderr if hasattr(r, "stderr") else r.output
+    return r.exit_code, r.stderr if r.stderr_bytes is not None else r.output  # (click 8.1: mixed, no stderr)
 W, H = 64, 48  # the clips' frame: 8-pixel black bars top and bottom
 
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(*args: str) -> tuple[int, str]:
     r = CliRunner().invoke(cli, list(args))
-    return r.exit_code, r.stderr if hasattr(r, "stderr") else r.output
+    return r.exit_code, r.stderr if r.stderr_bytes is not None else r.output  # (click 8.1: mixed, no stderr)
 
 
 @pytest.fixture(scope="module")

@@ -69,10 +69,12 @@ def _planes(path: Path) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("hwaccel", [None, "cuda"])
-def test_double_buffered_pipeline_equals_the_cpu_pipeline_frame_for_frame(tmp_path, hwaccel):
+def test_double_buffered_pipeline_equals_the_cpu_pipeline_frame_for_frame(tmp_path, hwaccel, request):
     """241 frames through the streamed CUDA path (pinned double buffers, copy streams, batch 3, a short last
     batch) against the CPU pipeline: each output frame matches its own CPU frame to 2 codes and is far from its
     neighbours', so a missing wait (a stale slot, a buffer overwritten mid-copy) shows as a failing frame."""
+    if hwaccel:
+        request.getfixturevalue("nvdec")  # (else it would pass on software decoding)
     src = _moving_clip(tmp_path / "in.mkv")
     cpu_out, gpu_out = tmp_path / "cpu.mkv", tmp_path / "gpu.mkv"
     net = load_model("realtime", 2)

@@ -549,7 +549,7 @@ needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA (no GPU on this
 
 @pytest.mark.gpu
 @needs_cuda
-def test_nvdec_ten_bit_to_device(tmp_path):
+def test_nvdec_ten_bit_to_device(tmp_path, nvdec):
     """Real NVDEC: 10-bit HEVC decodes to P010 on the GPU, handed over by DLPack, 10-bit out."""
     if "hevc" not in av.codecs_available or "libx265" not in av.codecs_available:
         pytest.skip("no HEVC encoder/decoder in this PyAV build")
@@ -626,11 +626,13 @@ def test_tensorrt_batches_and_prebuilt_engine(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.parametrize("hwaccel", [None, "cuda"])
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime", "tensorrt"])
-def test_cuda_pipeline_backends(tmp_path, backend, hwaccel):
+def test_cuda_pipeline_backends(tmp_path, backend, hwaccel, request):
     """Streams, events, NVDEC and every GPU backend through the whole pipeline, against the CPU result."""
     why = gpu_backend_unready(backend)
     if why:
         pytest.skip(why)
+    if hwaccel:
+        request.getfixturevalue("nvdec")  # (else it would pass on software decoding)
     src = _clip(tmp_path / "in.mkv", "yuv420p", codec="libx264", n=7)
     torch.manual_seed(0)
     net = build_model("realtime", 2)

@@ -138,7 +138,7 @@ def write_frames(out: av.container.OutputContainer, v: av.video.stream.VideoStre
 
 def upscale(*args: str) -> tuple[int, str]:
     r = CliRunner().invoke(cli, ["upscale", *args, "--variant", "mks", "-q"], catch_exceptions=False)
-    return r.exit_code, r.stderr if hasattr(r, "stderr") else r.output
+    return r.exit_code, r.stderr if r.stderr_bytes is not None else r.output  # (click 8.1: mixed, no stderr)
 
 
 def frame_times(path: Path) -> list[float]:
@@ -436,10 +436,13 @@ def test_hwaccel_and_input_format_mistakes(tmp_path: Path) -> None:
         assert code == 0 and "--hwaccel cuda can't start here" in err and "Operation not permitted" not in err, err
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (pinned buffers, copy streams, NVDEC)")
 @pytest.mark.parametrize("hwaccel", [None, "cuda"])
-def test_cuda_pipeline(tmp_path: Path, hwaccel: str | None) -> None:
+def test_cuda_pipeline(tmp_path: Path, hwaccel: str | None, request: pytest.FixtureRequest) -> None:
     """CUDA path: upload N+1 / compute N / download N-1 overlap; NVDEC frames handed over by DLPack."""
+    if hwaccel:
+        request.getfixturevalue("nvdec")  # (else it would pass on software decoding)
     src = make_clip(tmp_path / "in.mkv", 64, 48, pts=list(range(0, 400, 40)), audio=("aac",), subtitle=False)
     out = tmp_path / "out.mkv"
     args = ["--device", "cuda", "--batch", "3", "--backend", "torch"] + (["--hwaccel", hwaccel] if hwaccel else [])

@@ -31,7 +31,7 @@ SWS = {C.SPACE_BT709: "ITU709", C.SPACE_BT470BG: "ITU601", C.SPACE_SMPTE170M: "S
 
 def run(*args: str) -> tuple[int, str]:
     r = CliRunner().invoke(cli, ["upscale", *args, "-q"], catch_exceptions=False)
-    return r.exit_code, r.stderr if hasattr(r, "stderr") else r.output
+    return r.exit_code, r.stderr if r.stderr_bytes is not None else r.output  # (click 8.1: mixed, no stderr)
 
 
 def error_line(err: str) -> str:

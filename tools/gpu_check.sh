@@ -8,11 +8,13 @@
 # PY: the Python that has psr2video's dependencies (default .venv/bin/python, else python3). Each step is
 # independent, so a machine with a per-command time limit runs them one or two at a time.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 OUTDIR=gpu_logs
 if [ "${1:-}" = "-o" ]; then OUTDIR=$2; shift 2; fi
 mkdir -p "$OUTDIR"
-PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+# (.venv only where torch imports in it: a bootstrap that failed offline leaves one without)
+PY=${PY:-$( [ -x .venv/bin/python ] && .venv/bin/python -c 'import torch' 2>/dev/null && echo .venv/bin/python \
+           || echo python3 )}
 STEPS=("$@")
 [ ${#STEPS[@]} -eq 0 ] && STEPS=(info gputests model pipeline vs)
 export PYTHONUNBUFFERED=1

@@ -58,7 +58,7 @@ def test_every_frame_is_the_upscalers_output_and_timing_is_kept(tmp_path: Path) 
     assert code == 0 and "6 frames, 0.90 s, plays 2 times -> out.png (64x48 PNG)" in out, out
     got, durations, info = frames_of(tmp_path / "out.png")
     assert durations == DURATIONS and info["loop"] == 2 and len(got) == 6
-    up = Upscaler(variant="realtime", scale=2, backend="torch", device="cpu")
+    up = Upscaler(variant="realtime", scale=2, backend="torch", device="cpu", weights="clean")  # (pictures: clean)
     for f, g in zip(frames, got, strict=True):
         x = torch.from_numpy(np.asarray(f, np.float32) / 255).permute(2, 0, 1)[None]
         with torch.inference_mode():

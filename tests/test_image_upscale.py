@@ -34,18 +34,25 @@ def noise(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
 
 
 def test_picture_is_the_upscalers_output(tmp_path: Path) -> None:
-    """A PNG comes back as exactly what the shared Upscaler makes of it (the same path as a video frame)."""
+    """A PNG comes back as exactly what the shared Upscaler makes of it (the same path as a video frame), with the
+    clean-trained weights by default (pictures are not compressed video), the video ones with --weights video."""
     from psr2video import Upscaler
 
     src = tmp_path / "in.png"
     Image.fromarray(noise(24, 40, 3), "RGB").save(src)
-    code, out = run(str(src), str(tmp_path / "out.png"), "--variant", "realtime", "--backend", "torch")
-    assert code == 0 and "1 picture" in out, out
-    got = np.asarray(Image.open(tmp_path / "out.png"))
-    up = Upscaler(variant="realtime", scale=2, backend="torch", device="cpu")
     x = torch.from_numpy(np.asarray(Image.open(src), np.float32) / 255).permute(2, 0, 1)[None]
-    want = (up(x)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    assert got.shape == (48, 80, 3) and np.array_equal(got, want)
+    outs = {}
+    for weights in (None, "video"):
+        extra = ("--weights", weights) if weights else ()
+        code, out = run(str(src), str(tmp_path / "out.png"), "--variant", "realtime", "--backend", "torch", "-y",
+                        *extra)
+        assert code == 0 and "1 picture" in out, out
+        assert ("[realtime_x2_clean]" in out) == (weights is None), out
+        outs[weights] = got = np.asarray(Image.open(tmp_path / "out.png"))
+        up = Upscaler(variant="realtime", scale=2, backend="torch", device="cpu", weights=weights or "clean")
+        want = (up(x)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        assert got.shape == (48, 80, 3) and np.array_equal(got, want)
+    assert not np.array_equal(outs[None], outs["video"])
 
 
 def test_alpha_grey_palette_and_metadata_are_kept(tmp_path: Path) -> None:
@@ -235,7 +242,7 @@ def test_16_bit_pictures_stay_16_bit(tmp_path: Path) -> None:
     code, out = run(str(tmp_path / "s.png"), str(tmp_path / "o.png"), "--variant", "realtime", "--backend", "torch")
     assert code == 0 and "8-bit" not in out, out
     fmt, got = deep_frame(tmp_path / "o.png")
-    up = Upscaler(variant="realtime", scale=2, backend="torch", device="cpu")
+    up = Upscaler(variant="realtime", scale=2, backend="torch", device="cpu", weights="clean")  # (pictures: clean)
     _, src = deep_frame(tmp_path / "s.png")
     x = torch.from_numpy(src.astype(np.float32) / 65535).permute(2, 0, 1)[None]
     with torch.inference_mode():

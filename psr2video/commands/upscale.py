@@ -406,6 +406,10 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
         return
     if folder and (problem := out_folder_unwritable(output)) is not None:  # not after every picture is upscaled
         raise UserError(problem)
+    if weights is None and model_file is None and not video_in:  # pictures are not compressed video: the clean
+        from ..models.registry import picture_preset  # file where the variant has one (the start line names it:
+
+        weights = picture_preset(variant, scale or 2)  # Upscaler(stream x2 [stream_x2_clean], ...))
     up = make_upscaler(variant, scale, weights, backend, precision, device, tile, profile, model_file, tta)
     what = f"{len(jobs)} pictures" if len(jobs) > 1 else "1 picture"
     if grab:

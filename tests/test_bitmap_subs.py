@@ -16,6 +16,8 @@ from click.testing import CliRunner
 from psr2video.cli import cli
 from psr2video.video.bitmap_subs import (
     SPU_TICK,
+    BitmapEdit,
+    crop_on_canvas,
     dvd_canvas,
     dvd_extradata_sized,
     pgs_cropped,
@@ -24,6 +26,7 @@ from psr2video.video.bitmap_subs import (
     spu_sequences,
     spu_stop,
 )
+from psr2video.video.crop import Crop
 
 TB = Fraction(1, 1000)
 
@@ -56,9 +59,10 @@ def seg(kind: int, payload: bytes) -> bytes:
     return bytes([kind]) + struct.pack(">H", len(payload)) + payload
 
 
-def pgs_set(num: int, x: int, y: int, w: int, h: int) -> list[bytes]:
-    """A PGS display set showing a ``w`` x ``h`` object at (x, y) in a window of its size (one segment each)."""
-    pcs = struct.pack(">HHBHBBBB", W, H, 0x10, num, 0x80, 0, 0, 1) + struct.pack(">HBBHH", 0, 0, 0, x, y)
+def pgs_set(num: int, x: int, y: int, w: int, h: int, canvas: tuple[int, int] = (W, H)) -> list[bytes]:
+    """A PGS display set showing a ``w`` x ``h`` object at (x, y) in a window of its size (one segment each), on a
+    ``canvas`` (width, height)."""
+    pcs = struct.pack(">HHBHBBBB", *canvas, 0x10, num, 0x80, 0, 0, 1) + struct.pack(">HBBHH", 0, 0, 0, x, y)
     wds = bytes([1]) + struct.pack(">BHHHH", 0, x, y, w, h)
     pds = bytes([0, 0, 1, 235, 128, 128, 255])
     rle = (bytes([0x00, 0x80 | w, 0x01]) + b"\x00\x00") * h
@@ -66,9 +70,9 @@ def pgs_set(num: int, x: int, y: int, w: int, h: int) -> list[bytes]:
     return [seg(0x16, pcs), seg(0x17, wds), seg(0x14, pds), seg(0x15, ods), seg(0x80, b"")]
 
 
-def pgs_clear(num: int) -> list[bytes]:
-    pcs = struct.pack(">HHBHBBBB", W, H, 0x10, num, 0x00, 0, 0, 0)
-    return [seg(0x16, pcs), seg(0x17, bytes([1]) + struct.pack(">BHHHH", 0, 0, 0, W, H)), seg(0x80, b"")]
+def pgs_clear(num: int, canvas: tuple[int, int] = (W, H)) -> list[bytes]:
+    pcs = struct.pack(">HHBHBBBB", *canvas, 0x10, num, 0x00, 0, 0, 0)
+    return [seg(0x16, pcs), seg(0x17, bytes([1]) + struct.pack(">BHHHH", 0, 0, 0, *canvas)), seg(0x80, b"")]
 
 
 def video(out: av.container.OutputContainer, frames: int, gop: int = 25) -> list[tuple[float, av.Packet]]:
@@ -85,23 +89,39 @@ def video(out: av.container.OutputContainer, frames: int, gop: int = 25) -> list
     return pk + [(float(p.pts * p.time_base), p) for p in v.encode(None)]
 
 
-def dvd_clip(path: Path, subs: list[tuple[int, bytes]], frames: int = 30, gop: int = 25) -> Path:
-    """``frames`` of 64x48 H.264 (8-pixel bars) with DVD subtitles (time ms, subpicture) whose extradata names a
-    64x48 canvas."""
-    with av.open(str(path), "w") as out:
+def dvd_clip(path: Path, subs: list[tuple[int, bytes]] | list[tuple[int, bytes, int]], frames: int = 30,
+             gop: int = 25, canvas: tuple[int, int] = (W, H)) -> Path:
+    """``frames`` of 64x48 H.264 (8-pixel bars) with DVD subtitles (time ms, subpicture[, packet length ms, as
+    mkvmerge gives from a stop command]) whose extradata names a
+    ``canvas`` (width, height): written once, then remuxed with that extradata (the dvdsub encoder of the first
+    write puts its own, a palette without a ``size:`` line)."""
+    first = path.with_name(f"enc_{path.name}")
+    with av.open(str(first), "w") as out:
         pk = video(out, frames, gop)
         s = out.add_stream("dvdsub")
         s.time_base = TB
-        s.codec_context.extradata = (f"size: {W}x{H}\npalette: " + ", ".join(["000000", "ffffff", "808080",
-                                                                              "ffff00"] + ["000000"] * 12)
-                                     + "\n").encode()
-        for t, data in subs:
+        for t, data, *length in subs:
             p = av.Packet(data)
             p.pts = p.dts = t
             p.time_base, p.stream = TB, s
+            if length:
+                p.duration = length[0]
             pk.append((t / 1000, p))
         for _, p in sorted(pk, key=lambda x: x[0]):
             out.mux(p)
+    extra = (f"size: {canvas[0]}x{canvas[1]}\npalette: "
+             + ", ".join(["000000", "ffffff", "808080", "ffff00"] + ["000000"] * 12) + "\n").encode()
+    with av.open(str(first)) as inp, av.open(str(path), "w") as out:
+        streams = {}
+        for st in inp.streams:
+            streams[st.index] = out.add_stream_from_template(st)
+            if st.type == "subtitle":
+                streams[st.index].codec_context.extradata = extra
+        for p in inp.demux():
+            if p.dts is not None:
+                p.stream = streams[p.stream.index]
+                out.mux(p)
+    first.unlink()
     return path
 
 
@@ -226,13 +246,6 @@ def test_dvd_subpicture_at_start_in_scale_out(tmp_path: Path) -> None:
 def test_dvd_and_pgs_subtitles_cropped(tmp_path: Path) -> None:
     """--crop 8:8:0:0 of a 64x48 frame: the DVD canvas (size:) and PGS canvases are 64x32, the rectangles move up
     8 pixels, one in the top bar is moved inside (said)."""
-    import inspect
-
-    from psr2video.video import pipeline
-
-    src = inspect.getsource(pipeline)
-    if "crop=" not in src[src.index("Writer(self.tmp"):src.index("reader.copy_ids")]:
-        pytest.skip("the pipeline gives the writer no crop (patch_Q_1 not applied)")
     src = dvd_clip(tmp_path / "dvd.mkv", [(100, spu(10, 30, 30, 6, 400)), (600, spu(10, 2, 30, 4, 400))])
     out = tmp_path / "crop.mkv"
     code, log = run(str(src), str(out), "--variant", "mks", "--crop", "8:8:0:0")
@@ -295,3 +308,106 @@ def test_dvd_subtitles_into_mp4_keep_the_last(tmp_path: Path) -> None:
     name, _, subs = read_subs(out)
     assert name == "dvdsub" and [t for t, _, _ in subs] == [0.1, 0.6], subs
     assert subs[-1][1] > 0.5  # the last: to the picture's end (1.2 s)
+
+
+# --- --crop on a subtitle canvas of another size than the video --------------------------------------------------
+def test_crop_scaled_onto_the_canvas() -> None:
+    """--crop is in the video's pixels: a canvas of another size gets it scaled (a 1080p PGS with a 720p video:
+    times 1.5); nothing left: None."""
+    crop = Crop(8, 8, 0, 0)
+    assert crop_on_canvas(crop, (W, H), (W, H)) == (0, 8, W, H - 16)
+    assert crop_on_canvas(crop, (W, H), None) == (0, 8, W, H - 16)  # (no video size: the canvas's own)
+    assert crop_on_canvas(crop, (2 * W, 2 * H), (W, H)) == (0, 16, 2 * W, 2 * H - 32)
+    assert crop_on_canvas(Crop(16, 16, 0, 0), (W // 2, H // 2), (W, H)) == (0, 8, W // 2, H // 2 - 16)
+    assert crop_on_canvas(Crop(138, 138, 0, 0), (1920, 1080), (1280, 720)) == (0, 207, 1920, 666)
+    assert crop_on_canvas(Crop(16, 16, 0, 0), (W, H), (W, H)) == (0, 16, W, H - 32)
+    assert crop_on_canvas(Crop(24, 24, 0, 0), (W, H), (W, H)) is None
+    assert crop_on_canvas(crop, (W, H), (W, H // 3)) is None  # the crop passes the canvas: nothing kept
+
+
+def test_pgs_canvas_with_nothing_left_is_kept_and_said() -> None:
+    """A display set whose canvas the crop leaves nothing of is left as it was, said once (a struct.error from a
+    negative canvas size was a traceback)."""
+    notes: list[str] = []
+    edit = BitmapEdit("hdmv_pgs_subtitle", Crop(16, 16, 0, 0))  # (no video size: the canvas taken as the video)
+    pk = []
+    for i, data in enumerate([b"".join(pgs_set(0, 4, 10, 16, 4, canvas=(32, 24))), b"".join(pgs_clear(1, (32, 24)))]):
+        p = av.Packet(data)
+        p.pts = p.dts = i
+        pk.append(p)
+    got = [bytes(q) for p in pk for q in edit.feed(p, notes.append, 3)]
+    assert got == [bytes(p) for p in pk]
+    assert len(notes) == 1 and "leaves nothing of its 32x24 canvas" in notes[0], notes
+    dvd = BitmapEdit("dvd_subtitle", Crop(8, 8, 0, 0), (W, H))
+    dvd.canvas = (W, H)
+    for junk in (b"\x00\x10junk", b"\x00\x08\x00\x04\x00\x00\x00\x04", b"\x16\x00\x02ab\x80\x00\x00"):
+        p = av.Packet(junk)
+        assert [bytes(q) for q in dvd.feed(p, notes.append, 1)] == [junk]  # not understood: as it was
+
+
+def pgs_canvas_clip(path: Path, tmp: Path, canvas: tuple[int, int], at: tuple[int, int, int, int]) -> Path:
+    """30 frames of 64x48 H.264 with one PGS subtitle on a ``canvas`` (width, height): an object ``at`` (x, y, w,
+    h) from 0.3 s, cleared at 0.8 s."""
+    sup = b"".join(b"PG" + struct.pack(">II", t * 90, t * 90) + sg
+                   for t, segs in ((300, pgs_set(0, *at, canvas=canvas)), (800, pgs_clear(1, canvas))) for sg in segs)
+    (tmp / "canvas.sup").write_bytes(sup)
+    with av.open(str(path), "w") as out, av.open(str(tmp / "canvas.sup")) as src:
+        pk = video(out, 30)
+        s = out.add_stream_from_template(src.streams[0])
+        for p in src.demux():
+            if p.dts is not None:
+                p.stream = s
+                pk.append((float(p.pts * p.time_base), p))
+        for _, p in sorted(pk, key=lambda x: x[0]):
+            out.mux(p)
+    return path
+
+
+@pytest.mark.parametrize(("canvas", "at", "crop", "want"), [
+    ((2 * W, 2 * H), (32, 60, 64, 12), "8:8:0:0", ((2 * W, 2 * H - 32), (32, 44))),  # 1080p PGS on a 720p video
+    ((W // 2, H // 2), (4, 10, 16, 4), "16:16:0:0", ((W // 2, H // 2 - 16), (4, 2)))])  # (was a struct.error)
+def test_pgs_canvas_of_another_size_cropped(tmp_path: Path, canvas: tuple[int, int], at: tuple[int, int, int, int],
+                                            crop: str, want: tuple[tuple[int, int], tuple[int, int]]) -> None:
+    """A PGS canvas larger or smaller than the video: the crop's edges scaled to it (the canvas was cut by the
+    video's pixels: the wrong size and places, and a negative size for a small one, a traceback)."""
+    src = pgs_canvas_clip(tmp_path / "pgs.mkv", tmp_path, canvas, at)
+    out = tmp_path / "crop.mkv"
+    code, log = run(str(src), str(out), "--variant", "mks", "-q", "--crop", crop)
+    assert code == 0, log
+    with av.open(str(out)) as c:
+        pk = [bytes(p) for p in c.demux(c.streams.subtitles[0]) if p.size]
+    pcs = [p[3:] for p in pk if p[0] == 0x16]
+    assert {struct.unpack(">HH", p[:4]) for p in pcs} == {want[0]}
+    assert struct.unpack(">HH", pcs[0][15:19]) == want[1]
+
+
+def test_dvd_canvas_of_another_size_cropped(tmp_path: Path) -> None:
+    """A DVD stream whose ``size:`` names a canvas twice the video's: its ``size:`` line replaced by the crop scaled
+    to it, the rectangles moved by the scaled top edge; one a quarter of the video's (a negative ``size:`` was
+    written, the crop taken as its pixels): scaled down."""
+    subs = [(100, spu(10, 60, 30, 6, 400))]
+    src = dvd_clip(tmp_path / "dvd.mkv", subs, canvas=(2 * W, 2 * H))
+    assert dvd_canvas(read_subs(src)[1]) == (2 * W, 2 * H)  # (a real size: line, as a DVD rip's)
+    out = tmp_path / "crop.mkv"
+    code, log = run(str(src), str(out), "--variant", "mks", "-q", "--crop", "8:8:0:0")
+    assert code == 0, log
+    _, extra, got = read_subs(out)
+    assert dvd_canvas(extra) == (2 * W, 2 * H - 32) and extra.count(b"size:") == 1, extra
+    assert [rects(d) for _, _, d in got] == [[(10, 44, 39, 49)]]
+    src = dvd_clip(tmp_path / "small.mkv", [(100, spu(2, 4, 8, 2, 400))], canvas=(W // 4, H // 4))
+    out = tmp_path / "small_crop.mkv"
+    code, log = run(str(src), str(out), "--variant", "mks", "-q", "--crop", "16:16:0:0")
+    assert code == 0, log
+    _, extra, got = read_subs(out)
+    assert dvd_canvas(extra) == (W // 4, H // 4 - 8) and [rects(d) for _, _, d in got] == [[(2, 0, 9, 1)]]
+
+
+def test_dvd_subpictures_with_and_without_a_length(tmp_path: Path) -> None:
+    """A DVD stream mixing subpictures with a length (held for an early end's cut) and without: the one without
+    went out at once, before the held one, and FFmpeg refused the stream's time going back ('Invalid argument')."""
+    src = dvd_clip(tmp_path / "dvd.mkv", [(100, spu(10, 30, 30, 6, 1000), 1000), (600, spu(10, 10, 30, 6, None), 0)])
+    assert [(t, d) for t, d, _ in read_subs(src)[2]] == [(0.1, 1.0), (0.6, 0.0)]
+    out = tmp_path / "o.mkv"
+    code, log = run(str(src), str(out), "--variant", "mks", "-q")
+    assert code == 0, log
+    assert [(t, d) for t, d, _ in read_subs(out)[2]] == [(0.1, 1.0), (0.6, 0.0)]

@@ -276,3 +276,38 @@ def test_ass_line_on_screen_at_start_goes_on(tmp_path: Path) -> None:
         assert code == 0, err
         got = sorted((t, e, text.decode()) for t, e, text in shown(out)[0])
         assert got == sorted((0.0, round(1.8 - float(start), 3), w) for w in want), got
+
+
+def test_mp4_mov_text_copied_to_mp4_file(tmp_path: Path) -> None:
+    """An MP4's mov_text copied into an MP4 file: a cue with a length waits for the picture to pass its end (an
+    early end cuts it), and the empty samples of no length FFmpeg writes between cues went out at once, before it:
+    'FFmpeg: Invalid argument ... returned 22'. They wait their turn."""
+    with av.open(str(tmp_path / "in.mp4"), "w") as out:  # (FFmpeg's muxer, as ffmpeg -c:s mov_text writes it)
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.options = {"preset": "ultrafast", "bf": "0"}
+        s = out.add_stream("mov_text")
+        s.codec_context.subtitle_header = ASS_HEADER
+        s.time_base = TB
+        pk = []
+        for i in range(50):
+            f = av.VideoFrame.from_ndarray(pattern(48, 64, i), format="rgb24")
+            f.pts = i
+            pk += [(float(p.pts * p.time_base), p) for p in v.encode(f)]
+        pk += [(float(p.pts * p.time_base), p) for p in v.encode(None)]
+        for a, b, text in ((100, 1500, "one"), (600, 600, ""), (1600, 1800, "two")):  # (an empty one of no length)
+            p = av.Packet(pack_sub_text(text, "mov_text"))
+            p.pts = p.dts = a
+            p.duration, p.time_base, p.stream = b - a, TB, s
+            pk.append((a / 1000, p))
+        for _, p in sorted(pk, key=lambda x: x[0]):
+            out.mux(p)
+    with av.open(str(tmp_path / "in.mp4")) as c:  # (and FFmpeg's own empty samples, one of no length)
+        assert any(not p.duration for p in c.demux(c.streams.subtitles[0]) if p.dts is not None and p.size <= 2)
+    code, err = run(str(tmp_path / "in.mp4"), str(tmp_path / "out.mp4"), "--variant", "mks", "-q")
+    assert code == 0, err
+    # (FFmpeg's empty samples copied meet the muxer's own and are nudged a tick or two apart: 'two' at 1.602 s,
+    # as before the wait was added)
+    got = shown(tmp_path / "out.mp4")[0]
+    assert [t for _, _, t in got] == [b"one", b"two"] and got[0][:2] == (0.1, 1.5), got
+    assert abs(got[1][0] - 1.6) <= 0.003 and abs(got[1][1] - 1.8) <= 0.003, got

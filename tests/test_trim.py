@@ -787,6 +787,19 @@ def test_max_frames_cuts_the_subtitles(tmp_path: Path, ext: str) -> None:
     assert got == [(0.5, 1.1, b"long")], got
 
 
+@pytest.mark.parametrize("cut", [False, True])
+def test_zero_length_cue_inside_a_held_one(tmp_path: Path, cut: bool) -> None:
+    """A zero-length SRT cue while a longer one is on screen: the long one waits for the picture to pass its end,
+    and the zero-length one, muxed at once, went out before it ("FFmpeg: Invalid argument ... returned 22"): it
+    waits its turn, and an early end still cuts the long one."""
+    src = long_clip(tmp_path / "src.mkv", seconds=2, subs=((500, 1800, "long"), (1000, 1000, "zero")))
+    out = tmp_path / "o.mkv"
+    code, log = run("upscale", str(src), str(out), "--variant", "mks", "-q", *(["--max-frames", "40"] if cut else []))
+    assert code == 0, log
+    got = [(round(t, 3), round(d, 3), p) for t, d, p in packets(out, "subtitle")]
+    assert got == [(0.5, 1.1 if cut else 1.3, b"long"), (1.0, 0.0, b"zero")], got
+
+
 def test_a_part_with_no_frame_of_a_chaptered_file_is_one_line(tmp_path: Path) -> None:
     """A cut-off file with chapters, its part past where it stops: PyAV's 'warning: chapters not copied: Container is
     not open' (the header was never written) came before the one-line error."""

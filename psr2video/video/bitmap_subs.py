@@ -60,10 +60,12 @@ def spu_sequences(data: bytes) -> list[tuple[int, int, list[tuple[int, int]]]] |
     return out or None
 
 
-def spu_stop(data: bytes) -> Fraction | None:
+def spu_stop(data: bytes, seqs: list[tuple[int, int, list[tuple[int, int]]]] | None = None) -> Fraction | None:
     """When the subpicture leaves the screen (s after its packet's time: its stop command's date); None when it
-    has none (it lasts until the stream's next packet) or can't be read."""
-    seqs = spu_sequences(data)
+    has none (it lasts until the stream's next packet) or can't be read. ``seqs``: its ``spu_sequences`` where
+    already read."""
+    if seqs is None:
+        seqs = spu_sequences(data)
     if seqs is None:
         return None
     started = False
@@ -83,7 +85,7 @@ def spu_after(data: bytes, elapsed: Fraction) -> bytes | None:
     seqs = spu_sequences(data)
     if seqs is None:
         return data
-    stop = spu_stop(data)
+    stop = spu_stop(data, seqs)
     if stop is not None and stop <= elapsed:
         return None
     units = int(elapsed / SPU_TICK)  # (rounded down: it ends no earlier than it did)
@@ -130,6 +132,23 @@ def dvd_extradata_sized(extradata: bytes | None, width: int, height: int) -> byt
     if _SIZE_LINE.search(data):
         return _SIZE_LINE.sub(line, data, count=1)
     return line + b"\n" + data
+
+
+def crop_on_canvas(crop: Any, canvas: tuple[int, int], video: tuple[int, int] | None
+                   ) -> tuple[int, int, int, int] | None:
+    """--crop (``crop``, a Crop in the source video's pixels) on a subtitle canvas of ``canvas`` (width, height)
+    made for a ``video`` (width, height) picture (None: the same size): (left, top, width, height) of the part
+    kept, in the canvas's pixels (a 1080p PGS canvas on a 720p video: the crop's edges times 1.5, each rounded to
+    the nearest); None where nothing of it is left."""
+    cw, ch = canvas
+    vw, vh = video if video and video[0] > 0 and video[1] > 0 else canvas
+    if cw <= 0 or ch <= 0:
+        return None
+    x0, x1 = round(Fraction(crop.left * cw, vw)), round(Fraction((vw - crop.right) * cw, vw))
+    y0, y1 = round(Fraction(crop.top * ch, vh)), round(Fraction((vh - crop.bottom) * ch, vh))
+    if x0 < 0 or y0 < 0 or x1 > cw or y1 > ch or x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1 - x0, y1 - y0
 
 
 # --- PGS -----------------------------------------------------------------------------------------------------------
@@ -206,22 +225,39 @@ class BitmapEdit:
     (``lengths``) a DVD subpicture given a length (its stop command's date, else until the next one: the muxer
     ends the track at its last sample's length, and a subpicture without one was lost)."""
 
-    def __init__(self, name: str, crop: Any) -> None:
+    def __init__(self, name: str, crop: Any, video: tuple[int, int] | None = None) -> None:
         self.name, self.crop = name, crop
+        self.video = video  # the source video's size (the crop's pixels; a canvas of another size is scaled to it)
         self.canvas: tuple[int, int] | None = None
         self.lengths = False
         self._set: list[Any] = []  # PGS: the packets of the display set being read
         self._last: Any = None  # DVD into MP4: the subpicture waiting for the next to know its length
         self._said = False
+        self._said_none = False
+
+    def area(self, canvas: tuple[int, int], warn: Callable[[str], None], index: int
+             ) -> tuple[int, int, int, int] | None:
+        """The crop on ``canvas`` (``crop_on_canvas``); None, said once, where nothing is left of it (the stream's
+        pictures are left as they are)."""
+        area = crop_on_canvas(self.crop, canvas, self.video)
+        if area is None and not self._said_none:
+            self._said_none = True
+            made = f" (made for a {self.video[0]}x{self.video[1]} picture)" if self.video else ""
+            warn(f"note: subtitle stream #{index} ({self.name}): --crop {self.crop} leaves nothing of its "
+                 f"{canvas[0]}x{canvas[1]} canvas{made}; its pictures are left where they were")
+        return area
 
     def feed(self, pkt: Any, warn: Callable[[str], None], index: int, end: Fraction | None = None) -> list[Any]:
         """The packets ready to mux once ``pkt`` has come (None: the stream's end; ``end``: where the picture
         ends, s)."""
         if self.name == "hdmv_pgs_subtitle":
             return self._pgs(pkt, warn, index)
-        if pkt is not None and self.crop is not None and self.canvas is not None:
-            w, h = self.crop.size(*self.canvas)
-            data, moved = spu_cropped(bytes(pkt), self.crop.left, self.crop.top, w, h)
+        if pkt is not None and self.crop is not None and self.canvas is not None \
+                and (area := self.area(self.canvas, warn, index)) is not None:
+            try:
+                data, moved = spu_cropped(bytes(pkt), *area)
+            except (struct.error, IndexError, ValueError):  # bytes not understood: the packet as it was
+                data, moved = bytes(pkt), False
             if data != bytes(pkt):
                 pkt.update(data)
             self._say(moved, warn, index)
@@ -239,7 +275,10 @@ class BitmapEdit:
         if pkt is None:
             return out
         if not pkt.duration and pkt.pts is not None and pkt.time_base:
-            stop = spu_stop(bytes(pkt))
+            try:
+                stop = spu_stop(bytes(pkt))
+            except (struct.error, IndexError, ValueError):
+                stop = None
             if stop is None:
                 self._last = pkt
                 return out
@@ -253,10 +292,14 @@ class BitmapEdit:
                 return []
         done, self._set = self._set, []
         if done and self.crop is not None:
-            size = _pgs_canvas([bytes(q) for q in done])
-            if size is not None:
-                w, h = self.crop.size(*size)
-                new, moved = pgs_cropped([bytes(q) for q in done], self.crop.left, self.crop.top, w, h)
+            old = [bytes(q) for q in done]
+            size = _pgs_canvas(old)
+            area = None if size is None else self.area(size, warn, index)
+            if area is not None:
+                try:
+                    new, moved = pgs_cropped(old, *area)
+                except (struct.error, IndexError, ValueError):  # bytes not understood: the set as it was
+                    new, moved = old, False
                 for q, data in zip(done, new, strict=True):
                     if data != bytes(q):
                         q.update(data)
@@ -286,5 +329,5 @@ def _inside(at: int, length: int, span: int) -> tuple[int, bool]:
     return new, new != at
 
 
-__all__ = ["SPU_TICK", "BitmapEdit", "dvd_canvas", "dvd_extradata_sized", "pgs_cropped", "pgs_ends_set", "pgs_segments",
-           "spu_after", "spu_cropped", "spu_sequences", "spu_stop"]
+__all__ = ["SPU_TICK", "BitmapEdit", "crop_on_canvas", "dvd_canvas", "dvd_extradata_sized", "pgs_cropped",
+           "pgs_ends_set", "pgs_segments", "spu_after", "spu_cropped", "spu_sequences", "spu_stop"]

@@ -8,6 +8,7 @@ import math
 import re
 import struct
 from fractions import Fraction
+from typing import Any
 
 TEXT_SUBS = ("subrip", "srt", "ass", "ssa", "mov_text", "text", "webvtt")
 ASS_HEADER = (b"[Script Info]\nScriptType: v4.00+\nPlayResX: 384\nPlayResY: 288\n\n[V4+ Styles]\nFormat: Name, "
@@ -30,6 +31,18 @@ LONGEST_SAMPLE = 3600  # seconds: a sample's length is 32 bits of MOV_TEXT_TIME_
 _SRT_TAG = re.compile(r"</?(?:[ibus]|font)(?:\s[^>]*)?>|\{\\an?\d+\}", re.IGNORECASE)  # what SRT readers act on
 _VTT_TAG = re.compile(r"</?(?:[ibu]|c|v|lang|ruby|rt)(?:[.\s][^>]*)?>|<\d[\d:.]*>")  # WebVTT's tags, timestamps
 _ASS_DRAWING = re.compile(r"\\p(\d+)")  # \p1..: the text that follows is a vector drawing; \p0 ends it
+
+
+def codec_name(s: Any) -> str:
+    """A stream's codec by FFmpeg's canonical name (``dvd_subtitle``, not the decoder's ``dvdsub``); "" where it has
+    none (any stream's: the writer's and trim's one lookup)."""
+    cc = getattr(s, "codec_context", None)
+    if cc is None:
+        return ""
+    try:
+        return cc.codec.canonical_name or cc.name
+    except Exception:  # noqa: BLE001
+        return getattr(cc, "name", "") or ""
 
 
 def convert_text_sub(data: bytes, src: str, dst: str) -> bytes | None:

@@ -254,10 +254,10 @@ def _ass_from(pkt: Any, elapsed: int) -> Any:
     the karaoke syllables) made to count from the part's start: rewritten in place where the new text is no longer
     (spaces pad its first override block, which renderers skip), else a new packet of what is left of it (given
     out with the bitmap subtitles on screen); None where the packet itself is moved."""
-    name = getattr(pkt.stream.codec_context, "name", "") if pkt.stream is not None else ""
-    if name not in ("ass", "ssa") or elapsed <= 0:
+    from .subtitles import ass_after, codec_name
+
+    if codec_name(pkt.stream) not in ("ass", "ssa") or elapsed <= 0:
         return None
-    from .subtitles import ass_after
 
     tb = Fraction(pkt.time_base)
     data = bytes(pkt)
@@ -280,8 +280,9 @@ def _from_part_start(pkt: Any, elapsed: Fraction) -> bool:
     """A subtitle packet begun ``elapsed`` s before the part, about to be moved to its start: a DVD subpicture's
     own times (its control sequences' dates, its stop command) made to count from there; False for one that had
     already left the screen."""
-    name = getattr(pkt.stream.codec_context, "name", "") if pkt.stream is not None else ""
-    if name in ("dvd_subtitle", "dvdsub"):
+    from .subtitles import codec_name
+
+    if codec_name(pkt.stream) == "dvd_subtitle":
         from .bitmap_subs import spu_after
 
         data = bytes(pkt)

@@ -51,6 +51,7 @@ from .subtitles import (
     MOV_TEXT_TIME_BASE,
     TEXT_SUBS,
     CueTimeline,
+    codec_name,
     convert_text_sub,
     pack_sub_text,
     sub_text,
@@ -483,10 +484,6 @@ class Writer(threading.Thread):
             mux_options = {**(mux_options or {}), "avoid_negative_ts": "disabled"}
         self.out = self._open(path, fmt, mux_options)
         self._avi = self.out.format.name == "avi"
-        # MPEG-TS written as Blu-ray's M2TS (192-byte packets), which also holds PGS subtitles
-        self._m2ts = self.out.format.name == "mpegts" and (
-            Path(path).suffix.lower() in (".m2ts", ".mts") or str((mux_options or {}).get("mpegts_m2ts_mode", "")) in (
-                "1", "true"))
         self._track_ends_by_dts = self.out.format.name in ("mp4", "mov", "ipod", "3gp", "3g2", "psp", "ismv", "f4v")
         # AVI has one frame per tick of its time base: the input's (1 ms for Matroska) made a "1000 fps" header
         # padded with empty frames and broke B-frame order; Y4M writes the tick as its rate (F1000:1: a 25 fps clip
@@ -521,7 +518,7 @@ class Writer(threading.Thread):
         for s in copy_streams:
             self._add_copy(s)
         self._copy_metadata(inp)
-        self._write_header(codec if video_template is None else _codec_name(video_template),
+        self._write_header(codec if video_template is None else codec_name(video_template),
                            encodes=video_template is None)
         # (output index, input index, kind) of the copied streams and the video's index, for ``lost_facts``
         # (the output's stream objects can't be asked once it is closed)
@@ -540,7 +537,7 @@ class Writer(threading.Thread):
             except Exception as e:  # noqa: BLE001 - FFmpeg's errno-typed errors
                 raise OutputError(f"encoder {codec} can't start with these settings ({ffmpeg_reason(e)})") from None
         # named now: after a failed start PyAV can crash reading a stream's codec context
-        held = [f"video {codec}"] + [f"{o.type} {_codec_name(o) or '?'} (#{i})" for i, o in self.copy_map.items()]
+        held = [f"video {codec}"] + [f"{o.type} {codec_name(o) or '?'} (#{i})" for i, o in self.copy_map.items()]
         try:
             with ffmpeg_errors():
                 self.out.start_encoding()
@@ -569,19 +566,24 @@ class Writer(threading.Thread):
             # writes the header once the first fragment is known, with the edit list that starts B-frame video at
             # its first pts: with empty_moov the video played two frames (80 ms at 25 fps) after the audio.
             options["movflags"] = "frag_keyframe+delay_moov+default_base_moof"
-        if fmt in ("", "mpegts") and path != "-" and Path(path).suffix.lower() == ".mts":
-            # AVCHD's .mts is M2TS (192-byte packets), which holds PGS; FFmpeg's muxer turns it on for .m2ts only
+        if fmt in ("", "mpegts") and path != "-" and Path(path).suffix.lower() in (".m2ts", ".mts"):
+            # Blu-ray's .m2ts and AVCHD's .mts are M2TS (192-byte packets), which holds PGS; FFmpeg's muxer turns it
+            # on for .m2ts only (the same, said here for both: _m2ts is read from it)
             options.setdefault("mpegts_m2ts_mode", "1")
         if fmt == "yuv4mpegpipe":  # 10/12/16-bit and 4:4:4 Y4M (x264, x265 and aomenc read them) are "unofficial"
             options.setdefault("strict", "unofficial")
         try:
             if path == "-":
-                return av.open(sys.stdout.buffer, "w", format=fmt or "matroska", options=options)
-            return av.open(path, "w", format=fmt or None, options=options)
+                out = av.open(sys.stdout.buffer, "w", format=fmt or "matroska", options=options)
+            else:
+                out = av.open(path, "w", format=fmt or None, options=options)
         except av.error.FFmpegError as e:
             raise OutputError(describe_output_error(self.shown, e)) from None
         except ValueError as e:
             raise OutputError(f"can't write {self.shown}: {e}") from None
+        # MPEG-TS written as Blu-ray's M2TS (192-byte packets), which also holds PGS subtitles
+        self._m2ts = out.format.name == "mpegts" and str(options.get("mpegts_m2ts_mode", "")) in ("1", "true")
+        return out
 
     def _add_video(self, codec: str, width: int, height: int, pix_fmt: str, crf: float | None, preset: str | None,
                    time_base: Fraction, rate: Fraction | None) -> Any:
@@ -724,7 +726,7 @@ class Writer(threading.Thread):
 
     def _add_copy(self, s: Any) -> None:
         """One stream copied packet for packet (or converted, or dropped with a warning)."""
-        name = _codec_name(s)
+        name = codec_name(s)
         kind = s.type
         fmt = self.out.format.name
         if kind == "attachment":
@@ -858,13 +860,15 @@ class Writer(threading.Thread):
                       f"{crop}): players fit its canvas over the cropped picture, so its lines can sit higher or "
                       "lower and look squeezed (extract it and fix PlayResX/PlayResY and positions to match)")
         elif crop is not None and (dvd or pgs):
-            edit = BitmapEdit(name, crop)
+            # (--crop is in the video's pixels: a canvas of another size, a 1080p PGS kept with a 720p encode, gets
+            # it scaled to its own)
+            edit = BitmapEdit(name, crop, self._source_size())
             if dvd:
-                canvas = dvd_canvas(s.codec_context.extradata) or self._source_size()
-                if canvas is not None:
+                canvas = dvd_canvas(s.codec_context.extradata) or edit.video
+                area = None if canvas is None else edit.area(canvas, self.warn, s.index)
+                if area is not None:
                     edit.canvas = canvas
-                    w, h = crop.size(*canvas)
-                    o.codec_context.extradata = dvd_extradata_sized(s.codec_context.extradata, w, h)
+                    o.codec_context.extradata = dvd_extradata_sized(s.codec_context.extradata, *area[2:])
             self._bitmaps[s.index] = edit
         elif crop is not None and name in ("dvb_subtitle", "xsub"):
             self.warn(f"note: subtitle stream #{s.index} ({name}) is placed on the uncropped frame (--crop {crop}): "
@@ -926,7 +930,7 @@ class Writer(threading.Thread):
         if not data:
             return False
         md = s.metadata or {}
-        ext = {"mjpeg": "jpg", "png": "png", "bmp": "bmp", "webp": "webp"}.get(_codec_name(s), "bin")
+        ext = {"mjpeg": "jpg", "png": "png", "bmp": "bmp", "webp": "webp"}.get(codec_name(s), "bin")
         filename = md.get("filename") or f"cover.{ext}"
         mimetype = md.get("mimetype") or {"jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp",
                                           "webp": "image/webp"}.get(ext, "application/octet-stream")
@@ -1151,9 +1155,15 @@ class Writer(threading.Thread):
 
     def _hold_subtitle(self, pkt: av.Packet, idx: int) -> bool:
         """Whether a subtitle packet (its times final) waits for the picture to pass its end (``_release``):
-        one with a length, in Matroska/WebM or a seekable MP4/MOV, whose muxers take a packet a few seconds late."""
-        if not pkt.duration or pkt.pts is None or not pkt.time_base or not self._waits:
+        one with a length, in Matroska/WebM or a seekable MP4/MOV, whose muxers take a packet a few seconds late.
+        Once a stream has packets waiting, every later packet of it waits too, in order (one of no length muxed at
+        once went out before an earlier held one, and FFmpeg refused the stream's time going back)."""
+        if not self._waits:
             return False
+        if not pkt.duration or pkt.pts is None or not pkt.time_base:
+            at = pkt.stream.index
+            if not any(q.stream.index == at for q, _ in self._sub_wait):
+                return False
         self._sub_wait.append((pkt, idx))
         self._release_subtitles()
         return True
@@ -1167,12 +1177,13 @@ class Writer(threading.Thread):
         each cut at ``end`` (the picture's end, the run ended early) where given."""
         while self._sub_wait:
             pkt, idx = self._sub_wait[0]
-            tb = Fraction(pkt.time_base)
-            start, stop = pkt.pts * tb, (pkt.pts + pkt.duration) * tb
-            if not final and stop > self._video_end and self._video_end - start < self.SUBTITLE_WAIT:
-                return
+            if pkt.pts is not None and pkt.time_base:  # (one of no time only waited its turn)
+                tb = Fraction(pkt.time_base)
+                start, stop = pkt.pts * tb, (pkt.pts + (pkt.duration or 0)) * tb  # (no length: it ends where it starts)
+                if not final and stop > self._video_end and self._video_end - start < self.SUBTITLE_WAIT:
+                    return
             self._sub_wait.popleft()
-            if final and end is not None:
+            if final and end is not None and pkt.pts is not None and pkt.time_base:
                 if start >= end:
                     continue  # begins after the picture's end
                 if stop > end:
@@ -1688,14 +1699,6 @@ VIDEO_ONLY = {"mpegts": ("h264", "hevc", "vvc", "mpeg1video", "mpeg2video", "mpe
 # containers whose muxer takes any subtitle stream but holds only these (the rest would be written unreadable)
 BITMAP_SUBTITLES_ONLY = {"mpegts": ("dvb_subtitle", "dvb_teletext"),  # (and PGS in .m2ts: Writer._m2ts)
                          **{f: ("dvd_subtitle",) for f in ("mpeg", "vob", "dvd", "svcd")}}
-def _codec_name(s: Any) -> str:
-    cc = s.codec_context
-    if cc is None:
-        return ""
-    try:
-        return cc.codec.canonical_name or cc.name
-    except Exception:  # noqa: BLE001
-        return cc.name or ""
 
 
 def _holds(out: av.container.OutputContainer, codec: str) -> bool:

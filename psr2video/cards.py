@@ -2,7 +2,8 @@
 
 Rendered at run time with Pillow (DejaVu from Debian's fonts when present, else Pillow's built-in font),
 so neither the stress suite nor training ships images. ``card(name)`` gives the fixed cards the stress
-suite judges; ``random_patch`` draws random cards of the same kinds for the training mix.
+suite judges; ``random_patch`` draws random cards of the same kinds for the training mix. ``aliased_card`` and
+``aliased_pair`` do the same for hard-edged content drawn at LR size (the suite's aliased section, ``[data] aliased``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .pictures import to_tensor
 
@@ -172,3 +173,122 @@ def random_patch(size: int, g: torch.Generator) -> torch.Tensor:
     big = render(kind, size * 2, size * 2, r)  # render larger and crop: cards vary across the patch
     y, x = int(r.integers(0, size + 1)), int(r.integers(0, size + 1))
     return big[:, y:y + size, x:x + size].contiguous()
+
+
+# ---- hard-edged (aliased) content drawn AT LR size (issue 9) ----
+# The cards above reach a model through an antialiased bicubic downscale, so none of them has a staircase
+# edge at LR size. Real video has them: DVD/PGS bitmap subtitles with an outline, aliased UI text, pixel art
+# scaled by nearest neighbour, 1-px dots. These are rendered directly at the size the model sees, with no
+# antialiasing (Pillow's fontmode "1"; its ellipses and polygons are not antialiased), every pixel one of a
+# few flat colours.
+ALIASED_CARDS: dict[str, str] = {
+    "subtitle_outlined_photo": "outlined aliased subtitle (white, black outline) over a photo-like background",
+    "subtitle_outlined_flat": "outlined aliased subtitle (white, black outline) over flat grey",
+    "ui_text_aliased": "aliased UI text (black on white menus, white on a blue title bar)",
+    "dots_black_on_white": "1-px black dots on white",
+    "disc_white_on_black": "a white disc and triangle on black (staircase curves)",
+    "pixel_art": "a pixel-art sprite upscaled by nearest neighbour",
+}
+ALIASED_KINDS = tuple(ALIASED_CARDS)
+
+
+def _font_like(fragment: str, index: int, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The first font whose file name contains ``fragment`` (e.g. "Sans-Bold"), else ``_font(index, size)``."""
+    for i, f in enumerate(font_files()):
+        if Path(f).stem.endswith(fragment):
+            return _font(i, size)
+    return _font(index, size)
+
+
+def _photo_like(w: int, h: int, r: np.random.Generator) -> Image.Image:
+    """A smooth, photo-like background: a few random colours blended bicubically over the frame."""
+    grid = r.integers(0, 256, (3, 4, 3), dtype=np.uint8)
+    return Image.fromarray(grid).resize((w, h), Image.Resampling.BICUBIC)
+
+
+def render_aliased(kind: str, w: int, h: int, r: np.random.Generator) -> torch.Tensor:
+    """One hard-edged card of ``kind`` (3 x h x w, float in [0, 1]) drawn at this very size, no antialiasing."""
+    if kind == "pixel_art":
+        k = int(r.integers(2, 5))  # the sprite's pixel size on the frame
+        bg = (0, 0, 0) if r.integers(0, 2) else _colour(r)
+        a = np.empty((h, w, 3), np.uint8)
+        a[:] = bg
+        for _ in range(int(r.integers(2, 6))):  # mirror-symmetric sprites of 6-12 cells, 3-5 colours
+            n = int(r.integers(6, 13))
+            pal = np.array([bg] + [_colour(r) for _ in range(int(r.integers(2, 5)))], np.uint8)
+            half = r.integers(0, len(pal), (n, (n + 1) // 2))
+            half[r.random(half.shape) < 0.35] = 0
+            cells = np.concatenate([half, half[:, ::-1][:, n % 2:]], 1)
+            sprite = pal[cells].repeat(k, 0).repeat(k, 1)
+            sh, sw = min(h, sprite.shape[0]), min(w, sprite.shape[1])
+            y0, x0 = int(r.integers(0, h - sh + 1)), int(r.integers(0, w - sw + 1))
+            a[y0:y0 + sh, x0:x0 + sw] = sprite[:sh, :sw]
+        return torch.from_numpy(a).permute(2, 0, 1).float().div_(255.0)
+    if kind == "dots_black_on_white":
+        a = np.full((h, w, 3), 255, np.uint8)
+        step = int(r.integers(5, 13))
+        oy, ox = int(r.integers(0, step)), int(r.integers(0, step))
+        a[oy::step, ox::step] = 0
+        return torch.from_numpy(a).permute(2, 0, 1).float().div_(255.0)
+    if kind == "disc_white_on_black":
+        im = Image.new("RGB", (w, h), (0, 0, 0))
+        d = ImageDraw.Draw(im)
+        s = min(w, h)
+        x0, y0 = int(r.integers(0, max(1, w - s // 2 * 2 + 1))), int(r.integers(0, max(1, h - s + 1)))
+        d.ellipse((x0 + s // 8, y0 + s // 8, x0 + s - s // 8, y0 + s - s // 8), fill=(255, 255, 255))
+        tx = int(r.integers(0, max(1, w - s // 2)))
+        d.polygon([(tx, h - 2), (tx + s // 4, h - s // 2), (tx + s // 2, h - s // 6)], fill=(255, 255, 255))
+        return to_tensor(im)
+    if kind in ("subtitle_outlined_photo", "subtitle_outlined_flat"):
+        im = _photo_like(w, h, r) if kind.endswith("photo") else Image.new("RGB", (w, h), (90, 90, 90))
+        mask = Image.new("L", (w, h), 0)  # the glyphs, 1 bit; Pillow's stroke_width is antialiased even then
+        d = ImageDraw.Draw(mask)
+        d.fontmode = "1"
+        size = int(r.integers(12, 17))
+        font = _font_like("Sans-Bold", 1, size)
+        y = int(r.integers(2, max(3, h // 3)))
+        while y + size < h:
+            d.text((int(r.integers(1, 8)), y), WORDS[int(r.integers(0, len(WORDS)))], fill=255, font=font)
+            y += size + int(r.integers(4, 12))
+        outline = mask.filter(ImageFilter.MaxFilter(3))  # a 1-px hard outline round every glyph (DVD style)
+        im.paste((0, 0, 0), (0, 0, w, h), outline)
+        im.paste((255, 255, 255), (0, 0, w, h), mask)
+        return to_tensor(im)
+    if kind == "ui_text_aliased":
+        im = Image.new("RGB", (w, h), (255, 255, 255))
+        d = ImageDraw.Draw(im)
+        d.fontmode = "1"
+        d.rectangle((0, 0, w - 1, 13), fill=(30, 60, 160))
+        d.text((3, 1), "psr2video - Player", fill=(255, 255, 255), font=_font_like("Sans", 5, 10))
+        y = 16 + int(r.integers(0, 4))
+        while y + 11 < h:
+            d.text((int(r.integers(2, 8)), y), WORDS[int(r.integers(0, len(WORDS)))], fill=(0, 0, 0),
+                   font=_font_like("Sans", 5, int(r.integers(9, 12))))
+            y += 14 + int(r.integers(0, 6))
+        return to_tensor(im)
+    raise ValueError(f"unknown aliased card {kind!r}; choose from {', '.join(ALIASED_CARDS)}")
+
+
+def aliased_card(name: str, w: int = 128, h: int = 96, seed: int = 0) -> torch.Tensor:
+    """The fixed hard-edged card ``name`` at LR size (same pixels on every run for a given seed and size)."""
+    if name not in ALIASED_CARDS:
+        raise ValueError(f"unknown aliased card {name!r}; choose from {', '.join(ALIASED_CARDS)}")
+    return render_aliased(name, w, h, _rng(seed + 7919 * list(ALIASED_CARDS).index(name)))
+
+
+def aliased_pair(lr_size: int, scale: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random hard-edged training pair drawn from ``g``: the LR (3 x lr_size x lr_size) rendered at LR size with
+    no antialiasing, and its HR target, the LR enlarged ``scale`` x by nearest neighbour.
+
+    Why nearest neighbour: hard-edged content was rasterised on the LR grid (bitmap subtitles, UI, pixel art); a
+    finer version of it does not exist in the signal, and one rendered at HR size (other hinting and stroke
+    widths, antialiased or not) is not something the LR determines, so an L1 loss would average the candidates
+    into grey fringes, the very halo and stipple this content must not get. The nearest enlargement is the one
+    target the LR fixes exactly (a box downscale gives the LR back): flat stays flat, edges stay hard."""
+    seed = int(torch.randint(0, 2**31 - 1, (), generator=g))
+    r = _rng(seed)
+    kind = ALIASED_KINDS[int(r.integers(0, len(ALIASED_KINDS)))]
+    big = render_aliased(kind, lr_size * 2, lr_size * 2, r)  # drawn larger and cropped: content varies across
+    y, x = int(r.integers(0, lr_size + 1)), int(r.integers(0, lr_size + 1))
+    lr = big[:, y:y + lr_size, x:x + lr_size].contiguous()
+    return lr, lr.repeat_interleave(scale, -2).repeat_interleave(scale, -1)

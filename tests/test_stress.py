@@ -65,6 +65,10 @@ def test_eval_cli_prints_video_and_stress_tables(tmp_path, pan_folder):
     assert all(x["frames"] == 8 and x["temporal"] > 0 for x in rep["video"])
     assert {x["precision"] for x in rep["stress"]} == {"fp32", "fp16"} and all(x["passed"] for x in rep["stress"])
     assert "compressed video" in r.output and "stress: realtime" in r.output
+    # the aliased section comes after, reported (the shipped realtime file speckles there) and not a bar: exit 0
+    assert "stress, aliased: realtime" in r.output and "reported, not a bar (issue 9)" in r.output
+    assert {x["card"] for x in rep["stress_aliased"]} == set(cards.ALIASED_CARDS)
+    assert any(not x["passed"] for x in rep["stress_aliased"])
 
 
 def test_revision_1_stream_files_are_refused_and_old_realtime_files_load(tmp_path):
@@ -113,3 +117,46 @@ def test_a_model_that_ties_mks2021_on_text_passes(monkeypatch, model_psnr, passe
     base = build_model("mks", 2)
     r = stress.judge("text_bw_aa", "text", "fp32", cards.card("text_bw_aa", 64, 48), base, 2, base)
     assert r.passed is passed and (passed or "< MKS2021" in r.why)
+
+
+def test_aliased_cards_are_hard_edged_and_deterministic():
+    for name in cards.ALIASED_CARDS:
+        a, b = cards.aliased_card(name, 64, 48), cards.aliased_card(name, 64, 48)
+        assert a.shape == (3, 48, 64) and torch.equal(a, b)
+        assert torch.equal((a * 255).round() / 255, a)  # already 8-bit: nothing is resampled on the way in
+        if name != "subtitle_outlined_photo":  # a few flat colours, no antialiasing grey
+            assert len(torch.unique(a.reshape(3, -1), dim=1).T) <= 16, name
+    sub = cards.aliased_card("subtitle_outlined_flat", 128, 96)
+    colours = {tuple(c) for c in (sub * 255).round().int().reshape(3, -1).T.tolist()}
+    assert colours == {(0, 0, 0), (255, 255, 255), (90, 90, 90)}  # white text, black outline, grey: nothing else
+    with pytest.raises(ValueError, match="unknown aliased card"):
+        cards.aliased_card("nope")
+
+
+def test_aliased_measure_passes_mks_and_catches_speckle():
+    """The aliased section's measure: MKS2021 leaves every flat 3x3 LR neighbourhood within 24 codes (0 pixels);
+    a fn that speckles inside flat areas is caught, reported and, only when the section is a bar, failed."""
+    from psr2video import stress
+
+    base = build_model("mks", 2)
+    rows = stress.run_aliased(lambda x: base(x), 2)
+    assert {r.card for r in rows} == set(cards.ALIASED_CARDS)
+    assert all(r.passed and r.speckle == 0 and r.speckle_mks == 0 for r in rows)
+
+    def speckler(x: torch.Tensor) -> torch.Tensor:  # MKS2021 with every 7th output pixel pushed 40 codes
+        y = base(x).clone()
+        y[..., ::7, ::7] = (y[..., ::7, ::7] + torch.where(y[..., ::7, ::7] > 0.5, -40, 40) / 255)
+        return y
+
+    bad = stress.run_aliased(speckler, 2)
+    assert all(r.speckle > 0 and r.worst >= 39 and not r.passed and "codes off" in r.why for r in bad
+               if r.card != "subtitle_outlined_photo")  # (few flat neighbourhoods on a photo)
+    assert stress.ALIASED_IS_A_BAR or stress.aliased_failures(bad) == []  # reported, not a bar (issue 9)
+    assert len(stress.aliased_failures(bad, bar=True)) == sum(not r.passed for r in bad) >= 5
+    n, worst = stress.speckle(torch.full((1, 3, 8, 8), 0.5), torch.full((1, 3, 4, 4), 0.5), 2)
+    assert (n, worst) == (0, 0)
+    lr = torch.zeros(1, 3, 6, 6)
+    lr[..., 0, 0] = 1.0  # one bright pixel: its neighbours' neighbourhoods are not flat, the far corner's are
+    mask = stress.flat_mask(lr, 2)[0, 0]
+    assert not mask[:4, :4].any() and mask[-4:, -4:].all()
+    assert "aliased" in stress.aliased_table(rows).title

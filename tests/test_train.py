@@ -894,3 +894,44 @@ def test_a_checkpoint_that_kept_only_the_sum_starts_best_over_when_val_changed(i
     Trainer(cfg, out=tmp_path / "run", quiet=True, resume=True).fit(4)
     assert "best starts over" in capsys.readouterr().err
     assert read_metadata(tmp_path / "run" / "best.safetensors")["steps"] == 4
+
+
+def test_aliased_share_of_synthetic_crops():
+    """``[data] aliased``: that share of the synthetic crops is hard-edged content drawn at LR size (no
+    antialiasing) with the nearest enlargement as HR; 0 (the default) leaves every batch as it was."""
+    from psr2video.cards import aliased_pair
+
+    assert load_config(None)["data"]["aliased"] == 0.0
+    g = torch.Generator().manual_seed(5)
+    lr, hr = aliased_pair(12, 2, g)
+    assert lr.shape == (3, 12, 12) and torch.equal(hr, lr.repeat_interleave(2, -2).repeat_interleave(2, -1))
+    ims = [torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)]
+    old = PatchSampler(ims, 2, 32, 6, synthetic=0.5)(3)
+    same = PatchSampler(ims, 2, 32, 6, synthetic=0.5, aliased=0.0)(3)
+    assert all(torch.equal(a, b) for a, b in zip(old, same, strict=True))
+    lr, hr = PatchSampler(ims, 2, 32, 6, synthetic=1.0, aliased=1.0)(3)
+    assert torch.equal(hr, lr.repeat_interleave(2, -2).repeat_interleave(2, -1))  # every crop hard-edged
+    assert torch.equal((lr * 255).round() / 255, lr)
+    s = PatchSampler(ims, 2, 32, 6, synthetic=1.0, aliased=1.0, degrade=Degrader(2, {"noise": {"prob": 1.0}}))
+    lr, hr = s(0)  # degraded batch (degrade_share 1): no hard-edged crop, the degrader makes every LR
+    assert not torch.equal(hr, lr.repeat_interleave(2, -2).repeat_interleave(2, -1))
+    a, b = s(7), s(7)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # still a pure function of the step
+
+
+@pytest.mark.parametrize("toml, words", [
+    ("[data]\naliased = 1.5\nsynthetic = 0.2", "data.aliased must be a number in [0, 1], got 1.5"),
+    ('[data]\naliased = "some"', "data.aliased must be a number in [0, 1], got 'some'"),
+    ("[data]\naliased = 0.1", "data.aliased 0.1 is a share of the synthetic crops: set data.synthetic above 0"),
+    ("[data]\naliased = 0.1\nsynthetic = 0.2\n[data.degrade]\nnoise = {prob = 0.5}",
+     "data.aliased 0.1 makes hard-edged crops in clean batches only"),
+])
+def test_aliased_config_mistakes_name_the_key(toml, words, tmp_path):
+    conf = tmp_path / "bad.toml"
+    conf.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(conf)
+    assert words in str(e.value) and "\n" not in str(e.value)
+    conf.write_text("[data]\naliased = 0.1\nsynthetic = 0.2\ndegrade_share = 0.7\n"
+                    "[data.degrade]\nnoise = {prob = 0.5}\n")
+    assert load_config(conf)["data"]["aliased"] == 0.1

@@ -94,7 +94,8 @@ def _check_fit(models, folders: list[Path], scale: int, suites: list[tuple[str, 
 @click.option("--crf", type=click.IntRange(0, 51), default=23, show_default=True, help="CRF of the --video clips.")
 @click.option("--clips", type=click.IntRange(1), default=None, help="At most this many --video clips (default: all).")
 @click.option("--stress", "stress", is_flag=True,
-              help="Also the stress table (text, 1-px lines, UI, flat colour; fp32 and fp16) for every model.")
+              help="Also the stress table (text, 1-px lines, UI, flat colour; fp32 and fp16) for every model, "
+                   "then its aliased section (hard-edged cards at LR size; reported, not a bar).")
 @click.option("--picture", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --stress: write a side-by-side PNG of the text card (HR, MKS2021, each model).")
 @click.option("--shipped", is_flag=True,
@@ -105,7 +106,8 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
     """Measure PSNR-Y / SSIM-Y with the standard SR protocol (bicubic LR, Y channel, shaved border).
 
     With --video, also on H.264-compressed panning clips (PSNR/SSIM and temporal error); with --stress,
-    the stress suite every shipped model must pass (exit 1 if one fails)."""
+    the stress suite every shipped model must pass (exit 1 if one fails), then its aliased section (hard-edged
+    content at LR size; reported, not a bar: issue 9)."""
     from rich.console import Console
 
     from ..models.magic import MagicKernelSharp2021
@@ -159,7 +161,7 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
                                        clips, no_ssim)
     failed: list[str] = []
     if stress:
-        report["stress"], failed = _stress_tables(console, models, real)
+        report["stress"], report["stress_aliased"], failed = _stress_tables(console, models, real)
         if picture:
             from ..stress import side_by_side
 
@@ -276,13 +278,14 @@ def _suite_sizes(scale: int, real, video: bool) -> list[tuple[str, int, int]]:
     pans hand the models."""
     import inspect
 
-    from ..stress import run_suite
+    from ..stress import ALIASED_SIZE, run_suite
     from ..video_eval import build_clips
 
     out = []
     if real is not None:
         cw, ch = inspect.signature(run_suite).parameters["size"].default
         out.append(("--stress (its test cards)", ch // scale, cw // scale))
+        out.append(("--stress (its aliased cards)", ALIASED_SIZE[1], ALIASED_SIZE[0]))  # drawn at LR size
         out += [(f"--stress (frame {name})", int(t.shape[-2]) // scale, int(t.shape[-1]) // scale) for name, t in real]
     if video:
         vw, vh = inspect.signature(build_clips).parameters["size"].default
@@ -290,24 +293,44 @@ def _suite_sizes(scale: int, real, video: bool) -> list[tuple[str, int, int]]:
     return out
 
 
-def _stress_tables(console, models, real=None) -> tuple[list, list[str]]:
+def _stress_tables(console, models, real=None) -> tuple[list, list, list[str]]:
     """The stress suite per model: PyTorch models in fp32 and fp16 on the raw (unclamped) output; any
-    other runner (e.g. an ONNX file) through its Upscaler as configured."""
+    other runner (e.g. an ONNX file) through its Upscaler as configured. After each model's table, the aliased
+    section's (reported, not a bar, unless ``stress.ALIASED_IS_A_BAR``). Returns (rows, aliased rows, failures)."""
 
-    from ..stress import failures, real_frames, run_suite, stress_model, table
+    from ..stress import (
+        ALIASED_IS_A_BAR,
+        SPECKLE_CODES,
+        aliased_failures,
+        aliased_model,
+        aliased_table,
+        failures,
+        real_frames,
+        run_aliased,
+        run_suite,
+        stress_model,
+        table,
+    )
 
-    real, out, failed = real_frames() if real is None else real, [], []
+    real, out, aliased, failed = real_frames() if real is None else real, [], [], []
     for name, up in models:
         net = getattr(up, "model", None)
         if _torch_runs(up):
             rows = stress_model(net, real=real)
+            arows = aliased_model(net)
         else:  # e.g. an ONNX file: its Upscaler, on the raw (unclamped) output
             up.clamp = False
             rows = run_suite(up, up.scale, up.precision, real=real)
+            arows = run_aliased(up, up.scale, up.precision)
         console.print(table(rows, f"stress: {name} (bar: |detail| <= 1 everywhere; text/UI >= MKS2021)"))
+        what = "a bar" if ALIASED_IS_A_BAR else "reported, not a bar (issue 9)"
+        console.print(aliased_table(arows, f"stress, aliased: {name} (hard-edged cards at LR size; pixels > "
+                                           f"{SPECKLE_CODES} codes off a flat 3x3 LR neighbourhood; {what})"))
         out += [{"model": name, **r.to_dict()} for r in rows]
+        aliased += [{"model": name, **r.to_dict()} for r in arows]
         failed += [f"{name}: {f}" for f in failures(rows)]
-    return out, failed
+        failed += [f"{name}: aliased {f}" for f in aliased_failures(arows)]
+    return out, aliased, failed
 
 
 def _torch_runs(up) -> bool:

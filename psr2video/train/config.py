@@ -21,7 +21,7 @@ DEFAULTS: dict = {
     "model": {"variant": "realtime", "scale": 2, "alpha": None, "zero_tail": True},
     "data": {"train": ["../shared/data/train/T91", "../shared/data/train/BSD200"], "patch": 64, "batch": 32,
              "augment": True, "prefetch": 6, "synthetic": 0.0, "degrade_share": 1.0,
-             "rescale": 1.0,
+             "rescale": 1.0, "aliased": 0.0,
              "val": ["../shared/data/val/Set5", "../shared/data/val/Set14"],
              "val_video": {}, "degrade": {}},
     "loss": {"l1": 1.0},
@@ -302,6 +302,13 @@ def check_config(cfg: dict) -> dict:
         if "clips" in vv:
             _int(vv, "clips", "data.val_video.clips", 0)
     _check_degrade(d["degrade"])
+    _num(d, "aliased", "data.aliased", 0, 1)
+    if d["aliased"] > 0 and not d["synthetic"] > 0:
+        raise ConfigError(f"data.aliased {d['aliased']:g} is a share of the synthetic crops: set data.synthetic "
+                          "above 0 too")
+    if d["aliased"] > 0 and d["degrade"] and d["degrade_share"] >= 1:
+        raise ConfigError(f"data.aliased {d['aliased']:g} makes hard-edged crops in clean batches only (the "
+                          "degradations start from an HR), and data.degrade_share 1 leaves none: lower it")
 
     _check_loss(cfg["loss"])
     if cfg["loss"].get("temporal") and int((d["degrade"].get("video") or {}).get("frames", 2)) <= 2:

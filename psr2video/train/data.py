@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..cards import random_patch
+from ..cards import aliased_pair, random_patch
 from ..pictures import list_images, rgb_array
 from .config import ConfigError
 
@@ -82,7 +82,7 @@ class PatchSampler:
 
     def __init__(self, images: list[torch.Tensor], scale: int, patch: int, batch: int, seed: int = 0,
                  augment: bool = True, degrade: Callable[[torch.Tensor, torch.Generator], Any] | None = None,
-                 synthetic: float = 0.0, degrade_share: float = 1.0, rescale: float = 1.0):
+                 synthetic: float = 0.0, degrade_share: float = 1.0, rescale: float = 1.0, aliased: float = 0.0):
         if patch % scale:
             raise ConfigError(f"HR patch {patch} must be a multiple of the scale {scale}")
         if not 0.0 < rescale <= 1.0:
@@ -93,6 +93,7 @@ class PatchSampler:
         self.scale, self.patch, self.batch, self.seed, self.augment = scale, patch, batch, seed, augment
         self.degrade = degrade
         self.synthetic, self.degrade_share, self.rescale = float(synthetic), float(degrade_share), float(rescale)
+        self.aliased = float(aliased)  # the share of synthetic crops made hard-edged (``cards.aliased_pair``)
         sizes = torch.tensor([im.shape[-1] * im.shape[-2] for im in self.images], dtype=torch.float64)
         self.weights = sizes / sizes.sum()  # sample images by area: every pixel equally likely
 
@@ -130,14 +131,26 @@ class PatchSampler:
     def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = self.generator(step)
         hr = self.hr_batch(step, g)
+        degraded = None
+        if self.aliased > 0 and self.degrade is not None:  # drawn first only here: older configs' batches unchanged
+            degraded = float(torch.rand((), generator=g)) < self.degrade_share
+        hard: dict[int, torch.Tensor] = {}
         if self.synthetic > 0:
             for i in range(hr.shape[0]):
                 if float(torch.rand((), generator=g)) < self.synthetic:
+                    # hard-edged (aliased) content drawn at LR size, its HR the nearest enlargement; in clean
+                    # batches only (a degradation starts from the HR and would smooth the LR's hard edges)
+                    if self.aliased > 0 and not degraded and float(torch.rand((), generator=g)) < self.aliased:
+                        hard[i], hr[i] = aliased_pair(self.patch // self.scale, self.scale, g)
+                        continue
                     # rendered cards (text, UI, line art) mostly; raw periodic patterns sometimes
                     use_card = float(torch.rand((), generator=g)) < 0.75
                     hr[i] = random_patch(self.patch, g) if use_card else synthetic_patch(self.patch, g)
-        degraded = self.degrade is not None and float(torch.rand((), generator=g)) < self.degrade_share
+        if degraded is None:
+            degraded = self.degrade is not None and float(torch.rand((), generator=g)) < self.degrade_share
         lr = self.degrade(hr, g) if degraded else downscale(hr, self.scale)
+        for i, a in hard.items():  # the LR as drawn, not a downscale of its HR
+            lr[i] = a
         if isinstance(lr, tuple):  # a pair of consecutive frames, (2, N, ...) each (degrade.Degrader pairs)
             lr, hr = lr
         return lr.contiguous(), hr.contiguous()

@@ -568,7 +568,7 @@ class Trainer:
         sampler = PatchSampler(images, self.scale, int(d["patch"]), int(d["batch"]),
                                seed=int(self.cfg["train"]["seed"]), augment=bool(d["augment"]), degrade=degrade,
                                synthetic=float(d["synthetic"]), degrade_share=float(d["degrade_share"]),
-                               rescale=float(d["rescale"]))
+                               rescale=float(d["rescale"]), aliased=float(d["aliased"]))
         if len(sampler.images) < len(images):  # said, never silent: a large patch changes what the run learns from
             self._print(f"{len(images) - len(sampler.images)} of {len(images)} training images are smaller than the "
                         f"{d['patch']}-px patch on their short side and are not used")

@@ -89,6 +89,25 @@ def test_a_bad_file_is_named_and_the_others_written(season: Path, tmp_path: Path
     assert (out / "clip.mkv").exists() and ".wmv is read but not written here; 1 video(s) written as .mkv" in err
 
 
+def ctrl_c_after_start(root: Path, out: Path, wait: float, *args: str) -> tuple[int, str]:
+    """A folder run in a process of its own, Ctrl-C'd ``wait`` s after its first video's start line, as a terminal
+    does it: (exit code, stderr)."""
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "psr2video", str(root), str(out), "--variant", "mks", "--preset",
+                          "ultrafast", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT, preexec_fn=terminal_sigint)
+    lines = []
+    while not any("a.mkv ->" in line for line in lines):  # the first video's start line
+        line = p.stderr.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    time.sleep(wait)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    return p.returncode, "".join(lines) + err
+
+
 @pytest.mark.slow  # CI runs it (--run-slow)
 def test_ctrl_c_finalises_the_current_video_and_stops(tmp_path: Path) -> None:
     root = tmp_path / "long"
@@ -98,21 +117,8 @@ def test_ctrl_c_finalises_the_current_video_and_stops(tmp_path: Path) -> None:
     for name, frames in (("a.mkv", n), ("b.mkv", 10)):
         make_clip(root / name, 64, 48, pts=list(range(0, 40 * frames, 40)), audio=("aac",), subtitle=False)
     out = tmp_path / "out"
-    p = subprocess.Popen([sys.executable, "-m", "psr2video", str(root), str(out), "--variant", "mks", "--codec",
-                          "libx264", "--preset", "ultrafast"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT, preexec_fn=terminal_sigint)
-    lines = []
-    while not any("a.mkv ->" in line for line in lines):  # the first video's start line
-        line = p.stderr.readline()
-        assert line, "".join(lines)
-        lines.append(line)
-    import time
-
-    time.sleep(0.5)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=120)
-    err = "".join(lines) + err
-    assert p.returncode == 130 and "Traceback" not in err, err
+    code, err = ctrl_c_after_start(root, out, 0.5, "--codec", "libx264")
+    assert code == 130 and "Traceback" not in err, err
     assert "stopped by Ctrl-C after frame" in err and "not started: b.mkv" in err, err
     assert "kept as" in err and "--skip-existing to go on" in err, err
     # the cut-short video is kept, playable, out of the way of --skip-existing, which redoes it
@@ -134,23 +140,10 @@ def test_a_stopped_folder_names_the_stopped_file_and_paths_under_in(tmp_path: Pa
     make_clip(root / "sub" / "a.mkv", 64, 48, pts=list(range(0, 40 * n, 40)), audio=(), subtitle=False)
     make_clip(root / "tail" / "b.mkv", 64, 48, pts=list(range(0, 400, 40)), audio=(), subtitle=False)
     out = tmp_path / "out"
-    p = subprocess.Popen([sys.executable, "-m", "psr2video", str(root), str(out), "--variant", "mks", "--preset",
-                          "ultrafast"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT, preexec_fn=terminal_sigint)
-    lines = []
-    while not any("a.mkv ->" in line for line in lines):  # the first video's start line
-        line = p.stderr.readline()
-        assert line, "".join(lines)
-        lines.append(line)
-    import time
-
-    time.sleep(0.3)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=120)
-    err = "".join(lines) + err
-    if p.returncode == 0:  # a much faster machine finished both first
+    code, err = ctrl_c_after_start(root, out, 0.3)
+    if code == 0:  # a much faster machine finished both first
         pytest.skip("the run ended before the Ctrl-C")
-    assert p.returncode == 130 and "Traceback" not in err, err
+    assert code == 130 and "Traceback" not in err, err
     stopped = out / "sub" / "a.stopped.mkv"
     done = [ln for ln in err.splitlines() if ln.startswith("done: ")]
     assert len(done) == 1 and done[0].split(" -> ")[1].startswith(f"{stopped} ("), err

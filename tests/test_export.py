@@ -90,12 +90,13 @@ def test_int8_qdq_export_runs(tmp_path):
     path = E.export_onnx(net, tmp_path / "q.onnx", "int8", calibration=calib)
     graph = onnx.load(str(path)).graph
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
-    # the model's int8_keep_float (base path, final projection) stays float; the body is quantised
+    # the model's int8_keep_float (base path, final projection) and the conv that reads the picture (head) stay
+    # float; the body is quantised
     dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     convs = {n.name: n.input[1] in dequantized for n in graph.node if n.op_type == "Conv"}  # int8 weights
-    kept = {k: v for k, v in convs.items() if k.startswith(("/base/", "/tail_lr/"))}
-    assert len(kept) == 3 and not any(kept.values())
-    assert sum(convs.values()) == len(convs) - 3
+    kept = {k: v for k, v in convs.items() if k.startswith(("/base/", "/tail_lr/", "/head/"))}
+    assert len(kept) == 4 and not any(kept.values())
+    assert sum(convs.values()) == len(convs) - 4
     checks = E.verify_onnx(path, net, [("card", E.synthetic_image(33, 41))])
     assert np.isfinite(checks[0].psnr) and checks[0].psnr > 15  # untrained nets: reported, not a floor
 

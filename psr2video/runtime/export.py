@@ -10,11 +10,12 @@ Precisions: ``fp32``; ``fp16`` (weights and compute in half; I/O half by default
 keeps float I/O with casts inside the graph), which is what strongly typed TensorRT needs. Models whose
 descriptor says ``float_base`` (ParagonSR2, MKS2021) always take and give float32 in fp16: their Magic
 Kernel base path and the final add stay float32 inside the graph, only the detail network is half;
-``int8``: ONNX Runtime static quantisation in QDQ format (symmetric int8 activations and per-channel
-int8 weights, TensorRT's explicit-quantisation layout) of the convolutions and matmuls of the detail
-path except its final 3-channel projection, calibrated on real frames (a video through PyAV or an image
-folder). The fixed Magic Kernel Sharp base path stays in float: it carries most of the picture and costs
-little.
+``int8``: ONNX Runtime static quantisation in QDQ format (symmetric int8 activations, 99.999th-percentile
+ranges, Q/DQ on the inputs of the quantised ops only, and per-channel int8 weights: TensorRT's
+explicit-quantisation layout) of the convolutions and matmuls of the detail path except the first (it
+reads the picture) and its final 3-channel projection, calibrated on real frames (a video through PyAV
+or an image folder). The fixed Magic Kernel Sharp base path stays in float: it carries most of the
+picture and costs little. int8 still costs flat and dark pictures +-1-2 codes (``upscaler.INT8_COST``).
 
 Uses the TorchScript-based exporter (``dynamo=False``): it handles the in-graph window padding and
 exports every variant in one pass.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import io
 import logging
 import os
 import random
@@ -55,6 +57,9 @@ EXPORTER_VERSION = f"torch-{torch.__version__.split('+')[0]}-torchscript-{GRAPH_
 # verification floors (PSNR in dB between the ONNX Runtime output and PyTorch fp32, both clamped)
 PSNR_FLOOR = {"fp32": 60.0, "fp16": 45.0, "int8": 0.0}
 INT8_TARGET = 35.0
+# int8 activation ranges: this percentile of the calibration activations (see quantize_int8); part of the key
+INT8_PERCENTILE = 99.999
+INT8_RECIPE = f"sym-pct{INT8_PERCENTILE}-inputs-only-first-conv-float"
 CALIBRATION_FRAMES = 16  # calibration_tensors' defaults (part of the int8 cache key's calibration label)
 CALIBRATION_CROP = 96
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".ts", ".m2ts")
@@ -227,36 +232,101 @@ class _Reader:
         return next(self._it, None)
 
 
+def _first_convs(graph) -> list[str]:
+    """The Conv/MatMul nodes that read the graph input through no other Conv/MatMul (what sees the picture)."""
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    out, seen, todo = [], set(), [i.name for i in graph.input]
+    while todo:
+        for n in consumers.get(todo.pop(), ()):
+            if n.name in seen:
+                continue
+            seen.add(n.name)
+            if n.op_type in ("Conv", "MatMul"):
+                out.append(n.name)
+            else:
+                todo.extend(n.output)
+    return out
+
+
 def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: Sequence[torch.Tensor],
                   keep_float: Sequence[str] = ()) -> Path:
     """Static INT8 QDQ quantisation of ``fp32_path`` calibrated on ``calibration`` (NCHW tensors).
 
     ``keep_float``: submodule names of the traced model whose nodes stay float (the model's own
     ``int8_keep_float``; the TorchScript exporter names every node ``/<submodule path>/<op>``); ``""`` names
-    the traced model itself: every node stays float."""
+    the traced model itself: every node stays float. The convolutions that read the picture stay float too.
+
+    The recipe (``INT8_RECIPE``, measured on flat, dark and near-black pictures and Set5/Set14: README,
+    "Precisions and ONNX export"): symmetric signed int8 activations (zero point 0: what TensorRT takes; the
+    asymmetric uint8 it can't take measured ~1 dB better on a dark frame) with ranges at the 99.999th
+    percentile of the calibration activations (MinMax let the rarest values set the step; 99.99 clipped the
+    activations at the borders of bright flat pictures: edge pixels 20 codes off), Q/DQ on the inputs of the
+    quantised ops only (their outputs, the last one's into the float projection included, stay float), the
+    convolution that reads the picture float (a symmetric int8 picture in [0, 1] has steps of 2 codes),
+    per-channel symmetric int8 weights, float biases.
+    """
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    try:  # importing it calls logging.basicConfig: every later log line of the run came out as "WARNING:name:..."
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
     m = onnx.load(str(fp32_path))
     scopes = tuple(f"/{name}/" if name else "/" for name in keep_float)
     exclude = [n.name for n in m.graph.node if n.name.startswith(scopes)]
-    root = logging.getLogger()
-    level = root.level
+    exclude += [n for n in _first_convs(m.graph) if n not in exclude]
     root.setLevel(logging.ERROR)  # quantize_static nags about pre-processing on the root logger
     try:
-        with warnings.catch_warnings():
+        # the histogram calibrator print()s its progress: never onto a stdout that carries a picture or video
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             quantize_static(
                 str(fp32_path), str(out_path), _Reader(calibration), quant_format=QuantFormat.QDQ,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
                 op_types_to_quantize=["Conv", "MatMul"], nodes_to_exclude=exclude,
-                calibrate_method=CalibrationMethod.MinMax,
+                calibrate_method=CalibrationMethod.Percentile,
                 # biases stay float: a DequantizeLinear of an INT32 bias is what onnx-tensorrt can't parse, and
                 # TensorRT folds a float bias into its int8 convolution anyway
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                               "CalibPercentile": INT8_PERCENTILE,
+                               "OpTypesToExcludeOutputQuantization": ["Conv", "MatMul"]})
     finally:
+        root.handlers[:] = handlers
         root.setLevel(level)
+    _check_float_kept(out_path, scopes)
     return Path(out_path)
+
+
+def _check_float_kept(path: str | Path, scopes: tuple[str, ...]) -> None:
+    """What must stay float (the base path, the final projection, the add of the two) reads no quantised
+    tensor: ``ExportError`` otherwise (never ship an int8 file whose base path was quantised)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    made_by = {o: n for n in graph.node for o in n.output}
+    dq = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    bad = [n.name for n in graph.node if n.name.startswith(scopes) and any(i in dq for i in n.input)]
+    # the graph output and the adds/shuffles before it, back to the convolutions that make it (a model that
+    # names nothing to keep float, a foreign one, may add a quantised input of its own there)
+    todo, seen = [o.name for o in graph.output] if scopes else [], set()
+    while todo:
+        n = made_by.get(todo.pop())
+        if n is None or n.name in seen or n.op_type in ("Conv", "MatMul"):
+            continue
+        seen.add(n.name)
+        if n.op_type in ("DequantizeLinear", "QuantizeLinear"):
+            bad.append(n.name)
+            continue
+        todo.extend(n.input)
+    if bad:
+        raise ExportError(f"int8 quantisation reached a path that must stay float ({', '.join(bad[:3])})")
 
 
 # --------------------------------------------------------------------------------------------- frames
@@ -499,7 +569,7 @@ def onnx_fields(model: nn.Module, descriptor, precision: str, opset: int = DEFAU
     if precision == "int8":
         import onnxruntime
 
-        fields["quantizer"] = f"onnxruntime-{onnxruntime.__version__}"
+        fields["quantizer"] = f"onnxruntime-{onnxruntime.__version__}-{INT8_RECIPE}"
         prebuilt = prebuilt_calibration(cache, fields) if calibration is None and cache is not None else None
         fields["calibration"] = prebuilt or calibration_label(calibration)
     return fields

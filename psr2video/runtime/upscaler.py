@@ -26,6 +26,19 @@ from .tiling import tile_shapes, tiled_apply
 log = logging.getLogger("psr2video.runtime")
 
 
+# said once per process at the start of an int8 run of a ParagonSR2 network (README, "Precisions and ONNX export":
+# ONNX Runtime CPU, the QDQ file TensorRT int8 builds from too, vs PyTorch fp32)
+INT8_COST = ("int8 costs quality (x2, against fp32): Set5/Set14 -0.3 to 0 dB, but flat and dark areas gain +-1-2 "
+             "codes of noise (a dark frame 1-6 dB lower) and near-black gradients band; fp16 does not")
+_SAID: set[str] = set()
+
+
+def _say_once(line: str) -> None:
+    if line not in _SAID:
+        _SAID.add(line)
+        log.warning("%s", line)
+
+
 class ExportRefused(PsrError, RuntimeError):
     """A foreign model's ONNX export was refused (SpandrelModel.check_onnx), now or by an earlier run."""
 
@@ -163,12 +176,19 @@ class Upscaler:
         if self.tile < 0 or self.tile_overlap < 0:  # (a negative overlap failed later as a shape mismatch)
             raise SettingError(f"tile and tile_overlap are pixel counts (0 or more), not {self.tile} and "
                                f"{self.tile_overlap}")
+        if tile_overlap is not None and self.tile and not d.fixed_size and self.tile_overlap < d.tile_overlap:
+            # realtime, tile=16, tile_overlap=0: seams up to 90 codes off the untiled output, without a word
+            log.warning("tile_overlap %d is below the %d px of context %s needs to match its untiled output: "
+                        "tile seams may show; use tile_overlap=%d or more", self.tile_overlap, d.tile_overlap,
+                        d.variant, d.tile_overlap)
         if d.fixed_size:
             self._check_fixed_tiling()
         elif self.tile and d.tiling == "internal":
             log.warning("%s (%s) tiles internally; --tile on top of it may cost quality", d.variant, d.arch)
         elif self.tile and d.tiling == "discouraged":  # e.g. pro: global pooling, which no tile can see
             log.warning("%s (%s) looks at the whole frame; tiled output only approximates it", d.variant, d.arch)
+        if self.precision == "int8" and getattr(self.model, "int8_keep_float", ("",)) != ("",):
+            _say_once(INT8_COST)  # a ParagonSR2 network: int8 reaches its detail path (MKS2021 has none)
         self.clamp = clamp
         # self-ensemble: the mean of the outputs for the frame and its three mirror images, 4x the model time.
         # Mirrors keep every frame's shape (transposes would not: a TensorRT engine or a fixed-size graph takes

@@ -340,7 +340,10 @@ def test_pgs_canvas_with_nothing_left_is_kept_and_said() -> None:
     assert len(notes) == 1 and "leaves nothing of its 32x24 canvas" in notes[0], notes
     dvd = BitmapEdit("dvd_subtitle", Crop(8, 8, 0, 0), (W, H))
     dvd.canvas = (W, H)
-    for junk in (b"\x00\x10junk", b"\x00\x08\x00\x04\x00\x00\x00\x04", b"\x16\x00\x02ab\x80\x00\x00"):
+    # (the last: a subpicture whose control sequence parses but whose rectangle can't be moved: ValueError inside)
+    raising = bytes.fromhex("002e0010000f00030003000300030003000088280332100434f00500a02701e0"
+                            "01060004000a01ff0023002802ff")
+    for junk in (b"\x00\x10junk", b"\x00\x08\x00\x04\x00\x00\x00\x04", b"\x16\x00\x02ab\x80\x00\x00", raising):
         p = av.Packet(junk)
         assert [bytes(q) for q in dvd.feed(p, notes.append, 1)] == [junk]  # not understood: as it was
 
@@ -411,3 +414,35 @@ def test_dvd_subpictures_with_and_without_a_length(tmp_path: Path) -> None:
     code, log = run(str(src), str(out), "--variant", "mks", "-q")
     assert code == 0, log
     assert [(t, d) for t, d, _ in read_subs(out)[2]] == [(0.1, 1.0), (0.6, 0.0)]
+
+
+def test_pgs_crop_scaled_against_the_main_video(tmp_path: Path) -> None:
+    """A preview track first (32x24), the main 64x48 video second: --crop is in the main video's pixels, and a PGS
+    canvas of that size keeps the crop unscaled (it was scaled against the first video stream: 64x16, not 64x32)."""
+    sup = b"".join(b"PG" + struct.pack(">II", t * 90, t * 90) + sg
+                   for t, segs in ((300, pgs_set(0, 10, 30, 16, 4)), (800, pgs_clear(1))) for sg in segs)
+    (tmp_path / "c.sup").write_bytes(sup)
+    path = tmp_path / "two.mkv"
+    with av.open(str(path), "w") as out, av.open(str(tmp_path / "c.sup")) as src:
+        small = out.add_stream("libx264", rate=25)
+        small.width, small.height, small.pix_fmt = 32, 24, "yuv420p"
+        small.options = {"preset": "ultrafast"}  # (no B-frames: the packets are muxed in time order)
+        pk = []
+        for i in range(30):
+            f = av.VideoFrame.from_ndarray(np.zeros((24, 32, 3), np.uint8), format="rgb24")
+            f.pts = i
+            pk += [(float(p.pts * p.time_base), p) for p in small.encode(f)]
+        pk += [(float(p.pts * p.time_base), p) for p in small.encode(None)]
+        pk += video(out, 30)
+        s = out.add_stream_from_template(src.streams[0])
+        for p in src.demux():
+            if p.dts is not None:
+                p.stream = s
+                pk.append((float(p.pts * p.time_base), p))
+        for _, p in sorted(pk, key=lambda x: x[0]):
+            out.mux(p)
+    code, log = run(str(path), str(tmp_path / "o.mkv"), "--variant", "mks", "-q", "--crop", "8:8:0:0")
+    assert code == 0, log
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        pk = [bytes(p) for p in c.demux(c.streams.subtitles[0]) if p.size]
+    assert {struct.unpack(">HH", p[3:7]) for p in pk if p[0] == 0x16} == {(W, H - 16)}

@@ -19,7 +19,7 @@ def model_options(untrained: str, model: str) -> Callable[[Any], Any]:
         click.option("--variant", "-v", type=click.Choice(MODELS), default="realtime", show_default=True),
         click.option("--scale", "-s", type=click.Choice([str(s) for s in SCALES]), default="2", show_default=True),
         click.option("--weights", "-w", type=click.Path(dir_okay=False),
-                     help="weights file or shipped preset (clean) (default: shipped weights)"),
+                     help="weights file or shipped preset (clean, video) (default: the video-trained weights)"),
         click.option("--untrained", is_flag=True, help=untrained),
         click.option("--model", "model_file", type=click.Path(dir_okay=False), help=model)]
 

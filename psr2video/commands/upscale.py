@@ -82,8 +82,8 @@ def check_model_file_options(ctx: click.Context, model_file: str | None, weights
               help="Upscale this long a part (from --start, or the beginning); instead of --end.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="A psr2video .safetensors file, or a shipped preset of the variant (clean: trained on clean "
-                   "LR only), instead of the default shipped weights. A file says its own variant and scale "
-                   "(--variant/--scale, when given, must match it).")
+                   "LR only, the default for pictures; video: trained for compressed video, the default for "
+                   "videos). A file says its own variant and scale (--variant/--scale, when given, must match it).")
 @click.option("--model", "model_file", type=click.Path(dir_okay=False), default=None,
               help="Any model file instead of a variant: .onnx, or .pth/.pt/.ckpt/.safetensors that spandrel knows "
                    "(Real-ESRGAN, Compact, SPAN, SwinIR, HAT, OmniSR...); its scale comes from the file.")

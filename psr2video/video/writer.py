@@ -877,11 +877,12 @@ class Writer(threading.Thread):
             self._bitmaps.setdefault(s.index, BitmapEdit(name, None)).lengths = True
 
     def _source_size(self) -> tuple[int, int] | None:
-        """The source's main picture size (where a DVD subtitle stream names no canvas of its own)."""
-        for v in self._inp.streams.video:
-            if not v.disposition & ATTACHED_PIC and v.codec_context is not None and v.codec_context.width:
-                return v.codec_context.width, v.codec_context.height
-        return None
+        """The size of the picture upscaled (``main_video``: --crop is in its pixels; the first video stream of a
+        file with a preview track first is not it), where a DVD subtitle stream names no canvas of its own."""
+        if not self._inp.streams.video:
+            return None
+        cc = main_video(self._inp).codec_context
+        return (cc.width, cc.height) if cc is not None and cc.width else None
 
     def _carried_otherwise(self, s: Any) -> bool:
         """Whether a data stream is a timecode or chapter track (carried as a tag or as chapters, not copied)."""

@@ -348,14 +348,25 @@ def test_pgs_canvas_with_nothing_left_is_kept_and_said() -> None:
         assert [bytes(q) for q in dvd.feed(p, notes.append, 1)] == [junk]  # not understood: as it was
 
 
-def pgs_canvas_clip(path: Path, tmp: Path, canvas: tuple[int, int], at: tuple[int, int, int, int]) -> Path:
+def pgs_canvas_clip(path: Path, tmp: Path, canvas: tuple[int, int], at: tuple[int, int, int, int],
+                    preview: bool = False) -> Path:
     """30 frames of 64x48 H.264 with one PGS subtitle on a ``canvas`` (width, height): an object ``at`` (x, y, w,
-    h) from 0.3 s, cleared at 0.8 s."""
+    h) from 0.3 s, cleared at 0.8 s; ``preview``: a 32x24 video stream before the main one."""
     sup = b"".join(b"PG" + struct.pack(">II", t * 90, t * 90) + sg
                    for t, segs in ((300, pgs_set(0, *at, canvas=canvas)), (800, pgs_clear(1, canvas))) for sg in segs)
     (tmp / "canvas.sup").write_bytes(sup)
     with av.open(str(path), "w") as out, av.open(str(tmp / "canvas.sup")) as src:
-        pk = video(out, 30)
+        pk = []
+        if preview:
+            small = out.add_stream("libx264", rate=25)
+            small.width, small.height, small.pix_fmt = 32, 24, "yuv420p"
+            small.options = {"preset": "ultrafast"}  # (no B-frames: the packets are muxed in time order)
+            for i in range(30):
+                f = av.VideoFrame.from_ndarray(np.zeros((24, 32, 3), np.uint8), format="rgb24")
+                f.pts = i
+                pk += [(float(p.pts * p.time_base), p) for p in small.encode(f)]
+            pk += [(float(p.pts * p.time_base), p) for p in small.encode(None)]
+        pk += video(out, 30)
         s = out.add_stream_from_template(src.streams[0])
         for p in src.demux():
             if p.dts is not None:
@@ -419,28 +430,7 @@ def test_dvd_subpictures_with_and_without_a_length(tmp_path: Path) -> None:
 def test_pgs_crop_scaled_against_the_main_video(tmp_path: Path) -> None:
     """A preview track first (32x24), the main 64x48 video second: --crop is in the main video's pixels, and a PGS
     canvas of that size keeps the crop unscaled (it was scaled against the first video stream: 64x16, not 64x32)."""
-    sup = b"".join(b"PG" + struct.pack(">II", t * 90, t * 90) + sg
-                   for t, segs in ((300, pgs_set(0, 10, 30, 16, 4)), (800, pgs_clear(1))) for sg in segs)
-    (tmp_path / "c.sup").write_bytes(sup)
-    path = tmp_path / "two.mkv"
-    with av.open(str(path), "w") as out, av.open(str(tmp_path / "c.sup")) as src:
-        small = out.add_stream("libx264", rate=25)
-        small.width, small.height, small.pix_fmt = 32, 24, "yuv420p"
-        small.options = {"preset": "ultrafast"}  # (no B-frames: the packets are muxed in time order)
-        pk = []
-        for i in range(30):
-            f = av.VideoFrame.from_ndarray(np.zeros((24, 32, 3), np.uint8), format="rgb24")
-            f.pts = i
-            pk += [(float(p.pts * p.time_base), p) for p in small.encode(f)]
-        pk += [(float(p.pts * p.time_base), p) for p in small.encode(None)]
-        pk += video(out, 30)
-        s = out.add_stream_from_template(src.streams[0])
-        for p in src.demux():
-            if p.dts is not None:
-                p.stream = s
-                pk.append((float(p.pts * p.time_base), p))
-        for _, p in sorted(pk, key=lambda x: x[0]):
-            out.mux(p)
+    path = pgs_canvas_clip(tmp_path / "two.mkv", tmp_path, (W, H), (10, 30, 16, 4), preview=True)
     code, log = run(str(path), str(tmp_path / "o.mkv"), "--variant", "mks", "-q", "--crop", "8:8:0:0")
     assert code == 0, log
     with av.open(str(tmp_path / "o.mkv")) as c:

@@ -163,6 +163,11 @@ TRAIN_KINDS = {"text_bw_aa": 3, "text_bw_aliased": 1, "text_colour": 3, "text_sm
                "lines": 2, "ui": 3, "checkerboard": 1, "gradient": 1, "colour_bars": 0.5}
 
 
+def nearest_up(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """``x`` (..., H, W) enlarged ``scale`` times by nearest neighbour: each pixel a ``scale`` x ``scale`` block."""
+    return x.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+
+
 def random_patch(size: int, g: torch.Generator) -> torch.Tensor:
     """A random synthetic HR crop (3 x size x size) for training, drawn from ``g`` (reproducible per step)."""
     seed = int(torch.randint(0, 2**31 - 1, (), generator=g))
@@ -291,4 +296,4 @@ def aliased_pair(lr_size: int, scale: int, g: torch.Generator) -> tuple[torch.Te
     big = render_aliased(kind, lr_size * 2, lr_size * 2, r)  # drawn larger and cropped: content varies across
     y, x = int(r.integers(0, lr_size + 1)), int(r.integers(0, lr_size + 1))
     lr = big[:, y:y + lr_size, x:x + lr_size].contiguous()
-    return lr, lr.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+    return lr, nearest_up(lr, scale)

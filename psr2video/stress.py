@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .cards import ALIASED_CARDS, CARDS, aliased_card, card
+from .cards import ALIASED_CARDS, CARDS, aliased_card, card, nearest_up
 from .metrics import psnr_y
 from .models.magic import MagicKernelSharp2021
 from .paths import SAMPLE_CLIP
@@ -153,13 +153,18 @@ def model_fn(net: torch.nn.Module, precision: str) -> RawFn:
     raise ValueError(f"stress precision must be fp32 or fp16, not {precision!r}")
 
 
-def stress_model(net: torch.nn.Module, precisions: Sequence[str] = ("fp32", "fp16"),
-                 real: Sequence[tuple[str, torch.Tensor]] | None = None) -> list[CardResult]:
-    """The suite for a PyTorch model in each precision, against its own base path (a ParagonSR2's MKS alpha);
-    a model from a file (no base path: ``descriptor.source`` set) is held to MKS2021 itself, as ONNX files are."""
+def _scale_alpha(net: torch.nn.Module) -> tuple[int, float]:
+    """A PyTorch model's scale and the MKS alpha it is held to: its own base path's (a ParagonSR2), or MKS2021
+    itself for a model from a file (no base path: ``descriptor.source`` set), as ONNX files are."""
     d = getattr(net, "descriptor", None)
     scale = int(d.scale if d is not None else net.scale)
-    alpha = float(d.alpha) if d is not None and not d.source else 1.0
+    return scale, float(d.alpha) if d is not None and not d.source else 1.0
+
+
+def stress_model(net: torch.nn.Module, precisions: Sequence[str] = ("fp32", "fp16"),
+                 real: Sequence[tuple[str, torch.Tensor]] | None = None) -> list[CardResult]:
+    """The suite for a PyTorch model in each precision, against its base path (``_scale_alpha``)."""
+    scale, alpha = _scale_alpha(net)
     real = real_frames() if real is None else real
     rows: list[CardResult] = []
     for prec in precisions:
@@ -167,7 +172,7 @@ def stress_model(net: torch.nn.Module, precisions: Sequence[str] = ("fp32", "fp1
     return rows
 
 
-def failures(rows: Sequence[CardResult]) -> list[str]:
+def failures(rows: Sequence[CardResult | AliasedResult]) -> list[str]:
     return [f"{r.card} ({r.precision}): {r.why}" for r in rows if not r.passed]
 
 
@@ -234,13 +239,13 @@ def flat_mask(lr: torch.Tensor, scale: int) -> torch.Tensor:
 
     pad = F.pad(lr, (1, 1, 1, 1), mode="replicate")
     spread = (F.max_pool2d(pad, 3, 1) + F.max_pool2d(-pad, 3, 1)).amax(1, keepdim=True)
-    return (spread == 0).repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+    return nearest_up(spread == 0, scale)
 
 
 def speckle(out: torch.Tensor, lr: torch.Tensor, scale: int) -> tuple[int, int]:
     """(pixels more than ``SPECKLE_CODES`` codes off, worst error in codes) of the clamped, 8-bit ``out`` against
     the nearest enlargement of ``lr``, over the flat neighbourhoods only (``flat_mask``)."""
-    ref = (lr * 255).round().repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+    ref = nearest_up((lr * 255).round(), scale)
     y = (torch.nan_to_num(out.float(), nan=0.0).clamp(0, 1) * 255).round()
     if y.shape != ref.shape:
         raise ValueError(f"model output {tuple(y.shape)} != expected {tuple(ref.shape)}")
@@ -273,9 +278,7 @@ def run_aliased(fn: RawFn, scale: int, precision: str = "fp32", size: tuple[int,
 
 def aliased_model(net: torch.nn.Module, precisions: Sequence[str] = ("fp32", "fp16")) -> list[AliasedResult]:
     """The aliased section for a PyTorch model in each precision (its base path's MKS alpha, as ``stress_model``)."""
-    d = getattr(net, "descriptor", None)
-    scale = int(d.scale if d is not None else net.scale)
-    alpha = float(d.alpha) if d is not None and not d.source else 1.0
+    scale, alpha = _scale_alpha(net)
     return [r for prec in precisions for r in run_aliased(model_fn(net, prec), scale, prec, alpha=alpha)]
 
 
@@ -283,17 +286,19 @@ def aliased_failures(rows: Sequence[AliasedResult], bar: bool | None = None) -> 
     """The aliased rows that fail, when the section is a bar (``bar``, default ``ALIASED_IS_A_BAR``); else none."""
     if not (ALIASED_IS_A_BAR if bar is None else bar):
         return []
-    return [f"{r.card} ({r.precision}): {r.why}" for r in rows if not r.passed]
+    return failures(rows)
 
 
-def aliased_table(rows: Sequence[AliasedResult], title: str = "stress, aliased"):
-    """A rich table of the aliased section (one row per card and precision)."""
+def aliased_table(rows: Sequence[AliasedResult], title: str = "stress, aliased", bar: bool | None = None):
+    """A rich table of the aliased section (one row per card and precision); a failing row in red where the
+    section is a bar (``bar``, default ``ALIASED_IS_A_BAR``)."""
+    bar = ALIASED_IS_A_BAR if bar is None else bar
     from rich.table import Table
 
     t = Table(title=title, caption=f"px: pixels > {SPECKLE_CODES} codes off; worst: codes; MKS: MKS2021, same run")
     for col in ("card", "prec", "px", "worst", "MKS px", "MKS worst", "ok"):
         t.add_column(col, justify="left" if col in ("card", "prec") else "right", no_wrap=col == "card")
     for r in rows:
-        ok = "yes" if r.passed else (f"[red]NO: {r.why}[/red]" if ALIASED_IS_A_BAR else "[yellow]no[/yellow]")
+        ok = "yes" if r.passed else (f"[red]NO: {r.why}[/red]" if bar else "[yellow]no[/yellow]")
         t.add_row(r.card, r.precision, str(r.speckle), str(r.worst), str(r.speckle_mks), str(r.worst_mks), ok)
     return t

@@ -197,6 +197,7 @@ ALIASED_CARDS: dict[str, str] = {
 ALIASED_KINDS = tuple(ALIASED_CARDS)
 
 
+@lru_cache(maxsize=64)
 def _font_like(fragment: str, index: int, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """The first font whose file name contains ``fragment`` (e.g. "Sans-Bold"), else ``_font(index, size)``."""
     for i, f in enumerate(font_files()):

@@ -333,7 +333,7 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
                      max_frames: int = 0, size=None, skip_existing: bool = False, trim=None, tree=None,
                      quality: int | None = None) -> None:
     """``psr2video in.png out.png`` / ``psr2video pics/ out/``: still pictures through the same Upscaler
-    (``tree``: a folder IN's ``fileio.walk``, when the caller has it)."""
+    (``tree``: a folder IN's ``fileio.walk``, which the caller made)."""
     from ..animation import ANIMATION_EXTS, FROM_VIDEO_EXTS, frame_count
     from ..image_upscale import PictureError, avif_problem, is_picture, plan, readable_picture, run
 
@@ -382,10 +382,6 @@ def upscale_pictures(ctx: click.Context, input: str, output: str, overwrite: boo
     folder = Path(input).is_dir()
     if (problem := out_folder_problem(output) or avif_problem(output)) is not None:  # "File exists" came after
         raise UserError(problem)  # the model loaded
-    if folder and tree is None:
-        from ..fileio import walk
-
-        tree = walk(input)
     try:
         jobs = plan(input, output, tree.files if folder else None)  # OUTs that exist: refused below
     except PictureError as e:

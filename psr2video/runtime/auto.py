@@ -140,11 +140,15 @@ def pytorch_only(line: str, what: str) -> str:
     return f"{without_torch_hint(line)[0]}; it runs only on PyTorch (upscale --backend torch): nothing to {what}"
 
 
+def short_line(line: str, limit: int = 160) -> str:
+    """``line`` cut to ``limit`` characters, ending "..." where it was cut."""
+    return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
+
+
 def export_error_line(error: BaseException, limit: int = 160) -> str:
     """The torch exporter's error in one short line: its first line runs on with the IR node it failed at
     (``[Caused by the value '74 defined in (%74 : Float(...) = onnx::Slice(...), scope: ...``)."""
-    line = first_line(error).split(" [Caused by", 1)[0].strip()
-    return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
+    return short_line(first_line(error).split(" [Caused by", 1)[0].strip(), limit)
 
 
 def export_fallback(descriptor, reason: str, error: BaseException, precision: str | None = None,

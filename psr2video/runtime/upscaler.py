@@ -19,7 +19,7 @@ from ..errors import PsrError, SettingError, first_line
 from ..models.magic import MagicKernelSharp2021
 from ..models.registry import ModelDescriptor, describe, load_model
 from ..names import PRECISIONS, device_name_problem
-from .auto import export_error_line, export_fallback, resolve
+from .auto import export_error_line, export_fallback, resolve, short_line
 from .backends import BackendConfig, ORTBackend, Runner, TorchBackend, TRTBackend, backend_label
 from .tiling import tile_shapes, tiled_apply
 
@@ -222,7 +222,7 @@ class Upscaler:
                     pass
             if eager_ok:
                 raise SettingError(f"{d.variant} ({d.arch}) can't run under torch.compile "
-                                   f"({_short(first_line(e, with_type=True))}); use --backend torch") from None
+                                   f"({short_line(first_line(e, with_type=True))}); use --backend torch") from None
             if not isinstance(e, RuntimeError):
                 raise
             hint = "; use --precision fp32" if self.precision != "fp32" else ""
@@ -381,10 +381,6 @@ def default_precision(d: ModelDescriptor, device: torch.device, backend: str = "
         return "fp32"
     order = ("fp16", "bf16", "fp32") if backend == "torch" else ("fp16", "fp32")
     return next(p for p in order if p in d.precisions)
-
-
-def _short(line: str, limit: int = 160) -> str:
-    return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
 
 
 def _check_scale(scale) -> int | None:

@@ -241,9 +241,8 @@ def _scratch(folder: str | None) -> Any:
     """A segment's temporary folder: in the run's work folder (``folder``) where this worker sees it (a worker on the
     driver's machine), so that what a killed worker leaves there is kept and said with the work folder, and removed
     by the next run (``WorkDir.open``); else in the system's temporary folder (a node of its own)."""
-    if folder is not None and Path(folder).is_dir():
-        return tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=folder, ignore_cleanup_errors=True)
-    return tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, ignore_cleanup_errors=True)
+    here = folder if folder is not None and Path(folder).is_dir() else None
+    return tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=here, ignore_cleanup_errors=True)
 
 
 def about_the_cut(note: str) -> bool:

@@ -364,16 +364,13 @@ def output_container(path: str, fmt: str | None) -> str:
         return av.format.ContainerFormat(Path(path).suffix.lstrip(".").lower(), "w").name
     except (ValueError, av.error.FFmpegError):
         pass
-    import io
+    from .output_checks import _probe
 
-    class Named(io.BytesIO):  # PyAV hands a file object's name to FFmpeg, which guesses the muxer from it
-        name = Path(path).name
-
-    try:
-        with av.open(Named(), "w") as probe:
-            return probe.format.name
-    except Exception:  # noqa: BLE001 - no muxer: the run names it
+    probe = _probe(path, fmt)  # FFmpeg's guess from the name; None: no muxer (the run names it)
+    if probe is None:
         return ""
+    with probe:
+        return probe.format.name
 
 
 def subsampling(color: ColorInfo) -> tuple[int, int]:
@@ -458,13 +455,13 @@ class _Run:
         prepare = getattr(self.up, "prepare", None)
         if prepare is not None:  # a fixed-size graph's fit; TensorRT: find or build an engine now, not mid-run
             prepare(opts.batch, info.height, info.width)
+        vin = main_video(inp)
         if win is None:  # a count the container keeps is exact; length x rate is an estimate (wrong for VFR)
-            frames, length, exact = info.frames, info.duration or 0.0, bool(main_video(inp).frames)
+            frames, length, exact = info.frames, info.duration or 0.0, bool(vin.frames)
         else:
             (frames, length), exact = self._part_frames(info.rate, win), False
         # --max-frames is a bound, not a total: a stream of unknown length may end first
         res.expected = min(frames, opts.max_frames) if opts.max_frames and frames else frames
-        vin = main_video(inp)
         copy = [s for s in inp.streams if s is not vin and s.type in ("audio", "subtitle", "data", "attachment",
                                                                       "video")]
         stats.total, stats.exact, stats.length, stats.cap = frames, exact, length, opts.max_frames

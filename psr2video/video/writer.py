@@ -156,11 +156,14 @@ def _canonical(codec: str) -> str:
 def or_mkv(fmt: str, codec: str) -> str:
     """The end of a "can't hold" line: use Matroska, where it holds ``codec`` and OUT is not one already (a .mkv
     that can't hold libwebp was told to use .mkv, and so was an .mp4, though Matroska can't hold it either)."""
-    if fmt == "matroska":
-        return ""
+    return " or use .mkv" if fmt != "matroska" and _mkv_holds(codec) else ""
+
+
+def _mkv_holds(codec: str) -> bool:
+    """Whether Matroska holds ``codec`` (asked of its muxer, in memory)."""
     mkv = av.open(io.BytesIO(), "w", format="matroska")
     try:
-        return " or use .mkv" if _holds(mkv, codec) else ""
+        return _holds(mkv, codec)
     finally:
         mkv.close()
 
@@ -315,13 +318,7 @@ def keep_colour_hint(codec: str, fmt: str) -> str:
 
 def mkv_keeps_colour(codec: str) -> bool:
     """Whether Matroska holds ``codec`` and records every colour tag of it."""
-    if len(colour_kept(codec, "matroska")) < len(COLOUR_FIELDS):
-        return False
-    mkv = av.open(io.BytesIO(), "w", format="matroska")
-    try:
-        return _holds(mkv, codec)
-    finally:
-        mkv.close()
+    return len(colour_kept(codec, "matroska")) == len(COLOUR_FIELDS) and _mkv_holds(codec)
 
 
 def codec_available(name: str) -> bool:

@@ -64,12 +64,17 @@ def test_a_net_failing_the_stress_suite_is_never_best(images, tmp_path):
     # the real suite on a 2-step net: it is still MKS2021 plus noise-level detail, so the suite runs for
     # real; the stress result is then forced to a failure to check the trainer's decision
     tr = Trainer(_cfg(images), out=tmp_path / "run", quiet=True)
-    detail, failed = tr.stress()
+    detail, failed, speckle = tr.stress()
     assert detail < 1.0 and isinstance(failed, list)
-    tr.stress = lambda: (3000.0, ["text_bw_aa (fp32): |detail| 3e+03 > 1"])
+    # the aliased section is measured at every validation, bar or not: one count per aliased card
+    from psr2video.cards import ALIASED_CARDS
+
+    assert set(speckle) == set(ALIASED_CARDS) and all(v >= 0 for v in speckle.values())
+    tr.stress = lambda: (3000.0, ["text_bw_aa (fp32): |detail| 3e+03 > 1"], {"dots": 7})
     tr.fit(5)
     log = (tmp_path / "run" / "log.jsonl").read_text()
     assert not (tmp_path / "run" / "best.safetensors").exists() and "stress_failures" in log
+    assert '"stress_aliased_px": {"dots": 7}' in log
     assert (tmp_path / "run" / "final.safetensors").is_file()
 
 

@@ -663,19 +663,23 @@ class Trainer:
         return self._clips
 
     @torch.no_grad()
-    def stress(self) -> tuple[float, list[str]]:
+    def stress(self) -> tuple[float, list[str], dict[str, int]]:
         """The stress suite (``psr2video.stress``) on the EMA net in fp32 and fp16: (largest |detail|,
-        failures). Benchmark PSNR can rise while a net learns to blow up on text and 1-px lines, so a net
-        that fails here is never written as best."""
-        from ..stress import ALIASED_IS_A_BAR, aliased_failures, aliased_model, failures, real_frames, stress_model
+        failures, speckled pixels per aliased card). Benchmark PSNR can rise while a net learns to blow up on
+        text and 1-px lines, so a net that fails here is never written as best. The aliased section is measured
+        at every validation (a run training ``[data] aliased`` shows its effect in the log) and counts as a
+        failure once it is a bar (``stress.ALIASED_IS_A_BAR``)."""
+        from ..stress import aliased_failures, aliased_model, failures, real_frames, stress_model
 
         if not hasattr(self, "_stress_real"):
             self._stress_real = real_frames()
         net = copy.deepcopy(self.ema.net).cpu().float().eval()
         rows = stress_model(net, real=self._stress_real)
-        # the aliased section counts here too once it is a bar (stress.ALIASED_IS_A_BAR; nothing run before)
-        aliased = aliased_failures(aliased_model(net)) if ALIASED_IS_A_BAR else []
-        return max(r.detail for r in rows), failures(rows) + aliased
+        aliased = aliased_model(net)
+        speckle: dict[str, int] = {}
+        for r in aliased:  # the worse precision per card
+            speckle[r.card] = max(speckle.get(r.card, 0), r.speckle)
+        return max(r.detail for r in rows), failures(rows) + aliased_failures(aliased), speckle
 
     def export(self, path: Path, validation: dict | None = None) -> Path:
         """Save the fused EMA weights with the recipe (data, steps, command, validation) in the header, readable
@@ -778,13 +782,13 @@ class Trainer:
                         self._print(f"step {self.step}/{total} {msg}")
                 if self.step % every_val == 0 or self.step == total:
                     last_val = self.validate()
-                    stress, failed = self.stress()
+                    stress, failed, speckle = self.stress()
                     self._log({"step": self.step, "val": last_val, "stress_detail_max": round(stress, 4),
-                               "stress_failures": failed})
+                               "stress_failures": failed, "stress_aliased_px": speckle})
                     txt = " ".join(f"{k} {v['psnr']:.3f}/" + (f"{v['ssim']:.4f}" if "ssim" in v else
                                                                 f"temporal {v['temporal']:.3f}")
                                    for k, v in last_val.items())
-                    txt += f" stress max|detail| {stress:.2f}"
+                    txt += f" stress max|detail| {stress:.2f} aliased px {sum(speckle.values())}"
                     if failed:
                         more = " ..." if len(failed) > 1 else ""
                         txt += f" (fails the stress suite: {failed[0]}{more}; not kept as best)"
@@ -828,7 +832,7 @@ class Trainer:
             return {}
         self._print(f"at step {self.step} >= {total}, but {final} does not hold step {self.step}: writing it")
         val = self.validate()
-        _, failed = self.stress()
+        _, failed, _ = self.stress()
         best = self.out / "best.safetensors"
         # the last validation made this EMA the best, and best.safetensors did not get it: write it too
         if not failed and self._beats_best(val, slack=1e-6) and _weights_steps(best) != self.step:

@@ -304,13 +304,13 @@ class _GifCanvas:
 
 def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, trim: Any = None,
                grab: bool = False, deep: bool = False) -> Animation:
-    """Every frame of a video file's main video stream as RGB(A) (its own colour matrix and range, as the video
-    path reads them), turned as its display matrix says, each lasting until the next one's timestamp; with
-    ``trim`` (--start/--end) only the frames of that part (the file is sought to the keyframe before it). What an
-    animation can't hold (sound, subtitles) is named in ``notes``. ``grab``: only the frame on screen at
-    ``trim.start`` (the last one starting at or before it; the first, before the video begins), for a still;
-    ``deep``: a frame of more than 8 bits (without alpha) is also kept at 16 bits, as ``info["deep"]`` (float
-    HxWx3 in [0, 1], turned as the picture is)."""
+    """Every frame of a video file's main video stream as RGB(A) (its own colour matrix, range and chroma siting:
+    the video path's conversion, ``_frame_rgb``), turned as its display matrix says, each lasting until the next
+    one's timestamp; with ``trim`` (--start/--end) only the frames of that part (the file is sought to the keyframe
+    before it). What an animation can't hold (sound, subtitles) is named in ``notes``. ``grab``: only the frame
+    on screen at ``trim.start`` (the last one starting at or before it; the first, before the video begins), for
+    a still; ``deep``: a frame of more than 8 bits (without alpha) is also kept at 16 bits, as ``info["deep"]``
+    (float HxWx3 in [0, 1], turned as the picture is)."""
     import av
 
     from .video.reader import main_video, pixel_shape, shown_length, video_end, video_rate
@@ -349,11 +349,11 @@ def read_video(path: Path, scale: int, notes: list[str], max_frames: int = 0, tr
                                container_origin(c), Fraction(rate) if rate else None)
         try:
             for f in source:
-                img, bits = _frame_image(f)
+                img, bits, hi = _frame_image(f, deep)
                 if not frames:
                     rotation = int(f.rotation or 0) % 360
-                if deep and bits > 8 and img.mode == "RGB":
-                    info_deep = np.rot90(_frame_deep(f), k=rotation // 90).copy()
+                if hi is not None:
+                    info_deep = np.rot90(hi, k=rotation // 90).copy()
                 elif grab and bits > 8:
                     notes.append(f"note: {path.name} is {bits}-bit video; the frame is written 8-bit"
                                  + (" (.png or .tif keep 16 bits)" if img.mode == "RGB" else ""))
@@ -417,30 +417,59 @@ def _shown_at(t: Fraction, frames: Any, origin: Fraction, rate: Fraction | None)
         yield chosen
 
 
-def _frame_rgb(f: Any, fmt: str | None = None) -> tuple[Any, Any]:
-    """A decoded video frame as an RGB(A) array in ``fmt`` (default rgb24, or rgba where it has alpha), with its
-    own colour matrix and range as the video path reads them; (the array, the frame's colour decision)."""
+def _frame_rgb(f: Any, deep: bool = False) -> tuple[Any, Any, Any]:
+    """A decoded video frame as RGB with its own colour matrix, range and chroma siting, as the video path reads
+    them: (uint8 HxWx3 array, HxWx4 where it has alpha; float32 HxWx3 in [0, 1] where ``deep`` and the frame has
+    more than 8 bits and no alpha, else None; the frame's colour decision). YUV frames are converted as the video
+    path converts them (``_yuv_rgb``); RGB, palette and grey frames through swscale (no chroma to place)."""
     from .video.color import SWS_SPACE, decide_color
 
-    info = decide_color(f.colorspace, f.color_range, None, None, f.height, f.format.name)
-    fmt = fmt or ("rgba" if info.alpha else "rgb24")
-    if info.from_rgb:
-        return f.to_ndarray(format=fmt), info
-    return f.reformat(format=fmt, src_colorspace=SWS_SPACE.get(info.space, "ITU709"),
-                      src_color_range="JPEG" if info.full_range else "MPEG").to_ndarray(), info
+    info = decide_color(f.colorspace, f.color_range, f.color_primaries, f.color_trc, f.height, f.format.name,
+                        f.chroma_location)
+    fmt = "rgba" if info.alpha else "rgb24"
+    deep = deep and info.bits > 8 and not info.alpha
+    if not info.from_rgb and not info.work_fmt.startswith("gray"):
+        rgb = _yuv_rgb(f, info)
+        a = (rgb * 255.0 + 0.5).astype(np.uint8)
+        if info.alpha:  # the alpha plane is whole (never subsampled): swscale copies it as it is
+            a = np.concatenate([a, f.reformat(format="rgba").to_ndarray()[..., 3:]], axis=-1)
+        return a, (rgb if deep else None), info
+
+    def convert(fmt: str) -> Any:
+        if info.from_rgb:
+            return f.to_ndarray(format=fmt)
+        return f.reformat(format=fmt, src_colorspace=SWS_SPACE.get(info.space, "ITU709"),
+                          src_color_range="JPEG" if info.full_range else "MPEG").to_ndarray()
+
+    return convert(fmt), (convert("rgb48le").astype(np.float32) / 65535.0 if deep else None), info
 
 
-def _frame_deep(f: Any) -> Any:
-    """A decoded video frame of more than 8 bits as float HxWx3 RGB in [0, 1], from 16-bit samples."""
-    return _frame_rgb(f, "rgb48le")[0].astype(np.float32) / 65535.0
+def _yuv_rgb(f: Any, info: Any) -> Any:
+    """A decoded YUV frame as float32 HxWx3 RGB in [0, 1], exactly as the video path reads it: its planes
+    (``video.reader.frame_planes``: packed and other layouts to the planar codes ``info`` says) through
+    ``video.color.yuv_to_rgb`` (``info``'s matrix and range, the chroma interpolated at its siting). swscale's
+    own YUV to RGB takes the nearest chroma sample: colour edges came out blocky, up to 88 codes from the same
+    frame of a video output."""
+    import torch
+
+    from .video.color import yuv_to_rgb
+    from .video.reader import frame_planes
+
+    planes, bits, _, _, keep = frame_planes(f, None, info)  # keep: the frame the planes are views of
+    t = [torch.from_numpy(np.ascontiguousarray(p))[None] for p in planes]
+    del keep
+    with torch.inference_mode():
+        rgb = yuv_to_rgb(t[0], t[1], t[2], bits, info)
+    return rgb[0].permute(1, 2, 0).numpy().copy()
 
 
-def _frame_image(f: Any) -> tuple[Any, int]:
-    """A decoded video frame as a PIL RGB(A) image, and the frame's bit depth."""
+def _frame_image(f: Any, deep: bool = False) -> tuple[Any, int, Any]:
+    """A decoded video frame as a PIL RGB(A) image, the frame's bit depth, and (``deep``, more than 8 bits, no
+    alpha) the frame as float32 HxWx3 RGB in [0, 1] (else None)."""
     from PIL import Image
 
-    a, info = _frame_rgb(f)
-    return Image.fromarray(a, "RGBA" if info.alpha else "RGB"), info.bits
+    a, hi, info = _frame_rgb(f, deep)
+    return Image.fromarray(a, "RGBA" if info.alpha else "RGB"), info.bits, hi
 
 
 def _gif_pace(anim: Animation, notes: list[str], name: str) -> None:

@@ -558,3 +558,111 @@ def test_a_lossless_animated_webp_stays_lossless(tmp_path: Path) -> None:
         assert (b"VP8L" in data, b"VP8 " in data) == (lossless, not lossless), name
     sub = Image.open(tmp_path / "x2_lossless.webp").getexif().get_ifd(0x8769)
     assert (sub.get(0xA002), sub.get(0xA003)) == (64, 48)
+
+
+def _yuv_clip(path: Path, pix_fmt: str = "yuv420p", codec: str = "ffv1", frames: int = 2,
+              chroma_location: int | None = None) -> Path:
+    """A small clip written from YUV planes made here (no RGB on the way in): chroma in 4x4 blocks of two
+    colours that swap (sharp colour edges both ways, where nearest and interpolated chroma differ most), luma a
+    ramp, alpha (yuva) opaque on the left half only."""
+    w, h = 48, 32
+    fmt = av.VideoFormat(pix_fmt)
+    bits = max(c.bits for c in fmt.components)
+    up = 1 << (bits - 8)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream(codec, rate=10)
+        s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        if chroma_location is not None:
+            s.codec_context.chroma_sample_location = chroma_location
+        for i in range(frames):
+            planar = av.VideoFrame(w, h, pix_fmt if pix_fmt.startswith("yuv") else "yuv422p")  # yuyv422: packed below
+            for k, p in enumerate(planar.planes):
+                dt = np.uint8 if bits == 8 else np.uint16
+                pw = p.line_size // np.dtype(dt).itemsize
+                yy, xx = np.mgrid[:p.height, :pw]
+                if k == 0:
+                    a = 40 + (xx * 150) // w + 4 * i
+                elif k == 3:
+                    a = np.where(xx < p.width // 2, 255, 0)
+                else:
+                    cw, ch = -(-w // p.width), -(-h // p.height)  # luma pixels per chroma sample
+                    on = ((xx * cw // 4) + (yy * ch // 4)) % 2 == (k == 1)
+                    a = np.where(on, 40, 216)
+                p.update((a * up).astype(dt).tobytes())
+            f = planar if planar.format.name == pix_fmt else planar.reformat(format=pix_fmt)
+            f.pts = i
+            for pkt in s.encode(f):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    return path
+
+
+def _video_path_rgb(path: Path) -> list[np.ndarray]:
+    """Every frame of ``path`` as float32 HxWx3 RGB as the video path reads it: the stream's colour decision,
+    its planes (``frame_planes``) through ``yuv_to_rgb``."""
+    from psr2video.video.color import yuv_to_rgb
+    from psr2video.video.reader import frame_planes, stream_info
+
+    out = []
+    with av.open(str(path)) as c:
+        color = stream_info(c).color
+        for fr in c.decode(video=0):
+            planes, bits, _, _, _ = frame_planes(fr, None, color)
+            t = [torch.from_numpy(np.ascontiguousarray(p))[None] for p in planes]
+            out.append(yuv_to_rgb(t[0], t[1], t[2], bits, color)[0].permute(1, 2, 0).numpy())
+    return out
+
+
+@pytest.mark.parametrize("pix_fmt,codec,loc", [("yuv420p", "ffv1", None), ("yuv420p", "ffv1", 2),
+                                               ("yuv420p10le", "ffv1", None), ("yuva420p", "ffv1", None),
+                                               ("yuyv422", "rawvideo", None)])
+def test_video_frames_read_as_the_video_path_reads_them(tmp_path: Path, pix_fmt: str, codec: str,
+                                                        loc: int | None) -> None:
+    """A video's frames taken as pictures (a still, an animation) are the RGB the video path reads: the frame's
+    matrix, range and chroma siting, its chroma interpolated (swscale's YUV to RGB takes the nearest chroma
+    sample: colour edges came out blocky, up to 88 codes off); alpha is kept; a frame of more than 8 bits is also
+    kept as float (written at 16 bits)."""
+    from psr2video import animation
+    from psr2video.video.trim import Trim
+
+    clip = _yuv_clip(tmp_path / ("clip.avi" if codec == "rawvideo" else "clip.mkv"), pix_fmt, codec,
+                     chroma_location=loc)
+    ref = _video_path_rgb(clip)
+    anim = animation.read_video(clip, 2, [])
+    assert len(anim.frames) == len(ref) == 2
+    for im, r in zip(anim.frames, ref, strict=True):
+        a = np.asarray(im).astype(int)
+        assert im.mode == ("RGBA" if pix_fmt.startswith("yuva") else "RGB")
+        assert np.abs(a[..., :3] - np.round(r * 255)).max() <= 1
+        if im.mode == "RGBA":
+            assert a[:, :24, 3].min() == 255 and a[:, 24:, 3].max() == 0
+    deep = animation.read_video(clip, 2, [], trim=Trim.from_options("0", None, None), grab=True,
+                                deep=True).info.get("deep")
+    assert (deep is not None) == (pix_fmt == "yuv420p10le")
+    if deep is not None:
+        assert deep.dtype == np.float32 and np.abs(deep - ref[0]).max() < 1e-6
+
+
+def test_a_still_of_a_video_frame_is_that_frame_of_the_video_output(tmp_path: Path) -> None:
+    """``psr2video clip.mkv f0.png --start 0`` is frame 0 of ``psr2video clip.mkv out.mkv`` (lossless 4:4:4) within
+    a few codes (the still's input is rounded to 8 bits): one YUV to RGB for both (it was swscale's for the
+    still, whose nearest chroma made colour edges blocky, 50+ codes off)."""
+    from psr2video.video.color import decide_color, yuv_to_rgb
+
+    clip = _yuv_clip(tmp_path / "clip.mkv")
+    code, out = run(str(clip), str(tmp_path / "f0.png"), "--variant", "mks", "--start", "0", "-q")
+    assert code == 0, out
+    code, out = run(str(clip), str(tmp_path / "v.mkv"), "--variant", "mks", "--codec", "ffv1", "--pix-fmt",
+                    "yuv444p", "-q")
+    assert code == 0, out
+    with av.open(str(tmp_path / "v.mkv")) as c:
+        f = next(c.decode(video=0))
+        info = decide_color(f.colorspace, f.color_range, None, None, f.height, f.format.name)
+        y, u, v = (torch.from_numpy(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width].copy())[None]
+                   for p in f.planes)
+        vid = np.round(yuv_to_rgb(y, u, v, 8, info)[0].permute(1, 2, 0).numpy() * 255)
+    with Image.open(tmp_path / "f0.png") as im:
+        still = np.asarray(im.convert("RGB")).astype(float)
+    assert still.shape == vid.shape == (64, 96, 3)
+    assert np.abs(still - vid).max() <= 4, np.abs(still - vid).max()

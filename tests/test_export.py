@@ -6,6 +6,8 @@ operators and in-graph padding as the full nets, which take 10-30 s each to trac
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -437,3 +439,94 @@ def test_a_calibration_video_that_does_not_decode_is_named(tmp_path):
                                  "--calibration", str(bad), "--no-verify"])
     assert _one_error_line(r) == ("Error: can't decode the calibration video bad.mp4 (invalid data found when "
                                   "processing input)")
+
+
+def training_checkpoint(folder) -> Path:
+    """A psr2video training run's last.pt as the trainer writes it (step 0, realtime x2), made on two tiny
+    pictures: what review 38 gave as --weights and --model."""
+    from PIL import Image
+
+    from psr2video.train.trainer import Trainer, load_config
+
+    folder = Path(folder)
+    pics = folder / "pics"
+    pics.mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(pics / f"{i}.png")
+    cfg = load_config(None)
+    cfg["data"].update(train=[str(pics)], val=[str(pics)], patch=16, batch=2, prefetch=1)
+    cfg["train"].update(steps=1, threads=1)
+    Trainer(cfg, out=folder / "run", quiet=True).save_checkpoint()
+    return folder / "run" / "last.pt"
+
+
+def test_a_training_checkpoint_given_as_weights_is_named(tmp_path):
+    """`--weights run/last.pt` said "another project's checkpoint runs with --model" (and --model then said spandrel
+    does not recognise it): it is psr2video's own training checkpoint, and the line says what to use instead."""
+    from psr2video.cli import cli
+    from psr2video.models.registry import WeightsError, load_model, read_metadata
+
+    last = training_checkpoint(tmp_path)
+    want = (f"{last} is a psr2video training checkpoint (realtime x2, step 0), not a weights file: use "
+            f"{last.parent / 'best.safetensors'} or {last.parent / 'final.safetensors'} instead ('psr2video train "
+            "--resume' continues the training)")
+    for call in (lambda: read_metadata(last), lambda: load_model(weights=last)):
+        with pytest.raises(WeightsError) as e:
+            call()
+        assert str(e.value) == want
+    line = _one_error_line(CliRunner().invoke(cli, ["export", "--weights", str(last), "-o", str(tmp_path / "x.onnx")]))
+    assert line.startswith(f"Error: {want}") and not (tmp_path / "x.onnx").exists()
+    # another project's checkpoint with the same keys but no psr2video config is not called ours
+    from psr2video.models.registry import training_checkpoint_line
+
+    assert training_checkpoint_line(last, {"step": 1, "model": {}, "ema": {}, "opt": {}, "config": "{}"}) is None
+    assert training_checkpoint_line(last, {"step": 1, "model": {}, "ema": {}, "opt": {}}) is None
+    other = tmp_path / "other.pt"
+    torch.save({"step": 1, "model": {}, "ema": {}, "opt": {}}, other)
+    with pytest.raises(WeightsError, match="another project's checkpoint runs with --model"):
+        read_metadata(other)
+
+
+def test_calibration_without_int8_is_refused(tmp_path, monkeypatch):
+    """--calibration (and --calibration-frames) were ignored without a word unless -p int8 was asked for: the export
+    and the engine build ran on the default pictures' precisions as if nothing had been given."""
+    from psr2video.cli import cli
+
+    monkeypatch.setenv("PSR2VIDEO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "x.onnx"
+    base = ["export", "-v", "realtime", "--untrained", "--no-verify", "-o", str(out)]
+    for extra, words in ((["--calibration", str(tmp_path)], "--calibration is"),
+                         (["-p", "fp32,fp16", "--calibration", str(tmp_path)], "--calibration is"),
+                         (["--calibration-frames", "4"], "--calibration-frames is"),
+                         (["--calibration", str(tmp_path), "--calibration-frames", "4"],
+                          "--calibration and --calibration-frames are")):
+        line = _one_error_line(CliRunner().invoke(cli, [*base, *extra]))
+        assert line.startswith(f"Error: {words} for int8 only"), line
+    assert not out.exists()
+    for p in ([], ["-p", "fp32"]):
+        line = _one_error_line(CliRunner().invoke(cli, ["engine", "build", "-v", "realtime", "--untrained", *p,
+                                                        "--device", "cpu", "--calibration", str(tmp_path)]))
+        assert line == "Error: --calibration is for int8 only (what int8 calibrates on); add -p int8 or drop it"
+    assert not (tmp_path / "cache").exists()
+
+
+def test_export_default_name_says_which_weights(tmp_path, monkeypatch):
+    """The video and the clean weights of one variant both exported to realtime_x2_fp32.onnx (the second refused,
+    or with -y replacing the first): a weights file asked for puts its stem in the default name."""
+    from psr2video.cli import cli
+    from psr2video.models.registry import shipped_weights_path
+
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(shipped_weights_path("realtime", 2).read_bytes())
+    for args, name in (([], "realtime_x2_fp32.onnx"), (["--weights", "video"], "realtime_x2_fp32.onnx"),
+                       (["--weights", "clean"], "realtime_x2_clean_fp32.onnx"),
+                       (["--weights", str(mine)], "realtime_x2_mine_fp32.onnx")):
+        r = CliRunner().invoke(cli, ["export", "-v", "realtime", "--no-verify", "-y", *args])
+        assert r.exit_code == 0 and f"wrote {name} " in r.output, (args, r.output)
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == [
+        "realtime_x2_clean_fp32.onnx", "realtime_x2_fp32.onnx", "realtime_x2_mine_fp32.onnx"]
+    from psr2video.commands.export import default_label
+
+    assert default_label("stream", 2, "best") == "stream_x2_best"
+    assert default_label("2x_SPAN", 2) == "2x_SPAN_x2"  # a foreign --model file: named as it was

@@ -1106,3 +1106,33 @@ def test_a_cached_export_keeps_its_batch_finding_in_its_sidecar(tmp_path, monkey
     meta_path.write_text(json.dumps(meta))
     assert Upscaler(model_file=f, backend="onnxruntime", device="cpu").descriptor.fixed_batch == 1
     assert opened == [entry.path]
+
+
+def test_a_training_checkpoint_given_as_the_model_is_named(tmp_path):
+    """`--model run/last.pt` said spandrel does not recognise the architecture: it is psr2video's own training
+    checkpoint (read with the weights-only unpickler), and the line says which weights files to use instead."""
+    from test_export import training_checkpoint
+
+    last = training_checkpoint(tmp_path)
+    with pytest.raises(ForeignModelError) as e:
+        load_model_file(last)
+    assert str(e.value).startswith(f"{last} is a psr2video training checkpoint (realtime x2, step 0), not a weights "
+                                   f"file: use {last.parent / 'best.safetensors'} or ")
+
+
+def test_an_onnx_file_that_returns_no_image_says_what_it_returns(tmp_path):
+    """A classifier (output (1, 8)) was said to have 'not run on a 64x64 input'; it ran and returned no image."""
+
+    class Classifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x).mean((2, 3))
+
+    f = export_onnx_file(Classifier().eval(), tmp_path / "cls.onnx", torch.rand(1, 3, 64, 64),
+                         {"input": {0: "n", 2: "h", 3: "w"}})
+    with pytest.raises(ForeignModelError, match=r"^cls\.onnx returns a \(1, 8\) tensor on a \d+x\d+ input, not an "
+                                                r"image \(N, 3, H, W\)"):
+        load_model_file(f)

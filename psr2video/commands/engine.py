@@ -114,6 +114,9 @@ def engine_build(variant, scale, weights, untrained, model_file, precision, prof
     except ValueError as e:
         raise UserError(str(e)) from None
     scale = int(scale)
+    from .export import refuse_calibration_without_int8
+
+    refuse_calibration_without_int8([precision])  # the default precision is never int8
     if shape and profiles:
         raise UserError("give --profile or --shape, not both")
     try:

@@ -59,6 +59,7 @@ def export(variant, scale, weights, untrained, model_file, precision, output, op
     for p in precisions:
         if p not in EXPORT_PRECISIONS:
             raise UserError(f"unknown precision {p!r}; choose from {', '.join(EXPORT_PRECISIONS)}")
+    refuse_calibration_without_int8(precisions)
     check_opset(opset)  # before loading anything: torch's own refusal is a page of its IR and a traceback
     check_output(output, len(precisions) > 1, overwrite)
     inputs = [f for f in (model_file, weights) if f is not None]
@@ -79,9 +80,11 @@ def export(variant, scale, weights, untrained, model_file, precision, output, op
         sizes = tuple(d.input_size(h, w) for h, w in sizes)
     out_dir = _out_dir(output, len(precisions) > 1)
 
+    label = default_label(variant, scale, d.weights_name)
+
     def onnx_path(p: str) -> Path:
         # a model file's stem can be as long as a file name may be: the default name is cut as the cache's are
-        name = f"{short_label(variant)}_x{scale}_{p}{'_fp32io' if p == 'fp16' and fp32_io else ''}.onnx"
+        name = f"{short_label(label)}_{p}{'_fp32io' if p == 'fp16' and fp32_io else ''}.onnx"
         return (out_dir / name) if out_dir else Path(output) if output else Path(name)
 
     from .folder import refuse_existing
@@ -143,6 +146,31 @@ def export(variant, scale, weights, untrained, model_file, precision, output, op
             failures.append(problem)
     if failures:
         raise UserError("; ".join(failures))
+
+
+def default_label(variant: str, scale: int, weights_name: str = "") -> str:
+    """The default export name before its precision: ``{variant}_x{scale}``, and the stem of a weights file that
+    was asked for (``--weights clean``: realtime_x2_clean; ``runs/a/best.safetensors``: realtime_x2_best), so
+    the video and the clean weights of one variant no longer export to the same realtime_x2_fp32.onnx. A
+    foreign ``--model`` file (its variant is its own stem; no weights name) and a stem that already starts with
+    ``{variant}_x{scale}`` (the shipped files) are named as they were."""
+    base = f"{variant}_x{scale}"
+    if not weights_name or weights_name == base or weights_name.startswith(base + "_"):
+        return weights_name or base
+    return f"{base}_{weights_name}"
+
+
+def refuse_calibration_without_int8(precisions) -> None:
+    """--calibration (or --calibration-frames) given for precisions that are not int8: it was ignored without a
+    word, the user believing the export calibrated on their video."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or "int8" in precisions:
+        return
+    given = [f"--{n.replace('_', '-')}" for n in ("calibration", "calibration_frames") if n in ctx.params and
+             ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
+    if given:
+        raise UserError(f"{' and '.join(given)} {'are' if len(given) > 1 else 'is'} for int8 only (what int8 "
+                        f"calibrates on); add -p int8 or drop {'them' if len(given) > 1 else 'it'}")
 
 
 def _out_dir(output: str | None, several: bool) -> Path | None:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import first_line
-from ..models.registry import ModelDescriptor
+from ..models.registry import ModelDescriptor, training_checkpoint_line
 from .errors import ForeignModelError
 
 log = logging.getLogger("psr2video.foreign")
@@ -404,7 +404,8 @@ def load_checkpoint(path: str | Path) -> SpandrelModel:
     """A foreign checkpoint as a model with a ``descriptor`` (ForeignModelError for what can't run)."""
     path = Path(path)
     spandrel = _spandrel()
-    state = spandrel.canonicalize_state_dict(safe_state_dict(path))
+    raw = safe_state_dict(path)
+    state = spandrel.canonicalize_state_dict(raw)
     desc = None
     for cand in [state, *_prefixed_nets(state)]:
         try:
@@ -415,6 +416,8 @@ def load_checkpoint(path: str | Path) -> SpandrelModel:
         except (KeyError, RuntimeError, ValueError, AssertionError) as e:
             raise ForeignModelError(f"{path.name}: spandrel could not build the model ({first_line(e)})") from None
     if desc is None:
+        if (ours := training_checkpoint_line(path, raw)) is not None:  # a run's last.pt, given as --model
+            raise ForeignModelError(ours)
         raise ForeignModelError(f"{path.name}: spandrel does not recognise this architecture (it knows "
                                 f"{len(spandrel.MAIN_REGISTRY)} families; see 'spandrel' on PyPI)")
     arch = desc.architecture.name

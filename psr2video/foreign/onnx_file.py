@@ -397,15 +397,18 @@ def probe(name: str, fp32_model, fixed: tuple[int, int] | None, batch: int = 1) 
     if fixed:
         base = fixed
     else:
-        base = next(((s, s) for s in PROBE_BASES if _try(sess, s, s, n)), None)
+        base = next(((s, s) for s in PROBE_BASES if _try(sess, s, s, n) is not None), None)
         if base is None:
             sizes = ", ".join(f"{s}x{s}" for s in PROBE_BASES)
             raise ForeignModelError(f"{name} did not run on {sizes} test inputs in ONNX Runtime; is it an "
                                     "image-to-image model?")
     y = _run(sess, *base, n)
-    out = None if y is None else tuple(y.shape)
-    if out is None or len(out) != 4:
+    if y is None:
         raise ForeignModelError(f"{name} did not run on a {base[1]}x{base[0]} input in ONNX Runtime")
+    out = tuple(int(v) for v in y.shape)
+    if len(out) != 4:  # it ran: a classifier's (1, 8), a feature vector... not a picture
+        raise ForeignModelError(f"{name} returns a {out} tensor on a {base[1]}x{base[0]} input, not an image "
+                                "(N, 3, H, W); psr2video runs image-to-image models")
     oc, oh, ow = out[1], out[2], out[3]
     if oc != 3:
         raise ForeignModelError(f"{name} returns {oc}-channel images; psr2video needs RGB (3 channels)")

@@ -8,6 +8,7 @@ full architecture in their metadata, so inference can never disagree with traini
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -223,6 +224,8 @@ def read_metadata(path: str | Path) -> dict:
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises several types for a damaged header
         suffix = path.suffix.lower()
+        if (ours := training_checkpoint(path)) is not None:
+            raise WeightsError(ours) from None
         hint = ("; an ONNX file runs with --model" if suffix == ".onnx" else
                 "; another project's checkpoint runs with --model (model= in Python/VapourSynth)"
                 if suffix in (".pth", ".pt", ".ckpt") else "")
@@ -231,6 +234,38 @@ def read_metadata(path: str | Path) -> dict:
         raise WeightsError(f"{path} has no psr2video metadata (variant, scale, architecture); a model from "
                            "another project runs with --model (model= in Python/VapourSynth)")
     return json.loads(meta[META_KEY])
+
+
+# the top-level keys of psr2video's own training checkpoint (a run's last.pt, train/trainer.py save_checkpoint)
+TRAINING_CHECKPOINT_KEYS = frozenset({"step", "model", "ema", "opt", "config"})
+
+
+def training_checkpoint_line(path: str | Path, state: object) -> str | None:
+    """The line saying that ``state`` (read from ``path``) is psr2video's own training checkpoint, not a weights
+    file, and what to give instead; None when it is not one (its keys, and a config naming the model)."""
+    if not isinstance(state, dict) or not TRAINING_CHECKPOINT_KEYS <= set(state):
+        return None
+    try:
+        model = json.loads(state["config"])["model"]
+        what = f"{model['variant']} x{model.get('scale', 2)}, step {int(state['step'])}"
+    except (TypeError, ValueError, KeyError):  # another project's {"step", "model", "ema", ...}: not ours
+        return None
+    path = Path(path)
+    best, final = (path.parent / n for n in ("best.safetensors", "final.safetensors"))
+    return (f"{path} is a psr2video training checkpoint ({what}), not a weights file: use {best} or {final} "
+            "instead ('psr2video train --resume' continues the training)")
+
+
+def training_checkpoint(path: str | Path) -> str | None:
+    """``training_checkpoint_line`` of a file, read without running anything from it: only a zip archive (what
+    torch.save writes), through torch.load(weights_only=True) memory-mapped (its tensors are not read)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return None
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - whatever the safe unpickler refuses or can't read is not ours
+        return None
+    return training_checkpoint_line(path, state)
 
 
 def save_weights(net: ParagonSR2, path: str | Path, **info) -> Path:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import sys
 from pathlib import Path
 
 import click
@@ -22,7 +24,7 @@ def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
 
     out = []
     for n in names:
-        p = Path(n) if Path(n).is_dir() else root / n
+        p = _dataset_path(root, n)
         if not p.is_dir():
             raise UserError(f"dataset {n!r} not found (looked for {p}); pass a folder or --data-root")
         try:
@@ -31,6 +33,11 @@ def _datasets(root: Path, names: tuple[str, ...]) -> list[Path]:
             raise UserError(f"dataset {n!r} has no images ({', '.join(sorted(IMAGE_EXTS))}) in {p}") from None
         out.append(p)
     return out
+
+
+def _dataset_path(root: Path, name: str) -> Path:
+    """Where dataset ``name`` is: a folder, else a name under ``root`` (not checked)."""
+    return Path(name) if Path(name).is_dir() else root / name
 
 
 def _check_fit(models, folders: list[Path], scale: int, suites: list[tuple[str, int, int]] = ()) -> None:
@@ -85,7 +92,9 @@ def _check_fit(models, folders: list[Path], scale: int, suites: list[tuple[str, 
 @click.option("--tta", is_flag=True,
               help="Also measure every model with --tta (the mean over its three mirror images), in the same run.")
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write results here.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write results here: the clean table's rows (a list), or with --video/--stress/--shipped an "
+                   "object {clean, video, stress, stress_aliased}; unmeasured or infinite values are null.")
 @click.option("--record", is_flag=True,
               help="Store the results in each --weights file's metadata (validation), e.g. before shipping it.")
 @click.option("--video", "video", is_flag=True,
@@ -118,17 +127,29 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
         raise UserError("--picture draws the stress suite's text card: add --stress")
     if stress and not (variants or weights or model_files or shipped):  # it ran nothing and exited 0
         raise UserError("--stress tests models: name them (--variant, --weights, --model) or use --shipped")
+    _refuse_unused_options(video or shipped, record, weights or shipped)
     check_device_name(device)  # a typo is refused even when only the baselines run (they ignore the device)
+    data_root = data_root or paths.data_path("val")
+    outputs = {"--json": json_out, "--picture": picture}
+    # before check_writable makes --json's folders: one inside a dataset is refused, not made
+    _refuse_writing_into(outputs, [_dataset_path(data_root, n)
+                                   for n in datasets + ((video_dataset,) if video or shipped else ())])
     check_writable(json_out, "--json")
     check_writable(picture, "--picture")
-    data_root = data_root or paths.data_path("val")
+    weights = _resolve_presets(weights, variants, scale)  # --weights clean: the --variant's clean file, by name
     if scale is None:  # the files say what they are (a x4 ONNX file needs no --scale 4)
         scale = _file_scale(model_files, weights) or 2
     if shipped:
-        from ..models.registry import read_metadata, shipped_files
+        from ..models.registry import list_shipped, read_metadata, shipped_files
 
         baselines = video = stress = True
-        weights = tuple(weights) + tuple(str(p) for p in shipped_files().values() if read_metadata(p)["scale"] == scale)
+        found = tuple(str(p) for p in shipped_files().values() if read_metadata(p)["scale"] == scale)
+        if not found:  # it ran the baselines only and exited 0 without a word
+            have = ", ".join(list_shipped()) or "none"
+            raise UserError(f"--shipped: no shipped weights at x{scale} (shipped: {have}); name the models instead "
+                            "(--weights, --model) with --baselines --video --stress")
+        weights = tuple(weights) + found
+    _refuse_overwriting(outputs, list(weights) + list(model_files))
     names = list(variants) + (list(BASELINE_METHODS) if baselines else [])
     if not names and not weights and not model_files:
         names = list(BASELINE_METHODS)
@@ -142,6 +163,8 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
         methods = [m for name, fn in methods
                    for m in ([(name, fn)] + ([(f"{name} +tta", tensor_fn(twins[name]))] if name in twins else []))]
     folders = _datasets(data_root, datasets)
+    # checked now, not after the whole clean table
+    video_folder = _video_folder(data_root, video_dataset) if video else None
     from ..evaluate import check_folder_sizes
 
     for f in folders:  # a picture too small for the crop, shave and SSIM window: one line before any model runs
@@ -152,13 +175,13 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
 
         real = real_frames()
     _check_fit(models, folders, scale, _suite_sizes(scale, real if stress else None, video))
+    made = _build_clips(video_folder, scale, crf, clips) if video else None  # a folder without pans: said now
     results, table = _clean_table(methods, folders, scale, no_ssim, degraded)
     console = Console()
     console.print(table)
     report: dict = {"clean": [r.__dict__ for r in results]}
     if video:
-        report["video"] = _video_table(console, methods, _datasets(data_root, (video_dataset,))[0], scale, crf,
-                                       clips, no_ssim)
+        report["video"] = _video_table(console, methods, video_folder, made, scale, crf, no_ssim)
     failed: list[str] = []
     if stress:
         report["stress"], report["stress_aliased"], failed = _stress_tables(console, models, real)
@@ -169,7 +192,9 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
             fns = [("MKS2021", mks)] + [(n, u.model if _torch_runs(u) else u) for n, u in models]
             click.echo(f"wrote {side_by_side(fns, picture, scale=scale)}")
     if json_out:
-        json_out.write_text(json.dumps(report if (video or stress) else report["clean"], indent=2))
+        # NaN (SSIM under --no-ssim) and Infinity (PSNR of an exact match) are not JSON: null
+        json_out.write_text(json.dumps(_finite(report if (video or stress) else report["clean"]), indent=2,
+                                       allow_nan=False))
         click.echo(f"wrote {json_out}")
     if record:
         from ..evaluate import record_validation
@@ -224,9 +249,13 @@ def _clean_table(methods, folders: list[Path], scale: int, no_ssim: bool, degrad
 
     from ..evaluate import evaluate
 
-    results = [evaluate(fn, folder, scale, name, ssim=not no_ssim, jpeg_quality=75 if degraded else None)
-               for name, fn in methods for folder in folders]
-    table = Table(title=f"x{scale} PSNR-Y / SSIM-Y" + (" (LR JPEG q75)" if degraded else ""))
+    results = []
+    for name, fn in methods:
+        for folder in folders:
+            _progress(f"measuring {name} on {folder.name} ...")
+            results.append(evaluate(fn, folder, scale, name, ssim=not no_ssim,
+                                    jpeg_quality=75 if degraded else None))
+    table = Table(title=f"x{scale} PSNR-Y" + ("" if no_ssim else " / SSIM-Y") + (" (LR JPEG q75)" if degraded else ""))
     table.add_column("method")
     for f in folders:
         table.add_column(f.name, justify="right")
@@ -243,16 +272,35 @@ def _label(w: str, weights) -> str:
     return f"{p.parent.name}/{p.stem}" if clash else p.stem
 
 
-def _video_table(console, methods, folder: Path, scale: int, crf: int, clips: int | None, no_ssim: bool) -> list:
+def _video_folder(root: Path, name: str) -> Path:
+    """--video-dataset's folder, checked as the datasets are (it was looked for after the whole clean table)."""
+    try:
+        return _datasets(root, (name,))[0]
+    except UserError as e:
+        raise UserError(f"--video-dataset: {e}") from None
+
+
+def _build_clips(folder: Path, scale: int, crf: int, clips: int | None) -> list:
+    """The --video pans of ``folder``, made before any model runs (a folder with no picture large enough for them
+    was refused after the whole clean table)."""
+    from ..video_eval import build_clips
+
+    _progress(f"making the --video pans of {folder.name} ...")
+    try:
+        return build_clips(folder, scale, crf, limit=clips)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(f"--video-dataset: {e}") from None
+
+
+def _video_table(console, methods, folder: Path, made: list, scale: int, crf: int, no_ssim: bool) -> list:
     from rich.table import Table
 
-    from ..video_eval import build_clips, evaluate_clips
+    from ..video_eval import evaluate_clips
 
-    try:
-        made = build_clips(folder, scale, crf, limit=clips)
-    except (ValueError, FileNotFoundError) as e:
-        raise UserError(str(e)) from None
-    rows = [evaluate_clips(fn, made, scale, name, ssim=not no_ssim) for name, fn in methods]
+    rows = []
+    for name, fn in methods:
+        _progress(f"measuring {name} on {len(made)} pans of {folder.name} ...")
+        rows.append(evaluate_clips(fn, made, scale, name, ssim=not no_ssim))
     ref = next((r for r in rows if r.method == "lanczos"), None)
     caption = None
     if ref is None:  # the "vs lanczos" column needs it: measured on the same clips (a resize: cheap), not listed
@@ -314,6 +362,7 @@ def _stress_tables(console, models, real=None) -> tuple[list, list, list[str]]:
 
     real, out, aliased, failed = real_frames() if real is None else real, [], [], []
     for name, up in models:
+        _progress(f"stress suite: {name} ...")
         net = getattr(up, "model", None)
         if _torch_runs(up):
             rows = stress_model(net, real=real)
@@ -368,3 +417,93 @@ def model_file_upscaler(path: str, scale: int, device: str, tile: int = 0):
     return Upscaler(model=net, device=device, backend=backend, precision="fp32", tile=tile)
 
 
+
+
+def _progress(line: str) -> None:
+    """One line to stderr per model and dataset while a long evaluation runs, on a terminal only (the tables on
+    stdout, and what scripts read, stay as they are)."""
+    if _stderr_is_terminal():
+        click.echo(line, err=True)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
+
+
+def _finite(value):
+    """``value`` (dicts, lists, numbers) with NaN and +-Infinity as None: ``--json`` writes valid JSON (null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _refuse_unused_options(video: bool, record: bool, weights) -> None:
+    """Options that only act with another one, refused when it is missing (as --picture without --stress is):
+    they did nothing, without a word."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return
+    if not video:
+        given = [f"--{n.replace('_', '-')}" for n in ("clips", "crf", "video_dataset")
+                 if ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT)]
+        if given:
+            raise UserError(f"{', '.join(given)} set{'s' if len(given) == 1 else ''} the compressed-video table: "
+                            "add --video")
+    if record and not weights:
+        raise UserError("--record stores the results in --weights files: name one (--weights FILE)")
+
+
+def _resolve_presets(weights, variants, scale: int | None) -> tuple:
+    """``--weights`` with its shipped presets (``clean``, ``video``) as the files they name: of the one model
+    --variant given (stream when none), so ``--variant realtime --weights clean`` measures realtime's clean file,
+    labelled with its name, and ``--record`` writes into that file."""
+    from ..models import WeightsError
+    from ..models.registry import resolve_weights
+    from ..paths import weights_preset
+
+    presets = [w for w in weights if weights_preset(w)]
+    if not presets:
+        return tuple(weights)
+    named = [v for v in dict.fromkeys(variants) if v not in BASELINE_METHODS]
+    if len(named) > 1:
+        raise UserError(f"--weights {presets[0]} names a shipped file of one variant, and --variant names "
+                        f"{', '.join(named)}: give one model --variant per run, or weights files by path")
+    try:
+        return tuple(str(resolve_weights(named[0] if named else None, scale, w)) if weights_preset(w) else w
+                     for w in weights)
+    except WeightsError as e:
+        raise UserError(str(e)) from None
+
+
+def _refuse_overwriting(outputs: dict, inputs: list[str]) -> None:
+    """--json/--picture naming a weights or model file being evaluated (it was replaced by the results)."""
+    from .export import refuse_input_as_output
+
+    for flag, out in outputs.items():
+        if out is None:
+            continue
+        for src in inputs:
+            try:
+                refuse_input_as_output([out], [src])
+            except UserError:
+                raise UserError(f"{flag} {out} is the file being evaluated ({src}); write the results elsewhere") \
+                    from None
+
+
+def _refuse_writing_into(outputs: dict, folders: list[Path]) -> None:
+    """--json/--picture inside a dataset folder (or --video-dataset's): it replaced a picture being measured, or
+    added one to the next run's."""
+    for flag, out in outputs.items():
+        if out is None:
+            continue
+        where = Path(out).resolve()
+        for folder in folders:
+            if where.is_relative_to(folder.resolve()):
+                raise UserError(f"{flag} {out} is inside the dataset folder {folder}; write it elsewhere")

@@ -445,22 +445,12 @@ def _frame_rgb(f: Any, deep: bool = False) -> tuple[Any, Any, Any]:
 
 
 def _yuv_rgb(f: Any, info: Any) -> Any:
-    """A decoded YUV frame as float32 HxWx3 RGB in [0, 1], exactly as the video path reads it: its planes
-    (``video.reader.frame_planes``: packed and other layouts to the planar codes ``info`` says) through
-    ``video.color.yuv_to_rgb`` (``info``'s matrix and range, the chroma interpolated at its siting). swscale's
-    own YUV to RGB takes the nearest chroma sample: colour edges came out blocky, up to 88 codes from the same
-    frame of a video output."""
-    import torch
+    """A decoded YUV frame as float32 HxWx3 RGB in [0, 1], exactly as the video path reads it
+    (``video.reader.frame_rgb``). swscale's own YUV to RGB takes the nearest chroma sample: colour edges came
+    out blocky, up to 88 codes from the same frame of a video output."""
+    from .video.reader import frame_rgb
 
-    from .video.color import yuv_to_rgb
-    from .video.reader import frame_planes
-
-    planes, bits, _, _, keep = frame_planes(f, None, info)  # keep: the frame the planes are views of
-    t = [torch.from_numpy(np.ascontiguousarray(p))[None] for p in planes]
-    del keep
-    with torch.inference_mode():
-        rgb = yuv_to_rgb(t[0], t[1], t[2], bits, info)
-    return rgb[0].permute(1, 2, 0).numpy().copy()
+    return frame_rgb(f, info)[0].permute(1, 2, 0).numpy().copy()
 
 
 def _frame_image(f: Any, deep: bool = False) -> tuple[Any, int, Any]:

@@ -118,15 +118,17 @@ def image_tensors(folder: str | Path, limit: int | None = None) -> list[tuple[st
 def video_frames(path: str | Path, count: int = 16, stride: int = 10, start: int = 0,
                  ) -> list[tuple[str, torch.Tensor]]:
     """Up to ``count`` RGB frames of a video (PyAV): frames ``start``, ``start + stride``, ... as
-    (``name#index``, 1x3xHxW float tensor)."""
+    (``name#index``, 1x3xHxW float tensor), converted as the video command reads them (``frame_rgb``)."""
     import av
+
+    from .video.reader import frame_rgb
 
     out = []
     with av.open(str(path)) as c:
         for i, frame in enumerate(c.decode(c.streams.video[0])):
             if i < start or (i - start) % stride:
                 continue
-            out.append((f"{Path(path).name}#{i}", to_tensor(frame.to_ndarray(format="rgb24"))[None]))
+            out.append((f"{Path(path).name}#{i}", frame_rgb(frame)))
             if len(out) >= count:
                 break
     return out

@@ -3,9 +3,10 @@
 Every HR image gives one short clip: a window panning diagonally (``step`` HR pixels a frame horizontally,
 a third of that vertically, so the LR sees sub-pixel motion). Each HR frame is downscaled by antialiased
 bicubic, the LR clip is encoded with libx264 at ``crf`` (yuv420p, 4:2:0 chroma) through PyAV and decoded
-again, and every method upscales the same decoded frames. Reported per method: PSNR-Y / SSIM-Y against
-the HR frames (benchmark protocol: Y, shaved border) and the temporal error
-``mean |(out_t - out_t-1) - (hr_t - hr_t-1)|`` on Y (0-255), which grows with flicker and crawling.
+again as the video command reads a video (``video.reader.frame_rgb``), and every method upscales the same
+decoded frames. Reported per method: PSNR-Y / SSIM-Y against the HR frames (benchmark protocol: Y, shaved
+border) and the temporal error ``mean |(out_t - out_t-1) - (hr_t - hr_t-1)|`` on Y (0-255), which grows with
+flicker and crawling.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def compress(frames: Sequence[np.ndarray], crf: int, codec: str = "libx264",
 
     import av
 
+    from .video.color import RANGE_LIMITED, SPACE_SMPTE170M, decide_color
+    from .video.reader import frame_rgb
+
     buf = io.BytesIO()
     h, w = frames[0].shape[:2]
     with av.open(buf, "w", format="matroska") as out:
@@ -63,8 +67,12 @@ def compress(frames: Sequence[np.ndarray], crf: int, codec: str = "libx264",
             out.mux(s.encode(vf))
         out.mux(s.encode(None))
     buf.seek(0)
+    # decoded as psr2video reads a video (interpolated chroma; swscale's to_ndarray takes the nearest chroma
+    # sample), with the matrix and range swscale encoded with above (BT.601, limited)
+    color = decide_color(SPACE_SMPTE170M, RANGE_LIMITED, None, None, h, "yuv420p")
     with av.open(buf) as c:
-        decoded = [fr.to_ndarray(format="rgb24") for fr in c.decode(video=0)]
+        decoded = [(frame_rgb(fr, color)[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+                   for fr in c.decode(video=0)]
     if len(decoded) != len(frames):
         raise RuntimeError(f"{codec} round trip gave {len(decoded)} of {len(frames)} frames")
     return decoded

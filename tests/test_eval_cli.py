@@ -206,3 +206,67 @@ def test_progress_lines_on_a_terminal_only(tiny, monkeypatch) -> None:
     assert r.exit_code == 0, r.output
     assert "measuring bicubic on tiny ..." in r.stderr and "measuring mks a=1 on tiny ..." in r.stderr
     assert "measuring" not in r.stdout
+
+
+def _chroma_edges(h: int = 32, w: int = 48) -> np.ndarray:
+    """uint8 RGB with sharp colour edges every 4 px (red / blue / green blocks on grey): what nearest and
+    interpolated chroma tell apart."""
+    a = np.full((h, w, 3), 128, np.uint8)
+    cols = [(220, 30, 30), (30, 30, 220), (30, 200, 30)]
+    for y in range(0, h, 4):
+        for x in range(0, w, 4):
+            if (x // 4 + y // 4) % 2:
+                a[y:y + 4, x:x + 4] = cols[(x // 4) % 3]
+    return a
+
+
+def _as_the_video_path_reads(planes_frame) -> np.ndarray:
+    """The video command's conversion of a yuv420p frame's planes (BT.601 limited, as swscale encoded it)."""
+    import torch
+
+    from psr2video.video.color import RANGE_LIMITED, SPACE_SMPTE170M, decide_color, yuv_to_rgb
+
+    h, w = planes_frame.height, planes_frame.width
+    info = decide_color(SPACE_SMPTE170M, RANGE_LIMITED, None, None, h, "yuv420p")
+    p = [np.frombuffer(pl, np.uint8).reshape(-1, pl.line_size)[:hh, :ww].copy()
+         for pl, (ww, hh) in zip(planes_frame.planes, ((w, h), (w // 2, h // 2), (w // 2, h // 2)), strict=True)]
+    rgb = yuv_to_rgb(*(torch.from_numpy(x)[None] for x in p), 8, info)
+    return (rgb[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def test_the_video_pans_are_decoded_as_the_video_command_reads_a_video() -> None:
+    """The --video pans are decoded with the video path's conversion (interpolated chroma), not swscale's
+    to_ndarray (the nearest chroma sample): the models were measured on another picture than users give them
+    (B100 pans: lanczos 29.71 -> 29.81 dB, stream_x2's lead +0.85 -> +0.81 dB). CRF 0 is lossless, so the decoded
+    planes are the encoded ones."""
+    import av
+
+    from psr2video.video_eval import compress
+
+    rgb = _chroma_edges()
+    yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")  # as compress encodes
+    want = _as_the_video_path_reads(yuv)
+    nearest = yuv.to_ndarray(format="rgb24")
+    got = compress([rgb, rgb], crf=0)
+    assert np.abs(nearest.astype(int) - want).max() > 20  # the two conversions differ at these edges
+    for f in got:
+        assert np.abs(f.astype(int) - want).max() <= 1
+
+
+def test_the_training_video_degradation_is_decoded_as_the_video_command_reads_a_video() -> None:
+    """The training's compressed LR (``[data.degrade] video``) is decoded with the video path's conversion too
+    (float RGB, interpolated chroma): the video files had learnt swscale's blocky chroma, a picture the video
+    command never hands them. (Beside the eval's test: the two share the reference.)"""
+    import av
+    import torch
+
+    from psr2video.train.degrade import clip_roundtrip_frames
+
+    rgb = _chroma_edges()
+    yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    want = _as_the_video_path_reads(yuv)
+    x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
+    got = clip_roundtrip_frames([x, x], "libx264", 0, "ultrafast", zerolatency=True)
+    for f in got:
+        assert f.dtype == torch.float32 and f.shape == x.shape
+        assert np.abs((f.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(int) - want).max() <= 1

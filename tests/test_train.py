@@ -45,7 +45,7 @@ def _cfg(images, **train):
 
 def test_tiny_training_reduces_loss(images, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(Trainer, "stress", lambda self: calls.append(self.step) or (0.5, []))
+    monkeypatch.setattr(Trainer, "stress", lambda self: calls.append(self.step) or (0.5, [], {}))
     tr = Trainer(_cfg(images), out=tmp_path / "run", quiet=True)
     val = tr.fit(30)
     rows = [json.loads(r) for r in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -404,7 +404,7 @@ def test_temporal_loss_trains_on_consecutive_pan_frames(images, tmp_path, monkey
     with pytest.raises(ValueError, match="panning clips"):
         Degrader(2, {"video": {"frames": 2}}, pairs=True)
 
-    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, [], {}))
     tcfg = _cfg(images)
     tcfg["loss"]["temporal"] = 1.0
     with pytest.raises(ConfigError, match="temporal needs panning clips"):
@@ -424,7 +424,7 @@ def test_val_video_pans_in_validation(images, tmp_path, monkeypatch):
     yy, xx = np.mgrid[0:200, 0:280].astype(np.float32)
     a = np.stack([0.5 + 0.5 * np.sin(0.2 * xx + 0.1 * yy), (xx // 7 % 2), 0.5 + 0.5 * np.cos(0.05 * (xx + yy))], -1)
     Image.fromarray((a * 255).round().astype(np.uint8)).save(big / "pan.png")
-    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, [], {}))
     cfg = _cfg(images)
     cfg["data"]["val_video"] = {"folder": str(big), "crf": 30}
     tr = Trainer(cfg, out=tmp_path / "run", quiet=True)
@@ -458,7 +458,7 @@ def test_fresh_run_into_a_run_folder_is_refused_unless_overwrite(images, tmp_pat
     resumed run trimmed the log before its config error (a missing val_video folder) was said."""
     from psr2video.cli import cli
 
-    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, [], {}))
     out = tmp_path / "run"
     Trainer(_cfg(images), out=out, quiet=True).fit(2)
     (out / "log.jsonl").write_text((out / "log.jsonl").read_text() + '{"step": 99, "loss": 1.0}\n')
@@ -516,7 +516,7 @@ def test_a_single_folder_string_is_a_one_folder_list(images, tmp_path):
 def test_resume_with_another_config_is_refused_or_said(images, tmp_path, monkeypatch, capsys):
     """A changed lr or patch was silent on --resume; a changed variant (or a removed init) was torch's whole
     state_dict dump."""
-    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, [], {}))
     Trainer(_cfg(images), out=tmp_path / "a", quiet=True).fit(2)
     changed = _cfg(images)
     changed["optim"]["lr"] = 5e-2
@@ -656,7 +656,7 @@ def test_resume_at_the_end_writes_a_final_that_failed(images, tmp_path, monkeypa
     import psr2video.train.trainer as trainer_mod
     from psr2video.train.trainer import RunError
 
-    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, [], {}))
     real = trainer_mod.save_weights
 
     def fails_for_final(net, path, **info):
@@ -681,7 +681,7 @@ def test_weights_files_get_the_usual_permissions(images, tmp_path, monkeypatch):
     """best/final.safetensors were written 0600 while the run's other files were 0644."""
     import os
 
-    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, [], {}))
     mask = os.umask(0o022)
     try:
         Trainer(_cfg(images), out=tmp_path / "run", quiet=True).fit(1)
@@ -711,7 +711,7 @@ def test_resume_with_changed_val_sets_plots_and_judges_best_on_the_shared_sets(i
 
     other = tmp_path / "other"
     shutil.copytree(images, other)
-    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, [], {}))
     vals = iter([_val_row([images.name, "other"], [30.0, 28.0]),  # run 1: best
                  _val_row([images.name], [30.5]),  # Set "other" dropped: better on the shared set -> best
                  _val_row([images.name, "new"], [29.0, 40.0])])  # a set added: worse on the shared one -> not best
@@ -740,7 +740,7 @@ def test_resume_with_changed_val_sets_plots_and_judges_best_on_the_shared_sets(i
 def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_good_checkpoint(images, tmp_path, monkeypatch):
     from psr2video.train.trainer import RunError
 
-    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, [], {}))
     cfg = _cfg(images)
     cfg["train"]["ckpt_every"] = 2
     tr = Trainer(cfg, out=tmp_path / "run", quiet=True)
@@ -885,7 +885,7 @@ def test_a_checkpoint_that_kept_only_the_sum_starts_best_over_when_val_changed(i
 
     other = tmp_path / "other"
     shutil.copytree(images, other)
-    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, []))
+    monkeypatch.setattr(Trainer, "stress", lambda self: (0.5, [], {}))
     vals = iter([_val_row([images.name, "other"], [30.0, 28.0]), _val_row([images.name], [29.0])])
     monkeypatch.setattr(Trainer, "validate", lambda self: next(vals))
     cfg = _cfg(images)

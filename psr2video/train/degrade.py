@@ -102,6 +102,9 @@ def clip_roundtrip_frames(frames: list[torch.Tensor], codec: str, crf: int, pres
     """Every decoded frame of ``clip_roundtrip``'s clip, in display order."""
     import av
 
+    from ..video.color import RANGE_LIMITED, SPACE_SMPTE170M, decide_color
+    from ..video.reader import frame_rgb
+
     c, h, w = frames[0].shape
     ph, pw = h % 2, w % 2
     if not zerolatency:  # libx265 with lookahead corrupts the heap on some clips under 64 px (16x48, 32x48)
@@ -135,7 +138,10 @@ def clip_roundtrip_frames(frames: list[torch.Tensor], codec: str, crf: int, pres
     if len(out) != len(frames):
         raise RuntimeError(f"{codec} round trip gave {len(out)} of {len(frames)} frames")
     out.sort(key=lambda fr: fr.pts if fr.pts is not None else 0)
-    return [_from_uint8(fr.to_ndarray(format="rgb24"))[:, :h, :w] for fr in out]
+    # decoded as psr2video reads a video (float RGB, interpolated chroma: swscale's to_ndarray takes the nearest
+    # chroma sample, a picture the models never get), with the matrix and range swscale encoded with (BT.601, limited)
+    color = decide_color(SPACE_SMPTE170M, RANGE_LIMITED, None, None, h, "yuv420p")
+    return [frame_rgb(fr, color)[0, :, :h, :w] for fr in out]
 
 
 class Degrader:

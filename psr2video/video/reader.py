@@ -401,6 +401,26 @@ def frame_planes(frame: av.VideoFrame, size: tuple[int, int] | None = None,
     return tuple(planes), bits, sw, sh, frame
 
 
+def frame_rgb(frame: av.VideoFrame, color: ColorInfo | None = None) -> Any:
+    """A decoded frame as a 1x3xHxW float32 torch tensor of RGB in [0, 1], converted as the video path converts
+    it: ``frame_planes``, then ``color.yuv_to_rgb`` (the frame's matrix, range and chroma siting, the chroma
+    interpolated). For what reads video outside the pipeline (stills, animations, the eval's pans, the training's
+    compressed LR, the stress suite's frames): swscale's own YUV to RGB takes the nearest chroma sample, so
+    colour edges came out blocky and the models were measured and trained on another picture than they get."""
+    import torch
+
+    from .color import yuv_to_rgb
+
+    if color is None:
+        color = decide_color(frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc,
+                             frame.height, frame.format.name, frame.chroma_location)
+    planes, bits, _, _, keep = frame_planes(frame, None, color)
+    t = [torch.from_numpy(np.ascontiguousarray(p))[None] for p in planes]
+    del keep  # the planes were views of its buffers: copied above
+    with torch.no_grad():
+        return yuv_to_rgb(t[0], *(t[1:3] if len(t) == 3 else (None, None)), bits, color)
+
+
 def _size_args(frame: av.VideoFrame, size: tuple[int, int] | None) -> dict[str, int]:
     if size is None or (frame.width, frame.height) == size:
         return {}

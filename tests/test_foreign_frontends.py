@@ -206,20 +206,24 @@ def test_vapoursynth_model_file(core, models):
 
     src = open_clip(_sample(), core)[10:12]
     clip = core.resize.Bicubic(core.std.CropAbs(src, 40, 24, 200, 100), format=vs.RGBS, matrix_in_s="709")
+
+    def inp(n: int) -> torch.Tensor:  # the filter clamps its input to [0, 1], as the command line does
+        return _frame_tensor(clip.get_frame(n)).clamp(0, 1)
+
     for kind in ("onnx", "pth"):
         out = core.psr2.Upscale(clip, model=str(models[kind]), device="cpu")
         assert (out.width, out.height, out.num_frames) == (80, 48, 2)
         for n in range(2):
-            x = _frame_tensor(clip.get_frame(n))
+            x = inp(n)
             with torch.no_grad():
                 ref = models["net"](x).clamp(0, 1)
             torch.testing.assert_close(_frame_tensor(out.get_frame(n)), ref, atol=1e-4, rtol=0)
-    want = Upscaler(model_file=models["onnx16"], backend="onnxruntime", device="cpu")(_frame_tensor(clip.get_frame(0)))
+    want = Upscaler(model_file=models["onnx16"], backend="onnxruntime", device="cpu")(inp(0))
     got = core.psr2.Upscale(clip, model=str(models["onnx16"]), device="cpu").get_frame(0)
     torch.testing.assert_close(_frame_tensor(got), want, atol=1e-6, rtol=0)
     whole = core.psr2.Upscale(clip, model=str(models["fixed"]), device="cpu")  # 40x24 fits the 64x64 graph
     with torch.no_grad():
-        ref = models["net"](_frame_tensor(clip.get_frame(0))).clamp(0, 1)
+        ref = models["net"](inp(0)).clamp(0, 1)
     inner = (..., slice(0, -12), slice(0, -12))  # padded (replicate) to 64x64 where the bare net saw zeros
     torch.testing.assert_close(_frame_tensor(whole.get_frame(0))[inner], ref[inner], atol=1e-4, rtol=0)
     big = core.resize.Bicubic(core.std.CropAbs(src, 80, 70, 200, 100), format=vs.RGBS, matrix_in_s="709")

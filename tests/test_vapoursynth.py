@@ -124,7 +124,7 @@ def test_every_variant_matches_upscaler(core, weights, real_rgb, variant):
     b = frame_tensor(out.get_frame(0))
     assert b.shape == (1, 3, 32, 48) and torch.isfinite(b).all()
     for n in range(1, out.num_frames):
-        want = up(frame_tensor(clip.get_frame(n)))
+        want = up(frame_tensor(clip.get_frame(n)).clamp(0, 1))  # the filter clamps its input, as the CLI does
         torch.testing.assert_close(frame_tensor(out.get_frame(n)), want, atol=1e-6, rtol=0)
 
 
@@ -159,7 +159,7 @@ def test_tta_matches_upscaler(core, real_rgb):
     up = Upscaler("realtime", 2, device="cpu", backend="torch", tta=True)
     plain = frame_tensor(core.psr2.Upscale(real_rgb, variant="realtime", device="cpu", backend="torch").get_frame(0))
     got = frame_tensor(out.get_frame(0))
-    torch.testing.assert_close(got, up(frame_tensor(real_rgb.get_frame(0))), atol=1e-6, rtol=0)
+    torch.testing.assert_close(got, up(frame_tensor(real_rgb.get_frame(0)).clamp(0, 1)), atol=1e-6, rtol=0)
     assert (got - plain).abs().max() > 1e-3
 
 
@@ -235,6 +235,9 @@ def test_format_errors(core, make, expected):
     ({"variant": "mks", "num_streams": 0}, "num_streams=0"),
     ({"variant": "mks", "tta": 2}, "tta=2 must be 0 or 1"),
     ({"weights": "/nonexistent/w.safetensors"}, "weights file not found"),
+    ({"weights": str(ROOT / "tests")}, "tests is a directory, not a weights file"),
+    ({"weights": ""}, 'weights="" is empty'),
+    ({"model": ""}, 'model="" is empty'),  # (Path("") is the current folder: "  is a directory")
     ({"weights": "sharp", "variant": "realtime"}, "no weights file or shipped preset 'sharp'"),
     ({"weights": "clean", "variant": "mks"}, "takes no weights"),
     ({"variant": "mks", "device": "gpu"}, "unknown device 'gpu'; use auto, cpu, cuda or cuda:N"),
@@ -247,6 +250,53 @@ def test_argument_errors(core, kw, expected):
     with pytest.raises(vs.Error, match="^psr2.Upscale: ") as e:
         core.psr2.Upscale(clip, **kw)
     assert expected in str(e.value)
+
+
+def test_tile_overlap_warning_names_the_script_argument(core, caplog):
+    """The Upscaler's warning says tile_overlap= to Python callers; a script sets overlap=."""
+    clip = core.std.BlankClip(format=vs.RGBS, width=16, height=16)
+    with caplog.at_level("WARNING", logger="psr2video.runtime"):
+        core.psr2.Upscale(clip, variant="realtime", device="cpu", backend="torch", tile=16, overlap=0)
+    assert "use overlap=16 or more" in caplog.text and "tile_overlap" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="psr2video.runtime"):
+        Upscaler("realtime", 2, device="cpu", backend="torch", tile=16, tile_overlap=0)
+    assert "use tile_overlap=16 or more" in caplog.text
+
+
+def test_input_is_clamped_like_the_command_line(core):
+    """A Bicubic 4:2:0 -> RGBS conversion overshoots [0, 1]; the filter clamps its input as the CLI does."""
+    clip = core.std.BlankClip(width=32, height=12, format=vs.RGBS, length=1)
+
+    def overshoot(n, f):
+        out = f.copy()
+        for p in range(3):
+            np.asarray(out[p])[:] = np.tile(np.float32([-0.2, 0.4, 1.2, 0.6]), 8)[None] * (1 - 0.1 * p)
+        return out
+
+    clip = core.std.ModifyFrame(clip, clip, overshoot)
+    up = Upscaler("bicubic", 2, device="cpu")
+    x = frame_tensor(clip.get_frame(0))
+    for fmt, tol in ((vs.RGBS, 1e-6), (vs.RGBH, 2e-3)):
+        got = frame_tensor(core.psr2.Upscale(core.resize.Point(clip, format=fmt), variant="bicubic",
+                                             device="cpu").get_frame(0))
+        torch.testing.assert_close(got, up(x.clamp(0, 1)), atol=tol, rtol=0)
+    assert (up(x) - up(x.clamp(0, 1))).abs().max() > 0.01  # (the unclamped input gives another picture)
+
+
+def test_cpu_frames_hand_memory_back(core, monkeypatch):
+    """A Python host's get_frame() loop grew 0.1-0.3 MiB a frame (glibc kept the freed frame tensors):
+    CPU slots call malloc_trim after every TRIM_EVERY bytes of output."""
+    import psr2video.vs.filter as psr2vs
+
+    calls = []
+    monkeypatch.setattr(psr2vs, "_TRIM", calls.append)
+    monkeypatch.setattr(psr2vs, "TRIM_EVERY", 8 * 16 * 16 * 3 * 4)  # every 8 frames of 16x16 RGBS output
+    clip = core.std.BlankClip(format=vs.RGBS, width=8, height=8, length=16)
+    out = core.psr2.Upscale(clip, variant="mks", device="cpu")
+    for n in range(out.num_frames):
+        out.get_frame(n)
+    assert calls == [0, 0]
 
 
 def test_weights_preset(core):
@@ -314,6 +364,50 @@ def test_vspipe_renders_sample(vspipe_env, tmp_path):
     assert f"W{w * 2} H{h * 2}" in header and header.startswith("YUV4MPEG2 C420")
     assert data.count(b"FRAME\n") == 3
     assert len(data) == len(header) + 1 + 3 * (len(b"FRAME\n") + w * 2 * h * 2 * 3 // 2)
+
+
+def _ffv1(path: Path, pix_fmt: str, full: bool = False) -> Path:
+    """Two 16x8 lossless frames: a 0..255 ramp (Y or every RGB plane)."""
+    import av
+
+    with av.open(str(path), "w") as o:
+        s = o.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 16, 8, pix_fmt
+        if full:
+            s.codec_context.color_range = 2
+        ramp = np.tile(np.linspace(0, 255, 16).astype(np.uint8), (8, 1))
+        for i in range(2):
+            f = av.VideoFrame.from_ndarray(np.stack([ramp] * 3, -1), "rgb24").reformat(format=pix_fmt)
+            if full:
+                f = av.VideoFrame(16, 8, pix_fmt)
+                grey = np.full((4, 8), 128, np.uint8)
+                for plane, a in zip(f.planes, (ramp, grey, grey), strict=True):
+                    np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :a.shape[1]] = a
+                f.color_range = 2
+            f.pts = i
+            o.mux(s.encode(f))
+        o.mux(s.encode())
+    return path
+
+
+def test_vspipe_sample_keeps_depth_and_range(vspipe_env, tmp_path):
+    """upscale.vpy writes a 10-bit RGB source as 10-bit 4:4:4 (not 8-bit) and a full-range YUV source as full
+    range (not limited)."""
+    def render(src: Path) -> tuple[str, bytes]:
+        out = tmp_path / (src.stem + ".y4m")
+        r = subprocess.run([str(VSPIPE), str(ROOT / "samples" / "upscale.vpy"), "-c", "y4m", str(out),
+                            "-a", f"clip={src}", "-a", "variant=mks"],
+                           env=vspipe_env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        header, data = out.read_bytes().split(b"\n", 1)
+        return header.decode(), data[len(b"FRAME\n"):]
+
+    header, _ = render(_ffv1(tmp_path / "rgb10.mkv", "gbrp10le"))
+    assert header.startswith("YUV4MPEG2 C444p10 W32 H16")
+    header, data = render(_ffv1(tmp_path / "full.mkv", "yuv420p", full=True))
+    assert header.startswith("YUV4MPEG2 C420 W32 H16")
+    y = np.frombuffer(data[:32 * 16], np.uint8)
+    assert (y.min(), y.max()) == (0, 255)  # limited would be 16..235
 
 
 def test_vspipe_reports_errors_cleanly(vspipe_env, tmp_path):

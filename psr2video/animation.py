@@ -420,15 +420,16 @@ def _shown_at(t: Fraction, frames: Any, origin: Fraction, rate: Fraction | None)
 def _frame_rgb(f: Any, deep: bool = False) -> tuple[Any, Any, Any]:
     """A decoded video frame as RGB with its own colour matrix, range and chroma siting, as the video path reads
     them: (uint8 HxWx3 array, HxWx4 where it has alpha; float32 HxWx3 in [0, 1] where ``deep`` and the frame has
-    more than 8 bits and no alpha, else None; the frame's colour decision). YUV frames are converted as the video
-    path converts them (``_yuv_rgb``); RGB, palette and grey frames through swscale (no chroma to place)."""
+    more than 8 bits and no alpha, else None; the frame's colour decision). YUV and grey frames are converted as
+    the video path converts them (``_yuv_rgb``: swscale leaves limited-range grey unexpanded, 16-20 codes off the
+    video output); RGB and palette frames through swscale (no matrix, no range)."""
     from .video.color import SWS_SPACE, decide_color
 
     info = decide_color(f.colorspace, f.color_range, f.color_primaries, f.color_trc, f.height, f.format.name,
                         f.chroma_location)
     fmt = "rgba" if info.alpha else "rgb24"
     deep = deep and info.bits > 8 and not info.alpha
-    if not info.from_rgb and not info.work_fmt.startswith("gray"):
+    if not info.from_rgb:
         rgb = _yuv_rgb(f, info)
         a = (rgb * 255.0 + 0.5).astype(np.uint8)
         if info.alpha:  # the alpha plane is whole (never subsampled): swscale copies it as it is

@@ -666,3 +666,38 @@ def test_a_still_of_a_video_frame_is_that_frame_of_the_video_output(tmp_path: Pa
         still = np.asarray(im.convert("RGB")).astype(float)
     assert still.shape == vid.shape == (64, 96, 3)
     assert np.abs(still - vid).max() <= 4, np.abs(still - vid).max()
+
+
+def test_limited_range_grey_video_frames_are_expanded_as_the_video_path_does(tmp_path: Path) -> None:
+    """A grey video tagged limited range (libx265 gray, FFV1 gray with tv range) read as pictures: swscale left its
+    codes as they were (black 16, white 235: 16-20 codes off the video output's frame); the video path's
+    conversion expands them."""
+    from psr2video import animation
+    from psr2video.video.color import yuv_to_rgb
+    from psr2video.video.reader import frame_planes, stream_info
+
+    clip = tmp_path / "grey.mkv"
+    w, h = 48, 32
+    ramp = (16 + (np.mgrid[:h, :w][1] * 219) // (w - 1)).astype(np.uint8)
+    with av.open(str(clip), "w") as out:
+        s = out.add_stream("ffv1", rate=10)
+        s.width, s.height, s.pix_fmt = w, h, "gray"
+        s.codec_context.color_range = 1  # limited (tv)
+        for i in range(2):
+            f = av.VideoFrame.from_ndarray(ramp, format="gray")
+            f.pts, f.color_range = i, 1
+            for pkt in s.encode(f):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    with av.open(str(clip)) as c:
+        color = stream_info(c).color
+        fr = next(c.decode(video=0))
+        planes, bits, _, _, _ = frame_planes(fr, None, color)
+        ref = yuv_to_rgb(torch.from_numpy(np.ascontiguousarray(planes[0]))[None], None, None, bits, color)
+    assert not color.full_range
+    ref = np.round(ref[0].permute(1, 2, 0).numpy() * 255)
+    assert ref.min() == 0 and ref.max() == 255  # expanded: 16 -> 0, 235 -> 255
+    anim = animation.read_video(clip, 2, [])
+    for im in anim.frames:
+        assert np.abs(np.asarray(im).astype(int) - ref).max() <= 1

@@ -106,15 +106,18 @@ def test_picture_or_json_inside_a_dataset_folder_is_refused(tiny, tmp_path) -> N
     r = _run("--variant", "mks", "--dataset", str(tiny), "--no-ssim", "--json", str(tiny / "p0.png"))
     assert r.exit_code == 1 and "inside the dataset folder" in r.output, r.output
     assert (tiny / "p0.png").read_bytes() == before and "PSNR" not in r.output
-    r = _run("--variant", "mks", "--dataset", str(tiny), "--no-ssim", "--json", str(tiny / "sub" / "r.json"))
+    r = _run("--variant", "mks", "--dataset", str(tiny), "--no-ssim", "--json", str(tiny / "sub" / "r.png"))
     assert r.exit_code == 1 and "inside the dataset folder" in r.output, r.output
     assert not (tiny / "sub").exists()
     other = tmp_path / "other"
     shutil.copytree(tiny, other)
     r = _run("--variant", "mks", "--dataset", str(other), "--no-ssim", "--video", "--video-dataset", str(tiny),
-             "--json", str(tiny / "r.json"))
+             "--json", str(tiny / "r.webp"))
     assert r.exit_code == 1 and "inside the dataset folder" in r.output, r.output
-    assert not (tiny / "r.json").exists()
+    assert not (tiny / "r.webp").exists()
+    # a results file that is no picture harms nothing there (the next run does not measure it): written
+    r = _run("--variant", "mks", "--dataset", str(tiny), "--no-ssim", "--json", str(tiny / "r.json"))
+    assert r.exit_code == 0 and (tiny / "r.json").is_file(), r.output
 
 
 def test_stress_picture_on_a_dataset_picture_is_refused(tiny) -> None:

@@ -45,8 +45,9 @@ def load_for_command(variant: str, scale: int, weights: str | None, untrained: b
             return build_model(variant, scale)
         return load_model(variant, scale, weights=weights)
     except (WeightsError, ValueError) as e:
-        raise UserError(f"{e} (or pass --untrained for random weights)" if isinstance(e, WeightsError)
-                        else str(e)) from None
+        # (not after "a training checkpoint, use best/final": random weights are no answer to that)
+        plain = not isinstance(e, WeightsError) or "training checkpoint" in str(e)
+        raise UserError(str(e) if plain else f"{e} (or pass --untrained for random weights)") from None
 
 
 def parse_shape(text: str, flag: str = "--shape", example: str = "1280x720") -> tuple[int, int]:

@@ -499,9 +499,11 @@ def _refuse_overwriting(outputs: dict, inputs: list[str]) -> None:
 
 def _refuse_writing_into(outputs: dict, folders: list[Path]) -> None:
     """--json/--picture inside a dataset folder (or --video-dataset's): it replaced a picture being measured, or
-    added one to the next run's."""
+    added one to the next run's. A --json file that is no picture (r.json) is neither: it is let through."""
+    from ..names import IMAGE_EXTS
+
     for flag, out in outputs.items():
-        if out is None:
+        if out is None or flag == "--json" and Path(out).suffix.lower() not in IMAGE_EXTS:
             continue
         where = Path(out).resolve()
         for folder in folders:

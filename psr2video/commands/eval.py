@@ -417,8 +417,6 @@ def model_file_upscaler(path: str, scale: int, device: str, tile: int = 0):
     return Upscaler(model=net, device=device, backend=backend, precision="fp32", tile=tile)
 
 
-
-
 def _progress(line: str) -> None:
     """One line to stderr per model and dataset while a long evaluation runs, on a terminal only (the tables on
     stdout, and what scripts read, stay as they are)."""

@@ -423,7 +423,7 @@ def _frame_rgb(f: Any, deep: bool = False) -> tuple[Any, Any, Any]:
     more than 8 bits and no alpha, else None; the frame's colour decision). YUV and grey frames are converted as
     the video path converts them (``_yuv_rgb``: swscale leaves limited-range grey unexpanded, 16-20 codes off the
     video output); RGB and palette frames through swscale (no matrix, no range)."""
-    from .video.color import SWS_SPACE, decide_color
+    from .video.color import decide_color
 
     info = decide_color(f.colorspace, f.color_range, f.color_primaries, f.color_trc, f.height, f.format.name,
                         f.chroma_location)
@@ -436,13 +436,9 @@ def _frame_rgb(f: Any, deep: bool = False) -> tuple[Any, Any, Any]:
             a = np.concatenate([a, f.reformat(format="rgba").to_ndarray()[..., 3:]], axis=-1)
         return a, (rgb if deep else None), info
 
-    def convert(fmt: str) -> Any:
-        if info.from_rgb:
-            return f.to_ndarray(format=fmt)
-        return f.reformat(format=fmt, src_colorspace=SWS_SPACE.get(info.space, "ITU709"),
-                          src_color_range="JPEG" if info.full_range else "MPEG").to_ndarray()
-
-    return convert(fmt), (convert("rgb48le").astype(np.float32) / 65535.0 if deep else None), info
+    # RGB and palette frames: no matrix or range to apply
+    return f.to_ndarray(format=fmt), (f.to_ndarray(format="rgb48le").astype(np.float32) / 65535.0 if deep
+                                      else None), info
 
 
 def _yuv_rgb(f: Any, info: Any) -> Any:

@@ -121,3 +121,12 @@ def check_writable(path: str | Path | None, flag: str) -> None:
                 break
         raise UserError(f"can't write {flag} {path}: {e.strerror or e}") from None
 
+
+def options_given(*names: str) -> list[str]:
+    """The options among ``names`` (click parameter names) that the command line set, not left at their
+    defaults, as ``--flag`` words: for refusing options that do nothing without another one."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return []
+    return [f"--{n.replace('_', '-')}" for n in names if n in ctx.params
+            and ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT)]

@@ -12,7 +12,7 @@ import click
 
 from .. import paths
 from ..errors import UserError, command_errors
-from .common import check_device_name, check_writable
+from .common import check_device_name, check_writable, options_given
 
 BASELINE_METHODS = ("bicubic", "lanczos", "mks")
 
@@ -445,12 +445,8 @@ def _finite(value):
 def _refuse_unused_options(video: bool, record: bool, weights) -> None:
     """Options that only act with another one, refused when it is missing (as --picture without --stress is):
     they did nothing, without a word."""
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return
     if not video:
-        given = [f"--{n.replace('_', '-')}" for n in ("clips", "crf", "video_dataset")
-                 if ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT)]
+        given = options_given("clips", "crf", "video_dataset")
         if given:
             raise UserError(f"{', '.join(given)} set{'s' if len(given) == 1 else ''} the compressed-video table: "
                             "add --video")

@@ -12,7 +12,7 @@ import click
 
 from ..errors import UserError, command_errors
 from ..names import EXPORT_PRECISIONS
-from .common import interruptible, load_for_command, model_options, split_list
+from .common import interruptible, load_for_command, model_options, options_given, split_list
 
 
 @click.command("export")
@@ -163,11 +163,7 @@ def default_label(variant: str, scale: int, weights_name: str = "") -> str:
 def refuse_calibration_without_int8(precisions) -> None:
     """--calibration (or --calibration-frames) given for precisions that are not int8: it was ignored without a
     word, the user believing the export calibrated on their video."""
-    ctx = click.get_current_context(silent=True)
-    if ctx is None or "int8" in precisions:
-        return
-    given = [f"--{n.replace('_', '-')}" for n in ("calibration", "calibration_frames") if n in ctx.params and
-             ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
+    given = [] if "int8" in precisions else options_given("calibration", "calibration_frames")
     if given:
         raise UserError(f"{' and '.join(given)} {'are' if len(given) > 1 else 'is'} for int8 only (what int8 "
                         f"calibrates on); add -p int8 or drop {'them' if len(given) > 1 else 'it'}")

@@ -31,6 +31,7 @@ from .errors import PsrError, first_line
 from .fileio import atomic_path
 from .names import JPEG_ALIASES
 from .output_size import SizeSpec, check_format
+from .video import sws
 
 ANIMATION_EXTS = frozenset({".gif", ".png", ".webp"})  # the picture formats that hold an animation
 # what a video file may be written to as an animation (an APNG from a video would surprise: most viewers show a
@@ -433,11 +434,11 @@ def _frame_rgb(f: Any, deep: bool = False) -> tuple[Any, Any, Any]:
         rgb = _yuv_rgb(f, info)
         a = (rgb * 255.0 + 0.5).astype(np.uint8)
         if info.alpha:  # the alpha plane is whole (never subsampled): swscale copies it as it is
-            a = np.concatenate([a, f.reformat(format="rgba").to_ndarray()[..., 3:]], axis=-1)
+            a = np.concatenate([a, sws.to_ndarray(f, "rgba")[..., 3:]], axis=-1)
         return a, (rgb if deep else None), info
 
     # RGB and palette frames: no matrix or range to apply
-    return f.to_ndarray(format=fmt), (f.to_ndarray(format="rgb48le").astype(np.float32) / 65535.0 if deep
+    return sws.to_ndarray(f, fmt), (sws.to_ndarray(f, "rgb48le").astype(np.float32) / 65535.0 if deep
                                       else None), info
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .video import sws
+
 DEEP_OUT = frozenset({".png", ".tif", ".tiff"})  # where 16 bits can be written
 # picture mode -> (what the array is read as, PNG's and TIFF's encoder format)
 _FORMATS = {"RGB": ("rgb48le", "rgb48be", "rgb48le"), "RGBA": ("rgba64le", "rgba64be", "rgba64le"),
@@ -64,7 +66,7 @@ def read(path: Path) -> tuple[np.ndarray, str] | None:
         return None
     mode = "RGBA" if alpha else "L" if grey else "RGB"
     try:
-        a = frame.to_ndarray(format=_FORMATS[mode][0])
+        a = sws.to_ndarray(frame, _FORMATS[mode][0])
     except (ValueError, av.error.FFmpegError):
         return None
     a = a.astype(np.float32) / 65535.0
@@ -119,7 +121,7 @@ def write(a: np.ndarray, mode: str, info: dict, dst: Path, tmp: Path) -> None:
     try:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(q), format=src_fmt)
         if out_fmt != src_fmt:
-            frame = frame.reformat(format=out_fmt)
+            frame = sws.reformat(frame, format=out_fmt)
         cc = av.CodecContext.create("png" if ext == ".png" else "tiff", "w")
         cc.width, cc.height, cc.pix_fmt, cc.time_base = q.shape[1], q.shape[0], out_fmt, Fraction(1, 1)
         if ext != ".png" and info.get("dpi"):  # FFmpeg's TIFF encoder writes 72 dpi unless told

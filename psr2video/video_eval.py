@@ -22,6 +22,7 @@ from PIL import Image
 from .evaluate import UpscaleFn
 from .metrics import psnr_y, rgb_to_y, ssim_y
 from .pictures import list_images, load_rgb
+from .video import sws
 
 
 @dataclass
@@ -62,7 +63,7 @@ def compress(frames: Sequence[np.ndarray], crf: int, codec: str = "libx264",
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         s.options = {"crf": str(crf), "preset": preset}
         for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")
+            vf = sws.reformat(av.VideoFrame.from_ndarray(f, format="rgb24"), format="yuv420p")
             vf.pts = i
             out.mux(s.encode(vf))
         out.mux(s.encode(None))

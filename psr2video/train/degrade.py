@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..video import sws
 from .config import ConfigError
 from .data import downscale
 
@@ -128,7 +129,7 @@ def clip_roundtrip_frames(frames: list[torch.Tensor], codec: str, crf: int, pres
     enc.options = opts
     packets = []
     for i, f in enumerate(frames):
-        vf = av.VideoFrame.from_ndarray(_to_uint8(f), format="rgb24").reformat(format="yuv420p")
+        vf = sws.reformat(av.VideoFrame.from_ndarray(_to_uint8(f), format="rgb24"), format="yuv420p")
         vf.pts = i
         packets += enc.encode(vf)
     packets += enc.encode(None)

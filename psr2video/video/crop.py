@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PsrError
+from . import sws
 
 SAMPLES = 12  # frames looked at by --crop auto, spread over the video
 BLACK_LIMIT = 24  # luma steps (8-bit) above black that still count as black (FFmpeg's cropdetect default)
@@ -94,11 +95,11 @@ def _luma(frame: Any) -> tuple[Any, int]:
 
     fmt = frame.format
     if fmt.name.endswith(("f32le", "f32be", "f16le", "f16be")):  # float samples (grey EXR): a grey conversion
-        return frame.to_ndarray(format="gray"), 0
+        return sws.to_ndarray(frame, "gray"), 0
     if not fmt.name.startswith(("yuv", "gray")) or fmt.name.endswith("be") or len(fmt.components) < 1:
         if not getattr(fmt, "is_rgb", False) and not fmt.name.startswith(("rgb", "bgr", "gbr", "argb", "abgr")):
-            return _luma(frame.reformat(format="yuv420p"))  # keeps the stream's range: black stays where it was
-        return frame.to_ndarray(format="gray"), 0
+            return _luma(sws.reformat(frame, format="yuv420p"))  # keeps the stream's range: black stays where it was
+        return sws.to_ndarray(frame, "gray"), 0
     from .reader import _view
 
     bits = fmt.components[0].bits

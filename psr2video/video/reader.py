@@ -28,6 +28,7 @@ from av.codec.context import ThreadType
 
 from ..errors import PsrError
 from ..names import image_sequence
+from . import sws
 from .color import PLANAR, SEMIPLANAR, ColorInfo, decide_color
 from .continuity import Continuity, video_rate
 from .display_order import DisplayOrder, sorts_times
@@ -373,16 +374,16 @@ def frame_planes(frame: av.VideoFrame, size: tuple[int, int] | None = None,
     name = frame.format.name
     planar_work = color.work_fmt in PLANAR
     if name != "cuda" and name not in SEMIPLANAR and (name not in PLANAR or planar_work and name != color.work_fmt):
-        frame = frame.reformat(**color.sws_args(), **_size_args(frame, size))
+        frame = sws.reformat(frame, **color.sws_args(), **_size_args(frame, size))
         name = frame.format.name
     elif size is not None and (frame.width, frame.height) != size:
-        frame = frame.reformat(width=size[0], height=size[1])
+        frame = sws.reformat(frame, width=size[0], height=size[1])
     if name == "cuda":  # NVDEC: hand the device planes over without a copy
         sw = frame.sw_format.name if frame.sw_format is not None else "nv12"
         if sw in DLPACK_CUDA:
             return cuda_planes(frame, sw)
         # PyAV exports only NV12/P010/P016 CUDA frames over DLPack (4:4:4 is yuv444p/yuv444p16le): download
-        frame = frame.reformat(format=sw)
+        frame = sws.reformat(frame, format=sw)
         name = sw
     if name in SEMIPLANAR:
         bits, shift = SEMIPLANAR[name]

@@ -38,6 +38,7 @@ import av
 import numpy as np
 
 from ..errors import PsrError
+from ..video import sws
 from ..video.continuity import video_rate
 from ..video.display_order import DisplayOrder, sorts_times
 
@@ -382,7 +383,7 @@ class PyAVDecoder:
     def _planes(self, frame: av.VideoFrame) -> list[np.ndarray]:
         lay = self.layout
         if frame.format.name != lay.pix_fmt or frame.width != self.idx.width or frame.height != self.idx.height:
-            frame = frame.reformat(width=self.idx.width, height=self.idx.height, format=lay.pix_fmt)
+            frame = sws.reformat(frame, width=self.idx.width, height=self.idx.height, format=lay.pix_fmt)
         out = []
         item = np.dtype(lay.dtype).itemsize
         for p in lay.order:

@@ -168,6 +168,16 @@ def nearest_up(x: torch.Tensor, scale: int) -> torch.Tensor:
     return x.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
 
 
+def flat_mask(lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """(N, 1, H*scale, W*scale) bool: the output pixels whose LR pixel has a 3x3 neighbourhood (edges replicated)
+    of one single colour in every channel."""
+    import torch.nn.functional as F
+
+    pad = F.pad(lr, (1, 1, 1, 1), mode="replicate")
+    spread = (F.max_pool2d(pad, 3, 1) + F.max_pool2d(-pad, 3, 1)).amax(1, keepdim=True)
+    return nearest_up(spread == 0, scale)
+
+
 def random_patch(size: int, g: torch.Generator) -> torch.Tensor:
     """A random synthetic HR crop (3 x size x size) for training, drawn from ``g`` (reproducible per step)."""
     seed = int(torch.randint(0, 2**31 - 1, (), generator=g))
@@ -282,9 +292,11 @@ def aliased_card(name: str, w: int = 128, h: int = 96, seed: int = 0) -> torch.T
     return render_aliased(name, w, h, _rng(seed + 7919 * list(ALIASED_CARDS).index(name)))
 
 
-def aliased_pair(lr_size: int, scale: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def aliased_pair(lr_size: int, scale: int, g: torch.Generator,
+                 target: str = "nearest") -> tuple[torch.Tensor, torch.Tensor]:
     """A random hard-edged training pair drawn from ``g``: the LR (3 x lr_size x lr_size) rendered at LR size with
-    no antialiasing, and its HR target, the LR enlarged ``scale`` x by nearest neighbour.
+    no antialiasing, and its HR target, the LR enlarged ``scale`` x by nearest neighbour (``target="flat"``: only
+    where the LR's 3x3 neighbourhood is one flat colour, ``flat_mask``; NaN, no target, at and beside the edges).
 
     Why nearest neighbour: hard-edged content was rasterised on the LR grid (bitmap subtitles, UI, pixel art); a
     finer version of it does not exist in the signal, and one rendered at HR size (other hinting and stroke
@@ -297,4 +309,9 @@ def aliased_pair(lr_size: int, scale: int, g: torch.Generator) -> tuple[torch.Te
     big = render_aliased(kind, lr_size * 2, lr_size * 2, r)  # drawn larger and cropped: content varies across
     y, x = int(r.integers(0, lr_size + 1)), int(r.integers(0, lr_size + 1))
     lr = big[:, y:y + lr_size, x:x + lr_size].contiguous()
-    return lr, nearest_up(lr, scale)
+    hr = nearest_up(lr, scale)
+    if target == "flat":  # why: a small net pays for blocky edges on photos' edges (trainer: [data] aliased_target)
+        hr = hr.masked_fill(~flat_mask(lr[None], scale)[0], float("nan"))
+    elif target != "nearest":
+        raise ValueError(f"unknown aliased target {target!r}; choose nearest or flat")
+    return lr, hr

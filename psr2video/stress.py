@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .cards import ALIASED_CARDS, CARDS, aliased_card, card, nearest_up
+from .cards import ALIASED_CARDS, CARDS, aliased_card, card, flat_mask, nearest_up
 from .metrics import psnr_y
 from .models.magic import MagicKernelSharp2021
 from .paths import SAMPLE_CLIP
@@ -230,16 +230,6 @@ class AliasedResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def flat_mask(lr: torch.Tensor, scale: int) -> torch.Tensor:
-    """(N, 1, H*scale, W*scale) bool: the output pixels whose LR pixel has a 3x3 neighbourhood (edges replicated)
-    of one single colour in every channel."""
-    import torch.nn.functional as F
-
-    pad = F.pad(lr, (1, 1, 1, 1), mode="replicate")
-    spread = (F.max_pool2d(pad, 3, 1) + F.max_pool2d(-pad, 3, 1)).amax(1, keepdim=True)
-    return nearest_up(spread == 0, scale)
 
 
 def speckle(out: torch.Tensor, lr: torch.Tensor, scale: int) -> tuple[int, int]:

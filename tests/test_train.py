@@ -924,12 +924,44 @@ def test_aliased_share_of_synthetic_crops():
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # still a pure function of the step
 
 
+def test_aliased_target_flat_leaves_the_edges_free(images, tmp_path):
+    """``aliased_target = "flat"``: a hard-edged crop's HR is its nearest enlargement only where the LR's 3x3
+    neighbourhood is one colour, NaN (no target) elsewhere; the trainer gives those pixels the net's own output, so
+    no loss term sees an error there, and the same LR is drawn as with the nearest target."""
+    from psr2video.cards import aliased_pair, flat_mask, nearest_up
+
+    lr, hr = aliased_pair(24, 2, torch.Generator().manual_seed(5), "flat")
+    lr0, hr0 = aliased_pair(24, 2, torch.Generator().manual_seed(5))
+    free = torch.isnan(hr)
+    assert torch.equal(lr, lr0) and torch.equal(free.all(0), ~flat_mask(lr[None], 2)[0, 0])
+    assert 0 < free.float().mean() < 1 and torch.equal(hr[~free], hr0[~free])
+    assert torch.equal(hr0, nearest_up(lr, 2))
+    with pytest.raises(ValueError, match="unknown aliased target 'soft'"):
+        aliased_pair(24, 2, torch.Generator(), "soft")
+    ims = [torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)]
+    lr, hr = PatchSampler(ims, 2, 32, 6, synthetic=1.0, aliased=1.0, aliased_target="flat")(3)
+    assert torch.isnan(hr).any() and not torch.isnan(lr).any()
+
+    cfg = _cfg(images)
+    cfg["data"].update(synthetic=1.0, aliased=1.0, aliased_target="flat")
+    tr = Trainer(cfg, out=tmp_path / "run", quiet=True)
+    x, y = tr.sampler()(0)
+    row = tr.train_step(x, torch.full_like(y, float("nan")), 30)  # no target anywhere: nothing to learn
+    assert row["loss"] == 0.0 and math.isfinite(row["grad_norm"]) and row["grad_norm"] == 0.0
+    row = tr.train_step(x, y, 30)
+    assert math.isfinite(row["loss"]) and row["loss"] > 0
+
+
 @pytest.mark.parametrize("toml, words", [
     ("[data]\naliased = 1.5\nsynthetic = 0.2", "data.aliased must be a number in [0, 1], got 1.5"),
     ('[data]\naliased = "some"', "data.aliased must be a number in [0, 1], got 'some'"),
     ("[data]\naliased = 0.1", "data.aliased 0.1 is a share of the synthetic crops: set data.synthetic above 0"),
     ("[data]\naliased = 0.1\nsynthetic = 0.2\n[data.degrade]\nnoise = {prob = 0.5}",
      "data.aliased 0.1 makes hard-edged crops in clean batches only"),
+    ('[data]\naliased = 0.1\nsynthetic = 0.2\naliased_target = "soft"',
+     "data.aliased_target 'soft': choose from nearest, flat"),
+    ('[data]\naliased_target = "flat"', "data.aliased_target 'flat' is the target of the hard-edged crops: set "
+     "data.aliased above 0 too"),
 ])
 def test_aliased_config_mistakes_name_the_key(toml, words, tmp_path):
     conf = tmp_path / "bad.toml"

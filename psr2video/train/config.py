@@ -17,11 +17,13 @@ from ..errors import PsrError
 from ..names import SCALES, VARIANTS, device_name_problem
 
 ROOT = Path(__file__).resolve().parents[2]
+# the HR of a hard-edged crop: its nearest enlargement, or that only where the LR is flat (no target at the edges)
+ALIASED_TARGETS = ("nearest", "flat")
 DEFAULTS: dict = {
     "model": {"variant": "realtime", "scale": 2, "alpha": None, "zero_tail": True},
     "data": {"train": ["../shared/data/train/T91", "../shared/data/train/BSD200"], "patch": 64, "batch": 32,
              "augment": True, "prefetch": 6, "synthetic": 0.0, "degrade_share": 1.0,
-             "rescale": 1.0, "aliased": 0.0,
+             "rescale": 1.0, "aliased": 0.0, "aliased_target": "nearest",
              "val": ["../shared/data/val/Set5", "../shared/data/val/Set14"],
              "val_video": {}, "degrade": {}},
     "loss": {"l1": 1.0},
@@ -306,6 +308,11 @@ def check_config(cfg: dict) -> dict:
     if d["aliased"] > 0 and not d["synthetic"] > 0:
         raise ConfigError(f"data.aliased {d['aliased']:g} is a share of the synthetic crops: set data.synthetic "
                           "above 0 too")
+    if d["aliased_target"] not in ALIASED_TARGETS:
+        raise ConfigError(f"data.aliased_target {d['aliased_target']!r}: choose from {', '.join(ALIASED_TARGETS)}")
+    if d["aliased_target"] != "nearest" and not d["aliased"] > 0:
+        raise ConfigError(f"data.aliased_target {d['aliased_target']!r} is the target of the hard-edged crops: set "
+                          "data.aliased above 0 too")
     if d["aliased"] > 0 and d["degrade"] and d["degrade_share"] >= 1:
         raise ConfigError(f"data.aliased {d['aliased']:g} makes hard-edged crops in clean batches only (the "
                           "degradations start from an HR), and data.degrade_share 1 leaves none: lower it")

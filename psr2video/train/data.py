@@ -82,7 +82,8 @@ class PatchSampler:
 
     def __init__(self, images: list[torch.Tensor], scale: int, patch: int, batch: int, seed: int = 0,
                  augment: bool = True, degrade: Callable[[torch.Tensor, torch.Generator], Any] | None = None,
-                 synthetic: float = 0.0, degrade_share: float = 1.0, rescale: float = 1.0, aliased: float = 0.0):
+                 synthetic: float = 0.0, degrade_share: float = 1.0, rescale: float = 1.0, aliased: float = 0.0,
+                 aliased_target: str = "nearest"):
         if patch % scale:
             raise ConfigError(f"HR patch {patch} must be a multiple of the scale {scale}")
         if not 0.0 < rescale <= 1.0:
@@ -94,6 +95,7 @@ class PatchSampler:
         self.degrade = degrade
         self.synthetic, self.degrade_share, self.rescale = float(synthetic), float(degrade_share), float(rescale)
         self.aliased = float(aliased)  # the share of synthetic crops made hard-edged (``cards.aliased_pair``)
+        self.aliased_target = aliased_target  # "flat": their HR is NaN (no target) at the edges
         sizes = torch.tensor([im.shape[-1] * im.shape[-2] for im in self.images], dtype=torch.float64)
         self.weights = sizes / sizes.sum()  # sample images by area: every pixel equally likely
 
@@ -141,7 +143,7 @@ class PatchSampler:
                     # hard-edged (aliased) content drawn at LR size, its HR the nearest enlargement; in clean
                     # batches only (a degradation starts from the HR and would smooth the LR's hard edges)
                     if self.aliased > 0 and not degraded and float(torch.rand((), generator=g)) < self.aliased:
-                        hard[i], hr[i] = aliased_pair(self.patch // self.scale, self.scale, g)
+                        hard[i], hr[i] = aliased_pair(self.patch // self.scale, self.scale, g, self.aliased_target)
                         continue
                     # rendered cards (text, UI, line art) mostly; raw periodic patterns sometimes
                     use_card = float(torch.rand((), generator=g)) < 0.75

@@ -205,6 +205,7 @@ class Trainer:
                                      lr=float(o["lr"]), betas=tuple(o["betas"]))
         self.loss = CombinedLoss(cfg["loss"]).to(self.device)
         self.temporal = float(cfg["loss"].get("temporal") or 0)
+        self.free_target = cfg["data"]["aliased_target"] == "flat"
         if self.temporal:  # check_config made sure of panning clips
             video = cfg["data"]["degrade"]["video"]
             # the previous frame's target has up to `motion` px of replicated edge
@@ -568,7 +569,8 @@ class Trainer:
         sampler = PatchSampler(images, self.scale, int(d["patch"]), int(d["batch"]),
                                seed=int(self.cfg["train"]["seed"]), augment=bool(d["augment"]), degrade=degrade,
                                synthetic=float(d["synthetic"]), degrade_share=float(d["degrade_share"]),
-                               rescale=float(d["rescale"]), aliased=float(d["aliased"]))
+                               rescale=float(d["rescale"]), aliased=float(d["aliased"]),
+                               aliased_target=str(d["aliased_target"]))
         if len(sampler.images) < len(images):  # said, never silent: a large patch changes what the run learns from
             self._print(f"{len(images) - len(sampler.images)} of {len(images)} training images are smaller than the "
                         f"{d['patch']}-px patch on their short side and are not used")
@@ -588,6 +590,8 @@ class Trainer:
         self.net.train()
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             sr = self.net(lr_img)
+        if self.free_target:  # NaN in the HR is "no target" ([data] aliased_target = "flat"): the net's own
+            hr = torch.where(torch.isnan(hr), sr.detach().float(), hr)  # output there, so no term sees an error
         loss, parts = self.loss(sr.float(), hr)
         if pair and self.temporal:
             t_loss = self.temporal_loss(sr.float().unflatten(0, (2, -1)), hr.unflatten(0, (2, -1)))

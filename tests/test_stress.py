@@ -47,6 +47,30 @@ def test_shipped_weights_pass_the_stress_suite(name):
     assert {r.precision for r in rows} == {"fp32", "fp16"} and any(r.kind == "real" for r in rows)
 
 
+# Shipped files that still fail the stress suite's aliased section (issue 9), each with the most speckled pixels
+# it may have (the worse precision per card, summed, as the trainer logs it). A ratchet: a file not listed must pass
+# the section, a listed one may not get worse, and one that passes must leave the list; once it is empty,
+# stress.ALIASED_IS_A_BAR becomes True and the section counts like the main bar.
+ALIASED_KNOWN: dict[str, int] = {"realtime_x2": 11, "stream_x2_clean": 15}
+
+
+@pytest.mark.parametrize("name", list(shipped_files()))
+def test_shipped_weights_hold_the_aliased_ratchet(name):
+    from psr2video.stress import ALIASED_IS_A_BAR, aliased_model
+
+    worst: dict[str, int] = {}
+    for r in aliased_model(load_model(weights=shipped_files()[name])):
+        worst[r.card] = max(worst.get(r.card, 0), r.speckle)
+    px = sum(worst.values())
+    if name not in ALIASED_KNOWN:
+        assert px == 0, f"{name} speckles {px} pixels on the aliased cards: {worst}"
+    else:
+        assert 0 < px <= ALIASED_KNOWN[name], (
+            f"{name}: {px} speckled pixels against the {ALIASED_KNOWN[name]} listed ({worst}); "
+            + ("it passes now: take it off ALIASED_KNOWN" if px == 0 else "it got worse"))
+    assert ALIASED_IS_A_BAR == (not ALIASED_KNOWN)
+
+
 def test_eval_cli_prints_video_and_stress_tables(tmp_path, pan_folder):
     import json
 

@@ -272,6 +272,14 @@ def aliased_model(net: torch.nn.Module, precisions: Sequence[str] = ("fp32", "fp
     return [r for prec in precisions for r in run_aliased(model_fn(net, prec), scale, prec, alpha=alpha)]
 
 
+def aliased_pixels(rows: Sequence[AliasedResult]) -> dict[str, int]:
+    """Speckled pixels per aliased card, the worse precision of each (the trainer's log, the tests' ratchet)."""
+    px: dict[str, int] = {}
+    for r in rows:
+        px[r.card] = max(px.get(r.card, 0), r.speckle)
+    return px
+
+
 def aliased_failures(rows: Sequence[AliasedResult], bar: bool | None = None) -> list[str]:
     """The aliased rows that fail, when the section is a bar (``bar``, default ``ALIASED_IS_A_BAR``); else none."""
     if not (ALIASED_IS_A_BAR if bar is None else bar):

@@ -673,17 +673,14 @@ class Trainer:
         text and 1-px lines, so a net that fails here is never written as best. The aliased section is measured
         at every validation (a run training ``[data] aliased`` shows its effect in the log) and counts as a
         failure once it is a bar (``stress.ALIASED_IS_A_BAR``)."""
-        from ..stress import aliased_failures, aliased_model, failures, real_frames, stress_model
+        from ..stress import aliased_failures, aliased_model, aliased_pixels, failures, real_frames, stress_model
 
         if not hasattr(self, "_stress_real"):
             self._stress_real = real_frames()
         net = copy.deepcopy(self.ema.net).cpu().float().eval()
         rows = stress_model(net, real=self._stress_real)
         aliased = aliased_model(net)
-        speckle: dict[str, int] = {}
-        for r in aliased:  # the worse precision per card
-            speckle[r.card] = max(speckle.get(r.card, 0), r.speckle)
-        return max(r.detail for r in rows), failures(rows) + aliased_failures(aliased), speckle
+        return max(r.detail for r in rows), failures(rows) + aliased_failures(aliased), aliased_pixels(aliased)
 
     def export(self, path: Path, validation: dict | None = None) -> Path:
         """Save the fused EMA weights with the recipe (data, steps, command, validation) in the header, readable

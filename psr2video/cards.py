@@ -303,6 +303,8 @@ def aliased_pair(lr_size: int, scale: int, g: torch.Generator,
     widths, antialiased or not) is not something the LR determines, so an L1 loss would average the candidates
     into grey fringes, the very halo and stipple this content must not get. The nearest enlargement is the one
     target the LR fixes exactly (a box downscale gives the LR back): flat stays flat, edges stay hard."""
+    if target not in ("nearest", "flat"):
+        raise ValueError(f"unknown aliased target {target!r}; choose nearest or flat")
     seed = int(torch.randint(0, 2**31 - 1, (), generator=g))
     r = _rng(seed)
     kind = ALIASED_KINDS[int(r.integers(0, len(ALIASED_KINDS)))]
@@ -312,6 +314,4 @@ def aliased_pair(lr_size: int, scale: int, g: torch.Generator,
     hr = nearest_up(lr, scale)
     if target == "flat":  # why: a small net pays for blocky edges on photos' edges (trainer: [data] aliased_target)
         hr = hr.masked_fill(~flat_mask(lr[None], scale)[0], float("nan"))
-    elif target != "nearest":
-        raise ValueError(f"unknown aliased target {target!r}; choose nearest or flat")
     return lr, hr

@@ -952,6 +952,36 @@ def test_aliased_target_flat_leaves_the_edges_free(images, tmp_path):
     assert math.isfinite(row["loss"]) and row["loss"] > 0
 
 
+def test_flat_hinge_pushes_only_the_strays_of_flat_targets(images, tmp_path):
+    """``[loss] flat_hinge``: past a margin of half the stress suite's speckle bar, a hard-edged crop's known (flat)
+    pixels cost their worst channel's excess; a crop with no free pixel (a photo) and the free pixels cost nothing,
+    and the term reaches the net's gradient."""
+    from psr2video import stress
+    from psr2video.train.losses import flat_hinge
+    from psr2video.train.trainer import FLAT_HINGE_MARGIN
+
+    assert FLAT_HINGE_MARGIN == stress.SPECKLE_CODES / 2 / 255
+    m = 12 / 255
+    hr = torch.full((2, 3, 4, 4), 0.5)
+    hr[0, :, 0] = float("nan")  # crop 0 hard-edged: its first row free; crop 1 a photo
+    sr = hr.nan_to_num(0.5).clone()
+    assert float(flat_hinge(sr, hr, m)) == 0.0
+    sr[0, 2, 1, 1] += 0.01 + m  # one known pixel of the hard-edged crop past the margin, in one channel
+    sr[0, :, 0] = 1.0  # free pixels: anything goes
+    sr[1] = 0.0  # the photo crop: not this term's business
+    assert float(flat_hinge(sr, hr, m)) == pytest.approx(0.01 / 12, abs=1e-6)  # 12 known pixels
+    assert float(flat_hinge(sr, hr[1:], m)) == 0.0  # no hard-edged crop in the batch
+
+    cfg = _cfg(images)
+    cfg["data"].update(synthetic=1.0, aliased=1.0, aliased_target="flat")
+    cfg["loss"]["flat_hinge"] = 1.0
+    tr = Trainer(cfg, out=tmp_path / "run", quiet=True)
+    x, y = tr.sampler()(0)
+    row = tr.train_step(x, y, 30)
+    assert math.isfinite(row["loss"]) and row["flat_hinge"] >= 0.0
+    assert row["loss"] == pytest.approx(row["l1"] + row["flat_hinge"], rel=1e-5)
+
+
 @pytest.mark.parametrize("toml, words", [
     ("[data]\naliased = 1.5\nsynthetic = 0.2", "data.aliased must be a number in [0, 1], got 1.5"),
     ('[data]\naliased = "some"', "data.aliased must be a number in [0, 1], got 'some'"),
@@ -962,6 +992,8 @@ def test_aliased_target_flat_leaves_the_edges_free(images, tmp_path):
      "data.aliased_target 'soft': choose from nearest, flat"),
     ('[data]\naliased_target = "flat"', "data.aliased_target 'flat' is the target of the hard-edged crops: set "
      "data.aliased above 0 too"),
+    ("[data]\naliased = 0.1\nsynthetic = 0.2\n[loss]\nl1 = 1.0\nflat_hinge = 1.0",
+     "[loss] flat_hinge weighs the hard-edged crops' flat target: set data.aliased_target = \"flat\""),
 ])
 def test_aliased_config_mistakes_name_the_key(toml, words, tmp_path):
     conf = tmp_path / "bad.toml"

@@ -46,7 +46,7 @@ X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 # losses.py's PIXEL_LOSSES and PerceptualLoss.LAYERS (named here: losses.py imports this module, not the reverse)
 PIXEL_LOSS_NAMES = ("l1", "l2", "charbonnier", "ms_ssim", "fft")
 PERCEPTUAL_LAYERS = ("conv1_2", "conv2_2", "conv3_4", "conv4_4", "conv5_4")
-LOSS_EXTRA = ("perceptual", "perceptual_weights", "perceptual_layers", "temporal")
+LOSS_EXTRA = ("perceptual", "perceptual_weights", "perceptual_layers", "temporal", "flat_hinge")
 VAL_VIDEO_KEYS = ("folder", "crf", "clips")
 
 
@@ -253,7 +253,8 @@ def _check_loss(loss: Any) -> None:
                 _num(v, layer, f"loss.perceptual_layers.{layer}", 0)
         else:
             _num(loss, k, f"loss.{k}", 0)
-    if not any(loss.get(k) for k in names if k not in ("perceptual_weights", "perceptual_layers", "temporal")):
+    if not any(loss.get(k) for k in names if k not in ("perceptual_weights", "perceptual_layers", "temporal",
+                                                  "flat_hinge")):
         raise ConfigError("the [loss] table enables no loss: give one of "
                           f"{', '.join([*PIXEL_LOSS_NAMES, 'perceptual'])} a weight above 0")
 
@@ -318,6 +319,9 @@ def check_config(cfg: dict) -> dict:
                           "degradations start from an HR), and data.degrade_share 1 leaves none: lower it")
 
     _check_loss(cfg["loss"])
+    if cfg["loss"].get("flat_hinge") and d["aliased_target"] != "flat":
+        raise ConfigError("[loss] flat_hinge weighs the hard-edged crops' flat target: set data.aliased_target = "
+                          "\"flat\" (and data.aliased above 0)")
     if cfg["loss"].get("temporal") and int((d["degrade"].get("video") or {}).get("frames", 2)) <= 2:
         raise ConfigError("[loss] temporal needs panning clips: [data.degrade] video with frames = 3 or more")
 

@@ -33,10 +33,13 @@ from ..runtime.upscaler import resolve_device
 from .config import DEFAULTS, ROOT, ConfigError, check_config, load_config
 from .config import resolve as _resolve
 from .data import PatchSampler, Prefetcher, load_images
-from .losses import CombinedLoss, TemporalLoss
+from .losses import CombinedLoss, TemporalLoss, flat_hinge
 
 __all__ = ["DEFAULTS", "ROOT", "ConfigError", "EMA", "RunError", "Trainer", "check_config", "load_config", "lr_at"]
 
+# [loss] flat_hinge's margin: half the stress section's speckle bar (stress.SPECKLE_CODES = 24 codes; a test keeps
+# them in step), so a pixel is pushed back well before it counts as speckle
+FLAT_HINGE_MARGIN = 12 / 255
 RUN_FILES = ("last.pt", "log.jsonl", "best.safetensors", "final.safetensors", "curves.png")
 # keys that make the net (or the discriminator) what it is: a checkpoint resumes only with the same ones
 MODEL_KEYS = ("model.variant", "model.scale", "model.alpha")
@@ -206,6 +209,7 @@ class Trainer:
         self.loss = CombinedLoss(cfg["loss"]).to(self.device)
         self.temporal = float(cfg["loss"].get("temporal") or 0)
         self.free_target = cfg["data"]["aliased_target"] == "flat"
+        self.flat_hinge = float(cfg["loss"].get("flat_hinge") or 0)  # check_config: only with the flat target
         if self.temporal:  # check_config made sure of panning clips
             video = cfg["data"]["degrade"]["video"]
             # the previous frame's target has up to `motion` px of replicated edge
@@ -590,9 +594,13 @@ class Trainer:
         self.net.train()
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             sr = self.net(lr_img)
+        hinge = flat_hinge(sr, hr, FLAT_HINGE_MARGIN) if self.flat_hinge else None
         if self.free_target:  # NaN in the HR is "no target" ([data] aliased_target = "flat"): the net's own
             hr = torch.where(torch.isnan(hr), sr.detach().float(), hr)  # output there, so no term sees an error
         loss, parts = self.loss(sr.float(), hr)
+        if hinge is not None:
+            loss = loss + self.flat_hinge * hinge
+            parts["flat_hinge"] = float(hinge.detach())
         if pair and self.temporal:
             t_loss = self.temporal_loss(sr.float().unflatten(0, (2, -1)), hr.unflatten(0, (2, -1)))
             loss = loss + self.temporal * t_loss

@@ -78,6 +78,27 @@ def test_a_net_failing_the_stress_suite_is_never_best(images, tmp_path):
     assert (tmp_path / "run" / "final.safetensors").is_file()
 
 
+def test_the_aliased_bar_holds_back_best_only_in_runs_taught_hard_edges(images, tmp_path, monkeypatch):
+    """With ``stress.ALIASED_IS_A_BAR`` a speckled aliased card fails a run that trains ``[data] aliased`` (its best
+    must not speckle), while a photo-only run, never taught hard edges, still keeps a best (pytest and eval --stress
+    hold shipped files to the bar)."""
+    from types import SimpleNamespace
+
+    from psr2video import stress
+
+    speckled = [stress.AliasedResult("dots_black_on_white", "fp32", 9, 60, 0, 5, True, False, "9 px > 24 codes")]
+    monkeypatch.setattr(stress, "real_frames", lambda: [])
+    monkeypatch.setattr(stress, "stress_model", lambda net, real=None: [SimpleNamespace(detail=0.2, passed=True)])
+    monkeypatch.setattr(stress, "aliased_model", lambda net: speckled)
+    monkeypatch.setattr(stress, "ALIASED_IS_A_BAR", True)
+    photo = Trainer(_cfg(images), out=tmp_path / "photo", quiet=True)
+    assert photo.stress() == (0.2, [], {"dots_black_on_white": 9})
+    cfg = _cfg(images)
+    cfg["data"].update(synthetic=0.5, aliased=0.5)
+    taught = Trainer(cfg, out=tmp_path / "taught", quiet=True)
+    assert taught.stress()[1] == ["dots_black_on_white (fp32): 9 px > 24 codes"]
+
+
 @pytest.mark.slow  # two real training runs: CI runs it (--run-slow)
 def test_images_smaller_than_the_patch_are_reported(images, tmp_path, capsys):
     import shutil

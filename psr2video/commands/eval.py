@@ -104,7 +104,7 @@ def _check_fit(models, folders: list[Path], scale: int, suites: list[tuple[str, 
 @click.option("--clips", type=click.IntRange(1), default=None, help="At most this many --video clips (default: all).")
 @click.option("--stress", "stress", is_flag=True,
               help="Also the stress table (text, 1-px lines, UI, flat colour; fp32 and fp16) for every model, "
-                   "then its aliased section (hard-edged cards at LR size; reported, not a bar).")
+                   "then its aliased section (hard-edged cards at LR size).")
 @click.option("--picture", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --stress: write a side-by-side PNG of the text card (HR, MKS2021, each model).")
 @click.option("--shipped", is_flag=True,
@@ -116,7 +116,7 @@ def eval_cmd(variants, weights, model_files, tile, baselines, scale, datasets, d
 
     With --video, also on H.264-compressed panning clips (PSNR/SSIM and temporal error); with --stress,
     the stress suite every shipped model must pass (exit 1 if one fails), then its aliased section (hard-edged
-    content at LR size; reported, not a bar: issue 9)."""
+    content at LR size, a bar too)."""
     from rich.console import Console
 
     from ..models.magic import MagicKernelSharp2021
@@ -372,7 +372,7 @@ def _stress_tables(console, models, real=None) -> tuple[list, list, list[str]]:
             rows = run_suite(up, up.scale, up.precision, real=real)
             arows = run_aliased(up, up.scale, up.precision)
         console.print(table(rows, f"stress: {name} (bar: |detail| <= 1 everywhere; text/UI >= MKS2021)"))
-        what = "a bar" if ALIASED_IS_A_BAR else "reported, not a bar (issue 9)"
+        what = "a bar" if ALIASED_IS_A_BAR else "reported, not a bar"
         console.print(aliased_table(arows, f"stress, aliased: {name} (hard-edged cards at LR size; pixels > "
                                            f"{SPECKLE_CODES} codes off a flat 3x3 LR neighbourhood; {what})"))
         out += [{"model": name, **r.to_dict()} for r in rows]

@@ -47,6 +47,9 @@ X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 PIXEL_LOSS_NAMES = ("l1", "l2", "charbonnier", "ms_ssim", "fft")
 PERCEPTUAL_LAYERS = ("conv1_2", "conv2_2", "conv3_4", "conv4_4", "conv5_4")
 LOSS_EXTRA = ("perceptual", "perceptual_weights", "perceptual_layers", "temporal", "flat_hinge")
+# [loss] keys that are not terms of losses.CombinedLoss: the perceptual term's settings, and the terms the trainer
+# adds itself (they need pairs of frames or the NaN of a flat target); none of them alone enables a loss
+LOSS_NOT_COMBINED = ("perceptual_weights", "perceptual_layers", "temporal", "flat_hinge")
 VAL_VIDEO_KEYS = ("folder", "crf", "clips")
 
 
@@ -253,8 +256,7 @@ def _check_loss(loss: Any) -> None:
                 _num(v, layer, f"loss.perceptual_layers.{layer}", 0)
         else:
             _num(loss, k, f"loss.{k}", 0)
-    if not any(loss.get(k) for k in names if k not in ("perceptual_weights", "perceptual_layers", "temporal",
-                                                  "flat_hinge")):
+    if not any(loss.get(k) for k in names if k not in LOSS_NOT_COMBINED):
         raise ConfigError("the [loss] table enables no loss: give one of "
                           f"{', '.join([*PIXEL_LOSS_NAMES, 'perceptual'])} a weight above 0")
 

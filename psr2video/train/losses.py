@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..metrics import gaussian_window, ssim_parts
-from .config import ConfigError
+from .config import LOSS_NOT_COMBINED, ConfigError
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -180,7 +180,7 @@ class CombinedLoss(nn.Module):
         self.terms = nn.ModuleDict()
         self.weights: dict[str, float] = {}
         for name, w in cfg.items():
-            if name in ("perceptual_weights", "perceptual_layers", "temporal", "flat_hinge") or not w:
+            if name in LOSS_NOT_COMBINED or not w:
                 continue
             if name == "perceptual":
                 mod: nn.Module = PerceptualLoss(cfg.get("perceptual_weights"), cfg.get("perceptual_layers"))
